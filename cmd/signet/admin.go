@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/signet-id/signet/internal/errkind"
+	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
+)
+
+// Defaults shared by the server and the admin commands.
+const (
+	defaultServerDataDir = "/var/lib/signet/server"
+	defaultAgentDataDir  = "/var/lib/signet/agent"
+	defaultAgentSocket   = "/run/signet/agent.sock"
+	adminSocketEnv       = "SIGNET_ADMIN_SOCKET"
+	maxAdminMessage      = 256 << 20
+	adminCallTimeout     = 60 * time.Second
+)
+
+func defaultAdminSocket() string {
+	if s := os.Getenv(adminSocketEnv); s != "" {
+		return s
+	}
+	return defaultServerDataDir + "/admin.sock"
+}
+
+// adminConn holds the --admin-socket flag of an admin command.
+type adminConn struct{ socket string }
+
+func (a *adminConn) addFlags(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&a.socket, "admin-socket", defaultAdminSocket(),
+		"the server's admin socket (env "+adminSocketEnv+")")
+}
+
+// client dials the admin socket. The returned func closes the connection.
+func (a *adminConn) client() (adminv1.AdminClient, func(), error) {
+	fi, err := os.Stat(a.socket)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil, fmt.Errorf("no admin socket at %s: is `signet server run` running? Point to it with --admin-socket or %s", a.socket, adminSocketEnv)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, nil, fmt.Errorf("admin socket %s: permission denied: run as the server's user or root", a.socket)
+	case err != nil:
+		return nil, nil, fmt.Errorf("admin socket: %w", err)
+	case fi.Mode()&fs.ModeSocket == 0:
+		return nil, nil, fmt.Errorf("admin socket %s is not a socket", a.socket)
+	}
+	conn, err := grpc.NewClient("unix://"+a.socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxAdminMessage), grpc.MaxCallSendMsgSize(maxAdminMessage)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin socket %s: %w", a.socket, err)
+	}
+	return adminv1.NewAdminClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// call runs fn with a connected admin client and a deadline, and turns gRPC
+// errors into one-line messages.
+func (a *adminConn) call(cmd *cobra.Command, fn func(ctx context.Context, c adminv1.AdminClient) error) error {
+	c, closeFn, err := a.client()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(cmd.Context(), adminCallTimeout)
+	defer cancel()
+	return rpcErr(fn(ctx, c))
+}
+
+// rpcErr makes a gRPC error readable: its message, and a hint for the
+// transport failures operators meet most.
+func rpcErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	k := errkind.FromGRPC(err)
+	msg, _ := errkind.Public(k)
+	if errkind.Of(k) == errkind.Unavailable {
+		return fmt.Errorf("server unavailable: %s", msg)
+	}
+	return errors.New(msg)
+}
+
+// output is the --json switch of read commands.
+type output struct{ json bool }
+
+func (o *output) addFlags(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON instead of a table")
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes aligned columns; the first row is the header.
+func table(w io.Writer, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		if _, err := fmt.Fprintln(tw, strings.Join(r, "\t")); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}
+
+// fmtTime renders a timestamp for tables; zero is "-".
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func unixTime(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}

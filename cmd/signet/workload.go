@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const endpointEnv = "SPIFFE_ENDPOINT_SOCKET"
+
+// workloadConn holds the flags of commands that talk to the agent's
+// Workload API, the way any SPIFFE workload does.
+type workloadConn struct {
+	socket  string
+	timeout time.Duration
+}
+
+func (w *workloadConn) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&w.socket, "socket", "", "Workload API socket path (default: $"+endpointEnv+", else "+defaultAgentSocket+")")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", 10*time.Second, "how long to wait for the agent")
+}
+
+// addr resolves the socket address in the form go-spiffe expects.
+func (w *workloadConn) addr() (string, string, error) {
+	switch {
+	case w.socket != "":
+		p, err := filepath.Abs(w.socket)
+		if err != nil {
+			return "", "", err
+		}
+		return "unix://" + p, p, nil
+	case os.Getenv(endpointEnv) != "":
+		a := os.Getenv(endpointEnv)
+		return a, strings.TrimPrefix(a, "unix://"), nil
+	}
+	return "unix://" + defaultAgentSocket, defaultAgentSocket, nil
+}
+
+func (w *workloadConn) client(cmd *cobra.Command) (context.Context, *workloadapi.Client, func(), error) {
+	addr, path, err := w.addr()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if strings.HasPrefix(addr, "unix://") {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil, fmt.Errorf("no Workload API socket at %s: is `signet agent run` (or `signet dev`) running? Set --socket or %s", path, endpointEnv)
+		}
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), w.timeout)
+	c, err := workloadapi.New(ctx, workloadapi.WithAddr(addr))
+	if err != nil {
+		cancel()
+		return nil, nil, nil, fmt.Errorf("workload api at %s: %w", addr, err)
+	}
+	return ctx, c, func() { _ = c.Close(); cancel() }, nil
+}
+
+// workloadErr explains the Workload API's answers in operator terms.
+func workloadErr(err error) error {
+	switch status.Code(err) {
+	case codes.PermissionDenied:
+		return fmt.Errorf("no identity issued to this process (uid %d): register an entry whose selectors match it, e.g. --selector unix:uid:%d", os.Getuid(), os.Getuid())
+	case codes.Unavailable:
+		return fmt.Errorf("agent unavailable (it may not have synced with the server yet): %s", status.Convert(err).Message())
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("timed out waiting for the agent")
+	case codes.InvalidArgument:
+		return errors.New(status.Convert(err).Message())
+	}
+	return err
+}
+
+func newSVIDCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "svid", Short: "Fetch this process's X509-SVIDs from the Workload API"}
+	var (
+		conn  workloadConn
+		write string
+		out   output
+	)
+	fetch := &cobra.Command{
+		Use:   "fetch",
+		Short: "Fetch and show X509-SVIDs; --write saves them as PEM files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, c, closeFn, err := conn.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			x, err := c.FetchX509Context(ctx)
+			if err != nil {
+				return workloadErr(err)
+			}
+			if write != "" {
+				if err := writeSVIDFiles(write, x); err != nil {
+					return err
+				}
+			}
+			if out.json {
+				return writeJSON(cmd.OutOrStdout(), svidsJSON(x))
+			}
+			return printSVIDs(cmd, x, write)
+		},
+	}
+	conn.addFlags(fetch)
+	fetch.Flags().StringVar(&write, "write", "", "write svid.N.pem, svid.N.key (0600) and bundle.N.pem into this directory")
+	out.addFlags(fetch)
+	cmd.AddCommand(fetch)
+	return cmd
+}
+
+func svidsJSON(x *workloadapi.X509Context) map[string]any {
+	var svids []map[string]any
+	for _, s := range x.SVIDs {
+		leaf := s.Certificates[0]
+		chain := make([]string, len(s.Certificates))
+		for i, c := range s.Certificates {
+			chain[i] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+		}
+		svids = append(svids, map[string]any{
+			"spiffe_id": s.ID.String(), "hint": s.Hint, "serial": leaf.SerialNumber.Text(16),
+			"not_before": leaf.NotBefore.UTC().Format(time.RFC3339), "not_after": leaf.NotAfter.UTC().Format(time.RFC3339),
+			"dns_names": leaf.DNSNames, "chain_pem": chain,
+		})
+	}
+	bundles := map[string]int{}
+	for _, b := range x.Bundles.Bundles() {
+		bundles[b.TrustDomain().Name()] = len(b.X509Authorities())
+	}
+	return map[string]any{"svids": svids, "bundles": bundles}
+}
+
+func printSVIDs(cmd *cobra.Command, x *workloadapi.X509Context, dir string) error {
+	w := cmd.OutOrStdout()
+	for i, s := range x.SVIDs {
+		leaf := s.Certificates[0]
+		rows := [][]string{
+			{"SPIFFE ID:", s.ID.String()},
+			{"Hint:", orDash(s.Hint)},
+			{"Serial:", leaf.SerialNumber.Text(16)},
+			{"Valid:", fmt.Sprintf("%s to %s (expires in %s)", leaf.NotBefore.UTC().Format(time.RFC3339),
+				leaf.NotAfter.UTC().Format(time.RFC3339), time.Until(leaf.NotAfter).Round(time.Second))},
+		}
+		if len(leaf.DNSNames) > 0 {
+			rows = append(rows, []string{"DNS names:", strings.Join(leaf.DNSNames, ",")})
+		}
+		for j, c := range s.Certificates {
+			rows = append(rows, []string{fmt.Sprintf("Chain[%d]:", j), certSummary(c)})
+		}
+		if b, err := x.Bundles.GetX509BundleForTrustDomain(s.ID.TrustDomain()); err == nil {
+			for j, c := range b.X509Authorities() {
+				rows = append(rows, []string{fmt.Sprintf("Bundle[%d]:", j), certSummary(c)})
+			}
+		}
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if err := table(w, rows); err != nil {
+			return err
+		}
+	}
+	if dir != "" {
+		fmt.Fprintf(w, "\nwrote %d SVID(s) to %s\n", len(x.SVIDs), dir)
+	}
+	return nil
+}
+
+func certSummary(c *x509.Certificate) string {
+	id := "-"
+	if len(c.URIs) > 0 {
+		id = c.URIs[0].String()
+	}
+	return fmt.Sprintf("%s issued by %q, expires %s", id, c.Issuer.String(), c.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// writeSVIDFiles writes each SVID's chain and key and its trust bundle.
+// Files are replaced atomically; keys are 0600.
+func writeSVIDFiles(dir string, x *workloadapi.X509Context) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--write: %w", err)
+	}
+	for i, s := range x.SVIDs {
+		certs, key, err := s.Marshal()
+		if err != nil {
+			return fmt.Errorf("encode svid %s: %w", s.ID, err)
+		}
+		if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("svid.%d.pem", i)), certs, 0o644); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("svid.%d.key", i)), key, 0o600); err != nil {
+			return err
+		}
+		b, err := x.Bundles.GetX509BundleForTrustDomain(s.ID.TrustDomain())
+		if err != nil {
+			return fmt.Errorf("bundle for %s: %w", s.ID.TrustDomain(), err)
+		}
+		pemBytes, err := b.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("bundle.%d.pem", i)), pemBytes, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func newJWTCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "jwt", Short: "Fetch and validate JWT-SVIDs through the Workload API"}
+	var (
+		fconn, vconn workloadConn
+		audiences    []string
+		spiffeID     string
+		fout, vout   output
+		vaudience    string
+	)
+	fetch := &cobra.Command{
+		Use:   "fetch",
+		Short: "Fetch JWT-SVIDs for an audience; prints each token on its own line",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(audiences) == 0 {
+				return fmt.Errorf("--audience is required, e.g. --audience https://api.example.org")
+			}
+			params := jwtsvid.Params{Audience: audiences[0], ExtraAudiences: audiences[1:]}
+			if spiffeID != "" {
+				id, err := spiffeid.FromString(spiffeID)
+				if err != nil {
+					return fmt.Errorf("--spiffe-id %q: %v", spiffeID, err)
+				}
+				params.Subject = id
+			}
+			ctx, c, closeFn, err := fconn.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			svids, err := c.FetchJWTSVIDs(ctx, params)
+			if err != nil {
+				return workloadErr(err)
+			}
+			if fout.json {
+				items := make([]map[string]any, len(svids))
+				for i, s := range svids {
+					items[i] = map[string]any{"spiffe_id": s.ID.String(), "token": s.Marshal(), "audience": s.Audience,
+						"expires_at": s.Expiry.UTC().Format(time.RFC3339), "hint": s.Hint}
+				}
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"svids": items})
+			}
+			for _, s := range svids {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s (expires %s)\n", s.ID, s.Expiry.UTC().Format(time.RFC3339))
+				fmt.Fprintln(cmd.OutOrStdout(), s.Marshal())
+			}
+			return nil
+		},
+	}
+	fconn.addFlags(fetch)
+	fetch.Flags().StringArrayVar(&audiences, "audience", nil, "audience the token is for (repeatable)")
+	fetch.Flags().StringVar(&spiffeID, "spiffe-id", "", "only this identity (default: every identity of the caller)")
+	fout.addFlags(fetch)
+
+	validate := &cobra.Command{
+		Use:   "validate --audience A TOKEN",
+		Short: "Validate a JWT-SVID against the trust bundles; exits 1 when invalid",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if vaudience == "" {
+				return fmt.Errorf("--audience is required: the audience this service expects")
+			}
+			ctx, c, closeFn, err := vconn.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			svid, err := c.ValidateJWTSVID(ctx, strings.TrimSpace(args[0]), vaudience)
+			if err != nil {
+				if status.Code(err) == codes.InvalidArgument {
+					return fmt.Errorf("token is not valid: %s", status.Convert(err).Message())
+				}
+				return workloadErr(err)
+			}
+			if vout.json {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"valid": true, "spiffe_id": svid.ID.String(), "claims": svid.Claims})
+			}
+			keys := make([]string, 0, len(svid.Claims))
+			for k := range svid.Claims {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			rows := [][]string{{"Valid:", "true"}, {"SPIFFE ID:", svid.ID.String()}}
+			for _, k := range keys {
+				rows = append(rows, []string{"Claim " + k + ":", fmt.Sprint(svid.Claims[k])})
+			}
+			return table(cmd.OutOrStdout(), rows)
+		},
+	}
+	vconn.addFlags(validate)
+	validate.Flags().StringVar(&vaudience, "audience", "", "the audience the token must carry")
+	vout.addFlags(validate)
+	cmd.AddCommand(fetch, validate)
+	return cmd
+}

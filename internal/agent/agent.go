@@ -1,0 +1,290 @@
+// Package agent is the Signet agent: one per node, it attests the node to the
+// server, keeps the node's registration entries in sync, gets an X509-SVID
+// signed for each of them with a key generated on the node, and serves those
+// SVIDs, JWT-SVIDs and the trust bundle to local workloads through the
+// Workload API (internal/workload).
+//
+// # Life cycle
+//
+// New validates the configuration; Run does the work until its context is
+// cancelled. Run locks the data dir, loads the persisted agent SVID (or
+// attests with the join token when there is none), starts the Workload API
+// on Config.SocketPath and then runs three loops: the sync loop (every
+// SyncInterval, jittered), the agent SVID renewal (at half its lifetime) and
+// the Workload API server.
+//
+// # Persistence
+//
+// The data dir (0700) holds agent.lock, the agent SVID and key
+// (agent_svid.pem, agent_key.pem, 0600) and the newest trust bundle
+// (bundle.json, SPIFFE bundle format), all replaced atomically. Workload
+// SVIDs are never written to disk: after a restart they are signed again,
+// with fresh keys.
+//
+// # Availability
+//
+// The agent is ready after its first successful sync since it started,
+// including the signing pass that follows it; WaitReady blocks until then.
+// From then on it stays ready: while the server is unreachable it keeps
+// serving the SVIDs and bundle it holds (dropping each SVID when it expires),
+// retries with capped exponential backoff and logs one warning per outage.
+//
+// # Eviction
+//
+// When the server refuses the agent's own SVID (the node was evicted or
+// banned), the agent confirms it by trying to renew the SVID; if that is
+// refused too, it deletes the persisted SVID and Run returns ErrEvicted. The
+// node must then be attested again with a new join token.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/workload"
+)
+
+// ErrEvicted is returned by Run when the server refused the agent itself:
+// the node was evicted or banned. Run's error wraps it.
+var ErrEvicted = errors.New("agent was evicted or banned by the server: re-attest the node with a new join token")
+
+// Log keys used by the agent.
+const (
+	logKeyError    = "error"
+	logKeyEntryID  = "entry_id"
+	logKeyAgentID  = "agent_id"
+	logKeyNotAfter = "not_after"
+)
+
+// Agent is a running Signet agent. Create it with New and start it with Run.
+type Agent struct {
+	cfg      Config
+	td       spiffeid.TrustDomain
+	log      *slog.Logger
+	met      *metrics
+	attestor nodeattest.Attestor // nil when no token was given
+	cache    *cache
+	svid     svidHolder
+	client   *serverClient
+
+	renewNow    chan struct{} // asks the renewal loop to renew at once
+	renewAt     atomic.Int64  // unix nanos when the agent SVID is due for renewal
+	lastRenewal atomic.Int64  // unix nanos when the last renewal attempt started
+
+	running   atomic.Bool
+	readyOnce sync.Once
+	ready     chan struct{} // closed after the first successful sync
+	done      chan struct{} // closed when Run returns
+	runErr    error         // Run's result, set before done is closed
+}
+
+// New validates cfg, applies defaults and returns an agent ready to Run. It
+// does not touch the network. When neither cfg.TrustDomain nor the bootstrap
+// bundle names the trust domain, it reads it from the agent SVID persisted
+// in cfg.DataDir.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	td, err := resolveTrustDomain(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid agent config: %w", err)
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	attestor := cfg.NodeAttestor
+	if attestor == nil && cfg.JoinToken != "" {
+		if attestor, err = jointoken.New(cfg.JoinToken); err != nil {
+			return nil, fmt.Errorf("invalid agent config: JoinToken: %w", err)
+		}
+	}
+	if len(cfg.Attestors) == 0 {
+		if cfg.Attestors, err = defaultAttestors(cfg.Logger); err != nil {
+			return nil, fmt.Errorf("create default workload attestors: %w", err)
+		}
+	}
+	log := cfg.Logger.With("component", "agent")
+	var bootstrap *spiffebundle.Bundle
+	if len(cfg.TrustBundle) > 0 {
+		bootstrap = spiffebundle.FromX509Authorities(td, cfg.TrustBundle)
+	}
+	a := &Agent{
+		cfg:      cfg,
+		td:       td,
+		log:      log,
+		met:      met,
+		attestor: attestor,
+		cache:    newCache(td, bootstrap, cfg.Now, log.With("subcomponent", "cache"), met),
+		renewNow: make(chan struct{}, 1),
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	a.client = newServerClient(cfg.ServerAddress, td, a.cache, &a.svid, cfg.MaxBackoff)
+	a.cache.signJWT = a.signJWT
+	return a, nil
+}
+
+// resolveTrustDomain picks the trust domain: the configured one, else the
+// one the bootstrap CAs name, else the persisted agent SVID's.
+func resolveTrustDomain(cfg Config) (spiffeid.TrustDomain, error) {
+	if cfg.TrustDomain != "" {
+		return spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	}
+	if len(cfg.TrustBundle) > 0 {
+		return trustDomainFromCerts(cfg.TrustBundle)
+	}
+	d := &dataDir{path: cfg.DataDir}
+	svid, err := d.loadAgentSVID(spiffeid.TrustDomain{}, cfg.Now())
+	if err != nil || svid == nil {
+		return spiffeid.TrustDomain{}, errors.New("TrustDomain: required when TrustBundle is empty and the data dir holds no valid agent SVID")
+	}
+	return svid.ID.TrustDomain(), nil
+}
+
+// TrustDomain returns the agent's trust domain.
+func (a *Agent) TrustDomain() spiffeid.TrustDomain { return a.td }
+
+// SocketPath returns the Workload API socket path.
+func (a *Agent) SocketPath() string { return a.cfg.SocketPath }
+
+// ID returns the agent's SPIFFE ID, or the zero ID before it has an SVID.
+func (a *Agent) ID() spiffeid.ID {
+	if s := a.svid.p.Load(); s != nil {
+		return s.ID
+	}
+	return spiffeid.ID{}
+}
+
+// Ready reports whether the agent has synced since Run started.
+func (a *Agent) Ready() bool { return a.cache.Ready() }
+
+// WaitReady blocks until the agent's first successful sync (and the signing
+// of the SVIDs it made due), until Run returns, or until ctx is done. It
+// returns nil once ready, Run's error (or a generic one) when Run returned
+// first, and ctx's error otherwise.
+func (a *Agent) WaitReady(ctx context.Context) error {
+	select {
+	case <-a.ready:
+		return nil
+	case <-a.done:
+		if a.runErr != nil {
+			return fmt.Errorf("agent stopped before it was ready: %w", a.runErr)
+		}
+		return errors.New("agent stopped before it was ready")
+	case <-ctx.Done():
+		return fmt.Errorf("wait for agent to be ready: %w", ctx.Err())
+	}
+}
+
+// Run runs the agent until ctx is done (returning nil) or a fatal error: the
+// data dir is locked by another agent, the node cannot be attested, the
+// agent was evicted (ErrEvicted) or its SVID expired before it could be
+// renewed, or the Workload API server failed. Run may be called once.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called more than once")
+	}
+	defer func() {
+		a.runErr = err
+		close(a.done)
+	}()
+	dir, err := openDataDir(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	defer a.client.Close()
+
+	if err := a.loadBundle(dir); err != nil {
+		return err
+	}
+	svid, received, err := a.loadOrAttest(ctx, dir)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.setSVID(svid, received)
+	a.log.Info("agent started", logKeyAgentID, svid.ID.String(), "server", a.cfg.ServerAddress,
+		logKeyNotAfter, svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+
+	ws, err := workload.New(workload.Config{
+		Source:    a.cache,
+		Attestors: a.cfg.Attestors,
+		Logger:    a.cfg.Logger,
+		Metrics:   a.cfg.Registerer,
+	})
+	if err != nil {
+		return fmt.Errorf("create workload api server: %w", err)
+	}
+	l, err := workload.Listen(a.cfg.SocketPath)
+	if err != nil {
+		return fmt.Errorf("listen for the workload api: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.syncLoop(gctx, dir) })
+	g.Go(func() error { return a.renewLoop(gctx, dir) })
+	g.Go(func() error {
+		if err := ws.Serve(gctx, l); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("serve workload api: %w", err)
+		}
+		return nil
+	})
+	err = g.Wait()
+	if err == nil && ctx.Err() != nil {
+		a.log.Info("agent stopped")
+	}
+	return err
+}
+
+// loadBundle installs the persisted trust bundle in the cache when there is
+// a usable one, keeping the bootstrap bundle otherwise.
+func (a *Agent) loadBundle(dir *dataDir) error {
+	b, err := dir.loadBundle(a.td)
+	switch {
+	case err != nil:
+		a.log.Warn("ignoring persisted trust bundle", "file", dir.file(bundleFile), logKeyError, err)
+	case b != nil:
+		a.cache.setBundle(b)
+		return nil
+	}
+	if a.cache.Bundle() == nil {
+		return fmt.Errorf("invalid agent config: TrustBundle: required: %s holds no usable %s", a.cfg.DataDir, bundleFile)
+	}
+	return nil
+}
+
+// setSVID installs the agent SVID for TLS and metrics and schedules its
+// renewal; received is when it arrived from the server (zero if unknown).
+func (a *Agent) setSVID(s *x509svid.SVID, received time.Time) {
+	leaf := s.Certificates[0]
+	a.renewAt.Store(renewTime(leaf.NotBefore, leaf.NotAfter, received).UnixNano())
+	a.svid.p.Store(s)
+	a.met.setAgentSVIDExpiry(leaf.NotAfter)
+}
+
+// markReady records the first successful sync.
+func (a *Agent) markReady() {
+	a.readyOnce.Do(func() {
+		a.cache.ready.Store(true)
+		close(a.ready)
+		a.log.Info("agent ready: first sync complete")
+	})
+}

@@ -1,0 +1,117 @@
+package agent
+
+import (
+	"crypto/x509"
+	"fmt"
+	"testing"
+	"time"
+
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/store"
+)
+
+// fullSync10k is a full Sync of 10,000 entries. With shared, every entry's
+// first selector is the same (the worst case for the index: one bucket);
+// otherwise entries spread over 1,000 UIDs and 100 namespaces, ten per UID.
+func fullSync10k(shared bool) *agentv1.SyncResponse {
+	resp := &agentv1.SyncResponse{Revision: 1, Full: true}
+	for i := range 10000 {
+		var e *commonv1.Entry
+		if shared {
+			e = pe(fmt.Sprintf("e%05d", i), fmt.Sprintf("/w/%d", i), "a:shared", fmt.Sprintf("unix:uid:%d", i))
+		} else {
+			e = pe(fmt.Sprintf("e%05d", i), fmt.Sprintf("/w/%d", i),
+				fmt.Sprintf("k8s:ns:%d", i%100), fmt.Sprintf("unix:uid:%d", i%1000))
+		}
+		resp.Entries = append(resp.Entries, e)
+	}
+	return resp
+}
+
+// cache10k returns a cache holding 10,000 entries, each with an SVID.
+func cache10k(b *testing.B, shared bool) *cache {
+	ca := newTestCA(b, "example.org")
+	clock := newFakeClock()
+	c := newTestCache(b, ca, clock)
+	if _, err := c.applySync(fullSync10k(shared)); err != nil {
+		b.Fatal(err)
+	}
+	key, _, err := newKeyAndCSR()
+	if err != nil {
+		b.Fatal(err)
+	}
+	leaf := ca.sign(b, ca.td.ID(), key.Public(), clock.Now(), clock.Now().Add(time.Hour))
+	c.mu.Lock()
+	for _, r := range c.entries {
+		c.setSVID(r, &svidRec{chain: []*x509.Certificate{leaf}, key: key, renewAt: leaf.NotAfter, notAfter: leaf.NotAfter})
+	}
+	c.mu.Unlock()
+	return c
+}
+
+// callerSels is what the unix attestor reports for a typical process,
+// plus the pod's namespace.
+func callerSels(uid int, ns int) []store.Selector {
+	return store.SortSelectors(sels(
+		fmt.Sprintf("unix:uid:%d", uid), "unix:gid:100", "unix:user:svc", "unix:group:svc",
+		"unix:supplementary_gid:27", "unix:supplementary_gid:998", "unix:path:/usr/bin/app",
+		fmt.Sprintf("k8s:ns:%d", ns),
+	))
+}
+
+func BenchmarkCacheLookup10k(b *testing.B) {
+	c := cache10k(b, false)
+	caller := callerSels(42, 42) // matches the ten entries of uid 42 in ns 42
+	if n := len(c.X509SVIDs(caller)); n != 10 {
+		b.Fatalf("X509SVIDs() = %d SVIDs, want 10", n)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.X509SVIDs(caller)
+	}
+}
+
+func BenchmarkCacheLookup10kSharedFirstSelector(b *testing.B) {
+	c := cache10k(b, true)
+	caller := store.SortSelectors(append(callerSels(42, 0), store.Selector{Type: "a", Value: "shared"}))
+	if n := len(c.X509SVIDs(caller)); n != 1 {
+		b.Fatalf("X509SVIDs() = %d SVIDs, want 1", n)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.X509SVIDs(caller)
+	}
+}
+
+func BenchmarkCacheLookup10kParallel(b *testing.B) {
+	c := cache10k(b, false)
+	caller := callerSels(42, 42)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.X509SVIDs(caller)
+		}
+	})
+}
+
+func BenchmarkApplyFullSync10k(b *testing.B) {
+	ca := newTestCA(b, "example.org")
+	resp := fullSync10k(false)
+	b.ReportAllocs()
+	for b.Loop() {
+		c := newTestCache(b, ca, newFakeClock())
+		if _, err := c.applySync(resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNewCSR(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := newKeyAndCSR(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,578 @@
+package agent
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-id/signet/internal/apiconv"
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/workload"
+)
+
+// cache holds what the agent serves: the node's entries as last synced, the
+// workload X509-SVIDs minted for them, cached JWT-SVIDs and the trust
+// bundle. It implements workload.Source for the Workload API and
+// x509bundle.Source for the agent's own TLS connections.
+//
+// Each entry is indexed under one of its selectors (the rarest, see
+// reindex), so a lookup visits only the entries filed under a selector the
+// caller has: a superset of the matches, usually a small one, and never an
+// entry twice.
+type cache struct {
+	td  spiffeid.TrustDomain
+	now func() time.Time
+	log *slog.Logger
+	met *metrics
+	// signJWT asks the server for a JWT-SVID; nil fails every JWT fetch.
+	signJWT jwtSignFunc
+
+	mu        sync.RWMutex
+	entries   map[string]*entryRec
+	bySel     map[store.Selector][]*entryRec // valid entries, each under one selector
+	revision  int64                          // of the last applied SyncResponse
+	forceFull bool                           // the next Sync asks for everything
+	digest    []byte                         // entry-set digest; nil when stale
+	bundle    *spiffebundle.Bundle
+	nSVIDs    int // entries holding an X509-SVID
+
+	changedMu sync.Mutex
+	changed   chan struct{}
+
+	ready atomic.Bool
+
+	jwtMu sync.Mutex
+	jwts  map[jwtKey]*jwtRec
+}
+
+// entryRec is one entry the node holds. A rec is replaced (losing its SVID)
+// when the entry's identity changes, and updated in place otherwise, so a
+// pointer to it identifies "this entry as it was when signing started".
+type entryRec struct {
+	entry store.Entry
+	// invalid says why the entry, as the server sent it, is refused. An
+	// invalid entry is held only so that the entry-set digest matches the
+	// server's; it is never matched or signed.
+	invalid error
+	svid    *svidRec
+	// signFails counts consecutive failures to sign; nextTry delays the
+	// next attempt after one.
+	signFails int
+	nextTry   time.Time
+}
+
+// svidRec is a workload X509-SVID minted for an entry.
+type svidRec struct {
+	chain    []*x509.Certificate
+	key      crypto.Signer
+	renewAt  time.Time // half-way through the certificate's lifetime (see renewTime)
+	notAfter time.Time
+}
+
+var (
+	_ workload.Source   = (*cache)(nil)
+	_ x509bundle.Source = (*cache)(nil)
+)
+
+func newCache(td spiffeid.TrustDomain, bundle *spiffebundle.Bundle, now func() time.Time, log *slog.Logger, met *metrics) *cache {
+	return &cache{
+		td:      td,
+		now:     now,
+		log:     log,
+		met:     met,
+		entries: map[string]*entryRec{},
+		bySel:   map[store.Selector][]*entryRec{},
+		bundle:  bundle,
+		changed: make(chan struct{}),
+		jwts:    map[jwtKey]*jwtRec{},
+	}
+}
+
+// Ready reports whether the agent has completed a sync since it started.
+// It stays true while the server is unreachable afterwards: the cache keeps
+// serving what it holds until the SVIDs expire.
+func (c *cache) Ready() bool { return c.ready.Load() }
+
+// Changed returns a channel closed at the next change of what the cache
+// serves (entries, SVIDs, bundle) after the call.
+func (c *cache) Changed() <-chan struct{} {
+	c.changedMu.Lock()
+	defer c.changedMu.Unlock()
+	return c.changed
+}
+
+// broadcast wakes every Changed waiter.
+func (c *cache) broadcast() {
+	c.changedMu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.changedMu.Unlock()
+}
+
+// Bundles returns the trust domain's bundle. The agent syncs only its own
+// trust domain's bundle, so the list has one element.
+func (c *cache) Bundles() []*spiffebundle.Bundle {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.bundle == nil {
+		return nil
+	}
+	return []*spiffebundle.Bundle{c.bundle}
+}
+
+// Bundle returns the current trust bundle.
+func (c *cache) Bundle() *spiffebundle.Bundle {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.bundle
+}
+
+// setBundle replaces the bundle, reporting whether it changed.
+func (c *cache) setBundle(b *spiffebundle.Bundle) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bundle != nil && c.bundle.Equal(b) {
+		return false
+	}
+	c.bundle = b
+	return true
+}
+
+// GetX509BundleForTrustDomain implements x509bundle.Source with the current
+// bundle, so TLS to the server follows CA rotation.
+func (c *cache) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if td != c.td {
+		return nil, fmt.Errorf("no bundle for trust domain %q", td)
+	}
+	b := c.Bundle()
+	if b == nil {
+		return nil, errors.New("no trust bundle yet")
+	}
+	return b.X509Bundle(), nil
+}
+
+// X509SVIDs returns the SVIDs of the entries whose selectors are all among
+// sels, sorted by SPIFFE ID then entry ID. sels need not be sorted. The
+// chains and keys returned are shared: callers must not modify them.
+func (c *cache) X509SVIDs(sels []store.Selector) []workload.X509SVID {
+	sels = canonical(sels)
+	now := c.now()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	// Collect the candidate buckets first so that the result is allocated
+	// once, at most the candidates' size.
+	var stack [16][]*entryRec
+	buckets, candidates := stack[:0], 0
+	for _, s := range sels {
+		if b := c.bySel[s]; len(b) > 0 {
+			buckets = append(buckets, b)
+			candidates += len(b)
+		}
+	}
+	if candidates == 0 {
+		return nil
+	}
+	out := make([]workload.X509SVID, 0, min(candidates, 64))
+	for _, b := range buckets {
+		for _, r := range b {
+			if r.svid == nil || !r.servable(now) || !store.SubsetOf(r.entry.Selectors, sels) {
+				continue
+			}
+			out = append(out, workload.X509SVID{
+				EntryID: r.entry.ID,
+				ID:      r.entry.SPIFFEID,
+				Chain:   r.svid.chain,
+				Key:     r.svid.key,
+				Hint:    r.entry.Hint,
+			})
+		}
+	}
+	if len(out) > 1 {
+		slices.SortFunc(out, func(a, b workload.X509SVID) int {
+			if c := strings.Compare(a.ID.String(), b.ID.String()); c != 0 {
+				return c
+			}
+			return strings.Compare(a.EntryID, b.EntryID)
+		})
+	}
+	return out
+}
+
+// matching returns copies of the valid, unexpired entries whose selectors
+// are among sels (which must be canonical), whether or not they hold an
+// X509-SVID.
+func (c *cache) matching(sels []store.Selector, now time.Time) []store.Entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []store.Entry
+	for _, s := range sels {
+		for _, r := range c.bySel[s] {
+			if !expired(r.entry, now) && store.SubsetOf(r.entry.Selectors, sels) {
+				out = append(out, r.entry)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Entry) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// servable reports whether r's SVID may be handed out at now.
+func (r *entryRec) servable(now time.Time) bool {
+	return r.invalid == nil && r.svid != nil && now.Before(r.svid.notAfter) && !expired(r.entry, now)
+}
+
+// expired reports whether the entry has passed its ExpiresAt.
+func expired(e store.Entry, now time.Time) bool {
+	return !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt)
+}
+
+// canonical returns sels sorted and deduplicated, copying only when sels is
+// not already in that form.
+func canonical(sels []store.Selector) []store.Selector {
+	for i := 1; i < len(sels); i++ {
+		if compareSelectors(sels[i-1], sels[i]) >= 0 {
+			return store.SortSelectors(slices.Clone(sels))
+		}
+	}
+	return sels
+}
+
+func compareSelectors(a, b store.Selector) int {
+	if c := strings.Compare(a.Type, b.Type); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Value, b.Value)
+}
+
+// syncRequest builds the next Sync request from what the cache holds.
+func (c *cache) syncRequest() *agentv1.SyncRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	req := &agentv1.SyncRequest{KnownRevision: c.revision}
+	if c.forceFull {
+		req.KnownRevision = 0
+	}
+	if c.digest == nil {
+		ids := make([]string, 0, len(c.entries))
+		for id := range c.entries {
+			ids = append(ids, id)
+		}
+		c.digest = entrySetDigest(ids)
+	}
+	req.EntrySetDigest = c.digest
+	if c.bundle != nil {
+		req.KnownBundleSequence, _ = c.bundle.SequenceNumber()
+	}
+	return req
+}
+
+// entrySetDigest is SHA-256 over the sorted ids, each followed by a
+// newline, as the agent API defines it. It sorts ids in place.
+func entrySetDigest(ids []string) []byte {
+	slices.Sort(ids)
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{'\n'})
+	}
+	return h.Sum(nil)
+}
+
+// maxRefusalLogs bounds the log lines about refused entries per response.
+const maxRefusalLogs = 10
+
+// applied reports what applySync changed.
+type applied struct {
+	entries bool                 // the entry set or an entry changed
+	bundle  *spiffebundle.Bundle // the new bundle; nil when unchanged
+	refused int                  // entries held as invalid
+}
+
+// applySync applies a Sync response. The response is untrusted input: the
+// bundle must be a usable bundle of the agent's trust domain (else nothing
+// is applied), and each entry must be a well-formed entry of the trust
+// domain (else it is held as invalid and never served).
+func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
+	var res applied
+	if resp == nil {
+		return res, errors.New("apply sync: empty response")
+	}
+	var bundle *spiffebundle.Bundle
+	if pb := resp.GetBundle(); pb != nil {
+		b, err := apiconv.BundleFromProto(pb)
+		if err != nil {
+			return res, fmt.Errorf("apply sync: bundle: %w", err)
+		}
+		if b.TrustDomain() != c.td {
+			return res, fmt.Errorf("apply sync: bundle is for trust domain %q, want %q", b.TrustDomain(), c.td)
+		}
+		if len(b.X509Authorities()) == 0 {
+			return res, errors.New("apply sync: bundle has no x509 authorities")
+		}
+		bundle = b
+	}
+	incoming := make([]*entryRec, 0, len(resp.GetEntries()))
+	for i, pe := range resp.GetEntries() {
+		if pe.GetId() == "" {
+			return res, fmt.Errorf("apply sync: entries[%d] has no id", i)
+		}
+		r := &entryRec{}
+		r.entry, r.invalid = apiconv.EntryFromProto(pe)
+		if r.invalid == nil {
+			r.invalid = c.checkEntry(r.entry)
+		}
+		if r.invalid != nil {
+			r.entry = store.Entry{ID: pe.GetId()}
+			res.refused++
+			if res.refused <= maxRefusalLogs {
+				c.log.Warn("refusing entry from server", logKeyEntryID, pe.GetId(), logKeyError, r.invalid)
+			}
+		}
+		incoming = append(incoming, r)
+	}
+	if res.refused > maxRefusalLogs {
+		c.log.Warn("refused more entries from server", "count", res.refused-maxRefusalLogs)
+	}
+	var keep map[string]struct{}
+	if resp.GetEntryIdsSet() {
+		keep = make(map[string]struct{}, len(resp.GetEntryIds()))
+		for _, id := range resp.GetEntryIds() {
+			keep[id] = struct{}{}
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.entries
+	if resp.GetFull() {
+		c.entries = make(map[string]*entryRec, len(incoming))
+		c.forceFull = false
+		res.entries = len(old) > 0 || len(incoming) > 0
+	}
+	for _, r := range incoming {
+		c.entries[r.entry.ID] = c.merge(old[r.entry.ID], r)
+		res.entries = true
+	}
+	if resp.GetFull() {
+		for id, r := range old {
+			if _, ok := c.entries[id]; !ok {
+				c.setSVID(r, nil) // keeps nSVIDs right for deleted entries
+			}
+		}
+	}
+	if keep != nil {
+		for id, r := range c.entries {
+			if _, ok := keep[id]; !ok {
+				c.setSVID(r, nil)
+				delete(c.entries, id)
+				res.entries = true
+			}
+		}
+		if len(keep) > len(c.entries) {
+			// The server lists entries the agent never received: its
+			// incremental view went wrong, so ask for everything.
+			c.forceFull = true
+		}
+	}
+	c.revision = resp.GetRevision()
+	if res.entries {
+		c.digest = nil
+		c.reindex()
+	}
+	if bundle != nil && (c.bundle == nil || !bundle.Equal(c.bundle)) {
+		c.bundle = bundle
+		res.bundle = bundle
+	}
+	c.met.setCachedSVIDs(c.nSVIDs)
+	return res, nil
+}
+
+// checkEntry applies the agent's own checks to a converted entry.
+func (c *cache) checkEntry(e store.Entry) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	if !e.SPIFFEID.MemberOf(c.td) {
+		return fmt.Errorf("spiffe_id %s is not in trust domain %s", e.SPIFFEID, c.td)
+	}
+	return nil
+}
+
+// merge returns the rec to hold for an entry that arrived as next while old
+// was held: old updated in place when the SVID it holds still fits the
+// entry, next otherwise. It must be called with c.mu held.
+func (c *cache) merge(old, next *entryRec) *entryRec {
+	if old == nil {
+		return next
+	}
+	if old.invalid == nil && next.invalid == nil && sameIdentity(old.entry, next.entry) {
+		old.entry = next.entry
+		return old
+	}
+	c.setSVID(old, nil)
+	return next
+}
+
+// sameIdentity reports whether an SVID minted for a is also right for b:
+// same SPIFFE ID, DNS names and CA flag. Other fields (selectors, hint,
+// TTLs, expiry) are read from the entry at serving or renewal time.
+func sameIdentity(a, b store.Entry) bool {
+	return a.SPIFFEID == b.SPIFFEID && slices.Equal(a.DNSNames, b.DNSNames) && a.Downstream == b.Downstream
+}
+
+// reindex rebuilds the selector index: each valid entry is filed under the
+// one of its selectors that the fewest entries share. Any of an entry's
+// selectors would do, since a caller matching the entry has them all; the
+// rarest keeps buckets small when many entries share a common selector
+// (a namespace, a cluster). It must be called with c.mu held.
+func (c *cache) reindex() {
+	counts := make(map[store.Selector]int, len(c.bySel))
+	for _, r := range c.entries {
+		if r.invalid == nil {
+			for _, s := range r.entry.Selectors {
+				counts[s]++
+			}
+		}
+	}
+	idx := make(map[store.Selector][]*entryRec, len(counts))
+	for _, r := range c.entries {
+		if r.invalid != nil || len(r.entry.Selectors) == 0 {
+			continue
+		}
+		key := r.entry.Selectors[0]
+		for _, s := range r.entry.Selectors[1:] {
+			if counts[s] < counts[key] {
+				key = s
+			}
+		}
+		idx[key] = append(idx[key], r)
+	}
+	c.bySel = idx
+}
+
+// setSVID replaces r's SVID and keeps the SVID count. It must be called
+// with c.mu held.
+func (c *cache) setSVID(r *entryRec, s *svidRec) {
+	switch {
+	case r.svid == nil && s != nil:
+		c.nSVIDs++
+	case r.svid != nil && s == nil:
+		c.nSVIDs--
+	}
+	r.svid = s
+}
+
+// sweep drops SVIDs that expired or whose entry expired, and JWT-SVIDs
+// that expired or whose entry is gone. It reports whether anything served
+// changed.
+func (c *cache) sweep(now time.Time) bool {
+	changed := false
+	c.mu.Lock()
+	for _, r := range c.entries {
+		if r.svid != nil && (!now.Before(r.svid.notAfter) || expired(r.entry, now)) {
+			c.setSVID(r, nil)
+			changed = true
+		}
+	}
+	c.met.setCachedSVIDs(c.nSVIDs)
+	c.mu.Unlock()
+	c.sweepJWTs(now)
+	return changed
+}
+
+// signJob is an entry due for an X509-SVID.
+type signJob struct {
+	rec   *entryRec
+	entry store.Entry
+}
+
+// due returns the entries that need an X509-SVID at now: valid, unexpired,
+// not backing off after a failure, and holding no SVID or one past half its
+// lifetime.
+func (c *cache) due(now time.Time) []signJob {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var jobs []signJob
+	for _, r := range c.entries {
+		if r.invalid != nil || expired(r.entry, now) || now.Before(r.nextTry) {
+			continue
+		}
+		if r.svid == nil || !now.Before(r.svid.renewAt) {
+			jobs = append(jobs, signJob{rec: r, entry: r.entry})
+		}
+	}
+	return jobs
+}
+
+// storeSVID checks a chain the server signed for job and caches it with
+// key. The chain must verify against the current bundle, carry the entry's
+// SPIFFE ID and certify key. An SVID for an entry that changed identity or
+// went away meanwhile is discarded (errStale).
+func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Signer, now time.Time) error {
+	if len(chain) == 0 {
+		return errors.New("empty certificate chain")
+	}
+	leaf := chain[0]
+	id, _, err := x509svid.Verify(chain, c, x509svid.WithTime(now))
+	if err != nil {
+		return fmt.Errorf("verify x509-svid: %w", err)
+	}
+	if id != job.entry.SPIFFEID {
+		return fmt.Errorf("x509-svid is for %s, want %s", id, job.entry.SPIFFEID)
+	}
+	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
+		return errors.New("x509-svid certifies another key than the one requested")
+	}
+	s := &svidRec{
+		chain:    chain,
+		key:      key,
+		renewAt:  renewTime(leaf.NotBefore, leaf.NotAfter, now),
+		notAfter: leaf.NotAfter,
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[job.entry.ID] != job.rec {
+		return errStale
+	}
+	c.setSVID(job.rec, s)
+	job.rec.signFails, job.rec.nextTry = 0, time.Time{}
+	c.met.setCachedSVIDs(c.nSVIDs)
+	return nil
+}
+
+// errStale reports an SVID signed for an entry that changed meanwhile.
+var errStale = errors.New("entry changed while its x509-svid was being signed")
+
+// signFailed delays the next attempt for job's entry: base doubled per
+// consecutive failure, at most max.
+func (c *cache) signFailed(job signJob, now time.Time, base, max time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := job.rec
+	r.signFails++
+	d := base
+	for i := 1; i < r.signFails && d < max; i++ {
+		d *= 2
+	}
+	r.nextTry = now.Add(min(d, max))
+}
+
+// publicKeyEqual compares two public keys of the standard library's types.
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}

@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/workloadattest"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultSyncInterval = 5 * time.Second
+	DefaultMaxBackoff   = time.Minute
+	DefaultRPCTimeout   = 30 * time.Second
+)
+
+// maxSocketPath is the longest unix socket path the kernel accepts
+// (sizeof(sockaddr_un.sun_path) minus the terminating NUL on Linux).
+const maxSocketPath = 107
+
+// Config configures an Agent. Fields marked required have no default; New
+// reports every problem at once, each prefixed with the field's name.
+type Config struct {
+	// ServerAddress is the server's agent API, host:port (required).
+	ServerAddress string
+	// TrustBundle holds the bootstrap CA certificates the server's TLS
+	// certificate is checked against until the first synced bundle replaces
+	// them. Required unless DataDir already holds a bundle.json from an
+	// earlier run, which is preferred over it.
+	TrustBundle []*x509.Certificate
+	// TrustDomain is the trust domain's name, such as example.org. When
+	// empty it is derived from the spiffe:// URI SAN of the TrustBundle
+	// certificates (which must agree) or, failing that, from the persisted
+	// agent SVID.
+	TrustDomain string
+	// JoinToken is presented once when DataDir holds no valid agent SVID.
+	// It is never logged.
+	JoinToken string
+	// NodeAttestor, when set, attests the node instead of JoinToken; set at
+	// most one of the two.
+	NodeAttestor nodeattest.Attestor
+	// DataDir holds the agent's state (required); it is created 0700.
+	DataDir string
+	// SocketPath is the unix socket the Workload API listens on (required).
+	SocketPath string
+	// SyncInterval is how often the agent syncs with the server
+	// (default DefaultSyncInterval); each wait is jittered by ±10%.
+	SyncInterval time.Duration
+	// MaxBackoff caps the delay between attempts while the server is
+	// unreachable (default DefaultMaxBackoff).
+	MaxBackoff time.Duration
+	// RPCTimeout bounds each call to the server (default DefaultRPCTimeout).
+	RPCTimeout time.Duration
+	// Attestors identify Workload API callers; they are passed to the
+	// Workload API server unchanged (default: the unix attestor with its
+	// default config).
+	Attestors []workloadattest.Attestor
+	// Logger receives the agent's logs (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Registerer registers the agent's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// withDefaults returns c with zero fields defaulted.
+func (c Config) withDefaults() Config {
+	if c.SyncInterval == 0 {
+		c.SyncInterval = DefaultSyncInterval
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.RPCTimeout == 0 {
+		c.RPCTimeout = DefaultRPCTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// validate reports every problem of c, each naming its field. It does not
+// look at the data dir.
+func (c Config) validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.ServerAddress == "" {
+		add("ServerAddress", "required: the server's agent API as host:port")
+	} else if host, port, err := net.SplitHostPort(c.ServerAddress); err != nil {
+		add("ServerAddress", "%q is not host:port: %v", c.ServerAddress, err)
+	} else if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
+		add("ServerAddress", "%q: want a host and a port from 1 to 65535", c.ServerAddress)
+	}
+	for i, cert := range c.TrustBundle {
+		if cert == nil {
+			add(fmt.Sprintf("TrustBundle[%d]", i), "nil certificate")
+		}
+	}
+	if c.TrustDomain != "" {
+		if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+			add("TrustDomain", "%q: %v", c.TrustDomain, err)
+		}
+	}
+	if c.JoinToken != "" {
+		if err := jointoken.Check(c.JoinToken); err != nil {
+			add("JoinToken", "%v", err)
+		}
+		if c.NodeAttestor != nil {
+			add("NodeAttestor", "set either JoinToken or NodeAttestor, not both")
+		}
+	}
+	if c.NodeAttestor != nil {
+		if err := nodeattest.ValidName(c.NodeAttestor.Name()); err != nil {
+			add("NodeAttestor", "%v", err)
+		}
+	}
+	if c.DataDir == "" {
+		add("DataDir", "required: a directory for the agent's state")
+	}
+	if c.SocketPath == "" {
+		add("SocketPath", "required: the Workload API's unix socket path")
+	} else if len(c.SocketPath) > maxSocketPath {
+		add("SocketPath", "%q is %d bytes, over the %d-byte limit of unix socket paths", c.SocketPath, len(c.SocketPath), maxSocketPath)
+	}
+	if c.SyncInterval < 0 {
+		add("SyncInterval", "%s is negative", c.SyncInterval)
+	}
+	if c.MaxBackoff < 0 {
+		add("MaxBackoff", "%s is negative", c.MaxBackoff)
+	}
+	if c.RPCTimeout < 0 {
+		add("RPCTimeout", "%s is negative", c.RPCTimeout)
+	}
+	for i, a := range c.Attestors {
+		if a == nil {
+			add(fmt.Sprintf("Attestors[%d]", i), "nil attestor")
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid agent config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// trustDomainFromCerts derives the trust domain from the spiffe:// URI SANs
+// of CA certificates. Certificates without one are skipped; certificates
+// naming different trust domains make the answer ambiguous.
+func trustDomainFromCerts(certs []*x509.Certificate) (spiffeid.TrustDomain, error) {
+	var found spiffeid.TrustDomain
+	for i, c := range certs {
+		for _, u := range c.URIs {
+			if u.Scheme != "spiffe" {
+				continue
+			}
+			td, err := spiffeid.TrustDomainFromURI(u)
+			if err != nil {
+				return spiffeid.TrustDomain{}, fmt.Errorf("TrustBundle[%d]: URI SAN %q: %w", i, u, err)
+			}
+			if !found.IsZero() && found != td {
+				return spiffeid.TrustDomain{}, fmt.Errorf("TrustBundle names several trust domains (%s, %s): set TrustDomain", found, td)
+			}
+			found = td
+		}
+	}
+	if found.IsZero() {
+		return spiffeid.TrustDomain{}, errors.New("TrustBundle certificates carry no spiffe:// URI SAN: set TrustDomain")
+	}
+	return found, nil
+}

@@ -1,0 +1,275 @@
+// Package apiconv converts between Signet's generated protobuf types and the
+// plain domain types of internal/store and go-spiffe. Generated types stop at
+// the transport adapters; everything else works on what this package returns.
+//
+// Conversions from protobuf validate as they go and return InvalidArgument
+// errors (internal/errkind) naming the offending field, so handlers can return
+// them to callers unchanged.
+package apiconv
+
+import (
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/errkind"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/store"
+)
+
+// SelectorsToProto converts selectors to their wire form.
+func SelectorsToProto(sels []store.Selector) []*commonv1.Selector {
+	out := make([]*commonv1.Selector, len(sels))
+	for i, s := range sels {
+		out[i] = &commonv1.Selector{Type: s.Type, Value: s.Value}
+	}
+	return out
+}
+
+// SelectorsFromProto validates and converts wire selectors, returning them in
+// canonical (sorted, deduplicated) form.
+func SelectorsFromProto(in []*commonv1.Selector) ([]store.Selector, error) {
+	out := make([]store.Selector, 0, len(in))
+	for i, s := range in {
+		sel := store.Selector{Type: s.GetType(), Value: s.GetValue()}
+		if err := sel.Validate(); err != nil {
+			return nil, fieldErr(fmt.Sprintf("selectors[%d]", i), err)
+		}
+		out = append(out, sel)
+	}
+	return store.SortSelectors(out), nil
+}
+
+// EntryToProto converts an entry to its wire form.
+func EntryToProto(e store.Entry) *commonv1.Entry {
+	fw := make([]string, len(e.FederatesWith))
+	for i, td := range e.FederatesWith {
+		fw[i] = td.IDString()
+	}
+	return &commonv1.Entry{
+		Id:             e.ID,
+		SpiffeId:       idString(e.SPIFFEID),
+		ParentId:       idString(e.ParentID),
+		Selectors:      SelectorsToProto(e.Selectors),
+		X509TtlSeconds: int64(e.X509TTL / time.Second),
+		JwtTtlSeconds:  int64(e.JWTTTL / time.Second),
+		DnsNames:       e.DNSNames,
+		Admin:          e.Admin,
+		Downstream:     e.Downstream,
+		FederatesWith:  fw,
+		ExpiresAt:      unix(e.ExpiresAt),
+		Hint:           e.Hint,
+		Labels:         e.Labels,
+		Revision:       e.Revision,
+		CreatedAt:      unix(e.CreatedAt),
+		UpdatedAt:      unix(e.UpdatedAt),
+		FirstIssuedAt:  unix(e.FirstIssuedAt),
+		LastIssuedAt:   unix(e.LastIssuedAt),
+	}
+}
+
+// EntryFromProto validates and converts a wire entry. Read-only fields
+// (revision, timestamps other than expires_at) are carried over as given; the
+// store ignores them on writes.
+func EntryFromProto(in *commonv1.Entry) (store.Entry, error) {
+	if in == nil {
+		return store.Entry{}, errkind.New(errkind.InvalidArgument, "entry is required")
+	}
+	id, err := ParseID("spiffe_id", in.GetSpiffeId())
+	if err != nil {
+		return store.Entry{}, err
+	}
+	parent, err := ParseID("parent_id", in.GetParentId())
+	if err != nil {
+		return store.Entry{}, err
+	}
+	sels, err := SelectorsFromProto(in.GetSelectors())
+	if err != nil {
+		return store.Entry{}, err
+	}
+	if in.GetX509TtlSeconds() < 0 {
+		return store.Entry{}, errkind.New(errkind.InvalidArgument, "x509_ttl_seconds %d is negative: use 0 for the server default or a positive number", in.GetX509TtlSeconds())
+	}
+	if in.GetJwtTtlSeconds() < 0 {
+		return store.Entry{}, errkind.New(errkind.InvalidArgument, "jwt_ttl_seconds %d is negative: use 0 for the server default or a positive number", in.GetJwtTtlSeconds())
+	}
+	var fw []spiffeid.TrustDomain
+	for i, s := range in.GetFederatesWith() {
+		td, err := spiffeid.TrustDomainFromString(s)
+		if err != nil {
+			return store.Entry{}, errkind.New(errkind.InvalidArgument, "federates_with[%d] %q is not a trust domain: %v (want a name such as example.org)", i, s, err)
+		}
+		fw = append(fw, td)
+	}
+	for i, d := range in.GetDnsNames() {
+		if err := ValidateDNSName(d); err != nil {
+			return store.Entry{}, fieldErr(fmt.Sprintf("dns_names[%d]", i), err)
+		}
+	}
+	return store.Entry{
+		ID:            in.GetId(),
+		SPIFFEID:      id,
+		ParentID:      parent,
+		Selectors:     sels,
+		X509TTL:       time.Duration(in.GetX509TtlSeconds()) * time.Second,
+		JWTTTL:        time.Duration(in.GetJwtTtlSeconds()) * time.Second,
+		DNSNames:      in.GetDnsNames(),
+		Admin:         in.GetAdmin(),
+		Downstream:    in.GetDownstream(),
+		FederatesWith: fw,
+		ExpiresAt:     fromUnix(in.GetExpiresAt()),
+		Hint:          in.GetHint(),
+		Labels:        in.GetLabels(),
+		Revision:      in.GetRevision(),
+		CreatedAt:     fromUnix(in.GetCreatedAt()),
+		UpdatedAt:     fromUnix(in.GetUpdatedAt()),
+		FirstIssuedAt: fromUnix(in.GetFirstIssuedAt()),
+		LastIssuedAt:  fromUnix(in.GetLastIssuedAt()),
+	}, nil
+}
+
+// ParseID parses a SPIFFE ID given in the named field, with an error that
+// names the field and shows what is accepted.
+func ParseID(field, s string) (spiffeid.ID, error) {
+	if s == "" {
+		return spiffeid.ID{}, errkind.New(errkind.InvalidArgument, "%s is required: want a SPIFFE ID such as spiffe://example.org/web", field)
+	}
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return spiffeid.ID{}, errkind.New(errkind.InvalidArgument, "%s %q is not a valid SPIFFE ID: %v (want spiffe://<trust-domain>/<path>, lower-case trust domain, no query or fragment)", field, s, err)
+	}
+	return id, nil
+}
+
+// ValidateDNSName checks a DNS name for an X.509 SAN: labels of letters,
+// digits and hyphens, an optional leading "*." wildcard, at most 253 bytes.
+func ValidateDNSName(name string) error {
+	if name == "" || len(name) > 253 {
+		return errkind.New(errkind.InvalidArgument, "DNS name %q must be 1 to 253 bytes", name)
+	}
+	rest := name
+	if len(rest) > 2 && rest[:2] == "*." {
+		rest = rest[2:]
+	}
+	label := 0
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		switch {
+		case c == '.':
+			if label == 0 {
+				return errkind.New(errkind.InvalidArgument, "DNS name %q has an empty label", name)
+			}
+			label = 0
+			continue
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' && label > 0:
+		default:
+			return errkind.New(errkind.InvalidArgument, "DNS name %q: character %q is not allowed (letters, digits, '-' and '.' only)", name, c)
+		}
+		label++
+		if label > 63 {
+			return errkind.New(errkind.InvalidArgument, "DNS name %q has a label over 63 bytes", name)
+		}
+	}
+	if label == 0 {
+		return errkind.New(errkind.InvalidArgument, "DNS name %q ends with an empty label", name)
+	}
+	return nil
+}
+
+// BundleToProto converts a trust bundle to its wire form.
+func BundleToProto(b *spiffebundle.Bundle) (*commonv1.Bundle, error) {
+	out := &commonv1.Bundle{TrustDomain: b.TrustDomain().Name()}
+	if seq, ok := b.SequenceNumber(); ok {
+		out.Sequence = seq
+	}
+	if hint, ok := b.RefreshHint(); ok {
+		out.RefreshHintSeconds = int64(hint / time.Second)
+	}
+	for _, c := range b.X509Authorities() {
+		out.X509Authorities = append(out.X509Authorities, c.Raw)
+	}
+	for kid, key := range b.JWTAuthorities() {
+		der, err := x509.MarshalPKIXPublicKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("marshal jwt authority %s: %w", kid, err)
+		}
+		out.JwtAuthorities = append(out.JwtAuthorities, &commonv1.JWTKey{KeyId: kid, PublicKey: der})
+	}
+	return out, nil
+}
+
+// BundleFromProto parses a wire bundle.
+func BundleFromProto(in *commonv1.Bundle) (*spiffebundle.Bundle, error) {
+	if in == nil {
+		return nil, errkind.New(errkind.InvalidArgument, "bundle is required")
+	}
+	td, err := spiffeid.TrustDomainFromString(in.GetTrustDomain())
+	if err != nil {
+		return nil, errkind.New(errkind.InvalidArgument, "bundle trust_domain %q: %v", in.GetTrustDomain(), err)
+	}
+	b := spiffebundle.New(td)
+	b.SetSequenceNumber(in.GetSequence())
+	if in.GetRefreshHintSeconds() > 0 {
+		b.SetRefreshHint(time.Duration(in.GetRefreshHintSeconds()) * time.Second)
+	}
+	for i, der := range in.GetX509Authorities() {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, errkind.New(errkind.InvalidArgument, "bundle x509_authorities[%d]: %v", i, err)
+		}
+		b.AddX509Authority(c)
+	}
+	for i, k := range in.GetJwtAuthorities() {
+		pub, err := x509.ParsePKIXPublicKey(k.GetPublicKey())
+		if err != nil {
+			return nil, errkind.New(errkind.InvalidArgument, "bundle jwt_authorities[%d] (%s): %v", i, k.GetKeyId(), err)
+		}
+		if k.GetKeyId() == "" {
+			return nil, errkind.New(errkind.InvalidArgument, "bundle jwt_authorities[%d]: key_id is required", i)
+		}
+		if err := b.AddJWTAuthority(k.GetKeyId(), pub.(crypto.PublicKey)); err != nil {
+			return nil, errkind.New(errkind.InvalidArgument, "bundle jwt_authorities[%d]: %v", i, err)
+		}
+	}
+	return b, nil
+}
+
+// StatusToProto converts an item error to a wire status (nil = OK).
+func StatusToProto(err error) *commonv1.Status {
+	if err == nil {
+		return &commonv1.Status{}
+	}
+	msg, _ := errkind.Public(err)
+	return &commonv1.Status{Code: int32(errkind.GRPCCode(errkind.Of(err))), Message: msg}
+}
+
+func fieldErr(field string, err error) error {
+	msg, _ := errkind.Public(err)
+	return errkind.New(errkind.Of(err), "%s: %s", field, msg)
+}
+
+func idString(id spiffeid.ID) string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.String()
+}
+
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func fromUnix(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}

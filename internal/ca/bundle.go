@@ -1,0 +1,52 @@
+package ca
+
+import (
+	"crypto/x509"
+	"fmt"
+	"slices"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/store"
+)
+
+// BundleFromAuthorities builds trust domain td's SPIFFE bundle from the
+// stored authorities of every server replica: the certificate of each
+// X.509 authority as an x509-svid entry, the public key of each JWT
+// authority as a jwt-svid entry under its id (kid). Prepared, active, old
+// and tainted authorities are published; revoked ones are not. The bundle
+// carries sequence number seq and a refresh hint of DefaultRefreshHint.
+// Authorities of unknown kinds (written by a newer server) are skipped.
+func BundleFromAuthorities(td spiffeid.TrustDomain, auths []store.Authority, seq uint64) (*spiffebundle.Bundle, error) {
+	sorted := slices.Clone(auths)
+	sortAuthorities(sorted)
+	b := spiffebundle.New(td)
+	b.SetSequenceNumber(seq)
+	b.SetRefreshHint(DefaultRefreshHint)
+	for _, a := range sorted {
+		if a.State == store.StateRevoked {
+			continue
+		}
+		switch a.Kind {
+		case store.AuthorityX509:
+			cert, err := x509.ParseCertificate(a.Certificate)
+			if err != nil {
+				return nil, fmt.Errorf("build bundle: x509 authority %s: %w", a.ID, err)
+			}
+			if !cert.IsCA {
+				return nil, fmt.Errorf("build bundle: x509 authority %s: certificate is not a CA", a.ID)
+			}
+			b.AddX509Authority(cert)
+		case store.AuthorityJWT:
+			pub, err := x509.ParsePKIXPublicKey(a.PublicKey)
+			if err != nil {
+				return nil, fmt.Errorf("build bundle: jwt authority %s: %w", a.ID, err)
+			}
+			if err := b.AddJWTAuthority(a.ID, pub); err != nil {
+				return nil, fmt.Errorf("build bundle: jwt authority %s: %w", a.ID, err)
+			}
+		}
+	}
+	return b, nil
+}

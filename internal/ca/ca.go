@@ -1,0 +1,332 @@
+// Package ca is the Signet server's certificate authority: it owns the
+// trust domain's signing keys, rotates them, and mints X509-SVIDs and
+// JWT-SVIDs.
+//
+// Every server replica owns its own X.509 CA and JWT signing key. Each goes
+// prepared → active → old: a prepared authority is published in the trust
+// bundle (through the shared store) long before it starts signing, so every
+// relying party already trusts it when the first SVID it signed arrives; an
+// old authority stays published until it expires, so the SVIDs it signed keep
+// verifying. Operators can taint an old authority (published, flagged as
+// suspect) and revoke it (removed from the bundle at once).
+//
+// Private keys are generated in process and stored as PKCS#8 PEM files,
+// mode 0600, under <DataDir>/keys; the store holds only the public halves.
+// BundleFromAuthorities turns the stored authorities of all replicas into the
+// SPIFFE trust bundle that agents and clients trust.
+//
+// Minting (SignX509SVID, SignJWTSVID) is safe for concurrent use and takes
+// no lock: it reads the active authorities through atomic pointers that
+// rotation swaps.
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/store"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultCATTL       = 24 * time.Hour
+	DefaultJWTKeyTTL   = 24 * time.Hour
+	DefaultRefreshHint = 5 * time.Minute
+)
+
+// clockSkew is how far NotBefore is backdated on every certificate, so that
+// peers whose clocks run slightly behind accept it at once.
+const clockSkew = 10 * time.Second
+
+// Log keys.
+const (
+	logKind     = "kind"
+	logID       = "authority_id"
+	logState    = "state"
+	logServerID = "server_id"
+	logNotAfter = "not_after"
+	logError    = "error"
+)
+
+// AuthorityStore is the part of the store the CA needs. *store.Store
+// implements it; the store is shared by all server replicas.
+type AuthorityStore interface {
+	// ListAuthorities returns every authority of every server.
+	ListAuthorities(ctx context.Context) ([]store.Authority, error)
+	// PutAuthority creates or replaces the authority with a's kind and id.
+	PutAuthority(ctx context.Context, a store.Authority) error
+	// DeleteAuthority removes an authority.
+	DeleteAuthority(ctx context.Context, kind store.AuthorityKind, id string) error
+}
+
+var _ AuthorityStore = (*store.Store)(nil)
+
+// Config configures a Manager. Zero values of the optional fields select
+// the documented defaults.
+type Config struct {
+	// TrustDomain is the trust domain every SVID is minted in. Required.
+	TrustDomain spiffeid.TrustDomain
+	// DataDir is the server's data directory; keys live in DataDir/keys.
+	// Required.
+	DataDir string
+	// ServerID names this server replica; it owns the authorities that carry
+	// it. Required.
+	ServerID string
+	// KeyType of new authority keys: "ec-p256" (default), "ec-p384",
+	// "rsa-2048" or "rsa-4096". Existing keys keep their type.
+	KeyType string
+	// CATTL is the lifetime of each X.509 CA certificate (default 24h).
+	CATTL time.Duration
+	// JWTKeyTTL is the lifetime of each JWT signing key (default 24h).
+	JWTKeyTTL time.Duration
+	// MaxSVIDTTL is the longest TTL an SVID may get. When set, requested
+	// TTLs are capped to it and an authority is replaced at the latest
+	// MaxSVIDTTL before it expires, so SVIDs are never cut short by their
+	// authority's end. It must not exceed half of CATTL or JWTKeyTTL. Zero
+	// means no cap (the replacement happens at 5/6 of the lifetime).
+	MaxSVIDTTL time.Duration
+	// Store holds the authorities. Required.
+	Store AuthorityStore
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives transition logs (default: discarded).
+	Logger *slog.Logger
+	// Subject of CA and leaf certificates (default O=Signet).
+	Subject pkix.Name
+}
+
+// Manager owns this server's authorities: it creates, rotates and loads
+// them, and mints SVIDs with the active ones. Build it with New, call Init,
+// then run Run in the background. All methods are safe for concurrent use.
+type Manager struct {
+	td         spiffeid.TrustDomain
+	serverID   string
+	keyType    string
+	caTTL      time.Duration
+	jwtTTL     time.Duration
+	maxSVIDTTL time.Duration
+	subject    pkix.Name
+	store      AuthorityStore
+	now        func() time.Time
+	log        *slog.Logger
+	keys       *keyDir
+
+	// x509 and jwt are the active signers: read lock-free by minting,
+	// replaced by rotation under mu.
+	x509 atomic.Pointer[x509Signer]
+	jwt  atomic.Pointer[jwtSigner]
+
+	mu     sync.Mutex            // serializes Init, Rotate and the manual transitions
+	loaded map[string]privateKey // keys of own prepared/active authorities, by kind/id
+}
+
+// x509Signer is an active X.509 CA: its parsed certificate and key.
+type x509Signer struct {
+	id   string
+	cert *x509.Certificate
+	key  privateKey
+}
+
+// jwtSigner is an active JWT key with a ready go-jose signer.
+type jwtSigner struct {
+	id       string
+	notAfter time.Time
+	signer   jose.Signer
+}
+
+// New validates cfg, applies defaults and prepares the key directory. It
+// does not touch the store: call Init next.
+func New(cfg Config) (*Manager, error) {
+	if cfg.KeyType == "" {
+		cfg.KeyType = KeyTypeECP256
+	}
+	if cfg.CATTL == 0 {
+		cfg.CATTL = DefaultCATTL
+	}
+	if cfg.JWTKeyTTL == 0 {
+		cfg.JWTKeyTTL = DefaultJWTKeyTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Subject.String() == "" {
+		cfg.Subject = pkix.Name{Organization: []string{"Signet"}}
+	}
+
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if cfg.TrustDomain.IsZero() {
+		bad("trust_domain is required, for example example.org")
+	}
+	if cfg.DataDir == "" {
+		bad("data_dir is required")
+	}
+	if cfg.ServerID == "" {
+		bad("server_id is required")
+	}
+	if !validKeyType(cfg.KeyType) {
+		bad("key_type %q is unknown: use one of ec-p256, ec-p384, rsa-2048, rsa-4096", cfg.KeyType)
+	}
+	if cfg.CATTL < time.Minute {
+		bad("ca_ttl %s is too short: use at least 1m, for example 24h", cfg.CATTL)
+	}
+	if cfg.JWTKeyTTL < time.Minute {
+		bad("jwt_key_ttl %s is too short: use at least 1m, for example 24h", cfg.JWTKeyTTL)
+	}
+	if cfg.MaxSVIDTTL < 0 {
+		bad("max_svid_ttl %s is negative", cfg.MaxSVIDTTL)
+	} else if cfg.MaxSVIDTTL > min(cfg.CATTL, cfg.JWTKeyTTL)/2 {
+		bad("max_svid_ttl %s exceeds half of ca_ttl (%s) or jwt_key_ttl (%s)", cfg.MaxSVIDTTL, cfg.CATTL, cfg.JWTKeyTTL)
+	}
+	if cfg.Store == nil {
+		bad("store is required")
+	}
+	if len(errs) > 0 {
+		return nil, errkind.Wrap(errkind.InvalidArgument, errors.Join(errs...), "invalid ca config")
+	}
+
+	keys, err := openKeyDir(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		return nil, fmt.Errorf("new ca: %w", err)
+	}
+	return &Manager{
+		td:         cfg.TrustDomain,
+		serverID:   cfg.ServerID,
+		keyType:    cfg.KeyType,
+		caTTL:      cfg.CATTL,
+		jwtTTL:     cfg.JWTKeyTTL,
+		maxSVIDTTL: cfg.MaxSVIDTTL,
+		subject:    cfg.Subject,
+		store:      cfg.Store,
+		now:        cfg.Now,
+		log:        cfg.Logger.With("component", "ca"),
+		keys:       keys,
+		loaded:     make(map[string]privateKey),
+	}, nil
+}
+
+// Init loads this server's authorities from the store and their keys from
+// disk, creating and activating the first X.509 CA and JWT key when there
+// are none, then catches up on any rotation that fell due while the server
+// was down. A key file that is missing, unreadable or too permissive is an
+// error naming the file.
+func (m *Manager) Init(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	auths, err := m.store.ListAuthorities(ctx)
+	if err != nil {
+		return fmt.Errorf("init ca: list authorities: %w", err)
+	}
+	for _, a := range auths {
+		if a.ServerID != m.serverID || (a.State != store.StateActive && a.State != store.StatePrepared) {
+			continue
+		}
+		if _, err := m.key(a); err != nil {
+			return fmt.Errorf("init ca: %w", err)
+		}
+	}
+	if err := m.rotateLocked(ctx, auths); err != nil {
+		return fmt.Errorf("init ca: %w", err)
+	}
+	return nil
+}
+
+// Run calls Rotate on a ticker until ctx is done, then returns nil. Rotation
+// errors are logged and retried at the next tick. Call Init first.
+func (m *Manager) Run(ctx context.Context) error {
+	if m.x509.Load() == nil || m.jwt.Load() == nil {
+		return errkind.New(errkind.FailedPrecondition, "run ca: not initialized: call Init first")
+	}
+	t := time.NewTicker(m.rotateInterval())
+	defer t.Stop()
+	for {
+		if err := m.Rotate(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("rotate authorities failed; retrying at next tick", logError, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// rotateInterval is how often Run checks: a minute, or less for very short
+// lifetimes, so each phase of a lifetime is hit with good precision.
+func (m *Manager) rotateInterval() time.Duration {
+	return max(time.Second, min(time.Minute, min(m.caTTL, m.jwtTTL)/100))
+}
+
+// Authorities returns every authority in the store (all servers), sorted by
+// kind, then NotBefore, then id.
+func (m *Manager) Authorities(ctx context.Context) ([]store.Authority, error) {
+	auths, err := m.store.ListAuthorities(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list authorities: %w", err)
+	}
+	sortAuthorities(auths)
+	return auths, nil
+}
+
+// sortAuthorities orders authorities by kind, NotBefore and id.
+func sortAuthorities(auths []store.Authority) {
+	slices.SortFunc(auths, func(a, b store.Authority) int {
+		if c := strings.Compare(string(a.Kind), string(b.Kind)); c != 0 {
+			return c
+		}
+		if c := a.NotBefore.Compare(b.NotBefore); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// key returns the private key of own authority a, from memory or from disk.
+// Callers hold mu.
+func (m *Manager) key(a store.Authority) (privateKey, error) {
+	ref := string(a.Kind) + "/" + a.ID
+	if k, ok := m.loaded[ref]; ok {
+		return k, nil
+	}
+	s, err := m.keys.load(a)
+	if err != nil {
+		return privateKey{}, err
+	}
+	k := privateKey{id: a.ID, signer: s}
+	m.loaded[ref] = k
+	return k, nil
+}
+
+// forgetKey drops an own authority's key from memory and disk. Callers
+// hold mu.
+func (m *Manager) forgetKey(kind store.AuthorityKind, id string) error {
+	delete(m.loaded, string(kind)+"/"+id)
+	return m.keys.remove(kind, id)
+}
+
+// publicKeyDER returns the PKIX DER of a signer's public key.
+func publicKeyDER(s crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(s.Public())
+	if err != nil {
+		return nil, fmt.Errorf("marshal public key: %w", err)
+	}
+	return der, nil
+}

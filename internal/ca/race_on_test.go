@@ -1,0 +1,6 @@
+//go:build race
+
+package ca
+
+// raceEnabled reports whether the race detector is on; slow tests shrink.
+const raceEnabled = true

@@ -1,0 +1,480 @@
+package ca
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/store"
+)
+
+// abandonedGrace is how long after its NotAfter another server's active or
+// prepared authority is left alone before it is deleted as abandoned (the
+// server was decommissioned).
+const abandonedGrace = time.Hour
+
+// kinds lists the authority kinds a Manager keeps, in rotation order.
+var kinds = [...]store.AuthorityKind{store.AuthorityX509, store.AuthorityJWT}
+
+// Rotate advances this server's authorities to where they should be now:
+//
+//   - an active authority past half of its lifetime gets a prepared
+//     successor, which is published in the bundle from that moment;
+//   - past 5/6 of its lifetime (or MaxSVIDTTL before its end), the prepared
+//     successor becomes active and the previous one old, provided the
+//     successor has been published for a third of the configured lifetime
+//     (or the active one has already expired);
+//   - old, tainted and revoked authorities of any server, and this server's
+//     unused prepared ones, are deleted once past their NotAfter; another
+//     server's active or prepared ones an hour later (that server is gone).
+//
+// Rotate is idempotent; Run calls it on a ticker.
+func (m *Manager) Rotate(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	auths, err := m.store.ListAuthorities(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate: list authorities: %w", err)
+	}
+	return m.rotateLocked(ctx, auths)
+}
+
+// rotateLocked is Rotate on an already listed set. Callers hold mu.
+func (m *Manager) rotateLocked(ctx context.Context, auths []store.Authority) error {
+	now := m.now()
+	var errs []error
+	for _, kind := range kinds {
+		if err := m.rotateKind(ctx, kind, auths, now); err != nil {
+			errs = append(errs, fmt.Errorf("rotate %s authorities: %w", kind, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) rotateKind(ctx context.Context, kind store.AuthorityKind, auths []store.Authority, now time.Time) error {
+	var actives, prepared []store.Authority
+	history := false // this server had authorities of this kind before
+	for _, a := range auths {
+		if a.Kind != kind {
+			continue
+		}
+		mine := a.ServerID == m.serverID
+		history = history || mine
+		expired := !now.Before(a.NotAfter)
+		// Another server's expired active or prepared authority is its own
+		// business until a grace period shows the server is gone.
+		abandoned := !mine && !now.Before(a.NotAfter.Add(abandonedGrace))
+		if expired && (retired(a.State) || mine && a.State == store.StatePrepared) || abandoned {
+			if err := m.delete(ctx, a); err != nil {
+				return err
+			}
+			continue
+		}
+		switch {
+		case mine && a.State == store.StateActive:
+			actives = append(actives, a)
+		case mine && a.State == store.StatePrepared:
+			prepared = append(prepared, a)
+		}
+	}
+	byNotBefore := func(a, b store.Authority) int { return a.NotBefore.Compare(b.NotBefore) }
+	slices.SortFunc(actives, byNotBefore)
+	slices.SortFunc(prepared, byNotBefore)
+
+	// Several actives or prepared can only follow a crash between two
+	// writes: the newest wins, the others retire.
+	for len(actives) > 1 {
+		if err := m.retire(ctx, actives[0], now); err != nil {
+			return err
+		}
+		actives = actives[1:]
+	}
+	for len(prepared) > 1 {
+		if err := m.retire(ctx, prepared[0], now); err != nil {
+			return err
+		}
+		prepared = prepared[1:]
+	}
+
+	if len(actives) == 0 {
+		if len(prepared) == 1 {
+			return m.activate(ctx, prepared[0], nil, now)
+		}
+		a, err := m.create(ctx, kind, store.StateActive, now)
+		if err != nil {
+			return err
+		}
+		if history {
+			// A gap: the previous authority ended before a successor was
+			// prepared (the server was down through the whole window).
+			m.log.Warn("authority activated without a prepared phase: peers that have not fetched the new bundle reject its SVIDs until they do",
+				logKind, kind, logID, a.ID)
+		} else {
+			m.log.Info("first authority created", logKind, kind, logID, a.ID)
+		}
+		return nil
+	}
+	active := actives[0]
+	if m.activeID(kind) != active.ID {
+		publish, err := m.signerFor(active)
+		if err != nil {
+			return err
+		}
+		publish()
+	}
+
+	lead := m.ttl(kind) / 3
+	start := active.NotBefore.Add(clockSkew)
+	life := active.NotAfter.Sub(start)
+	activateAt := start.Add(life * 5 / 6)
+	if m.maxSVIDTTL > 0 {
+		activateAt = minTime(activateAt, active.NotAfter.Add(-m.maxSVIDTTL))
+	}
+	prepareAt := minTime(start.Add(life/2), activateAt.Add(-lead))
+
+	if len(prepared) == 0 && !now.Before(prepareAt) {
+		p, err := m.create(ctx, kind, store.StatePrepared, now)
+		if err != nil {
+			return err
+		}
+		prepared = append(prepared, p)
+	}
+	if len(prepared) == 1 && !now.Before(activateAt) {
+		published := now.Sub(prepared[0].NotBefore.Add(clockSkew))
+		if published >= lead || !now.Before(active.NotAfter) {
+			return m.activate(ctx, prepared[0], &active, now)
+		}
+	}
+	return nil
+}
+
+// Prepare creates a new prepared authority of kind for this server, which
+// is published in the bundle at once and signs nothing until activated. It
+// fails with FailedPrecondition if one is already prepared.
+func (m *Manager) Prepare(ctx context.Context, kind store.AuthorityKind) (store.Authority, error) {
+	if err := checkKind(kind); err != nil {
+		return store.Authority{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	auths, err := m.store.ListAuthorities(ctx)
+	if err != nil {
+		return store.Authority{}, fmt.Errorf("prepare %s authority: %w", kind, err)
+	}
+	if p, ok := m.find(auths, kind, store.StatePrepared); ok {
+		return store.Authority{}, errkind.New(errkind.FailedPrecondition,
+			"prepare %s authority: %s is already prepared: activate it first", kind, p.ID)
+	}
+	return m.create(ctx, kind, store.StatePrepared, m.now())
+}
+
+// Activate makes this server's prepared authority of kind the active one
+// and marks the previously active one old. It fails with
+// FailedPrecondition when nothing is prepared.
+func (m *Manager) Activate(ctx context.Context, kind store.AuthorityKind) (store.Authority, error) {
+	if err := checkKind(kind); err != nil {
+		return store.Authority{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	auths, err := m.store.ListAuthorities(ctx)
+	if err != nil {
+		return store.Authority{}, fmt.Errorf("activate %s authority: %w", kind, err)
+	}
+	p, ok := m.find(auths, kind, store.StatePrepared)
+	if !ok {
+		return store.Authority{}, errkind.New(errkind.FailedPrecondition,
+			"activate %s authority: none is prepared: prepare one first", kind)
+	}
+	var prev *store.Authority
+	if a, ok := m.find(auths, kind, store.StateActive); ok {
+		prev = &a
+	}
+	if err := m.activate(ctx, p, prev, m.now()); err != nil {
+		return store.Authority{}, err
+	}
+	p.State = store.StateActive
+	return p, nil
+}
+
+// Taint flags an old authority (of any server) as suspected compromised:
+// it stays in the bundle, so agents can see it and replace the SVIDs it
+// signed. Only an old authority can be tainted (FailedPrecondition
+// otherwise; NotFound if there is none with that id).
+func (m *Manager) Taint(ctx context.Context, kind store.AuthorityKind, id string) error {
+	return m.transition(ctx, kind, id, store.StateTainted, store.StateOld)
+}
+
+// Revoke removes a tainted or old authority (of any server) from the bundle
+// at once: SVIDs it signed stop verifying. Other states are refused with
+// FailedPrecondition; an unknown id is NotFound.
+func (m *Manager) Revoke(ctx context.Context, kind store.AuthorityKind, id string) error {
+	return m.transition(ctx, kind, id, store.StateRevoked, store.StateOld, store.StateTainted)
+}
+
+// transition moves authority kind/id to state to, provided it is in one of
+// the states from.
+func (m *Manager) transition(ctx context.Context, kind store.AuthorityKind, id string, to store.AuthorityState, from ...store.AuthorityState) error {
+	if err := checkKind(kind); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	auths, err := m.store.ListAuthorities(ctx)
+	if err != nil {
+		return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
+	}
+	i := slices.IndexFunc(auths, func(a store.Authority) bool { return a.Kind == kind && a.ID == id })
+	if i < 0 {
+		return errkind.New(errkind.NotFound, "%s authority %s not found", kind, id)
+	}
+	a := auths[i]
+	if !slices.Contains(from, a.State) {
+		return errkind.New(errkind.FailedPrecondition,
+			"cannot make %s authority %s %s: it is %s, and only %s ones can be", kind, id, to, a.State, statesText(from))
+	}
+	a.State = to
+	a.UpdatedAt = m.now()
+	if err := m.store.PutAuthority(ctx, a); err != nil {
+		return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
+	}
+	if a.ServerID == m.serverID {
+		if err := m.forgetKey(kind, id); err != nil {
+			return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
+		}
+	}
+	m.logTransition("authority "+string(to), a)
+	return nil
+}
+
+// create makes a new authority of kind in state (prepared, or active when
+// there is none to prepare from), writes its key and stores it.
+func (m *Manager) create(ctx context.Context, kind store.AuthorityKind, state store.AuthorityState, now time.Time) (store.Authority, error) {
+	key, err := generateKey(m.keyType)
+	if err != nil {
+		return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+	}
+	pub, err := publicKeyDER(key)
+	if err != nil {
+		return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+	}
+	// Whole seconds, rounded up: certificates carry seconds, and rotation
+	// must never see an authority as older than it is.
+	start := ceilSecond(now)
+	a := store.Authority{
+		Kind:      kind,
+		State:     state,
+		ServerID:  m.serverID,
+		PublicKey: pub,
+		NotBefore: start.Add(-clockSkew),
+		NotAfter:  start.Add(m.ttl(kind)),
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	switch kind {
+	case store.AuthorityX509:
+		ski, err := subjectKeyID(pub)
+		if err != nil {
+			return store.Authority{}, fmt.Errorf("create x509 authority: %w", err)
+		}
+		a.ID = hex.EncodeToString(ski)
+		a.Certificate, err = m.caCertificate(a, ski, key)
+		if err != nil {
+			return store.Authority{}, fmt.Errorf("create x509 authority %s: %w", a.ID, err)
+		}
+	case store.AuthorityJWT:
+		tp, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(cryptoSHA256)
+		if err != nil {
+			return store.Authority{}, fmt.Errorf("create jwt authority: thumbprint: %w", err)
+		}
+		a.ID = base64URL(tp)
+	}
+
+	if err := m.keys.write(kind, a.ID, key); err != nil {
+		return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+	}
+	m.loaded[string(kind)+"/"+a.ID] = privateKey{id: a.ID, signer: key}
+	var publish func()
+	if state == store.StateActive {
+		if publish, err = m.signerFor(a); err != nil {
+			_ = m.forgetKey(kind, a.ID)
+			return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+		}
+	}
+	if err := m.store.PutAuthority(ctx, a); err != nil {
+		_ = m.forgetKey(kind, a.ID)
+		return store.Authority{}, fmt.Errorf("create %s authority: store: %w", kind, err)
+	}
+	if publish != nil {
+		publish()
+	}
+	m.logTransition("authority "+string(state), a)
+	return a, nil
+}
+
+// activate makes next active (publishing its signer for minting) and
+// retires prev, if any.
+func (m *Manager) activate(ctx context.Context, next store.Authority, prev *store.Authority, now time.Time) error {
+	publish, err := m.signerFor(next)
+	if err != nil {
+		return fmt.Errorf("activate %s authority %s: %w", next.Kind, next.ID, err)
+	}
+	next.State = store.StateActive
+	next.UpdatedAt = now
+	if err := m.store.PutAuthority(ctx, next); err != nil {
+		return fmt.Errorf("activate %s authority %s: %w", next.Kind, next.ID, err)
+	}
+	publish()
+	m.logTransition("authority activated", next)
+	if prev != nil {
+		return m.retire(ctx, *prev, now)
+	}
+	return nil
+}
+
+// retire marks a old and deletes its private key: it never signs again.
+// An authority already past its NotAfter is deleted outright.
+func (m *Manager) retire(ctx context.Context, a store.Authority, now time.Time) error {
+	if !now.Before(a.NotAfter) {
+		return m.delete(ctx, a)
+	}
+	a.State = store.StateOld
+	a.UpdatedAt = now
+	if err := m.store.PutAuthority(ctx, a); err != nil {
+		return fmt.Errorf("retire %s authority %s: %w", a.Kind, a.ID, err)
+	}
+	if err := m.forgetKey(a.Kind, a.ID); err != nil {
+		return fmt.Errorf("retire %s authority %s: %w", a.Kind, a.ID, err)
+	}
+	m.logTransition("authority retired", a)
+	return nil
+}
+
+// delete removes an expired authority from the store (and its key, if it
+// is this server's). An authority another replica deleted first is fine.
+func (m *Manager) delete(ctx context.Context, a store.Authority) error {
+	err := m.store.DeleteAuthority(ctx, a.Kind, a.ID)
+	if err != nil && !errkind.Is(err, errkind.NotFound) {
+		return fmt.Errorf("delete expired %s authority %s: %w", a.Kind, a.ID, err)
+	}
+	if a.ServerID == m.serverID {
+		if err := m.forgetKey(a.Kind, a.ID); err != nil {
+			return fmt.Errorf("delete expired %s authority %s: %w", a.Kind, a.ID, err)
+		}
+	}
+	m.logTransition("authority deleted", a)
+	return nil
+}
+
+// signerFor builds the minting state of own authority a and returns the
+// function that publishes it, so a failure happens before any store write.
+func (m *Manager) signerFor(a store.Authority) (publish func(), err error) {
+	key, err := m.key(a)
+	if err != nil {
+		return nil, err
+	}
+	switch a.Kind {
+	case store.AuthorityX509:
+		s, err := newX509Signer(a, key)
+		if err != nil {
+			return nil, err
+		}
+		return func() { m.x509.Store(s) }, nil
+	case store.AuthorityJWT:
+		s, err := newJWTSigner(a, key)
+		if err != nil {
+			return nil, err
+		}
+		return func() { m.jwt.Store(s) }, nil
+	}
+	return nil, fmt.Errorf("unknown authority kind %q", a.Kind)
+}
+
+// find returns this server's newest authority of kind in state.
+func (m *Manager) find(auths []store.Authority, kind store.AuthorityKind, state store.AuthorityState) (store.Authority, bool) {
+	var found store.Authority
+	ok := false
+	for _, a := range auths {
+		if a.Kind == kind && a.State == state && a.ServerID == m.serverID && (!ok || a.NotBefore.After(found.NotBefore)) {
+			found, ok = a, true
+		}
+	}
+	return found, ok
+}
+
+// activeID returns the id of the authority of kind that minting uses.
+func (m *Manager) activeID(kind store.AuthorityKind) string {
+	switch kind {
+	case store.AuthorityX509:
+		if s := m.x509.Load(); s != nil {
+			return s.id
+		}
+	case store.AuthorityJWT:
+		if s := m.jwt.Load(); s != nil {
+			return s.id
+		}
+	}
+	return ""
+}
+
+// ttl returns the configured lifetime of authorities of kind.
+func (m *Manager) ttl(kind store.AuthorityKind) time.Duration {
+	if kind == store.AuthorityJWT {
+		return m.jwtTTL
+	}
+	return m.caTTL
+}
+
+// logTransition logs an authority transition; never key material.
+func (m *Manager) logTransition(msg string, a store.Authority) {
+	m.log.Info(msg, logKind, a.Kind, logID, a.ID, logState, a.State,
+		logServerID, a.ServerID, logNotAfter, a.NotAfter)
+}
+
+// checkKind refuses unknown authority kinds.
+func checkKind(kind store.AuthorityKind) error {
+	if kind != store.AuthorityX509 && kind != store.AuthorityJWT {
+		return errkind.New(errkind.InvalidArgument, "unknown authority kind %q: use x509 or jwt", kind)
+	}
+	return nil
+}
+
+// retired reports whether an authority in state s no longer signs and is
+// kept only until it expires.
+func retired(s store.AuthorityState) bool {
+	return s == store.StateOld || s == store.StateTainted || s == store.StateRevoked
+}
+
+// statesText joins states for an error message: "old or tainted".
+func statesText(states []store.AuthorityState) string {
+	s := ""
+	for i, st := range states {
+		if i > 0 {
+			s += " or "
+		}
+		s += string(st)
+	}
+	return s
+}
+
+// ceilSecond rounds t up to a whole second.
+func ceilSecond(t time.Time) time.Time {
+	tr := t.Truncate(time.Second)
+	if tr.Equal(t) {
+		return tr
+	}
+	return tr.Add(time.Second)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeServer(t *testing.T) {
+	in := `
+trust_domain: example.org
+data_dir: /var/lib/signet/server
+store:
+  driver: postgres
+  dsn: postgres://signet@db/signet
+ca:
+  ttl: 48h
+default_x509_ttl: 30m
+admin_uids: [1000, 1001]
+`
+	var c Server
+	if err := Decode([]byte(in), &c); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if c.TrustDomain != "example.org" || c.Store.Driver != "postgres" || time.Duration(c.CA.TTL) != 48*time.Hour ||
+		time.Duration(c.DefaultX509TTL) != 30*time.Minute || len(c.AdminUIDs) != 2 {
+		t.Errorf("Decode = %+v", c)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"unknown key", "trust_domian: x\n", `field trust_domian not found`},
+		{"nested unknown key", "store:\n  drivr: sqlite\n", `field drivr not found`},
+		{"bad duration", "default_x509_ttl: soon\n", `"soon" is not a duration`},
+		{"negative duration", "agent_ttl: -1h\n", `is not a duration`},
+		{"wrong type", "admin_uids: root\n", `line 1`},
+		{"two documents", "data_dir: a\n---\ndata_dir: b\n", "more than one YAML document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Server
+			err := Decode([]byte(tt.in), &c)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Decode(%q) = %v, want error containing %q", tt.in, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "config.") {
+				t.Errorf("error leaks Go type names: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadAgent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte("server_address: server:8081\nsync_interval: 2s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadAgent(path)
+	if err != nil {
+		t.Fatalf("LoadAgent: %v", err)
+	}
+	if c.ServerAddress != "server:8081" || time.Duration(c.SyncInterval) != 2*time.Second {
+		t.Errorf("LoadAgent = %+v", c)
+	}
+	if _, err := LoadAgent(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("LoadAgent(missing) = %v, want error naming the file", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte("trust_domain: example.org\nca:\n  ttl: 24h\n"))
+	f.Add([]byte("admin_uids: [1, 2]\nstore: {driver: sqlite}\n"))
+	f.Add([]byte("---\n---\n"))
+	f.Add([]byte("default_jwt_ttl: !!binary AAAA\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s Server
+		_ = Decode(data, &s)
+		var a Agent
+		_ = Decode(data, &a)
+	})
+}

@@ -1,0 +1,473 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/errkind"
+	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/store"
+)
+
+// Paging limits of ListEntries.
+const (
+	defaultPageSize = 1000
+	maxPageSize     = 10000
+)
+
+// errBatchRejected marks the valid items of an atomic batch that failed.
+var errBatchRejected = errkind.New(errkind.FailedPrecondition, "not created: another entry of the atomic batch is invalid")
+
+// adminAPI implements the admin service. Authorization happens in the
+// interceptors of each listener; the actor they put in the context is
+// recorded in the audit log by the store.
+type adminAPI struct {
+	adminv1.UnimplementedAdminServer
+	s *Server
+}
+
+var _ adminv1.AdminServer = (*adminAPI)(nil)
+
+// checkEntry applies the server's rules on top of the store's: IDs in this
+// trust domain, no reserved paths, bounded lifetimes.
+func (s *Server) checkEntry(e store.Entry) error {
+	td := s.cfg.TrustDomain
+	if !e.SPIFFEID.MemberOf(td) {
+		return errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", e.SPIFFEID, td.Name())
+	}
+	if !e.ParentID.MemberOf(td) {
+		return errkind.New(errkind.InvalidArgument, "parent_id %s is not in trust domain %s", e.ParentID, td.Name())
+	}
+	if p := e.SPIFFEID.Path(); p == "/signet" || strings.HasPrefix(p, "/signet/") {
+		return errkind.New(errkind.InvalidArgument, "spiffe_id %s uses the reserved path prefix /signet/ (server and agent identities)", e.SPIFFEID)
+	}
+	if e.X509TTL > MaxSVIDTTL || e.JWTTTL > MaxSVIDTTL {
+		return errkind.New(errkind.InvalidArgument, "x509_ttl and jwt_ttl must be at most %s", MaxSVIDTTL)
+	}
+	return e.Validate()
+}
+
+func (a *adminAPI) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesRequest) (*adminv1.CreateEntriesResponse, error) {
+	in := req.GetEntries()
+	if len(in) == 0 {
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "entries: at least one entry is required"))
+	}
+	// Convert and check everything first; items that fail here are
+	// reported without reaching the store.
+	resp := &adminv1.CreateEntriesResponse{Results: make([]*adminv1.EntryResult, len(in))}
+	valid := make([]store.Entry, 0, len(in))
+	pos := make([]int, 0, len(in))
+	failed := 0
+	for i, pe := range in {
+		e, err := apiconv.EntryFromProto(pe)
+		if err == nil {
+			err = a.s.checkEntry(e)
+		}
+		if err != nil {
+			failed++
+			resp.Results[i] = &adminv1.EntryResult{Entry: pe, Status: apiconv.StatusToProto(err)}
+			continue
+		}
+		valid = append(valid, e)
+		pos = append(pos, i)
+	}
+	if req.GetAtomic() && failed > 0 {
+		for _, i := range pos {
+			resp.Results[i] = &adminv1.EntryResult{Entry: in[i], Status: apiconv.StatusToProto(
+				errBatchRejected)}
+		}
+		return resp, nil
+	}
+	if len(valid) > 0 {
+		results, err := a.s.store.CreateEntries(ctx, valid, req.GetAtomic())
+		rejected := req.GetAtomic() && errkind.Is(err, errkind.FailedPrecondition)
+		if err != nil && !rejected {
+			return nil, a.s.rpcError(ctx, err)
+		}
+		for j, r := range results {
+			i := pos[j]
+			if r.Err == nil && rejected {
+				r.Err = errBatchRejected
+			}
+			if r.Err != nil {
+				resp.Results[i] = &adminv1.EntryResult{Entry: in[i], Status: apiconv.StatusToProto(r.Err)}
+				continue
+			}
+			resp.Results[i] = &adminv1.EntryResult{Entry: apiconv.EntryToProto(r.Entry), Status: apiconv.StatusToProto(nil)}
+		}
+	}
+	a.s.afterWrite(ctx)
+	return resp, nil
+}
+
+func (a *adminAPI) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*commonv1.Entry, error) {
+	if req.GetId() == "" {
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "id is required"))
+	}
+	e, err := a.s.store.GetEntry(ctx, req.GetId())
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	return apiconv.EntryToProto(e), nil
+}
+
+func (a *adminAPI) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
+	f := store.EntryFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
+	if f.Limit <= 0 {
+		f.Limit = defaultPageSize
+	}
+	if f.Limit > maxPageSize {
+		f.Limit = maxPageSize
+	}
+	var err error
+	if req.GetParentId() != "" {
+		if f.ParentID, err = apiconv.ParseID("parent_id", req.GetParentId()); err != nil {
+			return nil, a.s.rpcError(ctx, err)
+		}
+	}
+	if req.GetSpiffeId() != "" {
+		if f.SPIFFEID, err = apiconv.ParseID("spiffe_id", req.GetSpiffeId()); err != nil {
+			return nil, a.s.rpcError(ctx, err)
+		}
+	}
+	if f.Selectors, err = apiconv.SelectorsFromProto(req.GetSelectors()); err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	entries, err := a.s.store.ListEntries(ctx, f)
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	resp := &adminv1.ListEntriesResponse{Entries: make([]*commonv1.Entry, len(entries))}
+	for i, e := range entries {
+		resp.Entries[i] = apiconv.EntryToProto(e)
+	}
+	if len(entries) == f.Limit {
+		resp.NextPageToken = entries[len(entries)-1].ID
+	}
+	return resp, nil
+}
+
+// entryMaskFields are the entry fields UpdateEntry may replace.
+var entryMaskFields = []string{"spiffe_id", "parent_id", "selectors", "x509_ttl_seconds", "jwt_ttl_seconds",
+	"dns_names", "admin", "downstream", "federates_with", "expires_at", "hint", "labels"}
+
+func (a *adminAPI) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryRequest) (*commonv1.Entry, error) {
+	pe := req.GetEntry()
+	if pe.GetId() == "" {
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "entry.id is required"))
+	}
+	cur, err := a.s.store.GetEntry(ctx, pe.GetId())
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	mask := req.GetUpdateMask()
+	if len(mask) == 0 {
+		mask = entryMaskFields
+	}
+	// Start from the current entry on the wire, overlay the masked fields,
+	// then convert once so validation sees the merged result.
+	merged := apiconv.EntryToProto(cur)
+	for _, f := range mask {
+		switch f {
+		case "spiffe_id":
+			merged.SpiffeId = pe.GetSpiffeId()
+		case "parent_id":
+			merged.ParentId = pe.GetParentId()
+		case "selectors":
+			merged.Selectors = pe.GetSelectors()
+		case "x509_ttl_seconds":
+			merged.X509TtlSeconds = pe.GetX509TtlSeconds()
+		case "jwt_ttl_seconds":
+			merged.JwtTtlSeconds = pe.GetJwtTtlSeconds()
+		case "dns_names":
+			merged.DnsNames = pe.GetDnsNames()
+		case "admin":
+			merged.Admin = pe.GetAdmin()
+		case "downstream":
+			merged.Downstream = pe.GetDownstream()
+		case "federates_with":
+			merged.FederatesWith = pe.GetFederatesWith()
+		case "expires_at":
+			merged.ExpiresAt = pe.GetExpiresAt()
+		case "hint":
+			merged.Hint = pe.GetHint()
+		case "labels":
+			merged.Labels = pe.GetLabels()
+		default:
+			return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument,
+				"update_mask: unknown field %q; updatable fields are %s", f, strings.Join(entryMaskFields, ", ")))
+		}
+	}
+	e, err := apiconv.EntryFromProto(merged)
+	if err == nil {
+		err = a.s.checkEntry(e)
+	}
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	updated, err := a.s.store.UpdateEntry(ctx, e)
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	a.s.afterWrite(ctx)
+	return apiconv.EntryToProto(updated), nil
+}
+
+func (a *adminAPI) DeleteEntries(ctx context.Context, req *adminv1.DeleteEntriesRequest) (*adminv1.DeleteEntriesResponse, error) {
+	if len(req.GetIds()) == 0 {
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "ids: at least one entry id is required"))
+	}
+	errs, err := a.s.store.DeleteEntries(ctx, req.GetIds())
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	resp := &adminv1.DeleteEntriesResponse{Results: make([]*adminv1.DeleteResult, len(req.GetIds()))}
+	for i, id := range req.GetIds() {
+		resp.Results[i] = &adminv1.DeleteResult{Id: id, Status: apiconv.StatusToProto(errs[i])}
+	}
+	a.s.afterWrite(ctx)
+	return resp, nil
+}
+
+func nodeToProto(n store.Node) *adminv1.Node {
+	return &adminv1.Node{
+		SpiffeId:        n.SPIFFEID.String(),
+		AttestationType: n.AttestationType,
+		Selectors:       apiconv.SelectorsToProto(n.Selectors),
+		SerialNumber:    n.SerialNumber,
+		CertNotAfter:    unixOrZero(n.CertNotAfter),
+		Banned:          n.Banned,
+		Labels:          n.Labels,
+		CreatedAt:       unixOrZero(n.CreatedAt),
+		LastSeenAt:      unixOrZero(n.LastSeenAt),
+	}
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func (a *adminAPI) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) (*adminv1.ListNodesResponse, error) {
+	var f store.NodeFilter
+	switch req.GetFilter() {
+	case "":
+	case "banned", "active":
+		banned := req.GetFilter() == "banned"
+		f.Banned = &banned
+	default:
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "filter %q is not supported: use banned, active or leave it empty", req.GetFilter()))
+	}
+	nodes, err := a.s.store.ListNodes(ctx, f)
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	resp := &adminv1.ListNodesResponse{Nodes: make([]*adminv1.Node, len(nodes))}
+	for i, n := range nodes {
+		resp.Nodes[i] = nodeToProto(n)
+	}
+	return resp, nil
+}
+
+func (a *adminAPI) node(ctx context.Context, id string) (store.Node, error) {
+	nid, err := apiconv.ParseID("spiffe_id", id)
+	if err != nil {
+		return store.Node{}, err
+	}
+	return a.s.store.GetNode(ctx, nid)
+}
+
+func (a *adminAPI) GetNode(ctx context.Context, req *adminv1.GetNodeRequest) (*adminv1.Node, error) {
+	n, err := a.node(ctx, req.GetSpiffeId())
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	return nodeToProto(n), nil
+}
+
+func (a *adminAPI) EvictNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.EvictNodeResponse, error) {
+	n, err := a.node(ctx, req.GetSpiffeId())
+	if err == nil {
+		err = a.s.store.DeleteNode(ctx, n.SPIFFEID)
+	}
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	a.s.log.Info("node evicted", "agent_id", n.SPIFFEID.String())
+	return &adminv1.EvictNodeResponse{}, nil
+}
+
+func (a *adminAPI) setBanned(ctx context.Context, id string, banned bool) (*adminv1.Node, error) {
+	n, err := a.node(ctx, id)
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	n.Banned = banned
+	if n, err = a.s.store.UpdateNode(ctx, n); err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	a.s.log.Info("node ban changed", "agent_id", n.SPIFFEID.String(), "banned", banned)
+	return nodeToProto(n), nil
+}
+
+func (a *adminAPI) BanNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.Node, error) {
+	return a.setBanned(ctx, req.GetSpiffeId(), true)
+}
+
+func (a *adminAPI) UnbanNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.Node, error) {
+	return a.setBanned(ctx, req.GetSpiffeId(), false)
+}
+
+func (a *adminAPI) CreateJoinToken(ctx context.Context, req *adminv1.CreateJoinTokenRequest) (*adminv1.CreateJoinTokenResponse, error) {
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	switch {
+	case req.GetTtlSeconds() < 0:
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "ttl_seconds %d is negative: use 0 for the default (%s) or a positive number", req.GetTtlSeconds(), a.s.cfg.JoinTokenTTL))
+	case ttl == 0:
+		ttl = a.s.cfg.JoinTokenTTL
+	case ttl > 30*24*time.Hour:
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "ttl_seconds: a join token may live at most 30 days"))
+	}
+	var agentID spiffeid.ID
+	if req.GetSpiffeId() != "" {
+		id, err := apiconv.ParseID("spiffe_id", req.GetSpiffeId())
+		if err != nil {
+			return nil, a.s.rpcError(ctx, err)
+		}
+		if !id.MemberOf(a.s.cfg.TrustDomain) {
+			return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", id, a.s.cfg.TrustDomain.Name()))
+		}
+		if id == a.s.serverID {
+			return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "spiffe_id %s is the server's own ID", id))
+		}
+		agentID = id
+	}
+	token, err := jointoken.Generate()
+	if err != nil {
+		return nil, a.s.rpcError(ctx, fmt.Errorf("generate join token: %w", err))
+	}
+	hash := jointoken.Hash(token)
+	now := a.s.cfg.Now()
+	if err := a.s.store.CreateJoinToken(ctx, store.JoinToken{Hash: hash, SPIFFEID: agentID, ExpiresAt: now.Add(ttl), CreatedAt: now}); err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	if agentID.IsZero() {
+		if agentID, err = jointoken.AgentID(a.s.cfg.TrustDomain, hash); err != nil {
+			return nil, a.s.rpcError(ctx, err)
+		}
+	}
+	return &adminv1.CreateJoinTokenResponse{Token: token, SpiffeId: agentID.String(), ExpiresAt: now.Add(ttl).Unix()}, nil
+}
+
+func (a *adminAPI) GetBundle(ctx context.Context, _ *adminv1.GetBundleRequest) (*commonv1.Bundle, error) {
+	b, err := a.s.bundleProto()
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	return b, nil
+}
+
+func authorityToProto(au store.Authority) *adminv1.Authority {
+	return &adminv1.Authority{
+		Id: au.ID, Kind: string(au.Kind), State: string(au.State), ServerId: au.ServerID,
+		NotBefore: unixOrZero(au.NotBefore), NotAfter: unixOrZero(au.NotAfter),
+	}
+}
+
+func (a *adminAPI) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
+	auths, err := a.s.store.ListAuthorities(ctx)
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	resp := &adminv1.ListAuthoritiesResponse{}
+	for _, au := range auths {
+		resp.Authorities = append(resp.Authorities, authorityToProto(au))
+	}
+	return resp, nil
+}
+
+func parseAuthorityKind(s string) (store.AuthorityKind, error) {
+	switch k := store.AuthorityKind(s); k {
+	case store.AuthorityX509, store.AuthorityJWT:
+		return k, nil
+	}
+	return "", errkind.New(errkind.InvalidArgument, "kind %q is not an authority kind: use x509 or jwt", s)
+}
+
+// authorityOp runs one manual CA transition and republishes the bundle.
+func (a *adminAPI) authorityOp(ctx context.Context, req *adminv1.AuthorityRequest, needID bool,
+	op func(context.Context, store.AuthorityKind, string) (store.Authority, error)) (*adminv1.Authority, error) {
+	kind, err := parseAuthorityKind(req.GetKind())
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	if needID && req.GetId() == "" {
+		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "id is required: see `signet authority list`"))
+	}
+	au, err := op(ctx, kind, req.GetId())
+	if err != nil {
+		return nil, a.s.rpcError(ctx, err)
+	}
+	if err := a.s.refreshBundle(ctx); err != nil {
+		a.s.log.Warn("refresh trust bundle", "error", err)
+	}
+	return authorityToProto(au), nil
+}
+
+func (a *adminAPI) PrepareAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+	return a.authorityOp(ctx, req, false, func(ctx context.Context, k store.AuthorityKind, _ string) (store.Authority, error) {
+		return a.s.ca.Prepare(ctx, k)
+	})
+}
+
+func (a *adminAPI) ActivateAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+	return a.authorityOp(ctx, req, false, func(ctx context.Context, k store.AuthorityKind, _ string) (store.Authority, error) {
+		return a.s.ca.Activate(ctx, k)
+	})
+}
+
+func (a *adminAPI) TaintAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+	return a.authorityOp(ctx, req, true, a.s.transitionAuthority(a.s.ca.Taint))
+}
+
+func (a *adminAPI) RevokeAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+	return a.authorityOp(ctx, req, true, a.s.transitionAuthority(a.s.ca.Revoke))
+}
+
+// transitionAuthority adapts a CA transition by id to return the
+// authority's new state.
+func (s *Server) transitionAuthority(op func(context.Context, store.AuthorityKind, string) error) func(context.Context, store.AuthorityKind, string) (store.Authority, error) {
+	return func(ctx context.Context, kind store.AuthorityKind, id string) (store.Authority, error) {
+		if err := op(ctx, kind, id); err != nil {
+			return store.Authority{}, err
+		}
+		auths, err := s.store.ListAuthorities(ctx)
+		if err != nil {
+			return store.Authority{}, err
+		}
+		for _, au := range auths {
+			if au.Kind == kind && au.ID == id {
+				return au, nil
+			}
+		}
+		// Revoking may delete the authority outright.
+		return store.Authority{ID: id, Kind: kind, State: store.StateRevoked}, nil
+	}
+}
+
+// afterWrite refreshes the cache at once so agents syncing right after an
+// admin change see it.
+func (s *Server) afterWrite(ctx context.Context) {
+	if err := s.refreshCache(ctx); err != nil {
+		s.log.Warn("refresh entry cache", "error", err)
+	}
+}

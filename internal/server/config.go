@@ -1,0 +1,158 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Config configures a Server. The zero value is not usable: TrustDomain and
+// DataDir are required; every other field has a default (see withDefaults).
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// DataDir holds the SQLite store, CA keys, the server id and, by
+	// default, the admin socket. Created 0700.
+	DataDir string
+
+	// BindAddress is where the agent API listens (TLS). Default 0.0.0.0:8081.
+	BindAddress string
+	// AdminSocket is the admin API's unix socket. Default DataDir/admin.sock.
+	AdminSocket string
+	// AdminUIDs may call the admin API over the socket besides root and the
+	// user the server runs as.
+	AdminUIDs []uint32
+	// HealthAddress serves /healthz, /readyz and /metrics over plain HTTP;
+	// empty disables it.
+	HealthAddress string
+
+	// StoreDriver is "sqlite" (default) or "postgres"; StoreDSN is the
+	// PostgreSQL connection string or the SQLite path (default
+	// DataDir/signet.db).
+	StoreDriver string
+	StoreDSN    string
+
+	// KeyType for CA and JWT keys: ec-p256 (default), ec-p384, rsa-2048, rsa-4096.
+	KeyType   string
+	CATTL     time.Duration // default 24h
+	JWTKeyTTL time.Duration // default 24h
+	// DefaultX509TTL and DefaultJWTTTL apply to entries that set none.
+	DefaultX509TTL time.Duration // default 1h
+	DefaultJWTTTL  time.Duration // default 5m
+	AgentTTL       time.Duration // agent SVID lifetime, default 1h
+	JoinTokenTTL   time.Duration // default 1h
+
+	// CacheRefresh is how often the entry cache polls the store for changes
+	// made by other replicas. Default 1s.
+	CacheRefresh time.Duration
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer // nil: a private registry served on /metrics
+	Now        func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultBindAddress = "0.0.0.0:8081"
+	DefaultCATTL       = 24 * time.Hour
+	DefaultX509TTL     = time.Hour
+	DefaultJWTTTL      = 5 * time.Minute
+	DefaultAgentTTL    = time.Hour
+	DefaultTokenTTL    = time.Hour
+	// MaxSVIDTTL bounds entry TTLs; the CA lifetime caps them further.
+	MaxSVIDTTL = 30 * 24 * time.Hour
+)
+
+func (c Config) withDefaults() Config {
+	if c.BindAddress == "" {
+		c.BindAddress = DefaultBindAddress
+	}
+	if c.AdminSocket == "" && c.DataDir != "" {
+		c.AdminSocket = filepath.Join(c.DataDir, "admin.sock")
+	}
+	if c.StoreDriver == "" {
+		c.StoreDriver = "sqlite"
+	}
+	if c.StoreDriver == "sqlite" && c.StoreDSN == "" && c.DataDir != "" {
+		c.StoreDSN = filepath.Join(c.DataDir, "signet.db")
+	}
+	if c.CATTL == 0 {
+		c.CATTL = DefaultCATTL
+	}
+	if c.JWTKeyTTL == 0 {
+		c.JWTKeyTTL = DefaultCATTL
+	}
+	if c.DefaultX509TTL == 0 {
+		c.DefaultX509TTL = DefaultX509TTL
+	}
+	if c.DefaultJWTTTL == 0 {
+		c.DefaultJWTTTL = DefaultJWTTTL
+	}
+	if c.AgentTTL == 0 {
+		c.AgentTTL = DefaultAgentTTL
+	}
+	if c.JoinTokenTTL == 0 {
+		c.JoinTokenTTL = DefaultTokenTTL
+	}
+	if c.CacheRefresh == 0 {
+		c.CacheRefresh = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// validate reports every problem at once, each naming its field.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.TrustDomain.IsZero() {
+		bad("trust_domain is required, for example example.org")
+	}
+	if c.DataDir == "" {
+		bad("data_dir is required, for example /var/lib/signet/server")
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddress); err != nil {
+		bad("bind_address %q is not host:port: %v", c.BindAddress, err)
+	}
+	if c.HealthAddress != "" {
+		if _, _, err := net.SplitHostPort(c.HealthAddress); err != nil {
+			bad("health_address %q is not host:port: %v", c.HealthAddress, err)
+		}
+	}
+	switch c.StoreDriver {
+	case "sqlite":
+	case "postgres":
+		if c.StoreDSN == "" {
+			bad("store.dsn is required with store.driver postgres, for example postgres://signet@db:5432/signet")
+		}
+	default:
+		bad("store.driver %q is not supported: use sqlite or postgres", c.StoreDriver)
+	}
+	for name, d := range map[string]time.Duration{"ca_ttl": c.CATTL, "jwt_key_ttl": c.JWTKeyTTL,
+		"default_x509_ttl": c.DefaultX509TTL, "default_jwt_ttl": c.DefaultJWTTTL, "agent_ttl": c.AgentTTL,
+		"join_token_ttl": c.JoinTokenTTL} {
+		if d < time.Second {
+			bad("%s %s is too short: use at least 1s", name, d)
+		}
+	}
+	if c.CacheRefresh < 10*time.Millisecond {
+		bad("cache_refresh %s is too short: use at least 10ms", c.CacheRefresh)
+	}
+	if c.DefaultX509TTL > c.CATTL/2 {
+		bad("default_x509_ttl %s must be at most half of ca_ttl (%s) so rotation can overlap", c.DefaultX509TTL, c.CATTL)
+	}
+	if c.AgentTTL > c.CATTL/2 {
+		bad("agent_ttl %s must be at most half of ca_ttl (%s)", c.AgentTTL, c.CATTL)
+	}
+	return errors.Join(errs...)
+}

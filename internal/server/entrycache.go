@@ -1,0 +1,166 @@
+package server
+
+import (
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/store"
+)
+
+// entryCache is the server's in-memory index of registration entries, kept
+// current from the store's change feed (store.EntryChanges). Every replica
+// keeps its own; the store's revision makes them converge.
+//
+// It answers the question every agent call asks: which entries belong to
+// this node? An entry belongs to a node when its parent is the node's ID, or
+// when its parent is a node alias the node qualifies for: an alias is an
+// entry whose parent is the server's own ID and whose selectors are a subset
+// of the node's.
+type entryCache struct {
+	serverID spiffeid.ID
+
+	mu       sync.RWMutex
+	revision int64
+	byID     map[string]*store.Entry
+	byParent map[spiffeid.ID]map[string]*store.Entry
+}
+
+func newEntryCache(serverID spiffeid.ID) *entryCache {
+	return &entryCache{
+		serverID: serverID,
+		byID:     make(map[string]*store.Entry),
+		byParent: make(map[spiffeid.ID]map[string]*store.Entry),
+	}
+}
+
+// Revision is the store revision the cache reflects.
+func (c *entryCache) Revision() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.revision
+}
+
+// apply folds a change set into the cache. Change sets older than what the
+// cache holds are ignored, so concurrent refreshes are harmless.
+func (c *entryCache) apply(cs store.EntryChangeSet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cs.Revision < c.revision && !cs.Full {
+		return
+	}
+	if cs.Full {
+		c.byID = make(map[string]*store.Entry, len(cs.Changed))
+		c.byParent = make(map[spiffeid.ID]map[string]*store.Entry)
+	}
+	for _, id := range cs.Deleted {
+		c.removeLocked(id)
+	}
+	for i := range cs.Changed {
+		e := cs.Changed[i]
+		c.removeLocked(e.ID)
+		c.byID[e.ID] = &e
+		m := c.byParent[e.ParentID]
+		if m == nil {
+			m = make(map[string]*store.Entry)
+			c.byParent[e.ParentID] = m
+		}
+		m[e.ID] = &e
+	}
+	c.revision = cs.Revision
+}
+
+func (c *entryCache) removeLocked(id string) {
+	old, ok := c.byID[id]
+	if !ok {
+		return
+	}
+	delete(c.byID, id)
+	if m := c.byParent[old.ParentID]; m != nil {
+		delete(m, id)
+		if len(m) == 0 {
+			delete(c.byParent, old.ParentID)
+		}
+	}
+}
+
+// get returns the entry with id, or nil.
+func (c *entryCache) get(id string) *store.Entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byID[id]
+}
+
+// size is the number of cached entries.
+func (c *entryCache) size() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.byID)
+}
+
+// parentsFor returns the IDs a node's entries may hang under: the node's
+// own ID and every alias the node's selectors qualify it for.
+func (c *entryCache) parentsFor(node spiffeid.ID, nodeSels []store.Selector) []spiffeid.ID {
+	parents := []spiffeid.ID{node}
+	for _, alias := range c.byParent[c.serverID] {
+		if store.SubsetOf(alias.Selectors, nodeSels) {
+			parents = append(parents, alias.SPIFFEID)
+		}
+	}
+	return parents
+}
+
+// nodeEntries returns the unexpired entries that belong to the node.
+func (c *entryCache) nodeEntries(node spiffeid.ID, nodeSels []store.Selector, now time.Time) []*store.Entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*store.Entry
+	seen := make(map[string]bool)
+	for _, p := range c.parentsFor(node, nodeSels) {
+		for id, e := range c.byParent[p] {
+			if seen[id] || expired(e, now) {
+				continue
+			}
+			seen[id] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// belongsTo returns the entry with id when it is unexpired and belongs to
+// the node, and nil otherwise.
+func (c *entryCache) belongsTo(id string, node spiffeid.ID, nodeSels []store.Selector, now time.Time) *store.Entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.byID[id]
+	if e == nil || expired(e, now) {
+		return nil
+	}
+	if e.ParentID == node {
+		return e
+	}
+	for _, p := range c.parentsFor(node, nodeSels)[1:] {
+		if e.ParentID == p {
+			return e
+		}
+	}
+	return nil
+}
+
+// isAdmin reports whether id is the SPIFFE ID of an unexpired admin entry.
+func (c *entryCache) isAdmin(id spiffeid.ID, now time.Time) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, e := range c.byID {
+		if e.Admin && e.SPIFFEID == id && !expired(e, now) {
+			return true
+		}
+	}
+	return false
+}
+
+func expired(e *store.Entry, now time.Time) bool {
+	return !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt)
+}

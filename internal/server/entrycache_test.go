@@ -1,0 +1,62 @@
+package server
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/store"
+)
+
+func TestEntryCacheNodeEntries(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	id := func(p string) spiffeid.ID { return spiffeid.RequireFromPath(td, p) }
+	sel := func(v string) []store.Selector { return []store.Selector{{Type: "test", Value: v}} }
+	now := time.Unix(1_800_000_000, 0)
+	serverID := ServerID(td)
+	node := id("/node/a")
+	nodeSels := store.SortSelectors([]store.Selector{{Type: "test", Value: "region:eu"}, {Type: "test", Value: "role:web"}})
+
+	c := newEntryCache(serverID)
+	c.apply(store.EntryChangeSet{Revision: 5, Full: true, Changed: []store.Entry{
+		{ID: "direct", SPIFFEID: id("/web"), ParentID: node, Selectors: sel("uid:1")},
+		{ID: "other-node", SPIFFEID: id("/db"), ParentID: id("/node/b"), Selectors: sel("uid:1")},
+		{ID: "alias-eu", SPIFFEID: id("/alias/eu"), ParentID: serverID, Selectors: sel("region:eu")},
+		{ID: "alias-us", SPIFFEID: id("/alias/us"), ParentID: serverID, Selectors: sel("region:us")},
+		{ID: "via-eu", SPIFFEID: id("/eu-svc"), ParentID: id("/alias/eu"), Selectors: sel("uid:2")},
+		{ID: "via-us", SPIFFEID: id("/us-svc"), ParentID: id("/alias/us"), Selectors: sel("uid:2")},
+		{ID: "expired", SPIFFEID: id("/old"), ParentID: node, Selectors: sel("uid:3"), ExpiresAt: now.Add(-time.Second)},
+	}})
+
+	var got []string
+	for _, e := range c.nodeEntries(node, nodeSels, now) {
+		got = append(got, e.ID)
+	}
+	slices.Sort(got)
+	if want := []string{"direct", "via-eu"}; !slices.Equal(got, want) {
+		t.Fatalf("nodeEntries = %v, want %v", got, want)
+	}
+	for id, want := range map[string]bool{"direct": true, "via-eu": true, "via-us": false, "other-node": false, "expired": false, "missing": false} {
+		if got := c.belongsTo(id, node, nodeSels, now) != nil; got != want {
+			t.Errorf("belongsTo(%q) = %v, want %v", id, got, want)
+		}
+	}
+
+	// An incremental change moves an entry away and deletes another.
+	c.apply(store.EntryChangeSet{Revision: 6, Changed: []store.Entry{
+		{ID: "direct", SPIFFEID: id("/web"), ParentID: id("/node/b"), Selectors: sel("uid:1")},
+	}, Deleted: []string{"via-eu"}})
+	if got := c.nodeEntries(node, nodeSels, now); len(got) != 0 {
+		t.Fatalf("after moving and deleting: nodeEntries = %d entries, want none", len(got))
+	}
+	if c.Revision() != 6 || c.size() != 6 {
+		t.Errorf("revision %d size %d, want 6 and 6", c.Revision(), c.size())
+	}
+	// A stale change set is ignored.
+	c.apply(store.EntryChangeSet{Revision: 3, Deleted: []string{"other-node"}})
+	if c.get("other-node") == nil {
+		t.Error("stale change set was applied")
+	}
+}

@@ -1,0 +1,450 @@
+// Package server is the Signet server: the certificate authority of one
+// trust domain. It admits agents (node attestation), tells each agent which
+// registration entries belong to its node, signs their workloads' SVIDs, and
+// serves the admin API operators use to manage all of it.
+//
+// Listeners:
+//   - the agent API (gRPC over TLS on BindAddress): the server presents its
+//     own X509-SVID (spiffe://<td>/signet/server); every call but
+//     AttestAgent needs the agent's SVID (mTLS). Admins holding an SVID of an
+//     entry flagged admin may call the admin API here too.
+//   - the admin API (gRPC on a local unix socket): callers are authorized by
+//     their kernel-reported uid.
+//   - health and metrics (plain HTTP on HealthAddress, optional).
+//
+// Several replicas may share one PostgreSQL store; each keeps its own CA
+// keys, and the trust bundle published to agents carries every replica's.
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/signet-id/signet/internal/ca"
+	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	"github.com/signet-id/signet/internal/healthz"
+	"github.com/signet-id/signet/internal/store"
+)
+
+// maxMessageSize bounds gRPC messages; large enough for a batch of 100,000
+// entries in one atomic CreateEntries call.
+const maxMessageSize = 256 << 20
+
+// Server is a running Signet server. Build it with New, then call Run.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	store      *store.Store
+	ca         *ca.Manager
+	cache      *entryCache
+	metrics    *metrics
+	serverID   spiffeid.ID // the server's own SPIFFE ID; parent of node aliases
+	instanceID string      // this replica's id; owns its CA keys
+
+	bundle     atomic.Pointer[spiffebundle.Bundle]
+	bundleMu   sync.Mutex // serializes refreshBundle
+	bundleSum  string     // digest of the authority set behind bundle
+	tlsCert    atomic.Pointer[tls.Certificate]
+	lastSeenMu sync.Mutex
+	lastSeen   map[spiffeid.ID]time.Time // throttles TouchNode
+
+	agentLn net.Listener
+	adminLn net.Listener
+	health  *healthz.Server // nil when HealthAddress is empty
+	ready   atomic.Bool
+}
+
+// New validates cfg, opens the store, loads or creates the CA, and binds
+// every listener, so Addr and AdminSocket are valid when it returns. Nothing
+// is served until Run.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("invalid server configuration:\n%w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "server"),
+		serverID: ServerID(cfg.TrustDomain),
+		lastSeen: make(map[spiffeid.ID]time.Time),
+	}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(reg)
+
+	if s.instanceID, err = loadInstanceID(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	s.store, err = store.Open(ctx, store.Config{
+		Driver: cfg.StoreDriver, DSN: cfg.StoreDSN, Logger: cfg.Logger, Now: cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.ca, err = ca.New(ca.Config{
+		TrustDomain: cfg.TrustDomain,
+		DataDir:     cfg.DataDir,
+		ServerID:    s.instanceID,
+		KeyType:     cfg.KeyType,
+		CATTL:       cfg.CATTL,
+		JWTKeyTTL:   cfg.JWTKeyTTL,
+		Store:       s.store,
+		Now:         cfg.Now,
+		Logger:      cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create ca: %w", err)
+	}
+	if err := s.ca.Init(ctx); err != nil {
+		return nil, fmt.Errorf("initialize ca: %w", err)
+	}
+	s.cache = newEntryCache(s.serverID)
+	if err := s.refreshCache(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.refreshBundle(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.rotateServerSVID(ctx); err != nil {
+		return nil, err
+	}
+
+	if s.agentLn, err = net.Listen("tcp", cfg.BindAddress); err != nil {
+		return nil, fmt.Errorf("listen on bind_address %s: %w", cfg.BindAddress, err)
+	}
+	if s.adminLn, err = listenAdmin(cfg.AdminSocket); err != nil {
+		return nil, err
+	}
+	if cfg.HealthAddress != "" {
+		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer)); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// ServerID returns the SPIFFE ID servers of trust domain td present to
+// agents: spiffe://<td>/signet/server.
+func ServerID(td spiffeid.TrustDomain) spiffeid.ID {
+	return spiffeid.RequireFromPath(td, "/signet/server")
+}
+
+// Addr is the agent API's listening address.
+func (s *Server) Addr() net.Addr { return s.agentLn.Addr() }
+
+// AdminSocket is the admin API's unix socket path.
+func (s *Server) AdminSocket() string { return s.cfg.AdminSocket }
+
+// HealthAddr is the health/metrics listener's address, or nil.
+func (s *Server) HealthAddr() net.Addr {
+	if s.health == nil {
+		return nil
+	}
+	return s.health.Addr()
+}
+
+// Bundle returns the current trust bundle of the server's trust domain.
+func (s *Server) Bundle() *spiffebundle.Bundle { return s.bundle.Load() }
+
+// Run serves until ctx is done, then stops every listener and closes the
+// store. It returns nil on a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.closeAll()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	agentSrv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(s.agentTLSConfig())),
+		grpc.MaxRecvMsgSize(maxMessageSize),
+		grpc.MaxSendMsgSize(maxMessageSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(s.metrics.unary, s.agentAuthUnary),
+		grpc.ChainStreamInterceptor(s.metrics.stream, s.agentAuthStream),
+	)
+	agentv1.RegisterAgentServer(agentSrv, &agentAPI{s: s})
+	adminv1.RegisterAdminServer(agentSrv, &adminAPI{s: s})
+
+	adminSrv := grpc.NewServer(
+		grpc.Creds(adminCredentials()),
+		grpc.MaxRecvMsgSize(maxMessageSize),
+		grpc.MaxSendMsgSize(maxMessageSize),
+		grpc.ChainUnaryInterceptor(s.metrics.unary, s.adminSocketAuth),
+	)
+	adminv1.RegisterAdminServer(adminSrv, &adminAPI{s: s})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(adminSrv, hs)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	serve := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	serve("agent api", func() error { return agentSrv.Serve(s.agentLn) })
+	serve("admin api", func() error { return adminSrv.Serve(s.adminLn) })
+	if s.health != nil {
+		serve("health", func() error { return s.health.Run(ctx) })
+	}
+	serve("ca rotation", func() error { return s.ca.Run(ctx) })
+	wg.Add(1)
+	go func() { defer wg.Done(); s.maintain(ctx) }()
+
+	s.ready.Store(true)
+	s.log.Info("server started", "trust_domain", s.cfg.TrustDomain.Name(), "agent_api", s.Addr().String(),
+		"admin_socket", s.cfg.AdminSocket, "store", s.cfg.StoreDriver, "instance", s.instanceID)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("server component failed", "error", runErr)
+	}
+	s.ready.Store(false)
+	hs.Shutdown()
+	cancel()
+	stopGRPC(agentSrv)
+	stopGRPC(adminSrv)
+	wg.Wait()
+	s.log.Info("server stopped")
+	return runErr
+}
+
+// stopGRPC stops gracefully, but no longer than a few seconds.
+func stopGRPC(g *grpc.Server) {
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		g.Stop()
+	}
+}
+
+func (s *Server) closeAll() {
+	for _, l := range []net.Listener{s.agentLn, s.adminLn} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	if s.health != nil {
+		_ = s.health.Close()
+	}
+	if s.store != nil {
+		_ = s.store.Close()
+	}
+}
+
+// maintain runs the periodic chores: follow the store's change feed
+// (entries and authorities, possibly written by other replicas), renew the
+// server's own SVID, and prune expired join tokens.
+func (s *Server) maintain(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.CacheRefresh)
+	defer tick.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.refreshCache(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("refresh entry cache", "error", err)
+		}
+		if err := s.refreshBundle(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("refresh trust bundle", "error", err)
+		}
+		if cert := s.tlsCert.Load(); cert != nil && s.pastHalfLife(cert.Leaf) {
+			if err := s.rotateServerSVID(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("renew server svid", "error", err)
+			}
+		}
+		if now := s.cfg.Now(); now.Sub(lastPrune) > time.Minute {
+			lastPrune = now
+			if n, err := s.store.PruneJoinTokens(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune join tokens", "error", err)
+			} else if n > 0 {
+				s.log.Info("pruned expired join tokens", "count", n)
+			}
+		}
+	}
+}
+
+// refreshCache folds the store's changes since the cache's revision in.
+func (s *Server) refreshCache(ctx context.Context) error {
+	start := time.Now()
+	cs, err := s.store.EntryChanges(ctx, s.cache.Revision())
+	if err != nil {
+		return fmt.Errorf("read entry changes: %w", err)
+	}
+	if cs.Full || len(cs.Changed) > 0 || len(cs.Deleted) > 0 || cs.Revision != s.cache.Revision() {
+		s.cache.apply(cs)
+		s.metrics.cacheEntries.Set(float64(s.cache.size()))
+		s.metrics.cacheRefresh.Observe(time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// refreshBundle rebuilds the trust bundle when the set of authorities in the
+// store changed. The sequence number grows with every change.
+func (s *Server) refreshBundle(ctx context.Context) error {
+	s.bundleMu.Lock()
+	defer s.bundleMu.Unlock()
+	auths, err := s.store.ListAuthorities(ctx)
+	if err != nil {
+		return fmt.Errorf("list authorities: %w", err)
+	}
+	keys := make([]string, 0, len(auths))
+	for _, a := range auths {
+		keys = append(keys, string(a.Kind)+"/"+a.ID+"/"+string(a.State))
+	}
+	slices.Sort(keys)
+	sum := strings.Join(keys, ",")
+	if cur := s.bundle.Load(); cur != nil && sum == s.bundleSum {
+		return nil
+	}
+	var seq uint64 = 1
+	if cur := s.bundle.Load(); cur != nil {
+		if n, ok := cur.SequenceNumber(); ok {
+			seq = n + 1
+		}
+	}
+	if rev := s.cache.Revision(); uint64(rev) > seq {
+		seq = uint64(rev)
+	}
+	b, err := ca.BundleFromAuthorities(s.cfg.TrustDomain, auths, seq)
+	if err != nil {
+		return fmt.Errorf("build trust bundle: %w", err)
+	}
+	s.bundle.Store(b)
+	s.bundleSum = sum
+	s.log.Info("trust bundle updated", "sequence", seq, "x509_authorities", len(b.X509Authorities()), "jwt_authorities", len(b.JWTAuthorities()))
+	return nil
+}
+
+// GetX509BundleForTrustDomain implements x509bundle.Source over the current
+// bundle, for verifying agents' SVIDs.
+func (s *Server) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	b := s.bundle.Load()
+	if b == nil || td != s.cfg.TrustDomain {
+		return nil, fmt.Errorf("no bundle for trust domain %q", td)
+	}
+	return b.X509Bundle(), nil
+}
+
+// rotateServerSVID mints a fresh SVID for the agent API's TLS listener.
+func (s *Server) rotateServerSVID(ctx context.Context) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate server key: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return fmt.Errorf("create server csr: %w", err)
+	}
+	chain, err := s.ca.SignX509SVID(ctx, csr, ca.X509Params{ID: s.serverID, TTL: s.cfg.AgentTTL})
+	if err != nil {
+		return fmt.Errorf("sign server svid: %w", err)
+	}
+	cert := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	s.tlsCert.Store(cert)
+	return nil
+}
+
+func (s *Server) pastHalfLife(c *x509.Certificate) bool {
+	half := c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 2)
+	return !s.cfg.Now().Before(half)
+}
+
+// agentTLSConfig presents the server SVID and verifies any client
+// certificate as an X509-SVID of the trust domain against the current
+// bundle. A client certificate is optional at this layer (attestation has
+// none yet); the interceptors demand one where it is required.
+func (s *Server) agentTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.tlsCert.Load(), nil
+		},
+		ClientAuth: tls.RequestClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return nil
+			}
+			_, _, err := x509svid.ParseAndVerify(raw, s)
+			return err
+		},
+		NextProtos: []string{"h2"},
+	}
+}
+
+// loadInstanceID returns this replica's persistent random id, creating it
+// on first start.
+func loadInstanceID(dir string) (string, error) {
+	path := filepath.Join(dir, "server_id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if len(id) == 16 {
+			return id, nil
+		}
+		return "", fmt.Errorf("server id file %s is malformed: want 16 hex characters (delete it to make a new one)", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read server id: %w", err)
+	}
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write server id: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,584 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/google/uuid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/errkind"
+)
+
+// entryCols are the columns written for an entry, in insert order.
+var entryCols = []string{
+	"id", "spiffe_id", "parent_id", "selectors", "selectors_hash", "x509_ttl", "jwt_ttl", "dns_names",
+	"admin", "downstream", "federates_with", "expires_at", "hint", "labels", "revision",
+	"created_at", "updated_at", "first_issued_at", "last_issued_at",
+}
+
+// entrySelect reads the columns scanEntry expects.
+const entrySelect = "SELECT id, spiffe_id, parent_id, selectors, x509_ttl, jwt_ttl, dns_names, admin, downstream, " +
+	"federates_with, expires_at, hint, labels, revision, created_at, updated_at, first_issued_at, last_issued_at FROM entries"
+
+var entrySelectorCols = []string{"type", "value", "entry_id"}
+
+// maxEntryIDLen bounds caller-chosen entry IDs.
+const maxEntryIDLen = 255
+
+// EntryResult is the outcome of creating one entry of a batch. Err, when set,
+// is kinded InvalidArgument (the entry is malformed) or AlreadyExists (its ID,
+// or its SPIFFE ID, parent ID and selector set, are taken). Entry is the
+// entry as stored when it was written, otherwise the entry as given with its
+// selectors in canonical form.
+type EntryResult struct {
+	Entry Entry
+	Err   error
+}
+
+// prepareEntry returns a copy of e sharing no memory with it, with selectors
+// in canonical form, empty collections nil, times normalized and the
+// read-only fields cleared.
+func prepareEntry(e Entry) Entry {
+	e.Selectors = SortSelectors(slices.Clone(e.Selectors))
+	e.DNSNames = slices.Clone(e.DNSNames)
+	e.FederatesWith = slices.Clone(e.FederatesWith)
+	e.Labels = maps.Clone(e.Labels)
+	if len(e.Selectors) == 0 {
+		e.Selectors = nil
+	}
+	if len(e.DNSNames) == 0 {
+		e.DNSNames = nil
+	}
+	if len(e.FederatesWith) == 0 {
+		e.FederatesWith = nil
+	}
+	if len(e.Labels) == 0 {
+		e.Labels = nil
+	}
+	e.ExpiresAt = normTime(e.ExpiresAt)
+	e.Revision = 0
+	e.CreatedAt, e.UpdatedAt, e.FirstIssuedAt, e.LastIssuedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return e
+}
+
+// validateEntry checks e, including a caller-chosen ID.
+func validateEntry(e *Entry) error {
+	if e.ID != "" {
+		if err := validateEntryID(e.ID); err != nil {
+			return err
+		}
+	}
+	return e.Validate()
+}
+
+func validateEntryID(id string) error {
+	if len(id) > maxEntryIDLen || strings.IndexFunc(id, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+		return errkind.New(errkind.InvalidArgument,
+			"invalid entry id %q: use at most %d printable characters without spaces", id, maxEntryIDLen)
+	}
+	return nil
+}
+
+// selectorsHash is SHA-256 over a canonical selector set. Entries must
+// differ in SPIFFE ID, parent ID or selectors hash.
+func selectorsHash(sels []Selector) []byte {
+	w := newFieldWriter()
+	w.string("signet.selectors.v1")
+	w.uint(uint64(len(sels)))
+	for _, s := range sels {
+		w.string(s.Type)
+		w.string(s.Value)
+	}
+	return w.sum()
+}
+
+// entryKey identifies an entry's (SPIFFE ID, parent ID, selector set) in
+// memory. SPIFFE IDs contain no NUL bytes.
+func entryKey(spiffeID, parentID string, selsHash []byte) string {
+	return spiffeID + "\x00" + parentID + "\x00" + string(selsHash)
+}
+
+func appendEntryArgs(args []any, e *Entry, selsHash []byte) []any {
+	return append(args, e.ID, idToDB(e.SPIFFEID), idToDB(e.ParentID), selectorsToDB(e.Selectors), selsHash,
+		int64(e.X509TTL), int64(e.JWTTTL), stringsToDB(e.DNSNames), e.Admin, e.Downstream,
+		trustDomainsToDB(e.FederatesWith), timeToDB(e.ExpiresAt), e.Hint, labelsToDB(e.Labels), e.Revision,
+		timeToDB(e.CreatedAt), timeToDB(e.UpdatedAt), timeToDB(e.FirstIssuedAt), timeToDB(e.LastIssuedAt))
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanEntry(sc scanner) (Entry, error) {
+	var e Entry
+	var spiffeID, parentID, sels, dns, feds, labels string
+	var x509TTL, jwtTTL, expires, created, updated, first, last int64
+	err := sc.Scan(&e.ID, &spiffeID, &parentID, &sels, &x509TTL, &jwtTTL, &dns, &e.Admin, &e.Downstream,
+		&feds, &expires, &e.Hint, &labels, &e.Revision, &created, &updated, &first, &last)
+	if err != nil {
+		return Entry{}, err
+	}
+	e.X509TTL, e.JWTTTL = durationFromDB(x509TTL), durationFromDB(jwtTTL)
+	e.ExpiresAt, e.CreatedAt, e.UpdatedAt = timeFromDB(expires), timeFromDB(created), timeFromDB(updated)
+	e.FirstIssuedAt, e.LastIssuedAt = timeFromDB(first), timeFromDB(last)
+	var errs [6]error
+	e.SPIFFEID, errs[0] = idFromDB(spiffeID)
+	e.ParentID, errs[1] = idFromDB(parentID)
+	e.Selectors, errs[2] = selectorsFromDB(sels)
+	e.DNSNames, errs[3] = stringsFromDB(dns)
+	e.FederatesWith, errs[4] = trustDomainsFromDB(feds)
+	e.Labels, errs[5] = labelsFromDB(labels)
+	if err := errors.Join(errs[:]...); err != nil {
+		return Entry{}, fmt.Errorf("entry %s: %w", e.ID, err)
+	}
+	return e, nil
+}
+
+// querier is what *sql.DB and *sql.Tx have in common for reading.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (s *Store) queryEntries(ctx context.Context, q querier, query string, args ...any) ([]Entry, error) {
+	rows, err := q.QueryContext(ctx, s.d.rebind(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func batchRejected(failed, total int) error {
+	return errkind.New(errkind.FailedPrecondition, "batch rejected: %d of %d entries invalid", failed, total)
+}
+
+// CreateEntries creates entries in one transaction and reports the outcome
+// of each in the matching EntryResult. The store assigns IDs (a random UUID)
+// where empty, the creation times and the new revision, and puts selectors
+// in canonical form.
+//
+// With atomic set, one bad entry rejects the batch: nothing is written, the
+// results tell which entries were at fault and the error is kinded
+// FailedPrecondition. Otherwise the valid entries are written, the others
+// carry their own errors and the returned error is nil. Any other error
+// (the database failing) means nothing was written.
+func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool) ([]EntryResult, error) {
+	results := make([]EntryResult, len(entries))
+	todo := make([]Entry, len(entries))
+	hashes := make([][]byte, len(entries))
+	ok := make([]bool, len(entries))
+	failed := 0
+	fail := func(i int, err error) {
+		if ok[i] {
+			ok[i], results[i].Err = false, err
+			failed++
+		}
+	}
+	byID := make(map[string]int, len(entries))
+	byKey := make(map[string]int, len(entries))
+	for i := range entries {
+		e := prepareEntry(entries[i])
+		results[i].Entry, ok[i] = e, true
+		if err := validateEntry(&e); err != nil {
+			fail(i, err)
+			continue
+		}
+		if e.ID == "" {
+			e.ID = uuid.NewString()
+		}
+		hashes[i] = selectorsHash(e.Selectors)
+		key := entryKey(e.SPIFFEID.String(), e.ParentID.String(), hashes[i])
+		if j, dup := byID[e.ID]; dup {
+			fail(i, errkind.New(errkind.AlreadyExists, "entry id %q is used twice in the batch (items %d and %d)", e.ID, j, i))
+			continue
+		}
+		if j, dup := byKey[key]; dup {
+			fail(i, errkind.New(errkind.AlreadyExists,
+				"entry for %s under %s with these selectors is in the batch twice (items %d and %d)", e.SPIFFEID, e.ParentID, j, i))
+			continue
+		}
+		byID[e.ID], byKey[key] = i, i
+		todo[i] = e
+	}
+	if atomic && failed > 0 {
+		return results, batchRejected(failed, len(entries))
+	}
+	if failed == len(entries) {
+		return results, nil
+	}
+
+	err := s.update(ctx, "create entries", true, func(t *wtx) error {
+		var ids, spiffeIDs []string
+		seenSPIFFE := make(map[string]bool)
+		for i := range todo {
+			if !ok[i] {
+				continue
+			}
+			ids = append(ids, todo[i].ID)
+			if sid := todo[i].SPIFFEID.String(); !seenSPIFFE[sid] {
+				seenSPIFFE[sid] = true
+				spiffeIDs = append(spiffeIDs, sid)
+			}
+		}
+		err := chunks(ids, inListSize, func(part []string) error {
+			rows, err := t.query(ctx, "SELECT id FROM entries WHERE id IN ("+placeholders(len(part))+")", anys(part)...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				fail(byID[id], errkind.New(errkind.AlreadyExists, "entry %q already exists", id))
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("check entry ids: %w", err)
+		}
+		err = chunks(spiffeIDs, inListSize, func(part []string) error {
+			rows, err := t.query(ctx, "SELECT id, spiffe_id, parent_id, selectors_hash FROM entries WHERE spiffe_id IN ("+
+				placeholders(len(part))+")", anys(part)...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id, spiffeID, parentID string
+				var hash []byte
+				if err := rows.Scan(&id, &spiffeID, &parentID, &hash); err != nil {
+					return err
+				}
+				if i, clash := byKey[entryKey(spiffeID, parentID, hash)]; clash {
+					fail(i, errkind.New(errkind.AlreadyExists,
+						"an entry for %s under %s with these selectors already exists (id %s)", spiffeID, parentID, id))
+				}
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("check entry uniqueness: %w", err)
+		}
+		if atomic && failed > 0 {
+			return batchRejected(failed, len(entries))
+		}
+		var idx []int
+		var sels [][2]int // (entry index, selector index)
+		for i := range todo {
+			if !ok[i] {
+				continue
+			}
+			e := &todo[i]
+			e.Revision, e.CreatedAt, e.UpdatedAt = t.rev, t.now, t.now
+			idx = append(idx, i)
+			for j := range e.Selectors {
+				sels = append(sels, [2]int{i, j})
+			}
+			t.record("entry.create", e.ID, map[string]string{"spiffe_id": e.SPIFFEID.String(), "parent_id": e.ParentID.String()})
+		}
+		if len(idx) == 0 {
+			return errRollback
+		}
+		// Rows inserted in index order fill B-tree pages one after another
+		// instead of splitting pages all over: bulk creates run much faster.
+		slices.SortFunc(idx, func(a, b int) int { return strings.Compare(todo[a].ID, todo[b].ID) })
+		slices.SortFunc(sels, func(a, b [2]int) int {
+			sa, sb := todo[a[0]].Selectors[a[1]], todo[b[0]].Selectors[b[1]]
+			if c := strings.Compare(sa.Type, sb.Type); c != 0 {
+				return c
+			}
+			if c := strings.Compare(sa.Value, sb.Value); c != 0 {
+				return c
+			}
+			return strings.Compare(todo[a[0]].ID, todo[b[0]].ID)
+		})
+		err = t.insertRows(ctx, "entries", entryCols, len(idx), func(n int, args []any) []any {
+			i := idx[n]
+			return appendEntryArgs(args, &todo[i], hashes[i])
+		})
+		if err != nil {
+			return fmt.Errorf("insert entries: %w", err)
+		}
+		err = t.insertRows(ctx, "entry_selectors", entrySelectorCols, len(sels), func(n int, args []any) []any {
+			e := &todo[sels[n][0]]
+			sel := e.Selectors[sels[n][1]]
+			return append(args, sel.Type, sel.Value, e.ID)
+		})
+		if err != nil {
+			return fmt.Errorf("insert entry selectors: %w", err)
+		}
+		return nil
+	})
+	if err != nil && errkind.Of(err) != errkind.FailedPrecondition {
+		return nil, err
+	}
+	if err != nil {
+		return results, err
+	}
+	for i := range todo {
+		if ok[i] {
+			results[i].Entry = todo[i]
+		}
+	}
+	return results, nil
+}
+
+// GetEntry returns the entry with the given ID, or an error kinded NotFound.
+func (s *Store) GetEntry(ctx context.Context, id string) (Entry, error) {
+	es, err := s.queryEntries(ctx, s.db, entrySelect+" WHERE id = ?", id)
+	if err != nil {
+		return Entry{}, fmt.Errorf("get entry %q: %w", id, err)
+	}
+	if len(es) == 0 {
+		return Entry{}, errkind.New(errkind.NotFound, "entry %q not found", id)
+	}
+	return es[0], nil
+}
+
+// EntryFilter selects entries. Zero fields do not filter.
+type EntryFilter struct {
+	ParentID spiffeid.ID
+	SPIFFEID spiffeid.ID
+	// Selectors selects the entries that have all of these selectors (and
+	// possibly more).
+	Selectors []Selector
+	// After is a cursor: only entries whose ID sorts after it.
+	After string
+	// Limit caps the number of entries returned; 0 means all.
+	Limit int
+}
+
+// ListEntries returns the entries f selects, ordered by ID (byte order).
+func (s *Store) ListEntries(ctx context.Context, f EntryFilter) ([]Entry, error) {
+	var where []string
+	var args []any
+	if !f.ParentID.IsZero() {
+		where, args = append(where, "parent_id = ?"), append(args, f.ParentID.String())
+	}
+	if !f.SPIFFEID.IsZero() {
+		where, args = append(where, "spiffe_id = ?"), append(args, f.SPIFFEID.String())
+	}
+	for _, sel := range SortSelectors(slices.Clone(f.Selectors)) {
+		where = append(where, "id IN (SELECT entry_id FROM entry_selectors WHERE type = ? AND value = ?)")
+		args = append(args, sel.Type, sel.Value)
+	}
+	if f.After != "" {
+		where, args = append(where, "id > ?"), append(args, f.After)
+	}
+	q := entrySelect
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	es, err := s.queryEntries(ctx, s.db, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list entries: %w", err)
+	}
+	return es, nil
+}
+
+// UpdateEntry replaces every mutable field of the stored entry with ID e.ID
+// by those of e: SPIFFE ID, parent ID, selectors, TTLs, DNS names, admin and
+// downstream flags, federates-with, expiry, hint and labels. It returns the
+// entry as stored. Errors are kinded NotFound, InvalidArgument or
+// AlreadyExists (another entry has the same SPIFFE ID, parent and selectors).
+func (s *Store) UpdateEntry(ctx context.Context, e Entry) (Entry, error) {
+	e = prepareEntry(e)
+	if e.ID == "" {
+		return Entry{}, errkind.New(errkind.InvalidArgument, "update entry: the entry id is required")
+	}
+	if err := validateEntry(&e); err != nil {
+		return Entry{}, err
+	}
+	selsHash := selectorsHash(e.Selectors)
+	err := s.update(ctx, "update entry "+e.ID, true, func(t *wtx) error {
+		var created, first, last int64
+		var oldSels string
+		err := t.queryRow(ctx, "SELECT created_at, first_issued_at, last_issued_at, selectors FROM entries WHERE id = ?", e.ID).
+			Scan(&created, &first, &last, &oldSels)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errkind.New(errkind.NotFound, "entry %q not found", e.ID)
+		}
+		if err != nil {
+			return err
+		}
+		var other string
+		err = t.queryRow(ctx, "SELECT id FROM entries WHERE spiffe_id = ? AND parent_id = ? AND selectors_hash = ? AND id <> ?",
+			idToDB(e.SPIFFEID), idToDB(e.ParentID), selsHash, e.ID).Scan(&other)
+		if err == nil {
+			return errkind.New(errkind.AlreadyExists,
+				"an entry for %s under %s with these selectors already exists (id %s)", e.SPIFFEID, e.ParentID, other)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		e.Revision, e.UpdatedAt = t.rev, t.now
+		e.CreatedAt, e.FirstIssuedAt, e.LastIssuedAt = timeFromDB(created), timeFromDB(first), timeFromDB(last)
+		_, err = t.exec(ctx, `UPDATE entries SET spiffe_id = ?, parent_id = ?, selectors = ?, selectors_hash = ?,
+			x509_ttl = ?, jwt_ttl = ?, dns_names = ?, admin = ?, downstream = ?, federates_with = ?, expires_at = ?,
+			hint = ?, labels = ?, revision = ?, updated_at = ? WHERE id = ?`,
+			idToDB(e.SPIFFEID), idToDB(e.ParentID), selectorsToDB(e.Selectors), selsHash, int64(e.X509TTL), int64(e.JWTTTL),
+			stringsToDB(e.DNSNames), e.Admin, e.Downstream, trustDomainsToDB(e.FederatesWith), timeToDB(e.ExpiresAt),
+			e.Hint, labelsToDB(e.Labels), e.Revision, timeToDB(e.UpdatedAt), e.ID)
+		if err != nil {
+			if s.d.isUniqueViolation(err) {
+				return errkind.Wrap(errkind.AlreadyExists, err, "an entry with the same spiffe_id, parent_id and selectors exists")
+			}
+			return err
+		}
+		old, err := selectorsFromDB(oldSels)
+		if err != nil {
+			return err
+		}
+		if err := t.deleteSelectorRows(ctx, e.ID, old); err != nil {
+			return err
+		}
+		err = t.insertRows(ctx, "entry_selectors", entrySelectorCols, len(e.Selectors), func(n int, args []any) []any {
+			return append(args, e.Selectors[n].Type, e.Selectors[n].Value, e.ID)
+		})
+		if err != nil {
+			return err
+		}
+		t.record("entry.update", e.ID, map[string]string{"spiffe_id": e.SPIFFEID.String(), "parent_id": e.ParentID.String()})
+		return nil
+	})
+	if err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// DeleteEntries deletes the entries with the given IDs in one transaction and
+// records a tombstone for each, so that EntryChanges reports the deletion.
+// The returned slice has one element per ID: nil when deleted, an error
+// kinded NotFound when there was no such entry (or the ID came up earlier
+// in ids). The error is for failures of the whole call; nothing is deleted
+// then.
+func (s *Store) DeleteEntries(ctx context.Context, ids []string) ([]error, error) {
+	errs := make([]error, len(ids))
+	if len(ids) == 0 {
+		return errs, nil
+	}
+	first := make(map[string]int, len(ids)) // position of each ID's first occurrence
+	var uniq []string
+	for i, id := range ids {
+		if _, dup := first[id]; dup {
+			errs[i] = errkind.New(errkind.NotFound, "entry %q not found (listed twice)", id)
+			continue
+		}
+		first[id] = i
+		uniq = append(uniq, id)
+	}
+	err := s.update(ctx, "delete entries", true, func(t *wtx) error {
+		var deleted []string
+		err := chunks(uniq, inListSize, func(part []string) error {
+			found, err := t.entrySelectors(ctx, part)
+			if err != nil {
+				return err
+			}
+			for id, sels := range found {
+				deleted = append(deleted, id)
+				if err := t.deleteSelectorRows(ctx, id, sels); err != nil {
+					return err
+				}
+			}
+			_, err = t.exec(ctx, "DELETE FROM entries WHERE id IN ("+placeholders(len(part))+")", anys(part)...)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		found := make(map[string]bool, len(deleted))
+		for _, id := range deleted {
+			found[id] = true
+		}
+		for _, id := range uniq {
+			if !found[id] {
+				errs[first[id]] = errkind.New(errkind.NotFound, "entry %q not found", id)
+			}
+		}
+		if len(deleted) == 0 {
+			return errRollback
+		}
+		slices.Sort(deleted)
+		err = t.insertRows(ctx, "entry_tombstones", []string{"revision", "entry_id", "deleted_at"}, len(deleted),
+			func(n int, args []any) []any { return append(args, t.rev, deleted[n], timeToDB(t.now)) })
+		if err != nil {
+			return fmt.Errorf("record tombstones: %w", err)
+		}
+		for _, id := range deleted {
+			t.record("entry.delete", id, nil)
+		}
+		if _, err := t.pruneTombstones(ctx, t.now.Add(-TombstoneRetention)); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// entrySelectors returns the selectors of those of the given entries that
+// exist, by entry ID.
+func (t *wtx) entrySelectors(ctx context.Context, ids []string) (map[string][]Selector, error) {
+	rows, err := t.query(ctx, "SELECT id, selectors FROM entries WHERE id IN ("+placeholders(len(ids))+")", anys(ids)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string][]Selector, len(ids))
+	for rows.Next() {
+		var id, sels string
+		if err := rows.Scan(&id, &sels); err != nil {
+			return nil, err
+		}
+		if out[id], err = selectorsFromDB(sels); err != nil {
+			return nil, fmt.Errorf("entry %s: %w", id, err)
+		}
+	}
+	return out, rows.Err()
+}
+
+// deleteSelectorRows removes an entry's rows from the selector index. They
+// are found by primary key: the index has no entry_id index of its own,
+// which keeps bulk inserts fast.
+func (t *wtx) deleteSelectorRows(ctx context.Context, id string, sels []Selector) error {
+	if len(sels) == 0 {
+		return nil
+	}
+	if t.delSel == nil {
+		var err error
+		t.delSel, err = t.tx.PrepareContext(ctx, t.d.rebind("DELETE FROM entry_selectors WHERE type = ? AND value = ? AND entry_id = ?"))
+		if err != nil {
+			return err
+		}
+	}
+	for _, s := range sels {
+		if _, err := t.delSel.ExecContext(ctx, s.Type, s.Value, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/signet-id/signet/internal/errkind"
+)
+
+// errTokenInvalid is the one answer to every failed consumption, so that a
+// caller cannot tell unknown, used and expired tokens apart.
+func errTokenInvalid() error {
+	return errkind.New(errkind.NotFound, "join token is invalid or expired")
+}
+
+// tokenRef names a token in audit records and errors without revealing it:
+// the first 8 hex digits of its hash.
+func tokenRef(hash []byte) string {
+	h := hex.EncodeToString(hash)
+	return h[:min(8, len(h))]
+}
+
+// CreateJoinToken stores a join token by its SHA-256 hash. CreatedAt
+// defaults to now. The error is kinded InvalidArgument when the hash is not
+// 32 bytes or ExpiresAt is unset, AlreadyExists when the hash is known.
+func (s *Store) CreateJoinToken(ctx context.Context, t JoinToken) error {
+	if len(t.Hash) != sha256.Size {
+		return errkind.New(errkind.InvalidArgument, "join token hash must be a %d-byte SHA-256, got %d bytes", sha256.Size, len(t.Hash))
+	}
+	if t.ExpiresAt.IsZero() {
+		return errkind.New(errkind.InvalidArgument, "join token needs an expiry time")
+	}
+	ref := tokenRef(t.Hash)
+	return s.update(ctx, "create join token "+ref, true, func(w *wtx) error {
+		if t.CreatedAt.IsZero() {
+			t.CreatedAt = w.now
+		}
+		_, err := w.exec(ctx, "INSERT INTO join_tokens (hash, spiffe_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
+			t.Hash, idToDB(t.SPIFFEID), timeToDB(t.ExpiresAt), timeToDB(t.CreatedAt))
+		if s.d.isUniqueViolation(err) {
+			return errkind.New(errkind.AlreadyExists, "join token %s… already exists", ref)
+		}
+		if err != nil {
+			return err
+		}
+		detail := map[string]string{"expires_at": t.ExpiresAt.UTC().Format(time.RFC3339)}
+		if !t.SPIFFEID.IsZero() {
+			detail["spiffe_id"] = t.SPIFFEID.String()
+		}
+		w.record("token.create", ref, detail)
+		return nil
+	})
+}
+
+// ConsumeJoinToken redeems the token with the given hash: it deletes the
+// token and returns it, atomically, so of concurrent consumers exactly one
+// succeeds. Unknown, already used and expired (ExpiresAt not after now)
+// tokens all yield the same error, kinded NotFound.
+func (s *Store) ConsumeJoinToken(ctx context.Context, hash []byte, now time.Time) (JoinToken, error) {
+	if len(hash) != sha256.Size {
+		return JoinToken{}, errTokenInvalid()
+	}
+	ref := tokenRef(hash)
+	var tok JoinToken
+	err := s.update(ctx, "consume join token "+ref, true, func(w *wtx) error {
+		var id string
+		var expires, created int64
+		err := w.queryRow(ctx, "DELETE FROM join_tokens WHERE hash = ? AND expires_at > ? RETURNING spiffe_id, expires_at, created_at",
+			hash, timeToDB(now)).Scan(&id, &expires, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errTokenInvalid()
+		}
+		if err != nil {
+			return err
+		}
+		if tok.SPIFFEID, err = idFromDB(id); err != nil {
+			return err
+		}
+		tok.Hash = append([]byte(nil), hash...)
+		tok.ExpiresAt, tok.CreatedAt = timeFromDB(expires), timeFromDB(created)
+		var detail map[string]string
+		if id != "" {
+			detail = map[string]string{"spiffe_id": id}
+		}
+		w.record("token.consume", ref, detail)
+		return nil
+	})
+	if err != nil {
+		return JoinToken{}, err
+	}
+	return tok, nil
+}
+
+// PruneJoinTokens deletes the tokens expired at now and returns how many.
+// Expired tokens are useless anyway; this only reclaims space.
+func (s *Store) PruneJoinTokens(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := s.plainWrite(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.rebind("DELETE FROM join_tokens WHERE expires_at <= ?"), timeToDB(now))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune join tokens: %w", err)
+	}
+	return int(n), nil
+}

@@ -1,0 +1,121 @@
+-- Signet store schema, SQLite. Times are unix nanoseconds UTC (0 = unset),
+-- durations nanoseconds, lists and maps JSON text.
+
+-- +goose Up
+-- revision is the single-row global state revision. Every write transaction
+-- starts by updating it, which serializes writers. pruned_through is the
+-- highest revision whose entry tombstones may have been pruned.
+CREATE TABLE revision (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    value          INTEGER NOT NULL,
+    pruned_through INTEGER NOT NULL
+) STRICT;
+INSERT INTO revision (id, value, pruned_through) VALUES (1, 0, 0);
+
+-- selectors_hash is SHA-256 over the canonical selector set: at most one
+-- entry per SPIFFE ID, parent and selector set. The unique index also serves
+-- look-ups by SPIFFE ID.
+CREATE TABLE entries (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    spiffe_id       TEXT    NOT NULL,
+    parent_id       TEXT    NOT NULL,
+    selectors       TEXT    NOT NULL,
+    selectors_hash  BLOB    NOT NULL,
+    x509_ttl        INTEGER NOT NULL,
+    jwt_ttl         INTEGER NOT NULL,
+    dns_names       TEXT    NOT NULL,
+    admin           INTEGER NOT NULL,
+    downstream      INTEGER NOT NULL,
+    federates_with  TEXT    NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    hint            TEXT    NOT NULL,
+    labels          TEXT    NOT NULL,
+    revision        INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    first_issued_at INTEGER NOT NULL DEFAULT 0,
+    last_issued_at  INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (spiffe_id, parent_id, selectors_hash)
+) STRICT;
+CREATE INDEX entries_parent_id ON entries (parent_id);
+CREATE INDEX entries_revision ON entries (revision);
+
+-- entry_selectors indexes entries by selector for ListEntries filters; the
+-- JSON column in entries stays the source of truth. The store keeps it in
+-- step with entries itself (no foreign key: checking one per row halves bulk
+-- insert speed).
+CREATE TABLE entry_selectors (
+    type     TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    entry_id TEXT NOT NULL,
+    PRIMARY KEY (type, value, entry_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE entry_tombstones (
+    revision   INTEGER NOT NULL,
+    entry_id   TEXT    NOT NULL,
+    deleted_at INTEGER NOT NULL,
+    PRIMARY KEY (revision, entry_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX entry_tombstones_deleted_at ON entry_tombstones (deleted_at);
+
+CREATE TABLE nodes (
+    spiffe_id        TEXT    NOT NULL PRIMARY KEY,
+    attestation_type TEXT    NOT NULL,
+    selectors        TEXT    NOT NULL,
+    serial_number    TEXT    NOT NULL,
+    cert_not_after   INTEGER NOT NULL,
+    banned           INTEGER NOT NULL,
+    labels           TEXT    NOT NULL,
+    revision         INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    last_seen_at     INTEGER NOT NULL
+) STRICT;
+
+-- Only the SHA-256 of a join token is stored.
+CREATE TABLE join_tokens (
+    hash       BLOB    NOT NULL PRIMARY KEY,
+    spiffe_id  TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX join_tokens_expires_at ON join_tokens (expires_at);
+
+CREATE TABLE authorities (
+    kind        TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    server_id   TEXT    NOT NULL,
+    certificate BLOB,
+    public_key  BLOB    NOT NULL,
+    not_before  INTEGER NOT NULL,
+    not_after   INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    revision    INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) STRICT;
+
+-- audit_log is hash-chained: hash = SHA-256(seq, time, actor, action,
+-- object, detail, prev_hash); see audit.go.
+CREATE TABLE audit_log (
+    seq       INTEGER NOT NULL PRIMARY KEY,
+    time      INTEGER NOT NULL,
+    actor     TEXT    NOT NULL,
+    action    TEXT    NOT NULL,
+    object    TEXT    NOT NULL,
+    detail    TEXT    NOT NULL,
+    prev_hash BLOB    NOT NULL,
+    hash      BLOB    NOT NULL
+) STRICT;
+CREATE INDEX audit_log_time ON audit_log (time);
+
+-- +goose Down
+DROP TABLE audit_log;
+DROP TABLE authorities;
+DROP TABLE join_tokens;
+DROP TABLE nodes;
+DROP TABLE entry_tombstones;
+DROP TABLE entry_selectors;
+DROP TABLE entries;
+DROP TABLE revision;

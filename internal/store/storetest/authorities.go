@@ -1,0 +1,98 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/store"
+)
+
+var authorityTests = map[string]func(t *testing.T, s *store.Store){
+	"PutListUpsert": testAuthorityPutList,
+	"Invalid":       testAuthorityInvalid,
+	"Delete":        testAuthorityDelete,
+}
+
+func authority(kind store.AuthorityKind, id string, state store.AuthorityState) store.Authority {
+	a := store.Authority{
+		ID: id, Kind: kind, State: state, ServerID: "server-1",
+		PublicKey: []byte("pkix-" + id),
+		NotBefore: epoch, NotAfter: epoch.Add(24 * time.Hour),
+	}
+	if kind == store.AuthorityX509 {
+		a.Certificate = []byte("der-" + id)
+	}
+	return a
+}
+
+func testAuthorityPutList(t *testing.T, s *store.Store) {
+	x := authority(store.AuthorityX509, "aa01", store.StatePrepared)
+	j := authority(store.AuthorityJWT, "kid-1", store.StateActive)
+	must(t, "PutAuthority", s.PutAuthority(ctxFor(t), x))
+	must(t, "PutAuthority", s.PutAuthority(ctxFor(t), j))
+	got, err := s.ListAuthorities(t.Context())
+	must(t, "ListAuthorities", err)
+	if len(got) != 2 {
+		t.Fatalf("ListAuthorities() = %d authorities, want 2", len(got))
+	}
+	created := got[1].CreatedAt
+	ignoreStamps := cmp.FilterPath(func(p cmp.Path) bool {
+		f := p.Last().String()
+		return f == ".CreatedAt" || f == ".UpdatedAt"
+	}, cmp.Ignore())
+	if diff := cmp.Diff([]store.Authority{j, x}, got, ignoreStamps); diff != "" {
+		t.Errorf("ListAuthorities() (-want +got):\n%s", diff)
+	}
+	if created.IsZero() || !got[1].UpdatedAt.Equal(created) {
+		t.Errorf("CreatedAt, UpdatedAt = %v, %v, want set and equal", created, got[1].UpdatedAt)
+	}
+
+	rev := revision(t, s)
+	x.State = store.StateActive
+	must(t, "PutAuthority(activate)", s.PutAuthority(ctxFor(t), x))
+	if revision(t, s) != rev+1 {
+		t.Errorf("PutAuthority did not bump the revision")
+	}
+	got, err = s.ListAuthorities(t.Context())
+	must(t, "ListAuthorities", err)
+	if len(got) != 2 || got[1].State != store.StateActive || !got[1].CreatedAt.Equal(created) {
+		t.Errorf("after upsert: %+v, want 2 authorities, x509 active, CreatedAt kept", got)
+	}
+	recs := auditLog(t, s)
+	last := recs[len(recs)-1]
+	if last.Action != "authority.active" || last.Detail["kind"] != "x509" || last.Detail["id"] != "aa01" {
+		t.Errorf("last audit = %+v, want authority.active with kind and id", last)
+	}
+}
+
+func testAuthorityInvalid(t *testing.T, s *store.Store) {
+	noKey := authority(store.AuthorityJWT, "k", store.StateActive)
+	noKey.PublicKey = nil
+	noCert := authority(store.AuthorityX509, "c", store.StateActive)
+	noCert.Certificate = nil
+	cases := map[string]store.Authority{
+		"bad kind":     authority("pgp", "k", store.StateActive),
+		"no id":        authority(store.AuthorityJWT, "", store.StateActive),
+		"bad state":    authority(store.AuthorityJWT, "k", "retired"),
+		"no key":       noKey,
+		"x509 no cert": noCert,
+	}
+	for name, a := range cases {
+		wantKind(t, "PutAuthority("+name+")", s.PutAuthority(ctxFor(t), a), errkind.InvalidArgument)
+	}
+}
+
+func testAuthorityDelete(t *testing.T, s *store.Store) {
+	must(t, "PutAuthority", s.PutAuthority(ctxFor(t), authority(store.AuthorityJWT, "k1", store.StateOld)))
+	must(t, "DeleteAuthority", s.DeleteAuthority(ctxFor(t), store.AuthorityJWT, "k1"))
+	if got, _ := s.ListAuthorities(t.Context()); len(got) != 0 {
+		t.Errorf("ListAuthorities() = %v after delete, want none", got)
+	}
+	wantKind(t, "DeleteAuthority(again)", s.DeleteAuthority(ctxFor(t), store.AuthorityJWT, "k1"), errkind.NotFound)
+	if revision(t, s) != 2 {
+		t.Errorf("Revision = %d, want 2", revision(t, s))
+	}
+}

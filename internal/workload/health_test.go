@@ -1,0 +1,31 @@
+package workload_test
+
+import (
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func TestHealthFollowsReadiness(t *testing.T) {
+	e := start(t)
+	cc, err := grpc.NewClient("unix://"+e.path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hc := healthpb.NewHealthClient(cc)
+	for _, ready := range []bool{true, false} {
+		e.src.SetReady(ready)
+		// No workload.spiffe.io header: probes don't send it.
+		resp, err := hc.Check(testCtx(t), &healthpb.HealthCheckRequest{})
+		want := healthpb.HealthCheckResponse_NOT_SERVING
+		if ready {
+			want = healthpb.HealthCheckResponse_SERVING
+		}
+		if err != nil || resp.GetStatus() != want {
+			t.Errorf("Check with ready=%v = %v, %v; want %v", ready, resp.GetStatus(), err, want)
+		}
+	}
+}

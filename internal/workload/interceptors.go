@@ -1,0 +1,137 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/workloadattest"
+)
+
+// Security header every request must carry (SPIFFE Workload Endpoint, 3).
+const (
+	headerKey   = "workload.spiffe.io"
+	headerValue = "true"
+)
+
+// checkHeader enforces the security header. The value is case sensitive and
+// must appear exactly once.
+func checkHeader(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(headerKey); len(v) != 1 || v[0] != headerValue {
+		return errkind.New(errkind.InvalidArgument,
+			"security header missing from request: set gRPC metadata %s: %s", headerKey, headerValue)
+	}
+	return nil
+}
+
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	method := shortMethod(info.FullMethod)
+	defer func() {
+		if r := recover(); r != nil {
+			resp, err = nil, panicError(r)
+		}
+		err = s.finish(ctx, method, err)
+	}()
+	if strings.HasPrefix(info.FullMethod, healthPrefix) {
+		return handler(ctx, req)
+	}
+	if err := checkHeader(ctx); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	method := shortMethod(info.FullMethod)
+	ctx := ss.Context()
+	s.metrics.streamStarted(method)
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+		s.metrics.streamEnded(method)
+		err = s.finish(ctx, method, err)
+	}()
+	if err := checkHeader(ctx); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// panicError turns a recovered panic into an internal error carrying the
+// stack, for the log line only.
+func panicError(r any) error {
+	return fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+}
+
+// finish maps err to the gRPC status the caller sees, counts the RPC and logs
+// failures: internal errors with a correlation id the caller also gets, the
+// others at a level that matches how interesting they are to an operator.
+func (s *Server) finish(ctx context.Context, method string, err error) error {
+	code, out := codes.OK, error(nil)
+	level := slog.LevelDebug
+	var errID string
+	var kerr *errkind.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &kerr):
+		var msg string
+		msg, errID = errkind.Public(err)
+		code = errkind.GRPCCode(errkind.Of(err))
+		out = status.Error(code, msg)
+		switch code {
+		case codes.Internal:
+			level = slog.LevelError
+		case codes.PermissionDenied:
+			level = slog.LevelInfo
+		}
+	case errors.Is(err, context.Canceled):
+		code, out = codes.Canceled, status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		code, out = codes.DeadlineExceeded, status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	default:
+		if st, ok := status.FromError(err); ok {
+			// Already a status: transport failures while sending.
+			code, out = st.Code(), err
+			break
+		}
+		var msg string
+		msg, errID = errkind.Public(err)
+		code, out, level = codes.Internal, status.Error(codes.Internal, msg), slog.LevelError
+	}
+	s.metrics.rpcDone(method, code)
+	if err != nil && s.log.Enabled(ctx, level) {
+		attrs := []slog.Attr{
+			slog.String(logKeyMethod, method),
+			slog.String(logKeyCode, code.String()),
+			slog.String(logKeyErr, err.Error()),
+		}
+		if p, ok := workloadattest.PeerFromContext(ctx); ok {
+			attrs = append(attrs, slog.String(logKeyPeer, p.String()))
+		}
+		if errID != "" {
+			attrs = append(attrs, slog.String(logKeyErrID, errID))
+		}
+		s.log.LogAttrs(ctx, level, "workload api request failed", attrs...)
+	}
+	return out
+}
+
+// shortMethod returns the method name of a full gRPC method
+// ("/SpiffeWorkloadAPI/FetchX509SVID" → "FetchX509SVID").
+func shortMethod(full string) string {
+	if i := strings.LastIndexByte(full, '/'); i >= 0 {
+		return full[i+1:]
+	}
+	return full
+}

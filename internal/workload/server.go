@@ -1,0 +1,230 @@
+// Package workload serves the SPIFFE Workload API on the agent's unix socket:
+// X.509-SVIDs, JWT-SVIDs and trust bundles for the local processes that ask,
+// as the SPIFFE Workload API and Workload Endpoint specifications describe.
+//
+// What a caller gets is decided by who it is, never by what it sends: the
+// server identifies each caller through the kernel (workloadattest peer
+// credentials), asks every configured attestor for its selectors, and serves
+// the SVIDs of the entries whose selectors are a subset of them, as the
+// Source reports. Rules the specifications leave to the implementation:
+//
+//   - Every RPC must carry the gRPC metadata workload.spiffe.io: true, or it
+//     fails with InvalidArgument (this includes gRPC reflection, which the
+//     server also offers).
+//   - Before the Source has synced, RPCs fail with Unavailable.
+//   - A caller with no identity gets PermissionDenied from FetchX509SVID,
+//     FetchJWTSVID, FetchX509Bundles and FetchJWTBundles: bundles are only
+//     for workloads that have an identity. ValidateJWTSVID needs no identity:
+//     the specification sets no such condition on it, and it reveals only
+//     whether a token the caller already holds is valid.
+//   - Streams send their first response at once and then a complete new one
+//     whenever the caller's SVIDs or bundles change. When the caller's
+//     identity disappears, or the process that opened the connection exits,
+//     the stream ends with PermissionDenied. When the server stops, streams
+//     end with Unavailable so that clients reconnect.
+//   - SVIDs are served in the order the Source returns them; the first is the
+//     caller's default identity. When two SVIDs carry the same non-empty
+//     hint, only the first is served; SVIDs whose hint exceeds 1024 bytes are
+//     not served.
+//   - federated_bundles carries every bundle of a trust domain other than
+//     those of the SVIDs served; JWT bundles carry only JWT-SVID keys, each
+//     with its kid and "use": "jwt-svid".
+//
+// Responses are built once per caller selector set and reused until the
+// Source reports a change, so that a burst of calls costs attestation and
+// little else.
+//
+// Key material and tokens are never logged.
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/workloadattest"
+)
+
+// Log keys.
+const (
+	logKeyMethod    = "method"
+	logKeyCode      = "code"
+	logKeyErr       = "err"
+	logKeyErrID     = "error_id"
+	logKeyPeer      = "peer"
+	logKeySelectors = "selectors"
+	logKeySVID      = "svid"
+	logKeySVIDs     = "svids"
+	logKeyEntryID   = "entry_id"
+	logKeySPIFFEID  = "spiffe_id"
+	logKeyHint      = "hint"
+	logKeyExpiresAt = "expires_at"
+	logKeyTD        = "trust_domain"
+)
+
+// shutdownGrace is how long Serve waits for RPCs to finish once its context
+// is done before it closes the remaining connections.
+const shutdownGrace = 2 * time.Second
+
+// maxRecvMsgSize bounds request messages; the largest legitimate one is a
+// JWT-SVID to validate.
+const maxRecvMsgSize = 1 << 20
+
+// streamWorkers is the number of pooled goroutines serving RPCs.
+const streamWorkers = 16
+
+// Config configures a Server.
+type Config struct {
+	// Source provides SVIDs and bundles. Required.
+	Source Source
+	// Attestors identify callers; their selectors are merged. At least one
+	// is required.
+	Attestors []workloadattest.Attestor
+	// Logger receives one line per failed RPC and debug lines per served
+	// SVID set. Nil discards.
+	Logger *slog.Logger
+	// Metrics, when set, receives the server's metrics:
+	// signet_workload_api_rpcs_total{method,code} and
+	// signet_workload_api_active_streams{method}.
+	Metrics prometheus.Registerer
+}
+
+// Server is the Workload API server. Create it with New; it is safe for
+// concurrent use and may Serve several listeners.
+type Server struct {
+	src       Source
+	attestors []workloadattest.Attestor
+	log       *slog.Logger
+	metrics   *metrics // nil when disabled
+
+	// Responses by caller selector set, valid until the source changes.
+	x509SVIDs   respCache[*workloadpb.X509SVIDResponse]
+	x509Bundles respCache[*workloadpb.X509BundlesResponse]
+	jwtBundles  respCache[*workloadpb.JWTBundlesResponse]
+}
+
+// New returns a Server. It fails when Source or Attestors are missing or the
+// metrics cannot be registered (for example, registered twice).
+func New(cfg Config) (*Server, error) {
+	if cfg.Source == nil {
+		return nil, errkind.New(errkind.InvalidArgument, "workload api: a Source is required")
+	}
+	if len(cfg.Attestors) == 0 {
+		return nil, errkind.New(errkind.InvalidArgument, "workload api: at least one workload attestor is required")
+	}
+	for i, a := range cfg.Attestors {
+		if a == nil {
+			return nil, errkind.New(errkind.InvalidArgument, "workload api: attestor %d is nil", i)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("workload api: %w", err)
+	}
+	return &Server{
+		src:       cfg.Source,
+		attestors: append([]workloadattest.Attestor(nil), cfg.Attestors...),
+		log:       log.With("component", "workload_api"),
+		metrics:   m,
+	}, nil
+}
+
+// Serve serves the Workload API on l (a unix socket from Listen) until ctx
+// is done. Then it ends open streams with Unavailable, waits up to two
+// seconds for RPCs in flight, closes what remains and returns nil. It closes
+// l. It returns an error only if serving fails.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	stopping := make(chan struct{})
+	gs := grpc.NewServer(
+		grpc.Creds(workloadattest.NewCredentials()),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Serve returns only once every handler has: nothing runs (or
+		// logs) after it.
+		grpc.WaitForHandlers(true),
+		// Reuse handler goroutines (and their grown stacks); when all are
+		// busy, for example with long-lived streams, gRPC starts new ones.
+		grpc.NumStreamWorkers(streamWorkers),
+	)
+	workloadpb.RegisterSpiffeWorkloadAPIServer(gs, &api{s: s, stopping: stopping})
+	reflection.Register(gs)
+	healthpb.RegisterHealthServer(gs, health{src: s.src})
+
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(l) }()
+	select {
+	case err := <-errc:
+		close(stopping)
+		gs.Stop()
+		if err == nil || errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return fmt.Errorf("serve workload api: %w", err)
+	case <-ctx.Done():
+	}
+
+	close(stopping)
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(shutdownGrace)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+	case <-timer.C:
+		gs.Stop()
+		<-stopped
+	}
+	<-errc
+	return nil
+}
+
+// attest identifies the caller of the RPC in ctx: the union of every
+// attestor's selectors, in canonical order.
+func (s *Server) attest(ctx context.Context) (workloadattest.Peer, []store.Selector, error) {
+	p, ok := workloadattest.PeerFromContext(ctx)
+	if !ok {
+		return p, nil, errkind.New(errkind.PermissionDenied,
+			"caller could not be identified: the workload api needs a unix socket with peer credentials")
+	}
+	var sels []store.Selector
+	for _, a := range s.attestors {
+		got, err := a.Attest(ctx, p)
+		if err != nil {
+			return p, nil, fmt.Errorf("attest %v with %s: %w", p, a.Name(), err)
+		}
+		sels = append(sels, got...)
+	}
+	return p, store.SortSelectors(sels), nil
+}
+
+// noIdentity is the PermissionDenied error for a caller no entry matches.
+// The selectors are in the cause: logged, not shown to the caller.
+func noIdentity(sels []store.Selector) error {
+	return errkind.Wrap(errkind.PermissionDenied, fmt.Errorf("caller selectors %v", sels),
+		"no identity issued to the caller")
+}
+
+var (
+	errNotReady = errkind.New(errkind.Unavailable,
+		"workload api not ready: the agent has not synced its identities yet; retry with backoff")
+	errStopping = errkind.New(errkind.Unavailable, "workload api shutting down; reconnect")
+)

@@ -1,0 +1,72 @@
+package workload
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/store"
+)
+
+// X509SVID is an identity the cache holds for one registration entry.
+type X509SVID struct {
+	EntryID string
+	ID      spiffeid.ID
+	Chain   []*x509.Certificate // leaf first
+	Key     crypto.Signer
+	Hint    string
+}
+
+// LogValue logs the SVID without its key.
+func (s X509SVID) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String(logKeyEntryID, s.EntryID),
+		slog.String(logKeySPIFFEID, s.ID.String()),
+	}
+	if s.Hint != "" {
+		attrs = append(attrs, slog.String(logKeyHint, s.Hint))
+	}
+	if len(s.Chain) > 0 && s.Chain[0] != nil {
+		attrs = append(attrs, slog.Time(logKeyExpiresAt, s.Chain[0].NotAfter))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// JWTSVID is a JWT-SVID minted for one entry and one audience.
+type JWTSVID struct {
+	ID        spiffeid.ID
+	Token     string
+	ExpiresAt time.Time
+	Hint      string
+}
+
+// LogValue logs the SVID's SPIFFE ID and expiry, never the token.
+func (s JWTSVID) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String(logKeySPIFFEID, s.ID.String()),
+		slog.Time(logKeyExpiresAt, s.ExpiresAt),
+	}
+	if s.Hint != "" {
+		attrs = append(attrs, slog.String(logKeyHint, s.Hint))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// Source is what the Workload API serves: the node's identities and bundles.
+type Source interface {
+	// Ready reports whether the source has synced at least once (before that, calls get Unavailable).
+	Ready() bool
+	// X509SVIDs returns the SVIDs of every entry whose selectors are a subset of sels (sels is canonical, sorted).
+	X509SVIDs(sels []store.Selector) []X509SVID
+	// FetchJWTSVIDs mints or returns cached JWT-SVIDs for the matching entries (only id when id is non-zero) for the audience.
+	FetchJWTSVIDs(ctx context.Context, sels []store.Selector, id spiffeid.ID, audience []string) ([]JWTSVID, error)
+	// Bundles returns the trust domain's own bundle first, then federated ones.
+	Bundles() []*spiffebundle.Bundle
+	// Changed returns a channel that is closed at the next change of SVIDs or bundles after the call.
+	Changed() <-chan struct{}
+}

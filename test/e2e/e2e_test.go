@@ -1,0 +1,367 @@
+// Package e2e tests Signet across real processes: it builds the signet
+// binary, runs a server and an agent as separate processes on a temp dir,
+// and talks to the agent's Workload API with go-spiffe's own client, the way
+// any SPIFFE workload would.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+)
+
+var signetBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "signet-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	// Readable by the unprivileged caller of the PermissionDenied check.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	signetBin = filepath.Join(dir, "signet")
+	build := exec.Command("go", "build", "-o", signetBin, "../../cmd/signet")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build signet:", err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a long-running signet process whose output is kept for failure
+// reports.
+type proc struct {
+	cmd *exec.Cmd
+	out *lockedBuffer
+}
+
+func start(t *testing.T, name string, args ...string) *proc { return startTB(t, name, args...) }
+
+func startTB(t testing.TB, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(signetBin, args...), out: &lockedBuffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("--- %s output ---\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// signet runs a short signet command and returns its stdout.
+func signet(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := signetRun(args...)
+	if err != nil {
+		t.Fatalf("signet %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+func signetRun(args ...string) (string, string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(signetBin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+func freePort(t *testing.T) string { return freePortTB(t) }
+
+func freePortTB(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	if err := poll(timeout, f); err != nil {
+		t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+	}
+}
+
+func waitFor(tb testing.TB, timeout time.Duration, f func() error) {
+	tb.Helper()
+	if err := poll(timeout, f); err != nil {
+		tb.Fatalf("still failing after %s: %v", timeout, err)
+	}
+}
+
+// poll calls f until it succeeds or timeout passes, returning the last error.
+func poll(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs processes")
+	}
+	dir := t.TempDir()
+	// The socket directory must be reachable by the unprivileged caller of
+	// the PermissionDenied check.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serverDir := filepath.Join(dir, "server")
+	adminSock := filepath.Join(serverDir, "admin.sock")
+	agentDir := filepath.Join(dir, "agent")
+	sockDir := filepath.Join(dir, "run")
+	socket := filepath.Join(sockDir, "agent.sock")
+	addr := freePort(t)
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	nodeID := "spiffe://example.org/node/e2e"
+	myID := spiffeid.RequireFromPath(td, "/e2e/me")
+	uid := os.Getuid()
+
+	startServer := func() *proc {
+		p := start(t, "server", "server", "run", "--trust-domain", td.Name(), "--data-dir", serverDir,
+			"--bind-address", addr, "--log-level", "debug", "--log-format", "text")
+		eventually(t, 30*time.Second, "server healthcheck", func() error {
+			_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, errOut)
+			}
+			return nil
+		})
+		return p
+	}
+	server := startServer()
+
+	bundlePath := filepath.Join(dir, "bundle.pem")
+	if err := os.WriteFile(bundlePath, []byte(signet(t, "bundle", "show", "--admin-socket", adminSock)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(signet(t, "token", "create", "--admin-socket", adminSock, "--spiffe-id", nodeID))
+	if len(token) < 20 || strings.ContainsAny(token, " \n") {
+		t.Fatalf("token create printed %q, want the token alone", token)
+	}
+	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID, "--spiffe-id", myID.String(),
+		"--selector", "unix:uid:"+strconv.Itoa(uid), "--x509-ttl", "6s", "--jwt-ttl", "1m")
+
+	agentArgs := []string{"agent", "run", "--server-address", addr, "--trust-bundle", bundlePath,
+		"--socket", socket, "--data-dir", agentDir, "--sync-interval", "200ms", "--log-level", "debug", "--log-format", "text"}
+	agent := start(t, "agent", append(agentArgs, "--join-token", token)...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	client, err := workloadapi.New(ctx, workloadapi.WithAddr("unix://"+socket))
+	if err != nil {
+		t.Fatalf("workloadapi.New: %v", err)
+	}
+	defer client.Close()
+
+	var x *workloadapi.X509Context
+	eventually(t, 30*time.Second, "fetch X509-SVID", func() error {
+		fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer fcancel()
+		x, err = client.FetchX509Context(fctx)
+		return err
+	})
+
+	signet(t, "healthcheck", "--agent-socket", socket)
+
+	t.Run("x509 svid verifies against the fetched bundle", func(t *testing.T) {
+		svid := x.DefaultSVID()
+		if svid.ID != myID {
+			t.Fatalf("SVID ID = %s, want %s", svid.ID, myID)
+		}
+		id, _, err := x509svid.Verify(svid.Certificates, x.Bundles)
+		if err != nil || id != myID {
+			t.Fatalf("x509svid.Verify = %v, %v; want %s", id, err, myID)
+		}
+		if ttl := svid.Certificates[0].NotAfter.Sub(svid.Certificates[0].NotBefore); ttl > 20*time.Second {
+			t.Errorf("SVID lifetime = %s, want about 6s (+ backdating)", ttl)
+		}
+	})
+
+	t.Run("jwt svid validates against the fetched jwt bundles", func(t *testing.T) {
+		js, err := client.FetchJWTSVID(ctx, jwtsvid.Params{Audience: "e2e"})
+		if err != nil {
+			t.Fatalf("FetchJWTSVID: %v", err)
+		}
+		bundles, err := client.FetchJWTBundles(ctx)
+		if err != nil {
+			t.Fatalf("FetchJWTBundles: %v", err)
+		}
+		parsed, err := jwtsvid.ParseAndValidate(js.Marshal(), bundles, []string{"e2e"})
+		if err != nil || parsed.ID != myID {
+			t.Fatalf("ParseAndValidate = %v, %v; want %s", parsed, err, myID)
+		}
+		if _, err := jwtsvid.ParseAndValidate(js.Marshal(), bundles, []string{"someone-else"}); err == nil {
+			t.Error("token validated for another audience")
+		}
+		got, err := client.ValidateJWTSVID(ctx, js.Marshal(), "e2e")
+		if err != nil || got.ID != myID {
+			t.Errorf("ValidateJWTSVID = %v, %v", got, err)
+		}
+	})
+
+	t.Run("rotated svid is pushed on the stream", func(t *testing.T) {
+		first := x.DefaultSVID().Certificates[0].SerialNumber.String()
+		w := &serialWatcher{updates: make(chan string, 16)}
+		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer wcancel()
+		go func() { _ = client.WatchX509Context(wctx, w) }()
+		for {
+			select {
+			case s := <-w.updates:
+				if s != first {
+					return
+				}
+			case <-wctx.Done():
+				t.Fatalf("no rotated SVID within 20s (first serial %s)", first)
+			}
+		}
+	})
+
+	t.Run("caller without an entry gets PermissionDenied", func(t *testing.T) {
+		if uid != 0 {
+			t.Skip("needs root to run a caller under another uid")
+		}
+		if err := os.Chmod(sockDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(signetBin, "svid", "fetch", "--socket", socket, "--timeout", "5s")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err == nil {
+			t.Fatalf("svid fetch as uid 65534 succeeded: %s", stdout.String())
+		}
+		if !strings.Contains(stderr.String(), "no identity issued") {
+			t.Fatalf("svid fetch as uid 65534: %v, stderr %q; want a PermissionDenied explanation", err, stderr.String())
+		}
+	})
+
+	t.Run("admin socket refuses non-admin uids", func(t *testing.T) {
+		if uid != 0 {
+			t.Skip("needs root to run a caller under another uid")
+		}
+		// Loosen the file permissions to prove the server's own peer-uid
+		// check holds on its own.
+		for _, p := range []string{serverDir, adminSock} {
+			if err := os.Chmod(p, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer os.Chmod(serverDir, 0o700)
+		defer os.Chmod(adminSock, 0o600)
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(signetBin, "entry", "list", "--admin-socket", adminSock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "not an admin") {
+			t.Fatalf("entry list as uid 65534: %v, stdout %q, stderr %q; want refusal", err, stdout.String(), stderr.String())
+		}
+	})
+
+	t.Run("cli svid fetch writes files", func(t *testing.T) {
+		out := filepath.Join(dir, "svids")
+		signet(t, "svid", "fetch", "--socket", socket, "--write", out)
+		fi, err := os.Stat(filepath.Join(out, "svid.0.key"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("svid.0.key: %v, mode %v; want 0600", err, fi.Mode())
+		}
+	})
+
+	parent := t
+	t.Run("agent restarts without a token", func(t *testing.T) {
+		agent.stop()
+		agent = start(parent, "agent (restarted)", agentArgs...)
+		eventually(t, 30*time.Second, "fetch after agent restart", func() error {
+			fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)
+			defer fcancel()
+			_, err := client.FetchX509SVID(fctx)
+			return err
+		})
+		// JWT-SVIDs are cached in memory only: fetch one so the next
+		// subtest can check it is served while the server is down.
+		if _, err := client.FetchJWTSVID(ctx, jwtsvid.Params{Audience: "e2e"}); err != nil {
+			t.Fatalf("FetchJWTSVID after restart: %v", err)
+		}
+	})
+
+	t.Run("agent keeps serving while the server is stopped", func(t *testing.T) {
+		server.stop()
+		time.Sleep(1 * time.Second) // several failed syncs
+		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer fcancel()
+		svid, err := client.FetchX509SVID(fctx)
+		if err != nil {
+			t.Fatalf("FetchX509SVID with the server down: %v", err)
+		}
+		if svid.ID != myID {
+			t.Errorf("SVID ID = %s, want %s", svid.ID, myID)
+		}
+		if _, err := client.FetchJWTSVID(fctx, jwtsvid.Params{Audience: "e2e"}); err != nil {
+			t.Errorf("cached JWT-SVID with the server down: %v", err)
+		}
+	})
+}
+
+// serialWatcher reports the serial of every default SVID pushed.
+type serialWatcher struct{ updates chan string }
+
+func (w *serialWatcher) OnX509ContextUpdate(x *workloadapi.X509Context) {
+	w.updates <- x.DefaultSVID().Certificates[0].SerialNumber.String()
+}
+
+func (w *serialWatcher) OnX509ContextWatchError(error) {}
