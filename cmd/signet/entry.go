@@ -12,7 +12,7 @@ import (
 
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 func newEntryCmd() *cobra.Command {
@@ -221,7 +221,7 @@ func newEntryListCmd(conn *adminConn) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &adminv1.ListEntriesRequest{ParentId: parentID, SpiffeId: spiffeID, PageSize: 5000}
 			for _, s := range selectors {
-				sel, err := store.ParseSelector(s)
+				sel, err := model.ParseSelector(s)
 				if err != nil {
 					return fmt.Errorf("--selector: %w", err)
 				}
@@ -366,7 +366,7 @@ func partialEntry(j entryJSON) (*commonv1.Entry, error) {
 	e := &commonv1.Entry{SpiffeId: j.SPIFFEID, ParentId: j.ParentID, DnsNames: j.DNSNames, Admin: j.Admin,
 		Downstream: j.Downstream, FederatesWith: j.FederatesWith, Hint: j.Hint, Labels: j.Labels}
 	for i, s := range j.Selectors {
-		sel, err := store.ParseSelector(s)
+		sel, err := model.ParseSelector(s)
 		if err != nil {
 			return nil, fmt.Errorf("--selector[%d]: %w", i, err)
 		}

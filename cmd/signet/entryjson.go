@@ -11,7 +11,7 @@ import (
 
 	"github.com/signet-id/signet/internal/apiconv"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // entryJSON is the CLI's JSON shape of an entry: what `entry list --json`
@@ -74,7 +74,7 @@ func (j entryJSON) toProto() (*commonv1.Entry, error) {
 		Downstream: j.Downstream, FederatesWith: j.FederatesWith, Hint: j.Hint, Labels: j.Labels,
 	}
 	for i, s := range j.Selectors {
-		sel, err := store.ParseSelector(s)
+		sel, err := model.ParseSelector(s)
 		if err != nil {
 			return nil, fmt.Errorf("selectors[%d]: %w", i, err)
 		}

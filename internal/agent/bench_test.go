@@ -8,7 +8,7 @@ import (
 
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // fullSync10k is a full Sync of 10,000 entries. With shared, every entry's
@@ -42,9 +42,13 @@ func cache10k(b *testing.B, shared bool) *cache {
 		b.Fatal(err)
 	}
 	leaf := ca.sign(b, ca.td.ID(), key.Public(), clock.Now(), clock.Now().Add(time.Hour))
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		b.Fatal(err)
+	}
 	c.mu.Lock()
 	for _, r := range c.entries {
-		c.setSVID(r, &svidRec{chain: []*x509.Certificate{leaf}, key: key, renewAt: leaf.NotAfter, notAfter: leaf.NotAfter})
+		c.setSVID(r, &svidRec{chainDER: leaf.Raw, keyDER: keyDER, renewAt: leaf.NotAfter, notAfter: leaf.NotAfter})
 	}
 	c.mu.Unlock()
 	return c
@@ -52,8 +56,8 @@ func cache10k(b *testing.B, shared bool) *cache {
 
 // callerSels is what the unix attestor reports for a typical process,
 // plus the pod's namespace.
-func callerSels(uid int, ns int) []store.Selector {
-	return store.SortSelectors(sels(
+func callerSels(uid int, ns int) []model.Selector {
+	return model.SortSelectors(sels(
 		fmt.Sprintf("unix:uid:%d", uid), "unix:gid:100", "unix:user:svc", "unix:group:svc",
 		"unix:supplementary_gid:27", "unix:supplementary_gid:998", "unix:path:/usr/bin/app",
 		fmt.Sprintf("k8s:ns:%d", ns),
@@ -74,7 +78,7 @@ func BenchmarkCacheLookup10k(b *testing.B) {
 
 func BenchmarkCacheLookup10kSharedFirstSelector(b *testing.B) {
 	c := cache10k(b, true)
-	caller := store.SortSelectors(append(callerSels(42, 0), store.Selector{Type: "a", Value: "shared"}))
+	caller := model.SortSelectors(append(callerSels(42, 0), model.Selector{Type: "a", Value: "shared"}))
 	if n := len(c.X509SVIDs(caller)); n != 1 {
 		b.Fatalf("X509SVIDs() = %d SVIDs, want 1", n)
 	}

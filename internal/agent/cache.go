@@ -20,7 +20,7 @@ import (
 
 	"github.com/signet-id/signet/internal/apiconv"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
 )
 
@@ -43,7 +43,7 @@ type cache struct {
 
 	mu        sync.RWMutex
 	entries   map[string]*entryRec
-	bySel     map[store.Selector][]*entryRec // valid entries, each under one selector
+	bySel     map[model.Selector][]*entryRec // valid entries, each under one selector
 	revision  int64                          // of the last applied SyncResponse
 	forceFull bool                           // the next Sync asks for everything
 	digest    []byte                         // entry-set digest; nil when stale
@@ -63,7 +63,7 @@ type cache struct {
 // when the entry's identity changes, and updated in place otherwise, so a
 // pointer to it identifies "this entry as it was when signing started".
 type entryRec struct {
-	entry store.Entry
+	entry model.Entry
 	// invalid says why the entry, as the server sent it, is refused. An
 	// invalid entry is held only so that the entry-set digest matches the
 	// server's; it is never matched or signed.
@@ -76,9 +76,12 @@ type entryRec struct {
 }
 
 // svidRec is a workload X509-SVID minted for an entry.
+// svidRec is a cached X509-SVID, kept encoded (chain DER, PKCS#8 key) as
+// the Workload API serves it: parsed certificates and live key objects cost
+// several kilobytes each, which matters on a node with 10,000 entries.
 type svidRec struct {
-	chain    []*x509.Certificate
-	key      crypto.Signer
+	chainDER []byte
+	keyDER   []byte
 	renewAt  time.Time // half-way through the certificate's lifetime (see renewTime)
 	notAfter time.Time
 }
@@ -95,7 +98,7 @@ func newCache(td spiffeid.TrustDomain, bundle *spiffebundle.Bundle, now func() t
 		log:     log,
 		met:     met,
 		entries: map[string]*entryRec{},
-		bySel:   map[store.Selector][]*entryRec{},
+		bySel:   map[model.Selector][]*entryRec{},
 		bundle:  bundle,
 		changed: make(chan struct{}),
 		jwts:    map[jwtKey]*jwtRec{},
@@ -168,7 +171,7 @@ func (c *cache) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundl
 // X509SVIDs returns the SVIDs of the entries whose selectors are all among
 // sels, sorted by SPIFFE ID then entry ID. sels need not be sorted. The
 // chains and keys returned are shared: callers must not modify them.
-func (c *cache) X509SVIDs(sels []store.Selector) []workload.X509SVID {
+func (c *cache) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 	sels = canonical(sels)
 	now := c.now()
 	c.mu.RLock()
@@ -189,15 +192,16 @@ func (c *cache) X509SVIDs(sels []store.Selector) []workload.X509SVID {
 	out := make([]workload.X509SVID, 0, min(candidates, 64))
 	for _, b := range buckets {
 		for _, r := range b {
-			if r.svid == nil || !r.servable(now) || !store.SubsetOf(r.entry.Selectors, sels) {
+			if r.svid == nil || !r.servable(now) || !model.SubsetOf(r.entry.Selectors, sels) {
 				continue
 			}
 			out = append(out, workload.X509SVID{
-				EntryID: r.entry.ID,
-				ID:      r.entry.SPIFFEID,
-				Chain:   r.svid.chain,
-				Key:     r.svid.key,
-				Hint:    r.entry.Hint,
+				EntryID:   r.entry.ID,
+				ID:        r.entry.SPIFFEID,
+				ChainDER:  r.svid.chainDER,
+				KeyDER:    r.svid.keyDER,
+				ExpiresAt: r.svid.notAfter,
+				Hint:      r.entry.Hint,
 			})
 		}
 	}
@@ -215,18 +219,18 @@ func (c *cache) X509SVIDs(sels []store.Selector) []workload.X509SVID {
 // matching returns copies of the valid, unexpired entries whose selectors
 // are among sels (which must be canonical), whether or not they hold an
 // X509-SVID.
-func (c *cache) matching(sels []store.Selector, now time.Time) []store.Entry {
+func (c *cache) matching(sels []model.Selector, now time.Time) []model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []store.Entry
+	var out []model.Entry
 	for _, s := range sels {
 		for _, r := range c.bySel[s] {
-			if !expired(r.entry, now) && store.SubsetOf(r.entry.Selectors, sels) {
+			if !expired(r.entry, now) && model.SubsetOf(r.entry.Selectors, sels) {
 				out = append(out, r.entry)
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b store.Entry) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b model.Entry) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
@@ -236,22 +240,22 @@ func (r *entryRec) servable(now time.Time) bool {
 }
 
 // expired reports whether the entry has passed its ExpiresAt.
-func expired(e store.Entry, now time.Time) bool {
+func expired(e model.Entry, now time.Time) bool {
 	return !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt)
 }
 
 // canonical returns sels sorted and deduplicated, copying only when sels is
 // not already in that form.
-func canonical(sels []store.Selector) []store.Selector {
+func canonical(sels []model.Selector) []model.Selector {
 	for i := 1; i < len(sels); i++ {
 		if compareSelectors(sels[i-1], sels[i]) >= 0 {
-			return store.SortSelectors(slices.Clone(sels))
+			return model.SortSelectors(slices.Clone(sels))
 		}
 	}
 	return sels
 }
 
-func compareSelectors(a, b store.Selector) int {
+func compareSelectors(a, b model.Selector) int {
 	if c := strings.Compare(a.Type, b.Type); c != 0 {
 		return c
 	}
@@ -336,7 +340,7 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 			r.invalid = c.checkEntry(r.entry)
 		}
 		if r.invalid != nil {
-			r.entry = store.Entry{ID: pe.GetId()}
+			r.entry = model.Entry{ID: pe.GetId()}
 			res.refused++
 			if res.refused <= maxRefusalLogs {
 				c.log.Warn("refusing entry from server", logKeyEntryID, pe.GetId(), logKeyError, r.invalid)
@@ -402,7 +406,7 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 }
 
 // checkEntry applies the agent's own checks to a converted entry.
-func (c *cache) checkEntry(e store.Entry) error {
+func (c *cache) checkEntry(e model.Entry) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
@@ -430,7 +434,7 @@ func (c *cache) merge(old, next *entryRec) *entryRec {
 // sameIdentity reports whether an SVID minted for a is also right for b:
 // same SPIFFE ID, DNS names and CA flag. Other fields (selectors, hint,
 // TTLs, expiry) are read from the entry at serving or renewal time.
-func sameIdentity(a, b store.Entry) bool {
+func sameIdentity(a, b model.Entry) bool {
 	return a.SPIFFEID == b.SPIFFEID && slices.Equal(a.DNSNames, b.DNSNames) && a.Downstream == b.Downstream
 }
 
@@ -440,7 +444,7 @@ func sameIdentity(a, b store.Entry) bool {
 // rarest keeps buckets small when many entries share a common selector
 // (a namespace, a cluster). It must be called with c.mu held.
 func (c *cache) reindex() {
-	counts := make(map[store.Selector]int, len(c.bySel))
+	counts := make(map[model.Selector]int, len(c.bySel))
 	for _, r := range c.entries {
 		if r.invalid == nil {
 			for _, s := range r.entry.Selectors {
@@ -448,7 +452,7 @@ func (c *cache) reindex() {
 			}
 		}
 	}
-	idx := make(map[store.Selector][]*entryRec, len(counts))
+	idx := make(map[model.Selector][]*entryRec, len(counts))
 	for _, r := range c.entries {
 		if r.invalid != nil || len(r.entry.Selectors) == 0 {
 			continue
@@ -497,7 +501,7 @@ func (c *cache) sweep(now time.Time) bool {
 // signJob is an entry due for an X509-SVID.
 type signJob struct {
 	rec   *entryRec
-	entry store.Entry
+	entry model.Entry
 }
 
 // due returns the entries that need an X509-SVID at now: valid, unexpired,
@@ -537,9 +541,17 @@ func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Sig
 	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
 		return errors.New("x509-svid certifies another key than the one requested")
 	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode workload key: %w", err)
+	}
+	var chainDER []byte
+	for _, c := range chain {
+		chainDER = append(chainDER, c.Raw...)
+	}
 	s := &svidRec{
-		chain:    chain,
-		key:      key,
+		chainDER: chainDER,
+		keyDER:   keyDER,
 		renewAt:  renewTime(leaf.NotBefore, leaf.NotAfter, now),
 		notAfter: leaf.NotAfter,
 	}

@@ -16,15 +16,15 @@ import (
 
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
 )
 
-func sels(ss ...string) []store.Selector {
-	var out []store.Selector
+func sels(ss ...string) []model.Selector {
+	var out []model.Selector
 	for _, s := range ss {
 		typ, val, _ := strings.Cut(s, ":")
-		out = append(out, store.Selector{Type: typ, Value: val})
+		out = append(out, model.Selector{Type: typ, Value: val})
 	}
 	return out
 }
@@ -60,7 +60,7 @@ func TestCacheMatching(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		sels []store.Selector
+		sels []model.Selector
 		want []string
 	}{
 		{"uid only", sels("unix:uid:1000"), []string{"uid"}},
@@ -78,7 +78,7 @@ func TestCacheMatching(t *testing.T) {
 		})
 	}
 	got := c.X509SVIDs(sels("unix:uid:1000"))
-	if len(got) != 1 || got[0].ID.String() != "spiffe://example.org/uid" || got[0].Key == nil || len(got[0].Chain) != 1 {
+	if len(got) != 1 || got[0].ID.String() != "spiffe://example.org/uid" || len(got[0].KeyDER) == 0 || len(got[0].ChainDER) == 0 {
 		t.Errorf("X509SVIDs() = %+v, want the SVID of spiffe://example.org/uid with key and chain", got)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
 )
 
@@ -62,7 +62,7 @@ func audienceKey(aud []string) string {
 // served instead. Entries the server refuses are skipped; the call fails
 // (Unavailable) only when no token at all could be had. No matching entry
 // yields (nil, nil).
-func (c *cache) FetchJWTSVIDs(ctx context.Context, sels []store.Selector, id spiffeid.ID, audience []string) ([]workload.JWTSVID, error) {
+func (c *cache) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spiffeid.ID, audience []string) ([]workload.JWTSVID, error) {
 	if len(audience) == 0 || slices.Contains(audience, "") {
 		return nil, errkind.New(errkind.InvalidArgument, "audience: at least one non-empty audience is required")
 	}
@@ -93,7 +93,7 @@ func (c *cache) FetchJWTSVIDs(ctx context.Context, sels []store.Selector, id spi
 
 // jwtFor returns a token for entry e and audience, from the cache or the
 // server.
-func (c *cache) jwtFor(ctx context.Context, e store.Entry, audience []string, now time.Time) (string, time.Time, error) {
+func (c *cache) jwtFor(ctx context.Context, e model.Entry, audience []string, now time.Time) (string, time.Time, error) {
 	key := jwtKey{entryID: e.ID, audience: audienceKey(audience)}
 	c.jwtMu.Lock()
 	cached := c.jwts[key]
@@ -122,7 +122,7 @@ func (c *cache) jwtFor(ctx context.Context, e store.Entry, audience []string, no
 
 // mintJWT asks the server for a token and checks it names the entry's
 // SPIFFE ID and the audience.
-func (c *cache) mintJWT(ctx context.Context, e store.Entry, audience []string, now time.Time) (string, time.Time, error) {
+func (c *cache) mintJWT(ctx context.Context, e model.Entry, audience []string, now time.Time) (string, time.Time, error) {
 	if c.signJWT == nil {
 		return "", time.Time{}, errkind.New(errkind.Unavailable, "not connected to the server")
 	}

@@ -18,11 +18,11 @@ import (
 
 	"github.com/signet-id/signet/internal/errkind"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // SelectorsToProto converts selectors to their wire form.
-func SelectorsToProto(sels []store.Selector) []*commonv1.Selector {
+func SelectorsToProto(sels []model.Selector) []*commonv1.Selector {
 	out := make([]*commonv1.Selector, len(sels))
 	for i, s := range sels {
 		out[i] = &commonv1.Selector{Type: s.Type, Value: s.Value}
@@ -32,20 +32,20 @@ func SelectorsToProto(sels []store.Selector) []*commonv1.Selector {
 
 // SelectorsFromProto validates and converts wire selectors, returning them in
 // canonical (sorted, deduplicated) form.
-func SelectorsFromProto(in []*commonv1.Selector) ([]store.Selector, error) {
-	out := make([]store.Selector, 0, len(in))
+func SelectorsFromProto(in []*commonv1.Selector) ([]model.Selector, error) {
+	out := make([]model.Selector, 0, len(in))
 	for i, s := range in {
-		sel := store.Selector{Type: s.GetType(), Value: s.GetValue()}
+		sel := model.Selector{Type: s.GetType(), Value: s.GetValue()}
 		if err := sel.Validate(); err != nil {
 			return nil, fieldErr(fmt.Sprintf("selectors[%d]", i), err)
 		}
 		out = append(out, sel)
 	}
-	return store.SortSelectors(out), nil
+	return model.SortSelectors(out), nil
 }
 
 // EntryToProto converts an entry to its wire form.
-func EntryToProto(e store.Entry) *commonv1.Entry {
+func EntryToProto(e model.Entry) *commonv1.Entry {
 	fw := make([]string, len(e.FederatesWith))
 	for i, td := range e.FederatesWith {
 		fw[i] = td.IDString()
@@ -75,42 +75,42 @@ func EntryToProto(e store.Entry) *commonv1.Entry {
 // EntryFromProto validates and converts a wire entry. Read-only fields
 // (revision, timestamps other than expires_at) are carried over as given; the
 // store ignores them on writes.
-func EntryFromProto(in *commonv1.Entry) (store.Entry, error) {
+func EntryFromProto(in *commonv1.Entry) (model.Entry, error) {
 	if in == nil {
-		return store.Entry{}, errkind.New(errkind.InvalidArgument, "entry is required")
+		return model.Entry{}, errkind.New(errkind.InvalidArgument, "entry is required")
 	}
 	id, err := ParseID("spiffe_id", in.GetSpiffeId())
 	if err != nil {
-		return store.Entry{}, err
+		return model.Entry{}, err
 	}
 	parent, err := ParseID("parent_id", in.GetParentId())
 	if err != nil {
-		return store.Entry{}, err
+		return model.Entry{}, err
 	}
 	sels, err := SelectorsFromProto(in.GetSelectors())
 	if err != nil {
-		return store.Entry{}, err
+		return model.Entry{}, err
 	}
 	if in.GetX509TtlSeconds() < 0 {
-		return store.Entry{}, errkind.New(errkind.InvalidArgument, "x509_ttl_seconds %d is negative: use 0 for the server default or a positive number", in.GetX509TtlSeconds())
+		return model.Entry{}, errkind.New(errkind.InvalidArgument, "x509_ttl_seconds %d is negative: use 0 for the server default or a positive number", in.GetX509TtlSeconds())
 	}
 	if in.GetJwtTtlSeconds() < 0 {
-		return store.Entry{}, errkind.New(errkind.InvalidArgument, "jwt_ttl_seconds %d is negative: use 0 for the server default or a positive number", in.GetJwtTtlSeconds())
+		return model.Entry{}, errkind.New(errkind.InvalidArgument, "jwt_ttl_seconds %d is negative: use 0 for the server default or a positive number", in.GetJwtTtlSeconds())
 	}
 	var fw []spiffeid.TrustDomain
 	for i, s := range in.GetFederatesWith() {
 		td, err := spiffeid.TrustDomainFromString(s)
 		if err != nil {
-			return store.Entry{}, errkind.New(errkind.InvalidArgument, "federates_with[%d] %q is not a trust domain: %v (want a name such as example.org)", i, s, err)
+			return model.Entry{}, errkind.New(errkind.InvalidArgument, "federates_with[%d] %q is not a trust domain: %v (want a name such as example.org)", i, s, err)
 		}
 		fw = append(fw, td)
 	}
 	for i, d := range in.GetDnsNames() {
 		if err := ValidateDNSName(d); err != nil {
-			return store.Entry{}, fieldErr(fmt.Sprintf("dns_names[%d]", i), err)
+			return model.Entry{}, fieldErr(fmt.Sprintf("dns_names[%d]", i), err)
 		}
 	}
-	return store.Entry{
+	return model.Entry{
 		ID:            in.GetId(),
 		SPIFFEID:      id,
 		ParentID:      parent,

@@ -12,16 +12,16 @@ import (
 
 	"github.com/signet-id/signet/internal/errkind"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 func TestEntryRoundTrip(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("example.org")
-	in := store.Entry{
+	in := model.Entry{
 		ID:            "e1",
 		SPIFFEID:      spiffeid.RequireFromPath(td, "/web"),
 		ParentID:      spiffeid.RequireFromPath(td, "/node/a"),
-		Selectors:     []store.Selector{{Type: "unix", Value: "gid:1"}, {Type: "unix", Value: "uid:1000"}},
+		Selectors:     []model.Selector{{Type: "unix", Value: "gid:1"}, {Type: "unix", Value: "uid:1000"}},
 		X509TTL:       time.Hour,
 		JWTTTL:        5 * time.Minute,
 		DNSNames:      []string{"web.internal", "*.web.internal"},

@@ -8,7 +8,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // BundleFromAuthorities builds trust domain td's SPIFFE bundle from the
@@ -18,18 +18,18 @@ import (
 // and tainted authorities are published; revoked ones are not. The bundle
 // carries sequence number seq and a refresh hint of DefaultRefreshHint.
 // Authorities of unknown kinds (written by a newer server) are skipped.
-func BundleFromAuthorities(td spiffeid.TrustDomain, auths []store.Authority, seq uint64) (*spiffebundle.Bundle, error) {
+func BundleFromAuthorities(td spiffeid.TrustDomain, auths []model.Authority, seq uint64) (*spiffebundle.Bundle, error) {
 	sorted := slices.Clone(auths)
 	sortAuthorities(sorted)
 	b := spiffebundle.New(td)
 	b.SetSequenceNumber(seq)
 	b.SetRefreshHint(DefaultRefreshHint)
 	for _, a := range sorted {
-		if a.State == store.StateRevoked {
+		if a.State == model.StateRevoked {
 			continue
 		}
 		switch a.Kind {
-		case store.AuthorityX509:
+		case model.AuthorityX509:
 			cert, err := x509.ParseCertificate(a.Certificate)
 			if err != nil {
 				return nil, fmt.Errorf("build bundle: x509 authority %s: %w", a.ID, err)
@@ -38,7 +38,7 @@ func BundleFromAuthorities(td spiffeid.TrustDomain, auths []store.Authority, seq
 				return nil, fmt.Errorf("build bundle: x509 authority %s: certificate is not a CA", a.ID)
 			}
 			b.AddX509Authority(cert)
-		case store.AuthorityJWT:
+		case model.AuthorityJWT:
 			pub, err := x509.ParsePKIXPublicKey(a.PublicKey)
 			if err != nil {
 				return nil, fmt.Errorf("build bundle: jwt authority %s: %w", a.ID, err)

@@ -8,22 +8,22 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 func TestBundleFromAuthorities(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
-	if _, err := e.m.Prepare(ctx, store.AuthorityX509); err != nil {
+	if _, err := e.m.Prepare(ctx, model.AuthorityX509); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Prepare(ctx, store.AuthorityJWT); err != nil {
+	if _, err := e.m.Prepare(ctx, model.AuthorityJWT); err != nil {
 		t.Fatal(err)
 	}
-	revoked := e.active(t, store.AuthorityX509)
-	revoked.ID, revoked.State = "gone", store.StateRevoked
+	revoked := e.active(t, model.AuthorityX509)
+	revoked.ID, revoked.State = "gone", model.StateRevoked
 	revoked.Certificate = []byte("never parsed: revoked authorities are skipped")
-	foreign := store.Authority{ID: "future", Kind: "ssh", State: store.StateActive}
+	foreign := model.Authority{ID: "future", Kind: "ssh", State: model.StateActive}
 	auths, _ := e.store.ListAuthorities(ctx)
 	auths = append(auths, revoked, foreign)
 
@@ -41,7 +41,7 @@ func TestBundleFromAuthorities(t *testing.T) {
 		t.Errorf("%d X.509 authorities, want active + prepared", n)
 	}
 	for _, a := range auths {
-		if a.Kind == store.AuthorityJWT && !b.HasJWTAuthority(a.ID) {
+		if a.Kind == model.AuthorityJWT && !b.HasJWTAuthority(a.ID) {
 			t.Errorf("JWT authority %s (%s) missing", a.ID, a.State)
 		}
 	}
@@ -94,15 +94,15 @@ func TestBundleFromAuthorities(t *testing.T) {
 func TestBundleFromAuthoritiesRejectsBadData(t *testing.T) {
 	tests := []struct {
 		name string
-		a    store.Authority
+		a    model.Authority
 	}{
-		{"bad certificate", store.Authority{ID: "x", Kind: store.AuthorityX509, State: store.StateActive, Certificate: []byte{1}}},
-		{"leaf certificate", store.Authority{ID: "x", Kind: store.AuthorityX509, State: store.StateActive, Certificate: e2eCert(t)}},
-		{"bad public key", store.Authority{ID: "x", Kind: store.AuthorityJWT, State: store.StateOld, PublicKey: []byte{1}}},
+		{"bad certificate", model.Authority{ID: "x", Kind: model.AuthorityX509, State: model.StateActive, Certificate: []byte{1}}},
+		{"leaf certificate", model.Authority{ID: "x", Kind: model.AuthorityX509, State: model.StateActive, Certificate: e2eCert(t)}},
+		{"bad public key", model.Authority{ID: "x", Kind: model.AuthorityJWT, State: model.StateOld, PublicKey: []byte{1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := BundleFromAuthorities(testTD, []store.Authority{tt.a}, 1); err == nil {
+			if _, err := BundleFromAuthorities(testTD, []model.Authority{tt.a}, 1); err == nil {
 				t.Error("BundleFromAuthorities() = nil error")
 			}
 		})

@@ -39,6 +39,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
 
@@ -67,11 +68,11 @@ const (
 // implements it; the store is shared by all server replicas.
 type AuthorityStore interface {
 	// ListAuthorities returns every authority of every server.
-	ListAuthorities(ctx context.Context) ([]store.Authority, error)
+	ListAuthorities(ctx context.Context) ([]model.Authority, error)
 	// PutAuthority creates or replaces the authority with a's kind and id.
-	PutAuthority(ctx context.Context, a store.Authority) error
+	PutAuthority(ctx context.Context, a model.Authority) error
 	// DeleteAuthority removes an authority.
-	DeleteAuthority(ctx context.Context, kind store.AuthorityKind, id string) error
+	DeleteAuthority(ctx context.Context, kind model.AuthorityKind, id string) error
 }
 
 var _ AuthorityStore = (*store.Store)(nil)
@@ -236,7 +237,7 @@ func (m *Manager) Init(ctx context.Context) error {
 		return fmt.Errorf("init ca: list authorities: %w", err)
 	}
 	for _, a := range auths {
-		if a.ServerID != m.serverID || (a.State != store.StateActive && a.State != store.StatePrepared) {
+		if a.ServerID != m.serverID || (a.State != model.StateActive && a.State != model.StatePrepared) {
 			continue
 		}
 		if _, err := m.key(a); err != nil {
@@ -277,7 +278,7 @@ func (m *Manager) rotateInterval() time.Duration {
 
 // Authorities returns every authority in the store (all servers), sorted by
 // kind, then NotBefore, then id.
-func (m *Manager) Authorities(ctx context.Context) ([]store.Authority, error) {
+func (m *Manager) Authorities(ctx context.Context) ([]model.Authority, error) {
 	auths, err := m.store.ListAuthorities(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list authorities: %w", err)
@@ -287,8 +288,8 @@ func (m *Manager) Authorities(ctx context.Context) ([]store.Authority, error) {
 }
 
 // sortAuthorities orders authorities by kind, NotBefore and id.
-func sortAuthorities(auths []store.Authority) {
-	slices.SortFunc(auths, func(a, b store.Authority) int {
+func sortAuthorities(auths []model.Authority) {
+	slices.SortFunc(auths, func(a, b model.Authority) int {
 		if c := strings.Compare(string(a.Kind), string(b.Kind)); c != 0 {
 			return c
 		}
@@ -301,7 +302,7 @@ func sortAuthorities(auths []store.Authority) {
 
 // key returns the private key of own authority a, from memory or from disk.
 // Callers hold mu.
-func (m *Manager) key(a store.Authority) (privateKey, error) {
+func (m *Manager) key(a model.Authority) (privateKey, error) {
 	ref := string(a.Kind) + "/" + a.ID
 	if k, ok := m.loaded[ref]; ok {
 		return k, nil
@@ -317,7 +318,7 @@ func (m *Manager) key(a store.Authority) (privateKey, error) {
 
 // forgetKey drops an own authority's key from memory and disk. Callers
 // hold mu.
-func (m *Manager) forgetKey(kind store.AuthorityKind, id string) error {
+func (m *Manager) forgetKey(kind model.AuthorityKind, id string) error {
 	delete(m.loaded, string(kind)+"/"+id)
 	return m.keys.remove(kind, id)
 }

@@ -25,22 +25,22 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // memStore is an in-memory AuthorityStore: the real store is tested by its
 // own conformance suite; here only its three authority methods matter.
 type memStore struct {
 	mu    sync.Mutex
-	auths map[string]store.Authority
+	auths map[string]model.Authority
 }
 
-func newMemStore() *memStore { return &memStore{auths: make(map[string]store.Authority)} }
+func newMemStore() *memStore { return &memStore{auths: make(map[string]model.Authority)} }
 
-func (s *memStore) ListAuthorities(context.Context) ([]store.Authority, error) {
+func (s *memStore) ListAuthorities(context.Context) ([]model.Authority, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]store.Authority, 0, len(s.auths))
+	out := make([]model.Authority, 0, len(s.auths))
 	for _, a := range s.auths {
 		out = append(out, a)
 	}
@@ -48,14 +48,14 @@ func (s *memStore) ListAuthorities(context.Context) ([]store.Authority, error) {
 	return out, nil
 }
 
-func (s *memStore) PutAuthority(_ context.Context, a store.Authority) error {
+func (s *memStore) PutAuthority(_ context.Context, a model.Authority) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.auths[string(a.Kind)+"/"+a.ID] = a
 	return nil
 }
 
-func (s *memStore) DeleteAuthority(_ context.Context, kind store.AuthorityKind, id string) error {
+func (s *memStore) DeleteAuthority(_ context.Context, kind model.AuthorityKind, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := string(kind) + "/" + id
@@ -149,19 +149,19 @@ func (e *env) bundle(t testing.TB) *spiffebundle.Bundle {
 }
 
 // authorities returns the store's authorities of kind in state.
-func (e *env) authorities(t testing.TB, kind store.AuthorityKind, state store.AuthorityState) []store.Authority {
+func (e *env) authorities(t testing.TB, kind model.AuthorityKind, state model.AuthorityState) []model.Authority {
 	t.Helper()
 	auths, err := e.m.Authorities(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return slices.DeleteFunc(auths, func(a store.Authority) bool { return a.Kind != kind || a.State != state })
+	return slices.DeleteFunc(auths, func(a model.Authority) bool { return a.Kind != kind || a.State != state })
 }
 
 // active returns the one active authority of kind.
-func (e *env) active(t testing.TB, kind store.AuthorityKind) store.Authority {
+func (e *env) active(t testing.TB, kind model.AuthorityKind) model.Authority {
 	t.Helper()
-	as := e.authorities(t, kind, store.StateActive)
+	as := e.authorities(t, kind, model.StateActive)
 	if len(as) != 1 {
 		t.Fatalf("%d active %s authorities, want 1", len(as), kind)
 	}
@@ -236,7 +236,7 @@ func TestInitCreatesActiveAuthorities(t *testing.T) {
 		if !a.NotBefore.Equal(testEpoch.Add(-clockSkew)) || !a.NotAfter.Equal(testEpoch.Add(24*time.Hour)) {
 			t.Errorf("%s authority validity = [%s, %s], want [epoch-10s, epoch+24h]", kind, a.NotBefore, a.NotAfter)
 		}
-		if n := len(e.authorities(t, kind, store.StatePrepared)); n != 0 {
+		if n := len(e.authorities(t, kind, model.StatePrepared)); n != 0 {
 			t.Errorf("%d prepared %s authorities after Init, want 0", n, kind)
 		}
 	}
@@ -252,7 +252,7 @@ func TestInitCreatesActiveAuthorities(t *testing.T) {
 func TestRestartKeepsKeys(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
-	x1, j1 := e.active(t, store.AuthorityX509), e.active(t, store.AuthorityJWT)
+	x1, j1 := e.active(t, model.AuthorityX509), e.active(t, model.AuthorityJWT)
 
 	// Key files: 0600 in a 0700 dir, no temporary files left behind.
 	keysDir := filepath.Join(e.dir, "keys")
@@ -299,7 +299,7 @@ func TestRestartKeepsKeys(t *testing.T) {
 	if err := m2.Init(ctx); err != nil {
 		t.Fatalf("Init() after restart = %v", err)
 	}
-	if x2, j2 := e.active(t, store.AuthorityX509), e.active(t, store.AuthorityJWT); x2.ID != x1.ID || j2.ID != j1.ID {
+	if x2, j2 := e.active(t, model.AuthorityX509), e.active(t, model.AuthorityJWT); x2.ID != x1.ID || j2.ID != j1.ID {
 		t.Errorf("active authorities after restart = %s, %s; want %s, %s", x2.ID, j2.ID, x1.ID, j1.ID)
 	}
 	chain, err := m2.SignX509SVID(ctx, newCSR(t, newP256(t), nil), X509Params{ID: workload, TTL: time.Hour})
@@ -339,7 +339,7 @@ func TestInitRefusesBadKeyFiles(t *testing.T) {
 		{"another key", func(t *testing.T, p string) {
 			d := &keyDir{dir: filepath.Dir(p)}
 			id := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "x509-"), ".pem")
-			if err := d.write(store.AuthorityX509, id, newP256(t)); err != nil {
+			if err := d.write(model.AuthorityX509, id, newP256(t)); err != nil {
 				t.Fatal(err)
 			}
 		}, errkind.Internal, "does not match"},
@@ -352,7 +352,7 @@ func TestInitRefusesBadKeyFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			path := e.m.keys.path(store.AuthorityX509, e.active(t, store.AuthorityX509).ID)
+			path := e.m.keys.path(model.AuthorityX509, e.active(t, model.AuthorityX509).ID)
 			tt.break_(t, path)
 			m2, err := New(e.cfg)
 			if err != nil {
@@ -370,7 +370,7 @@ func TestInitRefusesBadKeyFiles(t *testing.T) {
 func TestInitAfterDowntime(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
-	old := e.active(t, store.AuthorityX509)
+	old := e.active(t, model.AuthorityX509)
 	e.clock.Add(3 * 24 * time.Hour) // everything has expired
 	m2, err := New(e.cfg)
 	if err != nil {
@@ -379,7 +379,7 @@ func TestInitAfterDowntime(t *testing.T) {
 	if err := m2.Init(ctx); err != nil {
 		t.Fatalf("Init() after downtime = %v", err)
 	}
-	a := e.active(t, store.AuthorityX509)
+	a := e.active(t, model.AuthorityX509)
 	if a.ID == old.ID || !a.NotAfter.After(e.clock.Now()) {
 		t.Fatalf("active x509 authority after downtime = %s until %s, want a fresh one", a.ID, a.NotAfter)
 	}
@@ -423,10 +423,10 @@ func TestLogsCarryNoKeyMaterial(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := newEnv(t, func(c *Config) { c.Logger = logger })
 	ctx := context.Background()
-	if _, err := e.m.Prepare(ctx, store.AuthorityX509); err != nil {
+	if _, err := e.m.Prepare(ctx, model.AuthorityX509); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Activate(ctx, store.AuthorityX509); err != nil {
+	if _, err := e.m.Activate(ctx, model.AuthorityX509); err != nil {
 		t.Fatal(err)
 	}
 	// Log a private key on purpose: LogValue must redact it.

@@ -16,7 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 const cryptoSHA256 = crypto.SHA256
@@ -95,7 +95,7 @@ func (m *Manager) SignJWTSVID(ctx context.Context, p JWTParams) (token string, e
 
 // newJWTSigner builds the go-jose signer of JWT authority a once, for
 // every mint.
-func newJWTSigner(a store.Authority, key privateKey) (*jwtSigner, error) {
+func newJWTSigner(a model.Authority, key privateKey) (*jwtSigner, error) {
 	alg, err := jwsAlgorithm(key.signer.Public())
 	if err != nil {
 		return nil, fmt.Errorf("jwt authority %s: %w", a.ID, err)

@@ -16,7 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // jwtHeader decodes a compact JWS's protected header.
@@ -104,7 +104,7 @@ func TestSignJWTSVID(t *testing.T) {
 
 	// Header: alg, kid, typ and nothing else (JWT-SVID section 2).
 	h := jwtHeader(t, tok)
-	want := map[string]any{"alg": "ES256", "kid": e.active(t, store.AuthorityJWT).ID, "typ": "JWT"}
+	want := map[string]any{"alg": "ES256", "kid": e.active(t, model.AuthorityJWT).ID, "typ": "JWT"}
 	if !maps.Equal(h, want) {
 		t.Errorf("header = %v, want %v", h, want)
 	}

@@ -18,7 +18,7 @@ import (
 	"path/filepath"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // Key types accepted in Config.KeyType.
@@ -116,13 +116,13 @@ func validID(id string) bool {
 }
 
 // path returns the key file of authority id of the given kind.
-func (d *keyDir) path(kind store.AuthorityKind, id string) string {
+func (d *keyDir) path(kind model.AuthorityKind, id string) string {
 	return filepath.Join(d.dir, string(kind)+"-"+id+".pem")
 }
 
 // write stores key atomically: a temporary file in the same directory,
 // written, fsynced, renamed over the final name, then the directory fsynced.
-func (d *keyDir) write(kind store.AuthorityKind, id string, key crypto.Signer) (err error) {
+func (d *keyDir) write(kind model.AuthorityKind, id string, key crypto.Signer) (err error) {
 	if !validID(id) {
 		return fmt.Errorf("write key: invalid authority id %q", id)
 	}
@@ -179,7 +179,7 @@ func (d *keyDir) syncDir() error {
 
 // load reads the key of authority a, refusing a file readable by group or
 // others, and checks that it is the private half of a.PublicKey.
-func (d *keyDir) load(a store.Authority) (crypto.Signer, error) {
+func (d *keyDir) load(a model.Authority) (crypto.Signer, error) {
 	if !validID(a.ID) {
 		return nil, fmt.Errorf("load key: invalid authority id %q", a.ID)
 	}
@@ -238,7 +238,7 @@ func (d *keyDir) load(a store.Authority) (crypto.Signer, error) {
 
 // remove deletes the key file of an authority; a missing file is not an
 // error.
-func (d *keyDir) remove(kind store.AuthorityKind, id string) error {
+func (d *keyDir) remove(kind model.AuthorityKind, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("remove key: invalid authority id %q", id)
 	}

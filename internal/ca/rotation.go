@@ -11,7 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // abandonedGrace is how long after its NotAfter another server's active or
@@ -20,7 +20,7 @@ import (
 const abandonedGrace = time.Hour
 
 // kinds lists the authority kinds a Manager keeps, in rotation order.
-var kinds = [...]store.AuthorityKind{store.AuthorityX509, store.AuthorityJWT}
+var kinds = [...]model.AuthorityKind{model.AuthorityX509, model.AuthorityJWT}
 
 // Rotate advances this server's authorities to where they should be now:
 //
@@ -46,7 +46,7 @@ func (m *Manager) Rotate(ctx context.Context) error {
 }
 
 // rotateLocked is Rotate on an already listed set. Callers hold mu.
-func (m *Manager) rotateLocked(ctx context.Context, auths []store.Authority) error {
+func (m *Manager) rotateLocked(ctx context.Context, auths []model.Authority) error {
 	now := m.now()
 	var errs []error
 	for _, kind := range kinds {
@@ -57,8 +57,8 @@ func (m *Manager) rotateLocked(ctx context.Context, auths []store.Authority) err
 	return errors.Join(errs...)
 }
 
-func (m *Manager) rotateKind(ctx context.Context, kind store.AuthorityKind, auths []store.Authority, now time.Time) error {
-	var actives, prepared []store.Authority
+func (m *Manager) rotateKind(ctx context.Context, kind model.AuthorityKind, auths []model.Authority, now time.Time) error {
+	var actives, prepared []model.Authority
 	history := false // this server had authorities of this kind before
 	for _, a := range auths {
 		if a.Kind != kind {
@@ -70,20 +70,20 @@ func (m *Manager) rotateKind(ctx context.Context, kind store.AuthorityKind, auth
 		// Another server's expired active or prepared authority is its own
 		// business until a grace period shows the server is gone.
 		abandoned := !mine && !now.Before(a.NotAfter.Add(abandonedGrace))
-		if expired && (retired(a.State) || mine && a.State == store.StatePrepared) || abandoned {
+		if expired && (retired(a.State) || mine && a.State == model.StatePrepared) || abandoned {
 			if err := m.delete(ctx, a); err != nil {
 				return err
 			}
 			continue
 		}
 		switch {
-		case mine && a.State == store.StateActive:
+		case mine && a.State == model.StateActive:
 			actives = append(actives, a)
-		case mine && a.State == store.StatePrepared:
+		case mine && a.State == model.StatePrepared:
 			prepared = append(prepared, a)
 		}
 	}
-	byNotBefore := func(a, b store.Authority) int { return a.NotBefore.Compare(b.NotBefore) }
+	byNotBefore := func(a, b model.Authority) int { return a.NotBefore.Compare(b.NotBefore) }
 	slices.SortFunc(actives, byNotBefore)
 	slices.SortFunc(prepared, byNotBefore)
 
@@ -106,7 +106,7 @@ func (m *Manager) rotateKind(ctx context.Context, kind store.AuthorityKind, auth
 		if len(prepared) == 1 {
 			return m.activate(ctx, prepared[0], nil, now)
 		}
-		a, err := m.create(ctx, kind, store.StateActive, now)
+		a, err := m.create(ctx, kind, model.StateActive, now)
 		if err != nil {
 			return err
 		}
@@ -139,7 +139,7 @@ func (m *Manager) rotateKind(ctx context.Context, kind store.AuthorityKind, auth
 	prepareAt := minTime(start.Add(life/2), activateAt.Add(-lead))
 
 	if len(prepared) == 0 && !now.Before(prepareAt) {
-		p, err := m.create(ctx, kind, store.StatePrepared, now)
+		p, err := m.create(ctx, kind, model.StatePrepared, now)
 		if err != nil {
 			return err
 		}
@@ -157,49 +157,49 @@ func (m *Manager) rotateKind(ctx context.Context, kind store.AuthorityKind, auth
 // Prepare creates a new prepared authority of kind for this server, which
 // is published in the bundle at once and signs nothing until activated. It
 // fails with FailedPrecondition if one is already prepared.
-func (m *Manager) Prepare(ctx context.Context, kind store.AuthorityKind) (store.Authority, error) {
+func (m *Manager) Prepare(ctx context.Context, kind model.AuthorityKind) (model.Authority, error) {
 	if err := checkKind(kind); err != nil {
-		return store.Authority{}, err
+		return model.Authority{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	auths, err := m.store.ListAuthorities(ctx)
 	if err != nil {
-		return store.Authority{}, fmt.Errorf("prepare %s authority: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("prepare %s authority: %w", kind, err)
 	}
-	if p, ok := m.find(auths, kind, store.StatePrepared); ok {
-		return store.Authority{}, errkind.New(errkind.FailedPrecondition,
+	if p, ok := m.find(auths, kind, model.StatePrepared); ok {
+		return model.Authority{}, errkind.New(errkind.FailedPrecondition,
 			"prepare %s authority: %s is already prepared: activate it first", kind, p.ID)
 	}
-	return m.create(ctx, kind, store.StatePrepared, m.now())
+	return m.create(ctx, kind, model.StatePrepared, m.now())
 }
 
 // Activate makes this server's prepared authority of kind the active one
 // and marks the previously active one old. It fails with
 // FailedPrecondition when nothing is prepared.
-func (m *Manager) Activate(ctx context.Context, kind store.AuthorityKind) (store.Authority, error) {
+func (m *Manager) Activate(ctx context.Context, kind model.AuthorityKind) (model.Authority, error) {
 	if err := checkKind(kind); err != nil {
-		return store.Authority{}, err
+		return model.Authority{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	auths, err := m.store.ListAuthorities(ctx)
 	if err != nil {
-		return store.Authority{}, fmt.Errorf("activate %s authority: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("activate %s authority: %w", kind, err)
 	}
-	p, ok := m.find(auths, kind, store.StatePrepared)
+	p, ok := m.find(auths, kind, model.StatePrepared)
 	if !ok {
-		return store.Authority{}, errkind.New(errkind.FailedPrecondition,
+		return model.Authority{}, errkind.New(errkind.FailedPrecondition,
 			"activate %s authority: none is prepared: prepare one first", kind)
 	}
-	var prev *store.Authority
-	if a, ok := m.find(auths, kind, store.StateActive); ok {
+	var prev *model.Authority
+	if a, ok := m.find(auths, kind, model.StateActive); ok {
 		prev = &a
 	}
 	if err := m.activate(ctx, p, prev, m.now()); err != nil {
-		return store.Authority{}, err
+		return model.Authority{}, err
 	}
-	p.State = store.StateActive
+	p.State = model.StateActive
 	return p, nil
 }
 
@@ -207,20 +207,20 @@ func (m *Manager) Activate(ctx context.Context, kind store.AuthorityKind) (store
 // it stays in the bundle, so agents can see it and replace the SVIDs it
 // signed. Only an old authority can be tainted (FailedPrecondition
 // otherwise; NotFound if there is none with that id).
-func (m *Manager) Taint(ctx context.Context, kind store.AuthorityKind, id string) error {
-	return m.transition(ctx, kind, id, store.StateTainted, store.StateOld)
+func (m *Manager) Taint(ctx context.Context, kind model.AuthorityKind, id string) error {
+	return m.transition(ctx, kind, id, model.StateTainted, model.StateOld)
 }
 
 // Revoke removes a tainted or old authority (of any server) from the bundle
 // at once: SVIDs it signed stop verifying. Other states are refused with
 // FailedPrecondition; an unknown id is NotFound.
-func (m *Manager) Revoke(ctx context.Context, kind store.AuthorityKind, id string) error {
-	return m.transition(ctx, kind, id, store.StateRevoked, store.StateOld, store.StateTainted)
+func (m *Manager) Revoke(ctx context.Context, kind model.AuthorityKind, id string) error {
+	return m.transition(ctx, kind, id, model.StateRevoked, model.StateOld, model.StateTainted)
 }
 
 // transition moves authority kind/id to state to, provided it is in one of
 // the states from.
-func (m *Manager) transition(ctx context.Context, kind store.AuthorityKind, id string, to store.AuthorityState, from ...store.AuthorityState) error {
+func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id string, to model.AuthorityState, from ...model.AuthorityState) error {
 	if err := checkKind(kind); err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (m *Manager) transition(ctx context.Context, kind store.AuthorityKind, id s
 	if err != nil {
 		return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
 	}
-	i := slices.IndexFunc(auths, func(a store.Authority) bool { return a.Kind == kind && a.ID == id })
+	i := slices.IndexFunc(auths, func(a model.Authority) bool { return a.Kind == kind && a.ID == id })
 	if i < 0 {
 		return errkind.New(errkind.NotFound, "%s authority %s not found", kind, id)
 	}
@@ -255,19 +255,19 @@ func (m *Manager) transition(ctx context.Context, kind store.AuthorityKind, id s
 
 // create makes a new authority of kind in state (prepared, or active when
 // there is none to prepare from), writes its key and stores it.
-func (m *Manager) create(ctx context.Context, kind store.AuthorityKind, state store.AuthorityState, now time.Time) (store.Authority, error) {
+func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state model.AuthorityState, now time.Time) (model.Authority, error) {
 	key, err := generateKey(m.keyType)
 	if err != nil {
-		return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
 	}
 	pub, err := publicKeyDER(key)
 	if err != nil {
-		return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
 	}
 	// Whole seconds, rounded up: certificates carry seconds, and rotation
 	// must never see an authority as older than it is.
 	start := ceilSecond(now)
-	a := store.Authority{
+	a := model.Authority{
 		Kind:      kind,
 		State:     state,
 		ServerID:  m.serverID,
@@ -278,38 +278,38 @@ func (m *Manager) create(ctx context.Context, kind store.AuthorityKind, state st
 		UpdatedAt: now,
 	}
 	switch kind {
-	case store.AuthorityX509:
+	case model.AuthorityX509:
 		ski, err := subjectKeyID(pub)
 		if err != nil {
-			return store.Authority{}, fmt.Errorf("create x509 authority: %w", err)
+			return model.Authority{}, fmt.Errorf("create x509 authority: %w", err)
 		}
 		a.ID = hex.EncodeToString(ski)
 		a.Certificate, err = m.caCertificate(a, ski, key)
 		if err != nil {
-			return store.Authority{}, fmt.Errorf("create x509 authority %s: %w", a.ID, err)
+			return model.Authority{}, fmt.Errorf("create x509 authority %s: %w", a.ID, err)
 		}
-	case store.AuthorityJWT:
+	case model.AuthorityJWT:
 		tp, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(cryptoSHA256)
 		if err != nil {
-			return store.Authority{}, fmt.Errorf("create jwt authority: thumbprint: %w", err)
+			return model.Authority{}, fmt.Errorf("create jwt authority: thumbprint: %w", err)
 		}
 		a.ID = base64URL(tp)
 	}
 
 	if err := m.keys.write(kind, a.ID, key); err != nil {
-		return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
 	}
 	m.loaded[string(kind)+"/"+a.ID] = privateKey{id: a.ID, signer: key}
 	var publish func()
-	if state == store.StateActive {
+	if state == model.StateActive {
 		if publish, err = m.signerFor(a); err != nil {
 			_ = m.forgetKey(kind, a.ID)
-			return store.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+			return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
 		}
 	}
 	if err := m.store.PutAuthority(ctx, a); err != nil {
 		_ = m.forgetKey(kind, a.ID)
-		return store.Authority{}, fmt.Errorf("create %s authority: store: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("create %s authority: store: %w", kind, err)
 	}
 	if publish != nil {
 		publish()
@@ -320,12 +320,12 @@ func (m *Manager) create(ctx context.Context, kind store.AuthorityKind, state st
 
 // activate makes next active (publishing its signer for minting) and
 // retires prev, if any.
-func (m *Manager) activate(ctx context.Context, next store.Authority, prev *store.Authority, now time.Time) error {
+func (m *Manager) activate(ctx context.Context, next model.Authority, prev *model.Authority, now time.Time) error {
 	publish, err := m.signerFor(next)
 	if err != nil {
 		return fmt.Errorf("activate %s authority %s: %w", next.Kind, next.ID, err)
 	}
-	next.State = store.StateActive
+	next.State = model.StateActive
 	next.UpdatedAt = now
 	if err := m.store.PutAuthority(ctx, next); err != nil {
 		return fmt.Errorf("activate %s authority %s: %w", next.Kind, next.ID, err)
@@ -340,11 +340,11 @@ func (m *Manager) activate(ctx context.Context, next store.Authority, prev *stor
 
 // retire marks a old and deletes its private key: it never signs again.
 // An authority already past its NotAfter is deleted outright.
-func (m *Manager) retire(ctx context.Context, a store.Authority, now time.Time) error {
+func (m *Manager) retire(ctx context.Context, a model.Authority, now time.Time) error {
 	if !now.Before(a.NotAfter) {
 		return m.delete(ctx, a)
 	}
-	a.State = store.StateOld
+	a.State = model.StateOld
 	a.UpdatedAt = now
 	if err := m.store.PutAuthority(ctx, a); err != nil {
 		return fmt.Errorf("retire %s authority %s: %w", a.Kind, a.ID, err)
@@ -358,7 +358,7 @@ func (m *Manager) retire(ctx context.Context, a store.Authority, now time.Time) 
 
 // delete removes an expired authority from the store (and its key, if it
 // is this server's). An authority another replica deleted first is fine.
-func (m *Manager) delete(ctx context.Context, a store.Authority) error {
+func (m *Manager) delete(ctx context.Context, a model.Authority) error {
 	err := m.store.DeleteAuthority(ctx, a.Kind, a.ID)
 	if err != nil && !errkind.Is(err, errkind.NotFound) {
 		return fmt.Errorf("delete expired %s authority %s: %w", a.Kind, a.ID, err)
@@ -374,19 +374,19 @@ func (m *Manager) delete(ctx context.Context, a store.Authority) error {
 
 // signerFor builds the minting state of own authority a and returns the
 // function that publishes it, so a failure happens before any store write.
-func (m *Manager) signerFor(a store.Authority) (publish func(), err error) {
+func (m *Manager) signerFor(a model.Authority) (publish func(), err error) {
 	key, err := m.key(a)
 	if err != nil {
 		return nil, err
 	}
 	switch a.Kind {
-	case store.AuthorityX509:
+	case model.AuthorityX509:
 		s, err := newX509Signer(a, key)
 		if err != nil {
 			return nil, err
 		}
 		return func() { m.x509.Store(s) }, nil
-	case store.AuthorityJWT:
+	case model.AuthorityJWT:
 		s, err := newJWTSigner(a, key)
 		if err != nil {
 			return nil, err
@@ -397,8 +397,8 @@ func (m *Manager) signerFor(a store.Authority) (publish func(), err error) {
 }
 
 // find returns this server's newest authority of kind in state.
-func (m *Manager) find(auths []store.Authority, kind store.AuthorityKind, state store.AuthorityState) (store.Authority, bool) {
-	var found store.Authority
+func (m *Manager) find(auths []model.Authority, kind model.AuthorityKind, state model.AuthorityState) (model.Authority, bool) {
+	var found model.Authority
 	ok := false
 	for _, a := range auths {
 		if a.Kind == kind && a.State == state && a.ServerID == m.serverID && (!ok || a.NotBefore.After(found.NotBefore)) {
@@ -409,13 +409,13 @@ func (m *Manager) find(auths []store.Authority, kind store.AuthorityKind, state 
 }
 
 // activeID returns the id of the authority of kind that minting uses.
-func (m *Manager) activeID(kind store.AuthorityKind) string {
+func (m *Manager) activeID(kind model.AuthorityKind) string {
 	switch kind {
-	case store.AuthorityX509:
+	case model.AuthorityX509:
 		if s := m.x509.Load(); s != nil {
 			return s.id
 		}
-	case store.AuthorityJWT:
+	case model.AuthorityJWT:
 		if s := m.jwt.Load(); s != nil {
 			return s.id
 		}
@@ -424,22 +424,22 @@ func (m *Manager) activeID(kind store.AuthorityKind) string {
 }
 
 // ttl returns the configured lifetime of authorities of kind.
-func (m *Manager) ttl(kind store.AuthorityKind) time.Duration {
-	if kind == store.AuthorityJWT {
+func (m *Manager) ttl(kind model.AuthorityKind) time.Duration {
+	if kind == model.AuthorityJWT {
 		return m.jwtTTL
 	}
 	return m.caTTL
 }
 
 // logTransition logs an authority transition; never key material.
-func (m *Manager) logTransition(msg string, a store.Authority) {
+func (m *Manager) logTransition(msg string, a model.Authority) {
 	m.log.Info(msg, logKind, a.Kind, logID, a.ID, logState, a.State,
 		logServerID, a.ServerID, logNotAfter, a.NotAfter)
 }
 
 // checkKind refuses unknown authority kinds.
-func checkKind(kind store.AuthorityKind) error {
-	if kind != store.AuthorityX509 && kind != store.AuthorityJWT {
+func checkKind(kind model.AuthorityKind) error {
+	if kind != model.AuthorityX509 && kind != model.AuthorityJWT {
 		return errkind.New(errkind.InvalidArgument, "unknown authority kind %q: use x509 or jwt", kind)
 	}
 	return nil
@@ -447,12 +447,12 @@ func checkKind(kind store.AuthorityKind) error {
 
 // retired reports whether an authority in state s no longer signs and is
 // kept only until it expires.
-func retired(s store.AuthorityState) bool {
-	return s == store.StateOld || s == store.StateTainted || s == store.StateRevoked
+func retired(s model.AuthorityState) bool {
+	return s == model.StateOld || s == model.StateTainted || s == model.StateRevoked
 }
 
 // statesText joins states for an error message: "old or tainted".
-func statesText(states []store.AuthorityState) string {
+func statesText(states []model.AuthorityState) string {
 	s := ""
 	for i, st := range states {
 		if i > 0 {

@@ -18,12 +18,12 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // mintedSVID is an SVID minted during a simulation, kept until it expires.
 type mintedSVID struct {
-	kind     store.AuthorityKind
+	kind     model.AuthorityKind
 	chain    []*x509.Certificate
 	token    string
 	mintedAt time.Time
@@ -112,7 +112,7 @@ func (s *simulation) run(t *testing.T, e *env) {
 			lastStore = snapshot(e.store)
 			b = s.checkStore(t, now, auths)
 		}
-		active := e.m.activeID(store.AuthorityX509) + e.m.activeID(store.AuthorityJWT)
+		active := e.m.activeID(model.AuthorityX509) + e.m.activeID(model.AuthorityJWT)
 		if active != lastActive || !now.Before(nextMint) {
 			lastActive = active
 			nextMint = now.Add(s.mintEvery)
@@ -141,7 +141,7 @@ func (s *simulation) run(t *testing.T, e *env) {
 }
 
 // checkStore checks the store after a change and returns the new bundle.
-func (s *simulation) checkStore(t *testing.T, now time.Time, auths []store.Authority) *spiffebundle.Bundle {
+func (s *simulation) checkStore(t *testing.T, now time.Time, auths []model.Authority) *spiffebundle.Bundle {
 	b, err := BundleFromAuthorities(testTD, auths, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func (s *simulation) checkStore(t *testing.T, now time.Time, auths []store.Autho
 // mint mints one SVID of each kind and checks who signed it.
 func (s *simulation) mint(t *testing.T, now time.Time) {
 	ctx := context.Background()
-	checkSigner := func(kind store.AuthorityKind, id string) {
+	checkSigner := func(kind model.AuthorityKind, id string) {
 		k := string(kind) + "/" + id
 		s.signers[k] = true
 		seen := s.firstSeen[k]
@@ -195,21 +195,21 @@ func (s *simulation) mint(t *testing.T, now time.Time) {
 	if err != nil {
 		t.Fatalf("%s: SignX509SVID() = %v", now, err)
 	}
-	checkSigner(store.AuthorityX509, hex.EncodeToString(chain[0].AuthorityKeyId))
+	checkSigner(model.AuthorityX509, hex.EncodeToString(chain[0].AuthorityKeyId))
 	if s.fullTTL && !chain[0].NotAfter.Equal(now.Add(s.x509TTL)) {
 		t.Fatalf("%s: X509-SVID cut short: NotAfter %s, want %s", now, chain[0].NotAfter, now.Add(s.x509TTL))
 	}
-	s.live = append(s.live, mintedSVID{kind: store.AuthorityX509, chain: chain, mintedAt: now, notAfter: chain[0].NotAfter})
+	s.live = append(s.live, mintedSVID{kind: model.AuthorityX509, chain: chain, mintedAt: now, notAfter: chain[0].NotAfter})
 
 	tok, exp, err := s.e.m.SignJWTSVID(ctx, JWTParams{ID: workload, Audience: []string{"db"}, TTL: s.jwtTTL})
 	if err != nil {
 		t.Fatalf("%s: SignJWTSVID() = %v", now, err)
 	}
-	checkSigner(store.AuthorityJWT, jwtHeader(t, tok)["kid"].(string))
+	checkSigner(model.AuthorityJWT, jwtHeader(t, tok)["kid"].(string))
 	if s.fullTTL && !exp.Equal(now.Add(s.jwtTTL).Truncate(time.Second)) {
 		t.Fatalf("%s: JWT-SVID cut short: exp %s, want %s", now, exp, now.Add(s.jwtTTL))
 	}
-	s.live = append(s.live, mintedSVID{kind: store.AuthorityJWT, token: tok, mintedAt: now, notAfter: exp})
+	s.live = append(s.live, mintedSVID{kind: model.AuthorityJWT, token: tok, mintedAt: now, notAfter: exp})
 }
 
 // verify checks that every unexpired SVID verifies against b at now.
@@ -224,7 +224,7 @@ func (s *simulation) verify(t *testing.T, now time.Time, b *spiffebundle.Bundle,
 			continue
 		}
 		var err error
-		if v.kind == store.AuthorityX509 {
+		if v.kind == model.AuthorityX509 {
 			_, _, err = x509svid.Verify(v.chain, b, x509svid.WithTime(now))
 		} else {
 			err = verifyJWTAt(v.token, b, "db", now)
@@ -238,13 +238,13 @@ func (s *simulation) verify(t *testing.T, now time.Time, b *spiffebundle.Bundle,
 func TestRotatePhases(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
-	first := e.active(t, store.AuthorityX509)
+	first := e.active(t, model.AuthorityX509)
 
 	e.clock.Set(testEpoch.Add(12*time.Hour - time.Second))
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.authorities(t, store.AuthorityX509, store.StatePrepared)); n != 0 {
+	if n := len(e.authorities(t, model.AuthorityX509, model.StatePrepared)); n != 0 {
 		t.Fatalf("prepared before half-life: %d", n)
 	}
 
@@ -252,7 +252,7 @@ func TestRotatePhases(t *testing.T) {
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	prep := e.authorities(t, store.AuthorityX509, store.StatePrepared)
+	prep := e.authorities(t, model.AuthorityX509, model.StatePrepared)
 	if len(prep) != 1 {
 		t.Fatalf("%d prepared at half-life, want 1", len(prep))
 	}
@@ -271,7 +271,7 @@ func TestRotatePhases(t *testing.T) {
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.active(t, store.AuthorityX509).ID; got != first.ID {
+	if got := e.active(t, model.AuthorityX509).ID; got != first.ID {
 		t.Fatalf("activated before 5/6 of the lifetime")
 	}
 
@@ -279,14 +279,14 @@ func TestRotatePhases(t *testing.T) {
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.active(t, store.AuthorityX509).ID; got != prep[0].ID {
+	if got := e.active(t, model.AuthorityX509).ID; got != prep[0].ID {
 		t.Fatalf("active = %s at 5/6 of the lifetime, want the prepared %s", got, prep[0].ID)
 	}
-	old := e.authorities(t, store.AuthorityX509, store.StateOld)
+	old := e.authorities(t, model.AuthorityX509, model.StateOld)
 	if len(old) != 1 || old[0].ID != first.ID {
 		t.Fatalf("old authorities = %v, want [%s]", old, first.ID)
 	}
-	if _, err := os.Stat(e.m.keys.path(store.AuthorityX509, first.ID)); !os.IsNotExist(err) {
+	if _, err := os.Stat(e.m.keys.path(model.AuthorityX509, first.ID)); !os.IsNotExist(err) {
 		t.Errorf("key of retired authority still on disk: %v", err)
 	}
 
@@ -294,7 +294,7 @@ func TestRotatePhases(t *testing.T) {
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.authorities(t, store.AuthorityX509, store.StateOld)); n != 0 {
+	if n := len(e.authorities(t, model.AuthorityX509, model.StateOld)); n != 0 {
 		t.Errorf("%d old authorities after their NotAfter, want 0", n)
 	}
 }
@@ -302,10 +302,10 @@ func TestRotatePhases(t *testing.T) {
 func TestRotateWaitsForLateManualPrepare(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
-	first := e.active(t, store.AuthorityX509)
+	first := e.active(t, model.AuthorityX509)
 	// Prepared by hand at 19h: too late to sign at 20h.
 	e.clock.Set(testEpoch.Add(19 * time.Hour))
-	p, err := e.m.Prepare(ctx, store.AuthorityX509)
+	p, err := e.m.Prepare(ctx, model.AuthorityX509)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,14 +313,14 @@ func TestRotateWaitsForLateManualPrepare(t *testing.T) {
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.active(t, store.AuthorityX509).ID; got != first.ID {
+	if got := e.active(t, model.AuthorityX509).ID; got != first.ID {
 		t.Fatalf("prepared authority activated after 1h in the bundle")
 	}
 	e.clock.Set(testEpoch.Add(23*time.Hour + time.Second))
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.active(t, store.AuthorityX509).ID; got != first.ID {
+	if got := e.active(t, model.AuthorityX509).ID; got != first.ID {
 		t.Fatalf("prepared authority activated before a third of the CA TTL")
 	}
 	// Expiry of the active one forces the switch.
@@ -328,7 +328,7 @@ func TestRotateWaitsForLateManualPrepare(t *testing.T) {
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.active(t, store.AuthorityX509).ID; got != p.ID {
+	if got := e.active(t, model.AuthorityX509).ID; got != p.ID {
 		t.Fatalf("active = %s after the old one expired, want %s", got, p.ID)
 	}
 }
@@ -345,59 +345,59 @@ func TestManualTransitions(t *testing.T) {
 		}
 		return chain
 	}
-	first := e.active(t, store.AuthorityX509)
+	first := e.active(t, model.AuthorityX509)
 
-	_, err := e.m.Activate(ctx, store.AuthorityX509)
+	_, err := e.m.Activate(ctx, model.AuthorityX509)
 	wantKind(t, "Activate() with nothing prepared", err, errkind.FailedPrecondition, "none is prepared")
 
-	p, err := e.m.Prepare(ctx, store.AuthorityX509)
+	p, err := e.m.Prepare(ctx, model.AuthorityX509)
 	if err != nil {
 		t.Fatalf("Prepare() = %v", err)
 	}
-	if p.State != store.StatePrepared || !e.bundle(t).HasX509Authority(mustCert(t, p.Certificate)) {
+	if p.State != model.StatePrepared || !e.bundle(t).HasX509Authority(mustCert(t, p.Certificate)) {
 		t.Errorf("Prepare() = %s in state %s, want prepared and in the bundle", p.ID, p.State)
 	}
 	oldSVID := sign()
 	if got := hex.EncodeToString(oldSVID[0].AuthorityKeyId); got != first.ID {
 		t.Errorf("SVID signed by %s while %s is prepared, want the active %s", got, p.ID, first.ID)
 	}
-	_, err = e.m.Prepare(ctx, store.AuthorityX509)
+	_, err = e.m.Prepare(ctx, model.AuthorityX509)
 	wantKind(t, "Prepare() twice", err, errkind.FailedPrecondition, "already prepared")
-	wantKind(t, "Taint(prepared)", e.m.Taint(ctx, store.AuthorityX509, p.ID), errkind.FailedPrecondition, "it is prepared")
+	wantKind(t, "Taint(prepared)", e.m.Taint(ctx, model.AuthorityX509, p.ID), errkind.FailedPrecondition, "it is prepared")
 
-	a, err := e.m.Activate(ctx, store.AuthorityX509)
+	a, err := e.m.Activate(ctx, model.AuthorityX509)
 	if err != nil {
 		t.Fatalf("Activate() = %v", err)
 	}
-	if a.ID != p.ID || a.State != store.StateActive {
+	if a.ID != p.ID || a.State != model.StateActive {
 		t.Errorf("Activate() = %s %s, want %s active", a.ID, a.State, p.ID)
 	}
 	if got := hex.EncodeToString(sign()[0].AuthorityKeyId); got != p.ID {
 		t.Errorf("SVID signed by %s after Activate, want %s", got, p.ID)
 	}
-	if old := e.authorities(t, store.AuthorityX509, store.StateOld); len(old) != 1 || old[0].ID != first.ID {
+	if old := e.authorities(t, model.AuthorityX509, model.StateOld); len(old) != 1 || old[0].ID != first.ID {
 		t.Fatalf("old = %v, want %s", old, first.ID)
 	}
 	verifyX509(t, oldSVID, e.bundle(t), e.clock.Now()) // the old CA is still trusted
 
-	wantKind(t, "Taint(active)", e.m.Taint(ctx, store.AuthorityX509, p.ID), errkind.FailedPrecondition, "only old ones")
-	wantKind(t, "Revoke(active)", e.m.Revoke(ctx, store.AuthorityX509, p.ID), errkind.FailedPrecondition, "only old or tainted ones")
-	wantKind(t, "Taint(unknown)", e.m.Taint(ctx, store.AuthorityX509, "nope"), errkind.NotFound, "not found")
-	wantKind(t, "Taint(wrong kind)", e.m.Taint(ctx, store.AuthorityJWT, first.ID), errkind.NotFound, "not found")
+	wantKind(t, "Taint(active)", e.m.Taint(ctx, model.AuthorityX509, p.ID), errkind.FailedPrecondition, "only old ones")
+	wantKind(t, "Revoke(active)", e.m.Revoke(ctx, model.AuthorityX509, p.ID), errkind.FailedPrecondition, "only old or tainted ones")
+	wantKind(t, "Taint(unknown)", e.m.Taint(ctx, model.AuthorityX509, "nope"), errkind.NotFound, "not found")
+	wantKind(t, "Taint(wrong kind)", e.m.Taint(ctx, model.AuthorityJWT, first.ID), errkind.NotFound, "not found")
 	wantKind(t, "Taint(bad kind)", e.m.Taint(ctx, "ssh", first.ID), errkind.InvalidArgument, "unknown authority kind")
 	_, err = e.m.Prepare(ctx, "ssh")
 	wantKind(t, "Prepare(bad kind)", err, errkind.InvalidArgument, "unknown authority kind")
 
-	if err := e.m.Taint(ctx, store.AuthorityX509, first.ID); err != nil {
+	if err := e.m.Taint(ctx, model.AuthorityX509, first.ID); err != nil {
 		t.Fatalf("Taint(old) = %v", err)
 	}
-	if tainted := e.authorities(t, store.AuthorityX509, store.StateTainted); len(tainted) != 1 {
+	if tainted := e.authorities(t, model.AuthorityX509, model.StateTainted); len(tainted) != 1 {
 		t.Fatalf("tainted = %v", tainted)
 	}
 	verifyX509(t, oldSVID, e.bundle(t), e.clock.Now()) // tainted is still published
-	wantKind(t, "Taint(tainted)", e.m.Taint(ctx, store.AuthorityX509, first.ID), errkind.FailedPrecondition, "it is tainted")
+	wantKind(t, "Taint(tainted)", e.m.Taint(ctx, model.AuthorityX509, first.ID), errkind.FailedPrecondition, "it is tainted")
 
-	if err := e.m.Revoke(ctx, store.AuthorityX509, first.ID); err != nil {
+	if err := e.m.Revoke(ctx, model.AuthorityX509, first.ID); err != nil {
 		t.Fatalf("Revoke(tainted) = %v", err)
 	}
 	if e.bundle(t).HasX509Authority(mustCert(t, first.Certificate)) {
@@ -406,18 +406,18 @@ func TestManualTransitions(t *testing.T) {
 	if _, _, err := x509svid.Verify(oldSVID, e.bundle(t), x509svid.WithTime(e.clock.Now())); err == nil {
 		t.Error("SVID of a revoked CA still verifies")
 	}
-	wantKind(t, "Revoke(revoked)", e.m.Revoke(ctx, store.AuthorityX509, first.ID), errkind.FailedPrecondition, "it is revoked")
+	wantKind(t, "Revoke(revoked)", e.m.Revoke(ctx, model.AuthorityX509, first.ID), errkind.FailedPrecondition, "it is revoked")
 
 	// JWT: old straight to revoked.
-	j1 := e.active(t, store.AuthorityJWT)
+	j1 := e.active(t, model.AuthorityJWT)
 	tok, _, err := e.m.SignJWTSVID(ctx, JWTParams{ID: workload, Audience: []string{"a"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Prepare(ctx, store.AuthorityJWT); err != nil {
+	if _, err := e.m.Prepare(ctx, model.AuthorityJWT); err != nil {
 		t.Fatal(err)
 	}
-	j2, err := e.m.Activate(ctx, store.AuthorityJWT)
+	j2, err := e.m.Activate(ctx, model.AuthorityJWT)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +431,7 @@ func TestManualTransitions(t *testing.T) {
 	if err := verifyJWTAt(tok, e.bundle(t), "a", e.clock.Now()); err != nil {
 		t.Errorf("JWT of the old key = %v before revocation, want valid", err)
 	}
-	if err := e.m.Revoke(ctx, store.AuthorityJWT, j1.ID); err != nil {
+	if err := e.m.Revoke(ctx, model.AuthorityJWT, j1.ID); err != nil {
 		t.Fatalf("Revoke(old jwt) = %v", err)
 	}
 	if err := verifyJWTAt(tok, e.bundle(t), "a", e.clock.Now()); err == nil {
@@ -446,7 +446,7 @@ func TestManualTransitions(t *testing.T) {
 	if err := e.m.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.authorities(t, store.AuthorityX509, store.StateRevoked)); n != 0 {
+	if n := len(e.authorities(t, model.AuthorityX509, model.StateRevoked)); n != 0 {
 		t.Errorf("%d revoked authorities after expiry, want 0", n)
 	}
 }
@@ -496,7 +496,7 @@ func TestReplicasShareBundle(t *testing.T) {
 		}
 		for _, server := range []string{"server-1", "server-2"} {
 			n := 0
-			for _, a := range e1.authorities(t, store.AuthorityX509, store.StateActive) {
+			for _, a := range e1.authorities(t, model.AuthorityX509, model.StateActive) {
 				if a.ServerID == server {
 					n++
 				}
@@ -507,12 +507,12 @@ func TestReplicasShareBundle(t *testing.T) {
 		}
 	}
 	// An operator on server 2 can revoke server 1's old authority.
-	old := e1.authorities(t, store.AuthorityX509, store.StateOld)
-	i := slices.IndexFunc(old, func(a store.Authority) bool { return a.ServerID == "server-1" })
+	old := e1.authorities(t, model.AuthorityX509, model.StateOld)
+	i := slices.IndexFunc(old, func(a model.Authority) bool { return a.ServerID == "server-1" })
 	if i < 0 {
 		t.Fatal("server-1 has no old authority after two days")
 	}
-	if err := m2.Revoke(ctx, store.AuthorityX509, old[i].ID); err != nil {
+	if err := m2.Revoke(ctx, model.AuthorityX509, old[i].ID); err != nil {
 		t.Errorf("Revoke(other server's old) = %v", err)
 	}
 }
@@ -613,7 +613,7 @@ func TestRotateReapsAbandonedAuthorities(t *testing.T) {
 	if err := m2.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gone := m2.activeID(store.AuthorityX509)
+	gone := m2.activeID(model.AuthorityX509)
 	// Server 2 is decommissioned; server 1 keeps rotating.
 	for now := testEpoch; !now.After(testEpoch.Add(26 * time.Hour)); now = now.Add(30 * time.Minute) {
 		e1.clock.Set(now)

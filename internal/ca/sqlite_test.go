@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
 
@@ -28,7 +29,7 @@ func TestWithSQLiteStore(t *testing.T) {
 	if err := m.Init(ctx); err != nil {
 		t.Fatalf("Init() = %v", err)
 	}
-	first := m.activeID(store.AuthorityX509)
+	first := m.activeID(model.AuthorityX509)
 	csr := newCSR(t, newP256(t), nil)
 	old, err := m.SignX509SVID(ctx, csr, X509Params{ID: workload, TTL: time.Hour})
 	if err != nil {
@@ -43,7 +44,7 @@ func TestWithSQLiteStore(t *testing.T) {
 	if err := m2.Init(ctx); err != nil {
 		t.Fatalf("Init() after restart = %v", err)
 	}
-	if got := m2.activeID(store.AuthorityX509); got != first {
+	if got := m2.activeID(model.AuthorityX509); got != first {
 		t.Fatalf("active after restart = %s, want %s", got, first)
 	}
 
@@ -70,7 +71,7 @@ func TestWithSQLiteStore(t *testing.T) {
 		}
 		verifyX509(t, chain, b, clock.Now())
 	}
-	if got := m2.activeID(store.AuthorityX509); got == first {
+	if got := m2.activeID(model.AuthorityX509); got == first {
 		t.Error("no rotation after a full lifetime")
 	}
 	auths, _ := st.ListAuthorities(ctx)

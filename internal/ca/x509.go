@@ -19,7 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // CSR limits.
@@ -195,7 +195,7 @@ func (m *Manager) leafTemplate(p X509Params, pub crypto.PublicKey, ski []byte, n
 // caCertificate self-signs the CA certificate of X.509 authority a: CA=true,
 // keyCertSign and cRLSign, URI SAN = the trust domain's SPIFFE ID, subject
 // Config.Subject with serialNumber = the authority id.
-func (m *Manager) caCertificate(a store.Authority, ski []byte, key crypto.Signer) ([]byte, error) {
+func (m *Manager) caCertificate(a model.Authority, ski []byte, key crypto.Signer) ([]byte, error) {
 	subject := m.subject
 	subject.SerialNumber = a.ID
 	tmpl := &x509.Certificate{
@@ -217,7 +217,7 @@ func (m *Manager) caCertificate(a store.Authority, ski []byte, key crypto.Signer
 }
 
 // newX509Signer parses authority a's certificate once, for every mint.
-func newX509Signer(a store.Authority, key privateKey) (*x509Signer, error) {
+func newX509Signer(a model.Authority, key privateKey) (*x509Signer, error) {
 	cert, err := x509.ParseCertificate(a.Certificate)
 	if err != nil {
 		return nil, fmt.Errorf("parse certificate of x509 authority %s: %w", a.ID, err)

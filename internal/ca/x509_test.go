@@ -24,7 +24,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // Extension OIDs an X509-SVID carries.
@@ -392,7 +392,7 @@ func TestParseCSRAccepts(t *testing.T) {
 
 func TestCACertificateProfile(t *testing.T) {
 	e := newEnv(t, nil)
-	a := e.active(t, store.AuthorityX509)
+	a := e.active(t, model.AuthorityX509)
 	ca, err := x509.ParseCertificate(a.Certificate)
 	if err != nil {
 		t.Fatal(err)

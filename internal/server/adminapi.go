@@ -12,6 +12,7 @@ import (
 	"github.com/signet-id/signet/internal/errkind"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/store"
 )
@@ -37,7 +38,7 @@ var _ adminv1.AdminServer = (*adminAPI)(nil)
 
 // checkEntry applies the server's rules on top of the store's: IDs in this
 // trust domain, no reserved paths, bounded lifetimes.
-func (s *Server) checkEntry(e store.Entry) error {
+func (s *Server) checkEntry(e model.Entry) error {
 	td := s.cfg.TrustDomain
 	if !e.SPIFFEID.MemberOf(td) {
 		return errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", e.SPIFFEID, td.Name())
@@ -62,7 +63,7 @@ func (a *adminAPI) CreateEntries(ctx context.Context, req *adminv1.CreateEntries
 	// Convert and check everything first; items that fail here are
 	// reported without reaching the store.
 	resp := &adminv1.CreateEntriesResponse{Results: make([]*adminv1.EntryResult, len(in))}
-	valid := make([]store.Entry, 0, len(in))
+	valid := make([]model.Entry, 0, len(in))
 	pos := make([]int, 0, len(in))
 	failed := 0
 	for i, pe := range in {
@@ -236,7 +237,7 @@ func (a *adminAPI) DeleteEntries(ctx context.Context, req *adminv1.DeleteEntries
 	return resp, nil
 }
 
-func nodeToProto(n store.Node) *adminv1.Node {
+func nodeToProto(n model.Node) *adminv1.Node {
 	return &adminv1.Node{
 		SpiffeId:        n.SPIFFEID.String(),
 		AttestationType: n.AttestationType,
@@ -278,10 +279,10 @@ func (a *adminAPI) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest)
 	return resp, nil
 }
 
-func (a *adminAPI) node(ctx context.Context, id string) (store.Node, error) {
+func (a *adminAPI) node(ctx context.Context, id string) (model.Node, error) {
 	nid, err := apiconv.ParseID("spiffe_id", id)
 	if err != nil {
-		return store.Node{}, err
+		return model.Node{}, err
 	}
 	return a.s.store.GetNode(ctx, nid)
 }
@@ -357,7 +358,7 @@ func (a *adminAPI) CreateJoinToken(ctx context.Context, req *adminv1.CreateJoinT
 	}
 	hash := jointoken.Hash(token)
 	now := a.s.cfg.Now()
-	if err := a.s.store.CreateJoinToken(ctx, store.JoinToken{Hash: hash, SPIFFEID: agentID, ExpiresAt: now.Add(ttl), CreatedAt: now}); err != nil {
+	if err := a.s.store.CreateJoinToken(ctx, model.JoinToken{Hash: hash, SPIFFEID: agentID, ExpiresAt: now.Add(ttl), CreatedAt: now}); err != nil {
 		return nil, a.s.rpcError(ctx, err)
 	}
 	if agentID.IsZero() {
@@ -376,7 +377,7 @@ func (a *adminAPI) GetBundle(ctx context.Context, _ *adminv1.GetBundleRequest) (
 	return b, nil
 }
 
-func authorityToProto(au store.Authority) *adminv1.Authority {
+func authorityToProto(au model.Authority) *adminv1.Authority {
 	return &adminv1.Authority{
 		Id: au.ID, Kind: string(au.Kind), State: string(au.State), ServerId: au.ServerID,
 		NotBefore: unixOrZero(au.NotBefore), NotAfter: unixOrZero(au.NotAfter),
@@ -395,9 +396,9 @@ func (a *adminAPI) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoriti
 	return resp, nil
 }
 
-func parseAuthorityKind(s string) (store.AuthorityKind, error) {
-	switch k := store.AuthorityKind(s); k {
-	case store.AuthorityX509, store.AuthorityJWT:
+func parseAuthorityKind(s string) (model.AuthorityKind, error) {
+	switch k := model.AuthorityKind(s); k {
+	case model.AuthorityX509, model.AuthorityJWT:
 		return k, nil
 	}
 	return "", errkind.New(errkind.InvalidArgument, "kind %q is not an authority kind: use x509 or jwt", s)
@@ -405,7 +406,7 @@ func parseAuthorityKind(s string) (store.AuthorityKind, error) {
 
 // authorityOp runs one manual CA transition and republishes the bundle.
 func (a *adminAPI) authorityOp(ctx context.Context, req *adminv1.AuthorityRequest, needID bool,
-	op func(context.Context, store.AuthorityKind, string) (store.Authority, error)) (*adminv1.Authority, error) {
+	op func(context.Context, model.AuthorityKind, string) (model.Authority, error)) (*adminv1.Authority, error) {
 	kind, err := parseAuthorityKind(req.GetKind())
 	if err != nil {
 		return nil, a.s.rpcError(ctx, err)
@@ -424,13 +425,13 @@ func (a *adminAPI) authorityOp(ctx context.Context, req *adminv1.AuthorityReques
 }
 
 func (a *adminAPI) PrepareAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
-	return a.authorityOp(ctx, req, false, func(ctx context.Context, k store.AuthorityKind, _ string) (store.Authority, error) {
+	return a.authorityOp(ctx, req, false, func(ctx context.Context, k model.AuthorityKind, _ string) (model.Authority, error) {
 		return a.s.ca.Prepare(ctx, k)
 	})
 }
 
 func (a *adminAPI) ActivateAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
-	return a.authorityOp(ctx, req, false, func(ctx context.Context, k store.AuthorityKind, _ string) (store.Authority, error) {
+	return a.authorityOp(ctx, req, false, func(ctx context.Context, k model.AuthorityKind, _ string) (model.Authority, error) {
 		return a.s.ca.Activate(ctx, k)
 	})
 }
@@ -445,14 +446,14 @@ func (a *adminAPI) RevokeAuthority(ctx context.Context, req *adminv1.AuthorityRe
 
 // transitionAuthority adapts a CA transition by id to return the
 // authority's new state.
-func (s *Server) transitionAuthority(op func(context.Context, store.AuthorityKind, string) error) func(context.Context, store.AuthorityKind, string) (store.Authority, error) {
-	return func(ctx context.Context, kind store.AuthorityKind, id string) (store.Authority, error) {
+func (s *Server) transitionAuthority(op func(context.Context, model.AuthorityKind, string) error) func(context.Context, model.AuthorityKind, string) (model.Authority, error) {
+	return func(ctx context.Context, kind model.AuthorityKind, id string) (model.Authority, error) {
 		if err := op(ctx, kind, id); err != nil {
-			return store.Authority{}, err
+			return model.Authority{}, err
 		}
 		auths, err := s.store.ListAuthorities(ctx)
 		if err != nil {
-			return store.Authority{}, err
+			return model.Authority{}, err
 		}
 		for _, au := range auths {
 			if au.Kind == kind && au.ID == id {
@@ -460,7 +461,7 @@ func (s *Server) transitionAuthority(op func(context.Context, store.AuthorityKin
 			}
 		}
 		// Revoking may delete the authority outright.
-		return store.Authority{ID: id, Kind: kind, State: store.StateRevoked}, nil
+		return model.Authority{ID: id, Kind: kind, State: model.StateRevoked}, nil
 	}
 }
 

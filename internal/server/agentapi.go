@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/store"
 )
@@ -115,15 +116,21 @@ func (a *agentAPI) issueAgentSVID(ctx context.Context, id spiffeid.ID, method st
 			a.s.log.Warn("node attestation denied: node is banned", "agent_id", id.String())
 			return nil, attestFailed
 		}
-		node.SerialNumber, node.CertNotAfter = serial, leaf.NotAfter
 		if create {
+			// Re-attestation: every SVID issued before is void at once.
 			node.AttestationType = method
+			node.SerialNumber, node.NewSerialNumber = serial, ""
+		} else {
+			// Renewal: the current SVID stays valid until the node presents
+			// the new one, so a reply lost on the way strands no one.
+			node.NewSerialNumber = serial
 		}
+		node.CertNotAfter = leaf.NotAfter
 		if _, err := a.s.store.UpdateNode(ctx, node); err != nil {
 			return nil, err
 		}
 	case errkind.Is(err, errkind.NotFound) && create:
-		if _, err := a.s.store.CreateNode(ctx, store.Node{
+		if _, err := a.s.store.CreateNode(ctx, model.Node{
 			SPIFFEID: id, AttestationType: method, SerialNumber: serial,
 			CertNotAfter: leaf.NotAfter, LastSeenAt: now,
 		}); err != nil {
@@ -220,7 +227,7 @@ func (a *agentAPI) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDs
 	now := a.s.cfg.Now()
 	resp := &agentv1.SignX509SVIDsResponse{Results: make([]*agentv1.X509SVIDResult, 0, len(req.GetRequests()))}
 	var signed []string
-	var audit []store.AuditRecord
+	var audit []model.AuditRecord
 	for _, r := range req.GetRequests() {
 		res := &agentv1.X509SVIDResult{EntryId: r.GetEntryId()}
 		resp.Results = append(resp.Results, res)
@@ -229,7 +236,7 @@ func (a *agentAPI) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDs
 			a.s.log.Warn("x509-svid denied: entry does not belong to the caller's node",
 				"agent_id", node.SPIFFEID.String(), "entry_id", r.GetEntryId())
 			a.s.metrics.svidsSigned.WithLabelValues("x509", "denied").Inc()
-			audit = append(audit, store.AuditRecord{Action: "svid.x509.deny", Object: r.GetEntryId(),
+			audit = append(audit, model.AuditRecord{Action: "svid.x509.deny", Object: r.GetEntryId(),
 				Detail: map[string]string{"reason": "entry does not belong to node", "node": node.SPIFFEID.String()}})
 			res.Status = apiconv.StatusToProto(errkind.New(errkind.PermissionDenied, "entry %q does not exist or does not belong to this node", r.GetEntryId()))
 			continue
@@ -253,7 +260,7 @@ func (a *agentAPI) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDs
 		res.Status = apiconv.StatusToProto(nil)
 		signed = append(signed, entry.ID)
 		a.s.metrics.svidsSigned.WithLabelValues("x509", "ok").Inc()
-		audit = append(audit, store.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
+		audit = append(audit, model.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
 			Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
 				"serial": chain[0].SerialNumber.Text(16), "not_after": chain[0].NotAfter.UTC().Format(time.RFC3339)}})
 	}
@@ -285,7 +292,7 @@ func (a *agentAPI) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDRequ
 		a.s.log.Warn("jwt-svid denied: entry does not belong to the caller's node",
 			"agent_id", node.SPIFFEID.String(), "entry_id", req.GetEntryId())
 		a.s.metrics.svidsSigned.WithLabelValues("jwt", "denied").Inc()
-		_ = a.s.store.AppendAudit(actx, store.AuditRecord{Action: "svid.jwt.deny", Object: req.GetEntryId(),
+		_ = a.s.store.AppendAudit(actx, model.AuditRecord{Action: "svid.jwt.deny", Object: req.GetEntryId(),
 			Detail: map[string]string{"reason": "entry does not belong to node", "node": node.SPIFFEID.String()}})
 		return nil, a.s.rpcError(ctx, errkind.New(errkind.PermissionDenied, "entry %q does not exist or does not belong to this node", req.GetEntryId()))
 	}
@@ -299,7 +306,7 @@ func (a *agentAPI) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDRequ
 		return nil, a.s.rpcError(ctx, err)
 	}
 	a.s.metrics.svidsSigned.WithLabelValues("jwt", "ok").Inc()
-	if err := a.s.store.AppendAudit(actx, store.AuditRecord{Action: "svid.jwt.sign", Object: entry.ID,
+	if err := a.s.store.AppendAudit(actx, model.AuditRecord{Action: "svid.jwt.sign", Object: entry.ID,
 		Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "audience": strings.Join(req.GetAudience(), " "),
 			"expires_at": exp.UTC().Format(time.RFC3339)}}); err != nil {
 		return nil, a.s.rpcError(ctx, fmt.Errorf("record issuance: %w", err))
@@ -331,28 +338,36 @@ func peerSVID(ctx context.Context) (*x509.Certificate, spiffeid.ID, bool) {
 
 // callerNode authorizes an agent call: the caller's SVID must be the
 // current SVID of an attested, unbanned node.
-func (s *Server) callerNode(ctx context.Context) (store.Node, error) {
+func (s *Server) callerNode(ctx context.Context) (model.Node, error) {
 	denied := errkind.New(errkind.PermissionDenied, "caller is not an attested agent: it may have been evicted or banned; re-attest with a new join token")
 	leaf, id, ok := peerSVID(ctx)
 	if !ok {
-		return store.Node{}, errkind.New(errkind.Unauthenticated, "an agent SVID is required (mTLS)")
+		return model.Node{}, errkind.New(errkind.Unauthenticated, "an agent SVID is required (mTLS)")
 	}
 	node, err := s.store.GetNode(ctx, id)
 	if err != nil {
 		if errkind.Is(err, errkind.NotFound) {
 			s.log.Warn("agent call denied: unknown node (evicted?)", "agent_id", id.String())
-			return store.Node{}, denied
+			return model.Node{}, denied
 		}
-		return store.Node{}, err
+		return model.Node{}, err
 	}
 	if node.Banned {
 		s.log.Warn("agent call denied: node is banned", "agent_id", id.String())
-		return store.Node{}, denied
+		return model.Node{}, denied
 	}
-	if !strings.EqualFold(node.SerialNumber, leaf.SerialNumber.Text(16)) {
-		s.log.Warn("agent call denied: svid is not the node's current one", "agent_id", id.String(),
-			"serial", leaf.SerialNumber.Text(16))
-		return store.Node{}, denied
+	serial := strings.ToLower(leaf.SerialNumber.Text(16))
+	switch serial {
+	case node.SerialNumber:
+	case node.NewSerialNumber:
+		// First use of a renewed SVID: from now on only it is valid.
+		node.SerialNumber, node.NewSerialNumber = serial, ""
+		if node, err = s.store.UpdateNode(ctx, node); err != nil {
+			return model.Node{}, err
+		}
+	default:
+		s.log.Warn("agent call denied: svid is not the node's current one", "agent_id", id.String(), "serial", serial)
+		return model.Node{}, denied
 	}
 	return node, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
 
@@ -23,15 +24,15 @@ type entryCache struct {
 
 	mu       sync.RWMutex
 	revision int64
-	byID     map[string]*store.Entry
-	byParent map[spiffeid.ID]map[string]*store.Entry
+	byID     map[string]*model.Entry
+	byParent map[spiffeid.ID]map[string]*model.Entry
 }
 
 func newEntryCache(serverID spiffeid.ID) *entryCache {
 	return &entryCache{
 		serverID: serverID,
-		byID:     make(map[string]*store.Entry),
-		byParent: make(map[spiffeid.ID]map[string]*store.Entry),
+		byID:     make(map[string]*model.Entry),
+		byParent: make(map[spiffeid.ID]map[string]*model.Entry),
 	}
 }
 
@@ -51,8 +52,8 @@ func (c *entryCache) apply(cs store.EntryChangeSet) {
 		return
 	}
 	if cs.Full {
-		c.byID = make(map[string]*store.Entry, len(cs.Changed))
-		c.byParent = make(map[spiffeid.ID]map[string]*store.Entry)
+		c.byID = make(map[string]*model.Entry, len(cs.Changed))
+		c.byParent = make(map[spiffeid.ID]map[string]*model.Entry)
 	}
 	for _, id := range cs.Deleted {
 		c.removeLocked(id)
@@ -63,7 +64,7 @@ func (c *entryCache) apply(cs store.EntryChangeSet) {
 		c.byID[e.ID] = &e
 		m := c.byParent[e.ParentID]
 		if m == nil {
-			m = make(map[string]*store.Entry)
+			m = make(map[string]*model.Entry)
 			c.byParent[e.ParentID] = m
 		}
 		m[e.ID] = &e
@@ -86,7 +87,7 @@ func (c *entryCache) removeLocked(id string) {
 }
 
 // get returns the entry with id, or nil.
-func (c *entryCache) get(id string) *store.Entry {
+func (c *entryCache) get(id string) *model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.byID[id]
@@ -101,10 +102,10 @@ func (c *entryCache) size() int {
 
 // parentsFor returns the IDs a node's entries may hang under: the node's
 // own ID and every alias the node's selectors qualify it for.
-func (c *entryCache) parentsFor(node spiffeid.ID, nodeSels []store.Selector) []spiffeid.ID {
+func (c *entryCache) parentsFor(node spiffeid.ID, nodeSels []model.Selector) []spiffeid.ID {
 	parents := []spiffeid.ID{node}
 	for _, alias := range c.byParent[c.serverID] {
-		if store.SubsetOf(alias.Selectors, nodeSels) {
+		if model.SubsetOf(alias.Selectors, nodeSels) {
 			parents = append(parents, alias.SPIFFEID)
 		}
 	}
@@ -112,10 +113,10 @@ func (c *entryCache) parentsFor(node spiffeid.ID, nodeSels []store.Selector) []s
 }
 
 // nodeEntries returns the unexpired entries that belong to the node.
-func (c *entryCache) nodeEntries(node spiffeid.ID, nodeSels []store.Selector, now time.Time) []*store.Entry {
+func (c *entryCache) nodeEntries(node spiffeid.ID, nodeSels []model.Selector, now time.Time) []*model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []*store.Entry
+	var out []*model.Entry
 	seen := make(map[string]bool)
 	for _, p := range c.parentsFor(node, nodeSels) {
 		for id, e := range c.byParent[p] {
@@ -131,7 +132,7 @@ func (c *entryCache) nodeEntries(node spiffeid.ID, nodeSels []store.Selector, no
 
 // belongsTo returns the entry with id when it is unexpired and belongs to
 // the node, and nil otherwise.
-func (c *entryCache) belongsTo(id string, node spiffeid.ID, nodeSels []store.Selector, now time.Time) *store.Entry {
+func (c *entryCache) belongsTo(id string, node spiffeid.ID, nodeSels []model.Selector, now time.Time) *model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.byID[id]
@@ -161,6 +162,6 @@ func (c *entryCache) isAdmin(id spiffeid.ID, now time.Time) bool {
 	return false
 }
 
-func expired(e *store.Entry, now time.Time) bool {
+func expired(e *model.Entry, now time.Time) bool {
 	return !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt)
 }

@@ -7,20 +7,21 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
 
 func TestEntryCacheNodeEntries(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	id := func(p string) spiffeid.ID { return spiffeid.RequireFromPath(td, p) }
-	sel := func(v string) []store.Selector { return []store.Selector{{Type: "test", Value: v}} }
+	sel := func(v string) []model.Selector { return []model.Selector{{Type: "test", Value: v}} }
 	now := time.Unix(1_800_000_000, 0)
 	serverID := ServerID(td)
 	node := id("/node/a")
-	nodeSels := store.SortSelectors([]store.Selector{{Type: "test", Value: "region:eu"}, {Type: "test", Value: "role:web"}})
+	nodeSels := model.SortSelectors([]model.Selector{{Type: "test", Value: "region:eu"}, {Type: "test", Value: "role:web"}})
 
 	c := newEntryCache(serverID)
-	c.apply(store.EntryChangeSet{Revision: 5, Full: true, Changed: []store.Entry{
+	c.apply(store.EntryChangeSet{Revision: 5, Full: true, Changed: []model.Entry{
 		{ID: "direct", SPIFFEID: id("/web"), ParentID: node, Selectors: sel("uid:1")},
 		{ID: "other-node", SPIFFEID: id("/db"), ParentID: id("/node/b"), Selectors: sel("uid:1")},
 		{ID: "alias-eu", SPIFFEID: id("/alias/eu"), ParentID: serverID, Selectors: sel("region:eu")},
@@ -45,7 +46,7 @@ func TestEntryCacheNodeEntries(t *testing.T) {
 	}
 
 	// An incremental change moves an entry away and deletes another.
-	c.apply(store.EntryChangeSet{Revision: 6, Changed: []store.Entry{
+	c.apply(store.EntryChangeSet{Revision: 6, Changed: []model.Entry{
 		{ID: "direct", SPIFFEID: id("/web"), ParentID: id("/node/b"), Selectors: sel("uid:1")},
 	}, Deleted: []string{"via-eu"}})
 	if got := c.nodeEntries(node, nodeSels, now); len(got) != 0 {

@@ -184,12 +184,25 @@ func TestRenewReplacesTheAgentSVID(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RenewAgent: %v", err)
 	}
+	// Until the renewed SVID is used, the old one still works: a renewal
+	// reply lost on the way must not strand the agent.
+	if _, err := a.Client.Sync(env.Ctx(), &agentv1.SyncRequest{}); err != nil {
+		t.Fatalf("Sync with the old SVID before the new one is used: %v", err)
+	}
 	renewed := env.Dial(testenv.SVIDFromChain(t, resp.GetSvid().GetCertChain(), key))
 	if _, err := renewed.Client.Sync(env.Ctx(), &agentv1.SyncRequest{}); err != nil {
 		t.Fatalf("Sync with renewed SVID: %v", err)
 	}
 	_, err = a.Client.Sync(env.Ctx(), &agentv1.SyncRequest{})
 	wantCode(t, "Sync with the replaced SVID", err, codes.PermissionDenied)
+
+	// A renewal whose reply is lost: the agent renews again with the old SVID.
+	if _, _, err := renew(t, env, renewed); err != nil {
+		t.Fatalf("RenewAgent: %v", err)
+	}
+	if _, _, err := renew(t, env, renewed); err != nil {
+		t.Fatalf("RenewAgent again after a lost reply: %v", err)
+	}
 }
 
 func TestCallsWithoutSVIDAreUnauthenticated(t *testing.T) {

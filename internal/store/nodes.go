@@ -15,11 +15,11 @@ import (
 	"github.com/signet-id/signet/internal/errkind"
 )
 
-const nodeSelect = "SELECT spiffe_id, attestation_type, selectors, serial_number, cert_not_after, banned, labels, " +
+const nodeSelect = "SELECT spiffe_id, attestation_type, selectors, serial_number, new_serial_number, cert_not_after, banned, labels, " +
 	"revision, created_at, last_seen_at FROM nodes"
 
 var nodeCols = []string{
-	"spiffe_id", "attestation_type", "selectors", "serial_number", "cert_not_after", "banned", "labels",
+	"spiffe_id", "attestation_type", "selectors", "serial_number", "new_serial_number", "cert_not_after", "banned", "labels",
 	"revision", "created_at", "last_seen_at",
 }
 
@@ -57,7 +57,7 @@ func scanNode(sc scanner) (Node, error) {
 	var n Node
 	var id, sels, labels string
 	var notAfter, created, seen int64
-	err := sc.Scan(&id, &n.AttestationType, &sels, &n.SerialNumber, &notAfter, &n.Banned, &labels,
+	err := sc.Scan(&id, &n.AttestationType, &sels, &n.SerialNumber, &n.NewSerialNumber, &notAfter, &n.Banned, &labels,
 		&n.Revision, &created, &seen)
 	if err != nil {
 		return Node{}, err
@@ -97,7 +97,7 @@ func (s *Store) CreateNode(ctx context.Context, n Node) (Node, error) {
 		}
 		err = t.insertRows(ctx, "nodes", nodeCols, 1, func(_ int, args []any) []any {
 			return append(args, n.SPIFFEID.String(), n.AttestationType, selectorsToDB(n.Selectors), n.SerialNumber,
-				timeToDB(n.CertNotAfter), n.Banned, labelsToDB(n.Labels), n.Revision, timeToDB(n.CreatedAt), timeToDB(n.LastSeenAt))
+				n.NewSerialNumber, timeToDB(n.CertNotAfter), n.Banned, labelsToDB(n.Labels), n.Revision, timeToDB(n.CreatedAt), timeToDB(n.LastSeenAt))
 		})
 		if err != nil {
 			return err
@@ -193,8 +193,8 @@ func (s *Store) UpdateNode(ctx context.Context, n Node) (Node, error) {
 		}
 		n.Revision, n.CreatedAt, n.LastSeenAt = t.rev, timeFromDB(created), timeFromDB(seen)
 		_, err = t.exec(ctx, `UPDATE nodes SET attestation_type = ?, selectors = ?, serial_number = ?,
-			cert_not_after = ?, banned = ?, labels = ?, revision = ? WHERE spiffe_id = ?`,
-			n.AttestationType, selectorsToDB(n.Selectors), n.SerialNumber, timeToDB(n.CertNotAfter), n.Banned,
+			new_serial_number = ?, cert_not_after = ?, banned = ?, labels = ?, revision = ? WHERE spiffe_id = ?`,
+			n.AttestationType, selectorsToDB(n.Selectors), n.SerialNumber, n.NewSerialNumber, timeToDB(n.CertNotAfter), n.Banned,
 			labelsToDB(n.Labels), n.Revision, id)
 		if err != nil {
 			return err

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // maxCachedResponses bounds a respCache: about the number of distinct
@@ -87,7 +87,7 @@ func cached[M any](c *respCache[M], key string, changed <-chan struct{}, build f
 }
 
 // selectorsKey is a cache key for a canonical selector set.
-func selectorsKey(sels []store.Selector) string {
+func selectorsKey(sels []model.Selector) string {
 	var b strings.Builder
 	for _, s := range sels {
 		b.WriteString(s.Type)

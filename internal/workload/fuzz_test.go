@@ -17,15 +17,15 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // bundleSource serves bundles and no SVIDs: all ValidateJWTSVID needs.
 type bundleSource []*spiffebundle.Bundle
 
 func (bundleSource) Ready() bool                           { return true }
-func (bundleSource) X509SVIDs([]store.Selector) []X509SVID { return nil }
-func (bundleSource) FetchJWTSVIDs(context.Context, []store.Selector, spiffeid.ID, []string) ([]JWTSVID, error) {
+func (bundleSource) X509SVIDs([]model.Selector) []X509SVID { return nil }
+func (bundleSource) FetchJWTSVIDs(context.Context, []model.Selector, spiffeid.ID, []string) ([]JWTSVID, error) {
 	return nil, nil
 }
 func (b bundleSource) Bundles() []*spiffebundle.Bundle { return b }

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // jwtSVIDUse is the JWK "use" of JWT-SVID signing keys (SPIFFE Trust Domain
@@ -131,7 +131,7 @@ func (a *api) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.Serve
 // jwtBundlesResponse builds the JWTBundlesResponse for a caller with
 // selectors sels: a JWKS of JWT-SVID keys per trust domain, the own trust
 // domain always included (possibly with no keys).
-func (s *Server) jwtBundlesResponse(sels []store.Selector) (*workloadpb.JWTBundlesResponse, error) {
+func (s *Server) jwtBundlesResponse(sels []model.Selector) (*workloadpb.JWTBundlesResponse, error) {
 	if len(s.src.X509SVIDs(sels)) == 0 {
 		return nil, noIdentity(sels)
 	}

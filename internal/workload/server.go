@@ -52,7 +52,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
@@ -199,13 +199,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 // attest identifies the caller of the RPC in ctx: the union of every
 // attestor's selectors, in canonical order.
-func (s *Server) attest(ctx context.Context) (workloadattest.Peer, []store.Selector, error) {
+func (s *Server) attest(ctx context.Context) (workloadattest.Peer, []model.Selector, error) {
 	p, ok := workloadattest.PeerFromContext(ctx)
 	if !ok {
 		return p, nil, errkind.New(errkind.PermissionDenied,
 			"caller could not be identified: the workload api needs a unix socket with peer credentials")
 	}
-	var sels []store.Selector
+	var sels []model.Selector
 	for _, a := range s.attestors {
 		got, err := a.Attest(ctx, p)
 		if err != nil {
@@ -213,12 +213,12 @@ func (s *Server) attest(ctx context.Context) (workloadattest.Peer, []store.Selec
 		}
 		sels = append(sels, got...)
 	}
-	return p, store.SortSelectors(sels), nil
+	return p, model.SortSelectors(sels), nil
 }
 
 // noIdentity is the PermissionDenied error for a caller no entry matches.
 // The selectors are in the cause: logged, not shown to the caller.
-func noIdentity(sels []store.Selector) error {
+func noIdentity(sels []model.Selector) error {
 	return errkind.Wrap(errkind.PermissionDenied, fmt.Errorf("caller selectors %v", sels),
 		"no identity issued to the caller")
 }

@@ -40,7 +40,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
 	"github.com/signet-id/signet/internal/workload/workloadtest"
 	"github.com/signet-id/signet/internal/workloadattest"
@@ -57,8 +57,8 @@ var (
 // mine is a selector the unix attestor gives this test process; theirs is
 // one it does not.
 var (
-	mine   = store.Selector{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}
-	theirs = store.Selector{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid()+1)}
+	mine   = model.Selector{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}
+	theirs = model.Selector{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid()+1)}
 )
 
 // env is a Workload API server on a temporary unix socket, attesting callers
@@ -160,11 +160,11 @@ func start(tb testing.TB) *env {
 }
 
 // entry returns an entry for id matching sel, with a fresh SVID.
-func (e *env) entry(tb testing.TB, id spiffeid.ID, hint string, sel store.Selector) workloadtest.Entry {
+func (e *env) entry(tb testing.TB, id spiffeid.ID, hint string, sel model.Selector) workloadtest.Entry {
 	tb.Helper()
 	svid := e.ca.X509SVID(tb, id)
 	svid.Hint = hint
-	return workloadtest.Entry{Selectors: []store.Selector{sel}, SVID: svid}
+	return workloadtest.Entry{Selectors: []model.Selector{sel}, SVID: svid}
 }
 
 // raw returns the generated client stub on a plain gRPC connection, for
@@ -330,7 +330,7 @@ func TestWatchX509Context(t *testing.T) {
 	if len(c.SVIDs) != 2 || c.SVIDs[1].ID != dbID {
 		t.Fatalf("second update = %v, want %s and %s", c.SVIDs, webID, dbID)
 	}
-	if !c.SVIDs[0].Certificates[0].Equal(rotated.SVID.Chain[0]) {
+	if !bytes.Equal(c.SVIDs[0].Certificates[0].Raw, rotated.SVID.ChainDER) {
 		t.Error("second update does not carry the rotated SVID")
 	}
 }
@@ -433,7 +433,7 @@ func TestNoIdentity(t *testing.T) {
 	wantCode(t, "FetchJWTSVID", err, codes.PermissionDenied)
 
 	// Validation needs no identity.
-	svids, err := e.src.FetchJWTSVIDs(ctx, []store.Selector{theirs}, webID, []string{"svc"})
+	svids, err := e.src.FetchJWTSVIDs(ctx, []model.Selector{theirs}, webID, []string{"svc"})
 	if err != nil || len(svids) != 1 {
 		t.Fatalf("minting a token to validate: %v, %v", svids, err)
 	}
@@ -572,7 +572,7 @@ func TestValidateJWTSVIDArguments(t *testing.T) {
 	if err := forged.SetJWTSigner(other.JWTKeyID, other.JWTKey); err != nil {
 		t.Fatal(err)
 	}
-	forgedSVIDs, err := forged.FetchJWTSVIDs(ctx, []store.Selector{mine}, spiffeid.ID{}, []string{"a"})
+	forgedSVIDs, err := forged.FetchJWTSVIDs(ctx, []model.Selector{mine}, spiffeid.ID{}, []string{"a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +582,7 @@ func TestValidateJWTSVIDArguments(t *testing.T) {
 	if err := expired.SetJWTSigner(e.ca.JWTKeyID, e.ca.JWTKey); err != nil {
 		t.Fatal(err)
 	}
-	expiredSVIDs, err := expired.FetchJWTSVIDs(ctx, []store.Selector{mine}, spiffeid.ID{}, []string{"a"})
+	expiredSVIDs, err := expired.FetchJWTSVIDs(ctx, []model.Selector{mine}, spiffeid.ID{}, []string{"a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,7 +640,7 @@ func TestSourceErrors(t *testing.T) {
 
 	// An SVID the server cannot serve (no chain, no key) is left out; with
 	// nothing left, the caller is told to retry.
-	e.src.SetEntries(workloadtest.Entry{Selectors: []store.Selector{mine}, SVID: workload.X509SVID{ID: webID}})
+	e.src.SetEntries(workloadtest.Entry{Selectors: []model.Selector{mine}, SVID: workload.X509SVID{ID: webID}})
 	_, err = e.client.FetchX509SVID(ctx)
 	wantCode(t, "FetchX509SVID(incomplete SVID)", err, codes.Unavailable)
 

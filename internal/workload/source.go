@@ -2,24 +2,28 @@ package workload
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"log/slog"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // X509SVID is an identity the cache holds for one registration entry.
 type X509SVID struct {
 	EntryID string
 	ID      spiffeid.ID
-	Chain   []*x509.Certificate // leaf first
-	Key     crypto.Signer
-	Hint    string
+	// ChainDER is the certificate chain, leaf first, as concatenated DER,
+	// exactly as the Workload API sends it.
+	ChainDER []byte
+	// KeyDER is the private key in PKCS#8 DER. The cache keeps keys encoded:
+	// a node may hold tens of thousands of SVIDs, and serving them needs no
+	// parsing.
+	KeyDER    []byte
+	ExpiresAt time.Time // the leaf's NotAfter
+	Hint      string
 }
 
 // LogValue logs the SVID without its key.
@@ -31,8 +35,8 @@ func (s X509SVID) LogValue() slog.Value {
 	if s.Hint != "" {
 		attrs = append(attrs, slog.String(logKeyHint, s.Hint))
 	}
-	if len(s.Chain) > 0 && s.Chain[0] != nil {
-		attrs = append(attrs, slog.Time(logKeyExpiresAt, s.Chain[0].NotAfter))
+	if !s.ExpiresAt.IsZero() {
+		attrs = append(attrs, slog.Time(logKeyExpiresAt, s.ExpiresAt))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -62,9 +66,9 @@ type Source interface {
 	// Ready reports whether the source has synced at least once (before that, calls get Unavailable).
 	Ready() bool
 	// X509SVIDs returns the SVIDs of every entry whose selectors are a subset of sels (sels is canonical, sorted).
-	X509SVIDs(sels []store.Selector) []X509SVID
+	X509SVIDs(sels []model.Selector) []X509SVID
 	// FetchJWTSVIDs mints or returns cached JWT-SVIDs for the matching entries (only id when id is non-zero) for the audience.
-	FetchJWTSVIDs(ctx context.Context, sels []store.Selector, id spiffeid.ID, audience []string) ([]JWTSVID, error)
+	FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spiffeid.ID, audience []string) ([]JWTSVID, error)
 	// Bundles returns the trust domain's own bundle first, then federated ones.
 	Bundles() []*spiffebundle.Bundle
 	// Changed returns a channel that is closed at the next change of SVIDs or bundles after the call.

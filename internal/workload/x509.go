@@ -1,7 +1,6 @@
 package workload
 
 import (
-	"crypto/x509"
 	"log/slog"
 
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
@@ -9,7 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // FetchX509SVID streams the caller's X.509-SVIDs with their trust domain
@@ -67,7 +66,7 @@ func (a *api) FetchX509Bundles(_ *workloadpb.X509BundlesRequest, stream grpc.Ser
 // cannot be served (hint already used or too long, no bundle for their trust
 // domain, unusable key or chain) are left out and logged; if none remains of
 // a non-empty set the source is inconsistent and the caller gets Unavailable.
-func (s *Server) x509SVIDResponse(sels []store.Selector) (*workloadpb.X509SVIDResponse, error) {
+func (s *Server) x509SVIDResponse(sels []model.Selector) (*workloadpb.X509SVIDResponse, error) {
 	svids := s.src.X509SVIDs(sels)
 	if len(svids) == 0 {
 		return nil, noIdentity(sels)
@@ -79,7 +78,7 @@ func (s *Server) x509SVIDResponse(sels []store.Selector) (*workloadpb.X509SVIDRe
 	for _, svid := range svids {
 		td := svid.ID.TrustDomain()
 		switch {
-		case svid.ID.IsZero() || len(svid.Chain) == 0 || svid.Chain[0] == nil || svid.Key == nil:
+		case svid.ID.IsZero() || len(svid.ChainDER) == 0 || len(svid.KeyDER) == 0:
 			s.skipSVID(svid, "incomplete SVID: no SPIFFE ID, chain or key")
 			continue
 		case len(svid.Hint) > maxHintLen:
@@ -92,11 +91,6 @@ func (s *Server) x509SVIDResponse(sels []store.Selector) (*workloadpb.X509SVIDRe
 			s.skipSVID(svid, "no X.509 bundle for the SVID's trust domain")
 			continue
 		}
-		key, err := x509.MarshalPKCS8PrivateKey(svid.Key)
-		if err != nil {
-			s.skipSVID(svid, "private key cannot be encoded as PKCS#8: "+err.Error())
-			continue
-		}
 		der, ok := bundleDER[td]
 		if !ok {
 			der = concatDER(bs.byTD[td].X509Authorities())
@@ -104,8 +98,8 @@ func (s *Server) x509SVIDResponse(sels []store.Selector) (*workloadpb.X509SVIDRe
 		}
 		resp.Svids = append(resp.Svids, &workloadpb.X509SVID{
 			SpiffeId:    svid.ID.String(),
-			X509Svid:    concatDER(svid.Chain),
-			X509SvidKey: key,
+			X509Svid:    svid.ChainDER,
+			X509SvidKey: svid.KeyDER,
 			Bundle:      der,
 			Hint:        svid.Hint,
 		})
@@ -137,7 +131,7 @@ func (s *Server) skipSVID(svid X509SVID, why string) {
 // x509BundlesResponse builds the X509BundlesResponse for a caller with
 // selectors sels: every trust domain's X.509 authorities, the own trust
 // domain always included.
-func (s *Server) x509BundlesResponse(sels []store.Selector) (*workloadpb.X509BundlesResponse, error) {
+func (s *Server) x509BundlesResponse(sels []model.Selector) (*workloadpb.X509BundlesResponse, error) {
 	if len(s.src.X509SVIDs(sels)) == 0 {
 		return nil, noIdentity(sels)
 	}

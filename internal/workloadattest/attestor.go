@@ -16,7 +16,7 @@ import (
 	"fmt"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // Attestor derives selectors for a calling process. Implementations must be
@@ -28,7 +28,7 @@ type Attestor interface {
 	// Name is the selector type the attestor produces, such as "unix".
 	Name() string
 	// Attest returns the selectors of p. It may block on I/O; ctx bounds it.
-	Attest(ctx context.Context, p Peer) ([]store.Selector, error)
+	Attest(ctx context.Context, p Peer) ([]model.Selector, error)
 }
 
 // Peer is the process at the other end of a Workload API connection, as the

@@ -118,6 +118,7 @@ func testNodeUpdate(t *testing.T, s *store.Store) {
 	must(t, "CreateNode", err)
 	upd := orig
 	upd.SerialNumber = "ff"
+	upd.NewSerialNumber = "ee"
 	upd.CertNotAfter = epoch.Add(2 * time.Hour)
 	upd.Selectors = sels("join_token:n1", "agent:version:2")
 	upd.Labels = map[string]string{"pool": "blue"}

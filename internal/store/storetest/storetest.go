@@ -20,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
 
@@ -68,7 +69,7 @@ func ctxFor(t *testing.T) context.Context {
 func id(s string) spiffeid.ID { return spiffeid.RequireFromString(s) }
 
 func sel(s string) store.Selector {
-	x, err := store.ParseSelector(s)
+	x, err := model.ParseSelector(s)
 	if err != nil {
 		panic(err)
 	}

@@ -100,7 +100,11 @@ func (ca *CA) X509SVID(tb testing.TB, id spiffeid.ID) workload.X509SVID {
 	if err != nil {
 		tb.Fatalf("parse x509-svid for %s: %v", id, err)
 	}
-	return workload.X509SVID{EntryID: id.Path(), ID: id, Chain: []*x509.Certificate{cert}, Key: key}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return workload.X509SVID{EntryID: id.Path(), ID: id, ChainDER: cert.Raw, KeyDER: keyDER, ExpiresAt: cert.NotAfter}
 }
 
 func newKey(tb testing.TB) *ecdsa.PrivateKey {

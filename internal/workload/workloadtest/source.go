@@ -17,7 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
 )
 
@@ -27,7 +27,7 @@ const DefaultJWTTTL = 5 * time.Minute
 // Entry is one identity the Source serves: the workloads whose selectors
 // include Selectors get SVID, and JWT-SVIDs for SVID.ID.
 type Entry struct {
-	Selectors []store.Selector
+	Selectors []model.Selector
 	SVID      workload.X509SVID
 	// JWTTTL is the lifetime of minted JWT-SVIDs; zero means DefaultJWTTTL.
 	JWTTTL time.Duration
@@ -69,7 +69,7 @@ func (s *Source) SetReady(ready bool) {
 func (s *Source) SetEntries(entries ...Entry) {
 	cp := make([]Entry, len(entries))
 	for i, e := range entries {
-		e.Selectors = store.SortSelectors(slices.Clone(e.Selectors))
+		e.Selectors = model.SortSelectors(slices.Clone(e.Selectors))
 		cp[i] = e
 	}
 	s.mu.Lock()
@@ -140,12 +140,12 @@ func (s *Source) Ready() bool {
 
 // X509SVIDs returns the SVIDs of the entries whose selectors are a subset of
 // sels, in entry order.
-func (s *Source) X509SVIDs(sels []store.Selector) []workload.X509SVID {
+func (s *Source) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []workload.X509SVID
 	for _, e := range s.entries {
-		if store.SubsetOf(e.Selectors, sels) {
+		if model.SubsetOf(e.Selectors, sels) {
 			out = append(out, e.SVID)
 		}
 	}
@@ -154,7 +154,7 @@ func (s *Source) X509SVIDs(sels []store.Selector) []workload.X509SVID {
 
 // FetchJWTSVIDs mints a JWT-SVID for the audience for each matching entry
 // (only those for id when id is non-zero).
-func (s *Source) FetchJWTSVIDs(ctx context.Context, sels []store.Selector, id spiffeid.ID, audience []string) ([]workload.JWTSVID, error) {
+func (s *Source) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spiffeid.ID, audience []string) ([]workload.JWTSVID, error) {
 	s.mu.Lock()
 	s.jwtCalls++
 	entries, signer, jwtErr, now := s.entries, s.signer, s.jwtErr, s.now()
@@ -167,7 +167,7 @@ func (s *Source) FetchJWTSVIDs(ctx context.Context, sels []store.Selector, id sp
 	}
 	var out []workload.JWTSVID
 	for _, e := range entries {
-		if !store.SubsetOf(e.Selectors, sels) || (!id.IsZero() && e.SVID.ID != id) {
+		if !model.SubsetOf(e.Selectors, sels) || (!id.IsZero() && e.SVID.ID != id) {
 			continue
 		}
 		if signer == nil {

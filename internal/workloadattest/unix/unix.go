@@ -18,7 +18,7 @@ import (
 	sysunix "golang.org/x/sys/unix"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
@@ -96,7 +96,7 @@ func (a *Attestor) Name() string { return Name }
 // Attest returns the unix selectors of p. It fails with PermissionDenied when
 // the caller cannot be identified: it is outside the agent's PID namespace,
 // it exited, or it exited while being attested.
-func (a *Attestor) Attest(ctx context.Context, p workloadattest.Peer) ([]store.Selector, error) {
+func (a *Attestor) Attest(ctx context.Context, p workloadattest.Peer) ([]model.Selector, error) {
 	if p.PID <= 0 {
 		return nil, errkind.New(errkind.PermissionDenied,
 			"cannot attest the caller: it runs in a PID namespace the agent cannot see; run the agent in the host PID namespace")
@@ -118,9 +118,9 @@ func (a *Attestor) Attest(ctx context.Context, p workloadattest.Peer) ([]store.S
 		return nil, errkind.New(errkind.PermissionDenied, "cannot attest the caller: process %d exited", p.PID)
 	}
 
-	sels := make([]store.Selector, 0, 8+2*len(st.Groups))
+	sels := make([]model.Selector, 0, 8+2*len(st.Groups))
 	add := func(format string, args ...any) {
-		sels = append(sels, store.Selector{Type: Name, Value: fmt.Sprintf(format, args...)})
+		sels = append(sels, model.Selector{Type: Name, Value: fmt.Sprintf(format, args...)})
 	}
 	add("uid:%d", p.UID)
 	add("gid:%d", p.GID)
@@ -214,7 +214,7 @@ func procError(p workloadattest.Peer, op string, err error) error {
 
 // validSelectors drops selectors the store would refuse (a path longer than
 // 1024 bytes, say): such a selector could never match an entry.
-func validSelectors(log *slog.Logger, p workloadattest.Peer, sels []store.Selector) []store.Selector {
+func validSelectors(log *slog.Logger, p workloadattest.Peer, sels []model.Selector) []model.Selector {
 	out := sels[:0]
 	for _, s := range sels {
 		if err := s.Validate(); err != nil {

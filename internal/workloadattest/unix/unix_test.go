@@ -29,7 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
 )
@@ -93,7 +93,7 @@ func runChildPassFD(path string) int {
 
 type result struct {
 	peer workloadattest.Peer
-	sels []store.Selector
+	sels []model.Selector
 	err  error
 }
 
@@ -170,8 +170,8 @@ func executable(t *testing.T) (path, sum string) {
 	return path, hex.EncodeToString(h[:])
 }
 
-func has(sels []store.Selector, value string) bool {
-	return slices.Contains(sels, store.Selector{Type: "unix", Value: value})
+func has(sels []model.Selector, value string) bool {
+	return slices.Contains(sels, model.Selector{Type: "unix", Value: value})
 }
 
 func TestAttestChildProcess(t *testing.T) {

@@ -66,6 +66,9 @@ CREATE TABLE nodes (
     attestation_type TEXT    NOT NULL,
     selectors        TEXT    NOT NULL,
     serial_number    TEXT    NOT NULL,
+    -- serial of a renewed SVID the node has not presented yet; until it
+    -- does, serial_number stays valid (a lost renewal reply strands no one)
+    new_serial_number TEXT   NOT NULL DEFAULT '',
     cert_not_after   BIGINT  NOT NULL,
     banned           BOOLEAN NOT NULL,
     labels           TEXT    NOT NULL,

@@ -1,0 +1,43 @@
+// Package deptest guards the dependency boundaries the architecture relies
+// on: what runs on every node (the agent, the Workload API, attestation)
+// never links the SQL store, the CA (with its private keys) or the secret
+// scanner's detector set.
+package deptest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestNodeSideDependencies(t *testing.T) {
+	nodeSide := []string{
+		"github.com/signet-id/signet/internal/agent",
+		"github.com/signet-id/signet/internal/workload",
+		"github.com/signet-id/signet/internal/workloadattest/...",
+		"github.com/signet-id/signet/internal/nodeattest/...",
+		"github.com/signet-id/signet/internal/model",
+	}
+	forbidden := []string{
+		"github.com/signet-id/signet/internal/store",
+		"github.com/signet-id/signet/internal/ca",
+		"github.com/signet-id/signet/internal/server",
+		"github.com/signet-id/signet/internal/scan",
+		"modernc.org/sqlite",
+		"github.com/jackc/pgx/v5",
+		"github.com/pressly/goose/v3",
+		"github.com/zricethezav/gitleaks/v8",
+	}
+	args := append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, nodeSide...)
+	out, err := exec.Command("go", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if dep == f || strings.HasPrefix(dep, f+"/") {
+				t.Errorf("node-side packages depend on %s; see `go list -deps` of %v", dep, nodeSide)
+			}
+		}
+	}
+}
