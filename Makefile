@@ -4,7 +4,7 @@ BIN       ?= bin/signet
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PROTOS    := $(shell find proto -name '*.proto')
-STATICCHECK_VERSION ?= 2026.2.2
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: build test quick bench generate lint clean
 

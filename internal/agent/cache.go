@@ -2,7 +2,6 @@ package agent
 
 import (
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -275,25 +274,13 @@ func (c *cache) syncRequest() *agentv1.SyncRequest {
 		for id := range c.entries {
 			ids = append(ids, id)
 		}
-		c.digest = entrySetDigest(ids)
+		c.digest = apiconv.EntrySetDigest(ids)
 	}
 	req.EntrySetDigest = c.digest
 	if c.bundle != nil {
 		req.KnownBundleSequence, _ = c.bundle.SequenceNumber()
 	}
 	return req
-}
-
-// entrySetDigest is SHA-256 over the sorted ids, each followed by a
-// newline, as the agent API defines it. It sorts ids in place.
-func entrySetDigest(ids []string) []byte {
-	slices.Sort(ids)
-	h := sha256.New()
-	for _, id := range ids {
-		h.Write([]byte(id))
-		h.Write([]byte{'\n'})
-	}
-	return h.Sum(nil)
 }
 
 // maxRefusalLogs bounds the log lines about refused entries per response.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/signet-id/signet/internal/apiconv"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/model"
@@ -308,12 +309,12 @@ func TestCacheChangedBroadcast(t *testing.T) {
 
 func TestEntrySetDigest(t *testing.T) {
 	want := sha256.Sum256([]byte("a\nb\nc\n"))
-	if got := entrySetDigest([]string{"c", "a", "b"}); string(got) != string(want[:]) {
-		t.Errorf("entrySetDigest(c,a,b) = %x, want %x", got, want)
+	if got := apiconv.EntrySetDigest([]string{"c", "a", "b"}); string(got) != string(want[:]) {
+		t.Errorf("apiconv.EntrySetDigest(c,a,b) = %x, want %x", got, want)
 	}
 	empty := sha256.Sum256(nil)
-	if got := entrySetDigest(nil); string(got) != string(empty[:]) {
-		t.Errorf("entrySetDigest(nil) = %x, want %x", got, empty)
+	if got := apiconv.EntrySetDigest(nil); string(got) != string(empty[:]) {
+		t.Errorf("apiconv.EntrySetDigest(nil) = %x, want %x", got, empty)
 	}
 }
 

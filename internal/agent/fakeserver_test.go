@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-id/signet/internal/apiconv"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 )
@@ -231,7 +232,7 @@ func (s *fakeServer) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agent
 			resp.Entries = append(resp.Entries, e)
 		}
 	}
-	if !resp.Full && string(entrySetDigest(slices.Clone(ids))) != string(req.GetEntrySetDigest()) {
+	if !resp.Full && string(apiconv.EntrySetDigest(slices.Clone(ids))) != string(req.GetEntrySetDigest()) {
 		resp.EntryIds, resp.EntryIdsSet = ids, true
 	}
 	return resp, nil

@@ -9,8 +9,10 @@ package apiconv
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -237,6 +239,20 @@ func BundleFromProto(in *commonv1.Bundle) (*spiffebundle.Bundle, error) {
 		}
 	}
 	return b, nil
+}
+
+// EntrySetDigest is the digest of a node's entry set that agent and server
+// compare in Sync to detect deleted entries (agent.proto, SyncRequest):
+// SHA-256 over the ids in sorted order, each followed by a newline. It
+// sorts ids in place.
+func EntrySetDigest(ids []string) []byte {
+	slices.Sort(ids)
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{'\n'})
+	}
+	return h.Sum(nil)
 }
 
 // StatusToProto converts an item error to a wire status (nil = OK).

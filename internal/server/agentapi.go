@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -195,23 +194,11 @@ func (a *agentAPI) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1
 		}
 	}
 	if !resp.Full {
-		slices.Sort(ids)
-		if digest := EntrySetDigest(ids); string(digest) != string(req.GetEntrySetDigest()) {
+		if digest := apiconv.EntrySetDigest(ids); string(digest) != string(req.GetEntrySetDigest()) {
 			resp.EntryIds, resp.EntryIdsSet = ids, true
 		}
 	}
 	return resp, nil
-}
-
-// EntrySetDigest is the digest agents and server compare to detect deleted
-// entries: SHA-256 over the sorted ids, each followed by a newline.
-func EntrySetDigest(sortedIDs []string) []byte {
-	h := sha256.New()
-	for _, id := range sortedIDs {
-		h.Write([]byte(id))
-		h.Write([]byte{'\n'})
-	}
-	return h.Sum(nil)
 }
 
 // SignX509SVIDs signs workload CSRs for entries of the calling node. Each

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-id/signet/internal/apiconv"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
@@ -254,7 +255,7 @@ func TestSyncIsIncremental(t *testing.T) {
 		t.Fatalf("first Sync = full %v, %d entries, bundle %v; want full with node A's one entry and the bundle",
 			full.GetFull(), len(full.GetEntries()), full.GetBundle() != nil)
 	}
-	digest := server.EntrySetDigest([]string{e1.GetId()})
+	digest := apiconv.EntrySetDigest([]string{e1.GetId()})
 	seq := full.GetBundle().GetSequence()
 	same, err := a.Client.Sync(env.Ctx(), &agentv1.SyncRequest{KnownRevision: full.GetRevision(), EntrySetDigest: digest, KnownBundleSequence: seq})
 	if err != nil {
