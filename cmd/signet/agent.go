@@ -43,7 +43,10 @@ type agentFlags struct {
 }
 
 func newAgentRunCmd() *cobra.Command {
-	var f agentFlags
+	var (
+		f             agentFlags
+		attestTimeout time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent: attest this node, sync its entries and serve the Workload API",
@@ -62,6 +65,7 @@ func newAgentRunCmd() *cobra.Command {
 			cfg := agent.Config{
 				ServerAddress: c.ServerAddress, TrustDomain: c.TrustDomain, JoinToken: c.JoinToken,
 				DataDir: c.DataDir, SocketPath: c.Socket, SyncInterval: time.Duration(c.SyncInterval), Logger: log,
+				AttestTimeout: attestTimeout,
 			}
 			if c.TrustBundle != "" {
 				if cfg.TrustBundle, err = readPEMCerts(c.TrustBundle); err != nil {
@@ -108,6 +112,7 @@ func newAgentRunCmd() *cobra.Command {
 	fl.StringVar(&f.file.Socket, "socket", defaultAgentSocket, "Workload API unix socket")
 	fl.StringVar(&f.file.HealthAddress, "health-address", "", "serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8083")
 	fl.DurationVar((*time.Duration)(&f.file.SyncInterval), "sync-interval", 0, "how often to sync with the server (default 5s)")
+	fl.DurationVar(&attestTimeout, "attest-timeout", 0, "how long to keep trying an unreachable server before the first attestation fails (default 1m)")
 	fl.StringVar(&f.file.Log.Level, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.file.Log.Format, "log-format", "", "text or json (default: text on a terminal, else json)")
 	return cmd

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -136,7 +137,8 @@ func printEntryResults(cmd *cobra.Command, results []*adminv1.EntryResult, asJSO
 		}
 	}
 	w := cmd.OutOrStdout()
-	if asJSON {
+	switch {
+	case asJSON:
 		type item struct {
 			Entry  entryJSON `json:"entry"`
 			Status string    `json:"status"`
@@ -149,11 +151,12 @@ func printEntryResults(cmd *cobra.Command, results []*adminv1.EntryResult, asJSO
 		if err := writeJSON(w, map[string]any{"results": items, "created": len(results) - failed, "failed": failed}); err != nil {
 			return err
 		}
-	} else if len(results) == 1 && failed == 0 {
-		if err := printEntry(w, results[0].GetEntry()); err != nil {
-			return err
+	case len(results) == 1:
+		if failed > 0 {
+			return errors.New(results[0].GetStatus().GetMessage())
 		}
-	} else {
+		return printEntry(w, results[0].GetEntry())
+	default:
 		for i, r := range results {
 			if codes.Code(r.GetStatus().GetCode()) != codes.OK {
 				fmt.Fprintf(cmd.ErrOrStderr(), "entry %d (%s): %s\n", i, r.GetEntry().GetSpiffeId(), r.GetStatus().GetMessage())
@@ -162,9 +165,6 @@ func printEntryResults(cmd *cobra.Command, results []*adminv1.EntryResult, asJSO
 		fmt.Fprintf(w, "created %d of %d entries\n", len(results)-failed, len(results))
 	}
 	if failed > 0 {
-		if len(results) == 1 && !asJSON {
-			return fmt.Errorf("%s", results[0].GetStatus().GetMessage())
-		}
 		return &exitError{code: 1}
 	}
 	return nil

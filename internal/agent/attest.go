@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -36,6 +37,7 @@ func (a *Agent) loadOrAttest(ctx context.Context, dir *dataDir) (*x509svid.SVID,
 	}
 	bo := retryBackoff{base: time.Second, max: a.cfg.MaxBackoff}
 	warned := false
+	deadline := a.cfg.Now().Add(a.cfg.AttestTimeout)
 	for {
 		svid, bundle, err := a.attest(ctx)
 		if err == nil {
@@ -51,6 +53,13 @@ func (a *Agent) loadOrAttest(ctx context.Context, dir *dataDir) (*x509svid.SVID,
 		if !errkind.Is(err, errkind.Unavailable) || ctx.Err() != nil {
 			return nil, time.Time{}, err
 		}
+		if untrustedServer(err) {
+			return nil, time.Time{}, fmt.Errorf("the server at %s is not trusted: its certificate does not verify against the trust bundle "+
+				"(is the bundle the output of `signet bundle show` on this server?): %w", a.cfg.ServerAddress, err)
+		}
+		if !a.cfg.Now().Before(deadline) {
+			return nil, time.Time{}, fmt.Errorf("cannot reach the server at %s to attest (gave up after %s): %w", a.cfg.ServerAddress, a.cfg.AttestTimeout, err)
+		}
 		if !warned {
 			a.log.Warn("cannot reach the server to attest; retrying", logKeyError, err)
 			warned = true
@@ -63,6 +72,14 @@ func (a *Agent) loadOrAttest(ctx context.Context, dir *dataDir) (*x509svid.SVID,
 		case <-t.C:
 		}
 	}
+}
+
+// untrustedServer reports a TLS failure verifying the server: a
+// misconfiguration that retrying does not mend.
+func untrustedServer(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "authentication handshake failed") &&
+		(strings.Contains(msg, "x509") || strings.Contains(msg, "certificate"))
 }
 
 // attest runs one AttestAgent exchange and returns the agent SVID, with the

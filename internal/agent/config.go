@@ -22,6 +22,9 @@ const (
 	DefaultSyncInterval = 5 * time.Second
 	DefaultMaxBackoff   = time.Minute
 	DefaultRPCTimeout   = 30 * time.Second
+	// DefaultAttestTimeout bounds how long a node without an SVID keeps
+	// trying to reach the server before the agent gives up.
+	DefaultAttestTimeout = time.Minute
 )
 
 // maxSocketPath is the longest unix socket path the kernel accepts
@@ -61,6 +64,9 @@ type Config struct {
 	MaxBackoff time.Duration
 	// RPCTimeout bounds each call to the server (default DefaultRPCTimeout).
 	RPCTimeout time.Duration
+	// AttestTimeout bounds the retries of the first attestation while the
+	// server is unreachable (default DefaultAttestTimeout); then Run fails.
+	AttestTimeout time.Duration
 	// Attestors identify Workload API callers; they are passed to the
 	// Workload API server unchanged (default: the unix attestor with its
 	// default config).
@@ -80,6 +86,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.AttestTimeout == 0 {
+		c.AttestTimeout = DefaultAttestTimeout
 	}
 	if c.RPCTimeout == 0 {
 		c.RPCTimeout = DefaultRPCTimeout

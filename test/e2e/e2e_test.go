@@ -7,8 +7,16 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,6 +203,21 @@ func TestEndToEnd(t *testing.T) {
 	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID, "--spiffe-id", myID.String(),
 		"--selector", "unix:uid:"+strconv.Itoa(uid), "--x509-ttl", "6s", "--jwt-ttl", "1m")
 
+	t.Run("agent refuses an untrusted or unreachable server", func(t *testing.T) {
+		other := filepath.Join(dir, "other-ca.pem")
+		writeSelfSignedCA(t, other)
+		_, errOut, err := signetRun("agent", "run", "--server-address", addr, "--trust-bundle", other, "--join-token", "x",
+			"--socket", filepath.Join(dir, "x.sock"), "--data-dir", filepath.Join(dir, "x"), "--log-level", "error")
+		if err == nil || !strings.Contains(errOut, "is not trusted") {
+			t.Errorf("agent with a foreign trust bundle: %v, stderr %q; want a trust error", err, errOut)
+		}
+		_, errOut, err = signetRun("agent", "run", "--server-address", freePort(t), "--trust-bundle", bundlePath, "--join-token", "x",
+			"--socket", filepath.Join(dir, "y.sock"), "--data-dir", filepath.Join(dir, "y"), "--attest-timeout", "1s", "--log-level", "error")
+		if err == nil || !strings.Contains(errOut, "cannot reach the server") {
+			t.Errorf("agent with an unreachable server: %v, stderr %q; want a reachability error", err, errOut)
+		}
+	})
+
 	agentArgs := []string{"agent", "run", "--server-address", addr, "--trust-bundle", bundlePath,
 		"--socket", socket, "--data-dir", agentDir, "--sync-interval", "200ms", "--log-level", "debug", "--log-format", "text"}
 	agent := start(t, "agent", append(agentArgs, "--join-token", token)...)
@@ -355,6 +378,28 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("cached JWT-SVID with the server down: %v", err)
 		}
 	})
+}
+
+// writeSelfSignedCA writes a CA certificate of another trust domain.
+func writeSelfSignedCA(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{Organization: []string{"elsewhere"}},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		URIs: []*url.URL{{Scheme: "spiffe", Host: "example.org"}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // serialWatcher reports the serial of every default SVID pushed.
