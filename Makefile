@@ -28,7 +28,7 @@ bench:
 generate:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
-	protoc -I proto --go_out=. --go_opt=module=github.com/signet-id/signet \
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I proto --go_out=. --go_opt=module=github.com/signet-id/signet \
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/signet-id/signet $(PROTOS)
 
 lint:
