@@ -96,7 +96,11 @@ func (j entryJSON) toProto() (*commonv1.Entry, error) {
 	}
 	// Check locally what can be checked, so a bad file fails before any
 	// network call, with the field named.
-	if _, err := apiconv.EntryFromProto(e); err != nil {
+	se, err := apiconv.EntryFromProto(e)
+	if err != nil {
+		return nil, err
+	}
+	if err := se.Validate(); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -131,6 +135,15 @@ func readEntriesFile(path string) ([]*commonv1.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read entries from %s: %w", path, err)
 	}
+	out, err := parseEntriesJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("entries file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// parseEntriesJSON parses and validates an entries document.
+func parseEntriesJSON(data []byte) ([]*commonv1.Entry, error) {
 	data = bytes.TrimSpace(data)
 	var list []entryJSON
 	if len(data) > 0 && data[0] == '{' {
@@ -138,20 +151,20 @@ func readEntriesFile(path string) ([]*commonv1.Entry, error) {
 			Entries []entryJSON `json:"entries"`
 		}
 		if err := strictJSON(data, &wrapped); err != nil {
-			return nil, fmt.Errorf("entries file %s: %w", path, err)
+			return nil, err
 		}
 		list = wrapped.Entries
 	} else if err := strictJSON(data, &list); err != nil {
-		return nil, fmt.Errorf("entries file %s: %w (want a JSON array of entries or {\"entries\": [...]})", path, err)
+		return nil, fmt.Errorf("%w (want a JSON array of entries or {\"entries\": [...]})", err)
 	}
 	if len(list) == 0 {
-		return nil, fmt.Errorf("entries file %s holds no entries", path)
+		return nil, fmt.Errorf("no entries in the document")
 	}
 	out := make([]*commonv1.Entry, len(list))
 	for i, j := range list {
 		e, err := j.toProto()
 		if err != nil {
-			return nil, fmt.Errorf("entries file %s: entry %d (%s): %w", path, i, j.SPIFFEID, err)
+			return nil, fmt.Errorf("entry %d (%s): %w", i, j.SPIFFEID, err)
 		}
 		out[i] = e
 	}
