@@ -45,24 +45,36 @@ func (a *adminConn) addFlags(cmd *cobra.Command) {
 		"the server's admin socket (env "+adminSocketEnv+")")
 }
 
-// client dials the admin socket. The returned func closes the connection.
-func (a *adminConn) client() (adminv1.AdminClient, func(), error) {
+// dial connects to the admin socket (every admin service: Admin, Inventory,
+// Audit), checking first that the socket is there and reachable so the
+// error says what to do. The caller closes the connection.
+func (a *adminConn) dial() (*grpc.ClientConn, error) {
 	fi, err := os.Stat(a.socket)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil, fmt.Errorf("no admin socket at %s: is `signet server run` running? Point to it with --admin-socket or %s", a.socket, adminSocketEnv)
+		return nil, fmt.Errorf("no admin socket at %s: is `signet server run` running? Point to it with --admin-socket or %s", a.socket, adminSocketEnv)
 	case errors.Is(err, fs.ErrPermission):
-		return nil, nil, fmt.Errorf("admin socket %s: permission denied: run as the server's user or root", a.socket)
+		return nil, fmt.Errorf("admin socket %s: permission denied: run as the server's user or root", a.socket)
 	case err != nil:
-		return nil, nil, fmt.Errorf("admin socket: %w", err)
+		return nil, fmt.Errorf("admin socket: %w", err)
 	case fi.Mode()&fs.ModeSocket == 0:
-		return nil, nil, fmt.Errorf("admin socket %s is not a socket", a.socket)
+		return nil, fmt.Errorf("admin socket %s is not a socket", a.socket)
 	}
 	conn, err := grpc.NewClient("unix://"+a.socket,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxAdminMessage), grpc.MaxCallSendMsgSize(maxAdminMessage)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("admin socket %s: %w", a.socket, err)
+		return nil, fmt.Errorf("admin socket %s: %w", a.socket, err)
+	}
+	return conn, nil
+}
+
+// client returns an admin API client on the socket. The returned func
+// closes the connection.
+func (a *adminConn) client() (adminv1.AdminClient, func(), error) {
+	conn, err := a.dial()
+	if err != nil {
+		return nil, nil, err
 	}
 	return adminv1.NewAdminClient(conn), func() { _ = conn.Close() }, nil
 }

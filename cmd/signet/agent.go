@@ -33,7 +33,7 @@ func newAgentCmd() *cobra.Command {
 	for _, c := range admin {
 		conn.addFlags(c)
 	}
-	cmd.AddCommand(append([]*cobra.Command{run}, admin...)...)
+	cmd.AddCommand(append([]*cobra.Command{run, newAgentLabelCmd()}, admin...)...)
 	return cmd
 }
 

@@ -53,22 +53,7 @@ func newHealthcheckCmd() *cobra.Command {
 
 // checkServer asks the admin socket's gRPC health service.
 func checkServer(ctx context.Context, conn *adminConn) error {
-	if _, err := os.Stat(conn.socket); err != nil {
-		return fmt.Errorf("no admin socket at %s", conn.socket)
-	}
-	cc, err := grpc.NewClient("unix://"+conn.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return rpcErr(err)
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("status %s", resp.GetStatus())
-	}
-	return nil
+	return checkHealth(ctx, conn.socket, "admin socket", "")
 }
 
 // checkAgent asks the Workload API socket's gRPC health service.
@@ -77,10 +62,15 @@ func checkAgent(ctx context.Context, socket string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(p); err != nil {
-		return fmt.Errorf("no Workload API socket at %s", p)
+	return checkHealth(ctx, p, "Workload API socket", " (the agent has not synced with the server yet)")
+}
+
+// checkHealth runs the gRPC health protocol over a unix socket.
+func checkHealth(ctx context.Context, socket, what, notServingHint string) error {
+	if _, err := os.Stat(socket); err != nil {
+		return fmt.Errorf("no %s at %s", what, socket)
 	}
-	cc, err := grpc.NewClient("unix://"+p, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
@@ -90,7 +80,7 @@ func checkAgent(ctx context.Context, socket string) error {
 		return rpcErr(err)
 	}
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("status %s (the agent has not synced with the server yet)", resp.GetStatus())
+		return fmt.Errorf("status %s%s", resp.GetStatus(), notServingHint)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ func newRootCmd() *cobra.Command {
 		newHealthcheckCmd(),
 		newDevCmd(),
 		newVersionCmd(),
+		newInventoryCmd(),
+		newCoverageCmd(),
+		newAuditCmd(),
 	)
 	return root
 }

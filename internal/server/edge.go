@@ -77,7 +77,7 @@ func (s *Server) authorizeTLS(ctx context.Context, method string) (context.Conte
 	if !ok {
 		return ctx, status.Error(errkind.GRPCCode(errkind.Unauthenticated), "an X509-SVID is required (mTLS)")
 	}
-	if strings.HasPrefix(method, adminPrefix) {
+	if strings.HasPrefix(method, adminPrefix) || strings.HasPrefix(method, inventoryPrefix) {
 		if !s.cache.isAdmin(id, s.cfg.Now()) {
 			s.log.Warn("admin call denied: caller's SVID is not of an admin entry", "spiffe_id", id.String(), "method", method)
 			return ctx, status.Error(errkind.GRPCCode(errkind.PermissionDenied), "caller is not an admin")

@@ -201,6 +201,7 @@ func (s *Server) Run(ctx context.Context) error {
 	)
 	agentv1.RegisterAgentServer(agentSrv, &agentAPI{s: s})
 	adminv1.RegisterAdminServer(agentSrv, &adminAPI{s: s})
+	s.registerInventory(agentSrv)
 
 	adminSrv := grpc.NewServer(
 		grpc.Creds(adminCredentials()),
@@ -209,6 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.ChainUnaryInterceptor(s.metrics.unary, s.adminSocketAuth),
 	)
 	adminv1.RegisterAdminServer(adminSrv, &adminAPI{s: s})
+	s.registerInventory(adminSrv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(adminSrv, hs)
 

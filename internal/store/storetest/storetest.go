@@ -41,6 +41,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Authorities", authorityTests},
 		{"Audit", auditTests},
 		{"Revision", revisionTests},
+		{"Findings", findingTests},
+		{"Coverage", coverageTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,503 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	inventoryv1 "github.com/signet-id/signet/internal/gen/signet/inventory/v1"
+	"github.com/signet-id/signet/internal/inventory"
+)
+
+// callInventory runs fn with Inventory and Audit clients on the admin
+// socket and a deadline, and turns gRPC errors into one-line messages.
+func (a *adminConn) callInventory(ctx context.Context, fn func(ctx context.Context, inv inventoryv1.InventoryClient, audit inventoryv1.AuditClient) error) error {
+	conn, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, adminCallTimeout)
+	defer cancel()
+	return rpcErr(fn(ctx, inventoryv1.NewInventoryClient(conn), inventoryv1.NewAuditClient(conn)))
+}
+
+// reportFindings records findings of a scan in the server's inventory (for
+// `signet scan --report`). host names the machine scanned (empty: this
+// host's name); labels (owner, environment, …) are given to every finding;
+// scope lists the paths the scan covered completely, so that findings no
+// longer there are marked gone (nil: only add). Fill each Finding's rule_id,
+// detector, kind, severity, description, preview, fingerprint, details and
+// locations (path, line, column, end_line, commit, author, email, date as
+// RFC 3339); the secret itself is never sent.
+func reportFindings(ctx context.Context, conn *adminConn, host string, labels map[string]string, scope []string,
+	findings []*inventoryv1.Finding) (*inventoryv1.ReportFindingsResponse, error) {
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("report findings: host name: %w", err)
+		}
+		host = h
+	}
+	req := &inventoryv1.ReportFindingsRequest{Host: host, Labels: labels, Scope: scope, Findings: findings}
+	var resp *inventoryv1.ReportFindingsResponse
+	err := conn.callInventory(ctx, func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) (err error) {
+		resp, err = inv.ReportFindings(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("report findings: %w", err)
+	}
+	return resp, nil
+}
+
+// parseLabels parses key=value arguments of flag into a map (for label
+// flags such as `scan --report --label environment=ci`).
+func parseLabels(flag string, kvs []string) (map[string]string, error) {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s %q: want key=value, e.g. environment=ci or owner=payments", flag, kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// ageFlag parses an age flag such as --stale 30d; empty is zero.
+func ageFlag(name, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := inventory.ParseAge(v)
+	if err != nil {
+		return 0, fmt.Errorf("--%s %q: %w", name, v, err)
+	}
+	return d, nil
+}
+
+// thresholdFlags are the inventory flag thresholds settable on the command
+// line.
+type thresholdFlags struct{ stale, maxX509, maxJWT, maxAge string }
+
+func (f *thresholdFlags) add(cmd *cobra.Command, staleUsage string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.stale, "stale", "", staleUsage)
+	fl.StringVar(&f.maxX509, "max-x509-ttl", "", "flag workloads whose X509-SVID TTL exceeds this (default 24h)")
+	fl.StringVar(&f.maxJWT, "max-jwt-ttl", "", "flag workloads whose JWT-SVID TTL exceeds this (default 1h)")
+	fl.StringVar(&f.maxAge, "max-credential-age", "", "flag static credentials known for longer than this (default 90d)")
+}
+
+func (f *thresholdFlags) proto() (*inventoryv1.Thresholds, error) {
+	var t [4]time.Duration
+	for i, p := range []struct{ name, v string }{
+		{"stale", f.stale}, {"max-x509-ttl", f.maxX509}, {"max-jwt-ttl", f.maxJWT}, {"max-credential-age", f.maxAge},
+	} {
+		var err error
+		if t[i], err = ageFlag(p.name, p.v); err != nil {
+			return nil, err
+		}
+	}
+	sec := func(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+	return &inventoryv1.Thresholds{StaleSeconds: sec(t[0]), MaxX509TtlSeconds: sec(t[1]), MaxJwtTtlSeconds: sec(t[2]),
+		MaxCredentialAgeSeconds: sec(t[3])}, nil
+}
+
+func newInventoryCmd() *cobra.Command {
+	var conn adminConn
+	cmd := &cobra.Command{
+		Use:   "inventory",
+		Short: "Every non-human identity the server knows: nodes, workloads, credentials, static-credential findings",
+		Long: `The inventory lists attested nodes, workloads (registration entries), credentials
+brokered by Signet (none yet: the broker is not built) and static credentials
+reported by ` + "`signet scan --report`" + `, each with its owner and environment labels
+and flags:
+
+  stale                  a workload never issued an SVID, or not for --stale
+                         (default 30d); a node not seen for --stale
+  over_long_ttl          X509-SVID TTL over --max-x509-ttl (24h) or JWT-SVID TTL
+                         over --max-jwt-ttl (1h)
+  old_static_credential  an open finding known (first seen or committed) for
+                         longer than --max-credential-age (90d)
+
+A workload without an environment label takes its node's. IDs are
+node:SPIFFE_ID, workload:ENTRY_ID and finding:FINGERPRINT.`,
+	}
+	conn.addFlags(cmd)
+	cmd.AddCommand(newInventoryListCmd(&conn), newInventoryShowCmd(&conn), newInventoryResolveCmd(&conn))
+	return cmd
+}
+
+func newInventoryListCmd(conn *adminConn) *cobra.Command {
+	var (
+		kind            string
+		th              thresholdFlags
+		flagged, closed bool
+		asJSON, asCSV   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List identities with their flags",
+		Example: `  signet inventory list
+  signet inventory list --kind workload --stale 30d
+  signet inventory list --kind finding --flagged --csv > findings.csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := inventory.ParseKind(kind); err != nil {
+				return fmt.Errorf("--kind %q: use node, workload, credential or finding", kind)
+			}
+			if asJSON && asCSV {
+				return errors.New("--json and --csv are mutually exclusive")
+			}
+			thresholds, err := th.proto()
+			if err != nil {
+				return err
+			}
+			req := &inventoryv1.ListInventoryRequest{Kind: kind, Thresholds: thresholds, StaleOnly: th.stale != "",
+				FlaggedOnly: flagged, IncludeClosed: closed}
+			var resp *inventoryv1.ListInventoryResponse
+			err = conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) (err error) {
+				resp, err = inv.ListInventory(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			switch {
+			case asJSON:
+				items := make([]itemJSON, len(resp.GetItems()))
+				for i, it := range resp.GetItems() {
+					items[i] = itemToJSON(it)
+				}
+				return writeJSON(w, map[string]any{"items": items})
+			case asCSV:
+				return writeItemsCSV(w, resp.GetItems())
+			}
+			rows := [][]string{{"ID", "KIND", "NAME", "ENVIRONMENT", "OWNER", "LAST SEEN", "FLAGS"}}
+			for _, it := range resp.GetItems() {
+				rows = append(rows, []string{it.GetId(), it.GetKind(), it.GetName(), it.GetEnvironment(), it.GetOwner(),
+					fmtTime(unixTime(it.GetLastSeenAt())), orDash(strings.Join(flagCodes(it), ","))})
+			}
+			return table(w, rows)
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", "", "only this kind: node, workload, credential or finding")
+	th.add(cmd, "only stale identities: workloads not issued an SVID and nodes not seen for this long, e.g. 30d")
+	cmd.Flags().BoolVar(&flagged, "flagged", false, "only identities with a flag")
+	cmd.Flags().BoolVar(&closed, "all", false, "also findings no longer open (gone from a rescan, or resolved)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV instead of a table")
+	return cmd
+}
+
+func flagCodes(it *inventoryv1.InventoryItem) []string {
+	out := make([]string, len(it.GetFlags()))
+	for i, f := range it.GetFlags() {
+		out[i] = f.GetCode()
+	}
+	return out
+}
+
+// flagJSON, locationJSON, findingJSON and itemJSON are the CLI's JSON shape
+// of inventory items: times RFC 3339, empty fields left out.
+type flagJSON struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type locationJSON struct {
+	Host        string `json:"host,omitempty"`
+	Path        string `json:"path"`
+	Line        int32  `json:"line,omitempty"`
+	Column      int32  `json:"column,omitempty"`
+	Commit      string `json:"commit,omitempty"`
+	Author      string `json:"author,omitempty"`
+	Email       string `json:"email,omitempty"`
+	Date        string `json:"date,omitempty"`
+	FirstSeenAt string `json:"first_seen_at,omitempty"`
+	LastSeenAt  string `json:"last_seen_at,omitempty"`
+	GoneAt      string `json:"gone_at,omitempty"`
+}
+
+type findingJSON struct {
+	Fingerprint string            `json:"fingerprint"`
+	RuleID      string            `json:"rule_id"`
+	Detector    string            `json:"detector,omitempty"`
+	Kind        string            `json:"kind"`
+	Severity    string            `json:"severity,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Preview     string            `json:"preview,omitempty"`
+	Details     map[string]string `json:"details,omitempty"`
+	Status      string            `json:"status"`
+	Resolution  string            `json:"resolution,omitempty"`
+	ClosedAt    string            `json:"closed_at,omitempty"`
+	Locations   []locationJSON    `json:"locations"`
+}
+
+type itemJSON struct {
+	ID          string            `json:"id"`
+	Kind        string            `json:"kind"`
+	Name        string            `json:"name"`
+	Environment string            `json:"environment"`
+	Owner       string            `json:"owner"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	CreatedAt   string            `json:"created_at,omitempty"`
+	LastSeenAt  string            `json:"last_seen_at,omitempty"`
+	Flags       []flagJSON        `json:"flags,omitempty"`
+	Node        *nodeDetailJSON   `json:"node,omitempty"`
+	Workload    *workloadJSON     `json:"workload,omitempty"`
+	Finding     *findingJSON      `json:"finding,omitempty"`
+}
+
+type nodeDetailJSON struct {
+	SPIFFEID        string   `json:"spiffe_id"`
+	AttestationType string   `json:"attestation_type"`
+	Selectors       []string `json:"selectors,omitempty"`
+	Banned          bool     `json:"banned"`
+	CertNotAfter    string   `json:"cert_not_after,omitempty"`
+}
+
+type workloadJSON struct {
+	EntryID       string   `json:"entry_id"`
+	SPIFFEID      string   `json:"spiffe_id"`
+	ParentID      string   `json:"parent_id"`
+	Selectors     []string `json:"selectors,omitempty"`
+	X509TTL       string   `json:"x509_ttl"`
+	JWTTTL        string   `json:"jwt_ttl"`
+	FirstIssuedAt string   `json:"first_issued_at,omitempty"`
+	LastIssuedAt  string   `json:"last_issued_at,omitempty"`
+}
+
+func itemToJSON(it *inventoryv1.InventoryItem) itemJSON {
+	j := itemJSON{
+		ID: it.GetId(), Kind: it.GetKind(), Name: it.GetName(), Environment: it.GetEnvironment(), Owner: it.GetOwner(),
+		Labels: it.GetLabels(), CreatedAt: rfc3339(it.GetCreatedAt()), LastSeenAt: rfc3339(it.GetLastSeenAt()),
+	}
+	for _, f := range it.GetFlags() {
+		j.Flags = append(j.Flags, flagJSON{Code: f.GetCode(), Message: f.GetMessage()})
+	}
+	if n := it.GetNode(); n != nil {
+		j.Node = &nodeDetailJSON{SPIFFEID: n.GetSpiffeId(), AttestationType: n.GetAttestationType(), Selectors: n.GetSelectors(),
+			Banned: n.GetBanned(), CertNotAfter: rfc3339(n.GetCertNotAfter())}
+	}
+	if w := it.GetWorkload(); w != nil {
+		j.Workload = &workloadJSON{EntryID: w.GetEntryId(), SPIFFEID: w.GetSpiffeId(), ParentID: w.GetParentId(),
+			Selectors: w.GetSelectors(), X509TTL: seconds(w.GetX509TtlSeconds()), JWTTTL: seconds(w.GetJwtTtlSeconds()),
+			FirstIssuedAt: rfc3339(w.GetFirstIssuedAt()), LastIssuedAt: rfc3339(w.GetLastIssuedAt())}
+	}
+	if f := it.GetFinding(); f != nil {
+		fj := &findingJSON{Fingerprint: f.GetFingerprint(), RuleID: f.GetRuleId(), Detector: f.GetDetector(), Kind: f.GetKind(),
+			Severity: f.GetSeverity(), Description: f.GetDescription(), Preview: f.GetPreview(), Details: f.GetDetails(),
+			Status: f.GetStatus(), Resolution: f.GetResolution(), ClosedAt: rfc3339(f.GetClosedAt())}
+		for _, l := range f.GetLocations() {
+			fj.Locations = append(fj.Locations, locationJSON{Host: l.GetHost(), Path: l.GetPath(), Line: l.GetLine(),
+				Column: l.GetColumn(), Commit: l.GetCommit(), Author: l.GetAuthor(), Email: l.GetEmail(), Date: l.GetDate(),
+				FirstSeenAt: rfc3339(l.GetFirstSeenAt()), LastSeenAt: rfc3339(l.GetLastSeenAt()), GoneAt: rfc3339(l.GetGoneAt())})
+		}
+		j.Finding = fj
+	}
+	return j
+}
+
+// writeItemsCSV writes one row per item, with a header.
+func writeItemsCSV(w io.Writer, items []*inventoryv1.InventoryItem) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"id", "kind", "name", "environment", "owner", "labels", "created_at", "last_seen_at", "flags", "flag_messages"})
+	for _, it := range items {
+		var labels, msgs []string
+		for _, k := range slices.Sorted(maps.Keys(it.GetLabels())) {
+			labels = append(labels, k+"="+it.GetLabels()[k])
+		}
+		for _, f := range it.GetFlags() {
+			msgs = append(msgs, f.GetMessage())
+		}
+		_ = cw.Write([]string{it.GetId(), it.GetKind(), it.GetName(), it.GetEnvironment(), it.GetOwner(),
+			strings.Join(labels, ";"), rfc3339(it.GetCreatedAt()), rfc3339(it.GetLastSeenAt()),
+			strings.Join(flagCodes(it), ";"), strings.Join(msgs, "; ")})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func newInventoryShowCmd(conn *adminConn) *cobra.Command {
+	var (
+		th  thresholdFlags
+		out output
+	)
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one identity: node:SPIFFE_ID, workload:ENTRY_ID, finding:FINGERPRINT, or a bare ID",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			thresholds, err := th.proto()
+			if err != nil {
+				return err
+			}
+			var it *inventoryv1.InventoryItem
+			err = conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) (err error) {
+				it, err = inv.GetInventoryItem(ctx, &inventoryv1.GetInventoryItemRequest{Id: args[0], Thresholds: thresholds})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if out.json {
+				return writeJSON(cmd.OutOrStdout(), itemToJSON(it))
+			}
+			return printItem(cmd.OutOrStdout(), it)
+		},
+	}
+	th.add(cmd, "flag workloads not issued an SVID and nodes not seen for this long (default 30d)")
+	out.addFlags(cmd)
+	return cmd
+}
+
+// printItem writes an item as aligned "Field: value" lines.
+func printItem(w io.Writer, it *inventoryv1.InventoryItem) error {
+	j := itemToJSON(it)
+	rows := [][]string{{"ID:", j.ID}, {"Kind:", j.Kind}, {"Name:", j.Name}, {"Environment:", j.Environment}, {"Owner:", j.Owner}}
+	for _, k := range slices.Sorted(maps.Keys(j.Labels)) {
+		rows = append(rows, []string{"Label:", k + "=" + j.Labels[k]})
+	}
+	switch {
+	case j.Node != nil:
+		rows = append(rows, []string{"Attestation:", j.Node.AttestationType}, []string{"Banned:", strconv.FormatBool(j.Node.Banned)},
+			[]string{"Attested:", orDash(j.CreatedAt)}, []string{"Last seen:", orDash(j.LastSeenAt)},
+			[]string{"SVID expires:", orDash(j.Node.CertNotAfter)})
+	case j.Workload != nil:
+		wl := j.Workload
+		rows = append(rows, []string{"Entry ID:", wl.EntryID}, []string{"Parent ID:", wl.ParentID},
+			[]string{"Selectors:", joinOrDash(wl.Selectors)}, []string{"X509-SVID TTL:", wl.X509TTL}, []string{"JWT-SVID TTL:", wl.JWTTTL},
+			[]string{"Created:", orDash(j.CreatedAt)}, []string{"First issued:", orDash(wl.FirstIssuedAt)},
+			[]string{"Last issued:", orDash(wl.LastIssuedAt)})
+	case j.Finding != nil:
+		f := j.Finding
+		rows = append(rows, []string{"Fingerprint:", f.Fingerprint}, []string{"Rule:", f.RuleID + " (" + orDash(f.Detector) + ")"},
+			[]string{"Credential kind:", f.Kind}, []string{"Severity:", orDash(f.Severity)}, []string{"Preview:", orDash(f.Preview)},
+			[]string{"Status:", f.Status + strings.TrimSuffix(" "+f.Resolution, " ")}, []string{"First seen:", orDash(j.CreatedAt)},
+			[]string{"Last seen:", orDash(j.LastSeenAt)})
+		if f.Description != "" {
+			rows = append(rows, []string{"Description:", f.Description})
+		}
+		for _, k := range slices.Sorted(maps.Keys(f.Details)) {
+			rows = append(rows, []string{"Detail:", k + "=" + f.Details[k]})
+		}
+		for _, l := range f.Locations {
+			rows = append(rows, []string{"Location:", locationText(l)})
+		}
+	}
+	for _, f := range j.Flags {
+		rows = append(rows, []string{"Flag:", f.Code + ": " + f.Message})
+	}
+	return table(w, rows)
+}
+
+func locationText(l locationJSON) string {
+	s := l.Host + ":" + l.Path
+	if l.Line > 0 {
+		s += ":" + strconv.Itoa(int(l.Line))
+	}
+	if l.Commit != "" {
+		s += " commit " + l.Commit
+		if l.Author != "" {
+			s += " by " + l.Author
+		}
+		if l.Date != "" {
+			s += " on " + l.Date
+		}
+	}
+	if l.GoneAt != "" {
+		s += " (gone since " + l.GoneAt + ")"
+	} else if l.LastSeenAt != "" {
+		s += " (last seen " + l.LastSeenAt + ")"
+	}
+	return s
+}
+
+func newInventoryResolveCmd(conn *adminConn) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "resolve FINGERPRINT",
+		Short: "Mark a static-credential finding resolved (rotated, revoked, false positive); it stays resolved if seen again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return errors.New("--reason is required, e.g. --reason rotated")
+			}
+			var it *inventoryv1.InventoryItem
+			err := conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) (err error) {
+				it, err = inv.ResolveFinding(ctx, &inventoryv1.ResolveFindingRequest{Id: args[0], Reason: reason})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "resolved %s (%s)\n", it.GetId(), reason)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why: rotated, revoked, false-positive, …")
+	return cmd
+}
+
+// newAgentLabelCmd is `signet agent label`.
+func newAgentLabelCmd() *cobra.Command {
+	var (
+		conn adminConn
+		out  output
+	)
+	cmd := &cobra.Command{
+		Use:   "label SPIFFE_ID key=value... [key-...]",
+		Short: "Set (key=value) or remove (key-) inventory labels of an attested agent, e.g. environment=vm owner=infra",
+		Example: `  signet agent label spiffe://example.org/node/web-1 environment=vm owner=payments
+  signet agent label spiffe://example.org/node/web-1 owner-`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &inventoryv1.SetNodeLabelsRequest{SpiffeId: args[0]}
+			var set []string
+			for _, a := range args[1:] {
+				if k, ok := strings.CutSuffix(a, "-"); ok && !strings.Contains(a, "=") && k != "" {
+					req.Remove = append(req.Remove, k)
+				} else {
+					set = append(set, a)
+				}
+			}
+			var err error
+			if req.Set, err = parseLabels("label", set); err != nil {
+				return fmt.Errorf("%w (or key- to remove a label)", err)
+			}
+			var it *inventoryv1.InventoryItem
+			err = conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) (err error) {
+				it, err = inv.SetNodeLabels(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if out.json {
+				return writeJSON(cmd.OutOrStdout(), itemToJSON(it))
+			}
+			var labels []string
+			for _, k := range slices.Sorted(maps.Keys(it.GetLabels())) {
+				labels = append(labels, k+"="+it.GetLabels()[k])
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s labels: %s\n", args[0], orDash(strings.Join(labels, " ")))
+			return err
+		},
+	}
+	conn.addFlags(cmd)
+	out.addFlags(cmd)
+	return cmd
+}

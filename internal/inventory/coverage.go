@@ -1,0 +1,281 @@
+package inventory
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/signet-id/signet/internal/errkind"
+)
+
+// Dimension is what a coverage report groups by.
+type Dimension string
+
+// Coverage dimensions.
+const (
+	ByEnvironment Dimension = "environment" // the environment label
+	ByOwner       Dimension = "owner"       // the owner label
+	// ByPath groups workloads by their SPIFFE ID's leading path segments
+	// and findings by the leading directories of their primary path.
+	ByPath Dimension = "path"
+)
+
+// ParseDimension parses a dimension name; empty means ByEnvironment.
+func ParseDimension(s string) (Dimension, error) {
+	switch d := Dimension(s); d {
+	case "":
+		return ByEnvironment, nil
+	case ByEnvironment, ByOwner, ByPath:
+		return d, nil
+	}
+	return "", errkind.New(errkind.InvalidArgument, "by %q is not supported: use environment, owner or path", s)
+}
+
+// Coverage defaults and limits.
+const (
+	DefaultActiveWithin = 24 * time.Hour
+	DefaultPathDepth    = 1
+	MaxPathDepth        = 16
+)
+
+// CoverageOptions configure ComputeCoverage.
+type CoverageOptions struct {
+	By Dimension // default ByEnvironment
+	// ActiveWithin: a workload issued an SVID this recently runs on a
+	// short-lived SPIFFE identity. Default 24h.
+	ActiveWithin time.Duration
+	// PathDepth is how many leading path segments form a ByPath group.
+	// Default 1.
+	PathDepth int
+}
+
+// WithDefaults fills zero fields and checks the others, naming the field
+// in errors.
+func (o CoverageOptions) WithDefaults() (CoverageOptions, error) {
+	if o.By == "" {
+		o.By = ByEnvironment
+	}
+	if _, err := ParseDimension(string(o.By)); err != nil {
+		return o, err
+	}
+	if o.ActiveWithin == 0 {
+		o.ActiveWithin = DefaultActiveWithin
+	}
+	if o.ActiveWithin < time.Second || o.ActiveWithin > maxAge {
+		return o, errkind.New(errkind.InvalidArgument, "active_within %s: use at least 1s and at most 100 years", o.ActiveWithin)
+	}
+	if o.PathDepth == 0 {
+		o.PathDepth = DefaultPathDepth
+	}
+	if o.PathDepth < 1 || o.PathDepth > MaxPathDepth {
+		return o, errkind.New(errkind.InvalidArgument, "path_depth %d: use 1 to %d", o.PathDepth, MaxPathDepth)
+	}
+	return o, nil
+}
+
+// Key names the view o computes, for comparing a report only with earlier
+// ones of the same view: the dimension, plus the window and depth when
+// they differ from the defaults ("path depth=2", "owner active=7d"). o must
+// have its defaults filled.
+func (o CoverageOptions) Key() string {
+	key := string(o.By)
+	if o.By == ByPath && o.PathDepth != DefaultPathDepth {
+		key += fmt.Sprintf(" depth=%d", o.PathDepth)
+	}
+	if o.ActiveWithin != DefaultActiveWithin {
+		key += " active=" + FormatAge(o.ActiveWithin)
+	}
+	return key
+}
+
+// Coverage is a coverage report: per group and in total, how many
+// workloads run on short-lived SPIFFE identities and how many static
+// credentials remain. Its JSON form is what the store keeps.
+type Coverage struct {
+	By                  Dimension       `json:"by"`
+	ActiveWithinSeconds int64           `json:"active_within_seconds"`
+	PathDepth           int             `json:"path_depth,omitempty"`
+	Groups              []CoverageGroup `json:"groups"`
+	Total               CoverageGroup   `json:"total"`
+}
+
+// CoverageGroup is the coverage of one environment, owner or path.
+type CoverageGroup struct {
+	Key          string `json:"key"`
+	Workloads    int64  `json:"workloads"`     // registration entries
+	SPIFFEActive int64  `json:"spiffe_active"` // of those, issued an SVID within the window
+	StaticOpen   int64  `json:"static_open"`   // open static-credential findings
+	Nodes        int64  `json:"nodes"`         // attested nodes (not part of coverage)
+	// CoveredPercent is SPIFFEActive / (SPIFFEActive + StaticOpen) in
+	// percent, rounded to 0.1; nil when both are zero.
+	CoveredPercent *float64 `json:"covered_percent,omitempty"`
+}
+
+func (g *CoverageGroup) finish() {
+	g.CoveredPercent = nil
+	if d := g.SPIFFEActive + g.StaticOpen; d > 0 {
+		p := math.Round(float64(g.SPIFFEActive)*1000/float64(d)) / 10
+		g.CoveredPercent = &p
+	}
+}
+
+// GroupKey returns the group an item falls in under dimension by (with
+// depth for ByPath).
+func GroupKey(it *Item, by Dimension, depth int) string {
+	switch by {
+	case ByOwner:
+		return it.Owner
+	case ByPath:
+		switch {
+		case it.Node != nil:
+			return idPathPrefix(it.Node.SPIFFEID.Path(), depth)
+		case it.Entry != nil:
+			return idPathPrefix(it.Entry.SPIFFEID.Path(), depth)
+		case it.Finding != nil:
+			return filePathPrefix(PrimaryPath(it.Finding), depth)
+		}
+		return Unknown
+	}
+	return it.Environment
+}
+
+// idPathPrefix returns the first depth segments of a SPIFFE ID path:
+// "/ns/prod/sa/web" at depth 2 is "/ns/prod".
+func idPathPrefix(p string, depth int) string {
+	segs := strings.Split(strings.Trim(p, "/"), "/")
+	if len(segs) == 1 && segs[0] == "" {
+		return "/"
+	}
+	return "/" + strings.Join(segs[:min(depth, len(segs))], "/")
+}
+
+// filePathPrefix returns the first depth directories of a file path:
+// "/srv/app/conf/x.env" at depth 2 is "/srv/app"; "x.env" is "."; an
+// environment variable ("env:NAME") is "env:".
+func filePathPrefix(p string, depth int) string {
+	if p == "" {
+		return Unknown
+	}
+	if strings.HasPrefix(p, "env:") {
+		return "env:"
+	}
+	dir := path.Dir(p)
+	if dir == "." || dir == "/" {
+		return dir
+	}
+	abs := strings.HasPrefix(dir, "/")
+	segs := strings.Split(strings.Trim(dir, "/"), "/")
+	key := strings.Join(segs[:min(depth, len(segs))], "/")
+	if abs {
+		key = "/" + key
+	}
+	return key
+}
+
+// ComputeCoverage computes coverage over items as of now. Every workload
+// counts once, as active when its last SVID was issued within the window;
+// every open finding counts once, in the group of its labels (or, by path,
+// of its primary path); credentials, closed findings and node aliases do
+// not count. Groups are ordered by key, with Unknown last.
+func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverage, error) {
+	opts, err := opts.WithDefaults()
+	if err != nil {
+		return Coverage{}, err
+	}
+	rep := Coverage{By: opts.By, ActiveWithinSeconds: int64(opts.ActiveWithin / time.Second), Total: CoverageGroup{Key: "total"}}
+	if opts.By == ByPath {
+		rep.PathDepth = opts.PathDepth
+	}
+	groups := make(map[string]*CoverageGroup)
+	since := now.Add(-opts.ActiveWithin)
+	for i := range items {
+		it := &items[i]
+		var add CoverageGroup
+		switch it.Kind {
+		case KindNode:
+			add.Nodes = 1
+		case KindWorkload:
+			add.Workloads = 1
+			if last := it.Entry.LastIssuedAt; !last.IsZero() && !last.Before(since) {
+				add.SPIFFEActive = 1
+			}
+		case KindFinding:
+			if !it.Finding.Open() {
+				continue
+			}
+			add.StaticOpen = 1
+		default:
+			continue
+		}
+		key := GroupKey(it, opts.By, opts.PathDepth)
+		g := groups[key]
+		if g == nil {
+			g = &CoverageGroup{Key: key}
+			groups[key] = g
+		}
+		for _, t := range []*CoverageGroup{g, &rep.Total} {
+			t.Nodes += add.Nodes
+			t.Workloads += add.Workloads
+			t.SPIFFEActive += add.SPIFFEActive
+			t.StaticOpen += add.StaticOpen
+		}
+	}
+	rep.Groups = make([]CoverageGroup, 0, len(groups))
+	for _, g := range groups {
+		g.finish()
+		rep.Groups = append(rep.Groups, *g)
+	}
+	slices.SortFunc(rep.Groups, func(a, b CoverageGroup) int { return CompareGroupKeys(a.Key, b.Key) })
+	rep.Total.finish()
+	return rep, nil
+}
+
+// CoverageDelta is the change of a group since an earlier report.
+type CoverageDelta struct {
+	Workloads    int64
+	SPIFFEActive int64
+	StaticOpen   int64
+	// CoveredPercent is in percentage points; nil when either report has no
+	// percentage for the group.
+	CoveredPercent *float64
+}
+
+// Delta returns the change from prev to cur, in percentage points rounded
+// to 0.1.
+func Delta(prev, cur CoverageGroup) CoverageDelta {
+	d := CoverageDelta{
+		Workloads: cur.Workloads - prev.Workloads, SPIFFEActive: cur.SPIFFEActive - prev.SPIFFEActive,
+		StaticOpen: cur.StaticOpen - prev.StaticOpen,
+	}
+	if cur.CoveredPercent != nil && prev.CoveredPercent != nil {
+		p := math.Round((*cur.CoveredPercent-*prev.CoveredPercent)*10) / 10
+		d.CoveredPercent = &p
+	}
+	return d
+}
+
+// Group returns the group with the given key, and whether there is one.
+func (c *Coverage) Group(key string) (CoverageGroup, bool) {
+	for _, g := range c.Groups {
+		if g.Key == key {
+			return g, true
+		}
+	}
+	return CoverageGroup{}, false
+}
+
+// CompareGroupKeys orders group keys: by byte order, with Unknown last.
+func CompareGroupKeys(a, b string) int {
+	switch {
+	case a == b:
+		return 0
+	case a == Unknown:
+		return 1
+	case b == Unknown:
+		return -1
+	}
+	return strings.Compare(a, b)
+}

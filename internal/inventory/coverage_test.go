@@ -1,0 +1,211 @@
+package inventory_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/inventory"
+	"github.com/signet-id/signet/internal/model"
+	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/store/storetest"
+)
+
+var (
+	now      = time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC)
+	serverID = spiffeid.RequireFromString("spiffe://example.org/signet/server")
+)
+
+func pct(p float64) *float64 { return &p }
+
+// seed fills s with the fixture the expected numbers below are computed
+// from by hand.
+func seed(t *testing.T, s *store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	id := spiffeid.RequireFromString
+	for name, labels := range map[string]map[string]string{
+		"k8s":  {"environment": "kubernetes", "owner": "platform"},
+		"vm":   {"environment": "vm"},
+		"bare": nil,
+	} {
+		_, err := s.CreateNode(ctx, model.Node{SPIFFEID: id("spiffe://example.org/node/" + name), AttestationType: "join_token", Labels: labels})
+		must("CreateNode", err)
+	}
+	entry := func(eid, path, node string, labels map[string]string) model.Entry {
+		return model.Entry{ID: eid, SPIFFEID: id("spiffe://example.org" + path), ParentID: id("spiffe://example.org/node/" + node),
+			Selectors: []model.Selector{{Type: "unix", Value: "uid:1000"}}, Labels: labels}
+	}
+	entries := []model.Entry{
+		entry("web", "/ns/prod/web", "k8s", map[string]string{"owner": "payments"}),
+		entry("api", "/ns/prod/api", "k8s", map[string]string{"owner": "payments", "environment": "k8s"}),
+		entry("batch", "/batch/nightly", "vm", map[string]string{"owner": "data"}),
+		entry("legacy-app", "/legacy/app", "bare", map[string]string{"owner": "data", "environment": "legacy"}),
+		entry("ci-job", "/ci/deploy", "bare", map[string]string{"owner": "payments", "environment": "ci"}),
+		// A node alias: not a workload.
+		{ID: "alias", SPIFFEID: id("spiffe://example.org/alias/k8s"), ParentID: serverID,
+			Selectors: []model.Selector{{Type: "join_token", Value: "x"}}},
+	}
+	res, err := s.CreateEntries(ctx, entries, true)
+	must("CreateEntries", err)
+	for _, r := range res {
+		must("CreateEntries item", r.Err)
+	}
+	for eid, ago := range map[string]time.Duration{"web": time.Hour, "api": 48 * time.Hour, "batch": 3 * time.Hour, "ci-job": 10 * time.Minute} {
+		must("TouchEntries", s.TouchEntries(ctx, []string{eid}, now.Add(-ago)))
+	}
+	find := func(fp, path string) store.Finding {
+		return store.Finding{Fingerprint: fp, RuleID: "generic-api-key", Kind: "api-key",
+			Locations: []store.FindingLocation{{Path: path, Line: 1}}}
+	}
+	reports := []store.FindingReport{
+		{Host: "ci-1", Labels: map[string]string{"environment": "ci", "owner": "payments"},
+			Findings: []store.Finding{find("f1f1f1f1", "/builds/app/.gitlab-ci.yml"), find("f2f2f2f2", "/builds/app/deploy.sh")}},
+		{Host: "old-1", Labels: map[string]string{"environment": "legacy", "owner": "data"},
+			Findings: []store.Finding{find("f3f3f3f3", "/opt/etl/conf.ini"), find("f4f4f4f4", "/opt/etl/old.ini")}},
+		{Host: "dev-1", Findings: []store.Finding{find("f5f5f5f5", "env:AWS_SECRET_ACCESS_KEY")}},
+		{Host: "vm-1", Labels: map[string]string{"environment": "vm", "owner": "data"}, Scope: []string{"/etc"},
+			Findings: []store.Finding{find("f6f6f6f6", "/etc/app/secret.env")}},
+		// Rescanned clean: f6 is gone.
+		{Host: "vm-1", Scope: []string{"/etc"}},
+	}
+	for _, r := range reports {
+		_, err := s.ReportFindings(ctx, r)
+		must("ReportFindings", err)
+	}
+	_, err = s.ResolveFinding(ctx, "f4f4f4f4", "rotated")
+	must("ResolveFinding", err)
+}
+
+func TestCoverageFromSeededStore(t *testing.T) {
+	wantEnv := []inventory.CoverageGroup{
+		{Key: "ci", Workloads: 1, SPIFFEActive: 1, StaticOpen: 2, CoveredPercent: pct(33.3)},
+		{Key: "kubernetes", Workloads: 2, SPIFFEActive: 1, Nodes: 1, CoveredPercent: pct(100)},
+		{Key: "legacy", Workloads: 1, StaticOpen: 1, CoveredPercent: pct(0)},
+		{Key: "vm", Workloads: 1, SPIFFEActive: 1, Nodes: 1, CoveredPercent: pct(100)},
+		{Key: "unknown", StaticOpen: 1, Nodes: 1, CoveredPercent: pct(0)},
+	}
+	wantOwner := []inventory.CoverageGroup{
+		{Key: "data", Workloads: 2, SPIFFEActive: 1, StaticOpen: 1, CoveredPercent: pct(50)},
+		{Key: "payments", Workloads: 3, SPIFFEActive: 2, StaticOpen: 2, CoveredPercent: pct(50)},
+		{Key: "platform", Nodes: 1},
+		{Key: "unknown", StaticOpen: 1, Nodes: 2, CoveredPercent: pct(0)},
+	}
+	wantPath := []inventory.CoverageGroup{
+		{Key: "/batch", Workloads: 1, SPIFFEActive: 1, CoveredPercent: pct(100)},
+		{Key: "/builds", StaticOpen: 2, CoveredPercent: pct(0)},
+		{Key: "/ci", Workloads: 1, SPIFFEActive: 1, CoveredPercent: pct(100)},
+		{Key: "/legacy", Workloads: 1}, // neither active nor static: no percentage
+		{Key: "/node", Nodes: 3},
+		{Key: "/ns", Workloads: 2, SPIFFEActive: 1, CoveredPercent: pct(100)},
+		{Key: "/opt", StaticOpen: 1, CoveredPercent: pct(0)},
+		{Key: "env:", StaticOpen: 1, CoveredPercent: pct(0)},
+	}
+	wantTotal := inventory.CoverageGroup{Key: "total", Workloads: 5, SPIFFEActive: 3, StaticOpen: 4, Nodes: 3, CoveredPercent: pct(42.9)}
+	cases := []struct {
+		name string
+		opts inventory.CoverageOptions
+		want []inventory.CoverageGroup
+	}{
+		{"environment", inventory.CoverageOptions{By: inventory.ByEnvironment}, wantEnv},
+		{"owner", inventory.CoverageOptions{By: inventory.ByOwner}, wantOwner},
+		{"path", inventory.CoverageOptions{By: inventory.ByPath}, wantPath},
+	}
+	open := map[string]func(t *testing.T) *store.Store{
+		"sqlite": func(t *testing.T) *store.Store {
+			return openStore(t, store.DriverSQLite, filepath.Join(t.TempDir(), "signet.db"))
+		},
+		"postgres": func(t *testing.T) *store.Store {
+			return openStore(t, store.DriverPostgres, storetest.PostgresDSN(t))
+		},
+	}
+	for backend, openFn := range open {
+		t.Run(backend, func(t *testing.T) {
+			s := openFn(t)
+			seed(t, s)
+			in, err := inventory.Load(t.Context(), s, serverID, "", false)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			c := inventory.Classifier{Now: now, DefaultX509TTL: time.Hour, DefaultJWTTTL: 5 * time.Minute}
+			items := c.Items(in)
+			for _, tc := range cases {
+				got, err := inventory.ComputeCoverage(items, now, tc.opts)
+				if err != nil {
+					t.Fatalf("ComputeCoverage(%s): %v", tc.name, err)
+				}
+				if diff := cmp.Diff(tc.want, got.Groups); diff != "" {
+					t.Errorf("ComputeCoverage(by %s) groups (-want +got):\n%s", tc.name, diff)
+				}
+				if diff := cmp.Diff(wantTotal, got.Total); diff != "" {
+					t.Errorf("ComputeCoverage(by %s) total (-want +got):\n%s", tc.name, diff)
+				}
+			}
+			// A wider window counts api (issued 2 days ago) as active.
+			got, err := inventory.ComputeCoverage(items, now, inventory.CoverageOptions{By: inventory.ByEnvironment, ActiveWithin: 7 * inventory.Day})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k8s, _ := got.Group("kubernetes"); k8s.SPIFFEActive != 2 || got.Total.SPIFFEActive != 4 {
+				t.Errorf("with a 7d window: kubernetes %+v, total %+v; want 2 and 4 active", k8s, got.Total)
+			}
+		})
+	}
+}
+
+func openStore(t *testing.T, driver, dsn string) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.Context(), store.Config{Driver: driver, DSN: dsn, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatalf("store.Open(%s): %v", driver, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestCoverageDelta(t *testing.T) {
+	prev := inventory.CoverageGroup{Workloads: 4, SPIFFEActive: 1, StaticOpen: 3, CoveredPercent: pct(25)}
+	cur := inventory.CoverageGroup{Workloads: 5, SPIFFEActive: 3, StaticOpen: 1, CoveredPercent: pct(75)}
+	got := inventory.Delta(prev, cur)
+	want := inventory.CoverageDelta{Workloads: 1, SPIFFEActive: 2, StaticOpen: -2, CoveredPercent: pct(50)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Delta() (-want +got):\n%s", diff)
+	}
+	if d := inventory.Delta(inventory.CoverageGroup{}, cur); d.CoveredPercent != nil {
+		t.Errorf("Delta(no previous percentage) = %v, want nil percentage", *d.CoveredPercent)
+	}
+}
+
+func TestCoverageOptions(t *testing.T) {
+	cases := []struct {
+		opts    inventory.CoverageOptions
+		wantKey string
+		wantErr bool
+	}{
+		{inventory.CoverageOptions{}, "environment", false},
+		{inventory.CoverageOptions{By: inventory.ByPath, PathDepth: 2}, "path depth=2", false},
+		{inventory.CoverageOptions{By: inventory.ByOwner, ActiveWithin: 7 * inventory.Day}, "owner active=7d", false},
+		{inventory.CoverageOptions{By: "team"}, "", true},
+		{inventory.CoverageOptions{PathDepth: 17}, "", true},
+		{inventory.CoverageOptions{ActiveWithin: -time.Hour}, "", true},
+	}
+	for _, c := range cases {
+		o, err := c.opts.WithDefaults()
+		if (err != nil) != c.wantErr {
+			t.Errorf("WithDefaults(%+v) error = %v, want error %v", c.opts, err, c.wantErr)
+			continue
+		}
+		if err == nil && o.Key() != c.wantKey {
+			t.Errorf("Key(%+v) = %q, want %q", c.opts, o.Key(), c.wantKey)
+		}
+	}
+}
