@@ -53,13 +53,9 @@ func (f *entryFlags) add(cmd *cobra.Command) {
 
 // toJSON assembles the flags into the entry JSON shape, which validates.
 func (f *entryFlags) toJSON() (entryJSON, error) {
-	labels := map[string]string{}
-	for _, l := range f.labels {
-		k, v, ok := strings.Cut(l, "=")
-		if !ok || k == "" {
-			return entryJSON{}, fmt.Errorf("--label %q: want key=value, e.g. owner=payments", l)
-		}
-		labels[k] = v
+	labels, err := parseLabels("--label", f.labels)
+	if err != nil {
+		return entryJSON{}, err
 	}
 	if len(labels) == 0 {
 		labels = nil

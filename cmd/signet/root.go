@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		newInventoryCmd(),
 		newCoverageCmd(),
 		newAuditCmd(),
+		newScanCmd(),
 	)
 	return root
 }

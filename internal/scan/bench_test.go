@@ -1,0 +1,72 @@
+package scan_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/signet-id/signet/internal/scan"
+	"github.com/signet-id/signet/internal/scan/scantest"
+)
+
+// BenchmarkScanTree measures scan throughput (MB/s) on a generated tree of
+// source files: 20 MB by default, SIGNET_BENCH_TREE_MB megabytes if set.
+// With SIGNET_BENCH_TREE_DIR set the tree is written there (or reused if
+// the directory is not empty) and kept, so other scanners can be timed on
+// the same files.
+func BenchmarkScanTree(b *testing.B) {
+	mb := int64(20)
+	if v := os.Getenv("SIGNET_BENCH_TREE_MB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			b.Fatalf("SIGNET_BENCH_TREE_MB=%q: want a positive number", v)
+		}
+		mb = n
+	}
+	dir := os.Getenv("SIGNET_BENCH_TREE_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	size := treeSize(b, dir)
+	if size == 0 {
+		_, n, err := scantest.WriteTree(dir, mb<<20, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	s := newScanner(b, scan.Config{})
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := s.Scan(context.Background(), scan.Targets{Paths: []string{dir}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.Stats.Bytes != size || len(rep.Findings) == 0 {
+			b.Fatalf("scanned %d bytes with %d findings, want %d bytes and some findings", rep.Stats.Bytes, len(rep.Findings), size)
+		}
+	}
+}
+
+// treeSize returns the bytes in the regular files under dir (0 if none).
+func treeSize(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil && !os.IsNotExist(err) {
+		b.Fatal(err)
+	}
+	return n
+}
