@@ -234,43 +234,28 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 				spiffeIDs = append(spiffeIDs, sid)
 			}
 		}
-		err := chunks(ids, inListSize, func(part []string) error {
-			rows, err := t.query(ctx, "SELECT id FROM entries WHERE id IN ("+placeholders(len(part))+")", anys(part)...)
-			if err != nil {
+		err := t.queryIn(ctx, "SELECT id FROM entries WHERE id", nil, ids, func(rows *sql.Rows) error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
 				return err
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					return err
-				}
-				fail(byID[id], errkind.New(errkind.AlreadyExists, "entry %q already exists", id))
-			}
-			return rows.Err()
+			fail(byID[id], errkind.New(errkind.AlreadyExists, "entry %q already exists", id))
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("check entry ids: %w", err)
 		}
-		err = chunks(spiffeIDs, inListSize, func(part []string) error {
-			rows, err := t.query(ctx, "SELECT id, spiffe_id, parent_id, selectors_hash FROM entries WHERE spiffe_id IN ("+
-				placeholders(len(part))+")", anys(part)...)
-			if err != nil {
+		err = t.queryIn(ctx, "SELECT id, spiffe_id, parent_id, selectors_hash FROM entries WHERE spiffe_id", nil, spiffeIDs, func(rows *sql.Rows) error {
+			var id, spiffeID, parentID string
+			var hash []byte
+			if err := rows.Scan(&id, &spiffeID, &parentID, &hash); err != nil {
 				return err
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var id, spiffeID, parentID string
-				var hash []byte
-				if err := rows.Scan(&id, &spiffeID, &parentID, &hash); err != nil {
-					return err
-				}
-				if i, clash := byKey[entryKey(spiffeID, parentID, hash)]; clash {
-					fail(i, errkind.New(errkind.AlreadyExists,
-						"an entry for %s under %s with these selectors already exists (id %s)", spiffeID, parentID, id))
-				}
+			if i, clash := byKey[entryKey(spiffeID, parentID, hash)]; clash {
+				fail(i, errkind.New(errkind.AlreadyExists,
+					"an entry for %s under %s with these selectors already exists (id %s)", spiffeID, parentID, id))
 			}
-			return rows.Err()
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("check entry uniqueness: %w", err)

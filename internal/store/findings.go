@@ -476,26 +476,19 @@ type findingState struct {
 
 func (t *wtx) findingStates(ctx context.Context, fps []string) (map[string]findingState, error) {
 	out := make(map[string]findingState, len(fps))
-	err := chunks(fps, inListSize, func(part []string) error {
-		rows, err := t.query(ctx, "SELECT fingerprint, status, closed_at, labels FROM findings WHERE fingerprint IN ("+
-			placeholders(len(part))+")", anys(part)...)
-		if err != nil {
+	err := t.queryIn(ctx, "SELECT fingerprint, status, closed_at, labels FROM findings WHERE fingerprint", nil, fps, func(rows *sql.Rows) error {
+		var fp, status, labels string
+		var st findingState
+		if err := rows.Scan(&fp, &status, &st.closedAt, &labels); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var fp, status, labels string
-			var st findingState
-			if err := rows.Scan(&fp, &status, &st.closedAt, &labels); err != nil {
-				return err
-			}
-			st.status = FindingStatus(status)
-			if st.labels, err = labelsFromDB(labels); err != nil {
-				return fmt.Errorf("finding %s: %w", fp, err)
-			}
-			out[fp] = st
+		st.status = FindingStatus(status)
+		var err error
+		if st.labels, err = labelsFromDB(labels); err != nil {
+			return fmt.Errorf("finding %s: %w", fp, err)
 		}
-		return rows.Err()
+		out[fp] = st
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read findings: %w", err)
@@ -507,22 +500,14 @@ func (t *wtx) findingStates(ctx context.Context, fps []string) (map[string]findi
 // findings, by key, with their gone_at.
 func (t *wtx) locationStates(ctx context.Context, fps []string, host string) (map[locKey]int64, error) {
 	out := make(map[locKey]int64)
-	err := chunks(fps, inListSize, func(part []string) error {
-		rows, err := t.query(ctx, "SELECT fingerprint, path, line, commit_sha, gone_at FROM finding_locations WHERE host = ? AND fingerprint IN ("+
-			placeholders(len(part))+")", append([]any{host}, anys(part)...)...)
-		if err != nil {
+	err := t.queryIn(ctx, "SELECT fingerprint, path, line, commit_sha, gone_at FROM finding_locations WHERE host = ? AND fingerprint", []any{host}, fps, func(rows *sql.Rows) error {
+		k := locKey{host: host}
+		var gone int64
+		if err := rows.Scan(&k.fp, &k.path, &k.line, &k.commit, &gone); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			k := locKey{host: host}
-			var gone int64
-			if err := rows.Scan(&k.fp, &k.path, &k.line, &k.commit, &gone); err != nil {
-				return err
-			}
-			out[k] = gone
-		}
-		return rows.Err()
+		out[k] = gone
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read finding locations: %w", err)
@@ -571,21 +556,13 @@ func (t *wtx) markGone(ctx context.Context, host string, scope []string, reporte
 	}
 	fps := slices.Sorted(maps.Keys(affected))
 	stillOpen := make(map[string]bool)
-	err = chunks(fps, inListSize, func(part []string) error {
-		rows, err := t.query(ctx, "SELECT DISTINCT fingerprint FROM finding_locations WHERE gone_at = 0 AND fingerprint IN ("+
-			placeholders(len(part))+")", anys(part)...)
-		if err != nil {
+	err = t.queryIn(ctx, "SELECT DISTINCT fingerprint FROM finding_locations WHERE gone_at = 0 AND fingerprint", nil, fps, func(rows *sql.Rows) error {
+		var fp string
+		if err := rows.Scan(&fp); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var fp string
-			if err := rows.Scan(&fp); err != nil {
-				return err
-			}
-			stillOpen[fp] = true
-		}
-		return rows.Err()
+		stillOpen[fp] = true
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read open locations: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
@@ -171,6 +172,24 @@ func (t *wtx) exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 
 func (t *wtx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	return t.tx.QueryContext(ctx, t.d.rebind(q), args...)
+}
+
+// queryIn runs q followed by " IN (…)" over keys in chunks of inListSize
+// (bound after leading), calling row for each result row.
+func (t *wtx) queryIn(ctx context.Context, q string, leading []any, keys []string, row func(*sql.Rows) error) error {
+	return chunks(keys, inListSize, func(part []string) error {
+		rows, err := t.query(ctx, q+" IN ("+placeholders(len(part))+")", append(slices.Clone(leading), anys(part)...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := row(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
 }
 
 func (t *wtx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {

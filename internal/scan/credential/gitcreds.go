@@ -74,18 +74,8 @@ func parseGitCredentialLine(line string) (GitCredential, bool) {
 func DetectGitCredentials(content []byte) []Hit {
 	var hits []Hit
 	for _, c := range ParseGitCredentials(content) {
-		h := Hit{Start: c.Start, End: c.End, Priority: priorityStructured}
-		if IsPlaceholder(c.Password) {
-			h.Rule, h.Dismiss = "git-credentials-placeholder", true
-		} else {
-			h.Rule = "git-credentials-password"
-			h.Description = "Password or token in git credential store"
-			h.Kind = KindPassword
-			h.Severity = SeverityHigh
-			h.Value = Secret(c.Password)
-			h.Details = map[string]string{"host": c.Host, "user": c.User}
-		}
-		hits = append(hits, h)
+		hits = append(hits, passwordHit("git-credentials", "Password or token in git credential store",
+			c.Start, c.End, c.Password, map[string]string{"host": c.Host, "user": c.User}))
 	}
 	return hits
 }

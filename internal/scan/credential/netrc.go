@@ -129,18 +129,8 @@ func ParseNetrc(content []byte) []NetrcEntry {
 func DetectNetrc(content []byte) []Hit {
 	var hits []Hit
 	for _, e := range ParseNetrc(content) {
-		h := Hit{Start: e.Start, End: e.End, Priority: priorityStructured}
-		if IsPlaceholder(e.Password) {
-			h.Rule, h.Dismiss = "netrc-placeholder", true
-		} else {
-			h.Rule = "netrc-password"
-			h.Description = "Password in .netrc"
-			h.Kind = KindPassword
-			h.Severity = SeverityHigh
-			h.Value = Secret(e.Password)
-			h.Details = map[string]string{"machine": e.Machine, "login": e.Login}
-		}
-		hits = append(hits, h)
+		hits = append(hits, passwordHit("netrc", "Password in .netrc",
+			e.Start, e.End, e.Password, map[string]string{"machine": e.Machine, "login": e.Login}))
 	}
 	return hits
 }

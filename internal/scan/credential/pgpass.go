@@ -78,18 +78,27 @@ func parsePgpassLine(line []byte) (PgpassEntry, bool) {
 func DetectPgpass(content []byte) []Hit {
 	var hits []Hit
 	for _, e := range ParsePgpass(content) {
-		h := Hit{Start: e.Start, End: e.End, Priority: priorityStructured}
-		if IsPlaceholder(e.Password) {
-			h.Rule, h.Dismiss = "pgpass-placeholder", true
-		} else {
-			h.Rule = "pgpass-password"
-			h.Description = "PostgreSQL password in .pgpass"
-			h.Kind = KindPassword
-			h.Severity = SeverityHigh
-			h.Value = Secret(e.Password)
-			h.Details = map[string]string{"host": e.Host, "user": e.User}
-		}
-		hits = append(hits, h)
+		hits = append(hits, passwordHit("pgpass", "PostgreSQL password in .pgpass",
+			e.Start, e.End, e.Password, map[string]string{"host": e.Host, "user": e.User}))
 	}
 	return hits
+}
+
+// passwordHit is the hit of a password in a line-based credential file
+// (.pgpass, .netrc, .git-credentials) spanning [start, end): rule
+// "<file>-password", or "<file>-placeholder" dismissed when the value is a
+// well-known placeholder.
+func passwordHit(file, description string, start, end int, password string, details map[string]string) Hit {
+	h := Hit{Start: start, End: end, Priority: priorityStructured}
+	if IsPlaceholder(password) {
+		h.Rule, h.Dismiss = file+"-placeholder", true
+		return h
+	}
+	h.Rule = file + "-password"
+	h.Description = description
+	h.Kind = KindPassword
+	h.Severity = SeverityHigh
+	h.Value = Secret(password)
+	h.Details = details
+	return h
 }
