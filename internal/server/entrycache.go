@@ -26,6 +26,7 @@ type entryCache struct {
 	revision int64
 	byID     map[string]*model.Entry
 	byParent map[spiffeid.ID]map[string]*model.Entry
+	admins   map[spiffeid.ID]map[string]*model.Entry // admin entries by SPIFFE ID
 }
 
 func newEntryCache(serverID spiffeid.ID) *entryCache {
@@ -33,6 +34,7 @@ func newEntryCache(serverID spiffeid.ID) *entryCache {
 		serverID: serverID,
 		byID:     make(map[string]*model.Entry),
 		byParent: make(map[spiffeid.ID]map[string]*model.Entry),
+		admins:   make(map[spiffeid.ID]map[string]*model.Entry),
 	}
 }
 
@@ -54,6 +56,7 @@ func (c *entryCache) apply(cs store.EntryChangeSet) {
 	if cs.Full {
 		c.byID = make(map[string]*model.Entry, len(cs.Changed))
 		c.byParent = make(map[spiffeid.ID]map[string]*model.Entry)
+		c.admins = make(map[spiffeid.ID]map[string]*model.Entry)
 	}
 	for _, id := range cs.Deleted {
 		c.removeLocked(id)
@@ -62,14 +65,32 @@ func (c *entryCache) apply(cs store.EntryChangeSet) {
 		e := cs.Changed[i]
 		c.removeLocked(e.ID)
 		c.byID[e.ID] = &e
-		m := c.byParent[e.ParentID]
-		if m == nil {
-			m = make(map[string]*model.Entry)
-			c.byParent[e.ParentID] = m
+		addTo(c.byParent, e.ParentID, &e)
+		if e.Admin {
+			addTo(c.admins, e.SPIFFEID, &e)
 		}
-		m[e.ID] = &e
 	}
 	c.revision = cs.Revision
+}
+
+// addTo files e under key in an index of entry sets.
+func addTo(index map[spiffeid.ID]map[string]*model.Entry, key spiffeid.ID, e *model.Entry) {
+	m := index[key]
+	if m == nil {
+		m = make(map[string]*model.Entry)
+		index[key] = m
+	}
+	m[e.ID] = e
+}
+
+// removeFrom takes the entry with id out of an index of entry sets.
+func removeFrom(index map[spiffeid.ID]map[string]*model.Entry, key spiffeid.ID, id string) {
+	if m := index[key]; m != nil {
+		delete(m, id)
+		if len(m) == 0 {
+			delete(index, key)
+		}
+	}
 }
 
 func (c *entryCache) removeLocked(id string) {
@@ -78,12 +99,8 @@ func (c *entryCache) removeLocked(id string) {
 		return
 	}
 	delete(c.byID, id)
-	if m := c.byParent[old.ParentID]; m != nil {
-		delete(m, id)
-		if len(m) == 0 {
-			delete(c.byParent, old.ParentID)
-		}
-	}
+	removeFrom(c.byParent, old.ParentID, id)
+	removeFrom(c.admins, old.SPIFFEID, id)
 }
 
 // get returns the entry with id, or nil.
@@ -154,8 +171,8 @@ func (c *entryCache) belongsTo(id string, node spiffeid.ID, nodeSels []model.Sel
 func (c *entryCache) isAdmin(id spiffeid.ID, now time.Time) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	for _, e := range c.byID {
-		if e.Admin && e.SPIFFEID == id && !expired(e, now) {
+	for _, e := range c.admins[id] {
+		if !expired(e, now) {
 			return true
 		}
 	}

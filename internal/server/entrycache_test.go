@@ -61,3 +61,24 @@ func TestEntryCacheNodeEntries(t *testing.T) {
 		t.Error("stale change set was applied")
 	}
 }
+
+func TestEntryCacheAdmins(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	ops := spiffeid.RequireFromPath(td, "/ops")
+	now := time.Unix(1_800_000_000, 0)
+	sel := []model.Selector{{Type: "unix", Value: "uid:1"}}
+	c := newEntryCache(ServerID(td))
+	c.apply(store.EntryChangeSet{Revision: 1, Full: true, Changed: []model.Entry{
+		{ID: "a", SPIFFEID: ops, ParentID: spiffeid.RequireFromPath(td, "/node/a"), Selectors: sel, Admin: true},
+		{ID: "b", SPIFFEID: ops, ParentID: spiffeid.RequireFromPath(td, "/node/b"), Selectors: sel, Admin: true, ExpiresAt: now.Add(-time.Second)},
+	}})
+	if !c.isAdmin(ops, now) {
+		t.Fatal("isAdmin(ops) = false with an unexpired admin entry")
+	}
+	c.apply(store.EntryChangeSet{Revision: 2, Changed: []model.Entry{
+		{ID: "a", SPIFFEID: ops, ParentID: spiffeid.RequireFromPath(td, "/node/a"), Selectors: sel},
+	}})
+	if c.isAdmin(ops, now) {
+		t.Fatal("isAdmin(ops) = true after the entry lost its admin flag (the other one is expired)")
+	}
+}

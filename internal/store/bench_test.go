@@ -10,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/store/storetest"
 )
 
 // benchEntries returns n entries shaped like a Kubernetes deployment: one
@@ -75,6 +76,6 @@ func BenchmarkCreateEntries100k(b *testing.B) {
 		})
 	})
 	b.Run("postgres", func(b *testing.B) {
-		benchCreate(b, func(b *testing.B) *store.Store { return openPostgres(b, pgSchemaDSN(b)) })
+		benchCreate(b, func(b *testing.B) *store.Store { return openPostgres(b, storetest.PostgresDSN(b)) })
 	})
 }
