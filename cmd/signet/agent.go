@@ -43,10 +43,7 @@ type agentFlags struct {
 }
 
 func newAgentRunCmd() *cobra.Command {
-	var (
-		f             agentFlags
-		attestTimeout time.Duration
-	)
+	var f agentFlags
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent: attest this node, sync its entries and serve the Workload API",
@@ -65,7 +62,7 @@ func newAgentRunCmd() *cobra.Command {
 			cfg := agent.Config{
 				ServerAddress: c.ServerAddress, TrustDomain: c.TrustDomain, JoinToken: c.JoinToken,
 				DataDir: c.DataDir, SocketPath: c.Socket, SyncInterval: time.Duration(c.SyncInterval), Logger: log,
-				AttestTimeout: attestTimeout,
+				AttestTimeout: time.Duration(c.AttestTimeout),
 			}
 			if c.TrustBundle != "" {
 				if cfg.TrustBundle, err = readPEMCerts(c.TrustBundle); err != nil {
@@ -112,7 +109,7 @@ func newAgentRunCmd() *cobra.Command {
 	fl.StringVar(&f.file.Socket, "socket", defaultAgentSocket, "Workload API unix socket")
 	fl.StringVar(&f.file.HealthAddress, "health-address", "", "serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8083")
 	fl.DurationVar((*time.Duration)(&f.file.SyncInterval), "sync-interval", 0, "how often to sync with the server (default 5s)")
-	fl.DurationVar(&attestTimeout, "attest-timeout", 0, "how long to keep trying an unreachable server before the first attestation fails (default 1m)")
+	fl.DurationVar((*time.Duration)(&f.file.AttestTimeout), "attest-timeout", 0, "how long to keep trying an unreachable server before the first attestation fails (default 1m)")
 	fl.StringVar(&f.file.Log.Level, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.file.Log.Format, "log-format", "", "text or json (default: text on a terminal, else json)")
 	return cmd
@@ -130,7 +127,7 @@ func (f *agentFlags) resolve(fl *pflag.FlagSet) (config.Agent, error) {
 			"server-address": func() { merged.ServerAddress = c.ServerAddress }, "trust-bundle": func() { merged.TrustBundle = c.TrustBundle },
 			"trust-domain": func() { merged.TrustDomain = c.TrustDomain }, "join-token": func() { merged.JoinToken = c.JoinToken },
 			"data-dir": func() { merged.DataDir = c.DataDir }, "socket": func() { merged.Socket = c.Socket },
-			"sync-interval": func() { merged.SyncInterval = c.SyncInterval }, "log-level": func() { merged.Log.Level = c.Log.Level },
+			"sync-interval": func() { merged.SyncInterval = c.SyncInterval }, "attest-timeout": func() { merged.AttestTimeout = c.AttestTimeout }, "log-level": func() { merged.Log.Level = c.Log.Level },
 			"log-format": func() { merged.Log.Format = c.Log.Format }, "health-address": func() { merged.HealthAddress = c.HealthAddress },
 		}
 		for name, apply := range overrides {

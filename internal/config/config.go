@@ -83,6 +83,7 @@ type Agent struct {
 	DataDir       string   `yaml:"data_dir"`
 	Socket        string   `yaml:"socket"`
 	SyncInterval  Duration `yaml:"sync_interval"`
+	AttestTimeout Duration `yaml:"attest_timeout"`
 	HealthAddress string   `yaml:"health_address"`
 	Log           Log      `yaml:"log"`
 }
