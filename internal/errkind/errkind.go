@@ -2,7 +2,7 @@
 // kinds that the edges (gRPC, HTTP, CLI) map to their own status codes.
 //
 // Domain code returns errors built with New or Wrap; the transport adapters
-// call GRPCStatus or HTTPStatus exactly once at the boundary. An error with no
+// map them (GRPCCode) exactly once at the boundary. An error with no
 // kind is Internal: its text is logged, and the caller sees only an opaque
 // "internal error (id=…)" message carrying the same id as the log line.
 package errkind
@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -149,17 +148,3 @@ func FromGRPC(err error) error {
 	}
 	return &Error{Kind: Internal, Msg: st.Message()}
 }
-
-var httpCodes = map[Kind]int{
-	Internal:           http.StatusInternalServerError,
-	NotFound:           http.StatusNotFound,
-	InvalidArgument:    http.StatusBadRequest,
-	PermissionDenied:   http.StatusForbidden,
-	Unauthenticated:    http.StatusUnauthorized,
-	AlreadyExists:      http.StatusConflict,
-	FailedPrecondition: http.StatusPreconditionFailed,
-	Unavailable:        http.StatusServiceUnavailable,
-}
-
-// HTTPStatus maps a kind to its HTTP status code.
-func HTTPStatus(k Kind) int { return httpCodes[k] }

@@ -377,7 +377,7 @@ func (a *auditAPI) ListAudit(ctx context.Context, req *inventoryv1.ListAuditRequ
 	}
 	resp := &inventoryv1.ListAuditResponse{Records: make([]*inventoryv1.AuditRecord, len(recs))}
 	for i, r := range recs {
-		resp.Records[i] = AuditRecordToProto(r)
+		resp.Records[i] = auditRecordToProto(r)
 	}
 	if len(recs) == f.Limit {
 		resp.NextAfterSeq = recs[len(recs)-1].Seq
@@ -385,8 +385,8 @@ func (a *auditAPI) ListAudit(ctx context.Context, req *inventoryv1.ListAuditRequ
 	return resp, nil
 }
 
-// AuditRecordToProto converts an audit record for the wire.
-func AuditRecordToProto(r model.AuditRecord) *inventoryv1.AuditRecord {
+// auditRecordToProto converts an audit record for the wire.
+func auditRecordToProto(r model.AuditRecord) *inventoryv1.AuditRecord {
 	return &inventoryv1.AuditRecord{
 		Seq: r.Seq, TimeUnixNano: r.Time.UnixNano(), Actor: r.Actor, Action: r.Action, Object: r.Object,
 		Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash,

@@ -14,7 +14,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -203,18 +202,6 @@ func SVIDFromChain(t testing.TB, chain [][]byte, key crypto.Signer) *x509svid.SV
 		t.Fatalf("svid id: %v", err)
 	}
 	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}
-}
-
-// SocketDir returns a fresh directory for unix sockets with a short path
-// (sun_path is limited to 108 bytes).
-func SocketDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "signet-sock-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 // Conn returns the underlying connection, for other service stubs.

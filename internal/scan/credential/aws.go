@@ -19,14 +19,7 @@ type INIValue struct {
 func ParseINI(content []byte) []INIValue {
 	var out []INIValue
 	section := ""
-	for off := 0; off < len(content); {
-		end := bytes.IndexByte(content[off:], '\n')
-		if end < 0 {
-			end = len(content)
-		} else {
-			end += off
-		}
-		line := content[off:end]
+	for off, line := range lines(content) {
 		trimmed := bytes.TrimSpace(line)
 		switch {
 		case len(trimmed) == 0 || trimmed[0] == '#' || trimmed[0] == ';':
@@ -50,7 +43,6 @@ func ParseINI(content []byte) []INIValue {
 				Start: off + vStart, End: off + vEnd,
 			})
 		}
-		off = end + 1
 	}
 	return out
 }

@@ -20,6 +20,7 @@ package credential
 import (
 	"bytes"
 	"fmt"
+	"iter"
 	"log/slog"
 	"path"
 	"strings"
@@ -237,4 +238,23 @@ func Detect(name string, content []byte) []Hit {
 
 func isYAMLName(lower string) bool {
 	return strings.HasSuffix(lower, ".yaml") || strings.HasSuffix(lower, ".yml")
+}
+
+// lines yields each line of content with its byte offset, without the
+// trailing newline (a final line without one is yielded too).
+func lines(content []byte) iter.Seq2[int, []byte] {
+	return func(yield func(int, []byte) bool) {
+		for off := 0; off < len(content); {
+			end := bytes.IndexByte(content[off:], '\n')
+			if end < 0 {
+				end = len(content)
+			} else {
+				end += off
+			}
+			if !yield(off, content[off:end]) {
+				return
+			}
+			off = end + 1
+		}
+	}
 }

@@ -21,20 +21,12 @@ type GitCredential struct {
 // have no password, are skipped.
 func ParseGitCredentials(content []byte) []GitCredential {
 	var out []GitCredential
-	for off := 0; off < len(content); {
-		end := bytes.IndexByte(content[off:], '\n')
-		if end < 0 {
-			end = len(content)
-		} else {
-			end += off
-		}
-		line := string(bytes.TrimRight(content[off:end], "\r"))
-		if c, ok := parseGitCredentialLine(line); ok {
+	for off, line := range lines(content) {
+		if c, ok := parseGitCredentialLine(string(bytes.TrimRight(line, "\r"))); ok {
 			c.Start += off
 			c.End += off
 			out = append(out, c)
 		}
-		off = end + 1
 	}
 	return out
 }

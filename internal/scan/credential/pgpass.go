@@ -19,14 +19,8 @@ type PgpassEntry struct {
 // Comment lines (#) and lines with fewer than five fields are skipped.
 func ParsePgpass(content []byte) []PgpassEntry {
 	var out []PgpassEntry
-	for off := 0; off < len(content); {
-		end := bytes.IndexByte(content[off:], '\n')
-		if end < 0 {
-			end = len(content)
-		} else {
-			end += off
-		}
-		line := bytes.TrimRight(content[off:end], "\r")
+	for off, line := range lines(content) {
+		line = bytes.TrimRight(line, "\r")
 		if len(line) > 0 && line[0] != '#' {
 			if e, ok := parsePgpassLine(line); ok {
 				e.Start += off
@@ -34,7 +28,6 @@ func ParsePgpass(content []byte) []PgpassEntry {
 				out = append(out, e)
 			}
 		}
-		off = end + 1
 	}
 	return out
 }

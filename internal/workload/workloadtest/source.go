@@ -38,15 +38,14 @@ type Entry struct {
 // JWT signer. SetReady, SetEntries and SetBundles close the channel Changed
 // returned. It is safe for concurrent use.
 type Source struct {
-	mu       sync.Mutex
-	ready    bool
-	entries  []Entry
-	bundles  []*spiffebundle.Bundle
-	signer   jose.Signer
-	jwtErr   error
-	now      func() time.Time
-	changed  chan struct{}
-	jwtCalls int
+	mu      sync.Mutex
+	ready   bool
+	entries []Entry
+	bundles []*spiffebundle.Bundle
+	signer  jose.Signer
+	jwtErr  error
+	now     func() time.Time
+	changed chan struct{}
 }
 
 var _ workload.Source = (*Source)(nil)
@@ -118,13 +117,6 @@ func (s *Source) SetClock(now func() time.Time) {
 	s.now = now
 }
 
-// JWTCalls reports how many times FetchJWTSVIDs was called.
-func (s *Source) JWTCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.jwtCalls
-}
-
 // notify closes the current Changed channel. s.mu must be held.
 func (s *Source) notify() {
 	close(s.changed)
@@ -156,7 +148,6 @@ func (s *Source) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 // (only those for id when id is non-zero).
 func (s *Source) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spiffeid.ID, audience []string) ([]workload.JWTSVID, error) {
 	s.mu.Lock()
-	s.jwtCalls++
 	entries, signer, jwtErr, now := s.entries, s.signer, s.jwtErr, s.now()
 	s.mu.Unlock()
 	if jwtErr != nil {
