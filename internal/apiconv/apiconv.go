@@ -63,14 +63,14 @@ func EntryToProto(e model.Entry) *commonv1.Entry {
 		Admin:          e.Admin,
 		Downstream:     e.Downstream,
 		FederatesWith:  fw,
-		ExpiresAt:      unix(e.ExpiresAt),
+		ExpiresAt:      UnixOrZero(e.ExpiresAt),
 		Hint:           e.Hint,
 		Labels:         e.Labels,
 		Revision:       e.Revision,
-		CreatedAt:      unix(e.CreatedAt),
-		UpdatedAt:      unix(e.UpdatedAt),
-		FirstIssuedAt:  unix(e.FirstIssuedAt),
-		LastIssuedAt:   unix(e.LastIssuedAt),
+		CreatedAt:      UnixOrZero(e.CreatedAt),
+		UpdatedAt:      UnixOrZero(e.UpdatedAt),
+		FirstIssuedAt:  UnixOrZero(e.FirstIssuedAt),
+		LastIssuedAt:   UnixOrZero(e.LastIssuedAt),
 	}
 }
 
@@ -276,16 +276,18 @@ func idString(id spiffeid.ID) string {
 	return id.String()
 }
 
-func unix(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.Unix()
-}
-
 func fromUnix(s int64) time.Time {
 	if s == 0 {
 		return time.Time{}
 	}
 	return time.Unix(s, 0).UTC()
+}
+
+// UnixOrZero is t in Unix seconds, or 0 for the zero time (the wire's
+// "unset").
+func UnixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }

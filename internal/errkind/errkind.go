@@ -30,6 +30,9 @@ const (
 	AlreadyExists
 	FailedPrecondition
 	Unavailable
+	// ResourceExhausted: the caller is over a rate or size limit; retry
+	// later, more slowly.
+	ResourceExhausted
 )
 
 var kindNames = [...]string{
@@ -41,6 +44,7 @@ var kindNames = [...]string{
 	AlreadyExists:      "already exists",
 	FailedPrecondition: "failed precondition",
 	Unavailable:        "unavailable",
+	ResourceExhausted:  "resource exhausted",
 }
 
 // String returns the kind's lower-case name.
@@ -122,6 +126,7 @@ var grpcCodes = map[Kind]codes.Code{
 	AlreadyExists:      codes.AlreadyExists,
 	FailedPrecondition: codes.FailedPrecondition,
 	Unavailable:        codes.Unavailable,
+	ResourceExhausted:  codes.ResourceExhausted,
 }
 
 // GRPCCode maps a kind to its gRPC status code.

@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/signet-id/signet/internal/edge"
 )
 
 // Check is one readiness check; a non-nil error means not ready, and its
@@ -70,7 +72,8 @@ func Listen(addr string, h http.Handler) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on health address %s: %w", addr, err)
 	}
-	return &Server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}}, nil
+	// Health checks have no request body; bound it to nothing useful.
+	return &Server{ln: edge.Limits{}.Listen(ln), srv: edge.HTTPServer(h, 4<<10)}, nil
 }
 
 // Addr is the bound address.

@@ -163,12 +163,17 @@ type Node struct {
 	// SVID with any other serial is refused.
 	SerialNumber    string
 	NewSerialNumber string
-	CertNotAfter    time.Time
-	Banned          bool
-	Labels          map[string]string
-	Revision        int64
-	CreatedAt       time.Time
-	LastSeenAt      time.Time
+	// PrevSerialNumber is the serial a renewal replaced, still accepted
+	// until PrevSerialUntil (a short grace for calls in flight on the old
+	// connection). Re-attestation and bans clear it.
+	PrevSerialNumber string
+	PrevSerialUntil  time.Time
+	CertNotAfter     time.Time
+	Banned           bool
+	Labels           map[string]string
+	Revision         int64
+	CreatedAt        time.Time
+	LastSeenAt       time.Time
 }
 
 // JoinToken is a single-use node attestation token. Only the SHA-256 of the

@@ -1,21 +1,27 @@
-// Package nodeattest is the agent side of node attestation: the plugin point
-// through which an agent proves which node it runs on, in exchange for its
-// agent SVID.
+// Package nodeattest is the plugin point of node attestation: how an agent
+// proves which node it runs on, in exchange for its agent SVID.
 //
 // Attestation runs over the AttestAgent stream of the agent API. The agent
-// sends its attestor's Name and Payload first; the server either admits the
-// node or answers with challenges. Attestors whose method needs challenge
-// rounds (proof of possession of a key, for example) implement the optional
-// Responder capability; the agent type-asserts for it when a challenge
-// arrives. The server side of each method lives in the method's own package
-// (internal/nodeattest/<method>) next to its agent side, so that both halves
-// of the wire format change together.
+// sends its Attestor's Name and Payload first; the server hands them to the
+// Verifier of that name, which either admits the node at once or drives
+// challenge rounds through a Challenger (proof of possession of a key, for
+// example). Agent-side attestors whose method needs challenges implement the
+// optional Responder capability.
+//
+// Both halves of each method live in the method's own package
+// (internal/nodeattest/<method>), so that the wire format changes in one
+// place. Server halves must not import the store or the CA: they declare the
+// narrow interfaces they need, and the agent binary links the package too.
 package nodeattest
 
 import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/model"
 )
 
 // Attestor produces a node's attestation evidence. Implementations must be
@@ -51,3 +57,46 @@ func ValidName(name string) error {
 	}
 	return nil
 }
+
+// Verifier is the server half of an attestation method. Implementations
+// must be safe for concurrent use and must never log evidence.
+type Verifier interface {
+	// Name is the method name, the same as its Attestor's.
+	Name() string
+	// Attest checks the evidence an agent sent and returns the node it
+	// proves. Methods that need challenge rounds run them through c, which
+	// is never nil. A refusal is an error kinded PermissionDenied or
+	// InvalidArgument: the caller only ever learns "node attestation
+	// failed", and the server logs the error, so its text must not hold
+	// secrets. Any other error (the store is down) is reported as such.
+	//
+	// Attest is called only after the agent's CSR has been parsed and
+	// checked, so single-use evidence (a join token) is never spent on a
+	// request that cannot succeed.
+	Attest(ctx context.Context, payload []byte, c Challenger) (Result, error)
+}
+
+// Challenger sends one challenge to the attesting agent and returns its
+// answer. The server bounds the rounds, and each answer's size.
+type Challenger interface {
+	Challenge(ctx context.Context, challenge []byte) ([]byte, error)
+}
+
+// Result is what a verifier proved about a node.
+type Result struct {
+	// AgentID is the agent's SPIFFE ID, in the server's trust domain.
+	AgentID spiffeid.ID
+	// Selectors describe the node (cloud account, certificate subject, …);
+	// they are stored with it and decide which node aliases it belongs to.
+	Selectors []model.Selector
+	// CanReattest is true when the method can attest the same node again
+	// without an operator (the evidence is not single-use), so an agent that
+	// lost its SVID can come back on its own.
+	CanReattest bool
+}
+
+// MaxChallengeRounds bounds the challenge rounds of one attestation.
+const MaxChallengeRounds = 16
+
+// MaxPayloadSize bounds attestation payloads and challenge answers.
+const MaxPayloadSize = 64 << 10

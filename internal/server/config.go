@@ -10,6 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/nodeattest"
 )
 
 // Config configures a Server. The zero value is not usable: TrustDomain and
@@ -46,6 +49,14 @@ type Config struct {
 	DefaultJWTTTL  time.Duration // default 5m
 	AgentTTL       time.Duration // agent SVID lifetime, default 1h
 	JoinTokenTTL   time.Duration // default 1h
+
+	// NodeAttestors enables node attestation methods by name, each with its
+	// settings (the node_attestors section of the file). join_token is on
+	// unless configured with enabled: false.
+	NodeAttestors config.Plugins
+	// NodeVerifiers are further attestation methods, built by the caller
+	// (tests, embedders); their names must not clash with NodeAttestors.
+	NodeVerifiers []nodeattest.Verifier
 
 	// CacheRefresh is how often the entry cache polls the store for changes
 	// made by other replicas. Default 1s.

@@ -4,108 +4,201 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"gopkg.in/yaml.v3"
 
+	"github.com/signet-id/signet/internal/adminapi"
+	"github.com/signet-id/signet/internal/agentapi"
+	"github.com/signet-id/signet/internal/builtin"
+	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/healthz"
+	"github.com/signet-id/signet/internal/inventoryapi"
+	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/store"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
-// rpcError turns a domain error into a gRPC status at the boundary. Kinded
-// errors carry their caller-safe message; a status from a nested call passes
-// through; anything else is internal: logged with a correlation id and
-// returned only as "internal error (id=…)".
-func (s *Server) rpcError(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	var ke *errkind.Error
-	if errors.As(err, &ke) && ke.Kind != errkind.Internal {
-		msg, _ := errkind.Public(err)
-		return status.Error(errkind.GRPCCode(ke.Kind), msg)
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return s.logInternal(ctx, err)
-}
-
-func (s *Server) logInternal(ctx context.Context, err error) error {
-	msg, id := errkind.Public(err)
-	s.log.ErrorContext(ctx, "internal error", "error_id", id, "error", err)
-	return status.Error(errkind.GRPCCode(errkind.Internal), msg)
-}
-
+// Public calls (attestation) per peer address: a sustained rate and burst
+// that admit a rack of nodes booting behind one NAT, but not a flood.
 const (
-	attestMethod = "/signet.agent.v1.Agent/AttestAgent"
-	adminPrefix  = "/signet.admin.v1.Admin/"
+	attestPerSecond = 20
+	attestBurst     = 50
 )
 
-// agentAuthUnary guards the TLS listener: admin methods need the SVID of
-// an admin entry; agent methods (other than attestation) need an SVID, and
-// their handlers check the node.
-func (s *Server) agentAuthUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	ctx, err := s.authorizeTLS(ctx, info.FullMethod)
+// newAgentAPI builds the agent service with the configured attestation
+// methods.
+func (s *Server) newAgentAPI(reg prometheus.Registerer) (*agentapi.Service, error) {
+	verifiers, err := s.nodeVerifiers()
 	if err != nil {
 		return nil, err
 	}
-	return h(ctx, req)
+	return agentapi.New(agentapi.Config{
+		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, Store: s.store, CA: s.ca, Entries: s.cache,
+		Bundle: s.Bundle, Verifiers: verifiers, AgentTTL: s.cfg.AgentTTL,
+		DefaultX509TTL: s.cfg.DefaultX509TTL, DefaultJWTTTL: s.cfg.DefaultJWTTTL,
+		Now: s.cfg.Now, Log: s.log.With("component", "agent api"), Registerer: reg,
+	})
 }
 
-func (s *Server) agentAuthStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if _, err := s.authorizeTLS(ss.Context(), info.FullMethod); err != nil {
-		return err
+// nodeVerifiers builds the node attestation methods of node_attestors
+// through the registry; join_token is on unless switched off.
+func (s *Server) nodeVerifiers() ([]nodeattest.Verifier, error) {
+	reg, err := builtin.NodeVerifiers()
+	if err != nil {
+		return nil, err
 	}
-	return h(srv, ss)
+	sections := config.Plugins{}
+	maps.Copy(sections, s.cfg.NodeAttestors)
+	if _, ok := sections[jointoken.Name]; !ok {
+		sections[jointoken.Name] = yaml.Node{} // on by default
+	}
+	deps := builtin.VerifierDeps{TrustDomain: s.cfg.TrustDomain, JoinTokens: s.store, Now: s.cfg.Now, Log: s.log}
+	verifiers, err := reg.BuildAll(deps, sections)
+	if err != nil {
+		return nil, fmt.Errorf("invalid server configuration:\n%w", err)
+	}
+	verifiers = append(verifiers, s.cfg.NodeVerifiers...)
+	if len(verifiers) == 0 {
+		return nil, errors.New("invalid server configuration: node_attestors: every method is disabled, so no agent could ever attest")
+	}
+	return verifiers, nil
 }
 
-func (s *Server) authorizeTLS(ctx context.Context, method string) (context.Context, error) {
-	if method == attestMethod {
+// grpcServers builds the two gRPC servers, each with its interceptor chain
+// and bounds, and checks that each method table matches exactly what is
+// registered.
+func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Server, err error) {
+	admin := adminapi.New(adminapi.Config{
+		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, JoinTokenTTL: s.cfg.JoinTokenTTL, MaxSVIDTTL: MaxSVIDTTL,
+		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, RefreshBundle: s.refreshBundle,
+		Now: s.cfg.Now, Log: s.log.With("component", "admin api"),
+	})
+	inv := inventoryapi.Config{Store: s.store, ServerID: s.serverID, DefaultX509TTL: s.cfg.DefaultX509TTL,
+		DefaultJWTTTL: s.cfg.DefaultJWTTTL, Now: s.cfg.Now, Log: s.log.With("component", "inventory api")}
+
+	agentChain := &edge.Listener{
+		Name: "agent api", Methods: TLSMethods(), Authenticate: s.authenticateTLS,
+		Limit: edge.NewPeerLimiter(attestPerSecond, attestBurst), Log: s.log, Observe: s.metrics.observe,
+	}
+	agentSrv = grpc.NewServer(append(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.agentTLSConfig()))},
+		edge.Limits{}.ServerOptions()...), agentChain.ServerOptions()...)...)
+	s.agents.Register(agentSrv)
+	admin.Register(agentSrv)
+	inventoryapi.Register(agentSrv, inv)
+
+	socketChain := &edge.Listener{
+		Name: "admin socket", Methods: SocketMethods(), Authenticate: s.authenticateSocket, Log: s.log, Observe: s.metrics.observe,
+	}
+	adminSrv = grpc.NewServer(append(append([]grpc.ServerOption{grpc.Creds(workloadattest.NewCredentials())},
+		edge.Limits{MaxRecvMsgSize: adminMessageSize, MaxSendMsgSize: adminMessageSize, MaxConnections: -1,
+			IdleTimeout: time.Hour}.ServerOptions()...), socketChain.ServerOptions()...)...)
+	admin.Register(adminSrv)
+	inventoryapi.Register(adminSrv, inv)
+	hs = health.NewServer()
+	healthpb.RegisterHealthServer(adminSrv, hs)
+
+	if err := errors.Join(agentChain.Verify(agentSrv), socketChain.Verify(adminSrv)); err != nil {
+		agentSrv.Stop()
+		adminSrv.Stop()
+		return nil, nil, nil, err
+	}
+	return agentSrv, adminSrv, hs, nil
+}
+
+// TLSMethods is the method table of the agent listener (TLS, with mTLS for
+// everything but attestation): the agent service, and the admin, inventory
+// and audit services for holders of an admin SVID.
+func TLSMethods() edge.Table {
+	t := agentapi.Methods()
+	for m, a := range adminapi.Methods() {
+		t[m] = a
+	}
+	for m, a := range inventoryapi.Methods() {
+		t[m] = a
+	}
+	return t
+}
+
+// SocketMethods is the method table of the admin unix socket: the admin,
+// inventory and audit services for admitted uids, and gRPC health for
+// anyone who can reach the socket.
+func SocketMethods() edge.Table {
+	t := adminapi.Methods()
+	for m, a := range inventoryapi.Methods() {
+		t[m] = a
+	}
+	return t.Service(healthpb.Health_ServiceDesc, edge.Public)
+}
+
+// authenticateTLS admits callers of the agent listener: anyone for public
+// methods, attested agents for agent methods, and holders of an admin
+// entry's SVID for admin methods.
+func (s *Server) authenticateTLS(ctx context.Context, method string, access edge.Access) (context.Context, error) {
+	switch access {
+	case edge.Public:
 		return ctx, nil
-	}
-	_, id, ok := peerSVID(ctx)
-	if !ok {
-		return ctx, status.Error(errkind.GRPCCode(errkind.Unauthenticated), "an X509-SVID is required (mTLS)")
-	}
-	if strings.HasPrefix(method, adminPrefix) || strings.HasPrefix(method, inventoryPrefix) {
-		if !s.cache.isAdmin(id, s.cfg.Now()) {
+	case edge.Agent:
+		return s.agents.AuthenticateAgent(ctx)
+	case edge.Admin:
+		_, id, ok := agentapi.PeerSVID(ctx)
+		if !ok {
+			return ctx, errkind.New(errkind.Unauthenticated, "an X509-SVID is required (mTLS)")
+		}
+		if !s.cache.IsAdmin(id, s.cfg.Now()) {
 			s.log.Warn("admin call denied: caller's SVID is not of an admin entry", "spiffe_id", id.String(), "method", method)
-			return ctx, status.Error(errkind.GRPCCode(errkind.PermissionDenied), "caller is not an admin")
+			return ctx, errkind.New(errkind.PermissionDenied, "caller is not an admin")
 		}
 		return store.WithActor(ctx, "admin:"+id.String()), nil
 	}
-	return ctx, nil
+	return ctx, errkind.New(errkind.PermissionDenied, "method is not available on this listener")
 }
 
-// adminCredentials reads the admin socket callers' kernel-reported
-// credentials during the handshake.
-func adminCredentials() credentials.TransportCredentials { return workloadattest.NewCredentials() }
+// errSocketDenied tells a local user why the admin socket refused them.
+var errSocketDenied = errkind.New(errkind.PermissionDenied,
+	"permission denied: only root, the server's user and admin_uids may use the admin socket")
 
-// adminSocketAuth admits root, the server's own user and configured admin
-// uids; anyone else is refused whatever the socket's permissions allow.
-func (s *Server) adminSocketAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if strings.HasPrefix(info.FullMethod, "/grpc.health.v1.Health/") {
-		return h(ctx, req)
+// authenticateSocket admits callers of the admin socket by their
+// kernel-reported uid: root, the server's own user and configured admin
+// uids, whatever the socket's file permissions allow.
+func (s *Server) authenticateSocket(ctx context.Context, method string, access edge.Access) (context.Context, error) {
+	if access == edge.Public {
+		return ctx, nil
 	}
 	cred, ok := workloadattest.PeerFromContext(ctx)
 	if !ok {
-		return nil, status.Error(errkind.GRPCCode(errkind.Unauthenticated), "caller credentials unavailable")
+		return ctx, errkind.New(errkind.Unauthenticated, "caller credentials unavailable")
+	}
+	if access != edge.Admin {
+		return ctx, errSocketDenied
 	}
 	if cred.UID != 0 && cred.UID != uint32(os.Geteuid()) && !slices.Contains(s.cfg.AdminUIDs, cred.UID) {
-		s.log.Warn("admin call denied", "uid", cred.UID, "pid", cred.PID, "method", info.FullMethod)
-		return nil, status.Error(errkind.GRPCCode(errkind.PermissionDenied), "caller is not an admin")
+		s.log.Warn("admin call denied", "uid", cred.UID, "pid", cred.PID, "method", method)
+		return ctx, errSocketDenied
 	}
-	return h(store.WithActor(ctx, fmt.Sprintf("admin:uid:%d", cred.UID)), req)
+	return store.WithActor(ctx, fmt.Sprintf("admin:uid:%d", cred.UID)), nil
+}
+
+// afterWrite refreshes the cache at once so agents syncing right after an
+// admin change see it.
+func (s *Server) afterWrite(ctx context.Context) {
+	if err := s.refreshCache(ctx); err != nil {
+		s.log.Warn("refresh entry cache", "error", err)
+	}
 }
 
 // listenAdmin creates the admin socket, owner-only (0600) inside a 0700
@@ -140,11 +233,10 @@ func listenAdmin(path string) (net.Listener, error) {
 // metrics are the server's Prometheus collectors.
 type metrics struct {
 	rpcs         *prometheus.CounterVec
-	attestations *prometheus.CounterVec
-	svidsSigned  *prometheus.CounterVec
 	cacheEntries prometheus.Gauge
 	cacheRefresh prometheus.Histogram
 	gatherer     prometheus.Gatherer
+	known        edge.Table // every method served, for bounded labels
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -152,12 +244,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_server_rpcs_total", Help: "gRPC calls handled, by method and status code.",
 		}, []string{"method", "code"}),
-		attestations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "signet_server_attestations_total", Help: "Node attestations, by method and result (ok, denied, error).",
-		}, []string{"method", "result"}),
-		svidsSigned: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "signet_server_svids_signed_total", Help: "SVID signing decisions, by type (x509, jwt) and result (ok, denied, error).",
-		}, []string{"type", "result"}),
 		cacheEntries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "signet_server_entry_cache_entries", Help: "Registration entries in the server's cache.",
 		}),
@@ -165,8 +251,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "signet_server_entry_cache_refresh_seconds", Help: "Time to apply a change set from the store.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
 		}),
+		known: TLSMethods(),
 	}
-	reg.MustRegister(m.rpcs, m.attestations, m.svidsSigned, m.cacheEntries, m.cacheRefresh)
+	maps.Copy(m.known, SocketMethods())
+	reg.MustRegister(m.rpcs, m.cacheEntries, m.cacheRefresh)
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		m.gatherer = g
 	} else {
@@ -175,16 +263,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	resp, err := h(ctx, req)
-	m.rpcs.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return resp, err
-}
-
-func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	err := h(srv, ss)
-	m.rpcs.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return err
+// observe counts a call by method and status code. Methods outside the
+// tables are counted under one label, so a scan of made-up method names
+// cannot grow the metric without bound.
+func (m *metrics) observe(method string, code codes.Code) {
+	if _, ok := m.known[method]; !ok {
+		method = "unknown"
+	}
+	m.rpcs.WithLabelValues(method, code.String()).Inc()
 }
 
 // healthChecks are the readiness checks behind /readyz: the store

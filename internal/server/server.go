@@ -42,21 +42,19 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
+	"github.com/signet-id/signet/internal/agentapi"
 	"github.com/signet-id/signet/internal/ca"
-	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
-	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	"github.com/signet-id/signet/internal/edge"
+	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/store"
 )
 
-// maxMessageSize bounds gRPC messages; large enough for a batch of 100,000
-// entries in one atomic CreateEntries call.
-const maxMessageSize = 256 << 20
+// adminMessageSize bounds messages on the admin socket: large enough for a
+// batch of 100,000 entries in one atomic CreateEntries call. Only local
+// administrators reach it; the network listener takes a few MiB.
+const adminMessageSize = 256 << 20
 
 // Server is a running Signet server. Build it with New, then call Run.
 type Server struct {
@@ -64,17 +62,16 @@ type Server struct {
 	log        *slog.Logger
 	store      *store.Store
 	ca         *ca.Manager
-	cache      *entryCache
+	cache      *entrycache.Cache
 	metrics    *metrics
+	agents     *agentapi.Service
 	serverID   spiffeid.ID // the server's own SPIFFE ID; parent of node aliases
 	instanceID string      // this replica's id; owns its CA keys
 
-	bundle     atomic.Pointer[spiffebundle.Bundle]
-	bundleMu   sync.Mutex // serializes refreshBundle
-	bundleSum  string     // digest of the authority set behind bundle
-	tlsCert    atomic.Pointer[tls.Certificate]
-	lastSeenMu sync.Mutex
-	lastSeen   map[spiffeid.ID]time.Time // throttles TouchNode
+	bundle    atomic.Pointer[spiffebundle.Bundle]
+	bundleMu  sync.Mutex // serializes refreshBundle
+	bundleSum string     // digest of the authority set behind bundle
+	tlsCert   atomic.Pointer[tls.Certificate]
 
 	agentLn net.Listener
 	adminLn net.Listener
@@ -97,7 +94,6 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "server"),
 		serverID: ServerID(cfg.TrustDomain),
-		lastSeen: make(map[spiffeid.ID]time.Time),
 	}
 	defer func() {
 		if err != nil {
@@ -136,7 +132,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.ca.Init(ctx); err != nil {
 		return nil, fmt.Errorf("initialize ca: %w", err)
 	}
-	s.cache = newEntryCache(s.serverID)
+	s.cache = entrycache.New(s.serverID)
 	if err := s.refreshCache(ctx); err != nil {
 		return nil, err
 	}
@@ -144,6 +140,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	if err := s.rotateServerSVID(ctx); err != nil {
+		return nil, err
+	}
+	if s.agents, err = s.newAgentAPI(reg); err != nil {
 		return nil, err
 	}
 
@@ -191,28 +190,10 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	agentSrv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(s.agentTLSConfig())),
-		grpc.MaxRecvMsgSize(maxMessageSize),
-		grpc.MaxSendMsgSize(maxMessageSize),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(s.metrics.unary, s.agentAuthUnary),
-		grpc.ChainStreamInterceptor(s.metrics.stream, s.agentAuthStream),
-	)
-	agentv1.RegisterAgentServer(agentSrv, &agentAPI{s: s})
-	adminv1.RegisterAdminServer(agentSrv, &adminAPI{s: s})
-	s.registerInventory(agentSrv)
-
-	adminSrv := grpc.NewServer(
-		grpc.Creds(adminCredentials()),
-		grpc.MaxRecvMsgSize(maxMessageSize),
-		grpc.MaxSendMsgSize(maxMessageSize),
-		grpc.ChainUnaryInterceptor(s.metrics.unary, s.adminSocketAuth),
-	)
-	adminv1.RegisterAdminServer(adminSrv, &adminAPI{s: s})
-	s.registerInventory(adminSrv)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(adminSrv, hs)
+	agentSrv, adminSrv, hs, err := s.grpcServers()
+	if err != nil {
+		return err
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -225,7 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	serve("agent api", func() error { return agentSrv.Serve(s.agentLn) })
+	serve("agent api", func() error { return agentSrv.Serve(edge.Limits{}.Listen(s.agentLn)) })
 	serve("admin api", func() error { return adminSrv.Serve(s.adminLn) })
 	if s.health != nil {
 		serve("health", func() error { return s.health.Run(ctx) })
@@ -322,8 +303,8 @@ func (s *Server) refreshCache(ctx context.Context) error {
 		return fmt.Errorf("read entry changes: %w", err)
 	}
 	if cs.Full || len(cs.Changed) > 0 || len(cs.Deleted) > 0 || cs.Revision != s.cache.Revision() {
-		s.cache.apply(cs)
-		s.metrics.cacheEntries.Set(float64(s.cache.size()))
+		s.cache.Apply(cs)
+		s.metrics.cacheEntries.Set(float64(s.cache.Len()))
 		s.metrics.cacheRefresh.Observe(time.Since(start).Seconds())
 	}
 	return nil

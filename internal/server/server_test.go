@@ -4,7 +4,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -51,6 +53,18 @@ func sign(t *testing.T, env *testenv.Env, a *testenv.AgentConn, entryID string) 
 	}
 	return resp.GetResults()[0], csr
 }
+
+// clock is a settable clock for the server under test.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now()} }
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 func wantCode(t *testing.T, what string, err error, want codes.Code) {
 	t.Helper()
@@ -178,7 +192,8 @@ func renew(t *testing.T, env *testenv.Env, a *testenv.AgentConn) (*agentv1.Renew
 }
 
 func TestRenewReplacesTheAgentSVID(t *testing.T) {
-	env := testenv.New(t)
+	clock := newClock()
+	env := testenv.New(t, func(c *server.Config) { c.Now = clock.Now })
 	a := env.Attest(nodeA)
 	key, csr := testenv.NewCSR(t)
 	resp, err := a.Client.RenewAgent(env.Ctx(), &agentv1.RenewAgentRequest{Csr: csr})
@@ -194,8 +209,14 @@ func TestRenewReplacesTheAgentSVID(t *testing.T) {
 	if _, err := renewed.Client.Sync(env.Ctx(), &agentv1.SyncRequest{}); err != nil {
 		t.Fatalf("Sync with renewed SVID: %v", err)
 	}
+	// Calls already in flight on the old connection finish within a short
+	// grace; after it the replaced SVID is refused.
+	if _, err := a.Client.Sync(env.Ctx(), &agentv1.SyncRequest{}); err != nil {
+		t.Fatalf("Sync with the replaced SVID within the grace: %v", err)
+	}
+	clock.Add(2 * time.Minute)
 	_, err = a.Client.Sync(env.Ctx(), &agentv1.SyncRequest{})
-	wantCode(t, "Sync with the replaced SVID", err, codes.PermissionDenied)
+	wantCode(t, "Sync with the replaced SVID after the grace", err, codes.PermissionDenied)
 
 	// A renewal whose reply is lost: the agent renews again with the old SVID.
 	if _, _, err := renew(t, env, renewed); err != nil {

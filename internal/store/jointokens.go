@@ -113,3 +113,28 @@ func (s *Store) PruneJoinTokens(ctx context.Context, now time.Time) (int, error)
 	}
 	return int(n), nil
 }
+
+// LookupJoinToken returns the unexpired token with the given hash without
+// consuming it. It is a plain read that takes no write lock, so the server
+// can turn away unknown tokens before they contend for the revision row.
+// Unknown and expired tokens yield the same error, kinded NotFound.
+func (s *Store) LookupJoinToken(ctx context.Context, hash []byte, now time.Time) (JoinToken, error) {
+	if len(hash) != sha256.Size {
+		return JoinToken{}, errTokenInvalid()
+	}
+	var id string
+	var expires, created int64
+	err := s.db.QueryRowContext(ctx, s.d.rebind("SELECT spiffe_id, expires_at, created_at FROM join_tokens WHERE hash = ? AND expires_at > ?"),
+		hash, timeToDB(now)).Scan(&id, &expires, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return JoinToken{}, errTokenInvalid()
+	}
+	if err != nil {
+		return JoinToken{}, fmt.Errorf("look up join token %s: %w", tokenRef(hash), err)
+	}
+	tok := JoinToken{Hash: append([]byte(nil), hash...), ExpiresAt: timeFromDB(expires), CreatedAt: timeFromDB(created)}
+	if tok.SPIFFEID, err = idFromDB(id); err != nil {
+		return JoinToken{}, fmt.Errorf("look up join token %s: %w", tokenRef(hash), err)
+	}
+	return tok, nil
+}

@@ -15,12 +15,12 @@ import (
 	"github.com/signet-id/signet/internal/errkind"
 )
 
-const nodeSelect = "SELECT spiffe_id, attestation_type, selectors, serial_number, new_serial_number, cert_not_after, banned, labels, " +
-	"revision, created_at, last_seen_at FROM nodes"
+const nodeSelect = "SELECT spiffe_id, attestation_type, selectors, serial_number, new_serial_number, prev_serial_number, " +
+	"prev_serial_until, cert_not_after, banned, labels, revision, created_at, last_seen_at FROM nodes"
 
 var nodeCols = []string{
-	"spiffe_id", "attestation_type", "selectors", "serial_number", "new_serial_number", "cert_not_after", "banned", "labels",
-	"revision", "created_at", "last_seen_at",
+	"spiffe_id", "attestation_type", "selectors", "serial_number", "new_serial_number", "prev_serial_number", "prev_serial_until",
+	"cert_not_after", "banned", "labels", "revision", "created_at", "last_seen_at",
 }
 
 // prepareNode returns a copy of n sharing no memory with it, with selectors
@@ -35,6 +35,7 @@ func prepareNode(n Node) Node {
 		n.Labels = nil
 	}
 	n.CertNotAfter, n.CreatedAt, n.LastSeenAt = normTime(n.CertNotAfter), normTime(n.CreatedAt), normTime(n.LastSeenAt)
+	n.PrevSerialUntil = normTime(n.PrevSerialUntil)
 	return n
 }
 
@@ -56,12 +57,13 @@ func validateNode(n *Node) error {
 func scanNode(sc scanner) (Node, error) {
 	var n Node
 	var id, sels, labels string
-	var notAfter, created, seen int64
-	err := sc.Scan(&id, &n.AttestationType, &sels, &n.SerialNumber, &n.NewSerialNumber, &notAfter, &n.Banned, &labels,
-		&n.Revision, &created, &seen)
+	var prevUntil, notAfter, created, seen int64
+	err := sc.Scan(&id, &n.AttestationType, &sels, &n.SerialNumber, &n.NewSerialNumber, &n.PrevSerialNumber, &prevUntil,
+		&notAfter, &n.Banned, &labels, &n.Revision, &created, &seen)
 	if err != nil {
 		return Node{}, err
 	}
+	n.PrevSerialUntil = timeFromDB(prevUntil)
 	n.CertNotAfter, n.CreatedAt, n.LastSeenAt = timeFromDB(notAfter), timeFromDB(created), timeFromDB(seen)
 	var errs [3]error
 	n.SPIFFEID, errs[0] = idFromDB(id)
@@ -97,7 +99,8 @@ func (s *Store) CreateNode(ctx context.Context, n Node) (Node, error) {
 		}
 		err = t.insertRows(ctx, "nodes", nodeCols, 1, func(_ int, args []any) []any {
 			return append(args, n.SPIFFEID.String(), n.AttestationType, selectorsToDB(n.Selectors), n.SerialNumber,
-				n.NewSerialNumber, timeToDB(n.CertNotAfter), n.Banned, labelsToDB(n.Labels), n.Revision, timeToDB(n.CreatedAt), timeToDB(n.LastSeenAt))
+				n.NewSerialNumber, n.PrevSerialNumber, timeToDB(n.PrevSerialUntil), timeToDB(n.CertNotAfter), n.Banned,
+				labelsToDB(n.Labels), n.Revision, timeToDB(n.CreatedAt), timeToDB(n.LastSeenAt))
 		})
 		if err != nil {
 			return err
@@ -170,49 +173,185 @@ func (s *Store) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) {
 	return out, nil
 }
 
-// UpdateNode replaces the mutable fields of the stored node with n's
-// SPIFFE ID: AttestationType, Selectors, SerialNumber, CertNotAfter, Banned
-// and Labels. It returns the node as stored. The audit action is node.ban or
-// node.unban when Banned flips, node.update otherwise.
-func (s *Store) UpdateNode(ctx context.Context, n Node) (Node, error) {
+// AdmitNode records an attestation of n.SPIFFEID: a node seen for the
+// first time is created (as CreateNode does); a known node gets n's
+// AttestationType, Selectors, SerialNumber and CertNotAfter, and every
+// SVID issued to it before (pending and previous serials included) is void
+// at once. Labels, Banned and CreatedAt of a known node are kept. A banned
+// node is refused, with an error kinded PermissionDenied, and left as it is:
+// the ban is checked in the same statement that writes, so an attestation
+// racing an `agent ban` never undoes it.
+func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) {
 	n = prepareNode(n)
+	n.Banned, n.NewSerialNumber, n.PrevSerialNumber, n.PrevSerialUntil = false, "", "", time.Time{}
 	if err := validateNode(&n); err != nil {
 		return Node{}, err
 	}
 	id := n.SPIFFEID.String()
-	err := s.update(ctx, "update node "+id, true, func(t *wtx) error {
-		var banned bool
-		var created, seen int64
-		err := t.queryRow(ctx, "SELECT banned, created_at, last_seen_at FROM nodes WHERE spiffe_id = ?", id).
-			Scan(&banned, &created, &seen)
+	var out Node
+	err := s.update(ctx, "admit node "+id, true, func(t *wtx) error {
+		res, err := t.exec(ctx, `UPDATE nodes SET attestation_type = ?, selectors = ?, serial_number = ?, new_serial_number = '',
+			prev_serial_number = '', prev_serial_until = 0, cert_not_after = ?, last_seen_at = ?, revision = ?
+			WHERE spiffe_id = ? AND banned = ?`,
+			n.AttestationType, selectorsToDB(n.Selectors), n.SerialNumber, timeToDB(n.CertNotAfter), timeToDB(t.now), t.rev, id, false)
+		if err != nil {
+			return err
+		}
+		if rows, err := res.RowsAffected(); err != nil {
+			return err
+		} else if rows == 0 {
+			var one int
+			err := t.queryRow(ctx, "SELECT 1 FROM nodes WHERE spiffe_id = ?", id).Scan(&one)
+			if err == nil {
+				return errNodeBanned(n.SPIFFEID)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			n.CreatedAt, n.LastSeenAt, n.Revision = t.now, t.now, t.rev
+			if err := t.insertRows(ctx, "nodes", nodeCols, 1, func(_ int, args []any) []any {
+				return append(args, id, n.AttestationType, selectorsToDB(n.Selectors), n.SerialNumber, "", "", int64(0),
+					timeToDB(n.CertNotAfter), false, labelsToDB(n.Labels), n.Revision, timeToDB(n.CreatedAt), timeToDB(n.LastSeenAt))
+			}); err != nil {
+				return err
+			}
+		}
+		t.record("node.attest", id, map[string]string{"attestation_type": n.AttestationType, "serial_number": n.SerialNumber})
+		out, err = scanNode(t.queryRow(ctx, nodeSelect+" WHERE spiffe_id = ?", id))
+		return err
+	})
+	if err != nil {
+		return Node{}, err
+	}
+	return out, nil
+}
+
+// errNodeBanned refuses a banned node's attestation or renewal.
+func errNodeBanned(id spiffeid.ID) error {
+	return errkind.New(errkind.PermissionDenied, "node %s is banned", id)
+}
+
+// RenewNodeSVID records a renewed agent SVID: serial becomes the node's
+// pending serial (accepted, beside the current one, until the node first
+// presents it; see PromoteNodeSerial) and notAfter its certificate expiry.
+// Nothing else of the node changes. The write is conditional on the node
+// not being banned; a banned node gets an error kinded PermissionDenied,
+// an unknown (evicted) one NotFound.
+func (s *Store) RenewNodeSVID(ctx context.Context, id spiffeid.ID, serial string, notAfter time.Time) error {
+	if serial == "" {
+		return errkind.New(errkind.InvalidArgument, "renew node %s: serial is required", id)
+	}
+	return s.update(ctx, "renew svid of node "+id.String(), true, func(t *wtx) error {
+		res, err := t.exec(ctx, "UPDATE nodes SET new_serial_number = ?, cert_not_after = ?, revision = ? WHERE spiffe_id = ? AND banned = ?",
+			serial, timeToDB(notAfter), t.rev, idToDB(id), false)
+		if err != nil {
+			return err
+		}
+		if rows, err := res.RowsAffected(); err != nil {
+			return err
+		} else if rows == 0 {
+			return t.nodeMissingOrBanned(ctx, id)
+		}
+		t.record("node.renew", id.String(), map[string]string{"new_serial_number": serial,
+			"not_after": notAfter.UTC().Format(time.RFC3339)})
+		return nil
+	})
+}
+
+// nodeMissingOrBanned explains why a conditional node write matched no row.
+func (t *wtx) nodeMissingOrBanned(ctx context.Context, id spiffeid.ID) error {
+	var banned bool
+	err := t.queryRow(ctx, "SELECT banned FROM nodes WHERE spiffe_id = ?", idToDB(id)).Scan(&banned)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return errkind.New(errkind.NotFound, "node %s not found", id)
+	case err != nil:
+		return err
+	case banned:
+		return errNodeBanned(id)
+	}
+	return errkind.New(errkind.FailedPrecondition, "node %s changed meanwhile", id)
+}
+
+// PromoteNodeSerial makes the node's pending serial, which must equal
+// serial, its current one, on the node's first call with its renewed SVID.
+// The serial it replaces stays accepted until graceUntil. It reports false,
+// writing nothing, when the condition does not hold any more (a concurrent
+// call promoted it first, the node re-attested, or it was banned or
+// evicted): the caller reads the node again and decides on what it finds.
+func (s *Store) PromoteNodeSerial(ctx context.Context, id spiffeid.ID, serial string, graceUntil time.Time) (bool, error) {
+	if serial == "" {
+		return false, nil
+	}
+	promoted := false
+	err := s.update(ctx, "promote svid of node "+id.String(), true, func(t *wtx) error {
+		res, err := t.exec(ctx, `UPDATE nodes SET prev_serial_number = serial_number, prev_serial_until = ?,
+			serial_number = new_serial_number, new_serial_number = '', revision = ?
+			WHERE spiffe_id = ? AND new_serial_number = ? AND banned = ?`,
+			timeToDB(graceUntil), t.rev, idToDB(id), serial, false)
+		if err != nil {
+			return err
+		}
+		rows, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if rows == 0 {
+			return errRollback
+		}
+		promoted = true
+		t.record("node.svid_rotate", id.String(), map[string]string{"serial_number": serial})
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return promoted, nil
+}
+
+// SetNodeBanned bans or unbans the node and returns it as stored. A ban
+// voids every SVID of the node at once (the pending and previous serials
+// are cleared too) and outlasts any attestation or renewal racing it: those
+// write only where banned is false. Setting the state the node already has
+// writes and audits nothing. The error is kinded NotFound for an unknown
+// node.
+func (s *Store) SetNodeBanned(ctx context.Context, id spiffeid.ID, banned bool) (Node, error) {
+	var out Node
+	err := s.update(ctx, "set ban of node "+id.String(), true, func(t *wtx) error {
+		q := "UPDATE nodes SET banned = ?, revision = ? WHERE spiffe_id = ? AND banned = ?"
+		if banned {
+			q = "UPDATE nodes SET banned = ?, revision = ?, new_serial_number = '', prev_serial_number = '', prev_serial_until = 0 " +
+				"WHERE spiffe_id = ? AND banned = ?"
+		}
+		res, err := t.exec(ctx, q, banned, t.rev, idToDB(id), !banned)
+		if err != nil {
+			return err
+		}
+		rows, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		out, err = scanNode(t.queryRow(ctx, nodeSelect+" WHERE spiffe_id = ?", idToDB(id)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return errkind.New(errkind.NotFound, "node %s not found", id)
 		}
 		if err != nil {
 			return err
 		}
-		n.Revision, n.CreatedAt, n.LastSeenAt = t.rev, timeFromDB(created), timeFromDB(seen)
-		_, err = t.exec(ctx, `UPDATE nodes SET attestation_type = ?, selectors = ?, serial_number = ?,
-			new_serial_number = ?, cert_not_after = ?, banned = ?, labels = ?, revision = ? WHERE spiffe_id = ?`,
-			n.AttestationType, selectorsToDB(n.Selectors), n.SerialNumber, n.NewSerialNumber, timeToDB(n.CertNotAfter), n.Banned,
-			labelsToDB(n.Labels), n.Revision, id)
-		if err != nil {
-			return err
+		if rows == 0 {
+			return errRollback // already in that state
 		}
-		action := "node.update"
-		switch {
-		case n.Banned && !banned:
+		action := "node.unban"
+		if banned {
 			action = "node.ban"
-		case !n.Banned && banned:
-			action = "node.unban"
 		}
-		t.record(action, id, map[string]string{"serial_number": n.SerialNumber})
+		t.record(action, id.String(), map[string]string{"serial_number": out.SerialNumber})
 		return nil
 	})
 	if err != nil {
 		return Node{}, err
 	}
-	return n, nil
+	return out, nil
 }
 
 // TouchNode advances the node's LastSeenAt to at. It is usage, not state:

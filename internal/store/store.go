@@ -55,6 +55,8 @@ type Store struct {
 	// and fairer than SQLite's busy-timeout polling. Nil on PostgreSQL, where
 	// the revision row lock does the serializing.
 	writeSem chan struct{}
+	// issuance group-commits RecordIssuance calls.
+	issuance issuanceBatcher
 }
 
 // Open connects to the database cfg names, applies pending schema migrations

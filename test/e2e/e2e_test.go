@@ -331,7 +331,7 @@ func TestEndToEnd(t *testing.T) {
 		cmd := exec.Command(signetBin, "entry", "list", "--admin-socket", adminSock)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "not an admin") {
+		if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "permission denied: only root, the server's user and admin_uids may use the admin socket") {
 			t.Fatalf("entry list as uid 65534: %v, stdout %q, stderr %q; want refusal", err, stdout.String(), stderr.String())
 		}
 	})

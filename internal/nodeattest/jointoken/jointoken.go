@@ -21,7 +21,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -124,3 +127,46 @@ func (a *Attestor) GoString() string { return "jointoken.Attestor{REDACTED}" }
 
 // LogValue redacts the token in log/slog output.
 func (a *Attestor) LogValue() slog.Value { return slog.StringValue(a.String()) }
+
+// AgentConfig is the agent half's configuration, the value of
+// node_attestor.join_token in the agent's file. Give the token or a file
+// holding it (so it never shows in `ps` or a config repository), not both.
+type AgentConfig struct {
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Validate reports a missing, doubled or malformed token.
+func (c AgentConfig) Validate() error {
+	switch {
+	case c.Token != "" && c.TokenFile != "":
+		return errors.New("token, token_file: give one of the two, not both")
+	case c.Token == "" && c.TokenFile == "":
+		return errors.New("token: required (or token_file: a file holding it)")
+	case c.Token != "":
+		if err := Check(c.Token); err != nil {
+			return fmt.Errorf("token: %w", err)
+		}
+	}
+	return nil
+}
+
+// ReadTokenFile reads a join token from path: the file's first line, with
+// surrounding space trimmed. The error never contains the token.
+func ReadTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read join token file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxLen+2))
+	if err != nil {
+		return "", fmt.Errorf("read join token file %s: %w", path, err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	tok := strings.TrimSpace(line)
+	if err := Check(tok); err != nil {
+		return "", fmt.Errorf("join token file %s: %w", path, err)
+	}
+	return tok, nil
+}

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,13 +14,15 @@ import (
 )
 
 var nodeTests = map[string]func(t *testing.T, s *store.Store){
-	"CreateGet":     testNodeCreateGet,
-	"CreateErrors":  testNodeCreateErrors,
-	"List":          testNodeList,
-	"UpdateAndBan":  testNodeUpdate,
-	"UpdateMissing": testNodeUpdateMissing,
-	"Touch":         testNodeTouch,
-	"Delete":        testNodeDelete,
+	"CreateGet":                testNodeCreateGet,
+	"CreateErrors":             testNodeCreateErrors,
+	"List":                     testNodeList,
+	"Admit":                    testNodeAdmit,
+	"RenewPromote":             testNodeRenewPromote,
+	"Ban":                      testNodeBan,
+	"DecisionsSurviveRenewals": testNodeDecisionsSurviveRenewals,
+	"Touch":                    testNodeTouch,
+	"Delete":                   testNodeDelete,
 }
 
 func node(name string) store.Node {
@@ -113,49 +117,159 @@ func testNodeList(t *testing.T, s *store.Store) {
 	}
 }
 
-func testNodeUpdate(t *testing.T, s *store.Store) {
-	orig, err := s.CreateNode(ctxFor(t), node("n1"))
-	must(t, "CreateNode", err)
-	upd := orig
-	upd.SerialNumber = "ff"
-	upd.NewSerialNumber = "ee"
-	upd.CertNotAfter = epoch.Add(2 * time.Hour)
-	upd.Selectors = sels("join_token:n1", "agent:version:2")
-	upd.Labels = map[string]string{"pool": "blue"}
-	upd.AttestationType = "x509pop"
-	got, err := s.UpdateNode(ctxFor(t), upd)
-	must(t, "UpdateNode", err)
-	if got.Revision != orig.Revision+1 || !got.CreatedAt.Equal(orig.CreatedAt) || !got.LastSeenAt.Equal(orig.LastSeenAt) {
-		t.Errorf("UpdateNode() = %+v, want revision bumped, CreatedAt and LastSeenAt kept", got)
+func testNodeAdmit(t *testing.T, s *store.Store) {
+	first := node("n1")
+	first.Labels = map[string]string{"pool": "blue"}
+	orig, err := s.AdmitNode(ctxFor(t), first)
+	must(t, "AdmitNode(new)", err)
+	if orig.SerialNumber != "0a1b" || orig.Labels["pool"] != "blue" || orig.CreatedAt.IsZero() {
+		t.Fatalf("AdmitNode(new) = %+v", orig)
 	}
-	stored, err := s.GetNode(t.Context(), orig.SPIFFEID)
+	must(t, "RenewNodeSVID", s.RenewNodeSVID(ctxFor(t), orig.SPIFFEID, "ee", epoch.Add(2*time.Hour)))
+	again := node("n1")
+	again.SerialNumber = "ff"
+	again.AttestationType = "x509pop"
+	again.Selectors = sels("x509pop:subject:cn:n1")
+	got, err := s.AdmitNode(ctxFor(t), again)
+	must(t, "AdmitNode(again)", err)
+	want := orig
+	want.SerialNumber, want.AttestationType, want.Selectors = "ff", "x509pop", again.Selectors
+	want.Revision, want.LastSeenAt = got.Revision, got.LastSeenAt
+	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
+		t.Errorf("AdmitNode(again) (-want +got):\n%s", diff)
+	}
+	if got.NewSerialNumber != "" {
+		t.Errorf("AdmitNode kept pending serial %q: SVIDs from before a re-attestation must be void", got.NewSerialNumber)
+	}
+	_, err = s.SetNodeBanned(ctxFor(t), got.SPIFFEID, true)
+	must(t, "SetNodeBanned", err)
+	_, err = s.AdmitNode(ctxFor(t), again)
+	wantKind(t, "AdmitNode(banned)", err, errkind.PermissionDenied)
+	stored, err := s.GetNode(t.Context(), got.SPIFFEID)
 	must(t, "GetNode", err)
-	if diff := cmp.Diff(got, stored, cmpOpts); diff != "" {
-		t.Errorf("GetNode() (-updated +stored):\n%s", diff)
-	}
-	upd.Banned = true
-	_, err = s.UpdateNode(ctxFor(t), upd)
-	must(t, "UpdateNode(ban)", err)
-	_, err = s.UpdateNode(ctxFor(t), upd)
-	must(t, "UpdateNode(still banned)", err)
-	upd.Banned = false
-	_, err = s.UpdateNode(ctxFor(t), upd)
-	must(t, "UpdateNode(unban)", err)
-	want := []string{"node.attest", "node.update", "node.ban", "node.update", "node.unban"}
-	var got2 []string
-	for _, r := range auditLog(t, s) {
-		got2 = append(got2, r.Action)
-	}
-	if diff := cmp.Diff(want, got2); diff != "" {
-		t.Errorf("audit actions (-want +got):\n%s", diff)
+	if !stored.Banned {
+		t.Errorf("attestation of a banned node unbanned it")
 	}
 }
 
-func testNodeUpdateMissing(t *testing.T, s *store.Store) {
-	_, err := s.UpdateNode(ctxFor(t), node("ghost"))
-	wantKind(t, "UpdateNode(missing)", err, errkind.NotFound)
-	if revision(t, s) != 0 {
-		t.Errorf("a failed update changed the revision")
+func testNodeRenewPromote(t *testing.T, s *store.Store) {
+	n, err := s.AdmitNode(ctxFor(t), node("n1"))
+	must(t, "AdmitNode", err)
+	must(t, "RenewNodeSVID", s.RenewNodeSVID(ctxFor(t), n.SPIFFEID, "ee", epoch.Add(2*time.Hour)))
+	got, err := s.GetNode(t.Context(), n.SPIFFEID)
+	must(t, "GetNode", err)
+	if got.SerialNumber != "0a1b" || got.NewSerialNumber != "ee" || !got.CertNotAfter.Equal(epoch.Add(2*time.Hour)) {
+		t.Fatalf("after renewal: %+v", got)
+	}
+	ok, err := s.PromoteNodeSerial(ctxFor(t), n.SPIFFEID, "dd", epoch)
+	must(t, "PromoteNodeSerial(wrong serial)", err)
+	if ok {
+		t.Fatalf("PromoteNodeSerial(wrong serial) = true")
+	}
+	grace := epoch.Add(time.Minute)
+	ok, err = s.PromoteNodeSerial(ctxFor(t), n.SPIFFEID, "ee", grace)
+	must(t, "PromoteNodeSerial", err)
+	if !ok {
+		t.Fatalf("PromoteNodeSerial = false, want true")
+	}
+	got, err = s.GetNode(t.Context(), n.SPIFFEID)
+	must(t, "GetNode", err)
+	if got.SerialNumber != "ee" || got.NewSerialNumber != "" || got.PrevSerialNumber != "0a1b" || !got.PrevSerialUntil.Equal(grace) {
+		t.Errorf("after promotion: %+v", got)
+	}
+	if ok, _ := s.PromoteNodeSerial(ctxFor(t), n.SPIFFEID, "ee", grace); ok {
+		t.Errorf("second PromoteNodeSerial = true: promotion must happen once")
+	}
+	_, err = s.SetNodeBanned(ctxFor(t), n.SPIFFEID, true)
+	must(t, "SetNodeBanned", err)
+	wantKind(t, "RenewNodeSVID(banned)", s.RenewNodeSVID(ctxFor(t), n.SPIFFEID, "cc", epoch), errkind.PermissionDenied)
+	wantKind(t, "RenewNodeSVID(unknown)", s.RenewNodeSVID(ctxFor(t), id("spiffe://example.org/agent/ghost"), "cc", epoch), errkind.NotFound)
+	got, err = s.GetNode(t.Context(), n.SPIFFEID)
+	must(t, "GetNode", err)
+	if got.PrevSerialNumber != "" || got.NewSerialNumber != "" {
+		t.Errorf("ban kept serials other than the current one: %+v", got)
+	}
+}
+
+func testNodeBan(t *testing.T, s *store.Store) {
+	n, err := s.AdmitNode(ctxFor(t), node("n1"))
+	must(t, "AdmitNode", err)
+	for _, b := range []bool{true, true, false, false} {
+		got, err := s.SetNodeBanned(ctxFor(t), n.SPIFFEID, b)
+		must(t, "SetNodeBanned", err)
+		if got.Banned != b {
+			t.Errorf("SetNodeBanned(%v).Banned = %v", b, got.Banned)
+		}
+	}
+	want := []string{"node.attest", "node.ban", "node.unban"}
+	var got []string
+	for _, r := range auditLog(t, s) {
+		got = append(got, r.Action)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("audit actions (-want +got):\n%s", diff)
+	}
+	_, err = s.SetNodeBanned(ctxFor(t), id("spiffe://example.org/agent/ghost"), true)
+	wantKind(t, "SetNodeBanned(missing)", err, errkind.NotFound)
+}
+
+// testNodeDecisionsSurviveRenewals interleaves what an agent does (attest
+// again, renew, promote its renewed serial) with what an operator does (ban,
+// label) from many goroutines, and checks that no admin decision is lost:
+// the last ban stands, every label set is there, and the audit log records
+// no unban that nobody asked for.
+func testNodeDecisionsSurviveRenewals(t *testing.T, s *store.Store) {
+	n, err := s.AdmitNode(ctxFor(t), node("n1"))
+	must(t, "AdmitNode", err)
+	const rounds = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*rounds)
+	wg.Go(func() { // the agent
+		for i := range rounds {
+			serial := fmt.Sprintf("%04x", i+1)
+			if err := s.RenewNodeSVID(ctxFor(t), n.SPIFFEID, serial, epoch.Add(time.Hour)); err != nil && !errkind.Is(err, errkind.PermissionDenied) {
+				errs <- err
+			}
+			if _, err := s.PromoteNodeSerial(ctxFor(t), n.SPIFFEID, serial, epoch); err != nil {
+				errs <- err
+			}
+			again := node("n1")
+			again.SerialNumber = serial
+			if _, err := s.AdmitNode(ctxFor(t), again); err != nil && !errkind.Is(err, errkind.PermissionDenied) {
+				errs <- err
+			}
+		}
+	})
+	wg.Go(func() { // the operator labelling
+		for i := range rounds {
+			if _, err := s.SetNodeLabels(ctxFor(t), n.SPIFFEID, map[string]string{fmt.Sprintf("k%d", i): "v"}, nil); err != nil {
+				errs <- err
+			}
+		}
+	})
+	wg.Go(func() { // the operator banning, once, mid-way
+		time.Sleep(time.Millisecond)
+		if _, err := s.SetNodeBanned(ctxFor(t), n.SPIFFEID, true); err != nil {
+			errs <- err
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("interleaved node write: %v", err)
+	}
+	got, err := s.GetNode(t.Context(), n.SPIFFEID)
+	must(t, "GetNode", err)
+	if !got.Banned {
+		t.Errorf("the ban was lost to a concurrent agent write")
+	}
+	if len(got.Labels) != rounds {
+		t.Errorf("labels = %v, want all %d labels set", got.Labels, rounds)
+	}
+	for _, r := range auditLog(t, s) {
+		if r.Action == "node.unban" {
+			t.Errorf("audit log records an unban nobody asked for: %+v", r)
+		}
 	}
 }
 

@@ -29,7 +29,9 @@ func testRevisionBumps(t *testing.T, s *store.Store) {
 		{"delete entries", func() error { _, err := s.DeleteEntries(ctxFor(t), []string{e.ID}); return err }, true},
 		{"prune tombstones", func() error { _, err := s.PruneTombstones(t.Context(), epoch); return err }, false},
 		{"create node", func() error { var err error; n, err = s.CreateNode(ctxFor(t), node("n1")); return err }, true},
-		{"update node", func() error { _, err := s.UpdateNode(ctxFor(t), n); return err }, true},
+		{"renew node", func() error { return s.RenewNodeSVID(ctxFor(t), n.SPIFFEID, "ee", epoch) }, true},
+		{"promote node serial", func() error { _, err := s.PromoteNodeSerial(ctxFor(t), n.SPIFFEID, "ee", epoch); return err }, true},
+		{"ban node", func() error { _, err := s.SetNodeBanned(ctxFor(t), n.SPIFFEID, true); return err }, true},
 		{"touch node", func() error { return s.TouchNode(t.Context(), n.SPIFFEID, epoch) }, false},
 		{"delete node", func() error { return s.DeleteNode(ctxFor(t), n.SPIFFEID) }, true},
 		{"create token", func() error {

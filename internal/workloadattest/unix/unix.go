@@ -43,11 +43,19 @@ type Config struct {
 	// DiscoverWorkloadPath adds the path and sha256 selectors of the
 	// caller's executable. Reading another user's /proc/<pid>/exe needs the
 	// agent to run as root (or with CAP_SYS_PTRACE).
-	DiscoverWorkloadPath bool
+	DiscoverWorkloadPath bool `yaml:"discover_workload_path"`
 	// WorkloadSizeLimit is the largest executable, in bytes, that is hashed;
 	// larger ones get no sha256 selector. Zero means
 	// DefaultWorkloadSizeLimit.
-	WorkloadSizeLimit int64
+	WorkloadSizeLimit int64 `yaml:"workload_size_limit"`
+}
+
+// Validate reports a negative size limit.
+func (c Config) Validate() error {
+	if c.WorkloadSizeLimit < 0 {
+		return fmt.Errorf("workload_size_limit: %d is negative: use a size in bytes, or 0 for the default", c.WorkloadSizeLimit)
+	}
+	return nil
 }
 
 // DefaultConfig returns the defaults: path discovery on, a 256 MiB hashing

@@ -1,14 +1,25 @@
-package server
+// Package adminapi implements Signet's admin service: registration
+// entries, attested nodes, join tokens, the trust bundle and CA authority
+// rotation. It is served on the server's admin unix socket and, for holders
+// of an admin SVID, on the agent listener; authorization happens in each
+// listener's interceptor chain (internal/edge), and the actor the chain puts
+// in the context is what the store records in the audit log.
+package adminapi
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/ca"
+	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/errkind"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
@@ -26,20 +37,49 @@ const (
 // errBatchRejected marks the valid items of an atomic batch that failed.
 var errBatchRejected = errkind.New(errkind.FailedPrecondition, "not created: another entry of the atomic batch is invalid")
 
-// adminAPI implements the admin service. Authorization happens in the
-// interceptors of each listener; the actor they put in the context is
-// recorded in the audit log by the store.
-type adminAPI struct {
-	adminv1.UnimplementedAdminServer
-	s *Server
+// Config holds the service's dependencies. Every field is required.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// ServerID is the server's own SPIFFE ID, the parent of node aliases.
+	ServerID     spiffeid.ID
+	JoinTokenTTL time.Duration
+	// MaxSVIDTTL bounds the lifetimes entries may ask for.
+	MaxSVIDTTL time.Duration
+	Store      *store.Store
+	CA         *ca.Manager
+	// Bundle returns the current trust bundle.
+	Bundle func() *spiffebundle.Bundle
+	// Changed is called after every write, so the server's caches reflect
+	// it before the call returns.
+	Changed func(ctx context.Context)
+	// RefreshBundle rebuilds the trust bundle after an authority change.
+	RefreshBundle func(ctx context.Context) error
+	Now           func() time.Time
+	Log           *slog.Logger
 }
 
-var _ adminv1.AdminServer = (*adminAPI)(nil)
+// Service implements the admin service. Create it with New.
+type Service struct {
+	adminv1.UnimplementedAdminServer
+	cfg Config
+}
+
+var _ adminv1.AdminServer = (*Service)(nil)
+
+// New returns the service over cfg.
+func New(cfg Config) *Service { return &Service{cfg: cfg} }
+
+// Register registers the service on g.
+func (a *Service) Register(g *grpc.Server) { adminv1.RegisterAdminServer(g, a) }
+
+// Methods returns the method table of the service: every method needs an
+// administrator.
+func Methods() edge.Table { return edge.Table{}.Service(adminv1.Admin_ServiceDesc, edge.Admin) }
 
 // checkEntry applies the server's rules on top of the store's: IDs in this
 // trust domain, no reserved paths, bounded lifetimes.
-func (s *Server) checkEntry(e model.Entry) error {
-	td := s.cfg.TrustDomain
+func (a *Service) checkEntry(e model.Entry) error {
+	td := a.cfg.TrustDomain
 	if !e.SPIFFEID.MemberOf(td) {
 		return errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", e.SPIFFEID, td.Name())
 	}
@@ -49,16 +89,16 @@ func (s *Server) checkEntry(e model.Entry) error {
 	if p := e.SPIFFEID.Path(); p == "/signet" || strings.HasPrefix(p, "/signet/") {
 		return errkind.New(errkind.InvalidArgument, "spiffe_id %s uses the reserved path prefix /signet/ (server and agent identities)", e.SPIFFEID)
 	}
-	if e.X509TTL > MaxSVIDTTL || e.JWTTTL > MaxSVIDTTL {
-		return errkind.New(errkind.InvalidArgument, "x509_ttl and jwt_ttl must be at most %s", MaxSVIDTTL)
+	if e.X509TTL > a.cfg.MaxSVIDTTL || e.JWTTTL > a.cfg.MaxSVIDTTL {
+		return errkind.New(errkind.InvalidArgument, "x509_ttl and jwt_ttl must be at most %s", a.cfg.MaxSVIDTTL)
 	}
 	return e.Validate()
 }
 
-func (a *adminAPI) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesRequest) (*adminv1.CreateEntriesResponse, error) {
+func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesRequest) (*adminv1.CreateEntriesResponse, error) {
 	in := req.GetEntries()
 	if len(in) == 0 {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "entries: at least one entry is required"))
+		return nil, errkind.New(errkind.InvalidArgument, "entries: at least one entry is required")
 	}
 	// Convert and check everything first; items that fail here are
 	// reported without reaching the store.
@@ -69,7 +109,7 @@ func (a *adminAPI) CreateEntries(ctx context.Context, req *adminv1.CreateEntries
 	for i, pe := range in {
 		e, err := apiconv.EntryFromProto(pe)
 		if err == nil {
-			err = a.s.checkEntry(e)
+			err = a.checkEntry(e)
 		}
 		if err != nil {
 			failed++
@@ -87,10 +127,10 @@ func (a *adminAPI) CreateEntries(ctx context.Context, req *adminv1.CreateEntries
 		return resp, nil
 	}
 	if len(valid) > 0 {
-		results, err := a.s.store.CreateEntries(ctx, valid, req.GetAtomic())
+		results, err := a.cfg.Store.CreateEntries(ctx, valid, req.GetAtomic())
 		rejected := req.GetAtomic() && errkind.Is(err, errkind.FailedPrecondition)
 		if err != nil && !rejected {
-			return nil, a.s.rpcError(ctx, err)
+			return nil, err
 		}
 		for j, r := range results {
 			i := pos[j]
@@ -104,22 +144,22 @@ func (a *adminAPI) CreateEntries(ctx context.Context, req *adminv1.CreateEntries
 			resp.Results[i] = &adminv1.EntryResult{Entry: apiconv.EntryToProto(r.Entry), Status: apiconv.StatusToProto(nil)}
 		}
 	}
-	a.s.afterWrite(ctx)
+	a.cfg.Changed(ctx)
 	return resp, nil
 }
 
-func (a *adminAPI) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*commonv1.Entry, error) {
+func (a *Service) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*commonv1.Entry, error) {
 	if req.GetId() == "" {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "id is required"))
+		return nil, errkind.New(errkind.InvalidArgument, "id is required")
 	}
-	e, err := a.s.store.GetEntry(ctx, req.GetId())
+	e, err := a.cfg.Store.GetEntry(ctx, req.GetId())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	return apiconv.EntryToProto(e), nil
 }
 
-func (a *adminAPI) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
+func (a *Service) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
 	f := store.EntryFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
 	if f.Limit <= 0 {
 		f.Limit = defaultPageSize
@@ -130,20 +170,20 @@ func (a *adminAPI) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequ
 	var err error
 	if req.GetParentId() != "" {
 		if f.ParentID, err = apiconv.ParseID("parent_id", req.GetParentId()); err != nil {
-			return nil, a.s.rpcError(ctx, err)
+			return nil, err
 		}
 	}
 	if req.GetSpiffeId() != "" {
 		if f.SPIFFEID, err = apiconv.ParseID("spiffe_id", req.GetSpiffeId()); err != nil {
-			return nil, a.s.rpcError(ctx, err)
+			return nil, err
 		}
 	}
 	if f.Selectors, err = apiconv.SelectorsFromProto(req.GetSelectors()); err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	entries, err := a.s.store.ListEntries(ctx, f)
+	entries, err := a.cfg.Store.ListEntries(ctx, f)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	resp := &adminv1.ListEntriesResponse{Entries: make([]*commonv1.Entry, len(entries))}
 	for i, e := range entries {
@@ -159,14 +199,14 @@ func (a *adminAPI) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequ
 var entryMaskFields = []string{"spiffe_id", "parent_id", "selectors", "x509_ttl_seconds", "jwt_ttl_seconds",
 	"dns_names", "admin", "downstream", "federates_with", "expires_at", "hint", "labels"}
 
-func (a *adminAPI) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryRequest) (*commonv1.Entry, error) {
+func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryRequest) (*commonv1.Entry, error) {
 	pe := req.GetEntry()
 	if pe.GetId() == "" {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "entry.id is required"))
+		return nil, errkind.New(errkind.InvalidArgument, "entry.id is required")
 	}
-	cur, err := a.s.store.GetEntry(ctx, pe.GetId())
+	cur, err := a.cfg.Store.GetEntry(ctx, pe.GetId())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	mask := req.GetUpdateMask()
 	if len(mask) == 0 {
@@ -202,38 +242,38 @@ func (a *adminAPI) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryRequ
 		case "labels":
 			merged.Labels = pe.GetLabels()
 		default:
-			return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument,
-				"update_mask: unknown field %q; updatable fields are %s", f, strings.Join(entryMaskFields, ", ")))
+			return nil, errkind.New(errkind.InvalidArgument,
+				"update_mask: unknown field %q; updatable fields are %s", f, strings.Join(entryMaskFields, ", "))
 		}
 	}
 	e, err := apiconv.EntryFromProto(merged)
 	if err == nil {
-		err = a.s.checkEntry(e)
+		err = a.checkEntry(e)
 	}
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	updated, err := a.s.store.UpdateEntry(ctx, e)
+	updated, err := a.cfg.Store.UpdateEntry(ctx, e)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	a.s.afterWrite(ctx)
+	a.cfg.Changed(ctx)
 	return apiconv.EntryToProto(updated), nil
 }
 
-func (a *adminAPI) DeleteEntries(ctx context.Context, req *adminv1.DeleteEntriesRequest) (*adminv1.DeleteEntriesResponse, error) {
+func (a *Service) DeleteEntries(ctx context.Context, req *adminv1.DeleteEntriesRequest) (*adminv1.DeleteEntriesResponse, error) {
 	if len(req.GetIds()) == 0 {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "ids: at least one entry id is required"))
+		return nil, errkind.New(errkind.InvalidArgument, "ids: at least one entry id is required")
 	}
-	errs, err := a.s.store.DeleteEntries(ctx, req.GetIds())
+	errs, err := a.cfg.Store.DeleteEntries(ctx, req.GetIds())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	resp := &adminv1.DeleteEntriesResponse{Results: make([]*adminv1.DeleteResult, len(req.GetIds()))}
 	for i, id := range req.GetIds() {
 		resp.Results[i] = &adminv1.DeleteResult{Id: id, Status: apiconv.StatusToProto(errs[i])}
 	}
-	a.s.afterWrite(ctx)
+	a.cfg.Changed(ctx)
 	return resp, nil
 }
 
@@ -243,22 +283,15 @@ func nodeToProto(n model.Node) *adminv1.Node {
 		AttestationType: n.AttestationType,
 		Selectors:       apiconv.SelectorsToProto(n.Selectors),
 		SerialNumber:    n.SerialNumber,
-		CertNotAfter:    unixOrZero(n.CertNotAfter),
+		CertNotAfter:    apiconv.UnixOrZero(n.CertNotAfter),
 		Banned:          n.Banned,
 		Labels:          n.Labels,
-		CreatedAt:       unixOrZero(n.CreatedAt),
-		LastSeenAt:      unixOrZero(n.LastSeenAt),
+		CreatedAt:       apiconv.UnixOrZero(n.CreatedAt),
+		LastSeenAt:      apiconv.UnixOrZero(n.LastSeenAt),
 	}
 }
 
-func unixOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.Unix()
-}
-
-func (a *adminAPI) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) (*adminv1.ListNodesResponse, error) {
+func (a *Service) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) (*adminv1.ListNodesResponse, error) {
 	var f store.NodeFilter
 	switch req.GetFilter() {
 	case "":
@@ -266,11 +299,11 @@ func (a *adminAPI) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest)
 		banned := req.GetFilter() == "banned"
 		f.Banned = &banned
 	default:
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "filter %q is not supported: use banned, active or leave it empty", req.GetFilter()))
+		return nil, errkind.New(errkind.InvalidArgument, "filter %q is not supported: use banned, active or leave it empty", req.GetFilter())
 	}
-	nodes, err := a.s.store.ListNodes(ctx, f)
+	nodes, err := a.cfg.Store.ListNodes(ctx, f)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	resp := &adminv1.ListNodesResponse{Nodes: make([]*adminv1.Node, len(nodes))}
 	for i, n := range nodes {
@@ -279,100 +312,100 @@ func (a *adminAPI) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest)
 	return resp, nil
 }
 
-func (a *adminAPI) node(ctx context.Context, id string) (model.Node, error) {
+func (a *Service) node(ctx context.Context, id string) (model.Node, error) {
 	nid, err := apiconv.ParseID("spiffe_id", id)
 	if err != nil {
 		return model.Node{}, err
 	}
-	return a.s.store.GetNode(ctx, nid)
+	return a.cfg.Store.GetNode(ctx, nid)
 }
 
-func (a *adminAPI) GetNode(ctx context.Context, req *adminv1.GetNodeRequest) (*adminv1.Node, error) {
+func (a *Service) GetNode(ctx context.Context, req *adminv1.GetNodeRequest) (*adminv1.Node, error) {
 	n, err := a.node(ctx, req.GetSpiffeId())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	return nodeToProto(n), nil
 }
 
-func (a *adminAPI) EvictNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.EvictNodeResponse, error) {
+func (a *Service) EvictNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.EvictNodeResponse, error) {
 	n, err := a.node(ctx, req.GetSpiffeId())
 	if err == nil {
-		err = a.s.store.DeleteNode(ctx, n.SPIFFEID)
+		err = a.cfg.Store.DeleteNode(ctx, n.SPIFFEID)
 	}
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	a.s.log.Info("node evicted", "agent_id", n.SPIFFEID.String())
+	a.cfg.Log.Info("node evicted", "agent_id", n.SPIFFEID.String())
 	return &adminv1.EvictNodeResponse{}, nil
 }
 
-func (a *adminAPI) setBanned(ctx context.Context, id string, banned bool) (*adminv1.Node, error) {
-	n, err := a.node(ctx, id)
+func (a *Service) setBanned(ctx context.Context, id string, banned bool) (*adminv1.Node, error) {
+	nid, err := apiconv.ParseID("spiffe_id", id)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	n.Banned = banned
-	if n, err = a.s.store.UpdateNode(ctx, n); err != nil {
-		return nil, a.s.rpcError(ctx, err)
+	n, err := a.cfg.Store.SetNodeBanned(ctx, nid, banned)
+	if err != nil {
+		return nil, err
 	}
-	a.s.log.Info("node ban changed", "agent_id", n.SPIFFEID.String(), "banned", banned)
+	a.cfg.Log.Info("node ban changed", "agent_id", n.SPIFFEID.String(), "banned", banned)
 	return nodeToProto(n), nil
 }
 
-func (a *adminAPI) BanNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.Node, error) {
+func (a *Service) BanNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.Node, error) {
 	return a.setBanned(ctx, req.GetSpiffeId(), true)
 }
 
-func (a *adminAPI) UnbanNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.Node, error) {
+func (a *Service) UnbanNode(ctx context.Context, req *adminv1.NodeRequest) (*adminv1.Node, error) {
 	return a.setBanned(ctx, req.GetSpiffeId(), false)
 }
 
-func (a *adminAPI) CreateJoinToken(ctx context.Context, req *adminv1.CreateJoinTokenRequest) (*adminv1.CreateJoinTokenResponse, error) {
+func (a *Service) CreateJoinToken(ctx context.Context, req *adminv1.CreateJoinTokenRequest) (*adminv1.CreateJoinTokenResponse, error) {
 	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
 	switch {
 	case req.GetTtlSeconds() < 0:
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "ttl_seconds %d is negative: use 0 for the default (%s) or a positive number", req.GetTtlSeconds(), a.s.cfg.JoinTokenTTL))
+		return nil, errkind.New(errkind.InvalidArgument, "ttl_seconds %d is negative: use 0 for the default (%s) or a positive number", req.GetTtlSeconds(), a.cfg.JoinTokenTTL)
 	case ttl == 0:
-		ttl = a.s.cfg.JoinTokenTTL
+		ttl = a.cfg.JoinTokenTTL
 	case ttl > 30*24*time.Hour:
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "ttl_seconds: a join token may live at most 30 days"))
+		return nil, errkind.New(errkind.InvalidArgument, "ttl_seconds: a join token may live at most 30 days")
 	}
 	var agentID spiffeid.ID
 	if req.GetSpiffeId() != "" {
 		id, err := apiconv.ParseID("spiffe_id", req.GetSpiffeId())
 		if err != nil {
-			return nil, a.s.rpcError(ctx, err)
+			return nil, err
 		}
-		if !id.MemberOf(a.s.cfg.TrustDomain) {
-			return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", id, a.s.cfg.TrustDomain.Name()))
+		if !id.MemberOf(a.cfg.TrustDomain) {
+			return nil, errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", id, a.cfg.TrustDomain.Name())
 		}
-		if id == a.s.serverID {
-			return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "spiffe_id %s is the server's own ID", id))
+		if id == a.cfg.ServerID {
+			return nil, errkind.New(errkind.InvalidArgument, "spiffe_id %s is the server's own ID", id)
 		}
 		agentID = id
 	}
 	token, err := jointoken.Generate()
 	if err != nil {
-		return nil, a.s.rpcError(ctx, fmt.Errorf("generate join token: %w", err))
+		return nil, fmt.Errorf("generate join token: %w", err)
 	}
 	hash := jointoken.Hash(token)
-	now := a.s.cfg.Now()
-	if err := a.s.store.CreateJoinToken(ctx, model.JoinToken{Hash: hash, SPIFFEID: agentID, ExpiresAt: now.Add(ttl), CreatedAt: now}); err != nil {
-		return nil, a.s.rpcError(ctx, err)
+	now := a.cfg.Now()
+	if err := a.cfg.Store.CreateJoinToken(ctx, model.JoinToken{Hash: hash, SPIFFEID: agentID, ExpiresAt: now.Add(ttl), CreatedAt: now}); err != nil {
+		return nil, err
 	}
 	if agentID.IsZero() {
-		if agentID, err = jointoken.AgentID(a.s.cfg.TrustDomain, hash); err != nil {
-			return nil, a.s.rpcError(ctx, err)
+		if agentID, err = jointoken.AgentID(a.cfg.TrustDomain, hash); err != nil {
+			return nil, err
 		}
 	}
 	return &adminv1.CreateJoinTokenResponse{Token: token, SpiffeId: agentID.String(), ExpiresAt: now.Add(ttl).Unix()}, nil
 }
 
-func (a *adminAPI) GetBundle(ctx context.Context, _ *adminv1.GetBundleRequest) (*commonv1.Bundle, error) {
-	b, err := a.s.bundleProto()
+func (a *Service) GetBundle(ctx context.Context, _ *adminv1.GetBundleRequest) (*commonv1.Bundle, error) {
+	b, err := apiconv.BundleToProto(a.cfg.Bundle())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	return b, nil
 }
@@ -380,14 +413,14 @@ func (a *adminAPI) GetBundle(ctx context.Context, _ *adminv1.GetBundleRequest) (
 func authorityToProto(au model.Authority) *adminv1.Authority {
 	return &adminv1.Authority{
 		Id: au.ID, Kind: string(au.Kind), State: string(au.State), ServerId: au.ServerID,
-		NotBefore: unixOrZero(au.NotBefore), NotAfter: unixOrZero(au.NotAfter),
+		NotBefore: apiconv.UnixOrZero(au.NotBefore), NotAfter: apiconv.UnixOrZero(au.NotAfter),
 	}
 }
 
-func (a *adminAPI) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
-	auths, err := a.s.store.ListAuthorities(ctx)
+func (a *Service) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
+	auths, err := a.cfg.Store.ListAuthorities(ctx)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	resp := &adminv1.ListAuthoritiesResponse{}
 	for _, au := range auths {
@@ -405,53 +438,53 @@ func parseAuthorityKind(s string) (model.AuthorityKind, error) {
 }
 
 // authorityOp runs one manual CA transition and republishes the bundle.
-func (a *adminAPI) authorityOp(ctx context.Context, req *adminv1.AuthorityRequest, needID bool,
+func (a *Service) authorityOp(ctx context.Context, req *adminv1.AuthorityRequest, needID bool,
 	op func(context.Context, model.AuthorityKind, string) (model.Authority, error)) (*adminv1.Authority, error) {
 	kind, err := parseAuthorityKind(req.GetKind())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	if needID && req.GetId() == "" {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "id is required: see `signet authority list`"))
+		return nil, errkind.New(errkind.InvalidArgument, "id is required: see `signet authority list`")
 	}
 	au, err := op(ctx, kind, req.GetId())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	if err := a.s.refreshBundle(ctx); err != nil {
-		a.s.log.Warn("refresh trust bundle", "error", err)
+	if err := a.cfg.RefreshBundle(ctx); err != nil {
+		a.cfg.Log.Warn("refresh trust bundle", "error", err)
 	}
 	return authorityToProto(au), nil
 }
 
-func (a *adminAPI) PrepareAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+func (a *Service) PrepareAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
 	return a.authorityOp(ctx, req, false, func(ctx context.Context, k model.AuthorityKind, _ string) (model.Authority, error) {
-		return a.s.ca.Prepare(ctx, k)
+		return a.cfg.CA.Prepare(ctx, k)
 	})
 }
 
-func (a *adminAPI) ActivateAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+func (a *Service) ActivateAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
 	return a.authorityOp(ctx, req, false, func(ctx context.Context, k model.AuthorityKind, _ string) (model.Authority, error) {
-		return a.s.ca.Activate(ctx, k)
+		return a.cfg.CA.Activate(ctx, k)
 	})
 }
 
-func (a *adminAPI) TaintAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
-	return a.authorityOp(ctx, req, true, a.s.transitionAuthority(a.s.ca.Taint))
+func (a *Service) TaintAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+	return a.authorityOp(ctx, req, true, a.transitionAuthority(a.cfg.CA.Taint))
 }
 
-func (a *adminAPI) RevokeAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
-	return a.authorityOp(ctx, req, true, a.s.transitionAuthority(a.s.ca.Revoke))
+func (a *Service) RevokeAuthority(ctx context.Context, req *adminv1.AuthorityRequest) (*adminv1.Authority, error) {
+	return a.authorityOp(ctx, req, true, a.transitionAuthority(a.cfg.CA.Revoke))
 }
 
 // transitionAuthority adapts a CA transition by id to return the
 // authority's new state.
-func (s *Server) transitionAuthority(op func(context.Context, model.AuthorityKind, string) error) func(context.Context, model.AuthorityKind, string) (model.Authority, error) {
+func (a *Service) transitionAuthority(op func(context.Context, model.AuthorityKind, string) error) func(context.Context, model.AuthorityKind, string) (model.Authority, error) {
 	return func(ctx context.Context, kind model.AuthorityKind, id string) (model.Authority, error) {
 		if err := op(ctx, kind, id); err != nil {
 			return model.Authority{}, err
 		}
-		auths, err := s.store.ListAuthorities(ctx)
+		auths, err := a.cfg.Store.ListAuthorities(ctx)
 		if err != nil {
 			return model.Authority{}, err
 		}
@@ -462,13 +495,5 @@ func (s *Server) transitionAuthority(op func(context.Context, model.AuthorityKin
 		}
 		// Revoking may delete the authority outright.
 		return model.Authority{ID: id, Kind: kind, State: model.StateRevoked}, nil
-	}
-}
-
-// afterWrite refreshes the cache at once so agents syncing right after an
-// admin change see it.
-func (s *Server) afterWrite(ctx context.Context) {
-	if err := s.refreshCache(ctx); err != nil {
-		s.log.Warn("refresh entry cache", "error", err)
 	}
 }

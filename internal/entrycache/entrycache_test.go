@@ -1,4 +1,4 @@
-package server
+package entrycache
 
 import (
 	"slices"
@@ -16,12 +16,12 @@ func TestEntryCacheNodeEntries(t *testing.T) {
 	id := func(p string) spiffeid.ID { return spiffeid.RequireFromPath(td, p) }
 	sel := func(v string) []model.Selector { return []model.Selector{{Type: "test", Value: v}} }
 	now := time.Unix(1_800_000_000, 0)
-	serverID := ServerID(td)
+	serverID := spiffeid.RequireFromPath(td, "/signet/server")
 	node := id("/node/a")
 	nodeSels := model.SortSelectors([]model.Selector{{Type: "test", Value: "region:eu"}, {Type: "test", Value: "role:web"}})
 
-	c := newEntryCache(serverID)
-	c.apply(store.EntryChangeSet{Revision: 5, Full: true, Changed: []model.Entry{
+	c := New(serverID)
+	c.Apply(store.EntryChangeSet{Revision: 5, Full: true, Changed: []model.Entry{
 		{ID: "direct", SPIFFEID: id("/web"), ParentID: node, Selectors: sel("uid:1")},
 		{ID: "other-node", SPIFFEID: id("/db"), ParentID: id("/node/b"), Selectors: sel("uid:1")},
 		{ID: "alias-eu", SPIFFEID: id("/alias/eu"), ParentID: serverID, Selectors: sel("region:eu")},
@@ -32,7 +32,7 @@ func TestEntryCacheNodeEntries(t *testing.T) {
 	}})
 
 	var got []string
-	for _, e := range c.nodeEntries(node, nodeSels, now) {
+	for _, e := range c.NodeEntries(node, nodeSels, now) {
 		got = append(got, e.ID)
 	}
 	slices.Sort(got)
@@ -40,24 +40,24 @@ func TestEntryCacheNodeEntries(t *testing.T) {
 		t.Fatalf("nodeEntries = %v, want %v", got, want)
 	}
 	for id, want := range map[string]bool{"direct": true, "via-eu": true, "via-us": false, "other-node": false, "expired": false, "missing": false} {
-		if got := c.belongsTo(id, node, nodeSels, now) != nil; got != want {
+		if got := c.BelongsTo(id, node, nodeSels, now) != nil; got != want {
 			t.Errorf("belongsTo(%q) = %v, want %v", id, got, want)
 		}
 	}
 
 	// An incremental change moves an entry away and deletes another.
-	c.apply(store.EntryChangeSet{Revision: 6, Changed: []model.Entry{
+	c.Apply(store.EntryChangeSet{Revision: 6, Changed: []model.Entry{
 		{ID: "direct", SPIFFEID: id("/web"), ParentID: id("/node/b"), Selectors: sel("uid:1")},
 	}, Deleted: []string{"via-eu"}})
-	if got := c.nodeEntries(node, nodeSels, now); len(got) != 0 {
+	if got := c.NodeEntries(node, nodeSels, now); len(got) != 0 {
 		t.Fatalf("after moving and deleting: nodeEntries = %d entries, want none", len(got))
 	}
-	if c.Revision() != 6 || c.size() != 6 {
-		t.Errorf("revision %d size %d, want 6 and 6", c.Revision(), c.size())
+	if c.Revision() != 6 || c.Len() != 6 {
+		t.Errorf("revision %d size %d, want 6 and 6", c.Revision(), c.Len())
 	}
 	// A stale change set is ignored.
-	c.apply(store.EntryChangeSet{Revision: 3, Deleted: []string{"other-node"}})
-	if c.get("other-node") == nil {
+	c.Apply(store.EntryChangeSet{Revision: 3, Deleted: []string{"other-node"}})
+	if c.Get("other-node") == nil {
 		t.Error("stale change set was applied")
 	}
 }
@@ -67,18 +67,18 @@ func TestEntryCacheAdmins(t *testing.T) {
 	ops := spiffeid.RequireFromPath(td, "/ops")
 	now := time.Unix(1_800_000_000, 0)
 	sel := []model.Selector{{Type: "unix", Value: "uid:1"}}
-	c := newEntryCache(ServerID(td))
-	c.apply(store.EntryChangeSet{Revision: 1, Full: true, Changed: []model.Entry{
+	c := New(spiffeid.RequireFromPath(td, "/signet/server"))
+	c.Apply(store.EntryChangeSet{Revision: 1, Full: true, Changed: []model.Entry{
 		{ID: "a", SPIFFEID: ops, ParentID: spiffeid.RequireFromPath(td, "/node/a"), Selectors: sel, Admin: true},
 		{ID: "b", SPIFFEID: ops, ParentID: spiffeid.RequireFromPath(td, "/node/b"), Selectors: sel, Admin: true, ExpiresAt: now.Add(-time.Second)},
 	}})
-	if !c.isAdmin(ops, now) {
+	if !c.IsAdmin(ops, now) {
 		t.Fatal("isAdmin(ops) = false with an unexpired admin entry")
 	}
-	c.apply(store.EntryChangeSet{Revision: 2, Changed: []model.Entry{
+	c.Apply(store.EntryChangeSet{Revision: 2, Changed: []model.Entry{
 		{ID: "a", SPIFFEID: ops, ParentID: spiffeid.RequireFromPath(td, "/node/a"), Selectors: sel},
 	}})
-	if c.isAdmin(ops, now) {
+	if c.IsAdmin(ops, now) {
 		t.Fatal("isAdmin(ops) = true after the entry lost its admin flag (the other one is expired)")
 	}
 }

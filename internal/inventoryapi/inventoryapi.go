@@ -1,9 +1,15 @@
-package server
+// Package inventoryapi implements the Inventory and Audit services: every
+// node, workload and static credential Signet knows with its flags,
+// coverage reports with their trend, and the hash-chained audit log. Both
+// are admin-only, on the admin socket and (for admin SVIDs) the agent
+// listener.
+package inventoryapi
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -11,16 +17,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/errkind"
 	inventoryv1 "github.com/signet-id/signet/internal/gen/signet/inventory/v1"
 	"github.com/signet-id/signet/internal/inventory"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
-
-// inventoryPrefix is the method prefix of the Inventory and Audit services:
-// admin-only, like the Admin service (see authorizeTLS).
-const inventoryPrefix = "/signet.inventory.v1."
 
 // Paging limits of ListAudit.
 const (
@@ -28,23 +32,42 @@ const (
 	maxAuditPage     = 10000
 )
 
-// registerInventory registers the Inventory and Audit services on g. Both
-// rely on g's interceptors for admin authorization.
-func (s *Server) registerInventory(g *grpc.Server) {
-	inventoryv1.RegisterInventoryServer(g, &inventoryAPI{s: s})
-	inventoryv1.RegisterAuditServer(g, &auditAPI{s: s})
+// Config holds the services' dependencies. Every field is required.
+type Config struct {
+	Store *store.Store
+	// ServerID is the server's own SPIFFE ID, the parent of node aliases.
+	ServerID spiffeid.ID
+	// DefaultX509TTL and DefaultJWTTTL are the lifetimes of entries that
+	// set none, for the over-long TTL flag.
+	DefaultX509TTL time.Duration
+	DefaultJWTTTL  time.Duration
+	Now            func() time.Time
+	Log            *slog.Logger
+}
+
+// Register registers the Inventory and Audit services on g. Both rely on
+// g's interceptor chain for admin authorization.
+func Register(g *grpc.Server, cfg Config) {
+	inventoryv1.RegisterInventoryServer(g, &inventoryAPI{cfg: cfg})
+	inventoryv1.RegisterAuditServer(g, &auditAPI{cfg: cfg})
+}
+
+// Methods returns the method table of both services: every method needs an
+// administrator.
+func Methods() edge.Table {
+	return edge.Table{}.Service(inventoryv1.Inventory_ServiceDesc, edge.Admin).Service(inventoryv1.Audit_ServiceDesc, edge.Admin)
 }
 
 // inventoryAPI implements the Inventory service.
 type inventoryAPI struct {
 	inventoryv1.UnimplementedInventoryServer
-	s *Server
+	cfg Config
 }
 
 // auditAPI implements the Audit service.
 type auditAPI struct {
 	inventoryv1.UnimplementedAuditServer
-	s *Server
+	cfg Config
 }
 
 var (
@@ -81,25 +104,25 @@ func thresholdsFromProto(p *inventoryv1.Thresholds) (inventory.Thresholds, error
 }
 
 // classifier returns a classifier as of now with the server's default TTLs.
-func (s *Server) classifier(t inventory.Thresholds) *inventory.Classifier {
-	return &inventory.Classifier{Now: s.cfg.Now(), Thresholds: t, DefaultX509TTL: s.cfg.DefaultX509TTL, DefaultJWTTTL: s.cfg.DefaultJWTTTL}
+func (c Config) classifier(t inventory.Thresholds) *inventory.Classifier {
+	return &inventory.Classifier{Now: c.Now(), Thresholds: t, DefaultX509TTL: c.DefaultX509TTL, DefaultJWTTTL: c.DefaultJWTTTL}
 }
 
 func (a *inventoryAPI) ListInventory(ctx context.Context, req *inventoryv1.ListInventoryRequest) (*inventoryv1.ListInventoryResponse, error) {
 	kind, err := inventory.ParseKind(req.GetKind())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	th, err := thresholdsFromProto(req.GetThresholds())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	in, err := inventory.Load(ctx, a.s.store, a.s.serverID, kind, req.GetIncludeClosed())
+	in, err := inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, kind, req.GetIncludeClosed())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	resp := &inventoryv1.ListInventoryResponse{}
-	for _, it := range a.s.classifier(th).Items(in) {
+	for _, it := range a.cfg.classifier(th).Items(in) {
 		switch {
 		case kind != "" && it.Kind != kind:
 		case req.GetStaleOnly() && !it.Flagged(inventory.FlagStale):
@@ -114,11 +137,11 @@ func (a *inventoryAPI) ListInventory(ctx context.Context, req *inventoryv1.ListI
 func (a *inventoryAPI) GetInventoryItem(ctx context.Context, req *inventoryv1.GetInventoryItemRequest) (*inventoryv1.InventoryItem, error) {
 	th, err := thresholdsFromProto(req.GetThresholds())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	it, err := a.lookup(ctx, req.GetId(), a.s.classifier(th))
+	it, err := a.lookup(ctx, req.GetId(), a.cfg.classifier(th))
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	return itemToProto(it), nil
 }
@@ -136,19 +159,19 @@ func (a *inventoryAPI) lookup(ctx context.Context, id string, c *inventory.Class
 		if err != nil {
 			return inventory.Item{}, err
 		}
-		n, err := a.s.store.GetNode(ctx, nid)
+		n, err := a.cfg.Store.GetNode(ctx, nid)
 		if err != nil {
 			return inventory.Item{}, err
 		}
 		return c.Node(n), nil
 	case inventory.KindWorkload:
-		e, err := a.s.store.GetEntry(ctx, key)
+		e, err := a.cfg.Store.GetEntry(ctx, key)
 		if err != nil {
 			return inventory.Item{}, err
 		}
 		return a.workload(ctx, c, e)
 	case inventory.KindFinding:
-		f, err := a.s.store.GetFinding(ctx, key)
+		f, err := a.cfg.Store.GetFinding(ctx, key)
 		if err != nil {
 			return inventory.Item{}, err
 		}
@@ -162,14 +185,14 @@ func (a *inventoryAPI) lookup(ctx context.Context, id string, c *inventory.Class
 		if err != nil {
 			return inventory.Item{}, err
 		}
-		n, err := a.s.store.GetNode(ctx, sid)
+		n, err := a.cfg.Store.GetNode(ctx, sid)
 		if err == nil {
 			return c.Node(n), nil
 		}
 		if !errkind.Is(err, errkind.NotFound) {
 			return inventory.Item{}, err
 		}
-		es, err := a.s.store.ListEntries(ctx, store.EntryFilter{SPIFFEID: sid, Limit: 2})
+		es, err := a.cfg.Store.ListEntries(ctx, store.EntryFilter{SPIFFEID: sid, Limit: 2})
 		switch {
 		case err != nil:
 			return inventory.Item{}, err
@@ -181,7 +204,7 @@ func (a *inventoryAPI) lookup(ctx context.Context, id string, c *inventory.Class
 		}
 		return inventory.Item{}, errkind.New(errkind.NotFound, "no node or workload has SPIFFE ID %s", key)
 	}
-	e, err := a.s.store.GetEntry(ctx, key)
+	e, err := a.cfg.Store.GetEntry(ctx, key)
 	if err == nil {
 		return a.workload(ctx, c, e)
 	}
@@ -189,7 +212,7 @@ func (a *inventoryAPI) lookup(ctx context.Context, id string, c *inventory.Class
 		return inventory.Item{}, err
 	}
 	if fp, ferr := store.NormalizeFingerprint("id", key); ferr == nil {
-		f, err := a.s.store.GetFinding(ctx, fp)
+		f, err := a.cfg.Store.GetFinding(ctx, fp)
 		if err == nil {
 			return c.Finding(f), nil
 		}
@@ -202,7 +225,7 @@ func (a *inventoryAPI) lookup(ctx context.Context, id string, c *inventory.Class
 
 // workload classifies e together with its node, when its parent is one.
 func (a *inventoryAPI) workload(ctx context.Context, c *inventory.Classifier, e model.Entry) (inventory.Item, error) {
-	n, err := a.s.store.GetNode(ctx, e.ParentID)
+	n, err := a.cfg.Store.GetNode(ctx, e.ParentID)
 	switch {
 	case err == nil:
 		return c.Workload(e, &n), nil
@@ -217,15 +240,15 @@ func (a *inventoryAPI) ReportFindings(ctx context.Context, req *inventoryv1.Repo
 	for i, pf := range req.GetFindings() {
 		f, err := findingFromProto(i, pf)
 		if err != nil {
-			return nil, a.s.rpcError(ctx, err)
+			return nil, err
 		}
 		r.Findings = append(r.Findings, f)
 	}
-	res, err := a.s.store.ReportFindings(ctx, r)
+	res, err := a.cfg.Store.ReportFindings(ctx, r)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	a.s.log.InfoContext(ctx, "findings reported", "host", r.Host, "findings", len(r.Findings),
+	a.cfg.Log.InfoContext(ctx, "findings reported", "host", r.Host, "findings", len(r.Findings),
 		"new", res.New, "reopened", res.Reopened, "gone", res.Gone)
 	return &inventoryv1.ReportFindingsResponse{
 		New: int32(res.New), Seen: int32(res.Seen), Reopened: int32(res.Reopened), Gone: int32(res.Gone),
@@ -238,28 +261,28 @@ func (a *inventoryAPI) ResolveFinding(ctx context.Context, req *inventoryv1.Reso
 		err = errkind.New(errkind.InvalidArgument, "id %q is not a finding: use finding:FINGERPRINT", req.GetId())
 	}
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	f, err := a.s.store.ResolveFinding(ctx, key, req.GetReason())
+	f, err := a.cfg.Store.ResolveFinding(ctx, key, req.GetReason())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	return itemToProto(a.s.classifier(inventory.Thresholds{}).Finding(f)), nil
+	return itemToProto(a.cfg.classifier(inventory.Thresholds{}).Finding(f)), nil
 }
 
 func (a *inventoryAPI) SetNodeLabels(ctx context.Context, req *inventoryv1.SetNodeLabelsRequest) (*inventoryv1.InventoryItem, error) {
 	id, err := apiconv.ParseID("spiffe_id", req.GetSpiffeId())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	if len(req.GetSet()) == 0 && len(req.GetRemove()) == 0 {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "set or remove: give at least one label"))
+		return nil, errkind.New(errkind.InvalidArgument, "set or remove: give at least one label")
 	}
-	n, err := a.s.store.SetNodeLabels(ctx, id, req.GetSet(), req.GetRemove())
+	n, err := a.cfg.Store.SetNodeLabels(ctx, id, req.GetSet(), req.GetRemove())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	return itemToProto(a.s.classifier(inventory.Thresholds{}).Node(n)), nil
+	return itemToProto(a.cfg.classifier(inventory.Thresholds{}).Node(n)), nil
 }
 
 // coverageOptions converts and checks the view of a coverage request.
@@ -281,30 +304,30 @@ func coverageOptions(by string, activeWithin int64, depth int32) (inventory.Cove
 func (a *inventoryAPI) CreateCoverageReport(ctx context.Context, req *inventoryv1.CreateCoverageReportRequest) (*inventoryv1.CoverageReport, error) {
 	opts, err := coverageOptions(req.GetBy(), req.GetActiveWithinSeconds(), req.GetPathDepth())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	in, err := inventory.Load(ctx, a.s.store, a.s.serverID, "", false)
+	in, err := inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, "", false)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
-	c := a.s.classifier(inventory.Thresholds{})
+	c := a.cfg.classifier(inventory.Thresholds{})
 	cov, err := inventory.ComputeCoverage(c.Items(in), c.Now, opts)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	data, err := json.Marshal(cov)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, fmt.Errorf("encode coverage report: %w", err))
+		return nil, fmt.Errorf("encode coverage report: %w", err)
 	}
-	saved, prev, err := a.s.store.SaveCoverageReport(ctx, store.CoverageReport{CreatedAt: c.Now, Dimension: opts.Key(), Report: data})
+	saved, prev, err := a.cfg.Store.SaveCoverageReport(ctx, store.CoverageReport{CreatedAt: c.Now, Dimension: opts.Key(), Report: data})
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	var prevCov *inventory.Coverage
 	if prev.ID != 0 {
 		if prevCov, err = decodeCoverage(prev); err != nil {
 			// A report the server cannot read back only costs the delta.
-			a.s.log.WarnContext(ctx, "previous coverage report unreadable", "id", prev.ID, "error", err)
+			a.cfg.Log.WarnContext(ctx, "previous coverage report unreadable", "id", prev.ID, "error", err)
 			prev = store.CoverageReport{}
 		}
 	}
@@ -322,24 +345,24 @@ func decodeCoverage(r store.CoverageReport) (*inventory.Coverage, error) {
 func (a *inventoryAPI) ListCoverageReports(ctx context.Context, req *inventoryv1.ListCoverageReportsRequest) (*inventoryv1.ListCoverageReportsResponse, error) {
 	opts, err := coverageOptions(req.GetBy(), req.GetActiveWithinSeconds(), req.GetPathDepth())
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	if req.GetLimit() < 0 {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "limit %d is negative", req.GetLimit()))
+		return nil, errkind.New(errkind.InvalidArgument, "limit %d is negative", req.GetLimit())
 	}
 	// One more than asked, for the oldest report's delta.
 	limit := int(req.GetLimit())
 	if limit == 0 {
 		limit = 20
 	}
-	reports, err := a.s.store.ListCoverageReports(ctx, opts.Key(), limit+1)
+	reports, err := a.cfg.Store.ListCoverageReports(ctx, opts.Key(), limit+1)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	decoded := make([]*inventory.Coverage, len(reports))
 	for i, r := range reports {
 		if decoded[i], err = decodeCoverage(r); err != nil {
-			return nil, a.s.rpcError(ctx, err)
+			return nil, err
 		}
 	}
 	resp := &inventoryv1.ListCoverageReportsResponse{}
@@ -357,11 +380,11 @@ func (a *inventoryAPI) ListCoverageReports(ctx context.Context, req *inventoryv1
 func (a *auditAPI) ListAudit(ctx context.Context, req *inventoryv1.ListAuditRequest) (*inventoryv1.ListAuditResponse, error) {
 	switch {
 	case req.GetSinceUnixNano() < 0:
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "since_unix_nano %d is negative", req.GetSinceUnixNano()))
+		return nil, errkind.New(errkind.InvalidArgument, "since_unix_nano %d is negative", req.GetSinceUnixNano())
 	case req.GetAfterSeq() < 0:
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "after_seq %d is negative", req.GetAfterSeq()))
+		return nil, errkind.New(errkind.InvalidArgument, "after_seq %d is negative", req.GetAfterSeq())
 	case req.GetPageSize() < 0:
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument, "page_size %d is negative", req.GetPageSize()))
+		return nil, errkind.New(errkind.InvalidArgument, "page_size %d is negative", req.GetPageSize())
 	}
 	f := store.AuditFilter{Actor: req.GetActor(), Action: req.GetAction(), AfterSeq: req.GetAfterSeq(), Limit: int(req.GetPageSize())}
 	if req.GetSinceUnixNano() > 0 {
@@ -371,9 +394,9 @@ func (a *auditAPI) ListAudit(ctx context.Context, req *inventoryv1.ListAuditRequ
 		f.Limit = defaultAuditPage
 	}
 	f.Limit = min(f.Limit, maxAuditPage)
-	recs, err := a.s.store.ListAudit(ctx, f)
+	recs, err := a.cfg.Store.ListAudit(ctx, f)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	resp := &inventoryv1.ListAuditResponse{Records: make([]*inventoryv1.AuditRecord, len(recs))}
 	for i, r := range recs {
@@ -396,12 +419,12 @@ func auditRecordToProto(r model.AuditRecord) *inventoryv1.AuditRecord {
 func (a *auditAPI) VerifyAudit(ctx context.Context, req *inventoryv1.VerifyAuditRequest) (*inventoryv1.VerifyAuditResponse, error) {
 	expectSeq, expectHash := req.GetExpectSeq(), req.GetExpectHash()
 	if expectSeq < 0 || (expectSeq > 0) != (len(expectHash) > 0) || len(expectHash) > 0 && len(expectHash) != 32 {
-		return nil, a.s.rpcError(ctx, errkind.New(errkind.InvalidArgument,
-			"expect_seq and expect_hash go together: a sequence number and a 32-byte SHA-256 hash, as an earlier verify printed"))
+		return nil, errkind.New(errkind.InvalidArgument,
+			"expect_seq and expect_hash go together: a sequence number and a 32-byte SHA-256 hash, as an earlier verify printed")
 	}
-	rep, err := a.s.store.VerifyAudit(ctx)
+	rep, err := a.cfg.Store.VerifyAudit(ctx)
 	if err != nil {
-		return nil, a.s.rpcError(ctx, err)
+		return nil, err
 	}
 	resp := &inventoryv1.VerifyAuditResponse{
 		Ok: rep.OK, Records: rep.Records, FirstBad: rep.FirstBad, Problem: rep.Problem, HeadHash: rep.Head,
@@ -412,9 +435,9 @@ func (a *auditAPI) VerifyAudit(ctx context.Context, req *inventoryv1.VerifyAudit
 		resp.HeadSeq = rep.FirstBad - 1
 	}
 	if rep.OK && expectSeq > 0 {
-		recs, err := a.s.store.ListAudit(ctx, store.AuditFilter{AfterSeq: expectSeq - 1, Limit: 1})
+		recs, err := a.cfg.Store.ListAudit(ctx, store.AuditFilter{AfterSeq: expectSeq - 1, Limit: 1})
 		if err != nil {
-			return nil, a.s.rpcError(ctx, err)
+			return nil, err
 		}
 		switch {
 		case len(recs) == 0 || recs[0].Seq != expectSeq:
@@ -432,7 +455,7 @@ func (a *auditAPI) VerifyAudit(ctx context.Context, req *inventoryv1.VerifyAudit
 func itemToProto(it inventory.Item) *inventoryv1.InventoryItem {
 	p := &inventoryv1.InventoryItem{
 		Id: it.ID, Kind: string(it.Kind), Name: it.Name, Labels: it.Labels, Environment: it.Environment,
-		Owner: it.Owner, CreatedAt: unixOrZero(it.CreatedAt), LastSeenAt: unixOrZero(it.LastSeenAt),
+		Owner: it.Owner, CreatedAt: apiconv.UnixOrZero(it.CreatedAt), LastSeenAt: apiconv.UnixOrZero(it.LastSeenAt),
 	}
 	for _, f := range it.Flags {
 		p.Flags = append(p.Flags, &inventoryv1.Flag{Code: string(f.Code), Message: f.Message})
@@ -442,14 +465,14 @@ func itemToProto(it inventory.Item) *inventoryv1.InventoryItem {
 		n := it.Node
 		p.Detail = &inventoryv1.InventoryItem_Node{Node: &inventoryv1.NodeDetail{
 			SpiffeId: n.SPIFFEID.String(), AttestationType: n.AttestationType, Selectors: selectorStrings(n.Selectors),
-			Banned: n.Banned, CertNotAfter: unixOrZero(n.CertNotAfter),
+			Banned: n.Banned, CertNotAfter: apiconv.UnixOrZero(n.CertNotAfter),
 		}}
 	case it.Entry != nil:
 		e := it.Entry
 		p.Detail = &inventoryv1.InventoryItem_Workload{Workload: &inventoryv1.WorkloadDetail{
 			EntryId: e.ID, SpiffeId: e.SPIFFEID.String(), ParentId: e.ParentID.String(), Selectors: selectorStrings(e.Selectors),
 			X509TtlSeconds: int64(it.X509TTL / time.Second), JwtTtlSeconds: int64(it.JWTTTL / time.Second),
-			FirstIssuedAt: unixOrZero(e.FirstIssuedAt), LastIssuedAt: unixOrZero(e.LastIssuedAt),
+			FirstIssuedAt: apiconv.UnixOrZero(e.FirstIssuedAt), LastIssuedAt: apiconv.UnixOrZero(e.LastIssuedAt),
 		}}
 	case it.Finding != nil:
 		p.Detail = &inventoryv1.InventoryItem_Finding{Finding: findingToProto(*it.Finding)}
@@ -468,15 +491,15 @@ func selectorStrings(sels []model.Selector) []string {
 func findingToProto(f store.Finding) *inventoryv1.Finding {
 	p := &inventoryv1.Finding{
 		RuleId: f.RuleID, Detector: f.Detector, Kind: f.Kind, Severity: f.Severity, Description: f.Description,
-		Preview: f.Preview, Fingerprint: f.Fingerprint, Details: f.Details, FirstSeenAt: unixOrZero(f.FirstSeenAt),
-		LastSeenAt: unixOrZero(f.LastSeenAt), Status: string(f.Status), ClosedAt: unixOrZero(f.ClosedAt),
+		Preview: f.Preview, Fingerprint: f.Fingerprint, Details: f.Details, FirstSeenAt: apiconv.UnixOrZero(f.FirstSeenAt),
+		LastSeenAt: apiconv.UnixOrZero(f.LastSeenAt), Status: string(f.Status), ClosedAt: apiconv.UnixOrZero(f.ClosedAt),
 		Resolution: f.Resolution,
 	}
 	for _, l := range f.Locations {
 		pl := &inventoryv1.FindingLocation{
 			Path: l.Path, Line: int32(l.Line), Column: int32(l.Column), EndLine: int32(l.EndLine), Commit: l.Commit,
-			Author: l.Author, Email: l.Email, Host: l.Host, FirstSeenAt: unixOrZero(l.FirstSeenAt),
-			LastSeenAt: unixOrZero(l.LastSeenAt), GoneAt: unixOrZero(l.GoneAt),
+			Author: l.Author, Email: l.Email, Host: l.Host, FirstSeenAt: apiconv.UnixOrZero(l.FirstSeenAt),
+			LastSeenAt: apiconv.UnixOrZero(l.LastSeenAt), GoneAt: apiconv.UnixOrZero(l.GoneAt),
 		}
 		if !l.CommittedAt.IsZero() {
 			pl.Date = l.CommittedAt.UTC().Format(time.RFC3339)
@@ -529,11 +552,11 @@ func deltaToProto(d inventory.CoverageDelta) *inventoryv1.CoverageDelta {
 // report carry no delta.
 func coverageToProto(r store.CoverageReport, cov inventory.Coverage, prev store.CoverageReport, prevCov *inventory.Coverage) *inventoryv1.CoverageReport {
 	p := &inventoryv1.CoverageReport{
-		Id: r.ID, CreatedAt: unixOrZero(r.CreatedAt), By: string(cov.By), ActiveWithinSeconds: cov.ActiveWithinSeconds,
+		Id: r.ID, CreatedAt: apiconv.UnixOrZero(r.CreatedAt), By: string(cov.By), ActiveWithinSeconds: cov.ActiveWithinSeconds,
 		PathDepth: int32(cov.PathDepth), Total: groupToProto(cov.Total),
 	}
 	if prevCov != nil {
-		p.PreviousId, p.PreviousCreatedAt = prev.ID, unixOrZero(prev.CreatedAt)
+		p.PreviousId, p.PreviousCreatedAt = prev.ID, apiconv.UnixOrZero(prev.CreatedAt)
 		p.Total.Delta = deltaToProto(inventory.Delta(prevCov.Total, cov.Total))
 	}
 	for _, g := range cov.Groups {

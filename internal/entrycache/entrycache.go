@@ -1,4 +1,8 @@
-package server
+// Package entrycache is the server's in-memory index of registration
+// entries, kept current from the store's change feed. It answers, without a
+// database round trip, the question every agent call asks: which entries
+// belong to this node?
+package entrycache
 
 import (
 	"sync"
@@ -10,7 +14,7 @@ import (
 	"github.com/signet-id/signet/internal/store"
 )
 
-// entryCache is the server's in-memory index of registration entries, kept
+// Cache is the server's in-memory index of registration entries, kept
 // current from the store's change feed (store.EntryChanges). Every replica
 // keeps its own; the store's revision makes them converge.
 //
@@ -19,7 +23,7 @@ import (
 // when its parent is a node alias the node qualifies for: an alias is an
 // entry whose parent is the server's own ID and whose selectors are a subset
 // of the node's.
-type entryCache struct {
+type Cache struct {
 	serverID spiffeid.ID
 
 	mu       sync.RWMutex
@@ -29,8 +33,10 @@ type entryCache struct {
 	admins   map[spiffeid.ID]map[string]*model.Entry // admin entries by SPIFFE ID
 }
 
-func newEntryCache(serverID spiffeid.ID) *entryCache {
-	return &entryCache{
+// New returns an empty cache for the trust domain whose server has
+// serverID (the parent of node aliases).
+func New(serverID spiffeid.ID) *Cache {
+	return &Cache{
 		serverID: serverID,
 		byID:     make(map[string]*model.Entry),
 		byParent: make(map[spiffeid.ID]map[string]*model.Entry),
@@ -39,15 +45,15 @@ func newEntryCache(serverID spiffeid.ID) *entryCache {
 }
 
 // Revision is the store revision the cache reflects.
-func (c *entryCache) Revision() int64 {
+func (c *Cache) Revision() int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.revision
 }
 
-// apply folds a change set into the cache. Change sets older than what the
+// Apply folds a change set into the cache. Change sets older than what the
 // cache holds are ignored, so concurrent refreshes are harmless.
-func (c *entryCache) apply(cs store.EntryChangeSet) {
+func (c *Cache) Apply(cs store.EntryChangeSet) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cs.Revision < c.revision && !cs.Full {
@@ -93,7 +99,7 @@ func removeFrom(index map[spiffeid.ID]map[string]*model.Entry, key spiffeid.ID, 
 	}
 }
 
-func (c *entryCache) removeLocked(id string) {
+func (c *Cache) removeLocked(id string) {
 	old, ok := c.byID[id]
 	if !ok {
 		return
@@ -103,15 +109,15 @@ func (c *entryCache) removeLocked(id string) {
 	removeFrom(c.admins, old.SPIFFEID, id)
 }
 
-// get returns the entry with id, or nil.
-func (c *entryCache) get(id string) *model.Entry {
+// Get returns the entry with id, or nil.
+func (c *Cache) Get(id string) *model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.byID[id]
 }
 
-// size is the number of cached entries.
-func (c *entryCache) size() int {
+// Len is the number of cached entries.
+func (c *Cache) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.byID)
@@ -119,7 +125,7 @@ func (c *entryCache) size() int {
 
 // parentsFor returns the IDs a node's entries may hang under: the node's
 // own ID and every alias the node's selectors qualify it for.
-func (c *entryCache) parentsFor(node spiffeid.ID, nodeSels []model.Selector) []spiffeid.ID {
+func (c *Cache) parentsFor(node spiffeid.ID, nodeSels []model.Selector) []spiffeid.ID {
 	parents := []spiffeid.ID{node}
 	for _, alias := range c.byParent[c.serverID] {
 		if model.SubsetOf(alias.Selectors, nodeSels) {
@@ -129,8 +135,8 @@ func (c *entryCache) parentsFor(node spiffeid.ID, nodeSels []model.Selector) []s
 	return parents
 }
 
-// nodeEntries returns the unexpired entries that belong to the node.
-func (c *entryCache) nodeEntries(node spiffeid.ID, nodeSels []model.Selector, now time.Time) []*model.Entry {
+// NodeEntries returns the unexpired entries that belong to the node.
+func (c *Cache) NodeEntries(node spiffeid.ID, nodeSels []model.Selector, now time.Time) []*model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var out []*model.Entry
@@ -147,9 +153,9 @@ func (c *entryCache) nodeEntries(node spiffeid.ID, nodeSels []model.Selector, no
 	return out
 }
 
-// belongsTo returns the entry with id when it is unexpired and belongs to
+// BelongsTo returns the entry with id when it is unexpired and belongs to
 // the node, and nil otherwise.
-func (c *entryCache) belongsTo(id string, node spiffeid.ID, nodeSels []model.Selector, now time.Time) *model.Entry {
+func (c *Cache) BelongsTo(id string, node spiffeid.ID, nodeSels []model.Selector, now time.Time) *model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.byID[id]
@@ -167,8 +173,8 @@ func (c *entryCache) belongsTo(id string, node spiffeid.ID, nodeSels []model.Sel
 	return nil
 }
 
-// isAdmin reports whether id is the SPIFFE ID of an unexpired admin entry.
-func (c *entryCache) isAdmin(id spiffeid.ID, now time.Time) bool {
+// IsAdmin reports whether id is the SPIFFE ID of an unexpired admin entry.
+func (c *Cache) IsAdmin(id spiffeid.ID, now time.Time) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for _, e := range c.admins[id] {

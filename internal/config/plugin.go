@@ -1,0 +1,158 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Plugins is a configuration section that enables plugins by name, each key
+// holding that plugin's own settings:
+//
+//	node_attestors:
+//	  join_token: {}
+//	  x509pop: {ca_bundle_path: /etc/signet/node-ca.pem}
+//
+// The settings stay raw YAML until the plugin registry decodes them, with
+// DecodeNode, into the plugin's typed configuration.
+type Plugins map[string]yaml.Node
+
+// Names returns the plugin names in p, sorted.
+func (p Plugins) Names() []string {
+	out := make([]string, 0, len(p))
+	for k := range p {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Validator is implemented by configurations that check themselves after
+// decoding. Validate reports every problem at once (errors.Join), each
+// naming its field by its YAML key.
+type Validator interface {
+	Validate() error
+}
+
+// DecodeNode strictly decodes the YAML node n into v, a pointer to a
+// struct: unknown keys are errors naming the line, the field path (path
+// followed by the key) and the keys that would be accepted. After decoding,
+// v is validated when it implements Validator, every problem prefixed with
+// path. A nil or empty node leaves v unchanged (and still validates it).
+func DecodeNode(path string, n *yaml.Node, v any) error {
+	if n != nil && n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		var errs []error
+		checkKeys(path, n, reflect.TypeOf(v), &errs)
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		if err := n.Decode(v); err != nil {
+			return fmt.Errorf("%s: %w", path, cleanYAMLError(err))
+		}
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return prefixErrors(path, err)
+		}
+	}
+	return nil
+}
+
+// prefixErrors puts path before each error joined in err.
+func prefixErrors(path string, err error) error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		var out []error
+		for _, e := range joined.Unwrap() {
+			out = append(out, prefixErrors(path, e))
+		}
+		return errors.Join(out...)
+	}
+	return fmt.Errorf("%s.%w", path, err)
+}
+
+// checkKeys reports the mapping keys of n that the struct type t (or the
+// struct a pointer, slice or map element of t is) has no field for.
+func checkKeys(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeFor[yaml.Node]() {
+		return // raw YAML, checked by whoever decodes it
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return // a type error that Decode reports
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				*errs = append(*errs, fmt.Errorf("line %d: %s.%s is not a known key: use one of %s",
+					k.Line, path, k.Value, strings.Join(sortedKeys(fields), ", ")))
+				continue
+			}
+			checkKeys(path+"."+k.Value, val, ft, errs)
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind == yaml.SequenceNode {
+			for i, c := range n.Content {
+				checkKeys(fmt.Sprintf("%s[%d]", path, i), c, t.Elem(), errs)
+			}
+		}
+	case reflect.Map:
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				checkKeys(path+"."+n.Content[i].Value, n.Content[i+1], t.Elem(), errs)
+			}
+		}
+	}
+}
+
+// yamlFields maps the YAML keys of struct type t to their field types,
+// following inlined fields.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Struct {
+			for k, v := range yamlFields(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,167 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/signet-id/signet/internal/errkind"
+)
+
+// Issuance is what one signing decision leaves in the store: its audit
+// records and the entries whose SVIDs were issued (for the inventory's
+// first/last issued times).
+type Issuance struct {
+	Records []AuditRecord
+	// Issued are the ids of the entries an SVID was signed for, At when.
+	Issued []string
+	At     time.Time
+}
+
+// issuanceBatcher group-commits issuances: concurrent RecordIssuance calls
+// share one transaction, so signing N SVIDs at once takes the audit chain's
+// lock once rather than N times, while every caller still returns only
+// after its own records are durable. The first caller to find no flush in
+// progress becomes the flusher and writes batches until the queue is empty.
+type issuanceBatcher struct {
+	mu       sync.Mutex
+	queue    []*issuanceReq
+	flushing bool
+}
+
+type issuanceReq struct {
+	iss  Issuance
+	done chan error
+}
+
+// maxIssuanceBatch bounds the records written by one transaction.
+const maxIssuanceBatch = 2000
+
+// issuanceFlushTimeout bounds one batch's transaction; it does not depend on
+// the context of whichever caller happens to flush.
+const issuanceFlushTimeout = 30 * time.Second
+
+// RecordIssuance durably appends the audit records of a signing decision and
+// stamps the issued entries' issuance times, batched with concurrent
+// callers into one transaction (see issuanceBatcher). Records get Actor
+// from ctx when empty, and Time from At when zero. It returns once the
+// records are committed, or with the error that prevented it: the caller
+// decides (an issuance whose record failed is not handed out).
+func (s *Store) RecordIssuance(ctx context.Context, iss Issuance) error {
+	for i := range iss.Records {
+		if iss.Records[i].Action == "" {
+			return errkind.New(errkind.InvalidArgument, "record issuance: record %d has no action", i)
+		}
+	}
+	if len(iss.Records) == 0 && len(iss.Issued) == 0 {
+		return nil
+	}
+	actor := actorFrom(ctx)
+	recs := make([]AuditRecord, len(iss.Records))
+	for i, r := range iss.Records {
+		if r.Actor == "" {
+			r.Actor = actor
+		}
+		if r.Time.IsZero() {
+			r.Time = iss.At
+		}
+		r.Detail = maps.Clone(r.Detail)
+		recs[i] = r
+	}
+	iss.Records = recs
+	req := &issuanceReq{iss: iss, done: make(chan error, 1)}
+
+	b := &s.issuance
+	b.mu.Lock()
+	b.queue = append(b.queue, req)
+	if b.flushing {
+		b.mu.Unlock()
+		select {
+		case err := <-req.done:
+			return err
+		case <-ctx.Done():
+			// The batch may still commit; the caller treats this as a
+			// failure, which errs on the side of not handing out an SVID.
+			return fmt.Errorf("record issuance: %w", ctx.Err())
+		}
+	}
+	b.flushing = true
+	for {
+		n := 0
+		batch := b.queue[:0:0]
+		for len(b.queue) > 0 && (n == 0 || n+len(b.queue[0].iss.Records) <= maxIssuanceBatch) {
+			n += len(b.queue[0].iss.Records)
+			batch = append(batch, b.queue[0])
+			b.queue = b.queue[1:]
+		}
+		b.mu.Unlock()
+		err := s.writeIssuances(batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.flushing = false
+			b.mu.Unlock()
+			break
+		}
+	}
+	return <-req.done
+}
+
+// writeIssuances commits one batch: the audit records, chained in queue
+// order, and the issuance stamps, in one transaction.
+func (s *Store) writeIssuances(batch []*issuanceReq) error {
+	ctx, cancel := context.WithTimeout(context.Background(), issuanceFlushTimeout)
+	defer cancel()
+	stamps := map[string]time.Time{} // entry id → latest issuance
+	err := s.update(ctx, "record issuance", false, func(t *wtx) error {
+		for _, r := range batch {
+			for _, rec := range r.iss.Records {
+				if rec.Time.IsZero() {
+					rec.Time = t.now
+				}
+				rec.Time = normTime(rec.Time)
+				t.audit = append(t.audit, rec)
+			}
+			for _, id := range r.iss.Issued {
+				if at := r.iss.At; at.After(stamps[id]) {
+					stamps[id] = at
+				}
+			}
+		}
+		return s.stampIssued(ctx, t, stamps)
+	})
+	if err != nil {
+		return fmt.Errorf("record issuance: %w", err)
+	}
+	return nil
+}
+
+// stampIssued advances the first/last issued times of entries, grouped by
+// time so that a batch costs one statement per distinct instant (and per
+// chunk of ids).
+func (s *Store) stampIssued(ctx context.Context, t *wtx, stamps map[string]time.Time) error {
+	byTime := map[int64][]string{}
+	for id, at := range stamps {
+		ts := timeToDB(at)
+		byTime[ts] = append(byTime[ts], id)
+	}
+	for _, ts := range slices.Sorted(maps.Keys(byTime)) {
+		ids := slices.Sorted(slices.Values(byTime[ts]))
+		err := chunks(ids, inListSize, func(part []string) error {
+			_, err := t.exec(ctx, `UPDATE entries SET
+				first_issued_at = CASE WHEN first_issued_at = 0 THEN ? ELSE first_issued_at END,
+				last_issued_at = CASE WHEN last_issued_at < ? THEN ? ELSE last_issued_at END
+				WHERE id IN (`+placeholders(len(part))+")", append([]any{ts, ts, ts}, anys(part)...)...)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("stamp issued entries: %w", err)
+		}
+	}
+	return nil
+}
