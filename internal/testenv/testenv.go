@@ -38,7 +38,12 @@ type Env struct {
 	Server      *server.Server
 	Admin       adminv1.AdminClient
 	DataDir     string
+	adminConn   *grpc.ClientConn
 }
+
+// AdminConn is the connection to the admin socket, for the inventory and
+// audit service stubs.
+func (e *Env) AdminConn() grpc.ClientConnInterface { return e.adminConn }
 
 // Option adjusts the server configuration before it starts.
 type Option func(*server.Config)
@@ -77,7 +82,7 @@ func New(t testing.TB, opts ...Option) *Env {
 		t.Fatalf("dial admin socket: %v", err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return &Env{T: t, TrustDomain: td, Server: srv, Admin: adminv1.NewAdminClient(cc), DataDir: dir}
+	return &Env{T: t, TrustDomain: td, Server: srv, Admin: adminv1.NewAdminClient(cc), DataDir: dir, adminConn: cc}
 }
 
 // testWriter sends log lines to t.Log, quiet unless -v or failing.

@@ -1,6 +1,8 @@
-// Package nodeattesttest is the conformance suite every agent-side node
-// attestor passes. Each method's tests call Run with a constructor, exactly
-// as production code builds the attestor.
+// Package nodeattesttest is the conformance suite of node attestation
+// methods: Run for agent halves (nodeattest.Attestor) and RunVerifier for
+// server halves (nodeattest.Verifier). Each method's tests call both with
+// constructors that go through the plugin registry, exactly as production
+// builds them.
 package nodeattesttest
 
 import (
@@ -8,9 +10,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/nodeattest"
 )
 
@@ -78,4 +84,127 @@ func Run(t *testing.T, newAttestor func(t *testing.T) nodeattest.Attestor) {
 			t.Errorf("attestor output contains its payload: %s", buf.String())
 		}
 	})
+}
+
+// VerifierCase is a server half under test, with the agent half that
+// produces evidence it must admit.
+type VerifierCase struct {
+	Verifier nodeattest.Verifier
+	// Attestor is the method's agent half, holding good evidence (made
+	// fresh for this case, so single-use evidence works).
+	Attestor nodeattest.Attestor
+	// WantID is the agent ID the good evidence proves.
+	WantID spiffeid.ID
+}
+
+// loopback answers a verifier's challenges with the attestor's Responder.
+type loopback struct {
+	a      nodeattest.Attestor
+	rounds int
+}
+
+func (l *loopback) Challenge(ctx context.Context, c []byte) ([]byte, error) {
+	l.rounds++
+	if l.rounds > nodeattest.MaxChallengeRounds {
+		return nil, fmt.Errorf("more than %d challenge rounds", nodeattest.MaxChallengeRounds)
+	}
+	r, ok := l.a.(nodeattest.Responder)
+	if !ok {
+		return nil, fmt.Errorf("%s sent a challenge but its attestor cannot answer", l.a.Name())
+	}
+	return r.Respond(ctx, c)
+}
+
+// refused reports whether err is a refusal (the caller is told "node
+// attestation failed"), not an internal failure.
+func refused(err error) bool {
+	k := errkind.Of(err)
+	return err != nil && (k == errkind.PermissionDenied || k == errkind.InvalidArgument || k == errkind.NotFound)
+}
+
+// RunVerifier checks the contract of nodeattest.Verifier against the cases
+// newCase builds (build them through the registry, as the server does):
+// the verifier and attestor agree on a valid name; good evidence is
+// admitted with WantID in its trust domain and valid selectors; garbage,
+// empty and oversized payloads are refused (a refusal kind, not an
+// internal error) without the payload in the error; a cancelled context
+// fails; concurrent attestations with distinct evidence all succeed.
+func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
+	t.Helper()
+	t.Run("Name", func(t *testing.T) {
+		c := newCase(t)
+		if err := nodeattest.ValidName(c.Verifier.Name()); err != nil {
+			t.Fatalf("Verifier.Name() = %q: %v", c.Verifier.Name(), err)
+		}
+		if c.Attestor.Name() != c.Verifier.Name() {
+			t.Errorf("Verifier.Name() = %q, Attestor.Name() = %q: both halves must agree", c.Verifier.Name(), c.Attestor.Name())
+		}
+	})
+	t.Run("AdmitsGoodEvidence", func(t *testing.T) {
+		c := newCase(t)
+		res, err := attest(t.Context(), c)
+		if err != nil {
+			t.Fatalf("Attest(good evidence) error = %v", err)
+		}
+		if res.AgentID != c.WantID {
+			t.Errorf("Attest(good evidence).AgentID = %v, want %v", res.AgentID, c.WantID)
+		}
+		for _, s := range res.Selectors {
+			if err := s.Validate(); err != nil {
+				t.Errorf("Attest returned a malformed selector %v: %v", s, err)
+			}
+		}
+	})
+	t.Run("RefusesGarbage", func(t *testing.T) {
+		c := newCase(t)
+		for name, p := range map[string][]byte{
+			"nil": nil, "empty": {}, "junk": []byte("\x00\xff not evidence \n"),
+			"oversized": bytes.Repeat([]byte("A"), nodeattest.MaxPayloadSize),
+		} {
+			_, err := c.Verifier.Attest(t.Context(), p, &loopback{a: c.Attestor})
+			if !refused(err) {
+				t.Errorf("Attest(%s payload) error = %v, want a refusal (PermissionDenied or InvalidArgument)", name, err)
+			}
+			if len(p) > 8 && err != nil && strings.Contains(err.Error(), string(p)) {
+				t.Errorf("Attest(%s payload) error contains the payload", name)
+			}
+		}
+	})
+	t.Run("CancelledContext", func(t *testing.T) {
+		c := newCase(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := attest(ctx, c); err == nil {
+			t.Errorf("Attest(cancelled ctx) error = nil, want an error")
+		}
+	})
+	t.Run("Concurrent", func(t *testing.T) {
+		cases := make([]VerifierCase, 8)
+		for i := range cases {
+			cases[i] = newCase(t)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(cases))
+		for _, c := range cases {
+			wg.Go(func() {
+				if _, err := attest(t.Context(), c); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("concurrent Attest error = %v", err)
+		}
+	})
+}
+
+// attest runs one attestation of c's good evidence.
+func attest(ctx context.Context, c VerifierCase) (nodeattest.Result, error) {
+	p, err := c.Attestor.Payload(ctx)
+	if err != nil {
+		return nodeattest.Result{}, err
+	}
+	return c.Verifier.Attest(ctx, p, &loopback{a: c.Attestor})
 }
