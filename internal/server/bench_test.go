@@ -178,4 +178,3 @@ func BenchmarkSigningUnderAttestationFlood(b *testing.B) {
 		})
 	}
 }
-
