@@ -6,22 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
 )
-
-// CoverageReport is one stored coverage report. The store keeps Report as
-// opaque JSON; internal/inventory defines its shape.
-type CoverageReport struct {
-	ID        int64 // assigned by the store, increasing
-	CreatedAt time.Time
-	// Dimension is the grouping the report was computed by, such as
-	// "environment"; reports are compared with earlier ones of the same
-	// dimension.
-	Dimension string
-	Report    json.RawMessage
-}
 
 // maxCoverageList bounds ListCoverageReports.
 const maxCoverageList = 1000

@@ -4,9 +4,11 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 // migrations holds the versioned schema, one directory per dialect. Files
@@ -16,33 +18,31 @@ import (
 //go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrations embed.FS
 
-// migrate applies pending migrations. On PostgreSQL it holds an advisory lock
-// scoped to the current schema meanwhile, so replicas starting together do
-// not race each other.
-func (s *Store) migrate(ctx context.Context) (err error) {
+// migrate applies pending migrations. On PostgreSQL, goose's session
+// locker holds an advisory lock meanwhile, keyed by the current schema, so
+// replicas starting together on one schema take turns while different
+// schemas (test runs, tenants) do not wait for each other.
+func (s *Store) migrate(ctx context.Context) error {
 	fsys, err := fs.Sub(migrations, "migrations/"+s.d.name)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if s.d.name == DriverPostgres {
-		conn, err := s.db.Conn(ctx)
+		var schema string
+		if err := s.db.QueryRowContext(ctx, "SELECT coalesce(current_schema(), '')").Scan(&schema); err != nil {
+			return fmt.Errorf("migrate: read current schema: %w", err)
+		}
+		h := fnv.New64a()
+		_, _ = h.Write([]byte("signet.migrate/" + schema))
+		// Probe every second for up to five minutes.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64()>>1)), lock.WithLockTimeout(1, 300))
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		defer conn.Close()
-		const lock = "SELECT pg_advisory_lock(7146, hashtext(coalesce(current_schema(), '')))"
-		const unlock = "SELECT pg_advisory_unlock(7146, hashtext(coalesce(current_schema(), '')))"
-		if _, err := conn.ExecContext(ctx, lock); err != nil {
-			return fmt.Errorf("migrate: take migration lock: %w", err)
-		}
-		defer func() {
-			// The lock also ends with the session should this fail.
-			if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), unlock); uerr != nil && err == nil {
-				err = fmt.Errorf("migrate: release migration lock: %w", uerr)
-			}
-		}()
+		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(s.d.goose, s.db, fsys, goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(s.d.goose, s.db, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -14,6 +14,20 @@ type (
 	AuthorityState = model.AuthorityState
 	Authority      = model.Authority
 	AuditRecord    = model.AuditRecord
+
+	FindingStatus   = model.FindingStatus
+	Finding         = model.Finding
+	FindingLocation = model.FindingLocation
+	FindingReport   = model.FindingReport
+	ReportResult    = model.ReportResult
+	CoverageReport  = model.CoverageReport
+)
+
+// Finding statuses, as in internal/model.
+const (
+	FindingOpen     = model.FindingOpen
+	FindingGone     = model.FindingGone
+	FindingResolved = model.FindingResolved
 )
 
 // Authority kinds and states, as in internal/model.

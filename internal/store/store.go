@@ -1,3 +1,16 @@
+// Package store is Signet's persistent state: registration entries, attested
+// nodes, join tokens, CA authorities, the hash-chained audit log, and the
+// inventory's findings and coverage reports. One SQL implementation serves
+// embedded SQLite (the default) and PostgreSQL (shared by server replicas);
+// both pass the conformance suite in internal/store/storetest. Schema
+// migrations are embedded and applied by Open.
+//
+// Every state change runs in one transaction that advances a global
+// revision and appends its audit records, so revision order is commit order
+// and the audit chain stays linear. Node state changes are narrow
+// conditional writes (AdmitNode, RenewNodeSVID, PromoteNodeSerial,
+// SetNodeBanned), never a rewrite of a whole row from a stale copy, and
+// issuance records are group-committed (RecordIssuance).
 package store
 
 import (

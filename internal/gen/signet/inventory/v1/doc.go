@@ -1,0 +1,3 @@
+// Package inventoryv1 is the generated protobuf and gRPC code of proto/signet/inventory/v1
+// (make generate). Domain code converts it to plain types in internal/apiconv.
+package inventoryv1
