@@ -11,6 +11,7 @@
 package builtin
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/plugin"
@@ -37,8 +39,17 @@ type VerifierDeps struct {
 	TrustDomain spiffeid.TrustDomain
 	// JoinTokens is the server's store of join tokens.
 	JoinTokens jointoken.TokenStore
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Nodes looks attested nodes up (trust-on-first-use methods refuse an
+	// identity that already attested).
+	Nodes NodeLookup
+	Now   func() time.Time
+	Log   *slog.Logger
+}
+
+// NodeLookup finds an attested node by SPIFFE ID; an unknown one is an
+// error kinded NotFound. The server's store implements it.
+type NodeLookup interface {
+	GetNode(ctx context.Context, id spiffeid.ID) (model.Node, error)
 }
 
 // NodeVerifiers returns the registry of server halves of node attestation.

@@ -67,7 +67,7 @@ func (s *Server) nodeVerifiers() ([]nodeattest.Verifier, error) {
 	if _, ok := sections[jointoken.Name]; !ok {
 		sections[jointoken.Name] = yaml.Node{} // on by default
 	}
-	deps := builtin.VerifierDeps{TrustDomain: s.cfg.TrustDomain, JoinTokens: s.store, Now: s.cfg.Now, Log: s.log}
+	deps := builtin.VerifierDeps{TrustDomain: s.cfg.TrustDomain, JoinTokens: s.store, Nodes: s.store, Now: s.cfg.Now, Log: s.log}
 	verifiers, err := reg.BuildAll(deps, sections)
 	if err != nil {
 		return nil, fmt.Errorf("invalid server configuration:\n%w", err)

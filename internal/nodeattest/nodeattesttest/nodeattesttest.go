@@ -115,6 +115,31 @@ func (l *loopback) Challenge(ctx context.Context, c []byte) ([]byte, error) {
 	return r.Respond(ctx, c)
 }
 
+// recorder answers like loopback and keeps the answers.
+type recorder struct {
+	loopback
+	answers [][]byte
+}
+
+func (r *recorder) Challenge(ctx context.Context, c []byte) ([]byte, error) {
+	a, err := r.loopback.Challenge(ctx, c)
+	r.answers = append(r.answers, bytes.Clone(a))
+	return a, err
+}
+
+// replayer answers each challenge with the next recorded answer, whatever
+// the challenge: an attacker replaying a captured exchange.
+type replayer struct{ answers [][]byte }
+
+func (r *replayer) Challenge(context.Context, []byte) ([]byte, error) {
+	if len(r.answers) == 0 {
+		return nil, fmt.Errorf("no recorded answer left")
+	}
+	a := r.answers[0]
+	r.answers = r.answers[1:]
+	return a, nil
+}
+
 // refused reports whether err is a refusal (the caller is told "node
 // attestation failed"), not an internal failure.
 func refused(err error) bool {
@@ -127,8 +152,10 @@ func refused(err error) bool {
 // the verifier and attestor agree on a valid name; good evidence is
 // admitted with WantID in its trust domain and valid selectors; garbage,
 // empty and oversized payloads are refused (a refusal kind, not an
-// internal error) without the payload in the error; a cancelled context
-// fails; concurrent attestations with distinct evidence all succeed.
+// internal error) without the payload in the error; a replay of a recorded
+// exchange and a truncated or tampered payload are refused; a cancelled
+// context fails; concurrent attestations with distinct evidence all
+// succeed.
 func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 	t.Helper()
 	t.Run("Name", func(t *testing.T) {
@@ -167,6 +194,41 @@ func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 			}
 			if len(p) > 8 && err != nil && strings.Contains(err.Error(), string(p)) {
 				t.Errorf("Attest(%s payload) error contains the payload", name)
+			}
+		}
+	})
+	t.Run("RefusesReplay", func(t *testing.T) {
+		c := newCase(t)
+		p, err := c.Attestor.Payload(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &recorder{loopback: loopback{a: c.Attestor}}
+		if _, err := c.Verifier.Attest(t.Context(), p, rec); err != nil {
+			t.Fatalf("Attest(good evidence) error = %v", err)
+		}
+		// The same payload with the recorded answers: worthless, whether
+		// the method is single-use, trust-on-first-use or challenge-based.
+		_, err = c.Verifier.Attest(t.Context(), p, &replayer{answers: rec.answers})
+		if !refused(err) {
+			t.Errorf("Attest(replayed exchange) error = %v, want a refusal", err)
+		}
+	})
+	t.Run("RefusesTamperedOrTruncated", func(t *testing.T) {
+		for name, mutate := range map[string]func([]byte) []byte{
+			"truncated":   func(p []byte) []byte { return p[:len(p)/2] },
+			"first byte":  func(p []byte) []byte { p[0] ^= 0x20; return p },
+			"middle byte": func(p []byte) []byte { p[len(p)/2] ^= 0x01; return p },
+			"last byte":   func(p []byte) []byte { p[len(p)-1] ^= 0x01; return p },
+		} {
+			c := newCase(t)
+			p, err := c.Attestor.Payload(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Verifier.Attest(t.Context(), mutate(bytes.Clone(p)), &loopback{a: c.Attestor})
+			if !refused(err) {
+				t.Errorf("Attest(%s payload) error = %v, want a refusal", name, err)
 			}
 		}
 	})
