@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -152,14 +153,7 @@ func Methods() edge.Table {
 }
 
 // MethodNames lists the attestation methods the service accepts, sorted.
-func (s *Service) MethodNames() []string {
-	out := make([]string, 0, len(s.verifiers))
-	for n := range s.verifiers {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
+func (s *Service) MethodNames() []string { return slices.Sorted(maps.Keys(s.verifiers)) }
 
 type nodeKey struct{}
 

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -22,14 +23,7 @@ import (
 type Plugins map[string]yaml.Node
 
 // Names returns the plugin names in p, sorted.
-func (p Plugins) Names() []string {
-	out := make([]string, 0, len(p))
-	for k := range p {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
+func (p Plugins) Names() []string { return slices.Sorted(maps.Keys(p)) }
 
 // Validator is implemented by configurations that check themselves after
 // decoding. Validate reports every problem at once (errors.Join), each
@@ -101,7 +95,7 @@ func checkKeys(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 			ft, ok := fields[k.Value]
 			if !ok {
 				*errs = append(*errs, fmt.Errorf("line %d: %s.%s is not a known key: use one of %s",
-					k.Line, path, k.Value, strings.Join(sortedKeys(fields), ", ")))
+					k.Line, path, k.Value, strings.Join(slices.Sorted(maps.Keys(fields)), ", ")))
 				continue
 			}
 			checkKeys(path+"."+k.Value, val, ft, errs)
@@ -148,11 +142,3 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -238,14 +239,7 @@ func (l *Listener) Verify(srv *grpc.Server) error {
 }
 
 // Methods returns the table's method names, sorted.
-func (t Table) Methods() []string {
-	out := make([]string, 0, len(t))
-	for m := range t {
-		out = append(out, m)
-	}
-	slices.Sort(out)
-	return out
-}
+func (t Table) Methods() []string { return slices.Sorted(maps.Keys(t)) }
 
 // stream carries the authenticated context into a streaming handler.
 type stream struct {

@@ -16,6 +16,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -90,14 +91,7 @@ func ValidName(name string) error {
 }
 
 // Names returns the registered names, sorted.
-func (r *Registry[T, D]) Names() []string {
-	out := make([]string, 0, len(r.factories))
-	for n := range r.factories {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
+func (r *Registry[T, D]) Names() []string { return slices.Sorted(maps.Keys(r.factories)) }
 
 // Has reports whether name is registered.
 func (r *Registry[T, D]) Has(name string) bool {
