@@ -141,4 +141,3 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	}
 	return out
 }
-
