@@ -122,7 +122,7 @@ func (m *Manager) rotateKind(ctx context.Context, kind model.AuthorityKind, auth
 	}
 	active := actives[0]
 	if m.activeID(kind) != active.ID {
-		publish, err := m.signerFor(active)
+		publish, err := m.signerFor(ctx, active)
 		if err != nil {
 			return err
 		}
@@ -245,7 +245,7 @@ func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id s
 		return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
 	}
 	if a.ServerID == m.serverID {
-		if err := m.forgetKey(kind, id); err != nil {
+		if err := m.forgetKey(ctx, a); err != nil {
 			return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
 		}
 	}
@@ -254,12 +254,22 @@ func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id s
 }
 
 // create makes a new authority of kind in state (prepared, or active when
-// there is none to prepare from), writes its key and stores it.
-func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state model.AuthorityState, now time.Time) (model.Authority, error) {
-	key, err := generateKey(m.keyType)
+// there is none to prepare from): it generates its key in the key manager,
+// then stores the authority.
+func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state model.AuthorityState, now time.Time) (_ model.Authority, err error) {
+	kid := newKeyID(kind)
+	key, err := m.keys.GenerateKey(ctx, kid, m.keyType)
 	if err != nil {
-		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("create %s authority: generate key %s: %w", kind, kid, err)
 	}
+	a := model.Authority{Kind: kind, KeyID: kid}
+	defer func() {
+		if err != nil {
+			// The authority was never stored: its key is of no use. The
+			// cleanup must run even when ctx has ended.
+			_ = m.forgetKey(context.WithoutCancel(ctx), a)
+		}
+	}()
 	pub, err := publicKeyDER(key)
 	if err != nil {
 		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
@@ -267,16 +277,12 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 	// Whole seconds, rounded up: certificates carry seconds, and rotation
 	// must never see an authority as older than it is.
 	start := ceilSecond(now)
-	a := model.Authority{
-		Kind:      kind,
-		State:     state,
-		ServerID:  m.serverID,
-		PublicKey: pub,
-		NotBefore: start.Add(-clockSkew),
-		NotAfter:  start.Add(m.ttl(kind)),
-		CreatedAt: now,
-		UpdatedAt: now,
-	}
+	a.State = state
+	a.ServerID = m.serverID
+	a.PublicKey = pub
+	a.NotBefore = start.Add(-clockSkew)
+	a.NotAfter = start.Add(m.ttl(kind))
+	a.CreatedAt, a.UpdatedAt = now, now
 	switch kind {
 	case model.AuthorityX509:
 		ski, err := subjectKeyID(pub)
@@ -296,19 +302,14 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 		a.ID = base64URL(tp)
 	}
 
-	if err := m.keys.write(kind, a.ID, key); err != nil {
-		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
-	}
 	m.loaded[string(kind)+"/"+a.ID] = privateKey{id: a.ID, signer: key}
 	var publish func()
 	if state == model.StateActive {
-		if publish, err = m.signerFor(a); err != nil {
-			_ = m.forgetKey(kind, a.ID)
+		if publish, err = m.signerFor(ctx, a); err != nil {
 			return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
 		}
 	}
 	if err := m.store.PutAuthority(ctx, a); err != nil {
-		_ = m.forgetKey(kind, a.ID)
 		return model.Authority{}, fmt.Errorf("create %s authority: store: %w", kind, err)
 	}
 	if publish != nil {
@@ -321,7 +322,7 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 // activate makes next active (publishing its signer for minting) and
 // retires prev, if any.
 func (m *Manager) activate(ctx context.Context, next model.Authority, prev *model.Authority, now time.Time) error {
-	publish, err := m.signerFor(next)
+	publish, err := m.signerFor(ctx, next)
 	if err != nil {
 		return fmt.Errorf("activate %s authority %s: %w", next.Kind, next.ID, err)
 	}
@@ -349,7 +350,7 @@ func (m *Manager) retire(ctx context.Context, a model.Authority, now time.Time) 
 	if err := m.store.PutAuthority(ctx, a); err != nil {
 		return fmt.Errorf("retire %s authority %s: %w", a.Kind, a.ID, err)
 	}
-	if err := m.forgetKey(a.Kind, a.ID); err != nil {
+	if err := m.forgetKey(ctx, a); err != nil {
 		return fmt.Errorf("retire %s authority %s: %w", a.Kind, a.ID, err)
 	}
 	m.logTransition("authority retired", a)
@@ -364,7 +365,7 @@ func (m *Manager) delete(ctx context.Context, a model.Authority) error {
 		return fmt.Errorf("delete expired %s authority %s: %w", a.Kind, a.ID, err)
 	}
 	if a.ServerID == m.serverID {
-		if err := m.forgetKey(a.Kind, a.ID); err != nil {
+		if err := m.forgetKey(ctx, a); err != nil {
 			return fmt.Errorf("delete expired %s authority %s: %w", a.Kind, a.ID, err)
 		}
 	}
@@ -374,8 +375,8 @@ func (m *Manager) delete(ctx context.Context, a model.Authority) error {
 
 // signerFor builds the minting state of own authority a and returns the
 // function that publishes it, so a failure happens before any store write.
-func (m *Manager) signerFor(a model.Authority) (publish func(), err error) {
-	key, err := m.key(a)
+func (m *Manager) signerFor(ctx context.Context, a model.Authority) (publish func(), err error) {
+	key, err := m.key(ctx, a)
 	if err != nil {
 		return nil, err
 	}

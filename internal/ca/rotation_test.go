@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -69,7 +67,7 @@ func TestRotationInvariants(t *testing.T) {
 // of that moment; the authority that signs had been in the bundle for a
 // third of its kind's TTL (except the first ones, created by Init);
 // expired authorities are gone; there is one active and at most one
-// prepared authority per kind; only their keys are on disk.
+// prepared authority per kind; only their keys are kept.
 type simulation struct {
 	duration, step, mintEvery time.Duration
 	x509TTL, jwtTTL           time.Duration
@@ -171,8 +169,8 @@ func (s *simulation) checkStore(t *testing.T, now time.Time, auths []model.Autho
 	if len(auths) > 6 {
 		t.Fatalf("%s: %d authorities stored, want at most 3 per kind", now, len(auths))
 	}
-	if ents, _ := os.ReadDir(filepath.Join(s.e.dir, "keys")); len(ents) > 4 {
-		t.Fatalf("%s: %d key files, want at most 4 (active and prepared of each kind)", now, len(ents))
+	if ids := s.e.keys.ids(); len(ids) > 4 {
+		t.Fatalf("%s: %d keys, want at most 4 (active and prepared of each kind)", now, len(ids))
 	}
 	return b
 }
@@ -286,8 +284,8 @@ func TestRotatePhases(t *testing.T) {
 	if len(old) != 1 || old[0].ID != first.ID {
 		t.Fatalf("old authorities = %v, want [%s]", old, first.ID)
 	}
-	if _, err := os.Stat(e.m.keys.path(model.AuthorityX509, first.ID)); !os.IsNotExist(err) {
-		t.Errorf("key of retired authority still on disk: %v", err)
+	if slices.Contains(e.keys.ids(), first.KeyID) {
+		t.Errorf("key %s of retired authority still stored", first.KeyID)
 	}
 
 	e.clock.Set(first.NotAfter)
@@ -456,7 +454,7 @@ func TestReplicasShareBundle(t *testing.T) {
 	e1 := newEnv(t, nil)
 	cfg2 := e1.cfg
 	cfg2.ServerID = "server-2"
-	cfg2.DataDir = t.TempDir()
+	cfg2.KeyManager = newMemKeys()
 	m2, err := New(cfg2)
 	if err != nil {
 		t.Fatal(err)
@@ -605,7 +603,7 @@ func TestRotateReapsAbandonedAuthorities(t *testing.T) {
 	ctx := context.Background()
 	e1 := newEnv(t, nil)
 	cfg2 := e1.cfg
-	cfg2.ServerID, cfg2.DataDir = "server-2", t.TempDir()
+	cfg2.ServerID, cfg2.KeyManager = "server-2", newMemKeys()
 	m2, err := New(cfg2)
 	if err != nil {
 		t.Fatal(err)

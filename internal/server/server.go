@@ -49,6 +49,7 @@ import (
 
 	"github.com/signet-id/signet/internal/atomicfile"
 	"github.com/signet-id/signet/internal/ca"
+	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/healthz"
@@ -120,14 +121,18 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	keys, err := diskkeys.New(diskkeys.Config{Dir: filepath.Join(cfg.DataDir, "keys")})
+	if err != nil {
+		return nil, fmt.Errorf("open key manager: %w", err)
+	}
 	s.ca, err = ca.New(ca.Config{
 		TrustDomain: cfg.TrustDomain,
-		DataDir:     cfg.DataDir,
 		ServerID:    s.instanceID,
 		KeyType:     cfg.KeyType,
 		CATTL:       cfg.CATTL,
 		JWTKeyTTL:   cfg.JWTKeyTTL,
 		Store:       s.store,
+		KeyManager:  keys,
 		Now:         cfg.Now,
 		Logger:      cfg.Logger,
 	})
