@@ -551,7 +551,26 @@ func TestConcurrentMintingDuringRotation(t *testing.T) {
 			}
 		})
 	}
+	// Each round waits for a mint with the previous round's authorities, so
+	// minting overlaps every rotation however fast the key manager is.
+	waitMint := func() {
+		mu.Lock()
+		n := len(chains)
+		mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			more := len(chains) > n
+			mu.Unlock()
+			if more {
+				return
+			}
+		}
+		close(stop)
+		wg.Wait()
+		t.Fatal("minters made no progress in 10s")
+	}
 	for range 3 {
+		waitMint()
 		for _, kind := range kinds {
 			if _, err := e.m.Prepare(ctx, kind); err != nil {
 				t.Fatal(err)
