@@ -17,6 +17,10 @@
 // BundleFromAuthorities turns the stored authorities of all replicas into the
 // SPIFFE trust bundle that agents and clients trust.
 //
+// With an UpstreamAuthority, each X.509 CA certificate is signed by an
+// existing enterprise CA instead: SVID chains then carry Signet's CA and the
+// upstream intermediates, and the bundle holds the upstream roots.
+//
 // Minting (SignX509SVID, SignJWTSVID) is safe for concurrent use and takes
 // no lock: it reads the active authorities through atomic pointers that
 // rotation swaps.
@@ -100,6 +104,10 @@ type Config struct {
 	Store AuthorityStore
 	// KeyManager holds this server's private keys. Required.
 	KeyManager KeyManager
+	// UpstreamAuthority, when set, signs every new X.509 CA certificate:
+	// Signet becomes an intermediate, and the bundle holds the upstream
+	// roots. Authorities created before keep working until they retire.
+	UpstreamAuthority UpstreamAuthority
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives transition logs (default: discarded).
@@ -123,6 +131,7 @@ type Manager struct {
 	now        func() time.Time
 	log        *slog.Logger
 	keys       KeyManager
+	upstream   UpstreamAuthority // nil: self-signed CAs
 
 	// x509 and jwt are the active signers: read lock-free by minting,
 	// replaced by rotation under mu.
@@ -133,11 +142,14 @@ type Manager struct {
 	loaded map[string]privateKey // keys of own prepared/active authorities, by kind/id
 }
 
-// x509Signer is an active X.509 CA: its parsed certificate and key.
+// x509Signer is an active X.509 CA: its parsed certificate and key, and
+// the upstream intermediates above it (none when self-signed).
 type x509Signer struct {
-	id   string
-	cert *x509.Certificate
-	key  privateKey
+	id             string
+	cert           *x509.Certificate
+	upstream       []*x509.Certificate
+	signedUpstream bool // cert is signed by an upstream authority, not by itself
+	key            privateKey
 }
 
 // jwtSigner is an active JWT key with a ready go-jose signer.
@@ -212,6 +224,7 @@ func New(cfg Config) (*Manager, error) {
 		now:        cfg.Now,
 		log:        cfg.Logger.With("component", "ca"),
 		keys:       cfg.KeyManager,
+		upstream:   cfg.UpstreamAuthority,
 		loaded:     make(map[string]privateKey),
 	}, nil
 }

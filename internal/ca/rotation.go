@@ -213,7 +213,9 @@ func (m *Manager) Taint(ctx context.Context, kind model.AuthorityKind, id string
 
 // Revoke removes a tainted or old authority (of any server) from the bundle
 // at once: SVIDs it signed stop verifying. Other states are refused with
-// FailedPrecondition; an unknown id is NotFound.
+// FailedPrecondition; an unknown id is NotFound. An X.509 authority signed
+// by an upstream authority cannot be revoked here (FailedPrecondition):
+// the bundle publishes the upstream roots, not its certificate.
 func (m *Manager) Revoke(ctx context.Context, kind model.AuthorityKind, id string) error {
 	return m.transition(ctx, kind, id, model.StateRevoked, model.StateOld, model.StateTainted)
 }
@@ -235,6 +237,11 @@ func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id s
 		return errkind.New(errkind.NotFound, "%s authority %s not found", kind, id)
 	}
 	a := auths[i]
+	if to == model.StateRevoked && len(a.UpstreamRoots) > 0 {
+		return errkind.New(errkind.FailedPrecondition,
+			"cannot revoke x509 authority %s: it is signed by the upstream authority, and the bundle holds the upstream roots, "+
+				"so its SVIDs would keep verifying: taint it and rotate, and revoke its certificate at the upstream ca", id)
+	}
 	if !slices.Contains(from, a.State) {
 		return errkind.New(errkind.FailedPrecondition,
 			"cannot make %s authority %s %s: it is %s, and only %s ones can be", kind, id, to, a.State, statesText(from))
@@ -290,7 +297,11 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 			return model.Authority{}, fmt.Errorf("create x509 authority: %w", err)
 		}
 		a.ID = hex.EncodeToString(ski)
-		a.Certificate, err = m.caCertificate(a, ski, key)
+		if m.upstream != nil {
+			err = m.upstreamCertificate(ctx, &a, key, now)
+		} else {
+			a.Certificate, err = m.caCertificate(a, ski, key)
+		}
 		if err != nil {
 			return model.Authority{}, fmt.Errorf("create x509 authority %s: %w", a.ID, err)
 		}

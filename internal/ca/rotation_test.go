@@ -72,6 +72,9 @@ type simulation struct {
 	duration, step, mintEvery time.Duration
 	x509TTL, jwtTTL           time.Duration
 	fullTTL                   bool
+	// upstreamRoot, when set, is the upstream authority's root: the bundle
+	// must hold it as its only X.509 authority.
+	upstreamRoot *x509.Certificate
 
 	e         *env
 	csr       []byte
@@ -144,8 +147,19 @@ func (s *simulation) checkStore(t *testing.T, now time.Time, auths []model.Autho
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.upstreamRoot != nil {
+		// Signet's CAs are not in the bundle; the root that verifies them is.
+		if got := b.X509Authorities(); len(got) != 1 || !got[0].Equal(s.upstreamRoot) {
+			t.Fatalf("%s: bundle holds %d X.509 authorities, want only the upstream root", now, len(got))
+		}
+		for _, a := range auths {
+			if k := "x509/" + a.ID; a.Kind == model.AuthorityX509 && a.State != model.StateRevoked && s.firstSeen[k].IsZero() {
+				s.firstSeen[k] = now
+			}
+		}
+	}
 	for _, c := range b.X509Authorities() {
-		if k := "x509/" + hex.EncodeToString(c.SubjectKeyId); s.firstSeen[k].IsZero() {
+		if k := "x509/" + hex.EncodeToString(c.SubjectKeyId); s.upstreamRoot == nil && s.firstSeen[k].IsZero() {
 			s.firstSeen[k] = now
 		}
 	}
@@ -193,7 +207,18 @@ func (s *simulation) mint(t *testing.T, now time.Time) {
 	if err != nil {
 		t.Fatalf("%s: SignX509SVID() = %v", now, err)
 	}
-	checkSigner(model.AuthorityX509, hex.EncodeToString(chain[0].AuthorityKeyId))
+	signer := hex.EncodeToString(chain[0].AuthorityKeyId)
+	if s.upstreamRoot != nil {
+		if len(chain) < 2 {
+			t.Fatalf("%s: SVID chain of %d certificates under an upstream, want leaf and CA at least", now, len(chain))
+		}
+		ski, err := subjectKeyID(chain[1].RawSubjectPublicKeyInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer = hex.EncodeToString(ski)
+	}
+	checkSigner(model.AuthorityX509, signer)
 	if s.fullTTL && !chain[0].NotAfter.Equal(now.Add(s.x509TTL)) {
 		t.Fatalf("%s: X509-SVID cut short: NotAfter %s, want %s", now, chain[0].NotAfter, now.Add(s.x509TTL))
 	}
