@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/server"
 )
@@ -113,11 +114,19 @@ func (f *serverFlags) resolve(fl *pflag.FlagSet) (server.Config, string, string,
 	if err != nil {
 		return server.Config{}, "", "", fmt.Errorf("--trust-domain %q: %v (want a lower-case DNS-like name such as example.org)", c.TrustDomain, err)
 	}
+	var upstream *upstreamdisk.Config
+	if u := c.UpstreamAuthority; u != nil {
+		if u.Disk == nil {
+			return server.Config{}, "", "", fmt.Errorf("upstream_authority names no kind: use disk, with cert_file, key_file and bundle_file")
+		}
+		upstream = &upstreamdisk.Config{CertFile: u.Disk.CertFile, KeyFile: u.Disk.KeyFile, BundleFile: u.Disk.BundleFile}
+	}
 	return server.Config{
 		TrustDomain: td, DataDir: c.DataDir, BindAddress: c.BindAddress, AdminSocket: c.AdminSocket,
 		AdminUIDs: c.AdminUIDs, HealthAddress: c.HealthAddress, StoreDriver: c.Store.Driver, StoreDSN: c.Store.DSN,
 		KeyType: c.CA.KeyType, CATTL: time.Duration(c.CA.TTL), JWTKeyTTL: time.Duration(c.CA.JWTKeyTTL),
 		DefaultX509TTL: time.Duration(c.DefaultX509TTL), DefaultJWTTTL: time.Duration(c.DefaultJWTTTL),
 		AgentTTL: time.Duration(c.AgentTTL), JoinTokenTTL: time.Duration(c.JoinTokenTTL),
+		UpstreamDisk: upstream,
 	}, c.Log.Level, c.Log.Format, nil
 }

@@ -72,6 +72,24 @@ type Server struct {
 	AgentTTL       Duration `yaml:"agent_ttl"`
 	JoinTokenTTL   Duration `yaml:"join_token_ttl"`
 	Log            Log      `yaml:"log"`
+	// UpstreamAuthority, when present, makes the CA an intermediate under an
+	// existing CA.
+	UpstreamAuthority *UpstreamAuthority `yaml:"upstream_authority"`
+}
+
+// UpstreamAuthority selects the upstream authority that signs the server's
+// X.509 CA certificates by its kind; one must be given.
+type UpstreamAuthority struct {
+	Disk *UpstreamDisk `yaml:"disk"`
+}
+
+// UpstreamDisk is the disk upstream authority: a CA certificate and key in
+// PEM files, and the upstream roots (optional when the certificate is
+// self-signed).
+type UpstreamDisk struct {
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	BundleFile string `yaml:"bundle_file"`
 }
 
 // Agent is the agent's configuration file.
@@ -149,7 +167,7 @@ func Decode(data []byte, v any) error {
 func cleanYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	for _, t := range []string{"config.Server", "config.Agent", "config.Store", "config.CA", "config.Log"} {
+	for _, t := range []string{"config.Server", "config.Agent", "config.Store", "config.CA", "config.Log", "config.UpstreamAuthority", "config.UpstreamDisk"} {
 		msg = strings.ReplaceAll(msg, " in type "+t, "")
 	}
 	return errors.New(msg)

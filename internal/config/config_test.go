@@ -30,6 +30,37 @@ admin_uids: [1000, 1001]
 	}
 }
 
+func TestDecodeUpstreamAuthority(t *testing.T) {
+	in := `
+trust_domain: example.org
+upstream_authority:
+  disk:
+    cert_file: /etc/signet/upstream.crt
+    key_file: /etc/signet/upstream.key
+    bundle_file: /etc/signet/roots.crt
+`
+	var c Server
+	if err := Decode([]byte(in), &c); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	want := UpstreamDisk{CertFile: "/etc/signet/upstream.crt", KeyFile: "/etc/signet/upstream.key", BundleFile: "/etc/signet/roots.crt"}
+	if c.UpstreamAuthority == nil || c.UpstreamAuthority.Disk == nil || *c.UpstreamAuthority.Disk != want {
+		t.Errorf("Decode(upstream_authority) = %+v, want disk %+v", c.UpstreamAuthority, want)
+	}
+	var none Server
+	if err := Decode([]byte("trust_domain: example.org\n"), &none); err != nil || none.UpstreamAuthority != nil {
+		t.Errorf("Decode(no upstream_authority) = %+v, %v; want nil", none.UpstreamAuthority, err)
+	}
+	for name, in := range map[string]string{
+		"unknown kind":  "upstream_authority:\n  vault: {}\n",
+		"unknown field": "upstream_authority:\n  disk:\n    cert: a.crt\n",
+	} {
+		if err := Decode([]byte(in), &Server{}); err == nil || !strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "config.") {
+			t.Errorf("Decode(%s) = %v, want an unknown-field error without Go type names", name, err)
+		}
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		name, in, want string

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
 )
 
 // Config configures a Server. The zero value is not usable: TrustDomain and
@@ -46,6 +48,11 @@ type Config struct {
 	DefaultJWTTTL  time.Duration // default 5m
 	AgentTTL       time.Duration // agent SVID lifetime, default 1h
 	JoinTokenTTL   time.Duration // default 1h
+
+	// UpstreamDisk, when set, has the disk upstream authority sign the CA's
+	// X.509 certificates: the server becomes an intermediate under that CA
+	// and the trust bundle holds its roots. Its Now defaults to Now.
+	UpstreamDisk *upstreamdisk.Config
 
 	// CacheRefresh is how often the entry cache polls the store for changes
 	// made by other replicas. Default 1s.

@@ -50,6 +50,7 @@ import (
 	"github.com/signet-id/signet/internal/atomicfile"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
+	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/healthz"
@@ -125,16 +126,27 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open key manager: %w", err)
 	}
+	var upstream ca.UpstreamAuthority // stays a nil interface unless configured
+	if cfg.UpstreamDisk != nil {
+		uc := *cfg.UpstreamDisk
+		if uc.Now == nil {
+			uc.Now = cfg.Now
+		}
+		if upstream, err = upstreamdisk.New(uc); err != nil {
+			return nil, fmt.Errorf("invalid server configuration:\n%w", err)
+		}
+	}
 	s.ca, err = ca.New(ca.Config{
-		TrustDomain: cfg.TrustDomain,
-		ServerID:    s.instanceID,
-		KeyType:     cfg.KeyType,
-		CATTL:       cfg.CATTL,
-		JWTKeyTTL:   cfg.JWTKeyTTL,
-		Store:       s.store,
-		KeyManager:  keys,
-		Now:         cfg.Now,
-		Logger:      cfg.Logger,
+		TrustDomain:       cfg.TrustDomain,
+		ServerID:          s.instanceID,
+		KeyType:           cfg.KeyType,
+		CATTL:             cfg.CATTL,
+		JWTKeyTTL:         cfg.JWTKeyTTL,
+		Store:             s.store,
+		KeyManager:        keys,
+		UpstreamAuthority: upstream,
+		Now:               cfg.Now,
+		Logger:            cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create ca: %w", err)
