@@ -46,7 +46,9 @@ func (m *Manager) upstreamCertificate(ctx context.Context, a *model.Authority, k
 	if err != nil {
 		return fmt.Errorf("create ca certificate request: %w", err)
 	}
-	chain, roots, err := m.upstream.MintX509CA(ctx, csr, m.caTTL)
+	// Ask for the end a self-signed CA would get; upstreams start at their
+	// own "now", so the ttl counts from ours.
+	chain, roots, err := m.upstream.MintX509CA(ctx, csr, a.NotAfter.Sub(now))
 	if err != nil {
 		return fmt.Errorf("upstream authority: %w", err)
 	}
@@ -56,7 +58,7 @@ func (m *Manager) upstreamCertificate(ctx context.Context, a *model.Authority, k
 	a.Certificate = chain[0].Raw
 	a.UpstreamChain = concatDER(chain[1:])
 	a.UpstreamRoots = concatDER(roots)
-	if want := a.NotAfter; chain[0].NotAfter.Before(want) {
+	if want := a.NotAfter; want.Sub(chain[0].NotAfter) > time.Minute {
 		m.log.Warn("upstream authority cut the x509 authority's lifetime short: renew the upstream ca certificate",
 			logID, a.ID, logNotAfter, chain[0].NotAfter, "requested_not_after", want)
 	}
