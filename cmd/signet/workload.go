@@ -19,6 +19,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/signet-id/signet/internal/atomicfile"
 )
 
 const endpointEnv = "SPIFFE_ENDPOINT_SOCKET"
@@ -199,10 +201,10 @@ func writeSVIDFiles(dir string, x *workloadapi.X509Context) error {
 		if err != nil {
 			return fmt.Errorf("encode svid %s: %w", s.ID, err)
 		}
-		if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("svid.%d.pem", i)), certs, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, fmt.Sprintf("svid.%d.pem", i)), certs, 0o644); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("svid.%d.key", i)), key, 0o600); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, fmt.Sprintf("svid.%d.key", i)), key, 0o600); err != nil {
 			return err
 		}
 		b, err := x.Bundles.GetX509BundleForTrustDomain(s.ID.TrustDomain())
@@ -213,35 +215,11 @@ func writeSVIDFiles(dir string, x *workloadapi.X509Context) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("bundle.%d.pem", i)), pemBytes, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, fmt.Sprintf("bundle.%d.pem", i)), pemBytes, 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func newJWTCmd() *cobra.Command {

@@ -13,6 +13,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-id/signet/internal/atomicfile"
 )
 
 // Files in the data dir. Only the agent's own identity and the trust bundle
@@ -114,10 +116,10 @@ func (d *dataDir) saveAgentSVID(svid *x509svid.SVID) error {
 	if err != nil {
 		return fmt.Errorf("encode agent svid: %w", err)
 	}
-	if err := writeFileAtomic(d.file(agentKeyFile), keyPEM); err != nil {
+	if err := atomicfile.WriteFile(d.file(agentKeyFile), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("persist agent key: %w", err)
 	}
-	if err := writeFileAtomic(d.file(agentSVIDFile), certPEM); err != nil {
+	if err := atomicfile.WriteFile(d.file(agentSVIDFile), certPEM, 0o600); err != nil {
 		return fmt.Errorf("persist agent svid: %w", err)
 	}
 	return nil
@@ -168,7 +170,7 @@ func (d *dataDir) saveBundle(b *spiffebundle.Bundle) error {
 	if err != nil {
 		return fmt.Errorf("encode bundle: %w", err)
 	}
-	if err := writeFileAtomic(d.file(bundleFile), data); err != nil {
+	if err := atomicfile.WriteFile(d.file(bundleFile), data, 0o600); err != nil {
 		return fmt.Errorf("persist bundle: %w", err)
 	}
 	return nil
@@ -189,42 +191,4 @@ func readStateFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: over the %d-byte limit", path, maxStateFile)
 	}
 	return data, nil
-}
-
-// writeFileAtomic replaces path with data, mode 0600: it writes a temporary
-// file in the same directory, syncs it, renames it over path and syncs the
-// directory, so readers see either the old or the new content, never a
-// mix, even across a crash.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("chmod temporary file: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write temporary file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync temporary file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close temporary file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename into place: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: some file systems refuse to sync directories
-		d.Close()
-	}
-	return nil
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-id/signet/internal/atomicfile"
 )
 
 func newAgentSVID(t testing.TB, ca *testCA, notBefore time.Time, ttl time.Duration) *x509svid.SVID {
@@ -119,13 +121,13 @@ func TestAgentSVIDPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(d.file(agentKeyFile), otherKey); err != nil {
+	if err := atomicfile.WriteFile(d.file(agentKeyFile), otherKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.loadAgentSVID(ca.td, now); err == nil {
 		t.Errorf("loadAgentSVID(mismatched key) = nil error, want one")
 	}
-	if err := writeFileAtomic(d.file(agentKeyFile), keyPEM); err != nil {
+	if err := atomicfile.WriteFile(d.file(agentKeyFile), keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -173,27 +175,6 @@ func TestBundlePersistence(t *testing.T) {
 	}
 	if _, err := d.loadBundle(ca.td); err == nil {
 		t.Errorf("loadBundle(no authorities) = nil error, want one")
-	}
-}
-
-func TestWriteFileAtomicReplaces(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeFileAtomic(path, []byte("new")); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := os.Stat(path)
-	if string(data) != "new" || fi.Mode().Perm() != 0o600 {
-		t.Errorf("after writeFileAtomic: %q mode %o, want \"new\" mode 600", data, fi.Mode().Perm())
-	}
-	if err := writeFileAtomic(filepath.Join(t.TempDir(), "missing", "f"), nil); err == nil {
-		t.Errorf("writeFileAtomic(missing dir) = nil, want an error")
 	}
 }
 

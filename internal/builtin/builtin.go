@@ -5,20 +5,26 @@
 // name is an error at start-up, and configuring an unknown name fails with
 // the names that exist.
 //
-// Every package listed here is safe on a node: server halves of attestation
-// methods declare the narrow interfaces they need instead of importing the
-// store or the CA (internal/deptest checks it).
+// The packages of node-side kinds (node attestors, both halves, and
+// workload attestors) are safe on a node: server halves declare the narrow
+// interfaces they need instead of importing the store or the CA
+// (internal/deptest checks it). Key managers and upstream authorities are
+// server-only.
 package builtin
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/ca"
+	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
+	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
@@ -32,6 +38,8 @@ const (
 	NodeAttestorsKey     = "node_attestors"     // server: the methods it accepts
 	NodeAttestorKey      = "node_attestor"      // agent: the one method it uses
 	WorkloadAttestorsKey = "workload_attestors" // agent: besides unix, always on
+	KeyManagerKey        = "key_manager"        // server: where CA and JWT keys live (one)
+	UpstreamAuthorityKey = "upstream_authority" // server: who signs the X.509 CA (at most one)
 )
 
 // VerifierDeps is what server halves of node attestation may use.
@@ -118,4 +126,54 @@ func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Atte
 		return nil, fmt.Errorf("the unix workload attestor needs Linux (SO_PEERCRED and pidfds), not %s", runtime.GOOS)
 	}
 	return unix.New(cfg, d.Log)
+}
+
+// KeyManagerDeps is what key managers may use.
+type KeyManagerDeps struct {
+	// DataDir is the server's data directory; disk keeps keys in
+	// DataDir/keys unless configured otherwise.
+	DataDir string
+}
+
+// KeyManagers returns the registry of CA key managers.
+func KeyManagers() (*plugin.Registry[ca.KeyManager, KeyManagerDeps], error) {
+	return plugin.New("key manager", KeyManagerKey,
+		plugin.Factory[ca.KeyManager, KeyManagerDeps]{Name: diskkeys.Name, New: newDiskKeyManager},
+	)
+}
+
+// UpstreamDeps is what upstream authorities may use.
+type UpstreamDeps struct {
+	Now func() time.Time
+}
+
+// UpstreamAuthorities returns the registry of upstream authorities.
+func UpstreamAuthorities() (*plugin.Registry[ca.UpstreamAuthority, UpstreamDeps], error) {
+	return plugin.New("upstream authority", UpstreamAuthorityKey,
+		plugin.Factory[ca.UpstreamAuthority, UpstreamDeps]{Name: upstreamdisk.Name, New: newDiskUpstream},
+	)
+}
+
+func newDiskKeyManager(d KeyManagerDeps, decode plugin.Decoder) (ca.KeyManager, error) {
+	var cfg diskkeys.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(d.DataDir, "keys")
+	}
+	return diskkeys.New(cfg)
+}
+
+func newDiskUpstream(d UpstreamDeps, decode plugin.Decoder) (ca.UpstreamAuthority, error) {
+	var cfg upstreamdisk.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	cfg.Now = d.Now
+	a, err := upstreamdisk.New(cfg)
+	if err != nil {
+		return nil, plugin.FieldError(err) // it names upstream_authority.disk.<field> itself
+	}
+	return a, nil
 }

@@ -10,6 +10,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/builtin"
+	"github.com/signet-id/signet/internal/ca"
+	"github.com/signet-id/signet/internal/ca/keymanager/keymanagertest"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
@@ -167,4 +169,34 @@ func TestRegistries(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEveryKeyManagerPassesConformance runs the key manager suite for every
+// registered key manager, built through the registry with its defaults.
+func TestEveryKeyManagerPassesConformance(t *testing.T) {
+	reg, err := builtin.KeyManagers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range reg.Names() {
+		t.Run(name, func(t *testing.T) {
+			keymanagertest.Run(t, keymanagertest.Harness{Open: func(t *testing.T, storage string) ca.KeyManager {
+				km, err := reg.Build(builtin.KeyManagerDeps{DataDir: storage}, name, nil)
+				if err != nil {
+					t.Fatalf("build key manager %s: %v", name, err)
+				}
+				return km
+			}})
+		})
+	}
+	if _, err := builtin.UpstreamAuthorities(); err != nil {
+		t.Error(err)
+	}
+	ureg, _ := builtin.UpstreamAuthorities()
+	_, err = ureg.Build(builtin.UpstreamDeps{}, "disk", node(t, "{cert_file: /nonexistent/up.crt}"))
+	for _, want := range []string{"upstream_authority.disk.key_file: required"} {
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "upstream_authority.disk: upstream_authority") {
+			t.Errorf("Build(bad upstream) = %v, want %q once", err, want)
+		}
+	}
 }

@@ -13,7 +13,8 @@ import (
 
 // BundleFromAuthorities builds trust domain td's SPIFFE bundle from the
 // stored authorities of every server replica: the certificate of each
-// X.509 authority as an x509-svid entry, the public key of each JWT
+// X.509 authority as an x509-svid entry (for one signed by an upstream
+// authority: the upstream roots instead, each once), the public key of each JWT
 // authority as a jwt-svid entry under its id (kid). Prepared, active, old
 // and tainted authorities are published; revoked ones are not. The bundle
 // carries sequence number seq and a refresh hint of DefaultRefreshHint.
@@ -30,14 +31,20 @@ func BundleFromAuthorities(td spiffeid.TrustDomain, auths []model.Authority, seq
 		}
 		switch a.Kind {
 		case model.AuthorityX509:
-			cert, err := x509.ParseCertificate(a.Certificate)
+			der, what := a.Certificate, "certificate"
+			if len(a.UpstreamRoots) > 0 {
+				der, what = a.UpstreamRoots, "upstream root"
+			}
+			certs, err := x509.ParseCertificates(der)
 			if err != nil {
-				return nil, fmt.Errorf("build bundle: x509 authority %s: %w", a.ID, err)
+				return nil, fmt.Errorf("build bundle: x509 authority %s: %s: %w", a.ID, what, err)
 			}
-			if !cert.IsCA {
-				return nil, fmt.Errorf("build bundle: x509 authority %s: certificate is not a CA", a.ID)
+			for _, cert := range certs {
+				if !cert.IsCA {
+					return nil, fmt.Errorf("build bundle: x509 authority %s: %s %q is not a CA", a.ID, what, cert.Subject)
+				}
+				b.AddX509Authority(cert) // an upstream root shared by several authorities is added once
 			}
-			b.AddX509Authority(cert)
 		case model.AuthorityJWT:
 			pub, err := x509.ParsePKIXPublicKey(a.PublicKey)
 			if err != nil {

@@ -10,10 +10,16 @@
 // verifying. Operators can taint an old authority (published, flagged as
 // suspect) and revoke it (removed from the bundle at once).
 //
-// Private keys are generated in process and stored as PKCS#8 PEM files,
-// mode 0600, under <DataDir>/keys; the store holds only the public halves.
+// Private keys live in a KeyManager (the disk one keeps PKCS#8 PEM files,
+// mode 0600); the store holds only the public halves. The package depends
+// on the store only through AuthorityStore, over the types of
+// internal/model.
 // BundleFromAuthorities turns the stored authorities of all replicas into the
 // SPIFFE trust bundle that agents and clients trust.
+//
+// With an UpstreamAuthority, each X.509 CA certificate is signed by an
+// existing enterprise CA instead: SVID chains then carry Signet's CA and the
+// upstream intermediates, and the bundle holds the upstream roots.
 //
 // Minting (SignX509SVID, SignJWTSVID) is safe for concurrent use and takes
 // no lock: it reads the active authorities through atomic pointers that
@@ -28,7 +34,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -40,7 +45,6 @@ import (
 
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
-	"github.com/signet-id/signet/internal/store"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -64,8 +68,8 @@ const (
 	logError    = "error"
 )
 
-// AuthorityStore is the part of the store the CA needs. *store.Store
-// implements it; the store is shared by all server replicas.
+// AuthorityStore is the part of the store the CA needs. The server's SQL
+// store implements it; it is shared by all server replicas.
 type AuthorityStore interface {
 	// ListAuthorities returns every authority of every server.
 	ListAuthorities(ctx context.Context) ([]model.Authority, error)
@@ -75,16 +79,11 @@ type AuthorityStore interface {
 	DeleteAuthority(ctx context.Context, kind model.AuthorityKind, id string) error
 }
 
-var _ AuthorityStore = (*store.Store)(nil)
-
 // Config configures a Manager. Zero values of the optional fields select
 // the documented defaults.
 type Config struct {
 	// TrustDomain is the trust domain every SVID is minted in. Required.
 	TrustDomain spiffeid.TrustDomain
-	// DataDir is the server's data directory; keys live in DataDir/keys.
-	// Required.
-	DataDir string
 	// ServerID names this server replica; it owns the authorities that carry
 	// it. Required.
 	ServerID string
@@ -103,6 +102,12 @@ type Config struct {
 	MaxSVIDTTL time.Duration
 	// Store holds the authorities. Required.
 	Store AuthorityStore
+	// KeyManager holds this server's private keys. Required.
+	KeyManager KeyManager
+	// UpstreamAuthority, when set, signs every new X.509 CA certificate:
+	// Signet becomes an intermediate, and the bundle holds the upstream
+	// roots. Authorities created before keep working until they retire.
+	UpstreamAuthority UpstreamAuthority
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives transition logs (default: discarded).
@@ -125,7 +130,8 @@ type Manager struct {
 	store      AuthorityStore
 	now        func() time.Time
 	log        *slog.Logger
-	keys       *keyDir
+	keys       KeyManager
+	upstream   UpstreamAuthority // nil: self-signed CAs
 
 	// x509 and jwt are the active signers: read lock-free by minting,
 	// replaced by rotation under mu.
@@ -136,11 +142,14 @@ type Manager struct {
 	loaded map[string]privateKey // keys of own prepared/active authorities, by kind/id
 }
 
-// x509Signer is an active X.509 CA: its parsed certificate and key.
+// x509Signer is an active X.509 CA: its parsed certificate and key, and
+// the upstream intermediates above it (none when self-signed).
 type x509Signer struct {
-	id   string
-	cert *x509.Certificate
-	key  privateKey
+	id             string
+	cert           *x509.Certificate
+	upstream       []*x509.Certificate
+	signedUpstream bool // cert is signed by an upstream authority, not by itself
+	key            privateKey
 }
 
 // jwtSigner is an active JWT key with a ready go-jose signer.
@@ -150,8 +159,8 @@ type jwtSigner struct {
 	signer   jose.Signer
 }
 
-// New validates cfg, applies defaults and prepares the key directory. It
-// does not touch the store: call Init next.
+// New validates cfg and applies defaults. It touches neither the store nor
+// the key manager: call Init next.
 func New(cfg Config) (*Manager, error) {
 	if cfg.KeyType == "" {
 		cfg.KeyType = KeyTypeECP256
@@ -177,9 +186,6 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.TrustDomain.IsZero() {
 		bad("trust_domain is required, for example example.org")
 	}
-	if cfg.DataDir == "" {
-		bad("data_dir is required")
-	}
 	if cfg.ServerID == "" {
 		bad("server_id is required")
 	}
@@ -200,13 +206,11 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Store == nil {
 		bad("store is required")
 	}
+	if cfg.KeyManager == nil {
+		bad("key_manager is required")
+	}
 	if len(errs) > 0 {
 		return nil, errkind.Wrap(errkind.InvalidArgument, errors.Join(errs...), "invalid ca config")
-	}
-
-	keys, err := openKeyDir(filepath.Join(cfg.DataDir, "keys"))
-	if err != nil {
-		return nil, fmt.Errorf("new ca: %w", err)
 	}
 	return &Manager{
 		td:         cfg.TrustDomain,
@@ -219,16 +223,17 @@ func New(cfg Config) (*Manager, error) {
 		store:      cfg.Store,
 		now:        cfg.Now,
 		log:        cfg.Logger.With("component", "ca"),
-		keys:       keys,
+		keys:       cfg.KeyManager,
+		upstream:   cfg.UpstreamAuthority,
 		loaded:     make(map[string]privateKey),
 	}, nil
 }
 
 // Init loads this server's authorities from the store and their keys from
-// disk, creating and activating the first X.509 CA and JWT key when there
-// are none, then catches up on any rotation that fell due while the server
-// was down. A key file that is missing, unreadable or too permissive is an
-// error naming the file.
+// the key manager, creating and activating the first X.509 CA and JWT key
+// when there are none, then catches up on any rotation that fell due while
+// the server was down. A key that is missing or does not match its
+// authority is an error naming the key.
 func (m *Manager) Init(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -240,7 +245,7 @@ func (m *Manager) Init(ctx context.Context) error {
 		if a.ServerID != m.serverID || (a.State != model.StateActive && a.State != model.StatePrepared) {
 			continue
 		}
-		if _, err := m.key(a); err != nil {
+		if _, err := m.key(ctx, a); err != nil {
 			return fmt.Errorf("init ca: %w", err)
 		}
 	}
@@ -300,14 +305,14 @@ func sortAuthorities(auths []model.Authority) {
 	})
 }
 
-// key returns the private key of own authority a, from memory or from disk.
-// Callers hold mu.
-func (m *Manager) key(a model.Authority) (privateKey, error) {
+// key returns the private key of own authority a, from memory or from the
+// key manager. Callers hold mu.
+func (m *Manager) key(ctx context.Context, a model.Authority) (privateKey, error) {
 	ref := string(a.Kind) + "/" + a.ID
 	if k, ok := m.loaded[ref]; ok {
 		return k, nil
 	}
-	s, err := m.keys.load(a)
+	s, err := m.loadKey(ctx, a)
 	if err != nil {
 		return privateKey{}, err
 	}
@@ -316,11 +321,14 @@ func (m *Manager) key(a model.Authority) (privateKey, error) {
 	return k, nil
 }
 
-// forgetKey drops an own authority's key from memory and disk. Callers
-// hold mu.
-func (m *Manager) forgetKey(kind model.AuthorityKind, id string) error {
-	delete(m.loaded, string(kind)+"/"+id)
-	return m.keys.remove(kind, id)
+// forgetKey drops own authority a's key from memory and from the key
+// manager. Callers hold mu.
+func (m *Manager) forgetKey(ctx context.Context, a model.Authority) error {
+	delete(m.loaded, string(a.Kind)+"/"+a.ID)
+	if err := m.keys.DeleteKey(ctx, keyID(a)); err != nil {
+		return fmt.Errorf("delete key %s: %w", keyID(a), err)
+	}
+	return nil
 }
 
 // publicKeyDER returns the PKIX DER of a signer's public key.

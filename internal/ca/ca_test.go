@@ -7,14 +7,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -31,8 +31,9 @@ import (
 // memStore is an in-memory AuthorityStore: the real store is tested by its
 // own conformance suite; here only its three authority methods matter.
 type memStore struct {
-	mu    sync.Mutex
-	auths map[string]model.Authority
+	mu      sync.Mutex
+	auths   map[string]model.Authority
+	failPut error // when set, PutAuthority fails with it
 }
 
 func newMemStore() *memStore { return &memStore{auths: make(map[string]model.Authority)} }
@@ -51,6 +52,9 @@ func (s *memStore) ListAuthorities(context.Context) ([]model.Authority, error) {
 func (s *memStore) PutAuthority(_ context.Context, a model.Authority) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failPut != nil {
+		return s.failPut
+	}
 	s.auths[string(a.Kind)+"/"+a.ID] = a
 	return nil
 }
@@ -67,6 +71,76 @@ func (s *memStore) DeleteAuthority(_ context.Context, kind model.AuthorityKind, 
 }
 
 var _ AuthorityStore = (*memStore)(nil)
+
+// memKeys is an in-memory KeyManager, so these tests can see and break
+// keys directly. The disk key manager passes the key manager conformance
+// suite, and disk_test.go runs the Manager on it.
+type memKeys struct {
+	mu   sync.Mutex
+	keys map[string]crypto.Signer
+}
+
+func newMemKeys() *memKeys { return &memKeys{keys: make(map[string]crypto.Signer)} }
+
+func (k *memKeys) GenerateKey(_ context.Context, id, keyType string) (crypto.Signer, error) {
+	if !ValidKeyID(id) {
+		return nil, errkind.New(errkind.InvalidArgument, "invalid key id %q", id)
+	}
+	var key crypto.Signer
+	var err error
+	switch keyType {
+	case KeyTypeECP256:
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case KeyTypeECP384:
+		key, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case KeyTypeRSA2048:
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	case KeyTypeRSA4096:
+		key, err = rsa.GenerateKey(rand.Reader, 4096)
+	default:
+		return nil, errkind.New(errkind.InvalidArgument, "unknown key type %q", keyType)
+	}
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys[id] = key
+	return key, nil
+}
+
+func (k *memKeys) GetKey(_ context.Context, id string) (crypto.Signer, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key, ok := k.keys[id]
+	if !ok {
+		return nil, errkind.New(errkind.NotFound, "key %s not found", id)
+	}
+	return key, nil
+}
+
+func (k *memKeys) DeleteKey(_ context.Context, id string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.keys, id)
+	return nil
+}
+
+// ids returns the ids of the stored keys, sorted.
+func (k *memKeys) ids() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Sorted(maps.Keys(k.keys))
+}
+
+// set stores key under id, as a broken or restored key store would.
+func (k *memKeys) set(id string, key crypto.Signer) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys[id] = key
+}
+
+var _ KeyManager = (*memKeys)(nil)
 
 // fakeClock is a settable clock safe for concurrent use.
 type fakeClock struct {
@@ -99,12 +173,12 @@ var (
 	workload  = spiffeid.RequireFromString("spiffe://example.org/ns/prod/web")
 )
 
-// env is one Manager with its store, clock and data dir.
+// env is one Manager with its store, clock and key manager.
 type env struct {
 	m     *Manager
 	store *memStore
+	keys  *memKeys
 	clock *fakeClock
-	dir   string
 	cfg   Config
 }
 
@@ -112,12 +186,12 @@ type env struct {
 // mod adjusts the config first.
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
-	e := &env{store: newMemStore(), clock: &fakeClock{t: testEpoch}, dir: t.TempDir()}
+	e := &env{store: newMemStore(), keys: newMemKeys(), clock: &fakeClock{t: testEpoch}}
 	e.cfg = Config{
 		TrustDomain: testTD,
-		DataDir:     e.dir,
 		ServerID:    "server-1",
 		Store:       e.store,
+		KeyManager:  e.keys,
 		Now:         e.clock.Now,
 	}
 	if mod != nil {
@@ -207,23 +281,14 @@ func wantKind(t *testing.T, what string, err error, k errkind.Kind, want string)
 func TestNewConfigErrors(t *testing.T) {
 	_, err := New(Config{KeyType: "dsa", CATTL: time.Second, MaxSVIDTTL: -1})
 	wantKind(t, "New(bad config)", err, errkind.InvalidArgument, "invalid ca config")
-	for _, want := range []string{"trust_domain", "data_dir", "server_id", `key_type "dsa"`, "ca_ttl", "max_svid_ttl", "store"} {
+	for _, want := range []string{"trust_domain", "server_id", `key_type "dsa"`, "ca_ttl", "max_svid_ttl", "store", "key_manager"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("New(bad config) = %q, want every problem, including %q", err, want)
 		}
 	}
 
-	_, err = New(Config{TrustDomain: testTD, DataDir: t.TempDir(), ServerID: "s", Store: newMemStore(), MaxSVIDTTL: 13 * time.Hour})
+	_, err = New(Config{TrustDomain: testTD, ServerID: "s", Store: newMemStore(), KeyManager: newMemKeys(), MaxSVIDTTL: 13 * time.Hour})
 	wantKind(t, "New(max_svid_ttl > ttl/2)", err, errkind.InvalidArgument, "max_svid_ttl")
-}
-
-func TestNewRefusesOpenKeyDir(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "keys"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_, err := New(Config{TrustDomain: testTD, DataDir: dir, ServerID: "s", Store: newMemStore()})
-	wantKind(t, "New(keys dir 0755)", err, errkind.FailedPrecondition, "chmod 700")
 }
 
 func TestInitCreatesActiveAuthorities(t *testing.T) {
@@ -254,43 +319,15 @@ func TestRestartKeepsKeys(t *testing.T) {
 	e := newEnv(t, nil)
 	x1, j1 := e.active(t, model.AuthorityX509), e.active(t, model.AuthorityJWT)
 
-	// Key files: 0600 in a 0700 dir, no temporary files left behind.
-	keysDir := filepath.Join(e.dir, "keys")
-	fi, err := os.Stat(keysDir)
-	if err != nil {
-		t.Fatal(err)
+	// One key per authority, under the id the authority records.
+	if x1.KeyID == "" || j1.KeyID == "" || !strings.HasPrefix(x1.KeyID, "x509-") || !strings.HasPrefix(j1.KeyID, "jwt-") {
+		t.Errorf("key ids = %q, %q; want x509-… and jwt-…", x1.KeyID, j1.KeyID)
 	}
-	if got := fi.Mode().Perm(); got != 0o700 {
-		t.Errorf("keys dir mode = %04o, want 0700", got)
-	}
-	ents, err := os.ReadDir(keysDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, de := range ents {
-		names = append(names, de.Name())
-		info, err := de.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := info.Mode().Perm(); got != 0o600 {
-			t.Errorf("key file %s mode = %04o, want 0600", de.Name(), got)
-		}
-		data, err := os.ReadFile(filepath.Join(keysDir, de.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.HasPrefix(data, []byte("-----BEGIN PRIVATE KEY-----\n")) {
-			t.Errorf("key file %s is not PKCS#8 PEM", de.Name())
-		}
-	}
-	wantNames := []string{"jwt-" + j1.ID + ".pem", "x509-" + x1.ID + ".pem"}
-	if !slices.Equal(names, wantNames) {
-		t.Errorf("key files = %q, want %q", names, wantNames)
+	if got, want := e.keys.ids(), []string{j1.KeyID, x1.KeyID}; !slices.Equal(got, want) {
+		t.Errorf("keys = %q, want %q", got, want)
 	}
 
-	// A new manager on the same data dir and store uses the same keys.
+	// A new manager on the same key manager and store uses the same keys.
 	e.clock.Add(time.Hour)
 	m2, err := New(e.cfg)
 	if err != nil {
@@ -314,56 +351,90 @@ func TestRestartKeepsKeys(t *testing.T) {
 	}
 }
 
-func TestInitRefusesBadKeyFiles(t *testing.T) {
+func TestInitRefusesBadKeys(t *testing.T) {
 	tests := []struct {
 		name   string
-		break_ func(t *testing.T, path string)
+		break_ func(t *testing.T, k *memKeys, id string)
 		kind   errkind.Kind
 		want   string
 	}{
-		{"group readable", func(t *testing.T, p string) {
-			if err := os.Chmod(p, 0o640); err != nil {
-				t.Fatal(err)
-			}
-		}, errkind.FailedPrecondition, "chmod 600"},
-		{"world readable", func(t *testing.T, p string) {
-			if err := os.Chmod(p, 0o604); err != nil {
-				t.Fatal(err)
-			}
-		}, errkind.FailedPrecondition, "readable by group or others"},
-		{"missing", func(t *testing.T, p string) {
-			if err := os.Remove(p); err != nil {
-				t.Fatal(err)
-			}
+		{"missing", func(t *testing.T, k *memKeys, id string) {
+			_ = k.DeleteKey(context.Background(), id)
 		}, errkind.FailedPrecondition, "is missing"},
-		{"another key", func(t *testing.T, p string) {
-			d := &keyDir{dir: filepath.Dir(p)}
-			id := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "x509-"), ".pem")
-			if err := d.write(model.AuthorityX509, id, newP256(t)); err != nil {
-				t.Fatal(err)
-			}
+		{"another key", func(t *testing.T, k *memKeys, id string) {
+			k.set(id, newP256(t))
 		}, errkind.Internal, "does not match"},
-		{"garbage", func(t *testing.T, p string) {
-			if err := os.WriteFile(p, []byte("not a key"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}, errkind.Internal, "no PEM"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			path := e.m.keys.path(model.AuthorityX509, e.active(t, model.AuthorityX509).ID)
-			tt.break_(t, path)
+			a := e.active(t, model.AuthorityX509)
+			tt.break_(t, e.keys, a.KeyID)
 			m2, err := New(e.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			err = m2.Init(context.Background())
 			wantKind(t, "Init()", err, tt.kind, tt.want)
-			if err != nil && !strings.Contains(err.Error(), path) {
-				t.Errorf("Init() = %q, want it to name %s", err, path)
+			if err != nil && !strings.Contains(err.Error(), a.KeyID) {
+				t.Errorf("Init() = %q, want it to name key %s", err, a.KeyID)
 			}
 		})
+	}
+}
+
+// TestLegacyKeyID: an authority stored before key managers (no KeyID)
+// finds its key under "<kind>-<id>", the old file name.
+func TestLegacyKeyID(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	for _, kind := range kinds {
+		a := e.active(t, kind)
+		key, err := e.keys.GetKey(ctx, a.KeyID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = e.keys.DeleteKey(ctx, a.KeyID)
+		e.keys.set(string(kind)+"-"+a.ID, key)
+		a.KeyID = ""
+		if err := e.store.PutAuthority(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m2, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Init(ctx); err != nil {
+		t.Fatalf("Init() with legacy key ids = %v", err)
+	}
+	if _, err := m2.SignX509SVID(ctx, newCSR(t, newP256(t), nil), X509Params{ID: workload, TTL: time.Hour}); err != nil {
+		t.Errorf("SignX509SVID() with a legacy key = %v", err)
+	}
+	// Retiring the legacy authority deletes the key under its legacy id.
+	legacy := e.active(t, model.AuthorityX509)
+	if _, err := m2.Prepare(ctx, model.AuthorityX509); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Activate(ctx, model.AuthorityX509); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(e.keys.ids(), "x509-"+legacy.ID) {
+		t.Error("key of the retired legacy authority is still stored")
+	}
+}
+
+// TestCreateFailureDeletesKey: a key generated for an authority the store
+// refused is deleted again.
+func TestCreateFailureDeletesKey(t *testing.T) {
+	e := newEnv(t, nil)
+	before := e.keys.ids()
+	e.store.failPut = errors.New("disk full")
+	if _, err := e.m.Prepare(context.Background(), model.AuthorityX509); err == nil {
+		t.Fatal("Prepare() with a failing store = nil error")
+	}
+	if got := e.keys.ids(); !slices.Equal(got, before) {
+		t.Errorf("keys after a failed Prepare = %q, want %q", got, before)
 	}
 }
 
@@ -396,7 +467,7 @@ func TestInitAfterDowntime(t *testing.T) {
 }
 
 func TestRunStopsWithContext(t *testing.T) {
-	m, err := New(Config{TrustDomain: testTD, DataDir: t.TempDir(), ServerID: "s", Store: newMemStore()})
+	m, err := New(Config{TrustDomain: testTD, ServerID: "s", Store: newMemStore(), KeyManager: newMemKeys()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func (m *Manager) rotateKind(ctx context.Context, kind model.AuthorityKind, auth
 	}
 	active := actives[0]
 	if m.activeID(kind) != active.ID {
-		publish, err := m.signerFor(active)
+		publish, err := m.signerFor(ctx, active)
 		if err != nil {
 			return err
 		}
@@ -213,7 +213,9 @@ func (m *Manager) Taint(ctx context.Context, kind model.AuthorityKind, id string
 
 // Revoke removes a tainted or old authority (of any server) from the bundle
 // at once: SVIDs it signed stop verifying. Other states are refused with
-// FailedPrecondition; an unknown id is NotFound.
+// FailedPrecondition; an unknown id is NotFound. An X.509 authority signed
+// by an upstream authority cannot be revoked here (FailedPrecondition):
+// the bundle publishes the upstream roots, not its certificate.
 func (m *Manager) Revoke(ctx context.Context, kind model.AuthorityKind, id string) error {
 	return m.transition(ctx, kind, id, model.StateRevoked, model.StateOld, model.StateTainted)
 }
@@ -235,6 +237,11 @@ func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id s
 		return errkind.New(errkind.NotFound, "%s authority %s not found", kind, id)
 	}
 	a := auths[i]
+	if to == model.StateRevoked && len(a.UpstreamRoots) > 0 {
+		return errkind.New(errkind.FailedPrecondition,
+			"cannot revoke x509 authority %s: it is signed by the upstream authority, and the bundle holds the upstream roots, "+
+				"so its SVIDs would keep verifying: taint it and rotate, and revoke its certificate at the upstream ca", id)
+	}
 	if !slices.Contains(from, a.State) {
 		return errkind.New(errkind.FailedPrecondition,
 			"cannot make %s authority %s %s: it is %s, and only %s ones can be", kind, id, to, a.State, statesText(from))
@@ -245,7 +252,7 @@ func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id s
 		return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
 	}
 	if a.ServerID == m.serverID {
-		if err := m.forgetKey(kind, id); err != nil {
+		if err := m.forgetKey(ctx, a); err != nil {
 			return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)
 		}
 	}
@@ -254,12 +261,22 @@ func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id s
 }
 
 // create makes a new authority of kind in state (prepared, or active when
-// there is none to prepare from), writes its key and stores it.
-func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state model.AuthorityState, now time.Time) (model.Authority, error) {
-	key, err := generateKey(m.keyType)
+// there is none to prepare from): it generates its key in the key manager,
+// then stores the authority.
+func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state model.AuthorityState, now time.Time) (_ model.Authority, err error) {
+	kid := newKeyID(kind)
+	key, err := m.keys.GenerateKey(ctx, kid, m.keyType)
 	if err != nil {
-		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
+		return model.Authority{}, fmt.Errorf("create %s authority: generate key %s: %w", kind, kid, err)
 	}
+	a := model.Authority{Kind: kind, KeyID: kid}
+	defer func() {
+		if err != nil {
+			// The authority was never stored: its key is of no use. The
+			// cleanup must run even when ctx has ended.
+			_ = m.forgetKey(context.WithoutCancel(ctx), a)
+		}
+	}()
 	pub, err := publicKeyDER(key)
 	if err != nil {
 		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
@@ -267,16 +284,12 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 	// Whole seconds, rounded up: certificates carry seconds, and rotation
 	// must never see an authority as older than it is.
 	start := ceilSecond(now)
-	a := model.Authority{
-		Kind:      kind,
-		State:     state,
-		ServerID:  m.serverID,
-		PublicKey: pub,
-		NotBefore: start.Add(-clockSkew),
-		NotAfter:  start.Add(m.ttl(kind)),
-		CreatedAt: now,
-		UpdatedAt: now,
-	}
+	a.State = state
+	a.ServerID = m.serverID
+	a.PublicKey = pub
+	a.NotBefore = start.Add(-clockSkew)
+	a.NotAfter = start.Add(m.ttl(kind))
+	a.CreatedAt, a.UpdatedAt = now, now
 	switch kind {
 	case model.AuthorityX509:
 		ski, err := subjectKeyID(pub)
@@ -284,7 +297,11 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 			return model.Authority{}, fmt.Errorf("create x509 authority: %w", err)
 		}
 		a.ID = hex.EncodeToString(ski)
-		a.Certificate, err = m.caCertificate(a, ski, key)
+		if m.upstream != nil {
+			err = m.upstreamCertificate(ctx, &a, key, now)
+		} else {
+			a.Certificate, err = m.caCertificate(a, ski, key)
+		}
 		if err != nil {
 			return model.Authority{}, fmt.Errorf("create x509 authority %s: %w", a.ID, err)
 		}
@@ -296,19 +313,14 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 		a.ID = base64URL(tp)
 	}
 
-	if err := m.keys.write(kind, a.ID, key); err != nil {
-		return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
-	}
 	m.loaded[string(kind)+"/"+a.ID] = privateKey{id: a.ID, signer: key}
 	var publish func()
 	if state == model.StateActive {
-		if publish, err = m.signerFor(a); err != nil {
-			_ = m.forgetKey(kind, a.ID)
+		if publish, err = m.signerFor(ctx, a); err != nil {
 			return model.Authority{}, fmt.Errorf("create %s authority: %w", kind, err)
 		}
 	}
 	if err := m.store.PutAuthority(ctx, a); err != nil {
-		_ = m.forgetKey(kind, a.ID)
 		return model.Authority{}, fmt.Errorf("create %s authority: store: %w", kind, err)
 	}
 	if publish != nil {
@@ -321,7 +333,7 @@ func (m *Manager) create(ctx context.Context, kind model.AuthorityKind, state mo
 // activate makes next active (publishing its signer for minting) and
 // retires prev, if any.
 func (m *Manager) activate(ctx context.Context, next model.Authority, prev *model.Authority, now time.Time) error {
-	publish, err := m.signerFor(next)
+	publish, err := m.signerFor(ctx, next)
 	if err != nil {
 		return fmt.Errorf("activate %s authority %s: %w", next.Kind, next.ID, err)
 	}
@@ -349,7 +361,7 @@ func (m *Manager) retire(ctx context.Context, a model.Authority, now time.Time) 
 	if err := m.store.PutAuthority(ctx, a); err != nil {
 		return fmt.Errorf("retire %s authority %s: %w", a.Kind, a.ID, err)
 	}
-	if err := m.forgetKey(a.Kind, a.ID); err != nil {
+	if err := m.forgetKey(ctx, a); err != nil {
 		return fmt.Errorf("retire %s authority %s: %w", a.Kind, a.ID, err)
 	}
 	m.logTransition("authority retired", a)
@@ -364,7 +376,7 @@ func (m *Manager) delete(ctx context.Context, a model.Authority) error {
 		return fmt.Errorf("delete expired %s authority %s: %w", a.Kind, a.ID, err)
 	}
 	if a.ServerID == m.serverID {
-		if err := m.forgetKey(a.Kind, a.ID); err != nil {
+		if err := m.forgetKey(ctx, a); err != nil {
 			return fmt.Errorf("delete expired %s authority %s: %w", a.Kind, a.ID, err)
 		}
 	}
@@ -374,8 +386,8 @@ func (m *Manager) delete(ctx context.Context, a model.Authority) error {
 
 // signerFor builds the minting state of own authority a and returns the
 // function that publishes it, so a failure happens before any store write.
-func (m *Manager) signerFor(a model.Authority) (publish func(), err error) {
-	key, err := m.key(a)
+func (m *Manager) signerFor(ctx context.Context, a model.Authority) (publish func(), err error) {
+	key, err := m.key(ctx, a)
 	if err != nil {
 		return nil, err
 	}

@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -69,11 +67,14 @@ func TestRotationInvariants(t *testing.T) {
 // of that moment; the authority that signs had been in the bundle for a
 // third of its kind's TTL (except the first ones, created by Init);
 // expired authorities are gone; there is one active and at most one
-// prepared authority per kind; only their keys are on disk.
+// prepared authority per kind; only their keys are kept.
 type simulation struct {
 	duration, step, mintEvery time.Duration
 	x509TTL, jwtTTL           time.Duration
 	fullTTL                   bool
+	// upstreamRoot, when set, is the upstream authority's root: the bundle
+	// must hold it as its only X.509 authority.
+	upstreamRoot *x509.Certificate
 
 	e         *env
 	csr       []byte
@@ -146,8 +147,19 @@ func (s *simulation) checkStore(t *testing.T, now time.Time, auths []model.Autho
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.upstreamRoot != nil {
+		// Signet's CAs are not in the bundle; the root that verifies them is.
+		if got := b.X509Authorities(); len(got) != 1 || !got[0].Equal(s.upstreamRoot) {
+			t.Fatalf("%s: bundle holds %d X.509 authorities, want only the upstream root", now, len(got))
+		}
+		for _, a := range auths {
+			if k := "x509/" + a.ID; a.Kind == model.AuthorityX509 && a.State != model.StateRevoked && s.firstSeen[k].IsZero() {
+				s.firstSeen[k] = now
+			}
+		}
+	}
 	for _, c := range b.X509Authorities() {
-		if k := "x509/" + hex.EncodeToString(c.SubjectKeyId); s.firstSeen[k].IsZero() {
+		if k := "x509/" + hex.EncodeToString(c.SubjectKeyId); s.upstreamRoot == nil && s.firstSeen[k].IsZero() {
 			s.firstSeen[k] = now
 		}
 	}
@@ -171,8 +183,8 @@ func (s *simulation) checkStore(t *testing.T, now time.Time, auths []model.Autho
 	if len(auths) > 6 {
 		t.Fatalf("%s: %d authorities stored, want at most 3 per kind", now, len(auths))
 	}
-	if ents, _ := os.ReadDir(filepath.Join(s.e.dir, "keys")); len(ents) > 4 {
-		t.Fatalf("%s: %d key files, want at most 4 (active and prepared of each kind)", now, len(ents))
+	if ids := s.e.keys.ids(); len(ids) > 4 {
+		t.Fatalf("%s: %d keys, want at most 4 (active and prepared of each kind)", now, len(ids))
 	}
 	return b
 }
@@ -195,7 +207,18 @@ func (s *simulation) mint(t *testing.T, now time.Time) {
 	if err != nil {
 		t.Fatalf("%s: SignX509SVID() = %v", now, err)
 	}
-	checkSigner(model.AuthorityX509, hex.EncodeToString(chain[0].AuthorityKeyId))
+	signer := hex.EncodeToString(chain[0].AuthorityKeyId)
+	if s.upstreamRoot != nil {
+		if len(chain) < 2 {
+			t.Fatalf("%s: SVID chain of %d certificates under an upstream, want leaf and CA at least", now, len(chain))
+		}
+		ski, err := subjectKeyID(chain[1].RawSubjectPublicKeyInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer = hex.EncodeToString(ski)
+	}
+	checkSigner(model.AuthorityX509, signer)
 	if s.fullTTL && !chain[0].NotAfter.Equal(now.Add(s.x509TTL)) {
 		t.Fatalf("%s: X509-SVID cut short: NotAfter %s, want %s", now, chain[0].NotAfter, now.Add(s.x509TTL))
 	}
@@ -286,8 +309,8 @@ func TestRotatePhases(t *testing.T) {
 	if len(old) != 1 || old[0].ID != first.ID {
 		t.Fatalf("old authorities = %v, want [%s]", old, first.ID)
 	}
-	if _, err := os.Stat(e.m.keys.path(model.AuthorityX509, first.ID)); !os.IsNotExist(err) {
-		t.Errorf("key of retired authority still on disk: %v", err)
+	if slices.Contains(e.keys.ids(), first.KeyID) {
+		t.Errorf("key %s of retired authority still stored", first.KeyID)
 	}
 
 	e.clock.Set(first.NotAfter)
@@ -456,7 +479,7 @@ func TestReplicasShareBundle(t *testing.T) {
 	e1 := newEnv(t, nil)
 	cfg2 := e1.cfg
 	cfg2.ServerID = "server-2"
-	cfg2.DataDir = t.TempDir()
+	cfg2.KeyManager = newMemKeys()
 	m2, err := New(cfg2)
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +576,26 @@ func TestConcurrentMintingDuringRotation(t *testing.T) {
 			}
 		})
 	}
+	// Each round waits for a mint with the previous round's authorities, so
+	// minting overlaps every rotation however fast the key manager is.
+	waitMint := func() {
+		mu.Lock()
+		n := len(chains)
+		mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			more := len(chains) > n
+			mu.Unlock()
+			if more {
+				return
+			}
+		}
+		close(stop)
+		wg.Wait()
+		t.Fatal("minters made no progress in 10s")
+	}
 	for range 3 {
+		waitMint()
 		for _, kind := range kinds {
 			if _, err := e.m.Prepare(ctx, kind); err != nil {
 				t.Fatal(err)
@@ -605,7 +647,7 @@ func TestRotateReapsAbandonedAuthorities(t *testing.T) {
 	ctx := context.Background()
 	e1 := newEnv(t, nil)
 	cfg2 := e1.cfg
-	cfg2.ServerID, cfg2.DataDir = "server-2", t.TempDir()
+	cfg2.ServerID, cfg2.KeyManager = "server-2", newMemKeys()
 	m2, err := New(cfg2)
 	if err != nil {
 		t.Fatal(err)

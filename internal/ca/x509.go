@@ -118,7 +118,9 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
 
 // SignX509SVID mints an X509-SVID for the public key of a PKCS#10 request
 // (see ParseCSR), signed by this server's active X.509 CA. It returns the
-// chain to present, [leaf]: the CA is the self-signed root in the bundle.
+// chain to present: [leaf] when the CA is self-signed (it is in the bundle
+// itself), or [leaf, CA, upstream intermediates…] when an upstream
+// authority signed it (the bundle holds the upstream roots).
 //
 // The leaf follows the X509-SVID specification: exactly one URI SAN (p.ID),
 // CA=false, critical key usage digitalSignature (plus keyEncipherment for RSA
@@ -163,7 +165,13 @@ func (m *Manager) SignX509SVID(ctx context.Context, csrDER []byte, p X509Params)
 	if err != nil {
 		return nil, fmt.Errorf("sign x509-svid for %s: parse minted certificate: %w", p.ID, err)
 	}
-	return []*x509.Certificate{cert}, nil
+	chain := make([]*x509.Certificate, 0, 2+len(s.upstream))
+	chain = append(chain, cert)
+	if s.signedUpstream {
+		chain = append(chain, s.cert)
+		chain = append(chain, s.upstream...)
+	}
+	return chain, nil
 }
 
 // leafTemplate builds the X509-SVID template for a subject public key.
@@ -226,7 +234,13 @@ func newX509Signer(a model.Authority, key privateKey) (*x509Signer, error) {
 	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("x509 authority %s: key does not match certificate", a.ID)
 	}
-	return &x509Signer{id: a.ID, cert: cert, key: key}, nil
+	s := &x509Signer{id: a.ID, cert: cert, key: key, signedUpstream: len(a.UpstreamRoots) > 0}
+	if len(a.UpstreamChain) > 0 {
+		if s.upstream, err = x509.ParseCertificates(a.UpstreamChain); err != nil {
+			return nil, fmt.Errorf("parse upstream chain of x509 authority %s: %w", a.ID, err)
+		}
+	}
+	return s, nil
 }
 
 // checkSVIDParams checks what both SVID kinds need: an ID with a path in

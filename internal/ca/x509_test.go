@@ -270,7 +270,7 @@ func TestSignX509SVIDRejectsParams(t *testing.T) {
 }
 
 func TestSignBeforeInit(t *testing.T) {
-	m, err := New(Config{TrustDomain: testTD, DataDir: t.TempDir(), ServerID: "s", Store: newMemStore()})
+	m, err := New(Config{TrustDomain: testTD, ServerID: "s", Store: newMemStore(), KeyManager: newMemKeys()})
 	if err != nil {
 		t.Fatal(err)
 	}

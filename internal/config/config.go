@@ -72,6 +72,12 @@ type Server struct {
 	AgentTTL       Duration `yaml:"agent_ttl"`
 	JoinTokenTTL   Duration `yaml:"join_token_ttl"`
 	Log            Log      `yaml:"log"`
+	// KeyManager names where CA and JWT keys live: {disk: {dir: …}}
+	// (default disk in DATA_DIR/keys).
+	KeyManager Plugins `yaml:"key_manager"`
+	// UpstreamAuthority, when it names a kind, makes the CA an intermediate
+	// under an existing CA: {disk: {cert_file, key_file, bundle_file}}.
+	UpstreamAuthority Plugins `yaml:"upstream_authority"`
 }
 
 // Agent is the agent's configuration file.

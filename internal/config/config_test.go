@@ -30,6 +30,41 @@ admin_uids: [1000, 1001]
 	}
 }
 
+// TestDecodePluginSections: plugin sections stay raw YAML for their
+// registry; DecodeNode then decodes one strictly, naming the path.
+func TestDecodePluginSections(t *testing.T) {
+	in := `
+trust_domain: example.org
+upstream_authority:
+  disk:
+    cert_file: /etc/signet/upstream.crt
+    key_file: /etc/signet/upstream.key
+key_manager: {disk: {}}
+`
+	var c Server
+	if err := Decode([]byte(in), &c); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if got := c.UpstreamAuthority.Names(); len(got) != 1 || got[0] != "disk" || len(c.KeyManager) != 1 {
+		t.Fatalf("Decode = upstream %v, key manager %v", got, c.KeyManager.Names())
+	}
+	var disk struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	}
+	n := c.UpstreamAuthority["disk"]
+	if err := DecodeNode("upstream_authority.disk", &n, &disk); err != nil || disk.CertFile != "/etc/signet/upstream.crt" {
+		t.Errorf("DecodeNode = %+v, %v", disk, err)
+	}
+	var strict struct {
+		CertFile string `yaml:"cert_file"`
+	}
+	err := DecodeNode("upstream_authority.disk", &n, &strict)
+	if err == nil || !strings.Contains(err.Error(), "line 6: upstream_authority.disk.key_file is not a known key: use one of cert_file") {
+		t.Errorf("DecodeNode(unknown key) = %v, want the line, the path and the known keys", err)
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		name, in, want string

@@ -210,7 +210,7 @@ const (
 )
 
 // Authority is the public half of a CA or JWT signing key. The private key
-// stays with the server that owns it (ServerID), in its data dir.
+// stays with the server that owns it (ServerID), in its key manager.
 type Authority struct {
 	ID          string // X.509: hex subject key id; JWT: the key id (kid)
 	Kind        AuthorityKind
@@ -222,6 +222,16 @@ type Authority struct {
 	NotAfter    time.Time
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+
+	// KeyID names the private key in the owning server's key manager. Empty
+	// on authorities created before key managers, whose key is "<kind>-<ID>".
+	KeyID string
+	// UpstreamChain and UpstreamRoots are set on X.509 authorities signed by
+	// an upstream authority: the intermediates above Certificate (nearest
+	// first, roots excluded) and the upstream roots, each concatenated DER.
+	// The trust bundle then holds the roots instead of Certificate.
+	UpstreamChain []byte
+	UpstreamRoots []byte
 }
 
 // AuditRecord is one entry of the hash-chained audit log. Seq, PrevHash and

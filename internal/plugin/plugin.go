@@ -128,6 +128,17 @@ func (r *Registry[T, D]) Build(deps D, name string, n *yaml.Node) (T, error) {
 	return p, nil
 }
 
+// FieldError marks err as already naming its field paths in full
+// ("upstream_authority.disk.cert_file: …"), so Build does not prefix it
+// again. Factories use it for errors of a constructor that validates its
+// own configuration.
+func FieldError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &configError{err}
+}
+
 // configError marks errors that already name their field path.
 type configError struct{ err error }
 

@@ -57,6 +57,14 @@ type Config struct {
 	// NodeVerifiers are further attestation methods, built by the caller
 	// (tests, embedders); their names must not clash with NodeAttestors.
 	NodeVerifiers []nodeattest.Verifier
+	// KeyManager names where CA and JWT keys live (the key_manager
+	// section): exactly one kind; default disk in DataDir/keys.
+	KeyManager config.Plugins
+	// UpstreamAuthority, when it names a kind (the upstream_authority
+	// section, at most one), has that authority sign the CA's X.509
+	// certificates: the server becomes an intermediate under an existing CA
+	// and the trust bundle holds that CA's roots.
+	UpstreamAuthority config.Plugins
 
 	// CacheRefresh is how often the entry cache polls the store for changes
 	// made by other replicas. Default 1s.

@@ -42,9 +42,14 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/agentapi"
+	"github.com/signet-id/signet/internal/atomicfile"
+	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/ca"
+	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
+	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/healthz"
@@ -115,16 +120,21 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	keys, upstream, err := caPlugins(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s.ca, err = ca.New(ca.Config{
-		TrustDomain: cfg.TrustDomain,
-		DataDir:     cfg.DataDir,
-		ServerID:    s.instanceID,
-		KeyType:     cfg.KeyType,
-		CATTL:       cfg.CATTL,
-		JWTKeyTTL:   cfg.JWTKeyTTL,
-		Store:       s.store,
-		Now:         cfg.Now,
-		Logger:      cfg.Logger,
+		TrustDomain:       cfg.TrustDomain,
+		ServerID:          s.instanceID,
+		KeyType:           cfg.KeyType,
+		CATTL:             cfg.CATTL,
+		JWTKeyTTL:         cfg.JWTKeyTTL,
+		Store:             s.store,
+		KeyManager:        keys,
+		UpstreamAuthority: upstream,
+		Now:               cfg.Now,
+		Logger:            cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create ca: %w", err)
@@ -158,6 +168,43 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 	return s, nil
+}
+
+// caPlugins builds the key manager and the upstream authority (nil unless
+// configured) through their registries.
+func caPlugins(cfg Config) (ca.KeyManager, ca.UpstreamAuthority, error) {
+	kreg, err := builtin.KeyManagers()
+	if err != nil {
+		return nil, nil, err
+	}
+	ureg, err := builtin.UpstreamAuthorities()
+	if err != nil {
+		return nil, nil, err
+	}
+	kinds := cfg.KeyManager
+	if len(kinds) == 0 {
+		kinds = config.Plugins{diskkeys.Name: yaml.Node{}}
+	}
+	var errs []error
+	one := func(key string, sections config.Plugins) {
+		if len(sections) > 1 {
+			errs = append(errs, fmt.Errorf("%s: name one kind, not %s", key, strings.Join(sections.Names(), " and ")))
+		}
+	}
+	one(builtin.KeyManagerKey, kinds)
+	one(builtin.UpstreamAuthorityKey, cfg.UpstreamAuthority)
+	keys, err := kreg.BuildAll(builtin.KeyManagerDeps{DataDir: cfg.DataDir}, kinds)
+	errs = append(errs, err)
+	ups, err := ureg.BuildAll(builtin.UpstreamDeps{Now: cfg.Now}, cfg.UpstreamAuthority)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, fmt.Errorf("invalid server configuration:\n%w", err)
+	}
+	var upstream ca.UpstreamAuthority // stays a nil interface unless configured
+	if len(ups) == 1 {
+		upstream = ups[0]
+	}
+	return keys[0], upstream, nil
 }
 
 // ServerID returns the SPIFFE ID servers of trust domain td present to
@@ -426,7 +473,7 @@ func loadInstanceID(dir string) (string, error) {
 		return "", err
 	}
 	id := hex.EncodeToString(raw[:])
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write server id: %w", err)
 	}
 	return id, nil

@@ -9,8 +9,8 @@ import (
 	"github.com/signet-id/signet/internal/errkind"
 )
 
-const authoritySelect = "SELECT kind, id, state, server_id, certificate, public_key, not_before, not_after, " +
-	"created_at, updated_at FROM authorities"
+const authoritySelect = "SELECT kind, id, state, server_id, key_id, certificate, upstream_chain, upstream_roots, " +
+	"public_key, not_before, not_after, created_at, updated_at FROM authorities"
 
 func validateAuthority(a *Authority) error {
 	switch {
@@ -22,6 +22,10 @@ func validateAuthority(a *Authority) error {
 		return errkind.New(errkind.InvalidArgument, "authority %s/%s has no public key", a.Kind, a.ID)
 	case a.Kind == AuthorityX509 && len(a.Certificate) == 0:
 		return errkind.New(errkind.InvalidArgument, "x509 authority %s has no certificate", a.ID)
+	case a.Kind != AuthorityX509 && (len(a.UpstreamChain) > 0 || len(a.UpstreamRoots) > 0):
+		return errkind.New(errkind.InvalidArgument, "%s authority %s: only x509 authorities have an upstream chain", a.Kind, a.ID)
+	case len(a.UpstreamChain) > 0 && len(a.UpstreamRoots) == 0:
+		return errkind.New(errkind.InvalidArgument, "x509 authority %s has an upstream chain but no upstream roots", a.ID)
 	}
 	switch a.State {
 	case StatePrepared, StateActive, StateOld, StateTainted, StateRevoked:
@@ -44,14 +48,17 @@ func (s *Store) ListAuthorities(ctx context.Context) ([]Authority, error) {
 		var a Authority
 		var kind, state string
 		var nb, na, created, updated int64
-		if err := rows.Scan(&kind, &a.ID, &state, &a.ServerID, &a.Certificate, &a.PublicKey, &nb, &na, &created, &updated); err != nil {
+		if err := rows.Scan(&kind, &a.ID, &state, &a.ServerID, &a.KeyID, &a.Certificate, &a.UpstreamChain, &a.UpstreamRoots,
+			&a.PublicKey, &nb, &na, &created, &updated); err != nil {
 			return nil, fmt.Errorf("list authorities: %w", err)
 		}
 		a.Kind, a.State = AuthorityKind(kind), AuthorityState(state)
 		a.NotBefore, a.NotAfter = timeFromDB(nb), timeFromDB(na)
 		a.CreatedAt, a.UpdatedAt = timeFromDB(created), timeFromDB(updated)
-		if len(a.Certificate) == 0 {
-			a.Certificate = nil
+		for _, b := range []*[]byte{&a.Certificate, &a.UpstreamChain, &a.UpstreamRoots} {
+			if len(*b) == 0 {
+				*b = nil
+			}
 		}
 		out = append(out, a)
 	}
@@ -77,12 +84,15 @@ func (s *Store) PutAuthority(ctx context.Context, a Authority) error {
 		case err != nil:
 			return err
 		}
-		_, err = t.exec(ctx, `INSERT INTO authorities (kind, id, state, server_id, certificate, public_key,
-			not_before, not_after, created_at, updated_at, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		_, err = t.exec(ctx, `INSERT INTO authorities (kind, id, state, server_id, key_id, certificate,
+			upstream_chain, upstream_roots, public_key, not_before, not_after, created_at, updated_at, revision)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, server_id = excluded.server_id,
-			certificate = excluded.certificate, public_key = excluded.public_key, not_before = excluded.not_before,
+			key_id = excluded.key_id, certificate = excluded.certificate, upstream_chain = excluded.upstream_chain,
+			upstream_roots = excluded.upstream_roots, public_key = excluded.public_key, not_before = excluded.not_before,
 			not_after = excluded.not_after, updated_at = excluded.updated_at, revision = excluded.revision`,
-			string(a.Kind), a.ID, string(a.State), a.ServerID, nilIfEmpty(a.Certificate), a.PublicKey,
+			string(a.Kind), a.ID, string(a.State), a.ServerID, a.KeyID, nilIfEmpty(a.Certificate),
+			nilIfEmpty(a.UpstreamChain), nilIfEmpty(a.UpstreamRoots), a.PublicKey,
 			timeToDB(a.NotBefore), timeToDB(a.NotAfter), created, timeToDB(t.now), t.rev)
 		if err != nil {
 			return err

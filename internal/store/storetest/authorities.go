@@ -14,6 +14,7 @@ var authorityTests = map[string]func(t *testing.T, s *store.Store){
 	"PutListUpsert": testAuthorityPutList,
 	"Invalid":       testAuthorityInvalid,
 	"Delete":        testAuthorityDelete,
+	"Upstream":      testAuthorityUpstream,
 }
 
 func authority(kind store.AuthorityKind, id string, state store.AuthorityState) store.Authority {
@@ -79,6 +80,16 @@ func testAuthorityInvalid(t *testing.T, s *store.Store) {
 		"bad state":    authority(store.AuthorityJWT, "k", "retired"),
 		"no key":       noKey,
 		"x509 no cert": noCert,
+		"jwt upstream": func() store.Authority {
+			a := authority(store.AuthorityJWT, "u", store.StateActive)
+			a.UpstreamRoots = []byte("root")
+			return a
+		}(),
+		"chain without roots": func() store.Authority {
+			a := authority(store.AuthorityX509, "u", store.StateActive)
+			a.UpstreamChain = []byte("intermediate")
+			return a
+		}(),
 	}
 	for name, a := range cases {
 		wantKind(t, "PutAuthority("+name+")", s.PutAuthority(ctxFor(t), a), errkind.InvalidArgument)
@@ -94,5 +105,33 @@ func testAuthorityDelete(t *testing.T, s *store.Store) {
 	wantKind(t, "DeleteAuthority(again)", s.DeleteAuthority(ctxFor(t), store.AuthorityJWT, "k1"), errkind.NotFound)
 	if revision(t, s) != 2 {
 		t.Errorf("Revision = %d, want 2", revision(t, s))
+	}
+}
+
+// testAuthorityUpstream: the key id and the upstream chain and roots round
+// trip, and an upsert can clear them.
+func testAuthorityUpstream(t *testing.T, s *store.Store) {
+	x := authority(store.AuthorityX509, "bb02", store.StateActive)
+	x.KeyID = "x509-0123456789abcdef"
+	x.UpstreamChain = []byte("der-intermediate")
+	x.UpstreamRoots = []byte("der-root-1der-root-2")
+	must(t, "PutAuthority", s.PutAuthority(ctxFor(t), x))
+	got, err := s.ListAuthorities(t.Context())
+	must(t, "ListAuthorities", err)
+	if len(got) != 1 {
+		t.Fatalf("ListAuthorities() = %d authorities, want 1", len(got))
+	}
+	g := got[0]
+	if g.KeyID != x.KeyID || string(g.UpstreamChain) != string(x.UpstreamChain) || string(g.UpstreamRoots) != string(x.UpstreamRoots) {
+		t.Errorf("ListAuthorities() = key %q chain %q roots %q, want %q %q %q",
+			g.KeyID, g.UpstreamChain, g.UpstreamRoots, x.KeyID, x.UpstreamChain, x.UpstreamRoots)
+	}
+
+	x.UpstreamChain, x.UpstreamRoots = nil, []byte("der-root-3")
+	must(t, "PutAuthority(upsert)", s.PutAuthority(ctxFor(t), x))
+	got, err = s.ListAuthorities(t.Context())
+	must(t, "ListAuthorities", err)
+	if g := got[0]; g.UpstreamChain != nil || string(g.UpstreamRoots) != "der-root-3" {
+		t.Errorf("after upsert: chain %q roots %q, want nil and der-root-3", g.UpstreamChain, g.UpstreamRoots)
 	}
 }
