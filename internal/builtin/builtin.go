@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
@@ -56,6 +57,7 @@ type NodeLookup interface {
 func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error) {
 	return plugin.New("node attestor", NodeAttestorsKey,
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: x509pop.Name, New: newX509popVerifier},
 	)
 }
 
@@ -68,6 +70,7 @@ type AttestorDeps struct {
 func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error) {
 	return plugin.New("node attestor", NodeAttestorKey,
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: x509pop.Name, New: newX509popAttestor},
 	)
 }
 
@@ -107,6 +110,26 @@ func newJoinTokenAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Att
 		}
 	}
 	return jointoken.New(tok)
+}
+
+func newX509popVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg x509pop.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	roots, err := x509pop.ReadCABundle(cfg.CABundlePath)
+	if err != nil {
+		return nil, fmt.Errorf("ca_bundle_path: %w", err)
+	}
+	return x509pop.NewVerifier(x509pop.VerifierConfig{TrustDomain: d.TrustDomain, Roots: roots, Now: d.Now})
+}
+
+func newX509popAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg x509pop.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return x509pop.NewAttestor(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

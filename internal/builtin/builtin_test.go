@@ -15,6 +15,8 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
+	"github.com/signet-id/signet/internal/nodeattest/x509pop"
+	"github.com/signet-id/signet/internal/nodeattest/x509pop/x509poptest"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/store"
 )
@@ -73,6 +75,40 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		}
 		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
 	},
+	x509pop.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		dir := t.TempDir()
+		root := x509poptest.NewCA(t, "node root")
+		leaf := root.Intermediate(t, "node intermediate").Issue(t, "node-1")
+		bundle := filepath.Join(dir, "node-ca.pem")
+		x509poptest.WritePEM(t, bundle, root.Cert)
+		certPath, keyPath := leaf.WriteFiles(t, dir)
+		return buildCase(t, x509pop.Name, "{ca_bundle_path: "+bundle+"}",
+			"{certificate_path: "+certPath+", private_key_path: "+keyPath+"}",
+			spiffeid.RequireFromSegments(td, "signet", "agent", "x509pop", x509pop.Fingerprint(leaf.Cert())))
+	},
+}
+
+// buildCase builds both halves of a method through the registries, from
+// their YAML sections.
+func buildCase(t *testing.T, name, serverYAML, agentYAML string, want spiffeid.ID) nodeattesttest.VerifierCase {
+	t.Helper()
+	reg, err := builtin.NodeVerifiers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := reg.Build(builtin.VerifierDeps{TrustDomain: td, Now: time.Now}, name, node(t, serverYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	areg, err := builtin.NodeAttestors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := areg.Build(builtin.AttestorDeps{}, name, node(t, agentYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
 }
 
 func TestEveryNodeAttestorPassesConformance(t *testing.T) {
