@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/nodeattest/sshpop"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
@@ -58,6 +59,7 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 	return plugin.New("node attestor", NodeAttestorsKey,
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: x509pop.Name, New: newX509popVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: sshpop.Name, New: newSSHPopVerifier},
 	)
 }
 
@@ -71,6 +73,7 @@ func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error
 	return plugin.New("node attestor", NodeAttestorKey,
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: x509pop.Name, New: newX509popAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: sshpop.Name, New: newSSHPopAttestor},
 	)
 }
 
@@ -130,6 +133,26 @@ func newX509popAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attes
 		return nil, err
 	}
 	return x509pop.NewAttestor(cfg)
+}
+
+func newSSHPopVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg sshpop.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	cas, err := sshpop.ReadAuthorities(cfg.CertAuthoritiesPath)
+	if err != nil {
+		return nil, fmt.Errorf("cert_authorities_path: %w", err)
+	}
+	return sshpop.NewVerifier(sshpop.VerifierConfig{TrustDomain: d.TrustDomain, Authorities: cas, Now: d.Now})
+}
+
+func newSSHPopAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg sshpop.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return sshpop.NewAttestor(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
