@@ -119,5 +119,6 @@ func (f *serverFlags) resolve(fl *pflag.FlagSet) (server.Config, string, string,
 		KeyType: c.CA.KeyType, CATTL: time.Duration(c.CA.TTL), JWTKeyTTL: time.Duration(c.CA.JWTKeyTTL),
 		DefaultX509TTL: time.Duration(c.DefaultX509TTL), DefaultJWTTTL: time.Duration(c.DefaultJWTTTL),
 		AgentTTL: time.Duration(c.AgentTTL), JoinTokenTTL: time.Duration(c.JoinTokenTTL),
+		NodeAttestors: c.NodeAttestors,
 	}, c.Log.Level, c.Log.Format, nil
 }

@@ -72,6 +72,9 @@ type Server struct {
 	AgentTTL       Duration `yaml:"agent_ttl"`
 	JoinTokenTTL   Duration `yaml:"join_token_ttl"`
 	Log            Log      `yaml:"log"`
+	// NodeAttestors enables node attestation methods, each with its
+	// settings (see Plugins); join_token is on unless disabled.
+	NodeAttestors Plugins `yaml:"node_attestors"`
 }
 
 // Agent is the agent's configuration file.
@@ -86,6 +89,9 @@ type Agent struct {
 	AttestTimeout Duration `yaml:"attest_timeout"`
 	HealthAddress string   `yaml:"health_address"`
 	Log           Log      `yaml:"log"`
+	// NodeAttestor is the one node attestation method the agent uses,
+	// with its settings, instead of a join token.
+	NodeAttestor Plugins `yaml:"node_attestor"`
 }
 
 // LoadServer reads a server configuration file.
