@@ -6,8 +6,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,8 +18,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/signet-id/signet/internal/agent"
+	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/healthz"
+	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
 )
@@ -68,6 +72,9 @@ func newAgentRunCmd() *cobra.Command {
 				if cfg.TrustBundle, err = readPEMCerts(c.TrustBundle); err != nil {
 					return fmt.Errorf("--trust-bundle: %w", err)
 				}
+			}
+			if cfg.NodeAttestor, err = nodeAttestorFromFile(c.NodeAttestor, log); err != nil {
+				return err
 			}
 			ux, err := unix.New(unix.DefaultConfig(), log)
 			if err != nil {
@@ -150,6 +157,29 @@ func (f *agentFlags) resolve(fl *pflag.FlagSet) (config.Agent, error) {
 		c.JoinToken = os.Getenv("SIGNET_JOIN_TOKEN")
 	}
 	return c, nil
+}
+
+// nodeAttestorFromFile builds the node attestor of the node_attestor
+// section (nil when the section is absent: a join token, if any, is used).
+func nodeAttestorFromFile(section config.Plugins, log *slog.Logger) (nodeattest.Attestor, error) {
+	names := section.Names()
+	switch len(names) {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, fmt.Errorf("%s: configure exactly one node attestor, not %d (%s)", builtin.NodeAttestorKey, len(names), strings.Join(names, ", "))
+	}
+	reg, err := builtin.NodeAttestors()
+	if err != nil {
+		return nil, err
+	}
+	n := section[names[0]]
+	a, err := reg.Build(builtin.AttestorDeps{Log: log}, names[0], &n)
+	if err != nil {
+		return nil, fmt.Errorf("invalid agent configuration:\n%w", err)
+	}
+	return a, nil
 }
 
 // runAgent runs the agent, and its health endpoints when given, until a

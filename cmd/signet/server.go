@@ -120,5 +120,6 @@ func (f *serverFlags) resolve(fl *pflag.FlagSet) (server.Config, string, string,
 		DefaultX509TTL: time.Duration(c.DefaultX509TTL), DefaultJWTTTL: time.Duration(c.DefaultJWTTTL),
 		AgentTTL: time.Duration(c.AgentTTL), JoinTokenTTL: time.Duration(c.JoinTokenTTL),
 		KeyManager: c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
+		NodeAttestors: c.NodeAttestors,
 	}, c.Log.Level, c.Log.Format, nil
 }

@@ -28,6 +28,8 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/nodeattest/sshpop"
+	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
@@ -64,6 +66,8 @@ type NodeLookup interface {
 func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error) {
 	return plugin.New("node attestor", NodeAttestorsKey,
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: x509pop.Name, New: newX509popVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: sshpop.Name, New: newSSHPopVerifier},
 	)
 }
 
@@ -76,6 +80,8 @@ type AttestorDeps struct {
 func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error) {
 	return plugin.New("node attestor", NodeAttestorKey,
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: x509pop.Name, New: newX509popAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: sshpop.Name, New: newSSHPopAttestor},
 	)
 }
 
@@ -115,6 +121,46 @@ func newJoinTokenAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Att
 		}
 	}
 	return jointoken.New(tok)
+}
+
+func newX509popVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg x509pop.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	roots, err := x509pop.ReadCABundle(cfg.CABundlePath)
+	if err != nil {
+		return nil, fmt.Errorf("ca_bundle_path: %w", err)
+	}
+	return x509pop.NewVerifier(x509pop.VerifierConfig{TrustDomain: d.TrustDomain, Roots: roots, Now: d.Now})
+}
+
+func newX509popAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg x509pop.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return x509pop.NewAttestor(cfg)
+}
+
+func newSSHPopVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg sshpop.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	cas, err := sshpop.ReadAuthorities(cfg.CertAuthoritiesPath)
+	if err != nil {
+		return nil, fmt.Errorf("cert_authorities_path: %w", err)
+	}
+	return sshpop.NewVerifier(sshpop.VerifierConfig{TrustDomain: d.TrustDomain, Authorities: cas, Now: d.Now})
+}
+
+func newSSHPopAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg sshpop.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return sshpop.NewAttestor(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

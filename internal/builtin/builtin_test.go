@@ -17,6 +17,10 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
+	"github.com/signet-id/signet/internal/nodeattest/sshpop"
+	"github.com/signet-id/signet/internal/nodeattest/sshpop/sshpoptest"
+	"github.com/signet-id/signet/internal/nodeattest/x509pop"
+	"github.com/signet-id/signet/internal/nodeattest/x509pop/x509poptest"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/store"
 )
@@ -75,6 +79,51 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		}
 		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
 	},
+	x509pop.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		dir := t.TempDir()
+		root := x509poptest.NewCA(t, "node root")
+		leaf := root.Intermediate(t, "node intermediate").Issue(t, "node-1")
+		bundle := filepath.Join(dir, "node-ca.pem")
+		x509poptest.WritePEM(t, bundle, root.Cert)
+		certPath, keyPath := leaf.WriteFiles(t, dir)
+		return buildCase(t, x509pop.Name, "{ca_bundle_path: "+bundle+"}",
+			"{certificate_path: "+certPath+", private_key_path: "+keyPath+"}",
+			spiffeid.RequireFromSegments(td, "signet", "agent", "x509pop", x509pop.Fingerprint(leaf.Cert())))
+	},
+	sshpop.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		dir := t.TempDir()
+		ca := sshpoptest.NewCA(t)
+		host := ca.Issue(t, "host-1", []string{"host-1.example.org"})
+		cas := filepath.Join(dir, "ssh-host-ca.pub")
+		sshpoptest.WriteAuthorities(t, cas, "@cert-authority *.example.org "+ca.AuthorizedKey())
+		keyPath, certPath := host.WriteFiles(t, dir)
+		return buildCase(t, sshpop.Name, "{cert_authorities_path: "+cas+"}",
+			"{host_key_path: "+keyPath+", host_cert_path: "+certPath+"}",
+			spiffeid.RequireFromSegments(td, "signet", "agent", "sshpop", sshpop.Fingerprint(host.Cert.Key)))
+	},
+}
+
+// buildCase builds both halves of a method through the registries, from
+// their YAML sections.
+func buildCase(t *testing.T, name, serverYAML, agentYAML string, want spiffeid.ID) nodeattesttest.VerifierCase {
+	t.Helper()
+	reg, err := builtin.NodeVerifiers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := reg.Build(builtin.VerifierDeps{TrustDomain: td, Now: time.Now}, name, node(t, serverYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	areg, err := builtin.NodeAttestors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := areg.Build(builtin.AttestorDeps{}, name, node(t, agentYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
 }
 
 func TestEveryNodeAttestorPassesConformance(t *testing.T) {
@@ -197,6 +246,41 @@ func TestEveryKeyManagerPassesConformance(t *testing.T) {
 	for _, want := range []string{"upstream_authority.disk.key_file: required"} {
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "upstream_authority.disk: upstream_authority") {
 			t.Errorf("Build(bad upstream) = %v, want %q once", err, want)
+		}
+	}
+}
+
+func TestProofOfPossessionConfigs(t *testing.T) {
+	vreg, err := builtin.NodeVerifiers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	areg, err := builtin.NodeAttestors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := builtin.VerifierDeps{TrustDomain: td, Now: time.Now}
+	for _, tc := range []struct{ name, src, want string }{
+		{x509pop.Name, "{}", "node_attestors.x509pop.ca_bundle_path: required"},
+		{x509pop.Name, "{ca_bundle: /x}", "node_attestors.x509pop.ca_bundle is not a known key: use one of ca_bundle_path"},
+		{x509pop.Name, "{ca_bundle_path: /does/not/exist.pem}", "node_attestors.x509pop: ca_bundle_path: read x509pop ca bundle: open /does/not/exist.pem"},
+		{sshpop.Name, "{}", "node_attestors.sshpop.cert_authorities_path: required"},
+		{sshpop.Name, "{cert_authorities_path: /does/not/exist.pub}", "node_attestors.sshpop: cert_authorities_path: read ssh host ca keys: open /does/not/exist.pub"},
+	} {
+		if _, err := vreg.Build(deps, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NodeVerifiers().Build(%s, %s) = %v\nwant it to contain %q", tc.name, tc.src, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ name, src, want string }{
+		{x509pop.Name, "{}", "node_attestor.x509pop.certificate_path: required"},
+		{x509pop.Name, "{}", "node_attestor.x509pop.private_key_path: required"},
+		{x509pop.Name, "{certificate_path: /nope.pem, private_key_path: /nope.key}", "node_attestor.x509pop: certificate_path: read certificate: open /nope.pem"},
+		{sshpop.Name, "{}", "node_attestor.sshpop.host_key_path: required"},
+		{sshpop.Name, "{}", "node_attestor.sshpop.host_cert_path: required"},
+		{sshpop.Name, "{host_key_path: /nope, host_cert_path: /nope-cert.pub}", "node_attestor.sshpop: host_key_path: read host key: open /nope"},
+	} {
+		if _, err := areg.Build(builtin.AttestorDeps{}, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NodeAttestors().Build(%s, %s) = %v\nwant it to contain %q", tc.name, tc.src, err, tc.want)
 		}
 	}
 }

@@ -78,6 +78,9 @@ type Server struct {
 	// UpstreamAuthority, when it names a kind, makes the CA an intermediate
 	// under an existing CA: {disk: {cert_file, key_file, bundle_file}}.
 	UpstreamAuthority Plugins `yaml:"upstream_authority"`
+	// NodeAttestors enables node attestation methods, each with its
+	// settings (see Plugins); join_token is on unless disabled.
+	NodeAttestors Plugins `yaml:"node_attestors"`
 }
 
 // Agent is the agent's configuration file.
@@ -92,6 +95,9 @@ type Agent struct {
 	AttestTimeout Duration `yaml:"attest_timeout"`
 	HealthAddress string   `yaml:"health_address"`
 	Log           Log      `yaml:"log"`
+	// NodeAttestor is the one node attestation method the agent uses,
+	// with its settings, instead of a join token.
+	NodeAttestor Plugins `yaml:"node_attestor"`
 }
 
 // LoadServer reads a server configuration file.
