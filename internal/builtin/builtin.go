@@ -21,6 +21,7 @@ import (
 
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/awsiid"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
@@ -56,6 +57,7 @@ type NodeLookup interface {
 func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error) {
 	return plugin.New("node attestor", NodeAttestorsKey,
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: awsiid.Name, New: newAWSIIDVerifier},
 	)
 }
 
@@ -68,6 +70,7 @@ type AttestorDeps struct {
 func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error) {
 	return plugin.New("node attestor", NodeAttestorKey,
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: awsiid.Name, New: newAWSIIDAttestor},
 	)
 }
 
@@ -107,6 +110,25 @@ func newJoinTokenAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Att
 		}
 	}
 	return jointoken.New(tok)
+}
+
+func newAWSIIDVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg awsiid.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.Nodes == nil {
+		return nil, fmt.Errorf("aws_iid needs the node lookup (trust on first use)")
+	}
+	return awsiid.NewVerifier(d.TrustDomain, cfg, d.Nodes)
+}
+
+func newAWSIIDAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg awsiid.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return awsiid.New(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

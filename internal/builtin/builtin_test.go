@@ -1,6 +1,7 @@
 package builtin_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,9 +11,11 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/builtin"
+	"github.com/signet-id/signet/internal/cloudtest"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/awsiid"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
 	"github.com/signet-id/signet/internal/plugin"
@@ -73,6 +76,49 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		}
 		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
 	},
+	// The cloud methods read a fake metadata service on 127.0.0.1 made for
+	// each case (a fresh instance, so concurrent cases are distinct nodes).
+	// Trust-on-first-use methods see their own admissions through
+	// cloudtest.Nodes, as they would through the store.
+	awsiid.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		signer := cloudtest.NewAWSSigner(t, "conformance")
+		doc := cloudtest.NewAWSDocument(t)
+		imds := cloudtest.AWSIMDS(t, signer, doc)
+		nodes := &cloudtest.Nodes{}
+		v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Nodes: nodes, Now: time.Now}, awsiid.Name,
+			fmt.Sprintf("{accounts: [%q], certificates: [%q]}", doc.AccountID, signer.CertPEM))
+		a := buildAttestor(t, awsiid.Name, fmt.Sprintf("{metadata_url: %q}", imds.URL))
+		want := spiffeid.RequireFromSegments(td, "signet", "agent", "aws_iid", doc.AccountID, doc.Region, doc.InstanceID)
+		return nodeattesttest.VerifierCase{Verifier: cloudtest.Admitting(v, nodes), Attestor: a, WantID: want}
+	},
+}
+
+// buildVerifier builds a server half through the registry.
+func buildVerifier(t *testing.T, deps builtin.VerifierDeps, name, cfg string) nodeattest.Verifier {
+	t.Helper()
+	reg, err := builtin.NodeVerifiers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := reg.Build(deps, name, node(t, cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// buildAttestor builds an agent half through the registry.
+func buildAttestor(t *testing.T, name, cfg string) nodeattest.Attestor {
+	t.Helper()
+	reg, err := builtin.NodeAttestors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := reg.Build(builtin.AttestorDeps{}, name, node(t, cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func TestEveryNodeAttestorPassesConformance(t *testing.T) {
@@ -150,6 +196,40 @@ func TestRegistries(t *testing.T) {
 		_, err = reg.Build(builtin.WorkloadDeps{}, "unix", node(t, "{workload_size_limit: -1}"))
 		if err == nil || !strings.Contains(err.Error(), "workload_attestors.unix.workload_size_limit: -1 is negative") {
 			t.Errorf("Build(negative limit) = %v, want the field path", err)
+		}
+	})
+	t.Run("cloud method configs", func(t *testing.T) {
+		vreg, err := builtin.NodeVerifiers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps := builtin.VerifierDeps{TrustDomain: td, Nodes: &cloudtest.Nodes{}, Now: time.Now}
+		for _, tc := range []struct{ name, src, want string }{
+			{awsiid.Name, "{}", "node_attestors.aws_iid.certificates: required"},
+			{awsiid.Name, "{accounts: [abc]}", "node_attestors.aws_iid.accounts[0]: \"abc\" is not an AWS account ID"},
+			{awsiid.Name, "{account: [abc]}", "node_attestors.aws_iid.account is not a known key"},
+		} {
+			if _, err := vreg.Build(deps, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Build(%s, %s) = %v, want %q", tc.name, tc.src, err, tc.want)
+			}
+		}
+		if _, err := vreg.Build(builtin.VerifierDeps{TrustDomain: td}, awsiid.Name, node(t, "{certificate_files: [/x]}")); err == nil ||
+			!strings.Contains(err.Error(), "node lookup") {
+			t.Errorf("Build(aws_iid without Nodes) = %v, want an error naming the node lookup", err)
+		}
+		areg, err := builtin.NodeAttestors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ name, src, want string }{
+			{awsiid.Name, "{metadata_url: 'ftp://x'}", "node_attestor.aws_iid.metadata_url:"},
+		} {
+			if _, err := areg.Build(builtin.AttestorDeps{}, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Build(%s, %s) = %v, want %q", tc.name, tc.src, err, tc.want)
+			}
+		}
+		if _, err := areg.Build(builtin.AttestorDeps{}, awsiid.Name, node(t, "{}")); err != nil {
+			t.Errorf("Build(aws_iid, {}) = %v, want the defaults", err)
 		}
 	})
 	t.Run("join token agent config", func(t *testing.T) {
