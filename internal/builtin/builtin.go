@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/awsiid"
+	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
@@ -58,6 +59,7 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 	return plugin.New("node attestor", NodeAttestorsKey,
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: awsiid.Name, New: newAWSIIDVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: gcpiit.Name, New: newGCPIITVerifier},
 	)
 }
 
@@ -71,6 +73,7 @@ func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error
 	return plugin.New("node attestor", NodeAttestorKey,
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: awsiid.Name, New: newAWSIIDAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: gcpiit.Name, New: newGCPIITAttestor},
 	)
 }
 
@@ -129,6 +132,22 @@ func newAWSIIDAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attest
 		return nil, err
 	}
 	return awsiid.New(cfg)
+}
+
+func newGCPIITVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg gcpiit.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return gcpiit.NewVerifier(d.TrustDomain, cfg, d.Now)
+}
+
+func newGCPIITAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg gcpiit.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return gcpiit.New(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/awsiid"
+	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
 	"github.com/signet-id/signet/internal/plugin"
@@ -90,6 +91,16 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		a := buildAttestor(t, awsiid.Name, fmt.Sprintf("{metadata_url: %q}", imds.URL))
 		want := spiffeid.RequireFromSegments(td, "signet", "agent", "aws_iid", doc.AccountID, doc.Region, doc.InstanceID)
 		return nodeattesttest.VerifierCase{Verifier: cloudtest.Admitting(v, nodes), Attestor: a, WantID: want}
+	},
+	gcpiit.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		inst := cloudtest.NewGCPInstance(t)
+		md := cloudtest.GCPMetadata(t, inst)
+		jwks := cloudtest.GCPJWKS(t)
+		v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Now: time.Now}, gcpiit.Name,
+			fmt.Sprintf("{projects: [%q], jwks_url: %q}", inst.ProjectID, jwks.URL))
+		a := buildAttestor(t, gcpiit.Name, fmt.Sprintf("{metadata_url: %q}", md.URL))
+		want := spiffeid.RequireFromSegments(td, "signet", "agent", "gcp_iit", inst.ProjectID, inst.Zone, inst.InstanceID)
+		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
 	},
 }
 
@@ -208,6 +219,9 @@ func TestRegistries(t *testing.T) {
 			{awsiid.Name, "{}", "node_attestors.aws_iid.certificates: required"},
 			{awsiid.Name, "{accounts: [abc]}", "node_attestors.aws_iid.accounts[0]: \"abc\" is not an AWS account ID"},
 			{awsiid.Name, "{account: [abc]}", "node_attestors.aws_iid.account is not a known key"},
+			{gcpiit.Name, "{}", "node_attestors.gcp_iit.projects: required"},
+			{gcpiit.Name, "{projects: [My_Project], jwks_url: 'http://example.com/certs'}", "node_attestors.gcp_iit.projects[0]: \"My_Project\""},
+			{gcpiit.Name, "{projects: [p], jwks_url: 'http://example.com/certs'}", "node_attestors.gcp_iit.jwks_url: \"http://example.com/certs\": want an https URL"},
 		} {
 			if _, err := vreg.Build(deps, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Build(%s, %s) = %v, want %q", tc.name, tc.src, err, tc.want)
@@ -223,6 +237,7 @@ func TestRegistries(t *testing.T) {
 		}
 		for _, tc := range []struct{ name, src, want string }{
 			{awsiid.Name, "{metadata_url: 'ftp://x'}", "node_attestor.aws_iid.metadata_url:"},
+			{gcpiit.Name, "{metadata_url: 'http://x/?q=1'}", "node_attestor.gcp_iit.metadata_url:"},
 		} {
 			if _, err := areg.Build(builtin.AttestorDeps{}, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Build(%s, %s) = %v, want %q", tc.name, tc.src, err, tc.want)
