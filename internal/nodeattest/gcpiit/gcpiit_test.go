@@ -30,7 +30,9 @@ func newVerifier(t testing.TB) *gcpiit.Verifier {
 // the server sent.
 type forge func(aud string) string
 
-func (f forge) Challenge(_ context.Context, c []byte) ([]byte, error) { return []byte(f(string(c))), nil }
+func (f forge) Challenge(_ context.Context, c []byte) ([]byte, error) {
+	return []byte(f(string(c))), nil
+}
 
 func TestAttestThroughTheMetadataServer(t *testing.T) {
 	inst := cloudtest.NewGCPInstance(t)
@@ -84,7 +86,9 @@ func TestAttestRefusals(t *testing.T) {
 			return cloudtest.SignJWT(t, key, cloudtest.GCPKeyID, c)
 		}
 	}
-	ce := func(c map[string]any) map[string]any { return c["google"].(map[string]any)["compute_engine"].(map[string]any) }
+	ce := func(c map[string]any) map[string]any {
+		return c["google"].(map[string]any)["compute_engine"].(map[string]any)
+	}
 	for _, tc := range []struct {
 		name string
 		c    forge
@@ -95,7 +99,10 @@ func TestAttestRefusals(t *testing.T) {
 		{"another key", func(aud string) string {
 			return cloudtest.SignJWT(t, cloudtest.Key(t, "attacker"), cloudtest.GCPKeyID, cloudtest.GCPClaims(inst, aud, now))
 		}, errkind.PermissionDenied, "signature"},
-		{"expired", sign(func(c map[string]any) { c["iat"] = now.Add(-2 * time.Hour).Unix(); c["exp"] = now.Add(-time.Hour).Unix() }),
+		{"expired", sign(func(c map[string]any) {
+			c["iat"] = now.Add(-2 * time.Hour).Unix()
+			c["exp"] = now.Add(-time.Hour).Unix()
+		}),
 			errkind.PermissionDenied, "expired"},
 		{"no expiry", sign(func(c map[string]any) { delete(c, "exp") }), errkind.PermissionDenied, "expired"},
 		{"issued in the future", sign(func(c map[string]any) { c["iat"] = now.Add(time.Hour).Unix(); c["exp"] = now.Add(2 * time.Hour).Unix() }),
