@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/awsiid"
+	"github.com/signet-id/signet/internal/nodeattest/azuremsi"
 	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/plugin"
@@ -60,6 +61,7 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: awsiid.Name, New: newAWSIIDVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: gcpiit.Name, New: newGCPIITVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: azuremsi.Name, New: newAzureMSIVerifier},
 	)
 }
 
@@ -74,6 +76,7 @@ func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: awsiid.Name, New: newAWSIIDAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: gcpiit.Name, New: newGCPIITAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: azuremsi.Name, New: newAzureMSIAttestor},
 	)
 }
 
@@ -148,6 +151,25 @@ func newGCPIITAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attest
 		return nil, err
 	}
 	return gcpiit.New(cfg)
+}
+
+func newAzureMSIVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg azuremsi.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.Nodes == nil {
+		return nil, fmt.Errorf("azure_msi needs the node lookup (trust on first use)")
+	}
+	return azuremsi.NewVerifier(d.TrustDomain, cfg, d.Nodes, d.Now)
+}
+
+func newAzureMSIAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg azuremsi.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return azuremsi.New(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/awsiid"
+	"github.com/signet-id/signet/internal/nodeattest/azuremsi"
 	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
@@ -101,6 +102,17 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		a := buildAttestor(t, gcpiit.Name, fmt.Sprintf("{metadata_url: %q}", md.URL))
 		want := spiffeid.RequireFromSegments(td, "signet", "agent", "gcp_iit", inst.ProjectID, inst.Zone, inst.InstanceID)
 		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
+	},
+	azuremsi.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		vm := cloudtest.NewAzureVM(t)
+		imds := cloudtest.AzureIMDS(t, vm)
+		jwks := cloudtest.AzureJWKS(t)
+		nodes := &cloudtest.Nodes{}
+		v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Nodes: nodes, Now: time.Now}, azuremsi.Name,
+			fmt.Sprintf("{tenants: [%q], jwks_urls: {%q: %q}}", vm.TenantID, vm.TenantID, jwks.URL))
+		a := buildAttestor(t, azuremsi.Name, fmt.Sprintf("{metadata_url: %q}", imds.URL))
+		want := spiffeid.RequireFromSegments(td, "signet", "agent", "azure_msi", vm.TenantID, vm.PrincipalID)
+		return nodeattesttest.VerifierCase{Verifier: cloudtest.Admitting(v, nodes), Attestor: a, WantID: want}
 	},
 }
 
@@ -220,6 +232,10 @@ func TestRegistries(t *testing.T) {
 			{awsiid.Name, "{accounts: [abc]}", "node_attestors.aws_iid.accounts[0]: \"abc\" is not an AWS account ID"},
 			{awsiid.Name, "{account: [abc]}", "node_attestors.aws_iid.account is not a known key"},
 			{gcpiit.Name, "{}", "node_attestors.gcp_iit.projects: required"},
+			{azuremsi.Name, "{}", "node_attestors.azure_msi.tenants: required"},
+			{azuremsi.Name, "{tenants: [x]}", "node_attestors.azure_msi.tenants[0]: \"x\" is not a tenant ID"},
+			{azuremsi.Name, "{tenants: [00000000-0000-0000-0000-000000000000], jwks_urls: {00000000-0000-0000-0000-000000000001: 'https://k'}}",
+				"node_attestors.azure_msi.jwks_urls.00000000-0000-0000-0000-000000000001: not one of tenants"},
 			{gcpiit.Name, "{projects: [My_Project], jwks_url: 'http://example.com/certs'}", "node_attestors.gcp_iit.projects[0]: \"My_Project\""},
 			{gcpiit.Name, "{projects: [p], jwks_url: 'http://example.com/certs'}", "node_attestors.gcp_iit.jwks_url: \"http://example.com/certs\": want an https URL"},
 		} {
@@ -238,6 +254,8 @@ func TestRegistries(t *testing.T) {
 		for _, tc := range []struct{ name, src, want string }{
 			{awsiid.Name, "{metadata_url: 'ftp://x'}", "node_attestor.aws_iid.metadata_url:"},
 			{gcpiit.Name, "{metadata_url: 'http://x/?q=1'}", "node_attestor.gcp_iit.metadata_url:"},
+			{azuremsi.Name, "{metadata_url: 'x'}", "node_attestor.azure_msi.metadata_url:"},
+			{azuremsi.Name, "{resources: x}", "node_attestor.azure_msi.resources is not a known key"},
 		} {
 			if _, err := areg.Build(builtin.AttestorDeps{}, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Build(%s, %s) = %v, want %q", tc.name, tc.src, err, tc.want)
