@@ -27,6 +27,9 @@ import (
 	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/awsiid"
+	"github.com/signet-id/signet/internal/nodeattest/azuremsi"
+	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
@@ -68,6 +71,9 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: x509pop.Name, New: newX509popVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: sshpop.Name, New: newSSHPopVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: awsiid.Name, New: newAWSIIDVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: gcpiit.Name, New: newGCPIITVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: azuremsi.Name, New: newAzureMSIVerifier},
 	)
 }
 
@@ -82,6 +88,9 @@ func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: x509pop.Name, New: newX509popAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: sshpop.Name, New: newSSHPopAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: awsiid.Name, New: newAWSIIDAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: gcpiit.Name, New: newGCPIITAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: azuremsi.Name, New: newAzureMSIAttestor},
 	)
 }
 
@@ -161,6 +170,60 @@ func newSSHPopAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attest
 		return nil, err
 	}
 	return sshpop.NewAttestor(cfg)
+}
+
+func newAWSIIDVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg awsiid.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.Nodes == nil {
+		return nil, fmt.Errorf("aws_iid needs the node lookup (trust on first use)")
+	}
+	return awsiid.NewVerifier(d.TrustDomain, cfg, d.Nodes)
+}
+
+func newAWSIIDAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg awsiid.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return awsiid.New(cfg)
+}
+
+func newGCPIITVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg gcpiit.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return gcpiit.NewVerifier(d.TrustDomain, cfg, d.Now)
+}
+
+func newGCPIITAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg gcpiit.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return gcpiit.New(cfg)
+}
+
+func newAzureMSIVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg azuremsi.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.Nodes == nil {
+		return nil, fmt.Errorf("azure_msi needs the node lookup (trust on first use)")
+	}
+	return azuremsi.NewVerifier(d.TrustDomain, cfg, d.Nodes, d.Now)
+}
+
+func newAzureMSIAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg azuremsi.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return azuremsi.New(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

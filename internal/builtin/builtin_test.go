@@ -1,6 +1,7 @@
 package builtin_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,9 +13,13 @@ import (
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/ca"
 	"github.com/signet-id/signet/internal/ca/keymanager/keymanagertest"
+	"github.com/signet-id/signet/internal/cloudtest"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/awsiid"
+	"github.com/signet-id/signet/internal/nodeattest/azuremsi"
+	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
@@ -101,29 +106,78 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 			"{host_key_path: "+keyPath+", host_cert_path: "+certPath+"}",
 			spiffeid.RequireFromSegments(td, "signet", "agent", "sshpop", sshpop.Fingerprint(host.Cert.Key)))
 	},
+	// The cloud methods read a fake metadata service on 127.0.0.1 made for
+	// each case (a fresh instance, so concurrent cases are distinct nodes).
+	// Trust-on-first-use methods see their own admissions through
+	// cloudtest.Nodes, as they would through the store.
+	awsiid.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		signer := cloudtest.NewAWSSigner(t, "conformance")
+		doc := cloudtest.NewAWSDocument(t)
+		imds := cloudtest.AWSIMDS(t, signer, doc)
+		nodes := &cloudtest.Nodes{}
+		v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Nodes: nodes, Now: time.Now}, awsiid.Name,
+			fmt.Sprintf("{accounts: [%q], certificates: [%q]}", doc.AccountID, signer.CertPEM))
+		a := buildAttestor(t, awsiid.Name, fmt.Sprintf("{metadata_url: %q}", imds.URL))
+		want := spiffeid.RequireFromSegments(td, "signet", "agent", "aws_iid", doc.AccountID, doc.Region, doc.InstanceID)
+		return nodeattesttest.VerifierCase{Verifier: cloudtest.Admitting(v, nodes), Attestor: a, WantID: want}
+	},
+	gcpiit.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		inst := cloudtest.NewGCPInstance(t)
+		md := cloudtest.GCPMetadata(t, inst)
+		jwks := cloudtest.GCPJWKS(t)
+		v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Now: time.Now}, gcpiit.Name,
+			fmt.Sprintf("{projects: [%q], jwks_url: %q}", inst.ProjectID, jwks.URL))
+		a := buildAttestor(t, gcpiit.Name, fmt.Sprintf("{metadata_url: %q}", md.URL))
+		want := spiffeid.RequireFromSegments(td, "signet", "agent", "gcp_iit", inst.ProjectID, inst.Zone, inst.InstanceID)
+		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
+	},
+	azuremsi.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		vm := cloudtest.NewAzureVM(t)
+		imds := cloudtest.AzureIMDS(t, vm)
+		jwks := cloudtest.AzureJWKS(t)
+		nodes := &cloudtest.Nodes{}
+		v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Nodes: nodes, Now: time.Now}, azuremsi.Name,
+			fmt.Sprintf("{tenants: [%q], jwks_urls: {%q: %q}}", vm.TenantID, vm.TenantID, jwks.URL))
+		a := buildAttestor(t, azuremsi.Name, fmt.Sprintf("{metadata_url: %q}", imds.URL))
+		want := spiffeid.RequireFromSegments(td, "signet", "agent", "azure_msi", vm.TenantID, vm.PrincipalID)
+		return nodeattesttest.VerifierCase{Verifier: cloudtest.Admitting(v, nodes), Attestor: a, WantID: want}
+	},
 }
 
 // buildCase builds both halves of a method through the registries, from
 // their YAML sections.
 func buildCase(t *testing.T, name, serverYAML, agentYAML string, want spiffeid.ID) nodeattesttest.VerifierCase {
 	t.Helper()
+	v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Now: time.Now}, name, serverYAML)
+	return nodeattesttest.VerifierCase{Verifier: v, Attestor: buildAttestor(t, name, agentYAML), WantID: want}
+}
+
+// buildVerifier builds a server half through the registry.
+func buildVerifier(t *testing.T, deps builtin.VerifierDeps, name, cfg string) nodeattest.Verifier {
+	t.Helper()
 	reg, err := builtin.NodeVerifiers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := reg.Build(builtin.VerifierDeps{TrustDomain: td, Now: time.Now}, name, node(t, serverYAML))
+	v, err := reg.Build(deps, name, node(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	areg, err := builtin.NodeAttestors()
+	return v
+}
+
+// buildAttestor builds an agent half through the registry.
+func buildAttestor(t *testing.T, name, cfg string) nodeattest.Attestor {
+	t.Helper()
+	reg, err := builtin.NodeAttestors()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := areg.Build(builtin.AttestorDeps{}, name, node(t, agentYAML))
+	a, err := reg.Build(builtin.AttestorDeps{}, name, node(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: want}
+	return a
 }
 
 func TestEveryNodeAttestorPassesConformance(t *testing.T) {
@@ -201,6 +255,50 @@ func TestRegistries(t *testing.T) {
 		_, err = reg.Build(builtin.WorkloadDeps{}, "unix", node(t, "{workload_size_limit: -1}"))
 		if err == nil || !strings.Contains(err.Error(), "workload_attestors.unix.workload_size_limit: -1 is negative") {
 			t.Errorf("Build(negative limit) = %v, want the field path", err)
+		}
+	})
+	t.Run("cloud method configs", func(t *testing.T) {
+		vreg, err := builtin.NodeVerifiers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps := builtin.VerifierDeps{TrustDomain: td, Nodes: &cloudtest.Nodes{}, Now: time.Now}
+		for _, tc := range []struct{ name, src, want string }{
+			{awsiid.Name, "{}", "node_attestors.aws_iid.certificates: required"},
+			{awsiid.Name, "{accounts: [abc]}", "node_attestors.aws_iid.accounts[0]: \"abc\" is not an AWS account ID"},
+			{awsiid.Name, "{account: [abc]}", "node_attestors.aws_iid.account is not a known key"},
+			{gcpiit.Name, "{}", "node_attestors.gcp_iit.projects: required"},
+			{azuremsi.Name, "{}", "node_attestors.azure_msi.tenants: required"},
+			{azuremsi.Name, "{tenants: [x]}", "node_attestors.azure_msi.tenants[0]: \"x\" is not a tenant ID"},
+			{azuremsi.Name, "{tenants: [00000000-0000-0000-0000-000000000000], jwks_urls: {00000000-0000-0000-0000-000000000001: 'https://k'}}",
+				"node_attestors.azure_msi.jwks_urls.00000000-0000-0000-0000-000000000001: not one of tenants"},
+			{gcpiit.Name, "{projects: [My_Project], jwks_url: 'http://example.com/certs'}", "node_attestors.gcp_iit.projects[0]: \"My_Project\""},
+			{gcpiit.Name, "{projects: [p], jwks_url: 'http://example.com/certs'}", "node_attestors.gcp_iit.jwks_url: \"http://example.com/certs\": want an https URL"},
+		} {
+			if _, err := vreg.Build(deps, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Build(%s, %s) = %v, want %q", tc.name, tc.src, err, tc.want)
+			}
+		}
+		if _, err := vreg.Build(builtin.VerifierDeps{TrustDomain: td}, awsiid.Name, node(t, "{certificate_files: [/x]}")); err == nil ||
+			!strings.Contains(err.Error(), "node lookup") {
+			t.Errorf("Build(aws_iid without Nodes) = %v, want an error naming the node lookup", err)
+		}
+		areg, err := builtin.NodeAttestors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ name, src, want string }{
+			{awsiid.Name, "{metadata_url: 'ftp://x'}", "node_attestor.aws_iid.metadata_url:"},
+			{gcpiit.Name, "{metadata_url: 'http://x/?q=1'}", "node_attestor.gcp_iit.metadata_url:"},
+			{azuremsi.Name, "{metadata_url: 'x'}", "node_attestor.azure_msi.metadata_url:"},
+			{azuremsi.Name, "{resources: x}", "node_attestor.azure_msi.resources is not a known key"},
+		} {
+			if _, err := areg.Build(builtin.AttestorDeps{}, tc.name, node(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Build(%s, %s) = %v, want %q", tc.name, tc.src, err, tc.want)
+			}
+		}
+		if _, err := areg.Build(builtin.AttestorDeps{}, awsiid.Name, node(t, "{}")); err != nil {
+			t.Errorf("Build(aws_iid, {}) = %v, want the defaults", err)
 		}
 	})
 	t.Run("join token agent config", func(t *testing.T) {
