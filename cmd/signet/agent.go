@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/plugin"
+	"github.com/signet-id/signet/internal/preflight"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
@@ -78,6 +80,9 @@ func agentRunCmd(f *agentFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := f.resolve()
 			if err != nil {
+				return err
+			}
+			if err := f.preflight(c); err != nil {
 				return err
 			}
 			log, err := newLogger(os.Stderr, c.Log.Level, c.Log.Format)
@@ -134,6 +139,28 @@ func (f *agentFlags) resolve() (config.Agent, error) {
 		return c, fmt.Errorf("--server-address is required (or server_address in --config), e.g. signet.example.org:8081")
 	}
 	return c, nil
+}
+
+// preflight checks what would make the agent fail after it has started
+// creating state (its data dir, its SVID, a spent join token): a data dir
+// someone else may write, a socket path that is too long or served by
+// another agent, a health address in use, a malformed server address.
+func (f *agentFlags) preflight(c config.Agent) error {
+	if host, port, err := net.SplitHostPort(c.ServerAddress); err != nil || host == "" || port == "" {
+		return fmt.Errorf("%s %q: want host:port, e.g. signet.example.org:8081", f.flags.Name("server-address"), c.ServerAddress)
+	}
+	if err := preflight.DataDir(f.flags.Name("data-dir"), c.DataDir); err != nil {
+		return err
+	}
+	if err := preflight.SocketPath(f.flags.Name("socket"), c.Socket); err != nil {
+		return err
+	}
+	if c.HealthAddress != "" {
+		if err := preflight.TCPFree(f.flags.Name("health-address"), c.HealthAddress); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // agentConfig builds the agent's configuration from the merged file: the
