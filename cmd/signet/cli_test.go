@@ -243,3 +243,21 @@ func TestEntryCreateFileReportsEachItem(t *testing.T) {
 		t.Errorf("create -o json = %v, %+v\n%s", err, res, out)
 	}
 }
+
+// TestServerRunErrorsNameKeys: the server's configuration errors name the
+// keys of the file (and so the flags), not Go or wire names.
+func TestServerRunErrorsNameKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "server")
+	_, _, err := execCLI(t, "server", "run", "--trust-domain", "example.org", "--data-dir", dir,
+		"--bind-address", "127.0.0.1:0", "--ca-ttl", "1h")
+	if err == nil || !strings.Contains(err.Error(), "half of ca.ttl") || strings.Contains(err.Error(), "ca_ttl") {
+		t.Errorf("server run --ca-ttl 1h = %v", err)
+	}
+	_, _, err = execCLI(t, "server", "run", "--trust-domain", "Example..org", "--data-dir", dir)
+	if err == nil || !strings.Contains(err.Error(), `--trust-domain "Example..org"`) {
+		t.Errorf("server run --trust-domain Example..org = %v", err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Error("a refused server run created its data dir")
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -149,5 +150,39 @@ func TestAgentFlagsOverFile(t *testing.T) {
 	if c.ServerAddress != "file:8081" || c.Socket != "/flag.sock" || time.Duration(c.SyncInterval) != 2*time.Second ||
 		time.Duration(c.AttestTimeout) != 24*time.Hour || c.DataDir != defaultAgentDataDir {
 		t.Errorf("resolve = %+v", c)
+	}
+}
+
+// TestREADMEConfigExamples: the configuration examples of the README
+// decode strictly, and their plugin sections build.
+func TestREADMEConfigExamples(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(data), "```yaml\n")[1:]
+	if len(blocks) < 2 {
+		t.Fatalf("README has %d YAML examples, want a server and an agent one", len(blocks))
+	}
+	for _, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		switch {
+		case strings.Contains(b, "server.yaml"):
+			var c config.Server
+			if err := config.Decode([]byte(b), &c); err != nil {
+				t.Errorf("README server example: %v", err)
+			}
+		case strings.Contains(b, "agent.yaml"):
+			var c config.Agent
+			if err := config.Decode([]byte(b), &c); err != nil {
+				t.Errorf("README agent example: %v", err)
+				continue
+			}
+			if _, err := workloadAttestors(c.WorkloadAttestors, slog.New(slog.DiscardHandler)); err != nil {
+				t.Errorf("README agent example: workload_attestors: %v", err)
+			}
+		default:
+			t.Errorf("README YAML example names no file:\n%s", b)
+		}
 	}
 }
