@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -202,5 +203,22 @@ func TestAgentStartupRefusalsCreateNothing(t *testing.T) {
 	}
 	if out := c.mustRun(t, "token", "list"); !strings.Contains(out, "spiffe://example.org/node/pre") {
 		t.Errorf("a refused start spent the join token:\n%s", out)
+	}
+}
+
+// TestAgentErrorsNameFlags: the agent's own validation speaks of Go
+// fields; agent run shows the flags and keys instead.
+func TestAgentErrorsNameFlags(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := execCLI(t, "agent", "run", "--server-address", "127.0.0.1:1", "--trust-domain", "Bad..Domain",
+		"--data-dir", filepath.Join(dir, "agent"), "--socket", filepath.Join(dir, "agent.sock"))
+	if err == nil || !strings.Contains(err.Error(), "--trust-domain (trust_domain)") || strings.Contains(err.Error(), "TrustDomain") {
+		t.Errorf("agent run --trust-domain Bad..Domain = %v", err)
+	}
+	got := agentConfigErr(errors.New("invalid agent config: SocketPath: too long\nJoinToken: bad; no valid agent SVID in /x and no --join-token given")).Error()
+	for _, want := range []string{"--socket (socket): too long", "--join-token (join_token): bad", "no join token given (--join-token-file"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("agentConfigErr = %q, want %q", got, want)
+		}
 	}
 }
