@@ -110,12 +110,46 @@ func rpcErr(err error) error {
 	return errors.New(msg)
 }
 
-// output is the --json switch of read commands.
+// output is the output format option of read commands: -o table|json,
+// with --json kept as the alias of -o json.
 type output struct{ json bool }
 
-func (o *output) addFlags(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON instead of a table")
+// addFlags registers -o/--output and --json on cmd.
+func (o *output) addFlags(cmd *cobra.Command) { o.addFlagsFor(cmd, "JSON") }
+
+// addFlagsFor registers the flags, describing the JSON form as jsonForm.
+func (o *output) addFlagsFor(cmd *cobra.Command, jsonForm string) {
+	usage := "output format: table or json"
+	if jsonForm != "JSON" {
+		usage += " (" + jsonForm + ")"
+	}
+	cmd.Flags().VarP(outputFlag{o}, "output", "o", usage)
+	cmd.Flags().BoolVar(&o.json, "json", false, "print "+jsonForm+" instead of a table (same as -o json)")
 }
+
+// outputFlag is the pflag.Value of -o.
+type outputFlag struct{ o *output }
+
+func (f outputFlag) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "table":
+		f.o.json = false
+	case "json":
+		f.o.json = true
+	default:
+		return fmt.Errorf("%q is not an output format: use table or json", s)
+	}
+	return nil
+}
+
+func (f outputFlag) String() string {
+	if f.o != nil && f.o.json {
+		return "json"
+	}
+	return "table"
+}
+
+func (f outputFlag) Type() string { return "format" }
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,15 +17,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/agent"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/plugin"
+	"github.com/signet-id/signet/internal/preflight"
 	"github.com/signet-id/signet/internal/workloadattest"
-	"github.com/signet-id/signet/internal/workloadattest/unix"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -41,46 +45,54 @@ func newAgentCmd() *cobra.Command {
 	return cmd
 }
 
+// agentFlags are `agent run`'s flags: --config, and one flag per key of
+// the configuration file (config.Agent's flag tags).
 type agentFlags struct {
 	configPath string
-	file       config.Agent
+	flags      *config.Flags[config.Agent]
 }
 
-func newAgentRunCmd() *cobra.Command {
-	var f agentFlags
+// joinTokenEnv holds a join token for `agent run`, so that it shows in
+// neither ps nor a config file.
+const joinTokenEnv = "SIGNET_JOIN_TOKEN"
+
+// agentDefaults are what `agent run` uses for keys neither a flag nor the
+// file sets; shown in help.
+func agentDefaults() config.Agent {
+	return config.Agent{
+		DataDir: defaultAgentDataDir, Socket: defaultAgentSocket,
+		SyncInterval: config.Duration(agent.DefaultSyncInterval), AttestTimeout: config.Duration(agent.DefaultAttestTimeout),
+		Log: config.Log{Level: "info"},
+	}
+}
+
+func newAgentRunCmd() *cobra.Command { return agentRunCmd(&agentFlags{}) }
+
+// agentRunCmd builds `agent run` over f, which holds its flags.
+func agentRunCmd(f *agentFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent: attest this node, sync its entries and serve the Workload API",
 		Example: `  signet agent run --server-address signet.example.org:8081 --trust-bundle bundle.pem \
-      --join-token "$TOKEN" --socket /run/signet/agent.sock --data-dir /var/lib/signet/agent`,
+      --join-token-file /etc/signet/join-token --socket /run/signet/agent.sock --data-dir /var/lib/signet/agent
+  SIGNET_JOIN_TOKEN=… signet agent run --config /etc/signet/agent.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.resolve(cmd.Flags())
+			c, err := f.resolve()
 			if err != nil {
+				return err
+			}
+			if err := f.preflight(c); err != nil {
 				return err
 			}
 			log, err := newLogger(os.Stderr, c.Log.Level, c.Log.Format)
 			if err != nil {
 				return err
 			}
-			cfg := agent.Config{
-				ServerAddress: c.ServerAddress, TrustDomain: c.TrustDomain, JoinToken: c.JoinToken,
-				DataDir: c.DataDir, SocketPath: c.Socket, SyncInterval: time.Duration(c.SyncInterval), Logger: log,
-				AttestTimeout: time.Duration(c.AttestTimeout),
-			}
-			if c.TrustBundle != "" {
-				if cfg.TrustBundle, err = readPEMCerts(c.TrustBundle); err != nil {
-					return fmt.Errorf("--trust-bundle: %w", err)
-				}
-			}
-			if cfg.NodeAttestor, err = nodeAttestorFromFile(c.NodeAttestor, log); err != nil {
-				return err
-			}
-			ux, err := unix.New(unix.DefaultConfig(), log)
+			cfg, err := f.agentConfig(c, log)
 			if err != nil {
 				return err
 			}
-			cfg.Attestors = []workloadattest.Attestor{ux}
 			var reg *prometheus.Registry
 			if c.HealthAddress != "" {
 				reg = prometheus.NewRegistry()
@@ -88,7 +100,7 @@ func newAgentRunCmd() *cobra.Command {
 			}
 			a, err := agent.New(cfg)
 			if err != nil {
-				return err
+				return agentConfigErr(err)
 			}
 			var health *healthz.Server
 			if c.HealthAddress != "" {
@@ -99,87 +111,178 @@ func newAgentRunCmd() *cobra.Command {
 					return nil
 				}}
 				if health, err = healthz.Listen(c.HealthAddress, healthz.Handler(ready, reg)); err != nil {
-					return err
+					return fmt.Errorf("%s: %w", f.flags.Name("health-address"), err)
 				}
 				defer health.Close()
 			}
-			return runAgent(cmd.Context(), a, health)
+			return agentConfigErr(runAgent(cmd.Context(), a, health))
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.configPath, "config", "", "YAML configuration file; flags override its fields")
-	fl.StringVar(&f.file.ServerAddress, "server-address", "", "the server's agent API, host:port")
-	fl.StringVar(&f.file.TrustBundle, "trust-bundle", "", "PEM trust bundle to bootstrap trust in the server (from `signet bundle show`)")
-	fl.StringVar(&f.file.TrustDomain, "trust-domain", "", "trust domain (default: read from the trust bundle)")
-	fl.StringVar(&f.file.JoinToken, "join-token", "", "single-use join token (needed only until the agent holds an SVID)")
-	fl.StringVar(&f.file.DataDir, "data-dir", defaultAgentDataDir, "directory for the agent's SVID and state")
-	fl.StringVar(&f.file.Socket, "socket", defaultAgentSocket, "Workload API unix socket")
-	fl.StringVar(&f.file.HealthAddress, "health-address", "", "serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8083")
-	fl.DurationVar((*time.Duration)(&f.file.SyncInterval), "sync-interval", 0, "how often to sync with the server (default 5s)")
-	fl.DurationVar((*time.Duration)(&f.file.AttestTimeout), "attest-timeout", 0, "how long to keep trying an unreachable server before the first attestation fails (default 1m)")
-	fl.StringVar(&f.file.Log.Level, "log-level", "info", "debug, info, warn or error")
-	fl.StringVar(&f.file.Log.Format, "log-format", "", "text or json (default: text on a terminal, else json)")
+	fl.StringVar(&f.configPath, "config", "", "YAML configuration file; flags given explicitly override its keys")
+	f.flags = config.BindFlags(fl, agentDefaults())
 	return cmd
 }
 
-func (f *agentFlags) resolve(fl *pflag.FlagSet) (config.Agent, error) {
-	c := f.file
+// resolve merges the config file and the flags given explicitly.
+func (f *agentFlags) resolve() (config.Agent, error) {
+	var c config.Agent
 	if f.configPath != "" {
 		fc, err := config.LoadAgent(f.configPath)
 		if err != nil {
 			return c, err
 		}
-		merged := *fc
-		overrides := map[string]func(){
-			"server-address": func() { merged.ServerAddress = c.ServerAddress }, "trust-bundle": func() { merged.TrustBundle = c.TrustBundle },
-			"trust-domain": func() { merged.TrustDomain = c.TrustDomain }, "join-token": func() { merged.JoinToken = c.JoinToken },
-			"data-dir": func() { merged.DataDir = c.DataDir }, "socket": func() { merged.Socket = c.Socket },
-			"sync-interval": func() { merged.SyncInterval = c.SyncInterval }, "attest-timeout": func() { merged.AttestTimeout = c.AttestTimeout }, "log-level": func() { merged.Log.Level = c.Log.Level },
-			"log-format": func() { merged.Log.Format = c.Log.Format }, "health-address": func() { merged.HealthAddress = c.HealthAddress },
-		}
-		for name, apply := range overrides {
-			if fl.Changed(name) {
-				apply()
-			}
-		}
-		if merged.DataDir == "" {
-			merged.DataDir = defaultAgentDataDir
-		}
-		if merged.Socket == "" {
-			merged.Socket = defaultAgentSocket
-		}
-		c = merged
+		c = *fc
 	}
+	f.flags.Merge(&c)
 	if c.ServerAddress == "" {
 		return c, fmt.Errorf("--server-address is required (or server_address in --config), e.g. signet.example.org:8081")
-	}
-	if c.JoinToken == "" {
-		c.JoinToken = os.Getenv("SIGNET_JOIN_TOKEN")
 	}
 	return c, nil
 }
 
-// nodeAttestorFromFile builds the node attestor of the node_attestor
-// section (nil when the section is absent: a join token, if any, is used).
-func nodeAttestorFromFile(section config.Plugins, log *slog.Logger) (nodeattest.Attestor, error) {
-	names := section.Names()
-	switch len(names) {
-	case 0:
-		return nil, nil
-	case 1:
-	default:
-		return nil, fmt.Errorf("%s: configure exactly one node attestor, not %d (%s)", builtin.NodeAttestorKey, len(names), strings.Join(names, ", "))
+// preflight checks what would make the agent fail after it has started
+// creating state (its data dir, its SVID, a spent join token): a data dir
+// someone else may write, a socket path that is too long or served by
+// another agent, a health address in use, a malformed server address.
+func (f *agentFlags) preflight(c config.Agent) error {
+	if host, port, err := net.SplitHostPort(c.ServerAddress); err != nil || host == "" || port == "" {
+		return fmt.Errorf("%s %q: want host:port, e.g. signet.example.org:8081", f.flags.Name("server-address"), c.ServerAddress)
 	}
+	if err := preflight.DataDir(f.flags.Name("data-dir"), c.DataDir); err != nil {
+		return err
+	}
+	if err := preflight.SocketPath(f.flags.Name("socket"), c.Socket); err != nil {
+		return err
+	}
+	if c.HealthAddress != "" {
+		if err := preflight.TCPFree(f.flags.Name("health-address"), c.HealthAddress); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// agentConfig builds the agent's configuration from the merged file: the
+// trust bundle, the node attestor and the workload attestors.
+func (f *agentFlags) agentConfig(c config.Agent, log *slog.Logger) (agent.Config, error) {
+	cfg := agent.Config{
+		ServerAddress: c.ServerAddress, TrustDomain: c.TrustDomain,
+		DataDir: c.DataDir, SocketPath: c.Socket, SyncInterval: time.Duration(c.SyncInterval), Logger: log,
+		AttestTimeout: time.Duration(c.AttestTimeout),
+	}
+	var err error
+	if c.TrustBundle != "" {
+		if cfg.TrustBundle, err = readPEMCerts(c.TrustBundle); err != nil {
+			return cfg, fmt.Errorf("%s: %w", f.flags.Name("trust-bundle"), err)
+		}
+	}
+	if cfg.NodeAttestor, err = f.nodeAttestor(c, log); err != nil {
+		return cfg, err
+	}
+	if cfg.Attestors, err = workloadAttestors(c.WorkloadAttestors, log); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// nodeAttestor builds the one node attestor the agent uses: the
+// node_attestor section's, or join_token from the shorthands --join-token,
+// --join-token-file or $SIGNET_JOIN_TOKEN. None is fine when the data dir
+// already holds an agent SVID; the agent says so otherwise.
+func (f *agentFlags) nodeAttestor(c config.Agent, log *slog.Logger) (nodeattest.Attestor, error) {
 	reg, err := builtin.NodeAttestors()
 	if err != nil {
 		return nil, err
 	}
-	n := section[names[0]]
-	a, err := reg.Build(builtin.AttestorDeps{Log: log}, names[0], &n)
-	if err != nil {
-		return nil, fmt.Errorf("invalid agent configuration:\n%w", err)
+	names := c.NodeAttestor.Names()
+	shorthand := ""
+	switch {
+	case c.JoinToken != "":
+		shorthand = f.flags.Name("join-token")
+	case c.JoinTokenFile != "":
+		shorthand = f.flags.Name("join-token-file")
 	}
-	return a, nil
+	switch {
+	case len(names) > 1:
+		return nil, fmt.Errorf("%s: configure exactly one node attestor, not %d (%s); known: %s",
+			builtin.NodeAttestorKey, len(names), strings.Join(names, ", "), strings.Join(reg.Names(), ", "))
+	case c.JoinToken != "" && c.JoinTokenFile != "":
+		return nil, fmt.Errorf("%s and %s: give the join token one way, not both",
+			f.flags.Name("join-token"), f.flags.Name("join-token-file"))
+	case len(names) == 1 && shorthand != "":
+		return nil, fmt.Errorf("%s and %s.%s: %s is a shorthand for the join_token node attestor; give one of the two",
+			shorthand, builtin.NodeAttestorKey, names[0], shorthand)
+	case len(names) == 1:
+		n := c.NodeAttestor[names[0]]
+		a, err := reg.Build(builtin.AttestorDeps{Log: log}, names[0], &n)
+		if errors.Is(err, plugin.ErrDisabled) {
+			return nil, fmt.Errorf("%s.%s is disabled by its settings: the agent needs one node attestor", builtin.NodeAttestorKey, names[0])
+		}
+		return a, err
+	case c.JoinToken != "":
+		a, err := jointoken.New(c.JoinToken)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", shorthand, err)
+		}
+		return a, nil
+	case c.JoinTokenFile != "":
+		tok, err := jointoken.ReadTokenFile(c.JoinTokenFile)
+		if err == nil {
+			var a *jointoken.Attestor
+			if a, err = jointoken.New(tok); err == nil {
+				return a, nil
+			}
+		}
+		return nil, fmt.Errorf("%s: %w", shorthand, err)
+	case os.Getenv(joinTokenEnv) != "":
+		a, err := jointoken.New(strings.TrimSpace(os.Getenv(joinTokenEnv)))
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", joinTokenEnv, err)
+		}
+		return a, nil
+	}
+	return nil, nil
+}
+
+// workloadAttestors builds the configured workload attestors; unix is
+// always on, with its defaults when the section does not list it.
+func workloadAttestors(sections config.Plugins, log *slog.Logger) ([]workloadattest.Attestor, error) {
+	reg, err := builtin.WorkloadAttestors()
+	if err != nil {
+		return nil, err
+	}
+	all := config.Plugins{"unix": yaml.Node{}}
+	maps.Copy(all, sections)
+	return reg.BuildAll(builtin.WorkloadDeps{Log: log}, all)
+}
+
+// agentFieldNames maps agent.Config's Go field names, which its validation
+// errors use, to the flags (and keys) of `agent run`.
+var agentFieldNames = strings.NewReplacer(
+	"ServerAddress", "--server-address (server_address)",
+	"TrustBundle", "--trust-bundle (trust_bundle)",
+	"TrustDomain", "--trust-domain (trust_domain)",
+	"NodeAttestor", "node_attestor",
+	"JoinToken", "--join-token (join_token)",
+	"DataDir", "--data-dir (data_dir)",
+	"SocketPath", "--socket (socket)",
+	"SyncInterval", "--sync-interval (sync_interval)",
+	"AttestTimeout", "--attest-timeout (attest_timeout)",
+	"no --join-token given", "no join token given (--join-token-file, $"+joinTokenEnv+", --join-token or node_attestor)",
+)
+
+// agentConfigErr rewords the agent's errors to name flags and keys, not Go
+// fields.
+func agentConfigErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if out := agentFieldNames.Replace(msg); out != msg {
+		return errors.New(out)
+	}
+	return err
 }
 
 // runAgent runs the agent, and its health endpoints when given, until a
@@ -225,7 +328,7 @@ func readPEMCerts(path string) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM CERTIFICATE blocks: create it with `signet bundle show > bundle.pem`", path)
+		return nil, fmt.Errorf("%s holds no PEM CERTIFICATE blocks: create it with: signet bundle show > bundle.pem", path)
 	}
 	return certs, nil
 }

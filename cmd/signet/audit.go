@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-id/signet/internal/config"
 	inventoryv1 "github.com/signet-id/signet/internal/gen/signet/inventory/v1"
-	"github.com/signet-id/signet/internal/inventory"
 )
 
 // Exit codes of `audit verify`.
@@ -51,8 +51,8 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 		t, err = time.Parse(time.DateOnly, v)
 	}
 	if err != nil {
-		d, aerr := inventory.ParseAge(v)
-		if aerr != nil {
+		d, aerr := config.ParseDuration(v)
+		if aerr != nil || d <= 0 {
 			return time.Time{}, fmt.Errorf("--since %q: want an age such as 24h or 7d, an RFC 3339 time such as 2026-11-01T09:00:00Z, or a date such as 2026-11-01", v)
 		}
 		t = now.Add(-d)
@@ -156,7 +156,7 @@ func newAuditListCmd(conn *adminConn) *cobra.Command {
 	cmd.Flags().StringVar(&actor, "actor", "", "only records of this actor, e.g. admin:uid:0 or agent:spiffe://example.org/node/a")
 	cmd.Flags().StringVar(&action, "action", "", "only records of this action, e.g. entry.create or finding.report")
 	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many records (default: all)")
-	cmd.Flags().BoolVar(&out.json, "json", false, "print JSON lines, one record per line")
+	out.addFlagsFor(cmd, "JSON lines, one record per line")
 	return cmd
 }
 

@@ -42,7 +42,7 @@ func (f *entryFlags) add(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.selectors, "selector", nil, "selector the workload must have, type:value (repeatable), e.g. unix:uid:1000")
 	fl.StringVar(&f.x509TTL, "x509-ttl", "", "X509-SVID lifetime, e.g. 1h (default: the server's)")
 	fl.StringVar(&f.jwtTTL, "jwt-ttl", "", "JWT-SVID lifetime, e.g. 5m (default: the server's)")
-	fl.StringArrayVar(&f.dns, "dns", nil, "DNS name for the X509-SVID (repeatable)")
+	fl.StringArrayVar(&f.dns, "dns", nil, "DNS name for the X509-SVID, e.g. web.example.org or *.web.example.org; not an IP address (repeatable)")
 	fl.StringArrayVar(&f.federatesWith, "federates-with", nil, "trust domain whose bundle the workload also receives (repeatable)")
 	fl.StringArrayVar(&f.labels, "label", nil, "inventory label key=value, e.g. owner=payments (repeatable)")
 	fl.StringVar(&f.expiresAt, "expires-at", "", "RFC 3339 time after which the entry is no longer served")
@@ -83,12 +83,13 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var entries []*commonv1.Entry
+			var invalid []error // per entry of --file: a local validation error, or nil
 			if file != "" {
 				if cmd.Flags().Changed("spiffe-id") || cmd.Flags().Changed("parent-id") || cmd.Flags().Changed("selector") {
 					return fmt.Errorf("--file and entry flags (--spiffe-id, --parent-id, --selector …) are mutually exclusive")
 				}
 				var err error
-				if entries, err = readEntriesFile(file); err != nil {
+				if entries, invalid, err = readEntriesFile(file); err != nil {
 					return err
 				}
 			} else {
@@ -101,30 +102,73 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 				}
 				e, err := j.toProto()
 				if err != nil {
-					return err
+					return flagNamed(err)
 				}
 				entries = []*commonv1.Entry{e}
 			}
-			var resp *adminv1.CreateEntriesResponse
-			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: entries, Atomic: atomic})
-				return err
-			})
+			results, err := createEntries(cmd, conn, entries, invalid, atomic)
 			if err != nil {
 				return err
 			}
-			return printEntryResults(cmd, resp.GetResults(), out.json)
+			err = printEntryResults(cmd, results, out.json)
+			if file == "" {
+				err = flagNamed(err)
+			}
+			return err
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVar(&file, "file", "", "JSON file of entries (\"-\" for stdin), as `entry list --json` prints")
+	cmd.Flags().StringVar(&file, "file", "", "JSON file of entries (\"-\" for stdin), in the format entry list --json prints")
 	cmd.Flags().BoolVar(&atomic, "atomic", false, "create all entries or none (default: each entry succeeds or fails on its own)")
 	out.addFlags(cmd)
 	return cmd
 }
 
-// printEntryResults reports a batch; it fails the command when any item
-// failed, after printing every outcome.
+// createEntries creates entries and returns one result per entry, in
+// order. Entries whose invalid error is set are not sent: they fail with
+// that error, and in an atomic batch nothing is sent at all.
+func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entry, invalid []error, atomic bool) ([]*adminv1.EntryResult, error) {
+	results := make([]*adminv1.EntryResult, len(entries))
+	var send []*commonv1.Entry
+	var pos []int
+	for i, e := range entries {
+		if i < len(invalid) && invalid[i] != nil {
+			results[i] = &adminv1.EntryResult{Entry: e, Status: &commonv1.Status{
+				Code: int32(codes.InvalidArgument), Message: invalid[i].Error()}}
+			continue
+		}
+		send, pos = append(send, e), append(pos, i)
+	}
+	if atomic && len(send) < len(entries) {
+		for _, i := range pos {
+			results[i] = &adminv1.EntryResult{Entry: entries[i], Status: &commonv1.Status{
+				Code: int32(codes.FailedPrecondition), Message: "not created: another entry of the atomic batch is invalid"}}
+		}
+		return results, nil
+	}
+	if len(send) == 0 {
+		return results, nil
+	}
+	var resp *adminv1.CreateEntriesResponse
+	err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+		resp, err = c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: send, Atomic: atomic})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	got := resp.GetResults()
+	if len(got) != len(send) {
+		return nil, fmt.Errorf("server answered %d results for %d entries", len(got), len(send))
+	}
+	for j, r := range got {
+		results[pos[j]] = r
+	}
+	return results, nil
+}
+
+// printEntryResults reports a batch: every entry's outcome, then a count.
+// It fails the command when any entry failed, after printing every outcome.
 func printEntryResults(cmd *cobra.Command, results []*adminv1.EntryResult, asJSON bool) error {
 	failed := 0
 	for _, r := range results {
@@ -154,16 +198,46 @@ func printEntryResults(cmd *cobra.Command, results []*adminv1.EntryResult, asJSO
 		return printEntry(w, results[0].GetEntry())
 	default:
 		for i, r := range results {
-			if codes.Code(r.GetStatus().GetCode()) != codes.OK {
-				fmt.Fprintf(cmd.ErrOrStderr(), "entry %d (%s): %s\n", i, r.GetEntry().GetSpiffeId(), r.GetStatus().GetMessage())
+			name := r.GetEntry().GetSpiffeId()
+			if name == "" {
+				name = "no spiffe_id"
 			}
+			if codes.Code(r.GetStatus().GetCode()) != codes.OK {
+				fmt.Fprintf(w, "entry %d (%s): failed: %s\n", i, name, r.GetStatus().GetMessage())
+				continue
+			}
+			fmt.Fprintf(w, "entry %d (%s): created %s\n", i, name, r.GetEntry().GetId())
 		}
 		fmt.Fprintf(w, "created %d of %d entries\n", len(results)-failed, len(results))
 	}
 	if failed > 0 {
-		return &exitError{code: 1}
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d entries failed", failed, len(results))}
 	}
 	return nil
+}
+
+// entryFlagNames maps the entry field names of server and validation
+// messages to the flags of entry create and update.
+var entryFlagNames = strings.NewReplacer(
+	"x509_ttl_seconds", "--x509-ttl", "jwt_ttl_seconds", "--jwt-ttl", "x509_ttl", "--x509-ttl", "jwt_ttl", "--jwt-ttl",
+	"spiffe_id", "--spiffe-id", "parent_id", "--parent-id", "dns_names", "--dns", "selectors", "--selector",
+	"federates_with", "--federates-with", "expires_at", "--expires-at",
+)
+
+// flagNamed rewords an error about an entry given by flags to name the
+// flags, not the entry's field names. Exit codes are kept.
+func flagNamed(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err == nil {
+			return err
+		}
+		return &exitError{code: ee.code, err: errors.New(entryFlagNames.Replace(ee.err.Error()))}
+	}
+	return errors.New(entryFlagNames.Replace(err.Error()))
 }
 
 func printEntry(w io.Writer, e *commonv1.Entry) error {
@@ -204,18 +278,25 @@ func orDefault(s string) string {
 	return s
 }
 
+// listPageSize is how many entries entry list asks for per call.
+const listPageSize = 5000
+
 func newEntryListCmd(conn *adminConn) *cobra.Command {
 	var (
 		parentID, spiffeID string
 		selectors          []string
+		limit              int
 		out                output
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List entries, optionally filtered",
+		Short: "List entries, optionally filtered; the table ends with the count",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := &adminv1.ListEntriesRequest{ParentId: parentID, SpiffeId: spiffeID, PageSize: 5000}
+			if limit < 0 {
+				return fmt.Errorf("--limit %d: want 0 (all) or a positive number", limit)
+			}
+			req := &adminv1.ListEntriesRequest{ParentId: parentID, SpiffeId: spiffeID}
 			for _, s := range selectors {
 				sel, err := model.ParseSelector(s)
 				if err != nil {
@@ -223,22 +304,9 @@ func newEntryListCmd(conn *adminConn) *cobra.Command {
 				}
 				req.Selectors = append(req.Selectors, &commonv1.Selector{Type: sel.Type, Value: sel.Value})
 			}
-			var all []*commonv1.Entry
-			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
-				for {
-					resp, err := c.ListEntries(ctx, req)
-					if err != nil {
-						return err
-					}
-					all = append(all, resp.GetEntries()...)
-					if resp.GetNextPageToken() == "" {
-						return nil
-					}
-					req.PageToken = resp.GetNextPageToken()
-				}
-			})
+			all, more, err := listEntries(cmd, conn, req, limit)
 			if err != nil {
-				return err
+				return flagNamed(err)
 			}
 			w := cmd.OutOrStdout()
 			if out.json {
@@ -253,14 +321,51 @@ func newEntryListCmd(conn *adminConn) *cobra.Command {
 				rows = append(rows, []string{e.GetId(), e.GetSpiffeId(), e.GetParentId(), selectorsText(e),
 					orDash(seconds(e.GetX509TtlSeconds())), fmtTime(unixTime(e.GetLastIssuedAt()))})
 			}
-			return table(w, rows)
+			if err := table(w, rows); err != nil {
+				return err
+			}
+			if more {
+				_, err = fmt.Fprintf(w, "first %d entries; more match (raise --limit, or 0 for all)\n", len(all))
+			} else {
+				_, err = fmt.Fprintf(w, "%d entries\n", len(all))
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&parentID, "parent-id", "", "only entries with this parent ID")
 	cmd.Flags().StringVar(&spiffeID, "spiffe-id", "", "only entries with this SPIFFE ID")
 	cmd.Flags().StringArrayVar(&selectors, "selector", nil, "only entries having this selector (repeatable)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many entries (default 0: all)")
 	out.addFlags(cmd)
 	return cmd
+}
+
+// listEntries pages through the entries req selects, stopping after limit
+// (0: all). more reports that entries beyond limit match.
+func listEntries(cmd *cobra.Command, conn *adminConn, req *adminv1.ListEntriesRequest, limit int) (all []*commonv1.Entry, more bool, err error) {
+	err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
+		for {
+			req.PageSize = listPageSize
+			if limit > 0 {
+				// One more than needed tells whether more match.
+				req.PageSize = int32(min(listPageSize, limit-len(all)+1))
+			}
+			resp, err := c.ListEntries(ctx, req)
+			if err != nil {
+				return err
+			}
+			all = append(all, resp.GetEntries()...)
+			if limit > 0 && len(all) > limit {
+				all, more = all[:limit], true
+				return nil
+			}
+			if resp.GetNextPageToken() == "" {
+				return nil
+			}
+			req.PageToken = resp.GetNextPageToken()
+		}
+	})
+	return all, more, err
 }
 
 func orDash(s string) string {
@@ -271,31 +376,72 @@ func orDash(s string) string {
 }
 
 func newEntryShowCmd(conn *adminConn) *cobra.Command {
-	var out output
+	var (
+		out      output
+		spiffeID string
+	)
 	cmd := &cobra.Command{
-		Use:   "show ENTRY_ID",
-		Short: "Show one entry",
-		Args:  cobra.ExactArgs(1),
+		Use:   "show ENTRY_ID | --spiffe-id ID",
+		Short: "Show one entry, or every entry of a SPIFFE ID",
+		Example: `  signet entry show 6f1c…
+  signet entry show --spiffe-id spiffe://example.org/web`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case spiffeID != "" && len(args) > 0:
+				return fmt.Errorf("give an ENTRY_ID or --spiffe-id, not both")
+			case spiffeID == "" && len(args) != 1:
+				return fmt.Errorf("give one ENTRY_ID, or --spiffe-id ID")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var e *commonv1.Entry
-			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				e, err = c.GetEntry(ctx, &adminv1.GetEntryRequest{Id: args[0]})
-				return err
-			})
-			if err != nil {
-				return err
+			var entries []*commonv1.Entry
+			if spiffeID != "" {
+				var err error
+				if entries, _, err = listEntries(cmd, conn, &adminv1.ListEntriesRequest{SpiffeId: spiffeID}, 0); err != nil {
+					return flagNamed(err)
+				}
+				if len(entries) == 0 {
+					return fmt.Errorf("no entry has SPIFFE ID %s: see signet entry list", spiffeID)
+				}
+			} else {
+				err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
+					e, err := c.GetEntry(ctx, &adminv1.GetEntryRequest{Id: args[0]})
+					entries = []*commonv1.Entry{e}
+					return err
+				})
+				if err != nil {
+					return err
+				}
 			}
+			w := cmd.OutOrStdout()
 			if out.json {
-				return writeJSON(cmd.OutOrStdout(), entryToJSON(e))
+				if spiffeID == "" {
+					return writeJSON(w, entryToJSON(entries[0]))
+				}
+				list := make([]entryJSON, len(entries))
+				for i, e := range entries {
+					list[i] = entryToJSON(e)
+				}
+				return writeJSON(w, map[string]any{"entries": list})
 			}
-			j := entryToJSON(e)
-			if err := printEntry(cmd.OutOrStdout(), e); err != nil {
-				return err
+			for i, e := range entries {
+				if i > 0 {
+					fmt.Fprintln(w)
+				}
+				j := entryToJSON(e)
+				if err := printEntry(w, e); err != nil {
+					return err
+				}
+				if err := table(w, [][]string{{"Created:", orDash(j.CreatedAt)}, {"Updated:", orDash(j.UpdatedAt)},
+					{"First issued:", orDash(j.FirstIssuedAt)}, {"Last issued:", orDash(j.LastIssuedAt)}}); err != nil {
+					return err
+				}
 			}
-			return table(cmd.OutOrStdout(), [][]string{{"Created:", orDash(j.CreatedAt)}, {"Updated:", orDash(j.UpdatedAt)},
-				{"First issued:", orDash(j.FirstIssuedAt)}, {"Last issued:", orDash(j.LastIssuedAt)}})
+			return nil
 		},
 	}
+	cmd.Flags().StringVar(&spiffeID, "spiffe-id", "", "show the entries with this SPIFFE ID instead of one by ID")
 	out.addFlags(cmd)
 	return cmd
 }
@@ -343,7 +489,7 @@ func newEntryUpdateCmd(conn *adminConn) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return err
+				return flagNamed(err)
 			}
 			if out.json {
 				return writeJSON(cmd.OutOrStdout(), entryToJSON(updated))
@@ -361,6 +507,11 @@ func newEntryUpdateCmd(conn *adminConn) *cobra.Command {
 func partialEntry(j entryJSON) (*commonv1.Entry, error) {
 	e := &commonv1.Entry{SpiffeId: j.SPIFFEID, ParentId: j.ParentID, DnsNames: j.DNSNames, Admin: j.Admin,
 		Downstream: j.Downstream, FederatesWith: j.FederatesWith, Hint: j.Hint, Labels: j.Labels}
+	for _, d := range j.DNSNames {
+		if err := checkDNSName("--dns", d); err != nil {
+			return nil, err
+		}
+	}
 	for i, s := range j.Selectors {
 		sel, err := model.ParseSelector(s)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/config"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/model"
 )
@@ -48,7 +49,7 @@ func seconds(s int64) string {
 	if s == 0 {
 		return ""
 	}
-	return (time.Duration(s) * time.Second).String()
+	return config.FormatDuration(time.Duration(s) * time.Second)
 }
 
 func entryToJSON(e *commonv1.Entry) entryJSON {
@@ -72,6 +73,11 @@ func (j entryJSON) toProto() (*commonv1.Entry, error) {
 	e := &commonv1.Entry{
 		Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID, DnsNames: j.DNSNames, Admin: j.Admin,
 		Downstream: j.Downstream, FederatesWith: j.FederatesWith, Hint: j.Hint, Labels: j.Labels,
+	}
+	for i, d := range j.DNSNames {
+		if err := checkDNSName(fmt.Sprintf("dns_names[%d]", i), d); err != nil {
+			return nil, err
+		}
 	}
 	for i, s := range j.Selectors {
 		sel, err := model.ParseSelector(s)
@@ -106,44 +112,64 @@ func (j entryJSON) toProto() (*commonv1.Entry, error) {
 	return e, nil
 }
 
-// parseTTL parses a TTL flag or field: a Go duration of whole seconds.
+// parseTTL parses a TTL flag or field (config.ParseDuration's syntax) into
+// whole seconds; "" is zero (the server's default).
 func parseTTL(field, s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := config.ParseDuration(s)
 	if err != nil || d <= 0 || d%time.Second != 0 {
-		return 0, fmt.Errorf("%s %q: want a positive duration in whole seconds, such as 90s, 15m or 1h", field, s)
+		return 0, fmt.Errorf("%s %q: want a positive duration in whole seconds, written as %s", field, s, config.DurationForms)
 	}
 	return int64(d / time.Second), nil
 }
 
 // readEntriesFile reads entries from a JSON file ("-" is stdin): either an
 // array of entries or an object {"entries": [...]}, as `entry list --json`
-// prints. Unknown fields are errors.
-func readEntriesFile(path string) ([]*commonv1.Entry, error) {
+// prints. Unknown fields are errors. A document that does not parse fails
+// as a whole; otherwise each entry is checked on its own: entries[i] is the
+// converted entry, or, when invalid[i] is non-nil, a stand-in carrying only
+// the entry's IDs for reports.
+func readEntriesFile(path string) (entries []*commonv1.Entry, invalid []error, err error) {
 	var r io.Reader = os.Stdin
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, fmt.Errorf("read entries: %w", err)
+			return nil, nil, fmt.Errorf("read entries: %w", err)
 		}
 		defer f.Close()
 		r = f
 	}
 	data, err := io.ReadAll(io.LimitReader(r, 1<<30))
 	if err != nil {
-		return nil, fmt.Errorf("read entries from %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read entries from %s: %w", path, err)
 	}
-	out, err := parseEntriesJSON(data)
+	entries, invalid, err = parseEntryItems(data)
 	if err != nil {
-		return nil, fmt.Errorf("entries file %s: %w", path, err)
+		return nil, nil, fmt.Errorf("entries file %s: %w", path, err)
 	}
-	return out, nil
+	return entries, invalid, nil
 }
 
-// parseEntriesJSON parses and validates an entries document.
+// parseEntriesJSON parses and validates an entries document; the first
+// invalid entry fails it.
 func parseEntriesJSON(data []byte) ([]*commonv1.Entry, error) {
+	entries, invalid, err := parseEntryItems(data)
+	if err != nil {
+		return nil, err
+	}
+	for i, err := range invalid {
+		if err != nil {
+			return nil, fmt.Errorf("entry %d (%s): %w", i, entries[i].GetSpiffeId(), err)
+		}
+	}
+	return entries, nil
+}
+
+// parseEntryItems parses an entries document and validates each entry on
+// its own (see readEntriesFile). invalid is nil when every entry is valid.
+func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, err error) {
 	data = bytes.TrimSpace(data)
 	var list []entryJSON
 	if len(data) > 0 && data[0] == '{' {
@@ -151,24 +177,28 @@ func parseEntriesJSON(data []byte) ([]*commonv1.Entry, error) {
 			Entries []entryJSON `json:"entries"`
 		}
 		if err := strictJSON(data, &wrapped); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		list = wrapped.Entries
 	} else if err := strictJSON(data, &list); err != nil {
-		return nil, fmt.Errorf("%w (want a JSON array of entries or {\"entries\": [...]})", err)
+		return nil, nil, fmt.Errorf("%w (want a JSON array of entries or {\"entries\": [...]})", err)
 	}
 	if len(list) == 0 {
-		return nil, fmt.Errorf("no entries in the document")
+		return nil, nil, fmt.Errorf("no entries in the document")
 	}
-	out := make([]*commonv1.Entry, len(list))
+	entries = make([]*commonv1.Entry, len(list))
 	for i, j := range list {
 		e, err := j.toProto()
 		if err != nil {
-			return nil, fmt.Errorf("entry %d (%s): %w", i, j.SPIFFEID, err)
+			if invalid == nil {
+				invalid = make([]error, len(list))
+			}
+			invalid[i] = err
+			e = &commonv1.Entry{Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID}
 		}
-		out[i] = e
+		entries[i] = e
 	}
-	return out, nil
+	return entries, invalid, nil
 }
 
 func strictJSON(data []byte, v any) error {

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/signet-id/signet/internal/config"
 )
 
 func newHealthcheckCmd() *cobra.Command {
@@ -46,7 +48,8 @@ func newHealthcheckCmd() *cobra.Command {
 	}
 	conn.addFlags(cmd)
 	cmd.Flags().StringVar(&agent, "agent-socket", "", "check the agent serving this Workload API socket instead of the server")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for an answer")
+	timeout = 5 * time.Second
+	cmd.Flags().Var(config.DurationFlag(&timeout), "timeout", "how long to wait for an answer")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "print nothing; report through the exit code only")
 	return cmd
 }

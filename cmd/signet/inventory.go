@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-id/signet/internal/config"
 	inventoryv1 "github.com/signet-id/signet/internal/gen/signet/inventory/v1"
 	"github.com/signet-id/signet/internal/inventory"
 )
@@ -80,9 +81,9 @@ func ageFlag(name, v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
 	}
-	d, err := inventory.ParseAge(v)
-	if err != nil {
-		return 0, fmt.Errorf("--%s %q: %w", name, v, err)
+	d, err := config.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--%s %q: want a positive duration such as 30d, 12h, 1w or 1d12h", name, v)
 	}
 	return d, nil
 }
@@ -144,7 +145,8 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 		kind            string
 		th              thresholdFlags
 		flagged, closed bool
-		asJSON, asCSV   bool
+		asCSV           bool
+		out             output
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -157,8 +159,8 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 			if _, err := inventory.ParseKind(kind); err != nil {
 				return fmt.Errorf("--kind %q: use node, workload, credential or finding", kind)
 			}
-			if asJSON && asCSV {
-				return errors.New("--json and --csv are mutually exclusive")
+			if out.json && asCSV {
+				return errors.New("--json and --csv are mutually exclusive (-o json too)")
 			}
 			thresholds, err := th.proto()
 			if err != nil {
@@ -176,7 +178,7 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			switch {
-			case asJSON:
+			case out.json:
 				items := make([]itemJSON, len(resp.GetItems()))
 				for i, it := range resp.GetItems() {
 					items[i] = itemToJSON(it)
@@ -197,7 +199,7 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 	th.add(cmd, "only stale identities: workloads not issued an SVID and nodes not seen for this long, e.g. 30d")
 	cmd.Flags().BoolVar(&flagged, "flagged", false, "only identities with a flag")
 	cmd.Flags().BoolVar(&closed, "all", false, "also findings no longer open (gone from a rescan, or resolved)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	out.addFlags(cmd)
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV instead of a table")
 	return cmd
 }

@@ -10,21 +10,14 @@ import (
 	"golang.org/x/term"
 )
 
-// newLogger builds the process logger. format "" picks text on a terminal
-// and JSON otherwise (production: JSON).
+// newLogger builds the process logger. level is parsed by slog
+// (debug, info, warn, error, optionally with an offset such as debug-4);
+// "" is info. format "" picks text on a terminal and JSON otherwise
+// (production: JSON).
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	switch strings.ToLower(level) {
-	case "", "info":
-		lv = slog.LevelInfo
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn", "warning":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	default:
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	lv, err := parseLogLevel(level)
+	if err != nil {
+		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "" {
@@ -39,5 +32,21 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+	return nil, fmt.Errorf("--log-format (log.format) %q: use text or json", format)
+}
+
+// parseLogLevel parses a log level with slog.Level.UnmarshalText; "" is
+// info and "warning" is accepted for warn.
+func parseLogLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	switch strings.ToLower(s) {
+	case "":
+		return slog.LevelInfo, nil
+	case "warning":
+		return slog.LevelWarn, nil
+	}
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level (log.level) %q: use debug, info, warn or error (optionally with an offset, such as debug-4)", s)
+	}
+	return lv, nil
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/config"
@@ -21,15 +20,30 @@ func newServerCmd() *cobra.Command {
 	return cmd
 }
 
-// serverFlags are `server run`'s flags; each overrides the config file's
-// field of the same name.
+// serverFlags are `server run`'s flags: --config, and one flag per key of
+// the configuration file (config.Server's flag tags).
 type serverFlags struct {
 	configPath string
-	file       config.Server
+	flags      *config.Flags[config.Server]
 }
 
-func newServerRunCmd() *cobra.Command {
-	var f serverFlags
+// serverDefaults are what `server run` uses for keys neither a flag nor
+// the file sets; shown in help.
+func serverDefaults() config.Server {
+	return config.Server{
+		DataDir: defaultServerDataDir, BindAddress: server.DefaultBindAddress,
+		Store: config.Store{Driver: "sqlite"}, CA: config.CA{KeyType: "ec-p256", TTL: config.Duration(server.DefaultCATTL),
+			JWTKeyTTL: config.Duration(server.DefaultCATTL)},
+		DefaultX509TTL: config.Duration(server.DefaultX509TTL), DefaultJWTTTL: config.Duration(server.DefaultJWTTTL),
+		AgentTTL: config.Duration(server.DefaultAgentTTL), JoinTokenTTL: config.Duration(server.DefaultTokenTTL),
+		Log: config.Log{Level: "info"},
+	}
+}
+
+func newServerRunCmd() *cobra.Command { return serverRunCmd(&serverFlags{}) }
+
+// serverRunCmd builds `server run` over f, which holds its flags.
+func serverRunCmd(f *serverFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the server until interrupted",
@@ -37,11 +51,11 @@ func newServerRunCmd() *cobra.Command {
   signet server run --config /etc/signet/server.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, logLevel, logFormat, err := f.resolve(cmd.Flags())
+			cfg, c, err := f.resolve()
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(os.Stderr, logLevel, logFormat)
+			log, err := newLogger(os.Stderr, c.Log.Level, c.Log.Format)
 			if err != nil {
 				return err
 			}
@@ -56,62 +70,29 @@ func newServerRunCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.configPath, "config", "", "YAML configuration file; flags override its fields")
-	fl.StringVar(&f.file.TrustDomain, "trust-domain", "", "trust domain this server is the CA of, e.g. example.org")
-	fl.StringVar(&f.file.DataDir, "data-dir", defaultServerDataDir, "directory for the store, CA keys and admin socket")
-	fl.StringVar(&f.file.BindAddress, "bind-address", server.DefaultBindAddress, "agent API listen address")
-	fl.StringVar(&f.file.AdminSocket, "admin-socket", "", "admin API unix socket (default DATA_DIR/admin.sock)")
-	fl.StringVar(&f.file.HealthAddress, "health-address", "", "serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8082")
-	fl.StringVar(&f.file.Store.Driver, "store-driver", "sqlite", "sqlite or postgres")
-	fl.StringVar(&f.file.Store.DSN, "store-dsn", "", "PostgreSQL connection string (or SQLite path; default DATA_DIR/signet.db)")
-	fl.StringVar(&f.file.CA.KeyType, "ca-key-type", "", "ec-p256 (default), ec-p384, rsa-2048 or rsa-4096")
-	fl.StringVar(&f.file.Log.Level, "log-level", "info", "debug, info, warn or error")
-	fl.StringVar(&f.file.Log.Format, "log-format", "", "text or json (default: text on a terminal, else json)")
-	durationFlag(fl, (*time.Duration)(&f.file.CA.TTL), "ca-ttl", "CA certificate lifetime (default 24h)")
-	durationFlag(fl, (*time.Duration)(&f.file.DefaultX509TTL), "default-x509-ttl", "X509-SVID lifetime for entries that set none (default 1h)")
-	durationFlag(fl, (*time.Duration)(&f.file.DefaultJWTTTL), "default-jwt-ttl", "JWT-SVID lifetime for entries that set none (default 5m)")
-	durationFlag(fl, (*time.Duration)(&f.file.AgentTTL), "agent-ttl", "agent SVID lifetime (default 1h)")
+	fl.StringVar(&f.configPath, "config", "", "YAML configuration file; flags given explicitly override its keys")
+	f.flags = config.BindFlags(fl, serverDefaults())
 	return cmd
 }
 
-func durationFlag(fl *pflag.FlagSet, p *time.Duration, name, usage string) {
-	fl.DurationVar(p, name, 0, usage)
-}
-
-// resolve merges the config file and the flags given explicitly.
-func (f *serverFlags) resolve(fl *pflag.FlagSet) (server.Config, string, string, error) {
-	c := f.file
+// resolve merges the config file and the flags given explicitly, and
+// returns the server configuration with the merged file.
+func (f *serverFlags) resolve() (server.Config, config.Server, error) {
+	var c config.Server
 	if f.configPath != "" {
 		fc, err := config.LoadServer(f.configPath)
 		if err != nil {
-			return server.Config{}, "", "", err
+			return server.Config{}, c, err
 		}
 		c = *fc
-		overrides := map[string]func(){
-			"trust-domain": func() { c.TrustDomain = f.file.TrustDomain }, "data-dir": func() { c.DataDir = f.file.DataDir },
-			"bind-address": func() { c.BindAddress = f.file.BindAddress }, "admin-socket": func() { c.AdminSocket = f.file.AdminSocket },
-			"health-address": func() { c.HealthAddress = f.file.HealthAddress },
-			"store-driver":   func() { c.Store.Driver = f.file.Store.Driver }, "store-dsn": func() { c.Store.DSN = f.file.Store.DSN },
-			"ca-key-type": func() { c.CA.KeyType = f.file.CA.KeyType }, "log-level": func() { c.Log.Level = f.file.Log.Level },
-			"log-format": func() { c.Log.Format = f.file.Log.Format }, "ca-ttl": func() { c.CA.TTL = f.file.CA.TTL },
-			"default-x509-ttl": func() { c.DefaultX509TTL = f.file.DefaultX509TTL },
-			"default-jwt-ttl":  func() { c.DefaultJWTTTL = f.file.DefaultJWTTTL }, "agent-ttl": func() { c.AgentTTL = f.file.AgentTTL },
-		}
-		for name, apply := range overrides {
-			if fl.Changed(name) {
-				apply()
-			}
-		}
-		if c.DataDir == "" {
-			c.DataDir = defaultServerDataDir
-		}
 	}
+	f.flags.Merge(&c)
 	if c.TrustDomain == "" {
-		return server.Config{}, "", "", fmt.Errorf("--trust-domain is required (or trust_domain in --config), e.g. --trust-domain example.org")
+		return server.Config{}, c, fmt.Errorf("--trust-domain is required (or trust_domain in --config), e.g. --trust-domain example.org")
 	}
 	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
 	if err != nil {
-		return server.Config{}, "", "", fmt.Errorf("--trust-domain %q: %v (want a lower-case DNS-like name such as example.org)", c.TrustDomain, err)
+		return server.Config{}, c, fmt.Errorf("%s %q: %v (want a lower-case DNS-like name such as example.org)", f.flags.Name("trust-domain"), c.TrustDomain, err)
 	}
 	return server.Config{
 		TrustDomain: td, DataDir: c.DataDir, BindAddress: c.BindAddress, AdminSocket: c.AdminSocket,
@@ -121,5 +102,5 @@ func (f *serverFlags) resolve(fl *pflag.FlagSet) (server.Config, string, string,
 		AgentTTL: time.Duration(c.AgentTTL), JoinTokenTTL: time.Duration(c.JoinTokenTTL),
 		KeyManager: c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
 		NodeAttestors: c.NodeAttestors,
-	}, c.Log.Level, c.Log.Format, nil
+	}, c, nil
 }

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/spf13/pflag"
+	"github.com/signet-id/signet/internal/server"
 )
 
 // TestServerConfigUpstreamAuthority: the upstream_authority block of the
@@ -18,8 +18,16 @@ func TestServerConfigUpstreamAuthority(t *testing.T) {
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f := serverFlags{configPath: p}
-	cfg, _, _, err := f.resolve(pflag.NewFlagSet("run", pflag.ContinueOnError))
+	resolve := func() (server.Config, error) {
+		var f serverFlags
+		cmd := serverRunCmd(&f)
+		if err := cmd.ParseFlags([]string{"--config", p}); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := f.resolve()
+		return cfg, err
+	}
+	cfg, err := resolve()
 	if err != nil {
 		t.Fatalf("resolve() = %v", err)
 	}
@@ -40,7 +48,7 @@ func TestServerConfigUpstreamAuthority(t *testing.T) {
 	if err := os.WriteFile(p, []byte("trust_domain: example.org\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, _, _, err := f.resolve(pflag.NewFlagSet("run", pflag.ContinueOnError)); err != nil || len(cfg.UpstreamAuthority) != 0 {
+	if cfg, err := resolve(); err != nil || len(cfg.UpstreamAuthority) != 0 {
 		t.Errorf("resolve(no upstream_authority) = %+v, %v; want none", cfg.UpstreamAuthority, err)
 	}
 }

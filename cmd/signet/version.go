@@ -16,12 +16,17 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the signet version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), "signet", v)
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "signet", versionString())
 			return err
 		},
 	}
+}
+
+// versionString is the link-time version, else the module version.
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-id/signet/internal/atomicfile"
+	"github.com/signet-id/signet/internal/config"
 )
 
 const endpointEnv = "SPIFFE_ENDPOINT_SOCKET"
@@ -34,7 +36,8 @@ type workloadConn struct {
 
 func (w *workloadConn) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&w.socket, "socket", "", "Workload API socket path (default: $"+endpointEnv+", else "+defaultAgentSocket+")")
-	cmd.Flags().DurationVar(&w.timeout, "timeout", 10*time.Second, "how long to wait for the agent")
+	w.timeout = 10 * time.Second
+	cmd.Flags().Var(config.DurationFlag(&w.timeout), "timeout", "how long to wait for the agent")
 }
 
 // addr resolves the socket address in the form go-spiffe expects.
@@ -76,7 +79,7 @@ func (w *workloadConn) client(cmd *cobra.Command) (context.Context, *workloadapi
 func workloadErr(err error) error {
 	switch status.Code(err) {
 	case codes.PermissionDenied:
-		return fmt.Errorf("no identity issued to this process (uid %d): register an entry whose selectors match it, e.g. --selector unix:uid:%d", os.Getuid(), os.Getuid())
+		return permissionDeniedErr(status.Convert(err).Message())
 	case codes.Unavailable:
 		return fmt.Errorf("agent unavailable (it may not have synced with the server yet): %s", status.Convert(err).Message())
 	case codes.DeadlineExceeded:
@@ -85,6 +88,63 @@ func workloadErr(err error) error {
 		return errors.New(status.Convert(err).Message())
 	}
 	return err
+}
+
+// timeClaims are the JWT claims holding NumericDate times (RFC 7519).
+var timeClaims = map[string]bool{"exp": true, "iat": true, "nbf": true}
+
+// jwtClaimRows renders a validated JWT-SVID for a table: claims sorted by
+// name, times in RFC 3339.
+func jwtClaimRows(svid *jwtsvid.SVID) [][]string {
+	keys := make([]string, 0, len(svid.Claims))
+	for k := range svid.Claims {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	rows := [][]string{{"Valid:", "true"}, {"SPIFFE ID:", svid.ID.String()}}
+	for _, k := range keys {
+		v := svid.Claims[k]
+		text := fmt.Sprint(v)
+		if timeClaims[k] {
+			if t, ok := numericDate(v); ok {
+				text = t.UTC().Format(time.RFC3339)
+			}
+		}
+		rows = append(rows, []string{"Claim " + k + ":", text})
+	}
+	return rows
+}
+
+// numericDate reads a JWT NumericDate claim as decoded from JSON.
+func numericDate(v any) (time.Time, bool) {
+	switch n := v.(type) {
+	case float64:
+		return time.Unix(int64(n), 0), true
+	case int64:
+		return time.Unix(n, 0), true
+	case int:
+		return time.Unix(int64(n), 0), true
+	case json.Number:
+		if i, err := n.Int64(); err == nil {
+			return time.Unix(i, 0), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// permissionDeniedErr renders the Workload API's PermissionDenied. The agent
+// gives it both to callers no entry matches and to callers whose SVIDs all
+// expired because it could not renew them (the server unreachable), so
+// unless its message says which, both are named, the expiry first: telling
+// a registered workload to register is wrong during an outage.
+func permissionDeniedErr(msg string) error {
+	uid := os.Getuid()
+	if strings.Contains(msg, "expired") {
+		return fmt.Errorf("no valid identity for this process (uid %d): %s", uid, msg)
+	}
+	return fmt.Errorf("no identity issued to this process (uid %d): either its SVIDs expired while the agent could not "+
+		"reach the server to renew them (check the agent's log and signet healthcheck), or no entry matches it "+
+		"(register one whose selectors match, e.g. --selector unix:uid:%d); the agent said: %s", uid, uid, msg)
 }
 
 func newSVIDCmd() *cobra.Command {
@@ -297,18 +357,10 @@ func newJWTCmd() *cobra.Command {
 				return workloadErr(err)
 			}
 			if vout.json {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"valid": true, "spiffe_id": svid.ID.String(), "claims": svid.Claims})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"valid": true, "spiffe_id": svid.ID.String(),
+					"expires_at": svid.Expiry.UTC().Format(time.RFC3339), "claims": svid.Claims})
 			}
-			keys := make([]string, 0, len(svid.Claims))
-			for k := range svid.Claims {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			rows := [][]string{{"Valid:", "true"}, {"SPIFFE ID:", svid.ID.String()}}
-			for _, k := range keys {
-				rows = append(rows, []string{"Claim " + k + ":", fmt.Sprint(svid.Claims[k])})
-			}
-			return table(cmd.OutOrStdout(), rows)
+			return table(cmd.OutOrStdout(), jwtClaimRows(svid))
 		},
 	}
 	vconn.addFlags(validate)

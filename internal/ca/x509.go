@@ -284,7 +284,7 @@ func checkDNSNames(names []string) error {
 		}
 		if !ok {
 			return errkind.New(errkind.InvalidArgument,
-				"dns name %q is invalid: use a host name such as web.example.org", n)
+				"dns name %q is invalid: use dot-separated labels of ASCII letters, digits and '-', optionally starting with \"*.\", such as web.example.org", n)
 		}
 	}
 	return nil

@@ -1,9 +1,10 @@
 // Package config reads Signet's YAML configuration files.
 //
 // Files are decoded strictly: an unknown key is an error naming it and its
-// line, so a typo never silently falls back to a default. Durations are Go
-// duration strings ("90s", "1h", "720h"). Every field may also be given as a
-// command-line flag; flags override the file (the CLI applies them).
+// line, so a typo never silently falls back to a default. Durations are
+// written as ParseDuration reads them ("90s", "1h", "7d"). Every field but
+// the plugin sections is also a command-line flag, named by its `flag` tag
+// and bound with BindFlags; a flag given explicitly overrides the file.
 package config
 
 import (
@@ -13,7 +14,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -21,83 +21,74 @@ import (
 // maxFileSize bounds configuration files.
 const maxFileSize = 1 << 20
 
-// Duration is a time.Duration written as a Go duration string in YAML.
-type Duration time.Duration
-
-// UnmarshalYAML parses a duration string such as "1h30m".
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration such as 90s, 15m or 1h", n.Line)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration: use a positive Go duration such as 90s, 15m or 1h", n.Line, s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
 // Log configures logging.
 type Log struct {
-	Level  string `yaml:"level"`  // debug, info (default), warn, error
-	Format string `yaml:"format"` // text (default on a terminal) or json
+	Level  string `yaml:"level" flag:"log-level" usage:"debug, info, warn or error"`
+	Format string `yaml:"format" flag:"log-format" usage:"text or json (default: text on a terminal, else json)"`
 }
 
 // Store selects the server's store.
 type Store struct {
-	Driver string `yaml:"driver"` // sqlite (default) or postgres
-	DSN    string `yaml:"dsn"`
+	Driver string `yaml:"driver" flag:"store-driver" usage:"sqlite or postgres"`
+	DSN    string `yaml:"dsn" flag:"store-dsn" usage:"PostgreSQL connection string, or the SQLite file (default DATA_DIR/signet.db)"`
 }
 
 // CA configures the server's certificate authority.
 type CA struct {
-	KeyType   string   `yaml:"key_type"`
-	TTL       Duration `yaml:"ttl"`
-	JWTKeyTTL Duration `yaml:"jwt_key_ttl"`
+	KeyType   string   `yaml:"key_type" flag:"ca-key-type" usage:"CA and JWT key type: ec-p256, ec-p384, rsa-2048 or rsa-4096"`
+	TTL       Duration `yaml:"ttl" flag:"ca-ttl" usage:"CA certificate lifetime"`
+	JWTKeyTTL Duration `yaml:"jwt_key_ttl" flag:"ca-jwt-key-ttl" usage:"JWT signing key lifetime"`
 }
 
-// Server is the server's configuration file.
+// Server is the server's configuration file. Every field but the plugin sections
+// is also a flag of "signet server run".
 type Server struct {
-	TrustDomain    string   `yaml:"trust_domain"`
-	DataDir        string   `yaml:"data_dir"`
-	BindAddress    string   `yaml:"bind_address"`
-	AdminSocket    string   `yaml:"admin_socket"`
-	AdminUIDs      []uint32 `yaml:"admin_uids"`
-	HealthAddress  string   `yaml:"health_address"`
+	TrustDomain    string   `yaml:"trust_domain" flag:"trust-domain" usage:"trust domain this server is the CA of, e.g. example.org"`
+	DataDir        string   `yaml:"data_dir" flag:"data-dir" usage:"directory for the store, CA keys and admin socket"`
+	BindAddress    string   `yaml:"bind_address" flag:"bind-address" usage:"agent API listen address, host:port"`
+	AdminSocket    string   `yaml:"admin_socket" flag:"admin-socket" usage:"admin API unix socket (default DATA_DIR/admin.sock)"`
+	AdminUIDs      []uint32 `yaml:"admin_uids" flag:"admin-uids" usage:"further uids allowed on the admin socket besides root and the server's user (comma-separated, repeatable)"`
+	HealthAddress  string   `yaml:"health_address" flag:"health-address" usage:"serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8082"`
 	Store          Store    `yaml:"store"`
 	CA             CA       `yaml:"ca"`
-	DefaultX509TTL Duration `yaml:"default_x509_ttl"`
-	DefaultJWTTTL  Duration `yaml:"default_jwt_ttl"`
-	AgentTTL       Duration `yaml:"agent_ttl"`
-	JoinTokenTTL   Duration `yaml:"join_token_ttl"`
-	Log            Log      `yaml:"log"`
+	DefaultX509TTL Duration `yaml:"default_x509_ttl" flag:"default-x509-ttl" usage:"X509-SVID lifetime for entries that set none"`
+	DefaultJWTTTL  Duration `yaml:"default_jwt_ttl" flag:"default-jwt-ttl" usage:"JWT-SVID lifetime for entries that set none"`
+	AgentTTL       Duration `yaml:"agent_ttl" flag:"agent-ttl" usage:"agent SVID lifetime"`
+	JoinTokenTTL   Duration `yaml:"join_token_ttl" flag:"join-token-ttl" usage:"lifetime of join tokens created without --ttl"`
+	// NodeAttestors enables node attestation methods by name, each with its
+	// settings (join_token is on unless set to {enabled: false}).
+	NodeAttestors Plugins `yaml:"node_attestors"`
 	// KeyManager names where CA and JWT keys live: {disk: {dir: …}}
 	// (default disk in DATA_DIR/keys).
 	KeyManager Plugins `yaml:"key_manager"`
 	// UpstreamAuthority, when it names a kind, makes the CA an intermediate
 	// under an existing CA: {disk: {cert_file, key_file, bundle_file}}.
 	UpstreamAuthority Plugins `yaml:"upstream_authority"`
-	// NodeAttestors enables node attestation methods, each with its
-	// settings (see Plugins); join_token is on unless disabled.
-	NodeAttestors Plugins `yaml:"node_attestors"`
+	Log               Log     `yaml:"log"`
 }
 
-// Agent is the agent's configuration file.
+// Agent is the agent's configuration file. Every field but the plugin
+// sections is also a flag of "signet agent run".
 type Agent struct {
-	ServerAddress string   `yaml:"server_address"`
-	TrustBundle   string   `yaml:"trust_bundle"` // path to a PEM bundle for bootstrap
-	TrustDomain   string   `yaml:"trust_domain"` // optional; derived from the bundle
-	JoinToken     string   `yaml:"join_token"`
-	DataDir       string   `yaml:"data_dir"`
-	Socket        string   `yaml:"socket"`
-	SyncInterval  Duration `yaml:"sync_interval"`
-	AttestTimeout Duration `yaml:"attest_timeout"`
-	HealthAddress string   `yaml:"health_address"`
-	Log           Log      `yaml:"log"`
-	// NodeAttestor is the one node attestation method the agent uses,
-	// with its settings, instead of a join token.
+	ServerAddress string `yaml:"server_address" flag:"server-address" usage:"the server's agent API, host:port"`
+	TrustBundle   string `yaml:"trust_bundle" flag:"trust-bundle" usage:"PEM trust bundle to bootstrap trust in the server (from: signet bundle show)"`
+	TrustDomain   string `yaml:"trust_domain" flag:"trust-domain" usage:"trust domain (default: read from the trust bundle)"`
+	// JoinToken and JoinTokenFile are shorthands for the join_token node
+	// attestor: node_attestor: {join_token: {token: …}}.
+	JoinToken     string `yaml:"join_token" flag:"join-token" usage:"single-use join token, needed only until the agent holds an SVID (visible in ps: prefer --join-token-file or $SIGNET_JOIN_TOKEN)"`
+	JoinTokenFile string `yaml:"join_token_file" flag:"join-token-file" usage:"file holding the join token on its first line"`
+	// NodeAttestor configures the one node attestation method the agent
+	// uses, by name.
 	NodeAttestor Plugins `yaml:"node_attestor"`
+	// WorkloadAttestors configures workload attestors by name; unix is
+	// always on.
+	WorkloadAttestors Plugins  `yaml:"workload_attestors"`
+	DataDir           string   `yaml:"data_dir" flag:"data-dir" usage:"directory for the agent's SVID and state"`
+	Socket            string   `yaml:"socket" flag:"socket" usage:"Workload API unix socket"`
+	SyncInterval      Duration `yaml:"sync_interval" flag:"sync-interval" usage:"how often to sync with the server"`
+	AttestTimeout     Duration `yaml:"attest_timeout" flag:"attest-timeout" usage:"how long to keep trying an unreachable server before the first attestation fails"`
+	HealthAddress     string   `yaml:"health_address" flag:"health-address" usage:"serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8083"`
+	Log               Log      `yaml:"log"`
 }
 
 // LoadServer reads a server configuration file.
@@ -161,7 +152,7 @@ func Decode(data []byte, v any) error {
 func cleanYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	for _, t := range []string{"config.Server", "config.Agent", "config.Store", "config.CA", "config.Log"} {
+	for _, t := range []string{"config.Server", "config.Agent", "config.Store", "config.CA", "config.Log", "config.Duration", "config.Plugins"} {
 		msg = strings.ReplaceAll(msg, " in type "+t, "")
 	}
 	return errors.New(msg)

@@ -157,7 +157,7 @@ func (c Config) validate() error {
 	default:
 		bad("store.driver %q is not supported: use sqlite or postgres", c.StoreDriver)
 	}
-	for name, d := range map[string]time.Duration{"ca_ttl": c.CATTL, "jwt_key_ttl": c.JWTKeyTTL,
+	for name, d := range map[string]time.Duration{"ca.ttl": c.CATTL, "ca.jwt_key_ttl": c.JWTKeyTTL,
 		"default_x509_ttl": c.DefaultX509TTL, "default_jwt_ttl": c.DefaultJWTTTL, "agent_ttl": c.AgentTTL,
 		"join_token_ttl": c.JoinTokenTTL} {
 		if d < time.Second {
@@ -168,10 +168,10 @@ func (c Config) validate() error {
 		bad("cache_refresh %s is too short: use at least 10ms", c.CacheRefresh)
 	}
 	if c.DefaultX509TTL > c.CATTL/2 {
-		bad("default_x509_ttl %s must be at most half of ca_ttl (%s) so rotation can overlap", c.DefaultX509TTL, c.CATTL)
+		bad("default_x509_ttl %s must be at most half of ca.ttl (%s) so rotation can overlap", c.DefaultX509TTL, c.CATTL)
 	}
 	if c.AgentTTL > c.CATTL/2 {
-		bad("agent_ttl %s must be at most half of ca_ttl (%s)", c.AgentTTL, c.CATTL)
+		bad("agent_ttl %s must be at most half of ca.ttl (%s)", c.AgentTTL, c.CATTL)
 	}
 	return errors.Join(errs...)
 }

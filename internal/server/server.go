@@ -53,6 +53,7 @@ import (
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/healthz"
+	"github.com/signet-id/signet/internal/preflight"
 	"github.com/signet-id/signet/internal/store"
 )
 
@@ -84,16 +85,24 @@ type Server struct {
 	ready   atomic.Bool
 }
 
-// New validates cfg, opens the store, loads or creates the CA, and binds
-// every listener, so Addr and AdminSocket are valid when it returns. Nothing
-// is served until Run.
+// New validates cfg, checks the data dir and the admin socket path, binds
+// the network listeners, then creates the data dir, opens the store, loads
+// or creates the CA and binds the admin socket, so Addr and AdminSocket are
+// valid when it returns. A failed check (a port in use, a socket path that
+// is too long or served by another server, a data dir someone else may
+// write) creates nothing. Nothing is served until Run.
 func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("invalid server configuration:\n%w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	// Check, and bind the network listeners, before anything is created:
+	// a refused start leaves no data dir, keys or database behind.
+	if err := preflight.DataDir("data_dir", cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := preflight.SocketPath("admin_socket", cfg.AdminSocket); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -110,6 +119,20 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		reg = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(reg)
+	if s.agentLn, err = preflight.Listen("bind_address", cfg.BindAddress); err != nil {
+		return nil, err
+	}
+	if cfg.HealthAddress != "" {
+		if err := preflight.TCPFree("health_address", cfg.HealthAddress); err != nil {
+			return nil, err
+		}
+		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer)); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
 
 	if s.instanceID, err = loadInstanceID(cfg.DataDir); err != nil {
 		return nil, err
@@ -156,16 +179,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	if s.agentLn, err = net.Listen("tcp", cfg.BindAddress); err != nil {
-		return nil, fmt.Errorf("listen on bind_address %s: %w", cfg.BindAddress, err)
-	}
 	if s.adminLn, err = listenAdmin(cfg.AdminSocket); err != nil {
 		return nil, err
-	}
-	if cfg.HealthAddress != "" {
-		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer)); err != nil {
-			return nil, err
-		}
 	}
 	return s, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
@@ -135,6 +136,110 @@ func (s *Store) LookupJoinToken(ctx context.Context, hash []byte, now time.Time)
 	tok := JoinToken{Hash: append([]byte(nil), hash...), ExpiresAt: timeFromDB(expires), CreatedAt: timeFromDB(created)}
 	if tok.SPIFFEID, err = idFromDB(id); err != nil {
 		return JoinToken{}, fmt.Errorf("look up join token %s: %w", tokenRef(hash), err)
+	}
+	return tok, nil
+}
+
+// TokenRef names the join token with the given hash without revealing it:
+// the first 8 hex digits of the hash, as audit records and errors do.
+func TokenRef(hash []byte) string { return tokenRef(hash) }
+
+// minRefPrefix is the shortest prefix RevokeJoinToken accepts.
+const minRefPrefix = 4
+
+// ListJoinTokens returns the join tokens that are unexpired at now, oldest
+// first. The hashes are returned; the tokens themselves were never stored.
+func (s *Store) ListJoinTokens(ctx context.Context, now time.Time) ([]JoinToken, error) {
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(
+		"SELECT hash, spiffe_id, expires_at, created_at FROM join_tokens WHERE expires_at > ? ORDER BY created_at, hash"), timeToDB(now))
+	if err != nil {
+		return nil, fmt.Errorf("list join tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []JoinToken
+	for rows.Next() {
+		var tok JoinToken
+		var id string
+		var expires, created int64
+		if err := rows.Scan(&tok.Hash, &id, &expires, &created); err != nil {
+			return nil, fmt.Errorf("list join tokens: %w", err)
+		}
+		if tok.SPIFFEID, err = idFromDB(id); err != nil {
+			return nil, fmt.Errorf("list join tokens: token %s: %w", tokenRef(tok.Hash), err)
+		}
+		tok.ExpiresAt, tok.CreatedAt = timeFromDB(expires), timeFromDB(created)
+		out = append(out, tok)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list join tokens: %w", err)
+	}
+	return out, nil
+}
+
+// RevokeJoinToken deletes the one join token whose hash, in hex, starts
+// with prefix (at least 4 hex digits, any case), used or not, and records
+// token.revoke. The error is kinded InvalidArgument for a malformed or
+// ambiguous prefix (naming the matching refs) and NotFound when no token
+// matches.
+func (s *Store) RevokeJoinToken(ctx context.Context, prefix string) (JoinToken, error) {
+	p := strings.ToLower(strings.TrimSuffix(prefix, "…"))
+	if len(p) < minRefPrefix || len(p) > 2*sha256.Size || strings.Trim(p, "0123456789abcdef") != "" {
+		return JoinToken{}, errkind.New(errkind.InvalidArgument,
+			"join token ref %q: want %d to %d hex digits of the ref, as token list prints it", prefix, minRefPrefix, 2*sha256.Size)
+	}
+	var tok JoinToken
+	err := s.update(ctx, "revoke join token "+p, true, func(w *wtx) error {
+		rows, err := w.query(ctx, "SELECT hash, spiffe_id, expires_at, created_at FROM join_tokens")
+		if err != nil {
+			return err
+		}
+		var matches []JoinToken
+		var ids []string
+		for rows.Next() {
+			var t JoinToken
+			var id string
+			var expires, created int64
+			if err := rows.Scan(&t.Hash, &id, &expires, &created); err != nil {
+				rows.Close()
+				return err
+			}
+			if strings.HasPrefix(hex.EncodeToString(t.Hash), p) {
+				t.ExpiresAt, t.CreatedAt = timeFromDB(expires), timeFromDB(created)
+				matches, ids = append(matches, t), append(ids, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		switch len(matches) {
+		case 0:
+			return errkind.New(errkind.NotFound, "no join token with ref %s: see signet token list", p)
+		case 1:
+		default:
+			refs := make([]string, len(matches))
+			for i, m := range matches {
+				refs[i] = tokenRef(m.Hash)
+			}
+			return errkind.New(errkind.InvalidArgument, "join token ref %s matches %d tokens (%s): give more digits",
+				p, len(matches), strings.Join(refs, ", "))
+		}
+		tok = matches[0]
+		if tok.SPIFFEID, err = idFromDB(ids[0]); err != nil {
+			return err
+		}
+		if _, err := w.exec(ctx, "DELETE FROM join_tokens WHERE hash = ?", tok.Hash); err != nil {
+			return err
+		}
+		var detail map[string]string
+		if !tok.SPIFFEID.IsZero() {
+			detail = map[string]string{"spiffe_id": tok.SPIFFEID.String()}
+		}
+		w.record("token.revoke", tokenRef(tok.Hash), detail)
+		return nil
+	})
+	if err != nil {
+		return JoinToken{}, err
 	}
 	return tok, nil
 }

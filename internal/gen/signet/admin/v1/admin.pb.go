@@ -974,6 +974,204 @@ func (x *CreateJoinTokenResponse) GetExpiresAt() int64 {
 	return 0
 }
 
+// JoinToken describes a join token without revealing it.
+type JoinToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first 8 hex digits of the token's SHA-256: how audit records and
+	// the CLI name it.
+	Ref string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// The agent ID a node admitted with the token receives.
+	SpiffeId      string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	ExpiresAt     int64  `protobuf:"varint,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreatedAt     int64  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinToken) Reset() {
+	*x = JoinToken{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinToken) ProtoMessage() {}
+
+func (x *JoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
+func (*JoinToken) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *JoinToken) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *JoinToken) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *JoinToken) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+func (x *JoinToken) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+type ListJoinTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeJoinTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A prefix of the token's ref (or of its hash in hex), at least 4 hex
+	// digits, matching exactly one token.
+	RefPrefix     string `protobuf:"bytes,1,opt,name=ref_prefix,json=refPrefix,proto3" json:"ref_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RevokeJoinTokenRequest) GetRefPrefix() string {
+	if x != nil {
+		return x.RefPrefix
+	}
+	return ""
+}
+
 type GetBundleRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -982,7 +1180,7 @@ type GetBundleRequest struct {
 
 func (x *GetBundleRequest) Reset() {
 	*x = GetBundleRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1192,7 @@ func (x *GetBundleRequest) String() string {
 func (*GetBundleRequest) ProtoMessage() {}
 
 func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1205,7 @@ func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type Authority struct {
@@ -1026,7 +1224,7 @@ type Authority struct {
 
 func (x *Authority) Reset() {
 	*x = Authority{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1236,7 @@ func (x *Authority) String() string {
 func (*Authority) ProtoMessage() {}
 
 func (x *Authority) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1249,7 @@ func (x *Authority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authority.ProtoReflect.Descriptor instead.
 func (*Authority) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Authority) GetId() string {
@@ -1104,7 +1302,7 @@ type ListAuthoritiesRequest struct {
 
 func (x *ListAuthoritiesRequest) Reset() {
 	*x = ListAuthoritiesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1314,7 @@ func (x *ListAuthoritiesRequest) String() string {
 func (*ListAuthoritiesRequest) ProtoMessage() {}
 
 func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1327,7 @@ func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListAuthoritiesResponse struct {
@@ -1141,7 +1339,7 @@ type ListAuthoritiesResponse struct {
 
 func (x *ListAuthoritiesResponse) Reset() {
 	*x = ListAuthoritiesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1351,7 @@ func (x *ListAuthoritiesResponse) String() string {
 func (*ListAuthoritiesResponse) ProtoMessage() {}
 
 func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1364,7 @@ func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
@@ -1187,7 +1385,7 @@ type AuthorityRequest struct {
 
 func (x *AuthorityRequest) Reset() {
 	*x = AuthorityRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1397,7 @@ func (x *AuthorityRequest) String() string {
 func (*AuthorityRequest) ProtoMessage() {}
 
 func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1410,7 @@ func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorityRequest.ProtoReflect.Descriptor instead.
 func (*AuthorityRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AuthorityRequest) GetKind() string {
@@ -1297,7 +1495,20 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\x03R\texpiresAt\"\x12\n" +
+	"expires_at\x18\x03 \x01(\x03R\texpiresAt\"x\n" +
+	"\tJoinToken\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1b\n" +
+	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\x03R\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"\x17\n" +
+	"\x15ListJoinTokensRequest\"L\n" +
+	"\x16ListJoinTokensResponse\x122\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\x06tokens\"7\n" +
+	"\x16RevokeJoinTokenRequest\x12\x1d\n" +
+	"\n" +
+	"ref_prefix\x18\x01 \x01(\tR\trefPrefix\"\x12\n" +
 	"\x10GetBundleRequest\"\x9e\x01\n" +
 	"\tAuthority\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1312,8 +1523,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\vauthorities\x18\x01 \x03(\v2\x1a.signet.admin.v1.AuthorityR\vauthorities\"6\n" +
 	"\x10AuthorityRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id2\xfd\n" +
-	"\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id2\xb8\f\n" +
 	"\x05Admin\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12E\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a\x17.signet.common.v1.Entry\x12X\n" +
@@ -1325,7 +1535,9 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\tEvictNode\x12\x1c.signet.admin.v1.NodeRequest\x1a\".signet.admin.v1.EvictNodeResponse\x12>\n" +
 	"\aBanNode\x12\x1c.signet.admin.v1.NodeRequest\x1a\x15.signet.admin.v1.Node\x12@\n" +
 	"\tUnbanNode\x12\x1c.signet.admin.v1.NodeRequest\x1a\x15.signet.admin.v1.Node\x12d\n" +
-	"\x0fCreateJoinToken\x12'.signet.admin.v1.CreateJoinTokenRequest\x1a(.signet.admin.v1.CreateJoinTokenResponse\x12H\n" +
+	"\x0fCreateJoinToken\x12'.signet.admin.v1.CreateJoinTokenRequest\x1a(.signet.admin.v1.CreateJoinTokenResponse\x12a\n" +
+	"\x0eListJoinTokens\x12&.signet.admin.v1.ListJoinTokensRequest\x1a'.signet.admin.v1.ListJoinTokensResponse\x12V\n" +
+	"\x0fRevokeJoinToken\x12'.signet.admin.v1.RevokeJoinTokenRequest\x1a\x1a.signet.admin.v1.JoinToken\x12H\n" +
 	"\tGetBundle\x12!.signet.admin.v1.GetBundleRequest\x1a\x18.signet.common.v1.Bundle\x12d\n" +
 	"\x0fListAuthorities\x12'.signet.admin.v1.ListAuthoritiesRequest\x1a(.signet.admin.v1.ListAuthoritiesResponse\x12Q\n" +
 	"\x10PrepareAuthority\x12!.signet.admin.v1.AuthorityRequest\x1a\x1a.signet.admin.v1.Authority\x12R\n" +
@@ -1345,7 +1557,7 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_signet_admin_v1_admin_proto_rawDescData
 }
 
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*CreateEntriesRequest)(nil),    // 0: signet.admin.v1.CreateEntriesRequest
 	(*CreateEntriesResponse)(nil),   // 1: signet.admin.v1.CreateEntriesResponse
@@ -1365,70 +1577,79 @@ var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*EvictNodeResponse)(nil),       // 15: signet.admin.v1.EvictNodeResponse
 	(*CreateJoinTokenRequest)(nil),  // 16: signet.admin.v1.CreateJoinTokenRequest
 	(*CreateJoinTokenResponse)(nil), // 17: signet.admin.v1.CreateJoinTokenResponse
-	(*GetBundleRequest)(nil),        // 18: signet.admin.v1.GetBundleRequest
-	(*Authority)(nil),               // 19: signet.admin.v1.Authority
-	(*ListAuthoritiesRequest)(nil),  // 20: signet.admin.v1.ListAuthoritiesRequest
-	(*ListAuthoritiesResponse)(nil), // 21: signet.admin.v1.ListAuthoritiesResponse
-	(*AuthorityRequest)(nil),        // 22: signet.admin.v1.AuthorityRequest
-	nil,                             // 23: signet.admin.v1.Node.LabelsEntry
-	(*v1.Entry)(nil),                // 24: signet.common.v1.Entry
-	(*v1.Status)(nil),               // 25: signet.common.v1.Status
-	(*v1.Selector)(nil),             // 26: signet.common.v1.Selector
-	(*v1.Bundle)(nil),               // 27: signet.common.v1.Bundle
+	(*JoinToken)(nil),               // 18: signet.admin.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),   // 19: signet.admin.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),  // 20: signet.admin.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),  // 21: signet.admin.v1.RevokeJoinTokenRequest
+	(*GetBundleRequest)(nil),        // 22: signet.admin.v1.GetBundleRequest
+	(*Authority)(nil),               // 23: signet.admin.v1.Authority
+	(*ListAuthoritiesRequest)(nil),  // 24: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil), // 25: signet.admin.v1.ListAuthoritiesResponse
+	(*AuthorityRequest)(nil),        // 26: signet.admin.v1.AuthorityRequest
+	nil,                             // 27: signet.admin.v1.Node.LabelsEntry
+	(*v1.Entry)(nil),                // 28: signet.common.v1.Entry
+	(*v1.Status)(nil),               // 29: signet.common.v1.Status
+	(*v1.Selector)(nil),             // 30: signet.common.v1.Selector
+	(*v1.Bundle)(nil),               // 31: signet.common.v1.Bundle
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
-	24, // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
+	28, // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
 	2,  // 1: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
-	24, // 2: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
-	25, // 3: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
-	26, // 4: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
-	24, // 5: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
-	24, // 6: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
+	28, // 2: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
+	29, // 3: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
+	30, // 4: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
+	28, // 5: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
+	28, // 6: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
 	9,  // 7: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
-	25, // 8: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
-	26, // 9: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
-	23, // 10: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
+	29, // 8: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
+	30, // 9: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
+	27, // 10: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
 	10, // 11: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
-	19, // 12: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	0,  // 13: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	3,  // 14: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	4,  // 15: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	6,  // 16: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
-	7,  // 17: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
-	11, // 18: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	13, // 19: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
-	14, // 20: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 21: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 22: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
-	16, // 23: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	18, // 24: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	20, // 25: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	22, // 26: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	22, // 27: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	22, // 28: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	22, // 29: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	1,  // 30: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	24, // 31: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
-	5,  // 32: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	24, // 33: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
-	8,  // 34: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
-	12, // 35: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	10, // 36: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
-	15, // 37: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	10, // 38: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
-	10, // 39: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
-	17, // 40: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	27, // 41: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
-	21, // 42: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	19, // 43: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
-	19, // 44: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
-	19, // 45: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
-	19, // 46: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
-	30, // [30:47] is the sub-list for method output_type
-	13, // [13:30] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 12: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
+	23, // 13: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
+	0,  // 14: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	3,  // 15: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	4,  // 16: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	6,  // 17: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	7,  // 18: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
+	11, // 19: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	13, // 20: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
+	14, // 21: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
+	14, // 22: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
+	14, // 23: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
+	16, // 24: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	19, // 25: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	21, // 26: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	22, // 27: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	24, // 28: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	26, // 29: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 30: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 31: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 32: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	1,  // 33: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	28, // 34: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
+	5,  // 35: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	28, // 36: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
+	8,  // 37: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
+	12, // 38: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	10, // 39: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
+	15, // 40: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	10, // 41: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
+	10, // 42: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
+	17, // 43: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	20, // 44: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	18, // 45: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
+	31, // 46: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
+	25, // 47: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	23, // 48: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
+	23, // 49: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
+	23, // 50: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
+	23, // 51: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
+	33, // [33:52] is the sub-list for method output_type
+	14, // [14:33] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -1442,7 +1663,7 @@ func file_signet_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,8 @@ const (
 	Admin_BanNode_FullMethodName           = "/signet.admin.v1.Admin/BanNode"
 	Admin_UnbanNode_FullMethodName         = "/signet.admin.v1.Admin/UnbanNode"
 	Admin_CreateJoinToken_FullMethodName   = "/signet.admin.v1.Admin/CreateJoinToken"
+	Admin_ListJoinTokens_FullMethodName    = "/signet.admin.v1.Admin/ListJoinTokens"
+	Admin_RevokeJoinToken_FullMethodName   = "/signet.admin.v1.Admin/RevokeJoinToken"
 	Admin_GetBundle_FullMethodName         = "/signet.admin.v1.Admin/GetBundle"
 	Admin_ListAuthorities_FullMethodName   = "/signet.admin.v1.Admin/ListAuthorities"
 	Admin_PrepareAuthority_FullMethodName  = "/signet.admin.v1.Admin/PrepareAuthority"
@@ -57,6 +59,12 @@ type AdminClient interface {
 	BanNode(ctx context.Context, in *NodeRequest, opts ...grpc.CallOption) (*Node, error)
 	UnbanNode(ctx context.Context, in *NodeRequest, opts ...grpc.CallOption) (*Node, error)
 	CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*CreateJoinTokenResponse, error)
+	// ListJoinTokens lists the unused, unexpired join tokens, never the
+	// tokens themselves.
+	ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error)
+	// RevokeJoinToken deletes the one unused token whose ref starts with the
+	// given prefix (audited as token.revoke).
+	RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*JoinToken, error)
 	GetBundle(ctx context.Context, in *GetBundleRequest, opts ...grpc.CallOption) (*v1.Bundle, error)
 	ListAuthorities(ctx context.Context, in *ListAuthoritiesRequest, opts ...grpc.CallOption) (*ListAuthoritiesResponse, error)
 	PrepareAuthority(ctx context.Context, in *AuthorityRequest, opts ...grpc.CallOption) (*Authority, error)
@@ -183,6 +191,26 @@ func (c *adminClient) CreateJoinToken(ctx context.Context, in *CreateJoinTokenRe
 	return out, nil
 }
 
+func (c *adminClient) ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJoinTokensResponse)
+	err := c.cc.Invoke(ctx, Admin_ListJoinTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*JoinToken, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinToken)
+	err := c.cc.Invoke(ctx, Admin_RevokeJoinToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) GetBundle(ctx context.Context, in *GetBundleRequest, opts ...grpc.CallOption) (*v1.Bundle, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(v1.Bundle)
@@ -258,6 +286,12 @@ type AdminServer interface {
 	BanNode(context.Context, *NodeRequest) (*Node, error)
 	UnbanNode(context.Context, *NodeRequest) (*Node, error)
 	CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error)
+	// ListJoinTokens lists the unused, unexpired join tokens, never the
+	// tokens themselves.
+	ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error)
+	// RevokeJoinToken deletes the one unused token whose ref starts with the
+	// given prefix (audited as token.revoke).
+	RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*JoinToken, error)
 	GetBundle(context.Context, *GetBundleRequest) (*v1.Bundle, error)
 	ListAuthorities(context.Context, *ListAuthoritiesRequest) (*ListAuthoritiesResponse, error)
 	PrepareAuthority(context.Context, *AuthorityRequest) (*Authority, error)
@@ -306,6 +340,12 @@ func (UnimplementedAdminServer) UnbanNode(context.Context, *NodeRequest) (*Node,
 }
 func (UnimplementedAdminServer) CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateJoinToken not implemented")
+}
+func (UnimplementedAdminServer) ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJoinTokens not implemented")
+}
+func (UnimplementedAdminServer) RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*JoinToken, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeJoinToken not implemented")
 }
 func (UnimplementedAdminServer) GetBundle(context.Context, *GetBundleRequest) (*v1.Bundle, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBundle not implemented")
@@ -544,6 +584,42 @@ func _Admin_CreateJoinToken_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ListJoinTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJoinTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListJoinTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListJoinTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListJoinTokens(ctx, req.(*ListJoinTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RevokeJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeJoinTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RevokeJoinToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RevokeJoinToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RevokeJoinToken(ctx, req.(*RevokeJoinTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_GetBundle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetBundleRequest)
 	if err := dec(in); err != nil {
@@ -702,6 +778,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateJoinToken",
 			Handler:    _Admin_CreateJoinToken_Handler,
+		},
+		{
+			MethodName: "ListJoinTokens",
+			Handler:    _Admin_ListJoinTokens_Handler,
+		},
+		{
+			MethodName: "RevokeJoinToken",
+			Handler:    _Admin_RevokeJoinToken_Handler,
 		},
 		{
 			MethodName: "GetBundle",

@@ -1,0 +1,104 @@
+package server_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-id/signet/internal/server"
+)
+
+// TestStartupRefusalsCreateNothing: each start-up check refuses before the
+// server writes a data dir, an instance id, keys or a database.
+func TestStartupRefusalsCreateNothing(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tmp := t.TempDir()
+	served := filepath.Join(tmp, "served.sock")
+	sl, err := net.Listen("unix", served)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.Close()
+
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) // dir: the data dir, not yet created
+		cfg   func(c *server.Config)
+		want  string
+	}{
+		{"bind address in use", nil, func(c *server.Config) { c.BindAddress = busy.Addr().String() },
+			"bind_address " + busy.Addr().String() + " is already in use"},
+		{"health address in use", nil, func(c *server.Config) { c.HealthAddress = busy.Addr().String() },
+			"health_address " + busy.Addr().String() + " is already in use"},
+		{"admin socket too long", nil, func(c *server.Config) { c.AdminSocket = filepath.Join(tmp, strings.Repeat("s", 120)) },
+			"bytes long: unix socket paths are limited to 107 bytes on Linux"},
+		{"admin socket served by another process", nil, func(c *server.Config) { c.AdminSocket = served },
+			"admin_socket " + served + " is in use"},
+		{"data dir writable by others", func(t *testing.T, dir string) {
+			mkdir(t, dir)
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}, nil, "is writable by its group or by others (mode 0777): chmod 700 it"},
+		{"data dir of another user", func(t *testing.T, dir string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to give a directory to another user")
+			}
+			mkdir(t, dir)
+			if err := os.Chown(dir, 12345, 12345); err != nil {
+				t.Fatal(err)
+			}
+		}, nil, "is owned by uid 12345, not by uid 0"},
+		{"data dir is a file", func(t *testing.T, dir string) {
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, nil, "is not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "server")
+			if tt.setup != nil {
+				tt.setup(t, dir)
+			}
+			cfg := server.Config{
+				TrustDomain: spiffeid.RequireTrustDomainFromString("example.org"),
+				DataDir:     dir,
+				BindAddress: "127.0.0.1:0",
+			}
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			srv, err := server.New(t.Context(), cfg)
+			if err == nil {
+				t.Fatalf("server.New succeeded (%v), want %q", srv.Addr(), tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("server.New() = %v, want %q", err, tt.want)
+			}
+			if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+				entries, _ := os.ReadDir(dir)
+				if len(entries) > 0 {
+					t.Errorf("a refused start left %d files in the data dir: %v", len(entries), entries)
+				}
+			} else if tt.setup == nil && err == nil {
+				t.Errorf("a refused start created the data dir")
+			}
+		})
+	}
+}
+
+func mkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
