@@ -192,14 +192,38 @@ func toHit(f *report.Finding, chunk string, lines []int) credential.Hit {
 		from := lines[line]
 		if i := strings.Index(chunk[from:min(len(chunk), lineEnd+len(f.Secret))], f.Secret); i >= 0 {
 			h.Start, h.End = from+i, from+i+len(f.Secret)
+		} else if s, e := decodedSpan(f, lines, len(chunk)); s < e {
+			// Found only after decoding (base64 and the like): gitleaks
+			// locates the encoded text.
+			h.Start, h.End = s, e
 		} else {
-			// Found only after decoding (base64 and the like): the
-			// encoded text spans the match's lines.
 			h.Start, h.End = from, max(lineEnd-1, from)
 		}
 	}
 	f.Secret, f.Match, f.Line, f.Fragment = "", "", "", nil
 	return h
+}
+
+// decodedSpan returns the byte span of chunk that gitleaks' line and column
+// numbers give for f. gitleaks counts a column from the newline before the
+// line (from the text's start on line 0), so columns past line 0 are one
+// more than the offset in the line.
+func decodedSpan(f *report.Finding, lines []int, size int) (start, end int) {
+	if f.StartLine < 0 || f.StartLine > f.EndLine || f.EndLine >= len(lines) {
+		return 0, 0
+	}
+	base := func(l int) int {
+		if l == 0 {
+			return 0
+		}
+		return lines[l] - 1
+	}
+	start = base(f.StartLine) + f.StartColumn - 1
+	end = base(f.EndLine) + f.EndColumn
+	if start < 0 || end > size {
+		return 0, 0
+	}
+	return start, end
 }
 
 // kindForRule classifies a gitleaks rule by its identifier.
