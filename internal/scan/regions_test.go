@@ -312,3 +312,37 @@ func TestWindowsBounded(t *testing.T) {
 		t.Errorf("windows(long line) = %v, want %v", got, want)
 	}
 }
+
+// FuzzLongLineRegions puts any text in the middle of a line longer than the
+// region margins, so that regions are cut and split into pieces, and checks
+// that every hit lies in the text and that a token planted after the text
+// is still found.
+func FuzzLongLineRegions(f *testing.F) {
+	r, err := newRules(context.Background())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("password = \"" + scantest.Token("", 24, 1) + "\" key=")
+	f.Add("x: " + base64.StdEncoding.EncodeToString([]byte("token: "+scantest.Token("ghp_", 36, 2))) + " secret")
+	f.Add("-----BEGIN PRIVATE KEY----- " + strings.Repeat("QUJD", 40) + " \u212aEY")
+	token := scantest.Token("ghp_", 36, 9)
+	f.Fuzz(func(t *testing.T, text string) {
+		pad := strings.Repeat("token=abc,", 2*windowCap/10)
+		line := pad + strings.ReplaceAll(text, "\n", " ") + " " + token + " " + pad
+		hits, ok := r.regions.hits(context.Background(), "f.min.js", line, len(line))
+		if !ok {
+			return
+		}
+		at := strings.LastIndex(line, token)
+		found := false
+		for _, h := range hits {
+			if h.Start < 0 || h.End < h.Start || h.End > len(line) {
+				t.Fatalf("hit %v outside the %d-byte line", h, len(line))
+			}
+			found = found || h.Start == at && h.Rule == "github-pat"
+		}
+		if !found && !strings.Contains(text, "gitleaks:allow") {
+			t.Fatalf("planted token at %d not found; hits %v", at, hits)
+		}
+	})
+}
