@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,6 +33,11 @@ scan goes on: unreadable files and a path that is not a git repository (with
 --git) or a malformed --baseline are errors; binary files, files above
 --max-file-size and symbolic-link loops are skipped with a notice.
 Symbolic links inside directories are followed only with --follow-symlinks.
+Binary files are told by their content (a NUL byte in the first 8 KiB), not
+their name. Every item left out is counted by reason in the summary
+(binary, too-large, unreadable, symlink, visited, excluded, not-regular);
+--verbose lists each one on stderr with its reason, including the paths
+excluded by gitleaks' allowlist (.git, vendored code, lock files).
 
 Exit status: 0 when nothing was found, 1 when credentials were found, 2 when
 any item could not be scanned (errors, not skip notices) or the scan could
@@ -47,6 +53,7 @@ const scanExample = `  signet scan ./repo ./etc/app
 func newScanCmd() *cobra.Command {
 	var (
 		gitHistory, env, followSymlinks, quiet bool
+		verbose                                bool
 		format, baseline, keyFile              string
 		jobs                                   int
 		maxFileSize                            = scan.ByteSize(scan.DefaultMaxFileSize)
@@ -62,6 +69,9 @@ func newScanCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if quiet && verbose {
+				return &exitError{code: 2, err: errors.New("flags --quiet and --verbose contradict each other: give at most one")}
+			}
 			out := cmd.OutOrStdout()
 			f, err := outputFormat(format, out)
 			if err != nil {
@@ -88,14 +98,19 @@ func newScanCmd() *cobra.Command {
 				FollowSymlinks: followSymlinks,
 				BaselineFile:   baseline,
 				OnProblem: func(p scan.Problem) {
-					if p.Skipped && quiet {
-						return
+					if p.Skipped && (quiet || verbose) {
+						return // with --verbose, OnSkip prints it
 					}
 					prefix := "signet scan: "
 					if p.Skipped {
 						prefix += "skipped "
 					}
 					fmt.Fprintln(stderr, prefix+p.String())
+				},
+				OnSkip: func(sk scan.Skip) {
+					if verbose {
+						fmt.Fprintln(stderr, "signet scan: skipped "+sk.String())
+					}
 				},
 			})
 			if err != nil {
@@ -147,6 +162,7 @@ func newScanCmd() *cobra.Command {
 	fl.Var(&maxFileSize, "max-file-size", "skip files larger than this (e.g. 512KiB, 10MiB)")
 	fl.BoolVar(&followSymlinks, "follow-symlinks", false, "follow symbolic links inside directories (loops are detected)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print notices for skipped items (errors are still printed)")
+	fl.BoolVarP(&verbose, "verbose", "v", false, "list every item left out of the scan on stderr, with its reason")
 	fl.IntVarP(&jobs, "jobs", "j", 0, "files scanned in parallel (default: number of CPUs)")
 	report.addFlags(cmd)
 	return cmd

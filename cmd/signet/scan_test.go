@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +147,44 @@ func TestScanBaselineAndEnv(t *testing.T) {
 	stdout, _, code = runScan(t, "--env", "--format", "json")
 	if code != 1 || !strings.Contains(stdout, `"env:SIGNET_TEST_DB_PASSWORD"`) {
 		t.Errorf("scan --env: exit %d, want 1 with a finding at env:SIGNET_TEST_DB_PASSWORD:\n%s", code, stdout)
+	}
+}
+
+// TestScanVerboseSkips checks that --verbose lists every item left out,
+// with its reason, and that the JSON summary counts them by reason.
+func TestScanVerboseSkips(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "main.go", "package main\n")
+	writeFile(t, dir, ".git/config", "[core]\n")
+	writeFile(t, dir, "logo.png", "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+	stdout, stderr, code := runScan(t, "--verbose", "--format", "json", dir)
+	if code != 0 {
+		t.Fatalf("scan --verbose: exit %d, want 0; stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		"signet scan: skipped " + filepath.Join(dir, ".git") + " (excluded)\n",
+		"signet scan: skipped " + filepath.Join(dir, "logo.png") + " (binary): binary file, contents not scanned\n",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("scan --verbose: stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if n := strings.Count(stderr, "logo.png"); n != 1 {
+		t.Errorf("scan --verbose: logo.png named %d times on stderr, want once:\n%s", n, stderr)
+	}
+	var rep struct {
+		Stats struct {
+			Skipped   int64            `json:"skipped"`
+			SkippedBy map[string]int64 `json:"skipped_by"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int64{"binary": 1, "excluded": 1}; rep.Stats.Skipped != 2 || !maps.Equal(rep.Stats.SkippedBy, want) {
+		t.Errorf("scan JSON stats: skipped %d by %v, want 2 by %v", rep.Stats.Skipped, rep.Stats.SkippedBy, want)
+	}
+	if _, stderr, code := runScan(t, "--verbose", "--quiet", dir); code != 2 || !strings.Contains(stderr, "--quiet and --verbose") {
+		t.Errorf("scan --verbose --quiet: exit %d, stderr %q; want 2 naming both flags", code, stderr)
 	}
 }

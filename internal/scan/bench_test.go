@@ -70,3 +70,39 @@ func treeSize(b *testing.B, dir string) int64 {
 	}
 	return n
 }
+
+// BenchmarkScanLongLine measures scan throughput (MB/s) on one file that is
+// a single line of minified JSON-like text with keywords in one member in
+// ten (see scantest.WriteLongLine). Run it with -benchtime 1x: one
+// iteration of the 100 MB case takes minutes.
+func BenchmarkScanLongLine(b *testing.B) {
+	for _, mb := range []int64{10, 100} {
+		b.Run(strconv.FormatInt(mb, 10)+"MB", func(b *testing.B) {
+			p := filepath.Join(b.TempDir(), "bundle.min.json")
+			f, err := os.Create(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := scantest.WriteLongLine(f, mb<<20, 1, scantest.Token("ghp_", 36, 1), 10)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := newScanner(b, scan.Config{MaxFileSize: 2 * mb << 20})
+			b.SetBytes(n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				rep, err := s.Scan(context.Background(), scan.Targets{Paths: []string{p}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if rep.Stats.Bytes != n || len(rep.Findings) == 0 {
+					b.Fatalf("scanned %d bytes with %d findings, want %d bytes and the planted token", rep.Stats.Bytes, len(rep.Findings), n)
+				}
+			}
+		})
+	}
+}

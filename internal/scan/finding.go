@@ -52,7 +52,8 @@ type Location struct {
 // Problem is an item a scan could not scan fully. Skipped problems are
 // notices about items left out on purpose (binary or oversized files,
 // symbolic-link loops); the others are errors (unreadable files, a path
-// that is not a git repository, a malformed baseline).
+// that is not a git repository, a malformed baseline). Every item left out
+// is also a Skip, counted in Stats.SkippedBy.
 type Problem struct {
 	Path    string `json:"path"`
 	Message string `json:"message"`
@@ -67,14 +68,63 @@ func (p Problem) String() string {
 	return p.Path + ": " + p.Message
 }
 
+// SkipReason says why an item was left out of a scan. Its values are
+// stable strings used in reports.
+type SkipReason string
+
+// The reasons an item is skipped.
+const (
+	// SkipBinary: the content is not text (a NUL byte in its first 8 KiB);
+	// only the file's path is judged (key stores by name).
+	SkipBinary SkipReason = "binary"
+	// SkipTooLarge: the file is above Config.MaxFileSize.
+	SkipTooLarge SkipReason = "too-large"
+	// SkipUnreadable: the item exists but could not be opened, listed or
+	// read (permission denied, an I/O error). It is also an error Problem.
+	SkipUnreadable SkipReason = "unreadable"
+	// SkipSymlink: a symbolic link inside a directory, not followed
+	// (without Config.FollowSymlinks) or broken.
+	SkipSymlink SkipReason = "symlink"
+	// SkipVisited: a directory already scanned, reached again through a
+	// symbolic link (a loop or a duplicate).
+	SkipVisited SkipReason = "visited"
+	// SkipExcluded: a path gitleaks' global allowlist exempts (.git,
+	// vendored dependencies, lock files, go.sum, ...); in git history, a
+	// change to such a path.
+	SkipExcluded SkipReason = "excluded"
+	// SkipNotRegular: a device, FIFO or socket.
+	SkipNotRegular SkipReason = "not-regular"
+)
+
+// Skip is an item left out of a scan: its path, why, and for skips that are
+// also Problems the Problem's message.
+type Skip struct {
+	Path    string     `json:"path"`
+	Reason  SkipReason `json:"reason"`
+	Message string     `json:"message,omitempty"`
+}
+
+// String renders a Skip as one line: "PATH (REASON)", then ": MESSAGE" if
+// it has one.
+func (s Skip) String() string {
+	out := s.Path + " (" + string(s.Reason) + ")"
+	if s.Message != "" {
+		out += ": " + s.Message
+	}
+	return out
+}
+
 // Stats summarises a scan.
 type Stats struct {
-	Files      int64   `json:"files"`                // files (or environment variables) scanned
-	Bytes      int64   `json:"bytes"`                // bytes scanned, including git history
-	Skipped    int64   `json:"skipped"`              // items skipped (see Problem.Skipped)
-	Commits    int     `json:"commits,omitempty"`    // commits with changes scanned by --git
-	Suppressed int     `json:"suppressed,omitempty"` // findings suppressed by the baseline
-	Duration   float64 `json:"duration"`             // wall-clock seconds
+	Files   int64 `json:"files"`   // files (or environment variables) scanned
+	Bytes   int64 `json:"bytes"`   // bytes scanned, including git history
+	Skipped int64 `json:"skipped"` // items left out of the scan, for any reason in SkippedBy
+	// SkippedBy counts the skipped items by reason; reasons with no item
+	// are absent.
+	SkippedBy  map[SkipReason]int64 `json:"skipped_by,omitempty"`
+	Commits    int                  `json:"commits,omitempty"`    // commits with changes scanned by --git
+	Suppressed int                  `json:"suppressed,omitempty"` // findings suppressed by the baseline
+	Duration   float64              `json:"duration"`             // wall-clock seconds
 }
 
 // Report is the result of a scan, and the JSON document written by

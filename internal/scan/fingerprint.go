@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,6 +46,16 @@ func (f *Fingerprinter) Sum(secret []byte) string {
 	m := hmac.New(sha256.New, f.key)
 	m.Write(secret)
 	return hex.EncodeToString(m.Sum(nil))[:fingerprintHexLen]
+}
+
+// SumReader returns the fingerprint of the bytes read from r up to EOF,
+// reading them in small pieces.
+func (f *Fingerprinter) SumReader(r io.Reader) (string, error) {
+	m := hmac.New(sha256.New, f.key)
+	if _, err := io.Copy(m, r); err != nil {
+		return "", fmt.Errorf("fingerprint: %w", err)
+	}
+	return hex.EncodeToString(m.Sum(nil))[:fingerprintHexLen], nil
 }
 
 // KeySource says where LoadKey finds the fingerprint key, in order of

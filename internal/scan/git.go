@@ -50,12 +50,16 @@ func (s *Scanner) scanHistory(ctx context.Context, dir string, c *collector) {
 			c.problem(Problem{Path: dir, Message: fmt.Sprintf("read git history: %v", err)})
 			return nil
 		}
-		if fr.Raw == "" || fr.CommitInfo == nil || s.rules.pathAllowed(fr.FilePath) {
+		if fr.Raw == "" || fr.CommitInfo == nil {
+			return nil
+		}
+		if s.rules.pathAllowed(fr.FilePath) {
+			c.skip(SkipExcluded, Problem{Path: historyPath(dir, prefix, fr.FilePath) + "@" + fr.CommitSHA[:min(len(fr.CommitSHA), 10)]})
 			return nil
 		}
 		c.commit(fr.CommitSHA)
 		c.bytes.Add(int64(len(fr.Raw)))
-		c.add(s.detect(ctx, unit{
+		c.add(s.detectChunked(ctx, unit{
 			path:      historyPath(dir, prefix, fr.FilePath),
 			rulePath:  fr.FilePath,
 			data:      []byte(fr.Raw),

@@ -3,8 +3,11 @@ package scan
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+
+	"github.com/zricethezav/gitleaks/v8/regexp"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/viper"
@@ -41,8 +44,44 @@ var defaultRules = sync.OnceValues(func() (config.Config, error) {
 	if err != nil {
 		return config.Config{}, fmt.Errorf("load gitleaks default config: %w", err)
 	}
+	if cfg.Allowlists, err = withoutExtensions(cfg.Allowlists); err != nil {
+		return config.Config{}, fmt.Errorf("load gitleaks default config: %w", err)
+	}
 	return cfg, nil
 })
+
+// binaryNames are file names that gitleaks' global allowlist exempts for
+// their extension, as binary formats (images, fonts, documents, executables).
+var binaryNames = []string{"a/x.png", "a/x.svg", "a/x.woff2", "a/x.ttf", "a/x.pdf", "a/x.docx", "a/x.bin", "a/x.exe", "a/x.dll"}
+
+// withoutExtensions returns copies of allowlists without the path patterns
+// that exempt files by a binary format's extension: Signet tells binary
+// files by their content, so a text file named x.bin is scanned and a real
+// image is skipped as binary.
+func withoutExtensions(allowlists []*config.Allowlist) ([]*config.Allowlist, error) {
+	out := make([]*config.Allowlist, 0, len(allowlists))
+	for _, a := range allowlists {
+		c := &config.Allowlist{
+			Description:    a.Description,
+			MatchCondition: a.MatchCondition,
+			Commits:        a.Commits,
+			Paths: slices.DeleteFunc(slices.Clone(a.Paths), func(re *regexp.Regexp) bool {
+				return slices.ContainsFunc(binaryNames, re.MatchString)
+			}),
+			RegexTarget: a.RegexTarget,
+			Regexes:     a.Regexes,
+			StopWords:   a.StopWords,
+		}
+		if len(c.Commits)+len(c.Paths)+len(c.Regexes)+len(c.StopWords) == 0 {
+			continue // an allowlist of binary extensions only
+		}
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
 
 // rules wraps a gitleaks detector loaded with the default (maintained) rule
 // set. Its methods are safe for concurrent use.
@@ -192,14 +231,38 @@ func toHit(f *report.Finding, chunk string, lines []int) credential.Hit {
 		from := lines[line]
 		if i := strings.Index(chunk[from:min(len(chunk), lineEnd+len(f.Secret))], f.Secret); i >= 0 {
 			h.Start, h.End = from+i, from+i+len(f.Secret)
+		} else if s, e := decodedSpan(f, lines, len(chunk)); s < e {
+			// Found only after decoding (base64 and the like): gitleaks
+			// locates the encoded text.
+			h.Start, h.End = s, e
 		} else {
-			// Found only after decoding (base64 and the like): the
-			// encoded text spans the match's lines.
 			h.Start, h.End = from, max(lineEnd-1, from)
 		}
 	}
 	f.Secret, f.Match, f.Line, f.Fragment = "", "", "", nil
 	return h
+}
+
+// decodedSpan returns the byte span of chunk that gitleaks' line and column
+// numbers give for f. gitleaks counts a column from the newline before the
+// line (from the text's start on line 0), so columns past line 0 are one
+// more than the offset in the line.
+func decodedSpan(f *report.Finding, lines []int, size int) (start, end int) {
+	if f.StartLine < 0 || f.StartLine > f.EndLine || f.EndLine >= len(lines) {
+		return 0, 0
+	}
+	base := func(l int) int {
+		if l == 0 {
+			return 0
+		}
+		return lines[l] - 1
+	}
+	start = base(f.StartLine) + f.StartColumn - 1
+	end = base(f.EndLine) + f.EndColumn
+	if start < 0 || end > size {
+		return 0, 0
+	}
+	return start, end
 }
 
 // kindForRule classifies a gitleaks rule by its identifier.

@@ -1,9 +1,12 @@
 package scan
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -75,7 +78,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		summary += fmt.Sprintf(", %d suppressed by baseline", s.Suppressed)
 	}
 	if s.Skipped > 0 {
-		summary += fmt.Sprintf(", %d skipped", s.Skipped)
+		summary += fmt.Sprintf(", %d skipped (%s)", s.Skipped, skipCounts(s.SkippedBy))
 	}
 	summary += fmt.Sprintf(", %.2fs", s.Duration)
 	if _, err := fmt.Fprintln(w, summary); err != nil {
@@ -108,6 +111,19 @@ func printable(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+// skipCounts renders skip counts by reason, most first: "3 excluded, 1 binary".
+func skipCounts(by map[SkipReason]int64) string {
+	reasons := slices.Collect(maps.Keys(by))
+	slices.SortFunc(reasons, func(a, b SkipReason) int {
+		return cmp.Or(cmp.Compare(by[b], by[a]), cmp.Compare(a, b))
+	})
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%d %s", by[r], r)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func humanBytes(n int64) string {

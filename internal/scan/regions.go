@@ -7,6 +7,7 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -41,6 +42,23 @@ import (
 // The argument rests on gitleaks' rules keeping to the keyword contract;
 // TestRegionsMatchWholeScan compares the two ways of scanning.
 //
+// Regions are bounded in bytes as well as in lines, so that a file that is
+// one long line (minified code, a JSON dump) costs time linear in its size:
+// a rule sees at most its margin of bytes either side of a keyword — the
+// longest match its expression allows, plus one byte of context, but at
+// least windowCap so that a line of ordinary length is seen whole (its
+// "gitleaks:allow" comment included). Rules whose matches are unbounded get
+// windowCap, or blockCap when they may span any number of lines (private
+// keys). Whole lines within the margin are kept; only a line longer than
+// twice the margin is cut. A long merged region is further split into
+// pieces of pieceSize that overlap by the margin, each reporting the matches
+// that start in its own part, so that gitleaks' per-match work on the
+// match's line (its allowlists by line, the gitleaks:allow check) is bounded
+// too. On text whose lines are shorter than windowCap nothing is cut and the
+// results are exactly those of a whole-text scan; on longer lines a match
+// longer than its rule's margin is cut short, and allowlists by line see the
+// part of the line in the region.
+//
 // gitleaks lower-cases text with Unicode rules before looking for keywords,
 // and two non-ASCII characters lower-case to ASCII letters: KELVIN SIGN to
 // 'k' and LATIN CAPITAL LETTER I WITH DOT ABOVE to 'i'. The keyword search
@@ -52,6 +70,9 @@ type windowedRule struct {
 	det *detect.Detector
 	// radius is the most newlines a match can contain; -1 if unbounded.
 	radius int
+	// margin is how many bytes either side of a keyword the rule sees on a
+	// long line (see ruleMargin).
+	margin int
 	rule   config.Rule
 	// needsPath says the rule's verdict depends on the file's path (a
 	// path-limited rule, or an allowlist by path); the others run without
@@ -66,17 +87,57 @@ type regionIndex struct {
 	trie    *ahocorasick.Trie
 	kwRules [][]int // per trie pattern, indexes into rules
 	// keyless holds the rules without keywords (path rules), which run on
-	// every text; nil if there are none.
-	keyless *detect.Detector
+	// every text; nil if there are none. keylessReadText says one of them
+	// has a regular expression.
+	keyless         *detect.Detector
+	keylessReadText bool
 	// bounded and unbounded hold the rules of bounded and unbounded
 	// newline reach, decoding as gitleaks does; reach is the largest bound.
 	bounded, unbounded *detect.Detector
 	reach              int
+	// reachBytes is the largest margin of the rules of bounded reach.
+	reachBytes int
 	// unboundedRules indexes the rules of unbounded reach in rules.
 	unboundedRules []int
 	// allowlists are gitleaks' global allowlists, checked here once per
 	// text rather than by every per-rule run.
 	allowlists []*config.Allowlist
+	// cost, if set, counts the work handed to gitleaks (tests only).
+	cost *scanCost
+}
+
+// scanCost counts the work handed to gitleaks' detectors: the bytes of the
+// fragments, the longest line in any fragment (gitleaks searches a match's
+// line again for each regular-expression match, before its entropy and
+// allowlist checks), and, per finding, the bytes of its line. Its methods
+// are safe for concurrent use and do nothing on a nil *scanCost.
+type scanCost struct {
+	fragments, findingLines, longestLine atomic.Int64
+}
+
+func (c *scanCost) add(fragment string, findingLines int) {
+	if c == nil {
+		return
+	}
+	c.fragments.Add(int64(len(fragment)))
+	c.findingLines.Add(int64(findingLines))
+	longest := 0
+	for rest := fragment; rest != ""; {
+		i := strings.IndexByte(rest, '\n')
+		if i < 0 {
+			i = len(rest)
+		} else {
+			i++
+		}
+		longest = max(longest, i)
+		rest = rest[i:]
+	}
+	for {
+		old := c.longestLine.Load()
+		if int64(longest) <= old || c.longestLine.CompareAndSwap(old, int64(longest)) {
+			return
+		}
+	}
 }
 
 // newRegionIndex builds per-rule detectors for cfg.
@@ -131,12 +192,14 @@ func newRegionIndex(ctx context.Context, cfg config.Config) *regionIndex {
 				ix.kwRules[pi] = append(ix.kwRules[pi], ri)
 			}
 		}
-		radius := -1
+		radius, longest := -1, -1
 		if r.Regex != nil {
 			radius = newlineBound(r.Regex.String())
+			longest = maxMatchLen(r.Regex.String())
 		}
+		margin := ruleMargin(longest, radius)
 		ix.rules = append(ix.rules, windowedRule{
-			id: id, det: detect.NewDetectorContext(ctx, one), radius: radius, rule: r,
+			id: id, det: detect.NewDetectorContext(ctx, one), radius: radius, margin: margin, rule: r,
 			needsPath: r.Path != nil || slices.ContainsFunc(r.Allowlists, hasPaths) ||
 				slices.ContainsFunc(cfg.Allowlists, func(a *config.Allowlist) bool {
 					return hasPaths(a) && a.MatchCondition == config.AllowlistMatchAnd
@@ -148,6 +211,9 @@ func newRegionIndex(ctx context.Context, cfg config.Config) *regionIndex {
 			ix.unboundedRules = append(ix.unboundedRules, ri)
 		}
 		ix.reach = max(ix.reach, radius)
+		if radius >= 0 {
+			ix.reachBytes = max(ix.reachBytes, margin)
+		}
 		reach.Rules[id] = r
 		for _, k := range r.Keywords {
 			reach.Keywords[k] = struct{}{}
@@ -160,6 +226,9 @@ func newRegionIndex(ctx context.Context, cfg config.Config) *regionIndex {
 	ix.trie = ahocorasick.NewTrieBuilder().AddStrings(keywords).Build()
 	if len(keyless.Rules) > 0 {
 		ix.keyless = detect.NewDetectorContext(ctx, keyless)
+		for _, r := range keyless.Rules {
+			ix.keylessReadText = ix.keylessReadText || r.Regex != nil
+		}
 	}
 	return ix
 }
@@ -244,8 +313,133 @@ func nlBound(re *syntax.Regexp) int64 {
 	return inf // an operator this code does not know: assume the worst
 }
 
-// hits runs every rule over the lines where it can match. ok is false when
-// the text must be scanned whole instead (see the comment at the top).
+// Byte bounds of regions (see the comment at the top).
+const (
+	// windowCap is the least margin of a rule, and the margin of a rule
+	// whose matches are unbounded in length but not in lines.
+	windowCap = 4 << 10
+	// blockCap is the largest margin, and that of a rule whose matches are
+	// unbounded in length and lines.
+	blockCap = 32 << 10
+	// pieceSize is the most bytes of a region cut from a long line handed
+	// to gitleaks at once, not counting the overlap with its neighbours.
+	pieceSize = 64 << 10
+)
+
+// ruleMargin returns the bytes either side of a keyword a rule sees on a
+// long line, given the longest match of its expression in bytes and its
+// newline bound (each -1 if unbounded).
+func ruleMargin(longest, radius int) int {
+	if longest < 0 {
+		if radius < 0 {
+			return blockCap
+		}
+		return windowCap
+	}
+	return min(max(longest+1, windowCap), blockCap)
+}
+
+// maxMatchLen returns how many bytes a match of the regular expression expr
+// can be long at most, or -1 when that is unbounded (or expr does not
+// parse).
+func maxMatchLen(expr string) int {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return -1
+	}
+	n := lenBound(re.Simplify())
+	if n >= math.MaxInt32 {
+		return -1
+	}
+	return int(n)
+}
+
+// lenBound bounds the bytes re can match; math.MaxInt32 stands for
+// unbounded.
+func lenBound(re *syntax.Regexp) int64 {
+	const inf = math.MaxInt32
+	sat := func(n int64) int64 { return min(n, inf) }
+	switch re.Op {
+	case syntax.OpLiteral:
+		var n int64
+		for _, r := range re.Rune {
+			n += int64(runeBytes(r, re.Flags&syntax.FoldCase != 0))
+		}
+		return n
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return utf8.UTFMax
+	case syntax.OpCharClass:
+		if len(re.Rune) == 0 {
+			return 0
+		}
+		return int64(runeBytes(re.Rune[len(re.Rune)-1], false)) // ranges are sorted
+	case syntax.OpCapture, syntax.OpQuest:
+		return lenBound(re.Sub[0])
+	case syntax.OpConcat:
+		var n int64
+		for _, s := range re.Sub {
+			n = sat(n + lenBound(s))
+		}
+		return n
+	case syntax.OpAlternate:
+		var n int64
+		for _, s := range re.Sub {
+			n = max(n, lenBound(s))
+		}
+		return n
+	case syntax.OpStar, syntax.OpPlus:
+		if lenBound(re.Sub[0]) > 0 {
+			return inf
+		}
+		return 0
+	case syntax.OpRepeat:
+		n := lenBound(re.Sub[0])
+		if n == 0 {
+			return 0
+		}
+		if re.Max < 0 {
+			return inf
+		}
+		return sat(n * int64(re.Max))
+	case syntax.OpNoMatch, syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine,
+		syntax.OpBeginText, syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return 0
+	}
+	return inf // an operator this code does not know: assume the worst
+}
+
+// runeBytes returns the longest UTF-8 encoding of r, or of any rune it
+// case-folds to when fold is set.
+func runeBytes(r rune, fold bool) int {
+	n := max(utf8.RuneLen(r), 1)
+	if r > unicode.MaxRune {
+		return utf8.UTFMax
+	}
+	if fold {
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			n = max(n, utf8.RuneLen(f))
+		}
+	}
+	return n
+}
+
+// mark is the byte span [start, end) of a keyword occurrence or encoded
+// segment (or of several close together on one line), on 0-based line
+// line.
+type mark struct{ line, start, end int }
+
+// addMark appends m to marks, merging it into the last mark when both are
+// on one line and less than margin bytes apart.
+func addMark(marks []mark, m mark, margin int) []mark {
+	if n := len(marks); n > 0 && marks[n-1].line == m.line && m.start <= marks[n-1].end+margin {
+		marks[n-1].end = max(marks[n-1].end, m.end)
+		return marks
+	}
+	return append(marks, m)
+}
+
+// hits runs every rule over the regions where it can match. ok is false
+// when the text must be scanned whole instead (see the comment at the top).
 func (ix *regionIndex) hits(ctx context.Context, rulePath, text string, fullLen int) (hits []credential.Hit, ok bool) {
 	if text == "" || len(text) > math.MaxInt32 { // offsets below are int32
 		return nil, false
@@ -255,30 +449,39 @@ func (ix *regionIndex) hits(ctx context.Context, rulePath, text string, fullLen 
 	}
 	lines := lineStarts(text)
 	lower, orig := lowerText(text)
-	// marks[i] lists, in order, the lines where rule i's keywords occur.
-	marks := make(map[int][]int)
+	// marks[i] lists, in order, where rule i's keywords occur.
+	marks := make(map[int][]mark)
 	line := 0
 	ix.trie.Walk(lower, func(end, n, pattern int64) bool {
-		start := int(end - n + 1)
+		start, stop := int(end-n+1), int(end+1)
 		if orig != nil {
-			start = int(orig[start])
+			start, stop = int(orig[start]), min(int(orig[end])+utf8.UTFMax, len(text))
 		}
 		for line+1 < len(lines) && lines[line+1] <= start {
 			line++
 		}
 		for _, ri := range ix.kwRules[pattern] {
-			if m := marks[ri]; len(m) == 0 || m[len(m)-1] != line {
-				marks[ri] = append(m, line)
-			}
+			marks[ri] = addMark(marks[ri], mark{line, start, stop}, ix.rules[ri].margin)
 		}
 		return true
 	})
-	run := func(det *detect.Detector, w [2]int, path string) {
-		//lint:ignore SA1019 DetectContext accepts only detect.Fragment; its replacement, sources.Fragment, is for v9.
-		fs := det.DetectContext(ctx, detect.Fragment{Raw: text[w[0]:w[1]], FilePath: path})
-		hits = append(hits, convert(fs, text[w[0]:w[1]], w[0], fullLen)...)
+	run := func(det *detect.Detector, w window, path string, margin int) {
+		for _, p := range w.pieces(text, margin) {
+			frag := text[p.from:p.to]
+			//lint:ignore SA1019 DetectContext accepts only detect.Fragment; its replacement, sources.Fragment, is for v9.
+			fs := det.DetectContext(ctx, detect.Fragment{Raw: frag, FilePath: path})
+			got, lineBytes := convert(fs, frag, p.from, fullLen)
+			ix.cost.add(frag, lineBytes)
+			for _, h := range got {
+				// A piece keeps the matches that start in its own part; the
+				// others are its neighbours' (or cut short by its edge).
+				if p.own[0] <= h.Start && h.Start < p.own[1] {
+					hits = append(hits, h)
+				}
+			}
+		}
 	}
-	for ri, kwLines := range marks {
+	for ri, kwMarks := range marks {
 		r := &ix.rules[ri]
 		if r.rule.Path != nil && !r.rule.Path.MatchString(rulePath) {
 			continue // the rule would skip this file
@@ -287,21 +490,31 @@ func (ix *regionIndex) hits(ctx context.Context, rulePath, text string, fullLen 
 		if r.needsPath {
 			path = rulePath
 		}
-		for _, w := range windows(kwLines, r.radius, lines, len(text)) {
-			run(r.det, w, path)
+		for _, w := range windows(kwMarks, r.radius, r.margin, lines, len(text)) {
+			run(r.det, w, path, r.margin)
 		}
 	}
-	whole := [2]int{0, len(text)}
-	if ix.keyless != nil {
-		run(ix.keyless, whole, rulePath)
+	switch {
+	case ix.keyless == nil:
+	case ix.keylessReadText:
+		run(ix.keyless, window{to: len(text)}, rulePath, 0)
+	default:
+		// Rules of paths only (all the default rules' keyless rules) do
+		// not read the text.
+		//lint:ignore SA1019 as above
+		fs := ix.keyless.DetectContext(ctx, detect.Fragment{FilePath: rulePath})
+		got, _ := convert(fs, "", 0, fullLen)
+		hits = append(hits, got...)
 	}
-	if segs := encodedLines(text, lines); len(segs) > 0 {
-		decodeWindows := windows(segs, ix.reach, lines, len(text))
+	if segs := encodedMarks(text, lines); len(segs) > 0 {
+		decodeWindows := windows(segs, ix.reach, ix.reachBytes, lines, len(text))
 		for _, w := range decodeWindows {
-			run(ix.bounded, w, rulePath)
+			run(ix.bounded, w, rulePath, ix.reachBytes)
 		}
 		if ix.unboundedWoken(text, rulePath, marks, decodeWindows) {
-			run(ix.unbounded, whole, rulePath)
+			for _, w := range windows(segs, -1, blockCap, lines, len(text)) {
+				run(ix.unbounded, w, rulePath, blockCap)
+			}
 		}
 		hits = dedupHits(hits)
 	}
@@ -314,7 +527,7 @@ func (ix *regionIndex) hits(ctx context.Context, rulePath, text string, fullLen 
 // gitleaks' decoder decodes it, pass after pass. Every encoded segment lies
 // in one of the windows, and decoding is local to a segment, so decoding
 // the windows shows every keyword decoding can reveal.
-func (ix *regionIndex) unboundedWoken(text, rulePath string, marks map[int][]int, decodeWindows [][2]int) bool {
+func (ix *regionIndex) unboundedWoken(text, rulePath string, marks map[int][]mark, decodeWindows []window) bool {
 	var keywords []string
 	for _, ri := range ix.unboundedRules {
 		r := &ix.rules[ri]
@@ -330,7 +543,7 @@ func (ix *regionIndex) unboundedWoken(text, rulePath string, marks map[int][]int
 		return false
 	}
 	for _, w := range decodeWindows {
-		cur, dec := text[w[0]:w[1]], codec.NewDecoder()
+		cur, dec := text[w.from:w.to], codec.NewDecoder()
 		var segs []*codec.EncodedSegment
 		for range gitleaksMaxDecodeDepth {
 			if cur, segs = dec.Decode(cur, segs); len(segs) == 0 {
@@ -363,44 +576,116 @@ func dedupHits(hits []credential.Hit) []credential.Hit {
 	})
 }
 
-// windows returns the byte ranges of the lines within radius of kwLines
-// (sorted line numbers), merging ranges fewer than four lines apart. A rule
-// of unbounded radius, or one whose windows would cover most of the text
-// anyway, gets the whole text as one window.
-func windows(kwLines []int, radius int, lines []int, size int) [][2]int {
+// window is a region of text: the byte range [from, to). long says it cuts
+// a line (a long one) rather than holding whole lines.
+type window struct {
+	from, to int
+	long     bool
+}
+
+// windows returns the regions around marks (sorted) for a rule of newline
+// bound radius (-1: unbounded) and byte margin: the lines within radius of
+// each mark, less the whole lines more than margin bytes from it, and a
+// line longer than twice the margin cut to margin bytes either side of the
+// mark. Regions that overlap are merged, as are whole-line regions fewer
+// than four lines apart. When whole-line regions would cover most of the
+// text anyway, the whole text is one region.
+func windows(marks []mark, radius, margin int, lines []int, size int) []window {
 	if radius < 0 {
-		return [][2]int{{0, size}}
+		radius = len(lines)
 	}
 	const gap = 4
-	var spans [][2]int // line ranges [from, to)
-	for _, l := range kwLines {
-		from, to := max(l-radius, 0), min(l+radius+1, len(lines))
-		if n := len(spans); n > 0 && from <= spans[n-1][1]+gap {
-			spans[n-1][1] = max(spans[n-1][1], to)
-			continue
+	lineEnd := func(l int) int { // the offset just past line l
+		if l+1 < len(lines) {
+			return lines[l+1]
 		}
-		spans = append(spans, [2]int{from, to})
+		return size
 	}
-	out := make([][2]int, len(spans))
+	var out []window
+	var lastLine int // the line just past out's last region, if it is not long
 	covered := 0
-	for i, sp := range spans {
-		end := size
-		if sp[1] < len(lines) {
-			end = lines[sp[1]]
+	for _, m := range marks {
+		fl, tl := max(m.line-radius, 0), min(m.line+radius, len(lines)-1)
+		// A mark on a long line (marks close together merge into one)
+		// makes a long region even when it is not cut.
+		w := window{from: lines[fl], to: lineEnd(tl), long: lineEnd(m.line)-lines[m.line] > 2*margin}
+		if m.start-w.from > margin {
+			l := lineIndex(lines, m.start-margin)
+			if m.start-lines[l] <= 2*margin {
+				w.from, fl = lines[l], l
+			} else {
+				w.from, w.long = m.start-margin, true
+			}
 		}
-		out[i] = [2]int{lines[sp[0]], end}
-		covered += end - lines[sp[0]]
+		if w.to-m.end > margin {
+			l := lineIndex(lines, m.end+margin)
+			if lineEnd(l)-m.end <= 2*margin {
+				w.to, tl = lineEnd(l), l
+			} else {
+				w.to, w.long = m.end+margin, true
+			}
+		}
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if w.from <= last.to || !w.long && !last.long && fl <= lastLine+gap {
+				covered += max(w.to-last.to, 0)
+				last.to = max(last.to, w.to)
+				last.long = last.long || w.long
+				lastLine = tl + 1
+				continue
+			}
+		}
+		out = append(out, w)
+		covered += w.to - w.from
+		lastLine = tl + 1
 	}
-	if covered*2 > size {
-		return [][2]int{{0, size}}
+	if covered*2 > size && !slices.ContainsFunc(out, func(w window) bool { return w.long }) {
+		return []window{{from: 0, to: size}}
+	}
+	return out
+}
+
+// lineIndex returns the 0-based line holding byte off.
+func lineIndex(lines []int, off int) int {
+	i, found := slices.BinarySearch(lines, off)
+	if !found {
+		i--
+	}
+	return max(i, 0)
+}
+
+// piece is a part of a region handed to gitleaks at once: the byte range
+// [from, to), of which matches starting in own are kept.
+type piece struct {
+	from, to int
+	own      [2]int
+}
+
+// pieces splits a long region into pieces of about pieceSize bytes (ending
+// at a newline when one is near), each overlapping its neighbours by margin
+// bytes. A region of whole lines is one piece.
+func (w window) pieces(text string, margin int) []piece {
+	if !w.long || w.to-w.from <= pieceSize {
+		return []piece{{from: w.from, to: w.to, own: [2]int{w.from, w.to}}}
+	}
+	var out []piece
+	for core := w.from; core < w.to; {
+		end := min(core+pieceSize, w.to)
+		if end < w.to {
+			if i := strings.LastIndexByte(text[end-pieceSize/4:end], '\n'); i >= 0 {
+				end = end - pieceSize/4 + i + 1
+			}
+		}
+		out = append(out, piece{from: max(core-margin, w.from), to: min(end+margin, w.to), own: [2]int{core, end}})
+		core = end
 	}
 	return out
 }
 
 // convert turns gitleaks findings on a window starting at byte off of the
-// text into hits located in the text.
-func convert(fs []report.Finding, window string, off, fullLen int) []credential.Hit {
-	var out []credential.Hit
+// text into hits located in the text. lineBytes sums, over the findings, the
+// length of the finding's line within the window.
+func convert(fs []report.Finding, window string, off, fullLen int) (out []credential.Hit, lineBytes int) {
 	var lines []int
 	for i := range fs {
 		if fs[i].Secret == "" {
@@ -410,12 +695,13 @@ func convert(fs []report.Finding, window string, off, fullLen int) []credential.
 		if lines == nil {
 			lines = lineStarts(window)
 		}
+		lineBytes += len(fs[i].Line)
 		h := toHit(&fs[i], window, lines)
 		h.Start += off
 		h.End += off
 		out = append(out, h)
 	}
-	return out
+	return out, lineBytes
 }
 
 // dropShadowedGeneric removes generic-rule hits that a specific rule also
@@ -472,19 +758,29 @@ func lowerText(text string) (lower []byte, orig []int32) {
 }
 
 // encodedLines returns the (sorted, 0-based) lines of text that may hold a
-// segment gitleaks' decoder decodes: percent escapes, unicode escapes
-// (\uXXXX, U+XXXX), and base64 or hex runs that decode to printable ASCII.
-// It errs towards including a line.
+// segment gitleaks' decoder decodes (see encodedMarks).
 func encodedLines(text string, lines []int) []int {
 	var out []int
+	for _, m := range encodedMarks(text, lines) {
+		if len(out) == 0 || out[len(out)-1] != m.line {
+			out = append(out, m.line)
+		}
+	}
+	return out
+}
+
+// encodedMarks returns where text may hold a segment gitleaks' decoder
+// decodes: percent escapes, unicode escapes (\uXXXX, U+XXXX), and base64
+// or hex runs that decode to printable ASCII. It errs towards including a
+// span.
+func encodedMarks(text string, lines []int) []mark {
+	var out []mark
 	line := 0
-	mark := func(off int) {
-		for line+1 < len(lines) && lines[line+1] <= off {
+	add := func(from, to int) {
+		for line+1 < len(lines) && lines[line+1] <= from {
 			line++
 		}
-		if len(out) == 0 || out[len(out)-1] != line {
-			out = append(out, line)
-		}
+		out = addMark(out, mark{line, from, to}, 0)
 	}
 	for i := 0; i < len(text); i++ {
 		switch c := text[i]; {
@@ -492,16 +788,16 @@ func encodedLines(text string, lines []int) []int {
 			// Even an escape that does not decode matters: gitleaks' match
 			// for it ends mid-line, and its next match (say, base64) starts
 			// where no run boundary is.
-			mark(i)
+			add(i, i+3)
 		case c == '\\' && i+1 < len(text) && (text[i+1] == 'u' || text[i+1] == 'U'):
-			mark(i)
+			add(i, min(i+10, len(text)))
 		case isB64Run(c):
 			j := i
 			for j < len(text) && isB64Run(text[j]) {
 				j++
 			}
 			if strings.Contains(text[i:j], "U+") || j-i >= 16 && decodable(text, i, j) {
-				mark(i)
+				add(i, min(j+2, len(text))) // with any padding
 			}
 			i = j - 1
 		}

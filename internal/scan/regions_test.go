@@ -232,3 +232,117 @@ func FuzzRegionsMatchWholeScan(f *testing.F) {
 		}
 	})
 }
+
+// TestLongLineBounded checks that a text that is one long line is scanned
+// in regions of bounded lines whose total is linear in its size, and that a
+// secret in its middle is still found. It counts work, not time: gitleaks
+// searches a match's line again for every match of a rule, so the longest
+// line of any fragment handed to it bounds its work per match.
+func TestLongLineBounded(t *testing.T) {
+	r, err := newRules(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	perByte := map[int64]float64{}
+	for _, tc := range []struct {
+		size     int64
+		hotEvery int
+	}{{256 << 10, 10}, {512 << 10, 2000}, {4 << 20, 2000}} {
+		var b strings.Builder
+		token := scantest.Token("ghp_", 36, uint64(tc.size))
+		if _, err := scantest.WriteLongLine(&b, tc.size, 1, token, tc.hotEvery); err != nil {
+			t.Fatal(err)
+		}
+		text := b.String()
+		ix := *r.regions
+		ix.cost = &scanCost{}
+		hits, ok := ix.hits(context.Background(), "data.min.json", text, len(text))
+		if !ok {
+			t.Fatalf("%d-byte line: not region-scanned", len(text))
+		}
+		at := strings.Index(text, token)
+		if !slices.ContainsFunc(hits, func(h credential.Hit) bool { return h.Rule == "github-pat" && h.Start == at }) {
+			t.Errorf("%d-byte line: token at %d not found; hits %v", len(text), at, hits)
+		}
+		if got, limit := ix.cost.longestLine.Load(), int64(pieceSize+2*blockCap); got > limit {
+			t.Errorf("%d-byte line: a fragment handed to gitleaks holds a %d-byte line, want at most %d", len(text), got, limit)
+		}
+		if got := ix.cost.findingLines.Load(); got > int64(len(hits))*(pieceSize+2*blockCap) {
+			t.Errorf("%d-byte line: findings' lines total %d bytes for %d hits", len(text), got, len(hits))
+		}
+		perByte[tc.size] = float64(ix.cost.fragments.Load()) / float64(len(text))
+		t.Logf("%d-byte line (keywords in 1 of %d members): %.2f fragment bytes per byte", len(text), tc.hotEvery, perByte[tc.size])
+	}
+	// Eight times the text, eight times the work (give or take the ends).
+	if small, big := perByte[512<<10], perByte[4<<20]; big > small*1.25+0.5 {
+		t.Errorf("fragment bytes per byte grow with the line: %.2f at 512 KiB, %.2f at 4 MiB", small, big)
+	}
+}
+
+func TestMaxMatchLen(t *testing.T) {
+	tests := map[string]int{
+		`abc`:                    3,
+		`ghp_[0-9a-zA-Z]{36}`:    40,
+		`a\s*b`:                  -1,
+		`(?i)k`:                  3, // KELVIN SIGN
+		`[a-z]{2}|x{5}`:          5,
+		`.{0,3}`:                 12,
+		`\bx$`:                   1,
+		`(`:                      -1,
+		`[\x{10000}-\x{10FFFF}]`: 4,
+	}
+	for expr, want := range tests {
+		if got := maxMatchLen(expr); got != want {
+			t.Errorf("maxMatchLen(%q) = %d, want %d", expr, got, want)
+		}
+	}
+}
+
+func TestWindowsBounded(t *testing.T) {
+	short := "a = 1\n" + "key = value\n" + "b = 2\n"
+	lines := lineStarts(short)
+	got := windows([]mark{{line: 1, start: 6, end: 9}}, 1, windowCap, lines, len(short))
+	if want := []window{{from: 0, to: len(short)}}; !slices.Equal(got, want) {
+		t.Errorf("windows(short text) = %v, want %v", got, want)
+	}
+	long := strings.Repeat("x", 3*windowCap) + "key=v" + strings.Repeat("y", 3*windowCap)
+	k := 3 * windowCap
+	got = windows([]mark{{line: 0, start: k, end: k + 3}}, 0, windowCap, lineStarts(long), len(long))
+	if want := []window{{from: k - windowCap, to: k + 3 + windowCap, long: true}}; !slices.Equal(got, want) {
+		t.Errorf("windows(long line) = %v, want %v", got, want)
+	}
+}
+
+// FuzzLongLineRegions puts any text in the middle of a line longer than the
+// region margins, so that regions are cut and split into pieces, and checks
+// that every hit lies in the text and that a token planted after the text
+// is still found.
+func FuzzLongLineRegions(f *testing.F) {
+	r, err := newRules(context.Background())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("password = \"" + scantest.Token("", 24, 1) + "\" key=")
+	f.Add("x: " + base64.StdEncoding.EncodeToString([]byte("token: "+scantest.Token("ghp_", 36, 2))) + " secret")
+	f.Add("-----BEGIN PRIVATE KEY----- " + strings.Repeat("QUJD", 40) + " \u212aEY")
+	token := scantest.Token("ghp_", 36, 9)
+	f.Fuzz(func(t *testing.T, text string) {
+		pad := strings.Repeat("token=abc,", 2*windowCap/10)
+		line := pad + strings.ReplaceAll(text, "\n", " ") + " " + token + " " + pad
+		hits, ok := r.regions.hits(context.Background(), "f.min.js", line, len(line))
+		if !ok {
+			return
+		}
+		at := strings.LastIndex(line, token)
+		found := false
+		for _, h := range hits {
+			if h.Start < 0 || h.End < h.Start || h.End > len(line) {
+				t.Fatalf("hit %v outside the %d-byte line", h, len(line))
+			}
+			found = found || h.Start == at && h.Rule == "github-pat"
+		}
+		if !found && !strings.Contains(text, "gitleaks:allow") {
+			t.Fatalf("planted token at %d not found; hits %v", at, hits)
+		}
+	})
+}

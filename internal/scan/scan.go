@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -60,6 +61,9 @@ type Config struct {
 	// OnProblem, if set, is called for each Problem as it happens, one call
 	// at a time.
 	OnProblem func(Problem)
+	// OnSkip, if set, is called for each item left out of the scan as it
+	// happens, one call at a time (with OnProblem's calls too).
+	OnSkip func(Skip)
 }
 
 // Targets says what a scan covers.
@@ -80,6 +84,9 @@ type Targets struct {
 type Scanner struct {
 	cfg   Config
 	rules *rules
+	// onHold, if set, is told the size of each buffer allocated to hold
+	// file content (tests only).
+	onHold func(n int)
 }
 
 // New returns a Scanner. It loads gitleaks' default rules, which takes a
@@ -105,7 +112,7 @@ func New(ctx context.Context, cfg Config) (*Scanner, error) {
 // the report; the error is non-nil only if ctx ends the scan early.
 func (s *Scanner) Scan(ctx context.Context, t Targets) (*Report, error) {
 	start := time.Now()
-	c := &collector{onProblem: s.cfg.OnProblem, commits: map[string]struct{}{}}
+	c := &collector{onProblem: s.cfg.OnProblem, onSkip: s.cfg.OnSkip, commits: map[string]struct{}{}, skippedBy: map[SkipReason]int64{}}
 	var baseline *Baseline
 	if s.cfg.BaselineFile != "" {
 		b, err := LoadBaseline(s.cfg.BaselineFile)
@@ -135,9 +142,15 @@ func (s *Scanner) Scan(ctx context.Context, t Targets) (*Report, error) {
 		Stats: Stats{
 			Files:   c.files.Load(),
 			Bytes:   c.bytes.Load(),
-			Skipped: c.skipped.Load(),
 			Commits: len(c.commits),
 		},
+	}
+	for reason, n := range c.skippedBy {
+		rep.Stats.Skipped += n
+		if rep.Stats.SkippedBy == nil {
+			rep.Stats.SkippedBy = map[SkipReason]int64{}
+		}
+		rep.Stats.SkippedBy[reason] = n
 	}
 	if t.Git {
 		rep.Findings = preferHistory(rep.Findings)
@@ -184,13 +197,15 @@ func preferHistory(fs []Finding) []Finding {
 // collector gathers results from concurrent workers.
 type collector struct {
 	onProblem func(Problem)
+	onSkip    func(Skip)
 
-	files, bytes, skipped atomic.Int64
+	files, bytes atomic.Int64
 
-	mu       sync.Mutex
-	findings []Finding
-	problems []Problem
-	commits  map[string]struct{}
+	mu        sync.Mutex
+	findings  []Finding
+	problems  []Problem
+	commits   map[string]struct{}
+	skippedBy map[SkipReason]int64
 }
 
 func (c *collector) add(fs []Finding) {
@@ -203,14 +218,25 @@ func (c *collector) add(fs []Finding) {
 }
 
 func (c *collector) problem(p Problem) {
-	if p.Skipped {
-		c.skipped.Add(1)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.problems = append(c.problems, p)
 	if c.onProblem != nil {
 		c.onProblem(p)
+	}
+}
+
+// skip records an item left out of the scan; a non-empty p.Message also
+// records p as a Problem.
+func (c *collector) skip(reason SkipReason, p Problem) {
+	if p.Message != "" {
+		c.problem(p)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.skippedBy[reason]++
+	if c.onSkip != nil {
+		c.onSkip(Skip{Path: p.Path, Reason: reason, Message: p.Message})
 	}
 }
 
@@ -220,7 +246,8 @@ func (c *collector) commit(sha string) {
 	c.mu.Unlock()
 }
 
-// unit is one piece of content to scan and where it came from.
+// unit is one piece of content to scan and where it came from: a whole
+// file, git change or variable, or one chunk of a large one (see chunk.go).
 type unit struct {
 	path     string // displayed location
 	rulePath string // path seen by rules ("" for the environment)
@@ -230,19 +257,34 @@ type unit struct {
 	text      string
 	binary    bool
 	startLine int // line number of data's first line; 0: no line numbers
-	commit    *sources.CommitInfo
+	// startCol is how many bytes of data's first line precede data (in a
+	// chunk that starts mid-line).
+	startCol int
+	commit   *sources.CommitInfo
 	// env is the length of the variable name when data is "NAME=VALUE".
 	env int
+	// part says data is one chunk of the content, of which only the hits
+	// starting in own are this chunk's (the others are its neighbours').
+	part bool
+	own  [2]int
+	// size is the whole content's size; file, if set, reads it, for the
+	// fingerprint of a hit on the whole file (a path rule's) when data
+	// does not hold it all.
+	size int64
+	file io.ReaderAt
 }
 
 // detect runs both detectors on u and returns its findings.
 func (s *Scanner) detect(ctx context.Context, u unit) []Finding {
-	glHits := s.rules.hits(ctx, u.rulePath, u.text, len(u.data))
+	fullLen := max(len(u.data), int(u.size))
+	glHits := s.rules.hits(ctx, u.rulePath, u.text, fullLen)
 	var own []credential.Hit
 	switch {
 	case u.binary:
 	case u.env > 0:
 		own = credential.DetectEnv(u.data, u.env)
+	case u.part:
+		own = credential.DetectPart(u.data)
 	default:
 		own = credential.Detect(u.rulePath, u.data)
 	}
@@ -255,6 +297,9 @@ func (s *Scanner) detect(ctx context.Context, u unit) []Finding {
 		}
 	}()
 	hits := merge(glHits, own)
+	if u.part {
+		hits = slices.DeleteFunc(hits, func(h credential.Hit) bool { return h.Start < u.own[0] || h.Start >= u.own[1] })
+	}
 	if len(hits) == 0 {
 		return nil
 	}
@@ -271,12 +316,22 @@ func (s *Scanner) detect(ctx context.Context, u unit) []Finding {
 
 // finding turns a hit into a Finding: fingerprint, preview, location.
 func (s *Scanner) finding(u unit, h credential.Hit, lines []int) Finding {
+	// A hit on the whole content (a path rule's) when data holds only part.
+	wholeFile := h.Value == nil && h.Start <= 0 && h.End > len(u.data) && u.file != nil
 	h.Start = min(max(h.Start, 0), len(u.data))
 	h.End = min(max(h.End, h.Start), len(u.data))
 	written := u.data[h.Start:h.End]
 	value := []byte(h.Value)
 	if value == nil {
 		value = written
+	}
+	fp := ""
+	if wholeFile {
+		// On a read error the fingerprint is of the bytes at hand.
+		fp, _ = s.cfg.Fingerprinter.SumReader(io.NewSectionReader(u.file, 0, u.size))
+	}
+	if fp == "" {
+		fp = s.cfg.Fingerprinter.Sum(value)
 	}
 	f := Finding{
 		RuleID:      h.Rule,
@@ -285,7 +340,7 @@ func (s *Scanner) finding(u unit, h credential.Hit, lines []int) Finding {
 		Description: h.Description,
 		Severity:    h.Severity,
 		Preview:     h.Preview,
-		Fingerprint: s.cfg.Fingerprinter.Sum(value),
+		Fingerprint: fp,
 		Details:     h.Details,
 		Location:    Location{Path: u.path},
 	}
@@ -303,6 +358,9 @@ func (s *Scanner) finding(u unit, h credential.Hit, lines []int) Finding {
 		endLine, _ := position(lines, max(h.End-1, h.Start))
 		f.Location.Line = u.startLine + line
 		f.Location.Column = col
+		if line == 0 {
+			f.Location.Column += u.startCol
+		}
 		if endLine != line {
 			f.Location.EndLine = u.startLine + endLine
 		}

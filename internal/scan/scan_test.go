@@ -410,3 +410,60 @@ func TestParseBaseline(t *testing.T) {
 		})
 	}
 }
+
+// TestSkipsCounted checks that every item left out of a scan is counted by
+// reason and reported through OnSkip, and that binary files are told by
+// content, not name.
+func TestSkipsCounted(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, content string) string {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyID := "AKIA" + strings.ToUpper(scantest.Token("", 16, 5))
+	textBin := write("dump/x.bin", "aws_access_key_id = "+keyID+"\n")
+	png := write("img/logo.png", "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+	write(".git/HEAD", "ref: refs/heads/main\n")
+	write("node_modules/x/index.js", "module.exports = 1\n")
+	huge := write("big.txt", strings.Repeat("y", 2048))
+	if err := os.Symlink("big.txt", filepath.Join(root, "link.txt")); err != nil {
+		t.Fatal(err)
+	}
+	var skips []scan.Skip
+	s := newScanner(t, scan.Config{MaxFileSize: 1024, OnSkip: func(sk scan.Skip) { skips = append(skips, sk) }})
+	rep, err := s.Scan(context.Background(), scan.Targets{Paths: []string{root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 1 || rep.Findings[0].Location.Path != textBin {
+		t.Errorf("findings %v, want the key in %s (a text file named .bin)", rep.Findings, textBin)
+	}
+	want := []scan.Skip{
+		{Path: filepath.Join(root, ".git"), Reason: scan.SkipExcluded},
+		{Path: huge, Reason: scan.SkipTooLarge, Message: "file too large (2048 bytes, limit 1024), skipped"},
+		{Path: png, Reason: scan.SkipBinary, Message: "binary file, contents not scanned"},
+		{Path: filepath.Join(root, "link.txt"), Reason: scan.SkipSymlink},
+		{Path: filepath.Join(root, "node_modules"), Reason: scan.SkipExcluded},
+	}
+	less := cmpopts.SortSlices(func(a, b scan.Skip) bool { return a.Path < b.Path })
+	if diff := cmp.Diff(want, skips, less); diff != "" {
+		t.Errorf("OnSkip calls mismatch (-want +got):\n%s", diff)
+	}
+	wantBy := map[scan.SkipReason]int64{scan.SkipExcluded: 2, scan.SkipTooLarge: 1, scan.SkipBinary: 1, scan.SkipSymlink: 1}
+	if diff := cmp.Diff(wantBy, rep.Stats.SkippedBy); diff != "" || rep.Stats.Skipped != 5 {
+		t.Errorf("Stats.Skipped = %d, SkippedBy mismatch (-want +got):\n%s", rep.Stats.Skipped, diff)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if want := "5 skipped (2 excluded, 1 binary, 1 symlink, 1 too-large)"; !strings.Contains(buf.String(), want) {
+		t.Errorf("table summary %q lacks %q", buf.String(), want)
+	}
+}

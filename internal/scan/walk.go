@@ -1,16 +1,12 @@
 package scan
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
-	"unsafe"
 )
 
 // binarySniffLen is how much of a file is checked for a NUL byte, the sign
@@ -57,7 +53,11 @@ type walker struct {
 func (w *walker) root(ctx context.Context, p string) {
 	info, err := os.Stat(p)
 	if err != nil {
-		w.c.problem(Problem{Path: p, Message: describe(err)})
+		if errors.Is(err, fs.ErrNotExist) {
+			w.c.problem(Problem{Path: p, Message: describe(err)})
+		} else {
+			w.c.skip(SkipUnreadable, Problem{Path: p, Message: describe(err)})
+		}
 		return
 	}
 	switch {
@@ -66,7 +66,7 @@ func (w *walker) root(ctx context.Context, p string) {
 	case info.Mode().IsRegular():
 		w.send(ctx, p)
 	default:
-		w.c.problem(Problem{Path: p, Message: "not a regular file or directory", Skipped: true})
+		w.c.skip(SkipNotRegular, Problem{Path: p, Message: "not a regular file or directory", Skipped: true})
 	}
 }
 
@@ -86,14 +86,14 @@ func (w *walker) dir(ctx context.Context, d string) {
 			return
 		}
 		if w.seen[real] {
-			w.c.problem(Problem{Path: d, Message: "directory already scanned (symbolic link loop or duplicate), skipped", Skipped: true})
+			w.c.skip(SkipVisited, Problem{Path: d, Message: "directory already scanned (symbolic link loop or duplicate), skipped", Skipped: true})
 			return
 		}
 		w.seen[real] = true
 	}
 	entries, err := os.ReadDir(d)
 	if err != nil {
-		w.c.problem(Problem{Path: d, Message: describe(err)})
+		w.c.skip(SkipUnreadable, Problem{Path: d, Message: describe(err)})
 		// ReadDir returns the entries read before the error; carry on.
 	}
 	for _, e := range entries {
@@ -102,16 +102,18 @@ func (w *walker) dir(ctx context.Context, d string) {
 		}
 		p := filepath.Join(d, e.Name())
 		if w.s.rules.pathAllowed(filepath.ToSlash(p)) {
+			w.c.skip(SkipExcluded, Problem{Path: p})
 			continue
 		}
 		t := e.Type()
 		if t&fs.ModeSymlink != 0 {
 			if !w.s.cfg.FollowSymlinks {
+				w.c.skip(SkipSymlink, Problem{Path: p})
 				continue
 			}
 			info, err := os.Stat(p)
 			if err != nil {
-				w.c.problem(Problem{Path: p, Message: "broken symbolic link: " + describe(err), Skipped: true})
+				w.c.skip(SkipSymlink, Problem{Path: p, Message: "broken symbolic link: " + describe(err), Skipped: true})
 				continue
 			}
 			t = info.Mode().Type()
@@ -122,68 +124,9 @@ func (w *walker) dir(ctx context.Context, d string) {
 		case t.IsRegular():
 			w.send(ctx, p)
 		default:
-			w.c.problem(Problem{Path: p, Message: "not a regular file, skipped", Skipped: true})
+			w.c.skip(SkipNotRegular, Problem{Path: p, Message: "not a regular file, skipped", Skipped: true})
 		}
 	}
-}
-
-// scanFile reads and scans one file.
-func (s *Scanner) scanFile(ctx context.Context, p string, c *collector) {
-	data, err := s.readFile(p)
-	if err != nil {
-		var skip *skipError
-		if errors.As(err, &skip) {
-			c.problem(Problem{Path: p, Message: skip.msg, Skipped: true})
-		} else {
-			c.problem(Problem{Path: p, Message: describe(err)})
-		}
-		return
-	}
-	u := unit{path: p, rulePath: filepath.ToSlash(p), data: data, startLine: 1}
-	if bytes.IndexByte(data[:min(len(data), binarySniffLen)], 0) >= 0 {
-		// Only the path is judged (gitleaks has path rules for key
-		// stores); the contents are not text.
-		u.binary = true
-		c.problem(Problem{Path: p, Message: "binary file, contents not scanned", Skipped: true})
-	} else {
-		// data is never written after this point, so the string may share
-		// its memory instead of copying it.
-		u.text = unsafe.String(unsafe.SliceData(data), len(data))
-		c.files.Add(1)
-		c.bytes.Add(int64(len(data)))
-	}
-	c.add(s.detect(ctx, u))
-}
-
-// skipError is a reason to skip a file that is not an error.
-type skipError struct{ msg string }
-
-func (e *skipError) Error() string { return e.msg }
-
-// readFile reads a regular file of at most MaxFileSize bytes. It opens
-// without blocking, so a path replaced by a FIFO cannot hang the scan.
-func (s *Scanner) readFile(p string) ([]byte, error) {
-	f, err := openNonBlocking(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, &skipError{"not a regular file, skipped"}
-	}
-	if info.Size() > s.cfg.MaxFileSize {
-		return nil, &skipError{fmt.Sprintf("file too large (%d bytes, limit %d), skipped", info.Size(), s.cfg.MaxFileSize)}
-	}
-	data := make([]byte, info.Size())
-	n, err := io.ReadFull(f, data)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return data[:n], nil // a file that shrank meanwhile is scanned as read
 }
 
 // describe renders a file-system error without repeating the path, which

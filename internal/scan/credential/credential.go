@@ -200,13 +200,7 @@ const maxStructuredSize = 4 << 20
 // name (slash-separated; may be empty for content that is not a file). It
 // returns the hits in no particular order; hits may overlap.
 func Detect(name string, content []byte) []Hit {
-	var hits []Hit
-	if bytes.Contains(content, []byte("-----BEGIN ")) {
-		hits = append(hits, DetectPEM(content)...)
-	}
-	if bytes.Contains(content, []byte("eyJ")) {
-		hits = append(hits, DetectJWTs(content)...)
-	}
+	hits := DetectPart(content)
 	if len(content) > maxStructuredSize {
 		return hits
 	}
@@ -232,6 +226,21 @@ func Detect(name string, content []byte) []Hit {
 	}
 	if looksLikeJSONCredentials(lower, content) {
 		hits = append(hits, DetectJSONCredentials(base, content)...)
+	}
+	return hits
+}
+
+// DetectPart runs the recognisers that need no whole file — private keys
+// and JWTs — on content that may be one part of a larger file (or a file
+// too large for the structured formats). It returns the hits in no
+// particular order; hits may overlap.
+func DetectPart(content []byte) []Hit {
+	var hits []Hit
+	if bytes.Contains(content, []byte("-----BEGIN ")) {
+		hits = append(hits, DetectPEM(content)...)
+	}
+	if bytes.Contains(content, []byte("eyJ")) {
+		hits = append(hits, DetectJWTs(content)...)
 	}
 	return hits
 }

@@ -420,3 +420,29 @@ func TestWalkJSON(t *testing.T) {
 		t.Errorf("WalkJSON mismatch (-want +got):\n%s", diff)
 	}
 }
+
+func TestParseJWT(t *testing.T) {
+	enc := base64.URLEncoding // padded
+	padded := enc.EncodeToString([]byte(`{"alg":"ES256"}`)) + "." + enc.EncodeToString([]byte(`{"iat":1700000000,"exp":1700000001.5}`)) + ".c2ln"
+	tests := []struct {
+		name, token string
+		wantErr     bool
+	}{
+		{"padded parts", padded, false},
+		{"unsigned", jwt(`{"alg":"none"}`, `{}`), false},
+		{"unknown alg", jwt(`{"alg":"rot13"}`, `{}`), true},
+		{"alg not a string", jwt(`{"alg":256}`, `{}`), true},
+		{"payload an array", jwt(`{"alg":"HS256"}`, `[1]`), true},
+		{"payload null", jwt(`{"alg":"HS256"}`, `null`), true},
+		{"two parts", "eyJhbGciOiJub25lIn0.e30", true},
+	}
+	for _, tt := range tests {
+		c, err := credential.ParseJWT([]byte(tt.token))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseJWT(%s) error = %v, want error %t", tt.name, err, tt.wantErr)
+		}
+		if tt.name == "padded parts" && err == nil && (c.Exp == nil || c.Exp.Sub(*c.Iat) != 1500*time.Millisecond) {
+			t.Errorf("ParseJWT(%s) = %+v, want a 1.5 s lifetime", tt.name, c)
+		}
+	}
+}

@@ -2,13 +2,15 @@ package credential
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // MaxJWTLifetime is the longest JWT lifetime (exp minus iat) that is not
@@ -40,32 +42,31 @@ func (c JWTClaims) Lifetime() (time.Duration, bool) {
 	return c.Exp.Sub(*start), true
 }
 
+// jwtAlgorithms are the "alg" values ParseJWT accepts: every JWS signature
+// algorithm go-jose knows, and "none" (an unsigned token is a credential
+// too). Nothing is verified, so the list only tells tokens from look-alikes.
+var jwtAlgorithms = []jose.SignatureAlgorithm{
+	jose.EdDSA, jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.RS384, jose.RS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, "none",
+}
+
 // ParseJWT decodes a compact JWS without verifying it: the header must be a
-// JSON object with an "alg" member and the payload a JSON object. It
+// JOSE header whose "alg" is a JWS algorithm (or "none") and the payload a
+// JSON object. Base64 padding, which some encoders add, is tolerated. It
 // returns the payload's time claims.
 func ParseJWT(token []byte) (JWTClaims, error) {
-	parts := bytes.Split(token, []byte("."))
-	if len(parts) != 3 {
-		return JWTClaims{}, errors.New("parse jwt: want 3 dot-separated parts")
-	}
-	var header struct {
-		Alg *string `json:"alg"`
-	}
-	if err := decodeJWTPart(parts[0], &header); err != nil {
-		return JWTClaims{}, fmt.Errorf("parse jwt header: %w", err)
-	}
-	if header.Alg == nil {
-		return JWTClaims{}, errors.New("parse jwt header: no alg")
+	tok, err := jwt.ParseSigned(string(bytes.ReplaceAll(token, []byte("="), nil)), jwtAlgorithms)
+	if err != nil {
+		return JWTClaims{}, fmt.Errorf("parse jwt: %w", err)
 	}
 	var payload map[string]json.RawMessage
-	if err := decodeJWTPart(parts[1], &payload); err != nil {
+	if err := tok.UnsafeClaimsWithoutVerification(&payload); err != nil {
 		return JWTClaims{}, fmt.Errorf("parse jwt payload: %w", err)
 	}
 	if payload == nil {
 		return JWTClaims{}, errors.New("parse jwt payload: not an object")
 	}
 	var c JWTClaims
-	var err error
 	if c.Exp, err = numericDate(payload, "exp"); err != nil {
 		return JWTClaims{}, err
 	}
@@ -76,20 +77,6 @@ func ParseJWT(token []byte) (JWTClaims, error) {
 		return JWTClaims{}, err
 	}
 	return c, nil
-}
-
-func decodeJWTPart(part []byte, v any) error {
-	// Tolerate padding, which some encoders add.
-	part = bytes.TrimRight(part, "=")
-	buf := make([]byte, base64.RawURLEncoding.DecodedLen(len(part)))
-	n, err := base64.RawURLEncoding.Decode(buf, part)
-	if err != nil {
-		return fmt.Errorf("base64url: %w", err)
-	}
-	if err := json.Unmarshal(buf[:n], v); err != nil {
-		return fmt.Errorf("json: %w", err)
-	}
-	return nil
 }
 
 // numericDate reads a JWT NumericDate claim (seconds since the epoch, may be
