@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/nodeattest/tpm"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
@@ -42,8 +43,11 @@ type VerifierDeps struct {
 	// Nodes looks attested nodes up (trust-on-first-use methods refuse an
 	// identity that already attested).
 	Nodes NodeLookup
-	Now   func() time.Time
-	Log   *slog.Logger
+	// TPMAllowList admits TPM endorsement keys by hash besides the tpm
+	// method's configured roots and allowed_ek_hashes; nil: none.
+	TPMAllowList tpm.EKAllowList
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // NodeLookup finds an attested node by SPIFFE ID; an unknown one is an
@@ -56,6 +60,7 @@ type NodeLookup interface {
 func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error) {
 	return plugin.New("node attestor", NodeAttestorsKey,
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: tpm.Name, New: newTPMVerifier},
 	)
 }
 
@@ -68,6 +73,7 @@ type AttestorDeps struct {
 func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error) {
 	return plugin.New("node attestor", NodeAttestorKey,
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: tpm.Name, New: newTPMAttestor},
 	)
 }
 
@@ -107,6 +113,22 @@ func newJoinTokenAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Att
 		}
 	}
 	return jointoken.New(tok)
+}
+
+func newTPMVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg tpm.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return tpm.NewVerifier(cfg, tpm.VerifierDeps{TrustDomain: d.TrustDomain, AllowList: d.TPMAllowList, Now: d.Now})
+}
+
+func newTPMAttestor(d AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg tpm.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return tpm.New(cfg, d.Log)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
