@@ -3,6 +3,7 @@ package tpm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -80,7 +81,7 @@ func New(cfg AgentConfig, log *slog.Logger) (*Attestor, error) {
 	}
 	fi, err := os.Stat(dev)
 	if err != nil {
-		return nil, fmt.Errorf("device: %s: %w", dev, unwrapPathError(err))
+		return nil, fmt.Errorf("device: %s: %w%s", dev, unwrapPathError(err), hint(err))
 	}
 	a := &Attestor{device: dev, log: log}
 	switch {
@@ -97,9 +98,20 @@ func New(cfg AgentConfig, log *slog.Logger) (*Attestor, error) {
 		_, err := manufacturer(t)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("device: %s: %w", dev, err)
+		return nil, fmt.Errorf("device: %s: %w%s", dev, err, hint(err))
 	}
 	return a, nil
+}
+
+// hint explains the usual causes of a device that cannot be used.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return " (is a TPM 2.0 enabled in the firmware and its kernel driver loaded? An emulator is given by its unix socket)"
+	case errors.Is(err, os.ErrPermission):
+		return " (the agent's user needs read-write access to the device: on most distributions, membership of the tss group)"
+	}
+	return ""
 }
 
 // Name returns "tpm".
@@ -114,11 +126,11 @@ func (a *Attestor) String() string { return "tpm(" + a.device + ")" }
 func (a *Attestor) Payload(ctx context.Context) ([]byte, error) {
 	var p Payload
 	err := a.with(ctx, func(t transport.TPM) error {
-		ek, err := createPrimary(t, tpm2.TPMRHEndorsement, tpm2.RSAEKTemplate)
+		ek, err := loadEK(t)
 		if err != nil {
-			return fmt.Errorf("create the EK: %w", err)
+			return err
 		}
-		defer flush(t, ek.handle)
+		defer ek.flush(t)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -126,7 +138,7 @@ func (a *Attestor) Payload(ctx context.Context) ([]byte, error) {
 		if err != nil {
 			return fmt.Errorf("create the AK: %w", err)
 		}
-		defer flush(t, ak.handle)
+		defer ak.flush(t)
 		p.EKPublic, p.AKPublic = tpm2.Marshal(ek.public), tpm2.Marshal(ak.public)
 		if err := ctx.Err(); err != nil {
 			return err
@@ -160,7 +172,7 @@ func (a *Attestor) ekCert(t transport.TPM, ek *tpm2.TPMTPublic) []byte {
 	if err != nil {
 		return nil
 	}
-	if k, ok := cert.PublicKey.(interface{ Equal(any) bool }); !ok || !k.Equal(pub) {
+	if k, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
 		a.log.Warn("EK certificate in the TPM certifies another key than the default-template EK: leaving it out",
 			"nv_index", fmt.Sprintf("%#x", EKCertIndex))
 		return nil
@@ -177,16 +189,16 @@ func (a *Attestor) Respond(ctx context.Context, challenge []byte) ([]byte, error
 	}
 	var secret []byte
 	err = a.with(ctx, func(t transport.TPM) error {
-		ek, err := createPrimary(t, tpm2.TPMRHEndorsement, tpm2.RSAEKTemplate)
+		ek, err := loadEK(t)
 		if err != nil {
-			return fmt.Errorf("create the EK: %w", err)
+			return err
 		}
-		defer flush(t, ek.handle)
+		defer ek.flush(t)
 		ak, err := createPrimary(t, tpm2.TPMRHEndorsement, AKTemplate)
 		if err != nil {
 			return fmt.Errorf("create the AK: %w", err)
 		}
-		defer flush(t, ak.handle)
+		defer ak.flush(t)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -230,9 +242,49 @@ func (a *Attestor) with(ctx context.Context, f func(t transport.TPM) error) erro
 
 // object is a loaded TPM object.
 type object struct {
-	handle tpm2.TPMHandle
-	name   tpm2.TPM2BName
-	public *tpm2.TPMTPublic
+	handle     tpm2.TPMHandle
+	name       tpm2.TPM2BName
+	public     *tpm2.TPMTPublic
+	persistent bool
+}
+
+// flush unloads o unless it is persistent.
+func (o object) flush(t transport.TPM) {
+	if !o.persistent {
+		flush(t, o.handle)
+	}
+}
+
+// EKHandle is the persistent handle where provisioning tools (tpm2_createek,
+// swtpm_setup, manufacturers) keep the RSA EK.
+const EKHandle = 0x81010001
+
+// loadEK returns the RSA EK: the persistent one at EKHandle when it was
+// made from the TCG default template (the same key CreatePrimary would
+// give, without generating it again), or else a transient one created from
+// that template.
+func loadEK(t transport.TPM) (object, error) {
+	if rsp, err := (tpm2.ReadPublic{ObjectHandle: tpm2.TPMHandle(EKHandle)}).Execute(t); err == nil {
+		if pub, err := rsp.OutPublic.Contents(); err == nil && isDefaultEK(pub) {
+			return object{handle: EKHandle, name: rsp.Name, public: pub, persistent: true}, nil
+		}
+	}
+	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, tpm2.RSAEKTemplate)
+	if err != nil {
+		return object{}, fmt.Errorf("create the EK: %w", err)
+	}
+	return ek, nil
+}
+
+// isDefaultEK reports whether pub is the public area of a key made from the
+// TCG default RSA EK template.
+func isDefaultEK(pub *tpm2.TPMTPublic) bool {
+	if pub.Type != tpm2.TPMAlgRSA {
+		return false
+	}
+	p := *pub
+	p.Unique = tpm2.RSAEKTemplate.Unique
+	return bytes.Equal(tpm2.Marshal(p), tpm2.Marshal(tpm2.RSAEKTemplate))
 }
 
 func createPrimary(t transport.TPM, hierarchy tpm2.TPMHandle, template tpm2.TPMTPublic) (object, error) {

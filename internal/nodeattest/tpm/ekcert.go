@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -121,7 +122,7 @@ func (v *Verifier) verifyEKCert(ek *tpm2.TPMTPublic, certDER []byte) (string, er
 	if err != nil {
 		return "", fmt.Errorf("EK public key: %v", err)
 	}
-	if k, ok := cert.PublicKey.(interface{ Equal(any) bool }); !ok || !k.Equal(pub) {
+	if k, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
 		return "", errors.New("EK certificate certifies another key")
 	}
 	// EK certificates have an empty subject and a critical subject

@@ -136,6 +136,35 @@ func (s *Sim) EKPublic(t testing.TB) crypto.PublicKey {
 	return k
 }
 
+// EKHandle is the persistent handle PersistEK stores the EK at.
+const EKHandle = 0x81010001
+
+// PersistEK makes the EK persistent at EKHandle, as provisioning tools do
+// (tpm2_createek -c 0x81010001), so that agents need not generate it.
+func (s *Sim) PersistEK(t testing.TB) {
+	t.Helper()
+	tp, err := linuxudstpm.Open(s.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	rsp, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.TPMRHEndorsement,
+		InPublic:      tpm2.New2B(tpm2.RSAEKTemplate),
+	}.Execute(tp)
+	if err != nil {
+		t.Fatalf("create EK: %v", err)
+	}
+	defer tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(tp)
+	if _, err := (tpm2.EvictControl{
+		Auth:             tpm2.TPMRHOwner,
+		ObjectHandle:     tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name},
+		PersistentHandle: EKHandle,
+	}).Execute(tp); err != nil {
+		t.Fatalf("persist EK: %v", err)
+	}
+}
+
 // EKCertIndex is the NV index WriteEKCert provisions (the RSA 2048 EK
 // certificate's).
 const EKCertIndex = 0x01C00002
