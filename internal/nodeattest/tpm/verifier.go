@@ -188,8 +188,12 @@ func (v *Verifier) Attest(ctx context.Context, payload []byte, c nodeattest.Chal
 	return nodeattest.Result{AgentID: id, Selectors: Selectors(ekHash, manufacturer), CanReattest: true}, nil
 }
 
-// minRSABits is the smallest RSA EK accepted.
-const minRSABits = 2048
+// minRSABits and maxRSABits bound the size of RSA EKs accepted (the TCG
+// EK templates are RSA 2048 and 3072).
+const (
+	minRSABits = 2048
+	maxRSABits = 4096
+)
 
 // checkEK parses an EK public area and checks it is a storage-style
 // (restricted decryption) key of a usable kind.
@@ -209,10 +213,12 @@ func checkEK(b []byte) (*tpm2.TPMTPublic, string, error) {
 	if err != nil {
 		return nil, "", malformed("EK public key: %v", err)
 	}
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < minRSABits {
-			return nil, "", malformed("EK is RSA %d: at least %d bits", k.N.BitLen(), minRSABits)
+	if k, ok := pub.(*rsa.PublicKey); ok {
+		if n := k.N.BitLen(); n < minRSABits || n > maxRSABits {
+			return nil, "", malformed("EK is RSA %d: want %d to %d bits", n, minRSABits, maxRSABits)
+		}
+		if k.E != 65537 {
+			return nil, "", malformed("EK has RSA exponent %d: want 65537, the EK templates' default", k.E)
 		}
 	}
 	h, err := EKHash(pub)
