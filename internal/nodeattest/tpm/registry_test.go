@@ -28,7 +28,7 @@ func TestRegistryConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for src, want := range map[string][]string{
-		"{}":                      {"node_attestors.tpm: ek_ca_path, allowed_ek_hashes: give at least one"},
+		"{}": {"node_attestors.tpm: ek_ca_path, allowed_ek_hashes: give at least one"},
 		"{allowed_ek_hashes: [x, " + strings.Repeat("a", 64) + ", y]}": {
 			`node_attestors.tpm.allowed_ek_hashes[0]: "x" is not a SHA-256`,
 			`node_attestors.tpm.allowed_ek_hashes[2]: "y" is not a SHA-256`,
