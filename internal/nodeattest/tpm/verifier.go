@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/subtle"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -242,11 +243,16 @@ func checkAK(b []byte) ([]byte, error) {
 	if _, err := tpm2.Pub(*ak); err != nil {
 		return nil, malformed("AK public key: %v", err)
 	}
-	name, err := tpm2.ObjectName(ak)
+	// The name is the name algorithm and the digest of the public area's
+	// marshalling, which parsePublic checked b is (as tpm2.ObjectName
+	// computes it, without marshalling it again).
+	h, err := ak.NameAlg.Hash()
 	if err != nil {
-		return nil, malformed("AK name: %v", err)
+		return nil, malformed("AK name algorithm: %v", err)
 	}
-	return name.Buffer, nil
+	d := h.New()
+	d.Write(b)
+	return d.Sum(binary.BigEndian.AppendUint16(make([]byte, 0, 2+h.Size()), uint16(ak.NameAlg))), nil
 }
 
 // trust decides whether the EK may attest: its certificate chains to a
