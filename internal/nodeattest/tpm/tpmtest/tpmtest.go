@@ -16,6 +16,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 )
 
 // Sim is a running swtpm. It is stopped by the cleanup of the test that
@@ -75,9 +78,11 @@ func Start(t testing.TB) *Sim {
 		_ = cmd.Process.Kill()
 		<-exited
 	})
+	// The socket file appears when swtpm binds it, a moment before it
+	// listens: wait until the TPM answers a command.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if fi, err := os.Stat(s.Path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if s.ready() {
 			return s
 		}
 		select {
@@ -91,4 +96,18 @@ func Start(t testing.TB) *Sim {
 			t.Fatalf("swtpm socket %s did not appear within 10s", s.Path)
 		}
 	}
+}
+
+// ready reports whether the TPM answers TPM2_GetCapability on its socket.
+func (s *Sim) ready() bool {
+	if fi, err := os.Stat(s.Path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	tp, err := linuxudstpm.Open(s.Path)
+	if err != nil {
+		return false
+	}
+	defer tp.Close()
+	_, err = tpm2.GetCapability{Capability: tpm2.TPMCapTPMProperties, Property: uint32(tpm2.TPMPTManufacturer), PropertyCount: 1}.Execute(tp)
+	return err == nil
 }
