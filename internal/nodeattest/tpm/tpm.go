@@ -22,6 +22,18 @@
 // the TPM manufacturer named by that certificate (such as IFX, INTC, NTC,
 // STM or IBM).
 //
+// Configuration, server (node_attestors.tpm; give roots, hashes or both):
+//
+//	node_attestors:
+//	  tpm:
+//	    ek_ca_path: /etc/signet/tpm-ek-roots/   # PEM or DER roots (and intermediates)
+//	    allowed_ek_hashes: [<EK hash>, …]      # TPMs without a manufacturer certificate
+//
+// and agent (node_attestor.tpm):
+//
+//	node_attestor:
+//	  tpm: {device: /dev/tpmrm0}   # the default; or an emulator's unix socket
+//
 // The server half is pure Go: it needs neither cgo nor a TPM. The agent
 // half talks to /dev/tpmrm0 (or another TPM character device), or to a TPM
 // emulator's unix socket such as swtpm's (tests use package tpmtest).
