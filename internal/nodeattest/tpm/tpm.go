@@ -7,7 +7,10 @@
 // attestation key (AK): a restricted ECDSA P-256 signing key, created as a
 // primary key in the endorsement hierarchy, so the same TPM always yields
 // the same AK and the agent keeps no state between the payload and the
-// challenge. The server half (Verifier) decides whether it trusts the EK
+// challenge. The EK is the persistent key at 0x81010001 when it was made
+// from the TCG default RSA 2048 template, and is otherwise generated from
+// that template (slow on some TPMs: provisioning it with
+// `tpm2_createek -c 0x81010001` spares the agent the work). The server half (Verifier) decides whether it trusts the EK
 // (its certificate chains to a configured manufacturer root, or its hash is
 // allowed), then runs MakeCredential in software: a fresh random secret,
 // bound to the AK's name and sealed to the EK. Only the TPM holding that EK,
@@ -20,7 +23,10 @@
 // SubjectPublicKeyInfo. Its selectors are tpm:ek_hash:<EK hash> and, when an
 // EK certificate chained to a configured root, tpm:manufacturer:<id> with
 // the TPM manufacturer named by that certificate (such as IFX, INTC, NTC,
-// STM or IBM).
+// STM or IBM). A TPM admitted by its hash alone gets no manufacturer
+// selector: what TPM2_GetCapability reports is said by the host's software,
+// not proven by the TPM, and selectors decide which node aliases (and so
+// which workload SVIDs) a node gets.
 //
 // Configuration, server (node_attestors.tpm; give roots, hashes or both):
 //
