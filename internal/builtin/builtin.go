@@ -32,6 +32,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
+	"github.com/signet-id/signet/internal/nodeattest/tpm"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
@@ -55,8 +56,11 @@ type VerifierDeps struct {
 	// Nodes looks attested nodes up (trust-on-first-use methods refuse an
 	// identity that already attested).
 	Nodes NodeLookup
-	Now   func() time.Time
-	Log   *slog.Logger
+	// TPMAllowList admits TPM endorsement keys by hash besides the tpm
+	// method's configured roots and allowed_ek_hashes; nil: none.
+	TPMAllowList tpm.EKAllowList
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // NodeLookup finds an attested node by SPIFFE ID; an unknown one is an
@@ -74,6 +78,7 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: awsiid.Name, New: newAWSIIDVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: gcpiit.Name, New: newGCPIITVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: azuremsi.Name, New: newAzureMSIVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: tpm.Name, New: newTPMVerifier},
 	)
 }
 
@@ -91,6 +96,7 @@ func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: awsiid.Name, New: newAWSIIDAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: gcpiit.Name, New: newGCPIITAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: azuremsi.Name, New: newAzureMSIAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: tpm.Name, New: newTPMAttestor},
 	)
 }
 
@@ -224,6 +230,22 @@ func newAzureMSIAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Atte
 		return nil, err
 	}
 	return azuremsi.New(cfg)
+}
+
+func newTPMVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg tpm.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return tpm.NewVerifier(cfg, tpm.VerifierDeps{TrustDomain: d.TrustDomain, AllowList: d.TPMAllowList, Now: d.Now})
+}
+
+func newTPMAttestor(d AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg tpm.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return tpm.New(cfg, d.Log)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

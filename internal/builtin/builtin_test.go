@@ -24,6 +24,8 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop/sshpoptest"
+	"github.com/signet-id/signet/internal/nodeattest/tpm"
+	"github.com/signet-id/signet/internal/nodeattest/tpm/tpmtest"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop/x509poptest"
 	"github.com/signet-id/signet/internal/plugin"
@@ -141,6 +143,31 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		a := buildAttestor(t, azuremsi.Name, fmt.Sprintf("{metadata_url: %q}", imds.URL))
 		want := spiffeid.RequireFromSegments(td, "signet", "agent", "azure_msi", vm.TenantID, vm.PrincipalID)
 		return nodeattesttest.VerifierCase{Verifier: cloudtest.Admitting(v, nodes), Attestor: a, WantID: want}
+	},
+	// Each case has its own swtpm, whose EK the server allows by hash.
+	tpm.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+		sim := tpmtest.Start(t)
+		h, err := tpm.EKHash(sim.EKPublic(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, err := builtin.NodeVerifiers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := reg.Build(builtin.VerifierDeps{TrustDomain: td, Now: time.Now}, tpm.Name, node(t, "{allowed_ek_hashes: ["+h+"]}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		areg, err := builtin.NodeAttestors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := areg.Build(builtin.AttestorDeps{}, tpm.Name, node(t, "{device: "+sim.Path+"}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: spiffeid.RequireFromSegments(td, "signet", "agent", "tpm", h)}
 	},
 }
 
