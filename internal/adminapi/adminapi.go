@@ -152,6 +152,9 @@ func (a *Service) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*
 	if req.GetId() == "" {
 		return nil, errkind.New(errkind.InvalidArgument, "id is required")
 	}
+	if err := model.ValidateEntryID("id", req.GetId()); err != nil {
+		return nil, err
+	}
 	e, err := a.cfg.Store.GetEntry(ctx, req.GetId())
 	if err != nil {
 		return nil, err
@@ -203,6 +206,9 @@ func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryReque
 	pe := req.GetEntry()
 	if pe.GetId() == "" {
 		return nil, errkind.New(errkind.InvalidArgument, "entry.id is required")
+	}
+	if err := model.ValidateEntryID("entry.id", pe.GetId()); err != nil {
+		return nil, err
 	}
 	cur, err := a.cfg.Store.GetEntry(ctx, pe.GetId())
 	if err != nil {
@@ -264,6 +270,14 @@ func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryReque
 func (a *Service) DeleteEntries(ctx context.Context, req *adminv1.DeleteEntriesRequest) (*adminv1.DeleteEntriesResponse, error) {
 	if len(req.GetIds()) == 0 {
 		return nil, errkind.New(errkind.InvalidArgument, "ids: at least one entry id is required")
+	}
+	if n := len(req.GetIds()); n > maxPageSize {
+		return nil, errkind.New(errkind.InvalidArgument, "ids: %d ids, at most %d per call", n, maxPageSize)
+	}
+	for i, id := range req.GetIds() {
+		if err := model.ValidateEntryID(fmt.Sprintf("ids[%d]", i), id); err != nil {
+			return nil, err
+		}
 	}
 	errs, err := a.cfg.Store.DeleteEntries(ctx, req.GetIds())
 	if err != nil {

@@ -9,12 +9,12 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/logsafe"
 )
 
 // entryCols are the columns written for an entry, in insert order.
@@ -29,9 +29,6 @@ const entrySelect = "SELECT id, spiffe_id, parent_id, selectors, x509_ttl, jwt_t
 	"federates_with, expires_at, hint, labels, revision, created_at, updated_at, first_issued_at, last_issued_at FROM entries"
 
 var entrySelectorCols = []string{"type", "value", "entry_id"}
-
-// maxEntryIDLen bounds caller-chosen entry IDs.
-const maxEntryIDLen = 255
 
 // EntryResult is the outcome of creating one entry of a batch. Err, when set,
 // is kinded InvalidArgument (the entry is malformed) or AlreadyExists (its ID,
@@ -69,23 +66,9 @@ func prepareEntry(e Entry) Entry {
 	return e
 }
 
-// validateEntry checks e, including a caller-chosen ID.
-func validateEntry(e *Entry) error {
-	if e.ID != "" {
-		if err := validateEntryID(e.ID); err != nil {
-			return err
-		}
-	}
-	return e.Validate()
-}
-
-func validateEntryID(id string) error {
-	if len(id) > maxEntryIDLen || strings.IndexFunc(id, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
-		return errkind.New(errkind.InvalidArgument,
-			"invalid entry id %q: use at most %d printable characters without spaces", id, maxEntryIDLen)
-	}
-	return nil
-}
+// validateEntry checks e, including a caller-chosen ID and every limit
+// (model.Entry.Validate): the store refuses what the server would.
+func validateEntry(e *Entry) error { return e.Validate() }
 
 // selectorsHash is SHA-256 over a canonical selector set. Entries must
 // differ in SPIFFE ID, parent ID or selectors hash.
@@ -328,10 +311,10 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 func (s *Store) GetEntry(ctx context.Context, id string) (Entry, error) {
 	es, err := s.queryEntries(ctx, s.db, entrySelect+" WHERE id = ?", id)
 	if err != nil {
-		return Entry{}, fmt.Errorf("get entry %q: %w", id, err)
+		return Entry{}, fmt.Errorf("get entry %q: %w", logsafe.Truncate(id), err)
 	}
 	if len(es) == 0 {
-		return Entry{}, errkind.New(errkind.NotFound, "entry %q not found", id)
+		return Entry{}, errkind.New(errkind.NotFound, "entry %q not found", logsafe.Truncate(id))
 	}
 	return es[0], nil
 }
@@ -468,7 +451,7 @@ func (s *Store) DeleteEntries(ctx context.Context, ids []string) ([]error, error
 	var uniq []string
 	for i, id := range ids {
 		if _, dup := first[id]; dup {
-			errs[i] = errkind.New(errkind.NotFound, "entry %q not found (listed twice)", id)
+			errs[i] = errkind.New(errkind.NotFound, "entry %q not found (listed twice)", logsafe.Truncate(id))
 			continue
 		}
 		first[id] = i
@@ -499,7 +482,7 @@ func (s *Store) DeleteEntries(ctx context.Context, ids []string) ([]error, error
 		}
 		for _, id := range uniq {
 			if !found[id] {
-				errs[first[id]] = errkind.New(errkind.NotFound, "entry %q not found", id)
+				errs[first[id]] = errkind.New(errkind.NotFound, "entry %q not found", logsafe.Truncate(id))
 			}
 		}
 		if len(deleted) == 0 {
