@@ -44,8 +44,11 @@ func ParseSelector(s string) (Selector, error) {
 	return sel, nil
 }
 
-// Validate reports whether s is well formed (see ParseSelector). Values
-// quoted in its errors are truncated (internal/logsafe).
+// Validate reports whether s is well formed (see ParseSelector) and, for
+// the types of built-in attestors (LookupSelectorType), whether its value is
+// one the attestor can produce: unix:uid:abc is refused. Other types, which
+// plugins may produce, are checked only generically. Values quoted in its
+// errors are truncated (internal/logsafe).
 func (s Selector) Validate() error {
 	if s.Type == "" || s.Value == "" {
 		return errkind.New(errkind.InvalidArgument,
@@ -71,7 +74,7 @@ func (s Selector) Validate() error {
 				"invalid selector value %q: control characters are not allowed", logsafe.Truncate(s.Value))
 		}
 	}
-	return nil
+	return validateBuiltinSelector(s)
 }
 
 // SortSelectors sorts sels in place by type then value and removes
