@@ -23,6 +23,7 @@ import (
 	"github.com/signet-id/signet/internal/errkind"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/store"
@@ -77,22 +78,53 @@ func (a *Service) Register(g *grpc.Server) { adminv1.RegisterAdminServer(g, a) }
 func Methods() edge.Table { return edge.Table{}.Service(adminv1.Admin_ServiceDesc, edge.Admin) }
 
 // checkEntry applies the server's rules on top of the store's: IDs in this
-// trust domain, no reserved paths, bounded lifetimes.
+// trust domain and not the bare trust-domain ID, no reserved SPIFFE IDs,
+// bounded lifetimes. The store enforces, in its write transaction, that no
+// entry carries a node's identity (internal/store/identity.go).
 func (a *Service) checkEntry(e model.Entry) error {
-	td := a.cfg.TrustDomain
-	if !e.SPIFFEID.MemberOf(td) {
-		return errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", e.SPIFFEID, td.Name())
+	if err := a.checkID("spiffe_id", e.SPIFFEID); err != nil {
+		return err
 	}
-	if !e.ParentID.MemberOf(td) {
-		return errkind.New(errkind.InvalidArgument, "parent_id %s is not in trust domain %s", e.ParentID, td.Name())
+	if err := a.checkID("parent_id", e.ParentID); err != nil {
+		return err
 	}
-	if p := e.SPIFFEID.Path(); p == "/signet" || strings.HasPrefix(p, "/signet/") {
-		return errkind.New(errkind.InvalidArgument, "spiffe_id %s uses the reserved path prefix /signet/ (server and agent identities)", e.SPIFFEID)
+	if isReserved(e.SPIFFEID) {
+		return errReserved("spiffe_id", e.SPIFFEID)
 	}
 	if e.X509TTL > a.cfg.MaxSVIDTTL || e.JWTTTL > a.cfg.MaxSVIDTTL {
 		return errkind.New(errkind.InvalidArgument, "x509_ttl and jwt_ttl must be at most %s", a.cfg.MaxSVIDTTL)
 	}
 	return e.Validate()
+}
+
+// checkID refuses an ID outside the trust domain, and the trust domain's
+// own ID (spiffe://example.org), which names no workload or node.
+func (a *Service) checkID(field string, id spiffeid.ID) error {
+	td := a.cfg.TrustDomain
+	if !id.MemberOf(td) {
+		return errkind.New(errkind.InvalidArgument, "%s %s is not in trust domain %s: want spiffe://%s/<path>",
+			field, logsafe.Truncate(id.String()), td.Name(), td.Name())
+	}
+	if id.Path() == "" {
+		return errkind.New(errkind.InvalidArgument, "%s %s is the trust domain's own ID: add a path, such as %s/web",
+			field, id, id)
+	}
+	return nil
+}
+
+// isReserved reports whether id is under spiffe://<td>/signet, the IDs of
+// Signet's own components (the server, join-token agents). No entry or
+// join token may grant one; they stay valid as parent IDs (node aliases
+// hang off the server's ID).
+func isReserved(id spiffeid.ID) bool {
+	p := id.Path()
+	return p == "/signet" || strings.HasPrefix(p, "/signet/")
+}
+
+func errReserved(field string, id spiffeid.ID) error {
+	return errkind.New(errkind.InvalidArgument,
+		"%s %s uses the reserved path prefix /signet/ (Signet's server and agent identities): choose another path",
+		field, logsafe.Truncate(id.String()))
 }
 
 func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesRequest) (*adminv1.CreateEntriesResponse, error) {
@@ -391,11 +423,12 @@ func (a *Service) CreateJoinToken(ctx context.Context, req *adminv1.CreateJoinTo
 		if err != nil {
 			return nil, err
 		}
-		if !id.MemberOf(a.cfg.TrustDomain) {
-			return nil, errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", id, a.cfg.TrustDomain.Name())
+		if err := a.checkID("spiffe_id", id); err != nil {
+			return nil, err
 		}
-		if id == a.cfg.ServerID {
-			return nil, errkind.New(errkind.InvalidArgument, "spiffe_id %s is the server's own ID", id)
+		// The server's ID and derived join-token IDs live under /signet/.
+		if isReserved(id) {
+			return nil, errReserved("spiffe_id", id)
 		}
 		agentID = id
 	}

@@ -129,7 +129,7 @@ func (s *Service) admit(ctx context.Context, method string, res nodeattest.Resul
 		SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
 	})
 	if errkind.Is(err, errkind.PermissionDenied) {
-		s.log.Warn("node attestation denied: node is banned", "agent_id", id.String(), "method", method)
+		s.log.Warn("node attestation denied: node is banned or its id is an entry's", "agent_id", logsafe.Truncate(id.String()), "method", method, "reason", err)
 		return nil, errAttestFailed
 	}
 	if err != nil {

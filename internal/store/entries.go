@@ -173,6 +173,7 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 	}
 	byID := make(map[string]int, len(entries))
 	byKey := make(map[string]int, len(entries))
+	bySPIFFE := make(map[string]int, len(entries)) // first item with each SPIFFE ID
 	for i := range entries {
 		e := prepareEntry(entries[i])
 		results[i].Entry, ok[i] = e, true
@@ -193,6 +194,14 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 			fail(i, errkind.New(errkind.AlreadyExists,
 				"entry for %s under %s with these selectors is in the batch twice (items %d and %d)", e.SPIFFEID, e.ParentID, j, i))
 			continue
+		}
+		sid := e.SPIFFEID.String()
+		if j, seen := bySPIFFE[sid]; seen && s.isAlias(todo[j].ParentID.String()) != s.isAlias(e.ParentID.String()) {
+			fail(i, errkind.New(errkind.AlreadyExists,
+				"spiffe_id %s is used by a node alias and by another entry in the batch (items %d and %d): an entry may not carry a node's identity", sid, j, i))
+			continue
+		} else if !seen {
+			bySPIFFE[sid] = i
 		}
 		byID[e.ID], byKey[key] = i, i
 		todo[i] = e
@@ -242,6 +251,23 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 		})
 		if err != nil {
 			return fmt.Errorf("check entry uniqueness: %w", err)
+		}
+		alias := make(map[string]bool, len(spiffeIDs))
+		for i := range todo {
+			if ok[i] {
+				alias[todo[i].SPIFFEID.String()] = s.isAlias(todo[i].ParentID.String())
+			}
+		}
+		clashes, err := t.entryIdentityClashes(ctx, s, alias, "")
+		if err != nil {
+			return err
+		}
+		for i := range todo {
+			if ok[i] {
+				if err := clashes[todo[i].SPIFFEID.String()]; err != nil {
+					fail(i, err)
+				}
+			}
 		}
 		if atomic && failed > 0 {
 			return batchRejected(failed, len(entries))
@@ -398,6 +424,14 @@ func (s *Store) UpdateEntry(ctx context.Context, e Entry) (Entry, error) {
 				"an entry for %s under %s with these selectors already exists (id %s)", e.SPIFFEID, e.ParentID, other)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		sid := e.SPIFFEID.String()
+		clashes, err := t.entryIdentityClashes(ctx, s, map[string]bool{sid: s.isAlias(e.ParentID.String())}, e.ID)
+		if err != nil {
+			return err
+		}
+		if err := clashes[sid]; err != nil {
 			return err
 		}
 		e.Revision, e.UpdatedAt = t.rev, t.now

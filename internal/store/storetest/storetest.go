@@ -38,6 +38,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"EntryChanges", changeTests},
 		{"Nodes", nodeTests},
 		{"JoinTokens", tokenTests},
+		{"Identity", identityTests},
 		{"Authorities", authorityTests},
 		{"Audit", auditTests},
 		{"Revision", revisionTests},
