@@ -127,6 +127,19 @@ func errReserved(field string, id spiffeid.ID) error {
 		field, logsafe.Truncate(id.String()))
 }
 
+// checkSupported refuses the entry fields that are stored but do nothing
+// yet, until the features that use them land. UpdateEntry checks only what
+// the request sets, so entries stored with them earlier stay updatable.
+func checkSupported(federatesWith []string, downstream bool) error {
+	if len(federatesWith) > 0 {
+		return errkind.New(errkind.InvalidArgument, "federates_with: federation is not supported yet; remove the field")
+	}
+	if downstream {
+		return errkind.New(errkind.InvalidArgument, "downstream: downstream entries (nested CAs) are not supported yet; remove the field")
+	}
+	return nil
+}
+
 func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesRequest) (*adminv1.CreateEntriesResponse, error) {
 	in := req.GetEntries()
 	if len(in) == 0 {
@@ -139,7 +152,11 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	pos := make([]int, 0, len(in))
 	failed := 0
 	for i, pe := range in {
-		e, err := apiconv.EntryFromProto(pe)
+		err := checkSupported(pe.GetFederatesWith(), pe.GetDownstream())
+		var e model.Entry
+		if err == nil {
+			e, err = apiconv.EntryFromProto(pe)
+		}
 		if err == nil {
 			err = a.checkEntry(e)
 		}
@@ -270,8 +287,14 @@ func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryReque
 		case "admin":
 			merged.Admin = pe.GetAdmin()
 		case "downstream":
+			if err := checkSupported(nil, pe.GetDownstream()); err != nil {
+				return nil, err
+			}
 			merged.Downstream = pe.GetDownstream()
 		case "federates_with":
+			if err := checkSupported(pe.GetFederatesWith(), false); err != nil {
+				return nil, err
+			}
 			merged.FederatesWith = pe.GetFederatesWith()
 		case "expires_at":
 			merged.ExpiresAt = pe.GetExpiresAt()
