@@ -105,6 +105,7 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 				}
 				entries = []*commonv1.Entry{e}
 			}
+			warnUnknownSelectorTypes(cmd.ErrOrStderr(), entries)
 			var resp *adminv1.CreateEntriesResponse
 			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
 				resp, err = c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: entries, Atomic: atomic})
