@@ -213,6 +213,11 @@ func (a *Service) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*
 
 func (a *Service) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
 	f := store.EntryFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
+	if f.After != "" {
+		if err := model.ValidateEntryID("page_token", f.After); err != nil { // page tokens are entry ids
+			return nil, err
+		}
+	}
 	if f.Limit <= 0 {
 		f.Limit = defaultPageSize
 	}

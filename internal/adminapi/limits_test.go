@@ -158,6 +158,10 @@ func TestCallerEntryIDs(t *testing.T) {
 			_, err := env.Admin.DeleteEntries(env.Ctx(), &adminv1.DeleteEntriesRequest{Ids: []string{"a b"}})
 			return err
 		}},
+		{"ListEntries page token", func() error {
+			_, err := env.Admin.ListEntries(env.Ctx(), &adminv1.ListEntriesRequest{PageToken: huge})
+			return err
+		}},
 		{"UpdateEntry", func() error {
 			e := validEntry()
 			e.Id = huge
