@@ -237,6 +237,16 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 		if err != nil {
 			return fmt.Errorf("check entry ids: %w", err)
 		}
+		alias := make(map[string]bool, len(spiffeIDs)) // per SPIFFE ID: written as node aliases?
+		for i := range todo {
+			if ok[i] {
+				alias[todo[i].SPIFFEID.String()] = s.isAlias(todo[i].ParentID.String())
+			}
+		}
+		clashes, err := t.entryIdentityClashes(ctx, s, alias, "", false)
+		if err != nil {
+			return err
+		}
 		err = t.queryIn(ctx, "SELECT id, spiffe_id, parent_id, selectors_hash FROM entries WHERE spiffe_id", nil, spiffeIDs, func(rows *sql.Rows) error {
 			var id, spiffeID, parentID string
 			var hash []byte
@@ -247,20 +257,13 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 				fail(i, errkind.New(errkind.AlreadyExists,
 					"an entry for %s under %s with these selectors already exists (id %s)", spiffeID, parentID, id))
 			}
+			if clashes[spiffeID] == nil {
+				clashes[spiffeID] = s.aliasClash(alias[spiffeID], id, spiffeID, parentID)
+			}
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("check entry uniqueness: %w", err)
-		}
-		alias := make(map[string]bool, len(spiffeIDs))
-		for i := range todo {
-			if ok[i] {
-				alias[todo[i].SPIFFEID.String()] = s.isAlias(todo[i].ParentID.String())
-			}
-		}
-		clashes, err := t.entryIdentityClashes(ctx, s, alias, "")
-		if err != nil {
-			return err
 		}
 		for i := range todo {
 			if ok[i] {
@@ -427,7 +430,7 @@ func (s *Store) UpdateEntry(ctx context.Context, e Entry) (Entry, error) {
 			return err
 		}
 		sid := e.SPIFFEID.String()
-		clashes, err := t.entryIdentityClashes(ctx, s, map[string]bool{sid: s.isAlias(e.ParentID.String())}, e.ID)
+		clashes, err := t.entryIdentityClashes(ctx, s, map[string]bool{sid: s.isAlias(e.ParentID.String())}, e.ID, true)
 		if err != nil {
 			return err
 		}

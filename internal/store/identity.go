@@ -30,11 +30,12 @@ func (s *Store) isAlias(parentID string) bool {
 }
 
 // entryIdentityClashes checks the SPIFFE IDs of entries about to be
-// written against nodes, pending join tokens and, for the alias rule,
-// other entries (except the entry with ID exclude, which is being
-// replaced). alias tells, per SPIFFE ID, whether the entries written with
+// written against nodes, pending join tokens and, with withEntries, for the
+// alias rule, other entries (except the entry with ID exclude, which is
+// being replaced; callers that read those entries anyway check them with
+// aliasClash). alias tells, per SPIFFE ID, whether the entries written with
 // it are node aliases. It returns the reason per clashing SPIFFE ID.
-func (t *wtx) entryIdentityClashes(ctx context.Context, s *Store, alias map[string]bool, exclude string) (map[string]error, error) {
+func (t *wtx) entryIdentityClashes(ctx context.Context, s *Store, alias map[string]bool, exclude string, withEntries bool) (map[string]error, error) {
 	clashes := make(map[string]error)
 	ids := make([]string, 0, len(alias))
 	for id := range alias {
@@ -72,7 +73,7 @@ func (t *wtx) entryIdentityClashes(ctx context.Context, s *Store, alias map[stri
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if s.aliasParent == "" {
+	if s.aliasParent == "" || !withEntries {
 		return clashes, nil
 	}
 	err = t.queryIn(ctx, "SELECT id, spiffe_id, parent_id FROM entries WHERE id <> ? AND spiffe_id", []any{exclude}, ids, func(rows *sql.Rows) error {
@@ -80,15 +81,8 @@ func (t *wtx) entryIdentityClashes(ctx context.Context, s *Store, alias map[stri
 		if err := rows.Scan(&entryID, &id, &parent); err != nil {
 			return err
 		}
-		if clashes[id] != nil || s.isAlias(parent) == alias[id] {
-			return nil
-		}
-		if alias[id] {
-			clashes[id] = errkind.New(errkind.AlreadyExists,
-				"spiffe_id %s is the SPIFFE ID of entry %s, a workload entry: a node alias may not share it; choose another spiffe_id", id, entryID)
-		} else {
-			clashes[id] = errkind.New(errkind.AlreadyExists,
-				"spiffe_id %s is the ID of node alias %s: an entry may not carry a node's identity; choose another spiffe_id", id, entryID)
+		if clashes[id] == nil {
+			clashes[id] = s.aliasClash(alias[id], entryID, id, parent)
 		}
 		return nil
 	})
@@ -96,6 +90,22 @@ func (t *wtx) entryIdentityClashes(ctx context.Context, s *Store, alias map[stri
 		return nil, fmt.Errorf("check entry ids against node aliases: %w", err)
 	}
 	return clashes, nil
+}
+
+// aliasClash is the error for writing an entry with SPIFFE ID id (a node
+// alias when alias is set) while entry entryID, with parent parentID,
+// holds it; nil when both are aliases or neither is.
+func (s *Store) aliasClash(alias bool, entryID, id, parentID string) error {
+	switch other := s.isAlias(parentID); {
+	case alias == other:
+		return nil
+	case alias:
+		return errkind.New(errkind.AlreadyExists,
+			"spiffe_id %s is the SPIFFE ID of entry %s, a workload entry: a node alias may not share it; choose another spiffe_id", id, entryID)
+	default:
+		return errkind.New(errkind.AlreadyExists,
+			"spiffe_id %s is the ID of node alias %s: an entry may not carry a node's identity; choose another spiffe_id", id, entryID)
+	}
 }
 
 // entryWithID returns the ID of an entry whose SPIFFE ID is id, or "".
