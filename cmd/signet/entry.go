@@ -106,6 +106,7 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 				}
 				entries = []*commonv1.Entry{e}
 			}
+			warnUnknownSelectorTypes(cmd.ErrOrStderr(), entries)
 			results, err := createEntries(cmd, conn, entries, invalid, atomic)
 			if err != nil {
 				return err

@@ -23,6 +23,7 @@ import (
 	"github.com/signet-id/signet/internal/errkind"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/store"
@@ -77,22 +78,66 @@ func (a *Service) Register(g *grpc.Server) { adminv1.RegisterAdminServer(g, a) }
 func Methods() edge.Table { return edge.Table{}.Service(adminv1.Admin_ServiceDesc, edge.Admin) }
 
 // checkEntry applies the server's rules on top of the store's: IDs in this
-// trust domain, no reserved paths, bounded lifetimes.
+// trust domain and not the bare trust-domain ID, no reserved SPIFFE IDs,
+// bounded lifetimes. The store enforces, in its write transaction, that no
+// entry carries a node's identity (internal/store/identity.go).
 func (a *Service) checkEntry(e model.Entry) error {
-	td := a.cfg.TrustDomain
-	if !e.SPIFFEID.MemberOf(td) {
-		return errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", e.SPIFFEID, td.Name())
+	if err := a.checkID("spiffe_id", e.SPIFFEID); err != nil {
+		return err
 	}
-	if !e.ParentID.MemberOf(td) {
-		return errkind.New(errkind.InvalidArgument, "parent_id %s is not in trust domain %s", e.ParentID, td.Name())
+	if err := a.checkID("parent_id", e.ParentID); err != nil {
+		return err
 	}
-	if p := e.SPIFFEID.Path(); p == "/signet" || strings.HasPrefix(p, "/signet/") {
-		return errkind.New(errkind.InvalidArgument, "spiffe_id %s uses the reserved path prefix /signet/ (server and agent identities)", e.SPIFFEID)
+	if isReserved(e.SPIFFEID) {
+		return errReserved("spiffe_id", e.SPIFFEID)
 	}
 	if e.X509TTL > a.cfg.MaxSVIDTTL || e.JWTTTL > a.cfg.MaxSVIDTTL {
 		return errkind.New(errkind.InvalidArgument, "x509_ttl and jwt_ttl must be at most %s", a.cfg.MaxSVIDTTL)
 	}
 	return e.Validate()
+}
+
+// checkID refuses an ID outside the trust domain, and the trust domain's
+// own ID (spiffe://example.org), which names no workload or node.
+func (a *Service) checkID(field string, id spiffeid.ID) error {
+	td := a.cfg.TrustDomain
+	if !id.MemberOf(td) {
+		return errkind.New(errkind.InvalidArgument, "%s %s is not in trust domain %s: want spiffe://%s/<path>",
+			field, logsafe.Truncate(id.String()), td.Name(), td.Name())
+	}
+	if id.Path() == "" {
+		return errkind.New(errkind.InvalidArgument, "%s %s is the trust domain's own ID: add a path, such as %s/web",
+			field, id, id)
+	}
+	return nil
+}
+
+// isReserved reports whether id is under spiffe://<td>/signet, the IDs of
+// Signet's own components (the server, join-token agents). No entry or
+// join token may grant one; they stay valid as parent IDs (node aliases
+// hang off the server's ID).
+func isReserved(id spiffeid.ID) bool {
+	p := id.Path()
+	return p == "/signet" || strings.HasPrefix(p, "/signet/")
+}
+
+func errReserved(field string, id spiffeid.ID) error {
+	return errkind.New(errkind.InvalidArgument,
+		"%s %s uses the reserved path prefix /signet/ (Signet's server and agent identities): choose another path",
+		field, logsafe.Truncate(id.String()))
+}
+
+// checkSupported refuses the entry fields that are stored but do nothing
+// yet, until the features that use them land. UpdateEntry checks only what
+// the request sets, so entries stored with them earlier stay updatable.
+func checkSupported(federatesWith []string, downstream bool) error {
+	if len(federatesWith) > 0 {
+		return errkind.New(errkind.InvalidArgument, "federates_with: federation is not supported yet; remove the field")
+	}
+	if downstream {
+		return errkind.New(errkind.InvalidArgument, "downstream: downstream entries (nested CAs) are not supported yet; remove the field")
+	}
+	return nil
 }
 
 func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesRequest) (*adminv1.CreateEntriesResponse, error) {
@@ -107,7 +152,11 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	pos := make([]int, 0, len(in))
 	failed := 0
 	for i, pe := range in {
-		e, err := apiconv.EntryFromProto(pe)
+		err := checkSupported(pe.GetFederatesWith(), pe.GetDownstream())
+		var e model.Entry
+		if err == nil {
+			e, err = apiconv.EntryFromProto(pe)
+		}
 		if err == nil {
 			err = a.checkEntry(e)
 		}
@@ -152,6 +201,9 @@ func (a *Service) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*
 	if req.GetId() == "" {
 		return nil, errkind.New(errkind.InvalidArgument, "id is required")
 	}
+	if err := model.ValidateEntryID("id", req.GetId()); err != nil {
+		return nil, err
+	}
 	e, err := a.cfg.Store.GetEntry(ctx, req.GetId())
 	if err != nil {
 		return nil, err
@@ -161,6 +213,11 @@ func (a *Service) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*
 
 func (a *Service) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
 	f := store.EntryFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
+	if f.After != "" {
+		if err := model.ValidateEntryID("page_token", f.After); err != nil { // page tokens are entry ids
+			return nil, err
+		}
+	}
 	if f.Limit <= 0 {
 		f.Limit = defaultPageSize
 	}
@@ -204,6 +261,9 @@ func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryReque
 	if pe.GetId() == "" {
 		return nil, errkind.New(errkind.InvalidArgument, "entry.id is required")
 	}
+	if err := model.ValidateEntryID("entry.id", pe.GetId()); err != nil {
+		return nil, err
+	}
 	cur, err := a.cfg.Store.GetEntry(ctx, pe.GetId())
 	if err != nil {
 		return nil, err
@@ -232,8 +292,14 @@ func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryReque
 		case "admin":
 			merged.Admin = pe.GetAdmin()
 		case "downstream":
+			if err := checkSupported(nil, pe.GetDownstream()); err != nil {
+				return nil, err
+			}
 			merged.Downstream = pe.GetDownstream()
 		case "federates_with":
+			if err := checkSupported(pe.GetFederatesWith(), false); err != nil {
+				return nil, err
+			}
 			merged.FederatesWith = pe.GetFederatesWith()
 		case "expires_at":
 			merged.ExpiresAt = pe.GetExpiresAt()
@@ -264,6 +330,14 @@ func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryReque
 func (a *Service) DeleteEntries(ctx context.Context, req *adminv1.DeleteEntriesRequest) (*adminv1.DeleteEntriesResponse, error) {
 	if len(req.GetIds()) == 0 {
 		return nil, errkind.New(errkind.InvalidArgument, "ids: at least one entry id is required")
+	}
+	if n := len(req.GetIds()); n > maxPageSize {
+		return nil, errkind.New(errkind.InvalidArgument, "ids: %d ids, at most %d per call", n, maxPageSize)
+	}
+	for i, id := range req.GetIds() {
+		if err := model.ValidateEntryID(fmt.Sprintf("ids[%d]", i), id); err != nil {
+			return nil, err
+		}
 	}
 	errs, err := a.cfg.Store.DeleteEntries(ctx, req.GetIds())
 	if err != nil {
@@ -377,11 +451,12 @@ func (a *Service) CreateJoinToken(ctx context.Context, req *adminv1.CreateJoinTo
 		if err != nil {
 			return nil, err
 		}
-		if !id.MemberOf(a.cfg.TrustDomain) {
-			return nil, errkind.New(errkind.InvalidArgument, "spiffe_id %s is not in trust domain %s", id, a.cfg.TrustDomain.Name())
+		if err := a.checkID("spiffe_id", id); err != nil {
+			return nil, err
 		}
-		if id == a.cfg.ServerID {
-			return nil, errkind.New(errkind.InvalidArgument, "spiffe_id %s is the server's own ID", id)
+		// The server's ID and derived join-token IDs live under /signet/.
+		if isReserved(id) {
+			return nil, errReserved("spiffe_id", id)
 		}
 		agentID = id
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/store"
@@ -352,11 +353,11 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 		entry := s.cfg.Entries.BelongsTo(r.GetEntryId(), node.SPIFFEID, node.Selectors, now)
 		if entry == nil {
 			s.log.Warn("x509-svid denied: entry does not belong to the caller's node",
-				"agent_id", node.SPIFFEID.String(), "entry_id", truncate(r.GetEntryId()))
+				"agent_id", node.SPIFFEID.String(), "entry_id", logsafe.Truncate(r.GetEntryId()))
 			s.met.svidsSigned.WithLabelValues("x509", "denied").Inc()
-			iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.deny", Object: truncate(r.GetEntryId()),
+			iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.deny", Object: logsafe.Truncate(r.GetEntryId()),
 				Detail: map[string]string{"reason": "entry does not belong to node", "node": node.SPIFFEID.String()}})
-			res.Status = apiconv.StatusToProto(errkind.New(errkind.PermissionDenied, "entry %q does not exist or does not belong to this node", truncate(r.GetEntryId())))
+			res.Status = apiconv.StatusToProto(errkind.New(errkind.PermissionDenied, "entry %q does not exist or does not belong to this node", logsafe.Truncate(r.GetEntryId())))
 			continue
 		}
 		ttl := entry.X509TTL
@@ -409,17 +410,6 @@ func (s *Service) record(ctx context.Context, iss store.Issuance) error {
 	return errkind.Wrap(errkind.Unavailable, err, "cannot record the issuance in the audit log; retry")
 }
 
-// maxLoggedLen bounds caller-supplied strings in logs and audit records.
-const maxLoggedLen = 128
-
-// truncate bounds a caller-supplied value before it is logged or stored.
-func truncate(v string) string {
-	if len(v) <= maxLoggedLen {
-		return v
-	}
-	return v[:maxLoggedLen] + "…"
-}
-
 // SignJWTSVID mints a JWT-SVID for an entry of the calling node, within the
 // node's and the entry's minting rates.
 func (s *Service) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDRequest) (*agentv1.SignJWTSVIDResponse, error) {
@@ -442,10 +432,10 @@ func (s *Service) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDReque
 	entry := s.cfg.Entries.BelongsTo(req.GetEntryId(), node.SPIFFEID, node.Selectors, now)
 	if entry == nil {
 		s.log.Warn("jwt-svid denied: entry does not belong to the caller's node",
-			"agent_id", node.SPIFFEID.String(), "entry_id", truncate(req.GetEntryId()))
+			"agent_id", node.SPIFFEID.String(), "entry_id", logsafe.Truncate(req.GetEntryId()))
 		s.met.svidsSigned.WithLabelValues("jwt", "denied").Inc()
-		denied := errkind.New(errkind.PermissionDenied, "entry %q does not exist or does not belong to this node", truncate(req.GetEntryId()))
-		_ = s.record(ctx, store.Issuance{At: now, Records: []model.AuditRecord{{Action: "svid.jwt.deny", Object: truncate(req.GetEntryId()),
+		denied := errkind.New(errkind.PermissionDenied, "entry %q does not exist or does not belong to this node", logsafe.Truncate(req.GetEntryId()))
+		_ = s.record(ctx, store.Issuance{At: now, Records: []model.AuditRecord{{Action: "svid.jwt.deny", Object: logsafe.Truncate(req.GetEntryId()),
 			Detail: map[string]string{"reason": "entry does not belong to node", "node": node.SPIFFEID.String()}}}})
 		return nil, denied
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/signet-id/signet/internal/ca"
 	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/store"
@@ -58,7 +59,7 @@ func (s *Service) AttestAgent(stream grpc.BidiStreamingServer[agentv1.AttestAgen
 	if !ok {
 		s.met.attestations.WithLabelValues("unknown", "denied").Inc()
 		return errkind.New(errkind.InvalidArgument, "attestation_type %q is not enabled on this server: it accepts %s",
-			truncate(method), strings.Join(s.MethodNames(), ", "))
+			logsafe.Truncate(method), strings.Join(s.MethodNames(), ", "))
 	}
 	if len(params.GetCsr()) == 0 {
 		return errkind.New(errkind.InvalidArgument, "params.csr is required")
@@ -101,9 +102,9 @@ func (s *Service) checkResult(method string, res nodeattest.Result) error {
 	case res.AgentID.IsZero():
 		return errkind.New(errkind.PermissionDenied, "%s granted no agent id", method)
 	case !res.AgentID.MemberOf(s.cfg.TrustDomain):
-		return errkind.New(errkind.PermissionDenied, "%s granted %s, outside trust domain %s", method, res.AgentID, s.cfg.TrustDomain.Name())
+		return errkind.New(errkind.PermissionDenied, "%s granted %s, outside trust domain %s", method, logsafe.Truncate(res.AgentID.String()), s.cfg.TrustDomain.Name())
 	case res.AgentID == s.cfg.ServerID || res.AgentID.Path() == "":
-		return errkind.New(errkind.PermissionDenied, "%s granted the reserved id %s", method, res.AgentID)
+		return errkind.New(errkind.PermissionDenied, "%s granted the reserved id %s", method, logsafe.Truncate(res.AgentID.String()))
 	}
 	for _, sel := range res.Selectors {
 		if err := sel.Validate(); err != nil {
@@ -128,7 +129,7 @@ func (s *Service) admit(ctx context.Context, method string, res nodeattest.Resul
 		SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
 	})
 	if errkind.Is(err, errkind.PermissionDenied) {
-		s.log.Warn("node attestation denied: node is banned", "agent_id", id.String(), "method", method)
+		s.log.Warn("node attestation denied: node is banned or its id is an entry's", "agent_id", logsafe.Truncate(id.String()), "method", method, "reason", err)
 		return nil, errAttestFailed
 	}
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/signet-id/signet/internal/errkind"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 )
 
@@ -35,11 +36,14 @@ func SelectorsToProto(sels []model.Selector) []*commonv1.Selector {
 // SelectorsFromProto validates and converts wire selectors, returning them in
 // canonical (sorted, deduplicated) form.
 func SelectorsFromProto(in []*commonv1.Selector) ([]model.Selector, error) {
+	if len(in) > model.MaxSelectors {
+		return nil, errkind.New(errkind.InvalidArgument, "selectors: %d selectors, at most %d", len(in), model.MaxSelectors)
+	}
 	out := make([]model.Selector, 0, len(in))
 	for i, s := range in {
 		sel := model.Selector{Type: s.GetType(), Value: s.GetValue()}
 		if err := sel.Validate(); err != nil {
-			return nil, fieldErr(fmt.Sprintf("selectors[%d]", i), err)
+			return nil, model.FieldError(fmt.Sprintf("selectors[%d]", i), err)
 		}
 		out = append(out, sel)
 	}
@@ -74,12 +78,18 @@ func EntryToProto(e model.Entry) *commonv1.Entry {
 	}
 }
 
-// EntryFromProto validates and converts a wire entry. Read-only fields
-// (revision, timestamps other than expires_at) are carried over as given; the
-// store ignores them on writes.
+// EntryFromProto validates and converts a wire entry: what it returns
+// passes model.Entry.Validate. Read-only fields (revision, timestamps other
+// than expires_at) are carried over as given; the store ignores them on
+// writes.
 func EntryFromProto(in *commonv1.Entry) (model.Entry, error) {
 	if in == nil {
 		return model.Entry{}, errkind.New(errkind.InvalidArgument, "entry is required")
+	}
+	if in.GetId() != "" {
+		if err := model.ValidateEntryID("id", in.GetId()); err != nil {
+			return model.Entry{}, err
+		}
 	}
 	id, err := ParseID("spiffe_id", in.GetSpiffeId())
 	if err != nil {
@@ -99,20 +109,30 @@ func EntryFromProto(in *commonv1.Entry) (model.Entry, error) {
 	if in.GetJwtTtlSeconds() < 0 {
 		return model.Entry{}, errkind.New(errkind.InvalidArgument, "jwt_ttl_seconds %d is negative: use 0 for the server default or a positive number", in.GetJwtTtlSeconds())
 	}
+	if n := len(in.GetFederatesWith()); n > model.MaxFederatesWith {
+		return model.Entry{}, errkind.New(errkind.InvalidArgument, "federates_with: %d trust domains, at most %d", n, model.MaxFederatesWith)
+	}
 	var fw []spiffeid.TrustDomain
 	for i, s := range in.GetFederatesWith() {
+		if len(s) > model.MaxTrustDomainLen {
+			return model.Entry{}, errkind.New(errkind.InvalidArgument, "federates_with[%d] %q is %d bytes: a trust domain name may be at most %d",
+				i, logsafe.Truncate(s), len(s), model.MaxTrustDomainLen)
+		}
 		td, err := spiffeid.TrustDomainFromString(s)
 		if err != nil {
 			return model.Entry{}, errkind.New(errkind.InvalidArgument, "federates_with[%d] %q is not a trust domain: %v (want a name such as example.org)", i, s, err)
 		}
 		fw = append(fw, td)
 	}
+	if n := len(in.GetDnsNames()); n > model.MaxDNSNames {
+		return model.Entry{}, errkind.New(errkind.InvalidArgument, "dns_names: %d names, at most %d", n, model.MaxDNSNames)
+	}
 	for i, d := range in.GetDnsNames() {
-		if err := ValidateDNSName(d); err != nil {
-			return model.Entry{}, fieldErr(fmt.Sprintf("dns_names[%d]", i), err)
+		if err := model.ValidateDNSName(d); err != nil {
+			return model.Entry{}, model.FieldError(fmt.Sprintf("dns_names[%d]", i), err)
 		}
 	}
-	return model.Entry{
+	e := model.Entry{
 		ID:            in.GetId(),
 		SPIFFEID:      id,
 		ParentID:      parent,
@@ -131,57 +151,33 @@ func EntryFromProto(in *commonv1.Entry) (model.Entry, error) {
 		UpdatedAt:     fromUnix(in.GetUpdatedAt()),
 		FirstIssuedAt: fromUnix(in.GetFirstIssuedAt()),
 		LastIssuedAt:  fromUnix(in.GetLastIssuedAt()),
-	}, nil
+	}
+	if err := e.Validate(); err != nil {
+		return model.Entry{}, err
+	}
+	return e, nil
 }
 
 // ParseID parses a SPIFFE ID given in the named field, with an error that
-// names the field and shows what is accepted.
+// names the field and shows what is accepted. IDs over model.MaxIDLen bytes
+// are refused.
 func ParseID(field, s string) (spiffeid.ID, error) {
 	if s == "" {
 		return spiffeid.ID{}, errkind.New(errkind.InvalidArgument, "%s is required: want a SPIFFE ID such as spiffe://example.org/web", field)
 	}
+	if err := model.ValidateIDStringLen(field, s); err != nil {
+		return spiffeid.ID{}, err
+	}
 	id, err := spiffeid.FromString(s)
 	if err != nil {
-		return spiffeid.ID{}, errkind.New(errkind.InvalidArgument, "%s %q is not a valid SPIFFE ID: %v (want spiffe://<trust-domain>/<path>, lower-case trust domain, no query or fragment)", field, s, err)
+		return spiffeid.ID{}, errkind.New(errkind.InvalidArgument, "%s %q is not a valid SPIFFE ID: %v (want spiffe://<trust-domain>/<path>, lower-case trust domain, no query or fragment)", field, logsafe.Truncate(s), err)
 	}
 	return id, nil
 }
 
-// ValidateDNSName checks a DNS name for an X.509 SAN: labels of letters,
-// digits and hyphens, an optional leading "*." wildcard, at most 253 bytes.
-func ValidateDNSName(name string) error {
-	if name == "" || len(name) > 253 {
-		return errkind.New(errkind.InvalidArgument, "DNS name %q must be 1 to 253 bytes", name)
-	}
-	rest := name
-	if len(rest) > 2 && rest[:2] == "*." {
-		rest = rest[2:]
-	}
-	label := 0
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		switch {
-		case c == '.':
-			if label == 0 {
-				return errkind.New(errkind.InvalidArgument, "DNS name %q has an empty label", name)
-			}
-			label = 0
-			continue
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-' && label > 0:
-		default:
-			return errkind.New(errkind.InvalidArgument, "DNS name %q: character %q is not allowed (letters, digits, '-' and '.' only)", name, c)
-		}
-		label++
-		if label > 63 {
-			return errkind.New(errkind.InvalidArgument, "DNS name %q has a label over 63 bytes", name)
-		}
-	}
-	if label == 0 {
-		return errkind.New(errkind.InvalidArgument, "DNS name %q ends with an empty label", name)
-	}
-	return nil
-}
+// ValidateDNSName checks a DNS name for an X.509 SAN; see
+// model.ValidateDNSName.
+func ValidateDNSName(name string) error { return model.ValidateDNSName(name) }
 
 // BundleToProto converts a trust bundle to its wire form.
 func BundleToProto(b *spiffebundle.Bundle) (*commonv1.Bundle, error) {
@@ -262,11 +258,6 @@ func StatusToProto(err error) *commonv1.Status {
 	}
 	msg, _ := errkind.Public(err)
 	return &commonv1.Status{Code: int32(errkind.GRPCCode(errkind.Of(err))), Message: msg}
-}
-
-func fieldErr(field string, err error) error {
-	msg, _ := errkind.Public(err)
-	return errkind.New(errkind.Of(err), "%s: %s", field, msg)
 }
 
 func idString(id spiffeid.ID) string {

@@ -1,6 +1,7 @@
 package apiconv
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,20 @@ func TestEntryFromProtoErrors(t *testing.T) {
 		{"negative ttl", func(e *commonv1.Entry) { e.JwtTtlSeconds = -5 }, "jwt_ttl_seconds -5 is negative"},
 		{"bad federates_with", func(e *commonv1.Entry) { e.FederatesWith = []string{"Bad Domain"} }, "federates_with[0]"},
 		{"bad dns", func(e *commonv1.Entry) { e.DnsNames = []string{"web..internal"} }, "dns_names[0]"},
+		{"spiffe_id over 2048 bytes", func(e *commonv1.Entry) { e.SpiffeId = "spiffe://example.org/" + strings.Repeat("a", 2048) }, "spiffe_id"},
+		{"too many selectors", func(e *commonv1.Entry) {
+			e.Selectors = make([]*commonv1.Selector, 65)
+			for i := range e.Selectors {
+				e.Selectors[i] = &commonv1.Selector{Type: "k8s", Value: fmt.Sprint(i)}
+			}
+		}, "selectors: 65 selectors, at most 64"},
+		{"built-in selector value", func(e *commonv1.Entry) { e.Selectors[0].Value = "uid:abc" }, "selectors[0]"},
+		{"too many dns names", func(e *commonv1.Entry) { e.DnsNames = make([]string, 129) }, "dns_names: 129 names, at most 128"},
+		{"too many federated trust domains", func(e *commonv1.Entry) { e.FederatesWith = make([]string, 33) }, "federates_with: 33"},
+		{"long trust domain", func(e *commonv1.Entry) { e.FederatesWith = []string{strings.Repeat("t", 256)} }, "federates_with[0]"},
+		{"hint over 1024 bytes", func(e *commonv1.Entry) { e.Hint = strings.Repeat("h", 1025) }, "hint is 1025 bytes: at most 1024"},
+		{"bad label", func(e *commonv1.Entry) { e.Labels = map[string]string{"Bad Key": "v"} }, "labels"},
+		{"bad id", func(e *commonv1.Entry) { e.Id = "has space" }, "id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

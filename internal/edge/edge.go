@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/logsafe"
 )
 
 // Access names who may call a method. Its meaning past Public is the
@@ -112,7 +113,7 @@ func (l *Listener) log() *slog.Logger {
 func (l *Listener) admit(ctx context.Context, method string) (context.Context, error) {
 	access, ok := l.Methods[method]
 	if !ok {
-		l.log().WarnContext(ctx, "call refused: method not in the listener's table", "listener", l.Name, "method", method)
+		l.log().WarnContext(ctx, "call refused: method not in the listener's table", "listener", l.Name, "method", logsafe.Truncate(method))
 		return ctx, errNotListed
 	}
 	if access == Public && l.Limit != nil && !l.Limit.Allow(ctx) {

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/logsafe"
 )
 
 // Selector is one attested property of a node or a workload, such as
@@ -34,7 +35,7 @@ func ParseSelector(s string) (Selector, error) {
 	typ, val, ok := strings.Cut(s, ":")
 	if !ok || typ == "" || val == "" {
 		return Selector{}, errkind.New(errkind.InvalidArgument,
-			"invalid selector %q: want type:value, for example unix:uid:1000", s)
+			"invalid selector %q: want type:value, for example unix:uid:1000", logsafe.Truncate(s))
 	}
 	sel := Selector{Type: typ, Value: val}
 	if err := sel.Validate(); err != nil {
@@ -43,29 +44,37 @@ func ParseSelector(s string) (Selector, error) {
 	return sel, nil
 }
 
-// Validate reports whether s is well formed (see ParseSelector).
+// Validate reports whether s is well formed (see ParseSelector) and, for
+// the types of built-in attestors (LookupSelectorType), whether its value is
+// one the attestor can produce: unix:uid:abc is refused. Other types, which
+// plugins may produce, are checked only generically. Values quoted in its
+// errors are truncated (internal/logsafe).
 func (s Selector) Validate() error {
 	if s.Type == "" || s.Value == "" {
 		return errkind.New(errkind.InvalidArgument,
-			"invalid selector %q: type and value must both be set, for example unix:uid:1000", s.String())
+			"invalid selector %q: type and value must both be set, for example unix:uid:1000", logsafe.Truncate(s.String()))
 	}
-	for _, r := range s.Type {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return errkind.New(errkind.InvalidArgument,
-				"invalid selector type %q: use lower-case letters, digits, '_' or '-'", s.Type)
-		}
-	}
-	if strings.TrimSpace(s.Value) != s.Value || len(s.Value) > 1024 {
+	if len(s.Type) > MaxSelectorTypeLen || strings.IndexFunc(s.Type, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) >= 0 {
 		return errkind.New(errkind.InvalidArgument,
-			"invalid selector value %q: no leading or trailing spaces, at most 1024 bytes", s.Value)
+			"invalid selector type %q: use 1 to %d lower-case letters, digits, '_' or '-'", logsafe.Truncate(s.Type), MaxSelectorTypeLen)
+	}
+	if len(s.Value) > MaxSelectorValueLen {
+		return errkind.New(errkind.InvalidArgument,
+			"invalid selector value %q: %d bytes, at most %d", logsafe.Truncate(s.Value), len(s.Value), MaxSelectorValueLen)
+	}
+	if strings.TrimSpace(s.Value) != s.Value {
+		return errkind.New(errkind.InvalidArgument,
+			"invalid selector value %q: no leading or trailing spaces", logsafe.Truncate(s.Value))
 	}
 	for _, r := range s.Value {
 		if r < 0x20 || r == 0x7f {
 			return errkind.New(errkind.InvalidArgument,
-				"invalid selector value %q: control characters are not allowed", s.Value)
+				"invalid selector value %q: control characters are not allowed", logsafe.Truncate(s.Value))
 		}
 	}
-	return nil
+	return validateBuiltinSelector(s)
 }
 
 // SortSelectors sorts sels in place by type then value and removes
@@ -128,27 +137,44 @@ type Entry struct {
 	LastIssuedAt  time.Time
 }
 
-// Validate checks the fields the store relies on: IDs set, at least one
-// valid selector, non-negative TTLs. The server adds trust-domain checks.
+// Validate checks what every stored entry must satisfy: a well-formed ID
+// when set, both SPIFFE IDs, 1 to MaxSelectors valid selectors,
+// non-negative TTLs and every field within its limit (limits.go). Errors
+// are kinded InvalidArgument and name the field as the API spells it
+// (spiffe_id, selectors[2], dns_names[0], hint). The server adds its own
+// rules on top (trust domain, reserved IDs).
 func (e *Entry) Validate() error {
-	switch {
-	case e.SPIFFEID.IsZero():
-		return errkind.New(errkind.InvalidArgument, "entry spiffe_id is required, for example spiffe://example.org/web")
-	case e.ParentID.IsZero():
-		return errkind.New(errkind.InvalidArgument, "entry parent_id is required, for example spiffe://example.org/node/web-1")
-	case len(e.Selectors) == 0:
-		return errkind.New(errkind.InvalidArgument, "entry needs at least one selector, for example unix:uid:1000")
-	case e.X509TTL < 0:
-		return errkind.New(errkind.InvalidArgument, "entry x509_ttl %s is negative: use a positive duration such as 1h", e.X509TTL)
-	case e.JWTTTL < 0:
-		return errkind.New(errkind.InvalidArgument, "entry jwt_ttl %s is negative: use a positive duration such as 5m", e.JWTTTL)
-	}
-	for _, s := range e.Selectors {
-		if err := s.Validate(); err != nil {
+	if e.ID != "" {
+		if err := ValidateEntryID("id", e.ID); err != nil {
 			return err
 		}
 	}
-	return nil
+	switch {
+	case e.SPIFFEID.IsZero():
+		return errkind.New(errkind.InvalidArgument, "spiffe_id is required, for example spiffe://example.org/web")
+	case e.ParentID.IsZero():
+		return errkind.New(errkind.InvalidArgument, "parent_id is required, for example spiffe://example.org/node/web-1")
+	case len(e.Selectors) == 0:
+		return errkind.New(errkind.InvalidArgument, "selectors: at least one is required, for example unix:uid:1000")
+	case len(e.Selectors) > MaxSelectors:
+		return errkind.New(errkind.InvalidArgument, "selectors: %d selectors, at most %d", len(e.Selectors), MaxSelectors)
+	case e.X509TTL < 0:
+		return errkind.New(errkind.InvalidArgument, "x509_ttl %s is negative: use a positive duration such as 1h", e.X509TTL)
+	case e.JWTTTL < 0:
+		return errkind.New(errkind.InvalidArgument, "jwt_ttl %s is negative: use a positive duration such as 5m", e.JWTTTL)
+	}
+	if err := ValidateIDLen("spiffe_id", e.SPIFFEID); err != nil {
+		return err
+	}
+	if err := ValidateIDLen("parent_id", e.ParentID); err != nil {
+		return err
+	}
+	for i, s := range e.Selectors {
+		if err := s.Validate(); err != nil {
+			return FieldError(fmt.Sprintf("selectors[%d]", i), err)
+		}
+	}
+	return e.validateCollections()
 }
 
 // Node is an attested agent.

@@ -5,7 +5,7 @@ import "testing"
 // FuzzParseSelector: parsing never panics, and whatever it accepts prints
 // back to the same string and validates.
 func FuzzParseSelector(f *testing.F) {
-	for _, s := range []string{"unix:uid:1000", "k8s:ns:default", "a:b", ":", "unix:", ":x", "UNIX:uid:1", "x: y", "t:\x00"} {
+	for _, s := range []string{"unix:uid:1000", "k8s:ns:default", "a:b", ":", "unix:", ":x", "UNIX:uid:1", "x: y", "t:\x00", "unix:uid:abc", "unix:gid:"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

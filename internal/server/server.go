@@ -138,7 +138,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.store, err = store.Open(ctx, store.Config{
-		Driver: cfg.StoreDriver, DSN: cfg.StoreDSN, Logger: cfg.Logger, Now: cfg.Now,
+		Driver: cfg.StoreDriver, DSN: cfg.StoreDSN, Logger: cfg.Logger, Now: cfg.Now, NodeAliasParent: s.serverID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

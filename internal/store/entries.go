@@ -9,12 +9,12 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/logsafe"
 )
 
 // entryCols are the columns written for an entry, in insert order.
@@ -29,9 +29,6 @@ const entrySelect = "SELECT id, spiffe_id, parent_id, selectors, x509_ttl, jwt_t
 	"federates_with, expires_at, hint, labels, revision, created_at, updated_at, first_issued_at, last_issued_at FROM entries"
 
 var entrySelectorCols = []string{"type", "value", "entry_id"}
-
-// maxEntryIDLen bounds caller-chosen entry IDs.
-const maxEntryIDLen = 255
 
 // EntryResult is the outcome of creating one entry of a batch. Err, when set,
 // is kinded InvalidArgument (the entry is malformed) or AlreadyExists (its ID,
@@ -69,23 +66,9 @@ func prepareEntry(e Entry) Entry {
 	return e
 }
 
-// validateEntry checks e, including a caller-chosen ID.
-func validateEntry(e *Entry) error {
-	if e.ID != "" {
-		if err := validateEntryID(e.ID); err != nil {
-			return err
-		}
-	}
-	return e.Validate()
-}
-
-func validateEntryID(id string) error {
-	if len(id) > maxEntryIDLen || strings.IndexFunc(id, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
-		return errkind.New(errkind.InvalidArgument,
-			"invalid entry id %q: use at most %d printable characters without spaces", id, maxEntryIDLen)
-	}
-	return nil
-}
+// validateEntry checks e, including a caller-chosen ID and every limit
+// (model.Entry.Validate): the store refuses what the server would.
+func validateEntry(e *Entry) error { return e.Validate() }
 
 // selectorsHash is SHA-256 over a canonical selector set. Entries must
 // differ in SPIFFE ID, parent ID or selectors hash.
@@ -190,6 +173,7 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 	}
 	byID := make(map[string]int, len(entries))
 	byKey := make(map[string]int, len(entries))
+	bySPIFFE := make(map[string]int, len(entries)) // first item with each SPIFFE ID
 	for i := range entries {
 		e := prepareEntry(entries[i])
 		results[i].Entry, ok[i] = e, true
@@ -210,6 +194,14 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 			fail(i, errkind.New(errkind.AlreadyExists,
 				"entry for %s under %s with these selectors is in the batch twice (items %d and %d)", e.SPIFFEID, e.ParentID, j, i))
 			continue
+		}
+		sid := e.SPIFFEID.String()
+		if j, seen := bySPIFFE[sid]; seen && s.isAlias(todo[j].ParentID.String()) != s.isAlias(e.ParentID.String()) {
+			fail(i, errkind.New(errkind.AlreadyExists,
+				"spiffe_id %s is used by a node alias and by another entry in the batch (items %d and %d): an entry may not carry a node's identity", sid, j, i))
+			continue
+		} else if !seen {
+			bySPIFFE[sid] = i
 		}
 		byID[e.ID], byKey[key] = i, i
 		todo[i] = e
@@ -245,6 +237,16 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 		if err != nil {
 			return fmt.Errorf("check entry ids: %w", err)
 		}
+		alias := make(map[string]bool, len(spiffeIDs)) // per SPIFFE ID: written as node aliases?
+		for i := range todo {
+			if ok[i] {
+				alias[todo[i].SPIFFEID.String()] = s.isAlias(todo[i].ParentID.String())
+			}
+		}
+		clashes, err := t.entryIdentityClashes(ctx, s, alias, "", false)
+		if err != nil {
+			return err
+		}
 		err = t.queryIn(ctx, "SELECT id, spiffe_id, parent_id, selectors_hash FROM entries WHERE spiffe_id", nil, spiffeIDs, func(rows *sql.Rows) error {
 			var id, spiffeID, parentID string
 			var hash []byte
@@ -255,10 +257,20 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 				fail(i, errkind.New(errkind.AlreadyExists,
 					"an entry for %s under %s with these selectors already exists (id %s)", spiffeID, parentID, id))
 			}
+			if clashes[spiffeID] == nil {
+				clashes[spiffeID] = s.aliasClash(alias[spiffeID], id, spiffeID, parentID)
+			}
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("check entry uniqueness: %w", err)
+		}
+		for i := range todo {
+			if ok[i] {
+				if err := clashes[todo[i].SPIFFEID.String()]; err != nil {
+					fail(i, err)
+				}
+			}
 		}
 		if atomic && failed > 0 {
 			return batchRejected(failed, len(entries))
@@ -328,10 +340,10 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 func (s *Store) GetEntry(ctx context.Context, id string) (Entry, error) {
 	es, err := s.queryEntries(ctx, s.db, entrySelect+" WHERE id = ?", id)
 	if err != nil {
-		return Entry{}, fmt.Errorf("get entry %q: %w", id, err)
+		return Entry{}, fmt.Errorf("get entry %q: %w", logsafe.Truncate(id), err)
 	}
 	if len(es) == 0 {
-		return Entry{}, errkind.New(errkind.NotFound, "entry %q not found", id)
+		return Entry{}, errkind.New(errkind.NotFound, "entry %q not found", logsafe.Truncate(id))
 	}
 	return es[0], nil
 }
@@ -417,6 +429,14 @@ func (s *Store) UpdateEntry(ctx context.Context, e Entry) (Entry, error) {
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
+		sid := e.SPIFFEID.String()
+		clashes, err := t.entryIdentityClashes(ctx, s, map[string]bool{sid: s.isAlias(e.ParentID.String())}, e.ID, true)
+		if err != nil {
+			return err
+		}
+		if err := clashes[sid]; err != nil {
+			return err
+		}
 		e.Revision, e.UpdatedAt = t.rev, t.now
 		e.CreatedAt, e.FirstIssuedAt, e.LastIssuedAt = timeFromDB(created), timeFromDB(first), timeFromDB(last)
 		_, err = t.exec(ctx, `UPDATE entries SET spiffe_id = ?, parent_id = ?, selectors = ?, selectors_hash = ?,
@@ -468,7 +488,7 @@ func (s *Store) DeleteEntries(ctx context.Context, ids []string) ([]error, error
 	var uniq []string
 	for i, id := range ids {
 		if _, dup := first[id]; dup {
-			errs[i] = errkind.New(errkind.NotFound, "entry %q not found (listed twice)", id)
+			errs[i] = errkind.New(errkind.NotFound, "entry %q not found (listed twice)", logsafe.Truncate(id))
 			continue
 		}
 		first[id] = i
@@ -499,7 +519,7 @@ func (s *Store) DeleteEntries(ctx context.Context, ids []string) ([]error, error
 		}
 		for _, id := range uniq {
 			if !found[id] {
-				errs[first[id]] = errkind.New(errkind.NotFound, "entry %q not found", id)
+				errs[first[id]] = errkind.New(errkind.NotFound, "entry %q not found", logsafe.Truncate(id))
 			}
 		}
 		if len(deleted) == 0 {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/model"
 )
 
 // Limits on reported findings, so that a report cannot smuggle in a secret
@@ -21,9 +22,7 @@ const (
 	maxFindingShort   = 128  // rule ids, kinds, hosts, commit ids, authors
 	maxFindingPreview = 64
 	maxFindingDetails = 32
-	maxLabelKey       = 63
-	maxLabelValue     = 256
-	maxLabels         = 64
+	maxLabels         = model.MaxLabels
 	// AuditFingerprintLen is how many hex digits of a fingerprint audit
 	// records carry: enough to tell findings apart, never the whole key.
 	AuditFingerprintLen = 8
@@ -39,38 +38,14 @@ var locationCols = []string{
 	"committed_at", "first_seen_at", "last_seen_at", "gone_at",
 }
 
-// ValidateLabels checks label keys (1–63 characters: lower-case letters,
-// digits, '.', '_', '-', '/') and values (at most 256 printable
-// characters). field names the labels in errors.
+// ValidateLabels checks labels; see model.ValidateLabels, which holds the
+// one definition for entries, nodes and findings.
 func ValidateLabels(field string, labels map[string]string) error {
-	if len(labels) > maxLabels {
-		return errkind.New(errkind.InvalidArgument, "%s: at most %d labels", field, maxLabels)
-	}
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		if err := ValidateLabelKey(field, k); err != nil {
-			return err
-		}
-		if v := labels[k]; len(v) > maxLabelValue || !printable(v) {
-			return errkind.New(errkind.InvalidArgument, "%s[%q]: value must be at most %d printable characters", field, k, maxLabelValue)
-		}
-	}
-	return nil
+	return model.ValidateLabels(field, labels)
 }
 
-// ValidateLabelKey checks one label key; see ValidateLabels.
-func ValidateLabelKey(field, k string) error {
-	ok := k != "" && len(k) <= maxLabelKey
-	for _, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' || r == '/') {
-			ok = false
-		}
-	}
-	if !ok {
-		return errkind.New(errkind.InvalidArgument,
-			"%s: label key %q: use 1-%d lower-case letters, digits, '.', '_', '-' or '/', for example environment", field, k, maxLabelKey)
-	}
-	return nil
-}
+// ValidateLabelKey checks one label key; see model.ValidateLabelKey.
+func ValidateLabelKey(field, k string) error { return model.ValidateLabelKey(field, k) }
 
 func printable(s string) bool {
 	if !utf8.ValidString(s) {

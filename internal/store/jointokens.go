@@ -28,7 +28,8 @@ func tokenRef(hash []byte) string {
 
 // CreateJoinToken stores a join token by its SHA-256 hash. CreatedAt
 // defaults to now. The error is kinded InvalidArgument when the hash is not
-// 32 bytes or ExpiresAt is unset, AlreadyExists when the hash is known.
+// 32 bytes or ExpiresAt is unset, AlreadyExists when the hash is known or
+// an entry has the token's SPIFFE ID (identity.go).
 func (s *Store) CreateJoinToken(ctx context.Context, t JoinToken) error {
 	if len(t.Hash) != sha256.Size {
 		return errkind.New(errkind.InvalidArgument, "join token hash must be a %d-byte SHA-256, got %d bytes", sha256.Size, len(t.Hash))
@@ -40,6 +41,17 @@ func (s *Store) CreateJoinToken(ctx context.Context, t JoinToken) error {
 	return s.update(ctx, "create join token "+ref, true, func(w *wtx) error {
 		if t.CreatedAt.IsZero() {
 			t.CreatedAt = w.now
+		}
+		if !t.SPIFFEID.IsZero() {
+			// See identity.go: a token never grants an entry's identity.
+			entryID, err := w.entryWithID(ctx, t.SPIFFEID.String())
+			if err != nil {
+				return err
+			}
+			if entryID != "" {
+				return errkind.New(errkind.AlreadyExists,
+					"spiffe_id %s is the SPIFFE ID of entry %s: a node may not carry a workload's identity; choose another spiffe_id", t.SPIFFEID, entryID)
+			}
 		}
 		_, err := w.exec(ctx, "INSERT INTO join_tokens (hash, spiffe_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
 			t.Hash, idToDB(t.SPIFFEID), timeToDB(t.ExpiresAt), timeToDB(t.CreatedAt))

@@ -180,7 +180,8 @@ func (s *Store) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) {
 // at once. Labels, Banned and CreatedAt of a known node are kept. A banned
 // node is refused, with an error kinded PermissionDenied, and left as it is:
 // the ban is checked in the same statement that writes, so an attestation
-// racing an `agent ban` never undoes it.
+// racing an `agent ban` never undoes it. So is a new node whose SPIFFE ID
+// an entry has (identity.go).
 func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) {
 	n = prepareNode(n)
 	n.Banned, n.NewSerialNumber, n.PrevSerialNumber, n.PrevSerialUntil = false, "", "", time.Time{}
@@ -207,6 +208,12 @@ func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) {
 			}
 			if !errors.Is(err, sql.ErrNoRows) {
 				return err
+			}
+			// A new node: its ID must not be an entry's (identity.go).
+			if entryID, err := t.entryWithID(ctx, id); err != nil {
+				return err
+			} else if entryID != "" {
+				return errkind.New(errkind.PermissionDenied, "node %s: entry %s has this SPIFFE ID; a node may not carry a workload's identity", id, entryID)
 			}
 			n.CreatedAt, n.LastSeenAt, n.Revision = t.now, t.now, t.rev
 			if err := t.insertRows(ctx, "nodes", nodeCols, 1, func(_ int, args []any) []any {

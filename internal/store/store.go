@@ -23,6 +23,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/signet-id/signet/internal/errkind"
 )
 
@@ -53,6 +55,10 @@ type Config struct {
 	// Now is the clock used for created/updated stamps and audit times; nil
 	// means time.Now.
 	Now func() time.Time
+	// NodeAliasParent is the parent ID of node aliases (the server's own
+	// ID). When set, aliases and other entries never share a SPIFFE ID
+	// (identity.go); zero turns that one check off.
+	NodeAliasParent spiffeid.ID
 }
 
 // Store is Signet's persistent state on one SQL database. It is safe for
@@ -70,6 +76,8 @@ type Store struct {
 	writeSem chan struct{}
 	// issuance group-commits RecordIssuance calls.
 	issuance issuanceBatcher
+	// aliasParent is Config.NodeAliasParent as stored, "" when unset.
+	aliasParent string
 }
 
 // Open connects to the database cfg names, applies pending schema migrations
@@ -79,7 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Driver == "" {
 		cfg.Driver = DriverSQLite
 	}
-	s := &Store{log: cfg.Logger, now: cfg.Now}
+	s := &Store{log: cfg.Logger, now: cfg.Now, aliasParent: idToDB(cfg.NodeAliasParent)}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 )
 
@@ -33,7 +34,7 @@ func (s X509SVID) LogValue() slog.Value {
 		slog.String(logKeySPIFFEID, s.ID.String()),
 	}
 	if s.Hint != "" {
-		attrs = append(attrs, slog.String(logKeyHint, s.Hint))
+		attrs = append(attrs, slog.String(logKeyHint, logsafe.Truncate(s.Hint)))
 	}
 	if !s.ExpiresAt.IsZero() {
 		attrs = append(attrs, slog.Time(logKeyExpiresAt, s.ExpiresAt))
@@ -56,7 +57,7 @@ func (s JWTSVID) LogValue() slog.Value {
 		slog.Time(logKeyExpiresAt, s.ExpiresAt),
 	}
 	if s.Hint != "" {
-		attrs = append(attrs, slog.String(logKeyHint, s.Hint))
+		attrs = append(attrs, slog.String(logKeyHint, logsafe.Truncate(s.Hint)))
 	}
 	return slog.GroupValue(attrs...)
 }

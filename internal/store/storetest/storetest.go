@@ -39,6 +39,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Nodes", nodeTests},
 		{"JoinTokens", tokenTests},
 		{"JoinTokenAdmin", tokenAdminTests},
+		{"Identity", identityTests},
 		{"Authorities", authorityTests},
 		{"Audit", auditTests},
 		{"Revision", revisionTests},
