@@ -48,21 +48,29 @@ func TestCoverageCommand(t *testing.T) {
 		t.Errorf("ci group = %+v", ci)
 	}
 
-	// The workload gets an SVID: it counts as covered from now on.
+	// An SVID minted for the workload but never served does not cover it.
 	resp, err := c.env.Admin.ListEntries(c.env.Ctx(), &adminv1.ListEntriesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.st.TouchEntries(t.Context(), []string{resp.GetEntries()[0].GetId()}, time.Now()); err != nil {
+	eid := resp.GetEntries()[0].GetId()
+	if err := c.st.TouchEntries(t.Context(), []string{eid}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.mustRun(t, "coverage"); strings.Contains(out, "50.0%") {
+		t.Errorf("a workload minted for but never served counts as covered:\n%s", out)
+	}
+	// The workload is served its SVID: it counts as covered from now on.
+	if err := c.st.RecordServed(t.Context(), []store.Served{{EntryID: eid, First: time.Now(), Last: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
 	out = c.mustRun(t, "coverage")
-	if !strings.Contains(out, "Change since report #2") || !strings.Contains(out, "50.0%") || !strings.Contains(out, "+50.0") {
-		t.Errorf("third coverage report lacks the change since #2 (50%%, +50 points):\n%s", out)
+	if !strings.Contains(out, "Change since report #3") || !strings.Contains(out, "50.0%") || !strings.Contains(out, "+50.0") {
+		t.Errorf("fourth coverage report lacks the change since #3 (50%%, +50 points):\n%s", out)
 	}
 	out = c.mustRun(t, "coverage", "--history", "5")
-	if strings.Count(out, "\n") != 4 || !strings.Contains(out, "#3") || !strings.Contains(out, "#1") {
-		t.Errorf("coverage --history = \n%s, want a header and three reports", out)
+	if strings.Count(out, "\n") != 5 || !strings.Contains(out, "#4") || !strings.Contains(out, "#1") {
+		t.Errorf("coverage --history = \n%s, want a header and four reports", out)
 	}
 	out = c.mustRun(t, "coverage", "--by", "owner")
 	if !strings.Contains(out, "OWNER") || !strings.Contains(out, "payments") || !strings.Contains(out, "First report of this view") {

@@ -435,7 +435,8 @@ func newEntryShowCmd(conn *adminConn) *cobra.Command {
 					return err
 				}
 				if err := table(w, [][]string{{"Created:", orDash(j.CreatedAt)}, {"Updated:", orDash(j.UpdatedAt)},
-					{"First issued:", orDash(j.FirstIssuedAt)}, {"Last issued:", orDash(j.LastIssuedAt)}}); err != nil {
+					{"First issued:", orDash(j.FirstIssuedAt)}, {"Last issued:", orDash(j.LastIssuedAt)},
+					{"First served:", orDash(j.FirstServedAt)}, {"Last served:", orDash(j.LastServedAt)}}); err != nil {
 					return err
 				}
 			}

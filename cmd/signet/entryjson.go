@@ -36,6 +36,8 @@ type entryJSON struct {
 	UpdatedAt     string            `json:"updated_at,omitempty"`
 	FirstIssuedAt string            `json:"first_issued_at,omitempty"`
 	LastIssuedAt  string            `json:"last_issued_at,omitempty"`
+	FirstServedAt string            `json:"first_served_at,omitempty"`
+	LastServedAt  string            `json:"last_served_at,omitempty"`
 }
 
 func rfc3339(s int64) string {
@@ -64,7 +66,8 @@ func entryToJSON(e *commonv1.Entry) entryJSON {
 		FederatesWith: e.GetFederatesWith(), ExpiresAt: rfc3339(e.GetExpiresAt()), Hint: e.GetHint(),
 		Labels: e.GetLabels(), Revision: e.GetRevision(), CreatedAt: rfc3339(e.GetCreatedAt()),
 		UpdatedAt: rfc3339(e.GetUpdatedAt()), FirstIssuedAt: rfc3339(e.GetFirstIssuedAt()),
-		LastIssuedAt: rfc3339(e.GetLastIssuedAt()),
+		LastIssuedAt: rfc3339(e.GetLastIssuedAt()), FirstServedAt: rfc3339(e.GetFirstServedAt()),
+		LastServedAt: rfc3339(e.GetLastServedAt()),
 	}
 }
 

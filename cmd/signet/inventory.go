@@ -280,6 +280,8 @@ type workloadJSON struct {
 	JWTTTL        string   `json:"jwt_ttl"`
 	FirstIssuedAt string   `json:"first_issued_at,omitempty"`
 	LastIssuedAt  string   `json:"last_issued_at,omitempty"`
+	FirstServedAt string   `json:"first_served_at,omitempty"`
+	LastServedAt  string   `json:"last_served_at,omitempty"`
 }
 
 func itemToJSON(it *inventoryv1.InventoryItem) itemJSON {
@@ -297,7 +299,8 @@ func itemToJSON(it *inventoryv1.InventoryItem) itemJSON {
 	if w := it.GetWorkload(); w != nil {
 		j.Workload = &workloadJSON{EntryID: w.GetEntryId(), SPIFFEID: w.GetSpiffeId(), ParentID: w.GetParentId(),
 			Selectors: w.GetSelectors(), X509TTL: seconds(w.GetX509TtlSeconds()), JWTTTL: seconds(w.GetJwtTtlSeconds()),
-			FirstIssuedAt: rfc3339(w.GetFirstIssuedAt()), LastIssuedAt: rfc3339(w.GetLastIssuedAt())}
+			FirstIssuedAt: rfc3339(w.GetFirstIssuedAt()), LastIssuedAt: rfc3339(w.GetLastIssuedAt()),
+			FirstServedAt: rfc3339(w.GetFirstServedAt()), LastServedAt: rfc3339(w.GetLastServedAt())}
 	}
 	if f := it.GetFinding(); f != nil {
 		fj := &findingJSON{Fingerprint: f.GetFingerprint(), RuleID: f.GetRuleId(), Detector: f.GetDetector(), Kind: f.GetKind(),
@@ -382,8 +385,9 @@ func printItem(w io.Writer, it *inventoryv1.InventoryItem) error {
 		wl := j.Workload
 		rows = append(rows, []string{"Entry ID:", wl.EntryID}, []string{"Parent ID:", wl.ParentID},
 			[]string{"Selectors:", joinOrDash(wl.Selectors)}, []string{"X509-SVID TTL:", wl.X509TTL}, []string{"JWT-SVID TTL:", wl.JWTTTL},
-			[]string{"Created:", orDash(j.CreatedAt)}, []string{"First issued:", orDash(wl.FirstIssuedAt)},
-			[]string{"Last issued:", orDash(wl.LastIssuedAt)})
+			[]string{"Created:", orDash(j.CreatedAt)}, []string{"First minted:", orDash(wl.FirstIssuedAt)},
+			[]string{"Last minted:", orDash(wl.LastIssuedAt)}, []string{"First served:", orDash(wl.FirstServedAt)},
+			[]string{"Last served:", orDash(wl.LastServedAt)})
 	case j.Finding != nil:
 		f := j.Finding
 		rows = append(rows, []string{"Fingerprint:", f.Fingerprint}, []string{"Rule:", f.RuleID + " (" + orDash(f.Detector) + ")"},

@@ -180,7 +180,7 @@ func TestInventoryCommands(t *testing.T) {
 	}
 
 	out = c.mustRun(t, "inventory", "show", ids[0])
-	for _, want := range []string{"Entry ID:", ids[0], "Parent ID:", cliNode, "X509-SVID TTL:", "1h", "Last issued:", "Environment:", "vm"} {
+	for _, want := range []string{"Entry ID:", ids[0], "Parent ID:", cliNode, "X509-SVID TTL:", "1h", "Last minted:", "Last served:", "Environment:", "vm"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inventory show lacks %q:\n%s", want, out)
 		}

@@ -304,6 +304,9 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 	if err != nil {
 		return nil, err
 	}
+	if err := s.recordServed(ctx, node, req.GetServed()); err != nil {
+		return nil, err
+	}
 	resp := &agentv1.SyncResponse{Revision: s.cfg.Entries.Revision()}
 	if b := s.cfg.Bundle(); b != nil {
 		if seq, _ := b.SequenceNumber(); seq != req.GetKnownBundleSequence() {
@@ -331,6 +334,37 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 		}
 	}
 	return resp, nil
+}
+
+// recordServed stores when the node's workloads were served SVIDs. Only
+// entries that belong to the node count, and times in the future are
+// clamped to now, so a node cannot make another node's workloads look
+// alive. Failing to store it is logged, not fatal to the sync: it is
+// inventory, not identity.
+func (s *Service) recordServed(ctx context.Context, node model.Node, served []*agentv1.ServedEntry) error {
+	if len(served) == 0 {
+		return nil
+	}
+	if len(served) > store.MaxServedReport {
+		return errkind.New(errkind.InvalidArgument, "served: report at most %d entries per sync, got %d", store.MaxServedReport, len(served))
+	}
+	now := s.cfg.Now()
+	out := make([]store.Served, 0, len(served))
+	for _, r := range served {
+		if s.cfg.Entries.BelongsTo(r.GetEntryId(), node.SPIFFEID, node.Selectors, now) == nil {
+			continue
+		}
+		if r.GetFirstServedAt() <= 0 || r.GetLastServedAt() < r.GetFirstServedAt() {
+			continue
+		}
+		first := time.Unix(min(r.GetFirstServedAt(), now.Unix()), 0)
+		last := time.Unix(min(r.GetLastServedAt(), now.Unix()), 0)
+		out = append(out, store.Served{EntryID: r.GetEntryId(), First: first, Last: last})
+	}
+	if err := s.cfg.Store.RecordServed(ctx, out); err != nil {
+		s.log.Warn("record served svids", "agent_id", node.SPIFFEID.String(), "error", err)
+	}
+	return nil
 }
 
 // SignX509SVIDs signs workload CSRs for entries of the calling node. Each

@@ -75,6 +75,8 @@ func EntryToProto(e model.Entry) *commonv1.Entry {
 		UpdatedAt:      UnixOrZero(e.UpdatedAt),
 		FirstIssuedAt:  UnixOrZero(e.FirstIssuedAt),
 		LastIssuedAt:   UnixOrZero(e.LastIssuedAt),
+		FirstServedAt:  UnixOrZero(e.FirstServedAt),
+		LastServedAt:   UnixOrZero(e.LastServedAt),
 	}
 }
 
@@ -151,6 +153,8 @@ func EntryFromProto(in *commonv1.Entry) (model.Entry, error) {
 		UpdatedAt:     fromUnix(in.GetUpdatedAt()),
 		FirstIssuedAt: fromUnix(in.GetFirstIssuedAt()),
 		LastIssuedAt:  fromUnix(in.GetLastIssuedAt()),
+		FirstServedAt: fromUnix(in.GetFirstServedAt()),
+		LastServedAt:  fromUnix(in.GetLastServedAt()),
 	}
 	if err := e.Validate(); err != nil {
 		return model.Entry{}, err

@@ -199,7 +199,7 @@ func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverag
 			add.Nodes = 1
 		case KindWorkload:
 			add.Workloads = 1
-			if last := it.Entry.LastIssuedAt; !last.IsZero() && !last.Before(since) {
+			if last := it.Entry.LastServedAt; !last.IsZero() && !last.Before(since) {
 				add.SPIFFEActive = 1
 			}
 		case KindFinding:

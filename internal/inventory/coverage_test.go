@@ -60,8 +60,11 @@ func seed(t *testing.T, s *store.Store) {
 	for _, r := range res {
 		must("CreateEntries item", r.Err)
 	}
+	// Minted for, never served: does not count as an active identity.
+	must("TouchEntries", s.TouchEntries(ctx, []string{"alias"}, now))
 	for eid, ago := range map[string]time.Duration{"web": time.Hour, "api": 48 * time.Hour, "batch": 3 * time.Hour, "ci-job": 10 * time.Minute} {
 		must("TouchEntries", s.TouchEntries(ctx, []string{eid}, now.Add(-ago)))
+		must("RecordServed", s.RecordServed(ctx, []store.Served{{EntryID: eid, First: now.Add(-ago), Last: now.Add(-ago)}}))
 	}
 	find := func(fp, path string) store.Finding {
 		return store.Finding{Fingerprint: fp, RuleID: "generic-api-key", Kind: "api-key",

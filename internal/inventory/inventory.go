@@ -250,16 +250,20 @@ func (c *Classifier) Workload(e model.Entry, node *model.Node) Item {
 	it := Item{
 		ID: ItemID(KindWorkload, e.ID), Kind: KindWorkload, Name: e.SPIFFEID.String(),
 		Labels: labels, Environment: NormalizeEnvironment(labels[LabelEnvironment]), Owner: ownerOf(labels),
-		CreatedAt: e.CreatedAt, LastSeenAt: e.LastIssuedAt, Entry: &e,
+		CreatedAt: e.CreatedAt, LastSeenAt: e.LastServedAt, Entry: &e,
 		X509TTL: cmp.Or(e.X509TTL, c.DefaultX509TTL), JWTTTL: cmp.Or(e.JWTTTL, c.DefaultJWTTTL),
 	}
 	th := c.th()
 	cutoff := c.Now.Add(-th.Stale)
+	// Served, not minted, is what shows a workload uses its identity: an
+	// agent mints SVIDs for every entry of its node, matching or not.
 	switch {
-	case e.LastIssuedAt.IsZero() && e.CreatedAt.Before(cutoff):
+	case e.LastServedAt.IsZero() && e.LastIssuedAt.IsZero() && e.CreatedAt.Before(cutoff):
 		it.Flags = append(it.Flags, Flag{FlagStale, "never issued an SVID; created " + c.ago(e.CreatedAt)})
-	case !e.LastIssuedAt.IsZero() && e.LastIssuedAt.Before(cutoff):
-		it.Flags = append(it.Flags, Flag{FlagStale, "no SVID issued since " + c.ago(e.LastIssuedAt)})
+	case e.LastServedAt.IsZero() && e.CreatedAt.Before(cutoff):
+		it.Flags = append(it.Flags, Flag{FlagStale, "SVIDs minted but never served to a workload (do its selectors match a process?); created " + c.ago(e.CreatedAt)})
+	case !e.LastServedAt.IsZero() && e.LastServedAt.Before(cutoff):
+		it.Flags = append(it.Flags, Flag{FlagStale, "no SVID served since " + c.ago(e.LastServedAt)})
 	}
 	var long []string
 	if it.X509TTL > th.MaxX509TTL {

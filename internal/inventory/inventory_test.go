@@ -31,9 +31,15 @@ func TestFlags(t *testing.T) {
 		Thresholds: inventory.Thresholds{Stale: 30 * day},
 	}
 	id := spiffeid.RequireFromString
-	wl := func(created, lastIssued time.Time, x509, jwt time.Duration) model.Entry {
+	// wl is a workload whose SVIDs were last minted and served at lastServed.
+	wl := func(created, lastServed time.Time, x509, jwt time.Duration) model.Entry {
 		return model.Entry{ID: "e", SPIFFEID: id("spiffe://example.org/web"), ParentID: id("spiffe://example.org/node/a"),
-			CreatedAt: created, LastIssuedAt: lastIssued, X509TTL: x509, JWTTTL: jwt}
+			CreatedAt: created, LastIssuedAt: lastServed, LastServedAt: lastServed, X509TTL: x509, JWTTTL: jwt}
+	}
+	mintedOnly := func(created, lastIssued time.Time) model.Entry {
+		e := wl(created, lastIssued, 0, 0)
+		e.LastServedAt = time.Time{}
+		return e
 	}
 	nd := func(lastSeen time.Time) model.Node {
 		return model.Node{SPIFFEID: id("spiffe://example.org/node/a"), CreatedAt: now.Add(-400 * day), LastSeenAt: lastSeen}
@@ -51,9 +57,12 @@ func TestFlags(t *testing.T) {
 		{"workload never issued, new", classifier.Workload(wl(now.Add(-29*day), time.Time{}, 0, 0), nil), nil},
 		{"workload never issued, old", classifier.Workload(wl(now.Add(-31*day), time.Time{}, 0, 0), nil),
 			[]string{"stale: never issued an SVID; created 2026-10-03 (31d ago)"}},
-		{"workload not issued for 45d", classifier.Workload(wl(now.Add(-100*day), now.Add(-45*day), 0, 0), nil),
-			[]string{"stale: no SVID issued since 2026-09-19 (45d ago)"}},
-		{"workload issued 29d ago", classifier.Workload(wl(now.Add(-100*day), now.Add(-29*day), 0, 0), nil), nil},
+		{"workload not served for 45d", classifier.Workload(wl(now.Add(-100*day), now.Add(-45*day), 0, 0), nil),
+			[]string{"stale: no SVID served since 2026-09-19 (45d ago)"}},
+		{"workload served 29d ago", classifier.Workload(wl(now.Add(-100*day), now.Add(-29*day), 0, 0), nil), nil},
+		{"workload minted for but never served", classifier.Workload(mintedOnly(now.Add(-100*day), now.Add(-time.Hour)), nil),
+			[]string{"stale: SVIDs minted but never served to a workload"}},
+		{"workload minted for, new", classifier.Workload(mintedOnly(now.Add(-time.Hour), now.Add(-time.Hour)), nil), nil},
 		{"x509 TTL over 24h", classifier.Workload(wl(now, now, 48*time.Hour, 0), nil),
 			[]string{"over_long_ttl: x509 TTL 2d exceeds 1d"}},
 		{"x509 TTL of exactly 24h", classifier.Workload(wl(now, now, 24*time.Hour, time.Hour), nil), nil},

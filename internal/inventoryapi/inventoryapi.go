@@ -473,6 +473,7 @@ func itemToProto(it inventory.Item) *inventoryv1.InventoryItem {
 			EntryId: e.ID, SpiffeId: e.SPIFFEID.String(), ParentId: e.ParentID.String(), Selectors: selectorStrings(e.Selectors),
 			X509TtlSeconds: int64(it.X509TTL / time.Second), JwtTtlSeconds: int64(it.JWTTTL / time.Second),
 			FirstIssuedAt: apiconv.UnixOrZero(e.FirstIssuedAt), LastIssuedAt: apiconv.UnixOrZero(e.LastIssuedAt),
+			FirstServedAt: apiconv.UnixOrZero(e.FirstServedAt), LastServedAt: apiconv.UnixOrZero(e.LastServedAt),
 		}}
 	case it.Finding != nil:
 		p.Detail = &inventoryv1.InventoryItem_Finding{Finding: findingToProto(*it.Finding)}

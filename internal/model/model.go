@@ -135,6 +135,11 @@ type Entry struct {
 	// TouchEntries). Zero when never issued.
 	FirstIssuedAt time.Time
 	LastIssuedAt  time.Time
+	// FirstServedAt and LastServedAt record when an SVID of the entry was
+	// served to a workload, as agents report it (read-only; set by the
+	// store): minted is not served when no workload matches.
+	FirstServedAt time.Time
+	LastServedAt  time.Time
 }
 
 // Validate checks what every stored entry must satisfy: a well-formed ID

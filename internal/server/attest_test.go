@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
@@ -311,4 +312,41 @@ func storeDrivers(t *testing.T) []storeDriver {
 		{"sqlite", func(*server.Config) {}},
 		{"postgres", func(c *server.Config) { c.StoreDriver, c.StoreDSN = "postgres", storetest.PostgresDSN(t) }},
 	}
+}
+
+// TestSyncRecordsServedSVIDs: what an agent reports as served reaches the
+// entries of its own node, clamped to the server's clock, and nobody else's.
+func TestSyncRecordsServedSVIDs(t *testing.T) {
+	env := testenv.New(t)
+	a := env.Attest(nodeA)
+	mine := createEntry(t, env, entry("spiffe://example.org/web", nodeA, false))
+	theirs := createEntry(t, env, entry("spiffe://example.org/db", nodeB, false))
+	now := time.Now().Unix()
+	served := []*agentv1.ServedEntry{
+		{EntryId: mine.GetId(), FirstServedAt: now - 60, LastServedAt: now + 3600}, // the future is clamped
+		{EntryId: theirs.GetId(), FirstServedAt: now - 60, LastServedAt: now},      // not this node's
+		{EntryId: "unknown", FirstServedAt: now, LastServedAt: now},
+	}
+	if _, err := a.Client.Sync(env.Ctx(), &agentv1.SyncRequest{Served: served}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	get := func(id string) *commonv1.Entry {
+		e, err := env.Admin.GetEntry(env.Ctx(), &adminv1.GetEntryRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := get(mine.GetId()); e.GetFirstServedAt() != now-60 || e.GetLastServedAt() > time.Now().Unix() || e.GetLastServedAt() < now {
+		t.Errorf("own entry served = %d..%d, want %d..now", e.GetFirstServedAt(), e.GetLastServedAt(), now-60)
+	}
+	if e := get(theirs.GetId()); e.GetLastServedAt() != 0 {
+		t.Errorf("another node's entry was marked served by this node")
+	}
+	tooMany := make([]*agentv1.ServedEntry, 1001)
+	for i := range tooMany {
+		tooMany[i] = &agentv1.ServedEntry{EntryId: mine.GetId(), FirstServedAt: now, LastServedAt: now}
+	}
+	_, err := a.Client.Sync(env.Ctx(), &agentv1.SyncRequest{Served: tooMany})
+	wantCode(t, "Sync with 1,001 served entries", err, codes.InvalidArgument)
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/signet-id/signet/internal/errkind"
 )
 
 // TombstoneRetention is how long entry deletions stay known to EntryChanges.
@@ -154,4 +156,50 @@ func (s *Store) plainWrite(ctx context.Context, fn func(tx *sql.Tx) error) error
 		return err
 	}
 	return tx.Commit()
+}
+
+// Served says when a workload was served SVIDs of an entry during one
+// agent's reporting period.
+type Served struct {
+	EntryID     string
+	First, Last time.Time
+}
+
+// MaxServedReport bounds the entries of one RecordServed call.
+const MaxServedReport = 1000
+
+// RecordServed folds agents' reports of served SVIDs into the entries'
+// first and last served times (FirstServedAt only moves earlier,
+// LastServedAt only later; unknown entry IDs are ignored). Like issuance
+// stamps it is usage, not state: the revision does not change and nothing
+// is audited. At most MaxServedReport entries per call.
+func (s *Store) RecordServed(ctx context.Context, served []Served) error {
+	if len(served) == 0 {
+		return nil
+	}
+	if len(served) > MaxServedReport {
+		return errkind.New(errkind.InvalidArgument, "record served: %d entries, at most %d per report", len(served), MaxServedReport)
+	}
+	// A fixed lock order keeps concurrent reports from deadlocking on PostgreSQL.
+	served = slices.SortedFunc(slices.Values(served), func(a, b Served) int { return strings.Compare(a.EntryID, b.EntryID) })
+	err := s.plainWrite(ctx, func(tx *sql.Tx) error {
+		q := s.d.rebind(`UPDATE entries SET
+			first_served_at = CASE WHEN first_served_at = 0 OR first_served_at > ? THEN ? ELSE first_served_at END,
+			last_served_at = CASE WHEN last_served_at < ? THEN ? ELSE last_served_at END
+			WHERE id = ?`)
+		for _, r := range served {
+			if r.EntryID == "" || r.First.IsZero() || r.Last.IsZero() {
+				continue
+			}
+			first, last := timeToDB(r.First), timeToDB(r.Last)
+			if _, err := tx.ExecContext(ctx, q, first, first, last, last, r.EntryID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record served: %w", err)
+	}
+	return nil
 }

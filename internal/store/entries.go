@@ -26,7 +26,8 @@ var entryCols = []string{
 
 // entrySelect reads the columns scanEntry expects.
 const entrySelect = "SELECT id, spiffe_id, parent_id, selectors, x509_ttl, jwt_ttl, dns_names, admin, downstream, " +
-	"federates_with, expires_at, hint, labels, revision, created_at, updated_at, first_issued_at, last_issued_at FROM entries"
+	"federates_with, expires_at, hint, labels, revision, created_at, updated_at, first_issued_at, last_issued_at, " +
+	"first_served_at, last_served_at FROM entries"
 
 var entrySelectorCols = []string{"type", "value", "entry_id"}
 
@@ -63,6 +64,7 @@ func prepareEntry(e Entry) Entry {
 	e.ExpiresAt = normTime(e.ExpiresAt)
 	e.Revision = 0
 	e.CreatedAt, e.UpdatedAt, e.FirstIssuedAt, e.LastIssuedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	e.FirstServedAt, e.LastServedAt = time.Time{}, time.Time{}
 	return e
 }
 
@@ -101,15 +103,16 @@ type scanner interface{ Scan(dest ...any) error }
 func scanEntry(sc scanner) (Entry, error) {
 	var e Entry
 	var spiffeID, parentID, sels, dns, feds, labels string
-	var x509TTL, jwtTTL, expires, created, updated, first, last int64
+	var x509TTL, jwtTTL, expires, created, updated, first, last, firstServed, lastServed int64
 	err := sc.Scan(&e.ID, &spiffeID, &parentID, &sels, &x509TTL, &jwtTTL, &dns, &e.Admin, &e.Downstream,
-		&feds, &expires, &e.Hint, &labels, &e.Revision, &created, &updated, &first, &last)
+		&feds, &expires, &e.Hint, &labels, &e.Revision, &created, &updated, &first, &last, &firstServed, &lastServed)
 	if err != nil {
 		return Entry{}, err
 	}
 	e.X509TTL, e.JWTTTL = durationFromDB(x509TTL), durationFromDB(jwtTTL)
 	e.ExpiresAt, e.CreatedAt, e.UpdatedAt = timeFromDB(expires), timeFromDB(created), timeFromDB(updated)
 	e.FirstIssuedAt, e.LastIssuedAt = timeFromDB(first), timeFromDB(last)
+	e.FirstServedAt, e.LastServedAt = timeFromDB(firstServed), timeFromDB(lastServed)
 	var errs [6]error
 	e.SPIFFEID, errs[0] = idFromDB(spiffeID)
 	e.ParentID, errs[1] = idFromDB(parentID)
@@ -409,10 +412,10 @@ func (s *Store) UpdateEntry(ctx context.Context, e Entry) (Entry, error) {
 	}
 	selsHash := selectorsHash(e.Selectors)
 	err := s.update(ctx, "update entry "+e.ID, true, func(t *wtx) error {
-		var created, first, last int64
+		var created, first, last, firstServed, lastServed int64
 		var oldSels string
-		err := t.queryRow(ctx, "SELECT created_at, first_issued_at, last_issued_at, selectors FROM entries WHERE id = ?", e.ID).
-			Scan(&created, &first, &last, &oldSels)
+		err := t.queryRow(ctx, "SELECT created_at, first_issued_at, last_issued_at, first_served_at, last_served_at, selectors FROM entries WHERE id = ?", e.ID).
+			Scan(&created, &first, &last, &firstServed, &lastServed, &oldSels)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errkind.New(errkind.NotFound, "entry %q not found", e.ID)
 		}
@@ -439,6 +442,7 @@ func (s *Store) UpdateEntry(ctx context.Context, e Entry) (Entry, error) {
 		}
 		e.Revision, e.UpdatedAt = t.rev, t.now
 		e.CreatedAt, e.FirstIssuedAt, e.LastIssuedAt = timeFromDB(created), timeFromDB(first), timeFromDB(last)
+		e.FirstServedAt, e.LastServedAt = timeFromDB(firstServed), timeFromDB(lastServed)
 		_, err = t.exec(ctx, `UPDATE entries SET spiffe_id = ?, parent_id = ?, selectors = ?, selectors_hash = ?,
 			x509_ttl = ?, jwt_ttl = ?, dns_names = ?, admin = ?, downstream = ?, federates_with = ?, expires_at = ?,
 			hint = ?, labels = ?, revision = ?, updated_at = ? WHERE id = ?`,

@@ -410,8 +410,11 @@ type SyncRequest struct {
 	// followed by a newline. When it matches the server's, entry_ids is omitted.
 	EntrySetDigest      []byte `protobuf:"bytes,2,opt,name=entry_set_digest,json=entrySetDigest,proto3" json:"entry_set_digest,omitempty"`
 	KnownBundleSequence uint64 `protobuf:"varint,3,opt,name=known_bundle_sequence,json=knownBundleSequence,proto3" json:"known_bundle_sequence,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Entries whose SVIDs the agent served to workloads since its last
+	// successful sync, at most 1,000.
+	Served        []*ServedEntry `protobuf:"bytes,4,rep,name=served,proto3" json:"served,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
@@ -465,6 +468,75 @@ func (x *SyncRequest) GetKnownBundleSequence() uint64 {
 	return 0
 }
 
+func (x *SyncRequest) GetServed() []*ServedEntry {
+	if x != nil {
+		return x.Served
+	}
+	return nil
+}
+
+// ServedEntry says when the agent served an entry's SVIDs.
+type ServedEntry struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EntryId string                 `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// Unix seconds of the first and the last time in the reported period.
+	FirstServedAt int64 `protobuf:"varint,2,opt,name=first_served_at,json=firstServedAt,proto3" json:"first_served_at,omitempty"`
+	LastServedAt  int64 `protobuf:"varint,3,opt,name=last_served_at,json=lastServedAt,proto3" json:"last_served_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServedEntry) Reset() {
+	*x = ServedEntry{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServedEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServedEntry) ProtoMessage() {}
+
+func (x *ServedEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServedEntry.ProtoReflect.Descriptor instead.
+func (*ServedEntry) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ServedEntry) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *ServedEntry) GetFirstServedAt() int64 {
+	if x != nil {
+		return x.FirstServedAt
+	}
+	return 0
+}
+
+func (x *ServedEntry) GetLastServedAt() int64 {
+	if x != nil {
+		return x.LastServedAt
+	}
+	return 0
+}
+
 type SyncResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
@@ -484,7 +556,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +568,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +581,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SyncResponse) GetRevision() int64 {
@@ -563,7 +635,7 @@ type SignX509SVIDsRequest struct {
 
 func (x *SignX509SVIDsRequest) Reset() {
 	*x = SignX509SVIDsRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +647,7 @@ func (x *SignX509SVIDsRequest) String() string {
 func (*SignX509SVIDsRequest) ProtoMessage() {}
 
 func (x *SignX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +660,7 @@ func (x *SignX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*SignX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignX509SVIDsRequest) GetRequests() []*X509SVIDRequest {
@@ -608,7 +680,7 @@ type X509SVIDRequest struct {
 
 func (x *X509SVIDRequest) Reset() {
 	*x = X509SVIDRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +692,7 @@ func (x *X509SVIDRequest) String() string {
 func (*X509SVIDRequest) ProtoMessage() {}
 
 func (x *X509SVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +705,7 @@ func (x *X509SVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use X509SVIDRequest.ProtoReflect.Descriptor instead.
 func (*X509SVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *X509SVIDRequest) GetEntryId() string {
@@ -659,7 +731,7 @@ type SignX509SVIDsResponse struct {
 
 func (x *SignX509SVIDsResponse) Reset() {
 	*x = SignX509SVIDsResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +743,7 @@ func (x *SignX509SVIDsResponse) String() string {
 func (*SignX509SVIDsResponse) ProtoMessage() {}
 
 func (x *SignX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +756,7 @@ func (x *SignX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*SignX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignX509SVIDsResponse) GetResults() []*X509SVIDResult {
@@ -706,7 +778,7 @@ type X509SVIDResult struct {
 
 func (x *X509SVIDResult) Reset() {
 	*x = X509SVIDResult{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +790,7 @@ func (x *X509SVIDResult) String() string {
 func (*X509SVIDResult) ProtoMessage() {}
 
 func (x *X509SVIDResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +803,7 @@ func (x *X509SVIDResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use X509SVIDResult.ProtoReflect.Descriptor instead.
 func (*X509SVIDResult) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *X509SVIDResult) GetEntryId() string {
@@ -765,7 +837,7 @@ type SignJWTSVIDRequest struct {
 
 func (x *SignJWTSVIDRequest) Reset() {
 	*x = SignJWTSVIDRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +849,7 @@ func (x *SignJWTSVIDRequest) String() string {
 func (*SignJWTSVIDRequest) ProtoMessage() {}
 
 func (x *SignJWTSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +862,7 @@ func (x *SignJWTSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignJWTSVIDRequest.ProtoReflect.Descriptor instead.
 func (*SignJWTSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignJWTSVIDRequest) GetEntryId() string {
@@ -817,7 +889,7 @@ type SignJWTSVIDResponse struct {
 
 func (x *SignJWTSVIDResponse) Reset() {
 	*x = SignJWTSVIDResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +901,7 @@ func (x *SignJWTSVIDResponse) String() string {
 func (*SignJWTSVIDResponse) ProtoMessage() {}
 
 func (x *SignJWTSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +914,7 @@ func (x *SignJWTSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignJWTSVIDResponse.ProtoReflect.Descriptor instead.
 func (*SignJWTSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SignJWTSVIDResponse) GetToken() string {
@@ -884,11 +956,16 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\x11RenewAgentRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"D\n" +
 	"\x12RenewAgentResponse\x12.\n" +
-	"\x04svid\x18\x01 \x01(\v2\x1a.signet.agent.v1.AgentSVIDR\x04svid\"\x92\x01\n" +
+	"\x04svid\x18\x01 \x01(\v2\x1a.signet.agent.v1.AgentSVIDR\x04svid\"\xc8\x01\n" +
 	"\vSyncRequest\x12%\n" +
 	"\x0eknown_revision\x18\x01 \x01(\x03R\rknownRevision\x12(\n" +
 	"\x10entry_set_digest\x18\x02 \x01(\fR\x0eentrySetDigest\x122\n" +
-	"\x15known_bundle_sequence\x18\x03 \x01(\x04R\x13knownBundleSequence\"\xe4\x01\n" +
+	"\x15known_bundle_sequence\x18\x03 \x01(\x04R\x13knownBundleSequence\x124\n" +
+	"\x06served\x18\x04 \x03(\v2\x1c.signet.agent.v1.ServedEntryR\x06served\"v\n" +
+	"\vServedEntry\x12\x19\n" +
+	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12&\n" +
+	"\x0ffirst_served_at\x18\x02 \x01(\x03R\rfirstServedAt\x12$\n" +
+	"\x0elast_served_at\x18\x03 \x01(\x03R\flastServedAt\"\xe4\x01\n" +
 	"\fSyncResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x121\n" +
@@ -935,7 +1012,7 @@ func file_signet_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_signet_agent_v1_agent_proto_rawDescData
 }
 
-var file_signet_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_signet_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_signet_agent_v1_agent_proto_goTypes = []any{
 	(*AttestAgentRequest)(nil),    // 0: signet.agent.v1.AttestAgentRequest
 	(*AttestParams)(nil),          // 1: signet.agent.v1.AttestParams
@@ -944,42 +1021,44 @@ var file_signet_agent_v1_agent_proto_goTypes = []any{
 	(*RenewAgentRequest)(nil),     // 4: signet.agent.v1.RenewAgentRequest
 	(*RenewAgentResponse)(nil),    // 5: signet.agent.v1.RenewAgentResponse
 	(*SyncRequest)(nil),           // 6: signet.agent.v1.SyncRequest
-	(*SyncResponse)(nil),          // 7: signet.agent.v1.SyncResponse
-	(*SignX509SVIDsRequest)(nil),  // 8: signet.agent.v1.SignX509SVIDsRequest
-	(*X509SVIDRequest)(nil),       // 9: signet.agent.v1.X509SVIDRequest
-	(*SignX509SVIDsResponse)(nil), // 10: signet.agent.v1.SignX509SVIDsResponse
-	(*X509SVIDResult)(nil),        // 11: signet.agent.v1.X509SVIDResult
-	(*SignJWTSVIDRequest)(nil),    // 12: signet.agent.v1.SignJWTSVIDRequest
-	(*SignJWTSVIDResponse)(nil),   // 13: signet.agent.v1.SignJWTSVIDResponse
-	(*v1.Bundle)(nil),             // 14: signet.common.v1.Bundle
-	(*v1.Entry)(nil),              // 15: signet.common.v1.Entry
-	(*v1.Status)(nil),             // 16: signet.common.v1.Status
+	(*ServedEntry)(nil),           // 7: signet.agent.v1.ServedEntry
+	(*SyncResponse)(nil),          // 8: signet.agent.v1.SyncResponse
+	(*SignX509SVIDsRequest)(nil),  // 9: signet.agent.v1.SignX509SVIDsRequest
+	(*X509SVIDRequest)(nil),       // 10: signet.agent.v1.X509SVIDRequest
+	(*SignX509SVIDsResponse)(nil), // 11: signet.agent.v1.SignX509SVIDsResponse
+	(*X509SVIDResult)(nil),        // 12: signet.agent.v1.X509SVIDResult
+	(*SignJWTSVIDRequest)(nil),    // 13: signet.agent.v1.SignJWTSVIDRequest
+	(*SignJWTSVIDResponse)(nil),   // 14: signet.agent.v1.SignJWTSVIDResponse
+	(*v1.Bundle)(nil),             // 15: signet.common.v1.Bundle
+	(*v1.Entry)(nil),              // 16: signet.common.v1.Entry
+	(*v1.Status)(nil),             // 17: signet.common.v1.Status
 }
 var file_signet_agent_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: signet.agent.v1.AttestAgentRequest.params:type_name -> signet.agent.v1.AttestParams
 	3,  // 1: signet.agent.v1.AttestAgentResponse.result:type_name -> signet.agent.v1.AgentSVID
-	14, // 2: signet.agent.v1.AgentSVID.bundle:type_name -> signet.common.v1.Bundle
+	15, // 2: signet.agent.v1.AgentSVID.bundle:type_name -> signet.common.v1.Bundle
 	3,  // 3: signet.agent.v1.RenewAgentResponse.svid:type_name -> signet.agent.v1.AgentSVID
-	15, // 4: signet.agent.v1.SyncResponse.entries:type_name -> signet.common.v1.Entry
-	14, // 5: signet.agent.v1.SyncResponse.bundle:type_name -> signet.common.v1.Bundle
-	9,  // 6: signet.agent.v1.SignX509SVIDsRequest.requests:type_name -> signet.agent.v1.X509SVIDRequest
-	11, // 7: signet.agent.v1.SignX509SVIDsResponse.results:type_name -> signet.agent.v1.X509SVIDResult
-	16, // 8: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
-	0,  // 9: signet.agent.v1.Agent.AttestAgent:input_type -> signet.agent.v1.AttestAgentRequest
-	4,  // 10: signet.agent.v1.Agent.RenewAgent:input_type -> signet.agent.v1.RenewAgentRequest
-	6,  // 11: signet.agent.v1.Agent.Sync:input_type -> signet.agent.v1.SyncRequest
-	8,  // 12: signet.agent.v1.Agent.SignX509SVIDs:input_type -> signet.agent.v1.SignX509SVIDsRequest
-	12, // 13: signet.agent.v1.Agent.SignJWTSVID:input_type -> signet.agent.v1.SignJWTSVIDRequest
-	2,  // 14: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
-	5,  // 15: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
-	7,  // 16: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
-	10, // 17: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
-	13, // 18: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	7,  // 4: signet.agent.v1.SyncRequest.served:type_name -> signet.agent.v1.ServedEntry
+	16, // 5: signet.agent.v1.SyncResponse.entries:type_name -> signet.common.v1.Entry
+	15, // 6: signet.agent.v1.SyncResponse.bundle:type_name -> signet.common.v1.Bundle
+	10, // 7: signet.agent.v1.SignX509SVIDsRequest.requests:type_name -> signet.agent.v1.X509SVIDRequest
+	12, // 8: signet.agent.v1.SignX509SVIDsResponse.results:type_name -> signet.agent.v1.X509SVIDResult
+	17, // 9: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
+	0,  // 10: signet.agent.v1.Agent.AttestAgent:input_type -> signet.agent.v1.AttestAgentRequest
+	4,  // 11: signet.agent.v1.Agent.RenewAgent:input_type -> signet.agent.v1.RenewAgentRequest
+	6,  // 12: signet.agent.v1.Agent.Sync:input_type -> signet.agent.v1.SyncRequest
+	9,  // 13: signet.agent.v1.Agent.SignX509SVIDs:input_type -> signet.agent.v1.SignX509SVIDsRequest
+	13, // 14: signet.agent.v1.Agent.SignJWTSVID:input_type -> signet.agent.v1.SignJWTSVIDRequest
+	2,  // 15: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
+	5,  // 16: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
+	8,  // 17: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
+	11, // 18: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
+	14, // 19: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_signet_agent_v1_agent_proto_init() }
@@ -1001,7 +1080,7 @@ func file_signet_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_agent_v1_agent_proto_rawDesc), len(file_signet_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -100,6 +100,10 @@ type Entry struct {
 	UpdatedAt     int64 `protobuf:"varint,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	FirstIssuedAt int64 `protobuf:"varint,17,opt,name=first_issued_at,json=firstIssuedAt,proto3" json:"first_issued_at,omitempty"`
 	LastIssuedAt  int64 `protobuf:"varint,18,opt,name=last_issued_at,json=lastIssuedAt,proto3" json:"last_issued_at,omitempty"`
+	// When an SVID of the entry was first and last served to a workload, as
+	// its agents report; 0 if never.
+	FirstServedAt int64 `protobuf:"varint,19,opt,name=first_served_at,json=firstServedAt,proto3" json:"first_served_at,omitempty"`
+	LastServedAt  int64 `protobuf:"varint,20,opt,name=last_served_at,json=lastServedAt,proto3" json:"last_served_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +260,20 @@ func (x *Entry) GetFirstIssuedAt() int64 {
 func (x *Entry) GetLastIssuedAt() int64 {
 	if x != nil {
 		return x.LastIssuedAt
+	}
+	return 0
+}
+
+func (x *Entry) GetFirstServedAt() int64 {
+	if x != nil {
+		return x.FirstServedAt
+	}
+	return 0
+}
+
+func (x *Entry) GetLastServedAt() int64 {
+	if x != nil {
+		return x.LastServedAt
 	}
 	return 0
 }
@@ -453,7 +471,7 @@ const file_signet_common_v1_common_proto_rawDesc = "" +
 	"\x1dsignet/common/v1/common.proto\x12\x10signet.common.v1\"4\n" +
 	"\bSelector\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xaa\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xf8\x05\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1b\n" +
@@ -478,7 +496,9 @@ const file_signet_common_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\x10 \x01(\x03R\tupdatedAt\x12&\n" +
 	"\x0ffirst_issued_at\x18\x11 \x01(\x03R\rfirstIssuedAt\x12$\n" +
-	"\x0elast_issued_at\x18\x12 \x01(\x03R\flastIssuedAt\x1a9\n" +
+	"\x0elast_issued_at\x18\x12 \x01(\x03R\flastIssuedAt\x12&\n" +
+	"\x0ffirst_served_at\x18\x13 \x01(\x03R\rfirstServedAt\x12$\n" +
+	"\x0elast_served_at\x18\x14 \x01(\x03R\flastServedAt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +

@@ -600,8 +600,11 @@ type WorkloadDetail struct {
 	JwtTtlSeconds  int64 `protobuf:"varint,6,opt,name=jwt_ttl_seconds,json=jwtTtlSeconds,proto3" json:"jwt_ttl_seconds,omitempty"`
 	FirstIssuedAt  int64 `protobuf:"varint,7,opt,name=first_issued_at,json=firstIssuedAt,proto3" json:"first_issued_at,omitempty"`
 	LastIssuedAt   int64 `protobuf:"varint,8,opt,name=last_issued_at,json=lastIssuedAt,proto3" json:"last_issued_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When an SVID was first and last served to a workload (0: never).
+	FirstServedAt int64 `protobuf:"varint,9,opt,name=first_served_at,json=firstServedAt,proto3" json:"first_served_at,omitempty"`
+	LastServedAt  int64 `protobuf:"varint,10,opt,name=last_served_at,json=lastServedAt,proto3" json:"last_served_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkloadDetail) Reset() {
@@ -686,6 +689,20 @@ func (x *WorkloadDetail) GetFirstIssuedAt() int64 {
 func (x *WorkloadDetail) GetLastIssuedAt() int64 {
 	if x != nil {
 		return x.LastIssuedAt
+	}
+	return 0
+}
+
+func (x *WorkloadDetail) GetFirstServedAt() int64 {
+	if x != nil {
+		return x.FirstServedAt
+	}
+	return 0
+}
+
+func (x *WorkloadDetail) GetLastServedAt() int64 {
+	if x != nil {
+		return x.LastServedAt
 	}
 	return 0
 }
@@ -2144,7 +2161,7 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x10attestation_type\x18\x02 \x01(\tR\x0fattestationType\x12\x1c\n" +
 	"\tselectors\x18\x03 \x03(\tR\tselectors\x12\x16\n" +
 	"\x06banned\x18\x04 \x01(\bR\x06banned\x12$\n" +
-	"\x0ecert_not_after\x18\x05 \x01(\x03R\fcertNotAfter\"\xa3\x02\n" +
+	"\x0ecert_not_after\x18\x05 \x01(\x03R\fcertNotAfter\"\xf1\x02\n" +
 	"\x0eWorkloadDetail\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1b\n" +
@@ -2153,7 +2170,10 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x10x509_ttl_seconds\x18\x05 \x01(\x03R\x0ex509TtlSeconds\x12&\n" +
 	"\x0fjwt_ttl_seconds\x18\x06 \x01(\x03R\rjwtTtlSeconds\x12&\n" +
 	"\x0ffirst_issued_at\x18\a \x01(\x03R\rfirstIssuedAt\x12$\n" +
-	"\x0elast_issued_at\x18\b \x01(\x03R\flastIssuedAt\"\xac\x04\n" +
+	"\x0elast_issued_at\x18\b \x01(\x03R\flastIssuedAt\x12&\n" +
+	"\x0ffirst_served_at\x18\t \x01(\x03R\rfirstServedAt\x12$\n" +
+	"\x0elast_served_at\x18\n" +
+	" \x01(\x03R\flastServedAt\"\xac\x04\n" +
 	"\aFinding\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x1a\n" +
 	"\bdetector\x18\x02 \x01(\tR\bdetector\x12\x12\n" +
