@@ -203,3 +203,17 @@ func TestOutputOption(t *testing.T) {
 		}
 	}
 }
+
+// TestEntryCreateNode: --node is the shorthand for a node alias's parent.
+func TestEntryCreateNode(t *testing.T) {
+	c := newCLIEnv(t, store.DriverSQLite)
+	c.mustRun(t, "entry", "create", "--node", "--spiffe-id", "spiffe://example.org/fleet/web", "--selector", "x509pop:subject:cn:web-7")
+	out := c.mustRun(t, "entry", "show", "--spiffe-id", "spiffe://example.org/fleet/web")
+	if !strings.Contains(out, "spiffe://example.org/signet/server") || !strings.Contains(out, "x509pop:subject:cn:web-7") {
+		t.Errorf("entry created with --node:\n%s", out)
+	}
+	if _, _, err := c.run(t, "entry", "create", "--node", "--parent-id", cliNode, "--spiffe-id", "spiffe://example.org/x",
+		"--selector", "x509pop:subject:cn:a"); err == nil || !strings.Contains(err.Error(), "--node and --parent-id: give one") {
+		t.Errorf("--node with --parent-id = %v, want an error naming both", err)
+	}
+}

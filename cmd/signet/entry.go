@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
@@ -32,7 +33,7 @@ func newEntryCmd() *cobra.Command {
 type entryFlags struct {
 	spiffeID, parentID, x509TTL, jwtTTL, expiresAt, hint string
 	selectors, dns, federatesWith, labels                []string
-	admin, downstream                                    bool
+	admin, downstream, node                              bool
 }
 
 func (f *entryFlags) add(cmd *cobra.Command) {
@@ -49,6 +50,29 @@ func (f *entryFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.hint, "hint", "", "hint for workloads holding several SVIDs")
 	fl.BoolVar(&f.admin, "admin", false, "SVIDs of this entry may call the admin API")
 	fl.BoolVar(&f.downstream, "downstream", false, "SVIDs of this entry may sign for a nested CA")
+}
+
+// addNode adds --node, the shorthand for a node alias's parent ID.
+func (f *entryFlags) addNode(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.node, "node", false,
+		"make the entry a node alias: shorthand for --parent-id spiffe://<trust domain>/signet/server; its selectors are node selectors (x509pop:subject:cn:web-7)")
+}
+
+// resolveNode turns --node into the alias parent of the entry's trust
+// domain.
+func (f *entryFlags) resolveNode() error {
+	if !f.node {
+		return nil
+	}
+	if f.parentID != "" {
+		return fmt.Errorf("--node and --parent-id: give one (--node means --parent-id spiffe://<trust domain>/signet/server)")
+	}
+	id, err := spiffeid.FromString(f.spiffeID)
+	if err != nil {
+		return fmt.Errorf("--spiffe-id %q: %v (--node takes the trust domain from it)", f.spiffeID, err)
+	}
+	f.parentID = spiffeid.RequireFromPath(id.TrustDomain(), "/signet/server").String()
+	return nil
 }
 
 // toJSON assembles the flags into the entry JSON shape, which validates.
@@ -79,6 +103,7 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 		Short: "Create an entry from flags, or many from a JSON file (--file)",
 		Example: `  signet entry create --parent-id spiffe://example.org/node/web-1 \
       --spiffe-id spiffe://example.org/web --selector unix:uid:1000 --x509-ttl 1h
+  signet entry create --node --spiffe-id spiffe://example.org/fleet/web --selector x509pop:subject:cn:web-7
   signet entry create --file entries.json --atomic`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -93,8 +118,11 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 					return err
 				}
 			} else {
+				if err := f.resolveNode(); err != nil {
+					return err
+				}
 				if f.spiffeID == "" || f.parentID == "" || len(f.selectors) == 0 {
-					return fmt.Errorf("--spiffe-id, --parent-id and at least one --selector are required (or --file)")
+					return fmt.Errorf("--spiffe-id, --parent-id (or --node) and at least one --selector are required (or --file)")
 				}
 				j, err := f.toJSON()
 				if err != nil {
@@ -119,6 +147,7 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 		},
 	}
 	f.add(cmd)
+	f.addNode(cmd)
 	cmd.Flags().StringVar(&file, "file", "", "JSON file of entries (\"-\" for stdin), in the format entry list --json prints")
 	cmd.Flags().BoolVar(&atomic, "atomic", false, "create all entries or none (default: each entry succeeds or fails on its own)")
 	out.addFlags(cmd)
