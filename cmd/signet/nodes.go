@@ -109,10 +109,10 @@ func newAgentAdminCmds(conn *adminConn) []*cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), map[string]any{"agents": nodes})
 			}
 			now := time.Now()
-			rows := [][]string{{"SPIFFE ID", "STATUS", "ATTESTATION", "SVID EXPIRES", "LAST SEEN"}}
+			rows := [][]string{{"SPIFFE ID", "STATUS", "ATTESTATION", "SELECTORS", "SVID EXPIRES", "LAST SEEN"}}
 			for _, n := range resp.GetNodes() {
 				rows = append(rows, []string{n.GetSpiffeId(), nodeStatus(n, now), n.GetAttestationType(),
-					relTime(unixTime(n.GetCertNotAfter()), now), relTime(unixTime(n.GetLastSeenAt()), now)})
+					joinOrDash(nodeToJSON(n).Selectors), relTime(unixTime(n.GetCertNotAfter()), now), relTime(unixTime(n.GetLastSeenAt()), now)})
 			}
 			if err := table(cmd.OutOrStdout(), rows); err != nil {
 				return err
