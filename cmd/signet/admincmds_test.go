@@ -217,3 +217,21 @@ func TestEntryCreateNode(t *testing.T) {
 		t.Errorf("--node with --parent-id = %v, want an error naming both", err)
 	}
 }
+
+func TestAgentAllow(t *testing.T) {
+	c := newCLIEnv(t, store.DriverSQLite)
+	const h = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
+	if out := c.mustRun(t, "agent", "allow", "--tpm-ek-hash", h); !strings.Contains(out, "allowed tpm:"+strings.ToLower(h)) {
+		t.Errorf("agent allow = %q", out)
+	}
+	if out := c.mustRun(t, "agent", "allowed"); !strings.Contains(out, strings.ToLower(h)) {
+		t.Errorf("agent allowed = %q", out)
+	}
+	if _, _, err := c.run(t, "agent", "allow", "--tpm-ek-hash", "abc"); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+		t.Errorf("agent allow --tpm-ek-hash abc = %v, want the format named", err)
+	}
+	c.mustRun(t, "agent", "disallow", "--tpm-ek-hash", h)
+	if _, _, err := c.run(t, "agent", "disallow", "--tpm-ek-hash", h); err == nil {
+		t.Errorf("disallowing twice succeeded")
+	}
+}

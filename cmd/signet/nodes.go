@@ -183,7 +183,7 @@ func newAgentAdminCmds(conn *adminConn) []*cobra.Command {
 		func(c adminv1.AdminClient, ctx context.Context, r *adminv1.NodeRequest) (*adminv1.Node, error) {
 			return c.UnbanNode(ctx, r)
 		})
-	return []*cobra.Command{list, show, evict, ban, unban}
+	return append([]*cobra.Command{list, show, evict, ban, unban}, newAgentAllowCmds(conn)...)
 }
 
 func printNode(w io.Writer, n *adminv1.Node) error {

@@ -67,7 +67,8 @@ func (s *Server) nodeVerifiers() ([]nodeattest.Verifier, error) {
 	if _, ok := sections[jointoken.Name]; !ok {
 		sections[jointoken.Name] = yaml.Node{} // on by default
 	}
-	deps := builtin.VerifierDeps{TrustDomain: s.cfg.TrustDomain, JoinTokens: s.store, Nodes: s.store, Now: s.cfg.Now, Log: s.log}
+	deps := builtin.VerifierDeps{TrustDomain: s.cfg.TrustDomain, JoinTokens: s.store, Nodes: s.store, Now: s.cfg.Now, Log: s.log,
+		TPMAllowList: tpmAllowList{s.store}}
 	verifiers, err := reg.BuildAll(deps, sections)
 	if err != nil {
 		return nil, fmt.Errorf("invalid server configuration:\n%w", err)
@@ -77,6 +78,14 @@ func (s *Server) nodeVerifiers() ([]nodeattest.Verifier, error) {
 		return nil, errors.New("invalid server configuration: node_attestors: every method is disabled, so no agent could ever attest")
 	}
 	return verifiers, nil
+}
+
+// tpmAllowList is the store's allowances for the tpm method (signet agent
+// allow --tpm-ek-hash).
+type tpmAllowList struct{ st *store.Store }
+
+func (l tpmAllowList) EKAllowed(ctx context.Context, ekHash string) (bool, error) {
+	return l.st.NodeAllowed(ctx, "tpm", ekHash)
 }
 
 // grpcServers builds the two gRPC servers, each with its interceptor chain

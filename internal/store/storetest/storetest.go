@@ -40,6 +40,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"JoinTokens", tokenTests},
 		{"JoinTokenAdmin", tokenAdminTests},
 		{"Identity", identityTests},
+		{"NodeAllowances", allowanceTests},
 		{"Authorities", authorityTests},
 		{"Audit", auditTests},
 		{"Revision", revisionTests},

@@ -1427,6 +1427,159 @@ func (x *AuthorityRequest) GetId() string {
 	return ""
 }
 
+type NodeAllowance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attestation method, for example "tpm".
+	AttestationType string `protobuf:"bytes,1,opt,name=attestation_type,json=attestationType,proto3" json:"attestation_type,omitempty"`
+	// What the method proves, for example the SHA-256 of a TPM's EK public
+	// key in lower-case hex.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Set by the server.
+	CreatedAt     int64 `protobuf:"varint,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeAllowance) Reset() {
+	*x = NodeAllowance{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeAllowance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeAllowance) ProtoMessage() {}
+
+func (x *NodeAllowance) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeAllowance.ProtoReflect.Descriptor instead.
+func (*NodeAllowance) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *NodeAllowance) GetAttestationType() string {
+	if x != nil {
+		return x.AttestationType
+	}
+	return ""
+}
+
+func (x *NodeAllowance) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *NodeAllowance) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+type ListNodeAllowancesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only allowances of this method; empty: every method.
+	AttestationType string `protobuf:"bytes,1,opt,name=attestation_type,json=attestationType,proto3" json:"attestation_type,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListNodeAllowancesRequest) Reset() {
+	*x = ListNodeAllowancesRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodeAllowancesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodeAllowancesRequest) ProtoMessage() {}
+
+func (x *ListNodeAllowancesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodeAllowancesRequest.ProtoReflect.Descriptor instead.
+func (*ListNodeAllowancesRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListNodeAllowancesRequest) GetAttestationType() string {
+	if x != nil {
+		return x.AttestationType
+	}
+	return ""
+}
+
+type ListNodeAllowancesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Allowances    []*NodeAllowance       `protobuf:"bytes,1,rep,name=allowances,proto3" json:"allowances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodeAllowancesResponse) Reset() {
+	*x = ListNodeAllowancesResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodeAllowancesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodeAllowancesResponse) ProtoMessage() {}
+
+func (x *ListNodeAllowancesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodeAllowancesResponse.ProtoReflect.Descriptor instead.
+func (*ListNodeAllowancesResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListNodeAllowancesResponse) GetAllowances() []*NodeAllowance {
+	if x != nil {
+		return x.Allowances
+	}
+	return nil
+}
+
 var File_signet_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_signet_admin_v1_admin_proto_rawDesc = "" +
@@ -1523,7 +1676,18 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\vauthorities\x18\x01 \x03(\v2\x1a.signet.admin.v1.AuthorityR\vauthorities\"6\n" +
 	"\x10AuthorityRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id2\xb8\f\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"o\n" +
+	"\rNodeAllowance\x12)\n" +
+	"\x10attestation_type\x18\x01 \x01(\tR\x0fattestationType\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\x03R\tcreatedAt\"F\n" +
+	"\x19ListNodeAllowancesRequest\x12)\n" +
+	"\x10attestation_type\x18\x01 \x01(\tR\x0fattestationType\"\\\n" +
+	"\x1aListNodeAllowancesResponse\x12>\n" +
+	"\n" +
+	"allowances\x18\x01 \x03(\v2\x1e.signet.admin.v1.NodeAllowanceR\n" +
+	"allowances2\xc4\x0e\n" +
 	"\x05Admin\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12E\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a\x17.signet.common.v1.Entry\x12X\n" +
@@ -1534,7 +1698,10 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\aGetNode\x12\x1f.signet.admin.v1.GetNodeRequest\x1a\x15.signet.admin.v1.Node\x12M\n" +
 	"\tEvictNode\x12\x1c.signet.admin.v1.NodeRequest\x1a\".signet.admin.v1.EvictNodeResponse\x12>\n" +
 	"\aBanNode\x12\x1c.signet.admin.v1.NodeRequest\x1a\x15.signet.admin.v1.Node\x12@\n" +
-	"\tUnbanNode\x12\x1c.signet.admin.v1.NodeRequest\x1a\x15.signet.admin.v1.Node\x12d\n" +
+	"\tUnbanNode\x12\x1c.signet.admin.v1.NodeRequest\x1a\x15.signet.admin.v1.Node\x12K\n" +
+	"\tAllowNode\x12\x1e.signet.admin.v1.NodeAllowance\x1a\x1e.signet.admin.v1.NodeAllowance\x12N\n" +
+	"\fDisallowNode\x12\x1e.signet.admin.v1.NodeAllowance\x1a\x1e.signet.admin.v1.NodeAllowance\x12m\n" +
+	"\x12ListNodeAllowances\x12*.signet.admin.v1.ListNodeAllowancesRequest\x1a+.signet.admin.v1.ListNodeAllowancesResponse\x12d\n" +
 	"\x0fCreateJoinToken\x12'.signet.admin.v1.CreateJoinTokenRequest\x1a(.signet.admin.v1.CreateJoinTokenResponse\x12a\n" +
 	"\x0eListJoinTokens\x12&.signet.admin.v1.ListJoinTokensRequest\x1a'.signet.admin.v1.ListJoinTokensResponse\x12V\n" +
 	"\x0fRevokeJoinToken\x12'.signet.admin.v1.RevokeJoinTokenRequest\x1a\x1a.signet.admin.v1.JoinToken\x12H\n" +
@@ -1557,99 +1724,109 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_signet_admin_v1_admin_proto_rawDescData
 }
 
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
-	(*CreateEntriesRequest)(nil),    // 0: signet.admin.v1.CreateEntriesRequest
-	(*CreateEntriesResponse)(nil),   // 1: signet.admin.v1.CreateEntriesResponse
-	(*EntryResult)(nil),             // 2: signet.admin.v1.EntryResult
-	(*GetEntryRequest)(nil),         // 3: signet.admin.v1.GetEntryRequest
-	(*ListEntriesRequest)(nil),      // 4: signet.admin.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),     // 5: signet.admin.v1.ListEntriesResponse
-	(*UpdateEntryRequest)(nil),      // 6: signet.admin.v1.UpdateEntryRequest
-	(*DeleteEntriesRequest)(nil),    // 7: signet.admin.v1.DeleteEntriesRequest
-	(*DeleteEntriesResponse)(nil),   // 8: signet.admin.v1.DeleteEntriesResponse
-	(*DeleteResult)(nil),            // 9: signet.admin.v1.DeleteResult
-	(*Node)(nil),                    // 10: signet.admin.v1.Node
-	(*ListNodesRequest)(nil),        // 11: signet.admin.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 12: signet.admin.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 13: signet.admin.v1.GetNodeRequest
-	(*NodeRequest)(nil),             // 14: signet.admin.v1.NodeRequest
-	(*EvictNodeResponse)(nil),       // 15: signet.admin.v1.EvictNodeResponse
-	(*CreateJoinTokenRequest)(nil),  // 16: signet.admin.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil), // 17: signet.admin.v1.CreateJoinTokenResponse
-	(*JoinToken)(nil),               // 18: signet.admin.v1.JoinToken
-	(*ListJoinTokensRequest)(nil),   // 19: signet.admin.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),  // 20: signet.admin.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),  // 21: signet.admin.v1.RevokeJoinTokenRequest
-	(*GetBundleRequest)(nil),        // 22: signet.admin.v1.GetBundleRequest
-	(*Authority)(nil),               // 23: signet.admin.v1.Authority
-	(*ListAuthoritiesRequest)(nil),  // 24: signet.admin.v1.ListAuthoritiesRequest
-	(*ListAuthoritiesResponse)(nil), // 25: signet.admin.v1.ListAuthoritiesResponse
-	(*AuthorityRequest)(nil),        // 26: signet.admin.v1.AuthorityRequest
-	nil,                             // 27: signet.admin.v1.Node.LabelsEntry
-	(*v1.Entry)(nil),                // 28: signet.common.v1.Entry
-	(*v1.Status)(nil),               // 29: signet.common.v1.Status
-	(*v1.Selector)(nil),             // 30: signet.common.v1.Selector
-	(*v1.Bundle)(nil),               // 31: signet.common.v1.Bundle
+	(*CreateEntriesRequest)(nil),       // 0: signet.admin.v1.CreateEntriesRequest
+	(*CreateEntriesResponse)(nil),      // 1: signet.admin.v1.CreateEntriesResponse
+	(*EntryResult)(nil),                // 2: signet.admin.v1.EntryResult
+	(*GetEntryRequest)(nil),            // 3: signet.admin.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),         // 4: signet.admin.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),        // 5: signet.admin.v1.ListEntriesResponse
+	(*UpdateEntryRequest)(nil),         // 6: signet.admin.v1.UpdateEntryRequest
+	(*DeleteEntriesRequest)(nil),       // 7: signet.admin.v1.DeleteEntriesRequest
+	(*DeleteEntriesResponse)(nil),      // 8: signet.admin.v1.DeleteEntriesResponse
+	(*DeleteResult)(nil),               // 9: signet.admin.v1.DeleteResult
+	(*Node)(nil),                       // 10: signet.admin.v1.Node
+	(*ListNodesRequest)(nil),           // 11: signet.admin.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),          // 12: signet.admin.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),             // 13: signet.admin.v1.GetNodeRequest
+	(*NodeRequest)(nil),                // 14: signet.admin.v1.NodeRequest
+	(*EvictNodeResponse)(nil),          // 15: signet.admin.v1.EvictNodeResponse
+	(*CreateJoinTokenRequest)(nil),     // 16: signet.admin.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),    // 17: signet.admin.v1.CreateJoinTokenResponse
+	(*JoinToken)(nil),                  // 18: signet.admin.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),      // 19: signet.admin.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),     // 20: signet.admin.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),     // 21: signet.admin.v1.RevokeJoinTokenRequest
+	(*GetBundleRequest)(nil),           // 22: signet.admin.v1.GetBundleRequest
+	(*Authority)(nil),                  // 23: signet.admin.v1.Authority
+	(*ListAuthoritiesRequest)(nil),     // 24: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil),    // 25: signet.admin.v1.ListAuthoritiesResponse
+	(*AuthorityRequest)(nil),           // 26: signet.admin.v1.AuthorityRequest
+	(*NodeAllowance)(nil),              // 27: signet.admin.v1.NodeAllowance
+	(*ListNodeAllowancesRequest)(nil),  // 28: signet.admin.v1.ListNodeAllowancesRequest
+	(*ListNodeAllowancesResponse)(nil), // 29: signet.admin.v1.ListNodeAllowancesResponse
+	nil,                                // 30: signet.admin.v1.Node.LabelsEntry
+	(*v1.Entry)(nil),                   // 31: signet.common.v1.Entry
+	(*v1.Status)(nil),                  // 32: signet.common.v1.Status
+	(*v1.Selector)(nil),                // 33: signet.common.v1.Selector
+	(*v1.Bundle)(nil),                  // 34: signet.common.v1.Bundle
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
-	28, // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
+	31, // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
 	2,  // 1: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
-	28, // 2: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
-	29, // 3: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
-	30, // 4: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
-	28, // 5: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
-	28, // 6: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
+	31, // 2: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
+	32, // 3: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
+	33, // 4: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
+	31, // 5: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
+	31, // 6: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
 	9,  // 7: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
-	29, // 8: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
-	30, // 9: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
-	27, // 10: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
+	32, // 8: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
+	33, // 9: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
+	30, // 10: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
 	10, // 11: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
 	18, // 12: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
 	23, // 13: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	0,  // 14: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	3,  // 15: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	4,  // 16: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	6,  // 17: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
-	7,  // 18: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
-	11, // 19: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	13, // 20: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
-	14, // 21: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 22: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 23: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
-	16, // 24: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	19, // 25: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
-	21, // 26: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
-	22, // 27: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	24, // 28: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	26, // 29: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 30: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 31: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 32: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	1,  // 33: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	28, // 34: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
-	5,  // 35: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	28, // 36: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
-	8,  // 37: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
-	12, // 38: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	10, // 39: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
-	15, // 40: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	10, // 41: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
-	10, // 42: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
-	17, // 43: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	20, // 44: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
-	18, // 45: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
-	31, // 46: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
-	25, // 47: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	23, // 48: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
-	23, // 49: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
-	23, // 50: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
-	23, // 51: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
-	33, // [33:52] is the sub-list for method output_type
-	14, // [14:33] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	27, // 14: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
+	0,  // 15: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	3,  // 16: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	4,  // 17: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	6,  // 18: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	7,  // 19: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
+	11, // 20: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	13, // 21: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
+	14, // 22: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
+	14, // 23: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
+	14, // 24: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
+	27, // 25: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
+	27, // 26: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
+	28, // 27: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
+	16, // 28: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	19, // 29: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	21, // 30: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	22, // 31: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	24, // 32: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	26, // 33: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 34: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 35: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 36: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	1,  // 37: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	31, // 38: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
+	5,  // 39: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	31, // 40: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
+	8,  // 41: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
+	12, // 42: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	10, // 43: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
+	15, // 44: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	10, // 45: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
+	10, // 46: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
+	27, // 47: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
+	27, // 48: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
+	29, // 49: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
+	17, // 50: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	20, // 51: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	18, // 52: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
+	34, // 53: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
+	25, // 54: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	23, // 55: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
+	23, // 56: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
+	23, // 57: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
+	23, // 58: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
+	37, // [37:59] is the sub-list for method output_type
+	15, // [15:37] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -1663,7 +1840,7 @@ func file_signet_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,25 +23,28 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_CreateEntries_FullMethodName     = "/signet.admin.v1.Admin/CreateEntries"
-	Admin_GetEntry_FullMethodName          = "/signet.admin.v1.Admin/GetEntry"
-	Admin_ListEntries_FullMethodName       = "/signet.admin.v1.Admin/ListEntries"
-	Admin_UpdateEntry_FullMethodName       = "/signet.admin.v1.Admin/UpdateEntry"
-	Admin_DeleteEntries_FullMethodName     = "/signet.admin.v1.Admin/DeleteEntries"
-	Admin_ListNodes_FullMethodName         = "/signet.admin.v1.Admin/ListNodes"
-	Admin_GetNode_FullMethodName           = "/signet.admin.v1.Admin/GetNode"
-	Admin_EvictNode_FullMethodName         = "/signet.admin.v1.Admin/EvictNode"
-	Admin_BanNode_FullMethodName           = "/signet.admin.v1.Admin/BanNode"
-	Admin_UnbanNode_FullMethodName         = "/signet.admin.v1.Admin/UnbanNode"
-	Admin_CreateJoinToken_FullMethodName   = "/signet.admin.v1.Admin/CreateJoinToken"
-	Admin_ListJoinTokens_FullMethodName    = "/signet.admin.v1.Admin/ListJoinTokens"
-	Admin_RevokeJoinToken_FullMethodName   = "/signet.admin.v1.Admin/RevokeJoinToken"
-	Admin_GetBundle_FullMethodName         = "/signet.admin.v1.Admin/GetBundle"
-	Admin_ListAuthorities_FullMethodName   = "/signet.admin.v1.Admin/ListAuthorities"
-	Admin_PrepareAuthority_FullMethodName  = "/signet.admin.v1.Admin/PrepareAuthority"
-	Admin_ActivateAuthority_FullMethodName = "/signet.admin.v1.Admin/ActivateAuthority"
-	Admin_TaintAuthority_FullMethodName    = "/signet.admin.v1.Admin/TaintAuthority"
-	Admin_RevokeAuthority_FullMethodName   = "/signet.admin.v1.Admin/RevokeAuthority"
+	Admin_CreateEntries_FullMethodName      = "/signet.admin.v1.Admin/CreateEntries"
+	Admin_GetEntry_FullMethodName           = "/signet.admin.v1.Admin/GetEntry"
+	Admin_ListEntries_FullMethodName        = "/signet.admin.v1.Admin/ListEntries"
+	Admin_UpdateEntry_FullMethodName        = "/signet.admin.v1.Admin/UpdateEntry"
+	Admin_DeleteEntries_FullMethodName      = "/signet.admin.v1.Admin/DeleteEntries"
+	Admin_ListNodes_FullMethodName          = "/signet.admin.v1.Admin/ListNodes"
+	Admin_GetNode_FullMethodName            = "/signet.admin.v1.Admin/GetNode"
+	Admin_EvictNode_FullMethodName          = "/signet.admin.v1.Admin/EvictNode"
+	Admin_BanNode_FullMethodName            = "/signet.admin.v1.Admin/BanNode"
+	Admin_UnbanNode_FullMethodName          = "/signet.admin.v1.Admin/UnbanNode"
+	Admin_AllowNode_FullMethodName          = "/signet.admin.v1.Admin/AllowNode"
+	Admin_DisallowNode_FullMethodName       = "/signet.admin.v1.Admin/DisallowNode"
+	Admin_ListNodeAllowances_FullMethodName = "/signet.admin.v1.Admin/ListNodeAllowances"
+	Admin_CreateJoinToken_FullMethodName    = "/signet.admin.v1.Admin/CreateJoinToken"
+	Admin_ListJoinTokens_FullMethodName     = "/signet.admin.v1.Admin/ListJoinTokens"
+	Admin_RevokeJoinToken_FullMethodName    = "/signet.admin.v1.Admin/RevokeJoinToken"
+	Admin_GetBundle_FullMethodName          = "/signet.admin.v1.Admin/GetBundle"
+	Admin_ListAuthorities_FullMethodName    = "/signet.admin.v1.Admin/ListAuthorities"
+	Admin_PrepareAuthority_FullMethodName   = "/signet.admin.v1.Admin/PrepareAuthority"
+	Admin_ActivateAuthority_FullMethodName  = "/signet.admin.v1.Admin/ActivateAuthority"
+	Admin_TaintAuthority_FullMethodName     = "/signet.admin.v1.Admin/TaintAuthority"
+	Admin_RevokeAuthority_FullMethodName    = "/signet.admin.v1.Admin/RevokeAuthority"
 )
 
 // AdminClient is the client API for Admin service.
@@ -58,6 +61,13 @@ type AdminClient interface {
 	EvictNode(ctx context.Context, in *NodeRequest, opts ...grpc.CallOption) (*EvictNodeResponse, error)
 	BanNode(ctx context.Context, in *NodeRequest, opts ...grpc.CallOption) (*Node, error)
 	UnbanNode(ctx context.Context, in *NodeRequest, opts ...grpc.CallOption) (*Node, error)
+	// AllowNode lets nodes proving a value attest with a method that needs an
+	// operator's consent (a TPM's EK hash, for TPMs without a manufacturer EK
+	// certificate). Audited as node.allow.
+	AllowNode(ctx context.Context, in *NodeAllowance, opts ...grpc.CallOption) (*NodeAllowance, error)
+	// DisallowNode removes an allowance (audited as node.disallow).
+	DisallowNode(ctx context.Context, in *NodeAllowance, opts ...grpc.CallOption) (*NodeAllowance, error)
+	ListNodeAllowances(ctx context.Context, in *ListNodeAllowancesRequest, opts ...grpc.CallOption) (*ListNodeAllowancesResponse, error)
 	CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*CreateJoinTokenResponse, error)
 	// ListJoinTokens lists the unused, unexpired join tokens, never the
 	// tokens themselves.
@@ -181,6 +191,36 @@ func (c *adminClient) UnbanNode(ctx context.Context, in *NodeRequest, opts ...gr
 	return out, nil
 }
 
+func (c *adminClient) AllowNode(ctx context.Context, in *NodeAllowance, opts ...grpc.CallOption) (*NodeAllowance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeAllowance)
+	err := c.cc.Invoke(ctx, Admin_AllowNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DisallowNode(ctx context.Context, in *NodeAllowance, opts ...grpc.CallOption) (*NodeAllowance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeAllowance)
+	err := c.cc.Invoke(ctx, Admin_DisallowNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListNodeAllowances(ctx context.Context, in *ListNodeAllowancesRequest, opts ...grpc.CallOption) (*ListNodeAllowancesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNodeAllowancesResponse)
+	err := c.cc.Invoke(ctx, Admin_ListNodeAllowances_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*CreateJoinTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateJoinTokenResponse)
@@ -285,6 +325,13 @@ type AdminServer interface {
 	EvictNode(context.Context, *NodeRequest) (*EvictNodeResponse, error)
 	BanNode(context.Context, *NodeRequest) (*Node, error)
 	UnbanNode(context.Context, *NodeRequest) (*Node, error)
+	// AllowNode lets nodes proving a value attest with a method that needs an
+	// operator's consent (a TPM's EK hash, for TPMs without a manufacturer EK
+	// certificate). Audited as node.allow.
+	AllowNode(context.Context, *NodeAllowance) (*NodeAllowance, error)
+	// DisallowNode removes an allowance (audited as node.disallow).
+	DisallowNode(context.Context, *NodeAllowance) (*NodeAllowance, error)
+	ListNodeAllowances(context.Context, *ListNodeAllowancesRequest) (*ListNodeAllowancesResponse, error)
 	CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error)
 	// ListJoinTokens lists the unused, unexpired join tokens, never the
 	// tokens themselves.
@@ -337,6 +384,15 @@ func (UnimplementedAdminServer) BanNode(context.Context, *NodeRequest) (*Node, e
 }
 func (UnimplementedAdminServer) UnbanNode(context.Context, *NodeRequest) (*Node, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnbanNode not implemented")
+}
+func (UnimplementedAdminServer) AllowNode(context.Context, *NodeAllowance) (*NodeAllowance, error) {
+	return nil, status.Error(codes.Unimplemented, "method AllowNode not implemented")
+}
+func (UnimplementedAdminServer) DisallowNode(context.Context, *NodeAllowance) (*NodeAllowance, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisallowNode not implemented")
+}
+func (UnimplementedAdminServer) ListNodeAllowances(context.Context, *ListNodeAllowancesRequest) (*ListNodeAllowancesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNodeAllowances not implemented")
 }
 func (UnimplementedAdminServer) CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateJoinToken not implemented")
@@ -566,6 +622,60 @@ func _Admin_UnbanNode_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_AllowNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeAllowance)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).AllowNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_AllowNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).AllowNode(ctx, req.(*NodeAllowance))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DisallowNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeAllowance)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DisallowNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DisallowNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DisallowNode(ctx, req.(*NodeAllowance))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListNodeAllowances_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNodeAllowancesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListNodeAllowances(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListNodeAllowances_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListNodeAllowances(ctx, req.(*ListNodeAllowancesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_CreateJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateJoinTokenRequest)
 	if err := dec(in); err != nil {
@@ -774,6 +884,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnbanNode",
 			Handler:    _Admin_UnbanNode_Handler,
+		},
+		{
+			MethodName: "AllowNode",
+			Handler:    _Admin_AllowNode_Handler,
+		},
+		{
+			MethodName: "DisallowNode",
+			Handler:    _Admin_DisallowNode_Handler,
+		},
+		{
+			MethodName: "ListNodeAllowances",
+			Handler:    _Admin_ListNodeAllowances_Handler,
 		},
 		{
 			MethodName: "CreateJoinToken",
