@@ -20,12 +20,48 @@ import (
 // node it records; then that a replayed answer is refused and that the
 // node re-attests on its own.
 func TestThroughTheServer(t *testing.T) {
-	sim := tpmtest.Start(t)
-	h := ekHash(t, sim)
-	a := newAttestor(t, sim)
-	env := testenv.New(t, func(c *server.Config) {
-		c.NodeAttestors = map[string]yaml.Node{tpm.Name: *yamlNode(t, "{allowed_ek_hashes: ["+h+"]}")}
+	t.Run("static allow list", func(t *testing.T) {
+		sim := tpmtest.Start(t)
+		h := ekHash(t, sim)
+		env := testenv.New(t, func(c *server.Config) {
+			c.NodeAttestors = map[string]yaml.Node{tpm.Name: *yamlNode(t, "{allowed_ek_hashes: ["+h+"]}")}
+		})
+		throughTheServer(t, env, sim, h)
 	})
+	t.Run("allowed by an operator", func(t *testing.T) {
+		sim := tpmtest.Start(t)
+		h := ekHash(t, sim)
+		env := testenv.New(t, func(c *server.Config) {
+			c.NodeAttestors = map[string]yaml.Node{tpm.Name: *yamlNode(t, "{}")}
+		})
+		_, csr := testenv.NewCSR(t)
+		a := newAttestor(t, sim)
+		p, err := a.Payload(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := env.Dial(nil).Client.AttestAgent(env.Ctx())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params{Params: &agentv1.AttestParams{
+			AttestationType: tpm.Name, Payload: p, Csr: csr}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("attest before the operator allowed the EK: %v, want PermissionDenied", err)
+		}
+		if _, err := env.Admin.AllowNode(env.Ctx(), &adminv1.NodeAllowance{AttestationType: tpm.Name, Value: h}); err != nil {
+			t.Fatalf("AllowNode: %v", err)
+		}
+		throughTheServer(t, env, sim, h)
+	})
+}
+
+// throughTheServer attests sim's TPM through env's AttestAgent stream, whose
+// server must admit its EK (hash h).
+func throughTheServer(t *testing.T, env *testenv.Env, sim *tpmtest.Sim, h string) {
+	a := newAttestor(t, sim)
 	want := "spiffe://example.org/signet/agent/tpm/" + h
 
 	// run attests, answering the challenge with answer (nil: the TPM's)
