@@ -46,7 +46,7 @@ func TestChunkBoundary(t *testing.T) {
 	var plants []plant
 	layouts := map[string]byte{"lines.txt": '\n', "oneline.txt": ' '}
 	for name, sep := range layouts {
-		b := []byte(strings.Repeat("lorem ipsum dolor sit amet"+string(sep), (2*chunkSize)/27+1))
+		b := []byte(strings.Repeat("lorem ipsum dolor sit amet"+string(sep), (chunkSize+chunkSize/4)/27+1))
 		plants = plants[:0]
 		for i, at := range []int{chunkSize - 20, chunkSize - chunkOverlap/2 - 20, chunkSize - chunkOverlap + 3} {
 			tok := scantest.Token("ghp_", 36, uint64(i+1))
@@ -95,18 +95,13 @@ func TestChunkBoundary(t *testing.T) {
 // is one line is found, reading at most a chunk at a time.
 func TestLongLineFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "bundle.min.json")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
 	token := scantest.Token("ghp_", 36, 42)
-	n, err := scantest.WriteLongLine(f, 10<<20, 3, token, 0)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	half := strings.Repeat(`"lorem":"ipsum dolor sit",`, (5<<20)/26)
+	line := "{" + half + `"github":"` + token + `",` + half + "}"
+	if err := os.WriteFile(p, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	n := int64(len(line))
 	s, largest := newTestScanner(t, Config{MaxFileSize: 20 << 20})
 	rep, err := s.Scan(context.Background(), Targets{Paths: []string{p}})
 	if err != nil {
@@ -115,8 +110,8 @@ func TestLongLineFile(t *testing.T) {
 	if len(rep.Findings) != 1 || rep.Findings[0].RuleID != "github-pat" || rep.Findings[0].Location.Line != 1 {
 		t.Fatalf("findings %v, want one github-pat on line 1", rep.Findings)
 	}
-	if col := rep.Findings[0].Location.Column; col < int(n/2) || col > int(n/2)+64<<10 {
-		t.Errorf("token found at column %d, want near the middle of %d bytes", col, n)
+	if col, want := rep.Findings[0].Location.Column, strings.Index(line, token)+1; col != want {
+		t.Errorf("token found at column %d, want %d (the middle of %d bytes)", col, want, n)
 	}
 	if got := largest(); got > chunkSize {
 		t.Errorf("held %d bytes of the file at once, want at most %d", got, chunkSize)
