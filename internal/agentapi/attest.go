@@ -71,7 +71,7 @@ func (s *Service) AttestAgent(stream grpc.BidiStreamingServer[agentv1.AttestAgen
 		s.met.attestations.WithLabelValues(method, "denied").Inc()
 		return errkind.New(errkind.InvalidArgument, "params.payload is %d bytes: at most %d", len(params.GetPayload()), nodeattest.MaxPayloadSize)
 	}
-	res, err := v.Attest(ctx, params.GetPayload(), &streamChallenger{stream: stream})
+	res, err := v.Attest(nodeattest.WithCSR(ctx, params.GetCsr()), params.GetPayload(), &streamChallenger{stream: stream})
 	if err == nil {
 		err = s.checkResult(method, res)
 	}
@@ -105,6 +105,9 @@ func (s *Service) checkResult(method string, res nodeattest.Result) error {
 	case res.AgentID == s.cfg.ServerID || res.AgentID.Path() == "":
 		return errkind.New(errkind.PermissionDenied, "%s granted the reserved id %s", method, res.AgentID)
 	}
+	if res.AttestationType != "" && nodeattest.ValidName(res.AttestationType) != nil {
+		return errkind.New(errkind.PermissionDenied, "%s returned a malformed attestation type", method)
+	}
 	for _, sel := range res.Selectors {
 		if err := sel.Validate(); err != nil {
 			return errkind.New(errkind.PermissionDenied, "%s returned a malformed selector: %v", method, err)
@@ -115,7 +118,9 @@ func (s *Service) checkResult(method string, res nodeattest.Result) error {
 
 // admit signs the agent SVID and records the node: a new node is created,
 // a known one re-admitted (every SVID it held before is void), and a banned
-// one refused, atomically with the ban check.
+// one refused, atomically with the ban check. The node's attestation type
+// is the method's, unless the result names another (agent_reauth keeps the
+// original method).
 func (s *Service) admit(ctx context.Context, method string, res nodeattest.Result, csr []byte) (*agentv1.AgentSVID, error) {
 	id := res.AgentID
 	ctx = store.WithActor(ctx, "agent:"+id.String())
@@ -123,8 +128,12 @@ func (s *Service) admit(ctx context.Context, method string, res nodeattest.Resul
 	if err != nil {
 		return nil, err
 	}
+	recorded := method
+	if res.AttestationType != "" {
+		recorded = res.AttestationType
+	}
 	_, err = s.cfg.Store.AdmitNode(ctx, model.Node{
-		SPIFFEID: id, AttestationType: method, Selectors: res.Selectors,
+		SPIFFEID: id, AttestationType: recorded, Selectors: res.Selectors,
 		SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
 	})
 	if errkind.Is(err, errkind.PermissionDenied) {

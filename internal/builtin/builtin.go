@@ -20,6 +20,7 @@ import (
 
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
@@ -32,19 +33,33 @@ const (
 	WorkloadAttestorsKey = "workload_attestors" // agent: besides unix, always on
 )
 
+// DefaultNodeVerifiers are the node attestation methods a server accepts
+// unless its configuration switches them off: join tokens, and agent_reauth
+// (which takes no settings and is bounded by VerifierDeps.ReauthWindow).
+var DefaultNodeVerifiers = []string{jointoken.Name, reauth.Name}
+
 // VerifierDeps is what server halves of node attestation may use.
 type VerifierDeps struct {
 	TrustDomain spiffeid.TrustDomain
 	// JoinTokens is the server's store of join tokens.
 	JoinTokens jointoken.TokenStore
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Nodes looks attested nodes up (agent_reauth).
+	Nodes reauth.Nodes
+	// Authorities lists the trust domain's authorities (agent_reauth).
+	Authorities reauth.Authorities
+	// ReauthWindow is how long after its agent SVID expired a node may
+	// re-establish itself (agent_reauth; zero: reauth.DefaultWindow;
+	// negative: agent_reauth is off).
+	ReauthWindow time.Duration
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // NodeVerifiers returns the registry of server halves of node attestation.
 func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error) {
 	return plugin.New("node attestor", NodeAttestorsKey,
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: jointoken.Name, New: newJoinTokenVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: reauth.Name, New: newReauthVerifier},
 	)
 }
 
@@ -81,6 +96,19 @@ func newJoinTokenVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Ver
 		return nil, plugin.ErrDisabled
 	}
 	return jointoken.NewVerifier(d.TrustDomain, d.JoinTokens, d.Now)
+}
+
+func newReauthVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg reauth.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.ReauthWindow < 0 {
+		return nil, plugin.ErrDisabled
+	}
+	return reauth.NewVerifier(reauth.VerifierConfig{
+		TrustDomain: d.TrustDomain, Nodes: d.Nodes, Authorities: d.Authorities, Window: d.ReauthWindow, Now: d.Now,
+	})
 }
 
 func newJoinTokenAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {

@@ -93,6 +93,26 @@ type Result struct {
 	// without an operator (the evidence is not single-use), so an agent that
 	// lost its SVID can come back on its own.
 	CanReattest bool
+	// AttestationType is recorded as the node's attestation method when set;
+	// empty records the method that ran. A method that re-establishes a node
+	// already attested otherwise (agent_reauth) keeps the original.
+	AttestationType string
+}
+
+type csrKey struct{}
+
+// WithCSR returns ctx carrying the DER certificate request of the agent SVID
+// being attested for. Both sides of the attestation exchange set it (the
+// agent around Payload and Respond, the server around Verifier.Attest), so
+// that a method's proof can be bound to the key it is getting certified.
+func WithCSR(ctx context.Context, csr []byte) context.Context {
+	return context.WithValue(ctx, csrKey{}, csr)
+}
+
+// CSR returns the certificate request WithCSR put in ctx, or nil.
+func CSR(ctx context.Context) []byte {
+	csr, _ := ctx.Value(csrKey{}).([]byte)
+	return csr
 }
 
 // MaxChallengeRounds bounds the challenge rounds of one attestation.
