@@ -228,7 +228,27 @@ func TestAgentEndToEnd(t *testing.T) {
 // renewed half-way from receipt) while the agent syncs every 50ms: every
 // renewal races syncs in flight on the connection it replaces. None may
 // be refused. TestSoakAgentRenewal runs it many times under load.
-func TestAgentRenewsItsSVID(t *testing.T) {
+func TestAgentRenewsItsSVID(t *testing.T) { testAgentRenewsItsSVID(t) }
+
+// TestSoakAgentRenewal runs TestAgentRenewsItsSVID SIGNET_SOAK times, as
+// parallel subtests (-parallel sets how many at once), to show the
+// renewal/sync race is gone. It is not part of the normal suite:
+//
+//	SIGNET_SOAK=200 go test -race -run TestSoakAgentRenewal -parallel 16 -timeout 30m ./internal/agent/
+func TestSoakAgentRenewal(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("SIGNET_SOAK"))
+	if n <= 0 {
+		t.Skip("set SIGNET_SOAK=200 to run the renewal test 200 times under parallel load")
+	}
+	for i := range n {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Parallel()
+			testAgentRenewsItsSVID(t)
+		})
+	}
+}
+
+func testAgentRenewsItsSVID(t *testing.T) {
 	env := testenv.New(t, func(c *server.Config) { c.AgentTTL = 4 * time.Second })
 	env.CreateEntry(entry("/web", &commonv1.Selector{Type: "unix", Value: "uid:1"}))
 	a := env.StartAgent(nodeID)

@@ -105,9 +105,6 @@ func (s *Service) checkResult(method string, res nodeattest.Result) error {
 	case res.AgentID == s.cfg.ServerID || res.AgentID.Path() == "":
 		return errkind.New(errkind.PermissionDenied, "%s granted the reserved id %s", method, res.AgentID)
 	}
-	if res.AttestationType != "" && nodeattest.ValidName(res.AttestationType) != nil {
-		return errkind.New(errkind.PermissionDenied, "%s returned a malformed attestation type", method)
-	}
 	for _, sel := range res.Selectors {
 		if err := sel.Validate(); err != nil {
 			return errkind.New(errkind.PermissionDenied, "%s returned a malformed selector: %v", method, err)
@@ -118,9 +115,10 @@ func (s *Service) checkResult(method string, res nodeattest.Result) error {
 
 // admit signs the agent SVID and records the node: a new node is created,
 // a known one re-admitted (every SVID it held before is void), and a banned
-// one refused, atomically with the ban check. The node's attestation type
-// is the method's, unless the result names another (agent_reauth keeps the
-// original method).
+// one refused, atomically with the ban check. A result re-establishing an
+// existing node (agent_reauth) is recorded as a renewal instead: nothing
+// else of the node changes, its current SVID stays valid until the new one
+// is first used, and an evicted or banned node is refused.
 func (s *Service) admit(ctx context.Context, method string, res nodeattest.Result, csr []byte) (*agentv1.AgentSVID, error) {
 	id := res.AgentID
 	ctx = store.WithActor(ctx, "agent:"+id.String())
@@ -128,14 +126,18 @@ func (s *Service) admit(ctx context.Context, method string, res nodeattest.Resul
 	if err != nil {
 		return nil, err
 	}
-	recorded := method
-	if res.AttestationType != "" {
-		recorded = res.AttestationType
+	if res.Existing {
+		err = s.cfg.Store.RenewNodeSVID(ctx, id, serialOf(chain[0]), chain[0].NotAfter)
+		if errkind.Is(err, errkind.NotFound) {
+			s.log.Warn("node attestation denied: node evicted meanwhile", "agent_id", id.String(), "method", method)
+			return nil, errAttestFailed
+		}
+	} else {
+		_, err = s.cfg.Store.AdmitNode(ctx, model.Node{
+			SPIFFEID: id, AttestationType: method, Selectors: res.Selectors,
+			SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
+		})
 	}
-	_, err = s.cfg.Store.AdmitNode(ctx, model.Node{
-		SPIFFEID: id, AttestationType: recorded, Selectors: res.Selectors,
-		SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
-	})
 	if errkind.Is(err, errkind.PermissionDenied) {
 		s.log.Warn("node attestation denied: node is banned", "agent_id", id.String(), "method", method)
 		return nil, errAttestFailed

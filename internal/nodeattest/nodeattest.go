@@ -93,10 +93,13 @@ type Result struct {
 	// without an operator (the evidence is not single-use), so an agent that
 	// lost its SVID can come back on its own.
 	CanReattest bool
-	// AttestationType is recorded as the node's attestation method when set;
-	// empty records the method that ran. A method that re-establishes a node
-	// already attested otherwise (agent_reauth) keeps the original.
-	AttestationType string
+	// Existing is true when the method re-established a node that is
+	// already attested (agent_reauth) rather than attesting one: the server
+	// then records the new SVID as a renewal of that node. Its selectors and
+	// attestation method stay as they are, the SVID the agent held stays
+	// valid until the new one is first used (so a lost reply strands
+	// nothing), and a node that no longer exists is refused, never created.
+	Existing bool
 }
 
 type csrKey struct{}

@@ -19,6 +19,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -37,6 +38,7 @@ import (
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/server"
 )
@@ -208,11 +210,41 @@ type AgentConn struct {
 // authorize exactly the server's ID, presenting svid when non-nil.
 func (e *Env) serverTLS(svid *x509svid.SVID) *tls.Config {
 	bundle := e.Server.Bundle().X509Bundle()
-	authz := tlsconfig.AuthorizeID(server.ServerID(e.TrustDomain))
-	if svid == nil {
-		return tlsconfig.TLSClientConfig(bundle, authz)
+	want := server.ServerID(e.TrustDomain)
+	now := e.cfg.Now
+	if now == nil {
+		now = time.Now
 	}
-	return tlsconfig.MTLSClientConfig(svid, bundle, authz)
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verified below, at the server clock's time (a fake one, maybe).
+		InsecureSkipVerify: true, //nolint:gosec // SPIFFE verification in VerifyPeerCertificate
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			id, _, err := x509svid.ParseAndVerify(raw, bundle, x509svid.WithTime(now()))
+			if err == nil && id != want {
+				err = fmt.Errorf("server presented %s, want %s", id, want)
+			}
+			return err
+		},
+	}
+	if svid != nil {
+		cfg.GetClientCertificate = tlsconfig.GetClientCertificate(svid)
+	}
+	return cfg
+}
+
+// AwaitServerSVID waits until the agent API presents a certificate valid
+// at the server clock's time: after a fake clock jumps, the server renews
+// its own SVID within CacheRefresh.
+func (e *Env) AwaitServerSVID() {
+	e.T.Helper()
+	WaitFor(e.T, 10*time.Second, "the server's own SVID to be current", func() error {
+		c, err := tls.Dial("tcp", e.Server.Addr().String(), e.serverTLS(nil))
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
 }
 
 // Dial connects to the agent API, presenting svid (nil: no client cert).
@@ -243,23 +275,62 @@ func (e *Env) Attest(agentID string) *AgentConn {
 
 // TryAttest runs the attestation exchange with token and returns the SVID.
 func (e *Env) TryAttest(token string) (*x509svid.SVID, error) {
+	a, err := jointoken.New(token)
+	if err != nil {
+		// Malformed on purpose: send it as it is.
+		return e.TryAttestWith(rawToken(token))
+	}
+	return e.TryAttestWith(a)
+}
+
+// rawToken presents any bytes as a join token.
+type rawToken string
+
+func (rawToken) Name() string                              { return jointoken.Name }
+func (t rawToken) Payload(context.Context) ([]byte, error) { return []byte(t), nil }
+
+// TryAttestWith runs the attestation exchange with the agent half of any
+// method, answering the server's challenges when a is a Responder, and
+// returns the SVID.
+func (e *Env) TryAttestWith(a nodeattest.Attestor) (*x509svid.SVID, error) {
 	key, csr := NewCSR(e.T)
+	ctx := nodeattest.WithCSR(e.Ctx(), csr)
+	payload, err := a.Payload(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c := e.Dial(nil)
-	stream, err := c.Client.AttestAgent(e.Ctx())
+	stream, err := c.Client.AttestAgent(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params{Params: &agentv1.AttestParams{
-		AttestationType: jointoken.Name, Payload: []byte(token), Csr: csr,
+		AttestationType: a.Name(), Payload: payload, Csr: csr,
 	}}}); err != nil {
 		return nil, err
 	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return nil, err
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		challenge := resp.GetChallenge()
+		if challenge == nil {
+			_ = stream.CloseSend()
+			return SVIDFromChain(e.T, resp.GetResult().GetCertChain(), key), nil
+		}
+		r, ok := a.(nodeattest.Responder)
+		if !ok {
+			return nil, fmt.Errorf("%s cannot answer the server's challenge", a.Name())
+		}
+		answer, err := r.Respond(ctx, challenge)
+		if err != nil {
+			return nil, err
+		}
+		if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_ChallengeResponse{ChallengeResponse: answer}}); err != nil {
+			return nil, err
+		}
 	}
-	_ = stream.CloseSend()
-	return SVIDFromChain(e.T, resp.GetResult().GetCertChain(), key), nil
 }
 
 // NewCSR generates a P-256 key and a CSR for it.

@@ -21,6 +21,13 @@
 // any other protocol. Every refusal is kinded PermissionDenied or
 // InvalidArgument (the caller only learns "node attestation failed").
 //
+// A successful reauth is recorded as a renewal of the existing node
+// (nodeattest.Result.Existing), not as a new attestation: the node keeps
+// its selectors and attestation method, the SVID it proved stays its
+// current one until the new SVID is first used (so a reply lost on the way
+// strands nothing, and calls still in flight on the old SVID are not
+// refused), and a node evicted meanwhile is refused rather than re-created.
+//
 // Which serials are accepted: the node's SerialNumber (the SVID it last
 // used) and its NewSerialNumber (an SVID renewed but never presented, for
 // example because the server went down right after the renewal). The

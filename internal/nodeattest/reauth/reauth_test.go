@@ -265,8 +265,8 @@ func TestVerifier(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Attest() = %v, want the node admitted", err)
 			}
-			if res.AgentID != nodeID || res.AttestationType != "join_token" || len(res.Selectors) != 1 {
-				t.Errorf("Attest() = %+v, want %s keeping its join_token type and selectors", res, nodeID)
+			if res.AgentID != nodeID || !res.Existing || len(res.Selectors) != 1 {
+				t.Errorf("Attest() = %+v, want the existing node %s with its selectors", res, nodeID)
 			}
 			if lb.rounds != 1 {
 				t.Errorf("challenge rounds = %d, want 1", lb.rounds)

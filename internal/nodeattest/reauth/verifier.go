@@ -84,8 +84,8 @@ func denied(format string, args ...any) error {
 }
 
 // Attest checks the expired agent SVID in payload and the proof of its key
-// (see the package documentation). The node keeps its selectors and its
-// original attestation type.
+// (see the package documentation). The result re-establishes an existing
+// node (Result.Existing): the server records the new SVID as a renewal.
 func (v *Verifier) Attest(ctx context.Context, b []byte, c nodeattest.Challenger) (nodeattest.Result, error) {
 	certs, err := ParsePayload(b)
 	if err != nil {
@@ -147,7 +147,7 @@ func (v *Verifier) Attest(ctx context.Context, b []byte, c nodeattest.Challenger
 	if !verify(leaf.PublicKey, challenge, sig) {
 		return nodeattest.Result{}, denied("the proof of possession of the key of %s's svid does not verify", id)
 	}
-	return nodeattest.Result{AgentID: id, Selectors: node.Selectors, AttestationType: node.AttestationType}, nil
+	return nodeattest.Result{AgentID: id, Selectors: node.Selectors, Existing: true}, nil
 }
 
 // roots returns the X.509 authorities trusted for reauth: prepared, active
