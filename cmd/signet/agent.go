@@ -104,12 +104,9 @@ func agentRunCmd(f *agentFlags) *cobra.Command {
 			}
 			var health *healthz.Server
 			if c.HealthAddress != "" {
-				ready := map[string]healthz.Check{"synced": func(context.Context) error {
-					if !a.Ready() {
-						return errors.New("not synced with the server yet")
-					}
-					return nil
-				}}
+				// Synced says what a degraded agent waits for (its first sync,
+				// or the server to re-establish an expired agent SVID).
+				ready := map[string]healthz.Check{"synced": a.Synced}
 				if health, err = healthz.Listen(c.HealthAddress, healthz.Handler(ready, reg)); err != nil {
 					return fmt.Errorf("%s: %w", f.flags.Name("health-address"), err)
 				}

@@ -36,7 +36,8 @@ func serverDefaults() config.Server {
 			JWTKeyTTL: config.Duration(server.DefaultCATTL)},
 		DefaultX509TTL: config.Duration(server.DefaultX509TTL), DefaultJWTTTL: config.Duration(server.DefaultJWTTTL),
 		AgentTTL: config.Duration(server.DefaultAgentTTL), JoinTokenTTL: config.Duration(server.DefaultTokenTTL),
-		Log: config.Log{Level: "info"},
+		AgentReauthWindow: config.Duration(server.DefaultAgentReauthWindow),
+		Log:               config.Log{Level: "info"},
 	}
 }
 
@@ -100,7 +101,8 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 		KeyType: c.CA.KeyType, CATTL: time.Duration(c.CA.TTL), JWTKeyTTL: time.Duration(c.CA.JWTKeyTTL),
 		DefaultX509TTL: time.Duration(c.DefaultX509TTL), DefaultJWTTTL: time.Duration(c.DefaultJWTTTL),
 		AgentTTL: time.Duration(c.AgentTTL), JoinTokenTTL: time.Duration(c.JoinTokenTTL),
-		KeyManager: c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
+		AgentReauthWindow: time.Duration(c.AgentReauthWindow),
+		KeyManager:        c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
 		NodeAttestors: c.NodeAttestors,
 	}, c, nil
 }

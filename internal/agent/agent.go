@@ -29,11 +29,25 @@
 // serving the SVIDs and bundle it holds (dropping each SVID when it expires),
 // retries with capped exponential backoff and logs one warning per outage.
 //
+// # Outages and expiry
+//
+// A server outage never strands the node. When the server stays away for
+// longer than the agent SVID's remaining lifetime, the agent keeps running
+// and keeps its key: it goes on serving the workload SVIDs that are still
+// valid, pauses syncing, says what it waits for in its log and health
+// check (Synced; the Workload API's gRPC health service), and keeps trying.
+// Once the server answers, the agent re-establishes the node without an
+// operator: with its node attestor if that can attest again on its own,
+// else by proving possession of the expired SVID's key (the agent_reauth
+// method, accepted by the server within its agent_reauth_window). An agent
+// restarted with an expired SVID on disk does the same.
+//
 // # Eviction
 //
 // When the server refuses the agent's own SVID (the node was evicted or
 // banned), the agent confirms it by trying to renew the SVID; if that is
-// refused too, it deletes the persisted SVID and Run returns ErrEvicted. The
+// refused too, or the server refuses to re-establish a node whose SVID
+// expired, it deletes the persisted SVID and Run returns ErrEvicted. The
 // node must then be attested again with a new join token.
 package agent
 
@@ -83,6 +97,13 @@ type Agent struct {
 	renewAt     atomic.Int64  // unix nanos when the agent SVID is due for renewal
 	lastRenewal atomic.Int64  // unix nanos when the last renewal attempt started
 
+	svidMu      sync.Mutex
+	svidChanged chan struct{} // closed and replaced by setSVID
+
+	// Owned by renewLoop.
+	expiryLogged bool // the expiry of the current SVID was logged
+	tokenSpent   bool // the configured join token was presented
+
 	running   atomic.Bool
 	readyOnce sync.Once
 	ready     chan struct{} // closed after the first successful sync
@@ -124,18 +145,20 @@ func New(cfg Config) (*Agent, error) {
 		bootstrap = spiffebundle.FromX509Authorities(td, cfg.TrustBundle)
 	}
 	a := &Agent{
-		cfg:      cfg,
-		td:       td,
-		log:      log,
-		met:      met,
-		attestor: attestor,
-		cache:    newCache(td, bootstrap, cfg.Now, log.With("subcomponent", "cache"), met),
-		renewNow: make(chan struct{}, 1),
-		ready:    make(chan struct{}),
-		done:     make(chan struct{}),
+		cfg:         cfg,
+		td:          td,
+		log:         log,
+		met:         met,
+		attestor:    attestor,
+		cache:       newCache(td, bootstrap, cfg.Clock.Now, log.With("subcomponent", "cache"), met),
+		renewNow:    make(chan struct{}, 1),
+		svidChanged: make(chan struct{}),
+		ready:       make(chan struct{}),
+		done:        make(chan struct{}),
 	}
-	a.client = newServerClient(cfg.ServerAddress, td, a.cache, &a.svid, cfg.MaxBackoff)
+	a.client = newServerClient(cfg.ServerAddress, td, a.cache, &a.svid, cfg.MaxBackoff, cfg.Clock.Now)
 	a.cache.signJWT = a.signJWT
+	a.cache.health = a.Synced
 	return a, nil
 }
 
@@ -149,9 +172,9 @@ func resolveTrustDomain(cfg Config) (spiffeid.TrustDomain, error) {
 		return trustDomainFromCerts(cfg.TrustBundle)
 	}
 	d := &dataDir{path: cfg.DataDir}
-	svid, err := d.loadAgentSVID(spiffeid.TrustDomain{}, cfg.Now())
+	svid, err := d.loadAgentSVID(spiffeid.TrustDomain{})
 	if err != nil || svid == nil {
-		return spiffeid.TrustDomain{}, errors.New("TrustDomain: required when TrustBundle is empty and the data dir holds no valid agent SVID")
+		return spiffeid.TrustDomain{}, errors.New("TrustDomain: required when TrustBundle is empty and the data dir holds no agent SVID")
 	}
 	return svid.ID.TrustDomain(), nil
 }
@@ -173,6 +196,26 @@ func (a *Agent) ID() spiffeid.ID {
 // Ready reports whether the agent has synced since Run started.
 func (a *Agent) Ready() bool { return a.cache.Ready() }
 
+// Synced reports whether the agent is in sync with the server: nil once it
+// has synced and while its own SVID is valid, otherwise an error saying
+// what it waits for. It is the agent's readiness check (/readyz "synced")
+// and the Workload API's gRPC health answer. An agent whose SVID expired
+// still serves the workload SVIDs that are valid, but gets no new ones
+// until the server re-establishes it.
+func (a *Agent) Synced(context.Context) error {
+	if s := a.svid.p.Load(); s != nil {
+		if leaf := s.Certificates[0]; !a.cfg.Clock.Now().Before(leaf.NotAfter) {
+			return fmt.Errorf("agent svid expired at %s: waiting for the server at %s to re-establish this node (agent_reauth); "+
+				"serving the workload SVIDs that are still valid meanwhile",
+				leaf.NotAfter.UTC().Format(time.RFC3339), a.cfg.ServerAddress)
+		}
+	}
+	if !a.Ready() {
+		return fmt.Errorf("not synced with the server at %s yet", a.cfg.ServerAddress)
+	}
+	return nil
+}
+
 // WaitReady blocks until the agent's first successful sync (and the signing
 // of the SVIDs it made due), until Run returns, or until ctx is done. It
 // returns nil once ready, Run's error (or a generic one) when Run returned
@@ -192,9 +235,10 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 }
 
 // Run runs the agent until ctx is done (returning nil) or a fatal error: the
-// data dir is locked by another agent, the node cannot be attested, the
-// agent was evicted (ErrEvicted) or its SVID expired before it could be
-// renewed, or the Workload API server failed. Run may be called once.
+// data dir is locked by another agent, a node without an SVID cannot be
+// attested, the agent was evicted or banned (ErrEvicted), or the Workload
+// API server failed. An unreachable server is never fatal once the node
+// holds an SVID, expired or not. Run may be called once.
 func (a *Agent) Run(ctx context.Context) (err error) {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called more than once")
@@ -271,13 +315,28 @@ func (a *Agent) loadBundle(dir *dataDir) error {
 	return nil
 }
 
-// setSVID installs the agent SVID for TLS and metrics and schedules its
-// renewal; received is when it arrived from the server (zero if unknown).
+// setSVID installs the agent SVID for TLS and metrics, schedules its
+// renewal and wakes waitSVID; received is when it arrived from the server
+// (zero if unknown).
 func (a *Agent) setSVID(s *x509svid.SVID, received time.Time) {
 	leaf := s.Certificates[0]
 	a.renewAt.Store(renewTime(leaf.NotBefore, leaf.NotAfter, received).UnixNano())
 	a.svid.p.Store(s)
 	a.met.setAgentSVIDExpiry(leaf.NotAfter)
+	a.svidMu.Lock()
+	close(a.svidChanged)
+	a.svidChanged = make(chan struct{})
+	a.svidMu.Unlock()
+}
+
+// svidExpired reports whether the agent SVID has expired, with a channel
+// closed at the next setSVID.
+func (a *Agent) svidExpired() (bool, <-chan struct{}) {
+	a.svidMu.Lock()
+	ch := a.svidChanged
+	a.svidMu.Unlock()
+	s := a.svid.p.Load()
+	return s == nil || !a.cfg.Clock.Now().Before(s.Certificates[0].NotAfter), ch
 }
 
 // markReady records the first successful sync.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -39,6 +40,8 @@ type cache struct {
 	met *metrics
 	// signJWT asks the server for a JWT-SVID; nil fails every JWT fetch.
 	signJWT jwtSignFunc
+	// health says what the agent waits for; nil reports none.
+	health func(context.Context) error
 
 	mu        sync.RWMutex
 	entries   map[string]*entryRec
@@ -86,8 +89,9 @@ type svidRec struct {
 }
 
 var (
-	_ workload.Source   = (*cache)(nil)
-	_ x509bundle.Source = (*cache)(nil)
+	_ workload.Source         = (*cache)(nil)
+	_ workload.HealthReporter = (*cache)(nil)
+	_ x509bundle.Source       = (*cache)(nil)
 )
 
 func newCache(td spiffeid.TrustDomain, bundle *spiffebundle.Bundle, now func() time.Time, log *slog.Logger, met *metrics) *cache {
@@ -108,6 +112,14 @@ func newCache(td spiffeid.TrustDomain, bundle *spiffebundle.Bundle, now func() t
 // It stays true while the server is unreachable afterwards: the cache keeps
 // serving what it holds until the SVIDs expire.
 func (c *cache) Ready() bool { return c.ready.Load() }
+
+// Health implements workload.HealthReporter with the agent's Synced.
+func (c *cache) Health(ctx context.Context) error {
+	if c.health == nil {
+		return nil
+	}
+	return c.health(ctx)
+}
 
 // Changed returns a channel closed at the next change of what the cache
 // serves (entries, SVIDs, bundle) after the call.

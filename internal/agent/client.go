@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,26 +37,29 @@ const maxRecvMessage = 128 << 20
 
 // serverClient holds the agent's connection to the server's agent API.
 // Every connection authenticates the server as exactly
-// spiffe://<td>/signet/server against the cache's current bundle.
+// spiffe://<td>/signet/server against the cache's current bundle, at the
+// agent clock's time.
 type serverClient struct {
-	addr      string
-	maxDelay  time.Duration // cap of gRPC's reconnection backoff
-	authorize tlsconfig.Authorizer
-	bundles   x509bundle.Source
-	svid      *svidHolder
+	addr     string
+	maxDelay time.Duration // cap of gRPC's reconnection backoff
+	serverID spiffeid.ID
+	bundles  x509bundle.Source
+	svid     *svidHolder
+	now      func() time.Time
 
 	mu   sync.Mutex
 	conn *grpc.ClientConn // mTLS with the agent SVID; nil until first use
 	gen  uint64           // incremented by reconnect
 }
 
-func newServerClient(addr string, td spiffeid.TrustDomain, bundles x509bundle.Source, svid *svidHolder, maxDelay time.Duration) *serverClient {
+func newServerClient(addr string, td spiffeid.TrustDomain, bundles x509bundle.Source, svid *svidHolder, maxDelay time.Duration, now func() time.Time) *serverClient {
 	return &serverClient{
-		addr:      addr,
-		maxDelay:  min(maxDelay, 30*time.Second),
-		authorize: tlsconfig.AuthorizeID(serverID(td)),
-		bundles:   bundles,
-		svid:      svid,
+		addr:     addr,
+		maxDelay: min(maxDelay, 30*time.Second),
+		serverID: serverID(td),
+		bundles:  bundles,
+		svid:     svid,
+		now:      now,
 	}
 }
 
@@ -63,10 +68,49 @@ func serverID(td spiffeid.TrustDomain) spiffeid.ID {
 	return spiffeid.RequireFromSegments(td, "signet", "server")
 }
 
-// dial creates a lazily connecting client with the given TLS config.
-func (c *serverClient) dial(cfg *tls.Config) (*grpc.ClientConn, error) {
+// untrustedServerError is the failure to verify the server's certificate:
+// it does not chain to the trust bundle, is not valid now, or names
+// another SPIFFE ID than the server's. Retrying does not mend it.
+type untrustedServerError struct{ err error }
+
+func (e *untrustedServerError) Error() string {
+	return "server certificate not trusted: " + e.err.Error()
+}
+func (e *untrustedServerError) Unwrap() error { return e.err }
+
+// verifyServer is the TLS verification of the server's certificate chain.
+func (c *serverClient) verifyServer(raw [][]byte, _ [][]*x509.Certificate) error {
+	id, _, err := x509svid.ParseAndVerify(raw, c.bundles, x509svid.WithTime(c.now()))
+	if err != nil {
+		return &untrustedServerError{err}
+	}
+	if id != c.serverID {
+		return &untrustedServerError{fmt.Errorf("the server presented %s, want %s", id, c.serverID)}
+	}
+	return nil
+}
+
+// tlsConfig authenticates the server with verifyServer and, when mtls is
+// set, presents the agent SVID.
+func (c *serverClient) tlsConfig(mtls bool) *tls.Config {
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// SPIFFE authentication replaces hostname verification: the
+		// chain and the server's SPIFFE ID are checked by verifyServer.
+		InsecureSkipVerify:    true, //nolint:gosec // verified in VerifyPeerCertificate
+		VerifyPeerCertificate: c.verifyServer,
+	}
+	if mtls {
+		cfg.GetClientCertificate = tlsconfig.GetClientCertificate(c.svid)
+	}
+	return cfg
+}
+
+// dial creates a lazily connecting client with the given TLS config;
+// handshake failures are kept in rec.
+func (c *serverClient) dial(cfg *tls.Config, rec *handshakeRecorder) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(c.addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithTransportCredentials(&recordingCreds{TransportCredentials: credentials.NewTLS(cfg), rec: rec}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMessage)),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -86,7 +130,7 @@ func (c *serverClient) api() (agentv1.AgentClient, uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn == nil {
-		conn, err := c.dial(tlsconfig.MTLSClientConfig(c.svid, c.bundles, c.authorize))
+		conn, err := c.dial(c.tlsConfig(true), &handshakeRecorder{})
 		if err != nil {
 			return nil, c.gen, err
 		}
@@ -119,18 +163,21 @@ func (c *serverClient) call(fn func(agentv1.AgentClient) error) error {
 }
 
 // attestAPI returns a client on a new server-authenticated TLS connection
-// without a client certificate, for AttestAgent. The caller closes it.
-func (c *serverClient) attestAPI() (agentv1.AgentClient, func(), error) {
-	conn, err := c.dial(tlsconfig.TLSClientConfig(c.bundles, c.authorize))
+// without a client certificate, for AttestAgent, and the recorder of its
+// handshake failures. The caller closes it.
+func (c *serverClient) attestAPI() (agentv1.AgentClient, *handshakeRecorder, func(), error) {
+	rec := &handshakeRecorder{}
+	conn, err := c.dial(c.tlsConfig(false), rec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return agentv1.NewAgentClient(conn), func() { conn.Close() }, nil
+	return agentv1.NewAgentClient(conn), rec, func() { conn.Close() }, nil
 }
 
 // reconnect drops the mTLS connection so the next call dials again with the
-// current agent SVID. The server accepts only a node's newest SVID, so
-// calls must move to a new connection as soon as the SVID is renewed.
+// current agent SVID. The server accepts only a node's newest SVID (and,
+// for a minute, the one it replaced), so calls move to a new connection as
+// soon as the SVID is renewed.
 func (c *serverClient) reconnect() {
 	c.mu.Lock()
 	old := c.conn
@@ -199,6 +246,83 @@ func denied(err error) bool {
 // rpcErr converts an RPC error into a kinded one naming the operation.
 func rpcErr(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, errkind.FromGRPC(err))
+}
+
+// handshakeRecorder keeps the last TLS handshake failure of a connection.
+// gRPC reports a failed handshake to the RPC only as a status message, so
+// the typed error (x509.UnknownAuthorityError, untrustedServerError, …) is
+// taken here, where it still has its chain.
+type handshakeRecorder struct {
+	mu  sync.Mutex
+	err error // nil after a successful handshake
+}
+
+func (r *handshakeRecorder) record(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+}
+
+// last returns the failure of the latest handshake, nil if it succeeded.
+func (r *handshakeRecorder) last() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// recordingCreds are TLS transport credentials that tell rec how each
+// client handshake ended.
+type recordingCreds struct {
+	credentials.TransportCredentials
+	rec *handshakeRecorder
+}
+
+func (r *recordingCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c, info, err := r.TransportCredentials.ClientHandshake(ctx, authority, conn)
+	r.rec.record(err)
+	return c, info, err
+}
+
+// Clone keeps the recorder: clones serve the same connection.
+func (r *recordingCreds) Clone() credentials.TransportCredentials {
+	return &recordingCreds{TransportCredentials: r.TransportCredentials.Clone(), rec: r.rec}
+}
+
+// handshakeError is an RPC failure caused by the TLS handshake. Its text
+// is the RPC's; both the RPC's kind (errkind) and the handshake's typed
+// error chain (errors.As) are reachable through it.
+type handshakeError struct {
+	rpc, handshake error
+}
+
+func (e *handshakeError) Error() string   { return e.rpc.Error() }
+func (e *handshakeError) Unwrap() []error { return []error{e.rpc, e.handshake} }
+
+// withHandshake attaches the connection's handshake failure, if any, to
+// the failed RPC's error.
+func withHandshake(err error, rec *handshakeRecorder) error {
+	if err == nil || rec == nil {
+		return err
+	}
+	if hs := rec.last(); hs != nil {
+		return &handshakeError{rpc: err, handshake: hs}
+	}
+	return err
+}
+
+// untrustedServer reports a failure to verify the server's certificate: a
+// misconfiguration (the wrong trust bundle, the wrong server) that
+// retrying does not mend. It looks at error types, never at text.
+func untrustedServer(err error) bool {
+	var (
+		untrusted *untrustedServerError
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+		verify    *tls.CertificateVerificationError
+	)
+	return errors.As(err, &untrusted) || errors.As(err, &unknownCA) || errors.As(err, &invalid) ||
+		errors.As(err, &hostname) || errors.As(err, &verify)
 }
 
 // statusError rebuilds the gRPC status of one item of a batch response.

@@ -73,8 +73,9 @@ type Config struct {
 	Attestors []workloadattest.Attestor
 	// Logger receives the agent's logs (default: discard).
 	Logger *slog.Logger
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock is the time source of certificate lifetimes, renewal, sync and
+	// retry schedules (default: the system clock).
+	Clock Clock
 	// Registerer registers the agent's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -96,8 +97,8 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = systemClock{}
 	}
 	return c
 }

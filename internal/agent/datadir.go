@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -68,10 +67,11 @@ func (d *dataDir) Close() error {
 
 func (d *dataDir) file(name string) string { return filepath.Join(d.path, name) }
 
-// loadAgentSVID returns the persisted agent SVID if there is one that is
-// valid for td at now. A missing SVID is (nil, nil); an unusable one is
-// reported in err so the caller can log why it attests again.
-func (d *dataDir) loadAgentSVID(td spiffeid.TrustDomain, now time.Time) (*x509svid.SVID, error) {
+// loadAgentSVID returns the persisted agent SVID of td, whether or not it
+// is valid now: an expired one still proves the node's identity to
+// agent_reauth. A missing SVID is (nil, nil); an unusable one is reported
+// in err so the caller can log why it attests again.
+func (d *dataDir) loadAgentSVID(td spiffeid.TrustDomain) (*x509svid.SVID, error) {
 	certPEM, err := readStateFile(d.file(agentSVIDFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -86,23 +86,18 @@ func (d *dataDir) loadAgentSVID(td spiffeid.TrustDomain, now time.Time) (*x509sv
 	if err != nil {
 		return nil, err
 	}
-	return parseAgentSVID(td, certPEM, keyPEM, now)
+	return parseAgentSVID(td, certPEM, keyPEM)
 }
 
 // parseAgentSVID parses a persisted agent SVID and checks it belongs to td
-// (any trust domain when td is zero) and is valid at now.
-func parseAgentSVID(td spiffeid.TrustDomain, certPEM, keyPEM []byte, now time.Time) (*x509svid.SVID, error) {
+// (any trust domain when td is zero) and that its key matches.
+func parseAgentSVID(td spiffeid.TrustDomain, certPEM, keyPEM []byte) (*x509svid.SVID, error) {
 	svid, err := x509svid.Parse(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("parse persisted agent svid: %w", err)
 	}
 	if !td.IsZero() && !svid.ID.MemberOf(td) {
 		return nil, fmt.Errorf("persisted agent svid %s is not in trust domain %s", svid.ID, td)
-	}
-	leaf := svid.Certificates[0]
-	if now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
-		return nil, fmt.Errorf("persisted agent svid %s is not valid now (valid %s to %s)",
-			svid.ID, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return svid, nil
 }

@@ -67,7 +67,7 @@ func TestAgentSVIDPersistence(t *testing.T) {
 	defer d.Close()
 	now := time.Now()
 
-	if svid, err := d.loadAgentSVID(ca.td, now); svid != nil || err != nil {
+	if svid, err := d.loadAgentSVID(ca.td); svid != nil || err != nil {
 		t.Fatalf("loadAgentSVID(empty dir) = %v, %v; want nil, nil", svid, err)
 	}
 	svid := newAgentSVID(t, ca, now.Add(-time.Minute), time.Hour)
@@ -83,7 +83,7 @@ func TestAgentSVIDPersistence(t *testing.T) {
 			t.Errorf("%s mode = %o, want 600", name, mode)
 		}
 	}
-	got, err := d.loadAgentSVID(ca.td, now)
+	got, err := d.loadAgentSVID(ca.td)
 	if err != nil {
 		t.Fatalf("loadAgentSVID() = %v", err)
 	}
@@ -105,11 +105,16 @@ func TestAgentSVIDPersistence(t *testing.T) {
 		}
 	}
 
-	// Refused at load: expired, wrong trust domain, mismatched key.
-	if _, err := d.loadAgentSVID(ca.td, now.Add(2*time.Hour)); err == nil || !strings.Contains(err.Error(), "not valid now") {
-		t.Errorf("loadAgentSVID(after expiry) = %v, want not valid now", err)
+	// Loaded after expiry (its key still proves the node to agent_reauth);
+	// refused at load: wrong trust domain, mismatched key.
+	expired := newAgentSVID(t, ca, now.Add(-2*time.Hour), time.Hour)
+	if err := d.saveAgentSVID(expired); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := d.loadAgentSVID(spiffeid.RequireTrustDomainFromString("other.org"), now); err == nil {
+	if got, err := d.loadAgentSVID(ca.td); err != nil || got == nil || !got.Certificates[0].Equal(expired.Certificates[0]) {
+		t.Errorf("loadAgentSVID(expired) = %v, %v; want the expired SVID", got, err)
+	}
+	if _, err := d.loadAgentSVID(spiffeid.RequireTrustDomainFromString("other.org")); err == nil {
 		t.Errorf("loadAgentSVID(other trust domain) = nil error, want one")
 	}
 	keyPEM, err := os.ReadFile(d.file(agentKeyFile))
@@ -124,7 +129,7 @@ func TestAgentSVIDPersistence(t *testing.T) {
 	if err := atomicfile.WriteFile(d.file(agentKeyFile), otherKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.loadAgentSVID(ca.td, now); err == nil {
+	if _, err := d.loadAgentSVID(ca.td); err == nil {
 		t.Errorf("loadAgentSVID(mismatched key) = nil error, want one")
 	}
 	if err := atomicfile.WriteFile(d.file(agentKeyFile), keyPEM, 0o600); err != nil {
@@ -134,7 +139,7 @@ func TestAgentSVIDPersistence(t *testing.T) {
 	if err := d.removeAgentSVID(); err != nil {
 		t.Fatalf("removeAgentSVID() = %v", err)
 	}
-	if svid, err := d.loadAgentSVID(ca.td, now); svid != nil || err != nil {
+	if svid, err := d.loadAgentSVID(ca.td); svid != nil || err != nil {
 		t.Errorf("loadAgentSVID() after remove = %v, %v; want nil, nil", svid, err)
 	}
 	if err := d.removeAgentSVID(); err != nil {

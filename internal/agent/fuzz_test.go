@@ -27,9 +27,8 @@ func FuzzParseAgentSVID(f *testing.F) {
 	f.Add(cert, key)
 	f.Add(cert, cert)
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), key)
-	now := time.Now().Add(time.Minute)
 	f.Fuzz(func(t *testing.T, certPEM, keyPEM []byte) {
-		s, err := parseAgentSVID(spiffeid.TrustDomain{}, certPEM, keyPEM, now)
+		s, err := parseAgentSVID(spiffeid.TrustDomain{}, certPEM, keyPEM)
 		if err != nil {
 			return
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/signet-id/signet/internal/apiconv"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/testenv/testclock"
 )
 
 // testCA is a self-signed X.509 authority for a trust domain, with the
@@ -105,25 +106,8 @@ func (ca *testCA) bundleProto(t testing.TB, seq uint64) *commonv1.Bundle {
 	return pb
 }
 
-// fakeClock is a settable clock for tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Now().Truncate(time.Second)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newFakeClock returns a fake clock reading about now.
+func newFakeClock() *testclock.Clock { return testclock.New(time.Now()) }
 
 func testMetrics(t testing.TB) *metrics {
 	t.Helper()
@@ -134,7 +118,7 @@ func testMetrics(t testing.TB) *metrics {
 	return m
 }
 
-func newTestCache(t testing.TB, ca *testCA, clock *fakeClock) *cache {
+func newTestCache(t testing.TB, ca *testCA, clock *testclock.Clock) *cache {
 	t.Helper()
 	return newCache(ca.td, ca.bundle(1), clock.Now, slog.New(slog.DiscardHandler), testMetrics(t))
 }

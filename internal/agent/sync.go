@@ -26,7 +26,9 @@ const maxSignRetry = 5 * time.Minute
 // syncLoop syncs with the server every SyncInterval (jittered) and backs
 // off while the server is unreachable. Between attempts it sweeps expired
 // SVIDs at least every SyncInterval, so they stop being served on time even
-// during an outage. It returns only when ctx is done.
+// during an outage. While the agent SVID is expired (the server refuses
+// it) it does not call the server, and resumes as soon as renewLoop has
+// re-established the node. It returns only when ctx is done.
 func (a *Agent) syncLoop(ctx context.Context, dir *dataDir) error {
 	bo := retryBackoff{base: a.cfg.SyncInterval, max: max(a.cfg.MaxBackoff, a.cfg.SyncInterval)}
 	var outageStart time.Time
@@ -35,13 +37,19 @@ func (a *Agent) syncLoop(ctx context.Context, dir *dataDir) error {
 		if !a.sleepSweeping(ctx, delay) {
 			return nil
 		}
+		if expired, _ := a.svidExpired(); expired {
+			if !a.waitSVID(ctx) {
+				return nil
+			}
+			bo.reset()
+		}
 		err := a.syncOnce(ctx, dir)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err == nil {
 			if !outageStart.IsZero() {
-				a.log.Info("server reachable again", "outage", time.Since(outageStart).Round(time.Second).String())
+				a.log.Info("server reachable again", "outage", a.cfg.Clock.Now().Sub(outageStart).Round(time.Second).String())
 				outageStart = time.Time{}
 			}
 			bo.reset()
@@ -53,7 +61,7 @@ func (a *Agent) syncLoop(ctx context.Context, dir *dataDir) error {
 			a.requestRenewal()
 		}
 		if outageStart.IsZero() {
-			outageStart = time.Now()
+			outageStart = a.cfg.Clock.Now()
 			a.log.Warn("sync with server failed: serving cached SVIDs and retrying with backoff", logKeyError, err)
 		} else {
 			a.log.Debug("sync with server failed again", logKeyError, err)
@@ -62,23 +70,41 @@ func (a *Agent) syncLoop(ctx context.Context, dir *dataDir) error {
 	}
 }
 
+// waitSVID waits, sweeping expired SVIDs every SyncInterval, until the
+// agent SVID is valid again. It reports false when ctx ended the wait.
+func (a *Agent) waitSVID(ctx context.Context) bool {
+	for {
+		expired, changed := a.svidExpired()
+		if !expired {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-changed:
+		case <-a.cfg.Clock.After(a.cfg.SyncInterval):
+			if a.cache.sweep(a.cfg.Clock.Now()) {
+				a.cache.broadcast()
+			}
+		}
+	}
+}
+
 // sleepSweeping waits d, sweeping expired SVIDs at least every
 // SyncInterval meanwhile. It reports false when ctx ended the wait.
 func (a *Agent) sleepSweeping(ctx context.Context, d time.Duration) bool {
-	deadline := time.Now().Add(d)
+	deadline := a.cfg.Clock.Now().Add(d)
 	for {
-		left := time.Until(deadline)
+		left := deadline.Sub(a.cfg.Clock.Now())
 		if left <= 0 {
 			return true
 		}
-		t := time.NewTimer(min(left, a.cfg.SyncInterval))
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return false
-		case <-t.C:
+		case <-a.cfg.Clock.After(min(left, a.cfg.SyncInterval)):
 		}
-		if a.cache.sweep(a.cfg.Now()) {
+		if a.cache.sweep(a.cfg.Clock.Now()) {
 			a.cache.broadcast()
 		}
 	}
@@ -89,7 +115,7 @@ func (a *Agent) sleepSweeping(ctx context.Context, d time.Duration) bool {
 func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 	start := time.Now()
 	defer func() { a.met.syncDuration.Observe(time.Since(start).Seconds()) }()
-	if a.cache.sweep(a.cfg.Now()) {
+	if a.cache.sweep(a.cfg.Clock.Now()) {
 		a.cache.broadcast()
 	}
 	var resp *agentv1.SyncResponse
@@ -128,7 +154,7 @@ func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 // server refuses are logged and retried later with backoff; a failed call
 // is returned.
 func (a *Agent) signDue(ctx context.Context) error {
-	jobs := a.cache.due(a.cfg.Now())
+	jobs := a.cache.due(a.cfg.Clock.Now())
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -194,7 +220,7 @@ func (a *Agent) signBatch(ctx context.Context, jobs []signJob) (int, error) {
 	if err != nil {
 		return 0, rpcErr("sign x509-svids", err)
 	}
-	now := a.cfg.Now()
+	now := a.cfg.Clock.Now()
 	answered := make([]bool, len(jobs))
 	stored := 0
 	for _, r := range resp.GetResults() {

@@ -72,7 +72,7 @@ func (s *Service) AttestAgent(stream grpc.BidiStreamingServer[agentv1.AttestAgen
 		s.met.attestations.WithLabelValues(method, "denied").Inc()
 		return errkind.New(errkind.InvalidArgument, "params.payload is %d bytes: at most %d", len(params.GetPayload()), nodeattest.MaxPayloadSize)
 	}
-	res, err := v.Attest(ctx, params.GetPayload(), &streamChallenger{stream: stream})
+	res, err := v.Attest(nodeattest.WithCSR(ctx, params.GetCsr()), params.GetPayload(), &streamChallenger{stream: stream})
 	if err == nil {
 		err = s.checkResult(method, res)
 	}
@@ -116,7 +116,10 @@ func (s *Service) checkResult(method string, res nodeattest.Result) error {
 
 // admit signs the agent SVID and records the node: a new node is created,
 // a known one re-admitted (every SVID it held before is void), and a banned
-// one refused, atomically with the ban check.
+// one refused, atomically with the ban check. A result re-establishing an
+// existing node (agent_reauth) is recorded as a renewal instead: nothing
+// else of the node changes, its current SVID stays valid until the new one
+// is first used, and an evicted or banned node is refused.
 func (s *Service) admit(ctx context.Context, method string, res nodeattest.Result, csr []byte) (*agentv1.AgentSVID, error) {
 	id := res.AgentID
 	ctx = store.WithActor(ctx, "agent:"+id.String())
@@ -124,10 +127,18 @@ func (s *Service) admit(ctx context.Context, method string, res nodeattest.Resul
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.cfg.Store.AdmitNode(ctx, model.Node{
-		SPIFFEID: id, AttestationType: method, Selectors: res.Selectors,
-		SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
-	})
+	if res.Existing {
+		err = s.cfg.Store.RenewNodeSVID(ctx, id, serialOf(chain[0]), chain[0].NotAfter)
+		if errkind.Is(err, errkind.NotFound) {
+			s.log.Warn("node attestation denied: node evicted meanwhile", "agent_id", id.String(), "method", method)
+			return nil, errAttestFailed
+		}
+	} else {
+		_, err = s.cfg.Store.AdmitNode(ctx, model.Node{
+			SPIFFEID: id, AttestationType: method, Selectors: res.Selectors,
+			SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
+		})
+	}
 	if errkind.Is(err, errkind.PermissionDenied) {
 		s.log.Warn("node attestation denied: node is banned or its id is an entry's", "agent_id", logsafe.Truncate(id.String()), "method", method, "reason", err)
 		return nil, errAttestFailed

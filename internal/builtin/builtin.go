@@ -34,6 +34,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
 	"github.com/signet-id/signet/internal/nodeattest/tpm"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
+	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
@@ -48,14 +49,25 @@ const (
 	UpstreamAuthorityKey = "upstream_authority" // server: who signs the X.509 CA (at most one)
 )
 
+// DefaultNodeVerifiers are the node attestation methods a server accepts
+// unless its configuration switches them off: join tokens, and agent_reauth
+// (which takes no settings and is bounded by VerifierDeps.ReauthWindow).
+var DefaultNodeVerifiers = []string{jointoken.Name, reauth.Name}
+
 // VerifierDeps is what server halves of node attestation may use.
 type VerifierDeps struct {
 	TrustDomain spiffeid.TrustDomain
 	// JoinTokens is the server's store of join tokens.
 	JoinTokens jointoken.TokenStore
 	// Nodes looks attested nodes up (trust-on-first-use methods refuse an
-	// identity that already attested).
+	// identity that already attested; agent_reauth finds the node's serial).
 	Nodes NodeLookup
+	// Authorities lists the trust domain's authorities (agent_reauth).
+	Authorities reauth.Authorities
+	// ReauthWindow is how long after its agent SVID expired a node may
+	// re-establish itself (agent_reauth; zero: reauth.DefaultWindow;
+	// negative: agent_reauth is off).
+	ReauthWindow time.Duration
 	// TPMAllowList admits TPM endorsement keys by hash besides the tpm
 	// method's configured roots and allowed_ek_hashes; nil: none.
 	TPMAllowList tpm.EKAllowList
@@ -79,6 +91,7 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: gcpiit.Name, New: newGCPIITVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: azuremsi.Name, New: newAzureMSIVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: tpm.Name, New: newTPMVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: reauth.Name, New: newReauthVerifier},
 	)
 }
 
@@ -121,6 +134,19 @@ func newJoinTokenVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Ver
 		return nil, plugin.ErrDisabled
 	}
 	return jointoken.NewVerifier(d.TrustDomain, d.JoinTokens, d.Now)
+}
+
+func newReauthVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg reauth.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.ReauthWindow < 0 {
+		return nil, plugin.ErrDisabled
+	}
+	return reauth.NewVerifier(reauth.VerifierConfig{
+		TrustDomain: d.TrustDomain, Nodes: d.Nodes, Authorities: d.Authorities, Window: d.ReauthWindow, Now: d.Now,
+	})
 }
 
 func newJoinTokenAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {

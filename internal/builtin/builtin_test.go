@@ -1,7 +1,14 @@
 package builtin_test
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"fmt"
+	"math/big"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/ca/keymanager/keymanagertest"
 	"github.com/signet-id/signet/internal/cloudtest"
 	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/awsiid"
@@ -22,6 +30,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
+	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop/sshpoptest"
 	"github.com/signet-id/signet/internal/nodeattest/tpm"
@@ -58,6 +67,9 @@ func newStore(t *testing.T) *store.Store {
 // verifierCases builds a conformance case per node attestation method,
 // through the registry. Every registered method must have one.
 var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttest.VerifierCase{
+	// agent_reauth: always on; its agent half is built by the agent from
+	// its expired SVID, not from configuration.
+	reauth.Name: reauthCase,
 	jointoken.Name: func(t *testing.T, st *store.Store) nodeattesttest.VerifierCase {
 		reg, err := builtin.NodeVerifiers()
 		if err != nil {
@@ -225,7 +237,7 @@ func TestEveryNodeAttestorPassesConformance(t *testing.T) {
 			st := newStore(t)
 			nodeattesttest.RunVerifier(t, func(t *testing.T) nodeattesttest.VerifierCase { return mk(t, st) })
 			nodeattesttest.Run(t, func(t *testing.T) nodeattest.Attestor { return mk(t, st).Attestor })
-			if !areg.Has(name) {
+			if !areg.Has(name) && name != reauth.Name {
 				t.Errorf("%s has a server half but no agent half", name)
 			}
 		})
@@ -408,4 +420,63 @@ func TestProofOfPossessionConfigs(t *testing.T) {
 			t.Errorf("NodeAttestors().Build(%s, %s) = %v\nwant it to contain %q", tc.name, tc.src, err, tc.want)
 		}
 	}
+}
+
+// reauthFixture is what an agent_reauth case needs: a CA the server still
+// trusts, a node whose last agent SVID, signed by it, has just expired.
+type reauthFixture struct {
+	nodes map[spiffeid.ID]model.Node
+	auths []model.Authority
+}
+
+func (f *reauthFixture) GetNode(_ context.Context, id spiffeid.ID) (model.Node, error) {
+	n, ok := f.nodes[id]
+	if !ok {
+		return model.Node{}, errkind.New(errkind.NotFound, "node %s not found", id)
+	}
+	return n, nil
+}
+
+func (f *reauthFixture) ListAuthorities(context.Context) ([]model.Authority, error) {
+	return f.auths, nil
+}
+
+func reauthCase(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, URIs: []*url.URL{td.ID().URL()}}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sn [8]byte
+	_, _ = rand.Read(sn[:])
+	id := spiffeid.RequireFromPath(td, fmt.Sprintf("/node/%x", sn))
+	leafTmpl := &x509.Certificate{SerialNumber: new(big.Int).SetBytes(sn[:]), NotBefore: now.Add(-time.Hour), NotAfter: now.Add(-time.Minute),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []*url.URL{id.URL()}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(leafDER)
+	fx := &reauthFixture{
+		nodes: map[spiffeid.ID]model.Node{id: {SPIFFEID: id, AttestationType: "join_token", SerialNumber: strings.ToLower(leaf.SerialNumber.Text(16))}},
+		auths: []model.Authority{{ID: "ca", Kind: model.AuthorityX509, State: model.StateActive, Certificate: ca.Raw}},
+	}
+	v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Nodes: fx, Authorities: fx, Now: time.Now}, reauth.Name, "{}")
+	a, err := reauth.New([]*x509.Certificate{leaf}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: id}
 }

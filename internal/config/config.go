@@ -55,6 +55,9 @@ type Server struct {
 	DefaultJWTTTL  Duration `yaml:"default_jwt_ttl" flag:"default-jwt-ttl" usage:"JWT-SVID lifetime for entries that set none"`
 	AgentTTL       Duration `yaml:"agent_ttl" flag:"agent-ttl" usage:"agent SVID lifetime"`
 	JoinTokenTTL   Duration `yaml:"join_token_ttl" flag:"join-token-ttl" usage:"lifetime of join tokens created without --ttl"`
+	// AgentReauthWindow bounds how long after its agent SVID expired a node
+	// may re-establish itself by proof of possession (agent_reauth).
+	AgentReauthWindow Duration `yaml:"agent_reauth_window" flag:"agent-reauth-window" usage:"how long after its agent SVID expired (a server outage) a node may come back by proving it holds that SVID's key"`
 	// NodeAttestors enables node attestation methods by name, each with its
 	// settings (join_token is on unless set to {enabled: false}).
 	NodeAttestors Plugins `yaml:"node_attestors"`

@@ -53,6 +53,36 @@ type Env struct {
 	SocketPath string // Workload API
 }
 
+// ServerConfig is the configuration of the server `signet dev` runs: trust
+// domain td, state in dataDir (SQLite store, CA keys, admin socket), the
+// agent API on 127.0.0.1 at a free port. Tests (internal/testenv) start
+// theirs from it too.
+func ServerConfig(td spiffeid.TrustDomain, dataDir string, log *slog.Logger) server.Config {
+	return server.Config{TrustDomain: td, DataDir: dataDir, BindAddress: "127.0.0.1:0", Logger: log}
+}
+
+// AgentConfig is the configuration of the agent `signet dev` runs beside
+// srv: it attests with join token (empty: it must hold an SVID in dataDir
+// already), bootstraps trust from srv's current bundle, keeps its state in
+// dataDir and serves the Workload API on socket, attesting callers with
+// the unix workload attestor. Tests (internal/testenv) start theirs from
+// it too.
+func AgentConfig(srv *server.Server, token, dataDir, socket string, log *slog.Logger) (agent.Config, error) {
+	ux, err := unix.New(unix.DefaultConfig(), log)
+	if err != nil {
+		return agent.Config{}, err
+	}
+	return agent.Config{
+		ServerAddress: srv.Addr().String(),
+		TrustBundle:   srv.Bundle().X509Authorities(),
+		JoinToken:     token,
+		DataDir:       dataDir,
+		SocketPath:    socket,
+		Attestors:     []workloadattest.Attestor{ux},
+		Logger:        log,
+	}, nil
+}
+
 // Start builds the server and the agent, starts both, registers the
 // current user and waits until the agent serves the user's SVID. The
 // environment runs until ctx is done; wait for Done to see it stop.
@@ -75,12 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Env, <-chan error, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create dev data dir: %w", err)
 	}
-	srv, err := server.New(ctx, server.Config{
-		TrustDomain: cfg.TrustDomain,
-		DataDir:     filepath.Join(cfg.DataDir, "server"),
-		BindAddress: "127.0.0.1:0",
-		Logger:      cfg.Logger,
-	})
+	srv, err := server.New(ctx, ServerConfig(cfg.TrustDomain, filepath.Join(cfg.DataDir, "server"), cfg.Logger))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,20 +137,12 @@ func Start(ctx context.Context, cfg Config) (*Env, <-chan error, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ux, err := unix.New(unix.DefaultConfig(), cfg.Logger)
+	acfg, err := AgentConfig(srv, token, filepath.Join(cfg.DataDir, "agent"), env.SocketPath, cfg.Logger)
 	if err != nil {
 		return fail(err)
 	}
-	env.Agent, err = agent.New(agent.Config{
-		ServerAddress: srv.Addr().String(),
-		TrustBundle:   srv.Bundle().X509Authorities(),
-		JoinToken:     token,
-		DataDir:       filepath.Join(cfg.DataDir, "agent"),
-		SocketPath:    env.SocketPath,
-		SyncInterval:  cfg.SyncInterval,
-		Attestors:     []workloadattest.Attestor{ux},
-		Logger:        cfg.Logger,
-	})
+	acfg.SyncInterval = cfg.SyncInterval
+	env.Agent, err = agent.New(acfg)
 	if err != nil {
 		return fail(err)
 	}

@@ -93,6 +93,29 @@ type Result struct {
 	// without an operator (the evidence is not single-use), so an agent that
 	// lost its SVID can come back on its own.
 	CanReattest bool
+	// Existing is true when the method re-established a node that is
+	// already attested (agent_reauth) rather than attesting one: the server
+	// then records the new SVID as a renewal of that node. Its selectors and
+	// attestation method stay as they are, the SVID the agent held stays
+	// valid until the new one is first used (so a lost reply strands
+	// nothing), and a node that no longer exists is refused, never created.
+	Existing bool
+}
+
+type csrKey struct{}
+
+// WithCSR returns ctx carrying the DER certificate request of the agent SVID
+// being attested for. Both sides of the attestation exchange set it (the
+// agent around Payload and Respond, the server around Verifier.Attest), so
+// that a method's proof can be bound to the key it is getting certified.
+func WithCSR(ctx context.Context, csr []byte) context.Context {
+	return context.WithValue(ctx, csrKey{}, csr)
+}
+
+// CSR returns the certificate request WithCSR put in ctx, or nil.
+func CSR(ctx context.Context) []byte {
+	csr, _ := ctx.Value(csrKey{}).([]byte)
+	return csr
 }
 
 // MaxChallengeRounds bounds the challenge rounds of one attestation.

@@ -49,6 +49,13 @@ type Config struct {
 	DefaultJWTTTL  time.Duration // default 5m
 	AgentTTL       time.Duration // agent SVID lifetime, default 1h
 	JoinTokenTTL   time.Duration // default 1h
+	// AgentReauthWindow is how long after its agent SVID expired (the
+	// server was unreachable for longer than its lifetime) an agent may
+	// re-establish its node by proving possession of that SVID's key
+	// (agent_reauth_window; the agent_reauth attestation method). Default
+	// DefaultAgentReauthWindow; negative switches agent_reauth off, so
+	// such nodes need a new join token.
+	AgentReauthWindow time.Duration
 
 	// NodeAttestors enables node attestation methods by name, each with its
 	// settings (the node_attestors section of the file). join_token is on
@@ -83,6 +90,8 @@ const (
 	DefaultJWTTTL      = 5 * time.Minute
 	DefaultAgentTTL    = time.Hour
 	DefaultTokenTTL    = time.Hour
+	// DefaultAgentReauthWindow is the default AgentReauthWindow.
+	DefaultAgentReauthWindow = 7 * 24 * time.Hour
 	// MaxSVIDTTL bounds entry TTLs; the CA lifetime caps them further.
 	MaxSVIDTTL = 30 * 24 * time.Hour
 )
@@ -117,6 +126,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JoinTokenTTL == 0 {
 		c.JoinTokenTTL = DefaultTokenTTL
+	}
+	if c.AgentReauthWindow == 0 {
+		c.AgentReauthWindow = DefaultAgentReauthWindow
 	}
 	if c.CacheRefresh == 0 {
 		c.CacheRefresh = time.Second

@@ -28,7 +28,6 @@ import (
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/inventoryapi"
 	"github.com/signet-id/signet/internal/nodeattest"
-	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/store"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
@@ -56,7 +55,8 @@ func (s *Server) newAgentAPI(reg prometheus.Registerer) (*agentapi.Service, erro
 }
 
 // nodeVerifiers builds the node attestation methods of node_attestors
-// through the registry; join_token is on unless switched off.
+// through the registry; join_token and agent_reauth are on unless switched
+// off.
 func (s *Server) nodeVerifiers() ([]nodeattest.Verifier, error) {
 	reg, err := builtin.NodeVerifiers()
 	if err != nil {
@@ -64,11 +64,13 @@ func (s *Server) nodeVerifiers() ([]nodeattest.Verifier, error) {
 	}
 	sections := config.Plugins{}
 	maps.Copy(sections, s.cfg.NodeAttestors)
-	if _, ok := sections[jointoken.Name]; !ok {
-		sections[jointoken.Name] = yaml.Node{} // on by default
+	for _, name := range builtin.DefaultNodeVerifiers {
+		if _, ok := sections[name]; !ok {
+			sections[name] = yaml.Node{} // on by default
+		}
 	}
-	deps := builtin.VerifierDeps{TrustDomain: s.cfg.TrustDomain, JoinTokens: s.store, Nodes: s.store, Now: s.cfg.Now, Log: s.log,
-		TPMAllowList: tpmAllowList{s.store}}
+	deps := builtin.VerifierDeps{TrustDomain: s.cfg.TrustDomain, JoinTokens: s.store, Nodes: s.store, Authorities: s.store,
+		ReauthWindow: s.cfg.AgentReauthWindow, TPMAllowList: tpmAllowList{s.store}, Now: s.cfg.Now, Log: s.log}
 	verifiers, err := reg.BuildAll(deps, sections)
 	if err != nil {
 		return nil, fmt.Errorf("invalid server configuration:\n%w", err)

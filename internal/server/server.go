@@ -461,7 +461,7 @@ func (s *Server) agentTLSConfig() *tls.Config {
 			if len(raw) == 0 {
 				return nil
 			}
-			_, _, err := x509svid.ParseAndVerify(raw, s)
+			_, _, err := x509svid.ParseAndVerify(raw, s, x509svid.WithTime(s.cfg.Now()))
 			return err
 		},
 		NextProtos: []string{"h2"},

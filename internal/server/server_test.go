@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/server"
 	"github.com/signet-id/signet/internal/testenv"
+	"github.com/signet-id/signet/internal/testenv/testclock"
 )
 
 const (
@@ -28,15 +28,7 @@ const (
 
 func createEntry(t *testing.T, env *testenv.Env, e *commonv1.Entry) *commonv1.Entry {
 	t.Helper()
-	resp, err := env.Admin.CreateEntries(env.Ctx(), &adminv1.CreateEntriesRequest{Entries: []*commonv1.Entry{e}})
-	if err != nil {
-		t.Fatalf("CreateEntries: %v", err)
-	}
-	r := resp.GetResults()[0]
-	if codes.Code(r.GetStatus().GetCode()) != codes.OK {
-		t.Fatalf("CreateEntries: %s", r.GetStatus().GetMessage())
-	}
-	return r.GetEntry()
+	return env.CreateEntry(e)
 }
 
 func entry(spiffeID, parent string, admin bool) *commonv1.Entry {
@@ -53,18 +45,6 @@ func sign(t *testing.T, env *testenv.Env, a *testenv.AgentConn, entryID string) 
 	}
 	return resp.GetResults()[0], csr
 }
-
-// clock is a settable clock for the server under test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 func wantCode(t *testing.T, what string, err error, want codes.Code) {
 	t.Helper()
@@ -192,7 +172,7 @@ func renew(t *testing.T, env *testenv.Env, a *testenv.AgentConn) (*agentv1.Renew
 }
 
 func TestRenewReplacesTheAgentSVID(t *testing.T) {
-	clock := newClock()
+	clock := testclock.New(time.Now())
 	env := testenv.New(t, func(c *server.Config) { c.Now = clock.Now })
 	a := env.Attest(nodeA)
 	key, csr := testenv.NewCSR(t)

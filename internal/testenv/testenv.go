@@ -1,8 +1,14 @@
 // Package testenv starts Signet components in-process for tests: a real
 // server on a temp dir and 127.0.0.1:0, its admin API over the real unix
-// socket, and raw agent-API connections over real TLS, so tests can act as a
-// well-behaved agent or a hostile one. Everything is torn down with
-// t.Cleanup.
+// socket, real agents (configured as `signet dev` configures its own, see
+// internal/devenv) with their Workload API sockets, and raw agent-API
+// connections over real TLS, so tests can act as a well-behaved agent or a
+// hostile one. The server can be stopped and started again on the same
+// data dir and port, as in an outage. Everything is torn down with
+// t.Cleanup, in reverse order of creation.
+//
+// The package also holds the test helpers shared by the packages that use
+// it: WaitFor, LogBuffer and, in testclock, a fake clock.
 package testenv
 
 import (
@@ -13,76 +19,161 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/signet-id/signet/internal/devenv"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/server"
 )
 
-// Env is a running server with an admin client.
+// Env is a running server with an admin client. Server and Admin change
+// when the server is started again (StartServer).
 type Env struct {
 	T           testing.TB
 	TrustDomain spiffeid.TrustDomain
 	Server      *server.Server
 	Admin       adminv1.AdminClient
 	DataDir     string
-	adminConn   *grpc.ClientConn
+	// Metrics gathers the metrics of the running server (a fresh registry
+	// each start), unless an Option set the Registerer.
+	Metrics *prometheus.Registry
+
+	cfg    server.Config
+	stop   func() // stops the running server; nil when stopped
+	admin  *grpc.ClientConn
+	agents int // agents started, for their directory names
 }
 
 // AdminConn is the connection to the admin socket, for the inventory and
 // audit service stubs.
-func (e *Env) AdminConn() grpc.ClientConnInterface { return e.adminConn }
+func (e *Env) AdminConn() grpc.ClientConnInterface { return e.admin }
 
 // Option adjusts the server configuration before it starts.
 type Option func(*server.Config)
+
+// WithNow makes the server (and its CA and store) read time from now, a
+// fake clock's Now for example.
+func WithNow(now func() time.Time) Option {
+	return func(c *server.Config) { c.Now = now }
+}
 
 // New starts a server for the test. Logs go to the test log when -v.
 func New(t testing.TB, opts ...Option) *Env {
 	t.Helper()
 	dir := t.TempDir()
 	td := spiffeid.RequireTrustDomainFromString("example.org")
-	cfg := server.Config{
-		TrustDomain:  td,
-		DataDir:      filepath.Join(dir, "server"),
-		BindAddress:  "127.0.0.1:0",
-		CacheRefresh: 50 * time.Millisecond,
-		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
+	cfg := devenv.ServerConfig(td, filepath.Join(dir, "server"),
+		slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	cfg.CacheRefresh = 50 * time.Millisecond
 	for _, o := range opts {
 		o(&cfg)
 	}
+	e := &Env{T: t, TrustDomain: td, DataDir: dir, cfg: cfg}
+	t.Cleanup(e.StopServer)
+	e.StartServer()
+	return e
+}
+
+// StartServer starts the server: the first time from the configuration
+// New was given, later again on the same data dir and agent API address,
+// as after an outage. It fails the test if the server is running.
+func (e *Env) StartServer() {
+	e.T.Helper()
+	if e.stop != nil {
+		e.T.Fatal("testenv: StartServer: the server is running")
+	}
+	cfg := e.cfg
+	var reg *prometheus.Registry
+	if cfg.Registerer == nil {
+		reg = prometheus.NewRegistry()
+		cfg.Registerer = reg
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg)
+	var srv *server.Server
+	var err error
+	// The old listener's port may take a moment to be free again.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if srv, err = server.New(ctx, cfg); err == nil || time.Now().After(deadline) || e.Server == nil {
+			break
+		}
+	}
 	if err != nil {
 		cancel()
-		t.Fatalf("server.New: %v", err)
+		e.T.Fatalf("server.New: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
 	cc, err := grpc.NewClient("unix://"+srv.AdminSocket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		t.Fatalf("dial admin socket: %v", err)
+		cancel()
+		<-done
+		e.T.Fatalf("dial admin socket: %v", err)
 	}
-	t.Cleanup(func() { cc.Close() })
-	return &Env{T: t, TrustDomain: td, Server: srv, Admin: adminv1.NewAdminClient(cc), DataDir: dir, adminConn: cc}
+	e.stop = func() {
+		cc.Close()
+		cancel()
+		if err := <-done; err != nil {
+			e.T.Errorf("server.Run: %v", err)
+		}
+	}
+	e.Server, e.Admin, e.admin, e.Metrics = srv, adminv1.NewAdminClient(cc), cc, reg
+	// Started again: same address, so agents find it where it was.
+	e.cfg.BindAddress = srv.Addr().String()
+}
+
+// RPCs returns how many calls of method (a full gRPC method name) the
+// running server answered with code since it started.
+func (e *Env) RPCs(method string, code codes.Code) int {
+	e.T.Helper()
+	if e.Metrics == nil {
+		e.T.Fatal("testenv: RPCs: the server's metrics go to the Registerer an Option set")
+	}
+	mfs, err := e.Metrics.Gather()
+	if err != nil {
+		e.T.Fatalf("gather server metrics: %v", err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "signet_server_rpcs_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["method"] == method && labels["code"] == code.String() {
+				n += int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return n
+}
+
+// StopServer stops the server and waits until it has shut down. Stopping
+// a stopped server does nothing.
+func (e *Env) StopServer() {
+	if e.stop != nil {
+		e.stop()
+		e.stop = nil
+	}
 }
 
 // testWriter sends log lines to t.Log, quiet unless -v or failing.
@@ -123,11 +214,41 @@ type AgentConn struct {
 // authorize exactly the server's ID, presenting svid when non-nil.
 func (e *Env) serverTLS(svid *x509svid.SVID) *tls.Config {
 	bundle := e.Server.Bundle().X509Bundle()
-	authz := tlsconfig.AuthorizeID(server.ServerID(e.TrustDomain))
-	if svid == nil {
-		return tlsconfig.TLSClientConfig(bundle, authz)
+	want := server.ServerID(e.TrustDomain)
+	now := e.cfg.Now
+	if now == nil {
+		now = time.Now
 	}
-	return tlsconfig.MTLSClientConfig(svid, bundle, authz)
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verified below, at the server clock's time (a fake one, maybe).
+		InsecureSkipVerify: true, //nolint:gosec // SPIFFE verification in VerifyPeerCertificate
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			id, _, err := x509svid.ParseAndVerify(raw, bundle, x509svid.WithTime(now()))
+			if err == nil && id != want {
+				err = fmt.Errorf("server presented %s, want %s", id, want)
+			}
+			return err
+		},
+	}
+	if svid != nil {
+		cfg.GetClientCertificate = tlsconfig.GetClientCertificate(svid)
+	}
+	return cfg
+}
+
+// AwaitServerSVID waits until the agent API presents a certificate valid
+// at the server clock's time: after a fake clock jumps, the server renews
+// its own SVID within CacheRefresh.
+func (e *Env) AwaitServerSVID() {
+	e.T.Helper()
+	WaitFor(e.T, 10*time.Second, "the server's own SVID to be current", func() error {
+		c, err := tls.Dial("tcp", e.Server.Addr().String(), e.serverTLS(nil))
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
 }
 
 // Dial connects to the agent API, presenting svid (nil: no client cert).
@@ -158,23 +279,62 @@ func (e *Env) Attest(agentID string) *AgentConn {
 
 // TryAttest runs the attestation exchange with token and returns the SVID.
 func (e *Env) TryAttest(token string) (*x509svid.SVID, error) {
+	a, err := jointoken.New(token)
+	if err != nil {
+		// Malformed on purpose: send it as it is.
+		return e.TryAttestWith(rawToken(token))
+	}
+	return e.TryAttestWith(a)
+}
+
+// rawToken presents any bytes as a join token.
+type rawToken string
+
+func (rawToken) Name() string                              { return jointoken.Name }
+func (t rawToken) Payload(context.Context) ([]byte, error) { return []byte(t), nil }
+
+// TryAttestWith runs the attestation exchange with the agent half of any
+// method, answering the server's challenges when a is a Responder, and
+// returns the SVID.
+func (e *Env) TryAttestWith(a nodeattest.Attestor) (*x509svid.SVID, error) {
 	key, csr := NewCSR(e.T)
+	ctx := nodeattest.WithCSR(e.Ctx(), csr)
+	payload, err := a.Payload(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c := e.Dial(nil)
-	stream, err := c.Client.AttestAgent(e.Ctx())
+	stream, err := c.Client.AttestAgent(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params{Params: &agentv1.AttestParams{
-		AttestationType: jointoken.Name, Payload: []byte(token), Csr: csr,
+		AttestationType: a.Name(), Payload: payload, Csr: csr,
 	}}}); err != nil {
 		return nil, err
 	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return nil, err
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		challenge := resp.GetChallenge()
+		if challenge == nil {
+			_ = stream.CloseSend()
+			return SVIDFromChain(e.T, resp.GetResult().GetCertChain(), key), nil
+		}
+		r, ok := a.(nodeattest.Responder)
+		if !ok {
+			return nil, fmt.Errorf("%s cannot answer the server's challenge", a.Name())
+		}
+		answer, err := r.Respond(ctx, challenge)
+		if err != nil {
+			return nil, err
+		}
+		if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_ChallengeResponse{ChallengeResponse: answer}}); err != nil {
+			return nil, err
+		}
 	}
-	_ = stream.CloseSend()
-	return SVIDFromChain(e.T, resp.GetResult().GetCertChain(), key), nil
 }
 
 // NewCSR generates a P-256 key and a CSR for it.
@@ -211,3 +371,32 @@ func SVIDFromChain(t testing.TB, chain [][]byte, key crypto.Signer) *x509svid.SV
 
 // Conn returns the underlying connection, for other service stubs.
 func (a *AgentConn) Conn() grpc.ClientConnInterface { return a.conn }
+
+// CreateEntry registers e through the admin API and returns it as stored;
+// any refusal fails the test.
+func (e *Env) CreateEntry(entry *commonv1.Entry) *commonv1.Entry {
+	e.T.Helper()
+	resp, err := e.Admin.CreateEntries(e.Ctx(), &adminv1.CreateEntriesRequest{Entries: []*commonv1.Entry{entry}})
+	if err != nil {
+		e.T.Fatalf("CreateEntries: %v", err)
+	}
+	r := resp.GetResults()[0]
+	if codes.Code(r.GetStatus().GetCode()) != codes.OK {
+		e.T.Fatalf("CreateEntries(%s): %s", entry.GetSpiffeId(), r.GetStatus().GetMessage())
+	}
+	return r.GetEntry()
+}
+
+// DeleteEntry deletes the entry of the given ID through the admin API.
+func (e *Env) DeleteEntry(id string) {
+	e.T.Helper()
+	resp, err := e.Admin.DeleteEntries(e.Ctx(), &adminv1.DeleteEntriesRequest{Ids: []string{id}})
+	if err != nil {
+		e.T.Fatalf("DeleteEntries: %v", err)
+	}
+	for _, st := range resp.GetResults() {
+		if codes.Code(st.GetStatus().GetCode()) != codes.OK {
+			e.T.Fatalf("DeleteEntries(%s): %s", id, st.GetStatus().GetMessage())
+		}
+	}
+}

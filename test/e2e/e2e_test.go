@@ -30,6 +30,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/signet-id/signet/internal/testenv"
 )
 
 var signetBin string
@@ -61,14 +63,14 @@ func TestMain(m *testing.M) {
 // reports.
 type proc struct {
 	cmd *exec.Cmd
-	out *lockedBuffer
+	out *testenv.LogBuffer
 }
 
 func start(t *testing.T, name string, args ...string) *proc { return startTB(t, name, args...) }
 
 func startTB(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(signetBin, args...), out: &lockedBuffer{}}
+	p := &proc{cmd: exec.Command(signetBin, args...), out: &testenv.LogBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -130,35 +132,23 @@ func freePortTB(t testing.TB) string {
 
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	if err := poll(timeout, f); err != nil {
+	if err := testenv.Poll(timeout, f); err != nil {
 		t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
 	}
 }
 
 func waitFor(tb testing.TB, timeout time.Duration, f func() error) {
 	tb.Helper()
-	if err := poll(timeout, f); err != nil {
+	if err := testenv.Poll(timeout, f); err != nil {
 		tb.Fatalf("still failing after %s: %v", timeout, err)
 	}
-}
-
-// poll calls f until it succeeds or timeout passes, returning the last error.
-func poll(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return err
 }
 
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs processes")
 	}
+	t.Parallel() // its own dirs and ports: runs beside TestAgentOutlivesServerOutage
 	dir := t.TempDir()
 	// The socket directory must be reachable by the unprivileged caller of
 	// the PermissionDenied check.

@@ -169,7 +169,7 @@ func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 	})
 	t.Run("AdmitsGoodEvidence", func(t *testing.T) {
 		c := newCase(t)
-		res, err := attest(t.Context(), c)
+		res, err := attest(attestCtx(t), c)
 		if err != nil {
 			t.Fatalf("Attest(good evidence) error = %v", err)
 		}
@@ -188,7 +188,7 @@ func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 			"nil": nil, "empty": {}, "junk": []byte("\x00\xff not evidence \n"),
 			"oversized": bytes.Repeat([]byte("A"), nodeattest.MaxPayloadSize),
 		} {
-			_, err := c.Verifier.Attest(t.Context(), p, &loopback{a: c.Attestor})
+			_, err := c.Verifier.Attest(attestCtx(t), p, &loopback{a: c.Attestor})
 			if !refused(err) {
 				t.Errorf("Attest(%s payload) error = %v, want a refusal (PermissionDenied or InvalidArgument)", name, err)
 			}
@@ -199,17 +199,17 @@ func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 	})
 	t.Run("RefusesReplay", func(t *testing.T) {
 		c := newCase(t)
-		p, err := c.Attestor.Payload(t.Context())
+		p, err := c.Attestor.Payload(attestCtx(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		rec := &recorder{loopback: loopback{a: c.Attestor}}
-		if _, err := c.Verifier.Attest(t.Context(), p, rec); err != nil {
+		if _, err := c.Verifier.Attest(attestCtx(t), p, rec); err != nil {
 			t.Fatalf("Attest(good evidence) error = %v", err)
 		}
 		// The same payload with the recorded answers: worthless, whether
 		// the method is single-use, trust-on-first-use or challenge-based.
-		_, err = c.Verifier.Attest(t.Context(), p, &replayer{answers: rec.answers})
+		_, err = c.Verifier.Attest(attestCtx(t), p, &replayer{answers: rec.answers})
 		if !refused(err) {
 			t.Errorf("Attest(replayed exchange) error = %v, want a refusal", err)
 		}
@@ -222,11 +222,11 @@ func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 			"last byte":   func(p []byte) []byte { p[len(p)-1] ^= 0x01; return p },
 		} {
 			c := newCase(t)
-			p, err := c.Attestor.Payload(t.Context())
+			p, err := c.Attestor.Payload(attestCtx(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = c.Verifier.Attest(t.Context(), mutate(bytes.Clone(p)), &loopback{a: c.Attestor})
+			_, err = c.Verifier.Attest(attestCtx(t), mutate(bytes.Clone(p)), &loopback{a: c.Attestor})
 			if !refused(err) {
 				t.Errorf("Attest(%s payload) error = %v, want a refusal", name, err)
 			}
@@ -234,7 +234,7 @@ func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 	})
 	t.Run("CancelledContext", func(t *testing.T) {
 		c := newCase(t)
-		ctx, cancel := context.WithCancel(t.Context())
+		ctx, cancel := context.WithCancel(attestCtx(t))
 		cancel()
 		if _, err := attest(ctx, c); err == nil {
 			t.Errorf("Attest(cancelled ctx) error = nil, want an error")
@@ -249,7 +249,7 @@ func RunVerifier(t *testing.T, newCase func(t *testing.T) VerifierCase) {
 		errs := make(chan error, len(cases))
 		for _, c := range cases {
 			wg.Go(func() {
-				if _, err := attest(t.Context(), c); err != nil {
+				if _, err := attest(attestCtx(t), c); err != nil {
 					errs <- err
 				}
 			})
@@ -269,4 +269,11 @@ func attest(ctx context.Context, c VerifierCase) (nodeattest.Result, error) {
 		return nodeattest.Result{}, err
 	}
 	return c.Verifier.Attest(ctx, p, &loopback{a: c.Attestor})
+}
+
+// attestCtx is the context an attestation runs in on both sides: it carries
+// the agent's certificate request, as the server and the agent pass it
+// (nodeattest.WithCSR), for methods that bind their proof to it.
+func attestCtx(t *testing.T) context.Context {
+	return nodeattest.WithCSR(t.Context(), []byte("conformance suite certificate request"))
 }

@@ -44,11 +44,15 @@ type Source struct {
 	bundles []*spiffebundle.Bundle
 	signer  jose.Signer
 	jwtErr  error
+	health  error
 	now     func() time.Time
 	changed chan struct{}
 }
 
-var _ workload.Source = (*Source)(nil)
+var (
+	_ workload.Source         = (*Source)(nil)
+	_ workload.HealthReporter = (*Source)(nil)
+)
 
 // NewSource returns an empty Source that is not ready.
 func NewSource() *Source {
@@ -61,6 +65,20 @@ func (s *Source) SetReady(ready bool) {
 	defer s.mu.Unlock()
 	s.ready = ready
 	s.notify()
+}
+
+// SetHealth sets what Health reports (nil: healthy).
+func (s *Source) SetHealth(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.health = err
+}
+
+// Health implements workload.HealthReporter.
+func (s *Source) Health(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health
 }
 
 // SetEntries replaces the entries. Each entry's selectors are put in
