@@ -349,3 +349,39 @@ func TestAgentRefusesAnUntrustedServer(t *testing.T) {
 		t.Errorf("Run() error %v does not wrap x509.UnknownAuthorityError", err)
 	}
 }
+
+// TestAgentReportsServedSVIDs: the agent mints SVIDs for every entry of its
+// node, but reports as served only those a workload was handed, so the
+// server can tell an entry nobody matches from one in use.
+func TestAgentReportsServedSVIDs(t *testing.T) {
+	env := testenv.New(t)
+	web := env.CreateEntry(entry("/web"))
+	other := env.CreateEntry(entry("/other", &commonv1.Selector{Type: "unix", Value: "uid:999999"}))
+	a := env.StartAgent(nodeID, func(c *agent.Config) { c.SyncInterval = 50 * time.Millisecond })
+	a.AwaitReady()
+	addr := workloadapi.WithAddr("unix://" + a.SocketPath())
+	testenv.WaitFor(t, 10*time.Second, "the web SVID", serving(t, a, "spiffe://example.org/web"))
+	if _, err := workloadapi.FetchJWTSVID(ctx(t), jwtsvid.Params{Audience: "db"}, addr); err != nil {
+		t.Fatal(err)
+	}
+	get := func(id string) *commonv1.Entry {
+		e, err := env.Admin.GetEntry(ctx(t), &adminv1.GetEntryRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	testenv.WaitFor(t, 10*time.Second, "the server to learn the web SVID was served", func() error {
+		if e := get(web.GetId()); e.GetLastServedAt() == 0 {
+			return errors.New("not reported yet")
+		}
+		return nil
+	})
+	o := get(other.GetId())
+	if o.GetLastIssuedAt() == 0 {
+		t.Errorf("the unmatched entry was never minted for: the test shows nothing")
+	}
+	if o.GetLastServedAt() != 0 {
+		t.Errorf("an entry no workload matches is reported as served")
+	}
+}

@@ -59,6 +59,9 @@ type cache struct {
 
 	jwtMu sync.Mutex
 	jwts  map[jwtKey]*jwtRec
+
+	// served is what the Workload API handed out since the last sync.
+	served served
 }
 
 // entryRec is one entry the node holds. A rec is replaced (losing its SVID)
@@ -216,6 +219,11 @@ func (c *cache) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 			})
 		}
 	}
+	ids := make([]string, len(out))
+	for i := range out {
+		ids[i] = out[i].EntryID
+	}
+	c.served.mark(now, ids...)
 	if len(out) > 1 {
 		slices.SortFunc(out, func(a, b workload.X509SVID) int {
 			if c := strings.Compare(a.ID.String(), b.ID.String()); c != 0 {

@@ -81,6 +81,7 @@ func (c *cache) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spi
 			continue
 		}
 		out = append(out, workload.JWTSVID{ID: e.SPIFFEID, Token: tok, ExpiresAt: exp, Hint: e.Hint})
+		c.served.mark(now, e.ID)
 	}
 	if len(out) == 0 && firstErr != nil {
 		if errkind.Of(firstErr) == errkind.Internal {

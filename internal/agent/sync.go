@@ -119,13 +119,16 @@ func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 		a.cache.broadcast()
 	}
 	var resp *agentv1.SyncResponse
+	req := a.cache.syncRequest()
+	req.Served = a.cache.served.take()
 	err := a.client.call(func(api agentv1.AgentClient) (err error) {
 		cctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
 		defer cancel()
-		resp, err = api.Sync(cctx, a.cache.syncRequest())
+		resp, err = api.Sync(cctx, req)
 		return err
 	})
 	if err != nil {
+		a.cache.served.restore(req.Served)
 		return rpcErr("sync", err)
 	}
 	res, err := a.cache.applySync(resp)
