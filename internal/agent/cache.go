@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
@@ -94,6 +95,7 @@ type svidRec struct {
 var (
 	_ workload.Source         = (*cache)(nil)
 	_ workload.HealthReporter = (*cache)(nil)
+	_ workload.Explainer      = (*cache)(nil)
 	_ x509bundle.Source       = (*cache)(nil)
 )
 
@@ -594,4 +596,32 @@ func (c *cache) signFailed(job signJob, now time.Time, base, max time.Duration) 
 func publicKeyEqual(a, b crypto.PublicKey) bool {
 	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(b)
+}
+
+// NoSVIDReason implements workload.Explainer: a caller whose entries exist
+// but hold no servable SVID is told that they expired (the agent could not
+// get them renewed, for instance during a server outage) rather than that
+// nothing is registered for it.
+func (c *cache) NoSVIDReason(sels []model.Selector) error {
+	sels = canonical(sels)
+	now := c.now()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	matched, expiredSVID := false, false
+	for _, s := range sels {
+		for _, r := range c.bySel[s] {
+			if r.invalid != nil || expired(r.entry, now) || !model.SubsetOf(r.entry.Selectors, sels) {
+				continue
+			}
+			matched = true
+			if r.svid == nil || !now.Before(r.svid.notAfter) {
+				expiredSVID = true
+			}
+		}
+	}
+	if !matched || !expiredSVID {
+		return nil
+	}
+	return errkind.New(errkind.Unavailable,
+		"this workload's SVIDs have expired or are not signed yet: the agent cannot get them from the server right now and keeps retrying")
 }

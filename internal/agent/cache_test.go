@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/model"
@@ -184,6 +185,14 @@ func TestCacheExpiry(t *testing.T) {
 	}
 	if !c.sweep(clock.Now()) || c.nSVIDs != 0 {
 		t.Errorf("sweep() after SVID expiry left %d SVIDs, want 0", c.nSVIDs)
+	}
+	// The caller is told its SVIDs expired, not that nothing matches it;
+	// a caller nothing matches still gets no reason.
+	if err := c.NoSVIDReason(sels("unix:uid:1")); errkind.Of(err) != errkind.Unavailable || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("NoSVIDReason(expired) = %v, want Unavailable saying the SVIDs expired", err)
+	}
+	if err := c.NoSVIDReason(sels("unix:uid:2")); err != nil {
+		t.Errorf("NoSVIDReason(no entry) = %v, want nil", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"unicode"
@@ -97,6 +98,10 @@ func ValidateDNSName(name string) error {
 		return errkind.New(errkind.InvalidArgument, "DNS name %q is %d bytes: want 1 to %d, such as web.example.org",
 			logsafe.Truncate(name), len(name), MaxDNSNameLen)
 	}
+	if ip := net.ParseIP(strings.Trim(name, "[]")); ip != nil {
+		return errkind.New(errkind.InvalidArgument,
+			"DNS name %q is an IP address: X509-SVIDs carry DNS names only, such as web.example.org", name)
+	}
 	rest := name
 	if len(rest) > 2 && rest[:2] == "*." {
 		rest = rest[2:]
@@ -113,8 +118,13 @@ func ValidateDNSName(name string) error {
 			continue
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '-' && label > 0:
+		case c >= utf8.RuneSelf:
+			r, _ := utf8.DecodeRuneInString(rest[i:])
+			return errkind.New(errkind.InvalidArgument,
+				"DNS name %q: %q is not allowed: use ASCII letters, digits, '-' inside labels and '.' between them, with an optional leading \"*.\"; write internationalized names in punycode (xn--…)", name, r)
 		default:
-			return errkind.New(errkind.InvalidArgument, "DNS name %q: character %q is not allowed (letters, digits, '-' and '.' only)", name, c)
+			return errkind.New(errkind.InvalidArgument,
+				"DNS name %q: %q is not allowed: use ASCII letters, digits, '-' inside labels and '.' between them, with an optional leading \"*.\"", name, c)
 		}
 		label++
 		if label > 63 {

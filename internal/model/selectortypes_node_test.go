@@ -1,6 +1,9 @@
 package model
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNodeSelectorTypes(t *testing.T) {
 	for _, tc := range []struct {
@@ -25,6 +28,25 @@ func TestNodeSelectorTypes(t *testing.T) {
 		}
 		if (err == nil) != tc.good {
 			t.Errorf("Validate(%q) = %v, want valid %v", tc.sel, err, tc.good)
+		}
+	}
+}
+
+func TestValidateDNSNameMessages(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"10.0.0.1", "is an IP address"},
+		{"::1", "is an IP address"},
+		{"bücher.example", "'ü' is not allowed"},
+		{"a_b.example", `'_' is not allowed`},
+		{"*.web.example.org", ""},
+		{"web-1.example.org", ""},
+	} {
+		err := ValidateDNSName(tc.name)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("ValidateDNSName(%q) = %v, want nil", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("ValidateDNSName(%q) = %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -82,7 +82,7 @@ func (a *api) FetchJWTSVID(ctx context.Context, req *workloadpb.JWTSVIDRequest) 
 			return nil, errkind.Wrap(errkind.PermissionDenied, fmt.Errorf("caller selectors %v", sels),
 				fmt.Sprintf("no identity %s issued to the caller", id))
 		}
-		return nil, noIdentity(sels)
+		return nil, a.s.noIdentity(sels)
 	}
 	if a.s.log.Enabled(ctx, slog.LevelDebug) {
 		a.s.log.Debug("jwt-svids served", slog.Any(logKeySVIDs, jwtSVIDList(svids)), slog.Any(logKeySelectors, sels))
@@ -133,7 +133,7 @@ func (a *api) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.Serve
 // domain always included (possibly with no keys).
 func (s *Server) jwtBundlesResponse(sels []model.Selector) (*workloadpb.JWTBundlesResponse, error) {
 	if len(s.src.X509SVIDs(sels)) == 0 {
-		return nil, noIdentity(sels)
+		return nil, s.noIdentity(sels)
 	}
 	bs := newBundleSet(s.src.Bundles())
 	own := bs.own()

@@ -216,9 +216,23 @@ func (s *Server) attest(ctx context.Context) (workloadattest.Peer, []model.Selec
 	return p, model.SortSelectors(sels), nil
 }
 
-// noIdentity is the PermissionDenied error for a caller no entry matches.
-// The selectors are in the cause: logged, not shown to the caller.
-func noIdentity(sels []model.Selector) error {
+// Explainer is an optional capability of a Source: it tells a caller who
+// gets no SVID why, when the reason is not that no entry matches it (the
+// caller's SVIDs expired while the agent could not reach the server, say).
+// NoSVIDReason returns nil when no entry matches sels.
+type Explainer interface {
+	NoSVIDReason(sels []model.Selector) error
+}
+
+// noIdentity is the error for a caller who gets no SVID: the Source's
+// explanation when it has one, else PermissionDenied because no entry
+// matches. The selectors are in the cause: logged, not shown to the caller.
+func (s *Server) noIdentity(sels []model.Selector) error {
+	if e, ok := s.src.(Explainer); ok {
+		if err := e.NoSVIDReason(sels); err != nil {
+			return err
+		}
+	}
 	return errkind.Wrap(errkind.PermissionDenied, fmt.Errorf("caller selectors %v", sels),
 		"no identity issued to the caller")
 }

@@ -69,7 +69,7 @@ func (a *api) FetchX509Bundles(_ *workloadpb.X509BundlesRequest, stream grpc.Ser
 func (s *Server) x509SVIDResponse(sels []model.Selector) (*workloadpb.X509SVIDResponse, error) {
 	svids := s.src.X509SVIDs(sels)
 	if len(svids) == 0 {
-		return nil, noIdentity(sels)
+		return nil, s.noIdentity(sels)
 	}
 	bs := newBundleSet(s.src.Bundles())
 	resp := &workloadpb.X509SVIDResponse{Svids: make([]*workloadpb.X509SVID, 0, len(svids))}
@@ -133,7 +133,7 @@ func (s *Server) skipSVID(svid X509SVID, why string) {
 // domain always included.
 func (s *Server) x509BundlesResponse(sels []model.Selector) (*workloadpb.X509BundlesResponse, error) {
 	if len(s.src.X509SVIDs(sels)) == 0 {
-		return nil, noIdentity(sels)
+		return nil, s.noIdentity(sels)
 	}
 	bs := newBundleSet(s.src.Bundles())
 	own := bs.own()
