@@ -153,7 +153,7 @@ func TestUnknownAttestationMethodNamesTheEnabledOnes(t *testing.T) {
 	env := testenv.New(t)
 	_, csr := testenv.NewCSR(t)
 	_, err := attestWith(t, env, "tpm", []byte("x"), csr, nil)
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "it accepts join_token") {
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "it accepts agent_reauth, join_token") {
 		t.Fatalf("unknown method: %v, want InvalidArgument naming join_token", err)
 	}
 }
@@ -175,7 +175,7 @@ func TestJoinTokenCanBeDisabled(t *testing.T) {
 
 	cfg := server.Config{TrustDomain: env.TrustDomain, DataDir: t.TempDir(), BindAddress: "127.0.0.1:0",
 		NodeAttestors: map[string]yaml.Node{"join_token": *off.Content[0]}}
-	if _, err := server.New(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "every method is disabled") {
+	if _, err := server.New(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "every method that admits new nodes is disabled") {
 		t.Errorf("server.New with every method disabled = %v, want an error saying so", err)
 	}
 	var typo yaml.Node
@@ -183,7 +183,7 @@ func TestJoinTokenCanBeDisabled(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.NodeAttestors = map[string]yaml.Node{"join_token": *typo.Content[0], "tmp": {}}
 	_, err = server.New(t.Context(), cfg)
-	for _, want := range []string{"node_attestors.join_token.enabeld is not a known key: use one of enabled", "node_attestors.tmp: unknown node attestor: use one of aws_iid, azure_msi, gcp_iit, join_token, sshpop, x509pop"} {
+	for _, want := range []string{"node_attestors.join_token.enabeld is not a known key: use one of enabled", "node_attestors.tmp: unknown node attestor: use one of agent_reauth, aws_iid, azure_msi, gcp_iit, join_token, sshpop, tpm, x509pop"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("server.New with bad node_attestors = %v, want %q (every problem at once)", err, want)
 		}

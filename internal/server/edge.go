@@ -28,6 +28,7 @@ import (
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/inventoryapi"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/store"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
@@ -76,8 +77,12 @@ func (s *Server) nodeVerifiers() ([]nodeattest.Verifier, error) {
 		return nil, fmt.Errorf("invalid server configuration:\n%w", err)
 	}
 	verifiers = append(verifiers, s.cfg.NodeVerifiers...)
-	if len(verifiers) == 0 {
-		return nil, errors.New("invalid server configuration: node_attestors: every method is disabled, so no agent could ever attest")
+	admits := false // a method that admits new nodes, not only returning ones
+	for _, v := range verifiers {
+		admits = admits || v.Name() != reauth.Name
+	}
+	if !admits {
+		return nil, errors.New("invalid server configuration: node_attestors: every method that admits new nodes is disabled, so no new agent could ever attest")
 	}
 	return verifiers, nil
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -205,8 +206,13 @@ func TestCoverageReportsKeepTheTrend(t *testing.T) {
 		first.GetGroups()[0].GetKey() != "vm" || first.GetTotal().GetCoveredPercent() != 0 || first.GetTotal().CoveredPercent == nil {
 		t.Errorf("first report = %v, want one vm group at 0%% and no previous", first)
 	}
-	// The workload gets its SVID and the secret is rotated away.
+	// The workload is served its SVID and the secret is rotated away.
 	sign(t, env, a, web.GetId())
+	now := time.Now().Unix()
+	if _, err := a.Client.Sync(ctx, &agentv1.SyncRequest{Served: []*agentv1.ServedEntry{
+		{EntryId: web.GetId(), FirstServedAt: now, LastServedAt: now}}}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := inv.ResolveFinding(ctx, &inventoryv1.ResolveFindingRequest{Id: "0a0a0a0a", Reason: "rotated"}); err != nil {
 		t.Fatal(err)
 	}
