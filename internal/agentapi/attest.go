@@ -134,10 +134,19 @@ func (s *Service) admit(ctx context.Context, method string, res nodeattest.Resul
 			return nil, errAttestFailed
 		}
 	} else {
-		_, err = s.cfg.Store.AdmitNode(ctx, model.Node{
+		n := model.Node{
 			SPIFFEID: id, AttestationType: method, Selectors: res.Selectors,
 			SerialNumber: serialOf(chain[0]), CertNotAfter: chain[0].NotAfter,
-		})
+		}
+		if res.FirstUseOnly {
+			_, err = s.cfg.Store.AdmitNewNode(ctx, n)
+			if errkind.Is(err, errkind.AlreadyExists) {
+				s.log.Warn("node attestation denied: trust-on-first-use identity already attested", "agent_id", logsafe.Truncate(id.String()), "method", method)
+				return nil, errAttestFailed
+			}
+		} else {
+			_, err = s.cfg.Store.AdmitNode(ctx, n)
+		}
 	}
 	if errkind.Is(err, errkind.PermissionDenied) {
 		s.log.Warn("node attestation denied: node is banned or its id is an entry's", "agent_id", logsafe.Truncate(id.String()), "method", method, "reason", err)

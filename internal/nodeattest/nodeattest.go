@@ -93,6 +93,11 @@ type Result struct {
 	// without an operator (the evidence is not single-use), so an agent that
 	// lost its SVID can come back on its own.
 	CanReattest bool
+	// FirstUseOnly is true for trust-on-first-use methods (evidence without
+	// a nonce, such as a cloud's signed instance document): the server
+	// admits the identity only if no node has it, atomically with recording
+	// it, so two concurrent first attestations cannot both succeed.
+	FirstUseOnly bool
 	// Existing is true when the method re-established a node that is
 	// already attested (agent_reauth) rather than attesting one: the server
 	// then records the new SVID as a renewal of that node. Its selectors and

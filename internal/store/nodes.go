@@ -182,7 +182,17 @@ func (s *Store) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) {
 // the ban is checked in the same statement that writes, so an attestation
 // racing an `agent ban` never undoes it. So is a new node whose SPIFFE ID
 // an entry has (identity.go).
-func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) {
+func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) { return s.admitNode(ctx, n, false) }
+
+// AdmitNewNode records the first attestation of n.SPIFFEID, as AdmitNode
+// does for a node seen for the first time, and refuses, with an error kinded
+// AlreadyExists, a node that exists (banned or not): trust-on-first-use
+// methods admit an identity once, until an operator evicts the node. The
+// check and the write are one transaction, so of two concurrent first
+// attestations exactly one succeeds.
+func (s *Store) AdmitNewNode(ctx context.Context, n Node) (Node, error) { return s.admitNode(ctx, n, true) }
+
+func (s *Store) admitNode(ctx context.Context, n Node, newOnly bool) (Node, error) {
 	n = prepareNode(n)
 	n.Banned, n.NewSerialNumber, n.PrevSerialNumber, n.PrevSerialUntil = false, "", "", time.Time{}
 	if err := validateNode(&n); err != nil {
@@ -191,6 +201,16 @@ func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) {
 	id := n.SPIFFEID.String()
 	var out Node
 	err := s.update(ctx, "admit node "+id, true, func(t *wtx) error {
+		if newOnly {
+			var one int
+			err := t.queryRow(ctx, "SELECT 1 FROM nodes WHERE spiffe_id = ?", id).Scan(&one)
+			if err == nil {
+				return errkind.New(errkind.AlreadyExists, "node %s already attested: its method trusts on first use; evict the node to admit it again", id)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		res, err := t.exec(ctx, `UPDATE nodes SET attestation_type = ?, selectors = ?, serial_number = ?, new_serial_number = '',
 			prev_serial_number = '', prev_serial_until = 0, cert_not_after = ?, last_seen_at = ?, revision = ?
 			WHERE spiffe_id = ? AND banned = ?`,

@@ -185,5 +185,5 @@ func (v *Verifier) Attest(ctx context.Context, payload []byte, _ nodeattest.Chal
 	case !errkind.Is(err, errkind.NotFound):
 		return nodeattest.Result{}, fmt.Errorf("aws_iid: look up node %s: %w", id, err)
 	}
-	return nodeattest.Result{AgentID: id, Selectors: Selectors(d)}, nil
+	return nodeattest.Result{AgentID: id, Selectors: Selectors(d), FirstUseOnly: true}, nil
 }

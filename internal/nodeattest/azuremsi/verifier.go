@@ -195,5 +195,5 @@ func (v *Verifier) Attest(ctx context.Context, payload []byte, _ nodeattest.Chal
 	case !errkind.Is(err, errkind.NotFound):
 		return nodeattest.Result{}, fmt.Errorf("azure_msi: look up node %s: %w", id, err)
 	}
-	return nodeattest.Result{AgentID: id, Selectors: Selectors(claims, vm)}, nil
+	return nodeattest.Result{AgentID: id, Selectors: Selectors(claims, vm), FirstUseOnly: true}, nil
 }

@@ -307,3 +307,33 @@ func testNodeDelete(t *testing.T, s *store.Store) {
 		t.Errorf("Revision = %d, want 2 (attest, evict)", revision(t, s))
 	}
 }
+
+func testNodeAdmitNewOnlyOnce(t *testing.T, s *store.Store) {
+	const racers = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	admitted, refused := 0, 0
+	for range racers {
+		wg.Go(func() {
+			_, err := s.AdmitNewNode(ctxFor(t), node("tofu"))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				admitted++
+			case errkind.Is(err, errkind.AlreadyExists):
+				refused++
+			default:
+				t.Errorf("AdmitNewNode: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if admitted != 1 || refused != racers-1 {
+		t.Errorf("concurrent first attestations: %d admitted, %d refused; want exactly one admitted", admitted, refused)
+	}
+	must(t, "DeleteNode", s.DeleteNode(ctxFor(t), node("tofu").SPIFFEID))
+	if _, err := s.AdmitNewNode(ctxFor(t), node("tofu")); err != nil {
+		t.Errorf("AdmitNewNode after eviction: %v, want admitted again", err)
+	}
+}
