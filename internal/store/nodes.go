@@ -182,7 +182,9 @@ func (s *Store) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) {
 // the ban is checked in the same statement that writes, so an attestation
 // racing an `agent ban` never undoes it. So is a new node whose SPIFFE ID
 // an entry has (identity.go).
-func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) { return s.admitNode(ctx, n, false) }
+func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) {
+	return s.admitNode(ctx, n, false)
+}
 
 // AdmitNewNode records the first attestation of n.SPIFFEID, as AdmitNode
 // does for a node seen for the first time, and refuses, with an error kinded
@@ -190,7 +192,9 @@ func (s *Store) AdmitNode(ctx context.Context, n Node) (Node, error) { return s.
 // methods admit an identity once, until an operator evicts the node. The
 // check and the write are one transaction, so of two concurrent first
 // attestations exactly one succeeds.
-func (s *Store) AdmitNewNode(ctx context.Context, n Node) (Node, error) { return s.admitNode(ctx, n, true) }
+func (s *Store) AdmitNewNode(ctx context.Context, n Node) (Node, error) {
+	return s.admitNode(ctx, n, true)
+}
 
 func (s *Store) admitNode(ctx context.Context, n Node, newOnly bool) (Node, error) {
 	n = prepareNode(n)
