@@ -85,8 +85,10 @@ func FormatDuration(d time.Duration) string {
 	case d < time.Second || d%time.Second != 0:
 		return d.String()
 	}
-	s := d.String() // "1h0m0s", "1h30m0s", "2m0s", "45s"
-	s = strings.TrimSuffix(s, "0s")
+	s := d.String() // "1h0m0s", "1h30m0s", "2m0s", "45s", "10s"
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
 	if strings.HasSuffix(s, "h0m") {
 		s = strings.TrimSuffix(s, "0m")
 	}

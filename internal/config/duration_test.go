@@ -35,6 +35,7 @@ func TestFormatDuration(t *testing.T) {
 	}{
 		{0, "0"}, {time.Hour, "1h"}, {90 * time.Minute, "1h30m"}, {5 * time.Minute, "5m"}, {45 * time.Second, "45s"},
 		{Day, "1d"}, {36 * time.Hour, "1d12h"}, {1500 * time.Millisecond, "1.5s"},
+		{10 * time.Second, "10s"}, {70 * time.Second, "1m10s"}, {time.Hour + 20*time.Second, "1h0m20s"}, {20 * time.Minute, "20m"},
 	} {
 		got := FormatDuration(tt.in)
 		if got != tt.want {
