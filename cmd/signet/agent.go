@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/healthz"
+	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/plugin"
@@ -304,28 +304,13 @@ func runAgent(parent context.Context, a *agent.Agent, health *healthz.Server) er
 
 // readPEMCerts reads every CERTIFICATE block of a PEM file.
 func readPEMCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	data, err := keyfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %v", path, len(certs), err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM CERTIFICATE blocks: create it with: signet bundle show > bundle.pem", path)
+	certs, err := keyfile.Certificates(path, data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create it with: signet bundle show > bundle.pem", err)
 	}
 	return certs, nil
 }

@@ -6,18 +6,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/nodeattest"
 )
-
-// maxFileSize bounds the key and certificate files the agent reads.
-const maxFileSize = 1 << 20
 
 // AgentConfig is the agent half's configuration, the value of
 // node_attestor.sshpop in the agent's file.
@@ -176,29 +172,11 @@ func readHostCert(path string) (*ssh.Certificate, error) {
 // readHostKey reads an unencrypted private key that only its owner may
 // read.
 func readHostKey(path string) (ssh.Signer, error) {
-	f, err := os.Open(path)
+	data, err := keyfile.ReadPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("read host key: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read host key %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read host key %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("host key file %s is readable by group or others (mode %04o): run chmod 600 %s", path, perm, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read host key %s: %w", path, err)
-	}
 	defer clear(data)
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("read host key %s: larger than %d bytes", path, maxFileSize)
-	}
 	signer, err := ssh.ParsePrivateKey(data)
 	var missing *ssh.PassphraseMissingError
 	switch {
@@ -212,17 +190,9 @@ func readHostKey(path string) (ssh.Signer, error) {
 
 // readFile reads a bounded file.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := keyfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("read host certificate: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", path, maxFileSize)
 	}
 	return data, nil
 }

@@ -12,17 +12,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"strings"
 	"sync/atomic"
 
+	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/nodeattest"
 )
-
-// maxFileSize bounds the certificate and key files the agent reads.
-const maxFileSize = 1 << 20
 
 // AgentConfig is the agent half's configuration, the value of
 // node_attestor.x509pop in the agent's file.
@@ -206,73 +201,19 @@ func readChain(path string) ([]*x509.Certificate, error) {
 
 // readKey reads a PEM private key that only its owner may read.
 func readKey(path string) (crypto.Signer, error) {
-	f, err := os.Open(path)
+	data, err := keyfile.ReadPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read private key %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read private key %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("private key file %s is readable by group or others (mode %04o): run chmod 600 %s", path, perm, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read private key %s: %w", path, err)
-	}
 	defer clear(data)
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("read private key %s: larger than %d bytes", path, maxFileSize)
-	}
-	var b *pem.Block
-	for rest := data; ; {
-		if b, rest = pem.Decode(rest); b == nil || strings.HasSuffix(b.Type, "PRIVATE KEY") {
-			break
-		}
-	}
-	if b == nil {
-		return nil, fmt.Errorf("%s holds no PEM PRIVATE KEY block", path)
-	}
-	defer clear(b.Bytes)
-	var key any
-	switch b.Type {
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(b.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	default:
-		return nil, fmt.Errorf("%s: PEM block %q is not supported: use PRIVATE KEY (PKCS #8), EC PRIVATE KEY or RSA PRIVATE KEY", path, b.Type)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: parse private key: %w", path, err)
-	}
-	s, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: %T cannot sign", path, key)
-	}
-	return s, nil
+	return keyfile.Signer(path, data)
 }
 
 // readFile reads a bounded file.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := keyfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("read certificate: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", path, maxFileSize)
 	}
 	return data, nil
 }

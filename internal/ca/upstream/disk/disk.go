@@ -27,15 +27,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
-	"os"
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/keyfile"
 )
 
 // Name is the upstream authority's name in the plugin registry and in
@@ -49,9 +47,6 @@ const field = "upstream_authority.disk."
 // clockSkew is how far NotBefore is backdated on the CA certificates it
 // signs, as the CA does on its own.
 const clockSkew = 10 * time.Second
-
-// maxFileSize bounds each file read.
-const maxFileSize = 1 << 20
 
 // Config configures an Authority.
 type Config struct {
@@ -303,86 +298,32 @@ func pool(certs []*x509.Certificate) *x509.CertPool {
 	return p
 }
 
-// readFile reads at most maxFileSize bytes of path.
-func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
-	}
-	return data, nil
-}
-
 // readCerts parses every PEM CERTIFICATE block of path; there must be one.
 func readCerts(path string) ([]*x509.Certificate, error) {
-	data, err := readFile(path)
+	data, err := keyfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", path, len(certs)+1, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM CERTIFICATE block", path)
-	}
-	return certs, nil
+	return keyfile.Certificates(path, data)
 }
 
 // readKey parses the first private key PEM block of path: PKCS#8
 // ("PRIVATE KEY"), SEC 1 ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY").
 func readKey(path string) (crypto.Signer, error) {
-	data, err := readFile(path)
+	data, err := keyfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(data)
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return nil, fmt.Errorf("%s holds no PEM private key (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)", path)
-		}
-		var k any
-		switch b.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(b.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-		default:
-			continue
-		}
-		clear(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: parse %s: %w", path, b.Type, err)
-		}
-		switch s := k.(type) {
-		case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
-			return s.(crypto.Signer), nil
-		}
-		return nil, fmt.Errorf("%s: %T cannot sign certificates", path, k)
+	s, err := keyfile.Signer(path, data)
+	if err != nil {
+		return nil, err
 	}
+	switch s.(type) {
+	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+		return s, nil
+	}
+	return nil, fmt.Errorf("%s: %T cannot sign certificates", path, s)
 }
 
 // randomSerial returns a positive 128-bit random serial number.
