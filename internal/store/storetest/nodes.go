@@ -18,6 +18,7 @@ var nodeTests = map[string]func(t *testing.T, s *store.Store){
 	"CreateErrors":             testNodeCreateErrors,
 	"List":                     testNodeList,
 	"Admit":                    testNodeAdmit,
+	"AdmitNewOnlyOnce":         testNodeAdmitNewOnlyOnce,
 	"RenewPromote":             testNodeRenewPromote,
 	"Ban":                      testNodeBan,
 	"DecisionsSurviveRenewals": testNodeDecisionsSurviveRenewals,
