@@ -17,6 +17,8 @@ package nodeattest
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -128,3 +130,22 @@ const MaxChallengeRounds = 16
 
 // MaxPayloadSize bounds attestation payloads and challenge answers.
 const MaxPayloadSize = 64 << 10
+
+// CheckKeysURL reports whether s is usable as the URL of a key set that
+// verifies attestation evidence (a cloud's JWKS): https, or http only to a
+// loopback address (tests, a local proxy).
+func CheckKeysURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q: want an https URL (http only to a loopback address)", s)
+}

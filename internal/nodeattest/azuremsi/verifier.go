@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"time"
 
@@ -58,7 +56,7 @@ func (c Config) Validate() error {
 		if !slices.Contains(c.Tenants, t) {
 			errs = append(errs, fmt.Errorf("jwks_urls.%s: not one of tenants", t))
 		}
-		if err := checkKeysURL(c.JWKSURLs[t]); err != nil {
+		if err := nodeattest.CheckKeysURL(c.JWKSURLs[t]); err != nil {
 			errs = append(errs, fmt.Errorf("jwks_urls.%s: %w", t, err))
 		}
 	}
@@ -72,23 +70,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// checkKeysURL reports whether s is https, or http to a loopback address.
-func checkKeysURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", s)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-			return nil
-		}
-	}
-	return fmt.Errorf("%q: want an https URL (http only to a loopback address)", s)
 }
 
 // NodeLookup finds an attested node by SPIFFE ID; an unknown one is an

@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"time"
 
@@ -51,29 +49,11 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.JWKSURL != "" {
-		if err := CheckKeysURL(c.JWKSURL); err != nil {
+		if err := nodeattest.CheckKeysURL(c.JWKSURL); err != nil {
 			errs = append(errs, fmt.Errorf("jwks_url: %w", err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// CheckKeysURL reports whether s is usable as a key set URL: https, or
-// http to a loopback address.
-func CheckKeysURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", s)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-			return nil
-		}
-	}
-	return fmt.Errorf("%q: want an https URL (http only to a loopback address)", s)
 }
 
 // Verifier is the server half of gcp_iit. Create it with NewVerifier; it
