@@ -149,3 +149,15 @@ func CheckKeysURL(s string) error {
 	}
 	return fmt.Errorf("%q: want an https URL (http only to a loopback address)", s)
 }
+
+// CheckMetadataURL reports whether s is usable as the base URL of a
+// metadata service an agent reads its evidence from: http or https, with a
+// host, and no query or fragment. example is the real service's URL, shown
+// in the error.
+func CheckMetadataURL(s, example string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: want an http or https base URL without a query or fragment, such as %s", s, example)
+	}
+	return nil
+}

@@ -3,12 +3,10 @@ package awsiid
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -29,22 +27,8 @@ func (c AgentConfig) Validate() error {
 	if c.MetadataURL == "" {
 		return nil
 	}
-	if err := checkBaseURL(c.MetadataURL); err != nil {
+	if err := nodeattest.CheckMetadataURL(c.MetadataURL, DefaultMetadataURL); err != nil {
 		return fmt.Errorf("metadata_url: %w", err)
-	}
-	return nil
-}
-
-func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("not a URL")
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q: want an http or https URL with a host, such as %s", s, DefaultMetadataURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q: want a base URL without a query or fragment", s)
 	}
 	return nil
 }

@@ -32,9 +32,8 @@ func (c AgentConfig) Validate() error {
 	if c.MetadataURL == "" {
 		return nil
 	}
-	u, err := url.Parse(c.MetadataURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("metadata_url: %q: want an http or https base URL, such as %s", c.MetadataURL, DefaultMetadataURL)
+	if err := nodeattest.CheckMetadataURL(c.MetadataURL, DefaultMetadataURL); err != nil {
+		return fmt.Errorf("metadata_url: %w", err)
 	}
 	return nil
 }
