@@ -68,6 +68,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/workload"
+	"github.com/signet-id/signet/internal/workload/sds"
 )
 
 // ErrEvicted is returned by Run when the server refused the agent itself:
@@ -273,6 +274,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Attestors: a.cfg.Attestors,
 		Logger:    a.cfg.Logger,
 		Metrics:   a.cfg.Registerer,
+		// Envoy SDS on the same socket, for the same callers.
+		Services: []workload.Service{sds.New(a.cfg.Logger)},
 	})
 	if err != nil {
 		return fmt.Errorf("create workload api server: %w", err)

@@ -42,7 +42,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		}
 		err = s.finish(ctx, method, err)
 	}()
-	if strings.HasPrefix(info.FullMethod, healthPrefix) {
+	if strings.HasPrefix(info.FullMethod, healthPrefix) || s.headerExempt(info.FullMethod) {
 		return handler(ctx, req)
 	}
 	if err := checkHeader(ctx); err != nil {
@@ -62,6 +62,9 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		s.metrics.streamEnded(method)
 		err = s.finish(ctx, method, err)
 	}()
+	if s.headerExempt(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	if err := checkHeader(ctx); err != nil {
 		return err
 	}

@@ -98,6 +98,9 @@ type Config struct {
 	// signet_workload_api_rpcs_total{method,code} and
 	// signet_workload_api_active_streams{method}.
 	Metrics prometheus.Registerer
+	// Services are served on the same socket beside the Workload API
+	// (Envoy SDS, for example).
+	Services []Service
 }
 
 // Server is the Workload API server. Create it with New; it is safe for
@@ -107,6 +110,7 @@ type Server struct {
 	attestors []workloadattest.Attestor
 	log       *slog.Logger
 	metrics   *metrics // nil when disabled
+	services  []Service
 
 	// Responses by caller selector set, valid until the source changes.
 	x509SVIDs   respCache[*workloadpb.X509SVIDResponse]
@@ -128,6 +132,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, errkind.New(errkind.InvalidArgument, "workload api: attestor %d is nil", i)
 		}
 	}
+	for i, svc := range cfg.Services {
+		if svc == nil {
+			return nil, errkind.New(errkind.InvalidArgument, "workload api: service %d is nil", i)
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -141,6 +150,7 @@ func New(cfg Config) (*Server, error) {
 		attestors: append([]workloadattest.Attestor(nil), cfg.Attestors...),
 		log:       log.With("component", "workload_api"),
 		metrics:   m,
+		services:  append([]Service(nil), cfg.Services...),
 	}, nil
 }
 
@@ -163,6 +173,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		grpc.NumStreamWorkers(streamWorkers),
 	)
 	workloadpb.RegisterSpiffeWorkloadAPIServer(gs, &api{s: s, stopping: stopping})
+	for _, svc := range s.services {
+		svc.Register(gs, Host{s: s, stopping: stopping})
+	}
 	reflection.Register(gs)
 	healthpb.RegisterHealthServer(gs, health{src: s.src})
 
