@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 		newCoverageCmd(),
 		newAuditCmd(),
 		newScanCmd(),
+		newHelperCmd(),
 	)
 	strict(root)
 	return root

@@ -1,0 +1,231 @@
+package helper
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/signet-id/signet/internal/config"
+)
+
+// maxConfigSize bounds helper.yaml.
+const maxConfigSize = 1 << 20
+
+// DefaultOnChangeTimeout is how long an on_change command may run when the
+// configuration sets no timeout.
+const DefaultOnChangeTimeout = 30 * time.Second
+
+// Config is helper.yaml. Unknown keys are errors; see docs/helper.md.
+type Config struct {
+	// AgentSocket is the agent's Workload API socket path; empty means
+	// $SPIFFE_ENDPOINT_SOCKET, else the agent's default.
+	AgentSocket string `yaml:"agent_socket"`
+	// X509, when set, writes the default X.509-SVID, its key and bundle.
+	X509 *X509 `yaml:"x509"`
+	// JWT lists JWT-SVIDs to keep fresh in files.
+	JWT []JWT `yaml:"jwt"`
+	// OnChange, when set, is run once after every complete change.
+	OnChange *OnChange `yaml:"on_change"`
+}
+
+// X509 says where the X.509 files go. Cert, Key, Bundle and PKCS12 are file
+// names inside Dir; Cert and Key are required, the others optional. When
+// Cert and Key are the same name, that one file holds the key and then the
+// chain.
+type X509 struct {
+	Dir                string `yaml:"dir"`
+	Cert               string `yaml:"cert"`
+	Key                string `yaml:"key"`
+	Bundle             string `yaml:"bundle"`
+	PKCS12             string `yaml:"pkcs12"`
+	PKCS12PasswordFile string `yaml:"pkcs12_password_file"`
+}
+
+// JWT is one JWT-SVID file: a token for Audience written to File.
+type JWT struct {
+	Audience string `yaml:"audience"`
+	File     string `yaml:"file"`
+}
+
+// OnChange is what to do after a change: run Command (argv, no shell), or
+// send Signal to the process whose PID is in PIDFile. Timeout bounds the
+// command (default 30s).
+type OnChange struct {
+	Command []string        `yaml:"command"`
+	Signal  string          `yaml:"signal"`
+	PIDFile string          `yaml:"pid_file"`
+	Timeout config.Duration `yaml:"timeout"`
+}
+
+// signals are the signals on_change may send, by name.
+var signals = map[string]syscall.Signal{
+	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+	"SIGINT": syscall.SIGINT, "SIGTERM": syscall.SIGTERM, "SIGQUIT": syscall.SIGQUIT,
+	"SIGWINCH": syscall.SIGWINCH,
+}
+
+func signalNames() []string {
+	var out []string
+	for n := range signals {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// LoadConfig reads and validates a helper configuration file.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read helper config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read helper config %s: %w", path, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("helper config %s is larger than %d bytes", path, maxConfigSize)
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("helper config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig strictly decodes and validates a helper configuration:
+// unknown keys are errors naming their line and the accepted keys, and
+// every invalid field is reported at once.
+func ParseConfig(data []byte) (*Config, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty configuration: set x509 or jwt")
+		}
+		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document: a config file holds exactly one")
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: the configuration must be a mapping of keys (agent_socket, x509, jwt, on_change)", root.Line)
+	}
+	var c Config
+	if err := config.DecodeNode("", root, &c); err != nil {
+		return nil, topLevel(err)
+	}
+	return &c, nil
+}
+
+// topLevel rewrites DecodeNode's field paths for a whole file: "x509.dir",
+// not ".x509.dir".
+func topLevel(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		l = strings.TrimPrefix(l, ": ")
+		if head, rest, ok := strings.Cut(l, ": ."); ok && strings.HasPrefix(head, "line ") {
+			l = head + ": " + rest
+		}
+		lines[i] = strings.TrimPrefix(l, ".")
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// Validate reports every problem of the configuration, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.X509 == nil && len(c.JWT) == 0 {
+		bad("x509", "nothing to write: set x509 or jwt (or both)")
+	}
+	if x := c.X509; x != nil {
+		if x.Dir == "" {
+			bad("x509.dir", "required: the directory the files are written to")
+		}
+		names := map[string]string{}
+		for _, f := range []struct{ key, name string }{
+			{"x509.cert", x.Cert}, {"x509.key", x.Key}, {"x509.bundle", x.Bundle}, {"x509.pkcs12", x.PKCS12},
+		} {
+			switch {
+			case f.name == "" && (f.key == "x509.cert" || f.key == "x509.key"):
+				bad(f.key, "required: a file name inside x509.dir, such as svid.pem")
+			case f.name == "":
+			case f.name != filepath.Base(f.name) || f.name == "." || f.name == ".." || strings.HasPrefix(f.name, ".."):
+				bad(f.key, "%q must be a plain file name inside x509.dir (no /, not starting with ..)", f.name)
+			case names[f.name] != "" && !(f.key == "x509.key" && names[f.name] == "x509.cert"):
+				bad(f.key, "%q is already used by %s", f.name, names[f.name])
+			default:
+				names[f.name] = f.key
+			}
+		}
+		switch {
+		case x.PKCS12 != "" && x.PKCS12PasswordFile == "":
+			bad("x509.pkcs12_password_file", "required with x509.pkcs12: a file holding the keystore password")
+		case x.PKCS12 == "" && x.PKCS12PasswordFile != "":
+			bad("x509.pkcs12_password_file", "set without x509.pkcs12")
+		}
+	}
+	files := map[string]bool{}
+	for i, j := range c.JWT {
+		key := fmt.Sprintf("jwt[%d]", i)
+		if strings.TrimSpace(j.Audience) == "" {
+			bad(key+".audience", "required: the audience the JWT-SVID is for")
+		}
+		switch {
+		case j.File == "":
+			bad(key+".file", "required: the path the token is written to")
+		case files[filepath.Clean(j.File)]:
+			bad(key+".file", "%q is used by an earlier jwt entry", j.File)
+		}
+		files[filepath.Clean(j.File)] = true
+	}
+	if o := c.OnChange; o != nil {
+		switch {
+		case len(o.Command) > 0 && o.Signal != "":
+			bad("on_change", "set command or signal, not both")
+		case len(o.Command) == 0 && o.Signal == "":
+			bad("on_change", "set command (a list: program and arguments) or signal with pid_file")
+		case len(o.Command) > 0 && o.Command[0] == "":
+			bad("on_change.command", "the first element is the program to run and cannot be empty")
+		case o.Signal != "":
+			if _, ok := signals[o.Signal]; !ok {
+				bad("on_change.signal", "%q is not one of %s", o.Signal, strings.Join(signalNames(), ", "))
+			}
+			if o.PIDFile == "" {
+				bad("on_change.pid_file", "required with on_change.signal: the file holding the process ID to signal")
+			}
+		}
+		if o.PIDFile != "" && o.Signal == "" {
+			bad("on_change.pid_file", "only used with on_change.signal")
+		}
+		if o.Timeout < 0 {
+			bad("on_change.timeout", "must not be negative")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *OnChange) timeout() time.Duration {
+	if o.Timeout == 0 {
+		return DefaultOnChangeTimeout
+	}
+	return time.Duration(o.Timeout)
+}
