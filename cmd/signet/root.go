@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newAuditCmd(),
 		newScanCmd(),
 		newHelperCmd(),
+		newGatewayCmd(),
 	)
 	strict(root)
 	return root

@@ -1,0 +1,339 @@
+// Package gateway runs `signet gateway`: SPIFFE mTLS beside an application
+// that cannot do it itself.
+//
+// Ingress routes terminate TLS 1.3 with the gateway's own X.509-SVID from
+// the agent, verify the peer's certificate against the agent's bundles and
+// authorize the peer's SPIFFE ID with the route's allow rules (the broker
+// policy's CEL evaluator, package broker/policy) during the handshake, so a
+// refused peer never gets a byte through to the application. HTTP routes
+// then forward each request with X-Forwarded-Client-Spiffe-Id set to the
+// peer's ID (a header of that name from the peer is removed); TCP routes
+// copy bytes both ways. Egress routes take the application's plain TCP
+// connections on a local port and carry them over SPIFFE mTLS to an
+// upstream whose SPIFFE ID must be the configured one.
+//
+// The SVID and bundles come from a go-spiffe X509Source: a rotated SVID is
+// used for new handshakes while established connections carry on. Each
+// route runs on its own; a backend that fails affects only its route's
+// connections.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/signet-id/signet/internal/edge"
+	"github.com/signet-id/signet/internal/logsafe"
+)
+
+// HeaderClientID is the header that carries the peer's SPIFFE ID to HTTP
+// applications.
+const HeaderClientID = "X-Forwarded-Client-Spiffe-Id"
+
+// Timeouts.
+const (
+	handshakeTimeout = 10 * time.Second
+	dialTimeout      = 10 * time.Second
+	shutdownGrace    = 5 * time.Second
+)
+
+// Log keys.
+const (
+	logKeyRoute    = "route"
+	logKeyPeer     = "peer"
+	logKeySPIFFEID = "spiffe_id"
+	logKeyErr      = "err"
+	logKeyAddr     = "addr"
+)
+
+// Gateway serves the routes of one Config. Create it with New.
+type Gateway struct {
+	cfg *Config
+	src x509Source
+	log *slog.Logger
+
+	mu    sync.Mutex
+	addrs map[string]net.Addr // bound address by configured listen address
+}
+
+// x509Source is what the gateway needs of go-spiffe's X509Source.
+type x509Source interface {
+	x509svid.Source
+	x509bundle.Source
+}
+
+// New returns a Gateway for cfg, taking its SVID and bundles from src
+// (go-spiffe's *workloadapi.X509Source). A nil logger discards.
+func New(cfg *Config, src x509Source, log *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Gateway{cfg: cfg, src: src, log: log.With("component", "gateway"), addrs: map[string]net.Addr{}}, nil
+}
+
+// Addr returns the bound address of the route configured to listen on
+// listen (useful with port 0), or nil before it listens.
+func (g *Gateway) Addr(listen string) net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addrs[listen]
+}
+
+// Run listens on every route and serves until ctx is done; then it stops
+// accepting, gives open HTTP requests up to five seconds and returns nil.
+// It fails at once when a route cannot listen.
+func (g *Gateway) Run(ctx context.Context) error {
+	type bound struct {
+		l     net.Listener
+		serve func(context.Context, net.Listener) error
+	}
+	var routes []bound
+	closeAll := func() {
+		for _, r := range routes {
+			r.l.Close()
+		}
+	}
+	for i := range g.cfg.Ingress {
+		r := &g.cfg.Ingress[i]
+		l, err := g.listen(fmt.Sprintf("ingress[%d]", i), r.Listen)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		routes = append(routes, bound{l, func(ctx context.Context, l net.Listener) error { return g.serveIngress(ctx, i, r, l) }})
+	}
+	for i := range g.cfg.Egress {
+		r := &g.cfg.Egress[i]
+		l, err := g.listen(fmt.Sprintf("egress[%d]", i), r.Listen)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		routes = append(routes, bound{l, func(ctx context.Context, l net.Listener) error { return g.serveEgress(ctx, i, r, l) }})
+	}
+	eg, ectx := errgroup.WithContext(ctx)
+	for _, r := range routes {
+		eg.Go(func() error { return r.serve(ectx, r.l) })
+	}
+	return eg.Wait()
+}
+
+func (g *Gateway) listen(route, addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s.listen %s: %w", route, addr, err)
+	}
+	g.mu.Lock()
+	g.addrs[addr] = l.Addr()
+	g.mu.Unlock()
+	g.log.Info("route listening", slog.String(logKeyRoute, route), slog.String(logKeyAddr, l.Addr().String()))
+	return l, nil
+}
+
+// authorizer checks a peer's SPIFFE ID against the route's rules and logs
+// refusals (every decision is explainable from the log).
+func (g *Gateway) authorizer(route string, r *Ingress) tlsconfig.Authorizer {
+	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+		for _, rule := range r.rules {
+			ok, err := rule.Allow(id)
+			if err != nil {
+				g.log.Warn("allow rule failed; treated as false", slog.String(logKeyRoute, route),
+					slog.String(logKeySPIFFEID, id.String()), slog.String(logKeyErr, err.Error()))
+				continue
+			}
+			if ok {
+				return nil
+			}
+		}
+		g.log.Info("peer refused: no allow rule matches", slog.String(logKeyRoute, route), slog.String(logKeySPIFFEID, id.String()))
+		return fmt.Errorf("%s: %s is not allowed", route, id)
+	}
+}
+
+func (g *Gateway) serverTLS(route string, r *Ingress) *tls.Config {
+	c := tlsconfig.MTLSServerConfig(g.src, g.src, g.authorizer(route, r))
+	c.MinVersion = tls.VersionTLS13
+	return c
+}
+
+func (g *Gateway) serveIngress(ctx context.Context, i int, r *Ingress, l net.Listener) error {
+	route := fmt.Sprintf("ingress[%d] (%s)", i, r.Listen)
+	tl := tls.NewListener(l, g.serverTLS(route, r))
+	if r.Protocol == ProtocolHTTP {
+		return g.serveHTTP(ctx, route, r, tl)
+	}
+	return g.serveConns(ctx, route, tl, func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			g.log.Info("handshake failed", slog.String(logKeyRoute, route), slog.String(logKeyPeer, c.RemoteAddr().String()),
+				slog.String(logKeyErr, logsafe.Truncate(err.Error())))
+			return
+		}
+		var d net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		up, err := d.DialContext(dctx, "tcp", r.Forward)
+		cancel()
+		if err != nil {
+			g.log.Warn("backend unreachable", slog.String(logKeyRoute, route), slog.String(logKeyErr, err.Error()))
+			return
+		}
+		pipe(ctx, tc, up)
+	})
+}
+
+func (g *Gateway) serveHTTP(ctx context.Context, route string, r *Ingress, l net.Listener) error {
+	target := &url.URL{Scheme: "http", Host: r.Forward}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Del(HeaderClientID)
+			if tlsState := pr.In.TLS; tlsState != nil && len(tlsState.PeerCertificates) > 0 {
+				if id, err := x509svid.IDFromCert(tlsState.PeerCertificates[0]); err == nil {
+					pr.Out.Header.Set(HeaderClientID, id.String())
+				}
+			}
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			g.log.Warn("backend failed", slog.String(logKeyRoute, route), slog.String(logKeyErr, err.Error()))
+			http.Error(w, "bad gateway: the application behind this route is unavailable", http.StatusBadGateway)
+		},
+	}
+	srv := edge.HTTPServer(proxy, 0)
+	srv.ErrorLog = slog.NewLogLogger(g.log.With(logKeyRoute, route).Handler(), slog.LevelInfo)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s: %w", route, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+func (g *Gateway) serveEgress(ctx context.Context, i int, r *Egress, l net.Listener) error {
+	route := fmt.Sprintf("egress[%d] (%s)", i, r.Listen)
+	cfg := tlsconfig.MTLSClientConfig(g.src, g.src, tlsconfig.AuthorizeID(r.id))
+	cfg.MinVersion = tls.VersionTLS13
+	return g.serveConns(ctx, route, l, func(c net.Conn) {
+		d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout+handshakeTimeout)
+		up, err := d.DialContext(dctx, "tcp", r.Upstream)
+		cancel()
+		if err != nil {
+			g.log.Warn("upstream refused or unreachable", slog.String(logKeyRoute, route), slog.String(logKeySPIFFEID, r.id.String()),
+				slog.String(logKeyErr, err.Error()))
+			c.Close()
+			return
+		}
+		pipe(ctx, c, up)
+	})
+}
+
+// serveConns accepts connections on l and runs handle for each until ctx
+// is done; then it closes l and every open connection and waits for the
+// handlers.
+func (g *Gateway) serveConns(ctx context.Context, route string, l net.Listener, handle func(net.Conn)) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	stop := context.AfterFunc(ctx, func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	defer stop()
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("%s: accept: %w", route, err)
+		}
+		mu.Lock()
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				c.Close()
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+			handle(c)
+		}()
+	}
+}
+
+// pipe copies both ways between a and b until both directions end, then
+// closes both; when ctx is done it closes both at once.
+func pipe(ctx context.Context, a, b net.Conn) {
+	defer a.Close()
+	defer b.Close()
+	stop := context.AfterFunc(ctx, func() { a.Close(); b.Close() })
+	defer stop()
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		closeWrite(dst)
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	switch c := c.(type) {
+	case *tls.Conn:
+		_ = c.CloseWrite()
+	case *net.TCPConn:
+		_ = c.CloseWrite()
+	default:
+		_ = c.Close()
+	}
+}
