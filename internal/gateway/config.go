@@ -137,7 +137,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.listen: required: host:port to listen on", route))
 		case !hostPort(addr):
 			errs = append(errs, fmt.Errorf("%s.listen: %q is not host:port", route, addr))
-		case listens[addr] != "":
+		case listens[addr] != "" && !strings.HasSuffix(addr, ":0"):
 			errs = append(errs, fmt.Errorf("%s.listen: %s is already used by %s", route, addr, listens[addr]))
 		default:
 			listens[addr] = route

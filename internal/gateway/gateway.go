@@ -35,8 +35,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/signet-id/signet/internal/edge"
@@ -70,7 +70,7 @@ type Gateway struct {
 	log *slog.Logger
 
 	mu    sync.Mutex
-	addrs map[string]net.Addr // bound address by configured listen address
+	addrs map[string]net.Addr // bound address by route ("ingress[0]")
 }
 
 // x509Source is what the gateway needs of go-spiffe's X509Source.
@@ -91,12 +91,12 @@ func New(cfg *Config, src x509Source, log *slog.Logger) (*Gateway, error) {
 	return &Gateway{cfg: cfg, src: src, log: log.With("component", "gateway"), addrs: map[string]net.Addr{}}, nil
 }
 
-// Addr returns the bound address of the route configured to listen on
-// listen (useful with port 0), or nil before it listens.
-func (g *Gateway) Addr(listen string) net.Addr {
+// Addr returns the bound address of route ("ingress[0]", "egress[1]"),
+// useful with port 0, or nil before it listens.
+func (g *Gateway) Addr(route string) net.Addr {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.addrs[listen]
+	return g.addrs[route]
 }
 
 // Run listens on every route and serves until ctx is done; then it stops
@@ -144,7 +144,7 @@ func (g *Gateway) listen(route, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("%s.listen %s: %w", route, addr, err)
 	}
 	g.mu.Lock()
-	g.addrs[addr] = l.Addr()
+	g.addrs[route] = l.Addr()
 	g.mu.Unlock()
 	g.log.Info("route listening", slog.String(logKeyRoute, route), slog.String(logKeyAddr, l.Addr().String()))
 	return l, nil

@@ -8,8 +8,9 @@
 // 0600. The helper watches the Workload API, so an SVID rotation or a
 // bundle change is written as soon as the agent has it. JWT-SVID files are
 // replaced atomically at half of each token's remaining lifetime. After
-// every complete change (all X.509 files in place, or one JWT file) the
-// on_change action runs once: a command, with a timeout, whose exit status
+// the first complete set of files (every X.509 file and every JWT file),
+// and then after every complete change (all X.509 files in place, or one
+// JWT file replaced), the on_change action runs once: a command, with a timeout, whose exit status
 // is logged, or a signal to a process named by a PID file.
 //
 // Key material and tokens are never logged.
@@ -69,6 +70,9 @@ type Helper struct {
 	mu       sync.Mutex // serialises writes and on_change
 	lastX509 x509Material
 	haveX509 bool
+	// written holds the sources ("x509", "jwt:<file>") written at least
+	// once; on_change waits until every source has been.
+	written map[string]bool
 }
 
 // New returns a Helper for a validated cfg.
@@ -86,7 +90,7 @@ func New(cfg *Config, opts Options) (*Helper, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Helper{cfg: cfg, opts: opts, log: log.With("component", "helper")}, nil
+	return &Helper{cfg: cfg, opts: opts, log: log.With("component", "helper"), written: map[string]bool{}}, nil
 }
 
 // Once writes every configured file once, runs on_change once and
@@ -175,7 +179,7 @@ func (w watcher) OnX509ContextUpdate(x *workloadapi.X509Context) {
 		return
 	}
 	if changed {
-		if err := w.h.onChange(w.ctx); err != nil {
+		if err := w.h.changed(w.ctx, "x509"); err != nil {
 			w.h.log.Error("on_change failed", slog.String(logKeyErr, err.Error()))
 		}
 	}
@@ -244,7 +248,7 @@ func (h *Helper) jwtLoop(ctx context.Context, c *workloadapi.Client, j JWT) {
 			}
 			h.log.Error("jwt file not updated", slog.String(logKeyFile, j.File), slog.String(logKeyErr, err.Error()))
 		} else {
-			if err := h.onChange(ctx); err != nil {
+			if err := h.changed(ctx, "jwt:"+j.File); err != nil {
 				h.log.Error("on_change failed", slog.String(logKeyErr, err.Error()))
 			}
 			wait = max(time.Until(exp)/2, h.opts.Retry)
@@ -255,6 +259,28 @@ func (h *Helper) jwtLoop(ctx context.Context, c *workloadapi.Client, j JWT) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// changed records that source was written and runs on_change, unless
+// some configured source has not been written yet: the first run waits for
+// the first complete set of files.
+func (h *Helper) changed(ctx context.Context, source string) error {
+	h.mu.Lock()
+	h.written[source] = true
+	complete := len(h.written) == h.sources()
+	h.mu.Unlock()
+	if !complete {
+		return nil
+	}
+	return h.onChange(ctx)
+}
+
+func (h *Helper) sources() int {
+	n := len(h.cfg.JWT)
+	if h.cfg.X509 != nil {
+		n++
+	}
+	return n
 }
 
 // onChange runs the configured action once; nil when there is none.
