@@ -207,6 +207,14 @@ func (g *Gateway) serveIngress(ctx context.Context, i int, r *Ingress, l net.Lis
 func (g *Gateway) serveHTTP(ctx context.Context, route string, r *Ingress, l net.Listener) error {
 	target := &url.URL{Scheme: "http", Host: r.Forward}
 	proxy := &httputil.ReverseProxy{
+		// Keep-alive connections to the application, enough for many
+		// concurrent peers (http.DefaultTransport keeps two).
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: dialTimeout}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host

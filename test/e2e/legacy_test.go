@@ -46,7 +46,7 @@ type legacyDeployment struct {
 	socket string
 }
 
-func deployLegacy(t *testing.T) *legacyDeployment {
+func deployLegacy(t testing.TB) *legacyDeployment {
 	t.Helper()
 	d := deploy(t)
 	nodeID := "spiffe://example.org/node/legacy"
@@ -60,14 +60,16 @@ func deployLegacy(t *testing.T) *legacyDeployment {
 		{"/web", strconv.Itoa(os.Getgid()), "1h"},
 		{"/intruder", strconv.Itoa(os.Getgid()), "1h"},
 	} {
-		signet(t, "entry", "create", "--admin-socket", d.adminSock, "--parent-id", nodeID,
-			"--spiffe-id", "spiffe://example.org"+e.id, "--selector", "unix:gid:"+e.gid, "--x509-ttl", e.ttl, "--jwt-ttl", "10m")
+		if _, errOut, err := signetRun("entry", "create", "--admin-socket", d.adminSock, "--parent-id", nodeID,
+			"--spiffe-id", "spiffe://example.org"+e.id, "--selector", "unix:gid:"+e.gid, "--x509-ttl", e.ttl, "--jwt-ttl", "10m"); err != nil {
+			t.Fatalf("entry create %s: %v %s", e.id, err, errOut)
+		}
 	}
 	return ld
 }
 
 // startAs starts signet with args as a process of group gid.
-func startAs(t *testing.T, name string, gid int, args ...string) *proc {
+func startAs(t testing.TB, name string, gid int, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(signetBin, args...), out: &testenv.LogBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -270,7 +272,7 @@ srv.serve_forever()
 
 // routeAddrs returns the bound addresses of a gateway's routes, by route
 // name, from its JSON log.
-func routeAddrs(t *testing.T, p *proc, n int) map[string]string {
+func routeAddrs(t testing.TB, p *proc, n int) map[string]string {
 	t.Helper()
 	addrs := map[string]string{}
 	waitFor(t, 30*time.Second, func() error {

@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+)
+
+// BenchmarkIngressVsNginx measures mTLS termination in front of one Go
+// HTTP backend: the gateway's http ingress route against Debian nginx
+// configured for the same (TLS 1.3, client certificate verified against
+// the trust bundle, keep-alive to the backend), and the backend directly.
+// A client of 16 keep-alive connections sends GETs for 5s per target and
+// reports requests/s and p50/p99 latency. Run with -benchtime 1x.
+func BenchmarkIngressVsNginx(b *testing.B) {
+	if os.Getuid() != 0 {
+		b.Skip("needs root to run the gateway under its own group ID")
+	}
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		b.Skip("nginx not installed (apt-get install nginx)")
+	}
+	d := deployLegacy(b)
+
+	// The backend.
+	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(strings.Repeat("x", 1024))
+	bs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) })}
+	go func() { _ = bs.Serve(bl) }()
+	b.Cleanup(func() { bs.Close() })
+	backend := bl.Addr().String()
+
+	// The client's SVID (/web) and the bundle.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var x *workloadapi.X509Context
+	waitFor(b, 30*time.Second, func() error {
+		var err error
+		x, err = workloadapi.FetchX509Context(ctx, workloadapi.WithAddr("unix://"+d.socket))
+		if err == nil && len(x.SVIDs) < 2 {
+			err = fmt.Errorf("%d SVIDs", len(x.SVIDs))
+		}
+		return err
+	})
+	var web tls.Certificate
+	for _, s := range x.SVIDs {
+		if s.ID.Path() == "/web" {
+			web.PrivateKey = s.PrivateKey
+			for _, c := range s.Certificates {
+				web.Certificate = append(web.Certificate, c.Raw)
+			}
+		}
+	}
+	bundle, _ := x.Bundles.GetX509BundleForTrustDomain(spiffeid.RequireTrustDomainFromString("example.org"))
+	roots := x509.NewCertPool()
+	for _, c := range bundle.X509Authorities() {
+		roots.AddCert(c)
+	}
+
+	// The gateway.
+	cfg := filepath.Join(d.dir, "bench-gateway.yaml")
+	writeBenchFile(b, cfg, fmt.Sprintf("agent_socket: %s\ningress:\n  - {listen: 127.0.0.1:0, forward: %s, protocol: http, allow: ['subject.id == \"spiffe://example.org/web\"']}\n", d.socket, backend))
+	gw := startAs(b, "gateway", gatewayGID, "gateway", "run", "--config", cfg, "--log-format", "json")
+	gwAddr := routeAddrs(b, gw, 1)["ingress[0]"]
+
+	// nginx with the gateway's kind of certificate: the /web SVID as the
+	// server certificate, the bundle for client certificates.
+	ndir := filepath.Join(d.dir, "nginx")
+	if err := os.MkdirAll(filepath.Join(ndir, "logs"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	certPEM, keyPEM, _ := x.SVIDs[0].Marshal()
+	bundlePEM, _ := bundle.Marshal()
+	writeBenchFile(b, filepath.Join(ndir, "cert.pem"), string(certPEM))
+	writeBenchFile(b, filepath.Join(ndir, "key.pem"), string(keyPEM))
+	writeBenchFile(b, filepath.Join(ndir, "bundle.pem"), string(bundlePEM))
+	nginxAddr := freePortTB(b)
+	writeBenchFile(b, filepath.Join(ndir, "nginx.conf"), fmt.Sprintf(`worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/tmp; proxy_temp_path %[1]s/tmp; fastcgi_temp_path %[1]s/tmp; uwsgi_temp_path %[1]s/tmp; scgi_temp_path %[1]s/tmp;
+  upstream app { server %[2]s; keepalive 32; }
+  server {
+    listen %[3]s ssl;
+    ssl_protocols TLSv1.3;
+    ssl_certificate %[1]s/cert.pem;
+    ssl_certificate_key %[1]s/key.pem;
+    ssl_client_certificate %[1]s/bundle.pem;
+    ssl_verify_client on;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-Client-Spiffe-Id $ssl_client_s_dn;
+    }
+  }
+}
+`, ndir, backend, nginxAddr))
+	ncmd := exec.Command(nginx, "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"), "-g", "daemon off;")
+	ncmd.Stderr = os.Stderr
+	if err := ncmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ncmd.Process.Kill(); _ = ncmd.Wait() })
+
+	mtls := &tls.Config{Certificates: []tls.Certificate{web}, RootCAs: roots, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13} //nolint:gosec // SVIDs carry no DNS name; this is a load client
+	for _, target := range []struct {
+		name, url string
+		tls       *tls.Config
+	}{
+		{"direct", "http://" + backend + "/", nil},
+		{"gateway", "https://" + gwAddr + "/", mtls},
+		{"nginx", "https://" + nginxAddr + "/", mtls},
+	} {
+		b.Run(target.name, func(b *testing.B) {
+			for range b.N {
+				rps, p50, p99 := load(b, target.url, target.tls, 16, 5*time.Second)
+				b.ReportMetric(rps, "req/s")
+				b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+			}
+		})
+	}
+}
+
+// load sends GETs to url over conns keep-alive connections for dur and
+// returns requests/s and the p50 and p99 latency.
+func load(b *testing.B, url string, cfg *tls.Config, conns int, dur time.Duration) (float64, time.Duration, time.Duration) {
+	tr := &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, ForceAttemptHTTP2: false}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	// Warm up: establish the connections.
+	for range conns {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Fatalf("GET %s: %v", url, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	var (
+		mu  sync.Mutex
+		all []time.Duration
+		wg  sync.WaitGroup
+	)
+	deadline := time.Now().Add(dur)
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			for time.Now().Before(deadline) {
+				start := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					b.Errorf("GET %s: %v", url, err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("GET %s: %s", url, resp.Status)
+					return
+				}
+				lat = append(lat, time.Since(start))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(all)
+	if len(all) == 0 {
+		b.Fatal("no requests completed")
+	}
+	return float64(len(all)) / dur.Seconds(), all[len(all)/2], all[len(all)*99/100]
+}
+
+func writeBenchFile(tb testing.TB, path, content string) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
