@@ -215,6 +215,7 @@ func (g *Gateway) serveHTTP(ctx context.Context, route string, r *Ingress, l net
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
 		},
+		BufferPool: copyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
@@ -315,6 +316,15 @@ func (g *Gateway) serveConns(ctx context.Context, route string, l net.Listener, 
 		}()
 	}
 }
+
+// bufferPool reuses the proxy's copy buffers (httputil.BufferPool); without
+// it every request allocates 32 KiB.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 
 // pipe copies both ways between a and b until both directions end, then
 // closes both; when ctx is done it closes both at once.
