@@ -221,3 +221,31 @@ func keys(m map[string]*tlsv3.Secret) []string {
 	}
 	return out
 }
+
+// A caller with no entry gets nothing, not even bundles.
+func TestNoIdentityIsDenied(t *testing.T) {
+	env := testenv.New(t)
+	env.CreateEntry(&commonv1.Entry{SpiffeId: webID, ParentId: nodeID,
+		Selectors: []*commonv1.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid()+4242)}}})
+	a := env.StartAgent(nodeID)
+	a.AwaitReady()
+	cc, err := grpc.NewClient("unix://"+a.Config.SocketPath, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := secretv3.NewSecretDiscoveryServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := client.FetchSecrets(ctx, &discoveryv3.DiscoveryRequest{ResourceNames: []string{sds.RootCAName}}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("FetchSecrets(ROOTCA) without an identity = %v, want PermissionDenied", err)
+	}
+	stream, err := client.StreamSecrets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.Send(&discoveryv3.DiscoveryRequest{})
+	if _, err := stream.Recv(); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("StreamSecrets without an identity = %v, want PermissionDenied", err)
+	}
+}
