@@ -483,3 +483,23 @@ egress:
 		})
 	})
 }
+
+func TestGatewayWithoutAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs processes")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.yaml")
+	writeFile(t, cfg, "agent_socket: "+filepath.Join(dir, "none.sock")+
+		"\ningress: [{listen: '127.0.0.1:0', forward: '127.0.0.1:1', protocol: tcp, allow: ['true']}]\n")
+	_, errOut, err := signetRun("gateway", "run", "--config", cfg, "--timeout", "1s")
+	if err == nil || !strings.Contains(errOut, "no X.509-SVID from the agent at unix://"+filepath.Join(dir, "none.sock")) {
+		t.Errorf("gateway without an agent: %v, stderr %q; want an error naming the agent's socket", err, errOut)
+	}
+	writeFile(t, cfg, "ingress: [{listen: '127.0.0.1:0', forward: '127.0.0.1:1', protocol: tcp, allow: ['subject.id ==']}]\n")
+	_, errOut, err = signetRun("gateway", "run", "--config", cfg)
+	if err == nil || !strings.Contains(errOut, "ingress[0] (127.0.0.1:0).allow[0]") {
+		t.Errorf("gateway with a rule that does not compile: %v, stderr %q; want an error naming the route", err, errOut)
+	}
+}
