@@ -176,6 +176,9 @@ func (c *Config) Validate() error {
 		if r.Listen != "" {
 			route = fmt.Sprintf("egress[%d] (%s)", i, r.Listen)
 		}
+		if host, _, err := net.SplitHostPort(r.Listen); err == nil && !loopback(host) {
+			errs = append(errs, fmt.Errorf("%s.listen: %q is not a loopback address: an egress route lends the gateway's identity to whoever connects, so it listens on 127.0.0.1, ::1 or localhost only", route, r.Listen))
+		}
 		if r.Protocol != ProtocolTCP {
 			errs = append(errs, fmt.Errorf("%s.protocol: %q: only tcp is available (postgres and http egress come with the credential broker)", route, r.Protocol))
 		}
@@ -189,6 +192,14 @@ func (c *Config) Validate() error {
 		r.id = id
 	}
 	return errors.Join(errs...)
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func hostPort(s string) bool {

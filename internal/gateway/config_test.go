@@ -36,7 +36,8 @@ egress:
 		"no rules":            {"ingress: [{listen: ':8443', forward: '127.0.0.1:80', protocol: tcp}]\n", "ingress[0] (:8443).allow: required"},
 		"bad protocol":        {"ingress: [{listen: ':8443', forward: '127.0.0.1:80', protocol: grpc, allow: ['true']}]\n", `protocol: "grpc": use http or tcp`},
 		"listen twice":        {"ingress: [{listen: ':1', forward: 'a:1', protocol: tcp, allow: ['true']}, {listen: ':1', forward: 'a:1', protocol: tcp, allow: ['true']}]\n", "ingress[1].listen: :1 is already used by ingress[0]"},
-		"bad spiffe id":       {"egress: [{listen: ':1', protocol: tcp, upstream: 'a:1', spiffe_id: 'orders'}]\n", "egress[0] (:1).spiffe_id"},
+		"bad spiffe id":       {"egress: [{listen: '127.0.0.1:1', protocol: tcp, upstream: 'a:1', spiffe_id: 'orders'}]\n", "egress[0] (127.0.0.1:1).spiffe_id"},
+		"egress off loopback": {"egress: [{listen: '0.0.0.0:1', protocol: tcp, upstream: 'a:1', spiffe_id: 'spiffe://x/y'}]\n", "egress[0] (0.0.0.0:1).listen: \"0.0.0.0:1\" is not a loopback address"},
 		"no routes":           {"agent_socket: /s\n", "no routes"},
 		"empty":               {"", "empty configuration"},
 	} {

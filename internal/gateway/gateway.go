@@ -37,6 +37,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/signet-id/signet/internal/edge"
@@ -46,6 +47,10 @@ import (
 // HeaderClientID is the header that carries the peer's SPIFFE ID to HTTP
 // applications.
 const HeaderClientID = "X-Forwarded-Client-Spiffe-Id"
+
+// MaxConnsPerRoute bounds each route's open connections; further peers
+// wait in the listen backlog.
+const MaxConnsPerRoute = 4096
 
 // Timeouts.
 const (
@@ -143,6 +148,7 @@ func (g *Gateway) listen(route, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s.listen %s: %w", route, addr, err)
 	}
+	l = netutil.LimitListener(l, MaxConnsPerRoute)
 	g.mu.Lock()
 	g.addrs[route] = l.Addr()
 	g.mu.Unlock()
