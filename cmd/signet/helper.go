@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,10 +84,13 @@ See docs/helper.md.`,
 	return cmd
 }
 
-// helperAddr resolves the Workload API address: agent_socket, else
+// helperAddr resolves the Workload API address: agent_socket (a path, or
+// a unix:// address), else
 // $SPIFFE_ENDPOINT_SOCKET, else the agent's default socket.
 func helperAddr(socket string) (string, error) {
 	switch {
+	case strings.HasPrefix(socket, "unix://"):
+		return socket, nil
 	case socket != "":
 		p, err := filepath.Abs(socket)
 		if err != nil {
