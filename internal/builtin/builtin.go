@@ -285,7 +285,7 @@ func newK8sPSATVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verif
 	if d.Nodes == nil {
 		return nil, fmt.Errorf("k8s_psat needs the node lookup (one agent per node)")
 	}
-	return k8spsat.NewVerifier(cfg, k8spsat.VerifierDeps{TrustDomain: d.TrustDomain, Nodes: d.Nodes, Now: d.Now})
+	return k8spsat.NewVerifier(cfg, k8spsat.VerifierDeps{TrustDomain: d.TrustDomain, Nodes: d.Nodes, Now: d.Now, Log: d.Log})
 }
 
 func newK8sPSATAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {

@@ -1,7 +1,9 @@
 package k8spsat_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +49,7 @@ func (n *nodes) put(node model.Node) {
 // env is a fake cluster with one node and the agent's pod on it, and a
 // verifier configured for it as cluster prod-eu.
 type env struct {
+	logs  logBuffer
 	c     *k8spsattest.Cluster
 	v     *k8spsat.Verifier
 	nodes *nodes
@@ -65,12 +68,30 @@ func newEnv(t *testing.T) *env {
 		pod: &podRef{ns: p.Namespace, name: p.Name, uid: string(p.UID), node: n.Name, nodeUID: string(n.UID)}}
 	v, err := k8spsat.NewVerifier(k8spsat.Config{Clusters: map[string]k8spsat.ClusterConfig{
 		"prod-eu": {ServiceAccountAllowList: []string{"signet:signet-agent"}, KubeconfigPath: c.Kubeconfig(t, e.dir)},
-	}}, k8spsat.VerifierDeps{TrustDomain: td, Nodes: e.nodes})
+	}}, k8spsat.VerifierDeps{TrustDomain: td, Nodes: e.nodes, Log: slog.New(slog.NewTextHandler(&e.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.v = v
 	return e
+}
+
+// logBuffer collects log output; it is safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // payload is the agent's payload for a token of the env's pod.
@@ -142,52 +163,53 @@ func TestAttestRefusals(t *testing.T) {
 		setup    func(t *testing.T, e *env) []byte
 		wantKind errkind.Kind
 		wantErr  string
+		wantLog  string // in the server's log, when the agent is not told
 	}{
 		{"service account not on the allow list", func(t *testing.T, e *env) []byte {
 			e.c.AddPod("shop", "checkout-1", "checkout", "node-a", nil)
 			return e.payloadFor(t, "shop", "checkout-1", "signet-server", time.Hour)
-		}, errkind.PermissionDenied, "service account shop:checkout is not on the service_account_allow_list"},
+		}, errkind.PermissionDenied, "service account shop:checkout is not on the service_account_allow_list", ""},
 		{"forged token", func(t *testing.T, e *env) []byte {
 			other := k8spsattest.Start(t) // another signing key
 			other.AddNode("node-a", nil)
 			pod := e.c.Pod("signet", e.pod.name)
 			return agentPayload(t, e.dir, "prod-eu", other.Token(t, pod, "signet-server", time.Hour))
-		}, errkind.PermissionDenied, "did not authenticate the token"},
+		}, errkind.PermissionDenied, "did not authenticate the token", ""},
 		{"expired token", func(t *testing.T, e *env) []byte {
 			return e.payload(t, "signet-server", -time.Minute)
-		}, errkind.PermissionDenied, "has expired"},
+		}, errkind.PermissionDenied, "has expired", ""},
 		{"token for another audience", func(t *testing.T, e *env) []byte {
 			return e.payload(t, "vault", time.Hour)
-		}, errkind.PermissionDenied, "is invalid for the target audiences"},
+		}, errkind.PermissionDenied, "is invalid for the target audiences", ""},
 		{"token review denied", func(t *testing.T, e *env) []byte {
 			e.c.Deny("[invalid bearer token, service account has been deleted]")
 			return e.payload(t, "signet-server", time.Hour)
-		}, errkind.PermissionDenied, "service account has been deleted"},
+		}, errkind.PermissionDenied, "service account has been deleted", ""},
 		{"pod uid mismatch", func(t *testing.T, e *env) []byte {
 			p := e.payload(t, "signet-server", time.Hour)
 			// The pod is replaced between the review and the pod read.
 			e.c.AfterReview(func() { e.c.AddPod("signet", e.pod.name, "signet-agent", "node-a", nil) })
 			return p
-		}, errkind.PermissionDenied, "but the token is bound to uid"},
+		}, errkind.PermissionDenied, "but the token is bound to uid", ""},
 		{"pod deleted after the review", func(t *testing.T, e *env) []byte {
 			p := e.payload(t, "signet-server", time.Hour)
 			e.c.AfterReview(func() { e.c.DeletePod("signet", e.pod.name) })
 			return p
-		}, errkind.PermissionDenied, "get pod signet/signet-agent-x7k2p: not found"},
+		}, errkind.PermissionDenied, "get pod signet/signet-agent-x7k2p: not found", ""},
 		{"API server unreachable", func(t *testing.T, e *env) []byte {
 			p := e.payload(t, "signet-server", time.Hour)
 			e.c.Close()
 			return p
-		}, errkind.Unavailable, "API server unavailable"},
+		}, errkind.Unavailable, "API server unavailable", "connection refused"},
 		{"unknown cluster", func(t *testing.T, e *env) []byte {
 			return agentPayload(t, e.dir, "staging", e.c.Token(t, e.c.Pod("signet", e.pod.name), "signet-server", time.Hour))
-		}, errkind.InvalidArgument, `cluster "staging" is not configured on this server (node_attestors.k8s_psat.clusters has prod-eu)`},
+		}, errkind.InvalidArgument, `cluster "staging" is not configured on this server (node_attestors.k8s_psat.clusters has prod-eu)`, ""},
 		{"oversized token", func(t *testing.T, e *env) []byte {
 			return []byte(`{"cluster":"prod-eu","token":"` + strings.Repeat("a", k8spsat.MaxTokenSize) + `.b.c"}`)
-		}, errkind.InvalidArgument, "at most 16384"},
+		}, errkind.InvalidArgument, "at most 16384", ""},
 		{"not a payload", func(t *testing.T, e *env) []byte {
 			return []byte(`{"cluster":"prod-eu","token":"a.b.c","extra":1}`)
-		}, errkind.InvalidArgument, "not a k8s_psat payload"},
+		}, errkind.InvalidArgument, "not a k8s_psat payload", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -196,8 +218,11 @@ func TestAttestRefusals(t *testing.T) {
 			if err == nil || errkind.Of(err) != tc.wantKind || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("Attest = %v (kind %v), want kind %v containing %q", err, errkind.Of(err), tc.wantKind, tc.wantErr)
 			}
-			if tok := tokenOf(p); tok != "" && strings.Contains(err.Error(), tok) {
-				t.Errorf("Attest error holds the token")
+			if tok := tokenOf(p); tok != "" && (strings.Contains(err.Error(), tok) || strings.Contains(e.logs.String(), tok)) {
+				t.Errorf("Attest error or log holds the token")
+			}
+			if !strings.Contains(e.logs.String(), tc.wantLog) {
+				t.Errorf("server log = %q, want it to contain %q", e.logs.String(), tc.wantLog)
 			}
 		})
 	}

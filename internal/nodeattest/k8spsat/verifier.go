@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -105,6 +106,10 @@ type VerifierDeps struct {
 	Nodes NodeLookup
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Log receives the causes of failures that are the server's or the API
+	// server's, not the agent's (nil: slog.Default()): the agent is told
+	// only that the API server is unavailable or refused the server.
+	Log *slog.Logger
 }
 
 // Verifier is the server half of k8s_psat. Create it with NewVerifier; it
@@ -125,6 +130,7 @@ type cluster struct {
 	allowed  []string
 	auth     *rest.RESTClient // authentication.k8s.io/v1
 	core     *rest.RESTClient // core v1
+	log      *slog.Logger
 }
 
 // apiTimeout bounds each call to an API server.
@@ -158,11 +164,16 @@ func NewVerifier(cfg Config, deps VerifierDeps) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	log := deps.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	for name, cc := range cfg.Clusters {
 		c, err := newCluster(name, cc)
 		if err != nil {
 			return nil, err
 		}
+		c.log = log.With("node_attestor", Name, "cluster", name)
 		v.clusters[name] = c
 	}
 	return v, nil
@@ -353,8 +364,10 @@ func (c *cluster) apiError(op string, err error) error {
 	case apierrors.IsNotFound(err):
 		return denied("cluster %s: %s: not found", c.name, op)
 	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
+		c.log.Error("the API server refused the server's own credentials: the server's service account needs "+
+			"create on tokenreviews and get on pods and nodes (see docs/kubernetes.md)", "op", op, "error", err)
 		return errkind.New(errkind.FailedPrecondition, "k8s_psat: cluster %s: %s: the API server refused the server's own credentials "+
-			"(it needs create on tokenreviews and get on pods and nodes): %v", c.name, op, err)
+			"(it needs create on tokenreviews and get on pods and nodes): see the server log", c.name, op)
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("k8s_psat: cluster %s: %s: %w", c.name, op, err)
 	}
@@ -363,5 +376,6 @@ func (c *cluster) apiError(op string, err error) error {
 		status.Status().Code != http.StatusTooManyRequests {
 		return denied("cluster %s: %s: %v", c.name, op, err)
 	}
-	return errkind.Wrap(errkind.Unavailable, err, fmt.Sprintf("k8s_psat: cluster %s: %s: API server unavailable", c.name, op))
+	c.log.Warn("API server unavailable: the agent will retry", "op", op, "error", err)
+	return errkind.New(errkind.Unavailable, "k8s_psat: cluster %s: %s: API server unavailable", c.name, op)
 }
