@@ -236,8 +236,10 @@ func denied(format string, args ...any) error {
 // audience as an allowed service account bound to a pod, the pod must
 // exist with the bound UID and be scheduled on a node, and that node must
 // have no live agent. An API server that cannot be reached (or answers
-// with a server error) is an error kinded Unavailable, so the agent
-// retries; every other failure is a refusal. Errors never hold the token.
+// with a server error or 429) is an error kinded Unavailable, so the agent
+// retries; one that refuses the server's own credentials is
+// FailedPrecondition (both logged with their cause); every other failure
+// is a refusal. Errors and logs never hold the token.
 func (v *Verifier) Attest(ctx context.Context, payload []byte, _ nodeattest.Challenger) (nodeattest.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nodeattest.Result{}, err
