@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 PROTOS    := $(shell find proto -name '*.proto')
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: build test quick bench generate lint clean
+.PHONY: build test quick bench generate lint clean manifests
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/signet
@@ -30,6 +30,12 @@ generate:
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I proto --go_out=. --go_opt=module=github.com/signet-id/signet \
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/signet-id/signet $(PROTOS)
+
+# Renders deploy/kubernetes/signet.yaml from the Helm chart (after helm lint);
+# deploy/manifests_test.go fails when it is stale. Helm comes from the module
+# proxy (HELM=path/to/helm to use another).
+manifests:
+	deploy/helm/render.sh
 
 lint:
 	gofmt -l . | (! grep .)

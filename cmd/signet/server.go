@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -95,6 +97,14 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 	if err != nil {
 		return server.Config{}, c, fmt.Errorf("%s %q: %v (want a lower-case DNS-like name such as example.org)", f.flags.Name("trust-domain"), c.TrustDomain, err)
 	}
+	if c.Store.DSNFile != "" {
+		if c.Store.DSN != "" {
+			return server.Config{}, c, fmt.Errorf("%s and %s are both set: give the connection string once", f.flags.Name("store-dsn"), f.flags.Name("store-dsn-file"))
+		}
+		if c.Store.DSN, err = readDSNFile(c.Store.DSNFile); err != nil {
+			return server.Config{}, c, fmt.Errorf("%s: %w", f.flags.Name("store-dsn-file"), err)
+		}
+	}
 	return server.Config{
 		TrustDomain: td, DataDir: c.DataDir, BindAddress: c.BindAddress, AdminSocket: c.AdminSocket,
 		AdminUIDs: c.AdminUIDs, HealthAddress: c.HealthAddress, StoreDriver: c.Store.Driver, StoreDSN: c.Store.DSN,
@@ -105,4 +115,29 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 		KeyManager:        c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
 		NodeAttestors: c.NodeAttestors,
 	}, c, nil
+}
+
+// maxDSNFile bounds a store.dsn_file.
+const maxDSNFile = 64 << 10
+
+// readDSNFile reads a connection string from path: its content with
+// surrounding white space removed, which must not be empty.
+func readDSNFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxDSNFile+1))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxDSNFile {
+		return "", fmt.Errorf("%s is over %d bytes: not a connection string", path, maxDSNFile)
+	}
+	dsn := strings.TrimSpace(string(b))
+	if dsn == "" {
+		return "", fmt.Errorf("%s is empty: want the connection string, e.g. postgres://signet@db:5432/signet", path)
+	}
+	return dsn, nil
 }

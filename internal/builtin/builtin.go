@@ -31,6 +31,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/azuremsi"
 	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/nodeattest/k8spsat"
 	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
 	"github.com/signet-id/signet/internal/nodeattest/tpm"
@@ -91,6 +92,7 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: gcpiit.Name, New: newGCPIITVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: azuremsi.Name, New: newAzureMSIVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: tpm.Name, New: newTPMVerifier},
+		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: k8spsat.Name, New: newK8sPSATVerifier},
 		plugin.Factory[nodeattest.Verifier, VerifierDeps]{Name: reauth.Name, New: newReauthVerifier},
 	)
 }
@@ -110,6 +112,7 @@ func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: gcpiit.Name, New: newGCPIITAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: azuremsi.Name, New: newAzureMSIAttestor},
 		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: tpm.Name, New: newTPMAttestor},
+		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: k8spsat.Name, New: newK8sPSATAttestor},
 	)
 }
 
@@ -272,6 +275,25 @@ func newTPMAttestor(d AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor,
 		return nil, err
 	}
 	return tpm.New(cfg, d.Log)
+}
+
+func newK8sPSATVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
+	var cfg k8spsat.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.Nodes == nil {
+		return nil, fmt.Errorf("k8s_psat needs the node lookup (one agent per node)")
+	}
+	return k8spsat.NewVerifier(cfg, k8spsat.VerifierDeps{TrustDomain: d.TrustDomain, Nodes: d.Nodes, Now: d.Now, Log: d.Log})
+}
+
+func newK8sPSATAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
+	var cfg k8spsat.AgentConfig
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return k8spsat.New(cfg)
 }
 
 func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,6 +30,8 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/azuremsi"
 	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
+	"github.com/signet-id/signet/internal/nodeattest/k8spsat"
+	"github.com/signet-id/signet/internal/nodeattest/k8spsat/k8spsattest"
 	"github.com/signet-id/signet/internal/nodeattest/nodeattesttest"
 	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
@@ -156,6 +159,24 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		want := spiffeid.RequireFromSegments(td, "signet", "agent", "azure_msi", vm.TenantID, vm.PrincipalID)
 		return nodeattesttest.VerifierCase{Verifier: cloudtest.Admitting(v, nodes), Attestor: a, WantID: want}
 	},
+	// Each case has its own fake API server (a fresh node), and admits
+	// through the store as the agent API does, so a replay meets the live
+	// node it made.
+	k8spsat.Name: func(t *testing.T, st *store.Store) nodeattesttest.VerifierCase {
+		c := k8spsattest.Start(t)
+		n := c.AddNode("node-a", map[string]string{"kubernetes.io/os": "linux"})
+		pod := c.AddPod("signet", "signet-agent-1", "signet-agent", n.Name, nil)
+		dir := t.TempDir()
+		tokenPath := filepath.Join(dir, "token")
+		if err := os.WriteFile(tokenPath, []byte(c.Token(t, pod, "signet-server", time.Hour)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		v := buildVerifier(t, builtin.VerifierDeps{TrustDomain: td, Nodes: st, Now: time.Now}, k8spsat.Name,
+			fmt.Sprintf("{clusters: {prod-eu: {service_account_allow_list: [\"signet:signet-agent\"], kubeconfig_path: %q}}}", c.Kubeconfig(t, dir)))
+		a := buildAttestor(t, k8spsat.Name, fmt.Sprintf("{cluster: prod-eu, token_path: %q}", tokenPath))
+		want := spiffeid.RequireFromSegments(td, "signet", "agent", "k8s_psat", "prod-eu", string(n.UID))
+		return nodeattesttest.VerifierCase{Verifier: storeAdmitting{v, st}, Attestor: a, WantID: want}
+	},
 	// Each case has its own swtpm, whose EK the server allows by hash.
 	tpm.Name: func(t *testing.T, _ *store.Store) nodeattesttest.VerifierCase {
 		sim := tpmtest.Start(t)
@@ -181,6 +202,29 @@ var verifierCases = map[string]func(t *testing.T, st *store.Store) nodeattesttes
 		}
 		return nodeattesttest.VerifierCase{Verifier: v, Attestor: a, WantID: spiffeid.RequireFromSegments(td, "signet", "agent", "tpm", h)}
 	},
+}
+
+// storeAdmitting records each node v admits in the store, as the agent API
+// does (first-use results through AdmitNewNode), with an agent SVID valid
+// for an hour.
+type storeAdmitting struct {
+	nodeattest.Verifier
+	st *store.Store
+}
+
+func (a storeAdmitting) Attest(ctx context.Context, p []byte, c nodeattest.Challenger) (nodeattest.Result, error) {
+	res, err := a.Verifier.Attest(ctx, p, c)
+	if err != nil {
+		return res, err
+	}
+	n := model.Node{SPIFFEID: res.AgentID, AttestationType: a.Name(), Selectors: res.Selectors,
+		SerialNumber: "01", CertNotAfter: time.Now().Add(time.Hour)}
+	if res.FirstUseOnly {
+		_, err = a.st.AdmitNewNode(ctx, n)
+	} else {
+		_, err = a.st.AdmitNode(ctx, n)
+	}
+	return res, err
 }
 
 // buildCase builds both halves of a method through the registries, from

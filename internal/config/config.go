@@ -31,6 +31,9 @@ type Log struct {
 type Store struct {
 	Driver string `yaml:"driver" flag:"store-driver" usage:"sqlite or postgres"`
 	DSN    string `yaml:"dsn" flag:"store-dsn" usage:"PostgreSQL connection string, or the SQLite file (default DATA_DIR/signet.db)"`
+	// DSNFile names a file holding DSN (a mounted Kubernetes Secret), so
+	// the connection string is in neither the config file nor argv.
+	DSNFile string `yaml:"dsn_file" flag:"store-dsn-file" usage:"file holding the store's connection string, instead of store.dsn (e.g. a mounted Secret)"`
 }
 
 // CA configures the server's certificate authority.

@@ -42,6 +42,8 @@ var selectorTypes = map[string]SelectorType{
 	"aws_iid":   nodeType("aws_iid", "account", "region", "az", "instance_type", "image_id"),
 	"gcp_iit":   nodeType("gcp_iit", "project-id", "zone", "instance-name", "sa"),
 	"azure_msi": nodeType("azure_msi", "tenant", "subscription", "resource-group", "vm-name"),
+	"k8s_psat": nodeType("k8s_psat", "cluster", "agent_ns", "agent_sa", "agent_pod_name", "agent_pod_uid",
+		"agent_node_name", "agent_node_uid", "agent_node_label", "agent_pod_label"),
 }
 
 // nodeType is a node attestor's selector type, whose values are one of
