@@ -123,7 +123,7 @@ func programOptions(extra ...cel.EvalOption) []cel.ProgramOption {
 	}
 }
 
-// compile builds the rule's programs and its conjuncts.
+// compile type-checks the rule and builds one program per conjunct.
 func (r *rule) compile() error {
 	env, err := policyEnv()
 	if err != nil {
@@ -133,21 +133,58 @@ func (r *rule) compile() error {
 	if err != nil {
 		return err
 	}
-	if r.fast, err = env.Program(ast, programOptions(cel.OptOptimize)...); err != nil {
-		return fmt.Errorf("build program: %w", err)
-	}
-	if r.explain, err = env.Program(ast, programOptions(cel.OptExhaustiveEval)...); err != nil {
-		return fmt.Errorf("build program: %w", err)
-	}
 	native := ast.NativeRep()
-	for _, e := range conjuncts(native.Expr()) {
-		text, err := cel.ExprToString(e, native.SourceInfo())
+	parts := conjuncts(native.Expr())
+	r.conjuncts = make([]conjunct, 0, len(parts))
+	for _, e := range parts {
+		c, err := compileConjunct(env, e, native.SourceInfo())
 		if err != nil {
-			text = "(expression)"
+			// Unparsing is exact for every expression the parser makes;
+			// should one not round-trip, the rule is judged whole.
+			r.conjuncts = nil
+			break
 		}
-		r.conjuncts = append(r.conjuncts, conjunct{id: e.ID(), text: text})
+		r.conjuncts = append(r.conjuncts, c)
+	}
+	if r.conjuncts == nil {
+		prg, err := env.Program(ast, programOptions(cel.OptOptimize)...)
+		if err != nil {
+			return fmt.Errorf("build program: %w", err)
+		}
+		r.conjuncts = []conjunct{{text: strings.TrimSpace(r.expr), prg: prg, loops: hasComprehension(native.Expr())}}
 	}
 	return nil
+}
+
+// compileConjunct builds the program of one operand e of a rule's && chain
+// from its unparsed text.
+func compileConjunct(env *cel.Env, e celast.Expr, info *celast.SourceInfo) (conjunct, error) {
+	text, err := cel.ExprToString(e, info)
+	if err != nil {
+		return conjunct{}, err
+	}
+	ast, err := compileExpr(env, text)
+	if err != nil {
+		return conjunct{}, err
+	}
+	prg, err := env.Program(ast, programOptions(cel.OptOptimize)...)
+	if err != nil {
+		return conjunct{}, err
+	}
+	return conjunct{text: text, prg: prg, loops: hasComprehension(ast.NativeRep().Expr())}, nil
+}
+
+// hasComprehension reports whether e holds a comprehension (all, exists,
+// map, filter, ...): only those loop, so only they need ctx's cancellation
+// checked while they run.
+func hasComprehension(e celast.Expr) bool {
+	found := false
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() == celast.ComprehensionKind {
+			found = true
+		}
+	}))
+	return found
 }
 
 // conjuncts returns the operands of e's top-level && chain, left to right:
@@ -168,38 +205,52 @@ func conjuncts(e celast.Expr) []celast.Expr {
 	return []celast.Expr{e}
 }
 
-// explainFalse evaluates the rule exhaustively and returns the conjuncts
-// that were false or failed.
-func (r *rule) explainFalse(ctx context.Context, act interpreter.Activation) []Clause {
-	_, det, err := r.explain.ContextEval(ctx, act)
-	var state interpreter.EvalState
-	if det != nil {
-		state = det.State()
-	}
-	var out []Clause
+// eval evaluates every conjunct of the rule and combines them as CEL's &&
+// does: false when one is false, else an error when one failed, else true.
+// The clauses are the conjuncts that were not true.
+func (r *rule) eval(ctx context.Context, act interpreter.Activation) (Result, string, []Clause) {
+	var clauses []Clause
+	falseSeen := false
+	firstErr := ""
 	for _, c := range r.conjuncts {
-		var v ref.Val
-		ok := false
-		if state != nil {
-			v, ok = state.Value(c.id)
+		var out ref.Val
+		var err error
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case c.loops:
+			out, _, err = c.prg.ContextEval(ctx, act)
+		default:
+			// Without a loop evaluation is short; checking ctx before it
+			// is enough, and spares ContextEval's per-call child context.
+			out, _, err = c.prg.Eval(act)
 		}
 		switch {
-		case !ok:
-			msg := "not evaluated"
-			if err != nil {
-				msg = "not evaluated: " + cleanEvalError(err)
+		case err != nil:
+			msg := cleanEvalError(err)
+			if firstErr == "" {
+				firstErr = msg
 			}
-			out = append(out, Clause{Expr: c.text, Result: ResultError, Error: msg})
-		case v == types.True:
-		case v == types.False:
-			out = append(out, Clause{Expr: c.text, Result: ResultFalse})
-		case types.IsError(v):
-			out = append(out, Clause{Expr: c.text, Result: ResultError, Error: cleanEvalError(v.(*types.Err))})
-		default:
-			out = append(out, Clause{Expr: c.text, Result: ResultError, Error: fmt.Sprintf("not a bool: %s", v.Type().TypeName())})
+			clauses = append(clauses, Clause{Expr: c.text, Result: ResultError, Error: msg})
+		case out == types.True:
+		case out == types.False:
+			falseSeen = true
+			clauses = append(clauses, Clause{Expr: c.text, Result: ResultFalse})
+		default: // not reachable for a bool-typed expression
+			msg := "not a bool: " + out.Type().TypeName()
+			if firstErr == "" {
+				firstErr = msg
+			}
+			clauses = append(clauses, Clause{Expr: c.text, Result: ResultError, Error: msg})
 		}
 	}
-	return out
+	switch {
+	case falseSeen:
+		return ResultFalse, "", clauses
+	case firstErr != "":
+		return ResultError, firstErr, clauses
+	}
+	return ResultAllow, "", nil
 }
 
 // cleanEvalError turns an evaluation error into operator text.

@@ -66,8 +66,6 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/common/types"
-	"cel.dev/cel-go/common/types/ref"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
 
@@ -144,15 +142,15 @@ type rule struct {
 	ttl         time.Duration // 0: no cap
 	expr        string        // the source of when, as written
 	line        int           // the YAML line of the rule
-	fast        cel.Program   // short-circuiting, for the decision
-	explain     cel.Program   // exhaustive with state, for the explanation
-	conjuncts   []conjunct
+	conjuncts   []conjunct    // the operands of the top-level && chain
 }
 
-// conjunct is one operand of a rule's top-level && chain.
+// conjunct is one operand of a rule's top-level && chain, compiled on its
+// own so that a decision can say which operands were false.
 type conjunct struct {
-	id   int64  // the expression id in the checked AST
-	text string // the operand, unparsed
+	text  string // the operand, unparsed
+	prg   cel.Program
+	loops bool // holds a comprehension
 }
 
 // fileRule is one rule as written in YAML.
@@ -352,32 +350,15 @@ func (p *Policy) Decide(ctx context.Context, in Input) Decision {
 			rr.Result = ResultNotApplicable
 		default:
 			rr.Applies = true
-			out, _, err := r.fast.ContextEval(ctx, act)
-			if err == nil && out == types.True {
-				rr.Result = ResultAllow
+			rr.Result, rr.Error, rr.Clauses = r.eval(ctx, act)
+			if rr.Result == ResultAllow {
 				decided = true
 				d.Allowed = true
 				d.Rule = r.name
 				d.TTL = r.ttl
-				break
 			}
-			if err != nil {
-				rr.Result = ResultError
-				rr.Error = cleanEvalError(err)
-			} else {
-				rr.Result = resultOf(out)
-			}
-			rr.Clauses = r.explainFalse(ctx, act)
 		}
 		d.Rules = append(d.Rules, rr)
 	}
 	return d
-}
-
-// resultOf names a rule's non-true result.
-func resultOf(v ref.Val) Result {
-	if v == types.False {
-		return ResultFalse
-	}
-	return ResultError
 }
