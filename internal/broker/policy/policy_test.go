@@ -408,3 +408,37 @@ func marshalDecision(t testing.TB, d Decision) []byte {
 	}
 	return b.Bytes()
 }
+
+// TestDocExpressions compiles the examples of docs/policy.md, so the page
+// shows only expressions that load.
+func TestDocExpressions(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "policy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "### Useful expressions\n\n```cel\n")
+	if !ok {
+		t.Fatal("docs/policy.md has no Useful expressions block")
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	n := 0
+	for line := range strings.Lines(block) {
+		expr, _, _ := strings.Cut(line, "  //") // a comment follows two spaces
+		if expr = strings.TrimSpace(expr); expr == "" {
+			continue
+		}
+		n++
+		if err := (&rule{name: "doc", expr: expr}).compile(); err != nil {
+			t.Errorf("docs/policy.md: %s: %v", expr, err)
+		}
+	}
+	if n < 5 {
+		t.Errorf("found %d expressions in docs/policy.md", n)
+	}
+	// And the policy at the top of the page.
+	_, rest, _ = strings.Cut(string(doc), "# policy.yaml — deny unless a rule allows\n")
+	src, _, _ := strings.Cut(rest, "```")
+	if _, err := Parse("docs/policy.md", []byte(src)); err != nil {
+		t.Errorf("the policy of docs/policy.md does not load: %v", err)
+	}
+}
