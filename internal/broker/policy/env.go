@@ -355,7 +355,7 @@ func (a *activation) value(i int) ref.Val {
 	case idxPath:
 		return types.String(in.Subject.ID.Path())
 	case idxSegments:
-		var segments []string
+		segments := []string{}
 		if p := in.Subject.ID.Path(); len(p) > 1 {
 			segments = strings.Split(p[1:], "/")
 		}
@@ -391,6 +391,43 @@ func (a *activation) value(i int) ref.Val {
 		}
 		return types.Timestamp{Time: now.UTC()}
 	}
+}
+
+// varNames are the variables' names by index.
+var varNames = [numVars]string{
+	varSubjectID, varSubjectTrustDomain, varSubjectPath, varSubjectSegments, varSubjectSelectors,
+	varNodeID, varNodeMethod, varNodeSelectors, varNodeLabels, varContext,
+	varRequestCredential, varRequestTTL, varRequestTime,
+}
+
+// read returns the variables the evaluated rules read, by name, as plain
+// JSON-friendly values: strings, lists of strings, maps, the TTL in Go
+// duration syntax and the time in RFC 3339.
+func (a *activation) read() map[string]any {
+	var out map[string]any
+	for i, v := range a.vals {
+		if v == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		var plain any
+		switch i {
+		case idxSegments, idxSubjectSelectors, idxNodeSelectors:
+			plain = v.Value()
+		case idxNodeLabels, idxContext:
+			plain = v.Value() // the input's map, or an empty one
+		case idxTTL:
+			plain = a.in.Request.TTL.String()
+		case idxTime:
+			plain = v.(types.Timestamp).Time.Format(time.RFC3339Nano)
+		default:
+			plain = string(v.(types.String))
+		}
+		out[varNames[i]] = plain
+	}
+	return out
 }
 
 func selectorStrings(sel []model.Selector) []string {

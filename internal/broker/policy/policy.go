@@ -360,5 +360,6 @@ func (p *Policy) Decide(ctx context.Context, in Input) Decision {
 		}
 		d.Rules = append(d.Rules, rr)
 	}
+	d.Inputs = act.read()
 	return d
 }
