@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"cel.dev/cel-go/common/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -123,6 +124,7 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("rule %s is %s without a clause explaining it", r.Name, r.Result)
 			}
 		}
+		checkAgainstWhole(t, p, d, &in)
 		_ = d.Explain()
 	})
 }
@@ -154,4 +156,45 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Decide() has %d rule results, want %d", len(d.Rules), len(p.rules))
 		}
 	})
+}
+
+// wholeResult evaluates rule r as one CEL program, as cel-go would without
+// the split into operands: the reference Decide's combination must match.
+func wholeResult(t testing.TB, r *rule, in *Input) Result {
+	t.Helper()
+	env, err := policyEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ast, err := compileExpr(env, r.expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prg, err := env.Program(ast, programOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := prg.Eval(newActivation(in))
+	switch {
+	case err != nil:
+		return ResultError
+	case out == types.True:
+		return ResultAllow
+	case out == types.False:
+		return ResultFalse
+	}
+	return ResultError
+}
+
+// checkAgainstWhole checks every evaluated rule of d against wholeResult.
+func checkAgainstWhole(t testing.TB, p *Policy, d Decision, in *Input) {
+	t.Helper()
+	for i, rr := range d.Rules {
+		if rr.Result != ResultAllow && rr.Result != ResultFalse && rr.Result != ResultError {
+			continue
+		}
+		if want := wholeResult(t, p.rules[i], in); rr.Result != want {
+			t.Fatalf("rule %s: Decide says %s, the whole expression evaluates to %s", rr.Name, rr.Result, want)
+		}
+	}
 }
