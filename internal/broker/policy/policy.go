@@ -50,8 +50,20 @@
 // carries, for every rule, whether it named the credential, its result, and
 // for a rule that was false the conjuncts (the operands of its top-level &&
 // chain) that were false or failed. Evaluation is cost-bounded (MaxCost for
-// each operand) and honours the context's cancellation. A rule's ttl is returned as
-// Decision.TTL: the broker grants no longer than it.
+// each operand) and honours the context's cancellation. A rule's ttl is
+// returned as Decision.TTL: the broker grants no longer than it.
+//
+// # Use
+//
+//	h, err := policy.NewHolder(path)     // fails when the policy does not compile
+//	c, err := policy.ParseContext(raw)   // the request_context parameter
+//	d := h.Decide(ctx, policy.Input{Subject: …, Node: …, Context: c, Request: …})
+//	d.Allowed, d.Rule, d.TTL             // the decision
+//	d.Explain(); json.Marshal(d)         // for people; for the audit record (d.Inputs: what the rules read)
+//	err = h.Reload()                     // on SIGHUP; the old policy stays when err != nil
+//
+//	r, err := policy.CompileSubjectRule(expr) // the gateway: one expression over subject
+//	ok, err := r.Allow(peerID)
 package policy
 
 import (
