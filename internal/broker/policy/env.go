@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -116,14 +117,20 @@ func compileExpr(env *cel.Env, expr string) (*cel.Ast, error) {
 // programOptions bound every evaluation: the cost limit, and a check of
 // ctx's cancellation inside comprehensions.
 func programOptions(extra ...cel.EvalOption) []cel.ProgramOption {
+	return append(untrackedOptions(extra...), cel.CostLimit(MaxCost))
+}
+
+// untrackedOptions are programOptions without the cost limit, for
+// programs whose cost is bounded statically.
+func untrackedOptions(extra ...cel.EvalOption) []cel.ProgramOption {
 	return []cel.ProgramOption{
-		cel.CostLimit(MaxCost),
 		cel.InterruptCheckFrequency(100),
 		cel.EvalOptions(extra...),
 	}
 }
 
-// compile type-checks the rule and builds one program per conjunct.
+// compile type-checks the rule and builds its programs: one for the whole
+// expression, which decides, and one per conjunct, which explain.
 func (r *rule) compile() error {
 	env, err := policyEnv()
 	if err != nil {
@@ -133,45 +140,69 @@ func (r *rule) compile() error {
 	if err != nil {
 		return err
 	}
+	if r.whole, err = newProgram(env, ast, strings.TrimSpace(r.expr)); err != nil {
+		return err
+	}
 	native := ast.NativeRep()
 	parts := conjuncts(native.Expr())
-	r.conjuncts = make([]conjunct, 0, len(parts))
+	r.conjuncts = make([]program, 0, len(parts))
 	for _, e := range parts {
 		c, err := compileConjunct(env, e, native.SourceInfo())
 		if err != nil {
 			// Unparsing is exact for every expression the parser makes;
-			// should one not round-trip, the rule is judged whole.
+			// should one not round-trip, the rule is explained whole.
 			r.conjuncts = nil
 			break
 		}
 		r.conjuncts = append(r.conjuncts, c)
 	}
 	if r.conjuncts == nil {
-		prg, err := env.Program(ast, programOptions(cel.OptOptimize)...)
-		if err != nil {
-			return fmt.Errorf("build program: %w", err)
-		}
-		r.conjuncts = []conjunct{{text: strings.TrimSpace(r.expr), prg: prg, loops: hasComprehension(native.Expr())}}
+		r.conjuncts = []program{r.whole}
 	}
+	// When the operands together are bounded by MaxCost, the whole
+	// expression cannot reach the limit, and its result is the operands'
+	// combined as && does: an explained decision need not evaluate it.
+	var sum uint64
+	for _, c := range r.conjuncts {
+		if c.fast == nil {
+			sum = math.MaxUint64
+			break
+		}
+		sum += c.maxCost
+	}
+	r.combinable = len(r.conjuncts) > 1 && sum <= MaxCost
 	return nil
+}
+
+// newProgram builds the programs of one checked expression: always one
+// with the cost limit, and one without the cost tracker when the
+// expression's cost is bounded statically (see staticallyBounded).
+func newProgram(env *cel.Env, ast *cel.Ast, text string) (program, error) {
+	tracked, err := env.Program(ast, programOptions(cel.OptOptimize)...)
+	if err != nil {
+		return program{}, fmt.Errorf("build program: %w", err)
+	}
+	p := program{text: text, tracked: tracked, loops: hasComprehension(ast.NativeRep().Expr()), maxCost: staticCost(env, ast)}
+	if p.maxCost <= MaxCost {
+		if p.fast, err = env.Program(ast, untrackedOptions(cel.OptOptimize)...); err != nil {
+			return program{}, fmt.Errorf("build program: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // compileConjunct builds the program of one operand e of a rule's && chain
 // from its unparsed text.
-func compileConjunct(env *cel.Env, e celast.Expr, info *celast.SourceInfo) (conjunct, error) {
+func compileConjunct(env *cel.Env, e celast.Expr, info *celast.SourceInfo) (program, error) {
 	text, err := cel.ExprToString(e, info)
 	if err != nil {
-		return conjunct{}, err
+		return program{}, err
 	}
 	ast, err := compileExpr(env, text)
 	if err != nil {
-		return conjunct{}, err
+		return program{}, err
 	}
-	prg, err := env.Program(ast, programOptions(cel.OptOptimize)...)
-	if err != nil {
-		return conjunct{}, err
-	}
-	return conjunct{text: text, prg: prg, loops: hasComprehension(ast.NativeRep().Expr())}, nil
+	return newProgram(env, ast, text)
 }
 
 // hasComprehension reports whether e holds a comprehension (all, exists,
@@ -205,52 +236,92 @@ func conjuncts(e celast.Expr) []celast.Expr {
 	return []celast.Expr{e}
 }
 
-// eval evaluates every conjunct of the rule and combines them as CEL's &&
-// does: false when one is false, else an error when one failed, else true.
-// The clauses are the conjuncts that were not true.
-func (r *rule) eval(ctx context.Context, act interpreter.Activation) (Result, string, []Clause) {
-	var clauses []Clause
-	falseSeen := false
-	firstErr := ""
-	for _, c := range r.conjuncts {
-		var out ref.Val
-		var err error
-		switch {
-		case ctx.Err() != nil:
-			err = ctx.Err()
-		case c.loops:
-			out, _, err = c.prg.ContextEval(ctx, act)
-		default:
-			// Without a loop evaluation is short; checking ctx before it
-			// is enough, and spares ContextEval's per-call child context.
-			out, _, err = c.prg.Eval(act)
-		}
-		switch {
-		case err != nil:
-			msg := cleanEvalError(err)
-			if firstErr == "" {
-				firstErr = msg
-			}
-			clauses = append(clauses, Clause{Expr: c.text, Result: ResultError, Error: msg})
-		case out == types.True:
-		case out == types.False:
-			falseSeen = true
-			clauses = append(clauses, Clause{Expr: c.text, Result: ResultFalse})
-		default: // not reachable for a bool-typed expression
-			msg := "not a bool: " + out.Type().TypeName()
-			if firstErr == "" {
-				firstErr = msg
-			}
-			clauses = append(clauses, Clause{Expr: c.text, Result: ResultError, Error: msg})
-		}
+// program is one compiled expression: a rule's whole expression, or one
+// operand of its && chain.
+type program struct {
+	text    string      // the expression, as CEL
+	tracked cel.Program // with the cost limit
+	fast    cel.Program // without the cost tracker; nil unless the cost is bounded statically
+	loops   bool        // holds a comprehension
+	maxCost uint64      // the static cost for inputs within the envelope (staticCost)
+}
+
+// eval evaluates the program: ResultAllow when true, ResultFalse, or
+// ResultError with the reason. fast (the input is within the envelope, see
+// inEnvelope) lets a statically bounded program run without the tracker.
+func (p *program) eval(ctx context.Context, act *activation, fast bool) (Result, string) {
+	if err := ctx.Err(); err != nil {
+		return ResultError, cleanEvalError(err)
+	}
+	prg := p.tracked
+	if fast && p.fast != nil {
+		prg = p.fast
+	}
+	var out ref.Val
+	var err error
+	if p.loops {
+		out, _, err = prg.ContextEval(ctx, act)
+	} else {
+		// Without a loop evaluation is short; checking ctx before it is
+		// enough, and spares ContextEval's per-call child context.
+		out, _, err = prg.Eval(act)
 	}
 	switch {
-	case falseSeen:
-		return ResultFalse, "", clauses
-	case firstErr != "":
-		return ResultError, firstErr, clauses
+	case err != nil:
+		return ResultError, cleanEvalError(err)
+	case out == types.True:
+		return ResultAllow, ""
+	case out == types.False:
+		return ResultFalse, ""
 	}
-	return ResultAllow, "", nil
+	return ResultError, "not a bool: " + out.Type().TypeName() // not reachable for a bool-typed expression
+}
+
+// eval decides the rule with its whole expression (&& and || short-circuit
+// as in CEL: false when an operand is false, else an error when one failed,
+// else true). With explain, a rule that did not allow also gets its
+// clauses: each conjunct that was false or failed, evaluated on its own.
+func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (Result, string, []Clause) {
+	if explain && fast && r.combinable {
+		return r.evalConjuncts(ctx, act)
+	}
+	res, msg := r.whole.eval(ctx, act, fast)
+	if res == ResultAllow || !explain {
+		return res, msg, nil
+	}
+	if len(r.conjuncts) == 1 {
+		return res, msg, []Clause{{Expr: r.conjuncts[0].text, Result: res, Error: msg}}
+	}
+	var clauses []Clause
+	for i := range r.conjuncts {
+		c := &r.conjuncts[i]
+		if cres, cmsg := c.eval(ctx, act, fast); cres != ResultAllow {
+			clauses = append(clauses, Clause{Expr: c.text, Result: cres, Error: cmsg})
+		}
+	}
+	return res, msg, clauses
+}
+
+// evalConjuncts evaluates every conjunct (all run without the tracker) and
+// combines them as && does: false when one is false, else the first error,
+// else true. The clauses are the conjuncts that were not true.
+func (r *rule) evalConjuncts(ctx context.Context, act *activation) (Result, string, []Clause) {
+	var clauses []Clause
+	res, msg := ResultAllow, ""
+	for i := range r.conjuncts {
+		c := &r.conjuncts[i]
+		cres, cmsg := c.eval(ctx, act, true)
+		switch {
+		case cres == ResultAllow:
+			continue
+		case cres == ResultFalse:
+			res, msg = ResultFalse, ""
+		case res == ResultAllow: // the first error
+			res, msg = ResultError, cmsg
+		}
+		clauses = append(clauses, Clause{Expr: c.text, Result: cres, Error: cmsg})
+	}
+	return res, msg, clauses
 }
 
 // cleanEvalError turns an evaluation error into operator text.

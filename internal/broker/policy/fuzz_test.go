@@ -125,6 +125,7 @@ func FuzzDecide(f *testing.F) {
 			}
 		}
 		checkAgainstWhole(t, p, d, &in)
+		checkEvaluate(t, p, d, in)
 		_ = d.Explain()
 	})
 }

@@ -77,7 +77,6 @@ import (
 	"strings"
 	"time"
 
-	"cel.dev/cel-go/cel"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
 
@@ -155,15 +154,13 @@ type rule struct {
 	ttl         time.Duration // 0: no cap
 	expr        string        // the source of when, as written
 	line        int           // the YAML line of the rule
-	conjuncts   []conjunct    // the operands of the top-level && chain
-}
-
-// conjunct is one operand of a rule's top-level && chain, compiled on its
-// own so that a decision can say which operands were false.
-type conjunct struct {
-	text  string // the operand, unparsed
-	prg   cel.Program
-	loops bool // holds a comprehension
+	whole       program       // the expression: decides
+	// conjuncts are the operands of the top-level && chain, unparsed and
+	// compiled on their own, so that a decision can say which were false.
+	conjuncts []program
+	// combinable: the conjuncts' static costs sum to at most MaxCost (see
+	// evalConjuncts).
+	combinable bool
 }
 
 // fileRule is one rule as written in YAML.
@@ -345,12 +342,28 @@ func (r *rule) applies(credential string) bool {
 // evaluated (a missing key, the cost limit, ctx cancelled) does not allow and
 // its error is in the decision. A nil policy denies everything.
 func (p *Policy) Decide(ctx context.Context, in Input) Decision {
+	return p.decide(ctx, &in, true)
+}
+
+// Evaluate decides as Decide does — the same Allowed, Rule, TTL, and for
+// every rule the same Applies, Result and Error — without the clauses:
+// every RuleResult.Clauses is nil, and Inputs holds only what the
+// evaluation read, && and || short-circuiting (the inputs the decision
+// rests on). It is the request path of the broker, whose audit record needs
+// the deciding rule and the inputs; Decide, for `signet policy test`,
+// explains. A nil policy denies everything.
+func (p *Policy) Evaluate(ctx context.Context, in Input) Decision {
+	return p.decide(ctx, &in, false)
+}
+
+func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 	d := Decision{Credential: in.Request.Credential, Subject: in.Subject.ID.String()}
 	if p == nil {
 		return d
 	}
 	d.Policy = p.name
-	act := newActivation(&in)
+	act := newActivation(in)
+	fast := inEnvelope(in)
 	d.Rules = make([]RuleResult, 0, len(p.rules))
 	decided := false
 	for _, r := range p.rules {
@@ -363,7 +376,7 @@ func (p *Policy) Decide(ctx context.Context, in Input) Decision {
 			rr.Result = ResultNotApplicable
 		default:
 			rr.Applies = true
-			rr.Result, rr.Error, rr.Clauses = r.eval(ctx, act)
+			rr.Result, rr.Error, rr.Clauses = r.eval(ctx, act, fast, explain)
 			if rr.Result == ResultAllow {
 				decided = true
 				d.Allowed = true

@@ -139,6 +139,7 @@ func TestDecide(t *testing.T) {
 				t.Errorf("Decide() = allowed %v by %q ttl %v, want %v by %q ttl %v\n%s", d.Allowed, d.Rule, d.TTL, tt.allow, tt.rule, tt.ttl, d.Explain())
 			}
 			checkAgainstWhole(t, p, d, &tt.in)
+			checkEvaluate(t, p, d, tt.in)
 			if len(d.Rules) != 4 {
 				t.Errorf("Decide() has %d rule results, want one per rule (4)", len(d.Rules))
 			}
