@@ -47,19 +47,24 @@
 // Decide is deny by default: it goes through the rules in file order and the
 // first rule that names the requested credential (or "*") and whose
 // expression is true allows; rules after it are not evaluated. The decision
-// carries, for every rule, whether it named the credential, its result, and
-// for a rule that was false the conjuncts (the operands of its top-level &&
-// chain) that were false or failed. Evaluation is cost-bounded (MaxCost for
-// each operand) and honours the context's cancellation. A rule's ttl is
-// returned as Decision.TTL: the broker grants no longer than it.
+// carries, for every rule, whether it named the credential and its result;
+// Decide adds, for a rule that was false or failed, the conjuncts (the
+// operands of its top-level && chain) that were false or failed, while
+// Evaluate — the request path — leaves them out and evaluates each rule's
+// expression only as far as && and || need. Both give the same result for
+// every rule. Evaluation is cost-bounded (MaxCost per rule) and honours the
+// context's cancellation. A rule's ttl is returned as Decision.TTL: the
+// broker grants no longer than it.
 //
 // # Use
 //
 //	h, err := policy.NewHolder(path)     // fails when the policy does not compile
 //	c, err := policy.ParseContext(raw)   // the request_context parameter
-//	d := h.Decide(ctx, policy.Input{Subject: …, Node: …, Context: c, Request: …})
+//	d := h.Evaluate(ctx, policy.Input{Subject: …, Node: …, Context: c, Request: …})
 //	d.Allowed, d.Rule, d.TTL             // the decision
-//	d.Explain(); json.Marshal(d)         // for people; for the audit record (d.Inputs: what the rules read)
+//	json.Marshal(d)                      // for the audit record (d.Inputs: what the rules read)
+//	d = h.Decide(ctx, in)                // the same decision with its clauses (signet policy test)
+//	d.Explain()                          // for people
 //	err = h.Reload()                     // on SIGHUP; the old policy stays when err != nil
 //
 //	r, err := policy.CompileSubjectRule(expr) // the gateway: one expression over subject
@@ -92,11 +97,13 @@ const (
 	MaxRules = 1000
 	// MaxExpressionSize bounds one rule's expression, in code points.
 	MaxExpressionSize = 16 << 10
-	// MaxCost bounds the evaluation cost of each operand of a rule's &&
-	// chain (cel-go's cost units, roughly one per operation or list element
-	// visited; a rule with one operand is bounded as a whole). An operand
-	// over the inputs costs tens to hundreds; one that exceeds MaxCost fails
-	// with an evaluation error, and its rule does not allow.
+	// MaxCost bounds the evaluation cost of a rule's expression (cel-go's
+	// cost units, roughly one per operation or list element visited), and
+	// in Decide's explanation that of each operand of its && chain. An
+	// ordinary rule costs tens; one that exceeds MaxCost fails with an
+	// evaluation error, and the rule does not allow. Expressions whose cost
+	// cel-go's static estimate bounds under MaxCost run without the runtime
+	// cost tracker for inputs within the size envelope (see bound.go).
 	MaxCost = 100_000
 	// MaxNameLen bounds rule and credential names.
 	MaxNameLen = 128
