@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newScanCmd(),
 		newHelperCmd(),
 		newGatewayCmd(),
+		newPolicyCmd(),
 	)
 	strict(root)
 	return root

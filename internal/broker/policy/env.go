@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -116,14 +117,20 @@ func compileExpr(env *cel.Env, expr string) (*cel.Ast, error) {
 // programOptions bound every evaluation: the cost limit, and a check of
 // ctx's cancellation inside comprehensions.
 func programOptions(extra ...cel.EvalOption) []cel.ProgramOption {
+	return append(untrackedOptions(extra...), cel.CostLimit(MaxCost))
+}
+
+// untrackedOptions are programOptions without the cost limit, for
+// programs whose cost is bounded statically.
+func untrackedOptions(extra ...cel.EvalOption) []cel.ProgramOption {
 	return []cel.ProgramOption{
-		cel.CostLimit(MaxCost),
 		cel.InterruptCheckFrequency(100),
 		cel.EvalOptions(extra...),
 	}
 }
 
-// compile builds the rule's programs and its conjuncts.
+// compile type-checks the rule and builds its programs: one for the whole
+// expression, which decides, and one per conjunct, which explain.
 func (r *rule) compile() error {
 	env, err := policyEnv()
 	if err != nil {
@@ -133,21 +140,82 @@ func (r *rule) compile() error {
 	if err != nil {
 		return err
 	}
-	if r.fast, err = env.Program(ast, programOptions(cel.OptOptimize)...); err != nil {
-		return fmt.Errorf("build program: %w", err)
-	}
-	if r.explain, err = env.Program(ast, programOptions(cel.OptExhaustiveEval)...); err != nil {
-		return fmt.Errorf("build program: %w", err)
+	if r.whole, err = newProgram(env, ast, strings.TrimSpace(r.expr)); err != nil {
+		return err
 	}
 	native := ast.NativeRep()
-	for _, e := range conjuncts(native.Expr()) {
-		text, err := cel.ExprToString(e, native.SourceInfo())
+	parts := conjuncts(native.Expr())
+	r.conjuncts = make([]program, 0, len(parts))
+	for _, e := range parts {
+		c, err := compileConjunct(env, e, native.SourceInfo())
 		if err != nil {
-			text = "(expression)"
+			// Unparsing is exact for every expression the parser makes;
+			// should one not round-trip, the rule is explained whole.
+			r.conjuncts = nil
+			break
 		}
-		r.conjuncts = append(r.conjuncts, conjunct{id: e.ID(), text: text})
+		r.conjuncts = append(r.conjuncts, c)
 	}
+	if r.conjuncts == nil {
+		r.conjuncts = []program{r.whole}
+	}
+	// When the operands together are bounded by MaxCost, the whole
+	// expression cannot reach the limit, and its result is the operands'
+	// combined as && does: an explained decision need not evaluate it.
+	var sum uint64
+	for _, c := range r.conjuncts {
+		if c.fast == nil {
+			sum = math.MaxUint64
+			break
+		}
+		sum += c.maxCost
+	}
+	r.combinable = len(r.conjuncts) > 1 && sum <= MaxCost
 	return nil
+}
+
+// newProgram builds the programs of one checked expression: always one
+// with the cost limit, and one without the cost tracker when the
+// expression's cost is bounded statically (see staticallyBounded).
+func newProgram(env *cel.Env, ast *cel.Ast, text string) (program, error) {
+	tracked, err := env.Program(ast, programOptions(cel.OptOptimize)...)
+	if err != nil {
+		return program{}, fmt.Errorf("build program: %w", err)
+	}
+	p := program{text: text, tracked: tracked, loops: hasComprehension(ast.NativeRep().Expr()), maxCost: staticCost(env, ast)}
+	if p.maxCost <= MaxCost {
+		if p.fast, err = env.Program(ast, untrackedOptions(cel.OptOptimize)...); err != nil {
+			return program{}, fmt.Errorf("build program: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// compileConjunct builds the program of one operand e of a rule's && chain
+// from its unparsed text.
+func compileConjunct(env *cel.Env, e celast.Expr, info *celast.SourceInfo) (program, error) {
+	text, err := cel.ExprToString(e, info)
+	if err != nil {
+		return program{}, err
+	}
+	ast, err := compileExpr(env, text)
+	if err != nil {
+		return program{}, err
+	}
+	return newProgram(env, ast, text)
+}
+
+// hasComprehension reports whether e holds a comprehension (all, exists,
+// map, filter, ...): only those loop, so only they need ctx's cancellation
+// checked while they run.
+func hasComprehension(e celast.Expr) bool {
+	found := false
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() == celast.ComprehensionKind {
+			found = true
+		}
+	}))
+	return found
 }
 
 // conjuncts returns the operands of e's top-level && chain, left to right:
@@ -168,38 +236,92 @@ func conjuncts(e celast.Expr) []celast.Expr {
 	return []celast.Expr{e}
 }
 
-// explainFalse evaluates the rule exhaustively and returns the conjuncts
-// that were false or failed.
-func (r *rule) explainFalse(ctx context.Context, act interpreter.Activation) []Clause {
-	_, det, err := r.explain.ContextEval(ctx, act)
-	var state interpreter.EvalState
-	if det != nil {
-		state = det.State()
+// program is one compiled expression: a rule's whole expression, or one
+// operand of its && chain.
+type program struct {
+	text    string      // the expression, as CEL
+	tracked cel.Program // with the cost limit
+	fast    cel.Program // without the cost tracker; nil unless the cost is bounded statically
+	loops   bool        // holds a comprehension
+	maxCost uint64      // the static cost for inputs within the envelope (staticCost)
+}
+
+// eval evaluates the program: ResultAllow when true, ResultFalse, or
+// ResultError with the reason. fast (the input is within the envelope, see
+// inEnvelope) lets a statically bounded program run without the tracker.
+func (p *program) eval(ctx context.Context, act *activation, fast bool) (Result, string) {
+	if err := ctx.Err(); err != nil {
+		return ResultError, cleanEvalError(err)
 	}
-	var out []Clause
-	for _, c := range r.conjuncts {
-		var v ref.Val
-		ok := false
-		if state != nil {
-			v, ok = state.Value(c.id)
+	prg := p.tracked
+	if fast && p.fast != nil {
+		prg = p.fast
+	}
+	var out ref.Val
+	var err error
+	if p.loops {
+		out, _, err = prg.ContextEval(ctx, act)
+	} else {
+		// Without a loop evaluation is short; checking ctx before it is
+		// enough, and spares ContextEval's per-call child context.
+		out, _, err = prg.Eval(act)
+	}
+	switch {
+	case err != nil:
+		return ResultError, cleanEvalError(err)
+	case out == types.True:
+		return ResultAllow, ""
+	case out == types.False:
+		return ResultFalse, ""
+	}
+	return ResultError, "not a bool: " + out.Type().TypeName() // not reachable for a bool-typed expression
+}
+
+// eval decides the rule with its whole expression (&& and || short-circuit
+// as in CEL: false when an operand is false, else an error when one failed,
+// else true). With explain, a rule that did not allow also gets its
+// clauses: each conjunct that was false or failed, evaluated on its own.
+func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (Result, string, []Clause) {
+	if explain && fast && r.combinable {
+		return r.evalConjuncts(ctx, act)
+	}
+	res, msg := r.whole.eval(ctx, act, fast)
+	if res == ResultAllow || !explain {
+		return res, msg, nil
+	}
+	if len(r.conjuncts) == 1 {
+		return res, msg, []Clause{{Expr: r.conjuncts[0].text, Result: res, Error: msg}}
+	}
+	var clauses []Clause
+	for i := range r.conjuncts {
+		c := &r.conjuncts[i]
+		if cres, cmsg := c.eval(ctx, act, fast); cres != ResultAllow {
+			clauses = append(clauses, Clause{Expr: c.text, Result: cres, Error: cmsg})
 		}
+	}
+	return res, msg, clauses
+}
+
+// evalConjuncts evaluates every conjunct (all run without the tracker) and
+// combines them as && does: false when one is false, else the first error,
+// else true. The clauses are the conjuncts that were not true.
+func (r *rule) evalConjuncts(ctx context.Context, act *activation) (Result, string, []Clause) {
+	var clauses []Clause
+	res, msg := ResultAllow, ""
+	for i := range r.conjuncts {
+		c := &r.conjuncts[i]
+		cres, cmsg := c.eval(ctx, act, true)
 		switch {
-		case !ok:
-			msg := "not evaluated"
-			if err != nil {
-				msg = "not evaluated: " + cleanEvalError(err)
-			}
-			out = append(out, Clause{Expr: c.text, Result: ResultError, Error: msg})
-		case v == types.True:
-		case v == types.False:
-			out = append(out, Clause{Expr: c.text, Result: ResultFalse})
-		case types.IsError(v):
-			out = append(out, Clause{Expr: c.text, Result: ResultError, Error: cleanEvalError(v.(*types.Err))})
-		default:
-			out = append(out, Clause{Expr: c.text, Result: ResultError, Error: fmt.Sprintf("not a bool: %s", v.Type().TypeName())})
+		case cres == ResultAllow:
+			continue
+		case cres == ResultFalse:
+			res, msg = ResultFalse, ""
+		case res == ResultAllow: // the first error
+			res, msg = ResultError, cmsg
 		}
+		clauses = append(clauses, Clause{Expr: c.text, Result: cres, Error: cmsg})
 	}
-	return out
+	return res, msg, clauses
 }
 
 // cleanEvalError turns an evaluation error into operator text.
@@ -218,52 +340,165 @@ func cleanEvalError(err error) string {
 }
 
 // activation resolves the rule variables from one Input. It is built once
-// per decision and shared by every rule evaluated for it.
+// per decision, shared by every rule evaluated for it, and converts each
+// input to a CEL value the first time a rule reads it. It is not safe for
+// concurrent use; a decision evaluates its rules one after the other.
 type activation struct {
-	subjectID, trustDomain, path ref.Val
-	segments, subjectSelectors   ref.Val
-	nodeID, nodeMethod           ref.Val
-	nodeSelectors, nodeLabels    ref.Val
-	context                      ref.Val
-	credential, ttl, now         ref.Val
+	in   *Input
+	vals [numVars]ref.Val
 }
+
+// Indexes of the variables in activation.vals.
+const (
+	idxSubjectID = iota
+	idxTrustDomain
+	idxPath
+	idxSegments
+	idxSubjectSelectors
+	idxNodeID
+	idxNodeMethod
+	idxNodeSelectors
+	idxNodeLabels
+	idxContext
+	idxCredential
+	idxTTL
+	idxTime
+	numVars
+)
 
 var _ interpreter.Activation = (*activation)(nil)
 
-func newActivation(in *Input) *activation {
-	a := types.DefaultTypeAdapter
-	now := in.Request.Time
-	if now.IsZero() {
-		now = time.Now()
+func newActivation(in *Input) *activation { return &activation{in: in} }
+
+// ResolveName implements interpreter.Activation.
+func (a *activation) ResolveName(name string) (any, bool) {
+	i := varIndex(name)
+	if i < 0 {
+		return nil, false
 	}
-	id := in.Subject.ID
-	var segments []string
-	if p := id.Path(); len(p) > 1 {
-		segments = strings.Split(p[1:], "/")
+	if a.vals[i] == nil {
+		a.vals[i] = a.value(i)
 	}
-	ctxMap := in.Context
-	if ctxMap == nil {
-		ctxMap = map[string]any{}
+	return a.vals[i], true
+}
+
+func varIndex(name string) int {
+	switch name {
+	case varSubjectID:
+		return idxSubjectID
+	case varSubjectTrustDomain:
+		return idxTrustDomain
+	case varSubjectPath:
+		return idxPath
+	case varSubjectSegments:
+		return idxSegments
+	case varSubjectSelectors:
+		return idxSubjectSelectors
+	case varNodeID:
+		return idxNodeID
+	case varNodeMethod:
+		return idxNodeMethod
+	case varNodeSelectors:
+		return idxNodeSelectors
+	case varNodeLabels:
+		return idxNodeLabels
+	case varContext:
+		return idxContext
+	case varRequestCredential:
+		return idxCredential
+	case varRequestTTL:
+		return idxTTL
+	case varRequestTime:
+		return idxTime
 	}
-	labels := in.Node.Labels
-	if labels == nil {
-		labels = map[string]string{}
+	return -1
+}
+
+// value converts input variable i.
+func (a *activation) value(i int) ref.Val {
+	adapter := types.DefaultTypeAdapter
+	in := a.in
+	switch i {
+	case idxSubjectID:
+		return types.String(in.Subject.ID.String())
+	case idxTrustDomain:
+		return types.String(in.Subject.ID.TrustDomain().Name())
+	case idxPath:
+		return types.String(in.Subject.ID.Path())
+	case idxSegments:
+		segments := []string{}
+		if p := in.Subject.ID.Path(); len(p) > 1 {
+			segments = strings.Split(p[1:], "/")
+		}
+		return types.NewStringList(adapter, segments)
+	case idxSubjectSelectors:
+		return types.NewStringList(adapter, selectorStrings(in.Subject.Selectors))
+	case idxNodeID:
+		return types.String(in.Node.ID)
+	case idxNodeMethod:
+		return types.String(in.Node.AttestationMethod)
+	case idxNodeSelectors:
+		return types.NewStringList(adapter, selectorStrings(in.Node.Selectors))
+	case idxNodeLabels:
+		labels := in.Node.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		return types.NewStringStringMap(adapter, labels)
+	case idxContext:
+		ctx := in.Context
+		if ctx == nil {
+			ctx = map[string]any{}
+		}
+		return types.NewStringInterfaceMap(adapter, ctx)
+	case idxCredential:
+		return types.String(in.Request.Credential)
+	case idxTTL:
+		return types.Duration{Duration: in.Request.TTL}
+	default: // idxTime
+		now := in.Request.Time
+		if now.IsZero() {
+			now = time.Now()
+		}
+		return types.Timestamp{Time: now.UTC()}
 	}
-	return &activation{
-		subjectID:        types.String(id.String()),
-		trustDomain:      types.String(id.TrustDomain().Name()),
-		path:             types.String(id.Path()),
-		segments:         types.NewStringList(a, segments),
-		subjectSelectors: types.NewStringList(a, selectorStrings(in.Subject.Selectors)),
-		nodeID:           types.String(in.Node.ID),
-		nodeMethod:       types.String(in.Node.AttestationMethod),
-		nodeSelectors:    types.NewStringList(a, selectorStrings(in.Node.Selectors)),
-		nodeLabels:       types.NewStringStringMap(a, labels),
-		context:          types.NewStringInterfaceMap(a, ctxMap),
-		credential:       types.String(in.Request.Credential),
-		ttl:              types.Duration{Duration: in.Request.TTL},
-		now:              types.Timestamp{Time: now.UTC()},
+}
+
+// varNames are the variables' names by index.
+var varNames = [numVars]string{
+	varSubjectID, varSubjectTrustDomain, varSubjectPath, varSubjectSegments, varSubjectSelectors,
+	varNodeID, varNodeMethod, varNodeSelectors, varNodeLabels, varContext,
+	varRequestCredential, varRequestTTL, varRequestTime,
+}
+
+// read returns the variables the evaluated rules read, by name, as plain
+// JSON-friendly values: strings, lists of strings, maps, the TTL in Go
+// duration syntax and the time in RFC 3339.
+func (a *activation) read() map[string]any {
+	var out map[string]any
+	for i, v := range a.vals {
+		if v == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		var plain any
+		switch i {
+		case idxSegments, idxSubjectSelectors, idxNodeSelectors:
+			plain = v.Value()
+		case idxNodeLabels, idxContext:
+			plain = v.Value() // the input's map, or an empty one
+		case idxTTL:
+			plain = a.in.Request.TTL.String()
+		case idxTime:
+			plain = v.(types.Timestamp).Time.Format(time.RFC3339Nano)
+		default:
+			plain = string(v.(types.String))
+		}
+		out[varNames[i]] = plain
 	}
+	return out
 }
 
 func selectorStrings(sel []model.Selector) []string {
@@ -272,39 +507,6 @@ func selectorStrings(sel []model.Selector) []string {
 		out[i] = s.String()
 	}
 	return out
-}
-
-// ResolveName implements interpreter.Activation.
-func (a *activation) ResolveName(name string) (any, bool) {
-	switch name {
-	case varSubjectID:
-		return a.subjectID, true
-	case varSubjectTrustDomain:
-		return a.trustDomain, true
-	case varSubjectPath:
-		return a.path, true
-	case varSubjectSegments:
-		return a.segments, true
-	case varSubjectSelectors:
-		return a.subjectSelectors, true
-	case varNodeID:
-		return a.nodeID, true
-	case varNodeMethod:
-		return a.nodeMethod, true
-	case varNodeSelectors:
-		return a.nodeSelectors, true
-	case varNodeLabels:
-		return a.nodeLabels, true
-	case varContext:
-		return a.context, true
-	case varRequestCredential:
-		return a.credential, true
-	case varRequestTTL:
-		return a.ttl, true
-	case varRequestTime:
-		return a.now, true
-	}
-	return nil, false
 }
 
 // Parent implements interpreter.Activation.

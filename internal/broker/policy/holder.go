@@ -39,6 +39,12 @@ func (h *Holder) Decide(ctx context.Context, in Input) Decision {
 	return h.cur.Load().Decide(ctx, in)
 }
 
+// Evaluate decides with the policy in force, without the clauses (see
+// Policy.Evaluate).
+func (h *Holder) Evaluate(ctx context.Context, in Input) Decision {
+	return h.cur.Load().Evaluate(ctx, in)
+}
+
 // Reload reads and compiles the file again. On success the new policy is in
 // force for every later decision; on failure the old one stays and the
 // error says why (the rule, its line and the problem).

@@ -27,6 +27,9 @@ func TestHolderReload(t *testing.T) {
 	if d := h.Decide(context.Background(), in); !d.Allowed || d.Rule != "etl" {
 		t.Fatalf("Decide() = %s, want allow by etl", d.Explain())
 	}
+	if d := h.Evaluate(context.Background(), in); !d.Allowed || d.Rule != "etl" {
+		t.Fatalf("Evaluate() = %s, want allow by etl", d.Explain())
+	}
 
 	// A policy that does not compile: Reload fails, naming the rule and
 	// line, and the old policy stays in force.
@@ -57,6 +60,9 @@ func TestHolderReload(t *testing.T) {
 	}
 	if d := h.Decide(context.Background(), in); d.Allowed {
 		t.Fatalf("after reload Decide() = %s, want deny", d.Explain())
+	}
+	if d := h.Evaluate(context.Background(), in); d.Allowed {
+		t.Fatalf("after reload Evaluate() = %s, want deny", d.Explain())
 	}
 	if got := h.Policy().RuleNames(); len(got) != 1 || got[0] != "web" {
 		t.Errorf("Policy().RuleNames() = %v, want [web]", got)

@@ -47,11 +47,28 @@
 // Decide is deny by default: it goes through the rules in file order and the
 // first rule that names the requested credential (or "*") and whose
 // expression is true allows; rules after it are not evaluated. The decision
-// carries, for every rule, whether it named the credential, its result, and
-// for a rule that was false the conjuncts (the operands of its top-level &&
-// chain) that were false or failed. Evaluation is cost-bounded (MaxCost per
-// rule) and honours the context's cancellation. A rule's ttl is returned as
-// Decision.TTL: the broker grants no longer than it.
+// carries, for every rule, whether it named the credential and its result;
+// Decide adds, for a rule that was false or failed, the conjuncts (the
+// operands of its top-level && chain) that were false or failed, while
+// Evaluate — the request path — leaves them out and evaluates each rule's
+// expression only as far as && and || need. Both give the same result for
+// every rule. Evaluation is cost-bounded (MaxCost per rule) and honours the
+// context's cancellation. A rule's ttl is returned as Decision.TTL: the
+// broker grants no longer than it.
+//
+// # Use
+//
+//	h, err := policy.NewHolder(path)     // fails when the policy does not compile
+//	c, err := policy.ParseContext(raw)   // the request_context parameter
+//	d := h.Evaluate(ctx, policy.Input{Subject: …, Node: …, Context: c, Request: …})
+//	d.Allowed, d.Rule, d.TTL             // the decision
+//	json.Marshal(d)                      // for the audit record (d.Inputs: what the rules read)
+//	d = h.Decide(ctx, in)                // the same decision with its clauses (signet policy test)
+//	d.Explain()                          // for people
+//	err = h.Reload()                     // on SIGHUP; the old policy stays when err != nil
+//
+//	r, err := policy.CompileSubjectRule(expr) // the gateway: one expression over subject
+//	ok, err := r.Allow(peerID)
 package policy
 
 import (
@@ -65,9 +82,6 @@ import (
 	"strings"
 	"time"
 
-	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/common/types"
-	"cel.dev/cel-go/common/types/ref"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
 
@@ -83,10 +97,13 @@ const (
 	MaxRules = 1000
 	// MaxExpressionSize bounds one rule's expression, in code points.
 	MaxExpressionSize = 16 << 10
-	// MaxCost bounds the evaluation cost of one rule (cel-go's cost units,
-	// roughly one per operation or list element visited). A rule over the
-	// inputs costs tens to hundreds; a rule that exceeds MaxCost fails with
-	// an evaluation error and does not allow.
+	// MaxCost bounds the evaluation cost of a rule's expression (cel-go's
+	// cost units, roughly one per operation or list element visited), and
+	// in Decide's explanation that of each operand of its && chain. An
+	// ordinary rule costs tens; one that exceeds MaxCost fails with an
+	// evaluation error, and the rule does not allow. Expressions whose cost
+	// cel-go's static estimate bounds under MaxCost run without the runtime
+	// cost tracker for inputs within the size envelope (see bound.go).
 	MaxCost = 100_000
 	// MaxNameLen bounds rule and credential names.
 	MaxNameLen = 128
@@ -144,15 +161,13 @@ type rule struct {
 	ttl         time.Duration // 0: no cap
 	expr        string        // the source of when, as written
 	line        int           // the YAML line of the rule
-	fast        cel.Program   // short-circuiting, for the decision
-	explain     cel.Program   // exhaustive with state, for the explanation
-	conjuncts   []conjunct
-}
-
-// conjunct is one operand of a rule's top-level && chain.
-type conjunct struct {
-	id   int64  // the expression id in the checked AST
-	text string // the operand, unparsed
+	whole       program       // the expression: decides
+	// conjuncts are the operands of the top-level && chain, unparsed and
+	// compiled on their own, so that a decision can say which were false.
+	conjuncts []program
+	// combinable: the conjuncts' static costs sum to at most MaxCost (see
+	// evalConjuncts).
+	combinable bool
 }
 
 // fileRule is one rule as written in YAML.
@@ -334,12 +349,28 @@ func (r *rule) applies(credential string) bool {
 // evaluated (a missing key, the cost limit, ctx cancelled) does not allow and
 // its error is in the decision. A nil policy denies everything.
 func (p *Policy) Decide(ctx context.Context, in Input) Decision {
+	return p.decide(ctx, &in, true)
+}
+
+// Evaluate decides as Decide does — the same Allowed, Rule, TTL, and for
+// every rule the same Applies, Result and Error — without the clauses:
+// every RuleResult.Clauses is nil, and Inputs holds only what the
+// evaluation read, && and || short-circuiting (the inputs the decision
+// rests on). It is the request path of the broker, whose audit record needs
+// the deciding rule and the inputs; Decide, for `signet policy test`,
+// explains. A nil policy denies everything.
+func (p *Policy) Evaluate(ctx context.Context, in Input) Decision {
+	return p.decide(ctx, &in, false)
+}
+
+func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 	d := Decision{Credential: in.Request.Credential, Subject: in.Subject.ID.String()}
 	if p == nil {
 		return d
 	}
 	d.Policy = p.name
-	act := newActivation(&in)
+	act := newActivation(in)
+	fast := inEnvelope(in)
 	d.Rules = make([]RuleResult, 0, len(p.rules))
 	decided := false
 	for _, r := range p.rules {
@@ -352,32 +383,16 @@ func (p *Policy) Decide(ctx context.Context, in Input) Decision {
 			rr.Result = ResultNotApplicable
 		default:
 			rr.Applies = true
-			out, _, err := r.fast.ContextEval(ctx, act)
-			if err == nil && out == types.True {
-				rr.Result = ResultAllow
+			rr.Result, rr.Error, rr.Clauses = r.eval(ctx, act, fast, explain)
+			if rr.Result == ResultAllow {
 				decided = true
 				d.Allowed = true
 				d.Rule = r.name
 				d.TTL = r.ttl
-				break
 			}
-			if err != nil {
-				rr.Result = ResultError
-				rr.Error = cleanEvalError(err)
-			} else {
-				rr.Result = resultOf(out)
-			}
-			rr.Clauses = r.explainFalse(ctx, act)
 		}
 		d.Rules = append(d.Rules, rr)
 	}
+	d.Inputs = act.read()
 	return d
-}
-
-// resultOf names a rule's non-true result.
-func resultOf(v ref.Val) Result {
-	if v == types.False {
-		return ResultFalse
-	}
-	return ResultError
 }
