@@ -35,6 +35,11 @@ type SelectorType struct {
 // values are only checked generically.
 var selectorTypes = map[string]SelectorType{
 	"unix": {Name: "unix", Kind: WorkloadSelector, Validate: validateUnixSelector}, // internal/workloadattest/unix
+	// Workload attestors internal/workloadattest/{k8s,docker,systemd}: KEY:VALUE.
+	"k8s": workloadType("k8s", "ns", "sa", "pod-name", "pod-uid", "pod-label", "pod-owner",
+		"container-name", "container-image", "node-name"),
+	"docker":  workloadType("docker", "label", "image_id", "image_name", "env"),
+	"systemd": workloadType("systemd", "id", "fragment_path"),
 	// Node attestors (internal/nodeattest/<method>): values are KEY:VALUE.
 	"x509pop":   nodeType("x509pop", "subject:cn", "ca:fingerprint", "san:dns", "san:uri", "serialnumber"),
 	"sshpop":    nodeType("sshpop", "principal", "key_id"),
@@ -42,6 +47,14 @@ var selectorTypes = map[string]SelectorType{
 	"aws_iid":   nodeType("aws_iid", "account", "region", "az", "instance_type", "image_id"),
 	"gcp_iit":   nodeType("gcp_iit", "project-id", "zone", "instance-name", "sa"),
 	"azure_msi": nodeType("azure_msi", "tenant", "subscription", "resource-group", "vm-name"),
+}
+
+// workloadType is a workload attestor's selector type, whose values are
+// one of keys, a colon and a non-empty value ("ns:shop").
+func workloadType(name string, keys ...string) SelectorType {
+	t := nodeType(name, keys...)
+	t.Kind = WorkloadSelector
+	return t
 }
 
 // nodeType is a node attestor's selector type, whose values are one of
