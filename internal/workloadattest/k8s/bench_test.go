@@ -31,14 +31,13 @@ func BenchmarkAttestWarm(b *testing.B) {
 		if _, err := e.a.Attest(ctx, p); err != nil {
 			b.Fatal(err)
 		}
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(start))
-		}
+		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)*999/1000].Nanoseconds())/1e3, "p99.9-µs")
 }
 
 // BenchmarkKubeletCalls1000Callers has 1,000 distinct callers (one

@@ -15,8 +15,9 @@
 // The pods come from the kubelet's /pods endpoint, over TLS verified against
 // the cluster CA (or kubelet_ca_path), with the service-account token read
 // from token_path on every request so a rotated token is picked up. One
-// answer serves every caller for cache_ttl, and concurrent misses share one
-// request, so a thousand callers cost one kubelet call. A container that has
+// answer serves every caller for cache_ttl (and, while a refresh runs, up to
+// twice that), and concurrent misses share one request, so a thousand
+// callers cost one kubelet call. A container that has
 // just started and is not yet in the kubelet's status is looked for again,
 // at most every retryInterval, for container_wait; then the caller is
 // refused with a log line saying so. A caller in no pod gets no k8s
@@ -24,6 +25,7 @@
 package k8s
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -59,8 +61,11 @@ const retryInterval = 250 * time.Millisecond
 // requestTimeout bounds one request to the kubelet.
 const requestTimeout = 10 * time.Second
 
-// maxTokenSize bounds the token file.
-const maxTokenSize = 64 << 10
+// maxTokenSize and maxCASize bound the token and CA files.
+const (
+	maxTokenSize = 64 << 10
+	maxCASize    = 1 << 20
+)
 
 // Log keys.
 const (
@@ -76,13 +81,16 @@ const (
 type Attestor struct {
 	cfg      Config
 	log      *slog.Logger
-	client   *http.Client
 	podsURL  string
 	procRoot string
 	now      func() time.Time
 
 	flight singleflight.Group
 	calls  atomic.Int64 // requests sent to the kubelet
+
+	clientMu sync.Mutex
+	client   *http.Client // for the CA in caPEM; fixed with skip_kubelet_verification
+	caPEM    []byte
 
 	mu        sync.Mutex
 	idx       *podIndex // the latest answer; nil before the first
@@ -91,53 +99,86 @@ type Attestor struct {
 
 var _ workloadattest.Attestor = (*Attestor)(nil)
 
-// New returns an attestor. It reads the kubelet's CA now (so that a wrong
-// path fails at start) and the token only when asking the kubelet. A nil
-// log discards log lines.
+// New returns an attestor. It reads the kubelet's CA now, so that a
+// kubelet_ca_path that cannot be read fails at start; the default CA (the
+// service account's) may appear later, which is logged. The CA and the
+// token are read again before each request to the kubelet. A nil log
+// discards log lines.
 func New(cfg Config, log *slog.Logger) (*Attestor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	explicitCA := cfg.KubeletCAPath != ""
 	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("attestor", Name)
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.SkipKubeletVerification {
-		tlsCfg.InsecureSkipVerify = true
-		log.Warn("skip_kubelet_verification is set: the kubelet's certificate is not verified, so anyone who can "+
-			"answer on its address can describe pods to this agent", logKeyURL, cfg.KubeletURL)
-	} else {
-		pem, err := os.ReadFile(cfg.KubeletCAPath)
-		if err != nil {
-			return nil, fmt.Errorf("kubelet_ca_path: %w: the kubelet's certificate is verified against this CA "+
-				"(the default is the service account's ca.crt); name the CA that signs it, or set skip_kubelet_verification: true", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kubelet_ca_path: %s holds no PEM certificate", cfg.KubeletCAPath)
-		}
-		tlsCfg.RootCAs = pool
-	}
-	return &Attestor{
-		cfg: cfg,
-		log: log,
-		client: &http.Client{
-			Timeout: requestTimeout,
-			Transport: &http.Transport{
-				TLSClientConfig:     tlsCfg,
-				ForceAttemptHTTP2:   true,
-				MaxIdleConnsPerHost: 2,
-				IdleConnTimeout:     time.Minute,
-				TLSHandshakeTimeout: requestTimeout,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+	a := &Attestor{
+		cfg:      cfg,
+		log:      log.With("attestor", Name),
 		podsURL:  strings.TrimSuffix(cfg.KubeletURL, "/") + "/pods",
 		procRoot: "/proc",
 		now:      time.Now,
-	}, nil
+	}
+	if cfg.SkipKubeletVerification {
+		a.log.Warn("skip_kubelet_verification is set: the kubelet's certificate is not verified, so anyone who can "+
+			"answer on its address can describe pods to this agent", logKeyURL, cfg.KubeletURL)
+		a.client = newHTTPClient(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true})
+		return a, nil
+	}
+	if _, err := a.httpClient(); err != nil {
+		if explicitCA {
+			return nil, err
+		}
+		// The service account's CA appears when the pod runs; until then
+		// (and whenever it cannot be read) callers in pods are refused.
+		a.log.Warn("cannot read the kubelet's CA yet; k8s attestation fails until it can", logKeyErr, err)
+	}
+	return a, nil
+}
+
+// newHTTPClient returns the client for the kubelet with tlsCfg.
+func newHTTPClient(tlsCfg *tls.Config) *http.Client {
+	return &http.Client{
+		Timeout: requestTimeout,
+		Transport: &http.Transport{
+			TLSClientConfig:     tlsCfg,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     time.Minute,
+			TLSHandshakeTimeout: requestTimeout,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// httpClient returns the client for the kubelet, verifying its certificate
+// against kubelet_ca_path as the file reads now: the CA is read before every
+// request (a few per minute at most), so a rotated cluster CA is picked up.
+func (a *Attestor) httpClient() (*http.Client, error) {
+	if a.cfg.SkipKubeletVerification {
+		return a.client, nil
+	}
+	pem, err := readBounded(a.cfg.KubeletCAPath, maxCASize)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet_ca_path: %w: the kubelet's certificate is verified against this CA "+
+			"(the default is the service account's ca.crt); name the CA that signs it, or set skip_kubelet_verification: true", err)
+	}
+	a.clientMu.Lock()
+	defer a.clientMu.Unlock()
+	if a.client != nil && bytes.Equal(pem, a.caPEM) {
+		return a.client, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("kubelet_ca_path: %s holds no PEM certificate", a.cfg.KubeletCAPath)
+	}
+	if a.client != nil {
+		a.client.CloseIdleConnections()
+	}
+	a.client = newHTTPClient(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool})
+	a.caPEM = pem
+	return a.client, nil
 }
 
 // Name returns "k8s".
@@ -213,13 +254,26 @@ func (a *Attestor) lookup(ctx context.Context, p workloadattest.Peer, c cgroup.C
 
 // pods returns the latest answer of the kubelet if it was asked no earlier
 // than notBefore and within cache_ttl, and asks it otherwise. Concurrent
-// callers share one request.
+// callers share one request. Between one and two cache_ttl old, an answer
+// still serves callers that need no fresher one while a refresh runs, so a
+// label removed from a pod stops matching within two cache_ttl.
 func (a *Attestor) pods(ctx context.Context, notBefore time.Time) (*podIndex, error) {
 	a.mu.Lock()
 	idx := a.idx
 	a.mu.Unlock()
-	if idx != nil && !idx.fetched.Before(notBefore) && a.now().Sub(idx.fetched) < time.Duration(a.cfg.CacheTTL) {
-		return idx, nil
+	ttl := time.Duration(a.cfg.CacheTTL)
+	if idx != nil && !idx.fetched.Before(notBefore) {
+		switch age := a.now().Sub(idx.fetched); {
+		case age < ttl:
+			return idx, nil
+		case age < 2*ttl && notBefore.IsZero():
+			// Refresh in the background and answer from this one
+			// meanwhile, so that callers do not queue behind every
+			// refresh; a container missing from it still waits for a
+			// fresh answer (lookup asks with notBefore).
+			a.flight.DoChan("pods", func() (any, error) { return a.fetch() })
+			return idx, nil
+		}
 	}
 	ch := a.flight.DoChan("pods", func() (any, error) { return a.fetch() })
 	select {
@@ -275,7 +329,11 @@ func (a *Attestor) get(ctx context.Context, sent time.Time) (*podIndex, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
-	resp, err := a.client.Do(req)
+	client, err := a.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("kubelet: %w", err)
 	}
@@ -297,23 +355,33 @@ func (a *Attestor) get(ctx context.Context, sent time.Time) (*podIndex, error) {
 // readToken reads the bearer token, afresh on every request: projected
 // tokens are rotated by the kubelet.
 func readToken(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("token_path: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenSize+1))
+	data, err := readBounded(path, maxTokenSize)
 	if err != nil {
 		return "", fmt.Errorf("token_path: %w", err)
 	}
 	tok := strings.TrimSpace(string(data))
 	switch {
-	case len(data) > maxTokenSize:
-		return "", fmt.Errorf("token_path: %s is larger than %d bytes", path, maxTokenSize)
 	case tok == "" || strings.ContainsAny(tok, " \t\r\n"):
 		return "", fmt.Errorf("token_path: %s holds no single token", path)
 	}
 	return tok, nil
+}
+
+// readBounded reads a file of at most limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
 }
 
 // procError turns a failure to read /proc/<pid>/cgroup into an attestation

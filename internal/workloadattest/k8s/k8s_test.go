@@ -36,6 +36,7 @@ import (
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
+	"github.com/signet-id/signet/internal/testenv"
 	"github.com/signet-id/signet/internal/workloadattest/k8s"
 	"github.com/signet-id/signet/internal/workloadattest/workloadattesttest"
 )
@@ -444,4 +445,30 @@ func podList(n int) (body []byte, ids, uids []string) {
 	}
 	body, _ = json.Marshal(list)
 	return body, ids, uids
+}
+
+// TestStaleAnswerServesDuringRefresh: between one and two cache_ttl, the
+// previous answer serves a known container while one refresh runs.
+func TestStaleAnswerServesDuringRefresh(t *testing.T) {
+	e := newEnv(t, fixture(t), checkoutID, func(c *k8s.Config) { c.CacheTTL = config.Duration(400 * time.Millisecond) })
+	if _, err := k8s.LookupContainer(context.Background(), e.a, podUID, checkoutID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	e.k.delay = time.Second // a slow refresh must not hold the caller
+	start := time.Now()
+	if _, err := k8s.LookupContainer(context.Background(), e.a, podUID, checkoutID); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited > 500*time.Millisecond {
+		t.Errorf("lookup during a refresh waited %s, want the previous answer at once", waited)
+	}
+	if err := testenv.Poll(5*time.Second, func() error {
+		if n := e.k.calls.Load(); n != 2 {
+			return fmt.Errorf("kubelet calls = %d, want 2 (one background refresh)", n)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 }
