@@ -61,7 +61,9 @@ func TestAgentAttestorConfig(t *testing.T) {
 		{"bad token names the key", "join_token: \"a b\"\n", nil, "--join-token (join_token): join_token attestor"},
 		{"missing token file", "", []string{"--join-token-file", "/nonexistent/token"}, "--join-token-file: read join token file"},
 		{"workload attestors: unix configured", "workload_attestors:\n  unix: {}\n", nil, ""},
-		{"workload attestors: unknown", "workload_attestors:\n  k8s: {}\n", nil, "workload_attestors.k8s: unknown workload attestor: use one of unix"},
+		{"workload attestors: unknown", "workload_attestors:\n  kubernetes: {}\n", nil, "workload_attestors.kubernetes: unknown workload attestor: use one of docker, k8s, systemd, unix"},
+		{"workload attestors: k8s, docker, systemd", "workload_attestors:\n  k8s: {skip_kubelet_verification: true}\n  docker: {}\n  systemd: {}\n", nil, ""},
+		{"workload attestors: k8s without its CA", "workload_attestors:\n  k8s: {kubelet_ca_path: /nonexistent/ca.crt}\n", nil, "workload_attestors.k8s: kubelet_ca_path: open /nonexistent/ca.crt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

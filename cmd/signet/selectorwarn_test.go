@@ -25,10 +25,10 @@ func TestWarnUnknownSelectorTypes(t *testing.T) {
 		want    []string // the types warned about, in order
 	}{
 		{"built-in only", []*commonv1.Entry{entryWith("unix:uid:1000", "unix:gid:1000")}, nil},
-		{"one unknown", []*commonv1.Entry{entryWith("unix:uid:1000", "k8s:ns:default")}, []string{"k8s"}},
+		{"one unknown", []*commonv1.Entry{entryWith("unix:uid:1000", "nomad:job:default")}, []string{"nomad"}},
 		{"once per type across entries", []*commonv1.Entry{
-			entryWith("k8s:ns:a"), entryWith("k8s:ns:b", "docker:label:x"), entryWith("k8s:sa:c"),
-		}, []string{"k8s", "docker"}},
+			entryWith("nomad:job:a"), entryWith("nomad:job:b", "lxc:name:x"), entryWith("nomad:task:c"),
+		}, []string{"nomad", "lxc"}},
 		{"no entries", nil, nil},
 	}
 	for _, tt := range tests {
@@ -59,9 +59,11 @@ func TestEntryCreateThroughServer(t *testing.T) {
 		wantErr    string // "" = created
 		wantStderr string
 	}{
-		{"unknown type warned once", []string{"--spiffe-id", "spiffe://example.org/k8s",
-			"--selector", "k8s:ns:default", "--selector", "k8s:sa:web"}, "",
-			`warning: selector type "k8s" is not known to this server's built-in attestors`},
+		{"unknown type warned once", []string{"--spiffe-id", "spiffe://example.org/nomad",
+			"--selector", "nomad:job:default", "--selector", "nomad:task:web"}, "",
+			`warning: selector type "nomad" is not known to this server's built-in attestors`},
+		{"bad k8s value", []string{"--spiffe-id", "spiffe://example.org/k8s", "--selector", "k8s:namespace:shop"},
+			"KEY one of ns, sa, pod-name", ""},
 		{"bad unix value", []string{"--spiffe-id", "spiffe://example.org/bad", "--selector", "unix:uid:abc"},
 			"uid must be a decimal number", ""},
 		{"federation", []string{"--spiffe-id", "spiffe://example.org/fed", "--selector", "unix:uid:1", "--federates-with", "partner.org"},

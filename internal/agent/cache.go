@@ -208,7 +208,7 @@ func (c *cache) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 	out := make([]workload.X509SVID, 0, min(candidates, 64))
 	for _, b := range buckets {
 		for _, r := range b {
-			if r.svid == nil || !r.servable(now) || !model.SubsetOf(r.entry.Selectors, sels) {
+			if r.svid == nil || !r.servable(now) || !model.WorkloadMatches(r.entry.Selectors, sels) {
 				continue
 			}
 			out = append(out, workload.X509SVID{
@@ -246,7 +246,7 @@ func (c *cache) matching(sels []model.Selector, now time.Time) []model.Entry {
 	var out []model.Entry
 	for _, s := range sels {
 		for _, r := range c.bySel[s] {
-			if !expired(r.entry, now) && model.SubsetOf(r.entry.Selectors, sels) {
+			if !expired(r.entry, now) && model.WorkloadMatches(r.entry.Selectors, sels) {
 				out = append(out, r.entry)
 			}
 		}
@@ -610,7 +610,7 @@ func (c *cache) NoSVIDReason(sels []model.Selector) error {
 	matched, expiredSVID := false, false
 	for _, s := range sels {
 		for _, r := range c.bySel[s] {
-			if r.invalid != nil || expired(r.entry, now) || !model.SubsetOf(r.entry.Selectors, sels) {
+			if r.invalid != nil || expired(r.entry, now) || !model.WorkloadMatches(r.entry.Selectors, sels) {
 				continue
 			}
 			matched = true

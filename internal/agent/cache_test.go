@@ -85,6 +85,44 @@ func TestCacheMatching(t *testing.T) {
 	}
 }
 
+// TestCacheContainerizedCaller checks that the cache matches with
+// model.WorkloadMatches: an all-unix entry is for host processes, and a
+// caller the unix attestor marked containerized gets it only when the entry
+// says unix:container:true. X509 and JWT matching agree.
+func TestCacheContainerizedCaller(t *testing.T) {
+	ca := newTestCA(t, "example.org")
+	clock := newFakeClock()
+	c := newTestCache(t, ca, clock)
+	mustApply(t, c, &agentv1.SyncResponse{Revision: 1, Full: true, Entries: []*commonv1.Entry{
+		pe("host", "/host", "unix:uid:1000"),
+		pe("container", "/container", "unix:container:true", "unix:uid:1000"),
+		pe("k8s", "/k8s", "k8s:ns:shop", "unix:uid:1000"),
+	}})
+	signAll(t, c, ca, clock.Now(), time.Hour)
+	for _, tc := range []struct {
+		name string
+		sels []model.Selector
+		want []string
+	}{
+		{"host caller", sels("unix:uid:1000"), []string{"host"}},
+		{"containerized caller", sels("unix:container:true", "unix:uid:1000"), []string{"container"}},
+		{"containerized pod", sels("k8s:ns:shop", "unix:container:true", "unix:uid:1000"), []string{"container", "k8s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, entryIDs(c.X509SVIDs(tc.sels))); diff != "" {
+				t.Errorf("X509SVIDs(%v) entry ids (-want +got):\n%s", tc.sels, diff)
+			}
+			var ids []string
+			for _, e := range c.matching(canonical(tc.sels), clock.Now()) {
+				ids = append(ids, e.ID)
+			}
+			if diff := cmp.Diff(tc.want, ids); diff != "" {
+				t.Errorf("matching(%v) entry ids (-want +got):\n%s", tc.sels, diff)
+			}
+		})
+	}
+}
+
 func TestCacheNoSVIDBeforeSigning(t *testing.T) {
 	ca := newTestCA(t, "example.org")
 	c := newTestCache(t, ca, newFakeClock())

@@ -38,6 +38,9 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
+	"github.com/signet-id/signet/internal/workloadattest/docker"
+	"github.com/signet-id/signet/internal/workloadattest/k8s"
+	"github.com/signet-id/signet/internal/workloadattest/systemd"
 	"github.com/signet-id/signet/internal/workloadattest/unix"
 )
 
@@ -125,6 +128,9 @@ type WorkloadDeps struct {
 func WorkloadAttestors() (*plugin.Registry[workloadattest.Attestor, WorkloadDeps], error) {
 	return plugin.New("workload attestor", WorkloadAttestorsKey,
 		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: "unix", New: newUnixAttestor},
+		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: k8s.Name, New: newK8sAttestor},
+		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: docker.Name, New: newDockerAttestor},
+		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: systemd.Name, New: newSystemdAttestor},
 	)
 }
 
@@ -305,6 +311,30 @@ func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Atte
 		return nil, fmt.Errorf("the unix workload attestor needs Linux (SO_PEERCRED and pidfds), not %s", runtime.GOOS)
 	}
 	return unix.New(cfg, d.Log)
+}
+
+func newK8sAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
+	var cfg k8s.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return k8s.New(cfg, d.Log)
+}
+
+func newDockerAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
+	var cfg docker.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return docker.New(cfg, d.Log)
+}
+
+func newSystemdAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
+	var cfg systemd.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return systemd.New(cfg, d.Log)
 }
 
 // KeyManagerDeps is what key managers may use.

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -325,10 +326,15 @@ func TestRegistries(t *testing.T) {
 		}
 		_, err = reg.BuildAll(builtin.WorkloadDeps{}, config.Plugins{
 			"unix":   *node(t, "{discover_workload_path: true, workload_size_limit: -1, hash_all: yes}"),
-			"docker": *node(t, "{}"),
+			"dockr":  *node(t, "{}"),
+			"k8s":    *node(t, "{kubelet_url: 'http://127.0.0.1:10255', kubelet_ca_path: /ca, skip_kubelet_verification: true}"),
+			"docker": *node(t, "{socket: docker.sock, envs: [A]}"),
 		})
 		for _, want := range []string{
-			"workload_attestors.docker: unknown workload attestor: use one of unix",
+			"workload_attestors.dockr: unknown workload attestor: use one of docker, k8s, systemd, unix",
+			"workload_attestors.k8s.kubelet_url: \"http://127.0.0.1:10255\": the kubelet is asked over https only",
+			"workload_attestors.k8s.kubelet_ca_path: set either kubelet_ca_path or skip_kubelet_verification, not both",
+			"workload_attestors.docker.envs is not a known key: use one of env, socket",
 			"workload_attestors.unix.hash_all is not a known key: use one of discover_workload_path, workload_size_limit",
 		} {
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -338,6 +344,28 @@ func TestRegistries(t *testing.T) {
 		_, err = reg.Build(builtin.WorkloadDeps{}, "unix", node(t, "{workload_size_limit: -1}"))
 		if err == nil || !strings.Contains(err.Error(), "workload_attestors.unix.workload_size_limit: -1 is negative") {
 			t.Errorf("Build(negative limit) = %v, want the field path", err)
+		}
+	})
+	t.Run("container and systemd workload attestors build from their sections", func(t *testing.T) {
+		reg, err := builtin.WorkloadAttestors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := reg.BuildAll(builtin.WorkloadDeps{}, config.Plugins{
+			"k8s":     *node(t, "{kubelet_url: 'https://127.0.0.1:10250', skip_kubelet_verification: true, cache_ttl: 1s, container_wait: 5s}"),
+			"docker":  *node(t, "{socket: /run/podman/podman.sock, env: [APP_ROLE]}"),
+			"systemd": *node(t, "{}"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, a := range got {
+			names = append(names, a.Name())
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, []string{"docker", "k8s", "systemd"}) {
+			t.Errorf("BuildAll() names = %v, want docker, k8s, systemd", names)
 		}
 	})
 	t.Run("cloud method configs", func(t *testing.T) {

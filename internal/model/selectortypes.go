@@ -35,6 +35,11 @@ type SelectorType struct {
 // values are only checked generically.
 var selectorTypes = map[string]SelectorType{
 	"unix": {Name: "unix", Kind: WorkloadSelector, Validate: validateUnixSelector}, // internal/workloadattest/unix
+	// Workload attestors internal/workloadattest/{k8s,docker,systemd}: KEY:VALUE.
+	"k8s": workloadType("k8s", "ns", "sa", "pod-name", "pod-uid", "pod-label", "pod-owner",
+		"container-name", "container-image", "node-name"),
+	"docker":  workloadType("docker", "label", "image_id", "image_name", "env"),
+	"systemd": workloadType("systemd", "id", "fragment_path"),
 	// Node attestors (internal/nodeattest/<method>): values are KEY:VALUE.
 	"x509pop":   nodeType("x509pop", "subject:cn", "ca:fingerprint", "san:dns", "san:uri", "serialnumber"),
 	"sshpop":    nodeType("sshpop", "principal", "key_id"),
@@ -44,6 +49,14 @@ var selectorTypes = map[string]SelectorType{
 	"azure_msi": nodeType("azure_msi", "tenant", "subscription", "resource-group", "vm-name"),
 	"k8s_psat": nodeType("k8s_psat", "cluster", "agent_ns", "agent_sa", "agent_pod_name", "agent_pod_uid",
 		"agent_node_name", "agent_node_uid", "agent_node_label", "agent_pod_label"),
+}
+
+// workloadType is a workload attestor's selector type, whose values are
+// one of keys, a colon and a non-empty value ("ns:shop").
+func workloadType(name string, keys ...string) SelectorType {
+	t := nodeType(name, keys...)
+	t.Kind = WorkloadSelector
+	return t
 }
 
 // nodeType is a node attestor's selector type, whose values are one of

@@ -23,8 +23,35 @@ func TestSelectorTypesTable(t *testing.T) {
 	if got, want := slices.Sorted(slices.Values(unixSelectorList)), slices.Sorted(maps.Keys(unixSelectorNames)); !slices.Equal(got, want) {
 		t.Errorf("unixSelectorList = %v, want the names of unixSelectorNames %v", got, want)
 	}
-	if _, ok := LookupSelectorType("k8s"); ok {
-		t.Error(`LookupSelectorType("k8s") found a type that has no built-in attestor`)
+	if _, ok := LookupSelectorType("k8s_sat"); ok {
+		t.Error(`LookupSelectorType("k8s_sat") found a type that has no built-in attestor`)
+	}
+	for _, tc := range []struct {
+		sel string
+		ok  bool
+	}{
+		{"k8s:ns:shop", true},
+		{"k8s:pod-label:app:web", true},
+		{"k8s:pod-owner:ReplicaSet:web-7d9", true},
+		{"k8s:namespace:shop", false},
+		{"k8s:ns:", false},
+		{"docker:label:com.example.team:pay", true},
+		{"docker:image_id:sha256:abc", true},
+		{"docker:env:FOO:bar", true},
+		{"docker:image:x", false},
+		{"systemd:id:backup.service", true},
+		{"systemd:fragment_path:/etc/systemd/system/backup.service", true},
+		{"systemd:unit:backup.service", false},
+		{"unix:container:true", true},
+		{"unix:container:false", false},
+	} {
+		s, err := ParseSelector(tc.sel)
+		if err == nil {
+			err = s.Validate()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("Validate(%q) = %v, want ok=%v", tc.sel, err, tc.ok)
+		}
 	}
 }
 

@@ -20,11 +20,12 @@ var unixSelectorNames = map[string]func(name, rest string) error{
 	"supplementary_group": unixName,
 	"path":                unixPath,
 	"sha256":              unixSHA256,
+	"container":           unixContainer,
 }
 
 // unixSelectorList is unixSelectorNames' keys in the order the attestor's
 // documentation gives them, for error messages.
-var unixSelectorList = []string{"uid", "gid", "user", "group", "supplementary_gid", "supplementary_group", "path", "sha256"}
+var unixSelectorList = []string{"uid", "gid", "user", "group", "supplementary_gid", "supplementary_group", "path", "sha256", "container"}
 
 // validateUnixSelector checks a unix selector value, "name:rest", against
 // what the attestor produces: anything else could never match a workload.
@@ -75,6 +76,16 @@ func unixSHA256(name, s string) error {
 	}
 	if !ok {
 		return errkind.New(errkind.InvalidArgument, "%s must be 64 lower-case hex digits, the executable's sha256sum", name)
+	}
+	return nil
+}
+
+// unixContainer accepts only "true": the attestor marks containerized
+// callers and says nothing of the others.
+func unixContainer(name, s string) error {
+	if s != "true" {
+		return errkind.New(errkind.InvalidArgument,
+			"%s takes only the value true (unix:container:true, a caller in another PID namespace than the agent's)", name)
 	}
 	return nil
 }

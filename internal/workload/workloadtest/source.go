@@ -155,7 +155,7 @@ func (s *Source) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 	defer s.mu.Unlock()
 	var out []workload.X509SVID
 	for _, e := range s.entries {
-		if model.SubsetOf(e.Selectors, sels) {
+		if model.WorkloadMatches(e.Selectors, sels) {
 			out = append(out, e.SVID)
 		}
 	}
@@ -176,7 +176,7 @@ func (s *Source) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id sp
 	}
 	var out []workload.JWTSVID
 	for _, e := range entries {
-		if !model.SubsetOf(e.Selectors, sels) || (!id.IsZero() && e.SVID.ID != id) {
+		if !model.WorkloadMatches(e.Selectors, sels) || (!id.IsZero() && e.SVID.ID != id) {
 			continue
 		}
 		if signer == nil {

@@ -10,12 +10,19 @@ import (
 // maxGroups is the kernel's NGROUPS_MAX.
 const maxGroups = 65536
 
+// maxPIDNamespaceDepth is the kernel's MAX_PID_NS_LEVEL plus the root.
+const maxPIDNamespaceDepth = 33
+
 // procStatus is the part of /proc/<pid>/status the attestor uses.
 type procStatus struct {
 	// State is the one-letter process state ('R', 'S', 'Z', ...).
 	State byte
 	// Groups are the supplementary group IDs, in the kernel's order.
 	Groups []uint32
+	// NSpidDepth is the number of PIDs on the NSpid line: one per PID
+	// namespace the process is in, from that of the /proc mount down to its
+	// own. Zero when the kernel wrote no NSpid line (before Linux 4.1).
+	NSpidDepth int
 }
 
 // parseStatus parses the contents of /proc/<pid>/status: "Key:\tvalue" lines.
@@ -24,8 +31,8 @@ type procStatus struct {
 // any malformed line of interest is an error.
 func parseStatus(data []byte) (procStatus, error) {
 	var (
-		st                 procStatus
-		haveState, haveGrp bool
+		st                            procStatus
+		haveState, haveGrp, haveNSpid bool
 	)
 	for len(data) > 0 {
 		var line []byte
@@ -55,6 +62,21 @@ func parseStatus(data []byte) (procStatus, error) {
 				return procStatus{}, err
 			}
 			st.Groups = groups
+		case "NSpid":
+			if haveNSpid {
+				return procStatus{}, errors.New("parse status: duplicate NSpid line")
+			}
+			haveNSpid = true
+			fields := bytes.Fields(val)
+			if len(fields) == 0 || len(fields) > maxPIDNamespaceDepth {
+				return procStatus{}, fmt.Errorf("parse status: NSpid line with %d PIDs: want 1 to %d", len(fields), maxPIDNamespaceDepth)
+			}
+			for _, f := range fields {
+				if _, err := strconv.ParseUint(string(f), 10, 31); err != nil || f[0] < '0' || f[0] > '9' {
+					return procStatus{}, fmt.Errorf("parse status: invalid NSpid %q", f)
+				}
+			}
+			st.NSpidDepth = len(fields)
 		}
 	}
 	switch {

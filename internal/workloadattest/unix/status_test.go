@@ -43,6 +43,12 @@ func TestParseStatus(t *testing.T) {
 		{"duplicate groups", "State:\tS\nGroups:\t1\nGroups:\t0\n", procStatus{}, true},
 		{"duplicate state", "State:\tS\nState:\tZ\nGroups:\t1\n", procStatus{}, true},
 		{"empty", "", procStatus{}, true},
+		{"nested pid namespace", "State:\tS\nGroups:\t1\nNSpid:\t4242\t1\n", procStatus{State: 'S', Groups: []uint32{1}, NSpidDepth: 2}, false},
+		{"host pid namespace", "State:\tS\nGroups:\t1\nNSpid:\t4242\n", procStatus{State: 'S', Groups: []uint32{1}, NSpidDepth: 1}, false},
+		{"empty NSpid", "State:\tS\nGroups:\t1\nNSpid:\t\n", procStatus{}, true},
+		{"bad NSpid", "State:\tS\nGroups:\t1\nNSpid:\t12 x\n", procStatus{}, true},
+		{"signed NSpid", "State:\tS\nGroups:\t1\nNSpid:\t+12\n", procStatus{}, true},
+		{"duplicate NSpid", "State:\tS\nGroups:\t1\nNSpid:\t1\nNSpid:\t1\n", procStatus{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,7 +56,7 @@ func TestParseStatus(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("parseStatus(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			}
-			if err == nil && (got.State != tt.want.State || !slices.Equal(got.Groups, tt.want.Groups)) {
+			if err == nil && (got.State != tt.want.State || !slices.Equal(got.Groups, tt.want.Groups) || got.NSpidDepth != tt.want.NSpidDepth) {
 				t.Errorf("parseStatus(%q) = %+v, want %+v", tt.in, got, tt.want)
 			}
 		})

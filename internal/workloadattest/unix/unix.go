@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -72,6 +73,10 @@ type Attestor struct {
 	hashes   hashCache
 	users    *nameCache
 	groups   *nameCache
+	// selfDepth is the agent's own NSpid depth (0: unknown, compare the
+	// namespace links instead); selfNS its /proc/self/ns/pid link.
+	selfDepth int
+	selfNS    string
 }
 
 var _ workloadattest.Attestor = (*Attestor)(nil)
@@ -89,13 +94,52 @@ func New(cfg Config, log *slog.Logger) (*Attestor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Attestor{
+	a := &Attestor{
 		cfg:      cfg,
 		log:      log.With("attestor", Name),
 		procRoot: "/proc",
 		users:    newUserNames(),
 		groups:   newGroupNames(),
-	}, nil
+	}
+	if err := a.readSelf(); err != nil {
+		return nil, fmt.Errorf("unix attestor: %w", err)
+	}
+	return a, nil
+}
+
+// readSelf records the agent's own PID namespace, against which callers
+// are told apart from containerized ones.
+func (a *Attestor) readSelf() error {
+	data, err := readProcFile(filepath.Join(a.procRoot, "self", "status"), make([]byte, 0, 4096))
+	if err != nil {
+		return fmt.Errorf("read the agent's own status: %w", err)
+	}
+	st, err := parseStatus(data)
+	if err != nil {
+		return fmt.Errorf("the agent's own status: %w", err)
+	}
+	a.selfDepth = st.NSpidDepth
+	if a.selfNS, err = os.Readlink(filepath.Join(a.procRoot, "self", "ns", "pid")); err != nil && a.selfDepth == 0 {
+		return fmt.Errorf("read the agent's PID namespace: %w", err)
+	}
+	return nil
+}
+
+// containerized reports whether the caller runs in another PID namespace
+// than the agent. The caller is visible in the agent's /proc, so its
+// namespace is the agent's or one below it: the NSpid depths tell them
+// apart without needing ptrace rights over the caller, which reading its
+// ns/pid link would. Kernels before 4.1 have no NSpid line; then the links
+// are compared, and a caller whose link cannot be read is refused.
+func (a *Attestor) containerized(p workloadattest.Peer, dir string, st procStatus) (bool, error) {
+	if a.selfDepth > 0 && st.NSpidDepth > 0 {
+		return st.NSpidDepth != a.selfDepth, nil
+	}
+	ns, err := os.Readlink(filepath.Join(dir, "ns", "pid"))
+	if err != nil {
+		return false, procError(p, "read PID namespace", err)
+	}
+	return ns != a.selfNS, nil
 }
 
 // Name returns "unix".
@@ -125,6 +169,10 @@ func (a *Attestor) Attest(ctx context.Context, p workloadattest.Peer) ([]model.S
 	if st.State == 'Z' || st.State == 'X' {
 		return nil, errkind.New(errkind.PermissionDenied, "cannot attest the caller: process %d exited", p.PID)
 	}
+	inContainer, err := a.containerized(p, dir, st)
+	if err != nil {
+		return nil, err
+	}
 
 	sels := make([]model.Selector, 0, 8+2*len(st.Groups))
 	add := func(format string, args ...any) {
@@ -144,8 +192,11 @@ func (a *Attestor) Attest(ctx context.Context, p workloadattest.Peer) ([]model.S
 			add("supplementary_group:%s", name)
 		}
 	}
+	if inContainer {
+		sels = append(sels, model.ContainerSelector)
+	}
 	if a.cfg.DiscoverWorkloadPath {
-		path, sum, err := a.executable(ctx, p, dir)
+		path, sum, err := a.executable(ctx, p, dir, inContainer)
 		switch {
 		case err != nil && errkind.Is(err, errkind.PermissionDenied):
 			return nil, err
@@ -158,7 +209,9 @@ func (a *Attestor) Attest(ctx context.Context, p workloadattest.Peer) ([]model.S
 			a.log.Warn("cannot read the caller's executable; path and sha256 selectors omitted",
 				logKeyPID, p.PID, logKeyErr, err)
 		default:
-			add("path:%s", path)
+			if path != "" {
+				add("path:%s", path)
+			}
 			if sum != "" {
 				add("sha256:%s", sum)
 			}
@@ -174,7 +227,13 @@ func (a *Attestor) Attest(ctx context.Context, p workloadattest.Peer) ([]model.S
 // executable returns the caller's executable path and, within the size
 // limit, its SHA-256 (empty above it). The hash is of the file the process
 // runs, opened through /proc/<pid>/exe, not of whatever the path names now.
-func (a *Attestor) executable(ctx context.Context, p workloadattest.Peer, dir string) (path, sum string, err error) {
+//
+// For a containerized caller the path is the one inside the caller's own
+// root (/proc/<pid>/root): the kernel's link is stripped of the root's
+// location and the result is checked, resolving it inside that root, to
+// name the very file the process runs; when it does not, the path is
+// omitted (an empty path with a nil error) and only the hash remains.
+func (a *Attestor) executable(ctx context.Context, p workloadattest.Peer, dir string, inContainer bool) (path, sum string, err error) {
 	exe := filepath.Join(dir, "exe")
 	path, err = os.Readlink(exe)
 	if err != nil {
@@ -188,6 +247,14 @@ func (a *Attestor) executable(ctx context.Context, p workloadattest.Peer, dir st
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return "", "", fmt.Errorf("stat %s: not a regular file", path)
+	}
+	if inContainer {
+		inRoot, err := pathInRoot(dir, path, &st)
+		if err != nil {
+			a.log.Warn("cannot place the containerized caller's executable inside its root; path selector omitted",
+				logKeyPID, p.PID, logKeyPath, path, logKeyErr, err)
+		}
+		path = inRoot
 	}
 	open := func() (*os.File, error) {
 		f, err := os.Open(exe)
@@ -208,6 +275,49 @@ func (a *Attestor) executable(ctx context.Context, p workloadattest.Peer, dir st
 		return "", "", err
 	}
 	return path, sum, nil
+}
+
+// pathInRoot returns the path of the executable exe (as the kernel's
+// /proc/<pid>/exe link spells it, exeSt its stat) inside the caller's root,
+// dir/root. It resolves the candidate inside that root (RESOLVE_IN_ROOT, so
+// the container's symlinks cannot point outside it) and accepts it only if
+// it is the same file.
+func pathInRoot(dir, exe string, exeSt *syscall.Stat_t) (string, error) {
+	rootLink, err := os.Readlink(filepath.Join(dir, "root"))
+	if err != nil {
+		return "", fmt.Errorf("read root link: %w", err)
+	}
+	candidate := exe
+	if rootLink != "/" {
+		rest, ok := strings.CutPrefix(exe, rootLink+"/")
+		if !ok {
+			// The root is not reachable from the agent's: the kernel
+			// already spelled the path from the caller's mount root.
+			rest = strings.TrimPrefix(exe, "/")
+		}
+		candidate = "/" + rest
+	}
+	rootFD, err := sysunix.Open(filepath.Join(dir, "root"), sysunix.O_PATH|sysunix.O_DIRECTORY|sysunix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open root: %w", err)
+	}
+	defer sysunix.Close(rootFD)
+	fd, err := sysunix.Openat2(rootFD, strings.TrimPrefix(candidate, "/"), &sysunix.OpenHow{
+		Flags:   sysunix.O_PATH | sysunix.O_CLOEXEC,
+		Resolve: sysunix.RESOLVE_IN_ROOT | sysunix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return "", fmt.Errorf("resolve %s inside the caller's root: %w", candidate, err)
+	}
+	defer sysunix.Close(fd)
+	var st sysunix.Stat_t
+	if err := sysunix.Fstat(fd, &st); err != nil {
+		return "", fmt.Errorf("stat %s inside the caller's root: %w", candidate, err)
+	}
+	if uint64(st.Dev) != uint64(exeSt.Dev) || st.Ino != exeSt.Ino {
+		return "", fmt.Errorf("%s inside the caller's root is not the file it runs", candidate)
+	}
+	return candidate, nil
 }
 
 // procError turns a failure to read /proc/<pid>/... into an attestation

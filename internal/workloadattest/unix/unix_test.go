@@ -102,6 +102,12 @@ type result struct {
 func serve(t *testing.T, a *unix.Attestor) (path string, results <-chan result) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "api.sock")
+	return path, serveAt(t, a, path)
+}
+
+// serveAt is serve on the socket path.
+func serveAt(t *testing.T, a *unix.Attestor, path string) <-chan result {
+	t.Helper()
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +127,7 @@ func serve(t *testing.T, a *unix.Attestor) (path string, results <-chan result) 
 	)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
-	return path, ch
+	return ch
 }
 
 func newAttestor(t *testing.T, cfg unix.Config, log *slog.Logger) *unix.Attestor {
