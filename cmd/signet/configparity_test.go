@@ -53,7 +53,7 @@ func TestRunFlagsMatchConfigKeys(t *testing.T) {
 		cfg      any
 		fileOnly []string
 	}{
-		{newServerRunCmd(), config.Server{}, []string{"node_attestors", "key_manager", "upstream_authority"}},
+		{newServerRunCmd(), config.Server{}, []string{"node_attestors", "key_manager", "upstream_authority", "oidc_issuers"}},
 		{newAgentRunCmd(), config.Agent{}, []string{"node_attestor", "workload_attestors"}},
 	} {
 		keys := map[string]bool{}

@@ -104,6 +104,6 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 		AgentTTL: time.Duration(c.AgentTTL), JoinTokenTTL: time.Duration(c.JoinTokenTTL),
 		AgentReauthWindow: time.Duration(c.AgentReauthWindow),
 		KeyManager:        c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
-		NodeAttestors: c.NodeAttestors,
+		NodeAttestors: c.NodeAttestors, OIDCIssuers: c.OIDCIssuers,
 	}, c, nil
 }

@@ -46,6 +46,26 @@ type HTTPTLS struct {
 	KeyFile  string `yaml:"key_file" flag:"http-tls-key-file" usage:"private key of --http-tls-cert-file (0600)"`
 }
 
+// OIDCIssuer is one external OIDC issuer whose tokens the token endpoint
+// accepts as a CI job's identity (the oidc_issuers section; see
+// internal/ci).
+type OIDCIssuer struct {
+	// Issuer is the issuer URL (https), exactly as its tokens' iss claim.
+	Issuer string `yaml:"issuer"`
+	// Audience the tokens must be for (default spiffe://<trust domain>).
+	Audience string `yaml:"audience"`
+	// Kind is github, gitlab or generic: which claims become selectors.
+	// Guessed for token.actions.githubusercontent.com and gitlab.com.
+	Kind string `yaml:"kind"`
+	// CABundlePath holds the PEM roots for the issuer's TLS certificate
+	// (default: the system's).
+	CABundlePath string `yaml:"ca_bundle_path"`
+	// JWKSURL overrides the discovery document's jwks_uri.
+	JWKSURL string `yaml:"jwks_url"`
+	// Claims are further claims that become claim:<name>:<value> selectors.
+	Claims []string `yaml:"claims"`
+}
+
 // Server is the server's configuration file. Every field but the plugin sections
 // is also a flag of "signet server run".
 type Server struct {
@@ -77,7 +97,10 @@ type Server struct {
 	// UpstreamAuthority, when it names a kind, makes the CA an intermediate
 	// under an existing CA: {disk: {cert_file, key_file, bundle_file}}.
 	UpstreamAuthority Plugins `yaml:"upstream_authority"`
-	Log               Log     `yaml:"log"`
+	// OIDCIssuers are the external OIDC issuers (CI systems) whose tokens
+	// are exchanged for SVIDs at the token endpoint, by name.
+	OIDCIssuers map[string]OIDCIssuer `yaml:"oidc_issuers"`
+	Log         Log                   `yaml:"log"`
 }
 
 // Agent is the agent's configuration file. Every field but the plugin
@@ -165,7 +188,7 @@ func Decode(data []byte, v any) error {
 func cleanYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	for _, t := range []string{"config.Server", "config.Agent", "config.HTTPTLS", "config.Store", "config.CA", "config.Log", "config.Duration", "config.Plugins"} {
+	for _, t := range []string{"config.Server", "config.Agent", "config.HTTPTLS", "config.OIDCIssuer", "config.Store", "config.CA", "config.Log", "config.Duration", "config.Plugins"} {
 		msg = strings.ReplaceAll(msg, " in type "+t, "")
 	}
 	return errors.New(msg)

@@ -43,6 +43,9 @@ type Config struct {
 	// server's own X509-SVID, renewed with it.
 	HTTPTLSCertFile string
 	HTTPTLSKeyFile  string
+	// OIDCIssuers are the external OIDC issuers (CI systems) whose tokens
+	// the token endpoint exchanges for SVIDs (internal/ci), by name.
+	OIDCIssuers map[string]config.OIDCIssuer
 	// TokenVerifiers are further subject verifiers of the token endpoint,
 	// built by the caller (tests, embedders), asked after the configured
 	// ones.

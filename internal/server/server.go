@@ -196,10 +196,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.agents, err = s.newAgentAPI(reg); err != nil {
 		return nil, err
 	}
-
 	if err := s.buildTokenAPI(); err != nil {
 		return nil, err
 	}
+
 	if s.adminLn, err = listenAdmin(cfg.AdminSocket); err != nil {
 		return nil, err
 	}
@@ -380,6 +380,9 @@ func (s *Server) maintain(ctx context.Context) {
 		}
 		if now := s.cfg.Now(); now.Sub(lastPrune) > time.Minute {
 			lastPrune = now
+			if _, err := s.store.PruneTokenReplay(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune token replay records", "error", err)
+			}
 			if n, err := s.store.PruneJoinTokens(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune join tokens", "error", err)
 			} else if n > 0 {

@@ -6,6 +6,10 @@
 // key of the csr parameter (base64url DER PKCS #10; the key never leaves
 // the caller) with the trust bundle.
 //
+// The holder of an X509-SVID of such an entry may also exchange it over
+// mTLS (no subject_token) for a JWT-SVID of the same SPIFFE ID, living no
+// longer than the X509-SVID.
+//
 // The SVID's identity is a registration entry: one parented to the
 // subject's Parent (spiffe://<td>/signet/ci/<issuer>) whose selectors are
 // all among the subject's. Several match: the optional spiffe_id parameter
@@ -57,14 +61,19 @@ type Recorder interface {
 
 // Config configures the issuers; every field but Log and Now is required.
 type Config struct {
-	CA             Signer
-	Entries        Entries
-	Store          Recorder
-	Bundle         func() *spiffebundle.Bundle
-	DefaultX509TTL time.Duration
-	DefaultJWTTTL  time.Duration
-	Now            func() time.Time
-	Log            *slog.Logger
+	CA      Signer
+	Entries Entries
+	Store   Recorder
+	Bundle  func() *spiffebundle.Bundle
+	// AgentlessParents are the parents of agentless entries (one per CI
+	// issuer): the holder of an X509-SVID of such an entry may exchange it,
+	// over mTLS, for a JWT-SVID of the same ID (signet ci run's Workload
+	// API does, for JWT-SVIDs after the CI token was spent).
+	AgentlessParents []spiffeid.ID
+	DefaultX509TTL   time.Duration
+	DefaultJWTTTL    time.Duration
+	Now              func() time.Time
+	Log              *slog.Logger
 }
 
 // Issuers holds the two SVID issuers.
@@ -172,6 +181,15 @@ func (i *Issuers) IssueX509(ctx context.Context, req *tokenapi.Request, sub *tok
 
 // match finds the entry the subject gets; see the package doc.
 func (i *Issuers) match(ctx context.Context, req *tokenapi.Request, sub *tokenapi.Subject, kind string, now time.Time) (*model.Entry, error) {
+	if kind == "jwt" && sub.Kind == tokenapi.SubjectSPIFFE && sub.Via == "mtls" {
+		for _, p := range i.cfg.AgentlessParents {
+			for _, e := range i.cfg.Entries.NodeEntries(p, nil, now) {
+				if e.ParentID == p && e.SPIFFEID == sub.ID {
+					return e, nil
+				}
+			}
+		}
+	}
 	if sub.Kind != tokenapi.SubjectOIDC || sub.Parent.IsZero() {
 		return nil, tokenapi.Errorf(tokenapi.ErrUnauthorizedClient,
 			"requested_token_type %s is issued only for an OIDC subject_token from a configured issuer (a CI job); workloads with an SVID get theirs from their agent", req.RequestedTokenType)
