@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 		newCoverageCmd(),
 		newAuditCmd(),
 		newScanCmd(),
+		newCICmd(),
 	)
 	strict(root)
 	return root

@@ -177,7 +177,9 @@ func TestKeyRotationRefetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	mint := func() string { return is.Mint(t, "spiffe://example.org", time.Now(), 5*time.Minute, map[string]any{"sub": "x"}) }
+	mint := func() string {
+		return is.Mint(t, "spiffe://example.org", time.Now(), 5*time.Minute, map[string]any{"sub": "x"})
+	}
 	for range 3 {
 		if _, err := v.VerifySubject(ctx, tokenapi.TokenTypeIDToken, mint()); err != nil {
 			t.Fatal(err)

@@ -310,7 +310,11 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.maintain(ctx) }()
 
 	s.ready.Store(true)
-	s.log.Info("server started", "trust_domain", s.cfg.TrustDomain.Name(), "agent_api", s.Addr().String(),
+	var https string
+	if a := s.HTTPAddr(); a != nil {
+		https = a.String()
+	}
+	s.log.Info("server started", "trust_domain", s.cfg.TrustDomain.Name(), "agent_api", s.Addr().String(), "https", https,
 		"admin_socket", s.cfg.AdminSocket, "store", s.cfg.StoreDriver, "instance", s.instanceID)
 
 	var runErr error

@@ -4,7 +4,8 @@
 // JWT-SVID for the audience parameter, and
 // urn:signet:params:oauth:token-type:x509-svid an X509-SVID for the public
 // key of the csr parameter (base64url DER PKCS #10; the key never leaves
-// the caller) with the trust bundle.
+// the caller) with the trust bundle: trust_bundle (the X.509 authorities,
+// PEM) and spiffe_bundle (the SPIFFE bundle JSON, JWT keys included).
 //
 // The holder of an X509-SVID of such an entry may also exchange it over
 // mTLS (no subject_token) for a JWT-SVID of the same SPIFFE ID, living no
@@ -26,6 +27,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -168,14 +170,18 @@ func (i *Issuers) IssueX509(ctx context.Context, req *tokenapi.Request, sub *tok
 		_ = pem.Encode(&pemChain, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
 	var bundle bytes.Buffer
+	var spiffeBundle []byte
 	if b := i.cfg.Bundle(); b != nil {
 		for _, c := range b.X509Authorities() {
 			_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 		}
+		if spiffeBundle, err = b.Marshal(); err != nil {
+			return nil, fmt.Errorf("marshal trust bundle: %w", err)
+		}
 	}
 	return &tokenapi.Response{AccessToken: pemChain.String(), IssuedTokenType: tokenapi.TokenTypeX509SVID,
 		ExpiresAt: chain[0].NotAfter, Extra: map[string]any{
-			"spiffe_id": entry.SPIFFEID.String(), "trust_bundle": bundle.String(),
+			"spiffe_id": entry.SPIFFEID.String(), "trust_bundle": bundle.String(), "spiffe_bundle": string(spiffeBundle),
 		}}, nil
 }
 
