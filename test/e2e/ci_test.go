@@ -60,7 +60,7 @@ type ciDeployment struct {
 
 var httpsRE = regexp.MustCompile(`https=(127\.0\.0\.1:\d+)`)
 
-func deployCI(t *testing.T, gh *citest.Issuer, storeYAML string) *ciDeployment {
+func deployCI(t *testing.T, gh, gl *citest.Issuer, storeYAML string) *ciDeployment {
 	t.Helper()
 	d := &ciDeployment{dir: t.TempDir(), gh: gh}
 	serverDir := filepath.Join(d.dir, "server")
@@ -78,6 +78,14 @@ oidc_issuers:
     kind: github
     ca_bundle_path: %s
 `, serverDir, storeYAML, gh.URL, gh.CAFile))
+	if gl != nil {
+		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "  gitlab:\n    issuer: %s\n    kind: gitlab\n    ca_bundle_path: %s\n", gl.URL, gl.CAFile)
+		f.Close()
+	}
 	p := start(t, "server", "server", "run", "--config", cfg)
 	eventually(t, 30*time.Second, "server start", func() error {
 		m := httpsRE.FindStringSubmatch(p.out.String())
@@ -101,7 +109,7 @@ func (d *ciDeployment) tokenFile(t *testing.T, name, token string) string {
 func TestCIRunAndExchange(t *testing.T) {
 	gh := citest.New(t, func() map[string]any { return citest.GitHubClaims("acme/app", "refs/heads/main") })
 	gh.Audience = "spiffe://example.org"
-	d := deployCI(t, gh, "")
+	d := deployCI(t, gh, nil, "")
 	signet(t, "entry", "create", "--admin-socket", d.adminSock, "--parent-id", "spiffe://example.org/signet/ci/github",
 		"--spiffe-id", "spiffe://example.org/ci/acme/app/deploy", "--selector", "github:repository:acme/app",
 		"--selector", "github:ref:refs/heads/main", "--selector", "github:environment:production")
@@ -184,8 +192,8 @@ func TestCIReplayAcrossReplicas(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)
 	gh := citest.New(t, nil)
 	store := fmt.Sprintf("store: {driver: postgres, dsn: %q}", dsn)
-	a := deployCI(t, gh, store)
-	b := deployCI(t, gh, store)
+	a := deployCI(t, gh, nil, store)
+	b := deployCI(t, gh, nil, store)
 	signet(t, "entry", "create", "--admin-socket", a.adminSock, "--parent-id", "spiffe://example.org/signet/ci/github",
 		"--spiffe-id", "spiffe://example.org/ci/acme/app", "--selector", "github:repository:acme/app")
 	mint := func() string {
