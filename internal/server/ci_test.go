@@ -12,6 +12,7 @@ import (
 	"github.com/signet-id/signet/internal/ci/citest"
 	"github.com/signet-id/signet/internal/config"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	inventoryv1 "github.com/signet-id/signet/internal/gen/signet/inventory/v1"
 	"github.com/signet-id/signet/internal/server"
 	"github.com/signet-id/signet/internal/store/storetest"
 	"github.com/signet-id/signet/internal/testenv"
@@ -81,6 +82,36 @@ func TestCIExchange(t *testing.T) {
 	}
 	if deny := auditRecords(t, env, "token.exchange.deny"); len(deny) != 2 {
 		t.Errorf("deny audit records = %d, want 2 (other repository, other branch)", len(deny))
+	}
+
+	// Visible: the job is a workload of environment ci, counted as on
+	// SPIFFE in coverage.
+	inv := inventoryv1.NewInventoryClient(env.AdminConn())
+	items, err := inv.ListInventory(env.Ctx(), &inventoryv1.ListInventoryRequest{Kind: "workload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, it := range items.GetItems() {
+		if it.GetName() == deployEntry.GetSpiffeId() {
+			found = it.GetEnvironment() == "ci"
+		}
+	}
+	if !found {
+		t.Errorf("inventory workloads %v lack %s with environment ci", items.GetItems(), deployEntry.GetSpiffeId())
+	}
+	rep, err := inv.CreateCoverageReport(env.Ctx(), &inventoryv1.CreateCoverageReportRequest{By: "environment"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ci *inventoryv1.CoverageGroup
+	for _, g := range rep.GetGroups() {
+		if g.GetKey() == "ci" {
+			ci = g
+		}
+	}
+	if ci == nil || ci.GetWorkloads() != 1 || ci.GetSpiffeActive() != 1 {
+		t.Errorf("coverage group ci = %v, want 1 workload, 1 active", ci)
 	}
 }
 
