@@ -240,3 +240,32 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("github's kind was not guessed: %v", err)
 	}
 }
+
+// FuzzVerifySubject: any subject token is refused with an OAuth error, or
+// passed on (ErrNotMine); never a panic, never accepted unsigned.
+func FuzzVerifySubject(f *testing.F) {
+	is := citest.New(f, nil)
+	st, err := store.Open(context.Background(), store.Config{DSN: filepath.Join(f.TempDir(), "signet.db")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	v, err := ci.New(ci.Config{TrustDomain: td, Replay: st, Issuers: map[string]config.OIDCIssuer{"g": {Issuer: is.URL, Kind: "generic", CABundlePath: is.CAFile}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Now()
+	f.Add(citest.Unsigned(map[string]any{"iss": is.URL, "aud": "spiffe://example.org", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix()}))
+	f.Add("a.b.c")
+	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.")
+	f.Add(strings.Repeat("A", 100))
+	f.Fuzz(func(t *testing.T, tok string) {
+		sub, err := v.VerifySubject(context.Background(), tokenapi.TokenTypeIDToken, tok)
+		if err == nil {
+			t.Fatalf("accepted a fuzzed token: %+v", sub)
+		}
+		if _, ok := err.(*tokenapi.Error); !ok && err != tokenapi.ErrNotMine {
+			t.Fatalf("VerifySubject = %T %v, want an OAuth error or ErrNotMine", err, err)
+		}
+	})
+}

@@ -19,10 +19,14 @@ import (
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
+func ciEnvIssuers(gh *citest.Issuer) map[string]config.OIDCIssuer {
+	return map[string]config.OIDCIssuer{"github": {Issuer: gh.URL, Kind: "github", CABundlePath: gh.CAFile}}
+}
+
 func ciEnv(t *testing.T, gh *citest.Issuer, opts ...testenv.Option) *testenv.Env {
 	return testenv.New(t, append([]testenv.Option{func(c *server.Config) {
 		c.HTTPAddress = "127.0.0.1:0"
-		c.OIDCIssuers = map[string]config.OIDCIssuer{"github": {Issuer: gh.URL, Kind: "github", CABundlePath: gh.CAFile}}
+		c.OIDCIssuers = ciEnvIssuers(gh)
 	}}, opts...)...)
 }
 

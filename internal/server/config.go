@@ -43,6 +43,11 @@ type Config struct {
 	// server's own X509-SVID, renewed with it.
 	HTTPTLSCertFile string
 	HTTPTLSKeyFile  string
+	// TokenRatePerSecond bounds token endpoint requests per client
+	// address (burst: twice as many); 0 means DefaultTokenRatePerSecond.
+	// Not a file key: benchmarks driving the endpoint from one address
+	// raise it.
+	TokenRatePerSecond float64
 	// OIDCIssuers are the external OIDC issuers (CI systems) whose tokens
 	// the token endpoint exchanges for SVIDs (internal/ci), by name.
 	OIDCIssuers map[string]config.OIDCIssuer

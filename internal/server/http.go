@@ -17,12 +17,10 @@ import (
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
-// Token endpoint requests per client address: generous enough for a fleet
-// of CI jobs behind one NAT, not a flood.
-const (
-	tokenPerSecond = 200
-	tokenBurst     = 400
-)
+// DefaultTokenRatePerSecond is the token endpoint's requests per client
+// address (burst twice that): generous enough for a fleet of CI jobs behind
+// one NAT, not a flood.
+const DefaultTokenRatePerSecond = 200
 
 // loadHTTPCert reads http_tls's certificate and key, when configured.
 func loadHTTPCert(certFile, keyFile string) (*tls.Certificate, error) {
@@ -86,10 +84,14 @@ func (s *Server) httpTLSConfig() *tls.Config {
 
 // httpHandler is the HTTPS listener's mux: the token endpoint.
 func (s *Server) httpHandler() http.Handler {
+	rate := s.cfg.TokenRatePerSecond
+	if rate <= 0 {
+		rate = DefaultTokenRatePerSecond
+	}
 	mux := http.NewServeMux()
 	mux.Handle(tokenapi.Path, tokenapi.New(tokenapi.Config{
 		Verifiers: s.tokenVerifiers, Issuers: s.tokenIssuers, Peers: s,
-		Limit: edge.NewPeerLimiter(tokenPerSecond, tokenBurst), Now: s.cfg.Now,
+		Limit: edge.NewPeerLimiter(rate, int(2*rate)), Now: s.cfg.Now,
 		Log: s.log.With("component", "token endpoint"),
 	}))
 	return mux

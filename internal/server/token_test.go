@@ -55,7 +55,7 @@ func tokenEnv(t *testing.T) *testenv.Env {
 	})
 }
 
-func exchange(t *testing.T, c *http.Client, env *testenv.Env, form url.Values) (int, map[string]any) {
+func exchange(t testing.TB, c *http.Client, env *testenv.Env, form url.Values) (int, map[string]any) {
 	t.Helper()
 	form.Set("grant_type", tokenapi.GrantTokenExchange)
 	resp, err := c.Post(env.URL(tokenapi.Path), "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
