@@ -57,6 +57,7 @@ type Source struct {
 
 	mu      sync.Mutex
 	svid    *SVID
+	fetched time.Time // when svid was received
 	x509    workload.X509SVID
 	changed chan struct{}
 	jwts    map[string]workload.JWTSVID
@@ -84,7 +85,7 @@ func (s *Source) Refresh(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.svid = svid
+	s.svid, s.fetched = svid, time.Now()
 	s.x509 = workload.X509SVID{EntryID: "ci", ID: svid.ID, ChainDER: chain, KeyDER: keyDER, ExpiresAt: svid.Chain[0].NotAfter}
 	s.jwts = map[string]workload.JWTSVID{}
 	if s.changed != nil {
@@ -101,14 +102,16 @@ func (s *Source) SVID() *SVID {
 	return s.svid
 }
 
-// Run renews the SVID at two thirds of its life until ctx is done, when
+// Run renews the SVID at two thirds of its remaining life (from receipt) until ctx is done, when
 // the token source gives fresh tokens; otherwise it only warns before the
 // SVID expires.
 func (s *Source) Run(ctx context.Context) {
 	for {
-		svid := s.SVID()
-		leaf := svid.Chain[0]
-		at := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+		s.mu.Lock()
+		leaf, fetched := s.svid.Chain[0], s.fetched
+		s.mu.Unlock()
+		// NotBefore is backdated for clock skew; count from receipt.
+		at := fetched.Add(leaf.NotAfter.Sub(fetched) * 2 / 3)
 		select {
 		case <-ctx.Done():
 			return
