@@ -49,7 +49,7 @@ func TestDeployCIWrappers(t *testing.T) {
 		if action.Runs.Using != "composite" || len(action.Runs.Steps) == 0 {
 			t.Fatalf("action.yml is not a composite action: %+v", action.Runs)
 		}
-		runnerTemp := t.TempDir()
+		runnerTemp := t.TempDir() // $RUNNER_TEMP
 		inputs := map[string]string{"server": d.https, "trust-bundle": d.bundlePath, "jwt-audience": "https://vault.example.com"}
 		expr := regexp.MustCompile(`\$\{\{\s*([a-z]+)\.([a-z-]+)\s*\}\}`)
 		var subst func(string) string
@@ -62,10 +62,6 @@ func TestDeployCIWrappers(t *testing.T) {
 						return v
 					}
 					return subst(action.Inputs[p[2]].Default)
-				case "runner":
-					if p[2] == "temp" {
-						return runnerTemp
-					}
 				}
 				t.Fatalf("action.yml uses %s, which the test does not provide", m)
 				return ""
@@ -77,7 +73,7 @@ func TestDeployCIWrappers(t *testing.T) {
 				t.Fatalf("step %d: shell %q, want bash", i, step.Shell)
 			}
 			cmd := exec.Command("bash", "-e", "-c", subst(step.Run))
-			cmd.Env = []string{"PATH=" + path, "HOME=" + os.Getenv("HOME"), "GITHUB_OUTPUT=" + output, "SSL_CERT_FILE=" + gh.CAFile,
+			cmd.Env = []string{"PATH=" + path, "HOME=" + os.Getenv("HOME"), "GITHUB_OUTPUT=" + output, "RUNNER_TEMP=" + runnerTemp, "SSL_CERT_FILE=" + gh.CAFile,
 				"ACTIONS_ID_TOKEN_REQUEST_URL=" + gh.RequestURL(), "ACTIONS_ID_TOKEN_REQUEST_TOKEN=" + gh.RequestToken}
 			for k, v := range step.Env {
 				cmd.Env = append(cmd.Env, k+"="+subst(v))
