@@ -156,8 +156,8 @@ func (s *Source) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.svid == nil {
-		return nil
+	if s.svid == nil || !time.Now().Before(s.x509.ExpiresAt) {
+		return nil // an expired SVID is no identity
 	}
 	return []workload.X509SVID{s.x509}
 }
@@ -165,7 +165,7 @@ func (s *Source) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 // FetchJWTSVIDs implements workload.Source.
 func (s *Source) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spiffeid.ID, audience []string) ([]workload.JWTSVID, error) {
 	svid := s.SVID()
-	if !allowed(sels) || svid == nil || (!id.IsZero() && id != svid.ID) {
+	if !allowed(sels) || svid == nil || (!id.IsZero() && id != svid.ID) || !time.Now().Before(svid.Chain[0].NotAfter) {
 		return nil, nil
 	}
 	key := strings.Join(audience, "\x00")
