@@ -15,7 +15,7 @@
 // minute of leeway, and a lifetime (exp − iat) of at most an hour. Each
 // token is accepted once: its jti (or, without one, its SHA-256) is
 // recorded in the store until it expires, which every replica sharing the
-// store sees.
+// store sees; a second use is refused and audited (token.exchange.replay).
 package ci
 
 import (
@@ -36,6 +36,7 @@ import (
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/logsafe"
+	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
@@ -50,9 +51,10 @@ const (
 	MaxTokenSize = 16 << 10
 )
 
-// Replay records used tokens (the store).
+// Replay records used tokens, and audits replays (the store).
 type Replay interface {
 	MarkTokenUsed(ctx context.Context, issuer, id string, expires time.Time) error
+	RecordIssuance(ctx context.Context, iss store.Issuance) error
 }
 
 // Config configures a Verifier.
@@ -199,6 +201,12 @@ func (is *issuer) subject(ctx context.Context, v *Verifier, tokenType, token str
 	if err := v.replay.MarkTokenUsed(ctx, is.s.issuer, id, idt.Expiry); err != nil {
 		if errors.Is(err, store.ErrReplayed) {
 			v.log.WarnContext(ctx, "ci token replayed", "issuer", is.s.name, "jti", logsafe.Truncate(id), "sub", logsafe.Truncate(idt.Subject))
+			detail := is.s.detail(claims)
+			detail["issuer"], detail["jti"], detail["subject"] = is.s.name, logsafe.Truncate(id), logsafe.Truncate(is.s.name+":"+idt.Subject)
+			rec := model.AuditRecord{Actor: "token:" + detail["subject"], Action: "token.exchange.replay", Object: is.s.parent.String(), Detail: detail}
+			if err := v.replay.RecordIssuance(ctx, store.Issuance{Records: []model.AuditRecord{rec}, At: now}); err != nil {
+				v.log.ErrorContext(ctx, "cannot audit a replayed ci token", "error", err)
+			}
 			return nil, tokenapi.Errorf(tokenapi.ErrInvalidGrant, "subject_token was already used: each CI token is exchanged once; request a fresh one")
 		}
 		return nil, errkind.Wrap(errkind.Unavailable, err, "cannot record the token's use; retry")

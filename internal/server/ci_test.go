@@ -84,6 +84,9 @@ func TestCIExchange(t *testing.T) {
 		!strings.HasPrefix(recs[0].GetDetail()["subject"], "github:repo:acme/app") {
 		t.Errorf("exchange audit = %v", recs)
 	}
+	if rep := auditRecords(t, env, "token.exchange.replay"); len(rep) != 1 || rep[0].GetDetail()["repository"] != "acme/app" {
+		t.Errorf("replay audit = %v, want one naming the repository", rep)
+	}
 	if deny := auditRecords(t, env, "token.exchange.deny"); len(deny) != 2 {
 		t.Errorf("deny audit records = %d, want 2 (other repository, other branch)", len(deny))
 	}
