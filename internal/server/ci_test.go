@@ -91,6 +91,13 @@ func TestCIExchange(t *testing.T) {
 		t.Errorf("deny audit records = %d, want 2 (other repository, other branch)", len(deny))
 	}
 
+	if n := tokenRequests(t, env, tokenapi.TokenTypeJWT, "ok"); n != 1 {
+		t.Errorf("signet_server_token_requests_total{jwt,ok} = %d, want 1", n)
+	}
+	if n := tokenRequests(t, env, tokenapi.TokenTypeJWT, tokenapi.ErrUnauthorizedClient); n != 2 {
+		t.Errorf("signet_server_token_requests_total{jwt,unauthorized_client} = %d, want 2", n)
+	}
+
 	// Visible: the job is a workload of environment ci, counted as on
 	// SPIFFE in coverage.
 	inv := inventoryv1.NewInventoryClient(env.AdminConn())
@@ -149,3 +156,27 @@ func TestCIReplayAcrossReplicas(t *testing.T) {
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+func tokenRequests(t *testing.T, env *testenv.Env, typ, code string) int {
+	t.Helper()
+	mfs, err := env.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "signet_server_token_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["requested_token_type"] == typ && labels["code"] == code {
+				n += int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return n
+}

@@ -92,7 +92,8 @@ func (s *Server) httpHandler() http.Handler {
 	mux.Handle(tokenapi.Path, tokenapi.New(tokenapi.Config{
 		Verifiers: s.tokenVerifiers, Issuers: s.tokenIssuers, Peers: s,
 		Limit: edge.NewPeerLimiter(rate, int(2*rate)), Now: s.cfg.Now,
-		Log: s.log.With("component", "token endpoint"),
+		Observe: func(typ, code string) { s.metrics.tokenRequests.WithLabelValues(typ, code).Inc() },
+		Log:     s.log.With("component", "token endpoint"),
 	}))
 	return mux
 }

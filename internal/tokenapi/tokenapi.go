@@ -162,8 +162,12 @@ type Config struct {
 	Peers x509bundle.Source
 	// Limit, when set, bounds requests per client address.
 	Limit *edge.PeerLimiter
-	Now   func() time.Time
-	Log   *slog.Logger
+	// Observe, when set, is told every request's outcome: the
+	// requested_token_type (one of Issuers' keys, or "other") and the
+	// OAuth error code ("ok" on success), for metrics with bounded labels.
+	Observe func(tokenType, code string)
+	Now     func() time.Time
+	Log     *slog.Logger
 }
 
 // Handler serves Path. Build it with New.
@@ -207,6 +211,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, req, err := h.exchange(r)
+	h.observe(req, err)
 	if err != nil {
 		oe, id := toOAuth(err)
 		if id != "" {
@@ -277,6 +282,26 @@ func (h *Handler) exchange(r *http.Request) (*Response, *Request, error) {
 		return nil, req, fmt.Errorf("issuer of %s returned no token", req.RequestedTokenType)
 	}
 	return resp, req, nil
+}
+
+func (h *Handler) observe(req *Request, err error) {
+	if h.cfg.Observe == nil {
+		return
+	}
+	typ, code := "other", "ok"
+	if req != nil {
+		if _, ok := h.cfg.Issuers[req.RequestedTokenType]; ok {
+			typ = req.RequestedTokenType
+		}
+	}
+	if err != nil {
+		oe, _ := toOAuth(err)
+		code = oe.Code
+		if len(code) > 32 {
+			code = ErrServerError
+		}
+	}
+	h.cfg.Observe(typ, code)
 }
 
 func (h *Handler) typesOrNone() string {
