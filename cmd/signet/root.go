@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newHelperCmd(),
 		newGatewayCmd(),
 		newPolicyCmd(),
+		newCICmd(),
 	)
 	strict(root)
 	return root

@@ -119,3 +119,35 @@ func FuzzDecode(f *testing.F) {
 		_ = Decode(data, &a)
 	})
 }
+
+// TestDecodeHTTPAndOIDCIssuers: the HTTPS listener's keys and the
+// oidc_issuers section decode, strictly.
+func TestDecodeHTTPAndOIDCIssuers(t *testing.T) {
+	in := `
+http_address: 0.0.0.0:8443
+http_tls: {cert_file: /etc/signet/web.pem, key_file: /etc/signet/web.key}
+oidc_issuers:
+  github:
+    issuer: https://token.actions.githubusercontent.com
+  corp:
+    issuer: https://ci.corp.example
+    kind: generic
+    audience: https://signet.corp.example
+    ca_bundle_path: /etc/signet/corp-ca.pem
+    jwks_url: https://ci.corp.example/keys
+    claims: [team]
+`
+	var c Server
+	if err := Decode([]byte(in), &c); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	corp := c.OIDCIssuers["corp"]
+	if c.HTTPAddress != "0.0.0.0:8443" || c.HTTPTLS.KeyFile != "/etc/signet/web.key" || len(c.OIDCIssuers) != 2 ||
+		corp.Kind != "generic" || corp.JWKSURL == "" || len(corp.Claims) != 1 || c.OIDCIssuers["github"].Issuer == "" {
+		t.Errorf("Decode = %+v", c)
+	}
+	err := Decode([]byte("oidc_issuers:\n  github:\n    issuer: https://x\n    jwks_uri: https://x/keys\n"), &Server{})
+	if err == nil || !strings.Contains(err.Error(), "jwks_uri") || !strings.Contains(err.Error(), "line 4") {
+		t.Errorf("unknown key in an issuer: %v, want an error naming jwks_uri and its line", err)
+	}
+}

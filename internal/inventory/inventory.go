@@ -14,6 +14,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -233,6 +234,19 @@ func (c *Classifier) Node(n model.Node) Item {
 	return it
 }
 
+// AgentlessParentPath prefixes the parent IDs of entries whose SVIDs the
+// token endpoint hands to CI jobs (spiffe://<td>/signet/ci/<issuer>).
+const AgentlessParentPath = "/signet/ci/"
+
+func agentless(e model.Entry) bool { return strings.HasPrefix(e.ParentID.Path(), AgentlessParentPath) }
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 // Workload classifies a registration entry running under node (nil when
 // its parent is not an attested node). A workload without an environment
 // label takes its node's. It is stale when never issued an SVID though
@@ -240,6 +254,21 @@ func (c *Classifier) Node(n model.Node) Item {
 // over-long past MaxX509TTL or MaxJWTTTL.
 func (c *Classifier) Workload(e model.Entry, node *model.Node) Item {
 	labels := e.Labels
+	if agentless(e) {
+		// A CI job's SVID is handed to it at the token endpoint: issued
+		// is served, and its environment is ci unless labelled otherwise.
+		e.LastServedAt = later(e.LastServedAt, e.LastIssuedAt)
+		if e.FirstServedAt.IsZero() {
+			e.FirstServedAt = e.FirstIssuedAt
+		}
+		if labels[LabelEnvironment] == "" {
+			labels = maps.Clone(labels)
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[LabelEnvironment] = "ci"
+		}
+	}
 	if labels[LabelEnvironment] == "" && node != nil && node.Labels[LabelEnvironment] != "" {
 		labels = make(map[string]string, len(e.Labels)+1)
 		for k, v := range e.Labels {

@@ -251,8 +251,11 @@ type metrics struct {
 	rpcs         *prometheus.CounterVec
 	cacheEntries prometheus.Gauge
 	cacheRefresh prometheus.Histogram
-	gatherer     prometheus.Gatherer
-	known        edge.Table // every method served, for bounded labels
+	// tokenRequests counts token endpoint requests by requested token
+	// type and OAuth outcome.
+	tokenRequests *prometheus.CounterVec
+	gatherer      prometheus.Gatherer
+	known         edge.Table // every method served, for bounded labels
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -267,10 +270,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "signet_server_entry_cache_refresh_seconds", Help: "Time to apply a change set from the store.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
 		}),
+		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signet_server_token_requests_total", Help: "Token endpoint (POST /oauth2/token) requests, by requested_token_type and OAuth error code (ok on success).",
+		}, []string{"requested_token_type", "code"}),
 		known: TLSMethods(),
 	}
 	maps.Copy(m.known, SocketMethods())
-	reg.MustRegister(m.rpcs, m.cacheEntries, m.cacheRefresh)
+	reg.MustRegister(m.rpcs, m.cacheEntries, m.cacheRefresh, m.tokenRequests)
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		m.gatherer = g
 	} else {

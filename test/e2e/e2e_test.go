@@ -37,6 +37,9 @@ import (
 var signetBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(ciClientEnv) != "" {
+		os.Exit(ciClientMain())
+	}
 	dir, err := os.MkdirTemp("", "signet-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
