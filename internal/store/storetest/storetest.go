@@ -46,6 +46,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Revision", revisionTests},
 		{"Findings", findingTests},
 		{"Coverage", coverageTests},
+		{"Broker", brokerTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
