@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 		newCoverageCmd(),
 		newAuditCmd(),
 		newScanCmd(),
+		newPolicyCmd(),
 	)
 	strict(root)
 	return root

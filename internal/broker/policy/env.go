@@ -1,0 +1,368 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/signet-id/signet/internal/model"
+	"gopkg.in/yaml.v3"
+)
+
+// The variables rules see. Each is declared under its full dotted name, so
+// that the checker refuses a misspelt field ("subject.idd") at load.
+const (
+	varSubjectID          = "subject.id"
+	varSubjectTrustDomain = "subject.trust_domain"
+	varSubjectPath        = "subject.path"
+	varSubjectSegments    = "subject.segments"
+	varSubjectSelectors   = "subject.selectors"
+	varNodeID             = "node.id"
+	varNodeMethod         = "node.attestation_method"
+	varNodeSelectors      = "node.selectors"
+	varNodeLabels         = "node.labels"
+	varContext            = "context"
+	varRequestCredential  = "request.credential"
+	varRequestTTL         = "request.ttl"
+	varRequestTime        = "request.time"
+)
+
+// subjectVars are the variables of a subject-only rule (the gateway's).
+func subjectVars() []cel.EnvOption {
+	return []cel.EnvOption{
+		cel.Variable(varSubjectID, cel.StringType),
+		cel.Variable(varSubjectTrustDomain, cel.StringType),
+		cel.Variable(varSubjectPath, cel.StringType),
+		cel.Variable(varSubjectSegments, cel.ListType(cel.StringType)),
+	}
+}
+
+// limits are the parser and checker limits of every environment.
+func limits() []cel.EnvOption {
+	return []cel.EnvOption{
+		cel.ParserExpressionSizeLimit(MaxExpressionSize),
+		cel.ParserRecursionLimit(100),
+		cel.ExpressionNestingDepthLimit(100),
+		cel.EnableMacroCallTracking(),
+		cel.DefaultUTCTimeZone(true),
+	}
+}
+
+var (
+	envOnce sync.Once
+	envVal  *cel.Env
+	envErr  error
+)
+
+// policyEnv returns the environment of broker rules.
+func policyEnv() (*cel.Env, error) {
+	envOnce.Do(func() {
+		opts := append(subjectVars(),
+			cel.Variable(varSubjectSelectors, cel.ListType(cel.StringType)),
+			cel.Variable(varNodeID, cel.StringType),
+			cel.Variable(varNodeMethod, cel.StringType),
+			cel.Variable(varNodeSelectors, cel.ListType(cel.StringType)),
+			cel.Variable(varNodeLabels, cel.MapType(cel.StringType, cel.StringType)),
+			cel.Variable(varContext, cel.MapType(cel.StringType, cel.DynType)),
+			cel.Variable(varRequestCredential, cel.StringType),
+			cel.Variable(varRequestTTL, cel.DurationType),
+			cel.Variable(varRequestTime, cel.TimestampType),
+		)
+		envVal, envErr = cel.NewEnv(append(opts, limits()...)...)
+	})
+	return envVal, envErr
+}
+
+// compileError is a CEL compile error with its position in the expression.
+type compileError struct {
+	line, col int // 1-based line, 0-based column (code points) in the expression
+	msg       string
+}
+
+func (e *compileError) Error() string { return e.msg }
+
+// compileExpr parses and type-checks expr in env and requires a bool
+// result.
+func compileExpr(env *cel.Env, expr string) (*cel.Ast, error) {
+	ast, iss := env.Compile(expr)
+	if iss != nil && iss.Err() != nil {
+		errs := iss.Errors()
+		if len(errs) == 0 {
+			return nil, iss.Err()
+		}
+		var msgs []string
+		for _, e := range errs {
+			msgs = append(msgs, e.Message)
+		}
+		first := errs[0]
+		return nil, &compileError{line: first.Location.Line(), col: first.Location.Column(), msg: strings.Join(msgs, "; ")}
+	}
+	if !ast.OutputType().IsExactType(cel.BoolType) {
+		return nil, &compileError{line: 1, col: 0, msg: fmt.Sprintf("the expression is of type %s, not bool (compare it: x == true, x != \"\")", ast.OutputType())}
+	}
+	return ast, nil
+}
+
+// programOptions bound every evaluation: the cost limit, and a check of
+// ctx's cancellation inside comprehensions.
+func programOptions(extra ...cel.EvalOption) []cel.ProgramOption {
+	return []cel.ProgramOption{
+		cel.CostLimit(MaxCost),
+		cel.InterruptCheckFrequency(100),
+		cel.EvalOptions(extra...),
+	}
+}
+
+// compile type-checks the rule and builds one program per conjunct.
+func (r *rule) compile() error {
+	env, err := policyEnv()
+	if err != nil {
+		return err
+	}
+	ast, err := compileExpr(env, r.expr)
+	if err != nil {
+		return err
+	}
+	native := ast.NativeRep()
+	parts := conjuncts(native.Expr())
+	r.conjuncts = make([]conjunct, 0, len(parts))
+	for _, e := range parts {
+		c, err := compileConjunct(env, e, native.SourceInfo())
+		if err != nil {
+			// Unparsing is exact for every expression the parser makes;
+			// should one not round-trip, the rule is judged whole.
+			r.conjuncts = nil
+			break
+		}
+		r.conjuncts = append(r.conjuncts, c)
+	}
+	if r.conjuncts == nil {
+		prg, err := env.Program(ast, programOptions(cel.OptOptimize)...)
+		if err != nil {
+			return fmt.Errorf("build program: %w", err)
+		}
+		r.conjuncts = []conjunct{{text: strings.TrimSpace(r.expr), prg: prg, loops: hasComprehension(native.Expr())}}
+	}
+	return nil
+}
+
+// compileConjunct builds the program of one operand e of a rule's && chain
+// from its unparsed text.
+func compileConjunct(env *cel.Env, e celast.Expr, info *celast.SourceInfo) (conjunct, error) {
+	text, err := cel.ExprToString(e, info)
+	if err != nil {
+		return conjunct{}, err
+	}
+	ast, err := compileExpr(env, text)
+	if err != nil {
+		return conjunct{}, err
+	}
+	prg, err := env.Program(ast, programOptions(cel.OptOptimize)...)
+	if err != nil {
+		return conjunct{}, err
+	}
+	return conjunct{text: text, prg: prg, loops: hasComprehension(ast.NativeRep().Expr())}, nil
+}
+
+// hasComprehension reports whether e holds a comprehension (all, exists,
+// map, filter, ...): only those loop, so only they need ctx's cancellation
+// checked while they run.
+func hasComprehension(e celast.Expr) bool {
+	found := false
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() == celast.ComprehensionKind {
+			found = true
+		}
+	}))
+	return found
+}
+
+// conjuncts returns the operands of e's top-level && chain, left to right:
+// for a && (b && c) they are a, b and c; for any other expression (||, !,
+// a comparison, a macro) e itself. Only && is split: the operand of ! or a
+// side of || is not a reason on its own, so they stay whole.
+func conjuncts(e celast.Expr) []celast.Expr {
+	if e.Kind() == celast.CallKind {
+		c := e.AsCall()
+		if c.FunctionName() == operators.LogicalAnd && !c.IsMemberFunction() {
+			var out []celast.Expr
+			for _, a := range c.Args() {
+				out = append(out, conjuncts(a)...)
+			}
+			return out
+		}
+	}
+	return []celast.Expr{e}
+}
+
+// eval evaluates every conjunct of the rule and combines them as CEL's &&
+// does: false when one is false, else an error when one failed, else true.
+// The clauses are the conjuncts that were not true.
+func (r *rule) eval(ctx context.Context, act interpreter.Activation) (Result, string, []Clause) {
+	var clauses []Clause
+	falseSeen := false
+	firstErr := ""
+	for _, c := range r.conjuncts {
+		var out ref.Val
+		var err error
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case c.loops:
+			out, _, err = c.prg.ContextEval(ctx, act)
+		default:
+			// Without a loop evaluation is short; checking ctx before it
+			// is enough, and spares ContextEval's per-call child context.
+			out, _, err = c.prg.Eval(act)
+		}
+		switch {
+		case err != nil:
+			msg := cleanEvalError(err)
+			if firstErr == "" {
+				firstErr = msg
+			}
+			clauses = append(clauses, Clause{Expr: c.text, Result: ResultError, Error: msg})
+		case out == types.True:
+		case out == types.False:
+			falseSeen = true
+			clauses = append(clauses, Clause{Expr: c.text, Result: ResultFalse})
+		default: // not reachable for a bool-typed expression
+			msg := "not a bool: " + out.Type().TypeName()
+			if firstErr == "" {
+				firstErr = msg
+			}
+			clauses = append(clauses, Clause{Expr: c.text, Result: ResultError, Error: msg})
+		}
+	}
+	switch {
+	case falseSeen:
+		return ResultFalse, "", clauses
+	case firstErr != "":
+		return ResultError, firstErr, clauses
+	}
+	return ResultAllow, "", nil
+}
+
+// cleanEvalError turns an evaluation error into operator text.
+func cleanEvalError(err error) string {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "evaluation stopped: " + err.Error()
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "actual cost limit exceeded") {
+		return fmt.Sprintf("evaluation cost limit exceeded (at most %d per rule)", MaxCost)
+	}
+	if strings.Contains(msg, "operation interrupted") {
+		return "evaluation stopped: the request was cancelled"
+	}
+	return truncate(msg)
+}
+
+// activation resolves the rule variables from one Input. It is built once
+// per decision and shared by every rule evaluated for it.
+type activation struct {
+	subjectID, trustDomain, path ref.Val
+	segments, subjectSelectors   ref.Val
+	nodeID, nodeMethod           ref.Val
+	nodeSelectors, nodeLabels    ref.Val
+	context                      ref.Val
+	credential, ttl, now         ref.Val
+}
+
+var _ interpreter.Activation = (*activation)(nil)
+
+func newActivation(in *Input) *activation {
+	a := types.DefaultTypeAdapter
+	now := in.Request.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	id := in.Subject.ID
+	var segments []string
+	if p := id.Path(); len(p) > 1 {
+		segments = strings.Split(p[1:], "/")
+	}
+	ctxMap := in.Context
+	if ctxMap == nil {
+		ctxMap = map[string]any{}
+	}
+	labels := in.Node.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return &activation{
+		subjectID:        types.String(id.String()),
+		trustDomain:      types.String(id.TrustDomain().Name()),
+		path:             types.String(id.Path()),
+		segments:         types.NewStringList(a, segments),
+		subjectSelectors: types.NewStringList(a, selectorStrings(in.Subject.Selectors)),
+		nodeID:           types.String(in.Node.ID),
+		nodeMethod:       types.String(in.Node.AttestationMethod),
+		nodeSelectors:    types.NewStringList(a, selectorStrings(in.Node.Selectors)),
+		nodeLabels:       types.NewStringStringMap(a, labels),
+		context:          types.NewStringInterfaceMap(a, ctxMap),
+		credential:       types.String(in.Request.Credential),
+		ttl:              types.Duration{Duration: in.Request.TTL},
+		now:              types.Timestamp{Time: now.UTC()},
+	}
+}
+
+func selectorStrings(sel []model.Selector) []string {
+	out := make([]string, len(sel))
+	for i, s := range sel {
+		out[i] = s.String()
+	}
+	return out
+}
+
+// ResolveName implements interpreter.Activation.
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case varSubjectID:
+		return a.subjectID, true
+	case varSubjectTrustDomain:
+		return a.trustDomain, true
+	case varSubjectPath:
+		return a.path, true
+	case varSubjectSegments:
+		return a.segments, true
+	case varSubjectSelectors:
+		return a.subjectSelectors, true
+	case varNodeID:
+		return a.nodeID, true
+	case varNodeMethod:
+		return a.nodeMethod, true
+	case varNodeSelectors:
+		return a.nodeSelectors, true
+	case varNodeLabels:
+		return a.nodeLabels, true
+	case varContext:
+		return a.context, true
+	case varRequestCredential:
+		return a.credential, true
+	case varRequestTTL:
+		return a.ttl, true
+	case varRequestTime:
+		return a.now, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// position maps the compile error's position in the expression to a line
+// and 1-based column of the YAML document (lines) holding it in node n.
+func (e *compileError) position(n *yaml.Node, lines []string) (int, int) {
+	return yamlPosition(n, e.line, e.col, lines)
+}

@@ -1,0 +1,364 @@
+// Package policy is the credential broker's policy engine: rules written in
+// CEL that decide whether a workload may have a credential, and explain why
+// or why not. The gateway uses the same evaluator (CompileSubjectRule) to
+// authorize peers by their SPIFFE ID.
+//
+// # Policy files
+//
+// A policy is a YAML document with one key, rules:
+//
+//	rules:
+//	  - name: etl-reads-orders        # unique; letters, digits, '.', '_', '-'
+//	    credentials: [orders-db]      # the credentials the rule is about; "*" is every credential
+//	    when: >                       # a CEL expression of type bool
+//	      subject.id == "spiffe://example.org/etl" &&
+//	      "aws_iid:tag:env:prod" in node.selectors &&
+//	      context.ticket.startsWith("CHG-")
+//	    ttl: 10m                      # optional: caps the credential's lifetime
+//
+// Parse and Load compile and type-check every rule; a rule that does not
+// compile is an error naming the rule and its line and column in the YAML.
+//
+// # Inputs
+//
+// A rule sees four variables (see Input):
+//
+//	subject.id           string        the caller's SPIFFE ID, "spiffe://example.org/etl"
+//	subject.trust_domain string        "example.org"
+//	subject.path         string        "/etl"
+//	subject.segments     list(string)  the path's segments, ["etl"]
+//	subject.selectors    list(string)  the entry's selectors as "type:value"
+//	node.id              string        the agent's SPIFFE ID
+//	node.attestation_method string     "aws_iid", "join_token", ...
+//	node.selectors       list(string)  the node's selectors as "type:value"
+//	node.labels          map(string, string)
+//	context              map(string, dyn)  the request's task context (ParseContext)
+//	request.credential   string        the credential asked for
+//	request.ttl          duration      the TTL asked for; duration("0s") when none was
+//	request.time         timestamp     when the request arrived
+//
+// Reading a key that context or node.labels do not have is an evaluation
+// error ("no such key: ticket"); the rule then does not allow, and the
+// decision names the key. Test with `"ticket" in context` or has(context.ticket)
+// where a key is optional.
+//
+// # Decisions
+//
+// Decide is deny by default: it goes through the rules in file order and the
+// first rule that names the requested credential (or "*") and whose
+// expression is true allows; rules after it are not evaluated. The decision
+// carries, for every rule, whether it named the credential, its result, and
+// for a rule that was false the conjuncts (the operands of its top-level &&
+// chain) that were false or failed. Evaluation is cost-bounded (MaxCost per
+// rule) and honours the context's cancellation. A rule's ttl is returned as
+// Decision.TTL: the broker grants no longer than it.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/model"
+)
+
+// Limits of a policy.
+const (
+	// MaxFileSize bounds a policy file.
+	MaxFileSize = 1 << 20
+	// MaxRules bounds the number of rules of a policy.
+	MaxRules = 1000
+	// MaxExpressionSize bounds one rule's expression, in code points.
+	MaxExpressionSize = 16 << 10
+	// MaxCost bounds the evaluation cost of one rule (cel-go's cost units,
+	// roughly one per operation or list element visited). A rule over the
+	// inputs costs tens to hundreds; a rule that exceeds MaxCost fails with
+	// an evaluation error and does not allow.
+	MaxCost = 100_000
+	// MaxNameLen bounds rule and credential names.
+	MaxNameLen = 128
+)
+
+// AnyCredential in a rule's credentials list makes the rule apply to every
+// credential.
+const AnyCredential = "*"
+
+// Subject is the workload asking for a credential: its SPIFFE ID and the
+// selectors of the registration entry it was issued under.
+type Subject struct {
+	ID        spiffeid.ID
+	Selectors []model.Selector
+}
+
+// Node is the attested node the workload runs on.
+type Node struct {
+	ID                string // the agent's SPIFFE ID
+	AttestationMethod string
+	Selectors         []model.Selector
+	Labels            map[string]string
+}
+
+// Request is what was asked for. A zero TTL means none was asked for; a
+// zero Time makes Decide use the current time.
+type Request struct {
+	Credential string
+	TTL        time.Duration
+	Time       time.Time
+}
+
+// Input is everything a rule can see. Context holds the request's task
+// context as ParseContext returns it (strings, bools, int64, float64, nil,
+// []any and map[string]any); other Go values that CEL cannot represent make
+// the rules reading them fail, never panic.
+type Input struct {
+	Subject Subject
+	Node    Node
+	Context map[string]any
+	Request Request
+}
+
+// Policy is a compiled policy. It is immutable and safe for concurrent use.
+type Policy struct {
+	name  string
+	rules []*rule
+}
+
+// rule is one compiled rule.
+type rule struct {
+	name        string
+	credentials []string
+	any         bool          // credentials holds AnyCredential
+	ttl         time.Duration // 0: no cap
+	expr        string        // the source of when, as written
+	line        int           // the YAML line of the rule
+	conjuncts   []conjunct    // the operands of the top-level && chain
+}
+
+// conjunct is one operand of a rule's top-level && chain, compiled on its
+// own so that a decision can say which operands were false.
+type conjunct struct {
+	text  string // the operand, unparsed
+	prg   cel.Program
+	loops bool // holds a comprehension
+}
+
+// fileRule is one rule as written in YAML.
+type fileRule struct {
+	Name        string    `yaml:"name"`
+	Credentials []string  `yaml:"credentials"`
+	When        yaml.Node `yaml:"when"`
+	TTL         string    `yaml:"ttl"`
+}
+
+// file is a policy file.
+type file struct {
+	Rules []yaml.Node `yaml:"rules"`
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Load reads and compiles the policy file at path (at most MaxFileSize
+// bytes). Errors name the file, and for a bad rule its name and line.
+func Load(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read policy %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse compiles the policy in data; name (usually the file's path) starts
+// every error message. Every problem found is reported at once, each naming
+// the rule and the line (and for an expression the column) in data.
+func Parse(name string, data []byte) (*Policy, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("policy %s is larger than %d bytes", name, MaxFileSize)
+	}
+	var f file
+	if err := config.Decode(data, &f); err != nil {
+		return nil, fmt.Errorf("policy %s: %w", name, err)
+	}
+	if len(f.Rules) > MaxRules {
+		return nil, fmt.Errorf("policy %s: %d rules: at most %d are allowed", name, len(f.Rules), MaxRules)
+	}
+	lines := strings.Split(string(data), "\n")
+	p := &Policy{name: name}
+	var errs []error
+	seen := map[string]int{}
+	for i := range f.Rules {
+		r, err := compileRule(i, &f.Rules[i], lines)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%w", name, err))
+			continue
+		}
+		if prev, dup := seen[r.name]; dup {
+			errs = append(errs, fmt.Errorf("%s:%d: rules[%d]: name %q is already used by the rule on line %d: rule names are unique", name, r.line, i, r.name, prev))
+			continue
+		}
+		seen[r.name] = r.line
+		p.rules = append(p.rules, r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}
+
+// compileRule decodes and compiles rule i. Its error starts with the line
+// ("12: ..." or "12:7: ...") so that Parse can put the file name before it.
+func compileRule(i int, n *yaml.Node, lines []string) (*rule, error) {
+	path := fmt.Sprintf("rules[%d]", i)
+	var fr fileRule
+	if err := config.DecodeNode(path, n, &fr); err != nil {
+		return nil, fmt.Errorf("%d: %w", n.Line, err)
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%d: %s: a rule is a mapping with keys name, credentials, when and ttl", n.Line, path)
+	}
+	r := &rule{name: fr.Name, line: n.Line}
+	var problems []string
+	switch {
+	case fr.Name == "":
+		problems = append(problems, path+".name is missing: every rule has a unique name")
+	case len(fr.Name) > MaxNameLen || !namePattern.MatchString(fr.Name):
+		problems = append(problems, fmt.Sprintf("%s.name %q is not a valid rule name: use at most %d letters, digits, '.', '_' or '-', starting with a letter or digit", path, truncate(fr.Name), MaxNameLen))
+	default:
+		path = fmt.Sprintf("rule %q", fr.Name)
+	}
+	if len(fr.Credentials) == 0 {
+		problems = append(problems, path+": credentials is missing: list the credentials the rule is about, or [\"*\"] for every credential")
+	}
+	for _, c := range fr.Credentials {
+		switch {
+		case c == AnyCredential:
+			r.any = true
+		case c == "" || len(c) > MaxNameLen || strings.ContainsFunc(c, isSpaceOrControl):
+			problems = append(problems, fmt.Sprintf("%s: credentials: %q is not a credential name: use the name of a broker credential (at most %d bytes, no spaces) or \"*\"", path, truncate(c), MaxNameLen))
+		case slices.Contains(r.credentials, c):
+			problems = append(problems, fmt.Sprintf("%s: credentials: %q is listed twice", path, c))
+		default:
+			r.credentials = append(r.credentials, c)
+		}
+	}
+	if fr.TTL != "" {
+		ttl, err := config.ParseDuration(fr.TTL)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s: ttl: %q is not a duration: %v", path, truncate(fr.TTL), err))
+		case ttl == 0:
+			problems = append(problems, path+": ttl: 0 would allow nothing: give a positive duration such as 10m, or leave ttl out for no cap")
+		default:
+			r.ttl = ttl
+		}
+	}
+	if fr.When.Kind != yaml.ScalarNode || fr.When.Tag == "!!null" || strings.TrimSpace(fr.When.Value) == "" {
+		problems = append(problems, path+": when is missing: give a CEL expression of type bool, e.g. subject.id == \"spiffe://example.org/etl\"")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%d: %s", n.Line, strings.Join(problems, "; "))
+	}
+	r.expr = fr.When.Value
+	if err := r.compile(); err != nil {
+		var ce *compileError
+		if errors.As(err, &ce) {
+			line, col := ce.position(&fr.When, lines)
+			return nil, fmt.Errorf("%d:%d: %s: when: %s", line, col, path, ce.msg)
+		}
+		return nil, fmt.Errorf("%d: %s: when: %w", fr.When.Line, path, err)
+	}
+	return r, nil
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// truncate shortens a value quoted in an error message.
+func truncate(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "…"
+}
+
+// Name returns the name the policy was parsed under.
+func (p *Policy) Name() string { return p.name }
+
+// Credentials returns the credential names the rules name, sorted, without
+// AnyCredential; the broker checks them against its configured credentials.
+func (p *Policy) Credentials() []string {
+	var out []string
+	for _, r := range p.rules {
+		for _, c := range r.credentials {
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RuleNames returns the names of the rules in file order.
+func (p *Policy) RuleNames() []string {
+	out := make([]string, len(p.rules))
+	for i, r := range p.rules {
+		out[i] = r.name
+	}
+	return out
+}
+
+// applies reports whether the rule is about credential.
+func (r *rule) applies(credential string) bool {
+	return r.any || slices.Contains(r.credentials, credential)
+}
+
+// Decide evaluates the policy for in. It never fails: a rule that cannot be
+// evaluated (a missing key, the cost limit, ctx cancelled) does not allow and
+// its error is in the decision. A nil policy denies everything.
+func (p *Policy) Decide(ctx context.Context, in Input) Decision {
+	d := Decision{Credential: in.Request.Credential, Subject: in.Subject.ID.String()}
+	if p == nil {
+		return d
+	}
+	d.Policy = p.name
+	act := newActivation(&in)
+	d.Rules = make([]RuleResult, 0, len(p.rules))
+	decided := false
+	for _, r := range p.rules {
+		rr := RuleResult{Name: r.name}
+		switch {
+		case decided:
+			rr.Applies = r.applies(in.Request.Credential)
+			rr.Result = ResultNotEvaluated
+		case !r.applies(in.Request.Credential):
+			rr.Result = ResultNotApplicable
+		default:
+			rr.Applies = true
+			rr.Result, rr.Error, rr.Clauses = r.eval(ctx, act)
+			if rr.Result == ResultAllow {
+				decided = true
+				d.Allowed = true
+				d.Rule = r.name
+				d.TTL = r.ttl
+			}
+		}
+		d.Rules = append(d.Rules, rr)
+	}
+	return d
+}
