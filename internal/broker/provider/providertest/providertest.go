@@ -11,7 +11,7 @@ package providertest
 import (
 	"context"
 	"crypto/rand"
-		"sync"
+	"sync"
 	"testing"
 	"time"
 
