@@ -34,9 +34,9 @@ func yamlPaths(t reflect.Type, prefix string, out map[string]bool) {
 // flagKey is the config key a run flag stands for: its name with '_' for
 // '-', nested keys written as in the file.
 func flagKey(flag string) string {
-	for _, section := range []string{"store", "ca", "log"} {
+	for _, section := range []string{"store", "ca", "log", "http-tls"} {
 		if rest, ok := strings.CutPrefix(flag, section+"-"); ok {
-			return section + "." + strings.ReplaceAll(rest, "-", "_")
+			return strings.ReplaceAll(section, "-", "_") + "." + strings.ReplaceAll(rest, "-", "_")
 		}
 	}
 	return strings.ReplaceAll(flag, "-", "_")

@@ -40,15 +40,25 @@ type CA struct {
 	JWTKeyTTL Duration `yaml:"jwt_key_ttl" flag:"ca-jwt-key-ttl" usage:"JWT signing key lifetime"`
 }
 
+// HTTPTLS is the certificate the server's HTTPS listener presents.
+type HTTPTLS struct {
+	CertFile string `yaml:"cert_file" flag:"http-tls-cert-file" usage:"PEM certificate chain for the HTTPS listener, e.g. a web-PKI certificate (default: the server's own SVID)"`
+	KeyFile  string `yaml:"key_file" flag:"http-tls-key-file" usage:"private key of --http-tls-cert-file (0600)"`
+}
+
 // Server is the server's configuration file. Every field but the plugin sections
 // is also a flag of "signet server run".
 type Server struct {
-	TrustDomain    string   `yaml:"trust_domain" flag:"trust-domain" usage:"trust domain this server is the CA of, e.g. example.org"`
-	DataDir        string   `yaml:"data_dir" flag:"data-dir" usage:"directory for the store, CA keys and admin socket"`
-	BindAddress    string   `yaml:"bind_address" flag:"bind-address" usage:"agent API listen address, host:port"`
-	AdminSocket    string   `yaml:"admin_socket" flag:"admin-socket" usage:"admin API unix socket (default DATA_DIR/admin.sock)"`
-	AdminUIDs      []uint32 `yaml:"admin_uids" flag:"admin-uids" usage:"further uids allowed on the admin socket besides root and the server's user (comma-separated, repeatable)"`
-	HealthAddress  string   `yaml:"health_address" flag:"health-address" usage:"serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8082"`
+	TrustDomain   string   `yaml:"trust_domain" flag:"trust-domain" usage:"trust domain this server is the CA of, e.g. example.org"`
+	DataDir       string   `yaml:"data_dir" flag:"data-dir" usage:"directory for the store, CA keys and admin socket"`
+	BindAddress   string   `yaml:"bind_address" flag:"bind-address" usage:"agent API listen address, host:port"`
+	AdminSocket   string   `yaml:"admin_socket" flag:"admin-socket" usage:"admin API unix socket (default DATA_DIR/admin.sock)"`
+	AdminUIDs     []uint32 `yaml:"admin_uids" flag:"admin-uids" usage:"further uids allowed on the admin socket besides root and the server's user (comma-separated, repeatable)"`
+	HealthAddress string   `yaml:"health_address" flag:"health-address" usage:"serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8082"`
+	// HTTPAddress serves the HTTPS endpoints: OAuth 2.0 token exchange
+	// (POST /oauth2/token).
+	HTTPAddress    string   `yaml:"http_address" flag:"http-address" usage:"serve HTTPS (the token exchange endpoint POST /oauth2/token) on this address, e.g. 0.0.0.0:8443"`
+	HTTPTLS        HTTPTLS  `yaml:"http_tls"`
 	Store          Store    `yaml:"store"`
 	CA             CA       `yaml:"ca"`
 	DefaultX509TTL Duration `yaml:"default_x509_ttl" flag:"default-x509-ttl" usage:"X509-SVID lifetime for entries that set none"`
@@ -155,7 +165,7 @@ func Decode(data []byte, v any) error {
 func cleanYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	for _, t := range []string{"config.Server", "config.Agent", "config.Store", "config.CA", "config.Log", "config.Duration", "config.Plugins"} {
+	for _, t := range []string{"config.Server", "config.Agent", "config.HTTPTLS", "config.Store", "config.CA", "config.Log", "config.Duration", "config.Plugins"} {
 		msg = strings.ReplaceAll(msg, " in type "+t, "")
 	}
 	return errors.New(msg)

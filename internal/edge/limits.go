@@ -119,7 +119,13 @@ func NewPeerLimiter(perSecond float64, burst int) *PeerLimiter {
 // Allow reports whether the peer in ctx may make one more call now. Calls
 // without a peer address (in-process) are allowed.
 func (p *PeerLimiter) Allow(ctx context.Context) bool {
-	key := peerKey(ctx)
+	return p.AllowAddr(peerKey(ctx))
+}
+
+// AllowAddr reports whether the peer with address host (an IP, no port)
+// may make one more call now; "" (no address) is allowed. HTTP listeners
+// use it with the request's remote host.
+func (p *PeerLimiter) AllowAddr(key string) bool {
 	if key == "" {
 		return true
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/tokenapi"
 )
 
 // Config configures a Server. The zero value is not usable: TrustDomain and
@@ -33,6 +34,19 @@ type Config struct {
 	// HealthAddress serves /healthz, /readyz and /metrics over plain HTTP;
 	// empty disables it.
 	HealthAddress string
+	// HTTPAddress serves the HTTPS endpoints (the OAuth 2.0 token
+	// exchange endpoint, POST /oauth2/token); empty disables it.
+	HTTPAddress string
+	// HTTPTLSCertFile and HTTPTLSKeyFile are the certificate chain (PEM)
+	// and key the HTTPS listener presents, typically a web-PKI certificate
+	// for clients that do not hold the trust bundle. Both empty: the
+	// server's own X509-SVID, renewed with it.
+	HTTPTLSCertFile string
+	HTTPTLSKeyFile  string
+	// TokenVerifiers are further subject verifiers of the token endpoint,
+	// built by the caller (tests, embedders), asked after the configured
+	// ones.
+	TokenVerifiers []tokenapi.SubjectVerifier
 
 	// StoreDriver is "sqlite" (default) or "postgres"; StoreDSN is the
 	// PostgreSQL connection string or the SQLite path (default
@@ -159,6 +173,14 @@ func (c Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HealthAddress); err != nil {
 			bad("health_address %q is not host:port: %v", c.HealthAddress, err)
 		}
+	}
+	if c.HTTPAddress != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddress); err != nil {
+			bad("http_address %q is not host:port: %v", c.HTTPAddress, err)
+		}
+	}
+	if (c.HTTPTLSCertFile == "") != (c.HTTPTLSKeyFile == "") {
+		bad("http_tls: set both cert_file and key_file, or neither (to present the server's own SVID)")
 	}
 	switch c.StoreDriver {
 	case "sqlite":

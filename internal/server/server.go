@@ -10,6 +10,8 @@
 //     entry flagged admin may call the admin API here too.
 //   - the admin API (gRPC on a local unix socket): callers are authorized by
 //     their kernel-reported uid.
+//   - HTTPS on HTTPAddress (optional): the OAuth 2.0 token exchange
+//     endpoint (internal/tokenapi), with optional mTLS by X509-SVID.
 //   - health and metrics (plain HTTP on HealthAddress, optional).
 //
 // Several replicas may share one PostgreSQL store; each keeps its own CA
@@ -55,6 +57,7 @@ import (
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/preflight"
 	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/tokenapi"
 )
 
 // adminMessageSize bounds messages on the admin socket: large enough for a
@@ -79,10 +82,17 @@ type Server struct {
 	bundleSum string     // digest of the authority set behind bundle
 	tlsCert   atomic.Pointer[tls.Certificate]
 
-	agentLn net.Listener
-	adminLn net.Listener
-	health  *healthz.Server // nil when HealthAddress is empty
-	ready   atomic.Bool
+	agentLn  net.Listener
+	adminLn  net.Listener
+	httpLn   net.Listener     // nil when HTTPAddress is empty
+	httpCert *tls.Certificate // http_tls's certificate; nil: the server SVID
+
+	// The token endpoint's seam (see internal/tokenapi): who callers are,
+	// and what each requested_token_type issues.
+	tokenVerifiers []tokenapi.SubjectVerifier
+	tokenIssuers   map[string]tokenapi.Issuer
+	health         *healthz.Server // nil when HealthAddress is empty
+	ready          atomic.Bool
 }
 
 // New validates cfg, checks the data dir and the admin socket path, binds
@@ -121,6 +131,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.metrics = newMetrics(reg)
 	if s.agentLn, err = preflight.Listen("bind_address", cfg.BindAddress); err != nil {
 		return nil, err
+	}
+	if cfg.HTTPAddress != "" {
+		if s.httpCert, err = loadHTTPCert(cfg.HTTPTLSCertFile, cfg.HTTPTLSKeyFile); err != nil {
+			return nil, err
+		}
+		if s.httpLn, err = preflight.Listen("http_address", cfg.HTTPAddress); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.HealthAddress != "" {
 		if err := preflight.TCPFree("health_address", cfg.HealthAddress); err != nil {
@@ -179,6 +197,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
+	if err := s.buildTokenAPI(); err != nil {
+		return nil, err
+	}
 	if s.adminLn, err = listenAdmin(cfg.AdminSocket); err != nil {
 		return nil, err
 	}
@@ -231,6 +252,14 @@ func ServerID(td spiffeid.TrustDomain) spiffeid.ID {
 // Addr is the agent API's listening address.
 func (s *Server) Addr() net.Addr { return s.agentLn.Addr() }
 
+// HTTPAddr is the HTTPS listener's address, or nil when it is off.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLn == nil {
+		return nil
+	}
+	return s.httpLn.Addr()
+}
+
 // AdminSocket is the admin API's unix socket path.
 func (s *Server) AdminSocket() string { return s.cfg.AdminSocket }
 
@@ -258,7 +287,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	serve := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -270,6 +299,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	serve("agent api", func() error { return agentSrv.Serve(edge.Limits{}.Listen(s.agentLn)) })
 	serve("admin api", func() error { return adminSrv.Serve(s.adminLn) })
+	if s.httpLn != nil {
+		serve("https", func() error { return s.serveHTTP(ctx) })
+	}
 	if s.health != nil {
 		serve("health", func() error { return s.health.Run(ctx) })
 	}
@@ -309,7 +341,7 @@ func stopGRPC(g *grpc.Server) {
 }
 
 func (s *Server) closeAll() {
-	for _, l := range []net.Listener{s.agentLn, s.adminLn} {
+	for _, l := range []net.Listener{s.agentLn, s.adminLn, s.httpLn} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -76,6 +76,8 @@ type Store struct {
 	writeSem chan struct{}
 	// issuance group-commits RecordIssuance calls.
 	issuance issuanceBatcher
+	// replay group-commits MarkTokenUsed calls.
+	replay replayBatcher
 	// aliasParent is Config.NodeAliasParent as stored, "" when unset.
 	aliasParent string
 }

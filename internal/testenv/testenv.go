@@ -21,6 +21,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -136,6 +137,9 @@ func (e *Env) StartServer() {
 	e.Server, e.Admin, e.admin, e.Metrics = srv, adminv1.NewAdminClient(cc), cc, reg
 	// Started again: same address, so agents find it where it was.
 	e.cfg.BindAddress = srv.Addr().String()
+	if a := srv.HTTPAddr(); a != nil {
+		e.cfg.HTTPAddress = a.String()
+	}
 }
 
 // RPCs returns how many calls of method (a full gRPC method name) the
@@ -265,6 +269,23 @@ func (e *Env) Dial(svid *x509svid.SVID) *AgentConn {
 	}
 	return c
 }
+
+// HTTPClient is an HTTPS client of the server's HTTPS listener (which must
+// be on: Config.HTTPAddress), verifying that it presents the server SVID,
+// and presenting svid when not nil. URL prefixes paths with the listener's
+// base URL.
+func (e *Env) HTTPClient(svid *x509svid.SVID) *http.Client {
+	e.T.Helper()
+	if e.Server.HTTPAddr() == nil {
+		e.T.Fatal("testenv: HTTPClient: the server has no HTTPS listener (set HTTPAddress)")
+	}
+	tr := &http.Transport{TLSClientConfig: e.serverTLS(svid), ForceAttemptHTTP2: true}
+	e.T.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// URL is the HTTPS listener's URL for path.
+func (e *Env) URL(path string) string { return "https://" + e.Server.HTTPAddr().String() + path }
 
 // Attest performs join-token attestation for agentID and returns an mTLS
 // connection holding the new agent SVID.

@@ -47,6 +47,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Findings", findingTests},
 		{"Coverage", coverageTests},
 		{"Broker", brokerTests},
+		{"TokenReplay", replayTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-id/signet/internal/edge"
+	"github.com/signet-id/signet/internal/keyfile"
+	"github.com/signet-id/signet/internal/tokenapi"
+)
+
+// Token endpoint requests per client address: generous enough for a fleet
+// of CI jobs behind one NAT, not a flood.
+const (
+	tokenPerSecond = 200
+	tokenBurst     = 400
+)
+
+// loadHTTPCert reads http_tls's certificate and key, when configured.
+func loadHTTPCert(certFile, keyFile string) (*tls.Certificate, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("invalid server configuration: http_tls: set both cert_file and key_file, or neither (to present the server's own SVID)")
+	}
+	pemCerts, err := keyfile.Read(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("http_tls.cert_file: %w", err)
+	}
+	certs, err := keyfile.Certificates(certFile, pemCerts)
+	if err != nil {
+		return nil, fmt.Errorf("http_tls.cert_file: %w", err)
+	}
+	pemKey, err := keyfile.ReadPrivate(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("http_tls.key_file: %w", err)
+	}
+	key, err := keyfile.Signer(keyFile, pemKey)
+	clear(pemKey)
+	if err != nil {
+		return nil, fmt.Errorf("http_tls.key_file: %w", err)
+	}
+	cert := &tls.Certificate{PrivateKey: key, Leaf: certs[0]}
+	for _, c := range certs {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(certs[0].PublicKey) {
+		return nil, fmt.Errorf("http_tls: key_file %s is not the key of cert_file %s's first certificate", keyFile, certFile)
+	}
+	return cert, nil
+}
+
+// httpTLSConfig presents http_tls's certificate (or the server's own SVID,
+// renewed with it) and asks for, but does not require, a client
+// certificate: one presented must be an X509-SVID of the trust domain, and
+// the token endpoint then knows the caller by it.
+func (s *Server) httpTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if s.httpCert != nil {
+				return s.httpCert, nil
+			}
+			return s.tlsCert.Load(), nil
+		},
+		ClientAuth: tls.RequestClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return nil
+			}
+			_, _, err := x509svid.ParseAndVerify(raw, s, x509svid.WithTime(s.cfg.Now()))
+			return err
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+}
+
+// httpHandler is the HTTPS listener's mux: the token endpoint.
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(tokenapi.Path, tokenapi.New(tokenapi.Config{
+		Verifiers: s.tokenVerifiers, Issuers: s.tokenIssuers, Peers: s,
+		Limit: edge.NewPeerLimiter(tokenPerSecond, tokenBurst), Now: s.cfg.Now,
+		Log: s.log.With("component", "token endpoint"),
+	}))
+	return mux
+}
+
+// serveHTTP serves the HTTPS listener until ctx is done.
+func (s *Server) serveHTTP(ctx context.Context) error {
+	srv := edge.HTTPServer(s.httpHandler(), tokenapi.MaxBodySize)
+	srv.TLSConfig = s.httpTLSConfig()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err := srv.ServeTLS(edge.Limits{}.Listen(s.httpLn), "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
