@@ -77,7 +77,19 @@ type Server struct {
 	// UpstreamAuthority, when it names a kind, makes the CA an intermediate
 	// under an existing CA: {disk: {cert_file, key_file, bundle_file}}.
 	UpstreamAuthority Plugins `yaml:"upstream_authority"`
-	Log               Log     `yaml:"log"`
+	// Broker configures the credential broker: the KEK, the policy and the
+	// credentials (each a provider and its settings).
+	Broker Broker `yaml:"broker"`
+	Log    Log    `yaml:"log"`
+}
+
+// Broker is the server's broker section.
+type Broker struct {
+	KEKFile    string `yaml:"kek_file" flag:"broker-kek-file" usage:"key-encryption key of the credential broker: 32 random bytes, mode 0600"`
+	PolicyFile string `yaml:"policy_file" flag:"broker-policy-file" usage:"CEL policy of the credential broker (reloaded on SIGHUP)"`
+	// Credentials are the brokered credentials by name, each with
+	// provider: and that provider's settings.
+	Credentials Plugins `yaml:"credentials"`
 }
 
 // Agent is the agent's configuration file. Every field but the plugin
