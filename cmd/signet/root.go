@@ -35,6 +35,9 @@ func newRootCmd() *cobra.Command {
 		newAuditCmd(),
 		newScanCmd(),
 		newPolicyCmd(),
+		newSecretCmd(),
+		newLeaseCmd(),
+		newCredentialCmd(),
 	)
 	strict(root)
 	return root
