@@ -305,7 +305,7 @@ func newCredentialCmd() *cobra.Command {
 		broker   string
 		contexts []string
 		ttl      time.Duration
-		json     bool
+		out      output
 		format   string
 		write    string
 	}
@@ -319,7 +319,7 @@ func newCredentialCmd() *cobra.Command {
 			if f.format != "" && f.format != "env" {
 				return fmt.Errorf("--format %q: use env (or --json)", f.format)
 			}
-			if f.json && (f.format != "" || f.write != "") || f.format != "" && f.write != "" {
+			if f.out.json && (f.format != "" || f.write != "") || f.format != "" && f.write != "" {
 				return errors.New("use one of --json, --format env and --write")
 			}
 			base := f.broker
@@ -343,7 +343,7 @@ func newCredentialCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			switch {
-			case f.json:
+			case f.out.json:
 				return writeJSON(w, res)
 			case f.format == "env":
 				return writeEnv(w, res)
@@ -366,7 +366,7 @@ func newCredentialCmd() *cobra.Command {
 	get.Flags().StringVar(&f.broker, "broker", "", "the broker's base URL, https://HOST:PORT (env "+brokerURLEnv+")")
 	get.Flags().StringArrayVar(&f.contexts, "context", nil, "task context as key=value (repeatable), sent as request_context")
 	get.Flags().Var(config.DurationFlag(&f.ttl), "ttl", "lifetime to ask for (default: the credential's default_ttl)")
-	get.Flags().BoolVar(&f.json, "json", false, `print {"lease_id", "credential", "expires_at", "data"}`)
+	f.out.addFlagsFor(get, `{"lease_id", "credential", "expires_at", "data"}`)
 	get.Flags().StringVar(&f.format, "format", "", "env: print shell assignments SIGNET_LEASE_ID=… and one per data key (e.g. PGUSER, PGPASSWORD)")
 	get.Flags().StringVar(&f.write, "write", "", "write the JSON result to FILE (0600) instead of printing it")
 	cmd.AddCommand(get)

@@ -122,6 +122,7 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 		AgentReauthWindow: time.Duration(c.AgentReauthWindow),
 		KeyManager:        c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
 		NodeAttestors: c.NodeAttestors,
-		Broker:        server.BrokerConfig{KEKFile: c.Broker.KEKFile, PolicyFile: c.Broker.PolicyFile, Credentials: c.Broker.Credentials},
+		Broker: server.BrokerConfig{KEKFile: c.Broker.KEKFile, PolicyFile: c.Broker.PolicyFile, Credentials: c.Broker.Credentials,
+			IssueTimeout: time.Duration(c.Broker.IssueTimeout)},
 	}, c, nil
 }

@@ -29,6 +29,8 @@ type BrokerConfig struct {
 	KEKFile     string
 	PolicyFile  string
 	Credentials config.Plugins
+	// IssueTimeout bounds one issuance (zero: broker.DefaultIssueTimeout).
+	IssueTimeout time.Duration
 }
 
 func (b BrokerConfig) enabled() bool {
@@ -138,7 +140,7 @@ func (s *Server) buildBroker(ctx context.Context) error {
 	}
 	b, err := broker.New(ctx, broker.Config{
 		Store: s.store, Sealer: sealer, Policy: holder, Credentials: creds,
-		Log: s.log.With("component", "broker"), Now: s.cfg.Now, Metrics: metrics,
+		Log: s.log.With("component", "broker"), Now: s.cfg.Now, Metrics: metrics, IssueTimeout: bc.IssueTimeout,
 	})
 	if err != nil {
 		closeAll()
