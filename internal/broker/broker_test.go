@@ -71,7 +71,7 @@ type env struct {
 	reg    *prometheus.Registry
 }
 
-func newSealer(t *testing.T) *seal.Sealer {
+func newSealer(t testing.TB) *seal.Sealer {
 	k := make([]byte, seal.KeySize)
 	rand.Read(k)
 	s, err := seal.New(k)
@@ -81,7 +81,7 @@ func newSealer(t *testing.T) *seal.Sealer {
 	return s
 }
 
-func buildCredential(t *testing.T, deps provider.Deps, section string) broker.Credential {
+func buildCredential(t testing.TB, deps provider.Deps, section string) broker.Credential {
 	t.Helper()
 	reg, err := builtin.CredentialProviders()
 	if err != nil {
@@ -107,7 +107,9 @@ func buildCredential(t *testing.T, deps provider.Deps, section string) broker.Cr
 	return broker.Credential{Name: deps.Credential, ProviderName: prov, Provider: p, MaxTTL: time.Hour}
 }
 
-func newEnv(t *testing.T, withPostgres bool) *env {
+func newEnv(t *testing.T, withPostgres bool) *env { return newEnvTB(t, withPostgres) }
+
+func newEnvTB(t testing.TB, withPostgres bool) *env {
 	t.Helper()
 	e := &env{dbPath: filepath.Join(t.TempDir(), "signet.db"), clock: &clock{t: time.Now().UTC()}}
 	st, err := store.Open(t.Context(), store.Config{DSN: e.dbPath, Now: e.clock.Now})
