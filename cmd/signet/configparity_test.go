@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/signet-id/signet/internal/broker/policy"
 	"github.com/signet-id/signet/internal/config"
 )
 
@@ -167,6 +168,10 @@ func TestREADMEConfigExamples(t *testing.T) {
 	for _, b := range blocks {
 		b, _, _ = strings.Cut(b, "```")
 		switch {
+		case strings.Contains(b, "policy.yaml"):
+			if _, err := policy.Parse("README policy example", []byte(b)); err != nil {
+				t.Errorf("README policy example: %v", err)
+			}
 		case strings.Contains(b, "server.yaml"):
 			var c config.Server
 			if err := config.Decode([]byte(b), &c); err != nil {

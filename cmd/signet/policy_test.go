@@ -110,7 +110,7 @@ func TestPolicyTestAllowDeny(t *testing.T) {
 
 func TestPolicyTestJSON(t *testing.T) {
 	pf, _ := writePolicyFiles(t)
-	out, msg, code := policyCLI(t, "--policy", pf, "--spiffe-id", "spiffe://example.org/etl", "--credential", "orders-db", "--json")
+	out, msg, code := policyCLI(t, "--policy", pf, "--spiffe-id", "spiffe://example.org/etl", "--credential", "orders-db", "--time", "2026-12-01T10:00:00Z", "--json")
 	if code != 1 {
 		t.Fatalf("exit code = %d (%s), want 1", code, msg)
 	}
@@ -124,7 +124,7 @@ func TestPolicyTestJSON(t *testing.T) {
 	if !strings.Contains(out, `"expr": "\"aws_iid:tag:env:prod\" in node.selectors"`) || strings.Contains(out, `\u0026`) {
 		t.Errorf("--json output lacks the readable clause:\n%s", out)
 	}
-	out2, _, code := policyCLI(t, "--policy", pf, "--spiffe-id", "spiffe://example.org/etl", "--credential", "orders-db", "-o", "json")
+	out2, _, code := policyCLI(t, "--policy", pf, "--spiffe-id", "spiffe://example.org/etl", "--credential", "orders-db", "--time", "2026-12-01T10:00:00Z", "-o", "json")
 	if code != 1 || out2 != out {
 		t.Errorf("-o json differs from --json")
 	}

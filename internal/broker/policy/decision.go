@@ -33,6 +33,14 @@ type Decision struct {
 	// exceed it. Zero when the rule sets none, or on deny.
 	TTL   time.Duration `json:"-"`
 	Rules []RuleResult  `json:"rules"` // every rule of the policy, in file order
+	// Inputs holds the inputs the evaluated rules read, by variable name
+	// ("subject.id", "node.selectors", "context", "request.ttl", ...), for
+	// the audit record: strings, lists of strings, the labels and context
+	// maps, the TTL in Go duration syntax and the time in RFC 3339. Inputs
+	// no rule read are left out; nil when no rule was evaluated. The
+	// context is the Input's map itself, so a decision encodes to JSON when
+	// its context does (always, for one from ParseContext).
+	Inputs map[string]any `json:"inputs,omitempty"`
 }
 
 // RuleResult is what one rule did in a decision.

@@ -269,52 +269,165 @@ func cleanEvalError(err error) string {
 }
 
 // activation resolves the rule variables from one Input. It is built once
-// per decision and shared by every rule evaluated for it.
+// per decision, shared by every rule evaluated for it, and converts each
+// input to a CEL value the first time a rule reads it. It is not safe for
+// concurrent use; a decision evaluates its rules one after the other.
 type activation struct {
-	subjectID, trustDomain, path ref.Val
-	segments, subjectSelectors   ref.Val
-	nodeID, nodeMethod           ref.Val
-	nodeSelectors, nodeLabels    ref.Val
-	context                      ref.Val
-	credential, ttl, now         ref.Val
+	in   *Input
+	vals [numVars]ref.Val
 }
+
+// Indexes of the variables in activation.vals.
+const (
+	idxSubjectID = iota
+	idxTrustDomain
+	idxPath
+	idxSegments
+	idxSubjectSelectors
+	idxNodeID
+	idxNodeMethod
+	idxNodeSelectors
+	idxNodeLabels
+	idxContext
+	idxCredential
+	idxTTL
+	idxTime
+	numVars
+)
 
 var _ interpreter.Activation = (*activation)(nil)
 
-func newActivation(in *Input) *activation {
-	a := types.DefaultTypeAdapter
-	now := in.Request.Time
-	if now.IsZero() {
-		now = time.Now()
+func newActivation(in *Input) *activation { return &activation{in: in} }
+
+// ResolveName implements interpreter.Activation.
+func (a *activation) ResolveName(name string) (any, bool) {
+	i := varIndex(name)
+	if i < 0 {
+		return nil, false
 	}
-	id := in.Subject.ID
-	var segments []string
-	if p := id.Path(); len(p) > 1 {
-		segments = strings.Split(p[1:], "/")
+	if a.vals[i] == nil {
+		a.vals[i] = a.value(i)
 	}
-	ctxMap := in.Context
-	if ctxMap == nil {
-		ctxMap = map[string]any{}
+	return a.vals[i], true
+}
+
+func varIndex(name string) int {
+	switch name {
+	case varSubjectID:
+		return idxSubjectID
+	case varSubjectTrustDomain:
+		return idxTrustDomain
+	case varSubjectPath:
+		return idxPath
+	case varSubjectSegments:
+		return idxSegments
+	case varSubjectSelectors:
+		return idxSubjectSelectors
+	case varNodeID:
+		return idxNodeID
+	case varNodeMethod:
+		return idxNodeMethod
+	case varNodeSelectors:
+		return idxNodeSelectors
+	case varNodeLabels:
+		return idxNodeLabels
+	case varContext:
+		return idxContext
+	case varRequestCredential:
+		return idxCredential
+	case varRequestTTL:
+		return idxTTL
+	case varRequestTime:
+		return idxTime
 	}
-	labels := in.Node.Labels
-	if labels == nil {
-		labels = map[string]string{}
+	return -1
+}
+
+// value converts input variable i.
+func (a *activation) value(i int) ref.Val {
+	adapter := types.DefaultTypeAdapter
+	in := a.in
+	switch i {
+	case idxSubjectID:
+		return types.String(in.Subject.ID.String())
+	case idxTrustDomain:
+		return types.String(in.Subject.ID.TrustDomain().Name())
+	case idxPath:
+		return types.String(in.Subject.ID.Path())
+	case idxSegments:
+		segments := []string{}
+		if p := in.Subject.ID.Path(); len(p) > 1 {
+			segments = strings.Split(p[1:], "/")
+		}
+		return types.NewStringList(adapter, segments)
+	case idxSubjectSelectors:
+		return types.NewStringList(adapter, selectorStrings(in.Subject.Selectors))
+	case idxNodeID:
+		return types.String(in.Node.ID)
+	case idxNodeMethod:
+		return types.String(in.Node.AttestationMethod)
+	case idxNodeSelectors:
+		return types.NewStringList(adapter, selectorStrings(in.Node.Selectors))
+	case idxNodeLabels:
+		labels := in.Node.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		return types.NewStringStringMap(adapter, labels)
+	case idxContext:
+		ctx := in.Context
+		if ctx == nil {
+			ctx = map[string]any{}
+		}
+		return types.NewStringInterfaceMap(adapter, ctx)
+	case idxCredential:
+		return types.String(in.Request.Credential)
+	case idxTTL:
+		return types.Duration{Duration: in.Request.TTL}
+	default: // idxTime
+		now := in.Request.Time
+		if now.IsZero() {
+			now = time.Now()
+		}
+		return types.Timestamp{Time: now.UTC()}
 	}
-	return &activation{
-		subjectID:        types.String(id.String()),
-		trustDomain:      types.String(id.TrustDomain().Name()),
-		path:             types.String(id.Path()),
-		segments:         types.NewStringList(a, segments),
-		subjectSelectors: types.NewStringList(a, selectorStrings(in.Subject.Selectors)),
-		nodeID:           types.String(in.Node.ID),
-		nodeMethod:       types.String(in.Node.AttestationMethod),
-		nodeSelectors:    types.NewStringList(a, selectorStrings(in.Node.Selectors)),
-		nodeLabels:       types.NewStringStringMap(a, labels),
-		context:          types.NewStringInterfaceMap(a, ctxMap),
-		credential:       types.String(in.Request.Credential),
-		ttl:              types.Duration{Duration: in.Request.TTL},
-		now:              types.Timestamp{Time: now.UTC()},
+}
+
+// varNames are the variables' names by index.
+var varNames = [numVars]string{
+	varSubjectID, varSubjectTrustDomain, varSubjectPath, varSubjectSegments, varSubjectSelectors,
+	varNodeID, varNodeMethod, varNodeSelectors, varNodeLabels, varContext,
+	varRequestCredential, varRequestTTL, varRequestTime,
+}
+
+// read returns the variables the evaluated rules read, by name, as plain
+// JSON-friendly values: strings, lists of strings, maps, the TTL in Go
+// duration syntax and the time in RFC 3339.
+func (a *activation) read() map[string]any {
+	var out map[string]any
+	for i, v := range a.vals {
+		if v == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		var plain any
+		switch i {
+		case idxSegments, idxSubjectSelectors, idxNodeSelectors:
+			plain = v.Value()
+		case idxNodeLabels, idxContext:
+			plain = v.Value() // the input's map, or an empty one
+		case idxTTL:
+			plain = a.in.Request.TTL.String()
+		case idxTime:
+			plain = v.(types.Timestamp).Time.Format(time.RFC3339Nano)
+		default:
+			plain = string(v.(types.String))
+		}
+		out[varNames[i]] = plain
 	}
+	return out
 }
 
 func selectorStrings(sel []model.Selector) []string {
@@ -323,39 +436,6 @@ func selectorStrings(sel []model.Selector) []string {
 		out[i] = s.String()
 	}
 	return out
-}
-
-// ResolveName implements interpreter.Activation.
-func (a *activation) ResolveName(name string) (any, bool) {
-	switch name {
-	case varSubjectID:
-		return a.subjectID, true
-	case varSubjectTrustDomain:
-		return a.trustDomain, true
-	case varSubjectPath:
-		return a.path, true
-	case varSubjectSegments:
-		return a.segments, true
-	case varSubjectSelectors:
-		return a.subjectSelectors, true
-	case varNodeID:
-		return a.nodeID, true
-	case varNodeMethod:
-		return a.nodeMethod, true
-	case varNodeSelectors:
-		return a.nodeSelectors, true
-	case varNodeLabels:
-		return a.nodeLabels, true
-	case varContext:
-		return a.context, true
-	case varRequestCredential:
-		return a.credential, true
-	case varRequestTTL:
-		return a.ttl, true
-	case varRequestTime:
-		return a.now, true
-	}
-	return nil, false
 }
 
 // Parent implements interpreter.Activation.

@@ -3,12 +3,16 @@ package policy
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"cel.dev/cel-go/common/types"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/model"
@@ -82,6 +86,7 @@ func FuzzDecide(f *testing.F) {
 	f.Add("spiffe://example.org/ops/backup", "x", "unix:uid:0", "env", "prod", []byte(`{}`), int64(time.Minute), int64(0))
 	f.Add("spiffe://example.org/billing/api", "stripe", "", "", "", []byte(`{"approved":true}`), int64(5*time.Minute), int64(1<<40))
 	f.Add("", "", ":", "", "", []byte(`{"ticket":7}`), int64(-1), int64(-1<<40))
+	f.Add("spiffe://example.org/etl", "orders-db", "aws_iid:tag:env:prod", "env", "prod", []byte(`not json`), int64(0), int64(0))
 	f.Fuzz(func(t *testing.T, id, credential, selector, labelKey, labelValue string, rawContext []byte, ttl, unix int64) {
 		in := Input{Request: Request{Credential: credential, TTL: time.Duration(ttl), Time: time.Unix(unix, 0)}}
 		if sid, err := spiffeid.FromString(id); err == nil {
@@ -101,11 +106,15 @@ func FuzzDecide(f *testing.F) {
 		if len(d.Rules) != len(p.rules) {
 			t.Fatalf("Decide() has %d rule results, want %d", len(d.Rules), len(p.rules))
 		}
-		if diff := cmp.Diff(d, p.Decide(context.Background(), in)); diff != "" {
+		again := p.Decide(context.Background(), in)
+		if diff := cmp.Diff(d, again, cmpopts.IgnoreFields(Decision{}, "Inputs")); diff != "" {
 			t.Fatalf("Decide() is not deterministic (-first +second):\n%s", diff)
 		}
+		if diff := cmp.Diff(slices.Sorted(maps.Keys(d.Inputs)), slices.Sorted(maps.Keys(again.Inputs))); diff != "" {
+			t.Fatalf("Decide() read different inputs (-first +second):\n%s", diff)
+		}
 		if d.Allowed {
-			i := slicesIndex(p.RuleNames(), d.Rule)
+			i := slices.Index(p.RuleNames(), d.Rule)
 			if i < 0 || !p.rules[i].applies(credential) || d.Rules[i].Result != ResultAllow {
 				t.Fatalf("allowed by %q, which does not name %q or did not allow", d.Rule, credential)
 			}
@@ -115,17 +124,9 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("rule %s is %s without a clause explaining it", r.Name, r.Result)
 			}
 		}
+		checkAgainstWhole(t, p, d, &in)
 		_ = d.Explain()
 	})
-}
-
-func slicesIndex(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // FuzzParse checks that Parse never panics on any YAML and that an
@@ -155,4 +156,45 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Decide() has %d rule results, want %d", len(d.Rules), len(p.rules))
 		}
 	})
+}
+
+// wholeResult evaluates rule r as one CEL program, as cel-go would without
+// the split into operands: the reference Decide's combination must match.
+func wholeResult(t testing.TB, r *rule, in *Input) Result {
+	t.Helper()
+	env, err := policyEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ast, err := compileExpr(env, r.expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prg, err := env.Program(ast, programOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := prg.Eval(newActivation(in))
+	switch {
+	case err != nil:
+		return ResultError
+	case out == types.True:
+		return ResultAllow
+	case out == types.False:
+		return ResultFalse
+	}
+	return ResultError
+}
+
+// checkAgainstWhole checks every evaluated rule of d against wholeResult.
+func checkAgainstWhole(t testing.TB, p *Policy, d Decision, in *Input) {
+	t.Helper()
+	for i, rr := range d.Rules {
+		if rr.Result != ResultAllow && rr.Result != ResultFalse && rr.Result != ResultError {
+			continue
+		}
+		if want := wholeResult(t, p.rules[i], in); rr.Result != want {
+			t.Fatalf("rule %s: Decide says %s, the whole expression evaluates to %s", rr.Name, rr.Result, want)
+		}
+	}
 }

@@ -49,9 +49,21 @@
 // expression is true allows; rules after it are not evaluated. The decision
 // carries, for every rule, whether it named the credential, its result, and
 // for a rule that was false the conjuncts (the operands of its top-level &&
-// chain) that were false or failed. Evaluation is cost-bounded (MaxCost per
-// rule) and honours the context's cancellation. A rule's ttl is returned as
-// Decision.TTL: the broker grants no longer than it.
+// chain) that were false or failed. Evaluation is cost-bounded (MaxCost for
+// each operand) and honours the context's cancellation. A rule's ttl is
+// returned as Decision.TTL: the broker grants no longer than it.
+//
+// # Use
+//
+//	h, err := policy.NewHolder(path)     // fails when the policy does not compile
+//	c, err := policy.ParseContext(raw)   // the request_context parameter
+//	d := h.Decide(ctx, policy.Input{Subject: …, Node: …, Context: c, Request: …})
+//	d.Allowed, d.Rule, d.TTL             // the decision
+//	d.Explain(); json.Marshal(d)         // for people; for the audit record (d.Inputs: what the rules read)
+//	err = h.Reload()                     // on SIGHUP; the old policy stays when err != nil
+//
+//	r, err := policy.CompileSubjectRule(expr) // the gateway: one expression over subject
+//	ok, err := r.Allow(peerID)
 package policy
 
 import (
@@ -81,10 +93,11 @@ const (
 	MaxRules = 1000
 	// MaxExpressionSize bounds one rule's expression, in code points.
 	MaxExpressionSize = 16 << 10
-	// MaxCost bounds the evaluation cost of one rule (cel-go's cost units,
-	// roughly one per operation or list element visited). A rule over the
-	// inputs costs tens to hundreds; a rule that exceeds MaxCost fails with
-	// an evaluation error and does not allow.
+	// MaxCost bounds the evaluation cost of each operand of a rule's &&
+	// chain (cel-go's cost units, roughly one per operation or list element
+	// visited; a rule with one operand is bounded as a whole). An operand
+	// over the inputs costs tens to hundreds; one that exceeds MaxCost fails
+	// with an evaluation error, and its rule does not allow.
 	MaxCost = 100_000
 	// MaxNameLen bounds rule and credential names.
 	MaxNameLen = 128
@@ -360,5 +373,6 @@ func (p *Policy) Decide(ctx context.Context, in Input) Decision {
 		}
 		d.Rules = append(d.Rules, rr)
 	}
+	d.Inputs = act.read()
 	return d
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/model"
@@ -137,6 +138,7 @@ func TestDecide(t *testing.T) {
 			if d.Allowed != tt.allow || d.Rule != tt.rule || d.TTL != tt.ttl {
 				t.Errorf("Decide() = allowed %v by %q ttl %v, want %v by %q ttl %v\n%s", d.Allowed, d.Rule, d.TTL, tt.allow, tt.rule, tt.ttl, d.Explain())
 			}
+			checkAgainstWhole(t, p, d, &tt.in)
 			if len(d.Rules) != 4 {
 				t.Errorf("Decide() has %d rule results, want one per rule (4)", len(d.Rules))
 			}
@@ -145,8 +147,11 @@ func TestDecide(t *testing.T) {
 			if err := json.Unmarshal(js, &back); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(d, back); diff != "" {
+			if diff := cmp.Diff(d, back, cmpopts.IgnoreFields(Decision{}, "Inputs")); diff != "" {
 				t.Errorf("Decision JSON round trip differs (-want +got):\n%s", diff)
+			}
+			if again := marshalDecision(t, back); !bytes.Equal(again, js) {
+				t.Errorf("Decision JSON round trip differs:\n%s\n%s", js, again)
 			}
 			golden(t, filepath.Join("decisions", tt.name), d.Explain()+"\n"+string(js))
 		})
@@ -407,4 +412,38 @@ func marshalDecision(t testing.TB, d Decision) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestDocExpressions compiles the examples of docs/policy.md, so the page
+// shows only expressions that load.
+func TestDocExpressions(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "policy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "### Useful expressions\n\n```cel\n")
+	if !ok {
+		t.Fatal("docs/policy.md has no Useful expressions block")
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	n := 0
+	for line := range strings.Lines(block) {
+		expr, _, _ := strings.Cut(line, "  //") // a comment follows two spaces
+		if expr = strings.TrimSpace(expr); expr == "" {
+			continue
+		}
+		n++
+		if err := (&rule{name: "doc", expr: expr}).compile(); err != nil {
+			t.Errorf("docs/policy.md: %s: %v", expr, err)
+		}
+	}
+	if n < 5 {
+		t.Errorf("found %d expressions in docs/policy.md", n)
+	}
+	// And the policy at the top of the page.
+	_, rest, _ = strings.Cut(string(doc), "# policy.yaml — deny unless a rule allows\n")
+	src, _, _ := strings.Cut(rest, "```")
+	if _, err := Parse("docs/policy.md", []byte(src)); err != nil {
+		t.Errorf("the policy of docs/policy.md does not load: %v", err)
+	}
 }
