@@ -233,40 +233,37 @@ func (b *Broker) Request(ctx context.Context, r Request) (Grant, error) {
 	if d.Allowed && d.TTL > 0 && ttl > d.TTL {
 		ttl = d.TTL // the rule's ttl caps the lease
 	}
-	if err := b.auditDecision(ctx, r, d, ttl); err != nil {
-		return Grant{}, err
-	}
+	rec := decisionRecord(r, d, ttl)
 	if !d.Allowed {
 		b.metrics.request(c.Name, "deny")
+		if err := b.st.AppendAudit(ctx, rec); err != nil {
+			return Grant{}, fmt.Errorf("audit broker decision: %w", err)
+		}
 		return Grant{Decision: d}, errkind.New(errkind.PermissionDenied, "policy denies credential %s to %s", c.Name, r.Subject)
 	}
 	b.metrics.request(c.Name, "allow")
-
-	l, err := b.st.CreateLease(ctx, store.Lease{
+	l := store.Lease{
 		ID: newLeaseID(), Credential: c.Name, Provider: c.ProviderName, Subject: r.Subject, Node: r.Node.ID,
 		Context: r.Context, IssuedAt: now, ExpiresAt: now.Add(ttl),
-	})
+	}
+	preq := provider.Request{LeaseID: l.ID, Credential: c.Name, Subject: r.Subject, Node: r.Node.ID, Context: r.Context, ExpiresAt: l.ExpiresAt}
+	if provider.IsReadOnly(c.Provider) {
+		return b.issueReadOnly(ctx, c, l, preq, rec, d)
+	}
+
+	l, err := b.st.CreateLease(ctx, l, rec)
 	if err != nil {
 		return Grant{}, err
 	}
-	start := time.Now()
-	ictx, cancel := context.WithTimeout(ctx, b.issueTO)
-	cred, err := c.Provider.Issue(ictx, provider.Request{
-		LeaseID: l.ID, Credential: c.Name, Subject: r.Subject, Node: r.Node.ID, Context: r.Context, ExpiresAt: l.ExpiresAt,
-	})
-	cancel()
-	b.metrics.issued(c.Name, time.Since(start), err)
+	cred, err := b.issue(ctx, c, preq)
 	if err != nil {
 		b.abandon(l, nil, "issue failed")
-		b.log.Warn("credential issue failed", logKeyCredential, c.Name, logKeyLease, l.ID, logKeyError, err)
-		return Grant{}, errkind.Wrap(errkind.Unavailable, err, "issue credential "+c.Name)
+		return Grant{}, err
 	}
-	var sealed []byte
-	if cred.RevokeData != nil {
-		if sealed, err = b.sealer.Seal(seal.PurposeRevoke, l.ID, cred.RevokeData); err != nil {
-			b.abandon(l, cred.RevokeData, "sealing failed")
-			return Grant{}, err
-		}
+	sealed, err := b.sealRevokeData(l.ID, cred.RevokeData)
+	if err != nil {
+		b.abandon(l, cred.RevokeData, "sealing failed")
+		return Grant{}, err
 	}
 	exp := time.Time{}
 	if !cred.ExpiresAt.IsZero() && cred.ExpiresAt.Before(l.ExpiresAt) {
@@ -278,10 +275,53 @@ func (b *Broker) Request(ctx context.Context, r Request) (Grant, error) {
 		b.abandon(l, cred.RevokeData, "lease ended during issue")
 		return Grant{}, errkind.Wrap(errkind.Unavailable, err, "activate lease")
 	}
-	if cred.SecretVersion != 0 {
-		act.SecretVersion = cred.SecretVersion
-	}
 	return Grant{Lease: act, Data: cred.Data, Decision: d}, nil
+}
+
+// issueReadOnly serves providers whose Issue creates nothing: issue first,
+// then record the lease active with the decision in one write.
+func (b *Broker) issueReadOnly(ctx context.Context, c Credential, l store.Lease, preq provider.Request, rec store.AuditRecord, d policy.Decision) (Grant, error) {
+	cred, err := b.issue(ctx, c, preq)
+	if err != nil {
+		if aerr := b.st.AppendAudit(ctx, rec); aerr != nil {
+			return Grant{}, fmt.Errorf("audit broker decision: %w", aerr)
+		}
+		return Grant{}, err
+	}
+	sealed, err := b.sealRevokeData(l.ID, cred.RevokeData)
+	if err != nil {
+		return Grant{}, err
+	}
+	l.State, l.RevokeData, l.SecretVersion = store.LeaseActive, sealed, cred.SecretVersion
+	if !cred.ExpiresAt.IsZero() && cred.ExpiresAt.Before(l.ExpiresAt) {
+		l.ExpiresAt = cred.ExpiresAt
+	}
+	l, err = b.st.CreateLease(ctx, l, rec)
+	if err != nil {
+		return Grant{}, err
+	}
+	return Grant{Lease: l, Data: cred.Data, Decision: d}, nil
+}
+
+// issue runs the provider's Issue under the issue timeout.
+func (b *Broker) issue(ctx context.Context, c Credential, r provider.Request) (provider.Credential, error) {
+	start := time.Now()
+	ictx, cancel := context.WithTimeout(ctx, b.issueTO)
+	cred, err := c.Provider.Issue(ictx, r)
+	cancel()
+	b.metrics.issued(c.Name, time.Since(start), err)
+	if err != nil {
+		b.log.Warn("credential issue failed", logKeyCredential, c.Name, logKeyLease, r.LeaseID, logKeyError, err)
+		return cred, errkind.Wrap(errkind.Unavailable, err, "issue credential "+c.Name)
+	}
+	return cred, nil
+}
+
+func (b *Broker) sealRevokeData(leaseID string, data []byte) ([]byte, error) {
+	if data == nil {
+		return nil, nil
+	}
+	return b.sealer.Seal(seal.PurposeRevoke, leaseID, data)
 }
 
 // abandon revokes what an interrupted issuance may have created and ends
@@ -315,9 +355,9 @@ func newLeaseID() string { return "lease_" + strings.ToLower(rand.Text()) }
 // record.
 const maxAuditContext = 2048
 
-// auditDecision appends the decision (allow or deny) with the rule that
-// decided and the inputs that mattered; never a credential.
-func (b *Broker) auditDecision(ctx context.Context, r Request, d policy.Decision, ttl time.Duration) error {
+// decisionRecord is the audit record of a decision (allow or deny) with
+// the rule that decided and the inputs that mattered; never a credential.
+func decisionRecord(r Request, d policy.Decision, ttl time.Duration) store.AuditRecord {
 	action := "broker.deny"
 	if d.Allowed {
 		action = "broker.allow"
@@ -349,11 +389,7 @@ func (b *Broker) auditDecision(ctx context.Context, r Request, d policy.Decision
 	if len(why) > 0 {
 		detail["rules"] = truncate(strings.Join(why, " | "), maxAuditContext)
 	}
-	err := b.st.AppendAudit(ctx, store.AuditRecord{Actor: "workload:" + idString(r.Subject), Action: action, Object: r.Credential, Detail: detail})
-	if err != nil {
-		return fmt.Errorf("audit broker decision: %w", err)
-	}
-	return nil
+	return store.AuditRecord{Actor: "workload:" + idString(r.Subject), Action: action, Object: r.Credential, Detail: detail}
 }
 
 // CurrentSecret opens the newest version of the secret name

@@ -237,10 +237,13 @@ func checkLease(l *Lease) error {
 	return nil
 }
 
-// CreateLease records l as pending (audited as lease.create): the broker
-// calls it before the provider creates anything. IssuedAt zero means now.
-// The error is kinded AlreadyExists when the id is taken.
-func (s *Store) CreateLease(ctx context.Context, l Lease) (Lease, error) {
+// CreateLease records l (audited as lease.create) as pending — the broker
+// calls it before the provider creates anything — or, when l.State is
+// LeaseActive, as active at once with l.RevokeData (for providers that
+// create nothing at the target). IssuedAt zero means now. also are further
+// audit records written in the same transaction (the policy decision). The
+// error is kinded AlreadyExists when the id is taken.
+func (s *Store) CreateLease(ctx context.Context, l Lease, also ...AuditRecord) (Lease, error) {
 	if l.IssuedAt.IsZero() {
 		l.IssuedAt = s.now()
 	}
@@ -258,13 +261,34 @@ func (s *Store) CreateLease(ctx context.Context, l Lease) (Lease, error) {
 	if len(ctxJSON) > maxLeaseContext {
 		return Lease{}, errkind.New(errkind.InvalidArgument, "lease %s: context of %d bytes: at most %d", l.ID, len(ctxJSON), maxLeaseContext)
 	}
-	l.State, l.RevokeData, l.Reason = LeasePending, nil, ""
+	switch l.State {
+	case "", LeasePending:
+		l.State, l.RevokeData = LeasePending, nil
+	case LeaseActive:
+	default:
+		return Lease{}, errkind.New(errkind.InvalidArgument, "lease %s: a new lease is pending or active, not %s", l.ID, l.State)
+	}
+	l.Reason = ""
+	for i := range also {
+		if also[i].Action == "" {
+			return Lease{}, errkind.New(errkind.InvalidArgument, "create lease %s: audit record %d has no action", l.ID, i)
+		}
+	}
 	err = s.update(ctx, "create lease "+l.ID, false, func(t *wtx) error {
 		l.UpdatedAt = t.now
+		for _, r := range also {
+			if r.Time.IsZero() {
+				r.Time = t.now
+			}
+			if r.Actor == "" {
+				r.Actor = t.actor
+			}
+			t.audit = append(t.audit, r)
+		}
 		_, err := t.exec(ctx, `INSERT INTO broker_leases (id, credential, provider, subject, node, context, secret_version,
-			state, issued_at, expires_at, updated_at, revoke_data, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '')`,
+			state, issued_at, expires_at, updated_at, revoke_data, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')`,
 			l.ID, l.Credential, l.Provider, idToDB(l.Subject), idToDB(l.Node), string(ctxJSON), l.SecretVersion,
-			string(LeasePending), timeToDB(l.IssuedAt), timeToDB(l.ExpiresAt), timeToDB(t.now))
+			string(l.State), timeToDB(l.IssuedAt), timeToDB(l.ExpiresAt), timeToDB(t.now), nullBytes(l.RevokeData))
 		if err != nil {
 			if t.d.isUniqueViolation(err) {
 				return errkind.New(errkind.AlreadyExists, "lease %s exists", l.ID)
@@ -273,7 +297,7 @@ func (s *Store) CreateLease(ctx context.Context, l Lease) (Lease, error) {
 		}
 		t.record("lease.create", l.ID, map[string]string{
 			"credential": l.Credential, "provider": l.Provider, "subject": idToDB(l.Subject),
-			"node": idToDB(l.Node), "expires_at": l.ExpiresAt.Format(time.RFC3339Nano),
+			"node": idToDB(l.Node), "expires_at": l.ExpiresAt.Format(time.RFC3339Nano), "state": string(l.State),
 		})
 		return nil
 	})

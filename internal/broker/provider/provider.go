@@ -97,6 +97,20 @@ type Recaller interface {
 	Recalls() bool
 }
 
+// ReadOnly is implemented by providers whose Issue creates nothing at the
+// target (it reads a stored value, like static). The broker then issues
+// before recording the lease and records it active in one write, since no
+// crash can leave anything behind.
+type ReadOnly interface {
+	ReadOnly() bool
+}
+
+// IsReadOnly reports whether p's Issue creates nothing.
+func IsReadOnly(p Provider) bool {
+	r, ok := p.(ReadOnly)
+	return ok && r.ReadOnly()
+}
+
 // Recalls reports whether p's Revoke takes a credential away.
 func Recalls(p Provider) bool {
 	if r, ok := p.(Recaller); ok {

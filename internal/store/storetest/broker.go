@@ -16,14 +16,44 @@ import (
 )
 
 var brokerTests = map[string]func(t *testing.T, s *store.Store){
-	"KEKCheck":         testBrokerKEK,
-	"SecretVersions":   testSecretVersions,
-	"SecretBadInput":   testSecretBadInput,
-	"LeaseLifecycle":   testLeaseLifecycle,
-	"LeaseList":        testLeaseList,
-	"LeaseDue":         testLeaseDue,
-	"LeaseBadInput":    testLeaseBadInput,
-	"LeaseRaceOneWins": testLeaseRace,
+	"KEKCheck":          testBrokerKEK,
+	"SecretVersions":    testSecretVersions,
+	"SecretBadInput":    testSecretBadInput,
+	"LeaseLifecycle":    testLeaseLifecycle,
+	"LeaseList":         testLeaseList,
+	"LeaseDue":          testLeaseDue,
+	"LeaseBadInput":     testLeaseBadInput,
+	"LeaseRaceOneWins":  testLeaseRace,
+	"LeaseCreateActive": testLeaseCreateActive,
+}
+
+// testLeaseCreateActive records a lease active at once, with the decision
+// audited in the same write.
+func testLeaseCreateActive(t *testing.T, s *store.Store) {
+	l := newLease("act", time.Now(), time.Minute)
+	l.State, l.RevokeData, l.SecretVersion = store.LeaseActive, []byte("sealed"), 4
+	got, err := s.CreateLease(ctxFor(t), l, store.AuditRecord{Action: "broker.allow", Object: "orders-db", Detail: map[string]string{"rule": "r"}})
+	must(t, "CreateLease(active)", err)
+	if got.State != store.LeaseActive || string(got.RevokeData) != "sealed" {
+		t.Fatalf("CreateLease(active) = %+v", got)
+	}
+	back, err := s.GetLease(t.Context(), "act")
+	must(t, "GetLease", err)
+	if back.State != store.LeaseActive || string(back.RevokeData) != "sealed" || back.SecretVersion != 4 {
+		t.Errorf("GetLease = %+v", back)
+	}
+	recs, err := s.ListAudit(t.Context(), store.AuditFilter{Action: "broker.allow"})
+	must(t, "ListAudit", err)
+	if len(recs) != 1 || recs[0].Detail["rule"] != "r" || recs[0].Actor == "" {
+		t.Errorf("decision audit = %+v", recs)
+	}
+	bad := newLease("bad-state", time.Now(), time.Minute)
+	bad.State = store.LeaseRevoked
+	_, err = s.CreateLease(ctxFor(t), bad)
+	wantKind(t, "CreateLease(revoked)", err, errkind.InvalidArgument)
+	_, err = s.CreateLease(ctxFor(t), newLease("no-action", time.Now(), time.Minute), store.AuditRecord{})
+	wantKind(t, "CreateLease(audit without action)", err, errkind.InvalidArgument)
+	verifyOK(t, s)
 }
 
 func testBrokerKEK(t *testing.T, s *store.Store) {

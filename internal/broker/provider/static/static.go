@@ -29,6 +29,7 @@ type Provider struct {
 var (
 	_ provider.Provider = (*Provider)(nil)
 	_ provider.Recaller = (*Provider)(nil)
+	_ provider.ReadOnly = (*Provider)(nil)
 )
 
 // New returns the provider of the secret called name, read from secrets.
@@ -57,3 +58,6 @@ func (p *Provider) Revoke(context.Context, provider.Ref) error { return nil }
 // Recalls reports false: revoking a static lease does not take the value
 // back.
 func (p *Provider) Recalls() bool { return false }
+
+// ReadOnly reports true: Issue only reads the sealed secret.
+func (p *Provider) ReadOnly() bool { return true }
