@@ -158,6 +158,7 @@ func (s *Server) registerBrokerTokens() {
 		return
 	}
 	(&exchange.Issuer{Broker: s.broker, Describer: storeDescriber{s.store}}).Register(s.tokenIssuers)
+	(&exchange.TxnIssuer{Signer: s.ca, Audit: s.store}).Register(s.tokenIssuers)
 	s.tokenVerifiers = append(s.tokenVerifiers, &exchange.JWTSVIDVerifier{Bundles: jwtSource{s}, Audience: s.serverID.String()})
 }
 

@@ -178,6 +178,45 @@ func TestBrokerAtTheTokenEndpoint(t *testing.T) {
 			}
 		})
 	}
+	t.Run("transaction token", func(t *testing.T) {
+		status, body := exchange(t, billing, env, url.Values{"requested_token_type": {brokerexchange.TokenTypeTxnToken},
+			"request_context": {`{"ticket":"CHG-7","order":42}`}})
+		if status != 200 {
+			t.Fatalf("status %d: %v", status, body)
+		}
+		tok, err := jwt.ParseSigned(body["access_token"].(string), []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := tok.Headers[0]
+		if h.ExtraHeaders["typ"] != "txntoken+jwt" {
+			t.Errorf("typ = %v, want txntoken+jwt", h.ExtraHeaders["typ"])
+		}
+		key, ok := env.Server.Bundle().JWTBundle().FindJWTAuthority(h.KeyID)
+		if !ok {
+			t.Fatalf("kid %q is not in the trust domain's JWT keys", h.KeyID)
+		}
+		var claims struct {
+			jwt.Claims
+			Txn  string         `json:"txn"`
+			Rctx map[string]any `json:"rctx"`
+			Tctx map[string]any `json:"tctx"`
+		}
+		if err := tok.Claims(key, &claims); err != nil {
+			t.Fatalf("txn-token does not verify with the trust domain's JWT key: %v", err)
+		}
+		if claims.Subject != "spiffe://example.org/billing" || claims.Txn == "" || claims.Txn != body["txn"] ||
+			claims.Tctx["ticket"] != "CHG-7" || claims.Rctx["authn"] != "mtls" || !slices.Contains(claims.Audience, "example.org") {
+			t.Errorf("claims = %+v", claims)
+		}
+		if time.Until(claims.Expiry.Time()) > 5*time.Minute+time.Second {
+			t.Errorf("txn-token lives until %v, want the 5m default", claims.Expiry.Time())
+		}
+		if status, body := exchange(t, billing, env, url.Values{"requested_token_type": {brokerexchange.TokenTypeTxnToken},
+			"request_context": {`"x"`}}); status != 400 || body["error"] != tokenapi.ErrInvalidRequest {
+			t.Errorf("bad request_context: %d %v", status, body)
+		}
+	})
 	t.Run("denials audited", func(t *testing.T) {
 		recs := auditRecords(t, env, "broker.deny")
 		var subjects []string
