@@ -25,6 +25,7 @@ import (
 	brokerexchange "github.com/signet-id/signet/internal/broker/exchange"
 	"github.com/signet-id/signet/internal/config"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	inventoryv1 "github.com/signet-id/signet/internal/gen/signet/inventory/v1"
 	"github.com/signet-id/signet/internal/server"
 	"github.com/signet-id/signet/internal/testenv"
 	"github.com/signet-id/signet/internal/tokenapi"
@@ -221,6 +222,15 @@ func TestBrokerAtTheTokenEndpoint(t *testing.T) {
 		if status, body := exchange(t, billing, env, url.Values{"requested_token_type": {brokerexchange.TokenTypeTxnToken},
 			"request_context": {`"x"`}}); status != 400 || body["error"] != tokenapi.ErrInvalidRequest {
 			t.Errorf("bad request_context: %d %v", status, body)
+		}
+	})
+	t.Run("inventory lists brokered credentials", func(t *testing.T) {
+		resp, err := inventoryv1.NewInventoryClient(env.AdminConn()).ListInventory(env.Ctx(), &inventoryv1.ListInventoryRequest{Kind: "credential"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetItems()) == 0 || !strings.Contains(resp.GetItems()[0].GetName(), "stripe for spiffe://example.org/billing") {
+			t.Errorf("inventory credential items = %v", resp.GetItems())
 		}
 	})
 	t.Run("denials audited", func(t *testing.T) {
