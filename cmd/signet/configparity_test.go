@@ -35,7 +35,7 @@ func yamlPaths(t reflect.Type, prefix string, out map[string]bool) {
 // flagKey is the config key a run flag stands for: its name with '_' for
 // '-', nested keys written as in the file.
 func flagKey(flag string) string {
-	for _, section := range []string{"store", "ca", "log", "http-tls"} {
+	for _, section := range []string{"store", "ca", "log", "http-tls", "broker"} {
 		if rest, ok := strings.CutPrefix(flag, section+"-"); ok {
 			return strings.ReplaceAll(section, "-", "_") + "." + strings.ReplaceAll(rest, "-", "_")
 		}
@@ -54,7 +54,7 @@ func TestRunFlagsMatchConfigKeys(t *testing.T) {
 		cfg      any
 		fileOnly []string
 	}{
-		{newServerRunCmd(), config.Server{}, []string{"node_attestors", "key_manager", "upstream_authority", "oidc_issuers"}},
+		{newServerRunCmd(), config.Server{}, []string{"node_attestors", "key_manager", "upstream_authority", "oidc_issuers", "broker.credentials"}},
 		{newAgentRunCmd(), config.Agent{}, []string{"node_attestor", "workload_attestors"}},
 	} {
 		keys := map[string]bool{}

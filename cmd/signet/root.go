@@ -38,6 +38,9 @@ func newRootCmd() *cobra.Command {
 		newGatewayCmd(),
 		newPolicyCmd(),
 		newCICmd(),
+		newSecretCmd(),
+		newLeaseCmd(),
+		newCredentialCmd(),
 	)
 	strict(root)
 	return root

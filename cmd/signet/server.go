@@ -69,6 +69,23 @@ func serverRunCmd(f *serverFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if srv.Broker() != nil {
+				// SIGHUP reloads the broker policy; a policy that does not
+				// compile is logged and the old one stays.
+				hup := make(chan os.Signal, 1)
+				signal.Notify(hup, syscall.SIGHUP)
+				defer signal.Stop(hup)
+				go func() {
+					for {
+						select {
+						case <-hup:
+							_ = srv.ReloadPolicy()
+						case <-ctx.Done():
+							return
+						}
+					}
+				}()
+			}
 			return srv.Run(ctx)
 		},
 	}
@@ -115,6 +132,8 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 		AgentReauthWindow: time.Duration(c.AgentReauthWindow),
 		KeyManager:        c.KeyManager, UpstreamAuthority: c.UpstreamAuthority,
 		NodeAttestors: c.NodeAttestors, OIDCIssuers: c.OIDCIssuers,
+		Broker: server.BrokerConfig{KEKFile: c.Broker.KEKFile, PolicyFile: c.Broker.PolicyFile, Credentials: c.Broker.Credentials,
+			IssueTimeout: time.Duration(c.Broker.IssueTimeout)},
 	}, c, nil
 }
 

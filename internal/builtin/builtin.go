@@ -22,6 +22,9 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/postgres"
+	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
 	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
@@ -51,6 +54,7 @@ const (
 	WorkloadAttestorsKey = "workload_attestors" // agent: besides unix, always on
 	KeyManagerKey        = "key_manager"        // server: where CA and JWT keys live (one)
 	UpstreamAuthorityKey = "upstream_authority" // server: who signs the X.509 CA (at most one)
+	CredentialsKey       = "broker.credentials" // server: the broker's credentials, each naming its provider
 )
 
 // DefaultNodeVerifiers are the node attestation methods a server accepts
@@ -385,4 +389,34 @@ func newDiskUpstream(d UpstreamDeps, decode plugin.Decoder) (ca.UpstreamAuthorit
 		return nil, plugin.FieldError(err) // it names upstream_authority.disk.<field> itself
 	}
 	return a, nil
+}
+
+// CredentialProviders returns the registry of the broker's credential
+// providers. Credentials name theirs with provider: and are built with
+// BuildAt at broker.credentials.NAME.
+func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], error) {
+	return plugin.New("credential provider", CredentialsKey,
+		plugin.Factory[provider.Provider, provider.Deps]{Name: postgres.Name, New: newPostgresProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
+	)
+}
+
+func newPostgresProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg postgres.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	dsn, err := postgres.ReadDSNFile(cfg.DSNFile)
+	if err != nil {
+		return nil, err
+	}
+	return postgres.New(d.Credential, dsn, cfg)
+}
+
+func newStaticProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg static.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return static.New(d.Credential, d.Secrets)
 }

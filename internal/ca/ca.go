@@ -157,6 +157,8 @@ type jwtSigner struct {
 	id       string
 	notAfter time.Time
 	signer   jose.Signer
+	// txn signs transaction tokens (typ txntoken+jwt) with the same key.
+	txn jose.Signer
 }
 
 // New validates cfg and applies defaults. It touches neither the store nor

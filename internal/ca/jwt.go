@@ -106,7 +106,13 @@ func newJWTSigner(a model.Authority, key privateKey) (*jwtSigner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jwt authority %s: new signer: %w", a.ID, err)
 	}
-	return &jwtSigner{id: a.ID, notAfter: a.NotAfter, signer: signer}, nil
+	txn, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key.signer, KeyID: a.ID}},
+		(&jose.SignerOptions{}).WithType(TxnTokenType))
+	if err != nil {
+		return nil, fmt.Errorf("jwt authority %s: new txn-token signer: %w", a.ID, err)
+	}
+	return &jwtSigner{id: a.ID, notAfter: a.NotAfter, signer: signer, txn: txn}, nil
 }
 
 // jwsAlgorithm picks the JWS algorithm for a public key among those the

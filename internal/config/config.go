@@ -103,7 +103,22 @@ type Server struct {
 	// OIDCIssuers are the external OIDC issuers (CI systems) whose tokens
 	// are exchanged for SVIDs at the token endpoint, by name.
 	OIDCIssuers map[string]OIDCIssuer `yaml:"oidc_issuers"`
-	Log         Log                   `yaml:"log"`
+	// Broker configures the credential broker: the KEK, the policy and the
+	// credentials (each a provider and its settings).
+	Broker Broker `yaml:"broker"`
+	Log    Log    `yaml:"log"`
+}
+
+// Broker is the server's broker section.
+type Broker struct {
+	KEKFile    string `yaml:"kek_file" flag:"broker-kek-file" usage:"key-encryption key of the credential broker: 32 random bytes, mode 0600"`
+	PolicyFile string `yaml:"policy_file" flag:"broker-policy-file" usage:"CEL policy of the credential broker (reloaded on SIGHUP)"`
+	// IssueTimeout bounds one provider issuance; pending leases older than
+	// twice it are reconciled by the sweeper.
+	IssueTimeout Duration `yaml:"issue_timeout" flag:"broker-issue-timeout" usage:"how long a provider may take to issue a credential (default 30s); pending leases older than twice it are reconciled"`
+	// Credentials are the brokered credentials by name, each with
+	// provider: and that provider's settings.
+	Credentials Plugins `yaml:"credentials"`
 }
 
 // Agent is the agent's configuration file. Every field but the plugin

@@ -33,8 +33,8 @@ type Kind string
 const (
 	KindNode     Kind = "node"     // an attested agent
 	KindWorkload Kind = "workload" // a registration entry
-	// KindCredential is a credential brokered by Signet. Nothing produces
-	// these yet: the broker is not built.
+	// KindCredential is a credential brokered by Signet: an open lease
+	// (pending or active; every lease with closed).
 	KindCredential Kind = "credential"
 	KindFinding    Kind = "finding" // a static credential found by `signet scan`
 )
@@ -171,6 +171,8 @@ type Item struct {
 	// X509TTL and JWTTTL are a workload's effective SVID lifetimes.
 	X509TTL, JWTTTL time.Duration
 	Finding         *store.Finding
+	// Lease is a brokered credential's lease.
+	Lease *store.Lease
 }
 
 // Flagged reports whether the item has a flag with code c.
@@ -356,6 +358,7 @@ type Input struct {
 	Nodes    []model.Node
 	Entries  []model.Entry
 	Findings []store.Finding
+	Leases   []store.Lease
 }
 
 // Source is the part of the store the inventory reads.
@@ -363,6 +366,7 @@ type Source interface {
 	ListNodes(ctx context.Context, f store.NodeFilter) ([]model.Node, error)
 	ListEntries(ctx context.Context, f store.EntryFilter) ([]model.Entry, error)
 	ListFindings(ctx context.Context, f store.FindingFilter) ([]store.Finding, error)
+	ListLeases(ctx context.Context, f store.LeaseFilter) ([]store.Lease, error)
 }
 
 // Load reads the records of the given kind (all when zero) from src.
@@ -390,7 +394,30 @@ func Load(ctx context.Context, src Source, serverID spiffeid.ID, kind Kind, clos
 			return Input{}, fmt.Errorf("load inventory: %w", err)
 		}
 	}
+	if kind == "" || kind == KindCredential {
+		f := store.LeaseFilter{Limit: maxLeases}
+		if !closed {
+			f.States = []store.LeaseState{store.LeasePending, store.LeaseActive}
+		}
+		if in.Leases, err = src.ListLeases(ctx, f); err != nil {
+			return Input{}, fmt.Errorf("load inventory: %w", err)
+		}
+	}
 	return in, nil
+}
+
+// maxLeases bounds the leases one inventory reads.
+const maxLeases = 100000
+
+// Credential classifies a brokered credential's lease: named by its
+// credential and holder, created at issue, short-lived by construction.
+func (c *Classifier) Credential(l store.Lease) Item {
+	return Item{
+		ID: ItemID(KindCredential, l.ID), Kind: KindCredential,
+		Name:        fmt.Sprintf("%s for %s (%s, until %s)", l.Credential, l.Subject, l.State, l.ExpiresAt.UTC().Format(time.RFC3339)),
+		Labels:      map[string]string{"credential": l.Credential, "provider": l.Provider},
+		Environment: Unknown, Owner: Unknown, CreatedAt: l.IssuedAt, Lease: &l,
+	}
 }
 
 // Items classifies everything in in, ordered by kind (as in Kinds) and
@@ -410,6 +437,9 @@ func (c *Classifier) Items(in Input) []Item {
 	}
 	for _, f := range in.Findings {
 		out = append(out, c.Finding(f))
+	}
+	for _, l := range in.Leases {
+		out = append(out, c.Credential(l))
 	}
 	order := func(k Kind) int { return slices.Index(Kinds, k) }
 	slices.SortStableFunc(out, func(a, b Item) int {

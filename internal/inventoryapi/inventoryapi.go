@@ -177,7 +177,11 @@ func (a *inventoryAPI) lookup(ctx context.Context, id string, c *inventory.Class
 		}
 		return c.Finding(f), nil
 	case inventory.KindCredential:
-		return inventory.Item{}, errkind.New(errkind.NotFound, "credential %q not found: Signet brokers no credentials yet", key)
+		l, err := a.cfg.Store.GetLease(ctx, key)
+		if err != nil {
+			return inventory.Item{}, err
+		}
+		return c.Credential(l), nil
 	}
 	// A bare ID.
 	if strings.HasPrefix(key, "spiffe://") {

@@ -103,12 +103,23 @@ func (r *Registry[T, D]) Has(name string) bool {
 // or empty: its defaults). An unknown name is an error listing the known
 // ones.
 func (r *Registry[T, D]) Build(deps D, name string, n *yaml.Node) (T, error) {
+	if _, ok := r.factories[name]; !ok {
+		var zero T
+		return zero, fmt.Errorf("%s.%s: unknown %s: use one of %s", r.key, name, r.kind, strings.Join(r.Names(), ", "))
+	}
+	return r.BuildAt(deps, name, r.key+"."+name, n)
+}
+
+// BuildAt is Build for plugins whose section is not keyed by the plugin's
+// name, such as a broker credential naming its provider
+// (broker.credentials.orders-db): path is the section's field path, which
+// prefixes the plugin's errors.
+func (r *Registry[T, D]) BuildAt(deps D, name, path string, n *yaml.Node) (T, error) {
 	var zero T
 	f, ok := r.factories[name]
 	if !ok {
-		return zero, fmt.Errorf("%s.%s: unknown %s: use one of %s", r.key, name, r.kind, strings.Join(r.Names(), ", "))
+		return zero, fmt.Errorf("%s: unknown %s %q: use one of %s", path, r.kind, name, strings.Join(r.Names(), ", "))
 	}
-	path := r.key + "." + name
 	decode := func(v any) error {
 		if err := config.DecodeNode(path, n, v); err != nil {
 			return &configError{err}

@@ -95,6 +95,10 @@ type Config struct {
 	// and the trust bundle holds that CA's roots.
 	UpstreamAuthority config.Plugins
 
+	// Broker configures the credential broker (the broker section); zero
+	// runs none.
+	Broker BrokerConfig
+
 	// CacheRefresh is how often the entry cache polls the store for changes
 	// made by other replicas. Default 1s.
 	CacheRefresh time.Duration

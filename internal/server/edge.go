@@ -21,6 +21,7 @@ import (
 
 	"github.com/signet-id/signet/internal/adminapi"
 	"github.com/signet-id/signet/internal/agentapi"
+	"github.com/signet-id/signet/internal/brokerapi"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/edge"
@@ -116,6 +117,7 @@ func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Serv
 	s.agents.Register(agentSrv)
 	admin.Register(agentSrv)
 	inventoryapi.Register(agentSrv, inv)
+	brokerapi.Register(agentSrv, s.broker)
 
 	socketChain := &edge.Listener{
 		Name: "admin socket", Methods: SocketMethods(), Authenticate: s.authenticateSocket, Log: s.log, Observe: s.metrics.observe,
@@ -125,6 +127,7 @@ func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Serv
 			IdleTimeout: time.Hour}.ServerOptions()...), socketChain.ServerOptions()...)...)
 	admin.Register(adminSrv)
 	inventoryapi.Register(adminSrv, inv)
+	brokerapi.Register(adminSrv, s.broker)
 	hs = health.NewServer()
 	healthpb.RegisterHealthServer(adminSrv, hs)
 
@@ -147,6 +150,9 @@ func TLSMethods() edge.Table {
 	for m, a := range inventoryapi.Methods() {
 		t[m] = a
 	}
+	for m, a := range brokerapi.Methods() {
+		t[m] = a
+	}
 	return t
 }
 
@@ -156,6 +162,9 @@ func TLSMethods() edge.Table {
 func SocketMethods() edge.Table {
 	t := adminapi.Methods()
 	for m, a := range inventoryapi.Methods() {
+		t[m] = a
+	}
+	for m, a := range brokerapi.Methods() {
 		t[m] = a
 	}
 	return t.Service(healthpb.Health_ServiceDesc, edge.Public)

@@ -48,6 +48,8 @@ import (
 
 	"github.com/signet-id/signet/internal/agentapi"
 	"github.com/signet-id/signet/internal/atomicfile"
+	"github.com/signet-id/signet/internal/broker"
+	"github.com/signet-id/signet/internal/broker/policy"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
@@ -92,7 +94,11 @@ type Server struct {
 	tokenVerifiers []tokenapi.SubjectVerifier
 	tokenIssuers   map[string]tokenapi.Issuer
 	health         *healthz.Server // nil when HealthAddress is empty
-	ready          atomic.Bool
+	// The credential broker and its policy; nil without a broker section.
+	broker     *broker.Broker
+	policy     *policy.Holder
+	registerer prometheus.Registerer
+	ready      atomic.Bool
 }
 
 // New validates cfg, checks the data dir and the admin socket path, binds
@@ -129,6 +135,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		reg = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(reg)
+	s.registerer = reg
 	if s.agentLn, err = preflight.Listen("bind_address", cfg.BindAddress); err != nil {
 		return nil, err
 	}
@@ -196,10 +203,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.agents, err = s.newAgentAPI(reg); err != nil {
 		return nil, err
 	}
+
+	if err := s.buildBroker(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.buildTokenAPI(); err != nil {
 		return nil, err
 	}
-
+	s.registerBrokerTokens()
 	if s.adminLn, err = listenAdmin(cfg.AdminSocket); err != nil {
 		return nil, err
 	}
@@ -306,6 +317,9 @@ func (s *Server) Run(ctx context.Context) error {
 		serve("health", func() error { return s.health.Run(ctx) })
 	}
 	serve("ca rotation", func() error { return s.ca.Run(ctx) })
+	if s.broker != nil {
+		serve("broker sweeper", func() error { return s.broker.Run(ctx) })
+	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.maintain(ctx) }()
 
@@ -352,6 +366,9 @@ func (s *Server) closeAll() {
 	}
 	if s.health != nil {
 		_ = s.health.Close()
+	}
+	if s.broker != nil {
+		_ = s.broker.Close()
 	}
 	if s.store != nil {
 		_ = s.store.Close()

@@ -46,6 +46,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Revision", revisionTests},
 		{"Findings", findingTests},
 		{"Coverage", coverageTests},
+		{"Broker", brokerTests},
 		{"TokenReplay", replayTests},
 	}
 	for _, g := range groups {

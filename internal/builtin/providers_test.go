@@ -1,0 +1,190 @@
+package builtin_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/postgres"
+	"github.com/signet-id/signet/internal/broker/provider/providertest"
+	"github.com/signet-id/signet/internal/broker/provider/static"
+	"github.com/signet-id/signet/internal/builtin"
+	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/store/storetest"
+)
+
+// memSecrets is a SecretSource holding one secret in memory (the broker's
+// sealed store is tested in internal/broker).
+type memSecrets map[string][]byte
+
+func (m memSecrets) CurrentSecret(_ context.Context, name string) ([]byte, int64, error) {
+	v, ok := m[name]
+	if !ok {
+		return nil, 0, errkind.New(errkind.NotFound, "secret %s does not exist", name)
+	}
+	return v, 1, nil
+}
+
+func buildProvider(t *testing.T, deps provider.Deps, name, section string) (provider.Provider, error) {
+	t.Helper()
+	reg, err := builtin.CredentialProviders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(section), &n); err != nil {
+		t.Fatal(err)
+	}
+	node := &n
+	if len(n.Content) > 0 {
+		node = n.Content[0]
+	}
+	return reg.BuildAt(deps, name, builtin.CredentialsKey+"."+deps.Credential, node)
+}
+
+// postgresHarness builds the postgres provider through the registry
+// against the machine's PostgreSQL.
+func postgresHarness(t *testing.T) providertest.Harness {
+	dsn := storetest.PostgresDSN(t)
+	dsnFile := filepath.Join(t.TempDir(), "admin.dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	section := fmt.Sprintf(`
+dsn_file: %s
+creation_statements:
+  - "CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"
+  - "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {{name}}"
+`, dsnFile)
+	p, err := buildProvider(t, provider.Deps{Credential: "orders-db"}, postgres.Name, section)
+	if err != nil {
+		t.Fatalf("build postgres provider: %v", err)
+	}
+	pp := p.(*postgres.Provider)
+	t.Cleanup(func() { pp.Close() })
+	base, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return providertest.Harness{
+		Provider: p, Credential: "orders-db",
+		Use: func(ctx context.Context, c provider.Credential) error {
+			cfg := base.Copy()
+			cfg.User, cfg.Password = c.Data["username"], c.Data["password"]
+			if c.Data["database"] != cfg.Database {
+				return fmt.Errorf("data.database = %q, want %q", c.Data["database"], cfg.Database)
+			}
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			var who string
+			if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil {
+				return err
+			}
+			if who != c.Data["username"] {
+				return fmt.Errorf("connected as %q, want %q", who, c.Data["username"])
+			}
+			return nil
+		},
+		Exists: pp.Exists,
+		// The machine's PostgreSQL trusts 127.0.0.1 without passwords, so
+		// VALID UNTIL (a password-authentication check) is not observable.
+		EnforcesExpiry: false,
+	}
+}
+
+func TestEveryCredentialProviderPassesConformance(t *testing.T) {
+	harnesses := map[string]func(t *testing.T) providertest.Harness{
+		postgres.Name: postgresHarness,
+		static.Name: func(t *testing.T) providertest.Harness {
+			secrets := memSecrets{"stripe": []byte("sk_live_123")}
+			p, err := buildProvider(t, provider.Deps{Credential: "stripe", Secrets: secrets}, static.Name, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return providertest.Harness{Provider: p, Credential: "stripe", Use: func(_ context.Context, c provider.Credential) error {
+				if c.Data["value"] != "sk_live_123" || c.SecretVersion != 1 {
+					return fmt.Errorf("data = %v version %d", c.Data, c.SecretVersion)
+				}
+				return nil
+			}}
+		},
+	}
+	reg, err := builtin.CredentialProviders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range reg.Names() {
+		mk, ok := harnesses[name]
+		if !ok {
+			t.Errorf("credential provider %s has no conformance harness", name)
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			providertest.Run(t, mk)
+		})
+	}
+}
+
+func TestCredentialProviderConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	dsn := filepath.Join(dir, "admin.dsn")
+	if err := os.WriteFile(dsn, []byte("postgres://u:p@127.0.0.1:1/db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open.dsn")
+	if err := os.WriteFile(open, []byte("postgres://u:hunter2@h/db"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.dsn")
+	if err := os.WriteFile(bad, []byte("postgres://u:hunter2@h:notaport/db"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := `["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"]`
+	cases := map[string]struct {
+		provider, section string
+		want              []string
+	}{
+		"unknown provider": {"vault", "", []string{"broker.credentials.c: unknown credential provider \"vault\": use one of postgres, static"}},
+		"unknown key":      {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: " + good + "\nbogus: 1", []string{"broker.credentials.c.bogus"}},
+		"no dsn":           {postgres.Name, "creation_statements: " + good, []string{"broker.credentials.c.dsn_file: required"}},
+		"no statements":    {postgres.Name, "dsn_file: " + dsn, []string{"creation_statements: at least one"}},
+		"unknown placeholder": {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: [\"CREATE ROLE {{name}} {{user}}\"]",
+			[]string{"creation_statements[0]: unknown placeholder {{user}}"}},
+		"quoted placeholder": {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: [\"CREATE ROLE {{name}} PASSWORD '{{password}}'\"]",
+			[]string{"{{password}} is quoted"}},
+		"unbalanced": {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: [\"CREATE ROLE {{name}} {{password\"]",
+			[]string{`"{{" without "}}"`}},
+		"first statement without name": {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: [\"SELECT 1\", \"CREATE ROLE {{name}}\"]",
+			[]string{"creation_statements[0]: must create the role {{name}}"}},
+		"dsn readable by others": {postgres.Name, "dsn_file: " + open + "\ncreation_statements: " + good, []string{"chmod 600"}},
+		"bad dsn":                {postgres.Name, "dsn_file: " + bad + "\ncreation_statements: " + good, []string{"not a valid PostgreSQL connection string"}},
+		"static settings":        {static.Name, "x: 1", []string{"broker.credentials.c.x"}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := buildProvider(t, provider.Deps{Credential: "c", Secrets: memSecrets{}}, c.provider, c.section)
+			if err == nil {
+				t.Fatal("build succeeded, want an error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error = %v\nwant it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error reveals the DSN's password: %v", err)
+			}
+		})
+	}
+}
