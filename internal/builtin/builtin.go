@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/mysql"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/ca"
@@ -346,6 +347,7 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 	return plugin.New("credential provider", CredentialsKey,
 		plugin.Factory[provider.Provider, provider.Deps]{Name: postgres.Name, New: newPostgresProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: mysql.Name, New: newMySQLProvider},
 	)
 }
 
@@ -359,6 +361,18 @@ func newPostgresProvider(d provider.Deps, decode plugin.Decoder) (provider.Provi
 		return nil, err
 	}
 	return postgres.New(d.Credential, dsn, cfg)
+}
+
+func newMySQLProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg mysql.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	dsn, err := mysql.ReadDSNFile(cfg.DSNFile)
+	if err != nil {
+		return nil, err
+	}
+	return mysql.New(d.Credential, dsn, cfg)
 }
 
 func newStaticProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
