@@ -25,6 +25,7 @@ import (
 	"github.com/signet-id/signet/internal/broker/provider"
 	"github.com/signet-id/signet/internal/broker/provider/mysql"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
+	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
@@ -348,6 +349,7 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 		plugin.Factory[provider.Provider, provider.Deps]{Name: postgres.Name, New: newPostgresProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: mysql.Name, New: newMySQLProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: sshprovider.Name, New: newSSHProvider},
 	)
 }
 
@@ -373,6 +375,14 @@ func newMySQLProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider
 		return nil, err
 	}
 	return mysql.New(d.Credential, dsn, cfg)
+}
+
+func newSSHProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg sshprovider.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return sshprovider.New(d.Credential, cfg, d.Now)
 }
 
 func newStaticProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {

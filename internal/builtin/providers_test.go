@@ -2,15 +2,18 @@ package builtin_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	gossh "golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/broker/provider"
@@ -18,6 +21,8 @@ import (
 	"github.com/signet-id/signet/internal/broker/provider/mysql/mysqltest"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/providertest"
+	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
+	"github.com/signet-id/signet/internal/broker/provider/ssh/sshdtest"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/errkind"
@@ -153,10 +158,52 @@ func mysqlHarness(t *testing.T) providertest.Harness {
 	}
 }
 
+// sshHarness builds the ssh provider through the registry; Use logs in to
+// a real sshd (inetd mode on a listener bound here) after refreshing its
+// RevokedKeys from the provider's KRL, as an operator's cron would.
+func sshHarness(t *testing.T) providertest.Harness {
+	dir := t.TempDir()
+	p, err := buildProvider(t, provider.Deps{Credential: "prod-ssh"}, sshprovider.Name,
+		"ca_key_file: "+filepath.Join(dir, "ssh-user-ca")+"\nprincipals: [deploy]\nextensions: [permit-pty]")
+	if err != nil {
+		t.Fatalf("build ssh provider: %v", err)
+	}
+	sp := p.(*sshprovider.Provider)
+	srv := sshdtest.Start(t, sp.CAPublicKey(), "deploy")
+	var mu sync.Mutex
+	keys := map[string]gossh.Signer{} // by lease id
+	return providertest.Harness{
+		Provider: p, Credential: "prod-ssh",
+		Prepare: func(r *provider.Request) {
+			_, priv, err := ed25519.GenerateKey(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := gossh.NewSignerFromKey(priv)
+			mu.Lock()
+			keys[sshprovider.SerialString(r.LeaseID)] = s
+			mu.Unlock()
+			r.PublicKey = string(gossh.MarshalAuthorizedKey(s.PublicKey()))
+		},
+		Use: func(ctx context.Context, c provider.Credential) error {
+			mu.Lock()
+			key := keys[c.Data["serial"]]
+			mu.Unlock()
+			krl, _ := sp.KRL()
+			if err := srv.SetKRL(krl); err != nil {
+				return err
+			}
+			return srv.Login(ctx, key, c.Data["certificate"])
+		},
+		EnforcesExpiry: true,
+	}
+}
+
 func TestEveryCredentialProviderPassesConformance(t *testing.T) {
 	harnesses := map[string]func(t *testing.T) providertest.Harness{
-		postgres.Name: postgresHarness,
-		mysql.Name:    mysqlHarness,
+		postgres.Name:    postgresHarness,
+		mysql.Name:       mysqlHarness,
+		sshprovider.Name: sshHarness,
 		static.Name: func(t *testing.T) providertest.Harness {
 			secrets := memSecrets{"stripe": []byte("sk_live_123")}
 			p, err := buildProvider(t, provider.Deps{Credential: "stripe", Secrets: secrets}, static.Name, "")
@@ -225,6 +272,9 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 		"mysql bad grant":        {mysql.Name, "dsn_file: " + dsn + "\ngrants: [\"SELECT ON a.*\", \"SUPER ON *.*\"]", []string{"grants[1]: privilege \"SUPER\""}},
 		"mysql no dsn":           {mysql.Name, "grants: [\"SELECT ON a.*\"]", []string{"broker.credentials.c.dsn_file: required"}},
 		"mysql dsn open":         {mysql.Name, "dsn_file: " + open + "\ngrants: [\"SELECT ON a.*\"]", []string{"chmod 600"}},
+		"ssh no principals":      {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca"), []string{"broker.credentials.c.principals: at least one"}},
+		"ssh from node":          {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nsource_address_from_node: true", []string{"source_address_from_node: not supported"}},
+		"ssh bad extension":      {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nextensions: [permit-all]", []string{"extensions[0]: unknown extension"}},
 		"static settings":        {static.Name, "x: 1", []string{"broker.credentials.c.x"}},
 	}
 	for name, c := range cases {
