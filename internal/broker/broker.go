@@ -192,6 +192,9 @@ type Request struct {
 	Context map[string]any
 	// TTL is the lifetime asked for; zero: the credential's default.
 	TTL time.Duration
+	// PublicKey is the client's public key for providers that certify it
+	// (ssh); empty when none was sent.
+	PublicKey string
 }
 
 // Grant is a credential handed out: its lease and the data for the caller.
@@ -253,12 +256,16 @@ func (b *Broker) Request(ctx context.Context, r Request) (Grant, error) {
 	ictx, cancel := context.WithTimeout(ctx, b.issueTO)
 	cred, err := c.Provider.Issue(ictx, provider.Request{
 		LeaseID: l.ID, Credential: c.Name, Subject: r.Subject, Node: r.Node.ID, Context: r.Context, ExpiresAt: l.ExpiresAt,
+		PublicKey: r.PublicKey,
 	})
 	cancel()
 	b.metrics.issued(c.Name, time.Since(start), err)
 	if err != nil {
 		b.abandon(l, nil, "issue failed")
 		b.log.Warn("credential issue failed", logKeyCredential, c.Name, logKeyLease, l.ID, logKeyError, err)
+		if errkind.Is(err, errkind.InvalidArgument) { // the request was unusable (an ssh public key), not the target
+			return Grant{}, errkind.Wrap(errkind.InvalidArgument, err, "issue credential "+c.Name)
+		}
 		return Grant{}, errkind.Wrap(errkind.Unavailable, err, "issue credential "+c.Name)
 	}
 	var sealed []byte

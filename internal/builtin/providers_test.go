@@ -189,7 +189,7 @@ func sshHarness(t *testing.T) providertest.Harness {
 			mu.Lock()
 			key := keys[c.Data["serial"]]
 			mu.Unlock()
-			krl, _ := sp.KRL()
+			krl := sp.KRL()
 			if err := srv.SetKRL(krl); err != nil {
 				return err
 			}

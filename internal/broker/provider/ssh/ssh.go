@@ -152,10 +152,9 @@ type Provider struct {
 	now        func() time.Time
 	krlFile    string
 
-	mu      sync.Mutex
-	state   krlState
-	krl     []byte
-	krlTime time.Time
+	mu    sync.Mutex
+	state krlState
+	krl   []byte
 }
 
 var (
@@ -332,7 +331,7 @@ func (p *Provider) Issue(ctx context.Context, r provider.Request) (provider.Cred
 	}
 	pub, err := ParsePublicKey(r.PublicKey)
 	if err != nil {
-		return provider.Credential{}, errkind.Wrap(errkind.InvalidArgument, err, "ssh credential "+p.credential)
+		return provider.Credential{}, errkind.New(errkind.InvalidArgument, "ssh credential %s: %v", p.credential, err)
 	}
 	now := p.now()
 	if !r.ExpiresAt.After(now) {
@@ -424,19 +423,25 @@ func (p *Provider) rebuild() {
 	for _, r := range p.state.Revoked {
 		serials = append(serials, r.Serial)
 	}
-	p.krlTime = p.now()
-	p.krl = MarshalKRL(p.state.Version, p.krlTime, "signet "+p.credential, []CARevocations{{CA: p.signer.PublicKey(), Serials: serials}})
+	p.krl = MarshalKRL(p.state.Version, p.now(), "signet "+p.credential, []CARevocations{{CA: p.signer.PublicKey(), Serials: serials}})
 }
 
-// KRL returns the current KRL (OpenSSH format) and its revocations.
-func (p *Provider) KRL() ([]byte, CARevocations) {
+// KRL returns the current KRL of this CA alone (OpenSSH format).
+func (p *Provider) KRL() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.krl
+}
+
+// revocations returns the state's version and this CA's revoked serials.
+func (p *Provider) revocations() (uint64, CARevocations) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	serials := make([]uint64, 0, len(p.state.Revoked))
 	for _, r := range p.state.Revoked {
 		serials = append(serials, r.Serial)
 	}
-	return p.krl, CARevocations{CA: p.signer.PublicKey(), Serials: serials}
+	return p.state.Version, CARevocations{CA: p.signer.PublicKey(), Serials: serials}
 }
 
 func (p *Provider) errorf(format string, args ...any) error {

@@ -199,7 +199,7 @@ func TestKRLReadBySSHKeygen(t *testing.T) {
 			}
 		}
 	}
-	krl, _ := p.KRL()
+	krl := p.KRL()
 	krlPath := filepath.Join(dir, "revoked.krl")
 	os.WriteFile(krlPath, krl, 0o600)
 	if out, err := exec.Command("ssh-keygen", "-Q", "-f", krlPath, certs["lease-a"]).CombinedOutput(); err == nil || !strings.Contains(string(out), "REVOKED") {
@@ -256,7 +256,7 @@ func TestLoginWithRealSSHD(t *testing.T) {
 	if err := srv.Login(t.Context(), key, c.Data["certificate"]); err != nil {
 		t.Fatalf("login before the KRL refresh: %v (sshd still has the old KRL)", err)
 	}
-	krl, _ := p.KRL()
+	krl := p.KRL()
 	if err := srv.SetKRL(krl); err != nil {
 		t.Fatal(err)
 	}
@@ -287,4 +287,24 @@ func BenchmarkIssue(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzParsePublicKey: any public_key parameter is refused with an error
+// or parsed as a key of an accepted type, never a certificate; no panic.
+func FuzzParsePublicKey(f *testing.F) {
+	_, pub := clientKey(f)
+	f.Add(pub)
+	f.Add("")
+	f.Add("ssh-ed25519 AAAA")
+	f.Add(pub + pub)
+	f.Add("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParsePublicKey(s)
+		if err != nil {
+			return
+		}
+		if _, isCert := k.(*gossh.Certificate); isCert {
+			t.Fatalf("ParsePublicKey(%q) accepted a certificate", s)
+		}
+	})
 }
