@@ -38,6 +38,7 @@ func newRootCmd() *cobra.Command {
 		newSecretCmd(),
 		newLeaseCmd(),
 		newCredentialCmd(),
+		newSSHCmd(),
 	)
 	strict(root)
 	return root
