@@ -308,6 +308,7 @@ func newCredentialCmd() *cobra.Command {
 		out      output
 		format   string
 		write    string
+		pubKey   string
 	}
 	get := &cobra.Command{
 		Use:   "get NAME [--context k=v] [--ttl 5m] [--json | --format env | --write FILE]",
@@ -337,7 +338,24 @@ func newCredentialCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := requestCredential(cmd, &f.wl, u, args[0], ctxJSON, f.ttl)
+			// An SSH certificate is issued for a key made here: --write
+			// generates one (credentials that certify no key ignore it).
+			var pub string
+			var kp *sshKeyPair
+			switch {
+			case f.pubKey != "":
+				b, err := os.ReadFile(f.pubKey)
+				if err != nil {
+					return fmt.Errorf("--public-key: %w", err)
+				}
+				pub = string(b)
+			case f.write != "":
+				if kp, err = newSSHKeyPair(); err != nil {
+					return err
+				}
+				pub = kp.pub
+			}
+			res, err := requestCredential(cmd, &f.wl, u, args[0], ctxJSON, f.ttl, pub)
 			if err != nil {
 				return err
 			}
@@ -347,6 +365,13 @@ func newCredentialCmd() *cobra.Command {
 				return writeJSON(w, res)
 			case f.format == "env":
 				return writeEnv(w, res)
+			case f.write != "" && kp != nil && res.Data["certificate"] != "":
+				if err := kp.writeSSH(f.write, res.Data["certificate"], "signet lease "+res.LeaseID); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(w, "wrote key %s and certificate %s-cert.pub of lease %s (%s, expires %s)\n",
+					f.write, f.write, res.LeaseID, res.Credential, res.ExpiresAt)
+				return err
 			case f.write != "":
 				b, _ := json.MarshalIndent(res, "", "  ")
 				if err := atomicfile.WriteFile(f.write, append(b, '\n'), 0o600); err != nil {
@@ -368,7 +393,8 @@ func newCredentialCmd() *cobra.Command {
 	get.Flags().Var(config.DurationFlag(&f.ttl), "ttl", "lifetime to ask for (default: the credential's default_ttl)")
 	f.out.addFlagsFor(get, `{"lease_id", "credential", "expires_at", "data"}`)
 	get.Flags().StringVar(&f.format, "format", "", "env: print shell assignments SIGNET_LEASE_ID=… and one per data key (e.g. PGUSER, PGPASSWORD)")
-	get.Flags().StringVar(&f.write, "write", "", "write the JSON result to FILE (0600) instead of printing it")
+	get.Flags().StringVar(&f.write, "write", "", "write the JSON result to FILE (0600) instead of printing it; for ssh credentials, a key generated here to FILE (0600) and its certificate to FILE-cert.pub")
+	get.Flags().StringVar(&f.pubKey, "public-key", "", "for ssh credentials: certify this public key (authorized_keys format) instead of generating one")
 	cmd.AddCommand(get)
 	return cmd
 }
@@ -395,7 +421,7 @@ func contextJSON(kvs []string) (string, error) {
 
 // requestCredential presents the workload's X509-SVID to the token
 // endpoint over mTLS, trusting the server through the workload's bundle.
-func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, name, ctxJSON string, ttl time.Duration) (*credentialResult, error) {
+func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, name, ctxJSON string, ttl time.Duration, publicKey string) (*credentialResult, error) {
 	ctx, client, closeFn, err := wl.client(cmd)
 	if err != nil {
 		return nil, err
@@ -419,6 +445,9 @@ func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, name
 	}
 	if ttl > 0 {
 		form.Set(exchange.ParamTTL, ttl.String())
+	}
+	if publicKey != "" {
+		form.Set(exchange.ParamPublicKey, publicKey)
 	}
 	endpoint := base.JoinPath(tokenapi.Path).String()
 	rctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)

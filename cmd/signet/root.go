@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newSecretCmd(),
 		newLeaseCmd(),
 		newCredentialCmd(),
+		newSSHCmd(),
 	)
 	strict(root)
 	return root

@@ -192,6 +192,9 @@ type Request struct {
 	Context map[string]any
 	// TTL is the lifetime asked for; zero: the credential's default.
 	TTL time.Duration
+	// PublicKey is the client's public key for providers that certify it
+	// (ssh); empty when none was sent.
+	PublicKey string
 }
 
 // Grant is a credential handed out: its lease and the data for the caller.
@@ -246,7 +249,8 @@ func (b *Broker) Request(ctx context.Context, r Request) (Grant, error) {
 		ID: newLeaseID(), Credential: c.Name, Provider: c.ProviderName, Subject: r.Subject, Node: r.Node.ID,
 		Context: r.Context, IssuedAt: now, ExpiresAt: now.Add(ttl),
 	}
-	preq := provider.Request{LeaseID: l.ID, Credential: c.Name, Subject: r.Subject, Node: r.Node.ID, Context: r.Context, ExpiresAt: l.ExpiresAt}
+	preq := provider.Request{LeaseID: l.ID, Credential: c.Name, Subject: r.Subject, Node: r.Node.ID, Context: r.Context, ExpiresAt: l.ExpiresAt,
+		PublicKey: r.PublicKey}
 	if provider.IsReadOnly(c.Provider) {
 		return b.issueReadOnly(ctx, c, l, preq, rec, d)
 	}
@@ -312,6 +316,9 @@ func (b *Broker) issue(ctx context.Context, c Credential, r provider.Request) (p
 	b.metrics.issued(c.Name, time.Since(start), err)
 	if err != nil {
 		b.log.Warn("credential issue failed", logKeyCredential, c.Name, logKeyLease, r.LeaseID, logKeyError, err)
+		if errkind.Is(err, errkind.InvalidArgument) { // the request was unusable (an ssh public key), not the target
+			return cred, errkind.Wrap(errkind.InvalidArgument, err, "issue credential "+c.Name)
+		}
 		return cred, errkind.Wrap(errkind.Unavailable, err, "issue credential "+c.Name)
 	}
 	return cred, nil

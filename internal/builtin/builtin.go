@@ -23,7 +23,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/mysql"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
+	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
@@ -398,6 +400,8 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 	return plugin.New("credential provider", CredentialsKey,
 		plugin.Factory[provider.Provider, provider.Deps]{Name: postgres.Name, New: newPostgresProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: mysql.Name, New: newMySQLProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: sshprovider.Name, New: newSSHProvider},
 	)
 }
 
@@ -411,6 +415,26 @@ func newPostgresProvider(d provider.Deps, decode plugin.Decoder) (provider.Provi
 		return nil, err
 	}
 	return postgres.New(d.Credential, dsn, cfg)
+}
+
+func newMySQLProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg mysql.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	dsn, err := mysql.ReadDSNFile(cfg.DSNFile)
+	if err != nil {
+		return nil, err
+	}
+	return mysql.New(d.Credential, dsn, cfg)
+}
+
+func newSSHProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg sshprovider.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return sshprovider.New(d.Credential, cfg, d.Now)
 }
 
 func newStaticProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {

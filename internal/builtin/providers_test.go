@@ -2,18 +2,27 @@ package builtin_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	gossh "golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/mysql"
+	"github.com/signet-id/signet/internal/broker/provider/mysql/mysqltest"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/providertest"
+	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
+	"github.com/signet-id/signet/internal/broker/provider/ssh/sshdtest"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/errkind"
@@ -102,9 +111,99 @@ creation_statements:
 	}
 }
 
+// mysqlHarness builds the mysql provider through the registry against the
+// machine's MariaDB; Use logs in and reads the granted database.
+func mysqlHarness(t *testing.T) providertest.Harness {
+	dsn := mysqltest.DSN(t)
+	admin := mysqltest.Open(t, dsn)
+	db := "signet_conf_" + strings.ToLower(rand.Text()[:10])
+	if _, err := admin.Exec("CREATE DATABASE " + db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE TABLE " + db + ".t (id INT)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec("DROP DATABASE IF EXISTS " + db) })
+	dsnFile := filepath.Join(t.TempDir(), "admin.dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := buildProvider(t, provider.Deps{Credential: "reports-db"}, mysql.Name, "dsn_file: "+dsnFile+"\ngrants: [\"SELECT ON "+db+".*\"]")
+	if err != nil {
+		t.Fatalf("build mysql provider: %v", err)
+	}
+	mp := p.(*mysql.Provider)
+	t.Cleanup(func() { mp.Close() })
+	return providertest.Harness{
+		Provider: p, Credential: "reports-db",
+		Use: func(ctx context.Context, c provider.Credential) error {
+			udb, err := sql.Open("mysql", mysqltest.WithUser(t, dsn, c.Data["username"], c.Data["password"]))
+			if err != nil {
+				return err
+			}
+			defer udb.Close()
+			var who string
+			if err := udb.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&who); err != nil {
+				return err
+			}
+			if !strings.HasPrefix(who, c.Data["username"]+"@") {
+				return fmt.Errorf("connected as %q, want %q", who, c.Data["username"])
+			}
+			var n int
+			return udb.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+db+".t").Scan(&n)
+		},
+		Exists: mp.Exists,
+		// MySQL accounts have no expiry time: the sweeper's Revoke ends them.
+		EnforcesExpiry: false,
+	}
+}
+
+// sshHarness builds the ssh provider through the registry; Use logs in to
+// a real sshd (inetd mode on a listener bound here) after refreshing its
+// RevokedKeys from the provider's KRL, as an operator's cron would.
+func sshHarness(t *testing.T) providertest.Harness {
+	dir := t.TempDir()
+	p, err := buildProvider(t, provider.Deps{Credential: "prod-ssh"}, sshprovider.Name,
+		"ca_key_file: "+filepath.Join(dir, "ssh-user-ca")+"\nprincipals: [deploy]\nextensions: [permit-pty]")
+	if err != nil {
+		t.Fatalf("build ssh provider: %v", err)
+	}
+	sp := p.(*sshprovider.Provider)
+	srv := sshdtest.Start(t, sp.CAPublicKey(), "deploy")
+	var mu sync.Mutex
+	keys := map[string]gossh.Signer{} // by lease id
+	return providertest.Harness{
+		Provider: p, Credential: "prod-ssh",
+		Prepare: func(r *provider.Request) {
+			_, priv, err := ed25519.GenerateKey(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := gossh.NewSignerFromKey(priv)
+			mu.Lock()
+			keys[sshprovider.SerialString(r.LeaseID)] = s
+			mu.Unlock()
+			r.PublicKey = string(gossh.MarshalAuthorizedKey(s.PublicKey()))
+		},
+		Use: func(ctx context.Context, c provider.Credential) error {
+			mu.Lock()
+			key := keys[c.Data["serial"]]
+			mu.Unlock()
+			krl := sp.KRL()
+			if err := srv.SetKRL(krl); err != nil {
+				return err
+			}
+			return srv.Login(ctx, key, c.Data["certificate"])
+		},
+		EnforcesExpiry: true,
+	}
+}
+
 func TestEveryCredentialProviderPassesConformance(t *testing.T) {
 	harnesses := map[string]func(t *testing.T) providertest.Harness{
-		postgres.Name: postgresHarness,
+		postgres.Name:    postgresHarness,
+		mysql.Name:       mysqlHarness,
+		sshprovider.Name: sshHarness,
 		static.Name: func(t *testing.T) providertest.Harness {
 			secrets := memSecrets{"stripe": []byte("sk_live_123")}
 			p, err := buildProvider(t, provider.Deps{Credential: "stripe", Secrets: secrets}, static.Name, "")
@@ -155,7 +254,7 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 		provider, section string
 		want              []string
 	}{
-		"unknown provider": {"vault", "", []string{"broker.credentials.c: unknown credential provider \"vault\": use one of postgres, static"}},
+		"unknown provider": {"vault", "", []string{"broker.credentials.c: unknown credential provider \"vault\": use one of ", "postgres", "static"}},
 		"unknown key":      {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: " + good + "\nbogus: 1", []string{"broker.credentials.c.bogus"}},
 		"no dsn":           {postgres.Name, "creation_statements: " + good, []string{"broker.credentials.c.dsn_file: required"}},
 		"no statements":    {postgres.Name, "dsn_file: " + dsn, []string{"creation_statements: at least one"}},
@@ -169,6 +268,13 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 			[]string{"creation_statements[0]: must create the role {{name}}"}},
 		"dsn readable by others": {postgres.Name, "dsn_file: " + open + "\ncreation_statements: " + good, []string{"chmod 600"}},
 		"bad dsn":                {postgres.Name, "dsn_file: " + bad + "\ncreation_statements: " + good, []string{"not a valid PostgreSQL connection string"}},
+		"mysql no grants":        {mysql.Name, "dsn_file: " + dsn, []string{"broker.credentials.c.grants: at least one"}},
+		"mysql bad grant":        {mysql.Name, "dsn_file: " + dsn + "\ngrants: [\"SELECT ON a.*\", \"SUPER ON *.*\"]", []string{"grants[1]: privilege \"SUPER\""}},
+		"mysql no dsn":           {mysql.Name, "grants: [\"SELECT ON a.*\"]", []string{"broker.credentials.c.dsn_file: required"}},
+		"mysql dsn open":         {mysql.Name, "dsn_file: " + open + "\ngrants: [\"SELECT ON a.*\"]", []string{"chmod 600"}},
+		"ssh no principals":      {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca"), []string{"broker.credentials.c.principals: at least one"}},
+		"ssh from node":          {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nsource_address_from_node: true", []string{"source_address_from_node: not supported"}},
+		"ssh bad extension":      {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nextensions: [permit-all]", []string{"extensions[0]: unknown extension"}},
 		"static settings":        {static.Name, "x: 1", []string{"broker.credentials.c.x"}},
 	}
 	for name, c := range cases {

@@ -15,6 +15,7 @@ import (
 	"github.com/signet-id/signet/internal/broker/exchange"
 	"github.com/signet-id/signet/internal/broker/policy"
 	"github.com/signet-id/signet/internal/broker/provider"
+	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/broker/seal"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/config"
@@ -118,6 +119,12 @@ func (s *Server) buildBroker(ctx context.Context) error {
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if sp, ok := p.(*sshprovider.Provider); ok {
+			if s.sshCAs == nil {
+				s.sshCAs = map[string]*sshprovider.Provider{}
+			}
+			s.sshCAs[name] = sp
 		}
 		creds = append(creds, broker.Credential{Name: name, ProviderName: common.Provider, Provider: p,
 			DefaultTTL: time.Duration(common.DefaultTTL), MaxTTL: time.Duration(common.MaxTTL)})

@@ -7,11 +7,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/tokenapi"
@@ -95,7 +97,36 @@ func (s *Server) httpHandler() http.Handler {
 		Observe: func(typ, code string) { s.metrics.tokenRequests.WithLabelValues(typ, code).Inc() },
 		Log:     s.log.With("component", "token endpoint"),
 	}))
+	if len(s.sshCAs) > 0 {
+		// Public: the SSH user CAs' keys and their KRL, for sshd hosts.
+		h := limitPerPeer(edge.NewPeerLimiter(sshPerSecond, sshBurst), sshprovider.Handler(s.sshCAs, s.cfg.Now))
+		mux.Handle(sshprovider.PathCA, h)
+		mux.Handle(sshprovider.PathKRL, h)
+	}
 	return mux
+}
+
+// Requests per second (and burst) each client address may make for the
+// SSH CA keys and KRL: hosts poll them, a few times a minute at most.
+const (
+	sshPerSecond = 5
+	sshBurst     = 20
+)
+
+// limitPerPeer answers 429 to a client address over l's rate.
+func limitPerPeer(l *edge.PeerLimiter, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		if !l.AllowAddr(host) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serveHTTP serves the HTTPS listener until ctx is done.

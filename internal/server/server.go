@@ -50,6 +50,7 @@ import (
 	"github.com/signet-id/signet/internal/atomicfile"
 	"github.com/signet-id/signet/internal/broker"
 	"github.com/signet-id/signet/internal/broker/policy"
+	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
@@ -99,6 +100,10 @@ type Server struct {
 	policy     *policy.Holder
 	registerer prometheus.Registerer
 	ready      atomic.Bool
+
+	// sshCAs are the broker's ssh credentials, whose CA keys and KRL the
+	// HTTPS listener serves; nil without any.
+	sshCAs map[string]*sshprovider.Provider
 }
 
 // New validates cfg, checks the data dir and the admin socket path, binds

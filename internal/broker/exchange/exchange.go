@@ -39,6 +39,9 @@ const TokenTypeCredential = "urn:signet:params:oauth:token-type:credential"
 const (
 	ParamContext = "request_context"
 	ParamTTL     = "ttl"
+	// ParamPublicKey carries the client's SSH public key (authorized_keys
+	// format) for credentials that certify a key generated on the client.
+	ParamPublicKey = "public_key"
 )
 
 // Describer tells what the server knows of a workload: the selectors of
@@ -62,6 +65,7 @@ type Request struct {
 	Credential string
 	Context    map[string]any
 	TTL        time.Duration
+	PublicKey  string
 }
 
 // ParseRequest reads the credential, task context and TTL of req. Errors
@@ -90,8 +94,17 @@ func ParseRequest(req *tokenapi.Request) (Request, error) {
 		}
 		out.TTL = d
 	}
+	if raw := req.Param(ParamPublicKey); raw != "" {
+		if len(raw) > maxPublicKey {
+			return out, tokenapi.Errorf(tokenapi.ErrInvalidRequest, "parameter public_key: longer than %d bytes", maxPublicKey)
+		}
+		out.PublicKey = raw
+	}
 	return out, nil
 }
+
+// maxPublicKey bounds public_key (an RSA-8192 key is about 1.4 KB).
+const maxPublicKey = 8 << 10
 
 func shorten(s string) string {
 	if len(s) > 32 {
@@ -115,6 +128,7 @@ func (i *Issuer) Issue(ctx context.Context, req *tokenapi.Request, sub *tokenapi
 	}
 	g, err := i.Broker.Request(ctx, broker.Request{
 		Credential: r.Credential, Subject: sub.ID, SubjectSelectors: sels, Node: node, Context: r.Context, TTL: r.TTL,
+		PublicKey: r.PublicKey,
 	})
 	if errkind.Is(err, errkind.PermissionDenied) {
 		return nil, tokenapi.Errorf(tokenapi.ErrUnauthorizedClient, "policy denies credential %s to %s", r.Credential, sub.ID)

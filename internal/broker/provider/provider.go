@@ -40,6 +40,10 @@ type Request struct {
 	// ExpiresAt is when the lease ends: the credential must stop working by
 	// then even if Revoke is never called, where the target allows it.
 	ExpiresAt time.Time
+	// PublicKey is the client's public key for providers that certify a
+	// key generated on the client (ssh: authorized_keys format); empty
+	// when the request carries none.
+	PublicKey string
 }
 
 // Credential is what a provider issued.

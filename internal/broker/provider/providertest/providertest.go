@@ -33,6 +33,9 @@ type Harness struct {
 	// EnforcesExpiry is set when the target itself refuses a credential
 	// after the lease's end, before any Revoke.
 	EnforcesExpiry bool
+	// Prepare, when set, completes each request before Issue (the ssh
+	// provider certifies a public key the client generated).
+	Prepare func(r *provider.Request)
 }
 
 // Run runs the suite; open builds a fresh harness per subtest.
@@ -60,12 +63,16 @@ func leaseID() string {
 }
 
 func request(h Harness, id string, ttl time.Duration) provider.Request {
-	return provider.Request{
+	r := provider.Request{
 		LeaseID: id, Credential: h.Credential,
 		Subject: spiffeid.RequireFromString("spiffe://example.org/etl"),
 		Node:    spiffeid.RequireFromString("spiffe://example.org/node/a"),
 		Context: map[string]any{"ticket": "CHG-1"}, ExpiresAt: time.Now().Add(ttl),
 	}
+	if h.Prepare != nil {
+		h.Prepare(&r)
+	}
+	return r
 }
 
 func issue(t *testing.T, h Harness, id string, ttl time.Duration) provider.Credential {
