@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/awssts"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/ca"
@@ -346,6 +347,7 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 	return plugin.New("credential provider", CredentialsKey,
 		plugin.Factory[provider.Provider, provider.Deps]{Name: postgres.Name, New: newPostgresProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: awssts.Name, New: newAWSSTSProvider},
 	)
 }
 
@@ -367,4 +369,12 @@ func newStaticProvider(d provider.Deps, decode plugin.Decoder) (provider.Provide
 		return nil, err
 	}
 	return static.New(d.Credential, d.Secrets)
+}
+
+func newAWSSTSProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg awssts.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return awssts.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
 }

@@ -2,18 +2,22 @@ package builtin_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/awssts"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/providertest"
+	"github.com/signet-id/signet/internal/broker/provider/remotetest"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/errkind"
@@ -105,6 +109,7 @@ creation_statements:
 func TestEveryCredentialProviderPassesConformance(t *testing.T) {
 	harnesses := map[string]func(t *testing.T) providertest.Harness{
 		postgres.Name: postgresHarness,
+		awssts.Name:   awsHarness,
 		static.Name: func(t *testing.T) providertest.Harness {
 			secrets := memSecrets{"stripe": []byte("sk_live_123")}
 			p, err := buildProvider(t, provider.Deps{Credential: "stripe", Secrets: secrets}, static.Name, "")
@@ -187,4 +192,30 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// awsHarness builds aws_sts through the registry against a fake STS that
+// verifies the JWT-SVIDs through the issuer's discovery document.
+func awsHarness(t *testing.T) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	fake := remotetest.NewSTS(t, iss)
+	section := fmt.Sprintf("role_arn: arn:aws:iam::123456789012:role/deploy\nsts_endpoint: %s\n", fake.URL)
+	p, err := buildProvider(t, provider.Deps{Credential: "aws-deploy", SignJWTSVID: iss.SignJWTSVID}, awssts.Name, section)
+	if err != nil {
+		t.Fatalf("build aws_sts provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "aws-deploy", Use: func(_ context.Context, c provider.Credential) error {
+		s, ok := fake.Session(c.Data["aws_access_key_id"])
+		switch {
+		case !ok:
+			return fmt.Errorf("STS never issued access key %q", c.Data["aws_access_key_id"])
+		case s.Secret != c.Data["aws_secret_access_key"] || s.Token != c.Data["aws_session_token"]:
+			return errors.New("secret or session token differ from what STS issued")
+		case s.Subject != "spiffe://example.org/etl" || s.SessionName != "example.org@etl" || s.RoleARN != "arn:aws:iam::123456789012:role/deploy":
+			return fmt.Errorf("session %+v, want the workload's", s)
+		case time.Now().After(s.Expiration):
+			return errors.New("session expired")
+		}
+		return nil
+	}}
 }
