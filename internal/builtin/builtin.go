@@ -24,6 +24,8 @@ import (
 
 	"github.com/signet-id/signet/internal/broker/provider"
 	"github.com/signet-id/signet/internal/broker/provider/awssts"
+	"github.com/signet-id/signet/internal/broker/provider/azurewif"
+	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/static"
 	"github.com/signet-id/signet/internal/ca"
@@ -348,6 +350,8 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 		plugin.Factory[provider.Provider, provider.Deps]{Name: postgres.Name, New: newPostgresProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: awssts.Name, New: newAWSSTSProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: azurewif.Name, New: newAzureWIFProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: oauth.Name, New: newOAuthProvider},
 	)
 }
 
@@ -377,4 +381,20 @@ func newAWSSTSProvider(d provider.Deps, decode plugin.Decoder) (provider.Provide
 		return nil, err
 	}
 	return awssts.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newAzureWIFProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg azurewif.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return azurewif.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newOAuthProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg oauth.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return oauth.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
 }

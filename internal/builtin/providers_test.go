@@ -15,6 +15,8 @@ import (
 
 	"github.com/signet-id/signet/internal/broker/provider"
 	"github.com/signet-id/signet/internal/broker/provider/awssts"
+	"github.com/signet-id/signet/internal/broker/provider/azurewif"
+	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/providertest"
 	"github.com/signet-id/signet/internal/broker/provider/remotetest"
@@ -110,6 +112,8 @@ func TestEveryCredentialProviderPassesConformance(t *testing.T) {
 	harnesses := map[string]func(t *testing.T) providertest.Harness{
 		postgres.Name: postgresHarness,
 		awssts.Name:   awsHarness,
+		azurewif.Name: azureHarness,
+		oauth.Name:    func(t *testing.T) providertest.Harness { return oauthHarness(t, "client_credentials") },
 		static.Name: func(t *testing.T) providertest.Harness {
 			secrets := memSecrets{"stripe": []byte("sk_live_123")}
 			p, err := buildProvider(t, provider.Deps{Credential: "stripe", Secrets: secrets}, static.Name, "")
@@ -218,4 +222,50 @@ func awsHarness(t *testing.T) providertest.Harness {
 		}
 		return nil
 	}}
+}
+
+// asUse checks an access token against what the fake AS issued.
+func asUse(as *remotetest.AS, scope string) func(context.Context, provider.Credential) error {
+	return func(_ context.Context, c provider.Credential) error {
+		tok, ok := as.Token(c.Data["access_token"])
+		switch {
+		case !ok:
+			return errors.New("the authorization server never issued this access token")
+		case tok.Subject != "spiffe://example.org/etl" || tok.Scope != scope:
+			return fmt.Errorf("token %+v, want the workload's with scope %q", tok, scope)
+		case time.Now().After(tok.Expires):
+			return errors.New("token expired")
+		}
+		return nil
+	}
+}
+
+func oauthHarness(t *testing.T, grant string) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	as := remotetest.NewAS(t, iss, remotetest.ASConfig{ClientID: "signet"})
+	section := fmt.Sprintf("token_url: %s\nclient_id: signet\nscopes: [orders:read, orders:list]\ngrant_type: %s\n", as.URL, grant)
+	p, err := buildProvider(t, provider.Deps{Credential: "partner-api", SignJWTSVID: iss.SignJWTSVID}, oauth.Name, section)
+	if err != nil {
+		t.Fatalf("build oauth provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "partner-api", Use: asUse(as, "orders:read orders:list")}
+}
+
+func azureHarness(t *testing.T) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	const tenant, client = "72f988bf-86f1-41af-91ab-2d7cd011db47", "0f3e0c8a-1d6b-4c4e-9a55-6b8c4f3b2a10"
+	as := remotetest.NewAS(t, iss, remotetest.ASConfig{Path: "/" + tenant + "/oauth2/v2.0/token", Audience: azurewif.Audience, ClientID: client})
+	host := strings.TrimSuffix(as.URL, "/"+tenant+"/oauth2/v2.0/token")
+	section := fmt.Sprintf("tenant_id: %s\nclient_id: %s\nauthority_host: %s\n", tenant, client, host)
+	p, err := buildProvider(t, provider.Deps{Credential: "azure-deploy", SignJWTSVID: iss.SignJWTSVID}, azurewif.Name, section)
+	if err != nil {
+		t.Fatalf("build azure_wif provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "azure-deploy", Use: asUse(as, azurewif.DefaultScope)}
+}
+
+// TestOAuthTokenExchange runs the conformance suite over the oauth
+// provider in its RFC 8693 mode.
+func TestOAuthTokenExchange(t *testing.T) {
+	providertest.Run(t, func(t *testing.T) providertest.Harness { return oauthHarness(t, "token_exchange") })
 }
