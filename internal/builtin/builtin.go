@@ -25,6 +25,7 @@ import (
 	"github.com/signet-id/signet/internal/broker/provider"
 	"github.com/signet-id/signet/internal/broker/provider/awssts"
 	"github.com/signet-id/signet/internal/broker/provider/azurewif"
+	"github.com/signet-id/signet/internal/broker/provider/gcpwif"
 	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/static"
@@ -351,6 +352,7 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: awssts.Name, New: newAWSSTSProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: azurewif.Name, New: newAzureWIFProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: gcpwif.Name, New: newGCPWIFProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: oauth.Name, New: newOAuthProvider},
 	)
 }
@@ -397,4 +399,12 @@ func newOAuthProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider
 		return nil, err
 	}
 	return oauth.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newGCPWIFProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg gcpwif.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return gcpwif.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/signet-id/signet/internal/broker/provider"
 	"github.com/signet-id/signet/internal/broker/provider/awssts"
 	"github.com/signet-id/signet/internal/broker/provider/azurewif"
+	"github.com/signet-id/signet/internal/broker/provider/gcpwif"
 	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/providertest"
@@ -113,6 +114,7 @@ func TestEveryCredentialProviderPassesConformance(t *testing.T) {
 		postgres.Name: postgresHarness,
 		awssts.Name:   awsHarness,
 		azurewif.Name: azureHarness,
+		gcpwif.Name:   gcpHarness,
 		oauth.Name:    func(t *testing.T) providertest.Harness { return oauthHarness(t, "client_credentials") },
 		static.Name: func(t *testing.T) providertest.Harness {
 			secrets := memSecrets{"stripe": []byte("sk_live_123")}
@@ -268,4 +270,28 @@ func azureHarness(t *testing.T) providertest.Harness {
 // provider in its RFC 8693 mode.
 func TestOAuthTokenExchange(t *testing.T) {
 	providertest.Run(t, func(t *testing.T) providertest.Harness { return oauthHarness(t, "token_exchange") })
+}
+
+func gcpHarness(t *testing.T) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	const aud = "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/signet/providers/signet"
+	const sa = "deploy@acme-prod.iam.gserviceaccount.com"
+	g := remotetest.NewGoogle(t, iss, aud, sa)
+	section := fmt.Sprintf("audience: %s\nservice_account: %s\nsts_endpoint: %s/v1/token\niam_endpoint: %s\n", aud, sa, g.URL, g.URL)
+	p, err := buildProvider(t, provider.Deps{Credential: "gcp-deploy", SignJWTSVID: iss.SignJWTSVID}, gcpwif.Name, section)
+	if err != nil {
+		t.Fatalf("build gcp_wif provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "gcp-deploy", Use: func(_ context.Context, c provider.Credential) error {
+		tok, ok := g.Token(c.Data["access_token"])
+		switch {
+		case !ok:
+			return errors.New("IAM Credentials never issued this access token")
+		case tok.Subject != "spiffe://example.org/etl" || tok.ServiceAccount != sa || len(tok.Scopes) != 1 || tok.Scopes[0] != gcpwif.DefaultScope:
+			return fmt.Errorf("token %+v, want the workload's for %s", tok, sa)
+		case time.Now().After(tok.Expires):
+			return errors.New("token expired")
+		}
+		return nil
+	}, EnforcesExpiry: true} // generateAccessToken's lifetime is the lease's
 }
