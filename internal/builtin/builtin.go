@@ -26,6 +26,7 @@ import (
 	"github.com/signet-id/signet/internal/broker/provider/awssts"
 	"github.com/signet-id/signet/internal/broker/provider/azurewif"
 	"github.com/signet-id/signet/internal/broker/provider/gcpwif"
+	"github.com/signet-id/signet/internal/broker/provider/githubapp"
 	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/static"
@@ -353,6 +354,7 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 		plugin.Factory[provider.Provider, provider.Deps]{Name: awssts.Name, New: newAWSSTSProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: azurewif.Name, New: newAzureWIFProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: gcpwif.Name, New: newGCPWIFProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: githubapp.Name, New: newGitHubAppProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: oauth.Name, New: newOAuthProvider},
 	)
 }
@@ -407,4 +409,16 @@ func newGCPWIFProvider(d provider.Deps, decode plugin.Decoder) (provider.Provide
 		return nil, err
 	}
 	return gcpwif.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newGitHubAppProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg githubapp.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	key, err := githubapp.ReadPrivateKey(cfg.PrivateKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return githubapp.New(d.Credential, cfg, key, d.HTTPClient, d.Now)
 }

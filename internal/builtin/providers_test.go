@@ -2,11 +2,17 @@ package builtin_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +23,7 @@ import (
 	"github.com/signet-id/signet/internal/broker/provider/awssts"
 	"github.com/signet-id/signet/internal/broker/provider/azurewif"
 	"github.com/signet-id/signet/internal/broker/provider/gcpwif"
+	"github.com/signet-id/signet/internal/broker/provider/githubapp"
 	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/providertest"
@@ -111,11 +118,12 @@ creation_statements:
 
 func TestEveryCredentialProviderPassesConformance(t *testing.T) {
 	harnesses := map[string]func(t *testing.T) providertest.Harness{
-		postgres.Name: postgresHarness,
-		awssts.Name:   awsHarness,
-		azurewif.Name: azureHarness,
-		gcpwif.Name:   gcpHarness,
-		oauth.Name:    func(t *testing.T) providertest.Harness { return oauthHarness(t, "client_credentials") },
+		postgres.Name:  postgresHarness,
+		awssts.Name:    awsHarness,
+		azurewif.Name:  azureHarness,
+		gcpwif.Name:    gcpHarness,
+		githubapp.Name: githubHarness,
+		oauth.Name:     func(t *testing.T) providertest.Harness { return oauthHarness(t, "client_credentials") },
 		static.Name: func(t *testing.T) providertest.Harness {
 			secrets := memSecrets{"stripe": []byte("sk_live_123")}
 			p, err := buildProvider(t, provider.Deps{Credential: "stripe", Secrets: secrets}, static.Name, "")
@@ -294,4 +302,48 @@ func gcpHarness(t *testing.T) providertest.Harness {
 		}
 		return nil
 	}, EnforcesExpiry: true} // generateAccessToken's lifetime is the lease's
+}
+
+// githubKey is one RSA key for every GitHub harness (generating one per
+// subtest would dominate the suite's time).
+var githubKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+func githubHarness(t *testing.T) providertest.Harness {
+	key := githubKey()
+	keyFile := filepath.Join(t.TempDir(), "gh-app.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gh := remotetest.NewGitHub(t, 123, &key.PublicKey, "acme", map[string]string{"contents": "write", "metadata": "read", "issues": "write"})
+	section := fmt.Sprintf("app_id: 123\nprivate_key_file: %s\nrepositories: [acme/app]\npermissions: {contents: write}\napi_url: %s\n", keyFile, gh.URL)
+	p, err := buildProvider(t, provider.Deps{Credential: "gh-release"}, githubapp.Name, section)
+	if err != nil {
+		t.Fatalf("build github_app provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "gh-release",
+		Use: func(ctx context.Context, c provider.Credential) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gh.URL+"/installation/repositories", nil)
+			req.Header.Set("Authorization", "Bearer "+c.Data["token"])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET /installation/repositories: HTTP %d", resp.StatusCode)
+			}
+			tok, _ := gh.Token(c.Data["token"])
+			if len(tok.Repositories) != 1 || tok.Repositories[0] != "acme/app" || len(tok.Permissions) != 2 || tok.Permissions["contents"] != "write" {
+				return fmt.Errorf("token scoped to %v %v, want acme/app with contents: write (and metadata: read)", tok.Repositories, tok.Permissions)
+			}
+			return nil
+		},
+		PendingOutlives: "GitHub cannot list installation tokens; one whose lease was left pending expires within its hour",
+	}
 }

@@ -33,6 +33,12 @@ type Harness struct {
 	// EnforcesExpiry is set when the target itself refuses a credential
 	// after the lease's end, before any Revoke.
 	EnforcesExpiry bool
+	// PendingOutlives, when set, says why a credential whose lease was
+	// left pending (revoked with nothing but the lease id) cannot be
+	// recalled, and how long it lives on (github_app: GitHub cannot list
+	// installation tokens; they expire within an hour). The crash test then
+	// checks only that such a Revoke succeeds.
+	PendingOutlives string
 }
 
 // Run runs the suite; open builds a fresh harness per subtest.
@@ -139,6 +145,10 @@ func testCrashBetweenSteps(t *testing.T, h Harness) {
 	c := issue(t, h, id, time.Hour)
 	if err := h.Provider.Revoke(t.Context(), provider.Ref{LeaseID: id, Credential: h.Credential}); err != nil {
 		t.Fatalf("Revoke(lease id only) error = %v", err)
+	}
+	if h.PendingOutlives != "" {
+		t.Logf("not recalled after a crash: %s", h.PendingOutlives)
+		return
 	}
 	if provider.Recalls(h.Provider) {
 		wantUse(t, h, c, false, "after reconciling a pending lease")
