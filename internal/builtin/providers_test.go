@@ -174,7 +174,7 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 		provider, section string
 		want              []string
 	}{
-		"unknown provider": {"vault", "", []string{"broker.credentials.c: unknown credential provider \"vault\": use one of postgres, static"}},
+		"unknown provider": {"vault", "", []string{"broker.credentials.c: unknown credential provider \"vault\": use one of aws_sts, azure_wif, gcp_wif, github_app, oauth, postgres, static"}},
 		"unknown key":      {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: " + good + "\nbogus: 1", []string{"broker.credentials.c.bogus"}},
 		"no dsn":           {postgres.Name, "creation_statements: " + good, []string{"broker.credentials.c.dsn_file: required"}},
 		"no statements":    {postgres.Name, "dsn_file: " + dsn, []string{"creation_statements: at least one"}},

@@ -136,7 +136,7 @@ func TestDiscoveryWithGoOIDC(t *testing.T) {
 
 func kid(t *testing.T, tok string) string {
 	t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}
