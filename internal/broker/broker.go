@@ -549,6 +549,11 @@ func (b *Broker) end(ctx context.Context, l store.Lease, state store.LeaseState,
 	if err := c.Provider.Revoke(ctx, ref); err != nil {
 		return store.Lease{}, errkind.Wrap(errkind.Unavailable, err, "revoke lease "+l.ID)
 	}
+	if state == store.LeaseRevoked && !provider.Recalls(c.Provider) {
+		// Recorded with the lease: the holder keeps what it was given.
+		reason += fmt.Sprintf(" (not recalled: %s credentials cannot be revoked early; what was issued stays valid until it expires, at the latest %s)",
+			l.Provider, l.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	return b.st.EndLease(ctx, l.ID, state, reason)
 }
 

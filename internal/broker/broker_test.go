@@ -420,3 +420,20 @@ func (e *env) gauge(t *testing.T, cred, state string) float64 {
 	}
 	return -1
 }
+
+// TestRevokeRecordsNotRecalled checks that revoking a lease whose provider
+// cannot recall the credential says so in the lease.
+func TestRevokeRecordsNotRecalled(t *testing.T) {
+	e := newEnv(t, false)
+	if _, err := e.b.PutSecret(t.Context(), "stripe", []byte("sk_live_1")); err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.b.Request(t.Context(), broker.Request{Credential: "stripe", Subject: billing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.b.Revoke(t.Context(), g.Lease.ID, "operator")
+	if err != nil || l.State != store.LeaseRevoked || !strings.Contains(l.Reason, "operator (not recalled: static credentials cannot be revoked early") {
+		t.Fatalf("Revoke = %+v, %v; want the reason to record that nothing was recalled", l, err)
+	}
+}

@@ -23,7 +23,12 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/awssts"
+	"github.com/signet-id/signet/internal/broker/provider/azurewif"
+	"github.com/signet-id/signet/internal/broker/provider/gcpwif"
+	"github.com/signet-id/signet/internal/broker/provider/githubapp"
 	"github.com/signet-id/signet/internal/broker/provider/mysql"
+	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/broker/provider/static"
@@ -402,6 +407,11 @@ func CredentialProviders() (*plugin.Registry[provider.Provider, provider.Deps], 
 		plugin.Factory[provider.Provider, provider.Deps]{Name: static.Name, New: newStaticProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: mysql.Name, New: newMySQLProvider},
 		plugin.Factory[provider.Provider, provider.Deps]{Name: sshprovider.Name, New: newSSHProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: awssts.Name, New: newAWSSTSProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: azurewif.Name, New: newAzureWIFProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: gcpwif.Name, New: newGCPWIFProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: githubapp.Name, New: newGitHubAppProvider},
+		plugin.Factory[provider.Provider, provider.Deps]{Name: oauth.Name, New: newOAuthProvider},
 	)
 }
 
@@ -443,4 +453,48 @@ func newStaticProvider(d provider.Deps, decode plugin.Decoder) (provider.Provide
 		return nil, err
 	}
 	return static.New(d.Credential, d.Secrets)
+}
+
+func newAWSSTSProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg awssts.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return awssts.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newAzureWIFProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg azurewif.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return azurewif.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newOAuthProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg oauth.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return oauth.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newGCPWIFProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg gcpwif.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return gcpwif.New(d.Credential, cfg, d.SignJWTSVID, d.HTTPClient, d.Now)
+}
+
+func newGitHubAppProvider(d provider.Deps, decode plugin.Decoder) (provider.Provider, error) {
+	var cfg githubapp.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	key, err := githubapp.ReadPrivateKey(cfg.PrivateKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return githubapp.New(d.Credential, cfg, key, d.HTTPClient, d.Now)
 }

@@ -4,23 +4,35 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"database/sql"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	gossh "golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/broker/provider"
+	"github.com/signet-id/signet/internal/broker/provider/awssts"
+	"github.com/signet-id/signet/internal/broker/provider/azurewif"
+	"github.com/signet-id/signet/internal/broker/provider/gcpwif"
+	"github.com/signet-id/signet/internal/broker/provider/githubapp"
 	"github.com/signet-id/signet/internal/broker/provider/mysql"
 	"github.com/signet-id/signet/internal/broker/provider/mysql/mysqltest"
+	"github.com/signet-id/signet/internal/broker/provider/oauth"
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	"github.com/signet-id/signet/internal/broker/provider/providertest"
+	"github.com/signet-id/signet/internal/broker/provider/remotetest"
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/broker/provider/ssh/sshdtest"
 	"github.com/signet-id/signet/internal/broker/provider/static"
@@ -204,6 +216,11 @@ func TestEveryCredentialProviderPassesConformance(t *testing.T) {
 		postgres.Name:    postgresHarness,
 		mysql.Name:       mysqlHarness,
 		sshprovider.Name: sshHarness,
+		awssts.Name:      awsHarness,
+		azurewif.Name:    azureHarness,
+		gcpwif.Name:      gcpHarness,
+		githubapp.Name:   githubHarness,
+		oauth.Name:       func(t *testing.T) providertest.Harness { return oauthHarness(t, "client_credentials") },
 		static.Name: func(t *testing.T) providertest.Harness {
 			secrets := memSecrets{"stripe": []byte("sk_live_123")}
 			p, err := buildProvider(t, provider.Deps{Credential: "stripe", Secrets: secrets}, static.Name, "")
@@ -254,7 +271,7 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 		provider, section string
 		want              []string
 	}{
-		"unknown provider": {"vault", "", []string{"broker.credentials.c: unknown credential provider \"vault\": use one of ", "postgres", "static"}},
+		"unknown provider": {"vault", "", []string{"broker.credentials.c: unknown credential provider \"vault\": use one of aws_sts, azure_wif, gcp_wif, github_app, mysql, oauth, postgres, ssh, static"}},
 		"unknown key":      {postgres.Name, "dsn_file: " + dsn + "\ncreation_statements: " + good + "\nbogus: 1", []string{"broker.credentials.c.bogus"}},
 		"no dsn":           {postgres.Name, "creation_statements: " + good, []string{"broker.credentials.c.dsn_file: required"}},
 		"no statements":    {postgres.Name, "dsn_file: " + dsn, []string{"creation_statements: at least one"}},
@@ -292,5 +309,145 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 				t.Errorf("error reveals the DSN's password: %v", err)
 			}
 		})
+	}
+}
+
+// awsHarness builds aws_sts through the registry against a fake STS that
+// verifies the JWT-SVIDs through the issuer's discovery document.
+func awsHarness(t *testing.T) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	fake := remotetest.NewSTS(t, iss)
+	section := fmt.Sprintf("role_arn: arn:aws:iam::123456789012:role/deploy\nsts_endpoint: %s\n", fake.URL)
+	p, err := buildProvider(t, provider.Deps{Credential: "aws-deploy", SignJWTSVID: iss.SignJWTSVID}, awssts.Name, section)
+	if err != nil {
+		t.Fatalf("build aws_sts provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "aws-deploy", Use: func(_ context.Context, c provider.Credential) error {
+		s, ok := fake.Session(c.Data["aws_access_key_id"])
+		switch {
+		case !ok:
+			return fmt.Errorf("STS never issued access key %q", c.Data["aws_access_key_id"])
+		case s.Secret != c.Data["aws_secret_access_key"] || s.Token != c.Data["aws_session_token"]:
+			return errors.New("secret or session token differ from what STS issued")
+		case s.Subject != "spiffe://example.org/etl" || s.SessionName != "example.org@etl" || s.RoleARN != "arn:aws:iam::123456789012:role/deploy":
+			return fmt.Errorf("session %+v, want the workload's", s)
+		case time.Now().After(s.Expiration):
+			return errors.New("session expired")
+		}
+		return nil
+	}}
+}
+
+// asUse checks an access token against what the fake AS issued.
+func asUse(as *remotetest.AS, scope string) func(context.Context, provider.Credential) error {
+	return func(_ context.Context, c provider.Credential) error {
+		tok, ok := as.Token(c.Data["access_token"])
+		switch {
+		case !ok:
+			return errors.New("the authorization server never issued this access token")
+		case tok.Subject != "spiffe://example.org/etl" || tok.Scope != scope:
+			return fmt.Errorf("token %+v, want the workload's with scope %q", tok, scope)
+		case time.Now().After(tok.Expires):
+			return errors.New("token expired")
+		}
+		return nil
+	}
+}
+
+func oauthHarness(t *testing.T, grant string) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	as := remotetest.NewAS(t, iss, remotetest.ASConfig{ClientID: "signet"})
+	section := fmt.Sprintf("token_url: %s\nclient_id: signet\nscopes: [orders:read, orders:list]\ngrant_type: %s\n", as.URL, grant)
+	p, err := buildProvider(t, provider.Deps{Credential: "partner-api", SignJWTSVID: iss.SignJWTSVID}, oauth.Name, section)
+	if err != nil {
+		t.Fatalf("build oauth provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "partner-api", Use: asUse(as, "orders:read orders:list")}
+}
+
+func azureHarness(t *testing.T) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	const tenant, client = "72f988bf-86f1-41af-91ab-2d7cd011db47", "0f3e0c8a-1d6b-4c4e-9a55-6b8c4f3b2a10"
+	as := remotetest.NewAS(t, iss, remotetest.ASConfig{Path: "/" + tenant + "/oauth2/v2.0/token", Audience: azurewif.Audience, ClientID: client})
+	host := strings.TrimSuffix(as.URL, "/"+tenant+"/oauth2/v2.0/token")
+	section := fmt.Sprintf("tenant_id: %s\nclient_id: %s\nauthority_host: %s\n", tenant, client, host)
+	p, err := buildProvider(t, provider.Deps{Credential: "azure-deploy", SignJWTSVID: iss.SignJWTSVID}, azurewif.Name, section)
+	if err != nil {
+		t.Fatalf("build azure_wif provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "azure-deploy", Use: asUse(as, azurewif.DefaultScope)}
+}
+
+// TestOAuthTokenExchange runs the conformance suite over the oauth
+// provider in its RFC 8693 mode.
+func TestOAuthTokenExchange(t *testing.T) {
+	providertest.Run(t, func(t *testing.T) providertest.Harness { return oauthHarness(t, "token_exchange") })
+}
+
+func gcpHarness(t *testing.T) providertest.Harness {
+	iss := remotetest.NewIssuer(t)
+	const aud = "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/signet/providers/signet"
+	const sa = "deploy@acme-prod.iam.gserviceaccount.com"
+	g := remotetest.NewGoogle(t, iss, aud, sa)
+	section := fmt.Sprintf("audience: %s\nservice_account: %s\nsts_endpoint: %s/v1/token\niam_endpoint: %s\n", aud, sa, g.URL, g.URL)
+	p, err := buildProvider(t, provider.Deps{Credential: "gcp-deploy", SignJWTSVID: iss.SignJWTSVID}, gcpwif.Name, section)
+	if err != nil {
+		t.Fatalf("build gcp_wif provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "gcp-deploy", Use: func(_ context.Context, c provider.Credential) error {
+		tok, ok := g.Token(c.Data["access_token"])
+		switch {
+		case !ok:
+			return errors.New("IAM Credentials never issued this access token")
+		case tok.Subject != "spiffe://example.org/etl" || tok.ServiceAccount != sa || len(tok.Scopes) != 1 || tok.Scopes[0] != gcpwif.DefaultScope:
+			return fmt.Errorf("token %+v, want the workload's for %s", tok, sa)
+		case time.Now().After(tok.Expires):
+			return errors.New("token expired")
+		}
+		return nil
+	}, EnforcesExpiry: true} // generateAccessToken's lifetime is the lease's
+}
+
+// githubKey is one RSA key for every GitHub harness (generating one per
+// subtest would dominate the suite's time).
+var githubKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+func githubHarness(t *testing.T) providertest.Harness {
+	key := githubKey()
+	keyFile := filepath.Join(t.TempDir(), "gh-app.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gh := remotetest.NewGitHub(t, 123, &key.PublicKey, "acme", map[string]string{"contents": "write", "metadata": "read", "issues": "write"})
+	section := fmt.Sprintf("app_id: 123\nprivate_key_file: %s\nrepositories: [acme/app]\npermissions: {contents: write}\napi_url: %s\n", keyFile, gh.URL)
+	p, err := buildProvider(t, provider.Deps{Credential: "gh-release"}, githubapp.Name, section)
+	if err != nil {
+		t.Fatalf("build github_app provider: %v", err)
+	}
+	return providertest.Harness{Provider: p, Credential: "gh-release",
+		Use: func(ctx context.Context, c provider.Credential) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gh.URL+"/installation/repositories", nil)
+			req.Header.Set("Authorization", "Bearer "+c.Data["token"])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET /installation/repositories: HTTP %d", resp.StatusCode)
+			}
+			tok, _ := gh.Token(c.Data["token"])
+			if len(tok.Repositories) != 1 || tok.Repositories[0] != "acme/app" || len(tok.Permissions) != 2 || tok.Permissions["contents"] != "write" {
+				return fmt.Errorf("token scoped to %v %v, want acme/app with contents: write (and metadata: read)", tok.Repositories, tok.Permissions)
+			}
+			return nil
+		},
+		PendingOutlives: "GitHub cannot list installation tokens; one whose lease was left pending expires within its hour",
 	}
 }

@@ -114,6 +114,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Subject of CA and leaf certificates (default O=Signet).
 	Subject pkix.Name
+	// JWTIssuer, when set, is the iss claim of every JWT-SVID: the URL
+	// whose /.well-known/openid-configuration publishes the JWT keys
+	// (jwt_issuer). Empty: JWT-SVIDs carry no iss.
+	JWTIssuer string
 }
 
 // Manager owns this server's authorities: it creates, rotates and loads
@@ -132,6 +136,7 @@ type Manager struct {
 	log        *slog.Logger
 	keys       KeyManager
 	upstream   UpstreamAuthority // nil: self-signed CAs
+	jwtIssuer  string            // iss of JWT-SVIDs; empty: none
 
 	// x509 and jwt are the active signers: read lock-free by minting,
 	// replaced by rotation under mu.
@@ -227,6 +232,7 @@ func New(cfg Config) (*Manager, error) {
 		log:        cfg.Logger.With("component", "ca"),
 		keys:       cfg.KeyManager,
 		upstream:   cfg.UpstreamAuthority,
+		jwtIssuer:  cfg.JWTIssuer,
 		loaded:     make(map[string]privateKey),
 	}, nil
 }

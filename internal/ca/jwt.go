@@ -34,8 +34,9 @@ type JWTParams struct {
 }
 
 // jwtClaims is the JWT-SVID claim set: sub, aud, exp (required by the
-// specification) and iat.
+// specification), iat and, when the CA has a JWT issuer, iss.
 type jwtClaims struct {
+	Issuer   string       `json:"iss,omitempty"`
 	Subject  string       `json:"sub"`
 	Audience jwt.Audience `json:"aud"`
 	Expiry   int64        `json:"exp"`
@@ -74,6 +75,7 @@ func (m *Manager) SignJWTSVID(ctx context.Context, p JWTParams) (token string, e
 			"sign jwt-svid for %s: active jwt authority %s has expired", p.ID, s.id)
 	}
 	payload, err := json.Marshal(jwtClaims{
+		Issuer:   m.jwtIssuer,
 		Subject:  p.ID.String(),
 		Audience: jwt.Audience(p.Audience),
 		Expiry:   exp.Unix(),

@@ -80,8 +80,11 @@ type Server struct {
 	HealthAddress string   `yaml:"health_address" flag:"health-address" usage:"serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8082"`
 	// HTTPAddress serves the HTTPS endpoints: OAuth 2.0 token exchange
 	// (POST /oauth2/token).
-	HTTPAddress    string   `yaml:"http_address" flag:"http-address" usage:"serve HTTPS (the token exchange endpoint POST /oauth2/token) on this address, e.g. 0.0.0.0:8443"`
-	HTTPTLS        HTTPTLS  `yaml:"http_tls"`
+	HTTPAddress string  `yaml:"http_address" flag:"http-address" usage:"serve HTTPS (the token exchange endpoint POST /oauth2/token) on this address, e.g. 0.0.0.0:8443"`
+	HTTPTLS     HTTPTLS `yaml:"http_tls"`
+	// JWTIssuer is the iss of JWT-SVIDs; the HTTPS listener serves OIDC
+	// discovery for it.
+	JWTIssuer      string   `yaml:"jwt_issuer" flag:"jwt-issuer" usage:"https URL put in JWT-SVIDs as iss; the HTTPS listener serves ISSUER/.well-known/openid-configuration and its JWKS for it (needs --http-address)"`
 	Store          Store    `yaml:"store"`
 	CA             CA       `yaml:"ca"`
 	DefaultX509TTL Duration `yaml:"default_x509_ttl" flag:"default-x509-ttl" usage:"X509-SVID lifetime for entries that set none"`

@@ -18,6 +18,7 @@ import (
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/broker/seal"
 	"github.com/signet-id/signet/internal/builtin"
+	"github.com/signet-id/signet/internal/ca"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
@@ -115,7 +116,7 @@ func (s *Server) buildBroker(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		p, err := reg.BuildAt(provider.Deps{Credential: name, Secrets: src, Log: s.log, Now: s.cfg.Now}, common.Provider, path, rest)
+		p, err := reg.BuildAt(provider.Deps{Credential: name, Secrets: src, SignJWTSVID: s.signBrokerJWT, Log: s.log, Now: s.cfg.Now}, common.Provider, path, rest)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -217,4 +218,11 @@ func (d storeDescriber) Describe(ctx context.Context, id spiffeid.ID) ([]model.S
 		return nil, broker.Node{}, err
 	}
 	return slices.Clone(e.Selectors), broker.Node{ID: n.SPIFFEID, AttestationMethod: n.AttestationType, Selectors: n.Selectors, Labels: n.Labels}, nil
+}
+
+// signBrokerJWT mints a JWT-SVID for a broker provider to trade at a
+// cloud or SaaS token service on the calling workload's behalf.
+func (s *Server) signBrokerJWT(ctx context.Context, subject spiffeid.ID, aud string, ttl time.Duration) (string, error) {
+	tok, _, err := s.ca.SignJWTSVID(ctx, ca.JWTParams{ID: subject, Audience: []string{aud}, TTL: ttl})
+	return tok, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/oidcdiscovery"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
@@ -51,6 +52,12 @@ type Config struct {
 	// OIDCIssuers are the external OIDC issuers (CI systems) whose tokens
 	// the token endpoint exchanges for SVIDs (internal/ci), by name.
 	OIDCIssuers map[string]config.OIDCIssuer
+	// JWTIssuer, when set, is the iss claim of JWT-SVIDs, and the HTTPS
+	// listener serves OpenID Connect discovery for it
+	// (ISSUER/.well-known/openid-configuration and its JWKS), so that
+	// clouds and OIDC libraries trust JWT-SVIDs. It must be an https URL
+	// that reaches the HTTPS listener; requires HTTPAddress.
+	JWTIssuer string
 	// TokenVerifiers are further subject verifiers of the token endpoint,
 	// built by the caller (tests, embedders), asked after the configured
 	// ones.
@@ -189,6 +196,13 @@ func (c Config) validate() error {
 	if c.HTTPAddress != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddress); err != nil {
 			bad("http_address %q is not host:port: %v", c.HTTPAddress, err)
+		}
+	}
+	if c.JWTIssuer != "" {
+		if _, err := oidcdiscovery.ParseIssuer(c.JWTIssuer); err != nil {
+			bad("%v", err)
+		} else if c.HTTPAddress == "" {
+			bad("jwt_issuer %q needs http_address: OIDC discovery is served on the HTTPS listener", c.JWTIssuer)
 		}
 	}
 	if (c.HTTPTLSCertFile == "") != (c.HTTPTLSKeyFile == "") {

@@ -16,6 +16,7 @@ import (
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/keyfile"
+	"github.com/signet-id/signet/internal/oidcdiscovery"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
@@ -84,13 +85,36 @@ func (s *Server) httpTLSConfig() *tls.Config {
 	}
 }
 
-// httpHandler is the HTTPS listener's mux: the token endpoint.
-func (s *Server) httpHandler() http.Handler {
+// Discovery requests per client address: relying parties fetch the two
+// documents every few minutes; a small burst covers a fleet behind a NAT.
+const (
+	discoveryPerSecond = 50
+	discoveryBurst     = 100
+)
+
+// httpHandler is the HTTPS listener's mux: the token endpoint and, with
+// jwt_issuer, OIDC discovery.
+func (s *Server) httpHandler() (http.Handler, error) {
 	rate := s.cfg.TokenRatePerSecond
 	if rate <= 0 {
 		rate = DefaultTokenRatePerSecond
 	}
 	mux := http.NewServeMux()
+	if s.cfg.JWTIssuer != "" {
+		d, err := oidcdiscovery.New(oidcdiscovery.Config{
+			Issuer: s.cfg.JWTIssuer, Bundle: s.Bundle,
+			// internal/ca publishes a new JWT key a third of its lifetime
+			// before it signs.
+			KeyLead: s.cfg.JWTKeyTTL / 3,
+			Limit:   edge.NewPeerLimiter(discoveryPerSecond, discoveryBurst),
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range d.Paths() {
+			mux.Handle(p, d)
+		}
+	}
 	mux.Handle(tokenapi.Path, tokenapi.New(tokenapi.Config{
 		Verifiers: s.tokenVerifiers, Issuers: s.tokenIssuers, Peers: s,
 		Limit: edge.NewPeerLimiter(rate, int(2*rate)), Now: s.cfg.Now,
@@ -103,7 +127,7 @@ func (s *Server) httpHandler() http.Handler {
 		mux.Handle(sshprovider.PathCA, h)
 		mux.Handle(sshprovider.PathKRL, h)
 	}
-	return mux
+	return mux, nil
 }
 
 // Requests per second (and burst) each client address may make for the
@@ -131,7 +155,11 @@ func limitPerPeer(l *edge.PeerLimiter, h http.Handler) http.Handler {
 
 // serveHTTP serves the HTTPS listener until ctx is done.
 func (s *Server) serveHTTP(ctx context.Context) error {
-	srv := edge.HTTPServer(s.httpHandler(), tokenapi.MaxBodySize)
+	h, err := s.httpHandler()
+	if err != nil {
+		return err
+	}
+	srv := edge.HTTPServer(h, tokenapi.MaxBodySize)
 	srv.TLSConfig = s.httpTLSConfig()
 	go func() {
 		<-ctx.Done()
@@ -139,7 +167,7 @@ func (s *Server) serveHTTP(ctx context.Context) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	err := srv.ServeTLS(edge.Limits{}.Listen(s.httpLn), "", "")
+	err = srv.ServeTLS(edge.Limits{}.Listen(s.httpLn), "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -183,6 +183,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		KeyType:           cfg.KeyType,
 		CATTL:             cfg.CATTL,
 		JWTKeyTTL:         cfg.JWTKeyTTL,
+		JWTIssuer:         cfg.JWTIssuer,
 		Store:             s.store,
 		KeyManager:        keys,
 		UpstreamAuthority: upstream,

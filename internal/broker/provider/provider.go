@@ -18,6 +18,7 @@ package provider
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -137,6 +138,15 @@ type Deps struct {
 	Credential string
 	// Secrets opens sealed static secrets.
 	Secrets SecretSource
-	Log     *slog.Logger
-	Now     func() time.Time
+	// SignJWTSVID mints a JWT-SVID for subject (the calling workload, a
+	// Request's Subject) with the one audience aud, living at most ttl,
+	// signed by the server's CA (with iss when jwt_issuer is set).
+	// Providers that trade it at a cloud or SaaS token service (aws_sts,
+	// gcp_wif, azure_wif, oauth) need it; nil where there is no CA.
+	SignJWTSVID func(ctx context.Context, subject spiffeid.ID, aud string, ttl time.Duration) (string, error)
+	// HTTPClient, when set, is the client providers call remote services
+	// with (tests pass one trusting their fakes); nil: the provider's own.
+	HTTPClient *http.Client
+	Log        *slog.Logger
+	Now        func() time.Time
 }
