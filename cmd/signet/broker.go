@@ -482,7 +482,8 @@ func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, name
 
 // writeEnv prints shell assignments: SIGNET_LEASE_ID, SIGNET_EXPIRES_AT and
 // each data key upper-cased under SIGNET_ (postgres data also as PGUSER,
-// PGPASSWORD and PGDATABASE).
+// PGPASSWORD and PGDATABASE; aws_sts data also under the names the AWS SDKs
+// and CLI read: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
 func writeEnv(w io.Writer, res *credentialResult) error {
 	vars := map[string]string{"SIGNET_LEASE_ID": res.LeaseID, "SIGNET_CREDENTIAL": res.Credential, "SIGNET_EXPIRES_AT": res.ExpiresAt}
 	for k, v := range res.Data {
@@ -492,6 +493,11 @@ func writeEnv(w io.Writer, res *credentialResult) error {
 		vars["PGUSER"], vars["PGPASSWORD"] = u, res.Data["password"]
 		if db := res.Data["database"]; db != "" {
 			vars["PGDATABASE"] = db
+		}
+	}
+	for _, k := range []string{"aws_access_key_id", "aws_secret_access_key", "aws_session_token"} {
+		if v, ok := res.Data[k]; ok {
+			vars[strings.ToUpper(k)] = v
 		}
 	}
 	keys := make([]string, 0, len(vars))
