@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 		newCoverageCmd(),
 		newAuditCmd(),
 		newScanCmd(),
+		newCompletionCmd(),
 	)
 	strict(root)
 	return root
