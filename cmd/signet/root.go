@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 		newLeaseCmd(),
 		newCredentialCmd(),
 		newSSHCmd(),
+		newCompletionCmd(),
 	)
 	strict(root)
 	return root
