@@ -13,6 +13,16 @@ import (
 // With shared, every rule names the credential "db" (the worst case: every
 // rule is evaluated); otherwise rule i names only "db-i".
 func benchPolicy(b *testing.B, shared bool) *Policy {
+	return benchPolicyOf(b, shared, false)
+}
+
+// benchPolicyOf is benchPolicy; with unguarded, each rule tells its
+// subject by subject.segments[0] == "svc-i" last instead of by
+// subject.id == "…" first: no operand is a guard (an input compared with a
+// literal, decided without running a program), and a rule for another
+// subject is only found false after its three other operands (true for
+// benchInput) ran — the most work per rule.
+func benchPolicyOf(b *testing.B, shared, unguarded bool) *Policy {
 	b.Helper()
 	var s strings.Builder
 	s.WriteString("rules:\n")
@@ -21,15 +31,19 @@ func benchPolicy(b *testing.B, shared bool) *Policy {
 		if shared {
 			cred = "db"
 		}
+		first := fmt.Sprintf(`subject.id == "spiffe://example.org/svc-%d" &&`, i) + "\n      "
+		last := ""
+		if unguarded {
+			first, last = "", fmt.Sprintf(` &&`+"\n      "+`subject.segments[0] == "svc-%d"`, i)
+		}
 		fmt.Fprintf(&s, `  - name: rule-%d
     credentials: [%s]
     when: >
-      subject.id == "spiffe://example.org/svc-%d" &&
-      "aws_iid:tag:env:prod" in node.selectors &&
+      %s"aws_iid:tag:env:prod" in node.selectors &&
       node.labels.zone == "eu-1" &&
-      context.ticket.startsWith("CHG-")
+      context.ticket.startsWith("CHG-")%s
     ttl: 10m
-`, i, cred, i)
+`, i, cred, first, last)
 	}
 	p, err := Parse("bench.yaml", []byte(s.String()))
 	if err != nil {
@@ -100,6 +114,12 @@ func benchDecide50(b *testing.B, decide decideFunc) {
 	})
 	b.Run("shared-credential/deny-all", func(b *testing.B) {
 		runDecide(b, decide, benchPolicy(b, true), benchInput(99, "db"), false)
+	})
+	b.Run("shared-credential/unguarded/allow-last", func(b *testing.B) {
+		runDecide(b, decide, benchPolicyOf(b, true, true), benchInput(49, "db"), true)
+	})
+	b.Run("shared-credential/unguarded/deny-all", func(b *testing.B) {
+		runDecide(b, decide, benchPolicyOf(b, true, true), benchInput(99, "db"), false)
 	})
 }
 

@@ -214,3 +214,39 @@ func checkEvaluate(t testing.TB, p *Policy, d Decision, in Input) {
 		}
 	}
 }
+
+func TestGuard(t *testing.T) {
+	tests := []struct {
+		expr string
+		want string // the guarded variable, "" for none
+	}{
+		{`subject.id == "spiffe://example.org/a" && node.id == "b"`, "subject.id node.id"},
+		{`"example.org" == subject.trust_domain`, "subject.trust_domain"},
+		{`request.credential == "db" || subject.path == "/a"`, ""},
+		{`node.attestation_method == "aws_iid" && "x" in node.selectors`, "node.attestation_method"},
+		{`subject.id != "x" && node.id == "b"`, "node.id"},
+		{`subject.id != "x"`, ""},
+		{`subject.id == node.id`, ""},
+		{`subject.segments.size() == 2`, ""},
+		{`context.a == "x"`, ""},
+		{`node.labels.zone == "eu-1"`, ""},
+		{`"x" in node.selectors && subject.id == "x"`, "subject.id"},
+		{`subject.id == "a" && "x" in node.selectors && request.credential == "db"`, "subject.id request.credential"},
+	}
+	for _, tt := range tests {
+		r := &rule{name: "t", expr: tt.expr}
+		if err := r.compile(); err != nil {
+			t.Fatalf("%s: %v", tt.expr, err)
+		}
+		var guarded []string
+		for _, c := range r.conjuncts {
+			if c.guard != nil {
+				guarded = append(guarded, varNames[c.guard.idx])
+			}
+		}
+		got := strings.Join(guarded, " ")
+		if got != tt.want {
+			t.Errorf("%s: guard on %q, want %q", tt.expr, got, tt.want)
+		}
+	}
+}

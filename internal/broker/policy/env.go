@@ -154,10 +154,14 @@ func (r *rule) compile() error {
 			r.conjuncts = nil
 			break
 		}
+		c.guard = newGuard(e)
 		r.conjuncts = append(r.conjuncts, c)
 	}
 	if r.conjuncts == nil {
 		r.conjuncts = []program{r.whole}
+		if len(parts) == 1 {
+			r.conjuncts[0].guard = newGuard(parts[0])
+		}
 	}
 	// When the operands together are bounded by MaxCost, the whole
 	// expression cannot reach the limit, and its result is the operands'
@@ -244,6 +248,7 @@ type program struct {
 	fast    cel.Program // without the cost tracker; nil unless the cost is bounded statically
 	loops   bool        // holds a comprehension
 	maxCost uint64      // the static cost for inputs within the envelope (staticCost)
+	guard   *guard      // for a conjunct that compares an input with a literal
 }
 
 // eval evaluates the program: ResultAllow when true, ResultFalse, or
@@ -281,9 +286,26 @@ func (p *program) eval(ctx context.Context, act *activation, fast bool) (Result,
 // as in CEL: false when an operand is false, else an error when one failed,
 // else true). With explain, a rule that did not allow also gets its
 // clauses: each conjunct that was false or failed, evaluated on its own.
+//
+// A conjunct that compares a string input with a literal (a guard) is
+// checked first: when it is false so is the rule, as in CEL, where false &&
+// x is false whatever x is, even an error.
 func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (Result, string, []Clause) {
-	if explain && fast && r.combinable {
-		return r.evalConjuncts(ctx, act)
+	if err := ctx.Err(); err != nil {
+		return ResultError, cleanEvalError(err), nil
+	}
+	guarded := false
+	for i := range r.conjuncts {
+		if g := r.conjuncts[i].guard; g != nil && !g.holds(act) {
+			guarded = true
+			break
+		}
+	}
+	switch {
+	case guarded && !explain:
+		return ResultFalse, "", nil
+	case explain && (guarded || fast && r.combinable):
+		return r.evalConjuncts(ctx, act, fast)
 	}
 	res, msg := r.whole.eval(ctx, act, fast)
 	if res == ResultAllow || !explain {
@@ -292,25 +314,28 @@ func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (R
 	if len(r.conjuncts) == 1 {
 		return res, msg, []Clause{{Expr: r.conjuncts[0].text, Result: res, Error: msg}}
 	}
-	var clauses []Clause
-	for i := range r.conjuncts {
-		c := &r.conjuncts[i]
-		if cres, cmsg := c.eval(ctx, act, fast); cres != ResultAllow {
-			clauses = append(clauses, Clause{Expr: c.text, Result: cres, Error: cmsg})
-		}
-	}
+	_, _, clauses := r.evalConjuncts(ctx, act, fast)
 	return res, msg, clauses
 }
 
-// evalConjuncts evaluates every conjunct (all run without the tracker) and
-// combines them as && does: false when one is false, else the first error,
-// else true. The clauses are the conjuncts that were not true.
-func (r *rule) evalConjuncts(ctx context.Context, act *activation) (Result, string, []Clause) {
+// evalConjuncts evaluates every conjunct and combines them as && does:
+// false when one is false, else the first error, else true. The clauses
+// are the conjuncts that were not true. The combination is the rule's
+// result when a conjunct is false, and when the conjuncts' static costs sum
+// to at most MaxCost (combinable: the whole expression could not have
+// reached the limit either).
+func (r *rule) evalConjuncts(ctx context.Context, act *activation, fast bool) (Result, string, []Clause) {
 	var clauses []Clause
 	res, msg := ResultAllow, ""
 	for i := range r.conjuncts {
 		c := &r.conjuncts[i]
-		cres, cmsg := c.eval(ctx, act, true)
+		var cres Result
+		var cmsg string
+		if c.guard != nil && !c.guard.holds(act) {
+			cres = ResultFalse
+		} else {
+			cres, cmsg = c.eval(ctx, act, fast)
+		}
 		switch {
 		case cres == ResultAllow:
 			continue
@@ -322,6 +347,48 @@ func (r *rule) evalConjuncts(ctx context.Context, act *activation) (Result, stri
 		clauses = append(clauses, Clause{Expr: c.text, Result: cres, Error: cmsg})
 	}
 	return res, msg, clauses
+}
+
+// guard is a conjunct that compares a string input with a string literal,
+// as most rules have (subject.id == "spiffe://…"). When the input differs,
+// the conjunct is false without running a program, and so is the rule.
+type guard struct {
+	idx int          // the variable, an index of activation.vals
+	lit types.String // the literal
+}
+
+// newGuard returns the guard that conjunct e is, or nil.
+func newGuard(e celast.Expr) *guard {
+	if e.Kind() != celast.CallKind {
+		return nil
+	}
+	c := e.AsCall()
+	if c.FunctionName() != operators.Equals || c.IsMemberFunction() || len(c.Args()) != 2 {
+		return nil
+	}
+	v, l := c.Args()[0], c.Args()[1]
+	if v.Kind() == celast.LiteralKind {
+		v, l = l, v
+	}
+	if v.Kind() != celast.IdentKind || l.Kind() != celast.LiteralKind {
+		return nil
+	}
+	lit, ok := l.AsLiteral().(types.String)
+	if !ok {
+		return nil
+	}
+	switch i := varIndex(v.AsIdent()); i {
+	case idxSubjectID, idxTrustDomain, idxPath, idxNodeID, idxNodeMethod, idxCredential:
+		return &guard{idx: i, lit: lit}
+	}
+	return nil
+}
+
+// holds reports whether the guard's comparison is true for the decision's
+// input (reading the variable, as the program would).
+func (g *guard) holds(act *activation) bool {
+	v, _ := act.ResolveName(varNames[g.idx])
+	return v == g.lit
 }
 
 // cleanEvalError turns an evaluation error into operator text.

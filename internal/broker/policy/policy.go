@@ -371,10 +371,11 @@ func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 	d.Policy = p.name
 	act := newActivation(in)
 	fast := inEnvelope(in)
-	d.Rules = make([]RuleResult, 0, len(p.rules))
+	d.Rules = make([]RuleResult, len(p.rules))
 	decided := false
-	for _, r := range p.rules {
-		rr := RuleResult{Name: r.name}
+	for i, r := range p.rules {
+		rr := &d.Rules[i] // filled in place: no copy of the struct
+		rr.Name = r.name
 		switch {
 		case decided:
 			rr.Applies = r.applies(in.Request.Credential)
@@ -391,7 +392,6 @@ func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 				d.TTL = r.ttl
 			}
 		}
-		d.Rules = append(d.Rules, rr)
 	}
 	d.Inputs = act.read()
 	return d
