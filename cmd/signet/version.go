@@ -61,7 +61,7 @@ func readBuildInfo() buildInfo {
 }
 
 func newVersionCmd() *cobra.Command {
-	var asJSON bool
+	var o output
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the signet version, commit, build date and Go version",
@@ -69,7 +69,7 @@ func newVersionCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bi := readBuildInfo()
 			out := cmd.OutOrStdout()
-			if asJSON {
+			if o.json {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(bi)
@@ -91,7 +91,7 @@ func newVersionCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.addFlags(cmd)
 	return cmd
 }
 
