@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -167,17 +166,9 @@ func LoadAgent(path string) (*Agent, error) {
 }
 
 func load(path string, v any) error {
-	f, err := os.Open(path)
+	data, err := ReadFile("config", path)
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return fmt.Errorf("read config %s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return fmt.Errorf("config %s is larger than %d bytes", path, maxFileSize)
+		return err
 	}
 	if err := Decode(data, v); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)

@@ -1,22 +1,16 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/broker/policy"
 	"github.com/signet-id/signet/internal/config"
 )
-
-const maxConfigSize = 1 << 20
 
 // Protocols of a route.
 const (
@@ -60,17 +54,9 @@ type Egress struct {
 
 // LoadConfig reads, validates and compiles a gateway configuration file.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := config.ReadFile("gateway config", path)
 	if err != nil {
-		return nil, fmt.Errorf("read gateway config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read gateway config %s: %w", path, err)
-	}
-	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("gateway config %s is larger than %d bytes", path, maxConfigSize)
+		return nil, err
 	}
 	c, err := ParseConfig(data)
 	if err != nil {
@@ -84,43 +70,11 @@ func LoadConfig(path string) (*Config, error) {
 // every invalid field (a rule that does not compile included) is reported
 // at once, naming its route.
 func ParseConfig(data []byte) (*Config, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty configuration: set ingress or egress routes")
-		}
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("more than one YAML document: a config file holds exactly one")
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
-	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("line %d: the configuration must be a mapping of keys (agent_socket, ingress, egress)", root.Line)
-	}
 	var c Config
-	if err := config.DecodeNode("", root, &c); err != nil {
-		return nil, topLevel(err)
+	if err := config.DecodeDocument(data, &c, "set ingress or egress routes", "agent_socket, ingress, egress"); err != nil {
+		return nil, err
 	}
 	return &c, nil
-}
-
-// topLevel rewrites DecodeNode's field paths for a whole file.
-func topLevel(err error) error {
-	lines := strings.Split(err.Error(), "\n")
-	for i, l := range lines {
-		l = strings.TrimPrefix(l, ": ")
-		if head, rest, ok := strings.Cut(l, ": ."); ok && strings.HasPrefix(head, "line ") {
-			l = head + ": " + rest
-		}
-		lines[i] = strings.TrimPrefix(l, ".")
-	}
-	return errors.New(strings.Join(lines, "\n"))
 }
 
 // Validate checks every route and compiles the allow rules; each problem

@@ -1,24 +1,16 @@
 package helper
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/signet-id/signet/internal/config"
 )
-
-// maxConfigSize bounds helper.yaml.
-const maxConfigSize = 1 << 20
 
 // DefaultOnChangeTimeout is how long an on_change command may run when the
 // configuration sets no timeout.
@@ -82,19 +74,11 @@ func signalNames() []string {
 	return out
 }
 
-// LoadConfig reads and validates a helper configuration file.
+// LoadConfig reads, validates and compiles a helper configuration file.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := config.ReadFile("helper config", path)
 	if err != nil {
-		return nil, fmt.Errorf("read helper config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read helper config %s: %w", path, err)
-	}
-	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("helper config %s is larger than %d bytes", path, maxConfigSize)
+		return nil, err
 	}
 	c, err := ParseConfig(data)
 	if err != nil {
@@ -107,44 +91,11 @@ func LoadConfig(path string) (*Config, error) {
 // unknown keys are errors naming their line and the accepted keys, and
 // every invalid field is reported at once.
 func ParseConfig(data []byte) (*Config, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty configuration: set x509 or jwt")
-		}
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("more than one YAML document: a config file holds exactly one")
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
-	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("line %d: the configuration must be a mapping of keys (agent_socket, x509, jwt, on_change)", root.Line)
-	}
 	var c Config
-	if err := config.DecodeNode("", root, &c); err != nil {
-		return nil, topLevel(err)
+	if err := config.DecodeDocument(data, &c, "set x509 or jwt", "agent_socket, x509, jwt, on_change"); err != nil {
+		return nil, err
 	}
 	return &c, nil
-}
-
-// topLevel rewrites DecodeNode's field paths for a whole file: "x509.dir",
-// not ".x509.dir".
-func topLevel(err error) error {
-	lines := strings.Split(err.Error(), "\n")
-	for i, l := range lines {
-		l = strings.TrimPrefix(l, ": ")
-		if head, rest, ok := strings.Cut(l, ": ."); ok && strings.HasPrefix(head, "line ") {
-			l = head + ": " + rest
-		}
-		lines[i] = strings.TrimPrefix(l, ".")
-	}
-	return errors.New(strings.Join(lines, "\n"))
 }
 
 // Validate reports every problem of the configuration, each naming its key.
