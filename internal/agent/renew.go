@@ -49,6 +49,12 @@ func (a *Agent) renewLoop(ctx context.Context, dir *dataDir) error {
 		switch {
 		case failing:
 			wait = bo.next()
+			// Wake at expiry at the latest: the agent then says its SVID
+			// expired and switches to re-establishing the node, rather than
+			// finding out one back-off later.
+			if until := leaf.NotAfter.Sub(now); until > 0 && until < wait {
+				wait = until
+			}
 		case !now.Before(leaf.NotAfter):
 			wait = 0 // expired (loaded so from disk): re-establish at once
 		case renewed:
