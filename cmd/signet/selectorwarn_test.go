@@ -18,6 +18,11 @@ func entryWith(sels ...string) *commonv1.Entry {
 	return e
 }
 
+func withParent(e *commonv1.Entry, parent string) *commonv1.Entry {
+	e.ParentId = parent
+	return e
+}
+
 func TestWarnUnknownSelectorTypes(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -30,6 +35,9 @@ func TestWarnUnknownSelectorTypes(t *testing.T) {
 			entryWith("nomad:job:a"), entryWith("nomad:job:b", "lxc:name:x"), entryWith("nomad:task:c"),
 		}, []string{"nomad", "lxc"}},
 		{"no entries", nil, nil},
+		{"a CI issuer's selectors under its parent", []*commonv1.Entry{
+			withParent(entryWith("github:repository:acme/app", "gitlab:ref:main"), "spiffe://example.org/signet/ci/github"),
+		}, []string{"gitlab"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
