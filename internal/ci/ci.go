@@ -109,6 +109,14 @@ func New(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
+// Validate checks the issuers' settings as New does, without building a
+// verifier: the server runs it before it creates anything, so a bad
+// oidc_issuers section leaves no data dir, store or keys behind.
+func Validate(td spiffeid.TrustDomain, issuers map[string]config.OIDCIssuer) error {
+	_, err := settings(td, issuers)
+	return err
+}
+
 // Parents are the IDs the configured issuers' entries are parented to.
 func (v *Verifier) Parents() []spiffeid.ID { return v.parents }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/ci"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/oidcdiscovery"
@@ -232,6 +233,11 @@ func (c Config) validate() error {
 	}
 	if c.AgentTTL > c.CATTL/2 {
 		bad("agent_ttl %s must be at most half of ca.ttl (%s)", c.AgentTTL, c.CATTL)
+	}
+	if !c.TrustDomain.IsZero() {
+		if err := ci.Validate(c.TrustDomain, c.OIDCIssuers); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/server"
 )
 
@@ -42,6 +43,9 @@ func TestStartupRefusalsCreateNothing(t *testing.T) {
 			"bytes long: unix socket paths are limited to 107 bytes on Linux"},
 		{"admin socket served by another process", nil, func(c *server.Config) { c.AdminSocket = served },
 			"admin_socket " + served + " is in use"},
+		{"oidc issuer without a kind", nil, func(c *server.Config) {
+			c.OIDCIssuers = map[string]config.OIDCIssuer{"corp": {Issuer: "https://ci.corp.example"}}
+		}, "oidc_issuers.corp.kind is required"},
 		{"data dir writable by others", func(t *testing.T, dir string) {
 			mkdir(t, dir)
 			if err := os.Chmod(dir, 0o777); err != nil {
