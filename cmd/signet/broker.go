@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -17,14 +15,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/signet-id/signet/internal/atomicfile"
-	"github.com/signet-id/signet/internal/broker/exchange"
+	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/config"
 	brokerv1 "github.com/signet-id/signet/internal/gen/signet/broker/v1"
-	"github.com/signet-id/signet/internal/tokenapi"
 )
 
 // brokerCall runs fn with a Broker admin client on the admin socket.
@@ -288,15 +284,10 @@ func newLeaseCmd() *cobra.Command {
 }
 
 // brokerURLEnv names the broker's base URL.
-const brokerURLEnv = "SIGNET_BROKER_URL"
+const brokerURLEnv = brokerclient.EnvURL
 
 // credentialResult is what `credential get --json` prints.
-type credentialResult struct {
-	LeaseID    string            `json:"lease_id"`
-	Credential string            `json:"credential"`
-	ExpiresAt  string            `json:"expires_at"`
-	Data       map[string]string `json:"data"`
-}
+type credentialResult = brokerclient.Result
 
 func newCredentialCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "credential", Short: "Brokered credentials for the calling workload"}
@@ -323,18 +314,11 @@ func newCredentialCmd() *cobra.Command {
 			if f.out.json && (f.format != "" || f.write != "") || f.format != "" && f.write != "" {
 				return errors.New("use one of --json, --format env and --write")
 			}
-			base := f.broker
-			if base == "" {
-				base = os.Getenv(brokerURLEnv)
+			u, err := brokerclient.ResolveURL(cmd.Context(), "--broker", f.broker, nil)
+			if err != nil {
+				return err
 			}
-			if base == "" {
-				return fmt.Errorf("--broker is required (or %s): the server's HTTPS address, e.g. https://signet.example.com:8443", brokerURLEnv)
-			}
-			u, err := url.Parse(base)
-			if err != nil || u.Scheme != "https" || u.Host == "" {
-				return fmt.Errorf("--broker %q: want https://HOST:PORT", base)
-			}
-			ctxJSON, err := contextJSON(f.contexts)
+			kvs, err := contextMap(f.contexts)
 			if err != nil {
 				return err
 			}
@@ -355,7 +339,7 @@ func newCredentialCmd() *cobra.Command {
 				}
 				pub = kp.pub
 			}
-			res, err := requestCredential(cmd, &f.wl, u, args[0], ctxJSON, f.ttl, pub)
+			res, err := requestCredential(cmd, &f.wl, u, brokerclient.Request{Credential: args[0], Context: kvs, TTL: f.ttl, PublicKey: pub})
 			if err != nil {
 				return err
 			}
@@ -399,29 +383,29 @@ func newCredentialCmd() *cobra.Command {
 	return cmd
 }
 
-// contextJSON turns --context k=v flags into a JSON object.
-func contextJSON(kvs []string) (string, error) {
+// contextMap turns --context k=v flags into the task context.
+func contextMap(kvs []string) (map[string]string, error) {
 	if len(kvs) == 0 {
-		return "", nil
+		return nil, nil
 	}
 	m := map[string]string{}
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return "", fmt.Errorf("--context %q: want key=value", kv)
+			return nil, fmt.Errorf("--context %q: want key=value", kv)
 		}
 		if _, dup := m[k]; dup {
-			return "", fmt.Errorf("--context %s is given twice", k)
+			return nil, fmt.Errorf("--context %s is given twice", k)
 		}
 		m[k] = v
 	}
-	b, err := json.Marshal(m)
-	return string(b), err
+	return m, nil
 }
 
 // requestCredential presents the workload's X509-SVID to the token
-// endpoint over mTLS, trusting the server through the workload's bundle.
-func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, name, ctxJSON string, ttl time.Duration, publicKey string) (*credentialResult, error) {
+// endpoint over mTLS, trusting the server through the workload's bundle. A
+// refusal exits 1 with the OAuth error and its description.
+func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, r brokerclient.Request) (*credentialResult, error) {
 	ctx, client, closeFn, err := wl.client(cmd)
 	if err != nil {
 		return nil, err
@@ -432,52 +416,18 @@ func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, name
 		return nil, workloadErr(err)
 	}
 	defer src.Close()
-	svid, err := src.GetX509SVID()
+	bc, err := brokerclient.New(base, src)
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeMemberOf(svid.ID.TrustDomain()))
-	tlsCfg.MinVersion = tls.VersionTLS12
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	form := url.Values{"grant_type": {tokenapi.GrantTokenExchange}, "requested_token_type": {exchange.TokenTypeCredential}, "resource": {name}}
-	if ctxJSON != "" {
-		form.Set(exchange.ParamContext, ctxJSON)
-	}
-	if ttl > 0 {
-		form.Set(exchange.ParamTTL, ttl.String())
-	}
-	if publicKey != "" {
-		form.Set(exchange.ParamPublicKey, publicKey)
-	}
-	endpoint := base.JoinPath(tokenapi.Path).String()
+	defer bc.Close()
 	rctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("broker %s: %w", base.Host, err)
+	res, err := bc.Get(rctx, r)
+	if brokerclient.IsDenied(err) {
+		return nil, &exitError{code: 1, err: err}
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("broker %s: %w", base.Host, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var oe struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		if json.Unmarshal(body, &oe) != nil || oe.Error == "" {
-			return nil, fmt.Errorf("broker %s: HTTP %d", base.Host, resp.StatusCode)
-		}
-		return nil, &exitError{code: 1, err: fmt.Errorf("%s: %s", oe.Error, oe.Description)}
-	}
-	var res credentialResult
-	if err := json.Unmarshal(body, &res); err != nil || res.LeaseID == "" {
-		return nil, fmt.Errorf("broker %s: unexpected response", base.Host)
-	}
-	return &res, nil
+	return res, err
 }
 
 // writeEnv prints shell assignments: SIGNET_LEASE_ID, SIGNET_EXPIRES_AT and

@@ -21,6 +21,7 @@ import (
 
 	"github.com/signet-id/signet/internal/atomicfile"
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
+	"github.com/signet-id/signet/internal/brokerclient"
 )
 
 // newSSHCmd is `signet ssh`: what an sshd host needs from Signet's SSH
@@ -98,16 +99,9 @@ func (f *sshFetch) addFlags(cmd *cobra.Command) {
 }
 
 func (f *sshFetch) get(cmd *cobra.Command, path string) ([]byte, error) {
-	base := f.broker
-	if base == "" {
-		base = os.Getenv(brokerURLEnv)
-	}
-	if base == "" {
-		return nil, fmt.Errorf("--broker is required (or %s): the server's HTTPS address, e.g. https://signet.example.com:8443", brokerURLEnv)
-	}
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("--broker %q: want https://HOST:PORT", base)
+	u, err := brokerclient.ResolveURL(cmd.Context(), "--broker", f.broker, nil)
+	if err != nil {
+		return nil, err
 	}
 	tlsCfg, err := f.tlsConfig(cmd)
 	if err != nil {
