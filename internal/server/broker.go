@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -73,10 +75,35 @@ func splitCredential(path string, n yaml.Node) (credentialCommon, *yaml.Node, er
 	return c, rest, nil
 }
 
-// buildBroker loads the KEK and the policy, builds every credential's
-// provider through the registry (every problem reported at once) and
-// checks the KEK against the store.
-func (s *Server) buildBroker(ctx context.Context) error {
+// brokerParts are the pieces of the broker that checkBroker builds before
+// anything is created: the KEK, the compiled policy and every credential's
+// provider. startBroker assembles them into the broker once the store
+// exists.
+type brokerParts struct {
+	sealer *seal.Sealer
+	holder *policy.Holder
+	creds  []broker.Credential
+	src    *broker.SecretSource
+}
+
+// close closes the providers that hold connections.
+func (p *brokerParts) close() {
+	for _, c := range p.creds {
+		if cl, ok := c.Provider.(interface{ Close() error }); ok {
+			_ = cl.Close()
+		}
+	}
+	p.creds = nil
+}
+
+// checkBroker loads the KEK, compiles the policy and builds every
+// credential's provider through the registry (every problem reported at
+// once, each naming its key). It runs before the server creates its data
+// dir or store: providers validate their configuration and read their
+// files but do not connect. ssh credentials, whose provider generates its
+// CA key when the file is missing, are built only once everything else
+// passed.
+func (s *Server) checkBroker() error {
 	bc := s.cfg.Broker
 	if !bc.enabled() {
 		return nil
@@ -88,23 +115,31 @@ func (s *Server) buildBroker(ctx context.Context) error {
 	if bc.PolicyFile == "" {
 		errs = append(errs, errors.New("broker.policy_file: required (the CEL policy; deny unless a rule allows)"))
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	parts := &brokerParts{src: &broker.SecretSource{}}
+	if bc.KEKFile != "" {
+		sealer, err := seal.Load(bc.KEKFile)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		parts.sealer = sealer
 	}
-	sealer, err := seal.Load(bc.KEKFile)
-	if err != nil {
-		return err
-	}
-	holder, err := policy.NewHolder(bc.PolicyFile)
-	if err != nil {
-		return fmt.Errorf("broker.policy_file: %w", err)
+	if bc.PolicyFile != "" {
+		holder, err := policy.NewHolder(bc.PolicyFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("broker.policy_file: %w", err))
+		}
+		parts.holder = holder
 	}
 	reg, err := builtin.CredentialProviders()
 	if err != nil {
 		return err
 	}
-	src := &broker.SecretSource{}
-	var creds []broker.Credential
+	type section struct {
+		name, path string
+		common     credentialCommon
+		rest       *yaml.Node
+	}
+	var plain, ssh []section
 	for _, name := range bc.Credentials.Names() {
 		path := builtin.CredentialsKey + "." + name
 		if err := store.CheckBrokerName(name); err != nil {
@@ -116,46 +151,88 @@ func (s *Server) buildBroker(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		p, err := reg.BuildAt(provider.Deps{Credential: name, Secrets: src, SignJWTSVID: s.signBrokerJWT, Log: s.log, Now: s.cfg.Now}, common.Provider, path, rest)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		sec := section{name, path, common, rest}
+		if common.Provider == sshprovider.Name {
+			ssh = append(ssh, sec)
+		} else {
+			plain = append(plain, sec)
 		}
-		if sp, ok := p.(*sshprovider.Provider); ok {
-			if s.sshCAs == nil {
-				s.sshCAs = map[string]*sshprovider.Provider{}
-			}
-			s.sshCAs[name] = sp
-		}
-		creds = append(creds, broker.Credential{Name: name, ProviderName: common.Provider, Provider: p,
-			DefaultTTL: time.Duration(common.DefaultTTL), MaxTTL: time.Duration(common.MaxTTL)})
 	}
-	closeAll := func() {
-		for _, c := range creds {
-			if cl, ok := c.Provider.(interface{ Close() error }); ok {
-				_ = cl.Close()
+	build := func(secs []section) {
+		for _, sec := range secs {
+			p, err := reg.BuildAt(provider.Deps{Credential: sec.name, Secrets: parts.src, SignJWTSVID: s.signBrokerJWT, Log: s.log, Now: s.cfg.Now},
+				sec.common.Provider, sec.path, sec.rest)
+			if err != nil {
+				errs = append(errs, fieldPaths(sec.path, err))
+				continue
 			}
+			if sp, ok := p.(*sshprovider.Provider); ok {
+				if s.sshCAs == nil {
+					s.sshCAs = map[string]*sshprovider.Provider{}
+				}
+				s.sshCAs[sec.name] = sp
+			}
+			parts.creds = append(parts.creds, broker.Credential{Name: sec.name, ProviderName: sec.common.Provider, Provider: p,
+				DefaultTTL: time.Duration(sec.common.DefaultTTL), MaxTTL: time.Duration(sec.common.MaxTTL)})
 		}
+	}
+	build(plain)
+	if len(errs) == 0 {
+		build(ssh)
 	}
 	if len(errs) > 0 {
-		closeAll()
+		parts.close()
+		s.sshCAs = nil
 		return errors.Join(errs...)
+	}
+	s.brokerParts = parts
+	return nil
+}
+
+// fieldName matches a provider error that starts with the field it is
+// about: "creation_statements[0]: …", "dsn_file: …".
+var fieldName = regexp.MustCompile(`^[a-z][a-z0-9_]*(\[[0-9]+\])?(\.[a-z][a-z0-9_]*(\[[0-9]+\])?)*: `)
+
+// fieldPaths rewrites a provider's error so that every problem names its
+// key in full, broker.credentials.NAME.FIELD: the registry prefixes only the
+// first line of a joined error, with "PATH: ". Errors that already name
+// the path, or no field, keep "PATH: " in front.
+func fieldPaths(path string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), path+": ")
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, path):
+		case fieldName.MatchString(l):
+			lines[i] = path + "." + l
+		default:
+			lines[i] = path + ": " + l
+		}
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// startBroker builds the broker from the parts checkBroker prepared, now
+// that the store exists, and checks the KEK against the store.
+func (s *Server) startBroker(ctx context.Context) error {
+	parts := s.brokerParts
+	if parts == nil {
+		return nil
 	}
 	metrics, err := broker.NewMetrics(s.registerer)
 	if err != nil {
-		closeAll()
 		return err
 	}
 	b, err := broker.New(ctx, broker.Config{
-		Store: s.store, Sealer: sealer, Policy: holder, Credentials: creds,
-		Log: s.log.With("component", "broker"), Now: s.cfg.Now, Metrics: metrics, IssueTimeout: bc.IssueTimeout,
+		Store: s.store, Sealer: parts.sealer, Policy: parts.holder, Credentials: parts.creds,
+		Log: s.log.With("component", "broker"), Now: s.cfg.Now, Metrics: metrics, IssueTimeout: s.cfg.Broker.IssueTimeout,
 	})
 	if err != nil {
-		closeAll()
 		return err
 	}
-	src.B = b
-	s.broker, s.policy = b, holder
+	parts.src.B = b
+	s.broker, s.policy = b, parts.holder
+	s.brokerParts = nil
 	return nil
 }
 

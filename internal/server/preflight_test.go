@@ -29,6 +29,22 @@ func TestStartupRefusalsCreateNothing(t *testing.T) {
 	}
 	defer sl.Close()
 
+	goodKEK := kek(t, tmp)
+	openKEK := writeFile(t, tmp, "open.kek", strings.Repeat("k", 32), 0o644)
+	shortKEK := writeFile(t, tmp, "short.kek", "0123456789", 0o600)
+	policyFile := writeFile(t, tmp, "policy.yaml", brokerPolicy, 0o600)
+	badPolicy := writeFile(t, tmp, "bad.yaml", "rules:\n  - name: broken\n    credentials: [stripe]\n    when: subject.id == 1\n", 0o600)
+	openDSN := writeFile(t, tmp, "open.dsn", "postgres://postgres@127.0.0.1:5432/test", 0o644)
+	goodDSN := writeFile(t, tmp, "good.dsn", "postgres://postgres@127.0.0.1:5432/test", 0o600)
+	withBroker := func(kekFile, policy, credentials string) func(c *server.Config) {
+		return func(c *server.Config) {
+			c.Broker = server.BrokerConfig{KEKFile: kekFile, PolicyFile: policy, Credentials: creds(t, credentials)}
+		}
+	}
+	// An ssh credential (whose provider would generate its CA key) next
+	// to a refused one: nothing is generated.
+	sshKey := filepath.Join(tmp, "ssh-ca.key")
+
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, dir string) // dir: the data dir, not yet created
@@ -46,6 +62,30 @@ func TestStartupRefusalsCreateNothing(t *testing.T) {
 		{"oidc issuer without a kind", nil, func(c *server.Config) {
 			c.OIDCIssuers = map[string]config.OIDCIssuer{"corp": {Issuer: "https://ci.corp.example"}}
 		}, "oidc_issuers.corp.kind is required"},
+		{"broker unknown provider", nil, withBroker(goodKEK, policyFile, "x: {provider: vault}"),
+			`broker.credentials.x: unknown credential provider "vault"`},
+		{"broker bad template", nil, withBroker(goodKEK, policyFile,
+			"orders-db: {provider: postgres, dsn_file: "+goodDSN+", creation_statements: [\"CREATE ROLE {{name}} PASSWORD '{{password}}'\"]}"),
+			"broker.credentials.orders-db.creation_statements[0]: "},
+		{"broker missing kek_file", nil, withBroker("", policyFile, "stripe: {provider: static}"),
+			"broker.kek_file: required"},
+		{"broker kek readable by others", nil, withBroker(openKEK, policyFile, "stripe: {provider: static}"),
+			"broker.kek_file: " + openKEK + " has mode 0644"},
+		{"broker kek of the wrong size", nil, withBroker(shortKEK, policyFile, "stripe: {provider: static}"),
+			"broker.kek_file: " + shortKEK + " holds 10 bytes"},
+		{"broker kek missing", nil, withBroker(filepath.Join(tmp, "none.kek"), policyFile, "stripe: {provider: static}"),
+			"broker.kek_file: open "},
+		{"broker policy does not compile", nil, withBroker(goodKEK, badPolicy, "stripe: {provider: static}"),
+			"broker.policy_file: "},
+		{"broker dsn_file readable by others", nil, withBroker(goodKEK, policyFile,
+			"orders-db: {provider: postgres, dsn_file: "+openDSN+", creation_statements: [\"CREATE ROLE {{name}} LOGIN PASSWORD {{password}}\"]}"),
+			"broker.credentials.orders-db.dsn_file: " + openDSN + " has mode 0644"},
+		{"broker dsn_file missing", nil, withBroker(goodKEK, policyFile,
+			"orders-db: {provider: postgres, dsn_file: "+filepath.Join(tmp, "none.dsn")+", creation_statements: [\"CREATE ROLE {{name}} LOGIN PASSWORD {{password}}\"]}"),
+			"broker.credentials.orders-db.dsn_file: "},
+		{"broker ssh next to a refused credential", nil, withBroker(goodKEK, policyFile,
+			"x: {provider: vault}\nssh: {provider: ssh, ca_key_file: "+sshKey+"}"),
+			`broker.credentials.x: unknown credential provider "vault"`},
 		{"data dir writable by others", func(t *testing.T, dir string) {
 			mkdir(t, dir)
 			if err := os.Chmod(dir, 0o777); err != nil {
@@ -95,6 +135,9 @@ func TestStartupRefusalsCreateNothing(t *testing.T) {
 				}
 			} else if tt.setup == nil && err == nil {
 				t.Errorf("a refused start created the data dir")
+			}
+			if _, err := os.Stat(sshKey); err == nil {
+				t.Errorf("a refused start generated the ssh CA key %s", sshKey)
 			}
 		})
 	}

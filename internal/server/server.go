@@ -96,10 +96,13 @@ type Server struct {
 	tokenIssuers   map[string]tokenapi.Issuer
 	health         *healthz.Server // nil when HealthAddress is empty
 	// The credential broker and its policy; nil without a broker section.
-	broker     *broker.Broker
-	policy     *policy.Holder
-	registerer prometheus.Registerer
-	ready      atomic.Bool
+	broker *broker.Broker
+	// brokerParts are the checked broker pieces between checkBroker and
+	// startBroker; closed by closeAll when the start is refused.
+	brokerParts *brokerParts
+	policy      *policy.Holder
+	registerer  prometheus.Registerer
+	ready       atomic.Bool
 
 	// sshCAs are the broker's ssh credentials, whose CA keys and KRL the
 	// HTTPS listener serves; nil without any.
@@ -160,6 +163,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	// The broker section: KEK, policy and providers, checked (not
+	// connected) before the data dir and store exist.
+	if err := s.checkBroker(); err != nil {
+		return nil, fmt.Errorf("invalid server configuration:\n%w", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -210,7 +218,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	if err := s.buildBroker(ctx); err != nil {
+	if err := s.startBroker(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.buildTokenAPI(); err != nil {
@@ -375,6 +383,9 @@ func (s *Server) closeAll() {
 	}
 	if s.broker != nil {
 		_ = s.broker.Close()
+	}
+	if s.brokerParts != nil {
+		s.brokerParts.close()
 	}
 	if s.store != nil {
 		_ = s.store.Close()
