@@ -62,6 +62,9 @@ type Config struct {
 	Bundle func() *spiffebundle.Bundle
 	// Verifiers are the node attestation methods the server accepts.
 	Verifiers []nodeattest.Verifier
+	// BrokerURL is sent in every SyncResponse (broker_url): the base URL
+	// of this server's token endpoint; empty advertises none.
+	BrokerURL string
 
 	AgentTTL       time.Duration
 	DefaultX509TTL time.Duration
@@ -307,7 +310,7 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 	if err := s.recordServed(ctx, node, req.GetServed()); err != nil {
 		return nil, err
 	}
-	resp := &agentv1.SyncResponse{Revision: s.cfg.Entries.Revision()}
+	resp := &agentv1.SyncResponse{Revision: s.cfg.Entries.Revision(), BrokerUrl: s.cfg.BrokerURL}
 	if b := s.cfg.Bundle(); b != nil {
 		if seq, _ := b.SequenceNumber(); seq != req.GetKnownBundleSequence() {
 			if resp.Bundle, err = apiconv.BundleToProto(b); err != nil {

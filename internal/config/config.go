@@ -81,6 +81,9 @@ type Server struct {
 	// (POST /oauth2/token).
 	HTTPAddress string  `yaml:"http_address" flag:"http-address" usage:"serve HTTPS (the token exchange endpoint POST /oauth2/token) on this address, e.g. 0.0.0.0:8443"`
 	HTTPTLS     HTTPTLS `yaml:"http_tls"`
+	// HTTPAdvertiseURL is the token endpoint's base URL this server tells
+	// its agents (and they their workloads).
+	HTTPAdvertiseURL string `yaml:"http_advertise_url" flag:"http-advertise-url" usage:"base URL of the HTTPS listener told to agents for brokered credentials, https://HOST:PORT (default https://HTTP_ADDRESS when its host is concrete, not 0.0.0.0 or ::)"`
 	// JWTIssuer is the iss of JWT-SVIDs; the HTTPS listener serves OIDC
 	// discovery for it.
 	JWTIssuer      string   `yaml:"jwt_issuer" flag:"jwt-issuer" usage:"https URL put in JWT-SVIDs as iss; the HTTPS listener serves ISSUER/.well-known/openid-configuration and its JWKS for it (needs --http-address)"`

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +48,13 @@ type Config struct {
 	// server's own X509-SVID, renewed with it.
 	HTTPTLSCertFile string
 	HTTPTLSKeyFile  string
+	// HTTPAdvertiseURL (http_advertise_url) is the base URL of the HTTPS
+	// listener, https://HOST:PORT, that the server advertises to its
+	// agents in every Sync, so that `signet credential get` finds the
+	// broker without --broker. Empty: https://<the listener's address>
+	// when HTTPAddress has a concrete host (not 0.0.0.0, :: or empty),
+	// else nothing is advertised. Each replica advertises its own.
+	HTTPAdvertiseURL string
 	// TokenRatePerSecond bounds token endpoint requests per client
 	// address (burst: twice as many); 0 means DefaultTokenRatePerSecond.
 	// Not a file key: benchmarks driving the endpoint from one address
@@ -199,6 +209,13 @@ func (c Config) validate() error {
 			bad("http_address %q is not host:port: %v", c.HTTPAddress, err)
 		}
 	}
+	if c.HTTPAdvertiseURL != "" {
+		if err := checkAdvertiseURL(c.HTTPAdvertiseURL); err != nil {
+			bad("%v", err)
+		} else if c.HTTPAddress == "" {
+			bad("http_advertise_url %q needs http_address: it advertises the HTTPS listener", c.HTTPAdvertiseURL)
+		}
+	}
 	if c.JWTIssuer != "" {
 		if _, err := oidcdiscovery.ParseIssuer(c.JWTIssuer); err != nil {
 			bad("%v", err)
@@ -240,4 +257,42 @@ func (c Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkAdvertiseURL accepts https://HOST:PORT (an optional trailing "/"),
+// nothing more: no user, path, query or fragment.
+func checkAdvertiseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Port() == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return fmt.Errorf("http_advertise_url %q: want https://HOST:PORT", raw)
+	}
+	if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("http_advertise_url %q: port must be 1-65535", raw)
+	}
+	return nil
+}
+
+// advertiseURL is the broker URL the server tells its agents: the
+// configured one, else https://<addr> (the HTTPS listener's bound address)
+// when the configured http_address has a concrete host; "" otherwise.
+func advertiseURL(cfg Config, addr net.Addr) string {
+	if cfg.HTTPAdvertiseURL != "" {
+		return strings.TrimSuffix(cfg.HTTPAdvertiseURL, "/")
+	}
+	if cfg.HTTPAddress == "" || addr == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(cfg.HTTPAddress)
+	if err != nil || host == "" {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(host, port)
 }

@@ -50,7 +50,7 @@ func (s *Server) newAgentAPI(reg prometheus.Registerer) (*agentapi.Service, erro
 	}
 	return agentapi.New(agentapi.Config{
 		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, Store: s.store, CA: s.ca, Entries: s.cache,
-		Bundle: s.Bundle, Verifiers: verifiers, AgentTTL: s.cfg.AgentTTL,
+		Bundle: s.Bundle, Verifiers: verifiers, BrokerURL: advertiseURL(s.cfg, s.HTTPAddr()), AgentTTL: s.cfg.AgentTTL,
 		DefaultX509TTL: s.cfg.DefaultX509TTL, DefaultJWTTTL: s.cfg.DefaultJWTTTL,
 		Now: s.cfg.Now, Log: s.log.With("component", "agent api"), Registerer: reg,
 	})

@@ -549,7 +549,11 @@ type SyncResponse struct {
 	EntryIds    []string `protobuf:"bytes,4,rep,name=entry_ids,json=entryIds,proto3" json:"entry_ids,omitempty"`
 	EntryIdsSet bool     `protobuf:"varint,5,opt,name=entry_ids_set,json=entryIdsSet,proto3" json:"entry_ids_set,omitempty"`
 	// The trust bundle, when its sequence differs from known_bundle_sequence.
-	Bundle        *v1.Bundle `protobuf:"bytes,6,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	Bundle *v1.Bundle `protobuf:"bytes,6,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// The base URL (https://HOST:PORT) of the answering server's HTTPS token
+	// endpoint, where workloads request brokered credentials; empty when the
+	// server advertises none. Sent in every response.
+	BrokerUrl     string `protobuf:"bytes,7,opt,name=broker_url,json=brokerUrl,proto3" json:"broker_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +628,13 @@ func (x *SyncResponse) GetBundle() *v1.Bundle {
 		return x.Bundle
 	}
 	return nil
+}
+
+func (x *SyncResponse) GetBrokerUrl() string {
+	if x != nil {
+		return x.BrokerUrl
+	}
+	return ""
 }
 
 type SignX509SVIDsRequest struct {
@@ -931,6 +942,114 @@ func (x *SignJWTSVIDResponse) GetExpiresAt() int64 {
 	return 0
 }
 
+type GetInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInfoRequest) Reset() {
+	*x = GetInfoRequest{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInfoRequest) ProtoMessage() {}
+
+func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetInfoRequest) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+type GetInfoResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The broker's base URL (https://HOST:PORT) the server advertised at the
+	// agent's last successful sync; empty when it advertised none.
+	BrokerUrl   string `protobuf:"bytes,1,opt,name=broker_url,json=brokerUrl,proto3" json:"broker_url,omitempty"`
+	TrustDomain string `protobuf:"bytes,2,opt,name=trust_domain,json=trustDomain,proto3" json:"trust_domain,omitempty"`
+	// The agent's own SPIFFE ID.
+	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The agent's build version.
+	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInfoResponse) Reset() {
+	*x = GetInfoResponse{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInfoResponse) ProtoMessage() {}
+
+func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetInfoResponse) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetInfoResponse) GetBrokerUrl() string {
+	if x != nil {
+		return x.BrokerUrl
+	}
+	return ""
+}
+
+func (x *GetInfoResponse) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+func (x *GetInfoResponse) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *GetInfoResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 var File_signet_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_signet_agent_v1_agent_proto_rawDesc = "" +
@@ -965,14 +1084,16 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\vServedEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12&\n" +
 	"\x0ffirst_served_at\x18\x02 \x01(\x03R\rfirstServedAt\x12$\n" +
-	"\x0elast_served_at\x18\x03 \x01(\x03R\flastServedAt\"\xe4\x01\n" +
+	"\x0elast_served_at\x18\x03 \x01(\x03R\flastServedAt\"\x83\x02\n" +
 	"\fSyncResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x121\n" +
 	"\aentries\x18\x03 \x03(\v2\x17.signet.common.v1.EntryR\aentries\x12\x1b\n" +
 	"\tentry_ids\x18\x04 \x03(\tR\bentryIds\x12\"\n" +
 	"\rentry_ids_set\x18\x05 \x01(\bR\ventryIdsSet\x120\n" +
-	"\x06bundle\x18\x06 \x01(\v2\x18.signet.common.v1.BundleR\x06bundle\"T\n" +
+	"\x06bundle\x18\x06 \x01(\v2\x18.signet.common.v1.BundleR\x06bundle\x12\x1d\n" +
+	"\n" +
+	"broker_url\x18\a \x01(\tR\tbrokerUrl\"T\n" +
 	"\x14SignX509SVIDsRequest\x12<\n" +
 	"\brequests\x18\x01 \x03(\v2 .signet.agent.v1.X509SVIDRequestR\brequests\">\n" +
 	"\x0fX509SVIDRequest\x12\x19\n" +
@@ -991,14 +1112,23 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\x13SignJWTSVIDResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\x03R\texpiresAt2\xbb\x03\n" +
+	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\x10\n" +
+	"\x0eGetInfoRequest\"\x88\x01\n" +
+	"\x0fGetInfoResponse\x12\x1d\n" +
+	"\n" +
+	"broker_url\x18\x01 \x01(\tR\tbrokerUrl\x12!\n" +
+	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion2\xbb\x03\n" +
 	"\x05Agent\x12\\\n" +
 	"\vAttestAgent\x12#.signet.agent.v1.AttestAgentRequest\x1a$.signet.agent.v1.AttestAgentResponse(\x010\x01\x12U\n" +
 	"\n" +
 	"RenewAgent\x12\".signet.agent.v1.RenewAgentRequest\x1a#.signet.agent.v1.RenewAgentResponse\x12C\n" +
 	"\x04Sync\x12\x1c.signet.agent.v1.SyncRequest\x1a\x1d.signet.agent.v1.SyncResponse\x12^\n" +
 	"\rSignX509SVIDs\x12%.signet.agent.v1.SignX509SVIDsRequest\x1a&.signet.agent.v1.SignX509SVIDsResponse\x12X\n" +
-	"\vSignJWTSVID\x12#.signet.agent.v1.SignJWTSVIDRequest\x1a$.signet.agent.v1.SignJWTSVIDResponseBBZ@github.com/signet-id/signet/internal/gen/signet/agent/v1;agentv1b\x06proto3"
+	"\vSignJWTSVID\x12#.signet.agent.v1.SignJWTSVIDRequest\x1a$.signet.agent.v1.SignJWTSVIDResponse2Y\n" +
+	"\tAgentInfo\x12L\n" +
+	"\aGetInfo\x12\x1f.signet.agent.v1.GetInfoRequest\x1a .signet.agent.v1.GetInfoResponseBBZ@github.com/signet-id/signet/internal/gen/signet/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_signet_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1012,7 +1142,7 @@ func file_signet_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_signet_agent_v1_agent_proto_rawDescData
 }
 
-var file_signet_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_signet_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_signet_agent_v1_agent_proto_goTypes = []any{
 	(*AttestAgentRequest)(nil),    // 0: signet.agent.v1.AttestAgentRequest
 	(*AttestParams)(nil),          // 1: signet.agent.v1.AttestParams
@@ -1029,33 +1159,37 @@ var file_signet_agent_v1_agent_proto_goTypes = []any{
 	(*X509SVIDResult)(nil),        // 12: signet.agent.v1.X509SVIDResult
 	(*SignJWTSVIDRequest)(nil),    // 13: signet.agent.v1.SignJWTSVIDRequest
 	(*SignJWTSVIDResponse)(nil),   // 14: signet.agent.v1.SignJWTSVIDResponse
-	(*v1.Bundle)(nil),             // 15: signet.common.v1.Bundle
-	(*v1.Entry)(nil),              // 16: signet.common.v1.Entry
-	(*v1.Status)(nil),             // 17: signet.common.v1.Status
+	(*GetInfoRequest)(nil),        // 15: signet.agent.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),       // 16: signet.agent.v1.GetInfoResponse
+	(*v1.Bundle)(nil),             // 17: signet.common.v1.Bundle
+	(*v1.Entry)(nil),              // 18: signet.common.v1.Entry
+	(*v1.Status)(nil),             // 19: signet.common.v1.Status
 }
 var file_signet_agent_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: signet.agent.v1.AttestAgentRequest.params:type_name -> signet.agent.v1.AttestParams
 	3,  // 1: signet.agent.v1.AttestAgentResponse.result:type_name -> signet.agent.v1.AgentSVID
-	15, // 2: signet.agent.v1.AgentSVID.bundle:type_name -> signet.common.v1.Bundle
+	17, // 2: signet.agent.v1.AgentSVID.bundle:type_name -> signet.common.v1.Bundle
 	3,  // 3: signet.agent.v1.RenewAgentResponse.svid:type_name -> signet.agent.v1.AgentSVID
 	7,  // 4: signet.agent.v1.SyncRequest.served:type_name -> signet.agent.v1.ServedEntry
-	16, // 5: signet.agent.v1.SyncResponse.entries:type_name -> signet.common.v1.Entry
-	15, // 6: signet.agent.v1.SyncResponse.bundle:type_name -> signet.common.v1.Bundle
+	18, // 5: signet.agent.v1.SyncResponse.entries:type_name -> signet.common.v1.Entry
+	17, // 6: signet.agent.v1.SyncResponse.bundle:type_name -> signet.common.v1.Bundle
 	10, // 7: signet.agent.v1.SignX509SVIDsRequest.requests:type_name -> signet.agent.v1.X509SVIDRequest
 	12, // 8: signet.agent.v1.SignX509SVIDsResponse.results:type_name -> signet.agent.v1.X509SVIDResult
-	17, // 9: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
+	19, // 9: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
 	0,  // 10: signet.agent.v1.Agent.AttestAgent:input_type -> signet.agent.v1.AttestAgentRequest
 	4,  // 11: signet.agent.v1.Agent.RenewAgent:input_type -> signet.agent.v1.RenewAgentRequest
 	6,  // 12: signet.agent.v1.Agent.Sync:input_type -> signet.agent.v1.SyncRequest
 	9,  // 13: signet.agent.v1.Agent.SignX509SVIDs:input_type -> signet.agent.v1.SignX509SVIDsRequest
 	13, // 14: signet.agent.v1.Agent.SignJWTSVID:input_type -> signet.agent.v1.SignJWTSVIDRequest
-	2,  // 15: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
-	5,  // 16: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
-	8,  // 17: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
-	11, // 18: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
-	14, // 19: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
+	15, // 15: signet.agent.v1.AgentInfo.GetInfo:input_type -> signet.agent.v1.GetInfoRequest
+	2,  // 16: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
+	5,  // 17: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
+	8,  // 18: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
+	11, // 19: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
+	14, // 20: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
+	16, // 21: signet.agent.v1.AgentInfo.GetInfo:output_type -> signet.agent.v1.GetInfoResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1080,9 +1214,9 @@ func file_signet_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_agent_v1_agent_proto_rawDesc), len(file_signet_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_signet_agent_v1_agent_proto_goTypes,
 		DependencyIndexes: file_signet_agent_v1_agent_proto_depIdxs,

@@ -284,3 +284,115 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "signet/agent/v1/agent.proto",
 }
+
+const (
+	AgentInfo_GetInfo_FullMethodName = "/signet.agent.v1.AgentInfo/GetInfo"
+)
+
+// AgentInfoClient is the client API for AgentInfo service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AgentInfo is served by the agent on its Workload API socket, beside the
+// SPIFFE Workload API: what a local workload may know about its agent. None
+// of it is secret; any local caller may read it.
+type AgentInfoClient interface {
+	// GetInfo returns what the agent learned from its server.
+	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
+}
+
+type agentInfoClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAgentInfoClient(cc grpc.ClientConnInterface) AgentInfoClient {
+	return &agentInfoClient{cc}
+}
+
+func (c *agentInfoClient) GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetInfoResponse)
+	err := c.cc.Invoke(ctx, AgentInfo_GetInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AgentInfoServer is the server API for AgentInfo service.
+// All implementations must embed UnimplementedAgentInfoServer
+// for forward compatibility.
+//
+// AgentInfo is served by the agent on its Workload API socket, beside the
+// SPIFFE Workload API: what a local workload may know about its agent. None
+// of it is secret; any local caller may read it.
+type AgentInfoServer interface {
+	// GetInfo returns what the agent learned from its server.
+	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
+	mustEmbedUnimplementedAgentInfoServer()
+}
+
+// UnimplementedAgentInfoServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAgentInfoServer struct{}
+
+func (UnimplementedAgentInfoServer) GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetInfo not implemented")
+}
+func (UnimplementedAgentInfoServer) mustEmbedUnimplementedAgentInfoServer() {}
+func (UnimplementedAgentInfoServer) testEmbeddedByValue()                   {}
+
+// UnsafeAgentInfoServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AgentInfoServer will
+// result in compilation errors.
+type UnsafeAgentInfoServer interface {
+	mustEmbedUnimplementedAgentInfoServer()
+}
+
+func RegisterAgentInfoServer(s grpc.ServiceRegistrar, srv AgentInfoServer) {
+	// If the following call panics, it indicates UnimplementedAgentInfoServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AgentInfo_ServiceDesc, srv)
+}
+
+func _AgentInfo_GetInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentInfoServer).GetInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentInfo_GetInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentInfoServer).GetInfo(ctx, req.(*GetInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// AgentInfo_ServiceDesc is the grpc.ServiceDesc for AgentInfo service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AgentInfo_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "signet.agent.v1.AgentInfo",
+	HandlerType: (*AgentInfoServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetInfo",
+			Handler:    _AgentInfo_GetInfo_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "signet/agent/v1/agent.proto",
+}
