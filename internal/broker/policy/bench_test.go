@@ -121,6 +121,81 @@ func benchDecide50(b *testing.B, decide decideFunc) {
 	b.Run("shared-credential/unguarded/deny-all", func(b *testing.B) {
 		runDecide(b, decide, benchPolicyOf(b, true, true), benchInput(99, "db"), false)
 	})
+	b.Run("shared-credential/selectors/allow-last", func(b *testing.B) {
+		p, in := benchSelectors(b, 49)
+		runDecide(b, decide, p, in, true)
+	})
+	b.Run("shared-credential/selectors/deny-all", func(b *testing.B) {
+		p, in := benchSelectors(b, 99)
+		runDecide(b, decide, p, in, false)
+	})
+	b.Run("shared-credential/context-maps/allow-last", func(b *testing.B) {
+		p, in := benchContextMaps(b, 49)
+		runDecide(b, decide, p, in, true)
+	})
+	b.Run("shared-credential/context-maps/deny-all", func(b *testing.B) {
+		p, in := benchContextMaps(b, 99)
+		runDecide(b, decide, p, in, false)
+	})
+}
+
+// benchSelectors is a 50-rule policy for one credential whose rules tell
+// nodes apart by selectors only: rule i wants "aws_iid:tag:team:t-i" and
+// "aws_iid:region:eu-west-1" in a node with 64 selectors; the node has
+// team t-svc's tag.
+func benchSelectors(b *testing.B, svc int) (*Policy, Input) {
+	b.Helper()
+	var s strings.Builder
+	s.WriteString("rules:\n")
+	for i := range 50 {
+		fmt.Fprintf(&s, `  - name: rule-%d
+    credentials: [db]
+    when: >
+      "aws_iid:region:eu-west-1" in node.selectors &&
+      "aws_iid:tag:team:t-%d" in node.selectors &&
+      "aws_iid:tag:env:prod" in subject.selectors
+`, i, i)
+	}
+	p, err := Parse("bench.yaml", []byte(s.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := benchInput(svc, "db")
+	var nodeSel []string
+	for i := range 62 {
+		nodeSel = append(nodeSel, fmt.Sprintf("aws_iid:tag:k%d:v%d", i, i))
+	}
+	nodeSel = append(nodeSel, "aws_iid:region:eu-west-1", fmt.Sprintf("aws_iid:tag:team:t-%d", svc))
+	in.Node.Selectors = sel(nodeSel...)
+	in.Subject.Selectors = sel("aws_iid:tag:env:prod", "unix:uid:1000")
+	return p, in
+}
+
+// benchContextMaps is a 50-rule policy for one credential whose rules read
+// nested context maps and node labels: rule i wants
+// context.change.service == "svc-i" after checks on context.change.ticket,
+// context.env and node.labels.
+func benchContextMaps(b *testing.B, svc int) (*Policy, Input) {
+	b.Helper()
+	var s strings.Builder
+	s.WriteString("rules:\n")
+	for i := range 50 {
+		fmt.Fprintf(&s, `  - name: rule-%d
+    credentials: [db]
+    when: >
+      context.env == "prod" &&
+      node.labels.zone == "eu-1" &&
+      context.change.ticket.startsWith("CHG-") &&
+      context.change.service == "svc-%d"
+`, i, i)
+	}
+	p, err := Parse("bench.yaml", []byte(s.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := benchInput(svc, "db")
+	in.Context = map[string]any{"env": "prod", "change": map[string]any{"ticket": "CHG-7", "service": fmt.Sprintf("svc-%d", svc), "approvers": []any{"a", "b"}}}
+	return p, in
 }
 
 // BenchmarkSubjectRule measures the gateway's per-connection check.

@@ -186,7 +186,7 @@ func newProgram(env *cel.Env, ast *cel.Ast, text string) (program, error) {
 	if err != nil {
 		return program{}, fmt.Errorf("build program: %w", err)
 	}
-	p := program{text: text, tracked: tracked, loops: hasComprehension(ast.NativeRep().Expr()), maxCost: staticCost(env, ast)}
+	p := program{text: text, memo: -1, tracked: tracked, loops: hasComprehension(ast.NativeRep().Expr()), maxCost: staticCost(env, ast)}
 	if p.maxCost <= MaxCost {
 		if p.fast, err = env.Program(ast, untrackedOptions(cel.OptOptimize)...); err != nil {
 			return program{}, fmt.Errorf("build program: %w", err)
@@ -249,6 +249,33 @@ type program struct {
 	loops   bool        // holds a comprehension
 	maxCost uint64      // the static cost for inputs within the envelope (staticCost)
 	guard   *guard      // for a conjunct that compares an input with a literal
+	// memo is the conjunct's slot in activation.memo: conjuncts of the
+	// same text (in any rule of the policy) share one, so a decision
+	// evaluates each distinct conjunct at most once. -1: not memoized.
+	memo int
+}
+
+// memoEntry is one conjunct's result in a decision.
+type memoEntry struct {
+	done bool
+	res  Result
+	msg  string
+}
+
+// evalMemo is c.eval, remembered for the decision in act's memo slots:
+// a conjunct is a pure function of the decision's input (the activation
+// converts each input once, request.time included), so a second rule
+// with the same conjunct reuses its result.
+func (c *program) evalMemo(ctx context.Context, act *activation, fast bool) (Result, string) {
+	if c.memo < 0 || c.memo >= len(act.memo) {
+		return c.eval(ctx, act, fast)
+	}
+	e := &act.memo[c.memo]
+	if !e.done {
+		e.res, e.msg = c.eval(ctx, act, fast)
+		e.done = true
+	}
+	return e.res, e.msg
 }
 
 // eval evaluates the program: ResultAllow when true, ResultFalse, or
@@ -306,6 +333,8 @@ func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (R
 		return ResultFalse, "", nil
 	case explain && (guarded || fast && r.combinable):
 		return r.evalConjuncts(ctx, act, fast)
+	case fast && r.combinable:
+		return r.shortConjuncts(ctx, act, fast)
 	}
 	res, msg := r.whole.eval(ctx, act, fast)
 	if res == ResultAllow || !explain {
@@ -316,6 +345,26 @@ func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (R
 	}
 	_, _, clauses := r.evalConjuncts(ctx, act, fast)
 	return res, msg, clauses
+}
+
+// shortConjuncts decides a combinable rule (see evalConjuncts) from its
+// conjuncts as && does, left to right, stopping at the first false one as
+// CEL's && stops at a false operand: false when one is false, else the
+// first error, else true. The conjuncts' results are shared with the
+// other rules of the decision (evalMemo).
+func (r *rule) shortConjuncts(ctx context.Context, act *activation, fast bool) (Result, string, []Clause) {
+	res, msg := ResultAllow, ""
+	for i := range r.conjuncts {
+		c := &r.conjuncts[i]
+		cres, cmsg := c.evalMemo(ctx, act, fast)
+		switch {
+		case cres == ResultFalse:
+			return ResultFalse, "", nil
+		case cres == ResultError && res == ResultAllow:
+			res, msg = ResultError, cmsg
+		}
+	}
+	return res, msg, nil
 }
 
 // evalConjuncts evaluates every conjunct and combines them as && does:
@@ -334,7 +383,7 @@ func (r *rule) evalConjuncts(ctx context.Context, act *activation, fast bool) (R
 		if c.guard != nil && !c.guard.holds(act) {
 			cres = ResultFalse
 		} else {
-			cres, cmsg = c.eval(ctx, act, fast)
+			cres, cmsg = c.evalMemo(ctx, act, fast)
 		}
 		switch {
 		case cres == ResultAllow:
@@ -413,6 +462,7 @@ func cleanEvalError(err error) string {
 type activation struct {
 	in   *Input
 	vals [numVars]ref.Val
+	memo []memoEntry // the conjuncts' results, by program.memo; nil: none kept
 }
 
 // Indexes of the variables in activation.vals.

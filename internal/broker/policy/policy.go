@@ -151,6 +151,7 @@ type Input struct {
 type Policy struct {
 	name  string
 	rules []*rule
+	memos int // the distinct conjuncts, the size of a decision's activation.memo
 }
 
 // rule is one compiled rule.
@@ -234,7 +235,26 @@ func Parse(name string, data []byte) (*Policy, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	p.assignMemos()
 	return p, nil
+}
+
+// assignMemos gives every conjunct a memo slot, one per distinct text: the
+// same text type-checks to the same program in the one policy environment.
+func (p *Policy) assignMemos() {
+	slots := map[string]int{}
+	for _, r := range p.rules {
+		for i := range r.conjuncts {
+			c := &r.conjuncts[i]
+			id, ok := slots[c.text]
+			if !ok {
+				id = len(slots)
+				slots[c.text] = id
+			}
+			c.memo = id
+		}
+	}
+	p.memos = len(slots)
 }
 
 // compileRule decodes and compiles rule i. Its error starts with the line
@@ -370,6 +390,7 @@ func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 	}
 	d.Policy = p.name
 	act := newActivation(in)
+	act.memo = make([]memoEntry, p.memos)
 	fast := inEnvelope(in)
 	d.Rules = make([]RuleResult, len(p.rules))
 	decided := false
