@@ -41,7 +41,8 @@ type Template struct {
 func Parse(name, text string) (*Template, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "template: "))
+		// text/template's message already starts with the name and line.
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "template: "))
 	}
 	return &Template{name: name, t: t}, nil
 }
