@@ -62,7 +62,7 @@ func TestParseErrors(t *testing.T) {
 		if text == "{{template \"x\"}}x" {
 			continue // undefined sub-templates fail at Execute
 		}
-		if err == nil || !strings.HasPrefix(err.Error(), "--env PGUSER: ") {
+		if err == nil || !strings.HasPrefix(err.Error(), "--env PGUSER:") {
 			t.Errorf("Parse(%q) = %v; want an error starting with the name", text, err)
 		}
 	}
