@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -242,7 +243,9 @@ func checkLease(l *Lease) error {
 // LeaseActive, as active at once with l.RevokeData (for providers that
 // create nothing at the target). IssuedAt zero means now. also are further
 // audit records written in the same transaction (the policy decision). The
-// error is kinded AlreadyExists when the id is taken.
+// error is kinded AlreadyExists when the id is taken. Concurrent calls are
+// group-committed (leasebatch.go): they share one transaction, and each
+// returns only once its own lease and records are durable.
 func (s *Store) CreateLease(ctx context.Context, l Lease, also ...AuditRecord) (Lease, error) {
 	if l.IssuedAt.IsZero() {
 		l.IssuedAt = s.now()
@@ -274,37 +277,17 @@ func (s *Store) CreateLease(ctx context.Context, l Lease, also ...AuditRecord) (
 			return Lease{}, errkind.New(errkind.InvalidArgument, "create lease %s: audit record %d has no action", l.ID, i)
 		}
 	}
-	err = s.update(ctx, "create lease "+l.ID, false, func(t *wtx) error {
-		l.UpdatedAt = t.now
-		for _, r := range also {
-			if r.Time.IsZero() {
-				r.Time = t.now
-			}
-			if r.Actor == "" {
-				r.Actor = t.actor
-			}
-			t.audit = append(t.audit, r)
+	actor := actorFrom(ctx)
+	recs := make([]AuditRecord, len(also))
+	for i, r := range also {
+		if r.Actor == "" {
+			r.Actor = actor
 		}
-		_, err := t.exec(ctx, `INSERT INTO broker_leases (id, credential, provider, subject, node, context, secret_version,
-			state, issued_at, expires_at, updated_at, revoke_data, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')`,
-			l.ID, l.Credential, l.Provider, idToDB(l.Subject), idToDB(l.Node), string(ctxJSON), l.SecretVersion,
-			string(l.State), timeToDB(l.IssuedAt), timeToDB(l.ExpiresAt), timeToDB(t.now), nullBytes(l.RevokeData))
-		if err != nil {
-			if t.d.isUniqueViolation(err) {
-				return errkind.New(errkind.AlreadyExists, "lease %s exists", l.ID)
-			}
-			return err
-		}
-		t.record("lease.create", l.ID, map[string]string{
-			"credential": l.Credential, "provider": l.Provider, "subject": idToDB(l.Subject),
-			"node": idToDB(l.Node), "expires_at": l.ExpiresAt.Format(time.RFC3339Nano), "state": string(l.State),
-		})
-		return nil
-	})
-	if err != nil {
-		return Lease{}, err
+		r.Time = normTime(r.Time)
+		r.Detail = maps.Clone(r.Detail)
+		recs[i] = r
 	}
-	return l, nil
+	return s.createLeaseBatched(ctx, &leaseReq{l: l, ctxJSON: string(ctxJSON), actor: actor, also: recs, done: make(chan leaseResult, 1)})
 }
 
 // ActivateLease moves a pending lease to active, keeping the provider's

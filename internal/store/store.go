@@ -78,6 +78,8 @@ type Store struct {
 	issuance issuanceBatcher
 	// replay group-commits MarkTokenUsed calls.
 	replay replayBatcher
+	// leases group-commits CreateLease calls.
+	leases leaseBatcher
 	// aliasParent is Config.NodeAliasParent as stored, "" when unset.
 	aliasParent string
 }

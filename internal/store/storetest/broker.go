@@ -25,6 +25,78 @@ var brokerTests = map[string]func(t *testing.T, s *store.Store){
 	"LeaseBadInput":     testLeaseBadInput,
 	"LeaseRaceOneWins":  testLeaseRace,
 	"LeaseCreateActive": testLeaseCreateActive,
+	"LeaseCreateGroup":  testLeaseCreateGroup,
+}
+
+// testLeaseCreateGroup creates leases from many goroutines at once (the
+// store group-commits them): every caller gets its own result — a taken id
+// fails only that caller, kinded AlreadyExists — every lease is readable
+// when its call returns, each decision record sits right before its
+// lease.create with its caller's actor, and the audit chain verifies.
+func testLeaseCreateGroup(t *testing.T, s *store.Store) {
+	_, err := s.CreateLease(ctxFor(t), newLease("taken", time.Now(), time.Minute))
+	must(t, "CreateLease(taken)", err)
+	const n = 48
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			l := newLease(fmt.Sprintf("group-%02d", i), time.Now(), time.Minute)
+			if i%8 == 7 {
+				l.ID = "taken"
+			}
+			if i%2 == 0 {
+				l.State, l.SecretVersion = store.LeaseActive, int64(i)
+			}
+			actor := fmt.Sprintf("test:caller-%02d", i)
+			got, err := s.CreateLease(store.WithActor(t.Context(), actor), l, store.AuditRecord{Action: "broker.allow", Object: l.Credential,
+				Detail: map[string]string{"caller": actor}})
+			errs[i] = err
+			if err != nil {
+				return
+			}
+			back, err := s.GetLease(t.Context(), l.ID)
+			if err != nil {
+				errs[i] = fmt.Errorf("GetLease(%s) after CreateLease returned: %w", l.ID, err)
+				return
+			}
+			if back.State != got.State || back.SecretVersion != l.SecretVersion || got.UpdatedAt.IsZero() {
+				errs[i] = fmt.Errorf("GetLease(%s) = %+v, CreateLease returned %+v", l.ID, back, got)
+			}
+		})
+	}
+	wg.Wait()
+	created := 0
+	for i, err := range errs {
+		if i%8 == 7 {
+			wantKind(t, fmt.Sprintf("CreateLease(caller %d, taken id)", i), err, errkind.AlreadyExists)
+			continue
+		}
+		must(t, fmt.Sprintf("CreateLease(caller %d)", i), err)
+		created++
+	}
+	recs, err := s.ListAudit(t.Context(), store.AuditFilter{})
+	must(t, "ListAudit", err)
+	decisions, creates := 0, 0
+	for j, r := range recs {
+		switch r.Action {
+		case "broker.allow":
+			decisions++
+			if j+1 >= len(recs) || recs[j+1].Action != "lease.create" || recs[j+1].Actor != r.Actor {
+				t.Errorf("decision %v is not followed by its lease.create", r)
+				continue
+			}
+			if want := r.Detail["caller"]; r.Actor != want {
+				t.Errorf("decision %v: actor %q, want %q", r, r.Actor, want)
+			}
+		case "lease.create":
+			creates++
+		}
+	}
+	if decisions != created || creates != created+1 {
+		t.Errorf("%d decision and %d lease.create records, want %d and %d", decisions, creates, created, created+1)
+	}
+	verifyOK(t, s)
 }
 
 // testLeaseCreateActive records a lease active at once, with the decision
