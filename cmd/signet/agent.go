@@ -166,7 +166,7 @@ func (f *agentFlags) agentConfig(c config.Agent, log *slog.Logger) (agent.Config
 	cfg := agent.Config{
 		ServerAddress: c.ServerAddress, TrustDomain: c.TrustDomain,
 		DataDir: c.DataDir, SocketPath: c.Socket, SyncInterval: time.Duration(c.SyncInterval), Logger: log,
-		AttestTimeout: time.Duration(c.AttestTimeout),
+		AttestTimeout: time.Duration(c.AttestTimeout), Version: version,
 	}
 	var err error
 	if c.TrustBundle != "" {

@@ -314,7 +314,7 @@ func newCredentialCmd() *cobra.Command {
 			if f.out.json && (f.format != "" || f.write != "") || f.format != "" && f.write != "" {
 				return errors.New("use one of --json, --format env and --write")
 			}
-			u, err := brokerclient.ResolveURL(cmd.Context(), "--broker", f.broker, nil)
+			u, err := f.wl.brokerURL(cmd, f.broker)
 			if err != nil {
 				return err
 			}
@@ -372,7 +372,7 @@ func newCredentialCmd() *cobra.Command {
 		},
 	}
 	f.wl.addFlags(get)
-	get.Flags().StringVar(&f.broker, "broker", "", "the broker's base URL, https://HOST:PORT (env "+brokerURLEnv+")")
+	get.Flags().StringVar(&f.broker, "broker", "", "the broker's base URL, https://HOST:PORT (default: $"+brokerURLEnv+", else the URL the agent learned from its server)")
 	get.Flags().StringArrayVar(&f.contexts, "context", nil, "task context as key=value (repeatable), sent as request_context")
 	get.Flags().Var(config.DurationFlag(&f.ttl), "ttl", "lifetime to ask for (default: the credential's default_ttl)")
 	f.out.addFlagsFor(get, `{"lease_id", "credential", "expires_at", "data"}`)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/signet-id/signet/internal/atomicfile"
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
-	"github.com/signet-id/signet/internal/brokerclient"
 )
 
 // newSSHCmd is `signet ssh`: what an sshd host needs from Signet's SSH
@@ -93,13 +92,13 @@ type sshFetch struct {
 
 func (f *sshFetch) addFlags(cmd *cobra.Command) {
 	f.wl.addFlags(cmd)
-	cmd.Flags().StringVar(&f.broker, "broker", "", "the server's HTTPS base URL, https://HOST:PORT (env "+brokerURLEnv+")")
+	cmd.Flags().StringVar(&f.broker, "broker", "", "the server's HTTPS base URL, https://HOST:PORT (default: $"+brokerURLEnv+", else the URL the agent learned from its server)")
 	cmd.Flags().StringVar(&f.credential, "credential", "", "only this ssh credential (default: all of them)")
 	cmd.Flags().StringVar(&f.cacert, "cacert", "", "PEM file of CAs that sign the server's HTTPS certificate (default: the trust bundle from the Workload API)")
 }
 
 func (f *sshFetch) get(cmd *cobra.Command, path string) ([]byte, error) {
-	u, err := brokerclient.ResolveURL(cmd.Context(), "--broker", f.broker, nil)
+	u, err := f.wl.brokerURL(cmd, f.broker)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-id/signet/internal/atomicfile"
+	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/config"
 )
 
@@ -54,6 +56,17 @@ func (w *workloadConn) addr() (string, string, error) {
 		return a, strings.TrimPrefix(a, "unix://"), nil
 	}
 	return "unix://" + defaultAgentSocket, defaultAgentSocket, nil
+}
+
+// brokerURL resolves the broker's base URL for a command with a --broker
+// flag: the flag, else $SIGNET_BROKER_URL, else what the agent on this
+// command's socket learned from its server.
+func (w *workloadConn) brokerURL(cmd *cobra.Command, flag string) (*url.URL, error) {
+	addr, _, err := w.addr()
+	if err != nil {
+		return nil, err
+	}
+	return brokerclient.ResolveURL(cmd.Context(), "--broker", flag, brokerclient.FromAgent(addr))
 }
 
 func (w *workloadConn) client(cmd *cobra.Command) (context.Context, *workloadapi.Client, func(), error) {

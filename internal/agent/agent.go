@@ -105,6 +105,10 @@ type Agent struct {
 	expiryLogged bool // the expiry of the current SVID was logged
 	tokenSpent   bool // the configured join token was presented
 
+	// brokerURL is the broker base URL the server advertised at the last
+	// successful sync ("" when none).
+	brokerURL atomic.Pointer[string]
+
 	running   atomic.Bool
 	readyOnce sync.Once
 	ready     chan struct{} // closed after the first successful sync
@@ -274,8 +278,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Attestors: a.cfg.Attestors,
 		Logger:    a.cfg.Logger,
 		Metrics:   a.cfg.Registerer,
-		// Envoy SDS on the same socket, for the same callers.
-		Services: []workload.Service{sds.New(a.cfg.Logger)},
+		// Envoy SDS and AgentInfo on the same socket, for the same callers.
+		Services: []workload.Service{sds.New(a.cfg.Logger), &infoService{a: a}},
 	})
 	if err != nil {
 		return fmt.Errorf("create workload api server: %w", err)

@@ -78,6 +78,9 @@ type Config struct {
 	Clock Clock
 	// Registerer registers the agent's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Version is the agent's build version, reported to local workloads
+	// by the AgentInfo service.
+	Version string
 }
 
 // withDefaults returns c with zero fields defaulted.

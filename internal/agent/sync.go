@@ -135,6 +135,7 @@ func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 	if err != nil {
 		return err
 	}
+	a.learnBrokerURL(resp.GetBrokerUrl())
 	if res.bundle != nil {
 		seq, _ := res.bundle.SequenceNumber()
 		a.log.Info("trust bundle updated", "sequence", seq, "x509_authorities", len(res.bundle.X509Authorities()))

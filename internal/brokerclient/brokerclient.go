@@ -22,7 +22,12 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/signet-id/signet/internal/broker/exchange"
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
@@ -65,6 +70,48 @@ func ResolveURL(ctx context.Context, field, explicit string, learned func(contex
 		}
 	}
 	return nil, fmt.Errorf("%s is required (or %s): the server's HTTPS address, e.g. https://signet.example.com:8443%s", field, EnvURL, why)
+}
+
+// FromAgent returns a learned function for ResolveURL: it asks the local
+// agent at socketAddr (a Workload API address as go-spiffe takes it,
+// unix:///path) over its AgentInfo service which broker URL its server
+// advertised. The agent answers "" when its server advertises none.
+func FromAgent(socketAddr string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		target, err := agentTarget(socketAddr)
+		if err != nil {
+			return "", err
+		}
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return "", fmt.Errorf("agent socket %q: %w", socketAddr, err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(ctx, agentInfoTimeout)
+		defer cancel()
+		resp, err := agentv1.NewAgentInfoClient(conn).GetInfo(ctx, &agentv1.GetInfoRequest{})
+		if err != nil {
+			return "", fmt.Errorf("agent at %q: %s", socketAddr, status.Convert(err).Message())
+		}
+		return resp.GetBrokerUrl(), nil
+	}
+}
+
+// agentInfoTimeout bounds the AgentInfo call of FromAgent.
+const agentInfoTimeout = 5 * time.Second
+
+// agentTarget turns a Workload API address (unix:///path or unix:path) into
+// a gRPC target; only unix sockets are accepted, as the agent serves no
+// other transport.
+func agentTarget(addr string) (string, error) {
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme != "unix" || (u.Path == "" && u.Opaque == "") {
+		return "", fmt.Errorf("agent socket %q: want unix:///path/to/agent.sock", addr)
+	}
+	if u.Opaque != "" {
+		return "unix:" + u.Opaque, nil
+	}
+	return "unix://" + u.Path, nil
 }
 
 // Source is what the client needs of the workload: its current X509-SVID
