@@ -41,7 +41,6 @@ func newRootCmd() *cobra.Command {
 		newSecretCmd(),
 		newLeaseCmd(),
 		newCredentialCmd(),
-		newExecCmd(),
 		newSSHCmd(),
 		newCompletionCmd(),
 	)
