@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/ci"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/nodeattest"
@@ -262,9 +262,11 @@ func (c Config) validate() error {
 // checkAdvertiseURL accepts https://HOST:PORT (an optional trailing "/"),
 // nothing more: no user, path, query or fragment.
 func checkAdvertiseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Port() == "" || u.User != nil ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+	u, err := brokerclient.ParseURL("http_advertise_url", raw)
+	if err != nil {
+		return err
+	}
+	if u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("http_advertise_url %q: want https://HOST:PORT", raw)
 	}
 	if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {

@@ -287,7 +287,7 @@ func (s *Store) CreateLease(ctx context.Context, l Lease, also ...AuditRecord) (
 		r.Detail = maps.Clone(r.Detail)
 		recs[i] = r
 	}
-	return s.createLeaseBatched(ctx, &leaseReq{l: l, ctxJSON: string(ctxJSON), actor: actor, also: recs, done: make(chan leaseResult, 1)})
+	return s.leases.do(ctx, "create lease "+l.ID, &leaseReq{l: l, ctxJSON: string(ctxJSON), actor: actor, also: recs})
 }
 
 // ActivateLease moves a pending lease to active, keeping the provider's

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
@@ -21,22 +20,6 @@ type Issuance struct {
 	At     time.Time
 }
 
-// issuanceBatcher group-commits issuances: concurrent RecordIssuance calls
-// share one transaction, so signing N SVIDs at once takes the audit chain's
-// lock once rather than N times, while every caller still returns only
-// after its own records are durable. The first caller to find no flush in
-// progress becomes the flusher and writes batches until the queue is empty.
-type issuanceBatcher struct {
-	mu       sync.Mutex
-	queue    []*issuanceReq
-	flushing bool
-}
-
-type issuanceReq struct {
-	iss  Issuance
-	done chan error
-}
-
 // maxIssuanceBatch bounds the records written by one transaction.
 const maxIssuanceBatch = 2000
 
@@ -46,7 +29,7 @@ const issuanceFlushTimeout = 30 * time.Second
 
 // RecordIssuance durably appends the audit records of a signing decision and
 // stamps the issued entries' issuance times, batched with concurrent
-// callers into one transaction (see issuanceBatcher). Records get Actor
+// callers into one transaction (groupcommit.go). Records get Actor
 // from ctx when empty, and Time from At when zero. It returns once the
 // records are committed, or with the error that prevented it: the caller
 // decides (an issuance whose record failed is not handed out).
@@ -72,63 +55,44 @@ func (s *Store) RecordIssuance(ctx context.Context, iss Issuance) error {
 		recs[i] = r
 	}
 	iss.Records = recs
-	req := &issuanceReq{iss: iss, done: make(chan error, 1)}
+	_, err := s.issuance.do(ctx, "record issuance", iss)
+	return err
+}
 
-	b := &s.issuance
-	b.mu.Lock()
-	b.queue = append(b.queue, req)
-	if b.flushing {
-		b.mu.Unlock()
-		select {
-		case err := <-req.done:
-			return err
-		case <-ctx.Done():
-			// The batch may still commit; the caller treats this as a
-			// failure, which errs on the side of not handing out an SVID.
-			return fmt.Errorf("record issuance: %w", ctx.Err())
-		}
+// newIssuanceBatcher group-commits RecordIssuance calls: signing N SVIDs
+// at once takes the audit chain's lock once rather than N times.
+func (s *Store) newIssuanceBatcher() groupCommit[Issuance, struct{}] {
+	return groupCommit[Issuance, struct{}]{
+		weight: func(iss Issuance) int { return len(iss.Records) },
+		max:    maxIssuanceBatch,
+		write: func(batch []Issuance) []groupResult[struct{}] {
+			err := s.writeIssuances(batch)
+			res := make([]groupResult[struct{}], len(batch))
+			for i := range res {
+				res[i].err = err
+			}
+			return res
+		},
 	}
-	b.flushing = true
-	for {
-		n := 0
-		batch := b.queue[:0:0]
-		for len(b.queue) > 0 && (n == 0 || n+len(b.queue[0].iss.Records) <= maxIssuanceBatch) {
-			n += len(b.queue[0].iss.Records)
-			batch = append(batch, b.queue[0])
-			b.queue = b.queue[1:]
-		}
-		b.mu.Unlock()
-		err := s.writeIssuances(batch)
-		for _, r := range batch {
-			r.done <- err
-		}
-		b.mu.Lock()
-		if len(b.queue) == 0 {
-			b.flushing = false
-			b.mu.Unlock()
-			break
-		}
-	}
-	return <-req.done
 }
 
 // writeIssuances commits one batch: the audit records, chained in queue
 // order, and the issuance stamps, in one transaction.
-func (s *Store) writeIssuances(batch []*issuanceReq) error {
+func (s *Store) writeIssuances(batch []Issuance) error {
 	ctx, cancel := context.WithTimeout(context.Background(), issuanceFlushTimeout)
 	defer cancel()
 	stamps := map[string]time.Time{} // entry id → latest issuance
 	err := s.update(ctx, "record issuance", false, func(t *wtx) error {
 		for _, r := range batch {
-			for _, rec := range r.iss.Records {
+			for _, rec := range r.Records {
 				if rec.Time.IsZero() {
 					rec.Time = t.now
 				}
 				rec.Time = normTime(rec.Time)
 				t.audit = append(t.audit, rec)
 			}
-			for _, id := range r.iss.Issued {
-				if at := r.iss.At; at.After(stamps[id]) {
+			for _, id := range r.Issued {
+				if at := r.At; at.After(stamps[id]) {
 					stamps[id] = at
 				}
 			}

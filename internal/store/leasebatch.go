@@ -3,102 +3,57 @@ package store
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
 )
 
-// leaseBatcher group-commits CreateLease calls the way issuanceBatcher does
-// RecordIssuance: concurrent callers share one write transaction (one turn
-// of the revision lock, one chain extension of the audit log, one commit),
-// and each caller returns only once its own lease and audit records are
-// durable. The first caller to find no flush in progress becomes the
-// flusher and writes batches until the queue is empty.
-//
-// A batch whose transaction fails (a lease id taken, a dropped connection)
-// is written again one lease per transaction, so every caller gets the
-// error of its own lease and no lease fails because of another's.
-type leaseBatcher struct {
-	mu       sync.Mutex
-	queue    []*leaseReq
-	flushing bool
-}
-
 // leaseReq is one queued CreateLease: the checked lease, its encoded
-// context, its audit records (actor and time filled in) and the channel
-// its result arrives on.
+// context and its audit records (actor and time filled in).
 type leaseReq struct {
 	l       Lease
 	ctxJSON string
 	actor   string
 	also    []AuditRecord
-	done    chan leaseResult
-}
-
-type leaseResult struct {
-	l   Lease
-	err error
 }
 
 // maxLeaseBatch bounds the leases written by one transaction.
 const maxLeaseBatch = 500
 
-// createLeaseBatched queues req and waits for its result.
-func (s *Store) createLeaseBatched(ctx context.Context, req *leaseReq) (Lease, error) {
-	b := &s.leases
-	b.mu.Lock()
-	b.queue = append(b.queue, req)
-	if b.flushing {
-		b.mu.Unlock()
-		select {
-		case res := <-req.done:
-			return res.l, res.err
-		case <-ctx.Done():
-			// The batch may still commit: a pending lease is then
-			// reconciled by the sweeper, an active one is recorded but
-			// not handed out (the caller treats this as a failure).
-			return Lease{}, fmt.Errorf("create lease %s: %w", req.l.ID, ctx.Err())
-		}
+// newLeaseBatcher group-commits CreateLease calls. A batch whose
+// transaction fails (a lease id taken, a dropped connection) is written
+// again one lease per transaction, so every caller gets the error of its
+// own lease and no lease fails because of another's.
+func (s *Store) newLeaseBatcher() groupCommit[*leaseReq, Lease] {
+	return groupCommit[*leaseReq, Lease]{
+		weight: func(*leaseReq) int { return 1 },
+		max:    maxLeaseBatch,
+		write:  s.flushLeases,
 	}
-	b.flushing = true
-	for {
-		n := min(len(b.queue), maxLeaseBatch)
-		batch := b.queue[:n:n]
-		b.queue = b.queue[n:]
-		b.mu.Unlock()
-		s.flushLeases(batch)
-		b.mu.Lock()
-		if len(b.queue) == 0 {
-			b.flushing = false
-			b.mu.Unlock()
-			break
-		}
-	}
-	res := <-req.done
-	return res.l, res.err
 }
 
 // flushLeases writes batch in one transaction and, when that fails and the
-// batch holds more than one lease, each lease in its own, delivering every
-// caller its result.
-func (s *Store) flushLeases(batch []*leaseReq) {
+// batch holds more than one lease, each lease in its own; it returns every
+// lease's result.
+func (s *Store) flushLeases(batch []*leaseReq) []groupResult[Lease] {
 	now, err := s.writeLeases(batch)
+	res := make([]groupResult[Lease], 0, len(batch))
 	if err != nil && len(batch) > 1 {
 		for _, r := range batch {
-			s.flushLeases([]*leaseReq{r})
+			res = append(res, s.flushLeases([]*leaseReq{r})...)
 		}
-		return
+		return res
 	}
 	for _, r := range batch {
 		if err != nil {
-			r.done <- leaseResult{err: err}
+			res = append(res, groupResult[Lease]{err: err})
 			continue
 		}
 		l := r.l
 		l.UpdatedAt = now
-		r.done <- leaseResult{l: l}
+		res = append(res, groupResult[Lease]{v: l})
 	}
+	return res
 }
 
 // writeLeases inserts batch's leases with their audit records, in queue

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
@@ -19,21 +18,12 @@ const (
 // ErrReplayed is the error of MarkTokenUsed for a token seen before.
 var ErrReplayed = errkind.New(errkind.AlreadyExists, "token was already used")
 
-// replayBatcher group-commits MarkTokenUsed calls the way issuanceBatcher
-// does RecordIssuance: concurrent callers share one transaction, and each
-// learns whether its own token was new. It does not take the revision
-// lock: replay records are independent rows, and the primary key decides
+// replayReq is one queued MarkTokenUsed. Replay records do not take the
+// revision lock: they are independent rows, and the primary key decides
 // between concurrent writers, on one replica or many.
-type replayBatcher struct {
-	mu       sync.Mutex
-	queue    []*replayReq
-	flushing bool
-}
-
 type replayReq struct {
 	issuer, id string
 	expires    time.Time
-	done       chan error
 }
 
 // MarkTokenUsed records that the token id of issuer was used, remembering
@@ -48,47 +38,33 @@ func (s *Store) MarkTokenUsed(ctx context.Context, issuer, id string, expires ti
 	if expires.IsZero() {
 		return errkind.New(errkind.InvalidArgument, "mark token used: an expiry is required")
 	}
-	req := &replayReq{issuer: issuer, id: id, expires: expires, done: make(chan error, 1)}
-	b := &s.replay
-	b.mu.Lock()
-	b.queue = append(b.queue, req)
-	if b.flushing {
-		b.mu.Unlock()
-		select {
-		case err := <-req.done:
-			return err
-		case <-ctx.Done():
-			return fmt.Errorf("mark token used: %w", ctx.Err())
-		}
-	}
-	b.flushing = true
-	for {
-		n := min(len(b.queue), maxReplayBatch)
-		batch := b.queue[:n:n]
-		b.queue = b.queue[n:]
-		b.mu.Unlock()
-		results, err := s.writeReplay(batch)
-		for i, r := range batch {
-			if err != nil {
-				r.done <- err
-			} else {
-				r.done <- results[i]
+	_, err := s.replay.do(ctx, "mark token used", replayReq{issuer: issuer, id: id, expires: expires})
+	return err
+}
+
+// newReplayBatcher group-commits MarkTokenUsed calls: each caller learns
+// whether its own token was new.
+func (s *Store) newReplayBatcher() groupCommit[replayReq, struct{}] {
+	return groupCommit[replayReq, struct{}]{
+		weight: func(replayReq) int { return 1 },
+		max:    maxReplayBatch,
+		write: func(batch []replayReq) []groupResult[struct{}] {
+			results, err := s.writeReplay(batch)
+			res := make([]groupResult[struct{}], len(batch))
+			for i := range res {
+				if res[i].err = err; err == nil {
+					res[i].err = results[i]
+				}
 			}
-		}
-		b.mu.Lock()
-		if len(b.queue) == 0 {
-			b.flushing = false
-			b.mu.Unlock()
-			break
-		}
+			return res
+		},
 	}
-	return <-req.done
 }
 
 // writeReplay inserts one batch in one transaction; results[i] is nil for
 // a new token and ErrReplayed for a known one (also one repeated within the
 // batch).
-func (s *Store) writeReplay(batch []*replayReq) ([]error, error) {
+func (s *Store) writeReplay(batch []replayReq) ([]error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), issuanceFlushTimeout)
 	defer cancel()
 	release, err := s.acquireWrite(ctx)

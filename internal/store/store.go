@@ -74,12 +74,11 @@ type Store struct {
 	// and fairer than SQLite's busy-timeout polling. Nil on PostgreSQL, where
 	// the revision row lock does the serializing.
 	writeSem chan struct{}
-	// issuance group-commits RecordIssuance calls.
-	issuance issuanceBatcher
-	// replay group-commits MarkTokenUsed calls.
-	replay replayBatcher
-	// leases group-commits CreateLease calls.
-	leases leaseBatcher
+	// Group commits (groupcommit.go) of RecordIssuance, MarkTokenUsed
+	// and CreateLease calls.
+	issuance groupCommit[Issuance, struct{}]
+	replay   groupCommit[replayReq, struct{}]
+	leases   groupCommit[*leaseReq, Lease]
 	// aliasParent is Config.NodeAliasParent as stored, "" when unset.
 	aliasParent string
 }
@@ -92,6 +91,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Driver = DriverSQLite
 	}
 	s := &Store{log: cfg.Logger, now: cfg.Now, aliasParent: idToDB(cfg.NodeAliasParent)}
+	s.issuance, s.replay, s.leases = s.newIssuanceBatcher(), s.newReplayBatcher(), s.newLeaseBatcher()
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
