@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -81,6 +82,11 @@ func FromAgent(socketAddr string) func(context.Context) (string, error) {
 		target, err := agentTarget(socketAddr)
 		if err != nil {
 			return "", err
+		}
+		if p, ok := strings.CutPrefix(target, "unix://"); ok {
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				return "", fmt.Errorf("no agent socket at %s", p)
+			}
 		}
 		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {

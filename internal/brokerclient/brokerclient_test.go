@@ -61,3 +61,10 @@ func TestAgentTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestFromAgentWithoutASocket(t *testing.T) {
+	_, err := FromAgent("unix:///nonexistent/agent.sock")(context.Background())
+	if err == nil || err.Error() != "no agent socket at /nonexistent/agent.sock" {
+		t.Fatalf("FromAgent() = %v, want \"no agent socket at /nonexistent/agent.sock\"", err)
+	}
+}
