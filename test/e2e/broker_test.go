@@ -41,7 +41,6 @@ func TestBrokerPostgres(t *testing.T) {
 	adminSock := filepath.Join(serverDir, "admin.sock")
 	sockDir := filepath.Join(dir, "run")
 	socket := filepath.Join(sockDir, "agent.sock")
-	addr, httpAddr := freePort(t), freePort(t)
 
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -58,8 +57,8 @@ rules:
 	writeFile(t, filepath.Join(dir, "server.yaml"), fmt.Sprintf(`
 trust_domain: example.org
 data_dir: %[1]s/server
-bind_address: %[2]s
-http_address: %[3]s
+bind_address: 127.0.0.1:0
+http_address: 127.0.0.1:0
 log: {level: info}
 broker:
   kek_file: %[1]s/broker.kek
@@ -76,7 +75,7 @@ broker:
       provider: postgres
       dsn_file: %[1]s/admin.dsn
       creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}", "SELECT pg_sleep(30)"]
-`, dir, addr, httpAddr))
+`, dir))
 	startServer := func() *proc {
 		p := start(t, "server", "server", "run", "--config", filepath.Join(dir, "server.yaml"))
 		eventually(t, 30*time.Second, "server healthcheck", func() error {
@@ -89,6 +88,7 @@ broker:
 		return p
 	}
 	server := startServer()
+	addr, httpAddr := serverAddrs(t, server)
 	bundle := filepath.Join(dir, "bundle.pem")
 	writeFile(t, bundle, signet(t, "bundle", "show", "--admin-socket", adminSock))
 	nodeID := "spiffe://example.org/node/broker"
@@ -229,7 +229,7 @@ broker:
 		}
 		server.cmd.Wait()
 		_ = cmd.Wait()
-		server = startServer()
+		server = startServer() // on new ports: only the admin socket is used from here on
 		eventually(t, 60*time.Second, "pending lease reconciled", func() error {
 			out := signet(t, "lease", "list", "--admin-socket", adminSock, "--credential", "slow-db", "--json")
 			if !strings.Contains(out, lease) || !strings.Contains(out, `"revoked"`) {

@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serverAddrs waits for a server process started with bind_address and
+// http_address on port 0 to log "server started", and returns the
+// addresses it bound: the agent API and the HTTPS listener ("" when it
+// has none). Tests never pick a port for a process to bind.
+func serverAddrs(tb testing.TB, p *proc) (agentAPI, https string) {
+	tb.Helper()
+	waitFor(tb, 30*time.Second, func() error {
+		var err error
+		agentAPI, https, err = startedLine(p.out.String())
+		return err
+	})
+	return agentAPI, https
+}
+
+var textStarted = regexp.MustCompile(`msg="server started" .*\bagent_api=(\S+) https=(\S*)`)
+
+// startedLine finds the JSON "server started" record in a server's log.
+func startedLine(log string) (agentAPI, https string, err error) {
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Msg      string `json:"msg"`
+			AgentAPI string `json:"agent_api"`
+			HTTPS    string `json:"https"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) != nil {
+			// log.format text: msg="server started" agent_api=HOST:PORT https=HOST:PORT
+			m := textStarted.FindStringSubmatch(sc.Text())
+			if m == nil {
+				continue
+			}
+			rec.Msg, rec.AgentAPI, rec.HTTPS = "server started", m[1], strings.Trim(m[2], `"`)
+		}
+		if rec.Msg != "server started" {
+			continue
+		}
+		if rec.AgentAPI == "" {
+			return "", "", fmt.Errorf("server started without an agent_api address: %s", sc.Text())
+		}
+		return rec.AgentAPI, rec.HTTPS, nil
+	}
+	return "", "", fmt.Errorf("no \"server started\" line in the server's log yet")
+}
+
+func TestStartedLine(t *testing.T) {
+	for _, tc := range []struct{ log, agent, https string }{
+		{`{"time":"x","level":"INFO","msg":"server started","trust_domain":"example.org","agent_api":"127.0.0.1:4001","https":"127.0.0.1:4002"}`, "127.0.0.1:4001", "127.0.0.1:4002"},
+		{`{"msg":"other"}` + "\n" + `{"msg":"server started","agent_api":"[::1]:9","https":""}`, "[::1]:9", ""},
+		{`time=2026-12-02T12:00:00Z level=INFO msg="server started" trust_domain=example.org agent_api=127.0.0.1:4001 https=127.0.0.1:4002 admin_socket=/x`, "127.0.0.1:4001", "127.0.0.1:4002"},
+		{`time=x level=INFO msg="server started" trust_domain=example.org agent_api=127.0.0.1:4001 https="" admin_socket=/x`, "127.0.0.1:4001", ""},
+	} {
+		a, h, err := startedLine(tc.log)
+		if err != nil || a != tc.agent || h != tc.https {
+			t.Errorf("startedLine(%q) = %q, %q, %v; want %q, %q", tc.log, a, h, err, tc.agent, tc.https)
+		}
+	}
+	if _, _, err := startedLine(`{"msg":"server starting"}`); err == nil {
+		t.Error("startedLine found an address in a log without \"server started\"")
+	}
+}
