@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,7 +22,6 @@ import (
 	"github.com/signet-id/signet/internal/ca"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
 
@@ -274,27 +272,6 @@ func (j jwtSource) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbund
 		return nil, fmt.Errorf("no JWT bundle for trust domain %q", td)
 	}
 	return b.JWTBundle(), nil
-}
-
-// storeDescriber describes workloads from their registration entries: the
-// selectors of the first entry with the ID (by entry id) and the node it is
-// parented to, when that is an attested node.
-type storeDescriber struct{ st *store.Store }
-
-func (d storeDescriber) Describe(ctx context.Context, id spiffeid.ID) ([]model.Selector, broker.Node, error) {
-	entries, err := d.st.ListEntries(ctx, store.EntryFilter{SPIFFEID: id, Limit: 1})
-	if err != nil || len(entries) == 0 {
-		return nil, broker.Node{}, err
-	}
-	e := entries[0]
-	n, err := d.st.GetNode(ctx, e.ParentID)
-	if errkind.Is(err, errkind.NotFound) {
-		return slices.Clone(e.Selectors), broker.Node{}, nil
-	}
-	if err != nil {
-		return nil, broker.Node{}, err
-	}
-	return slices.Clone(e.Selectors), broker.Node{ID: n.SPIFFEID, AttestationMethod: n.AttestationType, Selectors: n.Selectors, Labels: n.Labels}, nil
 }
 
 // signBrokerJWT mints a JWT-SVID for a broker provider to trade at a

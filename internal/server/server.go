@@ -421,6 +421,9 @@ func (s *Server) maintain(ctx context.Context) {
 			if _, err := s.store.PruneTokenReplay(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune token replay records", "error", err)
 			}
+			if _, err := s.store.PruneSVIDBindings(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune svid bindings", "error", err)
+			}
 			if n, err := s.store.PruneJoinTokens(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune join tokens", "error", err)
 			} else if n > 0 {
