@@ -55,8 +55,8 @@ type Lease struct {
 	Credential string
 	Provider   string
 	Subject    spiffeid.ID
-	// Node is the agent the subject ran on; zero when unknown (a caller
-	// that presented only a JWT-SVID).
+	// Node is the agent the subject's SVID was signed for; zero when
+	// unknown (an SVID issued without a node, or one with no binding).
 	Node spiffeid.ID
 	// Context is the request's task context (a JSON object).
 	Context map[string]any
