@@ -274,6 +274,31 @@ func (j jwtSource) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbund
 	return b.JWTBundle(), nil
 }
 
+// maxKRLSerials bounds the revoked leases one KRL lists per credential
+// (8 bytes each).
+const maxKRLSerials = 100_000
+
+// revokedSSHLeases lists, from the store, the leases of an ssh credential
+// revoked before their end and not yet past it: the KRL of every replica
+// then carries revocations made on any of them.
+func (s *Server) revokedSSHLeases(ctx context.Context, credential string, now time.Time) ([]string, error) {
+	leases, err := s.store.ListLeases(ctx, store.LeaseFilter{Credential: credential, States: []store.LeaseState{store.LeaseRevoked},
+		ExpiresAfter: now, Limit: maxKRLSerials + 1})
+	if err != nil {
+		s.log.WarnContext(ctx, "ssh krl: list revoked leases", "credential", credential, "error", err)
+		return nil, err
+	}
+	ids := make([]string, 0, len(leases))
+	for _, l := range leases {
+		ids = append(ids, l.ID)
+	}
+	if len(ids) > maxKRLSerials {
+		s.log.ErrorContext(ctx, "ssh krl: too many revoked certificates still valid; refusing to serve a partial KRL", "credential", credential, "bound", maxKRLSerials)
+		return nil, fmt.Errorf("more than %d revoked certificates of %s are still valid", maxKRLSerials, credential)
+	}
+	return ids, nil
+}
+
 // signBrokerJWT mints a JWT-SVID for a broker provider to trade at a
 // cloud or SaaS token service on the calling workload's behalf.
 func (s *Server) signBrokerJWT(ctx context.Context, subject spiffeid.ID, aud string, ttl time.Duration) (string, error) {

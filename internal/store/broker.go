@@ -79,6 +79,8 @@ type LeaseFilter struct {
 	Credential string
 	Subject    spiffeid.ID
 	States     []LeaseState
+	// ExpiresAfter selects the leases whose end is after it (zero: any).
+	ExpiresAfter time.Time
 	// Limit bounds the result (0: no bound).
 	Limit int
 }
@@ -453,6 +455,9 @@ func (s *Store) ListLeases(ctx context.Context, f LeaseFilter) ([]Lease, error) 
 		for _, st := range f.States {
 			args = append(args, string(st))
 		}
+	}
+	if !f.ExpiresAfter.IsZero() {
+		where, args = append(where, "expires_at > ?"), append(args, timeToDB(f.ExpiresAfter))
 	}
 	q := leaseColumns
 	if len(where) > 0 {
