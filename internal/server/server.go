@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err := preflight.TCPFree("health_address", cfg.HealthAddress); err != nil {
 			return nil, err
 		}
-		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer)); err != nil {
+		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer), s.log); err != nil {
 			return nil, err
 		}
 	}
