@@ -241,7 +241,12 @@ func (s *Supervisor) Run(ctx context.Context) (int, error) {
 				return s.exited(c)
 			}
 			if r.err != nil {
-				wait := min(backoff, max(s.until(g.Expires)/2, 100*time.Millisecond))
+				// Back off, but try at least once more before the lease
+				// ends; once it has, back off alone.
+				wait := backoff
+				if left := s.until(g.Expires); left > 0 {
+					wait = min(backoff, max(left/2, 100*time.Millisecond))
+				}
 				backoff = min(2*backoff, retryMax)
 				s.log.Error("credentials not renewed; the command keeps running with the current ones",
 					slog.String(logKeyErr, r.err.Error()), slog.Duration(logKeyRetryIn, wait), slog.Time(logKeyExpires, g.Expires))

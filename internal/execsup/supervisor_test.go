@@ -282,6 +282,26 @@ func TestRenewalFailureKeepsTheChild(t *testing.T) {
 	h.wait()
 }
 
+func TestRenewalBacksOffAfterExpiry(t *testing.T) {
+	var fail []int
+	for n := 2; n < 100; n++ {
+		fail = append(fail, n)
+	}
+	h := newHarness(t, childScript(trapTerm), Config{}, fail...)
+	h.has(0, 1, "start")
+	// Retries come closer as the lease's end nears, then back off to a
+	// minute once it has passed, instead of hammering the broker.
+	testenv.Advance(t, h.clock, time.Second, 15*time.Second, "a retry a minute later", func() error {
+		if !strings.Contains(h.logs.String(), "retry_in=1m0s") {
+			return errors.New("no retry_in=1m0s in the log")
+		}
+		return nil
+	})
+	if n := len(h.starts()); n != 1 {
+		t.Errorf("%d starts; failed renewals must not restart the child", n)
+	}
+}
+
 func TestFirstFetchFails(t *testing.T) {
 	h := newHarness(t, childScript(""), Config{}, 1)
 	_, err := h.wait()
