@@ -205,18 +205,21 @@ type fetchResult struct {
 // callers can tell a refusal (brokerclient.IsDenied) from the rest. A
 // failed renewal keeps the child running and is retried with back-off.
 // When ctx ends, the child is stopped as for a restart and Run returns
-// ctx's error with its status. Run blocks; it is not safe to call twice.
+// ctx's error with its status. A terminating signal (SIGINT, SIGTERM,
+// SIGQUIT) during the first fetch ends Run with 128+N before any child
+// ran; other signals then have no child to go to and are dropped. Run
+// blocks; it is not safe to call twice.
 func (s *Supervisor) Run(ctx context.Context) (int, error) {
-	g, err := s.cfg.Source.Fetch(ctx)
-	if err != nil {
-		return 0, err
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, code, err := s.first(fctx)
+	if g == nil {
+		return code, err
 	}
 	c, err := s.start(g)
 	if err != nil {
 		return 0, err
 	}
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	renew := s.clock.After(s.waitUntil(g.RenewAt))
 	var fetched chan fetchResult // non-nil while a fetch runs
 	backoff, restarts := retryMin, 0
@@ -268,6 +271,32 @@ func (s *Supervisor) Run(ctx context.Context) (int, error) {
 				return 0, err
 			}
 			renew = s.clock.After(s.waitUntil(g.RenewAt))
+		}
+	}
+}
+
+// first runs the first fetch, watching for signals meanwhile: a nil grant
+// means Run ends with code and err.
+func (s *Supervisor) first(ctx context.Context) (*Grant, int, error) {
+	fetched := make(chan fetchResult, 1)
+	go func() {
+		g, err := s.cfg.Source.Fetch(ctx)
+		fetched <- fetchResult{g, err}
+	}()
+	for {
+		select {
+		case r := <-fetched:
+			if r.g == nil && r.err == nil {
+				r.err = errors.New("execsup: the credential source returned no grant")
+			}
+			return r.g, 0, r.err
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case sig := <-s.cfg.Signals:
+			if n, ok := sig.(syscall.Signal); ok && slices.Contains(terminating, sig) {
+				s.log.Info("signal before the command started; not starting it", slog.String(logKeySignal, n.String()))
+				return nil, 128 + int(n), nil
+			}
 		}
 	}
 }

@@ -313,6 +313,26 @@ func TestFirstFetchFails(t *testing.T) {
 	}
 }
 
+// stuck is a Source whose fetches wait for their context.
+type stuck struct{}
+
+func (stuck) Fetch(ctx context.Context) (*Grant, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestSignalDuringFirstFetch(t *testing.T) {
+	h := newHarness(t, childScript(""), Config{Source: stuck{}})
+	h.sigs <- syscall.SIGHUP // no child to go to: dropped
+	h.sigs <- syscall.SIGTERM
+	if code, err := h.wait(); err != nil || code != 128+15 {
+		t.Fatalf("Run() after SIGTERM during the first fetch = %d, %v; want 143", code, err)
+	}
+	if _, err := os.Stat(h.log); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a child ran: %s", h.lines())
+	}
+}
+
 func TestTerminatingSignalDuringRestart(t *testing.T) {
 	h := newHarness(t, childScript(trapUSR1+"\n"+`trap 'echo "int $$" >> "$LOG"; exit 9' INT`),
 		Config{RestartSignal: syscall.SIGUSR1, Grace: time.Hour})
