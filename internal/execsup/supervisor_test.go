@@ -87,7 +87,9 @@ func newHarness(t *testing.T, script string, cfg Config, fail ...int) *harness {
 	cfg.Signals, cfg.Clock = h.sigs, clock
 	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, nil))
 	if cfg.Grace == 0 {
-		cfg.Grace = 10 * time.Second
+		// Beyond what stepping the fake clock reaches while a child
+		// runs its trap: only TestGraceThenKill wants the kill.
+		cfg.Grace = time.Hour
 	}
 	return h.run(cfg, t.Context())
 }
@@ -235,7 +237,7 @@ func TestRestartSignal(t *testing.T) {
 }
 
 func TestGraceThenKill(t *testing.T) {
-	h := newHarness(t, childScript(`trap 'echo "term $$" >> "$LOG"' TERM`), Config{Grace: 30 * time.Second})
+	h := newHarness(t, childScript(`trap 'echo "term $$" >> "$LOG"' TERM`), Config{Grace: 2 * time.Minute})
 	h.has(time.Second, 1, "term") // renewal: asked to stop, ignores it
 	if n := len(h.starts()); n != 1 {
 		t.Fatalf("a new child started while the old one was in its grace period: %d starts", n)
