@@ -17,6 +17,11 @@ func TestNodeSideDependencies(t *testing.T) {
 		"github.com/signet-id/signet/internal/workloadattest/...",
 		"github.com/signet-id/signet/internal/nodeattest/...",
 		"github.com/signet-id/signet/internal/model",
+		// The workload-side clients of the broker.
+		"github.com/signet-id/signet/internal/brokerclient",
+		"github.com/signet-id/signet/internal/execsup",
+		"github.com/signet-id/signet/internal/helper",
+		"github.com/signet-id/signet/internal/gateway",
 	}
 	forbidden := []string{
 		"github.com/signet-id/signet/internal/store",

@@ -26,22 +26,19 @@ import (
 
 	"github.com/signet-id/signet/internal/broker"
 	"github.com/signet-id/signet/internal/broker/policy"
+	"github.com/signet-id/signet/internal/broker/wire"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
-// TokenTypeCredential is the requested_token_type of brokered credentials.
-const TokenTypeCredential = "urn:signet:params:oauth:token-type:credential"
-
-// Parameters of a credential request besides RFC 8693's.
+// The wire names of a credential request (package wire).
 const (
-	ParamContext = "request_context"
-	ParamTTL     = "ttl"
-	// ParamPublicKey carries the client's SSH public key (authorized_keys
-	// format) for credentials that certify a key generated on the client.
-	ParamPublicKey = "public_key"
+	TokenTypeCredential = wire.TokenTypeCredential
+	ParamContext        = wire.ParamContext
+	ParamTTL            = wire.ParamTTL
+	ParamPublicKey      = wire.ParamPublicKey
 )
 
 // Describer tells what the server knows of a calling workload: the
