@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strings"
@@ -437,7 +438,7 @@ type activation struct {
 	segsOK  bool
 	sels    [2][]string
 	selsOK  [2]bool
-	selSets [2]map[string]struct{}
+	selSets [2]*stringSet
 }
 
 // Indexes of the variables in activation.vals.
@@ -637,14 +638,55 @@ func (a *activation) contains(i int, s string) bool {
 		k = 1
 	}
 	if a.selSets[k] == nil {
-		set := make(map[string]struct{}, len(list))
-		for _, e := range list {
-			set[e] = struct{}{}
-		}
-		a.selSets[k] = set
+		a.selSets[k] = newStringSet(list)
 	}
-	_, ok := a.selSets[k][s]
-	return ok
+	return a.selSets[k].has(s)
+}
+
+// setSeed seeds the hashes of every stringSet of the process.
+var setSeed = maphash.MakeSeed()
+
+// stringSet is a set of strings for membership tests: an open-addressing
+// table of indexes into the list, probed linearly. Building it is one
+// allocation without pointers (the strings stay in the list), cheaper than
+// a map for the one decision it serves.
+type stringSet struct {
+	elems []string
+	slots []int32 // 1 + an index of elems; 0: empty. The length is a power of two, at least twice len(elems).
+}
+
+func newStringSet(elems []string) *stringSet {
+	n := 1
+	for n < 2*len(elems) {
+		n <<= 1
+	}
+	s := &stringSet{elems: elems, slots: make([]int32, n)}
+	mask := uint64(n - 1)
+	for i, e := range elems {
+		for h := maphash.String(setSeed, e) & mask; ; h = (h + 1) & mask {
+			if s.slots[h] == 0 {
+				s.slots[h] = int32(i + 1)
+				break
+			}
+			if elems[s.slots[h]-1] == e {
+				break // a duplicate
+			}
+		}
+	}
+	return s
+}
+
+// has reports whether x is in the set.
+func (s *stringSet) has(x string) bool {
+	mask := uint64(len(s.slots) - 1)
+	for h := maphash.String(setSeed, x) & mask; ; h = (h + 1) & mask {
+		switch j := s.slots[h]; {
+		case j == 0:
+			return false
+		case s.elems[j-1] == x:
+			return true
+		}
+	}
 }
 
 // selectString returns the string that the select path under the map
@@ -670,10 +712,26 @@ func (a *activation) selectString(i int, path []string) (string, bool) {
 	return s, ok
 }
 
+// selectorStrings returns the selectors as "type:value" (Selector.String),
+// cut from one string: two allocations for any number of selectors.
 func selectorStrings(sel []model.Selector) []string {
 	out := make([]string, len(sel))
+	n := 0
+	for _, s := range sel {
+		n += len(s.Type) + 1 + len(s.Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range sel {
+		b.WriteString(s.Type)
+		b.WriteByte(':')
+		b.WriteString(s.Value)
+	}
+	all, at := b.String(), 0
 	for i, s := range sel {
-		out[i] = s.String()
+		end := at + len(s.Type) + 1 + len(s.Value)
+		out[i] = all[at:end]
+		at = end
 	}
 	return out
 }

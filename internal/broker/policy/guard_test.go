@@ -103,3 +103,45 @@ func TestGuardAgreesWithProgram(t *testing.T) {
 		}
 	}
 }
+
+func TestSelectorStrings(t *testing.T) {
+	in := []model.Selector{{Type: "aws_iid", Value: "tag:env:prod"}, {Type: "unix", Value: "uid:0"}, {}, {Type: "k8s", Value: ""}, {Type: "", Value: "x:y"}}
+	got := selectorStrings(in)
+	if len(got) != len(in) {
+		t.Fatalf("selectorStrings() = %q", got)
+	}
+	for i, s := range in {
+		if got[i] != s.String() {
+			t.Errorf("selectorStrings()[%d] = %q, want %q", i, got[i], s.String())
+		}
+	}
+	if got := selectorStrings(nil); got == nil || len(got) != 0 {
+		t.Errorf("selectorStrings(nil) = %#v, want an empty list", got)
+	}
+}
+
+func TestStringSet(t *testing.T) {
+	for _, n := range []int{0, 1, 2, setMin, 100, 1000} {
+		var elems []string
+		for i := range n {
+			elems = append(elems, fmt.Sprintf("aws_iid:tag:k%d:v", i))
+		}
+		if n > 2 {
+			elems = append(elems, elems[1], "") // a duplicate and an empty string
+		}
+		s := newStringSet(elems)
+		for _, e := range elems {
+			if !s.has(e) {
+				t.Errorf("n=%d: has(%q) = false", n, e)
+			}
+		}
+		for _, x := range []string{"aws_iid:tag:k:v", fmt.Sprintf("aws_iid:tag:k%d:v", n+1), "x"} {
+			if s.has(x) {
+				t.Errorf("n=%d: has(%q) = true", n, x)
+			}
+		}
+		if n <= 2 && s.has("") {
+			t.Errorf("n=%d: has(\"\") = true", n)
+		}
+	}
+}
