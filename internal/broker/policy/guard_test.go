@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -144,4 +145,58 @@ func TestStringSet(t *testing.T) {
 			t.Errorf("n=%d: has(\"\") = true", n)
 		}
 	}
+}
+
+// FuzzGuards checks the guards against their programs for random labels,
+// context (from ParseContext) and selectors: where a guard decides, the
+// program gives the same result.
+func FuzzGuards(f *testing.F) {
+	f.Add("zone", "eu-1", []byte(`{"ticket":"CHG-1","change":{"service":"svc-1"}}`), "aws_iid:tag:env:prod", 3)
+	f.Add("", "", []byte(`{"change":"svc-1","ticket":7}`), ":", 40)
+	f.Add("zone", "", []byte(`{"change":{"service":["svc-1"]},"a":{"b":{"c":"x"}}}`), "unix:uid:0", 0)
+	exprs := []string{
+		`node.labels.zone == "eu-1"`, `"" == node.labels.zone`, `context.ticket == "CHG-1"`,
+		`context.change.service == "svc-1"`, `context.a.b.c == "x"`, `"aws_iid:tag:env:prod" in node.selectors`,
+		`"unix:uid:0" in subject.selectors`, `subject.segments[1] == "b"`, `"b" in subject.segments`,
+	}
+	var guards []program
+	for _, e := range exprs {
+		r := &rule{name: "t", expr: e}
+		if err := r.compile(); err != nil {
+			f.Fatal(err)
+		}
+		if r.conjuncts[0].guard == nil {
+			f.Fatalf("%s: no guard", e)
+		}
+		guards = append(guards, r.conjuncts[0])
+	}
+	f.Fuzz(func(t *testing.T, labelKey, labelValue string, rawContext []byte, selector string, n int) {
+		c, err := ParseContext(rawContext)
+		if err != nil {
+			return
+		}
+		in := input("spiffe://example.org/a/b", "db")
+		typ, val, _ := strings.Cut(selector, ":")
+		n = n % 100
+		if n < 0 {
+			n = -n
+		}
+		for i := range n {
+			in.Node.Selectors = append(in.Node.Selectors, model.Selector{Type: typ, Value: fmt.Sprint(val, i%7)})
+		}
+		in.Node.Selectors = append(in.Node.Selectors, model.Selector{Type: typ, Value: val})
+		in.Subject.Selectors = in.Node.Selectors[n/2:]
+		in.Node.Labels = map[string]string{labelKey: labelValue}
+		in.Context = c
+		fast := inEnvelope(&in)
+		for _, g := range guards {
+			got, ok := g.guard.decide(newActivation(&in), fast)
+			if !ok {
+				continue
+			}
+			if want, _ := g.eval(context.Background(), newActivation(&in), fast); got != want {
+				t.Fatalf("%s: guard = %s, program = %s", g.text, got, want)
+			}
+		}
+	})
 }
