@@ -12,8 +12,9 @@ import (
 )
 
 // maxVerifiedPeers bounds the verified-peer cache; when it is full the
-// cache starts over.
-const maxVerifiedPeers = 4096
+// cache starts over. A parsed certificate is a few KiB: the cache holds
+// at most a few MiB.
+const maxVerifiedPeers = 1024
 
 // peerCache remembers the client certificates verified as X509-SVIDs, so
 // that the requests of one keep-alive connection (whose TLS state holds
