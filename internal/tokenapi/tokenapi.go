@@ -46,7 +46,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/logsafe"
@@ -177,7 +176,8 @@ type Config struct {
 // Handler serves Path. Build it with New.
 type Handler struct {
 	cfg   Config
-	types string // requested token types served, for error descriptions
+	types string    // requested token types served, for error descriptions
+	peers peerCache // client certificates verified, per connection
 }
 
 // New returns the endpoint's handler for cfg.
@@ -351,7 +351,7 @@ func (h *Handler) peerSubject(r *http.Request) (*Subject, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || h.cfg.Peers == nil {
 		return nil, nil
 	}
-	id, _, err := x509svid.Verify(r.TLS.PeerCertificates, h.cfg.Peers, x509svid.WithTime(h.cfg.Now()))
+	id, err := h.peers.verify(r.TLS.PeerCertificates, h.cfg.Peers, h.cfg.Now())
 	if err != nil {
 		return nil, &Error{Code: ErrInvalidClient, Description: "the client certificate is not a valid X509-SVID of a trusted trust domain"}
 	}

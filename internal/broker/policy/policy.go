@@ -151,7 +151,12 @@ type Input struct {
 type Policy struct {
 	name  string
 	rules []*rule
-	memos int // the distinct conjuncts, the size of a decision's activation.memo
+	memos int // the conjuncts that occur more than once, the size of a decision's activation.memo
+	// naming holds, for each credential the rules name, the indexes of
+	// those rules, ascending; anyRules those of the rules for every
+	// credential ("*"). A decision evaluates the union, in file order.
+	naming   map[string][]int
+	anyRules []int
 }
 
 // rule is one compiled rule.
@@ -236,16 +241,29 @@ func Parse(name string, data []byte) (*Policy, error) {
 		return nil, errors.Join(errs...)
 	}
 	p.assignMemos()
+	p.indexCredentials()
 	return p, nil
 }
 
-// assignMemos gives every conjunct a memo slot, one per distinct text: the
-// same text type-checks to the same program in the one policy environment.
+// assignMemos gives a memo slot to every conjunct whose text occurs more
+// than once in the policy, one slot per text: the same text type-checks to
+// the same program in the one policy environment. A conjunct that occurs
+// once is evaluated at most once per decision and needs none.
 func (p *Policy) assignMemos() {
+	count := map[string]int{}
+	for _, r := range p.rules {
+		for _, c := range r.conjuncts {
+			count[c.text]++
+		}
+	}
 	slots := map[string]int{}
 	for _, r := range p.rules {
 		for i := range r.conjuncts {
 			c := &r.conjuncts[i]
+			if count[c.text] < 2 {
+				c.memo = -1
+				continue
+			}
 			id, ok := slots[c.text]
 			if !ok {
 				id = len(slots)
@@ -255,6 +273,19 @@ func (p *Policy) assignMemos() {
 		}
 	}
 	p.memos = len(slots)
+}
+
+// indexCredentials fills naming and anyRules.
+func (p *Policy) indexCredentials() {
+	p.naming = map[string][]int{}
+	for i, r := range p.rules {
+		if r.any {
+			p.anyRules = append(p.anyRules, i)
+		}
+		for _, c := range r.credentials {
+			p.naming[c] = append(p.naming[c], i)
+		}
+	}
 }
 
 // compileRule decodes and compiles rule i. Its error starts with the line
@@ -390,18 +421,28 @@ func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 	}
 	d.Policy = p.name
 	act := newActivation(in)
-	act.memo = make([]memoEntry, p.memos)
+	act.memos = p.memos
 	fast := inEnvelope(in)
 	d.Rules = make([]RuleResult, len(p.rules))
+	// The rules about the credential, ascending: those naming it and
+	// those for every credential, merged as the loop goes.
+	named, star := p.naming[in.Request.Credential], p.anyRules
 	decided := false
 	for i, r := range p.rules {
 		rr := &d.Rules[i] // filled in place: no copy of the struct
 		rr.Name = r.name
+		applies := false
+		if len(named) > 0 && named[0] == i {
+			applies, named = true, named[1:]
+		}
+		if len(star) > 0 && star[0] == i {
+			applies, star = true, star[1:]
+		}
 		switch {
 		case decided:
-			rr.Applies = r.applies(in.Request.Credential)
+			rr.Applies = applies
 			rr.Result = ResultNotEvaluated
-		case !r.applies(in.Request.Credential):
+		case !applies:
 			rr.Result = ResultNotApplicable
 		default:
 			rr.Applies = true
