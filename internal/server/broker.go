@@ -180,6 +180,11 @@ func (s *Server) checkBroker() error {
 	if len(errs) == 0 {
 		build(ssh)
 	}
+	if len(errs) == 0 && parts.holder != nil {
+		if err := parts.holder.SetCheck(sshRuleCheck(parts.creds)); err != nil {
+			errs = append(errs, fmt.Errorf("broker.policy_file: %w", err))
+		}
+	}
 	if len(errs) > 0 {
 		parts.close()
 		s.sshCAs = nil
@@ -294,7 +299,11 @@ func (d storeDescriber) Describe(ctx context.Context, id spiffeid.ID) ([]model.S
 	if err != nil {
 		return nil, broker.Node{}, err
 	}
-	return slices.Clone(e.Selectors), broker.Node{ID: n.SPIFFEID, AttestationMethod: n.AttestationType, Selectors: n.Selectors, Labels: n.Labels}, nil
+	addrs, err := nodeAddresses(ctx, d.st, n.SPIFFEID)
+	if err != nil {
+		return nil, broker.Node{}, err
+	}
+	return slices.Clone(e.Selectors), broker.Node{ID: n.SPIFFEID, AttestationMethod: n.AttestationType, Selectors: n.Selectors, Labels: n.Labels, Addresses: addrs}, nil
 }
 
 // signBrokerJWT mints a JWT-SVID for a broker provider to trade at a
