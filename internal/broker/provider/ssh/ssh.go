@@ -1,7 +1,11 @@
 // Package ssh is the broker's provider of OpenSSH user certificates: a
 // Signet-held SSH user CA signs the public key a client generated (the
 // private key never leaves the client) for the configured principals,
-// extensions and critical options, valid for the lease. Revocation is a
+// extensions and critical options, valid for the lease. A policy rule's
+// ssh key narrows them (Request.SSH, checked by CheckOptions), and
+// source_address_from_node binds source-address to the addresses the
+// caller's node connects to the server from (Request.NodeAddresses).
+// Revocation is a
 // key revocation list in OpenSSH's KRL format, rewritten on every revoke
 // and served for sshd's RevokedKeys (see Handler and `signet ssh krl`).
 //
