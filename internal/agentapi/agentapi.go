@@ -422,6 +422,8 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 		}
 		res.Status = apiconv.StatusToProto(nil)
 		iss.Issued = append(iss.Issued, entry.ID)
+		iss.Bindings = append(iss.Bindings, store.SVIDBinding{Digest: model.SVIDDigest(chain[0].Raw), EntryID: entry.ID,
+			NodeID: node.SPIFFEID.String(), ExpiresAt: chain[0].NotAfter})
 		s.met.svidsSigned.WithLabelValues("x509", "ok").Inc()
 		iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
 			Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
@@ -495,7 +497,8 @@ func (s *Service) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDReque
 		s.met.svidsSigned.WithLabelValues("jwt", "error").Inc()
 		return nil, err
 	}
-	if err := s.record(ctx, store.Issuance{At: now, Issued: []string{entry.ID}, Records: []model.AuditRecord{{
+	binding := store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, NodeID: node.SPIFFEID.String(), ExpiresAt: exp}
+	if err := s.record(ctx, store.Issuance{At: now, Issued: []string{entry.ID}, Bindings: []store.SVIDBinding{binding}, Records: []model.AuditRecord{{
 		Action: "svid.jwt.sign", Object: entry.ID,
 		Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
 			"audience": strings.Join(req.GetAudience(), " "), "expires_at": exp.UTC().Format(time.RFC3339)}}}}); err != nil {

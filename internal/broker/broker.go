@@ -197,6 +197,10 @@ type Request struct {
 	// entry.
 	SubjectSelectors []model.Selector
 	Node             Node
+	// Entry is the id of the registration entry the caller's SVID was
+	// issued for, when known; Facts says how SubjectSelectors and Node were
+	// established (see exchange.Description). Both are audited.
+	Entry, Facts string
 	// Context is the task context (parsed by policy.ParseContext).
 	Context map[string]any
 	// TTL is the lifetime asked for; zero: the credential's default.
@@ -390,6 +394,12 @@ func decisionRecord(r Request, d policy.Decision, ttl time.Duration) store.Audit
 	}
 	detail := map[string]string{
 		"subject": idString(r.Subject), "node": idString(r.Node.ID), "rule": d.Rule, "policy": d.Policy,
+	}
+	if r.Entry != "" {
+		detail["entry"] = r.Entry
+	}
+	if r.Facts != "" {
+		detail["facts"] = r.Facts
 	}
 	if r.TTL > 0 {
 		detail["requested_ttl"] = r.TTL.String()

@@ -11,13 +11,13 @@ import (
 
 // nodeAddresses returns the addresses the agent of node id was seen
 // connecting to the agent API from, most recent first (broker.Node's
-// Addresses); none for a zero id.
+// Addresses); nil when there are none, or for a zero id.
 func nodeAddresses(ctx context.Context, st *store.Store, id spiffeid.ID) ([]netip.Addr, error) {
 	if id.IsZero() {
 		return nil, nil
 	}
 	as, err := st.NodeAddresses(ctx, id)
-	if err != nil {
+	if err != nil || len(as) == 0 {
 		return nil, err
 	}
 	out := make([]netip.Addr, len(as))

@@ -90,6 +90,10 @@ type Subject struct {
 	// Via is how the subject authenticated: "mtls" or the
 	// subject_token_type.
 	Via string
+	// SVIDDigest, for a SubjectSPIFFE, is the model.SVIDDigest of the
+	// SVID it presented: the key of the SVID's binding to the entry and
+	// node it was issued for.
+	SVIDDigest string
 	// Detail are facts for audit records of what is issued to the subject
 	// (a CI job's repository or project); never secrets.
 	Detail map[string]string
@@ -352,7 +356,7 @@ func (h *Handler) peerSubject(r *http.Request) (*Subject, error) {
 		return nil, &Error{Code: ErrInvalidClient, Description: "the client certificate is not a valid X509-SVID of a trusted trust domain"}
 	}
 	leaf := r.TLS.PeerCertificates[0]
-	return &Subject{Kind: SubjectSPIFFE, ID: id, ExpiresAt: leaf.NotAfter, Via: "mtls"}, nil
+	return &Subject{Kind: SubjectSPIFFE, ID: id, ExpiresAt: leaf.NotAfter, Via: "mtls", SVIDDigest: model.SVIDDigest(leaf.Raw)}, nil
 }
 
 func remoteHost(r *http.Request) string {

@@ -33,7 +33,6 @@ func TestSSHCertificateLifecycle(t *testing.T) {
 		t.Skip("openssh-server is not installed")
 	}
 	dir := t.TempDir()
-	addr, httpAddr := freePort(t), freePort(t)
 	serverDir := filepath.Join(dir, "server")
 	adminSock := filepath.Join(serverDir, "admin.sock")
 	kek := make([]byte, 32)
@@ -47,8 +46,8 @@ func TestSSHCertificateLifecycle(t *testing.T) {
 	cfg := filepath.Join(dir, "server.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`trust_domain: example.org
 data_dir: %s
-bind_address: %s
-http_address: %s
+bind_address: 127.0.0.1:0
+http_address: 127.0.0.1:0
 log: {level: debug, format: text}
 broker:
   kek_file: %s
@@ -56,8 +55,8 @@ broker:
   credentials:
     prod-ssh: {provider: ssh, ca_key_file: %s, principals: [deploy, ops], extensions: [permit-pty], default_ttl: 5m,
                source_address_from_node: true}
-`, serverDir, addr, httpAddr, kekFile, policy, filepath.Join(dir, "ssh-user-ca")))
-	start(t, "server", "server", "run", "--config", cfg)
+`, serverDir, kekFile, policy, filepath.Join(dir, "ssh-user-ca")))
+	server := start(t, "server", "server", "run", "--config", cfg)
 	eventually(t, 30*time.Second, "server healthcheck", func() error {
 		_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
 		if err != nil {
@@ -65,6 +64,7 @@ broker:
 		}
 		return nil
 	})
+	addr, httpAddr := serverAddrs(t, server)
 	bundle := filepath.Join(dir, "bundle.pem")
 	writeFile(t, bundle, signet(t, "bundle", "show", "--admin-socket", adminSock))
 	nodeID := "spiffe://example.org/node/ssh-client"

@@ -49,6 +49,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Coverage", coverageTests},
 		{"Broker", brokerTests},
 		{"TokenReplay", replayTests},
+		{"SVIDBindings", bindingTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
