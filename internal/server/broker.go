@@ -178,6 +178,11 @@ func (s *Server) checkBroker() error {
 	if len(errs) == 0 {
 		build(ssh)
 	}
+	if len(errs) == 0 && parts.holder != nil {
+		if err := parts.holder.SetCheck(sshRuleCheck(parts.creds)); err != nil {
+			errs = append(errs, fmt.Errorf("broker.policy_file: %w", err))
+		}
+	}
 	if len(errs) > 0 {
 		parts.close()
 		s.sshCAs = nil

@@ -122,8 +122,12 @@ func (d storeDescriber) node(ctx context.Context, id spiffeid.ID) (broker.Node, 
 	if err != nil {
 		return broker.Node{}, false, err
 	}
+	addrs, err := nodeAddresses(ctx, d.st, n.SPIFFEID)
+	if err != nil {
+		return broker.Node{}, false, err
+	}
 	return broker.Node{ID: n.SPIFFEID, AttestationMethod: n.AttestationType, Selectors: slices.Clone(n.Selectors),
-		Labels: maps.Clone(n.Labels)}, true, nil
+		Labels: maps.Clone(n.Labels), Addresses: addrs}, true, nil
 }
 
 // commonNode is the node when there is one, else what all of them share:
@@ -135,7 +139,7 @@ func commonNode(nodes []broker.Node) broker.Node {
 	}
 	out := nodes[0]
 	for _, n := range nodes[1:] {
-		out.ID = spiffeid.ID{}
+		out.ID, out.Addresses = spiffeid.ID{}, nil // no one node: nothing to bind to
 		if n.AttestationMethod != out.AttestationMethod {
 			out.AttestationMethod = ""
 		}

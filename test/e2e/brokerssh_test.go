@@ -22,6 +22,9 @@ import (
 // --write FILE` (its key generated locally) and logs in with
 // `ssh -i FILE`'s files, `signet lease revoke` revokes it and, once
 // `signet ssh krl --output` refreshed sshd's RevokedKeys, the login fails.
+// The credential binds source-address to the node's addresses (the agent
+// process calls the server from 127.0.0.1) and the policy rule narrows its
+// principals.
 func TestSSHCertificateLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs processes")
@@ -39,7 +42,7 @@ func TestSSHCertificateLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	policy := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policy, "rules:\n  - name: deployer-ssh\n    credentials: [prod-ssh]\n    when: subject.id == \"spiffe://example.org/deployer\"\n    ttl: 10m\n")
+	writeFile(t, policy, "rules:\n  - name: deployer-ssh\n    credentials: [prod-ssh]\n    when: subject.id == \"spiffe://example.org/deployer\"\n    ttl: 10m\n    ssh: {principals: [deploy]}\n")
 	cfg := filepath.Join(dir, "server.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`trust_domain: example.org
 data_dir: %s
@@ -50,7 +53,8 @@ broker:
   kek_file: %s
   policy_file: %s
   credentials:
-    prod-ssh: {provider: ssh, ca_key_file: %s, principals: [deploy], extensions: [permit-pty], default_ttl: 5m}
+    prod-ssh: {provider: ssh, ca_key_file: %s, principals: [deploy, ops], extensions: [permit-pty], default_ttl: 5m,
+               source_address_from_node: true}
 `, serverDir, kekFile, policy, filepath.Join(dir, "ssh-user-ca")))
 	server := start(t, "server", "server", "run", "--config", cfg)
 	eventually(t, 30*time.Second, "server healthcheck", func() error {
@@ -114,6 +118,18 @@ broker:
 			return err
 		}
 		return srv.Login(t.Context(), key, string(cb))
+	}
+	cb, err := os.ReadFile(keyFile + "-cert.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := gossh.ParseAuthorizedKey(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := pub.(*gossh.Certificate); c.CriticalOptions["source-address"] != "127.0.0.1/32" || strings.Join(c.ValidPrincipals, ",") != "deploy" {
+		t.Errorf("certificate source-address %q principals %v, want the agent's 127.0.0.1/32 and the rule's [deploy]",
+			c.CriticalOptions["source-address"], c.ValidPrincipals)
 	}
 	if err := login(); err != nil {
 		t.Fatalf("login with the files credential get --write made: %v", err)

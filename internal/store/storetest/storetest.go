@@ -37,6 +37,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Entries", entryTests},
 		{"EntryChanges", changeTests},
 		{"Nodes", nodeTests},
+		{"NodeAddresses", nodeAddressTests},
 		{"JoinTokens", tokenTests},
 		{"JoinTokenAdmin", tokenAdminTests},
 		{"Identity", identityTests},
