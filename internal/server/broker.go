@@ -245,7 +245,7 @@ func (s *Server) registerBrokerTokens() {
 	if s.broker == nil {
 		return
 	}
-	(&exchange.Issuer{Broker: s.broker, Describer: storeDescriber{s.store}}).Register(s.tokenIssuers)
+	(&exchange.Issuer{Broker: s.broker, Describer: newStoreDescriber(s.store, s.cache, s.cfg.Now)}).Register(s.tokenIssuers)
 	(&exchange.TxnIssuer{Signer: s.ca, Audit: s.store}).Register(s.tokenIssuers)
 	s.tokenVerifiers = append(s.tokenVerifiers, &exchange.JWTSVIDVerifier{Bundles: jwtSource{s}, Audience: s.serverID.String()})
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/broker"
 	"github.com/signet-id/signet/internal/broker/exchange"
+	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
@@ -29,11 +32,78 @@ const maxCandidates = 64
 // entry with its SPIFFE ID, and every node those entries are parented to,
 // have in common: a fact the policy sees then holds wherever the caller
 // may run.
-type storeDescriber struct{ st *store.Store }
+//
+// Bindings never change, so they are remembered (up to maxBindingCache);
+// entries come from the server's entry cache, and from the store when the
+// cache does not hold them yet; nodes, with their addresses, are
+// remembered for nodeCacheTTL, so a burst of requests from one node costs
+// one read.
+type storeDescriber struct {
+	st       *store.Store
+	entries  *entrycache.Cache // nil: entries from the store
+	now      func() time.Time
+	bindings boundedCache[string, store.SVIDBinding]
+	nodes    boundedCache[spiffeid.ID, cachedNode]
+}
 
-func (d storeDescriber) Describe(ctx context.Context, sub *tokenapi.Subject) (exchange.Description, error) {
+// Bounds of what storeDescriber remembers.
+const (
+	maxBindingCache = 16384
+	maxNodeCache    = 4096
+	// nodeCacheTTL is how long a node's description (its selectors,
+	// labels and addresses) is reused: a relabelled or re-attested node is
+	// judged by its new facts within it.
+	nodeCacheTTL = 2 * time.Second
+)
+
+type cachedNode struct {
+	node  broker.Node
+	found bool
+	at    time.Time
+}
+
+func newStoreDescriber(st *store.Store, entries *entrycache.Cache, now func() time.Time) *storeDescriber {
+	if now == nil {
+		now = time.Now
+	}
+	return &storeDescriber{st: st, entries: entries, now: now,
+		bindings: boundedCache[string, store.SVIDBinding]{max: maxBindingCache},
+		nodes:    boundedCache[spiffeid.ID, cachedNode]{max: maxNodeCache}}
+}
+
+// boundedCache is a map for concurrent use that starts over when it holds
+// max values.
+type boundedCache[K comparable, V any] struct {
+	mu  sync.Mutex
+	max int
+	m   map[K]V
+}
+
+func (c *boundedCache[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *boundedCache[K, V]) put(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = make(map[K]V)
+	}
+	c.m[k] = v
+}
+
+func (d *storeDescriber) Describe(ctx context.Context, sub *tokenapi.Subject) (exchange.Description, error) {
 	if sub.SVIDDigest != "" {
-		b, err := d.st.SVIDBinding(ctx, sub.SVIDDigest)
+		b, ok := d.bindings.get(sub.SVIDDigest)
+		var err error
+		if !ok {
+			if b, err = d.st.SVIDBinding(ctx, sub.SVIDDigest); err == nil {
+				d.bindings.put(sub.SVIDDigest, b)
+			}
+		}
 		switch {
 		case err == nil:
 			return d.bound(ctx, sub.ID, b)
@@ -44,11 +114,22 @@ func (d storeDescriber) Describe(ctx context.Context, sub *tokenapi.Subject) (ex
 	return d.common(ctx, sub.ID)
 }
 
+// entry returns the entry with id from the entry cache, or from the store
+// when the cache does not hold it (yet); NotFound when neither does.
+func (d *storeDescriber) entry(ctx context.Context, id string) (model.Entry, error) {
+	if d.entries != nil {
+		if e := d.entries.Get(id); e != nil {
+			return *e, nil
+		}
+	}
+	return d.st.GetEntry(ctx, id)
+}
+
 // bound describes a caller by its SVID's binding. An entry deleted since,
 // or a node evicted since, contributes nothing.
-func (d storeDescriber) bound(ctx context.Context, id spiffeid.ID, b store.SVIDBinding) (exchange.Description, error) {
+func (d *storeDescriber) bound(ctx context.Context, id spiffeid.ID, b store.SVIDBinding) (exchange.Description, error) {
 	none := exchange.Description{Facts: exchange.FactsNone}
-	e, err := d.st.GetEntry(ctx, b.EntryID)
+	e, err := d.entry(ctx, b.EntryID)
 	if errkind.Is(err, errkind.NotFound) {
 		return none, nil
 	}
@@ -78,7 +159,7 @@ func (d storeDescriber) bound(ctx context.Context, id spiffeid.ID, b store.SVIDB
 // share: the selectors every entry with its SPIFFE ID has, and, when every
 // such entry is parented to an attested node, what those nodes share (the
 // node itself when there is one).
-func (d storeDescriber) common(ctx context.Context, id spiffeid.ID) (exchange.Description, error) {
+func (d *storeDescriber) common(ctx context.Context, id spiffeid.ID) (exchange.Description, error) {
 	none := exchange.Description{Facts: exchange.FactsNone}
 	entries, err := d.st.ListEntries(ctx, store.EntryFilter{SPIFFEID: id, Limit: maxCandidates + 1})
 	if err != nil || len(entries) == 0 || len(entries) > maxCandidates {
@@ -113,8 +194,29 @@ func (d storeDescriber) common(ctx context.Context, id spiffeid.ID) (exchange.De
 	return desc, nil
 }
 
-// node returns the attested node id, found false when there is none.
-func (d storeDescriber) node(ctx context.Context, id spiffeid.ID) (broker.Node, bool, error) {
+// node returns the attested node id, found false when there is none,
+// remembered for nodeCacheTTL. The caller may keep what it gets: each call
+// returns its own copies of the selectors, labels and addresses.
+func (d *storeDescriber) node(ctx context.Context, id spiffeid.ID) (broker.Node, bool, error) {
+	now := d.now()
+	if c, ok := d.nodes.get(id); ok && now.Sub(c.at) < nodeCacheTTL && !now.Before(c.at) {
+		return copyNode(c.node), c.found, nil
+	}
+	n, found, err := d.readNode(ctx, id)
+	if err != nil {
+		return broker.Node{}, false, err
+	}
+	d.nodes.put(id, cachedNode{node: n, found: found, at: now})
+	return copyNode(n), found, nil
+}
+
+func copyNode(n broker.Node) broker.Node {
+	n.Selectors, n.Labels, n.Addresses = slices.Clone(n.Selectors), maps.Clone(n.Labels), slices.Clone(n.Addresses)
+	return n
+}
+
+// readNode reads the attested node id and its addresses from the store.
+func (d *storeDescriber) readNode(ctx context.Context, id spiffeid.ID) (broker.Node, bool, error) {
 	n, err := d.st.GetNode(ctx, id)
 	if errkind.Is(err, errkind.NotFound) {
 		return broker.Node{}, false, nil

@@ -72,7 +72,7 @@ func TestDescribeJudgesTheSVIDsOwnEntryAndNode(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	d := storeDescriber{st}
+	d := newStoreDescriber(st, nil, nil)
 	describe := func(digest string) exchange.Description {
 		t.Helper()
 		desc, err := d.Describe(ctx, &tokenapi.Subject{Kind: tokenapi.SubjectSPIFFE, ID: web, SVIDDigest: digest})
