@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,78 +29,27 @@ func TestBrokerPostgres(t *testing.T) {
 	}
 	t.Parallel()
 	dsn := storetest.PostgresDSN(t)
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	serverDir := filepath.Join(dir, "server")
-	adminSock := filepath.Join(serverDir, "admin.sock")
-	sockDir := filepath.Join(dir, "run")
-	socket := filepath.Join(sockDir, "agent.sock")
-
-	key := make([]byte, 32)
-	rand.Read(key)
-	writeFile(t, filepath.Join(dir, "broker.kek"), string(key))
-	os.Chmod(filepath.Join(dir, "broker.kek"), 0o600)
-	writeFile(t, filepath.Join(dir, "admin.dsn"), dsn)
-	os.Chmod(filepath.Join(dir, "admin.dsn"), 0o600)
-	writeFile(t, filepath.Join(dir, "policy.yaml"), `
+	d := deployBroker(t, brokerSetup{Node: "broker", Policy: `
 rules:
   - name: etl-reads-orders
     credentials: [orders-db, slow-db]
     when: subject.id == "spiffe://example.org/etl" && context.ticket.startsWith("CHG-")
-`)
-	writeFile(t, filepath.Join(dir, "server.yaml"), fmt.Sprintf(`
-trust_domain: example.org
-data_dir: %[1]s/server
-bind_address: 127.0.0.1:0
-http_address: 127.0.0.1:0
-log: {level: info}
-broker:
-  kek_file: %[1]s/broker.kek
-  policy_file: %[1]s/policy.yaml
-  issue_timeout: 2s
-  credentials:
-    orders-db:
-      provider: postgres
-      dsn_file: %[1]s/admin.dsn
-      creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"]
-      default_ttl: 15m
-      max_ttl: 1h
-    slow-db:
-      provider: postgres
-      dsn_file: %[1]s/admin.dsn
-      creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}", "SELECT pg_sleep(30)"]
-`, dir))
-	startServer := func() *proc {
-		p := start(t, "server", "server", "run", "--config", filepath.Join(dir, "server.yaml"))
-		eventually(t, 30*time.Second, "server healthcheck", func() error {
-			_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, errOut)
-			}
-			return nil
-		})
-		return p
-	}
-	server := startServer()
-	addr, httpAddr := serverAddrs(t, server)
-	bundle := filepath.Join(dir, "bundle.pem")
-	writeFile(t, bundle, signet(t, "bundle", "show", "--admin-socket", adminSock))
-	nodeID := "spiffe://example.org/node/broker"
-	token := strings.TrimSpace(signet(t, "token", "create", "--admin-socket", adminSock, "--spiffe-id", nodeID))
-	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID, "--spiffe-id", "spiffe://example.org/etl",
-		"--selector", fmt.Sprintf("unix:uid:%d", os.Getuid()))
-	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID, "--spiffe-id", "spiffe://example.org/other",
-		"--selector", "unix:uid:65534")
-	os.MkdirAll(sockDir, 0o755)
-	start(t, "agent", "agent", "run", "--server-address", addr, "--trust-bundle", bundle, "--join-token", token,
-		"--socket", socket, "--data-dir", filepath.Join(dir, "agent"), "--sync-interval", "200ms")
-	os.Chmod(sockDir, 0o755)
-
-	broker := "https://" + httpAddr
+`, Broker: "issue_timeout: 2s", Files: map[string]string{"admin.dsn": dsn}, Credentials: `
+orders-db:
+  provider: postgres
+  dsn_file: {{dir}}/admin.dsn
+  creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"]
+  default_ttl: 15m
+  max_ttl: 1h
+slow-db:
+  provider: postgres
+  dsn_file: {{dir}}/admin.dsn
+  creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}", "SELECT pg_sleep(30)"]
+`, Workloads: map[string]string{
+		"spiffe://example.org/etl":   fmt.Sprintf("unix:uid:%d", os.Getuid()),
+		"spiffe://example.org/other": "unix:uid:65534",
+	}})
+	adminSock, socket, broker, server := d.adminSock, d.socket, d.broker, d.server
 	get := func(args ...string) (map[string]any, string, error) {
 		out, errOut, err := signetRun(append([]string{"credential", "get", "--socket", socket, "--broker", broker, "--json"}, args...)...)
 		if err != nil {
@@ -241,7 +188,7 @@ broker:
 		}
 		server.cmd.Wait()
 		_ = cmd.Wait()
-		server = startServer() // on new ports: only the admin socket is used from here on
+		server = d.startServer(t) // on new ports: only the admin socket is used from here on
 		eventually(t, 60*time.Second, "pending lease reconciled", func() error {
 			out := signet(t, "lease", "list", "--admin-socket", adminSock, "--credential", "slow-db", "--json")
 			if !strings.Contains(out, lease) || !strings.Contains(out, `"revoked"`) {

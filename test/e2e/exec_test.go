@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,70 +29,22 @@ func TestExec(t *testing.T) {
 		t.Skip("end-to-end test builds and runs processes")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	serverDir, agentDir := filepath.Join(dir, "server"), filepath.Join(dir, "agent")
-	adminSock := filepath.Join(serverDir, "admin.sock")
-	socket := filepath.Join(dir, "run", "agent.sock")
-	key := make([]byte, 32)
-	rand.Read(key)
-	writeFile(t, filepath.Join(dir, "broker.kek"), string(key))
-	os.Chmod(filepath.Join(dir, "broker.kek"), 0o600)
-	writeFile(t, filepath.Join(dir, "policy.yaml"), `
+	d := deployBroker(t, brokerSetup{Node: "exec", Policy: `
 rules:
   - name: app-uses-keys
     credentials: [api-key, db-pass]
     when: subject.id == "spiffe://example.org/app" && context.ticket.startsWith("CHG-")
-`)
-	writeFile(t, filepath.Join(dir, "server.yaml"), fmt.Sprintf(`
-trust_domain: example.org
-data_dir: %[1]s/server
-bind_address: 127.0.0.1:0
-http_address: 127.0.0.1:0
-log: {level: info}
-broker:
-  kek_file: %[1]s/broker.kek
-  policy_file: %[1]s/policy.yaml
-  credentials:
-    api-key: {provider: static, default_ttl: 3s, max_ttl: 1m}
-    db-pass: {provider: static, default_ttl: 1m}
-`, dir))
-	server := start(t, "server", "server", "run", "--config", filepath.Join(dir, "server.yaml"))
-	addr, httpAddr := serverAddrs(t, server)
-	eventually(t, 30*time.Second, "server healthcheck", func() error {
-		_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, errOut)
-		}
-		return nil
-	})
-	bundle := filepath.Join(dir, "bundle.pem")
-	writeFile(t, bundle, signet(t, "bundle", "show", "--admin-socket", adminSock))
-	nodeID := "spiffe://example.org/node/exec"
-	token := strings.TrimSpace(signet(t, "token", "create", "--admin-socket", adminSock, "--spiffe-id", nodeID))
-	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID, "--spiffe-id", "spiffe://example.org/app",
-		"--selector", fmt.Sprintf("unix:uid:%d", os.Getuid()))
-	os.MkdirAll(filepath.Dir(socket), 0o755)
-	start(t, "agent", "agent", "run", "--server-address", addr, "--trust-bundle", bundle, "--join-token", token,
-		"--socket", socket, "--data-dir", agentDir, "--sync-interval", "200ms")
-
+`, Credentials: `
+api-key: {provider: static, default_ttl: 3s, max_ttl: 1m}
+db-pass: {provider: static, default_ttl: 1m}
+`})
+	dir, socket, broker := d.dir, d.socket, d.broker
+	serverDir, agentDir := filepath.Join(dir, "server"), filepath.Join(dir, "agent")
 	// The values go in through stdin: no file holds them.
 	values := []string{secretValue(t), secretValue(t), secretValue(t)}
-	putSecret := func(verb, name, value string) {
-		t.Helper()
-		cmd := exec.Command(signetBin, "secret", verb, name, "--from-file", "-", "--admin-socket", adminSock)
-		cmd.Stdin = strings.NewReader(value)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("secret %s %s: %v %s", verb, name, err, out)
-		}
-	}
+	putSecret := func(verb, name, value string) { d.putSecret(t, verb, name, value) }
 	putSecret("put", "api-key", values[0])
 	putSecret("put", "db-pass", values[2])
-	broker := "https://" + httpAddr
 	eventually(t, 30*time.Second, "the agent serves the workload's SVID", func() error {
 		_, errOut, err := signetRun("credential", "get", "db-pass", "--socket", socket, "--broker", broker, "--context", "ticket=CHG-0")
 		if err != nil {
@@ -243,14 +193,6 @@ while :; do sleep 0.1; done`
 			}
 		}
 	})
-}
-
-// secretValue is a random value no file holds by chance.
-func secretValue(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 16)
-	rand.Read(b)
-	return "sk_test_" + hex.EncodeToString(b)
 }
 
 // execProc is a running `signet exec`: the child's stdout apart from

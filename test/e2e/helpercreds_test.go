@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,57 +25,15 @@ func TestHelperCredentials(t *testing.T) {
 		t.Skip("end-to-end test builds and runs processes")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	adminSock := filepath.Join(dir, "server", "admin.sock")
-	socket := filepath.Join(dir, "agent.sock")
-	kek := make([]byte, 32)
-	rand.Read(kek)
-	writeFile(t, filepath.Join(dir, "broker.kek"), string(kek))
-	if err := os.Chmod(filepath.Join(dir, "broker.kek"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "policy.yaml"), `
+	d := deployBroker(t, brokerSetup{Node: "helpercreds", Policy: `
 rules:
   - name: app-reads-orders
     credentials: [orders-db]
     when: subject.id == "spiffe://example.org/app" && context.purpose == "nightly-report"
-`)
-	writeFile(t, filepath.Join(dir, "server.yaml"), fmt.Sprintf(`
-trust_domain: example.org
-data_dir: %[1]s/server
-bind_address: 127.0.0.1:0
-http_address: 127.0.0.1:0
-log: {level: info}
-broker:
-  kek_file: %[1]s/broker.kek
-  policy_file: %[1]s/policy.yaml
-  credentials:
-    orders-db: {provider: static, default_ttl: 10m, max_ttl: 1h}
-`, dir))
-	server := start(t, "server", "server", "run", "--config", filepath.Join(dir, "server.yaml"))
-	addr, httpAddr := serverAddrs(t, server)
-	eventually(t, 30*time.Second, "server healthcheck", func() error {
-		_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, errOut)
-		}
-		return nil
-	})
-	putSecret := func(verb, value string) {
-		f := filepath.Join(dir, "secret")
-		writeFile(t, f, value+"\n")
-		signet(t, "secret", verb, "orders-db", "--from-file", f, "--admin-socket", adminSock)
-		os.Remove(f)
-	}
+`, Credentials: "orders-db: {provider: static, default_ttl: 10m, max_ttl: 1h}"})
+	dir, adminSock, socket := d.dir, d.adminSock, d.socket
+	putSecret := func(verb, value string) { d.putSecret(t, verb, "orders-db", value+"\n") }
 	putSecret("put", "pw-one")
-	bundle := filepath.Join(dir, "bundle.pem")
-	writeFile(t, bundle, signet(t, "bundle", "show", "--admin-socket", adminSock))
-	nodeID := "spiffe://example.org/node/helpercreds"
-	token := strings.TrimSpace(signet(t, "token", "create", "--admin-socket", adminSock, "--spiffe-id", nodeID))
-	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID, "--spiffe-id", "spiffe://example.org/app",
-		"--selector", fmt.Sprintf("unix:uid:%d", os.Getuid()))
-	start(t, "agent", "agent", "run", "--server-address", addr, "--trust-bundle", bundle, "--join-token", token,
-		"--socket", socket, "--data-dir", filepath.Join(dir, "agent"), "--sync-interval", "200ms")
 
 	// helperConfig writes a helper.yaml with one credential and returns it.
 	helperConfig := func(name, tmpl, extra string) string {
@@ -172,7 +129,7 @@ credentials:
 		cfg := helperConfig("daemon", "password={{.value}}\nlease={{.lease_id}}\n",
 			fmt.Sprintf("    context: {purpose: nightly-report}\n    ttl: 3s\non_change: {command: [sh, -c, 'cat %s >> %s'], timeout: 10s}\n", file, ran))
 		// The broker from the environment this time.
-		cmd := helperCmd(cfg, false, "SIGNET_BROKER_URL=https://"+httpAddr)
+		cmd := helperCmd(cfg, false, "SIGNET_BROKER_URL="+d.broker)
 		p := &proc{cmd: cmd, out: &testenv.LogBuffer{}}
 		cmd.Stdout, cmd.Stderr = p.out, p.out
 		if err := cmd.Start(); err != nil {
