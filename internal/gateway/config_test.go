@@ -83,6 +83,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("ingress: [{listen: ':8443', forward: '127.0.0.1:80', protocol: http, allow: ['subject.id == \"spiffe://example.org/web\"']}]\n"))
 	f.Add([]byte("egress: [{listen: '127.0.0.1:1', protocol: tcp, upstream: 'a:1', spiffe_id: 'spiffe://example.org/x'}]\n"))
 	f.Add([]byte("ingress: [{allow: ['subject.segments[9] == \"a\"']}]"))
+	f.Add([]byte("broker_url: https://s:1\negress: [{listen: '127.0.0.1:1', protocol: postgres, upstream: 'db:5432', credential: c, ttl: 5m, context: {a: b}, upstream_tls: {mode: require}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseConfig(data)
 		if err != nil {

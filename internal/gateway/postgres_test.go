@@ -282,6 +282,41 @@ egress:
 		}
 	})
 
+	t.Run("upstream TLS", func(t *testing.T) {
+		tg := runGateway(t, fmt.Sprintf(`broker_url: %s
+egress:
+  - listen: 127.0.0.1:0
+    protocol: postgres
+    upstream: 127.0.0.1:5432
+    credential: orders-db
+    context: {ticket: CHG-7}
+    upstream_tls: {mode: require}
+  - listen: 127.0.0.1:0
+    protocol: postgres
+    upstream: 127.0.0.1:5432
+    credential: orders-db
+    context: {ticket: CHG-7}
+`, env.URL("")), src, gateway.Options{})
+		c, err := pgx.Connect(ctx, "postgres://app@"+tg.Addr("egress[0]").String()+"/x?sslmode=disable")
+		if err != nil {
+			t.Fatalf("connect through the require route: %v", err)
+		}
+		defer c.Close(context.Background())
+		var ssl bool
+		if err := c.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+			t.Errorf("upstream session of the require route: ssl %v, %v; want TLS", ssl, err)
+		}
+		if err := connect(t).QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || ssl {
+			t.Error("upstream session of the disable route uses TLS")
+		}
+		// verify-full (the default) refuses a server certificate the
+		// system roots do not vouch for, and says so.
+		_, err = pgconn.Connect(ctx, "postgres://app@"+tg.Addr("egress[1]").String()+"/x?sslmode=disable")
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("verify-full route against an unverifiable server: %v, want a certificate error", err)
+		}
+	})
+
 	t.Run("replication connections are refused", func(t *testing.T) {
 		_, err := pgconn.Connect(ctx, "postgres://x@"+addr+"/x?sslmode=disable&replication=database")
 		if err == nil || !strings.Contains(err.Error(), "replication connections are not proxied") {
