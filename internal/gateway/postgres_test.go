@@ -39,7 +39,7 @@ const gatewayID = "spiffe://example.org/gateway"
 // brokerEnv is a real server with a broker whose orders-db credential
 // leases users of the machine's PostgreSQL, and an agent issuing this
 // process gatewayID; it returns the environment and an X509Source.
-func brokerEnv(t *testing.T) (*testenv.Env, *workloadapi.X509Source) {
+func brokerEnv(t testing.TB) (*testenv.Env, *workloadapi.X509Source) {
 	t.Helper()
 	dsn := storetest.PostgresDSN(t)
 	dir := t.TempDir()
@@ -92,7 +92,7 @@ rules:
 
 // runGateway starts a gateway for yamlText and returns it once every
 // route listens.
-func runGateway(t *testing.T, yamlText string, src *workloadapi.X509Source, opts gateway.Options) *gateway.Gateway {
+func runGateway(t testing.TB, yamlText string, src *workloadapi.X509Source, opts gateway.Options) *gateway.Gateway {
 	t.Helper()
 	cfg, err := gateway.ParseConfig([]byte(yamlText))
 	if err != nil {
