@@ -39,8 +39,9 @@ X-Forwarded-Client-Spiffe-Id; tcp copies bytes). Egress tcp routes carry the
 application's plain connections over SPIFFE mTLS to an upstream with a given
 SPIFFE ID. Egress postgres routes let the application log in with nothing and
 log in upstream as a database user leased from the broker (broker_url, else
-$SIGNET_BROKER_URL, else the URL the agent learned), renewed in the background.
-See docs/gateway.md.`,
+$SIGNET_BROKER_URL, else the URL the agent learned), renewed in the background;
+egress http routes add a brokered credential as a header to each request to an
+https upstream. See docs/gateway.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {

@@ -1,19 +1,23 @@
 package gateway
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/signet-id/signet/internal/broker/policy"
 	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/credtemplate"
 )
 
 // Protocols of a route.
@@ -79,11 +83,25 @@ type Egress struct {
 	// data.database (postgres).
 	Database string `yaml:"database"`
 	// UpstreamTLS is how the gateway secures its connection to a postgres
-	// upstream; nil: verify-full against the system roots.
+	// upstream (nil: verify-full against the system roots); for http only
+	// ca_file is read.
 	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls"`
+	// Inject is the header an http route adds to every request (http).
+	Inject *Inject `yaml:"inject"`
 
-	id spiffeid.ID
-	pg *pgconn.Config // upstream settings without user and password
+	id     spiffeid.ID
+	pg     *pgconn.Config // upstream settings without user and password
+	target *url.URL       // http upstream
+	format *credtemplate.Template
+	roots  *x509.CertPool // http upstream's roots; nil: the system's
+}
+
+// Inject is the credential an http egress route adds to each request:
+// header Header set to Format, a credential template (internal/credtemplate)
+// over the lease's fields, such as "Bearer {{.access_token}}".
+type Inject struct {
+	Header string `yaml:"header"`
+	Format string `yaml:"format"`
 }
 
 // UpstreamTLS is an egress route's TLS to its upstream. Mode is disable
@@ -182,8 +200,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, r.validateTCP(route)...)
 		case ProtocolPostgres:
 			errs = append(errs, r.validatePostgres(route)...)
+		case ProtocolHTTP:
+			errs = append(errs, r.validateHTTP(route)...)
 		default:
-			errs = append(errs, fmt.Errorf("%s.protocol: %q: use tcp or postgres", route, r.Protocol))
+			errs = append(errs, fmt.Errorf("%s.protocol: %q: use tcp, postgres or http", route, r.Protocol))
 		}
 	}
 	if c.BrokerURL != "" {
@@ -210,7 +230,7 @@ func hostPort(s string) bool {
 // notFor reports the keys set on r that its protocol does not read.
 func (r *Egress) notFor(route string, keys map[string]bool) []error {
 	var errs []error
-	for _, k := range []string{"spiffe_id", "credential", "context", "ttl", "database", "upstream_tls"} {
+	for _, k := range []string{"spiffe_id", "credential", "context", "ttl", "database", "upstream_tls", "inject"} {
 		if keys[k] {
 			errs = append(errs, fmt.Errorf("%s.%s: not used by protocol %s: remove it", route, k, r.Protocol))
 		}
@@ -220,7 +240,7 @@ func (r *Egress) notFor(route string, keys map[string]bool) []error {
 
 func (r *Egress) validateTCP(route string) []error {
 	errs := r.notFor(route, map[string]bool{"credential": r.Credential != "", "context": len(r.Context) > 0,
-		"ttl": r.TTL != 0, "database": r.Database != "", "upstream_tls": r.UpstreamTLS != nil})
+		"ttl": r.TTL != 0, "database": r.Database != "", "upstream_tls": r.UpstreamTLS != nil, "inject": r.Inject != nil})
 	if !hostPort(r.Upstream) {
 		errs = append(errs, fmt.Errorf("%s.upstream: %q: want host:port", route, r.Upstream))
 	}
@@ -233,7 +253,7 @@ func (r *Egress) validateTCP(route string) []error {
 }
 
 func (r *Egress) validatePostgres(route string) []error {
-	errs := r.notFor(route, map[string]bool{"spiffe_id": r.SPIFFEID != ""})
+	errs := r.notFor(route, map[string]bool{"spiffe_id": r.SPIFFEID != "", "inject": r.Inject != nil})
 	if r.Credential == "" {
 		errs = append(errs, fmt.Errorf("%s.credential: required: the broker credential whose leased user logs in upstream, such as orders-db", route))
 	}
@@ -285,5 +305,53 @@ func (r *Egress) validatePostgres(route string) []error {
 	}
 	pg.Fallbacks = nil
 	r.pg = pg
+	return errs
+}
+
+func (r *Egress) validateHTTP(route string) []error {
+	errs := r.notFor(route, map[string]bool{"spiffe_id": r.SPIFFEID != "", "database": r.Database != ""})
+	if r.Credential == "" {
+		errs = append(errs, fmt.Errorf("%s.credential: required: the broker credential to inject, such as partner-api", route))
+	}
+	if r.TTL < 0 {
+		errs = append(errs, fmt.Errorf("%s.ttl: %s: want a positive duration, or nothing for the credential's default_ttl", route, r.TTL))
+	}
+	u, err := url.Parse(r.Upstream)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		errs = append(errs, fmt.Errorf("%s.upstream: %q: want the upstream's https:// URL, such as https://api.partner.example", route, r.Upstream))
+	} else {
+		r.target = u
+	}
+	switch {
+	case r.Inject == nil:
+		errs = append(errs, fmt.Errorf(`%s.inject: required: {header: Authorization, format: "Bearer {{.access_token}}"}`, route))
+	case !httpguts.ValidHeaderFieldName(r.Inject.Header):
+		errs = append(errs, fmt.Errorf("%s.inject.header: %q: want a header name, such as Authorization", route, r.Inject.Header))
+	case r.Inject.Format == "":
+		errs = append(errs, fmt.Errorf(`%s.inject.format: required: a credential template, such as "Bearer {{.access_token}}"`, route))
+	default:
+		t, err := credtemplate.Parse(route+".inject.format", r.Inject.Format)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.format = t
+	}
+	if t := r.UpstreamTLS; t != nil {
+		if t.Mode != "" && t.Mode != TLSVerifyFull {
+			errs = append(errs, fmt.Errorf("%s.upstream_tls.mode: %q: an http upstream is always verified (verify-full); set only ca_file", route, t.Mode))
+		}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			pool := x509.NewCertPool()
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("%s.upstream_tls.ca_file: %v", route, err))
+			case !pool.AppendCertsFromPEM(pem):
+				errs = append(errs, fmt.Errorf("%s.upstream_tls.ca_file: %s holds no PEM certificate", route, t.CAFile))
+			default:
+				r.roots = pool
+			}
+		}
+	}
 	return errs
 }

@@ -25,6 +25,11 @@ egress:
     ttl: 20m
     database: orders
     upstream_tls: {mode: require}
+  - listen: 127.0.0.1:18080
+    protocol: http
+    upstream: https://api.partner.example
+    credential: partner-api
+    inject: {header: Authorization, format: "Bearer {{.access_token}}"}
   - listen: 127.0.0.1:15433
     protocol: postgres
     upstream: db.internal:5432
@@ -41,8 +46,11 @@ broker_url: https://signet.example.com:8443
 	if pg := c.Egress[1].pg; pg == nil || pg.Host != "db.internal" || pg.Port != 5432 || pg.TLSConfig == nil || !pg.TLSConfig.InsecureSkipVerify {
 		t.Errorf("egress[1] (require) upstream settings = %+v", pg)
 	}
-	if pg := c.Egress[2].pg; pg == nil || pg.TLSConfig == nil || pg.TLSConfig.InsecureSkipVerify || pg.TLSConfig.ServerName != "db.internal" {
-		t.Errorf("egress[2] (default verify-full) upstream settings = %+v", pg)
+	if r := c.Egress[2]; r.target == nil || r.target.Host != "api.partner.example" || r.format == nil {
+		t.Errorf("egress[2] (http) = %+v", r)
+	}
+	if pg := c.Egress[3].pg; pg == nil || pg.TLSConfig == nil || pg.TLSConfig.InsecureSkipVerify || pg.TLSConfig.ServerName != "db.internal" {
+		t.Errorf("egress[3] (default verify-full) upstream settings = %+v", pg)
 	}
 	const pgRoute = "egress: [{listen: '127.0.0.1:1', protocol: postgres, upstream: 'db:5432', credential: db%s}]\n"
 	const ing = "ingress: [{listen: ':8443', forward: '127.0.0.1:80', protocol: http, allow: ['%s']}]\n"
@@ -57,7 +65,13 @@ broker_url: https://signet.example.com:8443
 		"pg ca with disable":  {strings.Replace(pgRoute, "%s", ", upstream_tls: {mode: disable, ca_file: /x}", 1), "upstream_tls.ca_file: not used with mode disable"},
 		"pg bad ttl":          {strings.Replace(pgRoute, "%s", ", ttl: soon", 1), `"soon" is not a duration`},
 		"pg unknown tls key":  {strings.Replace(pgRoute, "%s", ", upstream_tls: {sslmode: require}", 1), "egress[0].upstream_tls.sslmode is not a known key"},
-		"http egress":         {"egress: [{listen: '127.0.0.1:1', protocol: http, upstream: 'https://a'}]\n", `egress[0] (127.0.0.1:1).protocol: "http": use tcp or postgres`},
+		"http no inject":      {"egress: [{listen: '127.0.0.1:1', protocol: http, upstream: 'https://a', credential: c}]\n", `egress[0] (127.0.0.1:1).inject: required`},
+		"http plain upstream": {"egress: [{listen: '127.0.0.1:1', protocol: http, upstream: 'http://a', credential: c, inject: {header: X, format: y}}]\n", `upstream: "http://a": want the upstream's https:// URL`},
+		"http bad header":     {"egress: [{listen: '127.0.0.1:1', protocol: http, upstream: 'https://a', credential: c, inject: {header: 'X Y', format: y}}]\n", `inject.header: "X Y": want a header name`},
+		"http bad template":   {"egress: [{listen: '127.0.0.1:1', protocol: http, upstream: 'https://a', credential: c, inject: {header: X, format: '{{.x'}}]\n", `egress[0] (127.0.0.1:1).inject.format:`},
+		"http tls mode":       {"egress: [{listen: '127.0.0.1:1', protocol: http, upstream: 'https://a', credential: c, inject: {header: X, format: y}, upstream_tls: {mode: disable}}]\n", `an http upstream is always verified`},
+		"inject on pg":        {strings.Replace(pgRoute, "%s", ", inject: {header: X, format: y}", 1), "inject: not used by protocol postgres"},
+		"bad egress protocol": {"egress: [{listen: '127.0.0.1:1', protocol: grpc, upstream: 'a:1'}]\n", `protocol: "grpc": use tcp, postgres or http`},
 		"bad broker url":      {"broker_url: http://signet:8443\n" + strings.Replace(pgRoute, "%s", "", 1), `broker_url "http://signet:8443": want https://HOST:PORT`},
 		"rule does not parse": {strings.Replace(ing, "%s", `subject.id ==`, 1), "ingress[0] (:8443).allow[0]: 1:"},
 		"rule not bool":       {strings.Replace(ing, "%s", `subject.id`, 1), "ingress[0] (:8443).allow[0]"},

@@ -185,17 +185,21 @@ func (g *Gateway) Run(ctx context.Context) error {
 			closeAll()
 			return err
 		}
-		if r.Protocol == ProtocolPostgres {
+		if r.Protocol == ProtocolPostgres || r.Protocol == ProtocolHTTP {
 			name := fmt.Sprintf("egress[%d] (%s)", i, r.Listen)
 			req := brokerclient.Request{Credential: r.Credential, Context: r.Context, TTL: time.Duration(r.TTL)}
-			pr := &pgRoute{name: name, cfg: r, sessions: map[uint32][]byte{},
-				lease: newLease(name, req, g.brokerClient, g.opts.Clock, g.log)}
+			ls := newLease(name, req, g.brokerClient, g.opts.Clock, g.log)
+			serve := func(ctx context.Context, l net.Listener) error { return g.serveHTTPEgress(ctx, name, r, ls, l) }
+			if r.Protocol == ProtocolPostgres {
+				pr := &pgRoute{name: name, cfg: r, sessions: map[uint32][]byte{}, lease: ls}
+				serve = func(ctx context.Context, l net.Listener) error { return g.servePostgres(ctx, pr, l) }
+			}
 			routes = append(routes, bound{l, func(ctx context.Context, l net.Listener) error {
 				lctx, stop := context.WithCancel(ctx)
 				done := make(chan struct{})
-				go func() { defer close(done); pr.lease.run(lctx) }()
+				go func() { defer close(done); ls.run(lctx) }()
 				defer func() { stop(); <-done }()
-				return g.servePostgres(ctx, pr, l)
+				return serve(ctx, l)
 			}})
 			continue
 		}

@@ -37,7 +37,8 @@ import (
 const gatewayID = "spiffe://example.org/gateway"
 
 // brokerEnv is a real server with a broker whose orders-db credential
-// leases users of the machine's PostgreSQL, and an agent issuing this
+// leases users of the machine's PostgreSQL and whose partner-api
+// credential is a static secret, and an agent issuing this
 // process gatewayID; it returns the environment and an X509Source.
 func brokerEnv(t testing.TB) (*testenv.Env, *workloadapi.X509Source) {
 	t.Helper()
@@ -59,6 +60,7 @@ orders-db:
   dsn_file: %s
   creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"]
   default_ttl: 15m
+partner-api: {provider: static, default_ttl: 15m}
 `, write("admin.dsn", dsn))), &creds); err != nil {
 		t.Fatal(err)
 	}
@@ -68,13 +70,15 @@ orders-db:
 			PolicyFile: write("policy.yaml", `
 rules:
   - name: gateway-orders
-    credentials: [orders-db]
+    credentials: [orders-db, partner-api]
     when: subject.id == "`+gatewayID+`" && context.ticket.startsWith("CHG-")
 `)}
 	})
 	t.Cleanup(func() {
 		// Leave no role behind in the shared database.
-		_, _ = env.Server.Broker().RevokeAll(context.Background(), store.LeaseFilter{Credential: "orders-db"}, "test done")
+		for _, c := range []string{"orders-db", "partner-api"} {
+			_, _ = env.Server.Broker().RevokeAll(context.Background(), store.LeaseFilter{Credential: c}, "test done")
+		}
 	})
 	env.CreateEntry(&commonv1.Entry{SpiffeId: gatewayID, ParentId: "spiffe://example.org/node/gw",
 		Selectors: []*commonv1.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}}})
