@@ -175,7 +175,15 @@ func (g *Gateway) postgresSession(ctx context.Context, pr *pgRoute, c net.Conn) 
 		sendError(c, codeCannotConnect, err.Error())
 		return
 	}
-	hj, err := up.Hijack()
+	// Nothing pgconn read ahead may be lost when the raw connection is
+	// taken over.
+	sctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	err = up.SyncConn(sctx)
+	cancel()
+	var hj *pgconn.HijackedConn
+	if err == nil {
+		hj, err = up.Hijack()
+	}
 	if err != nil {
 		g.log.Warn("upstream session not usable", slog.String(logKeyRoute, pr.name), slog.String(logKeyErr, err.Error()))
 		sendError(c, codeCannotConnect, "upstream session not usable")
