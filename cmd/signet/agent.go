@@ -107,7 +107,7 @@ func agentRunCmd(f *agentFlags) *cobra.Command {
 				// Synced says what a degraded agent waits for (its first sync,
 				// or the server to re-establish an expired agent SVID).
 				ready := map[string]healthz.Check{"synced": a.Synced}
-				if health, err = healthz.Listen(c.HealthAddress, healthz.Handler(ready, reg)); err != nil {
+				if health, err = healthz.Listen(c.HealthAddress, healthz.Handler(ready, reg), log); err != nil {
 					return fmt.Errorf("%s: %w", f.flags.Name("health-address"), err)
 				}
 				defer health.Close()

@@ -406,12 +406,23 @@ func contextMap(kvs []string) (map[string]string, error) {
 // endpoint over mTLS, trusting the server through the workload's bundle. A
 // refusal exits 1 with the OAuth error and its description.
 func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, r brokerclient.Request) (*credentialResult, error) {
-	ctx, client, closeFn, err := wl.client(cmd)
+	res, err := fetchCredential(cmd.Context(), cmd, wl, base, r)
+	if brokerclient.IsDenied(err) {
+		return nil, &exitError{code: 1, err: err}
+	}
+	return res, err
+}
+
+// fetchCredential is requestCredential bounded by ctx, with the broker's
+// refusal left a *brokerclient.DeniedError: each call takes the workload's
+// current SVID from the agent, so `signet exec` renews through it too.
+func fetchCredential(ctx context.Context, cmd *cobra.Command, wl *workloadConn, base *url.URL, r brokerclient.Request) (*credentialResult, error) {
+	wctx, client, closeFn, err := wl.client(cmd)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFn()
-	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClient(client))
+	src, err := workloadapi.NewX509Source(wctx, workloadapi.WithClient(client))
 	if err != nil {
 		return nil, workloadErr(err)
 	}
@@ -421,13 +432,9 @@ func requestCredential(cmd *cobra.Command, wl *workloadConn, base *url.URL, r br
 		return nil, err
 	}
 	defer bc.Close()
-	rctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	res, err := bc.Get(rctx, r)
-	if brokerclient.IsDenied(err) {
-		return nil, &exitError{code: 1, err: err}
-	}
-	return res, err
+	return bc.Get(rctx, r)
 }
 
 // writeEnv prints shell assignments: SIGNET_LEASE_ID, SIGNET_EXPIRES_AT and

@@ -107,6 +107,7 @@ type coverageGroupJSON struct {
 	Workloads      int64              `json:"workloads"`
 	SPIFFEActive   int64              `json:"spiffe_active"`
 	StaticOpen     int64              `json:"static_open"`
+	Brokered       int64              `json:"brokered"`
 	Nodes          int64              `json:"nodes"`
 	CoveredPercent *float64           `json:"covered_percent,omitempty"`
 	Delta          *coverageDeltaJSON `json:"delta,omitempty"`
@@ -116,6 +117,7 @@ type coverageDeltaJSON struct {
 	Workloads      int64    `json:"workloads"`
 	SPIFFEActive   int64    `json:"spiffe_active"`
 	StaticOpen     int64    `json:"static_open"`
+	Brokered       int64    `json:"brokered"`
 	CoveredPercent *float64 `json:"covered_percent_points,omitempty"`
 }
 
@@ -133,10 +135,10 @@ type coverageJSON struct {
 
 func coverageGroupToJSON(g *inventoryv1.CoverageGroup) coverageGroupJSON {
 	j := coverageGroupJSON{Key: g.GetKey(), Workloads: g.GetWorkloads(), SPIFFEActive: g.GetSpiffeActive(),
-		StaticOpen: g.GetStaticOpen(), Nodes: g.GetNodes(), CoveredPercent: g.CoveredPercent}
+		StaticOpen: g.GetStaticOpen(), Brokered: g.GetBrokered(), Nodes: g.GetNodes(), CoveredPercent: g.CoveredPercent}
 	if d := g.GetDelta(); d != nil {
 		j.Delta = &coverageDeltaJSON{Workloads: d.GetWorkloads(), SPIFFEActive: d.GetSpiffeActive(), StaticOpen: d.GetStaticOpen(),
-			CoveredPercent: d.CoveredPercent}
+			Brokered: d.GetBrokered(), CoveredPercent: d.CoveredPercent}
 	}
 	return j
 }
@@ -179,17 +181,17 @@ func signedPoints(p *float64) string {
 
 func printCoverage(w io.Writer, r *inventoryv1.CoverageReport) error {
 	j := coverageToJSON(r)
-	fmt.Fprintf(w, "Coverage by %s at %s (covered: SVID issued within %s)\n", j.By, j.CreatedAt, j.ActiveWithin)
+	fmt.Fprintf(w, "Coverage by %s at %s (covered: SVID issued within %s, or a brokered credential in use)\n", j.By, j.CreatedAt, j.ActiveWithin)
 	if j.PreviousID != 0 {
 		fmt.Fprintf(w, "Change since report #%d of %s\n", j.PreviousID, j.PreviousCreatedAt)
 	} else {
 		fmt.Fprintln(w, "First report of this view: no change to show yet")
 	}
 	fmt.Fprintln(w)
-	rows := [][]string{{strings.ToUpper(j.By), "WORKLOADS", "SPIFFE", "STATIC OPEN", "COVERED", "Δ SPIFFE", "Δ STATIC", "Δ COVERED", "NODES"}}
+	rows := [][]string{{strings.ToUpper(j.By), "WORKLOADS", "SPIFFE", "BROKERED", "STATIC OPEN", "COVERED", "Δ SPIFFE", "Δ STATIC", "Δ COVERED", "NODES"}}
 	row := func(g coverageGroupJSON) []string {
 		r := []string{g.Key, strconv.FormatInt(g.Workloads, 10), strconv.FormatInt(g.SPIFFEActive, 10),
-			strconv.FormatInt(g.StaticOpen, 10), percent(g.CoveredPercent)}
+			strconv.FormatInt(g.Brokered, 10), strconv.FormatInt(g.StaticOpen, 10), percent(g.CoveredPercent)}
 		switch {
 		case g.Delta != nil:
 			r = append(r, signed(g.Delta.SPIFFEActive), signed(g.Delta.StaticOpen), signedPoints(g.Delta.CoveredPercent))
@@ -208,7 +210,7 @@ func printCoverage(w io.Writer, r *inventoryv1.CoverageReport) error {
 }
 
 func printCoverageHistory(w io.Writer, reports []*inventoryv1.CoverageReport) error {
-	rows := [][]string{{"REPORT", "TIME", "WORKLOADS", "SPIFFE", "STATIC OPEN", "COVERED", "Δ COVERED"}}
+	rows := [][]string{{"REPORT", "TIME", "WORKLOADS", "SPIFFE", "BROKERED", "STATIC OPEN", "COVERED", "Δ COVERED"}}
 	for _, r := range reports {
 		t := coverageGroupToJSON(r.GetTotal())
 		d := "-"
@@ -216,7 +218,7 @@ func printCoverageHistory(w io.Writer, reports []*inventoryv1.CoverageReport) er
 			d = signedPoints(t.Delta.CoveredPercent)
 		}
 		rows = append(rows, []string{"#" + strconv.FormatInt(r.GetId(), 10), rfc3339(r.GetCreatedAt()),
-			strconv.FormatInt(t.Workloads, 10), strconv.FormatInt(t.SPIFFEActive, 10), strconv.FormatInt(t.StaticOpen, 10),
+			strconv.FormatInt(t.Workloads, 10), strconv.FormatInt(t.SPIFFEActive, 10), strconv.FormatInt(t.Brokered, 10), strconv.FormatInt(t.StaticOpen, 10),
 			percent(t.CoveredPercent), d})
 	}
 	return table(w, rows)

@@ -19,7 +19,7 @@ import (
 func newHelperCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "helper",
-		Short: "Keep SVID files fresh for an application that reads them from disk",
+		Short: "Keep SVID and credential files fresh for an application that reads them from disk",
 	}
 	cmd.AddCommand(newHelperRunCmd())
 	return cmd
@@ -33,13 +33,16 @@ func newHelperRunCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config helper.yaml [--once]",
-		Short: "Write X.509-SVIDs, bundles, keystores and JWT-SVIDs to files and reload the application on change",
-		Long: `Write the files helper.yaml names from the agent's Workload API and keep them fresh:
-X.509 files are replaced together on every rotation or bundle change, JWT files
-at half their token's lifetime, and on_change runs once after each complete change.
+		Short: "Write X.509-SVIDs, bundles, keystores, JWT-SVIDs and brokered credentials to files and reload the application on change",
+		Long: `Write the files helper.yaml names from the agent's Workload API and the credential
+broker and keep them fresh: X.509 files are replaced together on every rotation or
+bundle change, JWT files at half their token's lifetime, credential files (rendered
+through their template) with a new lease at two thirds of the current one's, and
+on_change runs once after each complete change.
 With --once, write everything once (and run on_change once), then exit: 0 when
 every file was written, non-zero with the reason otherwise (init containers, cron).
-See docs/helper.md.`,
+The broker is broker_url, else $SIGNET_BROKER_URL, else the URL the agent learned
+from its server. See docs/helper.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
@@ -78,7 +81,7 @@ See docs/helper.md.`,
 	fl.StringVar(&configPath, "config", "", "helper.yaml (required)")
 	fl.BoolVar(&once, "once", false, "write every file once, run on_change once and exit")
 	timeout = time.Minute
-	fl.Var(config.DurationFlag(&timeout), "timeout", "with --once: how long to keep trying an unreachable or unready agent")
+	fl.Var(config.DurationFlag(&timeout), "timeout", "with --once: how long to keep trying an unreachable or unready agent or broker")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&logFormat, "log-format", "", "text or json (default: text on a terminal, else json)")
 	return cmd

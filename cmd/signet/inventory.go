@@ -198,7 +198,7 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 	cmd.Flags().StringVar(&kind, "kind", "", "only this kind: node, workload, credential or finding")
 	th.add(cmd, "only stale identities: workloads not issued an SVID and nodes not seen for this long, e.g. 30d")
 	cmd.Flags().BoolVar(&flagged, "flagged", false, "only identities with a flag")
-	cmd.Flags().BoolVar(&closed, "all", false, "also findings no longer open (gone from a rescan, or resolved)")
+	cmd.Flags().BoolVar(&closed, "all", false, "also findings no longer open (gone from a rescan, or resolved) and ended leases")
 	out.addFlags(cmd)
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV instead of a table")
 	return cmd

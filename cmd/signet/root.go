@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newSecretCmd(),
 		newLeaseCmd(),
 		newCredentialCmd(),
+		newExecCmd(),
 		newSSHCmd(),
 		newCompletionCmd(),
 	)

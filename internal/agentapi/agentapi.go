@@ -93,6 +93,7 @@ type Service struct {
 	jwtLimit  *jwtLimiter
 	met       *metrics
 	lastSeen  *lastSeen
+	addrs     *nodeAddrs
 }
 
 var _ agentv1.AgentServer = (*Service)(nil)
@@ -134,6 +135,7 @@ func New(cfg Config) (*Service, error) {
 		jwtLimit:  newJWTLimiter(cfg.JWTRate, cfg.Now),
 		met:       met,
 		lastSeen:  newLastSeen(cfg.Now),
+		addrs:     newNodeAddrs(cfg.Now),
 	}
 	for _, v := range cfg.Verifiers {
 		if _, dup := s.verifiers[v.Name()]; dup {
@@ -181,7 +183,9 @@ var errNotAgent = errkind.New(errkind.PermissionDenied,
 // AuthenticateAgent admits an agent call: the caller's SVID must be the
 // current SVID of an attested, unbanned node (or its renewed SVID,
 // presented for the first time, or the one that renewal replaced, within a
-// short grace). It returns ctx carrying the node and the store actor.
+// short grace). It returns ctx carrying the node and the store actor, and
+// records the address the call came from (store.RecordNodeAddress,
+// throttled) for credentials bound to the node's addresses.
 func (s *Service) AuthenticateAgent(ctx context.Context) (context.Context, error) {
 	leaf, id, ok := PeerSVID(ctx)
 	if !ok {
@@ -200,6 +204,7 @@ func (s *Service) AuthenticateAgent(ctx context.Context) (context.Context, error
 		return ctx, err
 	}
 	s.lastSeen.touch(ctx, s.cfg.Store, s.log, node.SPIFFEID)
+	s.addrs.record(ctx, s.cfg.Store, s.log, node.SPIFFEID)
 	ctx = context.WithValue(ctx, nodeKey{}, node)
 	return store.WithActor(ctx, "agent:"+node.SPIFFEID.String()), nil
 }
@@ -417,6 +422,8 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 		}
 		res.Status = apiconv.StatusToProto(nil)
 		iss.Issued = append(iss.Issued, entry.ID)
+		iss.Bindings = append(iss.Bindings, store.SVIDBinding{Digest: model.SVIDDigest(chain[0].Raw), EntryID: entry.ID,
+			NodeID: node.SPIFFEID.String(), ExpiresAt: chain[0].NotAfter})
 		s.met.svidsSigned.WithLabelValues("x509", "ok").Inc()
 		iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
 			Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
@@ -490,7 +497,8 @@ func (s *Service) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDReque
 		s.met.svidsSigned.WithLabelValues("jwt", "error").Inc()
 		return nil, err
 	}
-	if err := s.record(ctx, store.Issuance{At: now, Issued: []string{entry.ID}, Records: []model.AuditRecord{{
+	binding := store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, NodeID: node.SPIFFEID.String(), ExpiresAt: exp}
+	if err := s.record(ctx, store.Issuance{At: now, Issued: []string{entry.ID}, Bindings: []store.SVIDBinding{binding}, Records: []model.AuditRecord{{
 		Action: "svid.jwt.sign", Object: entry.ID,
 		Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
 			"audience": strings.Join(req.GetAudience(), " "), "expires_at": exp.UTC().Format(time.RFC3339)}}}}); err != nil {

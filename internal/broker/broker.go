@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -182,6 +183,10 @@ type Node struct {
 	AttestationMethod string
 	Selectors         []model.Selector
 	Labels            map[string]string
+	// Addresses are the addresses the node's agent was seen connecting to
+	// the server from (the agent API's peer addresses), most recent first;
+	// providers bind credentials to them (ssh source_address_from_node).
+	Addresses []netip.Addr
 }
 
 // Request is one credential request from an authenticated workload.
@@ -192,6 +197,10 @@ type Request struct {
 	// entry.
 	SubjectSelectors []model.Selector
 	Node             Node
+	// Entry is the id of the registration entry the caller's SVID was
+	// issued for, when known; Facts says how SubjectSelectors and Node were
+	// established (see exchange.Description). Both are audited.
+	Entry, Facts string
 	// Context is the task context (parsed by policy.ParseContext).
 	Context map[string]any
 	// TTL is the lifetime asked for; zero: the credential's default.
@@ -257,8 +266,11 @@ func (b *Broker) Request(ctx context.Context, r Request) (Grant, error) {
 		ID: newLeaseID(), Credential: c.Name, Provider: c.ProviderName, Subject: r.Subject, Node: r.Node.ID,
 		Context: r.Context, IssuedAt: now, ExpiresAt: now.Add(ttl),
 	}
-	preq := provider.Request{LeaseID: l.ID, Credential: c.Name, Subject: r.Subject, Node: r.Node.ID, Context: r.Context, ExpiresAt: l.ExpiresAt,
-		PublicKey: r.PublicKey}
+	preq := provider.Request{LeaseID: l.ID, Credential: c.Name, Subject: r.Subject, Node: r.Node.ID, NodeAddresses: r.Node.Addresses,
+		Context: r.Context, ExpiresAt: l.ExpiresAt, PublicKey: r.PublicKey}
+	if d.SSH != nil {
+		preq.SSH = &provider.SSHOptions{Principals: d.SSH.Principals, Extensions: d.SSH.Extensions, ForceCommand: d.SSH.ForceCommand}
+	}
 	if provider.IsReadOnly(c.Provider) {
 		return b.issueReadOnly(ctx, c, l, preq, rec, d)
 	}
@@ -324,8 +336,11 @@ func (b *Broker) issue(ctx context.Context, c Credential, r provider.Request) (p
 	b.metrics.issued(c.Name, time.Since(start), err)
 	if err != nil {
 		b.log.Warn("credential issue failed", logKeyCredential, c.Name, logKeyLease, r.LeaseID, logKeyError, err)
-		if errkind.Is(err, errkind.InvalidArgument) { // the request was unusable (an ssh public key), not the target
-			return cred, errkind.Wrap(errkind.InvalidArgument, err, "issue credential "+c.Name)
+		// The request was unusable (an ssh public key) or cannot be served
+		// as asked (an ssh certificate for a node with no recorded
+		// address): not the target's failure.
+		if k := errkind.Of(err); k == errkind.InvalidArgument || k == errkind.FailedPrecondition {
+			return cred, errkind.Wrap(k, err, "issue credential "+c.Name)
 		}
 		return cred, errkind.Wrap(errkind.Unavailable, err, "issue credential "+c.Name)
 	}
@@ -380,11 +395,20 @@ func decisionRecord(r Request, d policy.Decision, ttl time.Duration) store.Audit
 	detail := map[string]string{
 		"subject": idString(r.Subject), "node": idString(r.Node.ID), "rule": d.Rule, "policy": d.Policy,
 	}
+	if r.Entry != "" {
+		detail["entry"] = r.Entry
+	}
+	if r.Facts != "" {
+		detail["facts"] = r.Facts
+	}
 	if r.TTL > 0 {
 		detail["requested_ttl"] = r.TTL.String()
 	}
 	if d.Allowed {
 		detail["ttl"] = ttl.String()
+	}
+	if d.SSH != nil {
+		detail["ssh"] = d.SSH.String()
 	}
 	if len(r.Context) > 0 {
 		js, _ := json.Marshal(r.Context)

@@ -27,7 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/signet-id/signet/internal/broker/exchange"
+	"github.com/signet-id/signet/internal/broker/wire"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
@@ -207,19 +207,19 @@ func IsDenied(err error) bool {
 // Get requests the credential. A refusal is a *DeniedError; anything else
 // is a failure to reach the broker or to read its answer.
 func (c *Client) Get(ctx context.Context, r Request) (*Result, error) {
-	form := url.Values{"grant_type": {tokenapi.GrantTokenExchange}, "requested_token_type": {exchange.TokenTypeCredential}, "resource": {r.Credential}}
+	form := url.Values{"grant_type": {tokenapi.GrantTokenExchange}, "requested_token_type": {wire.TokenTypeCredential}, "resource": {r.Credential}}
 	if len(r.Context) > 0 {
 		b, err := json.Marshal(r.Context)
 		if err != nil {
 			return nil, err
 		}
-		form.Set(exchange.ParamContext, string(b))
+		form.Set(wire.ParamContext, string(b))
 	}
 	if r.TTL > 0 {
-		form.Set(exchange.ParamTTL, r.TTL.String())
+		form.Set(wire.ParamTTL, r.TTL.String())
 	}
 	if r.PublicKey != "" {
-		form.Set(exchange.ParamPublicKey, r.PublicKey)
+		form.Set(wire.ParamPublicKey, r.PublicKey)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.JoinPath(tokenapi.Path).String(), strings.NewReader(form.Encode()))
 	if err != nil {

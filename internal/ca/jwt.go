@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
@@ -34,13 +35,18 @@ type JWTParams struct {
 }
 
 // jwtClaims is the JWT-SVID claim set: sub, aud, exp (required by the
-// specification), iat and, when the CA has a JWT issuer, iss.
+// specification), iat, jti and, when the CA has a JWT issuer, iss. jti is
+// 128 random bits, so no two tokens are alike even when minted for the same
+// ID and audience in the same second with a deterministic signature
+// (RS256): each token names the one entry and node it was minted for
+// (store.SVIDBinding), and a verifier can detect replays.
 type jwtClaims struct {
 	Issuer   string       `json:"iss,omitempty"`
 	Subject  string       `json:"sub"`
 	Audience jwt.Audience `json:"aud"`
 	Expiry   int64        `json:"exp"`
 	IssuedAt int64        `json:"iat"`
+	ID       string       `json:"jti"`
 }
 
 // SignJWTSVID mints a JWT-SVID signed by this server's active JWT key: a
@@ -80,6 +86,7 @@ func (m *Manager) SignJWTSVID(ctx context.Context, p JWTParams) (token string, e
 		Audience: jwt.Audience(p.Audience),
 		Expiry:   exp.Unix(),
 		IssuedAt: now.Unix(),
+		ID:       rand.Text(),
 	})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign jwt-svid for %s: marshal claims: %w", p.ID, err)

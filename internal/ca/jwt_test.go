@@ -108,11 +108,11 @@ func TestSignJWTSVID(t *testing.T) {
 	if !maps.Equal(h, want) {
 		t.Errorf("header = %v, want %v", h, want)
 	}
-	// Claims: sub, aud, exp, iat.
+	// Claims: sub, aud, exp, iat, jti.
 	c := decodeSegment(t, tok, 1)
 	keys := slices.Sorted(maps.Keys(c))
-	if !slices.Equal(keys, []string{"aud", "exp", "iat", "sub"}) {
-		t.Errorf("claims = %v, want aud, exp, iat, sub", keys)
+	if !slices.Equal(keys, []string{"aud", "exp", "iat", "jti", "sub"}) {
+		t.Errorf("claims = %v, want aud, exp, iat, jti, sub", keys)
 	}
 	if c["sub"] != workload.String() {
 		t.Errorf("sub = %v", c["sub"])

@@ -1,11 +1,15 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"gopkg.in/yaml.v3"
 )
 
 func TestDecodeServer(t *testing.T) {
@@ -149,5 +153,65 @@ oidc_issuers:
 	err := Decode([]byte("oidc_issuers:\n  github:\n    issuer: https://x\n    jwks_uri: https://x/keys\n"), &Server{})
 	if err == nil || !strings.Contains(err.Error(), "jwks_uri") || !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("unknown key in an issuer: %v, want an error naming jwks_uri and its line", err)
+	}
+}
+
+// TestDecodeNodeWrongKinds: a value of the wrong shape names its field
+// path and what the field takes, and so does a value its type's own
+// UnmarshalYAML refuses.
+func TestDecodeNodeWrongKinds(t *testing.T) {
+	type item struct {
+		Name string            `yaml:"name"`
+		Tags map[string]string `yaml:"tags"`
+		TTL  Duration          `yaml:"ttl"`
+	}
+	type doc struct {
+		Items []item `yaml:"items"`
+		Any   any    `yaml:"any"`
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"items: {name: a}\n", "line 1: items: want a list"},
+		{"items: [{name: [a]}]\n", "line 1: items[0].name: want a single value, not a list or mapping"},
+		{"items: [{tags: [a]}]\n", "line 1: items[0].tags: want a mapping of keys"},
+		{"items: [{tags: {a: {b: c}}}]\n", "line 1: items[0].tags.a: want a single value"},
+		{"items:\n  - ttl: soon\n", `line 2: items[0].ttl: "soon" is not a duration`},
+		{"items:\n  - ttl: [1s]\n", `line 2: items[0].ttl: want a duration`},
+	} {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(tc.in), &n); err != nil {
+			t.Fatal(err)
+		}
+		var d doc
+		err := DecodeNode("", n.Content[0], &d)
+		if err == nil || !strings.Contains(topLevel(err).Error(), tc.want) {
+			t.Errorf("DecodeNode(%q) = %v, want an error containing %q", tc.in, err, tc.want)
+		}
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("items: [{name: a, tags: {k: v}, ttl: 1m}, {name: 7, tags: }]\nany: [1, {a: b}]\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	var d doc
+	if err := DecodeNode("", n.Content[0], &d); err != nil || d.Items[1].Name != "7" || time.Duration(d.Items[0].TTL) != time.Minute {
+		t.Errorf("DecodeNode(good) = %+v, %v", d, err)
+	}
+}
+
+// TestDecodeNodeTextValues: struct types that decode from a scalar through
+// UnmarshalText (a SPIFFE ID, a CIDR) are not mistaken for mappings.
+func TestDecodeNodeTextValues(t *testing.T) {
+	var c struct {
+		ID     spiffeid.ID  `yaml:"id"`
+		Prefix netip.Prefix `yaml:"prefix"`
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("id: spiffe://example.org/web\nprefix: 10.0.0.0/8\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := DecodeNode("x", n.Content[0], &c); err != nil {
+		t.Fatalf("DecodeNode = %v", err)
+	}
+	if c.ID.String() != "spiffe://example.org/web" || c.Prefix.String() != "10.0.0.0/8" {
+		t.Errorf("decoded %v %v", c.ID, c.Prefix)
 	}
 }

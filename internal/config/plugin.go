@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"maps"
@@ -84,11 +85,27 @@ func checkKeys(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value: the zero value
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		// Decoded by its own method: decode it here too, so that its
+		// error names the path.
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			line := fmt.Sprintf("line %d: ", n.Line)
+			*errs = append(*errs, fmt.Errorf("%s%s: %s", line, path, strings.TrimPrefix(cleanYAMLError(err).Error(), line)))
+		}
+		return
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return // a scalar decoded by UnmarshalText (spiffeid.ID, netip.Prefix): Decode reports its errors
+	}
+	if want, kind := nodeKind(t); want != "" && n.Kind != kind {
+		*errs = append(*errs, fmt.Errorf("line %d: %s: want %s", n.Line, path, want))
+		return
+	}
 	switch t.Kind() {
 	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			return // a type error that Decode reports
-		}
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
@@ -113,6 +130,28 @@ func checkKeys(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 			}
 		}
 	}
+}
+
+var (
+	unmarshalerType     = reflect.TypeFor[yaml.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// nodeKind is the kind of YAML node a value of type t decodes from, with
+// its name for errors; "" when any node may do (interfaces).
+func nodeKind(t reflect.Type) (string, yaml.Kind) {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a mapping of keys", yaml.MappingNode
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "", 0 // []byte: a base64 scalar
+		}
+		return "a list", yaml.SequenceNode
+	case reflect.Interface:
+		return "", 0
+	}
+	return "a single value, not a list or mapping", yaml.ScalarNode
 }
 
 // yamlFields maps the YAML keys of struct type t to their field types,

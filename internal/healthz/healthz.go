@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -66,11 +67,23 @@ type Server struct {
 	srv *http.Server
 }
 
-// Listen binds addr (host:port) for h.
-func Listen(addr string, h http.Handler) (*Server, error) {
+// LogMsgListening is the message of the record Listen logs once it has
+// bound, with the bound address under LogKeyAddr: a health address on
+// port 0 (tests) is found there.
+const (
+	LogMsgListening = "health listening"
+	LogKeyAddr      = "addr"
+)
+
+// Listen binds addr (host:port) for h and, when log is non-nil, logs the
+// bound address (LogMsgListening, LogKeyAddr).
+func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on health address %s: %w", addr, err)
+	}
+	if log != nil {
+		log.Info(LogMsgListening, LogKeyAddr, ln.Addr().String())
 	}
 	// Health checks have no request body; bound it to nothing useful.
 	return &Server{ln: edge.Limits{}.Listen(ln), srv: edge.HTTPServer(h, 4<<10)}, nil

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/config"
 )
 
@@ -25,6 +26,12 @@ type Config struct {
 	X509 *X509 `yaml:"x509"`
 	// JWT lists JWT-SVIDs to keep fresh in files.
 	JWT []JWT `yaml:"jwt"`
+	// BrokerURL is the broker's base URL (https://HOST:PORT) for
+	// Credentials; empty means $SIGNET_BROKER_URL, else the URL the agent
+	// learned from its server, as for `signet credential get`.
+	BrokerURL string `yaml:"broker_url"`
+	// Credentials lists brokered credentials rendered into files.
+	Credentials []Credential `yaml:"credentials"`
 	// OnChange, when set, is run once after every complete change.
 	OnChange *OnChange `yaml:"on_change"`
 }
@@ -46,6 +53,18 @@ type X509 struct {
 type JWT struct {
 	Audience string `yaml:"audience"`
 	File     string `yaml:"file"`
+}
+
+// Credential is one brokered credential kept fresh in a file: the
+// credential Name requested with the task Context (and TTL, zero meaning
+// the credential's default_ttl), rendered through the Go text/template in
+// the file Template (see internal/credtemplate) and written to File, 0600.
+type Credential struct {
+	Name     string            `yaml:"name"`
+	Context  map[string]string `yaml:"context"`
+	TTL      config.Duration   `yaml:"ttl"`
+	Template string            `yaml:"template"`
+	File     string            `yaml:"file"`
 }
 
 // OnChange is what to do after a change: run Command (argv, no shell), or
@@ -87,12 +106,15 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
+// topKeys are helper.yaml's keys, for a file that is not a mapping.
+const topKeys = "agent_socket, x509, jwt, broker_url, credentials, on_change"
+
 // ParseConfig strictly decodes and validates a helper configuration:
 // unknown keys are errors naming their line and the accepted keys, and
 // every invalid field is reported at once.
 func ParseConfig(data []byte) (*Config, error) {
 	var c Config
-	if err := config.DecodeDocument(data, &c, "set x509 or jwt", "agent_socket, x509, jwt, on_change"); err != nil {
+	if err := config.DecodeDocument(data, &c, "set x509, jwt or credentials", topKeys); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -104,8 +126,8 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if c.X509 == nil && len(c.JWT) == 0 {
-		bad("x509", "nothing to write: set x509 or jwt (or both)")
+	if c.X509 == nil && len(c.JWT) == 0 && len(c.Credentials) == 0 {
+		bad("x509", "nothing to write: set x509, jwt or credentials")
 	}
 	if x := c.X509; x != nil {
 		if x.Dir == "" {
@@ -148,6 +170,42 @@ func (c *Config) Validate() error {
 		}
 		files[filepath.Clean(j.File)] = true
 	}
+	if c.BrokerURL != "" {
+		if _, err := brokerclient.ParseURL("broker_url", c.BrokerURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i, cr := range c.Credentials {
+		key := fmt.Sprintf("credentials[%d]", i)
+		switch {
+		case cr.Name == "":
+			bad(key+".name", "required: the name of a credential the broker offers, such as orders-db")
+		case strings.TrimSpace(cr.Name) != cr.Name || strings.ContainsAny(cr.Name, " \t\r\n"):
+			bad(key+".name", "%q must not contain spaces", cr.Name)
+		}
+		for k := range cr.Context {
+			if strings.TrimSpace(k) == "" {
+				bad(key+".context", "keys must not be empty")
+			}
+		}
+		if cr.TTL < 0 {
+			bad(key+".ttl", "must not be negative (leave it out for the credential's default_ttl)")
+		}
+		if cr.Template == "" {
+			bad(key+".template", "required: a Go text/template file over the credential's fields, such as /etc/app/db.properties.tmpl")
+		}
+		switch {
+		case cr.File == "":
+			bad(key+".file", "required: the path the rendered credential is written to")
+		case files[filepath.Clean(cr.File)]:
+			bad(key+".file", "%q is used by an earlier jwt or credentials entry", cr.File)
+		case cr.Template != "" && filepath.Clean(cr.File) == filepath.Clean(cr.Template):
+			bad(key+".file", "%q is the template itself", cr.File)
+		case c.X509.holds(cr.File):
+			bad(key+".file", "%q is one of the x509 files (or their generation directory) in x509.dir", cr.File)
+		}
+		files[filepath.Clean(cr.File)] = true
+	}
 	if o := c.OnChange; o != nil {
 		switch {
 		case len(o.Command) > 0 && o.Signal != "":
@@ -172,6 +230,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// holds reports whether path is one of x's files or inside one of its
+// generation directories; false for a nil x.
+func (x *X509) holds(path string) bool {
+	if x == nil || x.Dir == "" {
+		return false
+	}
+	rel, err := filepath.Rel(filepath.Clean(x.Dir), filepath.Clean(path))
+	if err != nil || rel == "." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || rel == ".." {
+		return false
+	}
+	first, _, _ := strings.Cut(rel, string(filepath.Separator))
+	return strings.HasPrefix(first, genPrefix) || slices.Contains([]string{x.Cert, x.Key, x.Bundle, x.PKCS12}, first)
 }
 
 func (o *OnChange) timeout() time.Duration {

@@ -1,19 +1,26 @@
 // Package helper runs `signet helper`: it sits beside an application that
-// reads its certificates and tokens from files, keeps those files fresh
-// from the agent's Workload API, and tells the application when they
-// changed.
+// reads its certificates, tokens and secrets from files, keeps those files
+// fresh from the agent's Workload API and the credential broker, and tells
+// the application when they changed.
 //
 // X.509 files (certificate chain, key, bundle, PKCS#12 keystore) are
 // replaced together with one rename (see dataLink); keys and keystores are
 // 0600. The helper watches the Workload API, so an SVID rotation or a
 // bundle change is written as soon as the agent has it. JWT-SVID files are
-// replaced atomically at half of each token's remaining lifetime. After
-// the first complete set of files (every X.509 file and every JWT file),
-// and then after every complete change (all X.509 files in place, or one
-// JWT file replaced), the on_change action runs once: a command, with a timeout, whose exit status
-// is logged, or a signal to a process named by a PID file.
+// replaced atomically at half of each token's remaining lifetime.
+// Credential files are brokered credentials (requested over mTLS with the
+// helper's X.509-SVID, see internal/brokerclient) rendered through a
+// template (internal/credtemplate), written atomically with mode 0600 and
+// replaced with a new lease at two thirds of the current one's lifetime.
 //
-// Key material and tokens are never logged.
+// After the first complete set of files (every X.509, JWT and credential
+// file), and then after every complete change, the on_change action runs
+// once: a command, with a timeout, whose exit status is logged, or a
+// signal to a process named by a PID file. Writes that land within
+// Options.Settle of each other, or while another write is in progress,
+// are one change.
+//
+// Key material, tokens and credentials are never logged.
 package helper
 
 import (
@@ -21,11 +28,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
@@ -33,22 +42,30 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/signet-id/signet/internal/atomicfile"
+	"github.com/signet-id/signet/internal/brokerclient"
+	"github.com/signet-id/signet/internal/credtemplate"
 )
 
 // Log keys.
 const (
-	logKeySPIFFEID = "spiffe_id"
-	logKeyDir      = "dir"
-	logKeyFile     = "file"
-	logKeyAudience = "audience"
-	logKeyExpires  = "expires_at"
-	logKeyErr      = "err"
-	logKeyCommand  = "command"
-	logKeyExit     = "exit_status"
-	logKeyDuration = "duration"
-	logKeyPID      = "pid"
-	logKeySignal   = "signal"
+	logKeySPIFFEID   = "spiffe_id"
+	logKeyDir        = "dir"
+	logKeyFile       = "file"
+	logKeyAudience   = "audience"
+	logKeyExpires    = "expires_at"
+	logKeyErr        = "err"
+	logKeyCommand    = "command"
+	logKeyExit       = "exit_status"
+	logKeyDuration   = "duration"
+	logKeyPID        = "pid"
+	logKeySignal     = "signal"
+	logKeyCredential = "credential"
+	logKeyBroker     = "broker"
+	logKeyCount      = "count"
 )
+
+// DefaultSettle is Options.Settle's default.
+const DefaultSettle = 500 * time.Millisecond
 
 // Options are how to run a Helper.
 type Options struct {
@@ -56,9 +73,15 @@ type Options struct {
 	Addr string
 	// Logger receives one line per change and per failure. Nil discards.
 	Logger *slog.Logger
-	// Retry is how long to wait before trying the Workload API again
-	// (default one second).
+	// Retry is how long to wait before trying the Workload API or the
+	// broker again (default one second); the daemon backs off from it to
+	// 30 seconds for credentials.
 	Retry time.Duration
+	// Settle is how long the daemon waits after a write, with no write in
+	// progress, before it runs on_change, so that files changed together
+	// (an SVID rotation and a credential renewal) get one on_change
+	// (default DefaultSettle).
+	Settle time.Duration
 }
 
 // Helper keeps the files of one Config fresh. Create it with New.
@@ -67,12 +90,25 @@ type Helper struct {
 	opts Options
 	log  *slog.Logger
 
+	tmpls []*credtemplate.Template // of cfg.Credentials, by index
+
 	mu       sync.Mutex // serialises writes and on_change
 	lastX509 x509Material
 	haveX509 bool
-	// written holds the sources ("x509", "jwt:<file>") written at least
-	// once; on_change waits until every source has been.
-	written map[string]bool
+
+	st sync.Mutex // guards the change state below
+	// written holds the sources ("x509", "jwt:<file>", "credential:<file>")
+	// written at least once; on_change waits until every source has been.
+	written  map[string]bool
+	pending  bool // a source was written since on_change last ran
+	inflight int  // writes (with their fetches) in progress
+	kick     chan struct{}
+
+	// latest is the last X.509 context of the daemon's watch; firstX509
+	// is closed when the first arrives.
+	latest    atomic.Pointer[workloadapi.X509Context]
+	firstX509 chan struct{}
+	firstOnce sync.Once
 }
 
 // New returns a Helper for a validated cfg.
@@ -86,27 +122,40 @@ func New(cfg *Config, opts Options) (*Helper, error) {
 	if opts.Retry <= 0 {
 		opts.Retry = time.Second
 	}
+	if opts.Settle <= 0 {
+		opts.Settle = DefaultSettle
+	}
+	tmpls, err := parseTemplates(cfg.Credentials)
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Helper{cfg: cfg, opts: opts, log: log.With("component", "helper"), written: map[string]bool{}}, nil
+	return &Helper{cfg: cfg, opts: opts, log: log.With("component", "helper"), tmpls: tmpls, written: map[string]bool{},
+		kick: make(chan struct{}, 1), firstX509: make(chan struct{})}, nil
 }
 
 // Once writes every configured file once, runs on_change once and
-// returns. It retries an unreachable or unready agent until ctx is done,
-// then returns the last reason.
+// returns. It retries an unreachable or unready agent or broker until ctx
+// is done, then returns the last reason; the broker's refusal and a
+// template that does not fit its credential fail at once.
 func (h *Helper) Once(ctx context.Context) error {
 	c, err := workloadapi.New(ctx, workloadapi.WithAddr(h.opts.Addr))
 	if err != nil {
 		return fmt.Errorf("workload api at %s: %w", h.opts.Addr, err)
 	}
 	defer c.Close()
-	if h.cfg.X509 != nil {
+	var x *workloadapi.X509Context
+	if h.cfg.X509 != nil || len(h.cfg.Credentials) > 0 {
 		if err := retry(ctx, h.opts.Retry, func() error {
-			x, err := c.FetchX509Context(ctx)
+			x, err = c.FetchX509Context(ctx)
 			if err != nil {
 				return fmt.Errorf("fetch x509-svid from %s: %w", h.opts.Addr, err)
+			}
+			if h.cfg.X509 == nil {
+				return nil
 			}
 			_, err = h.writeX509(x)
 			return err
@@ -122,16 +171,38 @@ func (h *Helper) Once(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(h.cfg.Credentials) > 0 {
+		var u *url.URL
+		if err := retry(ctx, h.opts.Retry, func() (err error) {
+			u, err = h.brokerURL(ctx)
+			return err
+		}); err != nil {
+			return err
+		}
+		bc, err := brokerclient.New(u, contextSource{x})
+		if err != nil {
+			return err
+		}
+		defer bc.Close()
+		for i := range h.cfg.Credentials {
+			if err := retry(ctx, h.opts.Retry, func() error {
+				_, err := h.writeCredential(ctx, bc, i)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+	}
 	return h.onChange(ctx)
 }
 
-// retry calls f until it succeeds or ctx is done; then it returns f's last
-// error.
+// retry calls f until it succeeds, fails with a *permanentError, or ctx
+// is done; then it returns f's last error.
 func retry(ctx context.Context, wait time.Duration, f func() error) error {
 	for {
 		err := f()
-		if err == nil {
-			return nil
+		if err == nil || isPermanent(err) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -142,7 +213,9 @@ func retry(ctx context.Context, wait time.Duration, f func() error) error {
 }
 
 // Run keeps the files fresh until ctx is done, then returns nil. Failures
-// to reach the agent or to write are logged and retried.
+// to reach the agent or the broker, or to write, are logged and retried; a
+// template that does not fit its credential at the first render ends Run
+// with that error.
 func (h *Helper) Run(ctx context.Context) error {
 	c, err := workloadapi.New(ctx, workloadapi.WithAddr(h.opts.Addr))
 	if err != nil {
@@ -150,7 +223,8 @@ func (h *Helper) Run(ctx context.Context) error {
 	}
 	defer c.Close()
 	g, gctx := errgroup.WithContext(ctx)
-	if h.cfg.X509 != nil {
+	g.Go(func() error { h.onChangeLoop(gctx); return nil })
+	if h.cfg.X509 != nil || len(h.cfg.Credentials) > 0 {
 		g.Go(func() error {
 			err := c.WatchX509Context(gctx, watcher{h: h, ctx: gctx})
 			if gctx.Err() != nil {
@@ -162,6 +236,9 @@ func (h *Helper) Run(ctx context.Context) error {
 	for _, j := range h.cfg.JWT {
 		g.Go(func() error { h.jwtLoop(gctx, c, j); return nil })
 	}
+	if len(h.cfg.Credentials) > 0 {
+		g.Go(func() error { return h.credentialsLoop(gctx) })
+	}
 	return g.Wait()
 }
 
@@ -170,18 +247,19 @@ type watcher struct {
 	ctx context.Context
 }
 
-// OnX509ContextUpdate writes the update and runs on_change when anything
-// the files hold changed.
+// OnX509ContextUpdate keeps the context for the broker client and writes
+// the X.509 files when anything they hold changed.
 func (w watcher) OnX509ContextUpdate(x *workloadapi.X509Context) {
-	changed, err := w.h.writeX509(x)
-	if err != nil {
-		w.h.log.Error("x509 files not updated", slog.String(logKeyErr, err.Error()))
+	w.h.latest.Store(x)
+	w.h.firstOnce.Do(func() { close(w.h.firstX509) })
+	if w.h.cfg.X509 == nil {
 		return
 	}
-	if changed {
-		if err := w.h.changed(w.ctx, "x509"); err != nil {
-			w.h.log.Error("on_change failed", slog.String(logKeyErr, err.Error()))
-		}
+	w.h.begin()
+	changed, err := w.h.writeX509(x)
+	w.h.done("x509", changed)
+	if err != nil {
+		w.h.log.Error("x509 files not updated", slog.String(logKeyErr, err.Error()))
 	}
 }
 
@@ -240,7 +318,9 @@ func (h *Helper) writeJWT(ctx context.Context, c *workloadapi.Client, j JWT) (ti
 // remaining lifetime, retrying failures every Retry.
 func (h *Helper) jwtLoop(ctx context.Context, c *workloadapi.Client, j JWT) {
 	for {
+		h.begin()
 		exp, err := h.writeJWT(ctx, c, j)
+		h.done("jwt:"+j.File, err == nil)
 		wait := h.opts.Retry
 		if err != nil {
 			if ctx.Err() != nil {
@@ -248,9 +328,6 @@ func (h *Helper) jwtLoop(ctx context.Context, c *workloadapi.Client, j JWT) {
 			}
 			h.log.Error("jwt file not updated", slog.String(logKeyFile, j.File), slog.String(logKeyErr, err.Error()))
 		} else {
-			if err := h.changed(ctx, "jwt:"+j.File); err != nil {
-				h.log.Error("on_change failed", slog.String(logKeyErr, err.Error()))
-			}
 			wait = max(time.Until(exp)/2, h.opts.Retry)
 		}
 		select {
@@ -261,22 +338,86 @@ func (h *Helper) jwtLoop(ctx context.Context, c *workloadapi.Client, j JWT) {
 	}
 }
 
-// changed records that source was written and runs on_change, unless
-// some configured source has not been written yet: the first run waits for
-// the first complete set of files.
-func (h *Helper) changed(ctx context.Context, source string) error {
-	h.mu.Lock()
-	h.written[source] = true
-	complete := len(h.written) == h.sources()
-	h.mu.Unlock()
-	if !complete {
-		return nil
+// begin records that a write (with the fetch before it) started: on_change
+// waits for it.
+func (h *Helper) begin() {
+	h.st.Lock()
+	h.inflight++
+	h.st.Unlock()
+}
+
+// done records that a write of source ended, having written when wrote,
+// and wakes onChangeLoop.
+func (h *Helper) done(source string, wrote bool) {
+	h.st.Lock()
+	h.inflight--
+	if wrote {
+		h.written[source] = true
+		h.pending = true
 	}
-	return h.onChange(ctx)
+	h.st.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// busy reports whether a write is in progress.
+func (h *Helper) busy() bool {
+	h.st.Lock()
+	defer h.st.Unlock()
+	return h.inflight > 0
+}
+
+// takeChange reports whether on_change is due: something was written
+// since it last ran, and every configured source has been written at
+// least once. It clears the pending change.
+func (h *Helper) takeChange() bool {
+	h.st.Lock()
+	defer h.st.Unlock()
+	if !h.pending || len(h.written) < h.sources() {
+		return false
+	}
+	h.pending = false
+	return true
+}
+
+// onChangeLoop runs on_change once per change until ctx is done: after a
+// write, it waits until Settle has passed with no other write ended and
+// none in progress, so files written together get one on_change.
+func (h *Helper) onChangeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.kick:
+		}
+		t := time.NewTimer(h.opts.Settle)
+	settle:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-h.kick:
+				t.Reset(h.opts.Settle)
+			case <-t.C:
+				if !h.busy() {
+					break settle
+				}
+				t.Reset(h.opts.Settle)
+			}
+		}
+		if h.takeChange() {
+			if err := h.onChange(ctx); err != nil {
+				h.log.Error("on_change failed", slog.String(logKeyErr, err.Error()))
+			}
+		}
+	}
 }
 
 func (h *Helper) sources() int {
-	n := len(h.cfg.JWT)
+	n := len(h.cfg.JWT) + len(h.cfg.Credentials)
 	if h.cfg.X509 != nil {
 		n++
 	}

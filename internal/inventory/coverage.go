@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/store"
 )
 
 // Dimension is what a coverage report groups by.
@@ -108,16 +109,22 @@ type CoverageGroup struct {
 	Workloads    int64  `json:"workloads"`     // registration entries
 	SPIFFEActive int64  `json:"spiffe_active"` // of those, issued an SVID within the window
 	StaticOpen   int64  `json:"static_open"`   // open static-credential findings
-	Nodes        int64  `json:"nodes"`         // attested nodes (not part of coverage)
-	// CoveredPercent is SPIFFEActive / (SPIFFEActive + StaticOpen) in
-	// percent, rounded to 0.1; nil when both are zero.
+	// Brokered are the short-lived credentials from the broker in use:
+	// distinct (credential, workload) pairs with an open lease, each one in
+	// place of a static secret.
+	Brokered int64 `json:"brokered"`
+	Nodes    int64 `json:"nodes"` // attested nodes (not part of coverage)
+	// CoveredPercent is the short-lived share, (SPIFFEActive + Brokered) /
+	// (SPIFFEActive + Brokered + StaticOpen), in percent, rounded to 0.1;
+	// nil when all are zero.
 	CoveredPercent *float64 `json:"covered_percent,omitempty"`
 }
 
 func (g *CoverageGroup) finish() {
 	g.CoveredPercent = nil
-	if d := g.SPIFFEActive + g.StaticOpen; d > 0 {
-		p := math.Round(float64(g.SPIFFEActive)*1000/float64(d)) / 10
+	short := g.SPIFFEActive + g.Brokered
+	if d := short + g.StaticOpen; d > 0 {
+		p := math.Round(float64(short)*1000/float64(d)) / 10
 		g.CoveredPercent = &p
 	}
 }
@@ -136,6 +143,8 @@ func GroupKey(it *Item, by Dimension, depth int) string {
 			return idPathPrefix(it.Entry.SPIFFEID.Path(), depth)
 		case it.Finding != nil:
 			return filePathPrefix(PrimaryPath(it.Finding), depth)
+		case it.Lease != nil:
+			return idPathPrefix(it.Lease.Subject.Path(), depth)
 		}
 		return Unknown
 	}
@@ -178,8 +187,10 @@ func filePathPrefix(p string, depth int) string {
 // ComputeCoverage computes coverage over items as of now. Every workload
 // counts once, as active when its last SVID was issued within the window;
 // every open finding counts once, in the group of its labels (or, by path,
-// of its primary path); credentials, closed findings and node aliases do
-// not count. Groups are ordered by key, with Unknown last.
+// of its primary path); every (credential, workload) pair with a pending
+// or active lease counts once as brokered, in its workload's group (by
+// path, of its SPIFFE ID); closed findings, ended leases and node aliases
+// do not count. Groups are ordered by key, with Unknown last.
 func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverage, error) {
 	opts, err := opts.WithDefaults()
 	if err != nil {
@@ -191,6 +202,8 @@ func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverag
 	}
 	groups := make(map[string]*CoverageGroup)
 	since := now.Add(-opts.ActiveWithin)
+	type pair struct{ credential, subject string }
+	brokered := map[pair]bool{}
 	for i := range items {
 		it := &items[i]
 		var add CoverageGroup
@@ -207,6 +220,17 @@ func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverag
 				continue
 			}
 			add.StaticOpen = 1
+		case KindCredential:
+			l := it.Lease
+			if l == nil || (l.State != store.LeasePending && l.State != store.LeaseActive) || !l.ExpiresAt.After(now) {
+				continue
+			}
+			p := pair{l.Credential, l.Subject.String()}
+			if brokered[p] {
+				continue
+			}
+			brokered[p] = true
+			add.Brokered = 1
 		default:
 			continue
 		}
@@ -221,6 +245,7 @@ func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverag
 			t.Workloads += add.Workloads
 			t.SPIFFEActive += add.SPIFFEActive
 			t.StaticOpen += add.StaticOpen
+			t.Brokered += add.Brokered
 		}
 	}
 	rep.Groups = make([]CoverageGroup, 0, len(groups))
@@ -238,6 +263,7 @@ type CoverageDelta struct {
 	Workloads    int64
 	SPIFFEActive int64
 	StaticOpen   int64
+	Brokered     int64
 	// CoveredPercent is in percentage points; nil when either report has no
 	// percentage for the group.
 	CoveredPercent *float64
@@ -248,7 +274,7 @@ type CoverageDelta struct {
 func Delta(prev, cur CoverageGroup) CoverageDelta {
 	d := CoverageDelta{
 		Workloads: cur.Workloads - prev.Workloads, SPIFFEActive: cur.SPIFFEActive - prev.SPIFFEActive,
-		StaticOpen: cur.StaticOpen - prev.StaticOpen,
+		StaticOpen: cur.StaticOpen - prev.StaticOpen, Brokered: cur.Brokered - prev.Brokered,
 	}
 	if cur.CoveredPercent != nil && prev.CoveredPercent != nil {
 		p := math.Round((*cur.CoveredPercent-*prev.CoveredPercent)*10) / 10

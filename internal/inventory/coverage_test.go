@@ -87,33 +87,58 @@ func seed(t *testing.T, s *store.Store) {
 	}
 	_, err = s.ResolveFinding(ctx, "f4f4f4f4", "rotated")
 	must("ResolveFinding", err)
+	// Brokered credentials: legacy-app holds two leases of orders-db (one
+	// pair) and one of stripe; a workload without an entry holds one; an
+	// ended lease and one past its expiry do not count.
+	lease := func(lid, cred, subject, node string, exp time.Time, activate bool) {
+		l := store.Lease{ID: lid, Credential: cred, Provider: "static", Subject: id("spiffe://example.org" + subject),
+			IssuedAt: now.Add(-time.Minute), ExpiresAt: exp}
+		if node != "" {
+			l.Node = id("spiffe://example.org/node/" + node)
+		}
+		_, err := s.CreateLease(ctx, l)
+		must("CreateLease", err)
+		if activate {
+			_, err = s.ActivateLease(ctx, lid, nil, time.Time{})
+			must("ActivateLease", err)
+		}
+	}
+	lease("l1", "orders-db", "/legacy/app", "bare", now.Add(time.Hour), true)
+	lease("l2", "orders-db", "/legacy/app", "bare", now.Add(time.Hour), true)
+	lease("l3", "stripe", "/legacy/app", "bare", now.Add(time.Hour), false)
+	lease("l4", "stripe", "/ghost", "", now.Add(time.Hour), true)
+	lease("l5", "stripe", "/batch/nightly", "vm", now.Add(-time.Second), true)
+	lease("l6", "orders-db", "/batch/nightly", "vm", now.Add(time.Hour), true)
+	_, err = s.EndLease(ctx, "l6", store.LeaseRevoked, "test")
+	must("EndLease", err)
 }
 
 func TestCoverageFromSeededStore(t *testing.T) {
 	wantEnv := []inventory.CoverageGroup{
 		{Key: "ci", Workloads: 1, SPIFFEActive: 1, StaticOpen: 2, CoveredPercent: pct(33.3)},
 		{Key: "kubernetes", Workloads: 2, SPIFFEActive: 1, Nodes: 1, CoveredPercent: pct(100)},
-		{Key: "legacy", Workloads: 1, StaticOpen: 1, CoveredPercent: pct(0)},
+		{Key: "legacy", Workloads: 1, StaticOpen: 1, Brokered: 2, CoveredPercent: pct(66.7)},
 		{Key: "vm", Workloads: 1, SPIFFEActive: 1, Nodes: 1, CoveredPercent: pct(100)},
-		{Key: "unknown", StaticOpen: 1, Nodes: 1, CoveredPercent: pct(0)},
+		{Key: "unknown", StaticOpen: 1, Brokered: 1, Nodes: 1, CoveredPercent: pct(50)},
 	}
 	wantOwner := []inventory.CoverageGroup{
-		{Key: "data", Workloads: 2, SPIFFEActive: 1, StaticOpen: 1, CoveredPercent: pct(50)},
+		{Key: "data", Workloads: 2, SPIFFEActive: 1, StaticOpen: 1, Brokered: 2, CoveredPercent: pct(75)},
 		{Key: "payments", Workloads: 3, SPIFFEActive: 2, StaticOpen: 2, CoveredPercent: pct(50)},
 		{Key: "platform", Nodes: 1},
-		{Key: "unknown", StaticOpen: 1, Nodes: 2, CoveredPercent: pct(0)},
+		{Key: "unknown", StaticOpen: 1, Brokered: 1, Nodes: 2, CoveredPercent: pct(50)},
 	}
 	wantPath := []inventory.CoverageGroup{
 		{Key: "/batch", Workloads: 1, SPIFFEActive: 1, CoveredPercent: pct(100)},
 		{Key: "/builds", StaticOpen: 2, CoveredPercent: pct(0)},
 		{Key: "/ci", Workloads: 1, SPIFFEActive: 1, CoveredPercent: pct(100)},
-		{Key: "/legacy", Workloads: 1}, // neither active nor static: no percentage
+		{Key: "/ghost", Brokered: 1, CoveredPercent: pct(100)},
+		{Key: "/legacy", Workloads: 1, Brokered: 2, CoveredPercent: pct(100)},
 		{Key: "/node", Nodes: 3},
 		{Key: "/ns", Workloads: 2, SPIFFEActive: 1, CoveredPercent: pct(100)},
 		{Key: "/opt", StaticOpen: 1, CoveredPercent: pct(0)},
 		{Key: "env:", StaticOpen: 1, CoveredPercent: pct(0)},
 	}
-	wantTotal := inventory.CoverageGroup{Key: "total", Workloads: 5, SPIFFEActive: 3, StaticOpen: 4, Nodes: 3, CoveredPercent: pct(42.9)}
+	wantTotal := inventory.CoverageGroup{Key: "total", Workloads: 5, SPIFFEActive: 3, StaticOpen: 4, Brokered: 3, Nodes: 3, CoveredPercent: pct(60)}
 	cases := []struct {
 		name string
 		opts inventory.CoverageOptions

@@ -429,17 +429,35 @@ func (c *Classifier) Items(in Input) []Item {
 		nodes[in.Nodes[i].SPIFFEID] = &in.Nodes[i]
 		out = append(out, c.Node(in.Nodes[i]))
 	}
+	// A lease belongs to the workload of its subject on its node (else to
+	// the first workload with its SPIFFE ID): it takes that workload's
+	// environment and owner.
+	type placed struct{ id, parent spiffeid.ID }
+	workloads := map[placed]int{}
 	for _, e := range in.Entries {
 		if !in.ServerID.IsZero() && e.ParentID == in.ServerID {
 			continue
 		}
 		out = append(out, c.Workload(e, nodes[e.ParentID]))
+		for _, k := range []placed{{e.SPIFFEID, e.ParentID}, {id: e.SPIFFEID}} {
+			if _, ok := workloads[k]; !ok {
+				workloads[k] = len(out) - 1
+			}
+		}
 	}
 	for _, f := range in.Findings {
 		out = append(out, c.Finding(f))
 	}
 	for _, l := range in.Leases {
-		out = append(out, c.Credential(l))
+		it := c.Credential(l)
+		i, ok := workloads[placed{l.Subject, l.Node}]
+		if !ok {
+			i, ok = workloads[placed{id: l.Subject}]
+		}
+		if ok {
+			it.Environment, it.Owner = out[i].Environment, out[i].Owner
+		}
+		out = append(out, it)
 	}
 	order := func(k Kind) int { return slices.Index(Kinds, k) }
 	slices.SortStableFunc(out, func(a, b Item) int {

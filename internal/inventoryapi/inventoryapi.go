@@ -541,14 +541,14 @@ func findingFromProto(i int, p *inventoryv1.Finding) (store.Finding, error) {
 
 func groupToProto(g inventory.CoverageGroup) *inventoryv1.CoverageGroup {
 	return &inventoryv1.CoverageGroup{
-		Key: g.Key, Workloads: g.Workloads, SpiffeActive: g.SPIFFEActive, StaticOpen: g.StaticOpen, Nodes: g.Nodes,
+		Key: g.Key, Workloads: g.Workloads, SpiffeActive: g.SPIFFEActive, StaticOpen: g.StaticOpen, Brokered: g.Brokered, Nodes: g.Nodes,
 		CoveredPercent: g.CoveredPercent,
 	}
 }
 
 func deltaToProto(d inventory.CoverageDelta) *inventoryv1.CoverageDelta {
 	return &inventoryv1.CoverageDelta{
-		Workloads: d.Workloads, SpiffeActive: d.SPIFFEActive, StaticOpen: d.StaticOpen, CoveredPercent: d.CoveredPercent,
+		Workloads: d.Workloads, SpiffeActive: d.SPIFFEActive, StaticOpen: d.StaticOpen, Brokered: d.Brokered, CoveredPercent: d.CoveredPercent,
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,7 +22,6 @@ import (
 	"github.com/signet-id/signet/internal/ca"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/errkind"
-	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
 
@@ -180,6 +178,11 @@ func (s *Server) checkBroker() error {
 	if len(errs) == 0 {
 		build(ssh)
 	}
+	if len(errs) == 0 && parts.holder != nil {
+		if err := parts.holder.SetCheck(sshRuleCheck(parts.creds)); err != nil {
+			errs = append(errs, fmt.Errorf("broker.policy_file: %w", err))
+		}
+	}
 	if len(errs) > 0 {
 		parts.close()
 		s.sshCAs = nil
@@ -276,25 +279,29 @@ func (j jwtSource) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbund
 	return b.JWTBundle(), nil
 }
 
-// storeDescriber describes workloads from their registration entries: the
-// selectors of the first entry with the ID (by entry id) and the node it is
-// parented to, when that is an attested node.
-type storeDescriber struct{ st *store.Store }
+// maxKRLSerials bounds the revoked leases one KRL lists per credential
+// (8 bytes each).
+const maxKRLSerials = 100_000
 
-func (d storeDescriber) Describe(ctx context.Context, id spiffeid.ID) ([]model.Selector, broker.Node, error) {
-	entries, err := d.st.ListEntries(ctx, store.EntryFilter{SPIFFEID: id, Limit: 1})
-	if err != nil || len(entries) == 0 {
-		return nil, broker.Node{}, err
-	}
-	e := entries[0]
-	n, err := d.st.GetNode(ctx, e.ParentID)
-	if errkind.Is(err, errkind.NotFound) {
-		return slices.Clone(e.Selectors), broker.Node{}, nil
-	}
+// revokedSSHLeases lists, from the store, the leases of an ssh credential
+// revoked before their end and not yet past it: the KRL of every replica
+// then carries revocations made on any of them.
+func (s *Server) revokedSSHLeases(ctx context.Context, credential string, now time.Time) ([]string, error) {
+	leases, err := s.store.ListLeases(ctx, store.LeaseFilter{Credential: credential, States: []store.LeaseState{store.LeaseRevoked},
+		ExpiresAfter: now, Limit: maxKRLSerials + 1})
 	if err != nil {
-		return nil, broker.Node{}, err
+		s.log.WarnContext(ctx, "ssh krl: list revoked leases", "credential", credential, "error", err)
+		return nil, err
 	}
-	return slices.Clone(e.Selectors), broker.Node{ID: n.SPIFFEID, AttestationMethod: n.AttestationType, Selectors: n.Selectors, Labels: n.Labels}, nil
+	ids := make([]string, 0, len(leases))
+	for _, l := range leases {
+		ids = append(ids, l.ID)
+	}
+	if len(ids) > maxKRLSerials {
+		s.log.ErrorContext(ctx, "ssh krl: too many revoked certificates still valid; refusing to serve a partial KRL", "credential", credential, "bound", maxKRLSerials)
+		return nil, fmt.Errorf("more than %d revoked certificates of %s are still valid", maxKRLSerials, credential)
+	}
+	return ids, nil
 }
 
 // signBrokerJWT mints a JWT-SVID for a broker provider to trade at a

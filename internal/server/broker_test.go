@@ -65,9 +65,11 @@ func creds(t testing.TB, y string) config.Plugins {
 	return p
 }
 
-func brokerEnv(t testing.TB) *testenv.Env {
+// brokerEnv starts a server with the broker (brokerPolicy, a static
+// credential "stripe"); opts then change its configuration further.
+func brokerEnv(t testing.TB, opts ...testenv.Option) *testenv.Env {
 	dir := t.TempDir()
-	return testenv.New(t, func(c *server.Config) {
+	return testenv.New(t, append([]testenv.Option{func(c *server.Config) {
 		c.HTTPAddress = "127.0.0.1:0"
 		c.TokenVerifiers = []tokenapi.SubjectVerifier{jobVerifier{ttl: 10 * time.Minute}}
 		c.Broker = server.BrokerConfig{
@@ -75,7 +77,7 @@ func brokerEnv(t testing.TB) *testenv.Env {
 			PolicyFile:  writeFile(t, dir, "policy.yaml", brokerPolicy, 0o600),
 			Credentials: creds(t, "stripe: {provider: static, max_ttl: 30m}"),
 		}
-	})
+	}}, opts...)...)
 }
 
 // workloadSVID gets an X509-SVID for spiffeID through a CI job (the

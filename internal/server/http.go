@@ -123,7 +123,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	}))
 	if len(s.sshCAs) > 0 {
 		// Public: the SSH user CAs' keys and their KRL, for sshd hosts.
-		h := limitPerPeer(edge.NewPeerLimiter(sshPerSecond, sshBurst), sshprovider.Handler(s.sshCAs, s.cfg.Now))
+		h := limitPerPeer(edge.NewPeerLimiter(sshPerSecond, sshBurst), sshprovider.Handler(s.sshCAs, s.cfg.Now, s.revokedSSHLeases))
 		mux.Handle(sshprovider.PathCA, h)
 		mux.Handle(sshprovider.PathKRL, h)
 	}

@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err := preflight.TCPFree("health_address", cfg.HealthAddress); err != nil {
 			return nil, err
 		}
-		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer)); err != nil {
+		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer), s.log); err != nil {
 			return nil, err
 		}
 	}
@@ -420,6 +420,9 @@ func (s *Server) maintain(ctx context.Context) {
 			lastPrune = now
 			if _, err := s.store.PruneTokenReplay(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune token replay records", "error", err)
+			}
+			if _, err := s.store.PruneSVIDBindings(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune svid bindings", "error", err)
 			}
 			if n, err := s.store.PruneJoinTokens(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune join tokens", "error", err)

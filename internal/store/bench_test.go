@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -78,4 +79,59 @@ func BenchmarkCreateEntries100k(b *testing.B) {
 	b.Run("postgres", func(b *testing.B) {
 		benchCreate(b, func(b *testing.B) *store.Store { return openPostgres(b, storetest.PostgresDSN(b)) })
 	})
+}
+
+// BenchmarkNodeAddresses measures the read the broker adds to describing a
+// workload on a node (store.NodeAddresses, four addresses) and the
+// throttled write of the agent API (RecordNodeAddress, an upsert and a
+// trim to four). get-node is the read describing a workload already did.
+//
+//	go test -run '^$' -bench NodeAddresses -benchtime 2000x ./internal/store/
+func BenchmarkNodeAddresses(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		open func(b *testing.B) *store.Store
+	}{
+		{"sqlite", func(b *testing.B) *store.Store { return openSQLite(b, filepath.Join(b.TempDir(), "signet.db")) }},
+		{"postgres", func(b *testing.B) *store.Store { return openPostgres(b, storetest.PostgresDSN(b)) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := bc.open(b)
+			ctx := store.WithActor(b.Context(), "bench")
+			id := spiffeid.RequireFromString("spiffe://example.org/agent/bench")
+			if _, err := s.CreateNode(ctx, store.Node{SPIFFEID: id, AttestationType: "join_token"}); err != nil {
+				b.Fatal(err)
+			}
+			at := time.Now()
+			for i := range 4 {
+				if err := s.RecordNodeAddress(ctx, id, netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), at); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("get-node", func(b *testing.B) { // the read Describe already did, for scale
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := s.GetNode(ctx, id); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("read", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if as, err := s.NodeAddresses(ctx, id); err != nil || len(as) != 4 {
+						b.Fatalf("NodeAddresses = %v, %v", as, err)
+					}
+				}
+			})
+			b.Run("record", func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					if err := s.RecordNodeAddress(ctx, id, netip.AddrFrom4([4]byte{10, 0, 1, byte(i % 8)}), at.Add(time.Duration(i))); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }

@@ -55,8 +55,8 @@ type Lease struct {
 	Credential string
 	Provider   string
 	Subject    spiffeid.ID
-	// Node is the agent the subject ran on; zero when unknown (a caller
-	// that presented only a JWT-SVID).
+	// Node is the agent the subject's SVID was signed for; zero when
+	// unknown (an SVID issued without a node, or one with no binding).
 	Node spiffeid.ID
 	// Context is the request's task context (a JSON object).
 	Context map[string]any
@@ -79,6 +79,8 @@ type LeaseFilter struct {
 	Credential string
 	Subject    spiffeid.ID
 	States     []LeaseState
+	// ExpiresAfter selects the leases whose end is after it (zero: any).
+	ExpiresAfter time.Time
 	// Limit bounds the result (0: no bound).
 	Limit int
 }
@@ -453,6 +455,9 @@ func (s *Store) ListLeases(ctx context.Context, f LeaseFilter) ([]Lease, error) 
 		for _, st := range f.States {
 			args = append(args, string(st))
 		}
+	}
+	if !f.ExpiresAfter.IsZero() {
+		where, args = append(where, "expires_at > ?"), append(args, timeToDB(f.ExpiresAfter))
 	}
 	q := leaseColumns
 	if len(where) > 0 {

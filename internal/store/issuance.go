@@ -11,13 +11,15 @@ import (
 )
 
 // Issuance is what one signing decision leaves in the store: its audit
-// records and the entries whose SVIDs were issued (for the inventory's
-// first/last issued times).
+// records, the entries whose SVIDs were issued (for the inventory's
+// first/last issued times) and the binding of each SVID to its entry and
+// node (bindings.go).
 type Issuance struct {
 	Records []AuditRecord
 	// Issued are the ids of the entries an SVID was signed for, At when.
-	Issued []string
-	At     time.Time
+	Issued   []string
+	At       time.Time
+	Bindings []SVIDBinding
 }
 
 // maxIssuanceBatch bounds the records written by one transaction.
@@ -39,7 +41,10 @@ func (s *Store) RecordIssuance(ctx context.Context, iss Issuance) error {
 			return errkind.New(errkind.InvalidArgument, "record issuance: record %d has no action", i)
 		}
 	}
-	if len(iss.Records) == 0 && len(iss.Issued) == 0 {
+	if err := checkBindings(iss.Bindings); err != nil {
+		return err
+	}
+	if len(iss.Records) == 0 && len(iss.Issued) == 0 && len(iss.Bindings) == 0 {
 		return nil
 	}
 	actor := actorFrom(ctx)
@@ -55,6 +60,7 @@ func (s *Store) RecordIssuance(ctx context.Context, iss Issuance) error {
 		recs[i] = r
 	}
 	iss.Records = recs
+	iss.Bindings = slices.Clone(iss.Bindings)
 	_, err := s.issuance.do(ctx, "record issuance", iss)
 	return err
 }
@@ -63,7 +69,7 @@ func (s *Store) RecordIssuance(ctx context.Context, iss Issuance) error {
 // at once takes the audit chain's lock once rather than N times.
 func (s *Store) newIssuanceBatcher() groupCommit[Issuance, struct{}] {
 	return groupCommit[Issuance, struct{}]{
-		weight: func(iss Issuance) int { return len(iss.Records) },
+		weight: func(iss Issuance) int { return max(len(iss.Records), len(iss.Bindings)) },
 		max:    maxIssuanceBatch,
 		write: func(batch []Issuance) []groupResult[struct{}] {
 			err := s.writeIssuances(batch)
@@ -96,6 +102,9 @@ func (s *Store) writeIssuances(batch []Issuance) error {
 					stamps[id] = at
 				}
 			}
+		}
+		if err := s.writeBindings(ctx, t, batch); err != nil {
+			return err
 		}
 		return s.stampIssued(ctx, t, stamps)
 	})

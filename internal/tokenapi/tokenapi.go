@@ -46,7 +46,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/logsafe"
@@ -90,6 +89,10 @@ type Subject struct {
 	// Via is how the subject authenticated: "mtls" or the
 	// subject_token_type.
 	Via string
+	// SVIDDigest, for a SubjectSPIFFE, is the model.SVIDDigest of the
+	// SVID it presented: the key of the SVID's binding to the entry and
+	// node it was issued for.
+	SVIDDigest string
 	// Detail are facts for audit records of what is issued to the subject
 	// (a CI job's repository or project); never secrets.
 	Detail map[string]string
@@ -173,7 +176,8 @@ type Config struct {
 // Handler serves Path. Build it with New.
 type Handler struct {
 	cfg   Config
-	types string // requested token types served, for error descriptions
+	types string    // requested token types served, for error descriptions
+	peers peerCache // client certificates verified, per connection
 }
 
 // New returns the endpoint's handler for cfg.
@@ -347,12 +351,12 @@ func (h *Handler) peerSubject(r *http.Request) (*Subject, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || h.cfg.Peers == nil {
 		return nil, nil
 	}
-	id, _, err := x509svid.Verify(r.TLS.PeerCertificates, h.cfg.Peers, x509svid.WithTime(h.cfg.Now()))
+	id, err := h.peers.verify(r.TLS.PeerCertificates, h.cfg.Peers, h.cfg.Now())
 	if err != nil {
 		return nil, &Error{Code: ErrInvalidClient, Description: "the client certificate is not a valid X509-SVID of a trusted trust domain"}
 	}
 	leaf := r.TLS.PeerCertificates[0]
-	return &Subject{Kind: SubjectSPIFFE, ID: id, ExpiresAt: leaf.NotAfter, Via: "mtls"}, nil
+	return &Subject{Kind: SubjectSPIFFE, ID: id, ExpiresAt: leaf.NotAfter, Via: "mtls", SVIDDigest: model.SVIDDigest(leaf.Raw)}, nil
 }
 
 func remoteHost(r *http.Request) string {

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,4 +249,67 @@ func TestHandlerRateLimit(t *testing.T) {
 	if last != http.StatusTooManyRequests {
 		t.Errorf("third request: status %d, want 429", last)
 	}
+}
+
+// swapSource is an x509bundle.Source whose bundle the test replaces.
+type swapSource struct {
+	mu sync.Mutex
+	b  *x509bundle.Bundle
+}
+
+func (s *swapSource) set(b *x509bundle.Bundle) { s.mu.Lock(); s.b = b; s.mu.Unlock() }
+
+func (s *swapSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.GetX509BundleForTrustDomain(td)
+}
+
+// TestHandlerPeerCache checks that a client certificate verified once on
+// a keep-alive connection stops being accepted on that connection as soon
+// as the bundle no longer holds its CA, or it has expired.
+func TestHandlerPeerCache(t *testing.T) {
+	p := newPKI(t, "spiffe://example.org/a")
+	other := newPKI(t, "spiffe://example.org/b")
+	src := &swapSource{b: p.bundle}
+	var mu sync.Mutex
+	now := time.Now()
+	h := New(Config{Issuers: map[string]Issuer{"urn:test:echo": IssuerFunc(echo)}, Peers: src,
+		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config = edge.HTTPServer(srv.Config.Handler, MaxBodySize)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := withCert(srv, p.client) // one connection, kept alive
+	form := url.Values{"grant_type": {GrantTokenExchange}, "requested_token_type": {"urn:test:echo"}}
+	want := func(step string, status int) {
+		t.Helper()
+		got, _, body := post(t, c, srv.URL, form)
+		if got != status {
+			t.Fatalf("%s: status %d (%v), want %d", step, got, body, status)
+		}
+		if status == 200 && body["peer"] != "spiffe://example.org/a" {
+			t.Fatalf("%s: peer %v, want spiffe://example.org/a", step, body["peer"])
+		}
+	}
+	want("first request", 200)
+	want("second request, remembered", 200)
+	h.peers.mu.Lock()
+	n := len(h.peers.peers)
+	h.peers.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d verified peers remembered, want 1", n)
+	}
+	// A bundle with the same authority, rebuilt: still the same CA.
+	src.set(x509bundle.FromX509Authorities(p.bundle.TrustDomain(), p.bundle.X509Authorities()))
+	want("same authorities in a new bundle", 200)
+	src.set(other.bundle) // the CA is gone from the trust domain's bundle
+	want("CA removed from the bundle", 401)
+	src.set(p.bundle)
+	want("CA back", 200)
+	mu.Lock()
+	now = now.Add(2 * time.Hour) // past the leaf's NotAfter
+	mu.Unlock()
+	want("certificate expired", 401)
 }

@@ -3,12 +3,14 @@ package workload
 import (
 	"context"
 	"crypto/x509"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
@@ -32,11 +34,16 @@ var _ workloadpb.SpiffeWorkloadAPIServer = (*api)(nil)
 // before it runs, for caching. Before each rebuild it checks that the
 // process that opened the connection still runs. It returns when build or
 // send fails, the caller goes away or the server stops.
-func watch[M proto.Message](ctx context.Context, a *api, p workloadattest.Peer, build func(changed <-chan struct{}) (M, error), send func(M) error) error {
+//
+// Until the first response, a build that fails with Unavailable (the
+// caller's SVIDs are not signed yet) waits for the next change, up to
+// deadline, instead of failing the stream.
+func watch[M proto.Message](ctx context.Context, a *api, p workloadattest.Peer, deadline time.Time, build func(changed <-chan struct{}) (M, error), send func(M) error) error {
 	var last M
-	for first := true; ; first = false {
+	sent := false
+	for checked := false; ; checked = true {
 		changed := a.s.src.Changed() // before building: no change is missed
-		if !first {
+		if checked {
 			if err := p.CheckAlive(); err != nil {
 				return err
 			}
@@ -45,14 +52,23 @@ func watch[M proto.Message](ctx context.Context, a *api, p workloadattest.Peer, 
 			return errNotReady
 		}
 		resp, err := build(changed)
+		if err != nil && !sent && errkind.Of(err) == errkind.Unavailable {
+			ok, werr := a.s.awaitChange(ctx, changed, deadline)
+			if werr != nil {
+				return werr
+			}
+			if ok {
+				continue // not signed yet: try again at the next change
+			}
+		}
 		if err != nil {
 			return err
 		}
-		if first || !proto.Equal(resp, last) {
+		if !sent || !proto.Equal(resp, last) {
 			if err := send(resp); err != nil {
 				return err
 			}
-			last = resp
+			last, sent = resp, true
 		}
 		select {
 		case <-changed:

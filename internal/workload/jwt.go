@@ -44,8 +44,8 @@ func (a *api) FetchJWTSVID(ctx context.Context, req *workloadpb.JWTSVIDRequest) 
 			return nil, errkind.New(errkind.InvalidArgument, "invalid spiffe_id %q: %v", truncate(raw, 256), err)
 		}
 	}
-	if !a.s.src.Ready() {
-		return nil, errNotReady
+	if err := a.s.awaitReady(ctx, a.s.readyDeadline()); err != nil {
+		return nil, err
 	}
 	_, sels, err := a.s.attest(ctx)
 	if err != nil {
@@ -111,15 +111,16 @@ func (s *Server) skipJWTSVID(svid JWTSVID, why string) {
 // domain the agent knows to callers that have an identity.
 func (a *api) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.ServerStreamingServer[workloadpb.JWTBundlesResponse]) error {
 	ctx := stream.Context()
-	if !a.s.src.Ready() {
-		return errNotReady
+	deadline := a.s.readyDeadline()
+	if err := a.s.awaitReady(ctx, deadline); err != nil {
+		return err
 	}
 	p, sels, err := a.s.attest(ctx)
 	if err != nil {
 		return err
 	}
 	key := selectorsKey(sels)
-	return watch(ctx, a, p,
+	return watch(ctx, a, p, deadline,
 		func(changed <-chan struct{}) (*workloadpb.JWTBundlesResponse, error) {
 			return cached(&a.s.jwtBundles, key, changed, func() (*workloadpb.JWTBundlesResponse, error) {
 				return a.s.jwtBundlesResponse(sels)
@@ -194,8 +195,8 @@ func (a *api) ValidateJWTSVID(ctx context.Context, req *workloadpb.ValidateJWTSV
 	case len(req.GetSvid()) > maxTokenLen:
 		return nil, errkind.New(errkind.InvalidArgument, "svid is longer than %d bytes", maxTokenLen)
 	}
-	if !a.s.src.Ready() {
-		return nil, errNotReady
+	if err := a.s.awaitReady(ctx, a.s.readyDeadline()); err != nil {
+		return nil, err
 	}
 	bs := newBundleSet(a.s.src.Bundles())
 	set := jwtbundle.NewSet()

@@ -11,7 +11,10 @@
 //   - Every RPC must carry the gRPC metadata workload.spiffe.io: true, or it
 //     fails with InvalidArgument (this includes gRPC reflection, which the
 //     server also offers).
-//   - Before the Source has synced, RPCs fail with Unavailable.
+//   - A call that arrives before the Source has synced, or while the
+//     caller's SVIDs are still being signed (the Source explains a missing
+//     SVID as Unavailable), waits for them up to Config.ReadyWait and is
+//     then answered at once; after the wait it fails with Unavailable.
 //   - A caller with no identity gets PermissionDenied from FetchX509SVID,
 //     FetchJWTSVID, FetchX509Bundles and FetchJWTBundles: bundles are only
 //     for workloads that have an identity. ValidateJWTSVID needs no identity:
@@ -101,7 +104,17 @@ type Config struct {
 	// Services are served on the same socket beside the Workload API
 	// (Envoy SDS, for example).
 	Services []Service
+	// ReadyWait bounds how long a call that arrives before the Source can
+	// answer it — before the agent's first sync, or while the caller's
+	// SVIDs are still being signed — waits for it instead of failing at
+	// once with Unavailable. Zero: DefaultReadyWait; negative: no wait.
+	ReadyWait time.Duration
 }
+
+// DefaultReadyWait is Config.ReadyWait's default: long enough for a fresh
+// agent to sync and sign thousands of entries, short enough that a client
+// whose SVID cannot come learns it.
+const DefaultReadyWait = 15 * time.Second
 
 // Server is the Workload API server. Create it with New; it is safe for
 // concurrent use and may Serve several listeners.
@@ -111,6 +124,8 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *metrics // nil when disabled
 	services  []Service
+
+	readyWait time.Duration
 
 	// Responses by caller selector set, valid until the source changes.
 	x509SVIDs   respCache[*workloadpb.X509SVIDResponse]
@@ -145,7 +160,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workload api: %w", err)
 	}
+	wait := cfg.ReadyWait
+	if wait == 0 {
+		wait = DefaultReadyWait
+	}
 	return &Server{
+		readyWait: max(wait, 0),
 		src:       cfg.Source,
 		attestors: append([]workloadattest.Attestor(nil), cfg.Attestors...),
 		log:       log.With("component", "workload_api"),
@@ -248,6 +268,47 @@ func (s *Server) noIdentity(sels []model.Selector) error {
 	}
 	return errkind.Wrap(errkind.PermissionDenied, fmt.Errorf("caller selectors %v", sels),
 		"no identity issued to the caller")
+}
+
+// awaitReady returns once the Source has synced, waiting up to the
+// server's ReadyWait (from the call's start) for it; errNotReady after
+// that, the context's error if the caller goes away first.
+func (s *Server) awaitReady(ctx context.Context, deadline time.Time) error {
+	for {
+		changed := s.src.Changed() // before checking: no change is missed
+		if s.src.Ready() {
+			return nil
+		}
+		ok, err := s.awaitChange(ctx, changed, deadline)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errNotReady
+		}
+	}
+}
+
+// readyDeadline is how long a call starting now may wait for the Source.
+func (s *Server) readyDeadline() time.Time { return time.Now().Add(s.readyWait) }
+
+// awaitChange waits for changed until deadline: true when it fired, false
+// at the deadline, the context's error if the caller goes away first.
+func (s *Server) awaitChange(ctx context.Context, changed <-chan struct{}, deadline time.Time) (bool, error) {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false, nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true, nil
+	case <-t.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 }
 
 var (

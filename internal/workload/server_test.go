@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -92,7 +93,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func start(tb testing.TB) *env {
+func start(tb testing.TB, opts ...func(*workload.Config)) *env {
 	tb.Helper()
 	e := &env{
 		src:   workloadtest.NewSource(),
@@ -119,12 +120,16 @@ func start(tb testing.TB) *env {
 	if _, ok := tb.(*testing.B); ok {
 		log = nil
 	}
-	srv, err := workload.New(workload.Config{
+	cfg := workload.Config{
 		Source:    e.src,
 		Attestors: []workloadattest.Attestor{att},
 		Logger:    log,
 		Metrics:   e.reg,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := workload.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -605,8 +610,13 @@ func TestValidateJWTSVIDArguments(t *testing.T) {
 	}
 }
 
+// shortWait makes calls that cannot be answered yet give up quickly.
+func shortWait(c *workload.Config) { c.ReadyWait = 200 * time.Millisecond }
+
+// TestNotReady: calls that arrive before the source has synced, and are
+// not answered within the ready wait, fail with Unavailable.
 func TestNotReady(t *testing.T) {
-	e := start(t)
+	e := start(t, shortWait)
 	e.src.SetEntries(e.entry(t, webID, "", mine))
 	e.src.SetReady(false)
 	ctx := testCtx(t)
@@ -623,7 +633,7 @@ func TestNotReady(t *testing.T) {
 }
 
 func TestSourceErrors(t *testing.T) {
-	e := start(t)
+	e := start(t, shortWait)
 	ctx := testCtx(t)
 	e.src.SetEntries(e.entry(t, webID, "", mine))
 
@@ -649,6 +659,57 @@ func TestSourceErrors(t *testing.T) {
 	e.src.SetBundles(e.fedCA.Bundle())
 	_, err = e.client.FetchX509SVID(ctx)
 	wantCode(t, "FetchX509SVID(no bundle)", err, codes.Unavailable)
+}
+
+// TestCallsWaitForTheirSVIDs: a client that connects before the source
+// has synced, and one whose SVID cannot be served yet (not signed), get
+// it without an error as soon as it exists, not one client back-off later.
+func TestCallsWaitForTheirSVIDs(t *testing.T) {
+	t.Run("before the first sync", func(t *testing.T) {
+		e := start(t)
+		e.src.SetReady(false)
+		got := make(chan error, 3)
+		go func() {
+			x, err := e.client.FetchX509Context(testCtx(t))
+			if err == nil && (len(x.SVIDs) != 1 || x.SVIDs[0].ID != webID) {
+				err = fmt.Errorf("got %d SVIDs", len(x.SVIDs))
+			}
+			got <- err
+		}()
+		go func() {
+			_, err := e.client.FetchJWTSVID(testCtx(t), jwtsvid.Params{Audience: "a"})
+			got <- err
+		}()
+		go func() {
+			_, err := e.client.FetchX509Bundles(testCtx(t))
+			got <- err
+		}()
+		time.Sleep(300 * time.Millisecond) // the calls are waiting
+		e.src.SetEntries(e.entry(t, webID, "", mine))
+		e.src.SetReady(true)
+		for range 3 {
+			if err := <-got; err != nil {
+				t.Errorf("call made before the first sync: %v, want the SVID", err)
+			}
+		}
+	})
+	t.Run("while the SVID is being signed", func(t *testing.T) {
+		e := start(t)
+		e.src.SetEntries(workloadtest.Entry{Selectors: []model.Selector{mine}, SVID: workload.X509SVID{ID: webID}}) // no chain or key yet
+		got := make(chan error, 1)
+		go func() {
+			x, err := e.client.FetchX509Context(testCtx(t))
+			if err == nil && (len(x.SVIDs) != 1 || x.SVIDs[0].ID != webID) {
+				err = fmt.Errorf("got %d SVIDs", len(x.SVIDs))
+			}
+			got <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		e.src.SetEntries(e.entry(t, webID, "", mine))
+		if err := <-got; err != nil {
+			t.Errorf("call made while the SVID was being signed: %v, want the SVID", err)
+		}
+	})
 }
 
 func TestServeStopsStreams(t *testing.T) {

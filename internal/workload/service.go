@@ -38,6 +38,10 @@ func (h Host) Attest(ctx context.Context) (workloadattest.Peer, []model.Selector
 	return h.s.attest(ctx)
 }
 
+// AwaitReady returns once the Source has synced, waiting for it up to the
+// server's Config.ReadyWait; ErrNotReady after that.
+func (h Host) AwaitReady(ctx context.Context) error { return h.s.awaitReady(ctx, h.s.readyDeadline()) }
+
 // Source is the server's Source.
 func (h Host) Source() Source { return h.s.src }
 

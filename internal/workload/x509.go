@@ -15,15 +15,16 @@ import (
 // bundles and the federated bundles.
 func (a *api) FetchX509SVID(_ *workloadpb.X509SVIDRequest, stream grpc.ServerStreamingServer[workloadpb.X509SVIDResponse]) error {
 	ctx := stream.Context()
-	if !a.s.src.Ready() {
-		return errNotReady
+	deadline := a.s.readyDeadline()
+	if err := a.s.awaitReady(ctx, deadline); err != nil {
+		return err
 	}
 	p, sels, err := a.s.attest(ctx)
 	if err != nil {
 		return err
 	}
 	key := selectorsKey(sels)
-	return watch(ctx, a, p,
+	return watch(ctx, a, p, deadline,
 		func(changed <-chan struct{}) (*workloadpb.X509SVIDResponse, error) {
 			return cached(&a.s.x509SVIDs, key, changed, func() (*workloadpb.X509SVIDResponse, error) {
 				return a.s.x509SVIDResponse(sels)
@@ -45,15 +46,16 @@ func (a *api) FetchX509SVID(_ *workloadpb.X509SVIDRequest, stream grpc.ServerStr
 // knows to callers that have an identity.
 func (a *api) FetchX509Bundles(_ *workloadpb.X509BundlesRequest, stream grpc.ServerStreamingServer[workloadpb.X509BundlesResponse]) error {
 	ctx := stream.Context()
-	if !a.s.src.Ready() {
-		return errNotReady
+	deadline := a.s.readyDeadline()
+	if err := a.s.awaitReady(ctx, deadline); err != nil {
+		return err
 	}
 	p, sels, err := a.s.attest(ctx)
 	if err != nil {
 		return err
 	}
 	key := selectorsKey(sels)
-	return watch(ctx, a, p,
+	return watch(ctx, a, p, deadline,
 		func(changed <-chan struct{}) (*workloadpb.X509BundlesResponse, error) {
 			return cached(&a.s.x509Bundles, key, changed, func() (*workloadpb.X509BundlesResponse, error) {
 				return a.s.x509BundlesResponse(sels)

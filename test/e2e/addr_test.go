@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signet-id/signet/internal/healthz"
 )
 
 // serverAddrs waits for a server process started with bind_address and
@@ -53,6 +55,60 @@ func startedLine(log string) (agentAPI, https string, err error) {
 		return rec.AgentAPI, rec.HTTPS, nil
 	}
 	return "", "", fmt.Errorf("no \"server started\" line in the server's log yet")
+}
+
+// healthAddr waits for a process started with a health address on port
+// 0 to log healthz.LogMsgListening, and returns the address it bound
+// (the record's healthz.LogKeyAddr).
+func healthAddr(tb testing.TB, p *proc) string {
+	tb.Helper()
+	var addr string
+	waitFor(tb, 30*time.Second, func() error {
+		var err error
+		addr, err = listeningLine(p.out.String())
+		return err
+	})
+	return addr
+}
+
+var textListening = regexp.MustCompile(`msg="` + regexp.QuoteMeta(healthz.LogMsgListening) + `" (?:.* )?` + healthz.LogKeyAddr + `=(\S+)`)
+
+// listeningLine finds the health listener's record (JSON or text) in a
+// process's log.
+func listeningLine(log string) (string, error) {
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil {
+			if addr, ok := rec[healthz.LogKeyAddr].(string); ok && rec["msg"] == healthz.LogMsgListening && addr != "" {
+				return addr, nil
+			}
+			continue
+		}
+		if m := textListening.FindStringSubmatch(sc.Text()); m != nil {
+			return m[1], nil
+		}
+	}
+	return "", fmt.Errorf("no %q line in the log yet", healthz.LogMsgListening)
+}
+
+func TestListeningLine(t *testing.T) {
+	for _, tc := range []struct{ log, want string }{
+		{`{"time":"x","level":"INFO","msg":"health listening","addr":"127.0.0.1:4003"}`, "127.0.0.1:4003"},
+		{`{"msg":"route listening","addr":"127.0.0.1:9"}` + "\n" + `{"msg":"health listening","addr":"[::1]:4003"}`, "[::1]:4003"},
+		{`time=2026-12-02T12:00:00Z level=INFO msg="health listening" addr=127.0.0.1:4003`, "127.0.0.1:4003"},
+		{`time=x level=INFO msg="health listening" component=server addr=127.0.0.1:4003`, "127.0.0.1:4003"},
+	} {
+		if got, err := listeningLine(tc.log); err != nil || got != tc.want {
+			t.Errorf("listeningLine(%q) = %q, %v; want %q", tc.log, got, err, tc.want)
+		}
+	}
+	for _, log := range []string{`{"msg":"route listening","addr":"127.0.0.1:9"}`, `time=x level=INFO msg="route listening" addr=127.0.0.1:9`} {
+		if got, err := listeningLine(log); err == nil {
+			t.Errorf("listeningLine(%q) = %q, want an error", log, got)
+		}
+	}
 }
 
 func TestStartedLine(t *testing.T) {

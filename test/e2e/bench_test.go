@@ -22,11 +22,12 @@ type deployment struct {
 
 func deploy(tb testing.TB) *deployment {
 	tb.Helper()
-	d := &deployment{dir: tb.TempDir(), addr: freePortTB(tb)}
+	d := &deployment{dir: tb.TempDir()}
 	serverDir := filepath.Join(d.dir, "server")
 	d.adminSock = filepath.Join(serverDir, "admin.sock")
 	d.server = startTB(tb, "server", "server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
-		"--bind-address", d.addr, "--log-level", "warn")
+		"--bind-address", "127.0.0.1:0", "--log-level", "info") // info: the "server started" line
+	d.addr, _ = serverAddrs(tb, d.server)
 	waitFor(tb, 30*time.Second, func() error {
 		_, errOut, err := signetRun("healthcheck", "--admin-socket", d.adminSock)
 		if err != nil {
@@ -53,11 +54,10 @@ func (d *deployment) startAgent(tb testing.TB, name, nodeID string) (*proc, stri
 	if err != nil {
 		tb.Fatalf("token create: %v %s", err, errOut)
 	}
-	health := freePortTB(tb)
 	p := startTB(tb, name, "agent", "run", "--server-address", d.addr, "--trust-bundle", d.bundlePath,
 		"--join-token", strings.TrimSpace(tok), "--socket", filepath.Join(d.dir, name+".sock"),
-		"--data-dir", filepath.Join(d.dir, name), "--health-address", health, "--log-level", "warn")
-	return p, health
+		"--data-dir", filepath.Join(d.dir, name), "--health-address", "127.0.0.1:0", "--log-level", "info")
+	return p, healthAddr(tb, p)
 }
 
 // BenchmarkAgent10kEntries measures a fresh agent whose node has 10,000

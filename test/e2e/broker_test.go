@@ -144,6 +144,18 @@ broker:
 		t.Fatalf("query as the brokered user: %q, %v", who, err)
 	}
 
+	t.Run("coverage counts the lease as short-lived", func(t *testing.T) {
+		var cov struct {
+			Total struct {
+				Brokered int64 `json:"brokered"`
+			} `json:"total"`
+		}
+		out := signet(t, "coverage", "--admin-socket", adminSock, "--json")
+		if err := json.Unmarshal([]byte(out), &cov); err != nil || cov.Total.Brokered != 1 {
+			t.Errorf("coverage total.brokered = %d (%v), want 1: %s", cov.Total.Brokered, err, out)
+		}
+	})
+
 	t.Run("denied and audited", func(t *testing.T) {
 		if _, errOut, err := get("orders-db"); err == nil || !strings.Contains(errOut, "unauthorized_client") {
 			t.Errorf("without context: %v %q, want unauthorized_client", err, errOut)

@@ -22,6 +22,9 @@ import (
 // --write FILE` (its key generated locally) and logs in with
 // `ssh -i FILE`'s files, `signet lease revoke` revokes it and, once
 // `signet ssh krl --output` refreshed sshd's RevokedKeys, the login fails.
+// The credential binds source-address to the node's addresses (the agent
+// process calls the server from 127.0.0.1) and the policy rule narrows its
+// principals.
 func TestSSHCertificateLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs processes")
@@ -30,7 +33,6 @@ func TestSSHCertificateLifecycle(t *testing.T) {
 		t.Skip("openssh-server is not installed")
 	}
 	dir := t.TempDir()
-	addr, httpAddr := freePort(t), freePort(t)
 	serverDir := filepath.Join(dir, "server")
 	adminSock := filepath.Join(serverDir, "admin.sock")
 	kek := make([]byte, 32)
@@ -40,20 +42,21 @@ func TestSSHCertificateLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	policy := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policy, "rules:\n  - name: deployer-ssh\n    credentials: [prod-ssh]\n    when: subject.id == \"spiffe://example.org/deployer\"\n    ttl: 10m\n")
+	writeFile(t, policy, "rules:\n  - name: deployer-ssh\n    credentials: [prod-ssh]\n    when: subject.id == \"spiffe://example.org/deployer\"\n    ttl: 10m\n    ssh: {principals: [deploy]}\n")
 	cfg := filepath.Join(dir, "server.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`trust_domain: example.org
 data_dir: %s
-bind_address: %s
-http_address: %s
+bind_address: 127.0.0.1:0
+http_address: 127.0.0.1:0
 log: {level: debug, format: text}
 broker:
   kek_file: %s
   policy_file: %s
   credentials:
-    prod-ssh: {provider: ssh, ca_key_file: %s, principals: [deploy], extensions: [permit-pty], default_ttl: 5m}
-`, serverDir, addr, httpAddr, kekFile, policy, filepath.Join(dir, "ssh-user-ca")))
-	start(t, "server", "server", "run", "--config", cfg)
+    prod-ssh: {provider: ssh, ca_key_file: %s, principals: [deploy, ops], extensions: [permit-pty], default_ttl: 5m,
+               source_address_from_node: true}
+`, serverDir, kekFile, policy, filepath.Join(dir, "ssh-user-ca")))
+	server := start(t, "server", "server", "run", "--config", cfg)
 	eventually(t, 30*time.Second, "server healthcheck", func() error {
 		_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
 		if err != nil {
@@ -61,6 +64,7 @@ broker:
 		}
 		return nil
 	})
+	addr, httpAddr := serverAddrs(t, server)
 	bundle := filepath.Join(dir, "bundle.pem")
 	writeFile(t, bundle, signet(t, "bundle", "show", "--admin-socket", adminSock))
 	nodeID := "spiffe://example.org/node/ssh-client"
@@ -114,6 +118,18 @@ broker:
 			return err
 		}
 		return srv.Login(t.Context(), key, string(cb))
+	}
+	cb, err := os.ReadFile(keyFile + "-cert.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := gossh.ParseAuthorizedKey(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := pub.(*gossh.Certificate); c.CriticalOptions["source-address"] != "127.0.0.1/32" || strings.Join(c.ValidPrincipals, ",") != "deploy" {
+		t.Errorf("certificate source-address %q principals %v, want the agent's 127.0.0.1/32 and the rule's [deploy]",
+			c.CriticalOptions["source-address"], c.ValidPrincipals)
 	}
 	if err := login(); err != nil {
 		t.Fatalf("login with the files credential get --write made: %v", err)

@@ -35,12 +35,11 @@ func TestContainersAreNotTheHost(t *testing.T) {
 	serverDir := filepath.Join(dir, "server")
 	adminSock := filepath.Join(serverDir, "admin.sock")
 	socket := filepath.Join(dir, "agent.sock")
-	addr := freePort(t)
 	nodeID := "spiffe://example.org/node/containers"
 	uid := strconv.Itoa(os.Getuid())
 
-	start(t, "server", "server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
-		"--bind-address", addr, "--log-level", "debug", "--log-format", "text")
+	server := start(t, "server", "server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
+		"--bind-address", "127.0.0.1:0", "--log-level", "debug", "--log-format", "text")
 	eventually(t, 30*time.Second, "server healthcheck", func() error {
 		_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
 		if err != nil {
@@ -48,6 +47,7 @@ func TestContainersAreNotTheHost(t *testing.T) {
 		}
 		return nil
 	})
+	addr, _ := serverAddrs(t, server)
 	bundlePath := filepath.Join(dir, "bundle.pem")
 	if err := os.WriteFile(bundlePath, []byte(signet(t, "bundle", "show", "--admin-socket", adminSock)), 0o644); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -121,18 +120,6 @@ func signetRun(args ...string) (string, string, error) {
 	return stdout.String(), stderr.String(), err
 }
 
-func freePort(t *testing.T) string { return freePortTB(t) }
-
-func freePortTB(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	if err := testenv.Poll(timeout, f); err != nil {
@@ -165,7 +152,6 @@ func TestEndToEnd(t *testing.T) {
 	agentDir := filepath.Join(dir, "agent")
 	sockDir := filepath.Join(dir, "run")
 	socket := filepath.Join(sockDir, "agent.sock")
-	addr := freePort(t)
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	nodeID := "spiffe://example.org/node/e2e"
 	myID := spiffeid.RequireFromPath(td, "/e2e/me")
@@ -173,7 +159,7 @@ func TestEndToEnd(t *testing.T) {
 
 	startServer := func() *proc {
 		p := start(t, "server", "server", "run", "--trust-domain", td.Name(), "--data-dir", serverDir,
-			"--bind-address", addr, "--log-level", "debug", "--log-format", "text")
+			"--bind-address", "127.0.0.1:0", "--log-level", "debug", "--log-format", "text")
 		eventually(t, 30*time.Second, "server healthcheck", func() error {
 			_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
 			if err != nil {
@@ -184,6 +170,7 @@ func TestEndToEnd(t *testing.T) {
 		return p
 	}
 	server := startServer()
+	addr, _ := serverAddrs(t, server)
 
 	bundlePath := filepath.Join(dir, "bundle.pem")
 	if err := os.WriteFile(bundlePath, []byte(signet(t, "bundle", "show", "--admin-socket", adminSock)), 0o644); err != nil {
@@ -204,7 +191,9 @@ func TestEndToEnd(t *testing.T) {
 		if err == nil || !strings.Contains(errOut, "is not trusted") {
 			t.Errorf("agent with a foreign trust bundle: %v, stderr %q; want a trust error", err, errOut)
 		}
-		_, errOut, err = signetRun("agent", "run", "--server-address", freePort(t), "--trust-bundle", bundlePath, "--join-token", "x",
+		// Port 1 (tcpmux) is below the ephemeral range and nothing here
+		// serves it: the connection is refused.
+		_, errOut, err = signetRun("agent", "run", "--server-address", "127.0.0.1:1", "--trust-bundle", bundlePath, "--join-token", "x",
 			"--socket", filepath.Join(dir, "y.sock"), "--data-dir", filepath.Join(dir, "y"), "--attest-timeout", "1s", "--log-level", "error")
 		if err == nil || !strings.Contains(errOut, "cannot reach the server") {
 			t.Errorf("agent with an unreachable server: %v, stderr %q; want a reachability error", err, errOut)

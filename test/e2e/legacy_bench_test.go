@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,7 +93,13 @@ func BenchmarkIngressVsNginx(b *testing.B) {
 	writeBenchFile(b, filepath.Join(ndir, "cert.pem"), string(certPEM))
 	writeBenchFile(b, filepath.Join(ndir, "key.pem"), string(keyPEM))
 	writeBenchFile(b, filepath.Join(ndir, "bundle.pem"), string(bundlePEM))
-	nginxAddr := freePortTB(b)
+	// nginx refuses port 0, so the test binds 127.0.0.1:0 and hands the
+	// socket to nginx (see startNginx); the config names the bound address.
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	nginxAddr := nl.Addr().String()
 	writeBenchFile(b, filepath.Join(ndir, "nginx.conf"), fmt.Sprintf(`worker_processes auto;
 pid %[1]s/nginx.pid;
 error_log %[1]s/logs/error.log warn;
@@ -117,12 +124,7 @@ http {
   }
 }
 `, ndir, backend, nginxAddr))
-	ncmd := exec.Command(nginx, "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"), "-g", "daemon off;")
-	ncmd.Stderr = os.Stderr
-	if err := ncmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = ncmd.Process.Kill(); _ = ncmd.Wait() })
+	startNginx(b, nl.(*net.TCPListener), nginx, "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"), "-g", "daemon off;")
 
 	mtls := &tls.Config{Certificates: []tls.Certificate{web}, RootCAs: roots, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13} //nolint:gosec // SVIDs carry no DNS name; this is a load client
 	for _, target := range []struct {
@@ -141,6 +143,38 @@ http {
 				b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 			}
 		})
+	}
+}
+
+// startNginx runs nginx on a listening socket the test bound, through
+// nginx's inherited-socket hand-over (the NGINX environment variable, a
+// list of descriptor numbers each followed by ";", which its binary
+// upgrade uses): a listen directive naming the socket's address takes the
+// socket instead of binding. Nothing else can take the port in between,
+// unlike a port closed by the test and bound again by nginx, and clients
+// still reach nginx over TCP like the gateway, unlike a unix socket. Had
+// nginx ignored the socket, its own bind would fail with EADDRINUSE (the
+// socket is open in nginx) and the benchmark with it. ln is closed here.
+func startNginx(b *testing.B, ln *net.TCPListener, nginx string, args ...string) {
+	f, err := ln.File() // a dup: same open file description
+	ln.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(nginx, args...)
+	cmd.ExtraFiles = []*os.File{f} // descriptor 3 in nginx
+	cmd.Env = append(os.Environ(), "NGINX=3;")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// Handing f over made the shared description blocking, and nginx
+	// keeps an inherited socket as it finds it: a worker woken with the
+	// others would block in accept. Nothing has connected yet.
+	if err := syscall.SetNonblock(int(f.Fd()), true); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -34,11 +34,12 @@ func TestAgentOutlivesServerOutage(t *testing.T) {
 	serverDir := filepath.Join(dir, "server")
 	adminSock := filepath.Join(serverDir, "admin.sock")
 	socket := filepath.Join(dir, "agent.sock")
-	addr := freePort(t)
 	nodeID := "spiffe://example.org/node/outage"
 	uidSel := "unix:uid:" + strconv.Itoa(os.Getuid())
 
-	startServer := func(name string) *proc {
+	// The first server binds port 0; the restarted one binds the address
+	// the first bound, which the agent keeps dialling.
+	startServer := func(name, addr string) *proc {
 		p := start(t, name, "server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
 			"--bind-address", addr, "--agent-ttl", agentTTL.String(), "--ca-ttl", "10m", "--default-x509-ttl", "5m",
 			"--log-level", "debug", "--log-format", "text")
@@ -51,7 +52,8 @@ func TestAgentOutlivesServerOutage(t *testing.T) {
 		})
 		return p
 	}
-	server := startServer("server")
+	server := startServer("server", "127.0.0.1:0")
+	addr, _ := serverAddrs(t, server)
 	bundlePath := filepath.Join(dir, "bundle.pem")
 	if err := os.WriteFile(bundlePath, []byte(signet(t, "bundle", "show", "--admin-socket", adminSock)), 0o644); err != nil {
 		t.Fatal(err)
@@ -105,7 +107,10 @@ func TestAgentOutlivesServerOutage(t *testing.T) {
 		t.Errorf("after a %s outage the agent has not logged that its SVID expired", outage)
 	}
 
-	startServer("server (restarted)")
+	restarted := startServer("server (restarted)", addr)
+	if again, _ := serverAddrs(t, restarted); again != addr {
+		t.Fatalf("restarted server bound %s, want %s", again, addr)
+	}
 	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID,
 		"--spiffe-id", "spiffe://example.org/outage/new", "--selector", uidSel, "--x509-ttl", "5m")
 	// The agent retries with backoff capped at a minute. Its socket

@@ -28,12 +28,12 @@ type popDeployment struct {
 // node_attestors section (YAML, indented under the key).
 func deployWithAttestors(t *testing.T, nodeAttestors string) *popDeployment {
 	t.Helper()
-	d := &popDeployment{dir: t.TempDir(), addr: freePort(t)}
+	d := &popDeployment{dir: t.TempDir()}
 	serverDir := filepath.Join(d.dir, "server")
 	d.adminSock = filepath.Join(serverDir, "admin.sock")
 	cfg := filepath.Join(d.dir, "server.yaml")
-	writeFile(t, cfg, fmt.Sprintf("trust_domain: example.org\ndata_dir: %s\nbind_address: %s\nlog: {level: debug, format: text}\nnode_attestors:\n%s\n",
-		serverDir, d.addr, nodeAttestors))
+	writeFile(t, cfg, fmt.Sprintf("trust_domain: example.org\ndata_dir: %s\nbind_address: 127.0.0.1:0\nlog: {level: debug, format: text}\nnode_attestors:\n%s\n",
+		serverDir, nodeAttestors))
 	d.server = start(t, "server", "server", "run", "--config", cfg)
 	eventually(t, 30*time.Second, "server healthcheck", func() error {
 		_, errOut, err := signetRun("healthcheck", "--admin-socket", d.adminSock)
@@ -42,6 +42,7 @@ func deployWithAttestors(t *testing.T, nodeAttestors string) *popDeployment {
 		}
 		return nil
 	})
+	d.addr, _ = serverAddrs(t, d.server)
 	d.bundlePath = filepath.Join(d.dir, "bundle.pem")
 	writeFile(t, d.bundlePath, signet(t, "bundle", "show", "--admin-socket", d.adminSock))
 	return d

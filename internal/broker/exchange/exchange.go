@@ -26,30 +26,51 @@ import (
 
 	"github.com/signet-id/signet/internal/broker"
 	"github.com/signet-id/signet/internal/broker/policy"
+	"github.com/signet-id/signet/internal/broker/wire"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
-// TokenTypeCredential is the requested_token_type of brokered credentials.
-const TokenTypeCredential = "urn:signet:params:oauth:token-type:credential"
-
-// Parameters of a credential request besides RFC 8693's.
+// The wire names of a credential request (package wire).
 const (
-	ParamContext = "request_context"
-	ParamTTL     = "ttl"
-	// ParamPublicKey carries the client's SSH public key (authorized_keys
-	// format) for credentials that certify a key generated on the client.
-	ParamPublicKey = "public_key"
+	TokenTypeCredential = wire.TokenTypeCredential
+	ParamContext        = wire.ParamContext
+	ParamTTL            = wire.ParamTTL
+	ParamPublicKey      = wire.ParamPublicKey
 )
 
-// Describer tells what the server knows of a workload: the selectors of
-// its registration entry and the node it runs on. Unknown IDs describe as
-// no selectors and a zero node.
+// Describer tells what the server knows of a calling workload: the
+// selectors of the registration entry its SVID was issued for and the node
+// it runs on.
 type Describer interface {
-	Describe(ctx context.Context, id spiffeid.ID) ([]model.Selector, broker.Node, error)
+	Describe(ctx context.Context, sub *tokenapi.Subject) (Description, error)
 }
+
+// Description is what the policy sees of a caller besides its SPIFFE ID.
+type Description struct {
+	Selectors []model.Selector
+	Node      broker.Node
+	// Entry is the registration entry's id when one is known for certain.
+	Entry string
+	// Facts says how the description was established, for the audit
+	// record: FactsSVID, FactsCommon or FactsNone.
+	Facts string
+}
+
+// How a Description was established.
+const (
+	// FactsSVID: from the binding recorded when the presented SVID was
+	// signed, naming its entry and its node.
+	FactsSVID = "svid"
+	// FactsCommon: the SVID has no binding (signed before bindings were
+	// kept), so only what every entry with the caller's SPIFFE ID, and
+	// every node those entries are parented to, have in common.
+	FactsCommon = "common"
+	// FactsNone: nothing is known beyond the SPIFFE ID.
+	FactsNone = "none"
+)
 
 // Issuer issues brokered credentials at the token endpoint.
 type Issuer struct {
@@ -122,13 +143,13 @@ func (i *Issuer) Issue(ctx context.Context, req *tokenapi.Request, sub *tokenapi
 	if err != nil {
 		return nil, err
 	}
-	sels, node, err := i.Describer.Describe(ctx, sub.ID)
+	desc, err := i.Describer.Describe(ctx, sub)
 	if err != nil {
 		return nil, err
 	}
 	g, err := i.Broker.Request(ctx, broker.Request{
-		Credential: r.Credential, Subject: sub.ID, SubjectSelectors: sels, Node: node, Context: r.Context, TTL: r.TTL,
-		PublicKey: r.PublicKey,
+		Credential: r.Credential, Subject: sub.ID, SubjectSelectors: desc.Selectors, Node: desc.Node,
+		Entry: desc.Entry, Facts: desc.Facts, Context: r.Context, TTL: r.TTL, PublicKey: r.PublicKey,
 	})
 	if errkind.Is(err, errkind.PermissionDenied) {
 		return nil, tokenapi.Errorf(tokenapi.ErrUnauthorizedClient, "policy denies credential %s to %s", r.Credential, sub.ID)
@@ -171,7 +192,8 @@ func (v *JWTSVIDVerifier) VerifySubject(_ context.Context, tokenType, token stri
 	if err != nil {
 		return nil, tokenapi.Errorf(tokenapi.ErrInvalidGrant, "subject_token is not a valid JWT-SVID for audience %s", v.Audience)
 	}
-	return &tokenapi.Subject{Kind: tokenapi.SubjectSPIFFE, ID: svid.ID, ExpiresAt: svid.Expiry, Via: tokenapi.TokenTypeJWT}, nil
+	return &tokenapi.Subject{Kind: tokenapi.SubjectSPIFFE, ID: svid.ID, ExpiresAt: svid.Expiry, Via: tokenapi.TokenTypeJWT,
+		SVIDDigest: model.SVIDDigest([]byte(token))}, nil
 }
 
 // spiffeSubject reports whether token is a JWS whose unverified sub claim

@@ -31,8 +31,12 @@ type Decision struct {
 	Policy     string `json:"policy,omitempty"` // the policy's name (its file)
 	// TTL is the allowing rule's ttl: the credential's lifetime must not
 	// exceed it. Zero when the rule sets none, or on deny.
-	TTL   time.Duration `json:"-"`
-	Rules []RuleResult  `json:"rules"` // every rule of the policy, in file order
+	TTL time.Duration `json:"-"`
+	// SSH is the allowing rule's ssh key: how the ssh certificate is
+	// narrowed. Nil when the rule has none, or on deny. It is shared with
+	// the policy: do not modify it.
+	SSH   *SSH         `json:"ssh,omitempty"`
+	Rules []RuleResult `json:"rules"` // every rule of the policy, in file order
 	// Inputs holds the inputs the evaluated rules read, by variable name
 	// ("subject.id", "node.selectors", "context", "request.ttl", ...), for
 	// the audit record: strings, lists of strings, the labels and context
@@ -106,6 +110,9 @@ func (d Decision) Explain() string {
 			fmt.Fprintf(&b, " (ttl at most %s)", d.TTL)
 		}
 		b.WriteString("\n")
+		if d.SSH != nil {
+			fmt.Fprintf(&b, "  ssh certificate narrowed to: %s\n", d.SSH)
+		}
 	} else {
 		fmt.Fprintf(&b, "deny: no rule allows credential %q for %s\n", d.Credential, subjectText(d.Subject))
 	}
@@ -147,4 +154,21 @@ func subjectText(s string) string {
 		return "an unknown subject"
 	}
 	return s
+}
+
+// String describes the narrowing for people and audit records:
+// "principals [deploy]; extensions []; force_command /bin/deploy", leaving
+// out what is not narrowed.
+func (o *SSH) String() string {
+	var parts []string
+	if o.Principals != nil {
+		parts = append(parts, "principals ["+strings.Join(o.Principals, " ")+"]")
+	}
+	if o.Extensions != nil {
+		parts = append(parts, "extensions ["+strings.Join(o.Extensions, " ")+"]")
+	}
+	if o.ForceCommand != "" {
+		parts = append(parts, "force_command "+o.ForceCommand)
+	}
+	return strings.Join(parts, "; ")
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -262,13 +264,21 @@ type memoEntry struct {
 	msg  string
 }
 
-// evalMemo is c.eval, remembered for the decision in act's memo slots:
-// a conjunct is a pure function of the decision's input (the activation
-// converts each input once, request.time included), so a second rule
-// with the same conjunct reuses its result.
+// evalMemo is c.eval, decided by the conjunct's guard when it can (see
+// guard.decide), and otherwise remembered for the decision in act's memo
+// slots: a conjunct is a pure function of the decision's input (the
+// activation converts each input once, request.time included), so a second
+// rule with the same conjunct reuses its result. The slots are allocated
+// on the first use.
 func (c *program) evalMemo(ctx context.Context, act *activation, fast bool) (Result, string) {
-	if c.memo < 0 || c.memo >= len(act.memo) {
+	if res, ok := c.guard.decide(act, fast); ok {
+		return res, ""
+	}
+	if c.memo < 0 || c.memo >= act.memos {
 		return c.eval(ctx, act, fast)
+	}
+	if act.memo == nil {
+		act.memo = make([]memoEntry, act.memos)
 	}
 	e := &act.memo[c.memo]
 	if !e.done {
@@ -314,16 +324,16 @@ func (p *program) eval(ctx context.Context, act *activation, fast bool) (Result,
 // else true). With explain, a rule that did not allow also gets its
 // clauses: each conjunct that was false or failed, evaluated on its own.
 //
-// A conjunct that compares a string input with a literal (a guard) is
-// checked first: when it is false so is the rule, as in CEL, where false &&
-// x is false whatever x is, even an error.
+// The conjuncts' guards (see guard.go) are checked first: when one is
+// false so is the rule, as in CEL, where false && x is false whatever x is,
+// even an error.
 func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (Result, string, []Clause) {
 	if err := ctx.Err(); err != nil {
 		return ResultError, cleanEvalError(err), nil
 	}
 	guarded := false
 	for i := range r.conjuncts {
-		if g := r.conjuncts[i].guard; g != nil && !g.holds(act) {
+		if r.conjuncts[i].guard.isFalse(act, fast) {
 			guarded = true
 			break
 		}
@@ -335,6 +345,11 @@ func (r *rule) eval(ctx context.Context, act *activation, fast, explain bool) (R
 		return r.evalConjuncts(ctx, act, fast)
 	case fast && r.combinable:
 		return r.shortConjuncts(ctx, act, fast)
+	case len(r.conjuncts) == 1:
+		// One conjunct, not false by its guard: true when the guard says so.
+		if res, ok := r.conjuncts[0].guard.decide(act, fast); ok {
+			return res, "", nil
+		}
 	}
 	res, msg := r.whole.eval(ctx, act, fast)
 	if res == ResultAllow || !explain {
@@ -378,13 +393,7 @@ func (r *rule) evalConjuncts(ctx context.Context, act *activation, fast bool) (R
 	res, msg := ResultAllow, ""
 	for i := range r.conjuncts {
 		c := &r.conjuncts[i]
-		var cres Result
-		var cmsg string
-		if c.guard != nil && !c.guard.holds(act) {
-			cres = ResultFalse
-		} else {
-			cres, cmsg = c.evalMemo(ctx, act, fast)
-		}
+		cres, cmsg := c.evalMemo(ctx, act, fast)
 		switch {
 		case cres == ResultAllow:
 			continue
@@ -396,48 +405,6 @@ func (r *rule) evalConjuncts(ctx context.Context, act *activation, fast bool) (R
 		clauses = append(clauses, Clause{Expr: c.text, Result: cres, Error: cmsg})
 	}
 	return res, msg, clauses
-}
-
-// guard is a conjunct that compares a string input with a string literal,
-// as most rules have (subject.id == "spiffe://…"). When the input differs,
-// the conjunct is false without running a program, and so is the rule.
-type guard struct {
-	idx int          // the variable, an index of activation.vals
-	lit types.String // the literal
-}
-
-// newGuard returns the guard that conjunct e is, or nil.
-func newGuard(e celast.Expr) *guard {
-	if e.Kind() != celast.CallKind {
-		return nil
-	}
-	c := e.AsCall()
-	if c.FunctionName() != operators.Equals || c.IsMemberFunction() || len(c.Args()) != 2 {
-		return nil
-	}
-	v, l := c.Args()[0], c.Args()[1]
-	if v.Kind() == celast.LiteralKind {
-		v, l = l, v
-	}
-	if v.Kind() != celast.IdentKind || l.Kind() != celast.LiteralKind {
-		return nil
-	}
-	lit, ok := l.AsLiteral().(types.String)
-	if !ok {
-		return nil
-	}
-	switch i := varIndex(v.AsIdent()); i {
-	case idxSubjectID, idxTrustDomain, idxPath, idxNodeID, idxNodeMethod, idxCredential:
-		return &guard{idx: i, lit: lit}
-	}
-	return nil
-}
-
-// holds reports whether the guard's comparison is true for the decision's
-// input (reading the variable, as the program would).
-func (g *guard) holds(act *activation) bool {
-	v, _ := act.ResolveName(varNames[g.idx])
-	return v == g.lit
 }
 
 // cleanEvalError turns an evaluation error into operator text.
@@ -460,9 +427,18 @@ func cleanEvalError(err error) string {
 // input to a CEL value the first time a rule reads it. It is not safe for
 // concurrent use; a decision evaluates its rules one after the other.
 type activation struct {
-	in   *Input
-	vals [numVars]ref.Val
-	memo []memoEntry // the conjuncts' results, by program.memo; nil: none kept
+	in    *Input
+	vals  [numVars]ref.Val
+	memo  []memoEntry // the conjuncts' results, by program.memo; nil until the first
+	memos int         // the number of memo slots (Policy.memos); 0: none kept
+	// The raw forms of the list inputs, made once, for the CEL values and
+	// the guards: subject.segments, and the selectors as "type:value"
+	// (subject's, node's) with their sets for long lists.
+	segs    []string
+	segsOK  bool
+	sels    [2][]string
+	selsOK  [2]bool
+	selSets [2]*stringSet
 }
 
 // Indexes of the variables in activation.vals.
@@ -493,10 +469,16 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	if i < 0 {
 		return nil, false
 	}
+	return a.resolve(i), true
+}
+
+// resolve returns input variable i as a CEL value, converting it on the
+// first read: what the decision's Inputs list.
+func (a *activation) resolve(i int) ref.Val {
 	if a.vals[i] == nil {
 		a.vals[i] = a.value(i)
 	}
-	return a.vals[i], true
+	return a.vals[i]
 }
 
 func varIndex(name string) int {
@@ -543,19 +525,15 @@ func (a *activation) value(i int) ref.Val {
 	case idxPath:
 		return types.String(in.Subject.ID.Path())
 	case idxSegments:
-		segments := []string{}
-		if p := in.Subject.ID.Path(); len(p) > 1 {
-			segments = strings.Split(p[1:], "/")
-		}
-		return types.NewStringList(adapter, segments)
+		return types.NewStringList(adapter, a.segments())
 	case idxSubjectSelectors:
-		return types.NewStringList(adapter, selectorStrings(in.Subject.Selectors))
+		return types.NewStringList(adapter, a.selectors(idxSubjectSelectors))
 	case idxNodeID:
 		return types.String(in.Node.ID)
 	case idxNodeMethod:
 		return types.String(in.Node.AttestationMethod)
 	case idxNodeSelectors:
-		return types.NewStringList(adapter, selectorStrings(in.Node.Selectors))
+		return types.NewStringList(adapter, a.selectors(idxNodeSelectors))
 	case idxNodeLabels:
 		labels := in.Node.Labels
 		if labels == nil {
@@ -618,10 +596,142 @@ func (a *activation) read() map[string]any {
 	return out
 }
 
+// segments returns subject.segments: the path's segments, [] for none.
+func (a *activation) segments() []string {
+	if !a.segsOK {
+		a.segs, a.segsOK = []string{}, true
+		if p := a.in.Subject.ID.Path(); len(p) > 1 {
+			a.segs = strings.Split(p[1:], "/")
+		}
+	}
+	return a.segs
+}
+
+// selectors returns subject.selectors (i is idxSubjectSelectors) or
+// node.selectors as "type:value" strings.
+func (a *activation) selectors(i int) []string {
+	k, sel := 0, a.in.Subject.Selectors
+	if i == idxNodeSelectors {
+		k, sel = 1, a.in.Node.Selectors
+	}
+	if !a.selsOK[k] {
+		a.sels[k], a.selsOK[k] = selectorStrings(sel), true
+	}
+	return a.sels[k]
+}
+
+// setMin is the length from which a list's membership test builds a set.
+const setMin = 16
+
+// contains reports whether the list(string) variable i holds s, as CEL's
+// `s in list` does.
+func (a *activation) contains(i int, s string) bool {
+	if i == idxSegments {
+		return slices.Contains(a.segments(), s)
+	}
+	list := a.selectors(i)
+	if len(list) < setMin {
+		return slices.Contains(list, s)
+	}
+	k := 0
+	if i == idxNodeSelectors {
+		k = 1
+	}
+	if a.selSets[k] == nil {
+		a.selSets[k] = newStringSet(list)
+	}
+	return a.selSets[k].has(s)
+}
+
+// setSeed seeds the hashes of every stringSet of the process.
+var setSeed = maphash.MakeSeed()
+
+// stringSet is a set of strings for membership tests: an open-addressing
+// table of indexes into the list, probed linearly. Building it is one
+// allocation without pointers (the strings stay in the list), cheaper than
+// a map for the one decision it serves.
+type stringSet struct {
+	elems []string
+	slots []int32 // 1 + an index of elems; 0: empty. The length is a power of two, at least twice len(elems).
+}
+
+func newStringSet(elems []string) *stringSet {
+	n := 1
+	for n < 2*len(elems) {
+		n <<= 1
+	}
+	s := &stringSet{elems: elems, slots: make([]int32, n)}
+	mask := uint64(n - 1)
+	for i, e := range elems {
+		for h := maphash.String(setSeed, e) & mask; ; h = (h + 1) & mask {
+			if s.slots[h] == 0 {
+				s.slots[h] = int32(i + 1)
+				break
+			}
+			if elems[s.slots[h]-1] == e {
+				break // a duplicate
+			}
+		}
+	}
+	return s
+}
+
+// has reports whether x is in the set.
+func (s *stringSet) has(x string) bool {
+	mask := uint64(len(s.slots) - 1)
+	for h := maphash.String(setSeed, x) & mask; ; h = (h + 1) & mask {
+		switch j := s.slots[h]; {
+		case j == 0:
+			return false
+		case s.elems[j-1] == x:
+			return true
+		}
+	}
+}
+
+// selectString returns the string that the select path under the map
+// variable i (node.labels or context) reaches, with false when a key is
+// missing, a step is not a map or the value is not a string: the cases a
+// guard leaves to the program.
+func (a *activation) selectString(i int, path []string) (string, bool) {
+	if i == idxNodeLabels {
+		v, ok := a.in.Node.Labels[path[0]]
+		return v, ok && len(path) == 1
+	}
+	var cur any = a.in.Context
+	for _, k := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if cur, ok = m[k]; !ok {
+			return "", false
+		}
+	}
+	s, ok := cur.(string)
+	return s, ok
+}
+
+// selectorStrings returns the selectors as "type:value" (Selector.String),
+// cut from one string: two allocations for any number of selectors.
 func selectorStrings(sel []model.Selector) []string {
 	out := make([]string, len(sel))
+	n := 0
+	for _, s := range sel {
+		n += len(s.Type) + 1 + len(s.Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range sel {
+		b.WriteString(s.Type)
+		b.WriteByte(':')
+		b.WriteString(s.Value)
+	}
+	all, at := b.String(), 0
 	for i, s := range sel {
-		out[i] = s.String()
+		end := at + len(s.Type) + 1 + len(s.Value)
+		out[i] = all[at:end]
+		at = end
 	}
 	return out
 }

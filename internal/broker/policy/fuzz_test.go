@@ -139,6 +139,7 @@ func FuzzParse(f *testing.F) {
 		"rules:\n  - name: a\n    credentials: [x]\n    when: |\n      [1,2].all(i, i > 0) ||\n      request.ttl < duration(\"1h\")\n",
 		"rules: []\n", "", "rules:\n  - {name: a, credentials: [x], when: \"subject.idd\"}\n",
 		"rules:\n  - name: a\n    credentials: [x]\n    when: \"\\u00e9\" == subject.path\n",
+		"rules:\n  - name: a\n    credentials: [x]\n    when: true\n    ssh: {principals: [deploy], extensions: [], force_command: /bin/true}\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -11,9 +11,10 @@ import (
 // force. A Holder is safe for concurrent use; its zero value is not usable:
 // make one with NewHolder.
 type Holder struct {
-	path string
-	mu   sync.Mutex // serializes reloads
-	cur  atomic.Pointer[Policy]
+	path  string
+	mu    sync.Mutex // serializes reloads
+	cur   atomic.Pointer[Policy]
+	check func(*Policy) error // set by SetCheck; nil: none
 }
 
 // NewHolder loads the policy file at path. It fails as Load does, so a
@@ -26,6 +27,22 @@ func NewHolder(path string) (*Holder, error) {
 	h := &Holder{path: path}
 	h.cur.Store(p)
 	return h, nil
+}
+
+// SetCheck makes check part of loading: it runs now on the policy in
+// force, and on every Reload before the new policy takes over (a policy it
+// refuses is not put in force). The server uses it to refuse rules that
+// cannot apply to the configured credentials, such as an ssh key that
+// would widen a credential. It returns check's error on the current
+// policy, which the caller treats as a policy that does not load.
+func (h *Holder) SetCheck(check func(*Policy) error) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := check(h.cur.Load()); err != nil {
+		return err
+	}
+	h.check = check
+	return nil
 }
 
 // Path returns the policy file's path.
@@ -54,6 +71,11 @@ func (h *Holder) Reload() error {
 	p, err := Load(h.path)
 	if err != nil {
 		return err
+	}
+	if h.check != nil {
+		if err := h.check(p); err != nil {
+			return err
+		}
 	}
 	h.cur.Store(p)
 	return nil

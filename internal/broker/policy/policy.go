@@ -15,6 +15,18 @@
 //	      "aws_iid:tag:env:prod" in node.selectors &&
 //	      context.ticket.startsWith("CHG-")
 //	    ttl: 10m                      # optional: caps the credential's lifetime
+//	  - name: deployer-runs-deploy
+//	    credentials: [prod-ssh]       # ssh credentials only, named (not "*")
+//	    when: subject.id == "spiffe://example.org/deployer"
+//	    ssh:                          # optional: narrows the ssh certificate
+//	      principals: [deploy]        # a subset of the credential's principals
+//	      extensions: []              # a subset of its extensions ([] grants none)
+//	      force_command: /usr/local/bin/deploy   # sets the force-command critical option
+//
+// A rule's ssh key can only narrow: the server checks, when it loads the
+// policy and on every reload, that every credential the rule names is an
+// ssh credential whose configuration has those principals and extensions,
+// and refuses the policy otherwise, naming the rule (see Holder.SetCheck).
 //
 // Parse and Load compile and type-check every rule; a rule that does not
 // compile is an error naming the rule and its line and column in the YAML.
@@ -151,7 +163,12 @@ type Input struct {
 type Policy struct {
 	name  string
 	rules []*rule
-	memos int // the distinct conjuncts, the size of a decision's activation.memo
+	memos int // the conjuncts that occur more than once, the size of a decision's activation.memo
+	// naming holds, for each credential the rules name, the indexes of
+	// those rules, ascending; anyRules those of the rules for every
+	// credential ("*"). A decision evaluates the union, in file order.
+	naming   map[string][]int
+	anyRules []int
 }
 
 // rule is one compiled rule.
@@ -169,6 +186,25 @@ type rule struct {
 	// combinable: the conjuncts' static costs sum to at most MaxCost (see
 	// evalConjuncts).
 	combinable bool
+	ssh        *SSH // nil: the rule does not narrow ssh certificates
+}
+
+// SSH is a rule's ssh key: how it narrows the ssh certificates it allows.
+// A nil list keeps the credential's configured one; an empty, non-nil
+// Extensions grants none. An empty ForceCommand forces nothing.
+type SSH struct {
+	Principals   []string `yaml:"principals" json:"principals,omitempty"`
+	Extensions   []string `yaml:"extensions" json:"extensions,omitempty"`
+	ForceCommand string   `yaml:"force_command" json:"force_command,omitempty"`
+}
+
+// SSHRule is a rule that narrows ssh certificates, for checking the rule
+// against the credentials it names.
+type SSHRule struct {
+	Rule        string
+	Line        int // the rule's line in the policy file
+	Credentials []string
+	SSH         SSH
 }
 
 // fileRule is one rule as written in YAML.
@@ -177,6 +213,7 @@ type fileRule struct {
 	Credentials []string  `yaml:"credentials"`
 	When        yaml.Node `yaml:"when"`
 	TTL         string    `yaml:"ttl"`
+	SSH         *SSH      `yaml:"ssh"`
 }
 
 // file is a policy file.
@@ -236,16 +273,29 @@ func Parse(name string, data []byte) (*Policy, error) {
 		return nil, errors.Join(errs...)
 	}
 	p.assignMemos()
+	p.indexCredentials()
 	return p, nil
 }
 
-// assignMemos gives every conjunct a memo slot, one per distinct text: the
-// same text type-checks to the same program in the one policy environment.
+// assignMemos gives a memo slot to every conjunct whose text occurs more
+// than once in the policy, one slot per text: the same text type-checks to
+// the same program in the one policy environment. A conjunct that occurs
+// once is evaluated at most once per decision and needs none.
 func (p *Policy) assignMemos() {
+	count := map[string]int{}
+	for _, r := range p.rules {
+		for _, c := range r.conjuncts {
+			count[c.text]++
+		}
+	}
 	slots := map[string]int{}
 	for _, r := range p.rules {
 		for i := range r.conjuncts {
 			c := &r.conjuncts[i]
+			if count[c.text] < 2 {
+				c.memo = -1
+				continue
+			}
 			id, ok := slots[c.text]
 			if !ok {
 				id = len(slots)
@@ -257,6 +307,19 @@ func (p *Policy) assignMemos() {
 	p.memos = len(slots)
 }
 
+// indexCredentials fills naming and anyRules.
+func (p *Policy) indexCredentials() {
+	p.naming = map[string][]int{}
+	for i, r := range p.rules {
+		if r.any {
+			p.anyRules = append(p.anyRules, i)
+		}
+		for _, c := range r.credentials {
+			p.naming[c] = append(p.naming[c], i)
+		}
+	}
+}
+
 // compileRule decodes and compiles rule i. Its error starts with the line
 // ("12: ..." or "12:7: ...") so that Parse can put the file name before it.
 func compileRule(i int, n *yaml.Node, lines []string) (*rule, error) {
@@ -266,7 +329,7 @@ func compileRule(i int, n *yaml.Node, lines []string) (*rule, error) {
 		return nil, fmt.Errorf("%d: %w", n.Line, err)
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%d: %s: a rule is a mapping with keys name, credentials, when and ttl", n.Line, path)
+		return nil, fmt.Errorf("%d: %s: a rule is a mapping with keys name, credentials, when, ttl and ssh", n.Line, path)
 	}
 	r := &rule{name: fr.Name, line: n.Line}
 	var problems []string
@@ -304,6 +367,10 @@ func compileRule(i int, n *yaml.Node, lines []string) (*rule, error) {
 			r.ttl = ttl
 		}
 	}
+	if fr.SSH != nil {
+		problems = append(problems, checkSSH(path, r, fr.SSH)...)
+		r.ssh = fr.SSH
+	}
 	if fr.When.Kind != yaml.ScalarNode || fr.When.Tag == "!!null" || strings.TrimSpace(fr.When.Value) == "" {
 		problems = append(problems, path+": when is missing: give a CEL expression of type bool, e.g. subject.id == \"spiffe://example.org/etl\"")
 	}
@@ -320,6 +387,36 @@ func compileRule(i int, n *yaml.Node, lines []string) (*rule, error) {
 		return nil, fmt.Errorf("%d: %s: when: %w", fr.When.Line, path, err)
 	}
 	return r, nil
+}
+
+// checkSSH returns the problems of a rule's ssh key that the policy alone
+// can see; whether it narrows the credentials' configuration is checked
+// by the server (Holder.SetCheck).
+func checkSSH(path string, r *rule, o *SSH) []string {
+	var problems []string
+	if r.any {
+		problems = append(problems, path+": ssh: the ssh key narrows ssh credentials: name them in credentials instead of \"*\"")
+	}
+	if o.Principals == nil && o.Extensions == nil && o.ForceCommand == "" {
+		problems = append(problems, path+": ssh: empty: give principals, extensions or force_command, or leave ssh out")
+	}
+	if o.Principals != nil && len(o.Principals) == 0 {
+		problems = append(problems, path+": ssh.principals: empty would allow no login: name at least one of the credential's principals, or leave principals out")
+	}
+	for i, p := range o.Principals {
+		if p == "" || len(p) > 256 || strings.ContainsFunc(p, func(c rune) bool { return isSpaceOrControl(c) || c == ',' }) {
+			problems = append(problems, fmt.Sprintf("%s: ssh.principals[%d]: %q is not a principal (non-empty, no spaces, commas or control characters)", path, i, truncate(p)))
+		}
+	}
+	for i, e := range o.Extensions {
+		if e == "" || strings.ContainsFunc(e, isSpaceOrControl) {
+			problems = append(problems, fmt.Sprintf("%s: ssh.extensions[%d]: %q is not an extension name, e.g. permit-pty", path, i, truncate(e)))
+		}
+	}
+	if strings.ContainsAny(o.ForceCommand, "\x00\n\r") {
+		problems = append(problems, path+": ssh.force_command: contains a NUL or a line break: give one command line")
+	}
+	return problems
 }
 
 func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
@@ -360,6 +457,17 @@ func (p *Policy) RuleNames() []string {
 	return out
 }
 
+// SSHRules returns the rules with an ssh key, in file order.
+func (p *Policy) SSHRules() []SSHRule {
+	var out []SSHRule
+	for _, r := range p.rules {
+		if r.ssh != nil {
+			out = append(out, SSHRule{Rule: r.name, Line: r.line, Credentials: slices.Clone(r.credentials), SSH: *r.ssh})
+		}
+	}
+	return out
+}
+
 // applies reports whether the rule is about credential.
 func (r *rule) applies(credential string) bool {
 	return r.any || slices.Contains(r.credentials, credential)
@@ -390,18 +498,28 @@ func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 	}
 	d.Policy = p.name
 	act := newActivation(in)
-	act.memo = make([]memoEntry, p.memos)
+	act.memos = p.memos
 	fast := inEnvelope(in)
 	d.Rules = make([]RuleResult, len(p.rules))
+	// The rules about the credential, ascending: those naming it and
+	// those for every credential, merged as the loop goes.
+	named, star := p.naming[in.Request.Credential], p.anyRules
 	decided := false
 	for i, r := range p.rules {
 		rr := &d.Rules[i] // filled in place: no copy of the struct
 		rr.Name = r.name
+		applies := false
+		if len(named) > 0 && named[0] == i {
+			applies, named = true, named[1:]
+		}
+		if len(star) > 0 && star[0] == i {
+			applies, star = true, star[1:]
+		}
 		switch {
 		case decided:
-			rr.Applies = r.applies(in.Request.Credential)
+			rr.Applies = applies
 			rr.Result = ResultNotEvaluated
-		case !r.applies(in.Request.Credential):
+		case !applies:
 			rr.Result = ResultNotApplicable
 		default:
 			rr.Applies = true
@@ -411,6 +529,7 @@ func (p *Policy) decide(ctx context.Context, in *Input, explain bool) Decision {
 				d.Allowed = true
 				d.Rule = r.name
 				d.TTL = r.ttl
+				d.SSH = r.ssh
 			}
 		}
 	}

@@ -236,7 +236,7 @@ func TestParseErrors(t *testing.T) {
 		{"second rule bad, position in file", "rules:\n  - name: good\n    credentials: [x]\n    when: true\n  - name: bad\n    credentials: [x]\n    when: \"true && nope\"\n",
 			[]string{`p.yaml:7:`, `rule "bad": when: undeclared reference to 'nope'`}},
 		{"unknown key", "rules:\n  - name: a\n    credentials: [x]\n    when: true\n    ttls: 5m\n",
-			[]string{"p.yaml:2: line 5: rules[0].ttls is not a known key: use one of credentials, name, ttl, when"}},
+			[]string{"p.yaml:2: line 5: rules[0].ttls is not a known key: use one of credentials, name, ssh, ttl, when"}},
 		{"unknown top key", "rule:\n  - name: a\n", []string{"policy p.yaml: line 1: field rule not found"}},
 		{"missing fields", "rules:\n  - ttl: 5m\n", []string{"rules[0].name is missing", "credentials is missing", "when is missing"}},
 		{"bad name", "rules:\n  - name: \"a b\"\n    credentials: [x]\n    when: true\n", []string{`rules[0].name "a b" is not a valid rule name`}},

@@ -19,6 +19,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -36,6 +37,10 @@ type Request struct {
 	// unknown).
 	Subject spiffeid.ID
 	Node    spiffeid.ID
+	// NodeAddresses are the addresses Node's agent was seen connecting to
+	// the server from, most recent first; empty when none is recorded (or
+	// Node is unknown). The ssh provider binds source-address to them.
+	NodeAddresses []netip.Addr
 	// Context is the request's task context, as the policy saw it.
 	Context map[string]any
 	// ExpiresAt is when the lease ends: the credential must stop working by
@@ -45,6 +50,22 @@ type Request struct {
 	// key generated on the client (ssh: authorized_keys format); empty
 	// when the request carries none.
 	PublicKey string
+	// SSH, when set, narrows an ssh certificate below its credential's
+	// configuration: what the allowing policy rule's ssh key says. Other
+	// providers ignore it (the server refuses rules with an ssh key for
+	// credentials that are not ssh ones).
+	SSH *SSHOptions
+}
+
+// SSHOptions narrow an ssh certificate. A nil list keeps the credential's
+// configured one; an empty, non-nil Extensions grants none.
+type SSHOptions struct {
+	// Principals replace the configured principals; each must be one of them.
+	Principals []string
+	// Extensions replace the configured extensions; each must be one of them.
+	Extensions []string
+	// ForceCommand, when not empty, sets the force-command critical option.
+	ForceCommand string
 }
 
 // Credential is what a provider issued.

@@ -37,6 +37,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Entries", entryTests},
 		{"EntryChanges", changeTests},
 		{"Nodes", nodeTests},
+		{"NodeAddresses", nodeAddressTests},
 		{"JoinTokens", tokenTests},
 		{"JoinTokenAdmin", tokenAdminTests},
 		{"Identity", identityTests},
@@ -48,6 +49,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Coverage", coverageTests},
 		{"Broker", brokerTests},
 		{"TokenReplay", replayTests},
+		{"SVIDBindings", bindingTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -125,7 +125,8 @@ func (i *Issuers) IssueJWT(ctx context.Context, req *tokenapi.Request, sub *toke
 	detail := i.detail(sub, entry)
 	detail["audience"] = logsafe.Truncate(strings.Join(req.Audience, " "))
 	detail["expires_at"] = exp.UTC().Format(time.RFC3339)
-	if err := i.record(ctx, now, model.AuditRecord{Action: "token.exchange.jwt", Object: entry.ID, Detail: detail}, entry.ID); err != nil {
+	if err := i.record(ctx, now, model.AuditRecord{Action: "token.exchange.jwt", Object: entry.ID, Detail: detail},
+		store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, ExpiresAt: exp}); err != nil {
 		return nil, err
 	}
 	return &tokenapi.Response{AccessToken: token, IssuedTokenType: tokenapi.TokenTypeJWT, ExpiresAt: exp,
@@ -162,7 +163,8 @@ func (i *Issuers) IssueX509(ctx context.Context, req *tokenapi.Request, sub *tok
 	detail := i.detail(sub, entry)
 	detail["serial"] = chain[0].SerialNumber.Text(16)
 	detail["not_after"] = chain[0].NotAfter.UTC().Format(time.RFC3339)
-	if err := i.record(ctx, now, model.AuditRecord{Action: "token.exchange.x509", Object: entry.ID, Detail: detail}, entry.ID); err != nil {
+	if err := i.record(ctx, now, model.AuditRecord{Action: "token.exchange.x509", Object: entry.ID, Detail: detail},
+		store.SVIDBinding{Digest: model.SVIDDigest(chain[0].Raw), EntryID: entry.ID, ExpiresAt: chain[0].NotAfter}); err != nil {
 		return nil, err
 	}
 	var pemChain bytes.Buffer
@@ -272,11 +274,16 @@ func (i *Issuers) detail(sub *tokenapi.Subject, e *model.Entry) map[string]strin
 	return d
 }
 
-// record makes the decision durable; nothing is handed out whose record
-// failed.
-func (i *Issuers) record(ctx context.Context, now time.Time, rec model.AuditRecord, issued ...string) error {
+// record makes the decision durable, with the binding of the SVID it
+// issued if any (no node: the subject is not an agent's workload); nothing
+// is handed out whose record failed.
+func (i *Issuers) record(ctx context.Context, now time.Time, rec model.AuditRecord, issued ...store.SVIDBinding) error {
 	rec.Actor = "token:" + logsafe.Truncate(rec.Detail["subject"])
-	if err := i.cfg.Store.RecordIssuance(ctx, store.Issuance{Records: []model.AuditRecord{rec}, Issued: issued, At: now}); err != nil {
+	iss := store.Issuance{Records: []model.AuditRecord{rec}, At: now, Bindings: issued}
+	for _, b := range issued {
+		iss.Issued = append(iss.Issued, b.EntryID)
+	}
+	if err := i.cfg.Store.RecordIssuance(ctx, iss); err != nil {
 		i.cfg.Log.ErrorContext(ctx, "cannot record token exchange in the audit log: refusing it", "error", err, "action", rec.Action)
 		return errkind.Wrap(errkind.Unavailable, err, "cannot record the exchange in the audit log; retry")
 	}

@@ -118,9 +118,8 @@ func (h *handler) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRe
 	if err := checkRequest(req); err != nil {
 		return nil, err
 	}
-	src := h.h.Source()
-	if !src.Ready() {
-		return nil, workload.ErrNotReady
+	if err := h.h.AwaitReady(ctx); err != nil {
+		return nil, err
 	}
 	_, sels, err := h.h.Attest(ctx)
 	if err != nil {
@@ -141,8 +140,8 @@ func (h *handler) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRe
 func (h *handler) StreamSecrets(stream grpc.BidiStreamingServer[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]) error {
 	ctx := stream.Context()
 	src := h.h.Source()
-	if !src.Ready() {
-		return workload.ErrNotReady
+	if err := h.h.AwaitReady(ctx); err != nil {
+		return err
 	}
 	p, sels, err := h.h.Attest(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -17,12 +18,20 @@ const (
 	PathKRL = "/ssh/v1/krl"
 )
 
+// RevokedLeases returns the ids of the leases of credential that were
+// revoked before their end and are still within it at now: the ones whose
+// certificates a KRL must list. The server reads them from the store, so
+// every replica serves the revocations of all of them.
+type RevokedLeases func(ctx context.Context, credential string, now time.Time) ([]string, error)
+
 // Handler serves the user CAs' public keys (one authorized_keys line per
 // ssh credential, for TrustedUserCAKeys) and one KRL revoking the
-// certificates of all of them (for RevokedKeys). The KRL is re-encoded
-// from each provider's current state per request, so it changes with
-// every revoke.
-func Handler(providers map[string]*Provider, now func() time.Time) http.Handler {
+// certificates of all of them (for RevokedKeys). The KRL is re-encoded per
+// request from each provider's own revocations and, when revoked is set,
+// from the revoked leases it returns (a revoke on any replica), so it
+// changes with every revoke; a failing source answers 503 rather than a
+// KRL that could miss a revocation.
+func Handler(providers map[string]*Provider, now func() time.Time, revoked RevokedLeases) http.Handler {
 	if now == nil {
 		now = time.Now
 	}
@@ -68,25 +77,39 @@ func Handler(providers map[string]*Provider, now func() time.Time) http.Handler 
 		if !ok {
 			return
 		}
+		t := now()
 		var version uint64
 		cas := make([]CARevocations, 0, len(ps))
 		for _, p := range ps {
 			v, ca := p.revocations()
 			version += v
+			if revoked != nil {
+				ids, err := revoked(r.Context(), p.credential, t)
+				if err != nil {
+					http.Error(w, "the revocation list cannot be read from the store; retry", http.StatusServiceUnavailable)
+					return
+				}
+				for _, id := range ids {
+					ca.Serials = append(ca.Serials, Serial(id))
+				}
+				// The store's revocations make no count: the generation
+				// time orders KRLs instead (sshd reads neither).
+				version = max(version, uint64(max(t.Unix(), 0)))
+			}
 			cas = append(cas, ca)
 		}
-		serve(w, r, "application/octet-stream", "no-cache", MarshalKRL(version, now(), "signet", cas))
+		serve(w, r, "application/octet-stream", "no-cache", MarshalKRL(version, t, "signet", cas))
 	})
 	return mux
 }
 
 // serve writes body with an ETag over its content, answering a matching
-// If-None-Match with 304. The KRL's generation time is left out of the
-// tag so an unchanged list keeps its tag.
+// If-None-Match with 304. The KRL's version and generation time are left
+// out of the tag so an unchanged list keeps its tag.
 func serve(w http.ResponseWriter, r *http.Request, contentType, cacheControl string, body []byte) {
 	tagged := body
 	if contentType == "application/octet-stream" && len(body) >= 28 {
-		tagged = append(append([]byte(nil), body[:20]...), body[28:]...) // without generated_date
+		tagged = append(append([]byte(nil), body[:12]...), body[28:]...) // without krl_version and generated_date
 	}
 	sum := sha256.Sum256(tagged)
 	etag := `"` + hex.EncodeToString(sum[:12]) + `"`

@@ -1,6 +1,8 @@
 package ssh
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -29,7 +31,7 @@ func get(t *testing.T, h http.Handler, target, etag string) *http.Response {
 // revoked certificate of one CA is found, the other CA's is not.
 func TestHandler(t *testing.T) {
 	a, b := newProvider(t, Config{}), newProvider(t, Config{})
-	h := Handler(map[string]*Provider{"prod-ssh": a, "staging-ssh": b}, nil)
+	h := Handler(map[string]*Provider{"prod-ssh": a, "staging-ssh": b}, nil, nil)
 
 	res := get(t, h, PathCA, "")
 	body, _ := io.ReadAll(res.Body)
@@ -87,5 +89,74 @@ func TestHandler(t *testing.T) {
 	}
 	if out, err := exec.Command("ssh-keygen", "-Q", "-f", krlPath, files["b"]).CombinedOutput(); err != nil {
 		t.Errorf("ssh-keygen -Q (CA b) = %s, %v", out, err)
+	}
+}
+
+// TestHandlerListsTheStoresRevocations: a revocation made on another
+// replica (known only to the store) is in this replica's KRL, ssh-keygen
+// finds the certificate revoked, the ETag stays put while nothing changes,
+// and a store that cannot be read answers 503, never a KRL that could miss
+// a revocation.
+func TestHandlerListsTheStoresRevocations(t *testing.T) {
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Skip("ssh-keygen not installed")
+	}
+	p := newProvider(t, Config{})
+	_, pub := clientKey(t)
+	dir := t.TempDir()
+	var certs []string
+	for _, id := range []string{"lease-1", "lease-2"} {
+		c, err := p.Issue(t.Context(), request(id, pub, time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, id+"-cert.pub")
+		os.WriteFile(f, []byte(c.Data["certificate"]+"\n"), 0o600)
+		certs = append(certs, f)
+	}
+	clock := time.Now()
+	revoked, failing := []string{}, false
+	h := Handler(map[string]*Provider{"prod-ssh": p}, func() time.Time { return clock }, func(_ context.Context, credential string, _ time.Time) ([]string, error) {
+		if credential != "prod-ssh" {
+			t.Errorf("revoked leases asked for %q", credential)
+		}
+		if failing {
+			return nil, errors.New("store down")
+		}
+		return revoked, nil
+	})
+	krl := func() ([]byte, string) {
+		t.Helper()
+		res := get(t, h, PathKRL, "")
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 {
+			t.Fatalf("GET %s = %d %s", PathKRL, res.StatusCode, b)
+		}
+		return b, res.Header.Get("ETag")
+	}
+	query := func(b []byte, cert string) bool {
+		t.Helper()
+		path := filepath.Join(dir, "krl")
+		os.WriteFile(path, b, 0o600)
+		out, err := exec.Command("ssh-keygen", "-Q", "-f", path, cert).CombinedOutput()
+		return err != nil && strings.Contains(string(out), "REVOKED")
+	}
+	_, tag := krl()
+	revoked = []string{"lease-2"} // revoked on another replica
+	clock = clock.Add(time.Second)
+	b, tag2 := krl()
+	if tag2 == tag {
+		t.Error("the KRL kept its ETag after a revocation in the store")
+	}
+	if query(b, certs[0]) || !query(b, certs[1]) {
+		t.Errorf("ssh-keygen -Q: lease-1 revoked %v, lease-2 revoked %v; want only lease-2", query(b, certs[0]), query(b, certs[1]))
+	}
+	clock = clock.Add(time.Minute)
+	if _, tag3 := krl(); tag3 != tag2 {
+		t.Error("an unchanged KRL changed its ETag as time passed")
+	}
+	failing = true
+	if res := get(t, h, PathKRL, ""); res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("KRL with the store down = %d, want 503", res.StatusCode)
 	}
 }

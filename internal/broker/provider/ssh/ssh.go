@@ -1,7 +1,11 @@
 // Package ssh is the broker's provider of OpenSSH user certificates: a
 // Signet-held SSH user CA signs the public key a client generated (the
 // private key never leaves the client) for the configured principals,
-// extensions and critical options, valid for the lease. Revocation is a
+// extensions and critical options, valid for the lease. A policy rule's
+// ssh key narrows them (Request.SSH, checked by CheckOptions), and
+// source_address_from_node binds source-address to the addresses the
+// caller's node connects to the server from (Request.NodeAddresses).
+// Revocation is a
 // key revocation list in OpenSSH's KRL format, rewritten on every revoke
 // and served for sshd's RevokedKeys (see Handler and `signet ssh krl`).
 //
@@ -36,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/signet-id/signet/internal/atomicfile"
@@ -60,9 +65,11 @@ type Config struct {
 	// CriticalOptions are force-command, source-address and
 	// verify-required.
 	CriticalOptions map[string]string `yaml:"critical_options"`
-	// SourceAddressFromNode would bind source-address to the node's
-	// attested addresses. Signet's node records hold none, so true is
-	// refused rather than guessed.
+	// SourceAddressFromNode binds the certificate's source-address to the
+	// addresses the caller's node was seen connecting to the server from
+	// on the mTLS agent API (each as /32 or /128). A request whose node has
+	// no recorded address is refused. It excludes
+	// critical_options.source-address.
 	SourceAddressFromNode bool `yaml:"source_address_from_node"`
 	// KRLFile keeps the revoked serials; default ca_key_file + ".krl.json".
 	KRLFile string `yaml:"krl_file"`
@@ -112,9 +119,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("critical_options.%s: unknown option (accepted: force-command, source-address, verify-required)", k))
 		}
 	}
-	if c.SourceAddressFromNode {
-		errs = append(errs, errors.New("source_address_from_node: not supported: Signet's node records hold no attested network addresses "+
-			"(no node attestor records one), so there is nothing reliable to bind; set critical_options.source-address to fixed CIDRs instead"))
+	if _, fixed := c.CriticalOptions["source-address"]; fixed && c.SourceAddressFromNode {
+		errs = append(errs, errors.New("source_address_from_node: true conflicts with critical_options.source-address: "+
+			"bind the certificate either to the node's addresses or to fixed CIDRs, not both"))
 	}
 	return errors.Join(errs...)
 }
@@ -337,23 +344,24 @@ func (p *Provider) Issue(ctx context.Context, r provider.Request) (provider.Cred
 	if !r.ExpiresAt.After(now) {
 		return provider.Credential{}, p.errorf("the lease has already ended")
 	}
+	principals, exts, opts, err := p.permissions(r)
+	if err != nil {
+		return provider.Credential{}, err
+	}
 	cert := &gossh.Certificate{
 		Key:             pub,
 		Serial:          Serial(r.LeaseID),
 		CertType:        gossh.UserCert,
 		KeyId:           "signet lease " + r.LeaseID + " " + r.Subject.String(),
-		ValidPrincipals: slices.Clone(p.cfg.Principals),
+		ValidPrincipals: principals,
 		ValidAfter:      uint64(now.Add(-backdate).Unix()),
 		ValidBefore:     uint64(r.ExpiresAt.Unix()),
 		Permissions: gossh.Permissions{
-			CriticalOptions: map[string]string{},
+			CriticalOptions: opts,
 			Extensions:      map[string]string{},
 		},
 	}
-	for k, v := range p.cfg.CriticalOptions {
-		cert.CriticalOptions[k] = v
-	}
-	for _, e := range p.cfg.Extensions {
+	for _, e := range exts {
 		cert.Extensions[e] = ""
 	}
 	if err := cert.SignCert(rand.Reader, p.signer); err != nil {
@@ -364,10 +372,101 @@ func (p *Provider) Issue(ctx context.Context, r provider.Request) (provider.Cred
 		Data: map[string]string{
 			"certificate": strings.TrimSpace(string(gossh.MarshalAuthorizedKey(cert))),
 			"serial":      SerialString(r.LeaseID),
-			"principals":  strings.Join(p.cfg.Principals, ","),
+			"principals":  strings.Join(principals, ","),
 		},
 		RevokeData: rd,
 	}, nil
+}
+
+// permissions returns the principals, extensions and critical options of
+// r's certificate: the configuration, narrowed by r.SSH, with
+// source-address bound to the node's addresses when
+// source_address_from_node is set.
+func (p *Provider) permissions(r provider.Request) (principals, exts []string, opts map[string]string, err error) {
+	principals, exts = slices.Clone(p.cfg.Principals), slices.Clone(p.cfg.Extensions)
+	opts = make(map[string]string, len(p.cfg.CriticalOptions)+2)
+	for k, v := range p.cfg.CriticalOptions {
+		opts[k] = v
+	}
+	if o := r.SSH; o != nil {
+		if err := p.CheckOptions(*o); err != nil {
+			return nil, nil, nil, errkind.New(errkind.FailedPrecondition, "ssh credential %s: the policy's ssh options: %v", p.credential, err)
+		}
+		if o.Principals != nil {
+			principals = slices.Clone(o.Principals)
+		}
+		if o.Extensions != nil {
+			exts = slices.Clone(o.Extensions)
+		}
+		if o.ForceCommand != "" {
+			opts["force-command"] = o.ForceCommand
+		}
+	}
+	if p.cfg.SourceAddressFromNode {
+		src, err := sourceAddress(r.Node, r.NodeAddresses)
+		if err != nil {
+			return nil, nil, nil, errkind.New(errkind.FailedPrecondition, "ssh credential %s: source_address_from_node: %v", p.credential, err)
+		}
+		opts["source-address"] = src
+	}
+	return principals, exts, opts, nil
+}
+
+// sourceAddress is the source-address option binding a certificate to the
+// node's addresses, each as a /32 or /128.
+func sourceAddress(node spiffeid.ID, addrs []netip.Addr) (string, error) {
+	if node.IsZero() {
+		return "", errors.New("the caller runs on no attested node (its entry's parent is not an agent), so there is no node address to bind the certificate to")
+	}
+	var out []string
+	for _, a := range addrs {
+		a = a.Unmap().WithZone("")
+		if !a.IsValid() {
+			continue
+		}
+		if s := netip.PrefixFrom(a, a.BitLen()).String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return "", fmt.Errorf("node %s has no recorded address: the server records the addresses an agent calls its agent API from, "+
+			"and this node's agent has not been seen since (is its agent running and connected?)", node)
+	}
+	return strings.Join(out, ","), nil
+}
+
+// CheckOptions reports whether o only narrows the credential's
+// configuration: its principals and extensions must be among the
+// configured ones, and a force_command must agree with a configured
+// critical_options.force-command. Errors name the field and the values
+// that would be accepted.
+func (p *Provider) CheckOptions(o provider.SSHOptions) error { return p.cfg.checkOptions(o) }
+
+func (c *Config) checkOptions(o provider.SSHOptions) error {
+	var errs []error
+	if o.Principals != nil && len(o.Principals) == 0 {
+		errs = append(errs, fmt.Errorf("principals: empty would allow no login: name some of [%s], or leave principals out", strings.Join(c.Principals, ", ")))
+	}
+	for i, pr := range o.Principals {
+		if !slices.Contains(c.Principals, pr) {
+			errs = append(errs, fmt.Errorf("principals[%d]: %q is not a principal of the credential (configured: [%s]); a rule can narrow, never widen",
+				i, pr, strings.Join(c.Principals, ", ")))
+		}
+	}
+	for i, e := range o.Extensions {
+		if !slices.Contains(c.Extensions, e) {
+			errs = append(errs, fmt.Errorf("extensions[%d]: %q is not an extension of the credential (configured: [%s]); a rule can narrow, never widen",
+				i, e, strings.Join(c.Extensions, ", ")))
+		}
+	}
+	if fc, ok := c.CriticalOptions["force-command"]; ok && o.ForceCommand != "" && o.ForceCommand != fc {
+		errs = append(errs, fmt.Errorf("force_command: %q differs from the credential's critical_options.force-command %q; a rule can narrow, never replace it",
+			o.ForceCommand, fc))
+	}
+	if strings.ContainsAny(o.ForceCommand, "\x00\n") {
+		errs = append(errs, errors.New("force_command: contains a NUL or a newline"))
+	}
+	return errors.Join(errs...)
 }
 
 // Revoke adds the lease's certificate serial to the KRL and persists it.

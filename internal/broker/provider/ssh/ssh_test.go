@@ -138,7 +138,8 @@ func TestConfigValidate(t *testing.T) {
 		"extension":     {Config{CAKeyFile: "x", Principals: []string{"a"}, Extensions: []string{"permit-everything"}}, "extensions[0]: unknown extension \"permit-everything\""},
 		"option":        {Config{CAKeyFile: "x", Principals: []string{"a"}, CriticalOptions: map[string]string{"no-pty": ""}}, "critical_options.no-pty: unknown option"},
 		"source":        {Config{CAKeyFile: "x", Principals: []string{"a"}, CriticalOptions: map[string]string{"source-address": "10.0.0.0/8,host.example"}}, "\"host.example\" is not an address"},
-		"from node":     {Config{CAKeyFile: "x", Principals: []string{"a"}, SourceAddressFromNode: true}, "source_address_from_node: not supported"},
+		"from node and fixed": {Config{CAKeyFile: "x", Principals: []string{"a"}, SourceAddressFromNode: true,
+			CriticalOptions: map[string]string{"source-address": "10.0.0.0/8"}}, "source_address_from_node: true conflicts with critical_options.source-address"},
 	}
 	for name, c := range cases {
 		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {

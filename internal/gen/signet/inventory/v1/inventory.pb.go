@@ -1457,12 +1457,15 @@ type CoverageGroup struct {
 	StaticOpen int64 `protobuf:"varint,4,opt,name=static_open,json=staticOpen,proto3" json:"static_open,omitempty"`
 	// Attested nodes (not counted in coverage).
 	Nodes int64 `protobuf:"varint,5,opt,name=nodes,proto3" json:"nodes,omitempty"`
-	// spiffe_active / (spiffe_active + static_open), in percent; unset when
-	// both are zero.
+	// (spiffe_active + brokered) / (spiffe_active + brokered + static_open),
+	// in percent; unset when all are zero.
 	CoveredPercent *float64 `protobuf:"fixed64,6,opt,name=covered_percent,json=coveredPercent,proto3,oneof" json:"covered_percent,omitempty"`
 	// Change since the previous report; unset when there is none or the
 	// group is new.
-	Delta         *CoverageDelta `protobuf:"bytes,7,opt,name=delta,proto3" json:"delta,omitempty"`
+	Delta *CoverageDelta `protobuf:"bytes,7,opt,name=delta,proto3" json:"delta,omitempty"`
+	// Short-lived credentials from the broker in use: distinct (credential,
+	// workload) pairs with an open lease, each in place of a static secret.
+	Brokered      int64 `protobuf:"varint,8,opt,name=brokered,proto3" json:"brokered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1546,6 +1549,13 @@ func (x *CoverageGroup) GetDelta() *CoverageDelta {
 	return nil
 }
 
+func (x *CoverageGroup) GetBrokered() int64 {
+	if x != nil {
+		return x.Brokered
+	}
+	return 0
+}
+
 type CoverageDelta struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Workloads    int64                  `protobuf:"varint,1,opt,name=workloads,proto3" json:"workloads,omitempty"`
@@ -1553,6 +1563,7 @@ type CoverageDelta struct {
 	StaticOpen   int64                  `protobuf:"varint,3,opt,name=static_open,json=staticOpen,proto3" json:"static_open,omitempty"`
 	// Percentage points; unset when either side has no percentage.
 	CoveredPercent *float64 `protobuf:"fixed64,4,opt,name=covered_percent,json=coveredPercent,proto3,oneof" json:"covered_percent,omitempty"`
+	Brokered       int64    `protobuf:"varint,5,opt,name=brokered,proto3" json:"brokered,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1611,6 +1622,13 @@ func (x *CoverageDelta) GetStaticOpen() int64 {
 func (x *CoverageDelta) GetCoveredPercent() float64 {
 	if x != nil && x.CoveredPercent != nil {
 		return *x.CoveredPercent
+	}
+	return 0
+}
+
+func (x *CoverageDelta) GetBrokered() int64 {
+	if x != nil {
+		return x.Brokered
 	}
 	return 0
 }
@@ -2251,7 +2269,7 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x05total\x18\a \x01(\v2\".signet.inventory.v1.CoverageGroupR\x05total\x12\x1f\n" +
 	"\vprevious_id\x18\b \x01(\x03R\n" +
 	"previousId\x12.\n" +
-	"\x13previous_created_at\x18\t \x01(\x03R\x11previousCreatedAt\"\x97\x02\n" +
+	"\x13previous_created_at\x18\t \x01(\x03R\x11previousCreatedAt\"\xb3\x02\n" +
 	"\rCoverageGroup\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
 	"\tworkloads\x18\x02 \x01(\x03R\tworkloads\x12#\n" +
@@ -2260,14 +2278,16 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"staticOpen\x12\x14\n" +
 	"\x05nodes\x18\x05 \x01(\x03R\x05nodes\x12,\n" +
 	"\x0fcovered_percent\x18\x06 \x01(\x01H\x00R\x0ecoveredPercent\x88\x01\x01\x128\n" +
-	"\x05delta\x18\a \x01(\v2\".signet.inventory.v1.CoverageDeltaR\x05deltaB\x12\n" +
-	"\x10_covered_percent\"\xb5\x01\n" +
+	"\x05delta\x18\a \x01(\v2\".signet.inventory.v1.CoverageDeltaR\x05delta\x12\x1a\n" +
+	"\bbrokered\x18\b \x01(\x03R\bbrokeredB\x12\n" +
+	"\x10_covered_percent\"\xd1\x01\n" +
 	"\rCoverageDelta\x12\x1c\n" +
 	"\tworkloads\x18\x01 \x01(\x03R\tworkloads\x12#\n" +
 	"\rspiffe_active\x18\x02 \x01(\x03R\fspiffeActive\x12\x1f\n" +
 	"\vstatic_open\x18\x03 \x01(\x03R\n" +
 	"staticOpen\x12,\n" +
-	"\x0fcovered_percent\x18\x04 \x01(\x01H\x00R\x0ecoveredPercent\x88\x01\x01B\x12\n" +
+	"\x0fcovered_percent\x18\x04 \x01(\x01H\x00R\x0ecoveredPercent\x88\x01\x01\x12\x1a\n" +
+	"\bbrokered\x18\x05 \x01(\x03R\bbrokeredB\x12\n" +
 	"\x10_covered_percent\"\x95\x01\n" +
 	"\x1aListCoverageReportsRequest\x12\x0e\n" +
 	"\x02by\x18\x01 \x01(\tR\x02by\x122\n" +
