@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/gateway"
 )
@@ -36,7 +37,11 @@ func newGatewayRunCmd() *cobra.Command {
 CEL allow rules and forward to the application (protocol http adds
 X-Forwarded-Client-Spiffe-Id; tcp copies bytes). Egress tcp routes carry the
 application's plain connections over SPIFFE mTLS to an upstream with a given
-SPIFFE ID. See docs/gateway.md.`,
+SPIFFE ID. Egress postgres routes let the application log in with nothing and
+log in upstream as a database user leased from the broker (broker_url, else
+$SIGNET_BROKER_URL, else the URL the agent learned), renewed in the background;
+egress http routes add a brokered credential as a header to each request to an
+https upstream. See docs/gateway.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
@@ -63,7 +68,7 @@ SPIFFE ID. See docs/gateway.md.`,
 				return fmt.Errorf("no X.509-SVID from the agent at %s within --timeout %s: %w (is the agent running, and is there an entry for this process?)", addr, timeout, err)
 			}
 			defer src.Close()
-			g, err := gateway.New(cfg, src, log)
+			g, err := gateway.New(cfg, src, gateway.Options{Logger: log, LearnedBrokerURL: brokerclient.FromAgent(addr)})
 			if err != nil {
 				return err
 			}

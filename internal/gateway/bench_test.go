@@ -51,7 +51,7 @@ func BenchmarkIngressHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g, err := gateway.New(cfg, src, nil)
+	g, err := gateway.New(cfg, src, gateway.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,8 +9,14 @@
 // then forward each request with X-Forwarded-Client-Spiffe-Id set to the
 // peer's ID (a header of that name from the peer is removed); TCP routes
 // copy bytes both ways. Egress routes take the application's plain TCP
-// connections on a local port and carry them over SPIFFE mTLS to an
-// upstream whose SPIFFE ID must be the configured one.
+// connections on a local port: tcp routes carry them over SPIFFE mTLS to
+// an upstream whose SPIFFE ID must be the configured one; postgres routes
+// speak the PostgreSQL protocol to the application (pgproto3), which
+// authenticates with nothing, and log in to the upstream server (pgconn)
+// as a database user leased from the credential broker with the gateway's
+// SVID, then copy bytes both ways. Each postgres route keeps its lease
+// fresh in the background (see lease), so the application never holds a
+// credential.
 //
 // The SVID and bundles come from a go-spiffe X509Source: a rotated SVID is
 // used for new handshakes while established connections carry on. Each
@@ -40,6 +46,7 @@ import (
 	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/logsafe"
 )
@@ -70,12 +77,27 @@ const (
 
 // Gateway serves the routes of one Config. Create it with New.
 type Gateway struct {
-	cfg *Config
-	src x509Source
-	log *slog.Logger
+	cfg  *Config
+	src  x509Source
+	log  *slog.Logger
+	opts Options
 
-	mu    sync.Mutex
-	addrs map[string]net.Addr // bound address by route ("ingress[0]")
+	mu     sync.Mutex
+	addrs  map[string]net.Addr // bound address by route ("ingress[0]")
+	broker *brokerclient.Client
+}
+
+// Options are what a Gateway needs besides its Config and SVID source.
+// The zero value discards logs, uses the real clock and resolves the
+// broker from broker_url or $SIGNET_BROKER_URL only.
+type Options struct {
+	Logger *slog.Logger
+	// LearnedBrokerURL, when not nil, says which broker URL the local
+	// agent learned from its server (brokerclient.FromAgent); it is asked
+	// when neither broker_url nor $SIGNET_BROKER_URL is set.
+	LearnedBrokerURL func(context.Context) (string, error)
+	// Clock times lease renewal; nil is the real clock.
+	Clock Clock
 }
 
 // x509Source is what the gateway needs of go-spiffe's X509Source.
@@ -85,15 +107,41 @@ type x509Source interface {
 }
 
 // New returns a Gateway for cfg, taking its SVID and bundles from src
-// (go-spiffe's *workloadapi.X509Source). A nil logger discards.
-func New(cfg *Config, src x509Source, log *slog.Logger) (*Gateway, error) {
+// (go-spiffe's *workloadapi.X509Source); the same SVID authenticates the
+// gateway to the broker.
+func New(cfg *Config, src x509Source, opts Options) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{cfg: cfg, src: src, log: log.With("component", "gateway"), addrs: map[string]net.Addr{}}, nil
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
+	return &Gateway{cfg: cfg, src: src, log: log.With("component", "gateway"), opts: opts, addrs: map[string]net.Addr{}}, nil
+}
+
+// brokerClient returns the client of the broker, resolving its URL on
+// first use (broker_url, $SIGNET_BROKER_URL, the agent's); a failure is
+// not kept, so the next call tries again.
+func (g *Gateway) brokerClient(ctx context.Context) (credentialGetter, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.broker != nil {
+		return g.broker, nil
+	}
+	base, err := brokerclient.ResolveURL(ctx, "broker_url", g.cfg.BrokerURL, g.opts.LearnedBrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	c, err := brokerclient.New(base, g.src)
+	if err != nil {
+		return nil, err
+	}
+	g.broker = c
+	return c, nil
 }
 
 // Addr returns the bound address of route ("ingress[0]", "egress[1]"),
@@ -106,7 +154,10 @@ func (g *Gateway) Addr(route string) net.Addr {
 
 // Run listens on every route and serves until ctx is done; then it stops
 // accepting, gives open HTTP requests up to five seconds and returns nil.
-// It fails at once when a route cannot listen.
+// It fails at once when a route cannot listen. Postgres routes request
+// their leases in the background: a broker that cannot be reached is
+// retried and refuses only those routes' new connections, with the
+// reason.
 func (g *Gateway) Run(ctx context.Context) error {
 	type bound struct {
 		l     net.Listener
@@ -134,13 +185,37 @@ func (g *Gateway) Run(ctx context.Context) error {
 			closeAll()
 			return err
 		}
+		if r.Protocol == ProtocolPostgres || r.Protocol == ProtocolHTTP {
+			name := fmt.Sprintf("egress[%d] (%s)", i, r.Listen)
+			req := brokerclient.Request{Credential: r.Credential, Context: r.Context, TTL: time.Duration(r.TTL)}
+			ls := newLease(name, req, g.brokerClient, g.opts.Clock, g.log)
+			serve := func(ctx context.Context, l net.Listener) error { return g.serveHTTPEgress(ctx, name, r, ls, l) }
+			if r.Protocol == ProtocolPostgres {
+				pr := &pgRoute{name: name, cfg: r, sessions: map[uint32][]byte{}, lease: ls}
+				serve = func(ctx context.Context, l net.Listener) error { return g.servePostgres(ctx, pr, l) }
+			}
+			routes = append(routes, bound{l, func(ctx context.Context, l net.Listener) error {
+				lctx, stop := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); ls.run(lctx) }()
+				defer func() { stop(); <-done }()
+				return serve(ctx, l)
+			}})
+			continue
+		}
 		routes = append(routes, bound{l, func(ctx context.Context, l net.Listener) error { return g.serveEgress(ctx, i, r, l) }})
 	}
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, r := range routes {
 		eg.Go(func() error { return r.serve(ectx, r.l) })
 	}
-	return eg.Wait()
+	err := eg.Wait()
+	g.mu.Lock()
+	if g.broker != nil {
+		g.broker.Close()
+	}
+	g.mu.Unlock()
+	return err
 }
 
 func (g *Gateway) listen(route, addr string) (net.Listener, error) {

@@ -54,7 +54,7 @@ func TestIngressRotationKeepsConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, src, nil)
+	g, err := gateway.New(cfg, src, gateway.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
