@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -34,57 +33,22 @@ func TestGatewayPostgresEgress(t *testing.T) {
 	}
 	t.Parallel()
 	dsn := storetest.PostgresDSN(t)
-	dir := t.TempDir()
-	adminSock := filepath.Join(dir, "server", "admin.sock")
-	socket := filepath.Join(dir, "agent.sock")
-	key := make([]byte, 32)
-	rand.Read(key)
-	writeFile(t, filepath.Join(dir, "broker.kek"), string(key))
-	writeFile(t, filepath.Join(dir, "admin.dsn"), dsn)
-	for _, f := range []string{"broker.kek", "admin.dsn"} {
-		os.Chmod(filepath.Join(dir, f), 0o600)
-	}
-	writeFile(t, filepath.Join(dir, "policy.yaml"), `
+	d := deployBroker(t, brokerSetup{Node: "egress", Policy: `
 rules:
   - name: gateway-reads-orders
     credentials: [orders-db]
     when: subject.id == "spiffe://example.org/gateway" && context.purpose == "legacy-report"
-`)
-	writeFile(t, filepath.Join(dir, "server.yaml"), fmt.Sprintf(`
-trust_domain: example.org
-data_dir: %[1]s/server
-bind_address: 127.0.0.1:0
-http_address: 127.0.0.1:0
-log: {level: info}
-broker:
-  kek_file: %[1]s/broker.kek
-  policy_file: %[1]s/policy.yaml
-  credentials:
-    orders-db:
-      provider: postgres
-      dsn_file: %[1]s/admin.dsn
-      creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"]
-      default_ttl: 15m
-`, dir))
-	server := start(t, "server", "server", "run", "--config", filepath.Join(dir, "server.yaml"))
-	addr, _ := serverAddrs(t, server)
-	eventually(t, 30*time.Second, "server healthcheck", func() error {
-		_, errOut, err := signetRun("healthcheck", "--admin-socket", adminSock)
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, errOut)
-		}
-		return nil
-	})
+`, Files: map[string]string{"admin.dsn": dsn}, Credentials: `
+orders-db:
+  provider: postgres
+  dsn_file: {{dir}}/admin.dsn
+  creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"]
+  default_ttl: 15m
+`, Workloads: map[string]string{"spiffe://example.org/gateway": fmt.Sprintf("unix:uid:%d", os.Getuid())}})
+	dir, adminSock, socket := d.dir, d.adminSock, d.socket
 	t.Cleanup(func() {
 		_, _, _ = signetRun("lease", "revoke", "--admin-socket", adminSock, "--credential", "orders-db")
 	})
-	writeFile(t, filepath.Join(dir, "bundle.pem"), signet(t, "bundle", "show", "--admin-socket", adminSock))
-	nodeID := "spiffe://example.org/node/egress"
-	token := strings.TrimSpace(signet(t, "token", "create", "--admin-socket", adminSock, "--spiffe-id", nodeID))
-	signet(t, "entry", "create", "--admin-socket", adminSock, "--parent-id", nodeID, "--spiffe-id", "spiffe://example.org/gateway",
-		"--selector", fmt.Sprintf("unix:uid:%d", os.Getuid()))
-	start(t, "agent", "agent", "run", "--server-address", addr, "--trust-bundle", filepath.Join(dir, "bundle.pem"),
-		"--join-token", token, "--socket", socket, "--data-dir", filepath.Join(dir, "agent"), "--sync-interval", "200ms")
 
 	cfg := filepath.Join(dir, "gateway.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`agent_socket: %s
