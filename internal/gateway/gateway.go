@@ -312,7 +312,13 @@ func (g *Gateway) serveHTTP(ctx context.Context, route string, r *Ingress, l net
 			http.Error(w, "bad gateway: the application behind this route is unavailable", http.StatusBadGateway)
 		},
 	}
-	srv := edge.HTTPServer(proxy, 0)
+	return g.runHTTP(ctx, route, proxy, l)
+}
+
+// runHTTP serves h on l for route until ctx ends, then shuts the server
+// down within shutdownGrace.
+func (g *Gateway) runHTTP(ctx context.Context, route string, h http.Handler, l net.Listener) error {
+	srv := edge.HTTPServer(h, 0)
 	srv.ErrorLog = slog.NewLogLogger(g.log.With(logKeyRoute, route).Handler(), slog.LevelInfo)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/internal/credtemplate"
-	"github.com/signet-id/signet/internal/edge"
 )
 
 // serveHTTPEgress proxies the application's plain HTTP requests on l to
@@ -61,20 +60,5 @@ func (g *Gateway) serveHTTPEgress(ctx context.Context, name string, r *Egress, l
 		req.Header.Set(header, string(v))
 		proxy.ServeHTTP(w, req)
 	})
-	srv := edge.HTTPServer(handler, 0)
-	srv.ErrorLog = slog.NewLogLogger(g.log.With(logKeyRoute, name).Handler(), slog.LevelInfo)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("%s: %w", name, err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	<-errc
-	return nil
+	return g.runHTTP(ctx, name, handler, l)
 }
