@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,12 +20,9 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	"gopkg.in/yaml.v3"
 
-	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/gateway"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/server"
 	"github.com/signet-id/signet/internal/store"
 	"github.com/signet-id/signet/internal/store/storetest"
 	"github.com/signet-id/signet/internal/testenv"
@@ -43,37 +38,22 @@ const gatewayID = "spiffe://example.org/gateway"
 func brokerEnv(t testing.TB) (*testenv.Env, *workloadapi.X509Source) {
 	t.Helper()
 	dsn := storetest.PostgresDSN(t)
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	kek := make([]byte, 32)
-	rand.Read(kek)
-	var creds config.Plugins
-	if err := yaml.Unmarshal([]byte(fmt.Sprintf(`
+	env := testenv.New(t, testenv.WithBroker(t, testenv.Broker{
+		Files: map[string]string{"admin.dsn": dsn},
+		Credentials: `
 orders-db:
   provider: postgres
-  dsn_file: %s
+  dsn_file: {{dir}}/admin.dsn
   creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiry}}"]
   default_ttl: 15m
 partner-api: {provider: static, default_ttl: 15m}
-`, write("admin.dsn", dsn))), &creds); err != nil {
-		t.Fatal(err)
-	}
-	env := testenv.New(t, func(c *server.Config) {
-		c.HTTPAddress = "127.0.0.1:0"
-		c.Broker = server.BrokerConfig{KEKFile: write("broker.kek", string(kek)), Credentials: creds,
-			PolicyFile: write("policy.yaml", `
+`,
+		Policy: `
 rules:
   - name: gateway-orders
     credentials: [orders-db, partner-api]
-    when: subject.id == "`+gatewayID+`" && context.ticket.startsWith("CHG-")
-`)}
-	})
+    when: subject.id == "` + gatewayID + `" && context.ticket.startsWith("CHG-")
+`}))
 	t.Cleanup(func() {
 		// Leave no role behind in the shared database.
 		for _, c := range []string{"orders-db", "partner-api"} {

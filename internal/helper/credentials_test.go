@@ -2,7 +2,6 @@ package helper
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,12 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/signet-id/signet/internal/brokerclient"
-	"github.com/signet-id/signet/internal/config"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
-	"github.com/signet-id/signet/internal/server"
 	"github.com/signet-id/signet/internal/store"
 	"github.com/signet-id/signet/internal/testenv"
 )
@@ -41,33 +36,15 @@ type brokerDeployment struct {
 
 func deployBroker(t *testing.T) *brokerDeployment {
 	t.Helper()
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	kek := make([]byte, 32)
-	rand.Read(kek)
-	var creds config.Plugins
-	if err := yaml.Unmarshal([]byte("orders-db: {provider: static, default_ttl: 10m, max_ttl: 1h}"), &creds); err != nil {
-		t.Fatal(err)
-	}
-	env := testenv.New(t, func(c *server.Config) {
-		c.HTTPAddress = "127.0.0.1:0"
-		c.Broker = server.BrokerConfig{
-			KEKFile: write("broker.kek", string(kek)),
-			PolicyFile: write("policy.yaml", `
+	env := testenv.New(t, testenv.WithBroker(t, testenv.Broker{
+		Credentials: "orders-db: {provider: static, default_ttl: 10m, max_ttl: 1h}",
+		Policy: `
 rules:
   - name: app-reads-orders
     credentials: [orders-db]
     when: subject.id == "spiffe://example.org/app" && context.purpose == "nightly-report"
-`),
-			Credentials: creds,
-		}
-	})
+`}))
+	dir := t.TempDir()
 	if _, err := env.Server.Broker().PutSecret(env.Ctx(), "orders-db", []byte(secretV1)); err != nil {
 		t.Fatal(err)
 	}

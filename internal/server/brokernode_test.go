@@ -26,20 +26,14 @@ import (
 // a JWT-SVID alike, and the audit record names the entry and node the
 // SVID was signed for.
 func TestBrokerJudgesTheNodeTheSVIDWasSignedFor(t *testing.T) {
-	dir := t.TempDir()
-	env := testenv.New(t, func(c *server.Config) {
-		c.HTTPAddress = "127.0.0.1:0"
-		c.Broker = server.BrokerConfig{
-			KEKFile: kek(t, dir),
-			PolicyFile: writeFile(t, dir, "policy.yaml", `
+	env := testenv.New(t, testenv.WithBroker(t, testenv.Broker{
+		Credentials: "stripe: {provider: static, max_ttl: 30m}",
+		Policy: `
 rules:
   - name: prod-web
     credentials: [stripe]
     when: node.id == "spiffe://example.org/node/prod" && "unix:uid:1000" in subject.selectors
-`, 0o600),
-			Credentials: creds(t, "stripe: {provider: static, max_ttl: 30m}"),
-		}
-	})
+`}))
 	if _, err := env.Server.Broker().PutSecret(env.Ctx(), "stripe", []byte("sk_live_abc")); err != nil {
 		t.Fatal(err)
 	}
