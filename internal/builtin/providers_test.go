@@ -290,9 +290,10 @@ func TestCredentialProviderConfigErrors(t *testing.T) {
 		"mysql no dsn":           {mysql.Name, "grants: [\"SELECT ON a.*\"]", []string{"broker.credentials.c.dsn_file: required"}},
 		"mysql dsn open":         {mysql.Name, "dsn_file: " + open + "\ngrants: [\"SELECT ON a.*\"]", []string{"chmod 600"}},
 		"ssh no principals":      {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca"), []string{"broker.credentials.c.principals: at least one"}},
-		"ssh from node":          {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nsource_address_from_node: true", []string{"source_address_from_node: not supported"}},
-		"ssh bad extension":      {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nextensions: [permit-all]", []string{"extensions[0]: unknown extension"}},
-		"static settings":        {static.Name, "x: 1", []string{"broker.credentials.c.x"}},
+		"ssh from node and fixed": {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nsource_address_from_node: true\ncritical_options: {source-address: 10.0.0.0/8}",
+			[]string{"source_address_from_node: true conflicts with critical_options.source-address"}},
+		"ssh bad extension": {sshprovider.Name, "ca_key_file: " + filepath.Join(dir, "ca") + "\nprincipals: [deploy]\nextensions: [permit-all]", []string{"extensions[0]: unknown extension"}},
+		"static settings":   {static.Name, "x: 1", []string{"broker.credentials.c.x"}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
