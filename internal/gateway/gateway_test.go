@@ -6,17 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/signet-id/signet/internal/gateway"
-	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/testenv"
 )
 
@@ -27,17 +23,9 @@ import (
 func TestIngressRotationKeepsConnections(t *testing.T) {
 	env := testenv.New(t)
 	const id = "spiffe://example.org/gw"
-	env.CreateEntry(&commonv1.Entry{SpiffeId: id, ParentId: "spiffe://example.org/node/gw", X509TtlSeconds: 6,
-		Selectors: []*commonv1.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}}})
-	a := env.StartAgent("spiffe://example.org/node/gw")
-	a.AwaitReady()
+	src := agentSource(t, env, id, 6)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+a.Config.SocketPath)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 
 	bl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

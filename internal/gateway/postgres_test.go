@@ -60,7 +60,16 @@ rules:
 			_, _ = env.Server.Broker().RevokeAll(context.Background(), store.LeaseFilter{Credential: c}, "test done")
 		}
 	})
-	env.CreateEntry(&commonv1.Entry{SpiffeId: gatewayID, ParentId: "spiffe://example.org/node/gw",
+	return env, agentSource(t, env, gatewayID, 0)
+}
+
+// agentSource registers id for this process's uid on the node
+// spiffe://example.org/node/gw (X.509-SVIDs of x509TTL seconds; 0: the
+// default), starts that node's agent and returns an X509Source on its
+// Workload API, closed when the test ends.
+func agentSource(t testing.TB, env *testenv.Env, id string, x509TTL int64) *workloadapi.X509Source {
+	t.Helper()
+	env.CreateEntry(&commonv1.Entry{SpiffeId: id, ParentId: "spiffe://example.org/node/gw", X509TtlSeconds: x509TTL,
 		Selectors: []*commonv1.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}}})
 	a := env.StartAgent("spiffe://example.org/node/gw")
 	a.AwaitReady()
@@ -71,7 +80,7 @@ rules:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	return env, src
+	return src
 }
 
 // runGateway starts a gateway for yamlText and returns it once every
@@ -317,17 +326,7 @@ egress:
 // other routes keep serving.
 func TestPostgresEgressBrokerUnreachable(t *testing.T) {
 	env := testenv.New(t)
-	env.CreateEntry(&commonv1.Entry{SpiffeId: gatewayID, ParentId: "spiffe://example.org/node/gw",
-		Selectors: []*commonv1.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}}})
-	a := env.StartAgent("spiffe://example.org/node/gw")
-	a.AwaitReady()
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	src, err := workloadapi.NewX509Source(sctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+a.Config.SocketPath)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := agentSource(t, env, gatewayID, 0)
 	// A listener that never answers TLS stands for a broker that is down.
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -78,36 +78,7 @@ func benchBrokerConcurrent(b *testing.B, env *testenv.Env, typ string) {
 			b.Fatalf("warm-up: status %d: %v", status, body)
 		}
 	}
-	lat := make([]time.Duration, b.N)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime(b)
-	start := time.Now()
-	for _, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.N {
-					return
-				}
-				t0 := time.Now()
-				if err := postEncoded(c, env, body); err != nil {
-					b.Error(err)
-					return
-				}
-				lat[i] = time.Since(t0)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cpu := cpuTime(b) - cpu0
-	b.StopTimer()
-	slices.Sort(lat)
+	lat, elapsed, cpu := concurrentLoad(b, len(clients), func(w, _ int) error { return postEncoded(clients[w], env, body) })
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
@@ -134,4 +105,43 @@ func postEncoded(c *http.Client, env *testenv.Env, body string) error {
 		return fmt.Errorf("token endpoint: status %d, access_token %q", resp.StatusCode, out.AccessToken)
 	}
 	return nil
+}
+
+// concurrentLoad runs b.N calls of call on workers goroutines (call gets
+// its worker's number and the call's index), timing the run from after
+// the caller's set-up, and returns each call's latency (sorted), the
+// wall time and the process's CPU time over the run. A failed call fails
+// the benchmark and stops its worker.
+func concurrentLoad(b *testing.B, workers int, call func(worker, i int) error) (lat []time.Duration, elapsed, cpu time.Duration) {
+	lat = make([]time.Duration, b.N)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				t0 := time.Now()
+				if err := call(w, i); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed = time.Since(start)
+	cpu = cpuTime(b) - cpu0
+	b.StopTimer()
+	slices.Sort(lat)
+	return lat, elapsed, cpu
 }

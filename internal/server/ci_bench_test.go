@@ -6,10 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"fmt"
 	"net/url"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,36 +55,12 @@ func benchExchange(b *testing.B, kind string) {
 	for i := range forms {
 		forms[i] = form(gh.Mint(b, "spiffe://example.org", time.Now(), 30*time.Minute, claims))
 	}
-	lat := make([]time.Duration, b.N)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime(b)
-	start := time.Now()
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.N {
-					return
-				}
-				t0 := time.Now()
-				if status, body := exchange(b, client, env, forms[i]); status != 200 {
-					b.Errorf("exchange: %d %v", status, body)
-					return
-				}
-				lat[i] = time.Since(t0)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cpu := cpuTime(b) - cpu0
-	b.StopTimer()
-	slices.Sort(lat)
+	lat, elapsed, cpu := concurrentLoad(b, 16, func(_, i int) error {
+		if status, body := exchange(b, client, env, forms[i]); status != 200 {
+			return fmt.Errorf("exchange: %d %v", status, body)
+		}
+		return nil
+	})
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exchanges/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
