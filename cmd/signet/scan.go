@@ -17,6 +17,8 @@ credentials: API tokens and keys (gitleaks' maintained rules), unencrypted
 private keys, kubeconfig tokens and client keys, .pgpass/.netrc/.git-credentials
 passwords, Docker registry auths, AWS/GCP/Azure credential files, literal
 secrets in GitHub Actions and GitLab CI files, and long-lived JWTs.
+Passphrase-protected private keys (OpenSSH, PKCS#8, PEM with Proc-Type:
+4,ENCRYPTED) are reported too, as kind encrypted-private-key with low severity.
 
 Secrets are never printed. Each finding shows a short preview and a
 fingerprint: HMAC-SHA256 of the secret under a key read from
@@ -24,9 +26,10 @@ fingerprint: HMAC-SHA256 of the secret under a key read from
 created on first use at $XDG_CONFIG_HOME/signet/fingerprint.key. The same
 secret has the same fingerprint wherever it is found.
 
-Not reported: encrypted private keys, JWTs issued for 24 hours or less,
-values that reference a secret store (${{ secrets.X }}, $VAR) and well-known
-placeholders (changeme, password, postgres, <token>, xxxx).
+Not reported: public keys and certificates alone, blocks labelled as
+encrypted keys that hold none, JWTs issued for 24 hours or less, values that
+reference a secret store (${{ secrets.X }}, $VAR) and well-known placeholders
+(changeme, password, postgres, <token>, xxxx); docs/scanning.md lists them all.
 
 Items that cannot be scanned are reported on stderr, one line each, and the
 scan goes on: unreadable files and a path that is not a git repository (with
