@@ -42,6 +42,12 @@ their name. Every item left out is counted by reason in the summary
 --verbose lists each one on stderr with its reason, including the paths
 excluded by gitleaks' allowlist (.git, vendored code, lock files).
 
+On a terminal, a table scan shows its progress on stderr: files and bytes
+done, the rate, findings so far, the elapsed time and, once a quick walk
+beside the scan has counted what there is to scan, the time left (a --git
+scan shows no time left: the history's size is not known in advance). There
+is no progress when stderr is not a terminal or with --format json or sarif.
+
 Exit status: 0 when nothing was found, 1 when credentials were found, 2 when
 any item could not be scanned (errors, not skip notices) or the scan could
 not run.`
@@ -94,7 +100,18 @@ func newScanCmd() *cobra.Command {
 			stderr := cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
+			// Notices go above the progress line while there is one.
+			var bar *scanProgress
+			printErr := func(line string) {
+				if bar != nil {
+					bar.println(line)
+					return
+				}
+				fmt.Fprintln(stderr, line)
+			}
+			progress := &scan.Progress{}
 			s, err := scan.New(ctx, scan.Config{
+				Progress:       progress,
 				Fingerprinter:  fp,
 				MaxFileSize:    int64(maxFileSize),
 				Workers:        jobs,
@@ -108,11 +125,11 @@ func newScanCmd() *cobra.Command {
 					if p.Skipped {
 						prefix += "skipped "
 					}
-					fmt.Fprintln(stderr, prefix+p.String())
+					printErr(prefix + p.String())
 				},
 				OnSkip: func(sk scan.Skip) {
 					if verbose {
-						fmt.Fprintln(stderr, "signet scan: skipped "+sk.String())
+						printErr("signet scan: skipped " + sk.String())
 					}
 				},
 			})
@@ -131,7 +148,15 @@ func newScanCmd() *cobra.Command {
 					return &exitError{code: 2, err: err}
 				}
 			}
+			if tty := progressTerminal(stderr, f); tty != nil {
+				bar = startScanProgress(ctx, tty, s, t, progress)
+			}
 			rep, err := s.Scan(ctx, t)
+			if bar != nil {
+				b := bar
+				bar = nil // OnProblem is not called after Scan returns
+				b.finish()
+			}
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
