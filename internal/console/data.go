@@ -192,11 +192,11 @@ type Leases struct {
 
 // AuditRecord is one record of the audit log.
 type AuditRecord struct {
-	Seq    int64     `json:"seq"`
-	Time   time.Time `json:"time"`
-	Actor  string    `json:"actor"`
-	Action string    `json:"action"`
-	Object string    `json:"object"`
+	Seq    int64             `json:"seq"`
+	Time   time.Time         `json:"time"`
+	Actor  string            `json:"actor"`
+	Action string            `json:"action"`
+	Object string            `json:"object"`
 	Detail map[string]string `json:"detail,omitempty"`
 }
 
