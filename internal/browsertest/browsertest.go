@@ -10,10 +10,12 @@ package browsertest
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +50,43 @@ var Flags = []chromedp.ExecAllocatorOption{
 	chromedp.WindowSize(1280, 900),
 }
 
+// Text returns what a person reads in the first element matching the CSS
+// selector sel (its innerText), failing the test when there is none.
+func Text(t testing.TB, ctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(` + jsString(sel) + `).innerText`))
+	if err != nil {
+		t.Fatalf("browsertest: text of %s: %v", sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// Texts returns the innerText of every element matching the CSS selector
+// sel (table rows, say), in document order.
+func Texts(t testing.TB, ctx context.Context, sel string) []string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll(` + jsString(sel) + `)).map(e => (e.innerText ?? e.textContent).trim())`))
+	if err != nil {
+		t.Fatalf("browsertest: texts of %s: %v", sel, err)
+	}
+	return s
+}
+
+// Open navigates to url and waits until the CSS selector waitFor is
+// visible.
+func Open(t testing.TB, ctx context.Context, url, waitFor string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(waitFor))); err != nil {
+		t.Fatalf("browsertest: open %s: %v", url, err)
+	}
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
 // Timeout bounds one test's whole browser session.
 const Timeout = 90 * time.Second
 
@@ -76,7 +115,7 @@ func New(t testing.TB, opts ...chromedp.ExecAllocatorOption) context.Context {
 		cancelAlloc()
 		cancelTimeout()
 	})
-	if err := chromedp.Run(bctx); err != nil { // starts the browser
+	if err := chromedp.Do(bctx); err != nil { // starts the browser
 		t.Fatalf("browsertest: start %s: %v", bin, err)
 	}
 	return bctx
@@ -102,8 +141,8 @@ var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 // ArtifactDir(t)/name.png and returns the bytes.
 func Screenshot(t testing.TB, ctx context.Context, name string) []byte {
 	t.Helper()
-	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+	if err != nil {
 		t.Fatalf("browsertest: screenshot %s: %v", name, err)
 	}
 	path := filepath.Join(ArtifactDir(t), unsafeChars.ReplaceAllString(name, "_")+".png")

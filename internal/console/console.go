@@ -112,8 +112,8 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{cfg: cfg, pages: map[string]*template.Template{}, mux: http.NewServeMux(),
 		data: &data{st: cfg.Store, td: cfg.TrustDomain, serverID: cfg.ServerID, now: cfg.Now,
 			x509TTL: cfg.DefaultX509TTL, jwtTTL: cfg.DefaultJWTTTL}}
-	funcs := template.FuncMap{"ts": formatTime, "join": strings.Join, "detail": formatDetail, "list": func() []inventory.Kind { return inventory.Kinds }}
-	for _, p := range Pages {
+	funcs := template.FuncMap{"ts": formatTime, "join": strings.Join, "detail": formatDetail, "pct": formatPercent, "list": func() []inventory.Kind { return inventory.Kinds }}
+	for _, p := range append(Pages, Page{Name: "verification"}) {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p.Name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: parse %s template: %w", p.Name, err)
@@ -134,6 +134,9 @@ func New(cfg Config) (*Console, error) {
 	}))
 	c.mux.HandleFunc("GET /leases", c.page("leases", func(r *http.Request) (any, error) { return c.data.leases(r.Context()) }))
 	c.mux.HandleFunc("GET /audit", c.page("audit", c.audit))
+	c.mux.HandleFunc("GET /audit/verification", c.page("verification", func(r *http.Request) (any, error) {
+		return c.data.verification(r.Context())
+	}))
 	return c, nil
 }
 
@@ -254,6 +257,9 @@ func (c *Console) page(name string, load func(*http.Request) (any, error)) http.
 				v.Title = p.Title
 			}
 		}
+		if name == "verification" { // a part of the audit page, also on its own
+			v.Title, v.Active = "Audit log verification", "audit"
+		}
 		var buf bytes.Buffer
 		if err := t.Execute(&buf, v); err != nil {
 			c.fail(w, r, fmt.Errorf("render %s: %w", name, err))
@@ -350,7 +356,8 @@ func (c *Console) audit(r *http.Request) (any, error) {
 			return nil, badRequest{fmt.Errorf("after: %q is not accepted (want a sequence number, 0 or more)", s)}
 		}
 	}
-	return c.data.audit(r.Context(), after, limit)
+	// The HTML page fetches the verification on its own (htmx, on load).
+	return c.data.audit(r.Context(), after, limit, r.URL.Query().Get("format") == "json")
 }
 
 // staticHandler serves the embedded assets, cacheable (their names carry
@@ -383,4 +390,12 @@ func formatDetail(m map[string]string) string {
 		b.WriteString(k + "=" + m[k])
 	}
 	return b.String()
+}
+
+// formatPercent shows a covered share, or a dash when there is none.
+func formatPercent(p *float64) string {
+	if p == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f %%", *p)
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -207,11 +208,15 @@ type AuditVerification struct {
 	FirstBad int64  `json:"first_bad,omitempty"`
 	Problem  string `json:"problem,omitempty"`
 	Head     string `json:"head,omitempty"` // hex
+	// VerifiedAt is when the walk ran (results are reused for 30 s).
+	VerifiedAt time.Time `json:"verified_at"`
 }
 
 // Audit is the audit page: the chain's verification and one page of records.
 type Audit struct {
-	Verification AuditVerification `json:"verification"`
+	// Verification is the chain's; the HTML page loads it separately
+	// (/audit/verification) so that the records show at once.
+	Verification *AuditVerification `json:"verification,omitempty"`
 	Records      []AuditRecord     `json:"records"`
 	After        int64             `json:"after_seq"`
 	Next         int64             `json:"next_after_seq,omitempty"`
@@ -225,6 +230,10 @@ type data struct {
 	now      func() time.Time
 	x509TTL  time.Duration
 	jwtTTL   time.Duration
+
+	verifyMu   sync.Mutex // one audit chain walk at a time
+	verified   AuditVerification
+	verifiedAt time.Time
 }
 
 func (d *data) overview(ctx context.Context) (Overview, error) {
@@ -491,17 +500,18 @@ func (d *data) leases(ctx context.Context) (Leases, error) {
 	return out, nil
 }
 
-func (d *data) audit(ctx context.Context, after int64, limit int) (Audit, error) {
+func (d *data) audit(ctx context.Context, after int64, limit int, verify bool) (Audit, error) {
 	if after < 0 {
 		return Audit{}, badRequest{fmt.Errorf("after: %d is negative", after)}
 	}
-	rep, err := d.st.VerifyAudit(ctx)
-	if err != nil {
-		return Audit{}, fmt.Errorf("verify audit log: %w", err)
+	out := Audit{After: after, Records: []AuditRecord{}}
+	if verify {
+		v, err := d.verification(ctx)
+		if err != nil {
+			return Audit{}, err
+		}
+		out.Verification = &v
 	}
-	out := Audit{After: after, Records: []AuditRecord{}, Verification: AuditVerification{
-		OK: rep.OK, Records: rep.Records, FirstBad: rep.FirstBad, Problem: rep.Problem, Head: fmt.Sprintf("%x", rep.Head),
-	}}
 	recs, err := d.st.ListAudit(ctx, store.AuditFilter{AfterSeq: after, Limit: limit + 1})
 	if err != nil {
 		return Audit{}, fmt.Errorf("list audit log: %w", err)
@@ -515,6 +525,30 @@ func (d *data) audit(ctx context.Context, after int64, limit int) (Audit, error)
 			Object: r.Object, Detail: r.Detail})
 	}
 	return out, nil
+}
+
+// verifyTTL is how long a verification of the audit chain is reused:
+// walking the whole chain costs seconds on a large log, so a page reload
+// does not redo it.
+const verifyTTL = 30 * time.Second
+
+// verification walks the whole audit chain, or returns the walk of the
+// last verifyTTL; one walk at a time.
+func (d *data) verification(ctx context.Context) (AuditVerification, error) {
+	d.verifyMu.Lock()
+	defer d.verifyMu.Unlock()
+	now := d.now()
+	if !d.verifiedAt.IsZero() && now.Sub(d.verifiedAt) < verifyTTL && now.Sub(d.verifiedAt) >= 0 {
+		return d.verified, nil
+	}
+	rep, err := d.st.VerifyAudit(ctx)
+	if err != nil {
+		return AuditVerification{}, fmt.Errorf("verify audit log: %w", err)
+	}
+	d.verified = AuditVerification{OK: rep.OK, Records: rep.Records, FirstBad: rep.FirstBad, Problem: rep.Problem,
+		Head: fmt.Sprintf("%x", rep.Head), VerifiedAt: now}
+	d.verifiedAt = now
+	return d.verified, nil
 }
 
 // badRequest marks an error in the caller's query (400), not the server.
