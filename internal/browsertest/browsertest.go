@@ -54,7 +54,7 @@ var Flags = []chromedp.ExecAllocatorOption{
 // selector sel (its innerText), failing the test when there is none.
 func Text(t testing.TB, ctx context.Context, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(` + jsString(sel) + `).innerText`))
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(`+jsString(sel)+`).innerText`))
 	if err != nil {
 		t.Fatalf("browsertest: text of %s: %v", sel, err)
 	}
@@ -66,7 +66,7 @@ func Text(t testing.TB, ctx context.Context, sel string) string {
 func Texts(t testing.TB, ctx context.Context, sel string) []string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
-		`Array.from(document.querySelectorAll(` + jsString(sel) + `)).map(e => (e.innerText ?? e.textContent).trim())`))
+		`Array.from(document.querySelectorAll(`+jsString(sel)+`)).map(e => (e.innerText ?? e.textContent).trim())`))
 	if err != nil {
 		t.Fatalf("browsertest: texts of %s: %v", sel, err)
 	}

@@ -47,8 +47,8 @@ func BenchmarkPageRender(b *testing.B) {
 		entries := make([]model.Entry, 0, batch)
 		for j := i; j < i+batch; j++ {
 			entries = append(entries, model.Entry{
-				SPIFFEID: spiffeid.RequireFromPath(td, fmt.Sprintf("/app/svc-%06d", j)),
-				ParentID: spiffeid.RequireFromPath(td, fmt.Sprintf("/node/%03d", j%100)),
+				SPIFFEID:  spiffeid.RequireFromPath(td, fmt.Sprintf("/app/svc-%06d", j)),
+				ParentID:  spiffeid.RequireFromPath(td, fmt.Sprintf("/node/%03d", j%100)),
 				Selectors: []model.Selector{{Type: "unix", Value: fmt.Sprintf("uid:%d", 10000+j)}},
 				Labels:    map[string]string{"environment": "prod"},
 			})

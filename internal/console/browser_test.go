@@ -187,4 +187,3 @@ func TestBrowserPages(t *testing.T) {
 		shot("audit")
 	})
 }
-

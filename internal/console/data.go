@@ -217,9 +217,9 @@ type Audit struct {
 	// Verification is the chain's; the HTML page loads it separately
 	// (/audit/verification) so that the records show at once.
 	Verification *AuditVerification `json:"verification,omitempty"`
-	Records      []AuditRecord     `json:"records"`
-	After        int64             `json:"after_seq"`
-	Next         int64             `json:"next_after_seq,omitempty"`
+	Records      []AuditRecord      `json:"records"`
+	After        int64              `json:"after_seq"`
+	Next         int64              `json:"next_after_seq,omitempty"`
 }
 
 // data computes the pages from the store.
