@@ -47,7 +47,7 @@ func (s *Server) serveConsole(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := edge.HTTPServer(c, 0)
+	srv := edge.HTTPServer(c, consoleMaxBody)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -71,3 +71,6 @@ func (s *Server) serveConsole(ctx context.Context) error {
 // consoleConnections bounds the console's open connections: a handful of
 // operators' browsers, not a fleet.
 const consoleConnections = 256
+
+// consoleMaxBody bounds request bodies: the console is read-only (GET).
+const consoleMaxBody = 4 << 10
