@@ -52,6 +52,13 @@ var staticFS embed.FS
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// The log record the server writes when the console listens, with the
+// bound address under LogKeyAddr (tests find a port-0 listener by it).
+const (
+	LogMsgListening = "console listening"
+	LogKeyAddr      = "addr"
+)
+
 // Requests per second (and burst) per client address: a person clicking
 // and the browser tests, not a scraper.
 const (

@@ -55,7 +55,7 @@ func (s *Server) serveConsole(ctx context.Context) error {
 		_ = srv.Shutdown(sctx)
 	}()
 	ln := edge.Limits{MaxConnections: consoleConnections}.Listen(s.uiLn)
-	s.log.Info("console listening", "addr", s.uiLn.Addr().String(), "mtls", s.cfg.UIMTLS)
+	s.log.Info(console.LogMsgListening, console.LogKeyAddr, s.uiLn.Addr().String(), "mtls", s.cfg.UIMTLS)
 	if s.cfg.UIMTLS {
 		srv.TLSConfig = s.consoleTLSConfig()
 		err = srv.ServeTLS(ln, "", "")
