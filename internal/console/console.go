@@ -38,6 +38,7 @@ import (
 
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/inventory"
+	"github.com/signet-id/signet/internal/model"
 )
 
 //go:embed templates/*.html
@@ -133,11 +134,25 @@ func New(cfg Config) (*Console, error) {
 	}
 	c.mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler{http.FileServerFS(static)}))
 	c.mux.HandleFunc("GET /{$}", c.page("overview", func(r *http.Request) (any, error) { return c.data.overview(r.Context()) }))
-	c.mux.HandleFunc("GET /agents", c.page("agents", func(r *http.Request) (any, error) { return c.data.agents(r.Context()) }))
+	c.mux.HandleFunc("GET /agents", c.page("agents", func(r *http.Request) (any, error) {
+		after, limit, err := cursor(r)
+		if err != nil {
+			return nil, err
+		}
+		return c.data.agents(r.Context(), after, limit)
+	}))
 	c.mux.HandleFunc("GET /entries", c.page("entries", c.entries))
 	c.mux.HandleFunc("GET /inventory", c.page("inventory", c.inventory))
 	c.mux.HandleFunc("GET /findings", c.page("findings", func(r *http.Request) (any, error) {
-		return c.data.findings(r.Context(), r.URL.Query().Get("status") == "all")
+		after, limit, err := cursor(r)
+		if err != nil {
+			return nil, err
+		}
+		status := r.URL.Query().Get("status")
+		if status != "" && status != "all" && status != "open" {
+			return nil, badRequest{fmt.Errorf("status: %q is not accepted (want open or all)", status)}
+		}
+		return c.data.findings(r.Context(), status == "all", after, limit)
 	}))
 	c.mux.HandleFunc("GET /leases", c.page("leases", func(r *http.Request) (any, error) { return c.data.leases(r.Context()) }))
 	c.mux.HandleFunc("GET /audit", c.page("audit", c.audit))
@@ -304,6 +319,20 @@ func pageSize(r *http.Request) (int, error) {
 		return 0, badRequest{fmt.Errorf("limit: %q is not accepted (want 1 to %d)", s, MaxPageSize)}
 	}
 	return n, nil
+}
+
+// cursor reads the after and limit parameters of a page ordered by a
+// string key.
+func cursor(r *http.Request) (string, int, error) {
+	limit, err := pageSize(r)
+	if err != nil {
+		return "", 0, err
+	}
+	after := r.URL.Query().Get("after")
+	if len(after) > model.MaxIDLen {
+		return "", 0, badRequest{fmt.Errorf("after: longer than %d bytes", model.MaxIDLen)}
+	}
+	return after, limit, nil
 }
 
 // ParseEntryQuery reads the entries page's parameters (spiffe_id,

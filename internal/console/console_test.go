@@ -112,6 +112,19 @@ func TestJSONTwins(t *testing.T) {
 		t.Errorf("agents = %+v; want node a and b, join_token, with SVID expiry", ag.Agents)
 	}
 
+	var ag1, ag2 console.Agents
+	decode("/agents?format=json&limit=1", &ag1)
+	decode("/agents?format=json&limit=1&after="+url.QueryEscape(ag1.Next), &ag2)
+	if ag1.Total != 2 || len(ag1.Agents) != 1 || ag1.Next != nodeA || len(ag2.Agents) != 1 || ag2.Agents[0].SPIFFEID != nodeB || ag2.Next != "" {
+		t.Errorf("agents paged by 1 = %+v then %+v; want node a (cursor a), then node b (last page)", ag1, ag2)
+	}
+	var fs1, fs2 console.Findings
+	decode("/findings?format=json&limit=1", &fs1)
+	decode("/findings?format=json&limit=1&after="+fs1.Next, &fs2)
+	if fs1.Total != 2 || len(fs1.Findings) != 1 || len(fs2.Findings) != 1 || fs2.Next != "" || fs1.Findings[0].Fingerprint == fs2.Findings[0].Fingerprint {
+		t.Errorf("findings paged by 1 = %+v then %+v; want the two findings, one a page", fs1, fs2)
+	}
+
 	var page1, page3, bySel, byParent console.Entries
 	decode("/entries?format=json", &page1)
 	if len(page1.Entries) != console.DefaultPageSize || page1.Next == "" {
@@ -174,6 +187,8 @@ func TestBadQueriesNameTheField(t *testing.T) {
 		{"/inventory?kind=robot", "kind"},
 		{"/inventory?by=colour", "by"},
 		{"/agents?format=xml", "format"},
+		{"/agents?limit=x", "limit"},
+		{"/findings?status=closed", "status"},
 	} {
 		resp, body := get(t, http.DefaultClient, base+tc.path)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, tc.want) {

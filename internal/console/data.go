@@ -84,9 +84,13 @@ type Agent struct {
 	ExpiresIn  string    `json:"svid_expires_in"`
 }
 
-// Agents is the agents page.
+// Agents is the agents page: one page of the attested nodes, ordered by
+// SPIFFE ID, and the cursor of the next ("" on the last page).
 type Agents struct {
+	Total  int     `json:"total"`
+	After  string  `json:"after,omitempty"`
 	Agents []Agent `json:"agents"`
+	Next   string  `json:"next_after,omitempty"`
 }
 
 // EntryQuery is the entries page's search: any of SPIFFE ID, parent ID and
@@ -165,10 +169,14 @@ type Finding struct {
 	LastSeenAt  time.Time `json:"last_seen_at"`
 }
 
-// Findings is the findings page.
+// Findings is the findings page: one page, ordered by fingerprint, and
+// the cursor of the next ("" on the last page).
 type Findings struct {
 	All      bool      `json:"all"`
+	Total    int       `json:"total"`
+	After    string    `json:"after,omitempty"`
 	Findings []Finding `json:"findings"`
+	Next     string    `json:"next_after,omitempty"`
 }
 
 // Lease is one brokered credential's lease: who holds what until when.
@@ -285,13 +293,17 @@ func (d *data) overview(ctx context.Context) (Overview, error) {
 	return o, nil
 }
 
-func (d *data) agents(ctx context.Context) (Agents, error) {
+func (d *data) agents(ctx context.Context, after string, limit int) (Agents, error) {
 	now := d.now()
 	nodes, err := d.st.ListNodes(ctx, store.NodeFilter{})
 	if err != nil {
 		return Agents{}, fmt.Errorf("list agents: %w", err)
 	}
-	out := Agents{Agents: make([]Agent, 0, len(nodes))}
+	out := Agents{Total: len(nodes), After: after}
+	// The store lists nodes whole, ordered by SPIFFE ID; the page is cut
+	// here, so what is rendered stays bounded.
+	nodes, out.Next = pageOf(nodes, after, limit, func(n model.Node) string { return n.SPIFFEID.String() })
+	out.Agents = make([]Agent, 0, len(nodes))
 	for _, n := range nodes {
 		a := Agent{
 			SPIFFEID: n.SPIFFEID.String(), Method: n.AttestationType, Selectors: selectorStrings(n.Selectors),
@@ -446,7 +458,7 @@ func safePreview(p string) string {
 	return "(hidden)"
 }
 
-func (d *data) findings(ctx context.Context, all bool) (Findings, error) {
+func (d *data) findings(ctx context.Context, all bool, after string, limit int) (Findings, error) {
 	f := store.FindingFilter{}
 	if !all {
 		f.Status = []store.FindingStatus{store.FindingOpen}
@@ -455,7 +467,9 @@ func (d *data) findings(ctx context.Context, all bool) (Findings, error) {
 	if err != nil {
 		return Findings{}, fmt.Errorf("list findings: %w", err)
 	}
-	out := Findings{All: all, Findings: make([]Finding, 0, len(list))}
+	out := Findings{All: all, Total: len(list), After: after}
+	list, out.Next = pageOf(list, after, limit, func(f store.Finding) string { return f.Fingerprint })
+	out.Findings = make([]Finding, 0, len(list))
 	for _, f := range list {
 		fd := Finding{
 			Fingerprint: f.Fingerprint, RuleID: f.RuleID, Kind: f.Kind, Severity: f.Severity, Description: f.Description,
@@ -549,6 +563,26 @@ func (d *data) verification(ctx context.Context) (AuditVerification, error) {
 		Head: fmt.Sprintf("%x", rep.Head), VerifiedAt: now}
 	d.verifiedAt = now
 	return d.verified, nil
+}
+
+// pageOf cuts the page after the cursor from list, in the store's order,
+// and returns it with the next page's cursor ("" on the last).
+func pageOf[T any](list []T, after string, limit int, key func(T) string) ([]T, string) {
+	if after != "" {
+		// The store's order is its collation's: find the cursor itself, and
+		// only when it is gone the first key past it.
+		start := slices.IndexFunc(list, func(v T) bool { return key(v) == after })
+		if start >= 0 {
+			start++
+		} else if start = slices.IndexFunc(list, func(v T) bool { return key(v) > after }); start < 0 {
+			start = len(list)
+		}
+		list = list[start:]
+	}
+	if len(list) > limit {
+		return list[:limit], key(list[limit-1])
+	}
+	return list, ""
 }
 
 // badRequest marks an error in the caller's query (400), not the server.
