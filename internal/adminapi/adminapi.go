@@ -211,6 +211,18 @@ func (a *Service) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*
 	return apiconv.EntryToProto(e), nil
 }
 
+// pageLimit is the number of items a list call returns for the page_size
+// it was given: defaultPageSize for 0, at most maxPageSize.
+func pageLimit(size int32) (int, error) {
+	switch {
+	case size < 0:
+		return 0, errkind.New(errkind.InvalidArgument, "page_size %d is negative: give 1 to %d, or 0 for the default %d", size, maxPageSize, defaultPageSize)
+	case size == 0:
+		return defaultPageSize, nil
+	}
+	return min(int(size), maxPageSize), nil
+}
+
 func (a *Service) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
 	f := store.EntryFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
 	if f.After != "" {
@@ -375,6 +387,17 @@ func (a *Service) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) 
 	default:
 		return nil, errkind.New(errkind.InvalidArgument, "filter %q is not supported: use banned, active or leave it empty", req.GetFilter())
 	}
+	var err error
+	if f.Limit, err = pageLimit(req.GetPageSize()); err != nil {
+		return nil, err
+	}
+	if tok := req.GetPageToken(); tok != "" { // page tokens are node SPIFFE IDs
+		after, err := apiconv.ParseID("page_token", tok)
+		if err != nil {
+			return nil, err
+		}
+		f.After = after.String()
+	}
 	nodes, err := a.cfg.Store.ListNodes(ctx, f)
 	if err != nil {
 		return nil, err
@@ -382,6 +405,9 @@ func (a *Service) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) 
 	resp := &adminv1.ListNodesResponse{Nodes: make([]*adminv1.Node, len(nodes))}
 	for i, n := range nodes {
 		resp.Nodes[i] = nodeToProto(n)
+	}
+	if len(nodes) == f.Limit {
+		resp.NextPageToken = nodes[len(nodes)-1].SPIFFEID.String()
 	}
 	return resp, nil
 }
