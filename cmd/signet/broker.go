@@ -198,13 +198,19 @@ func newLeaseCmd() *cobra.Command {
 		credential, spiffeID string
 		states               []string
 		out                  output
+		page                 pageFlags
 	}
 	list := &cobra.Command{
-		Use: "list [--credential NAME] [--spiffe-id ID]", Short: "List leases, newest first", Args: cobra.NoArgs,
+		Use: "list [--credential NAME] [--spiffe-id ID]", Short: "List leases, newest first, a page at a time", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := lf.page.size()
+			if err != nil {
+				return err
+			}
 			var resp *brokerv1.ListLeasesResponse
 			if err := conn.brokerCall(cmd, func(ctx context.Context, c brokerv1.BrokerClient) (err error) {
-				resp, err = c.ListLeases(ctx, &brokerv1.ListLeasesRequest{Credential: lf.credential, SpiffeId: lf.spiffeID, States: lf.states})
+				resp, err = c.ListLeases(ctx, &brokerv1.ListLeasesRequest{Credential: lf.credential, SpiffeId: lf.spiffeID, States: lf.states,
+					Limit: size, PageToken: lf.page.token})
 				return err
 			}); err != nil {
 				return err
@@ -214,11 +220,15 @@ func newLeaseCmd() *cobra.Command {
 				for _, l := range resp.GetLeases() {
 					js = append(js, leaseToJSON(l))
 				}
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"leases": js})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"leases": js, "next_page_token": resp.GetNextPageToken()})
 			}
-			return leaseTable(cmd.OutOrStdout(), resp.GetLeases())
+			if err := leaseTable(cmd.OutOrStdout(), resp.GetLeases()); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
+	lf.page.addFlags(list, "leases")
 	list.Flags().StringVar(&lf.credential, "credential", "", "only leases of this credential")
 	list.Flags().StringVar(&lf.spiffeID, "spiffe-id", "", "only leases of this workload")
 	list.Flags().StringSliceVar(&lf.states, "state", nil, "only leases in these states: pending, active, revoked, expired")

@@ -8,6 +8,8 @@ package brokerapi
 import (
 	"context"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -136,6 +138,9 @@ func (a *api) ListLeases(ctx context.Context, req *brokerv1.ListLeasesRequest) (
 	if f.Limit <= 0 || f.Limit > maxListLeases {
 		f.Limit = maxListLeases
 	}
+	if f.After, err = parseLeaseCursor(req.GetPageToken()); err != nil {
+		return nil, err
+	}
 	for _, st := range req.GetStates() {
 		switch s := store.LeaseState(st); s {
 		case store.LeasePending, store.LeaseActive, store.LeaseRevoked, store.LeaseExpired:
@@ -148,7 +153,27 @@ func (a *api) ListLeases(ctx context.Context, req *brokerv1.ListLeasesRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &brokerv1.ListLeasesResponse{Leases: leasesPB(ls)}, nil
+	resp := &brokerv1.ListLeasesResponse{Leases: leasesPB(ls)}
+	if len(ls) == f.Limit {
+		last := ls[len(ls)-1]
+		resp.NextPageToken = strconv.FormatInt(last.IssuedAt.UnixNano(), 10) + "." + last.ID
+	}
+	return resp, nil
+}
+
+// parseLeaseCursor reads a lease page token: the last lease's issue time
+// in unix nanoseconds, a dot, and its ID.
+func parseLeaseCursor(tok string) (store.LeaseCursor, error) {
+	if tok == "" {
+		return store.LeaseCursor{}, nil
+	}
+	ns, id, ok := strings.Cut(tok, ".")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || id == "" || len(id) > 128 {
+		return store.LeaseCursor{}, errkind.New(errkind.InvalidArgument,
+			"page_token %q is not a lease page token: pass next_page_token of the previous page", tok)
+	}
+	return store.LeaseCursor{IssuedAt: time.Unix(0, n), ID: id}, nil
 }
 
 func (a *api) RevokeLeases(ctx context.Context, req *brokerv1.RevokeLeasesRequest) (*brokerv1.RevokeLeasesResponse, error) {

@@ -83,6 +83,15 @@ type LeaseFilter struct {
 	ExpiresAfter time.Time
 	// Limit bounds the result (0: no bound).
 	Limit int
+	// After is a cursor: only leases listed after this one (newest first,
+	// then by ID). Zero: from the newest.
+	After LeaseCursor
+}
+
+// LeaseCursor names a lease's place in ListLeases' order.
+type LeaseCursor struct {
+	IssuedAt time.Time
+	ID       string
 }
 
 // Bounds of broker names and values.
@@ -458,6 +467,10 @@ func (s *Store) ListLeases(ctx context.Context, f LeaseFilter) ([]Lease, error) 
 	}
 	if !f.ExpiresAfter.IsZero() {
 		where, args = append(where, "expires_at > ?"), append(args, timeToDB(f.ExpiresAfter))
+	}
+	if f.After.ID != "" {
+		at := timeToDB(f.After.IssuedAt)
+		where, args = append(where, "(issued_at < ? OR (issued_at = ? AND id > ?))"), append(args, at, at, f.After.ID)
 	}
 	q := leaseColumns
 	if len(where) > 0 {

@@ -303,6 +303,27 @@ func testLeaseList(t *testing.T, s *store.Store) {
 		"limit":      {store.LeaseFilter{Limit: 1}, []string{"c"}},
 		"none":       {store.LeaseFilter{Credential: "x"}, nil},
 	}
+	all, err := s.ListLeases(t.Context(), store.LeaseFilter{})
+	must(t, "ListLeases", err)
+	if len(all) == 3 { // pages: after a listed lease, in the same order
+		at := func(i int) store.LeaseCursor { return store.LeaseCursor{IssuedAt: all[i].IssuedAt, ID: all[i].ID} }
+		cases["page after c"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{After: at(0), Limit: 1}, []string{"b"}}
+		cases["page after b"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{After: at(1)}, []string{"a"}}
+		cases["page after a"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{After: at(2)}, nil}
+		cases["page with filter"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{Credential: "orders-db", After: at(0)}, []string{"a"}}
+	}
 	for name, tc := range cases {
 		if diff := cmp.Diff(tc.want, ids(tc.f)); diff != "" {
 			t.Errorf("ListLeases(%s) (-want +got):\n%s", name, diff)
