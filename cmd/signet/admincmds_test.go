@@ -325,6 +325,16 @@ func TestListPaging(t *testing.T) {
 	if _, _, err := c.run(t, "agent", "list", "--limit", "10001"); err == nil || !strings.Contains(err.Error(), "--limit 10001") {
 		t.Errorf("agent list --limit 10001 = %v", err)
 	}
+	// Two authorities (x509, jwt), one per page.
+	if got := walkPages(t, c, []string{"authority", "list", "--limit", "1"}, "active", 1); len(got) != 2 {
+		t.Errorf("authority list, paged by 1: %d authorities, want 2", len(got))
+	}
+	for i := range 3 {
+		c.mustRun(t, "agent", "allow", "--tpm-ek-hash", strings.Repeat(fmt.Sprint(i), 64))
+	}
+	if got := walkPages(t, c, []string{"agent", "allowed", "--limit", "2"}, "tpm", 2); len(got) != 3 {
+		t.Errorf("agent allowed, paged by 2: %d allowances, want 3", len(got))
+	}
 	// audit list: pages by sequence number; --limit 0 --json streams all.
 	all := c.mustRun(t, "audit", "list", "--limit", "0", "--json")
 	if got := walkPages(t, c, []string{"audit", "list", "--limit", "3", "--json"}, `"seq":`, 3); len(got) != strings.Count(all, "\n") {

@@ -116,12 +116,17 @@ func newSecretCmd() *cobra.Command {
 		return c
 	}
 	var out output
+	var page pageFlags
 	list := &cobra.Command{
-		Use: "list", Short: "List secrets: name, version, age — never the value", Args: cobra.NoArgs,
+		Use: "list", Short: "List secrets by name, a page at a time: name, version, age — never the value", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := page.size()
+			if err != nil {
+				return err
+			}
 			var resp *brokerv1.ListSecretsResponse
 			if err := conn.brokerCall(cmd, func(ctx context.Context, c brokerv1.BrokerClient) (err error) {
-				resp, err = c.ListSecrets(ctx, &brokerv1.ListSecretsRequest{})
+				resp, err = c.ListSecrets(ctx, &brokerv1.ListSecretsRequest{PageSize: size, PageToken: page.token})
 				return err
 			}); err != nil {
 				return err
@@ -139,11 +144,15 @@ func newSecretCmd() *cobra.Command {
 				rows = append(rows, []string{s.GetName(), fmt.Sprint(s.GetVersion()), age(unixTime(s.GetCreatedAt())), s.GetKeyId()})
 			}
 			if out.json {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"secrets": js})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"secrets": js, "next_page_token": resp.GetNextPageToken()})
 			}
-			return table(cmd.OutOrStdout(), rows)
+			if err := table(cmd.OutOrStdout(), rows); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
+	page.addFlags(list, "secrets")
 	out.addFlags(list)
 	cmd.AddCommand(put(false), put(true), list)
 	return cmd

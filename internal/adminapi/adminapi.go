@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -518,8 +519,16 @@ func authorityToProto(au model.Authority) *adminv1.Authority {
 	}
 }
 
-func (a *Service) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
-	auths, err := a.cfg.Store.ListAuthorities(ctx)
+func (a *Service) ListAuthorities(ctx context.Context, req *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
+	limit, err := pageLimit(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := parseAuthorityCursor(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	auths, err := a.cfg.Store.ListAuthoritiesPage(ctx, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -527,7 +536,28 @@ func (a *Service) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoritie
 	for _, au := range auths {
 		resp.Authorities = append(resp.Authorities, authorityToProto(au))
 	}
+	if len(auths) == limit {
+		last := auths[len(auths)-1]
+		resp.NextPageToken = fmt.Sprintf("%s.%d.%s", last.Kind, last.NotBefore.UnixNano(), last.ID)
+	}
 	return resp, nil
+}
+
+// parseAuthorityCursor reads an authority page token: the last
+// authority's kind, its not_before in unix nanoseconds and its ID, joined
+// by dots.
+func parseAuthorityCursor(tok string) (store.AuthorityCursor, error) {
+	if tok == "" {
+		return store.AuthorityCursor{}, nil
+	}
+	kind, rest, ok1 := strings.Cut(tok, ".")
+	ns, id, ok2 := strings.Cut(rest, ".")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if _, kerr := parseAuthorityKind(kind); !ok1 || !ok2 || err != nil || kerr != nil || id == "" {
+		return store.AuthorityCursor{}, errkind.New(errkind.InvalidArgument,
+			"page_token %q is not an authority page token: pass next_page_token of the previous page", tok)
+	}
+	return store.AuthorityCursor{Kind: model.AuthorityKind(kind), NotBefore: time.Unix(0, n), ID: id}, nil
 }
 
 func parseAuthorityKind(s string) (model.AuthorityKind, error) {

@@ -98,12 +98,21 @@ func (a *api) RotateSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 	return &brokerv1.RotateSecretResponse{Secret: secretPB(s), Stale: leasesPB(stale)}, nil
 }
 
-func (a *api) ListSecrets(ctx context.Context, _ *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
+func (a *api) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
 	b, err := a.broker()
 	if err != nil {
 		return nil, err
 	}
-	ss, err := b.ListSecrets(ctx)
+	limit := int(req.GetPageSize())
+	switch {
+	case limit < 0:
+		return nil, errkind.New(errkind.InvalidArgument, "page_size %d is negative", limit)
+	case limit == 0:
+		limit = defaultListSecrets
+	}
+	limit = min(limit, maxListLeases)
+	// Page tokens are the last secret's name.
+	ss, err := b.ListSecretsPage(ctx, req.GetPageToken(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +120,14 @@ func (a *api) ListSecrets(ctx context.Context, _ *brokerv1.ListSecretsRequest) (
 	for _, s := range ss {
 		out.Secrets = append(out.Secrets, secretPB(s))
 	}
+	if len(ss) == limit {
+		out.NextPageToken = ss[len(ss)-1].Name
+	}
 	return out, nil
 }
+
+// defaultListSecrets is ListSecrets' page size when the request sets none.
+const defaultListSecrets = 1000
 
 func parseID(field, s string) (spiffeid.ID, error) {
 	if s == "" {

@@ -214,8 +214,18 @@ func (s *Store) CurrentSecret(ctx context.Context, name string) (Secret, error) 
 // ListSecrets returns the newest version of every secret, without sealed
 // values, ordered by name.
 func (s *Store) ListSecrets(ctx context.Context) ([]Secret, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT s.name, s.version, s.key_id, s.created_at FROM broker_secrets s
-		WHERE s.version = (SELECT MAX(version) FROM broker_secrets m WHERE m.name = s.name) ORDER BY s.name`)
+	return s.ListSecretsPage(ctx, "", 0)
+}
+
+// ListSecretsPage is ListSecrets a page at a time: at most limit secrets
+// (0: all) whose name sorts after after.
+func (s *Store) ListSecretsPage(ctx context.Context, after string, limit int) ([]Secret, error) {
+	q := `SELECT s.name, s.version, s.key_id, s.created_at FROM broker_secrets s
+		WHERE s.version = (SELECT MAX(version) FROM broker_secrets m WHERE m.name = s.name) AND s.name > ? ORDER BY s.name`
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), after)
 	if err != nil {
 		return nil, fmt.Errorf("list secrets: %w", err)
 	}

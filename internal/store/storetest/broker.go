@@ -172,6 +172,12 @@ func testSecretVersions(t *testing.T, s *store.Store) {
 	if len(list) != 2 || list[0].Name != "other" || list[1].Name != "stripe" || list[1].Version != 2 {
 		t.Fatalf("ListSecrets = %+v", list)
 	}
+	if page, err := s.ListSecretsPage(t.Context(), "other", 1); err != nil || len(page) != 1 || page[0].Name != "stripe" {
+		t.Errorf("ListSecretsPage(after other, 1) = %+v, %v; want stripe", page, err)
+	}
+	if page, err := s.ListSecretsPage(t.Context(), "", 1); err != nil || len(page) != 1 || page[0].Name != "other" {
+		t.Errorf("ListSecretsPage(first, 1) = %+v, %v; want other", page, err)
+	}
 	for _, sec := range list {
 		if sec.Sealed != nil {
 			t.Errorf("ListSecrets returned the sealed value of %s", sec.Name)

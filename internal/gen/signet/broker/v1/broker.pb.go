@@ -203,7 +203,11 @@ func (x *RotateSecretResponse) GetStale() []*Lease {
 }
 
 type ListSecretsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many secrets (default 1000, at most 10000), by name.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,9 +242,25 @@ func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
 	return file_signet_broker_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *ListSecretsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSecretsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSecretsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Secrets []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// Pass as page_token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +300,13 @@ func (x *ListSecretsResponse) GetSecrets() []*Secret {
 		return x.Secrets
 	}
 	return nil
+}
+
+func (x *ListSecretsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type Lease struct {
@@ -723,10 +750,14 @@ const file_signet_broker_v1_broker_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"w\n" +
 	"\x14RotateSecretResponse\x120\n" +
 	"\x06secret\x18\x01 \x01(\v2\x18.signet.broker.v1.SecretR\x06secret\x12-\n" +
-	"\x05stale\x18\x02 \x03(\v2\x17.signet.broker.v1.LeaseR\x05stale\"\x14\n" +
-	"\x12ListSecretsRequest\"I\n" +
+	"\x05stale\x18\x02 \x03(\v2\x17.signet.broker.v1.LeaseR\x05stale\"P\n" +
+	"\x12ListSecretsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListSecretsResponse\x122\n" +
-	"\asecrets\x18\x01 \x03(\v2\x18.signet.broker.v1.SecretR\asecrets\"\xbd\x02\n" +
+	"\asecrets\x18\x01 \x03(\v2\x18.signet.broker.v1.SecretR\asecrets\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbd\x02\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
