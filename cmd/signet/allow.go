@@ -100,7 +100,7 @@ func newAgentAllowCmds(conn *adminConn) []*cobra.Command {
 				CreatedAt       string `json:"created_at,omitempty"`
 			}
 			out := make([]allowanceJSON, len(resp.GetAllowances()))
-			rows := [][]string{{"METHOD", "VALUE", "ALLOWED"}}
+			rows := [][]string{{"ATTESTATION", "VALUE", "ALLOWED"}}
 			for i, a := range resp.GetAllowances() {
 				out[i] = allowanceJSON{a.GetAttestationType(), a.GetValue(), rfc3339(a.GetCreatedAt())}
 				rows = append(rows, []string{out[i].AttestationType, out[i].Value, orDash(out[i].CreatedAt)})

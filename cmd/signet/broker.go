@@ -138,7 +138,7 @@ func newSecretCmd() *cobra.Command {
 				CreatedAt string `json:"created_at"`
 			}
 			js := []secretJSON{}
-			rows := [][]string{{"NAME", "VERSION", "AGE", "KEY"}}
+			rows := [][]string{{"NAME", "VERSION", "AGE", "KEY ID"}}
 			for _, s := range resp.GetSecrets() {
 				js = append(js, secretJSON{s.GetName(), s.GetVersion(), s.GetKeyId(), rfc3339(s.GetCreatedAt())})
 				rows = append(rows, []string{s.GetName(), fmt.Sprint(s.GetVersion()), age(unixTime(s.GetCreatedAt())), s.GetKeyId()})
@@ -190,7 +190,7 @@ func leaseToJSON(l *brokerv1.Lease) leaseJSON {
 }
 
 func leaseTable(w io.Writer, ls []*brokerv1.Lease) error {
-	rows := [][]string{{"LEASE", "CREDENTIAL", "SPIFFE ID", "STATE", "ISSUED", "EXPIRES"}}
+	rows := [][]string{{"LEASE ID", "CREDENTIAL", "SPIFFE ID", "STATE", "ISSUED", "EXPIRES"}}
 	for _, l := range ls {
 		rows = append(rows, []string{l.GetId(), l.GetCredential(), l.GetSpiffeId(), l.GetState(),
 			fmtTime(unixTime(l.GetIssuedAt())), fmtTime(unixTime(l.GetExpiresAt()))})
