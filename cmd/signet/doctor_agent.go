@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,8 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/k8spsat"
 	"github.com/signet-id/signet/internal/nodeattest/tpm"
 	"github.com/signet-id/signet/internal/preflight"
+	"github.com/signet-id/signet/internal/workloadattest/docker"
+	"github.com/signet-id/signet/internal/workloadattest/k8s"
 )
 
 // agent checks an agent's setup from its configuration file (or the
@@ -78,7 +81,54 @@ func (d *doctor) agent(cmd *cobra.Command, configPath string) *doctorReport {
 	d.agentServer(cmd.Context(), r, c, cfg, td, tdErr, p)
 	d.agentSocket(r, c.Socket)
 	d.agentAttestor(cmd.Context(), r, c, p.SVID != nil)
+	d.workloadAttestors(cmd.Context(), r, c)
 	return r
+}
+
+// workloadAttestors checks what the configured workload attestors talk to:
+// docker's API socket, the kubelet and the service account token of k8s.
+func (d *doctor) workloadAttestors(ctx context.Context, r *doctorReport, c config.Agent) {
+	for _, name := range c.WorkloadAttestors.Names() {
+		n := c.WorkloadAttestors[name]
+		var s map[string]any
+		_ = n.Decode(&s) // agentConfig reported a malformed section
+		get := func(key, def string) string {
+			if v, ok := s[key].(string); ok && v != "" {
+				return v
+			}
+			return def
+		}
+		switch name {
+		case "docker":
+			sock := get("socket", docker.DefaultSocket)
+			conn, err := (&net.Dialer{Timeout: d.timeout}).DialContext(ctx, "unix", sock)
+			if err != nil {
+				r.problem("attestor", fmt.Sprintf("docker: cannot connect to the Docker API socket %s: %v", sock, errors.Unwrap(err)),
+					"start dockerd, run the agent in the docker group, or set workload_attestors.docker.socket")
+				continue
+			}
+			conn.Close()
+			r.ok("attestor", "docker: the Docker API socket %s answers", sock)
+		case "k8s":
+			tok := get("token_path", k8s.DefaultTokenPath)
+			if _, err := keyfile.Read(tok); err != nil {
+				r.problem("attestor", fmt.Sprintf("k8s: cannot read the service account token %s: %v", tok, err),
+					"run the agent in a pod with a service account token, or set workload_attestors.k8s.token_path")
+				continue
+			}
+			u, err := url.Parse(get("kubelet_url", k8s.DefaultKubeletURL))
+			if err == nil {
+				var conn net.Conn
+				if conn, err = (&net.Dialer{Timeout: d.timeout}).DialContext(ctx, "tcp", u.Host); err == nil {
+					conn.Close()
+					r.ok("attestor", "k8s: token readable, the kubelet at %s accepts connections", u.Host)
+					continue
+				}
+			}
+			r.problem("attestor", fmt.Sprintf("k8s: cannot reach the kubelet: %v", err),
+				"run the agent with hostNetwork on the node, or set workload_attestors.k8s.kubelet_url")
+		}
+	}
 }
 
 // preflightAddress is the server address part of `agent run`'s preflight.

@@ -270,6 +270,14 @@ func TestDoctorConfigProblems(t *testing.T) {
 	if _, _, err := execCLI(t, "doctor", "--server", "--agent"); err == nil || !strings.Contains(err.Error(), "one role at a time") {
 		t.Errorf("doctor --server --agent = %v", err)
 	}
+	// A configured workload attestor whose service is not there.
+	writeDoctorFile(t, cfg, "server_address: 127.0.0.1:1\ntrust_domain: example.org\ndata_dir: "+dir+"/a\nsocket: "+dir+"/a.sock\n"+
+		"workload_attestors:\n  docker: {socket: "+dir+"/docker.sock}\n", 0o600)
+	out, err = runDoctor(t, strings.NewReplacer(dir, "$TMP"), "--agent", "--config", cfg)
+	wantExit(t, err, 1)
+	if want := "PROBLEM  attestor   docker: cannot connect to the Docker API socket $TMP/docker.sock: connect: no such file or directory -- fix: start dockerd"; !strings.Contains(out, want) {
+		t.Errorf("doctor with docker configured lacks %q:\n%s", want, out)
+	}
 	writeDoctorFile(t, cfg, "server_address: [\n", 0o600)
 	out, err = runDoctor(t, strings.NewReplacer(dir, "$TMP"), "--agent", "--config", cfg)
 	wantExit(t, err, 1)
