@@ -132,6 +132,10 @@ func (d *doctor) serverStore(ctx context.Context, r *doctorReport, cfg server.Co
 			r.ok("store", "sqlite database %s does not exist yet: the server creates it on its first start", cfg.StoreDSN)
 			return nil
 		}
+		// The database holds sealed secrets, token hashes and the audit log.
+		if err := preflight.PrivateFile("store.dsn", cfg.StoreDSN); err != nil {
+			r.problemErr("store", err, "")
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()

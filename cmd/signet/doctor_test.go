@@ -109,7 +109,7 @@ func TestDoctorServerGolden(t *testing.T) {
 	if len(keys) == 0 {
 		t.Fatal("the server wrote no key files")
 	}
-	for _, k := range keys {
+	for _, k := range append(keys, filepath.Join(dataDir, "signet.db")) {
 		if err := os.Chmod(k, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -125,8 +125,8 @@ func TestDoctorServerGolden(t *testing.T) {
 	if err := json.Unmarshal([]byte(jout), &rep); err != nil {
 		t.Fatalf("doctor --json is not JSON: %v\n%s", err, jout)
 	}
-	if rep.Healthy || rep.Problems != 1+len(keys) || rep.Role != "server" {
-		t.Errorf("doctor --json = healthy %v, %d problems, role %q; want unhealthy, %d problems, server", rep.Healthy, rep.Problems, rep.Role, 1+len(keys))
+	if rep.Healthy || rep.Problems != 2+len(keys) || rep.Role != "server" {
+		t.Errorf("doctor --json = healthy %v, %d problems, role %q; want unhealthy, %d problems, server", rep.Healthy, rep.Problems, rep.Role, 2+len(keys))
 	}
 	for _, c := range rep.Checks {
 		if !c.OK && c.Fix == "" {
@@ -283,5 +283,47 @@ func TestDoctorConfigProblems(t *testing.T) {
 	wantExit(t, err, 1)
 	if !strings.Contains(out, "PROBLEM  config") {
 		t.Errorf("doctor on a malformed file:\n%s", out)
+	}
+}
+
+// TestDoctorAuthorityTimes: with the clock past the authorities' 5/6 the
+// rotation is behind, past their end they are expired, and before what the
+// store recorded the clock is wrong.
+func TestDoctorAuthorityTimes(t *testing.T) {
+	env := testenv.New(t)
+	env.StopServer()
+	cfg := filepath.Join(env.DataDir, "server.yaml")
+	writeDoctorFile(t, cfg, "trust_domain: example.org\ndata_dir: "+filepath.Join(env.DataDir, "server")+"\nbind_address: 127.0.0.1:0\n", 0o600)
+	cmd := newDoctorCmd()
+	cmd.SetContext(t.Context())
+	// The test server's authorities live a day (testenv) from about now.
+	for _, tt := range []struct {
+		name  string
+		now   time.Time
+		wants []string
+	}{
+		{"rotation behind", time.Now().Add(22 * time.Hour), []string{
+			"the active x509 authority", "is past 5/6 of its lifetime and has no prepared successor: rotation is behind",
+			"fix: check that a server is running, or run: signet authority prepare jwt"}},
+		{"expired", time.Now().Add(48 * time.Hour), []string{
+			"the active x509 authority", "expired at", "signet authority prepare x509 && signet authority activate x509"}},
+		{"clock behind", time.Now().Add(-24 * time.Hour), []string{
+			"PROBLEM  clock", "fix: fix the system clock"}},
+	} {
+		d := &doctor{now: func() time.Time { return tt.now }, timeout: 5 * time.Second}
+		rep := d.server(cmd, cfg)
+		rep.finish()
+		var b strings.Builder
+		if err := writeDoctorText(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Healthy {
+			t.Errorf("%s: healthy:\n%s", tt.name, b.String())
+		}
+		for _, w := range tt.wants {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: report lacks %q:\n%s", tt.name, w, b.String())
+			}
+		}
 	}
 }
