@@ -47,3 +47,29 @@ func FuzzParseTokenCursor(f *testing.F) {
 		}
 	})
 }
+
+func TestParseAuthorityCursor(t *testing.T) {
+	c, err := parseAuthorityCursor("x509.1700000000000000000.ab12")
+	if err != nil || c.Kind != "x509" || c.ID != "ab12" || c.NotBefore.UnixNano() != 1700000000000000000 {
+		t.Errorf("parseAuthorityCursor(valid) = %+v, %v", c, err)
+	}
+	for _, tok := range []string{"x509", "x509.1", "rsa.1.a", "x509.z.a", "jwt.1."} {
+		if _, err := parseAuthorityCursor(tok); err == nil || !strings.Contains(err.Error(), "page_token") {
+			t.Errorf("parseAuthorityCursor(%q) = %v, want an error naming page_token", tok, err)
+		}
+	}
+}
+
+// FuzzParseAuthorityCursor: any page token is refused or read with a known
+// kind and an ID, never a panic.
+func FuzzParseAuthorityCursor(f *testing.F) {
+	f.Add("x509.1700000000000000000.ab12")
+	f.Add("jwt.0.kid-1")
+	f.Add("..")
+	f.Fuzz(func(t *testing.T, tok string) {
+		c, err := parseAuthorityCursor(tok)
+		if err == nil && tok != "" && (c.ID == "" || (c.Kind != "x509" && c.Kind != "jwt")) {
+			t.Errorf("parseAuthorityCursor(%q) = %+v", tok, c)
+		}
+	})
+}
