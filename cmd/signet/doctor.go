@@ -156,7 +156,7 @@ func doctorRole(asServer, asAgent bool, configPath string) (string, error) {
 	case asAgent:
 		return "agent", nil
 	case configPath != "":
-		if _, err := config.LoadAgent(configPath); err == nil {
+		if c, err := config.LoadAgent(configPath); err == nil && c.ServerAddress != "" {
 			return "agent", nil
 		}
 		return "server", nil // its checks report what is wrong with the file

@@ -267,6 +267,16 @@ func TestDoctorConfigProblems(t *testing.T) {
 			t.Errorf("doctor output lacks %q:\n%s", want, out)
 		}
 	}
+	// Without --server or --agent the file says which role it is.
+	for file, want := range map[string]string{
+		"trust_domain: example.org\ndata_dir: " + dir + "/s\n":     "signet doctor: server",
+		"server_address: 127.0.0.1:1\ntrust_domain: example.org\n": "signet doctor: agent",
+	} {
+		writeDoctorFile(t, cfg, file, 0o600)
+		if out, _ := runDoctor(t, strings.NewReplacer(), "--config", cfg); !strings.HasPrefix(out, want) {
+			t.Errorf("doctor --config with %q:\n%s\nwant it to start with %q", file, out, want)
+		}
+	}
 	if _, _, err := execCLI(t, "doctor", "--server", "--agent"); err == nil || !strings.Contains(err.Error(), "one role at a time") {
 		t.Errorf("doctor --server --agent = %v", err)
 	}
