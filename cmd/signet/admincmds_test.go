@@ -80,19 +80,31 @@ func TestEntryShowAndList(t *testing.T) {
 	if out := c.mustRun(t, "entry", "list"); !strings.HasSuffix(out, "6 entries\n") {
 		t.Errorf("entry list footer:\n%s", out)
 	}
-	out := c.mustRun(t, "entry", "list", "--limit", "2")
-	if strings.Count(out, "spiffe://example.org/node/a") != 2 || !strings.Contains(out, "first 2 entries; more match") {
-		t.Errorf("entry list --limit 2:\n%s", out)
+	seen := walkPages(t, c, []string{"entry", "list", "--limit", "4"}, "spiffe://example.org/node/a", 4)
+	if len(seen) != 6 {
+		t.Errorf("entry list, paged by 4: %d distinct entries, want 6", len(seen))
 	}
-	if out := c.mustRun(t, "entry", "list", "--limit", "6"); !strings.HasSuffix(out, "6 entries\n") {
-		t.Errorf("entry list --limit 6 (exactly all):\n%s", out)
+	var list struct {
+		Entries       []entryJSON
+		NextPageToken string `json:"next_page_token"`
 	}
-	var list struct{ Entries []entryJSON }
-	if err := json.Unmarshal([]byte(c.mustRun(t, "entry", "list", "--limit", "3", "--json")), &list); err != nil || len(list.Entries) != 3 {
-		t.Errorf("entry list --limit 3 --json = %d entries, %v", len(list.Entries), err)
+	if err := json.Unmarshal([]byte(c.mustRun(t, "entry", "list", "--limit", "3", "--json")), &list); err != nil || len(list.Entries) != 3 || list.NextPageToken == "" {
+		t.Fatalf("entry list --limit 3 --json = %d entries, next %q, %v", len(list.Entries), list.NextPageToken, err)
+	}
+	first := list.Entries
+	list.Entries = nil // Unmarshal would reuse the array first holds
+	if err := json.Unmarshal([]byte(c.mustRun(t, "entry", "list", "--limit", "3", "--json", "--page-token", list.NextPageToken)), &list); err != nil || len(list.Entries) != 3 {
+		t.Fatalf("entry list --page-token --json = %d entries, %v", len(list.Entries), err)
+	}
+	for _, e := range first {
+		for _, e2 := range list.Entries {
+			if e.ID == e2.ID {
+				t.Errorf("entry %s is on both pages", e.ID)
+			}
+		}
 	}
 
-	out = c.mustRun(t, "entry", "show", "--spiffe-id", "spiffe://example.org/svc")
+	out := c.mustRun(t, "entry", "show", "--spiffe-id", "spiffe://example.org/svc")
 	if strings.Count(out, "SPIFFE ID:") != 5 || strings.Contains(out, "/other") {
 		t.Errorf("entry show --spiffe-id:\n%s", out)
 	}
@@ -106,7 +118,9 @@ func TestEntryShowAndList(t *testing.T) {
 		{[]string{"entry", "show", "--spiffe-id", "spiffe://example.org/none"}, "no entry has SPIFFE ID spiffe://example.org/none"},
 		{[]string{"entry", "show", "x", "--spiffe-id", "spiffe://example.org/svc"}, "not both"},
 		{[]string{"entry", "show"}, "give one ENTRY_ID, or --spiffe-id ID"},
-		{[]string{"entry", "list", "--limit", "-1"}, "--limit -1"},
+		{[]string{"entry", "list", "--limit", "-1"}, "--limit -1: want 1 to 10000"},
+		{[]string{"entry", "list", "--limit", "0"}, "--limit 0: want 1 to 10000"},
+		{[]string{"entry", "list", "--page-token", "not an id"}, "page_token"},
 		{[]string{"entry", "list", "-o", "yaml"}, `"yaml" is not an output format: use table or json`},
 	} {
 		if _, _, err := c.run(t, tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -233,5 +247,100 @@ func TestAgentAllow(t *testing.T) {
 	c.mustRun(t, "agent", "disallow", "--tpm-ek-hash", h)
 	if _, _, err := c.run(t, "agent", "disallow", "--tpm-ek-hash", h); err == nil {
 		t.Errorf("disallowing twice succeeded")
+	}
+}
+
+// walkPages runs a list command page by page, following the "next page"
+// line on stderr, and returns the distinct lines of all pages that contain
+// marker. Each page holds at most limit of them.
+func walkPages(t *testing.T, c *cliEnv, args []string, marker string, limit int) map[string]bool {
+	t.Helper()
+	seen := map[string]bool{}
+	next := regexp.MustCompile(`next page: .* --page-token (\S+)`)
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("more than 20 pages")
+		}
+		a := args
+		if token != "" {
+			a = append(append([]string{}, args...), "--page-token", token)
+		}
+		out, errOut, err := c.run(t, a...)
+		if err != nil {
+			t.Fatalf("signet %s: %v", strings.Join(a, " "), err)
+		}
+		n := 0
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, marker) {
+				n++
+				if seen[l] {
+					t.Errorf("page %d repeats %q", pages, l)
+				}
+				seen[l] = true
+			}
+		}
+		if n > limit {
+			t.Errorf("page %d has %d items, want at most %d", pages, n, limit)
+		}
+		m := next.FindStringSubmatch(errOut)
+		if m == nil {
+			return seen
+		}
+		token = m[1]
+	}
+}
+
+// TestListPaging: agent list and token list page on the server, each page
+// naming the next on stderr and in JSON.
+func TestListPaging(t *testing.T) {
+	c := newCLIEnv(t, store.DriverSQLite)
+	for i := range 5 {
+		c.env.Attest(fmt.Sprintf("spiffe://example.org/node/p%d", i))
+		c.mustRun(t, "token", "create", "--spiffe-id", fmt.Sprintf("spiffe://example.org/node/t%d", i))
+	}
+	if got := walkPages(t, c, []string{"agent", "list", "--limit", "2"}, "spiffe://example.org/node/p", 2); len(got) != 5 {
+		t.Errorf("agent list, paged by 2: %d agents, want 5", len(got))
+	}
+	if got := walkPages(t, c, []string{"token", "list", "--limit", "2"}, "spiffe://example.org/node/t", 2); len(got) != 5 {
+		t.Errorf("token list, paged by 2: %d tokens, want 5", len(got))
+	}
+	var agents struct {
+		Agents        []nodeJSON
+		NextPageToken string `json:"next_page_token"`
+	}
+	if err := json.Unmarshal([]byte(c.mustRun(t, "agent", "list", "--limit", "3", "-o", "json")), &agents); err != nil || len(agents.Agents) != 3 || agents.NextPageToken == "" {
+		t.Errorf("agent list --limit 3 -o json = %d agents, next %q, %v", len(agents.Agents), agents.NextPageToken, err)
+	}
+	var tokens struct {
+		Tokens        []tokenJSON
+		NextPageToken string `json:"next_page_token"`
+	}
+	if err := json.Unmarshal([]byte(c.mustRun(t, "token", "list", "--limit", "10", "-o", "json")), &tokens); err != nil || len(tokens.Tokens) != 5 || tokens.NextPageToken != "" {
+		t.Errorf("token list --limit 10 -o json = %d tokens, next %q, %v; want 5, no next page", len(tokens.Tokens), tokens.NextPageToken, err)
+	}
+	if _, _, err := c.run(t, "token", "list", "--page-token", "zz"); err == nil || !strings.Contains(err.Error(), "page_token") {
+		t.Errorf("token list --page-token zz = %v, want an error naming page_token", err)
+	}
+	if _, _, err := c.run(t, "agent", "list", "--limit", "10001"); err == nil || !strings.Contains(err.Error(), "--limit 10001") {
+		t.Errorf("agent list --limit 10001 = %v", err)
+	}
+	// Two authorities (x509, jwt), one per page.
+	if got := walkPages(t, c, []string{"authority", "list", "--limit", "1"}, "active", 1); len(got) != 2 {
+		t.Errorf("authority list, paged by 1: %d authorities, want 2", len(got))
+	}
+	for i := range 3 {
+		c.mustRun(t, "agent", "allow", "--tpm-ek-hash", strings.Repeat(fmt.Sprint(i), 64))
+	}
+	if got := walkPages(t, c, []string{"agent", "allowed", "--limit", "2"}, "tpm", 2); len(got) != 3 {
+		t.Errorf("agent allowed, paged by 2: %d allowances, want 3", len(got))
+	}
+	// audit list: pages by sequence number; --limit 0 --json streams all.
+	all := c.mustRun(t, "audit", "list", "--limit", "0", "--json")
+	if got := walkPages(t, c, []string{"audit", "list", "--limit", "3", "--json"}, `"seq":`, 3); len(got) != strings.Count(all, "\n") {
+		t.Errorf("audit list paged by 3: %d records, --limit 0: %d", len(got), strings.Count(all, "\n"))
+	}
+	if _, _, err := c.run(t, "audit", "list", "--limit", "0"); err == nil || !strings.Contains(err.Error(), "--limit 0 with --json") {
+		t.Errorf("audit list --limit 0 (table) = %v", err)
 	}
 }

@@ -77,14 +77,19 @@ func newAgentAllowCmds(conn *adminConn) []*cobra.Command {
 		},
 	}
 	disallowF.add(disallow)
+	var page pageFlags
 	allowed := &cobra.Command{
 		Use:   "allowed",
-		Short: "List the nodes allowed by hand (signet agent allow)",
+		Short: "List the nodes allowed by hand (signet agent allow), a page at a time",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := page.size()
+			if err != nil {
+				return err
+			}
 			var resp *adminv1.ListNodeAllowancesResponse
 			if err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListNodeAllowances(ctx, &adminv1.ListNodeAllowancesRequest{})
+				resp, err = c.ListNodeAllowances(ctx, &adminv1.ListNodeAllowancesRequest{PageSize: size, PageToken: page.token})
 				return err
 			}); err != nil {
 				return err
@@ -95,17 +100,21 @@ func newAgentAllowCmds(conn *adminConn) []*cobra.Command {
 				CreatedAt       string `json:"created_at,omitempty"`
 			}
 			out := make([]allowanceJSON, len(resp.GetAllowances()))
-			rows := [][]string{{"METHOD", "VALUE", "ALLOWED"}}
+			rows := [][]string{{"ATTESTATION", "VALUE", "ALLOWED"}}
 			for i, a := range resp.GetAllowances() {
 				out[i] = allowanceJSON{a.GetAttestationType(), a.GetValue(), rfc3339(a.GetCreatedAt())}
 				rows = append(rows, []string{out[i].AttestationType, out[i].Value, orDash(out[i].CreatedAt)})
 			}
 			if listOut.json {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"allowances": out})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"allowances": out, "next_page_token": resp.GetNextPageToken()})
 			}
-			return table(cmd.OutOrStdout(), rows)
+			if err := table(cmd.OutOrStdout(), rows); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
+	page.addFlags(allowed, "allowances")
 	listOut.addFlags(allowed)
 	return []*cobra.Command{allow, disallow, allowed}
 }

@@ -88,7 +88,7 @@ func auditToJSON(r *inventoryv1.AuditRecord) auditJSON {
 func newAuditListCmd(conn *adminConn) *cobra.Command {
 	var (
 		since, actor, action string
-		limit                int
+		page                 pageFlags
 		out                  output
 	)
 	cmd := &cobra.Command{
@@ -96,17 +96,27 @@ func newAuditListCmd(conn *adminConn) *cobra.Command {
 		Short: "List audit records, oldest first; --json prints JSON lines (the export format)",
 		Example: `  signet audit list --since 24h
   signet audit list --action finding.report --actor admin:uid:0
-  signet audit list --json > audit.jsonl`,
+  signet audit list --json --limit 0 > audit.jsonl   # the whole log, streamed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			from, err := parseSince(since, time.Now())
 			if err != nil {
 				return err
 			}
-			if limit < 0 {
-				return fmt.Errorf("--limit %d: use a positive number (0: all)", limit)
+			// --limit 0 exports every record as JSON lines, streamed a page
+			// at a time; otherwise one page.
+			limit := page.limit
+			if limit != 0 || !out.json {
+				if _, err := page.size(); err != nil {
+					return fmt.Errorf("%w; or --limit 0 with --json for every record", err)
+				}
 			}
 			req := &inventoryv1.ListAuditRequest{Actor: actor, Action: action, PageSize: 1000}
+			if page.token != "" { // page tokens are the last record's sequence number
+				if req.AfterSeq, err = strconv.ParseInt(page.token, 10, 64); err != nil || req.AfterSeq < 0 {
+					return fmt.Errorf("--page-token %q: want the token the previous page printed", page.token)
+				}
+			}
 			if !from.IsZero() {
 				req.SinceUnixNano = from.UnixNano()
 			}
@@ -114,6 +124,7 @@ func newAuditListCmd(conn *adminConn) *cobra.Command {
 			enc := json.NewEncoder(w)
 			rows := [][]string{{"SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAIL"}}
 			n := 0
+			next := ""
 			// Records are written page by page: an export of a long log
 			// never sits in memory whole.
 			err = conn.callInventory(cmd.Context(), func(ctx context.Context, _ inventoryv1.InventoryClient, audit inventoryv1.AuditClient) error {
@@ -121,11 +132,11 @@ func newAuditListCmd(conn *adminConn) *cobra.Command {
 					if limit > 0 {
 						req.PageSize = int32(min(1000, limit-n))
 					}
-					page, err := audit.ListAudit(ctx, req)
+					resp, err := audit.ListAudit(ctx, req)
 					if err != nil {
 						return err
 					}
-					for _, r := range page.GetRecords() {
+					for _, r := range resp.GetRecords() {
 						n++
 						if out.json {
 							if err := enc.Encode(auditToJSON(r)); err != nil {
@@ -137,25 +148,33 @@ func newAuditListCmd(conn *adminConn) *cobra.Command {
 							time.Unix(0, r.GetTimeUnixNano()).UTC().Format(time.RFC3339), r.GetActor(), r.GetAction(),
 							orDash(r.GetObject()), orDash(detailText(r.GetDetail()))})
 					}
-					if page.GetNextAfterSeq() == 0 || limit > 0 && n >= limit {
+					if resp.GetNextAfterSeq() == 0 {
 						return nil
 					}
-					req.AfterSeq = page.GetNextAfterSeq()
+					if limit > 0 && n >= limit {
+						next = strconv.FormatInt(resp.GetNextAfterSeq(), 10)
+						return nil
+					}
+					req.AfterSeq = resp.GetNextAfterSeq()
 				}
 			})
 			if err != nil {
 				return err
 			}
-			if out.json {
-				return nil
+			if !out.json {
+				if err := table(w, rows); err != nil {
+					return err
+				}
 			}
-			return table(w, rows)
+			// JSON lines have no room for a field: the token goes to
+			// stderr in both forms.
+			return nextPage(cmd, next)
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "", "only records from then on: an age (24h, 7d), an RFC 3339 time or a date")
 	cmd.Flags().StringVar(&actor, "actor", "", "only records of this actor, e.g. admin:uid:0 or agent:spiffe://example.org/node/a")
 	cmd.Flags().StringVar(&action, "action", "", "only records of this action, e.g. entry.create or finding.report")
-	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many records (default: all)")
+	page.addFlags(cmd, "records (0 with --json: all, streamed)")
 	out.addFlagsFor(cmd, "JSON lines, one record per line")
 	return cmd
 }

@@ -116,12 +116,17 @@ func newSecretCmd() *cobra.Command {
 		return c
 	}
 	var out output
+	var page pageFlags
 	list := &cobra.Command{
-		Use: "list", Short: "List secrets: name, version, age — never the value", Args: cobra.NoArgs,
+		Use: "list", Short: "List secrets by name, a page at a time: name, version, age — never the value", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := page.size()
+			if err != nil {
+				return err
+			}
 			var resp *brokerv1.ListSecretsResponse
 			if err := conn.brokerCall(cmd, func(ctx context.Context, c brokerv1.BrokerClient) (err error) {
-				resp, err = c.ListSecrets(ctx, &brokerv1.ListSecretsRequest{})
+				resp, err = c.ListSecrets(ctx, &brokerv1.ListSecretsRequest{PageSize: size, PageToken: page.token})
 				return err
 			}); err != nil {
 				return err
@@ -133,17 +138,21 @@ func newSecretCmd() *cobra.Command {
 				CreatedAt string `json:"created_at"`
 			}
 			js := []secretJSON{}
-			rows := [][]string{{"NAME", "VERSION", "AGE", "KEY"}}
+			rows := [][]string{{"NAME", "VERSION", "AGE", "KEY ID"}}
 			for _, s := range resp.GetSecrets() {
 				js = append(js, secretJSON{s.GetName(), s.GetVersion(), s.GetKeyId(), rfc3339(s.GetCreatedAt())})
 				rows = append(rows, []string{s.GetName(), fmt.Sprint(s.GetVersion()), age(unixTime(s.GetCreatedAt())), s.GetKeyId()})
 			}
 			if out.json {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"secrets": js})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"secrets": js, "next_page_token": resp.GetNextPageToken()})
 			}
-			return table(cmd.OutOrStdout(), rows)
+			if err := table(cmd.OutOrStdout(), rows); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
+	page.addFlags(list, "secrets")
 	out.addFlags(list)
 	cmd.AddCommand(put(false), put(true), list)
 	return cmd
@@ -181,7 +190,7 @@ func leaseToJSON(l *brokerv1.Lease) leaseJSON {
 }
 
 func leaseTable(w io.Writer, ls []*brokerv1.Lease) error {
-	rows := [][]string{{"LEASE", "CREDENTIAL", "SPIFFE ID", "STATE", "ISSUED", "EXPIRES"}}
+	rows := [][]string{{"LEASE ID", "CREDENTIAL", "SPIFFE ID", "STATE", "ISSUED", "EXPIRES"}}
 	for _, l := range ls {
 		rows = append(rows, []string{l.GetId(), l.GetCredential(), l.GetSpiffeId(), l.GetState(),
 			fmtTime(unixTime(l.GetIssuedAt())), fmtTime(unixTime(l.GetExpiresAt()))})
@@ -198,13 +207,19 @@ func newLeaseCmd() *cobra.Command {
 		credential, spiffeID string
 		states               []string
 		out                  output
+		page                 pageFlags
 	}
 	list := &cobra.Command{
-		Use: "list [--credential NAME] [--spiffe-id ID]", Short: "List leases, newest first", Args: cobra.NoArgs,
+		Use: "list [--credential NAME] [--spiffe-id ID]", Short: "List leases, newest first, a page at a time", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := lf.page.size()
+			if err != nil {
+				return err
+			}
 			var resp *brokerv1.ListLeasesResponse
 			if err := conn.brokerCall(cmd, func(ctx context.Context, c brokerv1.BrokerClient) (err error) {
-				resp, err = c.ListLeases(ctx, &brokerv1.ListLeasesRequest{Credential: lf.credential, SpiffeId: lf.spiffeID, States: lf.states})
+				resp, err = c.ListLeases(ctx, &brokerv1.ListLeasesRequest{Credential: lf.credential, SpiffeId: lf.spiffeID, States: lf.states,
+					Limit: size, PageToken: lf.page.token})
 				return err
 			}); err != nil {
 				return err
@@ -214,11 +229,15 @@ func newLeaseCmd() *cobra.Command {
 				for _, l := range resp.GetLeases() {
 					js = append(js, leaseToJSON(l))
 				}
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"leases": js})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"leases": js, "next_page_token": resp.GetNextPageToken()})
 			}
-			return leaseTable(cmd.OutOrStdout(), resp.GetLeases())
+			if err := leaseTable(cmd.OutOrStdout(), resp.GetLeases()); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
+	lf.page.addFlags(list, "leases")
 	list.Flags().StringVar(&lf.credential, "credential", "", "only leases of this credential")
 	list.Flags().StringVar(&lf.spiffeID, "spiffe-id", "", "only leases of this workload")
 	list.Flags().StringSliceVar(&lf.states, "state", nil, "only leases in these states: pending, active, revoked, expired")

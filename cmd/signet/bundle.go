@@ -71,12 +71,17 @@ These commands force the steps.`,
 	}
 	conn.addFlags(cmd)
 	var out output
+	var page pageFlags
 	list := &cobra.Command{
-		Use: "list", Short: "List authorities and their states", Args: cobra.NoArgs,
+		Use: "list", Short: "List authorities and their states, a page at a time", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := page.size()
+			if err != nil {
+				return err
+			}
 			var resp *adminv1.ListAuthoritiesResponse
-			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListAuthorities(ctx, &adminv1.ListAuthoritiesRequest{})
+			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+				resp, err = c.ListAuthorities(ctx, &adminv1.ListAuthoritiesRequest{PageSize: size, PageToken: page.token})
 				return err
 			})
 			if err != nil {
@@ -88,15 +93,19 @@ These commands force the steps.`,
 					items = append(items, map[string]string{"id": a.GetId(), "kind": a.GetKind(), "state": a.GetState(),
 						"server_id": a.GetServerId(), "not_before": rfc3339(a.GetNotBefore()), "not_after": rfc3339(a.GetNotAfter())})
 				}
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"authorities": items})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"authorities": items, "next_page_token": resp.GetNextPageToken()})
 			}
 			rows := [][]string{{"KIND", "STATE", "ID", "NOT BEFORE", "NOT AFTER", "SERVER"}}
 			for _, a := range resp.GetAuthorities() {
 				rows = append(rows, []string{a.GetKind(), a.GetState(), a.GetId(), rfc3339(a.GetNotBefore()), rfc3339(a.GetNotAfter()), a.GetServerId()})
 			}
-			return table(cmd.OutOrStdout(), rows)
+			if err := table(cmd.OutOrStdout(), rows); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
+	page.addFlags(list, "authorities")
 	out.addFlags(list)
 
 	op := func(use, short string, needID bool, rpc func(adminv1.AdminClient, context.Context, *adminv1.AuthorityRequest) (*adminv1.Authority, error)) *cobra.Command {

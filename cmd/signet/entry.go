@@ -308,25 +308,25 @@ func orDefault(s string) string {
 	return s
 }
 
-// listPageSize is how many entries entry list asks for per call.
-const listPageSize = 5000
-
 func newEntryListCmd(conn *adminConn) *cobra.Command {
 	var (
 		parentID, spiffeID string
 		selectors          []string
-		limit              int
+		page               pageFlags
 		out                output
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List entries, optionally filtered; the table ends with the count",
-		Args:  cobra.NoArgs,
+		Short: "List entries, optionally filtered, a page at a time; the table ends with the count",
+		Example: `  signet entry list --parent-id spiffe://example.org/node/a
+  signet entry list --limit 500 --page-token TOKEN   # the next page, as the previous one said`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if limit < 0 {
-				return fmt.Errorf("--limit %d: want 0 (all) or a positive number", limit)
+			size, err := page.size()
+			if err != nil {
+				return err
 			}
-			req := &adminv1.ListEntriesRequest{ParentId: parentID, SpiffeId: spiffeID}
+			req := &adminv1.ListEntriesRequest{ParentId: parentID, SpiffeId: spiffeID, PageSize: size, PageToken: page.token}
 			for _, s := range selectors {
 				sel, err := model.ParseSelector(s)
 				if err != nil {
@@ -334,68 +334,43 @@ func newEntryListCmd(conn *adminConn) *cobra.Command {
 				}
 				req.Selectors = append(req.Selectors, &commonv1.Selector{Type: sel.Type, Value: sel.Value})
 			}
-			all, more, err := listEntries(cmd, conn, req, limit)
+			var resp *adminv1.ListEntriesResponse
+			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+				resp, err = c.ListEntries(ctx, req)
+				return err
+			})
 			if err != nil {
 				return flagNamed(err)
 			}
 			w := cmd.OutOrStdout()
+			entries := resp.GetEntries()
 			if out.json {
-				list := make([]entryJSON, len(all))
-				for i, e := range all {
+				list := make([]entryJSON, len(entries))
+				for i, e := range entries {
 					list[i] = entryToJSON(e)
 				}
-				return writeJSON(w, map[string]any{"entries": list})
+				return writeJSON(w, map[string]any{"entries": list, "next_page_token": resp.GetNextPageToken()})
 			}
 			rows := [][]string{{"ENTRY ID", "SPIFFE ID", "PARENT ID", "SELECTORS", "X509 TTL", "LAST ISSUED"}}
-			for _, e := range all {
+			for _, e := range entries {
 				rows = append(rows, []string{e.GetId(), e.GetSpiffeId(), e.GetParentId(), selectorsText(e),
 					orDash(seconds(e.GetX509TtlSeconds())), fmtTime(unixTime(e.GetLastIssuedAt()))})
 			}
 			if err := table(w, rows); err != nil {
 				return err
 			}
-			if more {
-				_, err = fmt.Fprintf(w, "first %d entries; more match (raise --limit, or 0 for all)\n", len(all))
-			} else {
-				_, err = fmt.Fprintf(w, "%d entries\n", len(all))
+			if _, err = fmt.Fprintf(w, "%d entries\n", len(entries)); err != nil {
+				return err
 			}
-			return err
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
 	cmd.Flags().StringVar(&parentID, "parent-id", "", "only entries with this parent ID")
 	cmd.Flags().StringVar(&spiffeID, "spiffe-id", "", "only entries with this SPIFFE ID")
 	cmd.Flags().StringArrayVar(&selectors, "selector", nil, "only entries having this selector (repeatable)")
-	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many entries (default 0: all)")
+	page.addFlags(cmd, "entries")
 	out.addFlags(cmd)
 	return cmd
-}
-
-// listEntries pages through the entries req selects, stopping after limit
-// (0: all). more reports that entries beyond limit match.
-func listEntries(cmd *cobra.Command, conn *adminConn, req *adminv1.ListEntriesRequest, limit int) (all []*commonv1.Entry, more bool, err error) {
-	err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
-		for {
-			req.PageSize = listPageSize
-			if limit > 0 {
-				// One more than needed tells whether more match.
-				req.PageSize = int32(min(listPageSize, limit-len(all)+1))
-			}
-			resp, err := c.ListEntries(ctx, req)
-			if err != nil {
-				return err
-			}
-			all = append(all, resp.GetEntries()...)
-			if limit > 0 && len(all) > limit {
-				all, more = all[:limit], true
-				return nil
-			}
-			if resp.GetNextPageToken() == "" {
-				return nil
-			}
-			req.PageToken = resp.GetNextPageToken()
-		}
-	})
-	return all, more, err
 }
 
 func orDash(s string) string {
@@ -427,8 +402,13 @@ func newEntryShowCmd(conn *adminConn) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var entries []*commonv1.Entry
 			if spiffeID != "" {
-				var err error
-				if entries, _, err = listEntries(cmd, conn, &adminv1.ListEntriesRequest{SpiffeId: spiffeID}, 0); err != nil {
+				// One page: the entries of one SPIFFE ID are few.
+				err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
+					resp, err := c.ListEntries(ctx, &adminv1.ListEntriesRequest{SpiffeId: spiffeID, PageSize: maxListLimit})
+					entries = resp.GetEntries()
+					return err
+				})
+				if err != nil {
 					return flagNamed(err)
 				}
 				if len(entries) == 0 {

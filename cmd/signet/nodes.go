@@ -87,14 +87,19 @@ func nodeToJSON(n *adminv1.Node) nodeJSON {
 func newAgentAdminCmds(conn *adminConn) []*cobra.Command {
 	var listOut, showOut output
 	var filter string
+	var page pageFlags
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List attested agents (nodes)",
+		Short: "List attested agents (nodes) by SPIFFE ID, a page at a time",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := page.size()
+			if err != nil {
+				return err
+			}
 			var resp *adminv1.ListNodesResponse
-			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListNodes(ctx, &adminv1.ListNodesRequest{Filter: filter})
+			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+				resp, err = c.ListNodes(ctx, &adminv1.ListNodesRequest{Filter: filter, PageSize: size, PageToken: page.token})
 				return err
 			})
 			if err != nil {
@@ -106,7 +111,7 @@ func newAgentAdminCmds(conn *adminConn) []*cobra.Command {
 					nodes[i] = nodeToJSON(n)
 					nodes[i].Status = nodeStatus(n, time.Now())
 				}
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"agents": nodes})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"agents": nodes, "next_page_token": resp.GetNextPageToken()})
 			}
 			now := time.Now()
 			rows := [][]string{{"SPIFFE ID", "STATUS", "ATTESTATION", "SELECTORS", "SVID EXPIRES", "LAST SEEN"}}
@@ -117,11 +122,14 @@ func newAgentAdminCmds(conn *adminConn) []*cobra.Command {
 			if err := table(cmd.OutOrStdout(), rows); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d agent(s)\n", len(resp.GetNodes()))
-			return err
+			if _, err = fmt.Fprintf(cmd.OutOrStdout(), "%d agent(s)\n", len(resp.GetNodes())); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
 	list.Flags().StringVar(&filter, "filter", "", "banned or active (default: all)")
+	page.addFlags(list, "agents")
 	listOut.addFlags(list)
 
 	show := &cobra.Command{
@@ -270,14 +278,19 @@ func tokenToJSON(t *adminv1.JoinToken) tokenJSON {
 
 func newTokenListCmd(conn *adminConn) *cobra.Command {
 	var out output
+	var page pageFlags
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List unused join tokens by ref (the first 8 hex digits of their hash); the tokens themselves are not stored",
+		Short: "List unused join tokens by ref (the first 8 hex digits of their hash), oldest first, a page at a time; the tokens themselves are not stored",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := page.size()
+			if err != nil {
+				return err
+			}
 			var resp *adminv1.ListJoinTokensResponse
-			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListJoinTokens(ctx, &adminv1.ListJoinTokensRequest{})
+			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+				resp, err = c.ListJoinTokens(ctx, &adminv1.ListJoinTokensRequest{PageSize: size, PageToken: page.token})
 				return err
 			})
 			if err != nil {
@@ -288,7 +301,7 @@ func newTokenListCmd(conn *adminConn) *cobra.Command {
 				for i, t := range resp.GetTokens() {
 					list[i] = tokenToJSON(t)
 				}
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"tokens": list})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"tokens": list, "next_page_token": resp.GetNextPageToken()})
 			}
 			rows := [][]string{{"REF", "SPIFFE ID", "EXPIRES", "CREATED"}}
 			for _, t := range resp.GetTokens() {
@@ -297,10 +310,13 @@ func newTokenListCmd(conn *adminConn) *cobra.Command {
 			if err := table(cmd.OutOrStdout(), rows); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d unused join token(s)\n", len(resp.GetTokens()))
-			return err
+			if _, err = fmt.Fprintf(cmd.OutOrStdout(), "%d unused join token(s)\n", len(resp.GetTokens())); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
+	page.addFlags(cmd, "tokens")
 	out.addFlags(cmd)
 	return cmd
 }

@@ -38,6 +38,7 @@ func newRootCmd() *cobra.Command {
 		newGatewayCmd(),
 		newPolicyCmd(),
 		newCICmd(),
+		newDoctorCmd(),
 		newSecretCmd(),
 		newLeaseCmd(),
 		newCredentialCmd(),

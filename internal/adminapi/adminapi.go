@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -211,6 +212,18 @@ func (a *Service) GetEntry(ctx context.Context, req *adminv1.GetEntryRequest) (*
 	return apiconv.EntryToProto(e), nil
 }
 
+// pageLimit is the number of items a list call returns for the page_size
+// it was given: defaultPageSize for 0, at most maxPageSize.
+func pageLimit(size int32) (int, error) {
+	switch {
+	case size < 0:
+		return 0, errkind.New(errkind.InvalidArgument, "page_size %d is negative: give 1 to %d, or 0 for the default %d", size, maxPageSize, defaultPageSize)
+	case size == 0:
+		return defaultPageSize, nil
+	}
+	return min(int(size), maxPageSize), nil
+}
+
 func (a *Service) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
 	f := store.EntryFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
 	if f.After != "" {
@@ -375,6 +388,17 @@ func (a *Service) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) 
 	default:
 		return nil, errkind.New(errkind.InvalidArgument, "filter %q is not supported: use banned, active or leave it empty", req.GetFilter())
 	}
+	var err error
+	if f.Limit, err = pageLimit(req.GetPageSize()); err != nil {
+		return nil, err
+	}
+	if tok := req.GetPageToken(); tok != "" { // page tokens are node SPIFFE IDs
+		after, err := apiconv.ParseID("page_token", tok)
+		if err != nil {
+			return nil, err
+		}
+		f.After = after.String()
+	}
 	nodes, err := a.cfg.Store.ListNodes(ctx, f)
 	if err != nil {
 		return nil, err
@@ -382,6 +406,9 @@ func (a *Service) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) 
 	resp := &adminv1.ListNodesResponse{Nodes: make([]*adminv1.Node, len(nodes))}
 	for i, n := range nodes {
 		resp.Nodes[i] = nodeToProto(n)
+	}
+	if len(nodes) == f.Limit {
+		resp.NextPageToken = nodes[len(nodes)-1].SPIFFEID.String()
 	}
 	return resp, nil
 }
@@ -492,8 +519,16 @@ func authorityToProto(au model.Authority) *adminv1.Authority {
 	}
 }
 
-func (a *Service) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
-	auths, err := a.cfg.Store.ListAuthorities(ctx)
+func (a *Service) ListAuthorities(ctx context.Context, req *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
+	limit, err := pageLimit(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := parseAuthorityCursor(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	auths, err := a.cfg.Store.ListAuthoritiesPage(ctx, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -501,7 +536,28 @@ func (a *Service) ListAuthorities(ctx context.Context, _ *adminv1.ListAuthoritie
 	for _, au := range auths {
 		resp.Authorities = append(resp.Authorities, authorityToProto(au))
 	}
+	if len(auths) == limit {
+		last := auths[len(auths)-1]
+		resp.NextPageToken = fmt.Sprintf("%s.%d.%s", last.Kind, last.NotBefore.UnixNano(), last.ID)
+	}
 	return resp, nil
+}
+
+// parseAuthorityCursor reads an authority page token: the last
+// authority's kind, its not_before in unix nanoseconds and its ID, joined
+// by dots.
+func parseAuthorityCursor(tok string) (store.AuthorityCursor, error) {
+	if tok == "" {
+		return store.AuthorityCursor{}, nil
+	}
+	kind, rest, ok1 := strings.Cut(tok, ".")
+	ns, id, ok2 := strings.Cut(rest, ".")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if _, kerr := parseAuthorityKind(kind); !ok1 || !ok2 || err != nil || kerr != nil || id == "" {
+		return store.AuthorityCursor{}, errkind.New(errkind.InvalidArgument,
+			"page_token %q is not an authority page token: pass next_page_token of the previous page", tok)
+	}
+	return store.AuthorityCursor{Kind: model.AuthorityKind(kind), NotBefore: time.Unix(0, n), ID: id}, nil
 }
 
 func parseAuthorityKind(s string) (model.AuthorityKind, error) {

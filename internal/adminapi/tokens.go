@@ -2,6 +2,12 @@ package adminapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/signet-id/signet/internal/apiconv"
 	"github.com/signet-id/signet/internal/errkind"
@@ -27,8 +33,16 @@ func (a *Service) joinTokenToProto(t model.JoinToken) (*adminv1.JoinToken, error
 }
 
 // ListJoinTokens lists the join tokens not used yet and not expired.
-func (a *Service) ListJoinTokens(ctx context.Context, _ *adminv1.ListJoinTokensRequest) (*adminv1.ListJoinTokensResponse, error) {
-	toks, err := a.cfg.Store.ListJoinTokens(ctx, a.cfg.Now())
+func (a *Service) ListJoinTokens(ctx context.Context, req *adminv1.ListJoinTokensRequest) (*adminv1.ListJoinTokensResponse, error) {
+	limit, err := pageLimit(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := parseTokenCursor(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	toks, err := a.cfg.Store.ListJoinTokensPage(ctx, a.cfg.Now(), after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +54,34 @@ func (a *Service) ListJoinTokens(ctx context.Context, _ *adminv1.ListJoinTokensR
 		}
 		resp.Tokens = append(resp.Tokens, pt)
 	}
+	if len(toks) == limit {
+		last := toks[len(toks)-1]
+		resp.NextPageToken = fmt.Sprintf("%d.%x", last.CreatedAt.UnixNano(), last.Hash)
+	}
 	return resp, nil
+}
+
+// parseTokenCursor reads a join token page token: the last token's
+// creation time in unix nanoseconds, a dot, and its hash in hex (a hash is
+// no secret: it is how the store keeps the token).
+func parseTokenCursor(tok string) (store.JoinTokenCursor, error) {
+	if tok == "" {
+		return store.JoinTokenCursor{}, nil
+	}
+	bad := errkind.New(errkind.InvalidArgument, "page_token %q is not a join token page token: pass next_page_token of the previous page", tok)
+	ns, h, ok := strings.Cut(tok, ".")
+	if !ok || len(h) != 2*sha256.Size {
+		return store.JoinTokenCursor{}, bad
+	}
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil {
+		return store.JoinTokenCursor{}, bad
+	}
+	hash, err := hex.DecodeString(h)
+	if err != nil {
+		return store.JoinTokenCursor{}, bad
+	}
+	return store.JoinTokenCursor{CreatedAt: time.Unix(0, n), Hash: hash}, nil
 }
 
 // RevokeJoinToken deletes the unused join token whose ref starts with the

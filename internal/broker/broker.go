@@ -515,6 +515,12 @@ func (b *Broker) ListSecrets(ctx context.Context) ([]store.Secret, error) {
 	return b.st.ListSecrets(ctx)
 }
 
+// ListSecretsPage is ListSecrets a page at a time: at most limit secrets
+// whose name sorts after after.
+func (b *Broker) ListSecretsPage(ctx context.Context, after string, limit int) ([]store.Secret, error) {
+	return b.st.ListSecretsPage(ctx, after, limit)
+}
+
 // ListLeases lists leases.
 func (b *Broker) ListLeases(ctx context.Context, f store.LeaseFilter) ([]store.Lease, error) {
 	return b.st.ListLeases(ctx, f)

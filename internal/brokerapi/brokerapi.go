@@ -8,6 +8,8 @@ package brokerapi
 import (
 	"context"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -96,12 +98,21 @@ func (a *api) RotateSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 	return &brokerv1.RotateSecretResponse{Secret: secretPB(s), Stale: leasesPB(stale)}, nil
 }
 
-func (a *api) ListSecrets(ctx context.Context, _ *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
+func (a *api) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
 	b, err := a.broker()
 	if err != nil {
 		return nil, err
 	}
-	ss, err := b.ListSecrets(ctx)
+	limit := int(req.GetPageSize())
+	switch {
+	case limit < 0:
+		return nil, errkind.New(errkind.InvalidArgument, "page_size %d is negative", limit)
+	case limit == 0:
+		limit = defaultListSecrets
+	}
+	limit = min(limit, maxListLeases)
+	// Page tokens are the last secret's name.
+	ss, err := b.ListSecretsPage(ctx, req.GetPageToken(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -109,8 +120,14 @@ func (a *api) ListSecrets(ctx context.Context, _ *brokerv1.ListSecretsRequest) (
 	for _, s := range ss {
 		out.Secrets = append(out.Secrets, secretPB(s))
 	}
+	if len(ss) == limit {
+		out.NextPageToken = ss[len(ss)-1].Name
+	}
 	return out, nil
 }
+
+// defaultListSecrets is ListSecrets' page size when the request sets none.
+const defaultListSecrets = 1000
 
 func parseID(field, s string) (spiffeid.ID, error) {
 	if s == "" {
@@ -136,6 +153,9 @@ func (a *api) ListLeases(ctx context.Context, req *brokerv1.ListLeasesRequest) (
 	if f.Limit <= 0 || f.Limit > maxListLeases {
 		f.Limit = maxListLeases
 	}
+	if f.After, err = parseLeaseCursor(req.GetPageToken()); err != nil {
+		return nil, err
+	}
 	for _, st := range req.GetStates() {
 		switch s := store.LeaseState(st); s {
 		case store.LeasePending, store.LeaseActive, store.LeaseRevoked, store.LeaseExpired:
@@ -148,7 +168,27 @@ func (a *api) ListLeases(ctx context.Context, req *brokerv1.ListLeasesRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &brokerv1.ListLeasesResponse{Leases: leasesPB(ls)}, nil
+	resp := &brokerv1.ListLeasesResponse{Leases: leasesPB(ls)}
+	if len(ls) == f.Limit {
+		last := ls[len(ls)-1]
+		resp.NextPageToken = strconv.FormatInt(last.IssuedAt.UnixNano(), 10) + "." + last.ID
+	}
+	return resp, nil
+}
+
+// parseLeaseCursor reads a lease page token: the last lease's issue time
+// in unix nanoseconds, a dot, and its ID.
+func parseLeaseCursor(tok string) (store.LeaseCursor, error) {
+	if tok == "" {
+		return store.LeaseCursor{}, nil
+	}
+	ns, id, ok := strings.Cut(tok, ".")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || id == "" || len(id) > 128 {
+		return store.LeaseCursor{}, errkind.New(errkind.InvalidArgument,
+			"page_token %q is not a lease page token: pass next_page_token of the previous page", tok)
+	}
+	return store.LeaseCursor{IssuedAt: time.Unix(0, n), ID: id}, nil
 }
 
 func (a *api) RevokeLeases(ctx context.Context, req *brokerv1.RevokeLeasesRequest) (*brokerv1.RevokeLeasesResponse, error) {

@@ -19,6 +19,16 @@ import (
 	"time"
 )
 
+// ErrInUse is what the errors of SocketPath, Listen and TCPFree match (with
+// errors.Is) when another process holds the socket or the address: signet
+// doctor tells a running server from a foreign one by it.
+var ErrInUse = errors.New("in use")
+
+type inUseError struct{ msg string }
+
+func (e *inUseError) Error() string        { return e.msg }
+func (e *inUseError) Is(target error) bool { return target == ErrInUse }
+
 // MaxSocketPath is the longest unix socket path Linux accepts: the 108
 // bytes of sockaddr_un.sun_path less the terminating NUL.
 const MaxSocketPath = 107
@@ -45,7 +55,7 @@ func DataDir(name, dir string) error {
 		}
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("%s %s is writable by its group or by others (mode %04o): chmod 700 it", name, dir, perm)
+		return fmt.Errorf("%s %s is writable by its group or by others (mode %04o): chmod 700 %s", name, dir, perm, dir)
 	}
 	return nil
 }
@@ -74,7 +84,7 @@ func SocketPath(name, path string) error {
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		_ = c.Close()
-		return fmt.Errorf("%s %s is in use: another process serves it (is another instance running?)", name, path)
+		return &inUseError{fmt.Sprintf("%s %s is in use: another process serves it (is another instance running?)", name, path)}
 	}
 	return nil
 }
@@ -85,7 +95,7 @@ func Listen(name, addr string) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("%s %s is already in use by another process: stop it or choose another address", name, addr)
+			return nil, &inUseError{fmt.Sprintf("%s %s is already in use by another process: stop it or choose another address", name, addr)}
 		}
 		return nil, fmt.Errorf("%s %s: %w", name, addr, err)
 	}
@@ -101,4 +111,58 @@ func TCPFree(name, addr string) error {
 		return err
 	}
 	return l.Close()
+}
+
+// PrivateDir checks a directory of private keys: owned by the user the
+// process runs as and accessible by no group or other user (0700). A
+// missing one is fine (it is created 0700).
+func PrivateDir(name, dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", name, dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s %s is not a directory: give a directory", name, dir)
+	}
+	if err := owned(name, dir, fi); err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s %s is accessible by its group or by others (mode %04o): chmod 700 %s", name, dir, perm, dir)
+	}
+	return nil
+}
+
+// PrivateFile checks a file holding a secret (a private key, a KEK): a
+// regular file owned by the user the process runs as that no group or
+// other user may read or write (0600 or stricter).
+func PrivateFile(name, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", name, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s %s is not a regular file: give the key file", name, path)
+	}
+	if err := owned(name, path, fi); err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s %s is readable by its group or by others (mode %04o): chmod 600 %s", name, path, perm, path)
+	}
+	return nil
+}
+
+// owned checks that fi, of path, belongs to the effective user.
+func owned(name, path string, fi fs.FileInfo) error {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uid := os.Geteuid(); int(st.Uid) != uid {
+			return fmt.Errorf("%s %s is owned by uid %d, not by uid %d that runs this process: chown %d %s",
+				name, path, st.Uid, uid, uid, path)
+		}
+	}
+	return nil
 }

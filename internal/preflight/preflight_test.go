@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -76,7 +77,62 @@ func TestListenInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := TCPFree("bind_address", l.Addr().String()); err == nil || !strings.Contains(err.Error(), "is already in use") {
-		t.Errorf("TCPFree(in use) = %v", err)
+	if err := TCPFree("bind_address", l.Addr().String()); err == nil || !strings.Contains(err.Error(), "is already in use") || !errors.Is(err, ErrInUse) {
+		t.Errorf("TCPFree(in use) = %v, want ErrInUse", err)
+	}
+}
+
+func TestSocketPathInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := SocketPath("socket", path); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "is in use") {
+		t.Errorf("SocketPath(served) = %v, want ErrInUse", err)
+	}
+}
+
+func TestPrivateDirAndFile(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k.pem")
+	if err := os.WriteFile(key, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := PrivateDir("keys", dir); err != nil {
+		t.Errorf("PrivateDir(0700) = %v", err)
+	}
+	if err := PrivateFile("key", key); err != nil {
+		t.Errorf("PrivateFile(0600) = %v", err)
+	}
+	if err := PrivateDir("keys", filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("PrivateDir(missing) = %v", err)
+	}
+	for _, tt := range []struct {
+		mode os.FileMode
+		want string
+	}{{0o640, "mode 0640): chmod 600 " + key}, {0o602, "mode 0602)"}} {
+		if err := os.Chmod(key, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := PrivateFile("key", key); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("PrivateFile(%04o) = %v, want %q", tt.mode, err, tt.want)
+		}
+	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := PrivateDir("keys", dir); err == nil || !strings.Contains(err.Error(), "(mode 0750): chmod 700 "+dir) {
+		t.Errorf("PrivateDir(0750) = %v", err)
+	}
+	if err := PrivateFile("key", dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("PrivateFile(dir) = %v", err)
+	}
+	if err := PrivateFile("key", filepath.Join(dir, "missing")); err == nil {
+		t.Error("PrivateFile(missing) = nil")
 	}
 }

@@ -91,7 +91,7 @@ func TestStartupRefusalsCreateNothing(t *testing.T) {
 			if err := os.Chmod(dir, 0o777); err != nil {
 				t.Fatal(err)
 			}
-		}, nil, "is writable by its group or by others (mode 0777): chmod 700 it"},
+		}, nil, "is writable by its group or by others (mode 0777): chmod 700 "},
 		{"data dir of another user", func(t *testing.T, dir string) {
 			if os.Geteuid() != 0 {
 				t.Skip("needs root to give a directory to another user")

@@ -105,11 +105,26 @@ func (s *Store) NodeAllowed(ctx context.Context, method, value string) (bool, er
 // ListNodeAllowances returns the allowances of method (every method when
 // empty), ordered by method and value.
 func (s *Store) ListNodeAllowances(ctx context.Context, method string) ([]NodeAllowance, error) {
-	q, args := "SELECT attestation_type, value, created_at FROM node_allowances", []any(nil)
+	return s.ListNodeAllowancesPage(ctx, method, NodeAllowance{}, 0)
+}
+
+// ListNodeAllowancesPage is ListNodeAllowances a page at a time: at most
+// limit allowances (0: all) after the one with after's AttestationType and
+// Value (zero: from the first).
+func (s *Store) ListNodeAllowancesPage(ctx context.Context, method string, after NodeAllowance, limit int) ([]NodeAllowance, error) {
+	q, args := "SELECT attestation_type, value, created_at FROM node_allowances WHERE 1 = 1", []any(nil)
 	if method != "" {
-		q, args = q+" WHERE attestation_type = ?", append(args, method)
+		q, args = q+" AND attestation_type = ?", append(args, method)
 	}
-	rows, err := s.db.QueryContext(ctx, s.d.rebind(q+" ORDER BY attestation_type, value"), args...)
+	if after.AttestationType != "" {
+		q += " AND (attestation_type > ? OR (attestation_type = ? AND value > ?))"
+		args = append(args, after.AttestationType, after.AttestationType, after.Value)
+	}
+	q += " ORDER BY attestation_type, value"
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list node allowances: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
 )
@@ -38,7 +39,30 @@ func validateAuthority(a *Authority) error {
 
 // ListAuthorities returns every authority, ordered by kind, NotBefore and ID.
 func (s *Store) ListAuthorities(ctx context.Context) ([]Authority, error) {
-	rows, err := s.db.QueryContext(ctx, authoritySelect+" ORDER BY kind, not_before, id")
+	return s.ListAuthoritiesPage(ctx, AuthorityCursor{}, 0)
+}
+
+// AuthorityCursor names an authority's place in ListAuthorities' order.
+type AuthorityCursor struct {
+	Kind      AuthorityKind
+	NotBefore time.Time
+	ID        string
+}
+
+// ListAuthoritiesPage is ListAuthorities a page at a time: at most limit
+// authorities (0: all) after the one at cursor (zero: from the first).
+func (s *Store) ListAuthoritiesPage(ctx context.Context, after AuthorityCursor, limit int) ([]Authority, error) {
+	q, args := authoritySelect, []any(nil)
+	if after.ID != "" {
+		nb := timeToDB(after.NotBefore)
+		q += " WHERE (kind > ? OR (kind = ? AND (not_before > ? OR (not_before = ? AND id > ?))))"
+		args = append(args, string(after.Kind), string(after.Kind), nb, nb, after.ID)
+	}
+	q += " ORDER BY kind, not_before, id"
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list authorities: %w", err)
 	}

@@ -83,6 +83,15 @@ type LeaseFilter struct {
 	ExpiresAfter time.Time
 	// Limit bounds the result (0: no bound).
 	Limit int
+	// After is a cursor: only leases listed after this one (newest first,
+	// then by ID). Zero: from the newest.
+	After LeaseCursor
+}
+
+// LeaseCursor names a lease's place in ListLeases' order.
+type LeaseCursor struct {
+	IssuedAt time.Time
+	ID       string
 }
 
 // Bounds of broker names and values.
@@ -205,8 +214,18 @@ func (s *Store) CurrentSecret(ctx context.Context, name string) (Secret, error) 
 // ListSecrets returns the newest version of every secret, without sealed
 // values, ordered by name.
 func (s *Store) ListSecrets(ctx context.Context) ([]Secret, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT s.name, s.version, s.key_id, s.created_at FROM broker_secrets s
-		WHERE s.version = (SELECT MAX(version) FROM broker_secrets m WHERE m.name = s.name) ORDER BY s.name`)
+	return s.ListSecretsPage(ctx, "", 0)
+}
+
+// ListSecretsPage is ListSecrets a page at a time: at most limit secrets
+// (0: all) whose name sorts after after.
+func (s *Store) ListSecretsPage(ctx context.Context, after string, limit int) ([]Secret, error) {
+	q := `SELECT s.name, s.version, s.key_id, s.created_at FROM broker_secrets s
+		WHERE s.version = (SELECT MAX(version) FROM broker_secrets m WHERE m.name = s.name) AND s.name > ? ORDER BY s.name`
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), after)
 	if err != nil {
 		return nil, fmt.Errorf("list secrets: %w", err)
 	}
@@ -458,6 +477,10 @@ func (s *Store) ListLeases(ctx context.Context, f LeaseFilter) ([]Lease, error) 
 	}
 	if !f.ExpiresAfter.IsZero() {
 		where, args = append(where, "expires_at > ?"), append(args, timeToDB(f.ExpiresAfter))
+	}
+	if f.After.ID != "" {
+		at := timeToDB(f.After.IssuedAt)
+		where, args = append(where, "(issued_at < ? OR (issued_at = ? AND id > ?))"), append(args, at, at, f.After.ID)
 	}
 	q := leaseColumns
 	if len(where) > 0 {

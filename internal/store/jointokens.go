@@ -162,8 +162,32 @@ const minRefPrefix = 4
 // ListJoinTokens returns the join tokens that are unexpired at now, oldest
 // first. The hashes are returned; the tokens themselves were never stored.
 func (s *Store) ListJoinTokens(ctx context.Context, now time.Time) ([]JoinToken, error) {
-	rows, err := s.db.QueryContext(ctx, s.d.rebind(
-		"SELECT hash, spiffe_id, expires_at, created_at FROM join_tokens WHERE expires_at > ? ORDER BY created_at, hash"), timeToDB(now))
+	return s.ListJoinTokensPage(ctx, now, JoinTokenCursor{}, 0)
+}
+
+// JoinTokenCursor is where a page of join tokens starts: after the token
+// created at CreatedAt with Hash (in list order). The zero cursor starts at
+// the beginning.
+type JoinTokenCursor struct {
+	CreatedAt time.Time
+	Hash      []byte
+}
+
+// ListJoinTokensPage is ListJoinTokens a page at a time: at most limit
+// tokens (0: all) after cursor.
+func (s *Store) ListJoinTokensPage(ctx context.Context, now time.Time, after JoinTokenCursor, limit int) ([]JoinToken, error) {
+	q := "SELECT hash, spiffe_id, expires_at, created_at FROM join_tokens WHERE expires_at > ?"
+	args := []any{timeToDB(now)}
+	if len(after.Hash) > 0 {
+		c := timeToDB(after.CreatedAt)
+		q += " AND (created_at > ? OR (created_at = ? AND hash > ?))"
+		args = append(args, c, c, after.Hash)
+	}
+	q += " ORDER BY created_at, hash"
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list join tokens: %w", err)
 	}

@@ -135,6 +135,10 @@ type NodeFilter struct {
 	AttestationType string // only nodes admitted by this attestor
 	// SeenBefore selects the nodes last seen before this time (stale agents).
 	SeenBefore time.Time
+	// After is a cursor: only nodes whose SPIFFE ID sorts after it.
+	After string
+	// Limit caps the number of nodes returned; 0 means all.
+	Limit int
 }
 
 // ListNodes returns the nodes f selects, ordered by SPIFFE ID.
@@ -150,11 +154,18 @@ func (s *Store) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) {
 	if !f.SeenBefore.IsZero() {
 		where, args = append(where, "last_seen_at < ?"), append(args, timeToDB(f.SeenBefore))
 	}
+	if f.After != "" {
+		where, args = append(where, "spiffe_id > ?"), append(args, f.After)
+	}
 	q := nodeSelect
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	rows, err := s.db.QueryContext(ctx, s.d.rebind(q+" ORDER BY spiffe_id"), args...)
+	q += " ORDER BY spiffe_id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}

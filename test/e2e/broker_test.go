@@ -210,5 +210,34 @@ slow-db:
 				}
 			}
 		}
+		// The same leases a page of one at a time, on the server.
+		var paged []string
+		token := ""
+		for range len(res.Leases) + 1 {
+			args := []string{"lease", "list", "--admin-socket", adminSock, "--json", "--limit", "1"}
+			if token != "" {
+				args = append(args, "--page-token", token)
+			}
+			var page struct {
+				Leases []struct{ ID string } `json:"leases"`
+				Next   string                `json:"next_page_token"`
+			}
+			if err := json.Unmarshal([]byte(signet(t, args...)), &page); err != nil || len(page.Leases) > 1 {
+				t.Fatalf("lease list --limit 1 = %+v, %v", page, err)
+			}
+			for _, l := range page.Leases {
+				paged = append(paged, l.ID)
+			}
+			if token = page.Next; token == "" {
+				break
+			}
+		}
+		var all []string
+		for _, l := range res.Leases {
+			all = append(all, l.ID)
+		}
+		if strings.Join(paged, ",") != strings.Join(all, ",") {
+			t.Errorf("lease list by pages of 1 = %v, want %v", paged, all)
+		}
 	})
 }

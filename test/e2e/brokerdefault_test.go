@@ -78,6 +78,22 @@ broker:
 	if out := signet(t, "secret", "put", "stripe", "--from-file", filepath.Join(dir, "stripe.key"), "--admin-socket", adminSock); strings.Contains(out, value) {
 		t.Fatalf("secret put printed the value: %q", out)
 	}
+	// secret list pages on the server: a second secret, one per page.
+	writeFile(t, filepath.Join(dir, "other.key"), "other-value\n")
+	signet(t, "secret", "put", "other", "--from-file", filepath.Join(dir, "other.key"), "--admin-socket", adminSock)
+	var page struct {
+		Secrets []struct{ Name string } `json:"secrets"`
+		Next    string                  `json:"next_page_token"`
+	}
+	if err := json.Unmarshal([]byte(signet(t, "secret", "list", "--limit", "1", "--json", "--admin-socket", adminSock)), &page); err != nil ||
+		len(page.Secrets) != 1 || page.Secrets[0].Name != "other" || page.Next == "" {
+		t.Fatalf("secret list --limit 1 = %+v, %v; want other and a next page", page, err)
+	}
+	page.Secrets = nil
+	if err := json.Unmarshal([]byte(signet(t, "secret", "list", "--limit", "1", "--json", "--page-token", page.Next, "--admin-socket", adminSock)), &page); err != nil ||
+		len(page.Secrets) != 1 || page.Secrets[0].Name != "stripe" {
+		t.Fatalf("secret list --page-token = %+v, %v; want stripe", page, err)
+	}
 	bundle := filepath.Join(dir, "bundle.pem")
 	writeFile(t, bundle, signet(t, "bundle", "show", "--admin-socket", adminSock))
 	nodeID := "spiffe://example.org/node/brokerdefault"

@@ -40,6 +40,17 @@ func testNodeAllowances(t *testing.T, s *store.Store) {
 	if all, _ := s.ListNodeAllowances(t.Context(), ""); len(all) != 2 {
 		t.Errorf("ListNodeAllowances() = %d, want 2", len(all))
 	}
+	page, err := s.ListNodeAllowancesPage(t.Context(), "", store.NodeAllowance{}, 1)
+	must(t, "ListNodeAllowancesPage", err)
+	if len(page) != 1 || page[0].AttestationType != "other" {
+		t.Fatalf("ListNodeAllowancesPage(first, 1) = %+v, want the other allowance", page)
+	}
+	if page, _ = s.ListNodeAllowancesPage(t.Context(), "", page[0], 1); len(page) != 1 || page[0].Value != hash {
+		t.Errorf("ListNodeAllowancesPage(after other) = %+v, want the tpm one", page)
+	}
+	if page, _ = s.ListNodeAllowancesPage(t.Context(), "", page[0], 1); len(page) != 0 {
+		t.Errorf("ListNodeAllowancesPage(after tpm) = %+v, want none", page)
+	}
 	must(t, "DisallowNode", s.DisallowNode(ctxFor(t), "tpm", hash))
 	wantKind(t, "DisallowNode(again)", s.DisallowNode(ctxFor(t), "tpm", hash), errkind.NotFound)
 	var actions []string

@@ -50,6 +50,25 @@ func testAuthorityPutList(t *testing.T, s *store.Store) {
 	if created.IsZero() || !got[1].UpdatedAt.Equal(created) {
 		t.Errorf("CreatedAt, UpdatedAt = %v, %v, want set and equal", created, got[1].UpdatedAt)
 	}
+	// A page at a time, after the last one of the previous page.
+	x2 := authority(store.AuthorityX509, "aa00", store.StatePrepared)
+	x2.NotBefore = epoch.Add(time.Hour) // after aa01 by time, before it by ID
+	must(t, "PutAuthority", s.PutAuthority(ctxFor(t), x2))
+	var pages []string
+	var after store.AuthorityCursor
+	for range 4 {
+		page, err := s.ListAuthoritiesPage(t.Context(), after, 1)
+		must(t, "ListAuthoritiesPage", err)
+		if len(page) == 0 {
+			break
+		}
+		pages = append(pages, page[0].ID)
+		after = store.AuthorityCursor{Kind: page[0].Kind, NotBefore: page[0].NotBefore, ID: page[0].ID}
+	}
+	if diff := cmp.Diff([]string{"kid-1", "aa01", "aa00"}, pages); diff != "" {
+		t.Errorf("ListAuthoritiesPage by 1 (-want +got):\n%s", diff)
+	}
+	must(t, "DeleteAuthority", s.DeleteAuthority(ctxFor(t), store.AuthorityX509, "aa00"))
 
 	rev := revision(t, s)
 	x.State = store.StateActive

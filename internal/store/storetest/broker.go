@@ -172,6 +172,12 @@ func testSecretVersions(t *testing.T, s *store.Store) {
 	if len(list) != 2 || list[0].Name != "other" || list[1].Name != "stripe" || list[1].Version != 2 {
 		t.Fatalf("ListSecrets = %+v", list)
 	}
+	if page, err := s.ListSecretsPage(t.Context(), "other", 1); err != nil || len(page) != 1 || page[0].Name != "stripe" {
+		t.Errorf("ListSecretsPage(after other, 1) = %+v, %v; want stripe", page, err)
+	}
+	if page, err := s.ListSecretsPage(t.Context(), "", 1); err != nil || len(page) != 1 || page[0].Name != "other" {
+		t.Errorf("ListSecretsPage(first, 1) = %+v, %v; want other", page, err)
+	}
 	for _, sec := range list {
 		if sec.Sealed != nil {
 			t.Errorf("ListSecrets returned the sealed value of %s", sec.Name)
@@ -302,6 +308,27 @@ func testLeaseList(t *testing.T, s *store.Store) {
 		"active":     {store.LeaseFilter{States: []store.LeaseState{store.LeaseActive}}, []string{"b"}},
 		"limit":      {store.LeaseFilter{Limit: 1}, []string{"c"}},
 		"none":       {store.LeaseFilter{Credential: "x"}, nil},
+	}
+	all, err := s.ListLeases(t.Context(), store.LeaseFilter{})
+	must(t, "ListLeases", err)
+	if len(all) == 3 { // pages: after a listed lease, in the same order
+		at := func(i int) store.LeaseCursor { return store.LeaseCursor{IssuedAt: all[i].IssuedAt, ID: all[i].ID} }
+		cases["page after c"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{After: at(0), Limit: 1}, []string{"b"}}
+		cases["page after b"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{After: at(1)}, []string{"a"}}
+		cases["page after a"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{After: at(2)}, nil}
+		cases["page with filter"] = struct {
+			f    store.LeaseFilter
+			want []string
+		}{store.LeaseFilter{Credential: "orders-db", After: at(0)}, []string{"a"}}
 	}
 	for name, tc := range cases {
 		if diff := cmp.Diff(tc.want, ids(tc.f)); diff != "" {

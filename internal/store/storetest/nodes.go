@@ -104,6 +104,9 @@ func testNodeList(t *testing.T, s *store.Store) {
 		{"attestation type", store.NodeFilter{AttestationType: "join_token"}, []string{"a", "c"}},
 		{"seen before", store.NodeFilter{SeenBefore: epoch.Add(time.Minute)}, []string{"a", "b"}},
 		{"combined", store.NodeFilter{SeenBefore: epoch.Add(time.Minute), Banned: &no}, []string{"a"}},
+		{"first page", store.NodeFilter{Limit: 2}, []string{"a", "b"}},
+		{"next page", store.NodeFilter{After: node("b").SPIFFEID.String(), Limit: 2}, []string{"c"}},
+		{"page with filter", store.NodeFilter{Banned: &no, After: node("a").SPIFFEID.String(), Limit: 1}, []string{"c"}},
 	}
 	for _, c := range cases {
 		got, err := s.ListNodes(t.Context(), c.f)

@@ -34,6 +34,20 @@ func testTokenListUnexpired(t *testing.T, s *store.Store) {
 	if got[0].SPIFFEID != id("spiffe://example.org/node/a") || !got[1].SPIFFEID.IsZero() || got[0].ExpiresAt.Unix() != epoch.Add(time.Hour).Unix() {
 		t.Errorf("ListJoinTokens() fields = %+v", got)
 	}
+	// A page at a time, after the last token of the previous page.
+	page, err := s.ListJoinTokensPage(ctx, epoch, store.JoinTokenCursor{}, 1)
+	must(t, "ListJoinTokensPage(first)", err)
+	if len(page) != 1 || string(page[0].Hash) != string(tokenHash("a")) {
+		t.Fatalf("ListJoinTokensPage(first, 1) = %v, want token a", page)
+	}
+	page, err = s.ListJoinTokensPage(ctx, epoch, store.JoinTokenCursor{CreatedAt: page[0].CreatedAt, Hash: page[0].Hash}, 1)
+	must(t, "ListJoinTokensPage(next)", err)
+	if len(page) != 1 || string(page[0].Hash) != string(tokenHash("b")) {
+		t.Fatalf("ListJoinTokensPage(after a, 1) = %v, want token b", page)
+	}
+	if page, _ = s.ListJoinTokensPage(ctx, epoch, store.JoinTokenCursor{CreatedAt: page[0].CreatedAt, Hash: page[0].Hash}, 1); len(page) != 0 {
+		t.Errorf("ListJoinTokensPage(after b) = %v, want none", page)
+	}
 	// Consumed tokens are gone from the list.
 	if _, err := s.ConsumeJoinToken(ctx, tokenHash("a"), epoch); err != nil {
 		t.Fatal(err)

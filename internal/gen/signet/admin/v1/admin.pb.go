@@ -651,7 +651,11 @@ func (x *Node) GetLastSeenAt() int64 {
 type ListNodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "", "banned" or "active".
-	Filter        string `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Filter string `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// At most this many nodes (default 1000, at most 10000), by SPIFFE ID.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -693,9 +697,25 @@ func (x *ListNodesRequest) GetFilter() string {
 	return ""
 }
 
+func (x *ListNodesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Pass as page_token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +755,13 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetNodeRequest struct {
@@ -1047,7 +1074,11 @@ func (x *JoinToken) GetCreatedAt() int64 {
 }
 
 type ListJoinTokensRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many tokens (default 1000, at most 10000), oldest first.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1082,9 +1113,25 @@ func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
 	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
+func (x *ListJoinTokensRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListJoinTokensRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListJoinTokensResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tokens []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// Pass as page_token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1124,6 +1171,13 @@ func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
 		return x.Tokens
 	}
 	return nil
+}
+
+func (x *ListJoinTokensResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RevokeJoinTokenRequest struct {
@@ -1295,7 +1349,12 @@ func (x *Authority) GetNotAfter() int64 {
 }
 
 type ListAuthoritiesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many authorities (default 1000, at most 10000), by kind,
+	// not_before and id.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1330,9 +1389,25 @@ func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
 	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
+func (x *ListAuthoritiesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuthoritiesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListAuthoritiesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Authorities   []*Authority           `protobuf:"bytes,1,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Authorities []*Authority           `protobuf:"bytes,1,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	// Pass as page_token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1372,6 +1447,13 @@ func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
 		return x.Authorities
 	}
 	return nil
+}
+
+func (x *ListAuthoritiesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type AuthorityRequest struct {
@@ -1495,8 +1577,13 @@ type ListNodeAllowancesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only allowances of this method; empty: every method.
 	AttestationType string `protobuf:"bytes,1,opt,name=attestation_type,json=attestationType,proto3" json:"attestation_type,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// At most this many allowances (default 1000, at most 10000), by method
+	// and value.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListNodeAllowancesRequest) Reset() {
@@ -1536,9 +1623,25 @@ func (x *ListNodeAllowancesRequest) GetAttestationType() string {
 	return ""
 }
 
+func (x *ListNodeAllowancesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodeAllowancesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNodeAllowancesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Allowances    []*NodeAllowance       `protobuf:"bytes,1,rep,name=allowances,proto3" json:"allowances,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Allowances []*NodeAllowance       `protobuf:"bytes,1,rep,name=allowances,proto3" json:"allowances,omitempty"`
+	// Pass as page_token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1578,6 +1681,13 @@ func (x *ListNodeAllowancesResponse) GetAllowances() []*NodeAllowance {
 		return x.Allowances
 	}
 	return nil
+}
+
+func (x *ListNodeAllowancesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 var File_signet_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -1630,11 +1740,15 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"lastSeenAt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"*\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"f\n" +
 	"\x10ListNodesRequest\x12\x16\n" +
-	"\x06filter\x18\x01 \x01(\tR\x06filter\"@\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"h\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.signet.admin.v1.NodeR\x05nodes\"-\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.signet.admin.v1.NodeR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n" +
 	"\x0eGetNodeRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"*\n" +
 	"\vNodeRequest\x12\x1b\n" +
@@ -1655,10 +1769,14 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\x03R\texpiresAt\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"\x17\n" +
-	"\x15ListJoinTokensRequest\"L\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"S\n" +
+	"\x15ListJoinTokensRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"t\n" +
 	"\x16ListJoinTokensResponse\x122\n" +
-	"\x06tokens\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\x06tokens\"7\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\x06tokens\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"7\n" +
 	"\x16RevokeJoinTokenRequest\x12\x1d\n" +
 	"\n" +
 	"ref_prefix\x18\x01 \x01(\tR\trefPrefix\"\x12\n" +
@@ -1670,10 +1788,14 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\tserver_id\x18\x04 \x01(\tR\bserverId\x12\x1d\n" +
 	"\n" +
 	"not_before\x18\x05 \x01(\x03R\tnotBefore\x12\x1b\n" +
-	"\tnot_after\x18\x06 \x01(\x03R\bnotAfter\"\x18\n" +
-	"\x16ListAuthoritiesRequest\"W\n" +
+	"\tnot_after\x18\x06 \x01(\x03R\bnotAfter\"T\n" +
+	"\x16ListAuthoritiesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x7f\n" +
 	"\x17ListAuthoritiesResponse\x12<\n" +
-	"\vauthorities\x18\x01 \x03(\v2\x1a.signet.admin.v1.AuthorityR\vauthorities\"6\n" +
+	"\vauthorities\x18\x01 \x03(\v2\x1a.signet.admin.v1.AuthorityR\vauthorities\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"6\n" +
 	"\x10AuthorityRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"o\n" +
@@ -1681,13 +1803,17 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x10attestation_type\x18\x01 \x01(\tR\x0fattestationType\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x03 \x01(\x03R\tcreatedAt\"F\n" +
+	"created_at\x18\x03 \x01(\x03R\tcreatedAt\"\x82\x01\n" +
 	"\x19ListNodeAllowancesRequest\x12)\n" +
-	"\x10attestation_type\x18\x01 \x01(\tR\x0fattestationType\"\\\n" +
+	"\x10attestation_type\x18\x01 \x01(\tR\x0fattestationType\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x84\x01\n" +
 	"\x1aListNodeAllowancesResponse\x12>\n" +
 	"\n" +
 	"allowances\x18\x01 \x03(\v2\x1e.signet.admin.v1.NodeAllowanceR\n" +
-	"allowances2\xc4\x0e\n" +
+	"allowances\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc4\x0e\n" +
 	"\x05Admin\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12E\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a\x17.signet.common.v1.Entry\x12X\n" +

@@ -203,7 +203,11 @@ func (x *RotateSecretResponse) GetStale() []*Lease {
 }
 
 type ListSecretsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many secrets (default 1000, at most 10000), by name.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,9 +242,25 @@ func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
 	return file_signet_broker_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *ListSecretsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSecretsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSecretsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Secrets []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// Pass as page_token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +300,13 @@ func (x *ListSecretsResponse) GetSecrets() []*Secret {
 		return x.Secrets
 	}
 	return nil
+}
+
+func (x *ListSecretsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type Lease struct {
@@ -414,8 +441,11 @@ type ListLeasesRequest struct {
 	Credential string                 `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
 	SpiffeId   string                 `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
 	// pending, active, revoked, expired; empty: all.
-	States        []string `protobuf:"bytes,3,rep,name=states,proto3" json:"states,omitempty"`
-	Limit         int32    `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	States []string `protobuf:"bytes,3,rep,name=states,proto3" json:"states,omitempty"`
+	// The page size: at most this many leases (default and bound 10000).
+	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The next_page_token of the previous page; empty: the newest leases.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -478,9 +508,18 @@ func (x *ListLeasesRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListLeasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListLeasesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Leases        []*Lease               `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Leases []*Lease               `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	// Pass as page_token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,6 +559,13 @@ func (x *ListLeasesResponse) GetLeases() []*Lease {
 		return x.Leases
 	}
 	return nil
+}
+
+func (x *ListLeasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RevokeLeasesRequest struct {
@@ -704,10 +750,14 @@ const file_signet_broker_v1_broker_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"w\n" +
 	"\x14RotateSecretResponse\x120\n" +
 	"\x06secret\x18\x01 \x01(\v2\x18.signet.broker.v1.SecretR\x06secret\x12-\n" +
-	"\x05stale\x18\x02 \x03(\v2\x17.signet.broker.v1.LeaseR\x05stale\"\x14\n" +
-	"\x12ListSecretsRequest\"I\n" +
+	"\x05stale\x18\x02 \x03(\v2\x17.signet.broker.v1.LeaseR\x05stale\"P\n" +
+	"\x12ListSecretsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListSecretsResponse\x122\n" +
-	"\asecrets\x18\x01 \x03(\v2\x18.signet.broker.v1.SecretR\asecrets\"\xbd\x02\n" +
+	"\asecrets\x18\x01 \x03(\v2\x18.signet.broker.v1.SecretR\asecrets\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbd\x02\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -723,16 +773,19 @@ const file_signet_broker_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\n" +
 	" \x01(\x03R\texpiresAt\x12\x16\n" +
-	"\x06reason\x18\v \x01(\tR\x06reason\"~\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\"\x9d\x01\n" +
 	"\x11ListLeasesRequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
 	"credential\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x16\n" +
 	"\x06states\x18\x03 \x03(\tR\x06states\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"E\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"m\n" +
 	"\x12ListLeasesResponse\x12/\n" +
-	"\x06leases\x18\x01 \x03(\v2\x17.signet.broker.v1.LeaseR\x06leases\"\x85\x01\n" +
+	"\x06leases\x18\x01 \x03(\v2\x17.signet.broker.v1.LeaseR\x06leases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x85\x01\n" +
 	"\x13RevokeLeasesRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1e\n" +
