@@ -34,8 +34,10 @@
 //     with its kid and "use": "jwt-svid".
 //
 // Responses are built once per caller selector set and reused until the
-// Source reports a change, so that a burst of calls costs attestation and
-// little else.
+// Source reports a change, and a connection's attestation is reused by the
+// calls on it for a second (see attestReuse; the caller's pidfd is checked
+// on every call), so that a burst of calls costs a liveness check and the
+// gRPC exchange and little else.
 //
 // Key material and tokens are never logged.
 package workload
