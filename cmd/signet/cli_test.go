@@ -284,7 +284,10 @@ func TestEntryCreateFileInBatches(t *testing.T) {
 	if err := os.WriteFile(path, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := c.run(t, "entry", "create", "--file", path)
+	out, errOut, err := c.run(t, "entry", "create", "--file", path)
+	if strings.Contains(errOut, "creating entries") {
+		t.Errorf("progress bar shown on output that is not a terminal:\n%s", errOut)
+	}
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), fmt.Sprintf("1 of %d entries failed", n)) {
 		t.Fatalf("create = %v, want exit 1 and a count", err)

@@ -24,6 +24,7 @@ func entryProgress(cmd *cobra.Command, total int, want bool) (progress func(int)
 		progressbar.OptionSetItsString("entries"),
 		progressbar.OptionShowIts(),
 		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetRenderBlankState(true), // the clock starts now, not at the first batch
 	)
 	return func(n int) { _ = bar.Add(n) }, func() { _ = bar.Finish() }
 }
