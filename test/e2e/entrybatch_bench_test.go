@@ -14,8 +14,9 @@ import (
 // entries against a fresh server process, as an operator would: the CLI
 // is its own process and talks to the server over the admin socket. It
 // reports entries/s end to end (CLI start to exit) and the server's peak
-// resident memory (VmHWM) across start-up and the batch, for the default
-// mode (each entry on its own) and for --atomic. Run with -benchtime 1x.
+// resident memory (VmHWM) across start-up and the batch, and the server's
+// CPU time for the batch, for the default mode (each entry on its own, in
+// batches) and for --atomic (one call). Run with -benchtime 1x.
 func BenchmarkEntryCreate100k(b *testing.B) {
 	const n = 100000
 	file := filepath.Join(b.TempDir(), "100k.json")
@@ -44,12 +45,15 @@ func BenchmarkEntryCreate100k(b *testing.B) {
 				if mode == "atomic" {
 					args = append(args, "--atomic")
 				}
+				cpu0 := procCPU(b, d.server.cmd.Process.Pid)
 				start := time.Now()
 				if _, errOut, err := signetRun(args...); err != nil {
 					b.Fatalf("entry create: %v %s", err, errOut)
 				}
 				wall := time.Since(start)
+				cpu := procCPU(b, d.server.cmd.Process.Pid) - cpu0
 				b.ReportMetric(n/wall.Seconds(), "entries/s")
+				b.ReportMetric(cpu.Seconds(), "server-cpu-s")
 				b.ReportMetric(float64(procStatusKB(b, d.server.cmd.Process.Pid, "VmHWM"))/1024, "server-peak-rss-MB")
 				d.server.stop()
 			}
