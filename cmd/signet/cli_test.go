@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +261,52 @@ func TestServerRunErrorsNameKeys(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Error("a refused server run created its data dir")
+	}
+}
+
+// TestEntryCreateFileInBatches: a file larger than one batch is sent in
+// several calls; every entry's result comes back in file order, and an
+// entry the server refuses in a later batch fails alone.
+func TestEntryCreateFileInBatches(t *testing.T) {
+	c := newCLIEnv(t, store.DriverSQLite)
+	n := 2*entryBatchSize + 5
+	bad := entryBatchSize + 7 // in the second batch
+	entries := make([]map[string]any, n)
+	for i := range entries {
+		id := fmt.Sprintf("spiffe://example.org/batch/%05d", i)
+		if i == bad {
+			id = "spiffe://other.org/elsewhere"
+		}
+		entries[i] = map[string]any{"spiffe_id": id, "parent_id": cliNode, "selectors": []string{"unix:uid:" + strconv.Itoa(i)}}
+	}
+	doc, _ := json.Marshal(map[string]any{"entries": entries})
+	path := filepath.Join(t.TempDir(), "entries.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := c.run(t, "entry", "create", "--file", path)
+	if strings.Contains(errOut, "creating entries") {
+		t.Errorf("progress bar shown on output that is not a terminal:\n%s", errOut)
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), fmt.Sprintf("1 of %d entries failed", n)) {
+		t.Fatalf("create = %v, want exit 1 and a count", err)
+	}
+	for _, want := range []string{
+		"entry 0 (spiffe://example.org/batch/00000): created ",
+		fmt.Sprintf("entry %d (spiffe://other.org/elsewhere): failed: ", bad),
+		fmt.Sprintf("entry %d (spiffe://example.org/batch/%05d): created ", n-1, n-1),
+		fmt.Sprintf("created %d of %d entries", n-1, n),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	got, err := c.st.ListEntries(t.Context(), store.EntryFilter{Limit: 10 * n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n-1 {
+		t.Errorf("store holds %d entries, want %d", len(got), n-1)
 	}
 }

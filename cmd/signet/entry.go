@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,7 +105,8 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 		Example: `  signet entry create --parent-id spiffe://example.org/node/web-1 \
       --spiffe-id spiffe://example.org/web --selector unix:uid:1000 --x509-ttl 1h
   signet entry create --node --spiffe-id spiffe://example.org/fleet/web --selector x509pop:subject:cn:web-7
-  signet entry create --file entries.json --atomic`,
+  signet entry create --file entries.json --atomic
+  signet entry create --file 100k.json    # progress as batches commit`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var entries []*commonv1.Entry
@@ -135,7 +137,9 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 				entries = []*commonv1.Entry{e}
 			}
 			warnUnknownSelectorTypes(cmd.ErrOrStderr(), entries)
-			results, err := createEntries(cmd, conn, entries, invalid, atomic)
+			progress, done := entryProgress(cmd, len(entries), file != "" && !atomic && !out.json)
+			results, err := createEntries(cmd, conn, entries, invalid, atomic, progress)
+			done()
 			if err != nil {
 				return err
 			}
@@ -149,15 +153,26 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 	f.add(cmd)
 	f.addNode(cmd)
 	cmd.Flags().StringVar(&file, "file", "", "JSON file of entries (\"-\" for stdin), in the format entry list --json prints")
-	cmd.Flags().BoolVar(&atomic, "atomic", false, "create all entries or none (default: each entry succeeds or fails on its own)")
+	cmd.Flags().BoolVar(&atomic, "atomic", false, "create all entries or none, in one transaction the server holds whole "+
+		"(default: each entry succeeds or fails on its own, sent in batches of "+strconv.Itoa(entryBatchSize)+
+		" with progress on a terminal)")
 	out.addFlags(cmd)
 	return cmd
 }
 
+// entryBatchSize is how many entries of a --file one CreateEntries call
+// carries when each entry stands on its own (no --atomic): the file is sent
+// batch by batch, so neither the server nor the message holds it whole.
+const entryBatchSize = 2000
+
 // createEntries creates entries and returns one result per entry, in
 // order. Entries whose invalid error is set are not sent: they fail with
-// that error, and in an atomic batch nothing is sent at all.
-func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entry, invalid []error, atomic bool) ([]*adminv1.EntryResult, error) {
+// that error, and in an atomic batch nothing is sent at all. An atomic
+// batch is one call (one store transaction: all or none); otherwise the
+// entries go in calls of entryBatchSize, and progress, when set, learns
+// how many entries were sent after each call. A call that fails ends the
+// command with an error that counts what the batches before it created.
+func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entry, invalid []error, atomic bool, progress func(sent int)) ([]*adminv1.EntryResult, error) {
 	results := make([]*adminv1.EntryResult, len(entries))
 	var send []*commonv1.Entry
 	var pos []int
@@ -179,20 +194,42 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 	if len(send) == 0 {
 		return results, nil
 	}
-	var resp *adminv1.CreateEntriesResponse
-	err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-		resp, err = c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: send, Atomic: atomic})
-		return err
-	})
+	size := entryBatchSize
+	if atomic {
+		size = len(send)
+	}
+	c, closeConn, err := conn.client()
 	if err != nil {
 		return nil, err
 	}
-	got := resp.GetResults()
-	if len(got) != len(send) {
-		return nil, fmt.Errorf("server answered %d results for %d entries", len(got), len(send))
-	}
-	for j, r := range got {
-		results[pos[j]] = r
+	defer closeConn()
+	created := 0
+	for start := 0; start < len(send); start += size {
+		batch := send[start:min(start+size, len(send))]
+		ctx, cancel := context.WithTimeout(cmd.Context(), adminCallTimeout)
+		resp, err := c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: batch, Atomic: atomic})
+		cancel()
+		if err != nil {
+			err = rpcErr(err)
+			if start > 0 {
+				err = fmt.Errorf("%d of %d entries created in the batches before this one; the remaining %d were not created: %w",
+					created, len(entries), len(send)-start, err)
+			}
+			return nil, err
+		}
+		got := resp.GetResults()
+		if len(got) != len(batch) {
+			return nil, fmt.Errorf("server answered %d results for %d entries", len(got), len(batch))
+		}
+		for j, r := range got {
+			results[pos[start+j]] = r
+			if codes.Code(r.GetStatus().GetCode()) == codes.OK {
+				created++
+			}
+		}
+		if progress != nil {
+			progress(len(batch))
+		}
 	}
 	return results, nil
 }

@@ -25,7 +25,7 @@ func (e *exitError) Error() string {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(withCPUProfile(func() int { return run(os.Args[1:]) }))
 }
 
 // run executes the CLI with args and returns the process exit code.

@@ -54,6 +54,11 @@ type Config struct {
 	// Changed is called after every write, so the server's caches reflect
 	// it before the call returns.
 	Changed func(ctx context.Context)
+	// Created, when set, is called instead of Changed after CreateEntries
+	// with the entries it created (every one of them written by one store
+	// transaction, so all carry the same Revision), so that the caches can
+	// take them as they are instead of reading them back.
+	Created func(ctx context.Context, created []model.Entry)
 	// RefreshBundle rebuilds the trust bundle after an authority change.
 	RefreshBundle func(ctx context.Context) error
 	Now           func() time.Time
@@ -176,12 +181,14 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 		}
 		return resp, nil
 	}
+	var created []model.Entry
 	if len(valid) > 0 {
 		results, err := a.cfg.Store.CreateEntries(ctx, valid, req.GetAtomic())
 		rejected := req.GetAtomic() && errkind.Is(err, errkind.FailedPrecondition)
 		if err != nil && !rejected {
 			return nil, err
 		}
+		created = make([]model.Entry, 0, len(results))
 		for j, r := range results {
 			i := pos[j]
 			if r.Err == nil && rejected {
@@ -191,10 +198,15 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 				resp.Results[i] = &adminv1.EntryResult{Entry: in[i], Status: apiconv.StatusToProto(r.Err)}
 				continue
 			}
+			created = append(created, r.Entry)
 			resp.Results[i] = &adminv1.EntryResult{Entry: apiconv.EntryToProto(r.Entry), Status: apiconv.StatusToProto(nil)}
 		}
 	}
-	a.cfg.Changed(ctx)
+	if a.cfg.Created != nil && len(created) > 0 {
+		a.cfg.Created(ctx, created)
+	} else {
+		a.cfg.Changed(ctx)
+	}
 	return resp, nil
 }
 

@@ -406,7 +406,7 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 		if ttl == 0 {
 			ttl = s.cfg.DefaultX509TTL
 		}
-		chain, err := s.cfg.CA.SignX509SVID(ctx, r.GetCsr(), ca.X509Params{ID: entry.SPIFFEID, TTL: ttl, DNSNames: entry.DNSNames})
+		svid, err := s.cfg.CA.MintX509SVID(ctx, r.GetCsr(), ca.X509Params{ID: entry.SPIFFEID, TTL: ttl, DNSNames: entry.DNSNames})
 		if err != nil {
 			if errkind.Of(err) == errkind.Internal {
 				msg, id := errkind.Public(err)
@@ -417,17 +417,15 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 			res.Status = apiconv.StatusToProto(err)
 			continue
 		}
-		for _, c := range chain {
-			res.CertChain = append(res.CertChain, c.Raw)
-		}
+		res.CertChain = svid.Chain
 		res.Status = apiconv.StatusToProto(nil)
 		iss.Issued = append(iss.Issued, entry.ID)
-		iss.Bindings = append(iss.Bindings, store.SVIDBinding{Digest: model.SVIDDigest(chain[0].Raw), EntryID: entry.ID,
-			NodeID: node.SPIFFEID.String(), ExpiresAt: chain[0].NotAfter})
+		iss.Bindings = append(iss.Bindings, store.SVIDBinding{Digest: model.SVIDDigest(svid.Chain[0]), EntryID: entry.ID,
+			NodeID: node.SPIFFEID.String(), ExpiresAt: svid.NotAfter})
 		s.met.svidsSigned.WithLabelValues("x509", "ok").Inc()
 		iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
 			Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
-				"serial": chain[0].SerialNumber.Text(16), "not_after": chain[0].NotAfter.UTC().Format(time.RFC3339)}})
+				"serial": svid.Serial.Text(16), "not_after": svid.NotAfter.Format(time.RFC3339)}})
 	}
 	if err := s.record(ctx, iss); err != nil {
 		return nil, err

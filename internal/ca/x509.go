@@ -127,39 +127,12 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
 // keys), extended key usage serverAuth and clientAuth, a 128-bit random
 // serial, NotBefore 10s in the past, NotAfter at now+TTL or the CA's end,
 // whichever is first. Subject is Config.Subject with CN = the first DNS name.
+//
+// MintX509SVID does the same without parsing the new leaf back.
 func (m *Manager) SignX509SVID(ctx context.Context, csrDER []byte, p X509Params) ([]*x509.Certificate, error) {
-	if err := m.checkSVIDParams(p.ID, p.TTL); err != nil {
-		return nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
-	}
-	if err := checkDNSNames(p.DNSNames); err != nil {
-		return nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
-	}
-	csr, err := ParseCSR(csrDER)
+	der, _, s, err := m.mint(csrDER, p)
 	if err != nil {
-		return nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
-	}
-	s := m.x509.Load()
-	if s == nil {
-		return nil, errkind.New(errkind.FailedPrecondition, "sign x509-svid for %s: ca not initialized", p.ID)
-	}
-	now := m.now()
-	notAfter := now.Add(m.capTTL(p.TTL))
-	if notAfter.After(s.cert.NotAfter) {
-		notAfter = s.cert.NotAfter
-	}
-	if !notAfter.After(now) {
-		return nil, errkind.New(errkind.Unavailable,
-			"sign x509-svid for %s: active x509 authority %s has expired", p.ID, s.id)
-	}
-	ski, err := subjectKeyID(csr.RawSubjectPublicKeyInfo)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.InvalidArgument, err, "sign x509-svid: malformed public key")
-	}
-	tmpl := m.leafTemplate(p, csr.PublicKey, ski, now, notAfter)
-	tmpl.AuthorityKeyId = s.cert.SubjectKeyId
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.cert, csr.PublicKey, s.key.signer)
-	if err != nil {
-		return nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -172,6 +145,77 @@ func (m *Manager) SignX509SVID(ctx context.Context, csrDER []byte, p X509Params)
 		chain = append(chain, s.upstream...)
 	}
 	return chain, nil
+}
+
+// MintedX509SVID is an X509-SVID as MintX509SVID returns it: the DER chain
+// and what an issuance record needs, with no certificate parsed back.
+type MintedX509SVID struct {
+	// Chain is the chain to present, DER: [leaf] or [leaf, CA, upstream
+	// intermediates…], as SignX509SVID's. The CA certificates are shared
+	// and must not be modified.
+	Chain [][]byte
+	// Serial and NotAfter are the leaf's.
+	Serial   *big.Int
+	NotAfter time.Time
+}
+
+// MintX509SVID is SignX509SVID for callers that send the chain on as DER
+// (the agent API): the same checks, the same certificate, one
+// x509.ParseCertificate less per signing.
+func (m *Manager) MintX509SVID(ctx context.Context, csrDER []byte, p X509Params) (MintedX509SVID, error) {
+	der, tmpl, s, err := m.mint(csrDER, p)
+	if err != nil {
+		return MintedX509SVID{}, err
+	}
+	chain := make([][]byte, 0, 2+len(s.upstream))
+	chain = append(chain, der)
+	if s.signedUpstream {
+		chain = append(chain, s.cert.Raw)
+		for _, c := range s.upstream {
+			chain = append(chain, c.Raw)
+		}
+	}
+	// The certificate holds NotAfter to the second, in UTC.
+	return MintedX509SVID{Chain: chain, Serial: tmpl.SerialNumber, NotAfter: tmpl.NotAfter.UTC().Truncate(time.Second)}, nil
+}
+
+// mint checks the request and signs the leaf: its DER, the template it was
+// made from, and the signer (the authority) that signed it.
+func (m *Manager) mint(csrDER []byte, p X509Params) ([]byte, *x509.Certificate, *x509Signer, error) {
+	if err := m.checkSVIDParams(p.ID, p.TTL); err != nil {
+		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
+	}
+	if err := checkDNSNames(p.DNSNames); err != nil {
+		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
+	}
+	csr, err := ParseCSR(csrDER)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
+	}
+	s := m.x509.Load()
+	if s == nil {
+		return nil, nil, nil, errkind.New(errkind.FailedPrecondition, "sign x509-svid for %s: ca not initialized", p.ID)
+	}
+	now := m.now()
+	notAfter := now.Add(m.capTTL(p.TTL))
+	if notAfter.After(s.cert.NotAfter) {
+		notAfter = s.cert.NotAfter
+	}
+	if !notAfter.After(now) {
+		return nil, nil, nil, errkind.New(errkind.Unavailable,
+			"sign x509-svid for %s: active x509 authority %s has expired", p.ID, s.id)
+	}
+	ski, err := subjectKeyID(csr.RawSubjectPublicKeyInfo)
+	if err != nil {
+		return nil, nil, nil, errkind.Wrap(errkind.InvalidArgument, err, "sign x509-svid: malformed public key")
+	}
+	tmpl := m.leafTemplate(p, csr.PublicKey, ski, now, notAfter)
+	tmpl.AuthorityKeyId = s.cert.SubjectKeyId
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.cert, csr.PublicKey, s.key.signer)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
+	}
+	return der, tmpl, s, nil
 }
 
 // leafTemplate builds the X509-SVID template for a subject public key.

@@ -79,6 +79,36 @@ func (c *Cache) Apply(cs store.EntryChangeSet) {
 	c.revision = cs.Revision
 }
 
+// ApplyCreated folds in entries that one store transaction just created,
+// all at revision rev, and reports true, when the cache holds exactly the
+// revision before it: the set is then the complete change from that
+// revision to rev. Otherwise (something else was written in between, or the
+// cache has moved past rev) it changes nothing and reports false; the
+// caller then reads the changes from the store.
+func (c *Cache) ApplyCreated(rev int64, created []store.Entry) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revision != rev-1 {
+		return false
+	}
+	for i := range created {
+		if created[i].Revision != rev {
+			return false
+		}
+	}
+	for i := range created {
+		e := created[i]
+		c.removeLocked(e.ID)
+		c.byID[e.ID] = &e
+		addTo(c.byParent, e.ParentID, &e)
+		if e.Admin {
+			addTo(c.admins, e.SPIFFEID, &e)
+		}
+	}
+	c.revision = rev
+	return true
+}
+
 // addTo files e under key in an index of entry sets.
 func addTo(index map[spiffeid.ID]map[string]*model.Entry, key spiffeid.ID, e *model.Entry) {
 	m := index[key]

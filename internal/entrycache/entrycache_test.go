@@ -1,14 +1,18 @@
 package entrycache
 
 import (
+	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/store/storetest"
 )
 
 func TestEntryCacheNodeEntries(t *testing.T) {
@@ -80,5 +84,96 @@ func TestEntryCacheAdmins(t *testing.T) {
 	}})
 	if c.IsAdmin(ops, now) {
 		t.Fatal("isAdmin(ops) = true after the entry lost its admin flag (the other one is expired)")
+	}
+}
+
+// TestApplyCreatedMatchesReadBack: entries taken from CreateEntries'
+// results leave the cache exactly as reading the same change back from the
+// store would, on a real SQLite store; a batch the cache is not exactly
+// one revision behind is refused. On SQLite and PostgreSQL.
+func TestApplyCreatedMatchesReadBack(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testApplyCreated(t, store.DriverSQLite, filepath.Join(t.TempDir(), "s.db")) })
+	t.Run("postgres", func(t *testing.T) { testApplyCreated(t, store.DriverPostgres, storetest.PostgresDSN(t)) })
+}
+
+func testApplyCreated(t *testing.T, driver, dsn string) {
+	ctx := t.Context()
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	serverID := spiffeid.RequireFromPath(td, "/signet/server")
+	st, err := store.Open(ctx, store.Config{Driver: driver, DSN: dsn, NodeAliasParent: serverID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	direct, readBack := New(serverID), New(serverID)
+	sync := func() {
+		t.Helper()
+		cs, err := st.EntryChanges(ctx, readBack.Revision())
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBack.Apply(cs)
+	}
+	sync()
+	direct.Apply(store.EntryChangeSet{Revision: readBack.Revision(), Full: true})
+
+	var batch []model.Entry
+	for i := range 50 {
+		batch = append(batch, model.Entry{
+			SPIFFEID: spiffeid.RequireFromPath(td, fmt.Sprintf("/w/%d", i)), ParentID: spiffeid.RequireFromPath(td, "/node/a"),
+			Selectors: []model.Selector{{Type: "unix", Value: fmt.Sprintf("uid:%d", i)}, {Type: "unix", Value: "gid:0"}},
+			DNSNames:  []string{"w.example.org"}, Labels: map[string]string{"team": "t"}, Admin: i == 0,
+			X509TTL: time.Hour, ExpiresAt: time.Now().Add(time.Hour), Hint: "h",
+		})
+	}
+	batch = append(batch, batch[1]) // a duplicate: fails alone
+	results, err := st.CreateEntries(ctx, batch, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created []model.Entry
+	for _, r := range results {
+		if r.Err == nil {
+			created = append(created, r.Entry)
+		}
+	}
+	if len(created) != 50 {
+		t.Fatalf("created %d entries, want 50", len(created))
+	}
+	if !direct.ApplyCreated(created[0].Revision, created) {
+		t.Fatal("ApplyCreated refused the batch right after the cache's revision")
+	}
+	sync()
+	if direct.Revision() != readBack.Revision() || direct.Len() != readBack.Len() {
+		t.Fatalf("revision/len: direct %d/%d, read back %d/%d", direct.Revision(), direct.Len(), readBack.Revision(), readBack.Len())
+	}
+	for _, e := range created {
+		if diff := cmp.Diff(readBack.Get(e.ID), direct.Get(e.ID), cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b }),
+			cmp.Comparer(func(a, b spiffeid.TrustDomain) bool { return a == b })); diff != "" {
+			t.Errorf("entry %s (-read back +direct):\n%s", e.ID, diff)
+		}
+	}
+	if !direct.IsAdmin(created[0].SPIFFEID, time.Now()) {
+		t.Error("admin entry not indexed as admin")
+	}
+
+	// Two more writes: the second batch alone is not the whole change
+	// since the cache's revision.
+	first, err := st.CreateEntries(ctx, []model.Entry{{SPIFFEID: spiffeid.RequireFromPath(td, "/x"),
+		ParentID: spiffeid.RequireFromPath(td, "/node/a"), Selectors: []model.Selector{{Type: "unix", Value: "uid:900"}}}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := st.CreateEntries(ctx, []model.Entry{{SPIFFEID: spiffeid.RequireFromPath(td, "/y"),
+		ParentID: spiffeid.RequireFromPath(td, "/node/a"), Selectors: []model.Selector{{Type: "unix", Value: "uid:901"}}}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if direct.ApplyCreated(second[0].Entry.Revision, []model.Entry{second[0].Entry}) {
+		t.Error("ApplyCreated took a batch that skips a revision")
+	}
+	if direct.Get(second[0].Entry.ID) != nil || direct.Revision() != first[0].Entry.Revision-1 {
+		t.Error("a refused ApplyCreated changed the cache")
 	}
 }

@@ -102,7 +102,7 @@ func (l tpmAllowList) EKAllowed(ctx context.Context, ekHash string) (bool, error
 func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Server, err error) {
 	admin := adminapi.New(adminapi.Config{
 		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, JoinTokenTTL: s.cfg.JoinTokenTTL, MaxSVIDTTL: MaxSVIDTTL,
-		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, RefreshBundle: s.refreshBundle,
+		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, RefreshBundle: s.refreshBundle,
 		Now: s.cfg.Now, Log: s.log.With("component", "admin api"),
 	})
 	inv := inventoryapi.Config{Store: s.store, ServerID: s.serverID, DefaultX509TTL: s.cfg.DefaultX509TTL,
@@ -224,6 +224,17 @@ func (s *Server) afterWrite(ctx context.Context) {
 	if err := s.refreshCache(ctx); err != nil {
 		s.log.Warn("refresh entry cache", "error", err)
 	}
+}
+
+// afterCreate takes a batch of entries the admin API just created into the
+// entry cache as they are, when nothing else was written since the cache's
+// revision; otherwise it reads the changes back like afterWrite.
+func (s *Server) afterCreate(ctx context.Context, created []store.Entry) {
+	if len(created) > 0 && s.cache.ApplyCreated(created[0].Revision, created) {
+		s.metrics.cacheEntries.Set(float64(s.cache.Len()))
+		return
+	}
+	s.afterWrite(ctx)
 }
 
 // listenAdmin creates the admin socket, owner-only (0600) inside a 0700

@@ -115,11 +115,11 @@ func (a *api) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.Serve
 	if err := a.s.awaitReady(ctx, deadline); err != nil {
 		return err
 	}
-	p, sels, err := a.s.attest(ctx)
+	p, at, err := a.s.attestKeyed(ctx)
 	if err != nil {
 		return err
 	}
-	key := selectorsKey(sels)
+	sels, key := at.sels, at.key
 	return watch(ctx, a, p, deadline,
 		func(changed <-chan struct{}) (*workloadpb.JWTBundlesResponse, error) {
 			return cached(&a.s.jwtBundles, key, changed, func() (*workloadpb.JWTBundlesResponse, error) {

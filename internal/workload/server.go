@@ -34,8 +34,10 @@
 //     with its kid and "use": "jwt-svid".
 //
 // Responses are built once per caller selector set and reused until the
-// Source reports a change, so that a burst of calls costs attestation and
-// little else.
+// Source reports a change, and a connection's attestation is reused by the
+// calls on it for a second (see attestReuse; the caller's pidfd is checked
+// on every call), so that a burst of calls costs a liveness check and the
+// gRPC exchange and little else.
 //
 // Key material and tokens are never logged.
 package workload
@@ -230,23 +232,57 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
+// attestReuse is how long the selectors attested for a connection are
+// reused by later calls on it. The caller of a connection is one process
+// (its pidfd is checked on every call), so what this allows is only that a
+// process which execs another program or changes its groups keeps its
+// earlier selectors for up to this long on a connection it already had —
+// as a stream does for its whole life.
+const attestReuse = time.Second
+
+// attested is a caller's merged selectors and their cache key, as kept in
+// the connection's memo.
+type attested struct {
+	sels []model.Selector
+	key  string
+}
+
 // attest identifies the caller of the RPC in ctx: the union of every
-// attestor's selectors, in canonical order.
+// attestor's selectors, in canonical order. The slice is shared: callers
+// must not modify it.
 func (s *Server) attest(ctx context.Context) (workloadattest.Peer, []model.Selector, error) {
+	p, a, err := s.attestKeyed(ctx)
+	return p, a.sels, err
+}
+
+// attestKeyed is attest with the selectors' response cache key. Within
+// attestReuse of the last attestation on the same connection it reuses
+// that result once the caller is checked to be alive.
+func (s *Server) attestKeyed(ctx context.Context) (workloadattest.Peer, attested, error) {
 	p, ok := workloadattest.PeerFromContext(ctx)
 	if !ok {
-		return p, nil, errkind.New(errkind.PermissionDenied,
+		return p, attested{}, errkind.New(errkind.PermissionDenied,
 			"caller could not be identified: the workload api needs a unix socket with peer credentials")
+	}
+	now := time.Now()
+	if v, ok := p.Memo().Load(now); ok {
+		if err := p.CheckAlive(); err != nil {
+			return p, attested{}, err
+		}
+		return p, v.(attested), nil
 	}
 	var sels []model.Selector
 	for _, a := range s.attestors {
 		got, err := a.Attest(ctx, p)
 		if err != nil {
-			return p, nil, fmt.Errorf("attest %v with %s: %w", p, a.Name(), err)
+			return p, attested{}, fmt.Errorf("attest %v with %s: %w", p, a.Name(), err)
 		}
 		sels = append(sels, got...)
 	}
-	return p, model.SortSelectors(sels), nil
+	sels = model.SortSelectors(sels)
+	res := attested{sels: sels, key: selectorsKey(sels)}
+	p.Memo().Store(res, now.Add(attestReuse))
+	return p, res, nil
 }
 
 // Explainer is an optional capability of a Source: it tells a caller who

@@ -19,11 +19,11 @@ func (a *api) FetchX509SVID(_ *workloadpb.X509SVIDRequest, stream grpc.ServerStr
 	if err := a.s.awaitReady(ctx, deadline); err != nil {
 		return err
 	}
-	p, sels, err := a.s.attest(ctx)
+	p, at, err := a.s.attestKeyed(ctx)
 	if err != nil {
 		return err
 	}
-	key := selectorsKey(sels)
+	sels, key := at.sels, at.key
 	return watch(ctx, a, p, deadline,
 		func(changed <-chan struct{}) (*workloadpb.X509SVIDResponse, error) {
 			return cached(&a.s.x509SVIDs, key, changed, func() (*workloadpb.X509SVIDResponse, error) {
@@ -50,11 +50,11 @@ func (a *api) FetchX509Bundles(_ *workloadpb.X509BundlesRequest, stream grpc.Ser
 	if err := a.s.awaitReady(ctx, deadline); err != nil {
 		return err
 	}
-	p, sels, err := a.s.attest(ctx)
+	p, at, err := a.s.attestKeyed(ctx)
 	if err != nil {
 		return err
 	}
-	key := selectorsKey(sels)
+	sels, key := at.sels, at.key
 	return watch(ctx, a, p, deadline,
 		func(changed <-chan struct{}) (*workloadpb.X509BundlesResponse, error) {
 			return cached(&a.s.x509Bundles, key, changed, func() (*workloadpb.X509BundlesResponse, error) {

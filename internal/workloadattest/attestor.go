@@ -43,6 +43,7 @@ type Peer struct {
 
 	proc    *pidfd // nil when no pidfd could be obtained
 	procErr error  // why proc is nil
+	memo    *Memo  // the connection's; nil outside NewCredentials
 }
 
 // CheckAlive reports whether the process that opened the connection is still

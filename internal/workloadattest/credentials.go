@@ -67,6 +67,7 @@ func (peerCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, er
 	if err != nil {
 		return nil, nil, err
 	}
+	p.memo = new(Memo)
 	ai := AuthInfo{
 		// A unix socket never leaves the host: it is as private as the kernel.
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},

@@ -54,7 +54,11 @@ func (d *deployment) startAgent(tb testing.TB, name, nodeID string) (*proc, stri
 	if err != nil {
 		tb.Fatalf("token create: %v %s", err, errOut)
 	}
-	p := startTB(tb, name, "agent", "run", "--server-address", d.addr, "--trust-bundle", d.bundlePath,
+	bin := signetBin
+	if b := os.Getenv("SIGNET_BENCH_AGENT_BIN"); b != "" {
+		bin = b // another build of the agent, for before/after comparisons
+	}
+	p := startEnvTB(tb, name, bin, agentEnv, "agent", "run", "--server-address", d.addr, "--trust-bundle", d.bundlePath,
 		"--join-token", strings.TrimSpace(tok), "--socket", filepath.Join(d.dir, name+".sock"),
 		"--data-dir", filepath.Join(d.dir, name), "--health-address", "127.0.0.1:0", "--log-level", "info")
 	return p, healthAddr(tb, p)

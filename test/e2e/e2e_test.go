@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(ciClientEnv) != "" {
 		os.Exit(ciClientMain())
 	}
+	if os.Getenv(loadClientEnv) != "" {
+		os.Exit(loadClientMain())
+	}
 	dir, err := os.MkdirTemp("", "signet-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -50,11 +53,15 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	signetBin = filepath.Join(dir, "signet")
-	build := exec.Command("go", "build", "-o", signetBin, "../../cmd/signet")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build signet:", err)
-		os.Exit(2)
+	if bin := os.Getenv("SIGNET_E2E_BIN"); bin != "" {
+		signetBin = bin // a prebuilt binary: benchmarks compare builds with it
+	} else {
+		build := exec.Command("go", "build", "-o", signetBin, "../../cmd/signet")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build signet:", err)
+			os.Exit(2)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -71,8 +78,17 @@ type proc struct {
 func start(t *testing.T, name string, args ...string) *proc { return startTB(t, name, args...) }
 
 func startTB(t testing.TB, name string, args ...string) *proc {
+	return startEnvTB(t, name, signetBin, nil, args...)
+}
+
+// startEnvTB starts the signet binary bin with env added to this process's
+// environment.
+func startEnvTB(t testing.TB, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(signetBin, args...), out: &testenv.LogBuffer{}}
+	p := &proc{cmd: exec.Command(bin, args...), out: &testenv.LogBuffer{}}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
