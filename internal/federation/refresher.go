@@ -34,6 +34,7 @@ const (
 // Store is what the refresher needs of the store.
 type Store interface {
 	ListFederations(ctx context.Context) ([]store.Federation, error)
+	GetFederation(ctx context.Context, td spiffeid.TrustDomain) (store.Federation, error)
 	ClaimFederation(ctx context.Context, td spiffeid.TrustDomain, due, until time.Time) (bool, error)
 	RecordFederationBundle(ctx context.Context, td spiffeid.TrustDomain, bundle []byte, seq uint64, at, next time.Time) error
 	RecordFederationError(ctx context.Context, td spiffeid.TrustDomain, msg string, at, next time.Time) error
@@ -104,6 +105,19 @@ func (r *Refresher) RefreshDue(ctx context.Context) {
 		}
 		r.refresh(ctx, f)
 	}
+}
+
+// RefreshNow fetches td's bundle at once (an operator's refresh), records
+// the outcome like a scheduled fetch and returns the relationship as
+// stored afterwards. The error is the store's (kinded NotFound for an
+// unknown trust domain); a failed fetch shows in LastError.
+func (r *Refresher) RefreshNow(ctx context.Context, td spiffeid.TrustDomain) (store.Federation, error) {
+	f, err := r.Store.GetFederation(ctx, td)
+	if err != nil {
+		return store.Federation{}, err
+	}
+	r.refresh(ctx, f)
+	return r.Store.GetFederation(ctx, td)
 }
 
 // refresh fetches f's bundle and records the outcome: a good bundle

@@ -57,6 +57,7 @@ import (
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/entrycache"
+	"github.com/signet-id/signet/internal/federation"
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/preflight"
 	"github.com/signet-id/signet/internal/store"
@@ -107,6 +108,11 @@ type Server struct {
 	// sshCAs are the broker's ssh credentials, whose CA keys and KRL the
 	// HTTPS listener serves; nil without any.
 	sshCAs map[string]*sshprovider.Provider
+
+	// fed refreshes federated bundles; fedBundles is the last good bundle
+	// of each federated trust domain as loaded from the store.
+	fed        *federation.Refresher
+	fedBundles atomic.Pointer[map[spiffeid.TrustDomain]*spiffebundle.Bundle]
 }
 
 // New validates cfg, checks the data dir and the admin socket path, binds
@@ -331,6 +337,7 @@ func (s *Server) Run(ctx context.Context) error {
 		serve("health", func() error { return s.health.Run(ctx) })
 	}
 	serve("ca rotation", func() error { return s.ca.Run(ctx) })
+	serve("federation", func() error { return s.runFederation(ctx) })
 	if s.broker != nil {
 		serve("broker sweeper", func() error { return s.broker.Run(ctx) })
 	}
