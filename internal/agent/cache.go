@@ -314,7 +314,7 @@ const maxRefusalLogs = 10
 
 // applied reports what applySync changed.
 type applied struct {
-	entries bool                 // the entry set or an entry changed
+	entries   bool                 // the entry set or an entry changed
 	bundle    *spiffebundle.Bundle // the new bundle; nil when unchanged
 	federated bool                 // the federated bundles changed
 	refused   int                  // entries held as invalid
