@@ -287,6 +287,19 @@ func TestFederation(t *testing.T) {
 		}
 	})
 
+	t.Run("a lying endpoint's bundle is refused", func(t *testing.T) {
+		// c.test's endpoint, claimed to be e.test's: its CA names c.test.
+		a.cli(t, "federation", "create", "--trust-domain", "e.test", "--bundle-endpoint-url", "https://"+c.http+"/bundle", "--profile", "https_web")
+		v := a.federation(t, "refresh", "e.test")
+		if v.Status != "failing (no bundle)" || !strings.Contains(v.LastError, "wrong trust domain") {
+			t.Errorf("federation refresh e.test = %+v, want the bundle refused for the wrong trust domain", v)
+		}
+		if show := a.cli(t, "federation", "show", "e.test"); !strings.Contains(show, "wrong trust domain") {
+			t.Errorf("federation show e.test:\n%s\nwant the error", show)
+		}
+		a.cli(t, "federation", "delete", "e.test")
+	})
+
 	t.Run("an unreachable endpoint keeps the last good bundle", func(t *testing.T) {
 		before := a.federation(t, "show", "c.test")
 		c.server.stop()
