@@ -3,14 +3,16 @@ package federation
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/signet-id/signet/internal/store"
 )
@@ -169,12 +171,15 @@ func (r *Refresher) backoff(failures int) time.Duration {
 
 // Fetch fetches f's bundle from its endpoint under its profile and checks
 // it (CheckBundle). With https_spiffe the endpoint must present an
-// X509-SVID with f's endpoint SPIFFE ID, verified with f's last good bundle;
-// with https_web a certificate for the URL's host from the system roots.
+// X509-SVID with f's endpoint SPIFFE ID, verified with f's last good bundle
+// (go-spiffe's tlsconfig); with https_web a certificate for the URL's host
+// from the system roots. The answer must be 200 within MaxBundleSize bytes;
+// redirects are not followed (SPIFFE Federation 7.5.1).
 func Fetch(ctx context.Context, f store.Federation) (*spiffebundle.Bundle, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	var opts []federation.FetchOption
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
 	if f.Profile == store.ProfileHTTPSSPIFFE {
 		if len(f.Bundle) == 0 {
 			return nil, errNoBundle
@@ -183,11 +188,31 @@ func Fetch(ctx context.Context, f store.Federation) (*spiffebundle.Bundle, error
 		if err != nil {
 			return nil, fmt.Errorf("stored bundle: %w", err)
 		}
-		opts = append(opts, federation.WithSPIFFEAuth(x509bundle.NewSet(cur.X509Bundle()), f.EndpointSPIFFEID))
+		tr.TLSClientConfig = tlsconfig.TLSClientConfig(x509bundle.NewSet(cur.X509Bundle()), tlsconfig.AuthorizeID(f.EndpointSPIFFEID))
 	}
-	b, err := federation.FetchBundle(ctx, f.TrustDomain, f.BundleEndpointURL, opts...)
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.BundleEndpointURL, http.NoBody)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", f.BundleEndpointURL, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", f.BundleEndpointURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch %s: the endpoint answered %s (redirects are not followed)", f.BundleEndpointURL, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBundleSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", f.BundleEndpointURL, err)
+	}
+	if len(data) > MaxBundleSize {
+		return nil, fmt.Errorf("fetch %s: the bundle is larger than %d bytes", f.BundleEndpointURL, MaxBundleSize)
+	}
+	b, err := spiffebundle.Parse(f.TrustDomain, data)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: the answer is not a SPIFFE bundle: %w", f.BundleEndpointURL, err)
 	}
 	if err := CheckBundle(f.TrustDomain, b); err != nil {
 		return nil, fmt.Errorf("refused the bundle from %s: %w", f.BundleEndpointURL, err)

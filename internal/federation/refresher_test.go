@@ -27,11 +27,12 @@ import (
 // https_spiffe: a real TLS server presenting an X509-SVID with ID
 // spiffe://td/endpoint, answering whatever body holds.
 type spiffeEndpoint struct {
-	srv    *httptest.Server
-	ca     *x509.Certificate
-	body   atomic.Value // []byte
-	id     spiffeid.ID
-	bundle *spiffebundle.Bundle // td's bundle: the CA
+	srv      *httptest.Server
+	ca       *x509.Certificate
+	body     atomic.Value // []byte
+	redirect atomic.Bool  // answer 302 to /elsewhere instead
+	id       spiffeid.ID
+	bundle   *spiffebundle.Bundle // td's bundle: the CA
 }
 
 func newSPIFFEEndpoint(t *testing.T, td spiffeid.TrustDomain) *spiffeEndpoint {
@@ -54,7 +55,11 @@ func newSPIFFEEndpoint(t *testing.T, td spiffeid.TrustDomain) *spiffeEndpoint {
 	}
 	e.bundle = spiffebundle.FromX509Authorities(td, []*x509.Certificate{ca})
 	e.body.Store([]byte{})
-	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.redirect.Load() && r.URL.Path != "/elsewhere" {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+			return
+		}
 		_, _ = w.Write(e.body.Load().([]byte))
 	}))
 	e.srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leaf, caDER}, PrivateKey: key}}}
@@ -132,7 +137,11 @@ func TestRefresherKeepsLastGood(t *testing.T) {
 	}{
 		{"empty bundle", func() { ep.body.Store([]byte(`{"spiffe_sequence": 7, "keys": []}`)) }, "empty"},
 		{"unparsable bundle", func() { ep.body.Store([]byte(`{"keys": [`)) }, "fetch"},
-		{"bundle of another trust domain", func() { ep.serve(t, spiffebundle.FromX509Authorities(td, other.bundle.X509Authorities()), 8, time.Hour) }, "wrong trust domain"},
+		{"redirect", func() { ep.serve(t, ep.bundle, 9, time.Hour); ep.redirect.Store(true) }, "302 Found (redirects are not followed)"},
+		{"oversized answer", func() { ep.redirect.Store(false); ep.body.Store(make([]byte, MaxBundleSize+1)) }, "larger than"},
+		{"bundle of another trust domain", func() {
+			ep.serve(t, spiffebundle.FromX509Authorities(td, other.bundle.X509Authorities()), 8, time.Hour)
+		}, "wrong trust domain"},
 		{"endpoint gone", func() { ep.srv.Close() }, "fetch"},
 	} {
 		tc.set()
