@@ -119,7 +119,7 @@ func TestRefresherKeepsLastGood(t *testing.T) {
 	// Not due yet: nothing is fetched.
 	ep.serve(t, ep.bundle, 6, 2*time.Hour)
 	r.RefreshDue(t.Context())
-	if f, _ = st.GetFederation(t.Context(), td); f.BundleSequence != 5 {
+	if f, _ = st.GetFederation(t.Context(), td); f.BundleSequence != 5 || string(f.Bundle) != string(good) {
 		t.Fatalf("a fetch before the refresh was due: sequence %d", f.BundleSequence)
 	}
 	now = now.Add(time.Minute)
