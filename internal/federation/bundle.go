@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,9 +30,25 @@ const MaxBundleSize = 1 << 20
 
 // NewHandler returns the bundle endpoint: GET answers the current bundle of
 // td from source in SPIFFE bundle format (JWKS with spiffe_sequence and
-// spiffe_refresh_hint).
-func NewHandler(td spiffeid.TrustDomain, source spiffebundle.Source) (http.Handler, error) {
-	return federation.NewHandler(td, source)
+// spiffe_refresh_hint). limit, when non-nil, admits requests by the
+// client's IP; refused ones get 429.
+func NewHandler(td spiffeid.TrustDomain, source spiffebundle.Source, limit interface{ AllowAddr(host string) bool }) (http.Handler, error) {
+	h, err := federation.NewHandler(td, source)
+	if err != nil {
+		return nil, err
+	}
+	if limit == nil {
+		return h, nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if !limit.AllowAddr(host) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}), nil
 }
 
 // ParseBundle reads a bundle of td given as SPIFFE bundle JSON or as PEM

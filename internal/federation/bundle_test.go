@@ -134,7 +134,8 @@ func TestHandlerServesSpecFormat(t *testing.T) {
 	b := spiffebundle.FromX509Authorities(td, []*x509.Certificate{c1})
 	b.SetSequenceNumber(9)
 	b.SetRefreshHint(5 * time.Minute)
-	h, err := NewHandler(td, bundleSource{b})
+	lim := denyAfter(2)
+	h, err := NewHandler(td, bundleSource{b}, &lim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +169,22 @@ func TestHandlerServesSpecFormat(t *testing.T) {
 	if post.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST %s = %d, want 405", Path, post.StatusCode)
 	}
+	limited, err := http.Get(srv.URL + Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited.Body.Close()
+	if limited.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("GET %s past the limit = %d, want 429", Path, limited.StatusCode)
+	}
+}
+
+// denyAfter admits n requests, then refuses.
+type denyAfter int
+
+func (d *denyAfter) AllowAddr(string) bool {
+	*d--
+	return *d >= 0
 }
 
 func TestRelationshipValidate(t *testing.T) {

@@ -118,7 +118,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	}
 	// The SPIFFE bundle endpoint (federation): under https_web with
 	// http_tls's certificate, under https_spiffe with the server's SVID.
-	bundleHandler, err := federation.NewHandler(s.cfg.TrustDomain, s)
+	bundleHandler, err := federation.NewHandler(s.cfg.TrustDomain, s, edge.NewPeerLimiter(discoveryPerSecond, discoveryBurst))
 	if err != nil {
 		return nil, err
 	}
