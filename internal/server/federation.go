@@ -2,12 +2,16 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/federation"
 )
 
@@ -83,4 +87,32 @@ func (s *Server) GetBundleForTrustDomain(td spiffeid.TrustDomain) (*spiffebundle
 		return nil, fmt.Errorf("no bundle for trust domain %q", td)
 	}
 	return b, nil
+}
+
+// serveBundleEndpoint serves GET /bundle alone on bundle_endpoint_address,
+// presenting the server's own SVID (https_spiffe), until ctx is done.
+func (s *Server) serveBundleEndpoint(ctx context.Context) error {
+	h, err := federation.NewHandler(s.cfg.TrustDomain, s, edge.NewPeerLimiter(discoveryPerSecond, discoveryBurst))
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(federation.Path, h)
+	srv := edge.HTTPServer(mux, 0)
+	srv.TLSConfig = &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.tlsCert.Load(), nil },
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err = srv.ServeTLS(edge.Limits{}.Listen(s.bundleLn), "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }

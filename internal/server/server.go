@@ -90,6 +90,7 @@ type Server struct {
 	adminLn  net.Listener
 	httpLn   net.Listener     // nil when HTTPAddress is empty
 	httpCert *tls.Certificate // http_tls's certificate; nil: the server SVID
+	bundleLn net.Listener     // nil when BundleEndpointAddress is empty
 
 	// The token endpoint's seam (see internal/tokenapi): who callers are,
 	// and what each requested_token_type issues.
@@ -158,6 +159,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 		if s.httpLn, err = preflight.Listen("http_address", cfg.HTTPAddress); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.BundleEndpointAddress != "" {
+		if s.bundleLn, err = preflight.Listen("bundle_endpoint_address", cfg.BundleEndpointAddress); err != nil {
 			return nil, err
 		}
 	}
@@ -333,6 +339,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.httpLn != nil {
 		serve("https", func() error { return s.serveHTTP(ctx) })
 	}
+	if s.bundleLn != nil {
+		serve("bundle endpoint", func() error { return s.serveBundleEndpoint(ctx) })
+	}
 	if s.health != nil {
 		serve("health", func() error { return s.health.Run(ctx) })
 	}
@@ -349,7 +358,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if a := s.HTTPAddr(); a != nil {
 		https = a.String()
 	}
+	var bundleEndpoint string
+	if s.bundleLn != nil {
+		bundleEndpoint = s.bundleLn.Addr().String()
+	}
 	s.log.Info("server started", "trust_domain", s.cfg.TrustDomain.Name(), "agent_api", s.Addr().String(), "https", https,
+		"bundle_endpoint", bundleEndpoint,
 		"admin_socket", s.cfg.AdminSocket, "store", s.cfg.StoreDriver, "instance", s.instanceID)
 
 	var runErr error
@@ -380,7 +394,7 @@ func stopGRPC(g *grpc.Server) {
 }
 
 func (s *Server) closeAll() {
-	for _, l := range []net.Listener{s.agentLn, s.adminLn, s.httpLn} {
+	for _, l := range []net.Listener{s.agentLn, s.adminLn, s.httpLn, s.bundleLn} {
 		if l != nil {
 			_ = l.Close()
 		}

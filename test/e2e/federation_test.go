@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,10 +29,13 @@ import (
 	"github.com/signet-id/signet/internal/testenv"
 )
 
+var bundleEndpointLine = regexp.MustCompile(`"bundle_endpoint":"([^"]+)"`)
+
 // fedDomain is one Signet trust domain run as its own server process.
 type fedDomain struct {
 	td                         spiffeid.TrustDomain
 	dir, adminSock, addr, http string
+	bundleEndpoint             string // bundle_endpoint_address, when started with it
 	server                     *proc
 }
 
@@ -58,6 +62,9 @@ func startDomain(t *testing.T, td string, env []string, extra ...string) *fedDom
 	})
 	d.server = p
 	d.addr, d.http = serverAddrs(t, p)
+	if m := bundleEndpointLine.FindStringSubmatch(p.out.String()); m != nil {
+		d.bundleEndpoint = m[1]
+	}
 	eventually(t, 30*time.Second, "healthcheck of "+td, func() error {
 		_, errOut, err := signetRun("healthcheck", "--admin-socket", d.adminSock)
 		if err != nil {
@@ -171,9 +178,11 @@ func writeWebPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 }
 
 // TestFederation runs two Signet trust domains federated both ways over
-// https_spiffe, and a third served under https_web that the first
-// federates with: each side's go-spiffe client validates the other's
-// X509-SVID and JWT-SVID with what its own Workload API returns.
+// https_spiffe, and a third whose bundle endpoint serves both profiles:
+// https_web on its HTTPS listener (a test CA's certificate), which the
+// first federates with, and https_spiffe on bundle_endpoint_address, which
+// the second federates with. Each side's go-spiffe client validates the
+// other's X509-SVID and JWT-SVID with what its own Workload API returns.
 func TestFederation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs processes")
@@ -182,7 +191,11 @@ func TestFederation(t *testing.T) {
 	webCA, webCert, webKey := writeWebPKI(t, t.TempDir())
 	// The web-PKI domain, and a.test trusting the test CA as its system
 	// roots (SSL_CERT_FILE).
-	c := startDomain(t, "c.test", nil, "--http-tls-cert-file", webCert, "--http-tls-key-file", webKey)
+	c := startDomain(t, "c.test", nil, "--http-tls-cert-file", webCert, "--http-tls-key-file", webKey,
+		"--bundle-endpoint-address", "127.0.0.1:0")
+	if c.bundleEndpoint == "" {
+		t.Fatal("c.test logged no bundle_endpoint address")
+	}
 	a := startDomain(t, "a.test", []string{"SSL_CERT_FILE=" + webCA})
 	b := startDomain(t, "b.test", nil)
 
@@ -192,9 +205,15 @@ func TestFederation(t *testing.T) {
 	b.cli(t, "federation", "create", "--trust-domain", "a.test", "--bundle-endpoint-url", "https://"+a.http+"/bundle",
 		"--profile", "https_spiffe", "--endpoint-spiffe-id", "spiffe://a.test/signet/server", "--trust-bundle", aBundle)
 	a.cli(t, "federation", "create", "--trust-domain", "c.test", "--bundle-endpoint-url", "https://"+c.http+"/bundle", "--profile", "https_web")
+	b.cli(t, "federation", "create", "--trust-domain", "c.test", "--bundle-endpoint-url", "https://"+c.bundleEndpoint+"/bundle",
+		"--profile", "https_spiffe", "--endpoint-spiffe-id", "spiffe://c.test/signet/server", "--trust-bundle", c.bundleFile(t, "spiffe"))
 	a.waitFederated(t, "b.test")
 	a.waitFederated(t, "c.test")
 	b.waitFederated(t, "a.test")
+	b.waitFederated(t, "c.test")
+	if av, bv := a.federation(t, "show", "c.test"), b.federation(t, "show", "c.test"); av.BundleSequence != bv.BundleSequence {
+		t.Errorf("c.test's bundle over https_web (sequence %d) and over https_spiffe (sequence %d) differ", av.BundleSequence, bv.BundleSequence)
+	}
 	if list := a.cli(t, "federation", "list"); !strings.Contains(list, "b.test") || !strings.Contains(list, "c.test") || !strings.Contains(list, "2 relationship(s)") {
 		t.Errorf("federation list on a.test:\n%s\nwant b.test and c.test", list)
 	}
