@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"io"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 
 	"github.com/spf13/cobra"
 
@@ -33,30 +36,34 @@ func newBundleCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := cmd.OutOrStdout()
-			if format == "pem" {
-				for _, der := range b.GetX509Authorities() {
-					if err := pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der}); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
 			sb, err := apiconv.BundleFromProto(b)
 			if err != nil {
 				return err
 			}
-			data, err := sb.Marshal()
-			if err != nil {
-				return fmt.Errorf("encode bundle: %w", err)
-			}
-			_, err = fmt.Fprintln(w, string(data))
-			return err
+			return writeBundle(cmd.OutOrStdout(), sb, format)
 		},
 	}
 	show.Flags().StringVar(&format, "format", "pem", "pem or spiffe (SPIFFE bundle JSON with JWT keys)")
 	cmd.AddCommand(show)
 	return cmd
+}
+
+// writeBundle prints b as PEM X.509 authorities or SPIFFE bundle JSON.
+func writeBundle(w io.Writer, b *spiffebundle.Bundle, format string) error {
+	if format == "pem" {
+		for _, c := range b.X509Authorities() {
+			if err := pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	data, err := b.Marshal()
+	if err != nil {
+		return fmt.Errorf("encode bundle: %w", err)
+	}
+	_, err = fmt.Fprintln(w, string(data))
+	return err
 }
 
 func newAuthorityCmd() *cobra.Command {

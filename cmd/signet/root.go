@@ -24,6 +24,7 @@ func newRootCmd() *cobra.Command {
 		newEntryCmd(),
 		newTokenCmd(),
 		newBundleCmd(),
+		newFederationCmd(),
 		newAuthorityCmd(),
 		newSVIDCmd(),
 		newJWTCmd(),

@@ -74,8 +74,8 @@ func TestEntryCreateThroughServer(t *testing.T) {
 			"KEY one of ns, sa, pod-name", ""},
 		{"bad unix value", []string{"--spiffe-id", "spiffe://example.org/bad", "--selector", "unix:uid:abc"},
 			"uid must be a decimal number", ""},
-		{"federation", []string{"--spiffe-id", "spiffe://example.org/fed", "--selector", "unix:uid:1", "--federates-with", "partner.org"},
-			"federation is not supported yet", ""}, // the field, or its flag, comes first
+		{"federation with itself", []string{"--spiffe-id", "spiffe://example.org/fed", "--selector", "unix:uid:1", "--federates-with", "example.org"},
+			"example.org: is this server's own trust domain", ""},
 		{"bare trust domain", []string{"--spiffe-id", "spiffe://example.org", "--selector", "unix:uid:1"},
 			"spiffe://example.org is the trust domain's own ID", ""},
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/internal/ca"
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/federation"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/logsafe"
@@ -63,6 +64,8 @@ type Config struct {
 	RefreshBundle func(ctx context.Context) error
 	Now           func() time.Time
 	Log           *slog.Logger
+	// Federation fetches remote bundles for RefreshFederation.
+	Federation *federation.Refresher
 }
 
 // Service implements the admin service. Create it with New.
@@ -136,9 +139,12 @@ func errReserved(field string, id spiffeid.ID) error {
 // checkSupported refuses the entry fields that are stored but do nothing
 // yet, until the features that use them land. UpdateEntry checks only what
 // the request sets, so entries stored with them earlier stay updatable.
-func checkSupported(federatesWith []string, downstream bool) error {
-	if len(federatesWith) > 0 {
-		return errkind.New(errkind.InvalidArgument, "federates_with: federation is not supported yet; remove the field")
+// federates_with naming the server's own trust domain is refused too.
+func (a *Service) checkSupported(federatesWith []string, downstream bool) error {
+	for _, td := range federatesWith {
+		if td == a.cfg.TrustDomain.Name() || td == a.cfg.TrustDomain.IDString() {
+			return errkind.New(errkind.InvalidArgument, "federates_with %s: is this server's own trust domain; name federated trust domains only", td)
+		}
 	}
 	if downstream {
 		return errkind.New(errkind.InvalidArgument, "downstream: downstream entries (nested CAs) are not supported yet; remove the field")
@@ -158,7 +164,7 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	pos := make([]int, 0, len(in))
 	failed := 0
 	for i, pe := range in {
-		err := checkSupported(pe.GetFederatesWith(), pe.GetDownstream())
+		err := a.checkSupported(pe.GetFederatesWith(), pe.GetDownstream())
 		var e model.Entry
 		if err == nil {
 			e, err = apiconv.EntryFromProto(pe)
@@ -317,12 +323,12 @@ func (a *Service) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryReque
 		case "admin":
 			merged.Admin = pe.GetAdmin()
 		case "downstream":
-			if err := checkSupported(nil, pe.GetDownstream()); err != nil {
+			if err := a.checkSupported(nil, pe.GetDownstream()); err != nil {
 				return nil, err
 			}
 			merged.Downstream = pe.GetDownstream()
 		case "federates_with":
-			if err := checkSupported(pe.GetFederatesWith(), false); err != nil {
+			if err := a.checkSupported(pe.GetFederatesWith(), false); err != nil {
 				return nil, err
 			}
 			merged.FederatesWith = pe.GetFederatesWith()

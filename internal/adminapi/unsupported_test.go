@@ -22,8 +22,8 @@ func TestUnsupportedFields(t *testing.T) {
 		modify func(e *commonv1.Entry)
 		want   string
 	}{
-		{"federates_with", "federates_with", func(e *commonv1.Entry) { e.FederatesWith = []string{"partner.org"} },
-			"federates_with: federation is not supported yet; remove the field"},
+		{"federates_with_own", "federates_with", func(e *commonv1.Entry) { e.FederatesWith = []string{"example.org"} },
+			"federates_with example.org: is this server's own trust domain; name federated trust domains only"},
 		{"downstream", "downstream", func(e *commonv1.Entry) { e.Downstream = true },
 			"downstream: downstream entries (nested CAs) are not supported yet; remove the field"},
 	}
@@ -50,14 +50,14 @@ func TestUnsupportedFields(t *testing.T) {
 	// A batch reports the item, not the whole call.
 	resp, err := env.Admin.CreateEntries(env.Ctx(), &adminv1.CreateEntriesRequest{Entries: []*commonv1.Entry{
 		entryOf("spiffe://example.org/fine", nodeA, "1"),
-		{SpiffeId: "spiffe://example.org/fed", ParentId: nodeA, FederatesWith: []string{"partner.org"},
+		{SpiffeId: "spiffe://example.org/fed", ParentId: nodeA, Downstream: true,
 			Selectors: []*commonv1.Selector{{Type: "unix", Value: "uid:1"}}},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := resp.GetResults()[1].GetStatus(); codes.Code(st.GetCode()) != codes.InvalidArgument || !strings.HasPrefix(st.GetMessage(), "federates_with") {
-		t.Errorf("batch item with federates_with: %v, want InvalidArgument naming federates_with", st)
+	if st := resp.GetResults()[1].GetStatus(); codes.Code(st.GetCode()) != codes.InvalidArgument || !strings.HasPrefix(st.GetMessage(), "downstream") {
+		t.Errorf("batch item with downstream: %v, want InvalidArgument naming downstream", st)
 	}
 	if st := resp.GetResults()[0].GetStatus(); st.GetCode() != 0 {
 		t.Errorf("valid batch item: %v, want OK", st)

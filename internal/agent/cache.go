@@ -21,6 +21,8 @@ import (
 	"github.com/signet-id/signet/internal/apiconv"
 	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
 )
@@ -51,7 +53,8 @@ type cache struct {
 	forceFull bool                           // the next Sync asks for everything
 	digest    []byte                         // entry-set digest; nil when stale
 	bundle    *spiffebundle.Bundle
-	nSVIDs    int // entries holding an X509-SVID
+	federated []*spiffebundle.Bundle // federated trust domains' bundles, by trust domain
+	nSVIDs    int                    // entries holding an X509-SVID
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -142,15 +145,16 @@ func (c *cache) broadcast() {
 	c.changedMu.Unlock()
 }
 
-// Bundles returns the trust domain's bundle. The agent syncs only its own
-// trust domain's bundle, so the list has one element.
+// Bundles returns the trust domain's bundle first, then the bundles of the
+// federated trust domains the node's entries name (as the last Sync sent
+// them).
 func (c *cache) Bundles() []*spiffebundle.Bundle {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.bundle == nil {
 		return nil
 	}
-	return []*spiffebundle.Bundle{c.bundle}
+	return append([]*spiffebundle.Bundle{c.bundle}, c.federated...)
 }
 
 // Bundle returns the current trust bundle.
@@ -310,9 +314,10 @@ const maxRefusalLogs = 10
 
 // applied reports what applySync changed.
 type applied struct {
-	entries bool                 // the entry set or an entry changed
-	bundle  *spiffebundle.Bundle // the new bundle; nil when unchanged
-	refused int                  // entries held as invalid
+	entries   bool                 // the entry set or an entry changed
+	bundle    *spiffebundle.Bundle // the new bundle; nil when unchanged
+	federated bool                 // the federated bundles changed
+	refused   int                  // entries held as invalid
 }
 
 // applySync applies a Sync response. The response is untrusted input: the
@@ -338,6 +343,7 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 		}
 		bundle = b
 	}
+	federated := c.federatedFrom(resp.GetFederatedBundles())
 	incoming := make([]*entryRec, 0, len(resp.GetEntries()))
 	for i, pe := range resp.GetEntries() {
 		if pe.GetId() == "" {
@@ -410,8 +416,44 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 		c.bundle = bundle
 		res.bundle = bundle
 	}
+	if !slices.EqualFunc(federated, c.federated, (*spiffebundle.Bundle).Equal) {
+		c.federated = federated
+		res.federated = true
+	}
 	c.met.setCachedSVIDs(c.nSVIDs)
 	return res, nil
+}
+
+// maxFederatedBundles bounds the federated bundles taken from one response.
+const maxFederatedBundles = 256
+
+// federatedFrom converts a response's federated bundles (untrusted input):
+// one that fails to convert, is of the agent's own trust domain, repeats a
+// trust domain or has no authorities is skipped and logged.
+func (c *cache) federatedFrom(in []*commonv1.Bundle) []*spiffebundle.Bundle {
+	var out []*spiffebundle.Bundle
+	for i, pb := range in {
+		if i >= maxFederatedBundles {
+			c.log.Warn("refusing federated bundles past the limit", "count", len(in)-maxFederatedBundles)
+			break
+		}
+		b, err := apiconv.BundleFromProto(pb)
+		switch {
+		case err != nil:
+		case b.TrustDomain() == c.td:
+			err = errors.New("is of the agent's own trust domain")
+		case len(b.X509Authorities()) == 0 && len(b.JWTAuthorities()) == 0:
+			err = errors.New("has no authorities")
+		case slices.ContainsFunc(out, func(o *spiffebundle.Bundle) bool { return o.TrustDomain() == b.TrustDomain() }):
+			err = errors.New("repeats a trust domain")
+		}
+		if err != nil {
+			c.log.Warn("refusing federated bundle from server", "trust_domain", logsafe.Truncate(pb.GetTrustDomain()), logKeyError, err)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 // checkEntry applies the agent's own checks to a converted entry.

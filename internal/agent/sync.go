@@ -143,7 +143,10 @@ func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 			a.log.Error("cannot persist trust bundle: a restart will fall back to the previous one", logKeyError, err)
 		}
 	}
-	if res.entries || res.bundle != nil {
+	if res.federated {
+		a.log.Info("federated bundles updated", "trust_domains", len(resp.GetFederatedBundles()))
+	}
+	if res.entries || res.bundle != nil || res.federated {
 		a.cache.broadcast()
 	}
 	if err := a.signDue(ctx); err != nil {

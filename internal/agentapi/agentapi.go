@@ -35,6 +35,7 @@ import (
 	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
@@ -60,6 +61,10 @@ type Config struct {
 	Entries  *entrycache.Cache
 	// Bundle returns the current trust bundle.
 	Bundle func() *spiffebundle.Bundle
+	// FederatedBundles, when set, returns the last good bundle of every
+	// federated trust domain; Sync sends a node those its entries name in
+	// federates_with.
+	FederatedBundles func() map[spiffeid.TrustDomain]*spiffebundle.Bundle
 	// Verifiers are the node attestation methods the server accepts.
 	Verifiers []nodeattest.Verifier
 	// BrokerURL is sent in every SyncResponse (broker_url): the base URL
@@ -323,11 +328,21 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 			}
 		}
 	}
+	var fed map[spiffeid.TrustDomain]*spiffebundle.Bundle
+	if s.cfg.FederatedBundles != nil {
+		fed = s.cfg.FederatedBundles()
+	}
 	known := req.GetKnownRevision()
-	if known == resp.Revision && known != 0 {
+	if known == resp.Revision && known != 0 && len(fed) == 0 {
 		return resp, nil // nothing changed anywhere
 	}
 	entries := s.cfg.Entries.NodeEntries(node.SPIFFEID, node.Selectors, s.cfg.Now())
+	if resp.FederatedBundles, err = federatedFor(entries, fed); err != nil {
+		return nil, err
+	}
+	if known == resp.Revision && known != 0 {
+		return resp, nil
+	}
 	resp.Full = known <= 0 || known > resp.Revision
 	ids := make([]string, 0, len(entries))
 	for _, e := range entries {
@@ -511,3 +526,29 @@ const (
 	maxAudiences   = 16
 	maxAudienceLen = 1024
 )
+
+// federatedFor returns the bundles of fed that entries name in
+// federates_with, by trust domain.
+func federatedFor(entries []*model.Entry, fed map[spiffeid.TrustDomain]*spiffebundle.Bundle) ([]*commonv1.Bundle, error) {
+	if len(fed) == 0 {
+		return nil, nil
+	}
+	var tds []spiffeid.TrustDomain
+	for _, e := range entries {
+		for _, td := range e.FederatesWith {
+			if _, ok := fed[td]; ok && !slices.Contains(tds, td) {
+				tds = append(tds, td)
+			}
+		}
+	}
+	slices.SortFunc(tds, func(a, b spiffeid.TrustDomain) int { return strings.Compare(a.Name(), b.Name()) })
+	out := make([]*commonv1.Bundle, 0, len(tds))
+	for _, td := range tds {
+		pb, err := apiconv.BundleToProto(fed[td])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pb)
+	}
+	return out, nil
+}

@@ -81,6 +81,9 @@ type Server struct {
 	// (POST /oauth2/token).
 	HTTPAddress string  `yaml:"http_address" flag:"http-address" usage:"serve HTTPS (the token exchange endpoint POST /oauth2/token) on this address, e.g. 0.0.0.0:8443"`
 	HTTPTLS     HTTPTLS `yaml:"http_tls"`
+	// BundleEndpointAddress serves the SPIFFE bundle endpoint alone under
+	// https_spiffe (the server's SVID), beside http_address.
+	BundleEndpointAddress string `yaml:"bundle_endpoint_address" flag:"bundle-endpoint-address" usage:"also serve the SPIFFE bundle endpoint GET /bundle on this address with the server's own SVID (profile https_spiffe), e.g. 0.0.0.0:8444; http_address serves it too, under https_web when http_tls is set"`
 	// HTTPAdvertiseURL is the token endpoint's base URL this server tells
 	// its agents (and they their workloads).
 	HTTPAdvertiseURL string `yaml:"http_advertise_url" flag:"http-advertise-url" usage:"base URL of the HTTPS listener told to agents for brokered credentials, https://HOST:PORT (default https://HTTP_ADDRESS when its host is concrete, not 0.0.0.0 or ::)"`

@@ -48,6 +48,10 @@ type Config struct {
 	// server's own X509-SVID, renewed with it.
 	HTTPTLSCertFile string
 	HTTPTLSKeyFile  string
+	// BundleEndpointAddress serves only the SPIFFE bundle endpoint
+	// (GET /bundle) with the server's own SVID (https_spiffe); empty
+	// disables it.
+	BundleEndpointAddress string
 	// HTTPAdvertiseURL (http_advertise_url) is the base URL of the HTTPS
 	// listener, https://HOST:PORT, that the server advertises to its
 	// agents in every Sync, so that `signet credential get` finds the
@@ -210,6 +214,11 @@ func (c Config) validate() error {
 	if c.HealthAddress != "" {
 		if _, _, err := net.SplitHostPort(c.HealthAddress); err != nil {
 			bad("health_address %q is not host:port: %v", c.HealthAddress, err)
+		}
+	}
+	if c.BundleEndpointAddress != "" {
+		if _, _, err := net.SplitHostPort(c.BundleEndpointAddress); err != nil {
+			bad("bundle_endpoint_address %q is not host:port: %v", c.BundleEndpointAddress, err)
 		}
 	}
 	if c.HTTPAddress != "" {

@@ -50,7 +50,7 @@ func (s *Server) newAgentAPI(reg prometheus.Registerer) (*agentapi.Service, erro
 	}
 	return agentapi.New(agentapi.Config{
 		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, Store: s.store, CA: s.ca, Entries: s.cache,
-		Bundle: s.Bundle, Verifiers: verifiers, BrokerURL: advertiseURL(s.cfg, s.HTTPAddr()), AgentTTL: s.cfg.AgentTTL,
+		Bundle: s.Bundle, FederatedBundles: s.FederatedBundles, Verifiers: verifiers, BrokerURL: advertiseURL(s.cfg, s.HTTPAddr()), AgentTTL: s.cfg.AgentTTL,
 		DefaultX509TTL: s.cfg.DefaultX509TTL, DefaultJWTTTL: s.cfg.DefaultJWTTTL,
 		Now: s.cfg.Now, Log: s.log.With("component", "agent api"), Registerer: reg,
 	})
@@ -103,7 +103,7 @@ func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Serv
 	admin := adminapi.New(adminapi.Config{
 		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, JoinTokenTTL: s.cfg.JoinTokenTTL, MaxSVIDTTL: MaxSVIDTTL,
 		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, RefreshBundle: s.refreshBundle,
-		Now: s.cfg.Now, Log: s.log.With("component", "admin api"),
+		Now: s.cfg.Now, Log: s.log.With("component", "admin api"), Federation: s.federationRefresher(),
 	})
 	inv := inventoryapi.Config{Store: s.store, ServerID: s.serverID, DefaultX509TTL: s.cfg.DefaultX509TTL,
 		DefaultJWTTTL: s.cfg.DefaultJWTTTL, Now: s.cfg.Now, Log: s.log.With("component", "inventory api")}

@@ -15,6 +15,7 @@ import (
 
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/edge"
+	"github.com/signet-id/signet/internal/federation"
 	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/oidcdiscovery"
 	"github.com/signet-id/signet/internal/tokenapi"
@@ -115,6 +116,13 @@ func (s *Server) httpHandler() (http.Handler, error) {
 			mux.Handle(p, d)
 		}
 	}
+	// The SPIFFE bundle endpoint (federation): under https_web with
+	// http_tls's certificate, under https_spiffe with the server's SVID.
+	bundleHandler, err := federation.NewHandler(s.cfg.TrustDomain, s, edge.NewPeerLimiter(discoveryPerSecond, discoveryBurst))
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(federation.Path, http.MaxBytesHandler(bundleHandler, 0))
 	mux.Handle(tokenapi.Path, tokenapi.New(tokenapi.Config{
 		Verifiers: s.tokenVerifiers, Issuers: s.tokenIssuers, Peers: s,
 		Limit: edge.NewPeerLimiter(rate, int(2*rate)), Now: s.cfg.Now,

@@ -57,6 +57,7 @@ import (
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/entrycache"
+	"github.com/signet-id/signet/internal/federation"
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/preflight"
 	"github.com/signet-id/signet/internal/store"
@@ -90,6 +91,7 @@ type Server struct {
 	httpLn   net.Listener     // nil when HTTPAddress is empty
 	httpCert *tls.Certificate // http_tls's certificate; nil: the server SVID
 	uiLn     net.Listener     // the console's; nil when UIAddress is empty
+	bundleLn net.Listener     // nil when BundleEndpointAddress is empty
 
 	// The token endpoint's seam (see internal/tokenapi): who callers are,
 	// and what each requested_token_type issues.
@@ -108,6 +110,11 @@ type Server struct {
 	// sshCAs are the broker's ssh credentials, whose CA keys and KRL the
 	// HTTPS listener serves; nil without any.
 	sshCAs map[string]*sshprovider.Provider
+
+	// fed refreshes federated bundles; fedBundles is the last good bundle
+	// of each federated trust domain as loaded from the store.
+	fed        *federation.Refresher
+	fedBundles atomic.Pointer[map[spiffeid.TrustDomain]*spiffebundle.Bundle]
 }
 
 // New validates cfg, checks the data dir and the admin socket path, binds
@@ -158,6 +165,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.UIAddress != "" {
 		if s.uiLn, err = preflight.Listen("ui_address", cfg.UIAddress); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.BundleEndpointAddress != "" {
+		if s.bundleLn, err = preflight.Listen("bundle_endpoint_address", cfg.BundleEndpointAddress); err != nil {
 			return nil, err
 		}
 	}
@@ -336,10 +348,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.uiLn != nil {
 		serve("console", func() error { return s.serveConsole(ctx) })
 	}
+	if s.bundleLn != nil {
+		serve("bundle endpoint", func() error { return s.serveBundleEndpoint(ctx) })
+	}
 	if s.health != nil {
 		serve("health", func() error { return s.health.Run(ctx) })
 	}
 	serve("ca rotation", func() error { return s.ca.Run(ctx) })
+	serve("federation", func() error { return s.runFederation(ctx) })
 	if s.broker != nil {
 		serve("broker sweeper", func() error { return s.broker.Run(ctx) })
 	}
@@ -351,7 +367,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if a := s.HTTPAddr(); a != nil {
 		https = a.String()
 	}
+	var bundleEndpoint string
+	if s.bundleLn != nil {
+		bundleEndpoint = s.bundleLn.Addr().String()
+	}
 	s.log.Info("server started", "trust_domain", s.cfg.TrustDomain.Name(), "agent_api", s.Addr().String(), "https", https,
+		"bundle_endpoint", bundleEndpoint,
 		"admin_socket", s.cfg.AdminSocket, "store", s.cfg.StoreDriver, "instance", s.instanceID)
 
 	var runErr error
@@ -382,7 +403,7 @@ func stopGRPC(g *grpc.Server) {
 }
 
 func (s *Server) closeAll() {
-	for _, l := range []net.Listener{s.agentLn, s.adminLn, s.httpLn, s.uiLn} {
+	for _, l := range []net.Listener{s.agentLn, s.adminLn, s.httpLn, s.uiLn, s.bundleLn} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -50,6 +50,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Broker", brokerTests},
 		{"TokenReplay", replayTests},
 		{"SVIDBindings", bindingTests},
+		{"Federation", federationTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1690,6 +1690,340 @@ func (x *ListNodeAllowancesResponse) GetNextPageToken() string {
 	return ""
 }
 
+type CreateFederationRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TrustDomain string                 `protobuf:"bytes,1,opt,name=trust_domain,json=trustDomain,proto3" json:"trust_domain,omitempty"`
+	// https:// URL of the remote bundle endpoint.
+	BundleEndpointUrl string `protobuf:"bytes,2,opt,name=bundle_endpoint_url,json=bundleEndpointUrl,proto3" json:"bundle_endpoint_url,omitempty"`
+	// https_web or https_spiffe.
+	Profile string `protobuf:"bytes,3,opt,name=profile,proto3" json:"profile,omitempty"`
+	// The endpoint's SPIFFE ID (https_spiffe only).
+	EndpointSpiffeId string `protobuf:"bytes,4,opt,name=endpoint_spiffe_id,json=endpointSpiffeId,proto3" json:"endpoint_spiffe_id,omitempty"`
+	// The remote trust domain's initial bundle, SPIFFE bundle JSON or PEM
+	// (required for https_spiffe).
+	TrustBundle   []byte `protobuf:"bytes,5,opt,name=trust_bundle,json=trustBundle,proto3" json:"trust_bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFederationRequest) Reset() {
+	*x = CreateFederationRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFederationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFederationRequest) ProtoMessage() {}
+
+func (x *CreateFederationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFederationRequest.ProtoReflect.Descriptor instead.
+func (*CreateFederationRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CreateFederationRequest) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+func (x *CreateFederationRequest) GetBundleEndpointUrl() string {
+	if x != nil {
+		return x.BundleEndpointUrl
+	}
+	return ""
+}
+
+func (x *CreateFederationRequest) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *CreateFederationRequest) GetEndpointSpiffeId() string {
+	if x != nil {
+		return x.EndpointSpiffeId
+	}
+	return ""
+}
+
+func (x *CreateFederationRequest) GetTrustBundle() []byte {
+	if x != nil {
+		return x.TrustBundle
+	}
+	return nil
+}
+
+type ListFederationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFederationsRequest) Reset() {
+	*x = ListFederationsRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFederationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFederationsRequest) ProtoMessage() {}
+
+func (x *ListFederationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFederationsRequest.ProtoReflect.Descriptor instead.
+func (*ListFederationsRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+type ListFederationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federations   []*Federation          `protobuf:"bytes,1,rep,name=federations,proto3" json:"federations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFederationsResponse) Reset() {
+	*x = ListFederationsResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFederationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFederationsResponse) ProtoMessage() {}
+
+func (x *ListFederationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFederationsResponse.ProtoReflect.Descriptor instead.
+func (*ListFederationsResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListFederationsResponse) GetFederations() []*Federation {
+	if x != nil {
+		return x.Federations
+	}
+	return nil
+}
+
+type FederationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TrustDomain   string                 `protobuf:"bytes,1,opt,name=trust_domain,json=trustDomain,proto3" json:"trust_domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FederationRequest) Reset() {
+	*x = FederationRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FederationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FederationRequest) ProtoMessage() {}
+
+func (x *FederationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FederationRequest.ProtoReflect.Descriptor instead.
+func (*FederationRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *FederationRequest) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+// Federation is a relationship with a remote trust domain and the state of
+// its bundle refresh.
+type Federation struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	TrustDomain       string                 `protobuf:"bytes,1,opt,name=trust_domain,json=trustDomain,proto3" json:"trust_domain,omitempty"`
+	BundleEndpointUrl string                 `protobuf:"bytes,2,opt,name=bundle_endpoint_url,json=bundleEndpointUrl,proto3" json:"bundle_endpoint_url,omitempty"`
+	Profile           string                 `protobuf:"bytes,3,opt,name=profile,proto3" json:"profile,omitempty"`
+	EndpointSpiffeId  string                 `protobuf:"bytes,4,opt,name=endpoint_spiffe_id,json=endpointSpiffeId,proto3" json:"endpoint_spiffe_id,omitempty"`
+	// The last good bundle; unset when none is held yet.
+	Bundle *v1.Bundle `protobuf:"bytes,5,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// Unix seconds; 0 when never.
+	LastRefresh int64 `protobuf:"varint,6,opt,name=last_refresh,json=lastRefresh,proto3" json:"last_refresh,omitempty"`
+	LastAttempt int64 `protobuf:"varint,7,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	// The last fetch's error; empty after a success.
+	LastError     string `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Failures      int64  `protobuf:"varint,9,opt,name=failures,proto3" json:"failures,omitempty"`
+	NextRefresh   int64  `protobuf:"varint,10,opt,name=next_refresh,json=nextRefresh,proto3" json:"next_refresh,omitempty"`
+	CreatedAt     int64  `protobuf:"varint,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Federation) Reset() {
+	*x = Federation{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Federation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Federation) ProtoMessage() {}
+
+func (x *Federation) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Federation.ProtoReflect.Descriptor instead.
+func (*Federation) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Federation) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+func (x *Federation) GetBundleEndpointUrl() string {
+	if x != nil {
+		return x.BundleEndpointUrl
+	}
+	return ""
+}
+
+func (x *Federation) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *Federation) GetEndpointSpiffeId() string {
+	if x != nil {
+		return x.EndpointSpiffeId
+	}
+	return ""
+}
+
+func (x *Federation) GetBundle() *v1.Bundle {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+func (x *Federation) GetLastRefresh() int64 {
+	if x != nil {
+		return x.LastRefresh
+	}
+	return 0
+}
+
+func (x *Federation) GetLastAttempt() int64 {
+	if x != nil {
+		return x.LastAttempt
+	}
+	return 0
+}
+
+func (x *Federation) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Federation) GetFailures() int64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *Federation) GetNextRefresh() int64 {
+	if x != nil {
+		return x.NextRefresh
+	}
+	return 0
+}
+
+func (x *Federation) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
 var File_signet_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_signet_admin_v1_admin_proto_rawDesc = "" +
@@ -1813,7 +2147,34 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"allowances\x18\x01 \x03(\v2\x1e.signet.admin.v1.NodeAllowanceR\n" +
 	"allowances\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc4\x0e\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd7\x01\n" +
+	"\x17CreateFederationRequest\x12!\n" +
+	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12.\n" +
+	"\x13bundle_endpoint_url\x18\x02 \x01(\tR\x11bundleEndpointUrl\x12\x18\n" +
+	"\aprofile\x18\x03 \x01(\tR\aprofile\x12,\n" +
+	"\x12endpoint_spiffe_id\x18\x04 \x01(\tR\x10endpointSpiffeId\x12!\n" +
+	"\ftrust_bundle\x18\x05 \x01(\fR\vtrustBundle\"\x18\n" +
+	"\x16ListFederationsRequest\"X\n" +
+	"\x17ListFederationsResponse\x12=\n" +
+	"\vfederations\x18\x01 \x03(\v2\x1b.signet.admin.v1.FederationR\vfederations\"6\n" +
+	"\x11FederationRequest\x12!\n" +
+	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\"\x9c\x03\n" +
+	"\n" +
+	"Federation\x12!\n" +
+	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12.\n" +
+	"\x13bundle_endpoint_url\x18\x02 \x01(\tR\x11bundleEndpointUrl\x12\x18\n" +
+	"\aprofile\x18\x03 \x01(\tR\aprofile\x12,\n" +
+	"\x12endpoint_spiffe_id\x18\x04 \x01(\tR\x10endpointSpiffeId\x120\n" +
+	"\x06bundle\x18\x05 \x01(\v2\x18.signet.common.v1.BundleR\x06bundle\x12!\n" +
+	"\flast_refresh\x18\x06 \x01(\x03R\vlastRefresh\x12!\n" +
+	"\flast_attempt\x18\a \x01(\x03R\vlastAttempt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\b \x01(\tR\tlastError\x12\x1a\n" +
+	"\bfailures\x18\t \x01(\x03R\bfailures\x12!\n" +
+	"\fnext_refresh\x18\n" +
+	" \x01(\x03R\vnextRefresh\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\v \x01(\x03R\tcreatedAt2\x82\x12\n" +
 	"\x05Admin\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12E\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a\x17.signet.common.v1.Entry\x12X\n" +
@@ -1836,7 +2197,12 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x10PrepareAuthority\x12!.signet.admin.v1.AuthorityRequest\x1a\x1a.signet.admin.v1.Authority\x12R\n" +
 	"\x11ActivateAuthority\x12!.signet.admin.v1.AuthorityRequest\x1a\x1a.signet.admin.v1.Authority\x12O\n" +
 	"\x0eTaintAuthority\x12!.signet.admin.v1.AuthorityRequest\x1a\x1a.signet.admin.v1.Authority\x12P\n" +
-	"\x0fRevokeAuthority\x12!.signet.admin.v1.AuthorityRequest\x1a\x1a.signet.admin.v1.AuthorityBBZ@github.com/signet-id/signet/internal/gen/signet/admin/v1;adminv1b\x06proto3"
+	"\x0fRevokeAuthority\x12!.signet.admin.v1.AuthorityRequest\x1a\x1a.signet.admin.v1.Authority\x12Y\n" +
+	"\x10CreateFederation\x12(.signet.admin.v1.CreateFederationRequest\x1a\x1b.signet.admin.v1.Federation\x12d\n" +
+	"\x0fListFederations\x12'.signet.admin.v1.ListFederationsRequest\x1a(.signet.admin.v1.ListFederationsResponse\x12P\n" +
+	"\rGetFederation\x12\".signet.admin.v1.FederationRequest\x1a\x1b.signet.admin.v1.Federation\x12T\n" +
+	"\x11RefreshFederation\x12\".signet.admin.v1.FederationRequest\x1a\x1b.signet.admin.v1.Federation\x12S\n" +
+	"\x10DeleteFederation\x12\".signet.admin.v1.FederationRequest\x1a\x1b.signet.admin.v1.FederationBBZ@github.com/signet-id/signet/internal/gen/signet/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_signet_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1850,7 +2216,7 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_signet_admin_v1_admin_proto_rawDescData
 }
 
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*CreateEntriesRequest)(nil),       // 0: signet.admin.v1.CreateEntriesRequest
 	(*CreateEntriesResponse)(nil),      // 1: signet.admin.v1.CreateEntriesResponse
@@ -1882,77 +2248,94 @@ var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*NodeAllowance)(nil),              // 27: signet.admin.v1.NodeAllowance
 	(*ListNodeAllowancesRequest)(nil),  // 28: signet.admin.v1.ListNodeAllowancesRequest
 	(*ListNodeAllowancesResponse)(nil), // 29: signet.admin.v1.ListNodeAllowancesResponse
-	nil,                                // 30: signet.admin.v1.Node.LabelsEntry
-	(*v1.Entry)(nil),                   // 31: signet.common.v1.Entry
-	(*v1.Status)(nil),                  // 32: signet.common.v1.Status
-	(*v1.Selector)(nil),                // 33: signet.common.v1.Selector
-	(*v1.Bundle)(nil),                  // 34: signet.common.v1.Bundle
+	(*CreateFederationRequest)(nil),    // 30: signet.admin.v1.CreateFederationRequest
+	(*ListFederationsRequest)(nil),     // 31: signet.admin.v1.ListFederationsRequest
+	(*ListFederationsResponse)(nil),    // 32: signet.admin.v1.ListFederationsResponse
+	(*FederationRequest)(nil),          // 33: signet.admin.v1.FederationRequest
+	(*Federation)(nil),                 // 34: signet.admin.v1.Federation
+	nil,                                // 35: signet.admin.v1.Node.LabelsEntry
+	(*v1.Entry)(nil),                   // 36: signet.common.v1.Entry
+	(*v1.Status)(nil),                  // 37: signet.common.v1.Status
+	(*v1.Selector)(nil),                // 38: signet.common.v1.Selector
+	(*v1.Bundle)(nil),                  // 39: signet.common.v1.Bundle
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
-	31, // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
+	36, // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
 	2,  // 1: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
-	31, // 2: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
-	32, // 3: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
-	33, // 4: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
-	31, // 5: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
-	31, // 6: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
+	36, // 2: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
+	37, // 3: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
+	38, // 4: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
+	36, // 5: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
+	36, // 6: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
 	9,  // 7: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
-	32, // 8: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
-	33, // 9: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
-	30, // 10: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
+	37, // 8: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
+	38, // 9: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
+	35, // 10: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
 	10, // 11: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
 	18, // 12: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
 	23, // 13: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
 	27, // 14: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
-	0,  // 15: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	3,  // 16: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	4,  // 17: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	6,  // 18: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
-	7,  // 19: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
-	11, // 20: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	13, // 21: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
-	14, // 22: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 23: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 24: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
-	27, // 25: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
-	27, // 26: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
-	28, // 27: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
-	16, // 28: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	19, // 29: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
-	21, // 30: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
-	22, // 31: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	24, // 32: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	26, // 33: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 34: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 35: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 36: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	1,  // 37: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	31, // 38: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
-	5,  // 39: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	31, // 40: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
-	8,  // 41: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
-	12, // 42: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	10, // 43: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
-	15, // 44: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	10, // 45: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
-	10, // 46: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
-	27, // 47: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
-	27, // 48: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
-	29, // 49: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
-	17, // 50: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	20, // 51: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
-	18, // 52: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
-	34, // 53: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
-	25, // 54: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	23, // 55: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
-	23, // 56: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
-	23, // 57: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
-	23, // 58: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
-	37, // [37:59] is the sub-list for method output_type
-	15, // [15:37] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	34, // 15: signet.admin.v1.ListFederationsResponse.federations:type_name -> signet.admin.v1.Federation
+	39, // 16: signet.admin.v1.Federation.bundle:type_name -> signet.common.v1.Bundle
+	0,  // 17: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	3,  // 18: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	4,  // 19: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	6,  // 20: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	7,  // 21: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
+	11, // 22: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	13, // 23: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
+	14, // 24: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
+	14, // 25: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
+	14, // 26: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
+	27, // 27: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
+	27, // 28: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
+	28, // 29: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
+	16, // 30: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	19, // 31: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	21, // 32: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	22, // 33: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	24, // 34: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	26, // 35: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 36: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 37: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	26, // 38: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	30, // 39: signet.admin.v1.Admin.CreateFederation:input_type -> signet.admin.v1.CreateFederationRequest
+	31, // 40: signet.admin.v1.Admin.ListFederations:input_type -> signet.admin.v1.ListFederationsRequest
+	33, // 41: signet.admin.v1.Admin.GetFederation:input_type -> signet.admin.v1.FederationRequest
+	33, // 42: signet.admin.v1.Admin.RefreshFederation:input_type -> signet.admin.v1.FederationRequest
+	33, // 43: signet.admin.v1.Admin.DeleteFederation:input_type -> signet.admin.v1.FederationRequest
+	1,  // 44: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	36, // 45: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
+	5,  // 46: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	36, // 47: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
+	8,  // 48: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
+	12, // 49: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	10, // 50: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
+	15, // 51: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	10, // 52: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
+	10, // 53: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
+	27, // 54: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
+	27, // 55: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
+	29, // 56: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
+	17, // 57: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	20, // 58: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	18, // 59: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
+	39, // 60: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
+	25, // 61: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	23, // 62: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
+	23, // 63: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
+	23, // 64: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
+	23, // 65: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
+	34, // 66: signet.admin.v1.Admin.CreateFederation:output_type -> signet.admin.v1.Federation
+	32, // 67: signet.admin.v1.Admin.ListFederations:output_type -> signet.admin.v1.ListFederationsResponse
+	34, // 68: signet.admin.v1.Admin.GetFederation:output_type -> signet.admin.v1.Federation
+	34, // 69: signet.admin.v1.Admin.RefreshFederation:output_type -> signet.admin.v1.Federation
+	34, // 70: signet.admin.v1.Admin.DeleteFederation:output_type -> signet.admin.v1.Federation
+	44, // [44:71] is the sub-list for method output_type
+	17, // [17:44] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -1966,7 +2349,7 @@ func file_signet_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,11 @@ const (
 	Admin_ActivateAuthority_FullMethodName  = "/signet.admin.v1.Admin/ActivateAuthority"
 	Admin_TaintAuthority_FullMethodName     = "/signet.admin.v1.Admin/TaintAuthority"
 	Admin_RevokeAuthority_FullMethodName    = "/signet.admin.v1.Admin/RevokeAuthority"
+	Admin_CreateFederation_FullMethodName   = "/signet.admin.v1.Admin/CreateFederation"
+	Admin_ListFederations_FullMethodName    = "/signet.admin.v1.Admin/ListFederations"
+	Admin_GetFederation_FullMethodName      = "/signet.admin.v1.Admin/GetFederation"
+	Admin_RefreshFederation_FullMethodName  = "/signet.admin.v1.Admin/RefreshFederation"
+	Admin_DeleteFederation_FullMethodName   = "/signet.admin.v1.Admin/DeleteFederation"
 )
 
 // AdminClient is the client API for Admin service.
@@ -81,6 +86,13 @@ type AdminClient interface {
 	ActivateAuthority(ctx context.Context, in *AuthorityRequest, opts ...grpc.CallOption) (*Authority, error)
 	TaintAuthority(ctx context.Context, in *AuthorityRequest, opts ...grpc.CallOption) (*Authority, error)
 	RevokeAuthority(ctx context.Context, in *AuthorityRequest, opts ...grpc.CallOption) (*Authority, error)
+	// SPIFFE federation relationships (audited).
+	CreateFederation(ctx context.Context, in *CreateFederationRequest, opts ...grpc.CallOption) (*Federation, error)
+	ListFederations(ctx context.Context, in *ListFederationsRequest, opts ...grpc.CallOption) (*ListFederationsResponse, error)
+	GetFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error)
+	// RefreshFederation fetches the remote bundle now and returns the outcome.
+	RefreshFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error)
+	DeleteFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error)
 }
 
 type adminClient struct {
@@ -311,6 +323,56 @@ func (c *adminClient) RevokeAuthority(ctx context.Context, in *AuthorityRequest,
 	return out, nil
 }
 
+func (c *adminClient) CreateFederation(ctx context.Context, in *CreateFederationRequest, opts ...grpc.CallOption) (*Federation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Federation)
+	err := c.cc.Invoke(ctx, Admin_CreateFederation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListFederations(ctx context.Context, in *ListFederationsRequest, opts ...grpc.CallOption) (*ListFederationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFederationsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListFederations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) GetFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Federation)
+	err := c.cc.Invoke(ctx, Admin_GetFederation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RefreshFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Federation)
+	err := c.cc.Invoke(ctx, Admin_RefreshFederation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DeleteFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Federation)
+	err := c.cc.Invoke(ctx, Admin_DeleteFederation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -345,6 +407,13 @@ type AdminServer interface {
 	ActivateAuthority(context.Context, *AuthorityRequest) (*Authority, error)
 	TaintAuthority(context.Context, *AuthorityRequest) (*Authority, error)
 	RevokeAuthority(context.Context, *AuthorityRequest) (*Authority, error)
+	// SPIFFE federation relationships (audited).
+	CreateFederation(context.Context, *CreateFederationRequest) (*Federation, error)
+	ListFederations(context.Context, *ListFederationsRequest) (*ListFederationsResponse, error)
+	GetFederation(context.Context, *FederationRequest) (*Federation, error)
+	// RefreshFederation fetches the remote bundle now and returns the outcome.
+	RefreshFederation(context.Context, *FederationRequest) (*Federation, error)
+	DeleteFederation(context.Context, *FederationRequest) (*Federation, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -420,6 +489,21 @@ func (UnimplementedAdminServer) TaintAuthority(context.Context, *AuthorityReques
 }
 func (UnimplementedAdminServer) RevokeAuthority(context.Context, *AuthorityRequest) (*Authority, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeAuthority not implemented")
+}
+func (UnimplementedAdminServer) CreateFederation(context.Context, *CreateFederationRequest) (*Federation, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateFederation not implemented")
+}
+func (UnimplementedAdminServer) ListFederations(context.Context, *ListFederationsRequest) (*ListFederationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFederations not implemented")
+}
+func (UnimplementedAdminServer) GetFederation(context.Context, *FederationRequest) (*Federation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFederation not implemented")
+}
+func (UnimplementedAdminServer) RefreshFederation(context.Context, *FederationRequest) (*Federation, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefreshFederation not implemented")
+}
+func (UnimplementedAdminServer) DeleteFederation(context.Context, *FederationRequest) (*Federation, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteFederation not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -838,6 +922,96 @@ func _Admin_RevokeAuthority_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_CreateFederation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateFederationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CreateFederation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CreateFederation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CreateFederation(ctx, req.(*CreateFederationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListFederations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFederationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListFederations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListFederations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListFederations(ctx, req.(*ListFederationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_GetFederation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FederationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GetFederation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GetFederation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GetFederation(ctx, req.(*FederationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RefreshFederation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FederationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RefreshFederation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RefreshFederation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RefreshFederation(ctx, req.(*FederationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DeleteFederation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FederationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DeleteFederation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DeleteFederation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DeleteFederation(ctx, req.(*FederationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -932,6 +1106,26 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeAuthority",
 			Handler:    _Admin_RevokeAuthority_Handler,
+		},
+		{
+			MethodName: "CreateFederation",
+			Handler:    _Admin_CreateFederation_Handler,
+		},
+		{
+			MethodName: "ListFederations",
+			Handler:    _Admin_ListFederations_Handler,
+		},
+		{
+			MethodName: "GetFederation",
+			Handler:    _Admin_GetFederation_Handler,
+		},
+		{
+			MethodName: "RefreshFederation",
+			Handler:    _Admin_RefreshFederation_Handler,
+		},
+		{
+			MethodName: "DeleteFederation",
+			Handler:    _Admin_DeleteFederation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -553,9 +553,13 @@ type SyncResponse struct {
 	// The base URL (https://HOST:PORT) of the answering server's HTTPS token
 	// endpoint, where workloads request brokered credentials; empty when the
 	// server advertises none. Sent in every response.
-	BrokerUrl     string `protobuf:"bytes,7,opt,name=broker_url,json=brokerUrl,proto3" json:"broker_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BrokerUrl string `protobuf:"bytes,7,opt,name=broker_url,json=brokerUrl,proto3" json:"broker_url,omitempty"`
+	// The bundles of the federated trust domains the node's entries name in
+	// federates_with (the last good bundle of each relationship held), in
+	// every response; an absent one is not (or no longer) federated.
+	FederatedBundles []*v1.Bundle `protobuf:"bytes,30,rep,name=federated_bundles,json=federatedBundles,proto3" json:"federated_bundles,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -635,6 +639,13 @@ func (x *SyncResponse) GetBrokerUrl() string {
 		return x.BrokerUrl
 	}
 	return ""
+}
+
+func (x *SyncResponse) GetFederatedBundles() []*v1.Bundle {
+	if x != nil {
+		return x.FederatedBundles
+	}
+	return nil
 }
 
 type SignX509SVIDsRequest struct {
@@ -1084,7 +1095,7 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\vServedEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12&\n" +
 	"\x0ffirst_served_at\x18\x02 \x01(\x03R\rfirstServedAt\x12$\n" +
-	"\x0elast_served_at\x18\x03 \x01(\x03R\flastServedAt\"\x83\x02\n" +
+	"\x0elast_served_at\x18\x03 \x01(\x03R\flastServedAt\"\xca\x02\n" +
 	"\fSyncResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x121\n" +
@@ -1093,7 +1104,8 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\rentry_ids_set\x18\x05 \x01(\bR\ventryIdsSet\x120\n" +
 	"\x06bundle\x18\x06 \x01(\v2\x18.signet.common.v1.BundleR\x06bundle\x12\x1d\n" +
 	"\n" +
-	"broker_url\x18\a \x01(\tR\tbrokerUrl\"T\n" +
+	"broker_url\x18\a \x01(\tR\tbrokerUrl\x12E\n" +
+	"\x11federated_bundles\x18\x1e \x03(\v2\x18.signet.common.v1.BundleR\x10federatedBundles\"T\n" +
 	"\x14SignX509SVIDsRequest\x12<\n" +
 	"\brequests\x18\x01 \x03(\v2 .signet.agent.v1.X509SVIDRequestR\brequests\">\n" +
 	"\x0fX509SVIDRequest\x12\x19\n" +
@@ -1173,26 +1185,27 @@ var file_signet_agent_v1_agent_proto_depIdxs = []int32{
 	7,  // 4: signet.agent.v1.SyncRequest.served:type_name -> signet.agent.v1.ServedEntry
 	18, // 5: signet.agent.v1.SyncResponse.entries:type_name -> signet.common.v1.Entry
 	17, // 6: signet.agent.v1.SyncResponse.bundle:type_name -> signet.common.v1.Bundle
-	10, // 7: signet.agent.v1.SignX509SVIDsRequest.requests:type_name -> signet.agent.v1.X509SVIDRequest
-	12, // 8: signet.agent.v1.SignX509SVIDsResponse.results:type_name -> signet.agent.v1.X509SVIDResult
-	19, // 9: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
-	0,  // 10: signet.agent.v1.Agent.AttestAgent:input_type -> signet.agent.v1.AttestAgentRequest
-	4,  // 11: signet.agent.v1.Agent.RenewAgent:input_type -> signet.agent.v1.RenewAgentRequest
-	6,  // 12: signet.agent.v1.Agent.Sync:input_type -> signet.agent.v1.SyncRequest
-	9,  // 13: signet.agent.v1.Agent.SignX509SVIDs:input_type -> signet.agent.v1.SignX509SVIDsRequest
-	13, // 14: signet.agent.v1.Agent.SignJWTSVID:input_type -> signet.agent.v1.SignJWTSVIDRequest
-	15, // 15: signet.agent.v1.AgentInfo.GetInfo:input_type -> signet.agent.v1.GetInfoRequest
-	2,  // 16: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
-	5,  // 17: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
-	8,  // 18: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
-	11, // 19: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
-	14, // 20: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
-	16, // 21: signet.agent.v1.AgentInfo.GetInfo:output_type -> signet.agent.v1.GetInfoResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	17, // 7: signet.agent.v1.SyncResponse.federated_bundles:type_name -> signet.common.v1.Bundle
+	10, // 8: signet.agent.v1.SignX509SVIDsRequest.requests:type_name -> signet.agent.v1.X509SVIDRequest
+	12, // 9: signet.agent.v1.SignX509SVIDsResponse.results:type_name -> signet.agent.v1.X509SVIDResult
+	19, // 10: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
+	0,  // 11: signet.agent.v1.Agent.AttestAgent:input_type -> signet.agent.v1.AttestAgentRequest
+	4,  // 12: signet.agent.v1.Agent.RenewAgent:input_type -> signet.agent.v1.RenewAgentRequest
+	6,  // 13: signet.agent.v1.Agent.Sync:input_type -> signet.agent.v1.SyncRequest
+	9,  // 14: signet.agent.v1.Agent.SignX509SVIDs:input_type -> signet.agent.v1.SignX509SVIDsRequest
+	13, // 15: signet.agent.v1.Agent.SignJWTSVID:input_type -> signet.agent.v1.SignJWTSVIDRequest
+	15, // 16: signet.agent.v1.AgentInfo.GetInfo:input_type -> signet.agent.v1.GetInfoRequest
+	2,  // 17: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
+	5,  // 18: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
+	8,  // 19: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
+	11, // 20: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
+	14, // 21: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
+	16, // 22: signet.agent.v1.AgentInfo.GetInfo:output_type -> signet.agent.v1.GetInfoResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_signet_agent_v1_agent_proto_init() }
