@@ -14,20 +14,17 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/signet-id/signet/internal/model"
 )
 
 // Max is the highest score; Score caps the sum of the factors at it.
 const Max = 100
 
-// Factor is one contribution to a score.
-type Factor struct {
-	// Name identifies the factor: kind, severity, environment, age, hosts,
-	// places, git_history.
-	Name   string `json:"name"`
-	Points int    `json:"points"`
-	// Reason says, for people, what about the finding earned the points.
-	Reason string `json:"reason"`
-}
+// Factor is one contribution to a score: Name identifies it (kind,
+// severity, environment, age, hosts, places, git_history) and Reason says,
+// for people, what about the finding earned the Points.
+type Factor = model.RiskFactor
 
 // Input is what a finding's score is computed from.
 type Input struct {
