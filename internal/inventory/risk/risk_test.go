@@ -16,7 +16,7 @@ func TestScore(t *testing.T) {
 		factors []string // names, in order
 	}{
 		"fresh token, dev, one place": {
-			in: Input{Kind: "token", Severity: "medium", Environment: "development", Since: ago(1), Hosts: 1, Places: 1, Now: now},
+			in:   Input{Kind: "token", Severity: "medium", Environment: "development", Since: ago(1), Hosts: 1, Places: 1, Now: now},
 			want: 25, factors: []string{"kind"},
 		},
 		"production counts most": {
