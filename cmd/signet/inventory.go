@@ -121,7 +121,7 @@ func newInventoryCmd() *cobra.Command {
 		Use:   "inventory",
 		Short: "Every non-human identity the server knows: nodes, workloads, credentials, static-credential findings",
 		Long: `The inventory lists attested nodes, workloads (registration entries), credentials
-brokered by Signet (none yet: the broker is not built) and static credentials
+brokered by Signet (leases) and static credentials
 reported by ` + "`signet scan --report`" + `, each with its owner and environment labels
 and flags:
 
@@ -133,7 +133,11 @@ and flags:
                          longer than --max-credential-age (90d)
 
 A workload without an environment label takes its node's. IDs are
-node:SPIFFE_ID, workload:ENTRY_ID and finding:FINGERPRINT.`,
+node:SPIFFE_ID, workload:ENTRY_ID and finding:FINGERPRINT.
+
+Findings carry a risk score (list --sort risk; show explains it) and a
+suggested replacement; ` + "`inventory replace`" + ` links one to a broker credential.
+See docs/inventory.md.`,
 	}
 	conn.addFlags(cmd)
 	cmd.AddCommand(newInventoryListCmd(&conn), newInventoryShowCmd(&conn), newInventoryResolveCmd(&conn), newInventoryReplaceCmd(&conn))
