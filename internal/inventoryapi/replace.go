@@ -201,7 +201,9 @@ func (a *inventoryAPI) toProto(ctx context.Context, it inventory.Item) (*invento
 
 // offsetToken and parseOffsetToken page the in-memory listing of kinds
 // other than findings.
-func offsetToken(n int) string { return base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(n))) }
+func offsetToken(n int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(n)))
+}
 
 func parseOffsetToken(tok string) (int, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
