@@ -187,6 +187,9 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 			}
 			req := &inventoryv1.ListInventoryRequest{Kind: kind, Thresholds: thresholds, StaleOnly: th.stale != "",
 				FlaggedOnly: flagged, IncludeClosed: closed, Sort: sortBy, PageSize: int32(page.limit), PageToken: page.token}
+			if page.limit == 0 && kind == string(inventory.KindFinding) {
+				req.PageSize = 1000 // every page, in few calls
+			}
 			var items []*inventoryv1.InventoryItem
 			next := ""
 			err = conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) error {
