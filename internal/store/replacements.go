@@ -170,7 +170,9 @@ func (s *Store) ListFindingsPage(ctx context.Context, p FindingPage) ([]Finding,
 			return nil, "", err
 		}
 		if p.ByRisk {
-			where = append(where, "(f.risk < ? OR (f.risk = ? AND f.fingerprint > ?))")
+			// risk <= r bounds the index range; the rest only skips the
+			// page's own risk level up to its last fingerprint.
+			where = append(where, "f.risk <= ? AND (f.risk < ? OR f.fingerprint > ?)")
 			args = append(args, r, r, fp)
 		} else {
 			where = append(where, "f.fingerprint > ?")
