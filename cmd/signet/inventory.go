@@ -121,7 +121,7 @@ func newInventoryCmd() *cobra.Command {
 		Use:   "inventory",
 		Short: "Every non-human identity the server knows: nodes, workloads, credentials, static-credential findings",
 		Long: `The inventory lists attested nodes, workloads (registration entries), credentials
-brokered by Signet (none yet: the broker is not built) and static credentials
+brokered by Signet (leases) and static credentials
 reported by ` + "`signet scan --report`" + `, each with its owner and environment labels
 and flags:
 
@@ -133,10 +133,14 @@ and flags:
                          longer than --max-credential-age (90d)
 
 A workload without an environment label takes its node's. IDs are
-node:SPIFFE_ID, workload:ENTRY_ID and finding:FINGERPRINT.`,
+node:SPIFFE_ID, workload:ENTRY_ID and finding:FINGERPRINT.
+
+Findings carry a risk score (list --sort risk; show explains it) and a
+suggested replacement; ` + "`inventory replace`" + ` links one to a broker credential.
+See docs/inventory.md.`,
 	}
 	conn.addFlags(cmd)
-	cmd.AddCommand(newInventoryListCmd(&conn), newInventoryShowCmd(&conn), newInventoryResolveCmd(&conn))
+	cmd.AddCommand(newInventoryListCmd(&conn), newInventoryShowCmd(&conn), newInventoryResolveCmd(&conn), newInventoryReplaceCmd(&conn))
 	return cmd
 }
 
@@ -147,13 +151,16 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 		flagged, closed bool
 		asCSV           bool
 		out             output
+		sortBy          string
+		page            pageFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List identities with their flags",
 		Example: `  signet inventory list
   signet inventory list --kind workload --stale 30d
-  signet inventory list --kind finding --flagged --csv > findings.csv`,
+  signet inventory list --kind finding --flagged --csv > findings.csv
+  signet inventory list --kind finding --sort risk --limit 20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := inventory.ParseKind(kind); err != nil {
@@ -166,12 +173,39 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := &inventoryv1.ListInventoryRequest{Kind: kind, Thresholds: thresholds, StaleOnly: th.stale != "",
-				FlaggedOnly: flagged, IncludeClosed: closed}
-			var resp *inventoryv1.ListInventoryResponse
-			err = conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) (err error) {
-				resp, err = inv.ListInventory(ctx, req)
+			switch sortBy {
+			case "":
+			case "risk":
+				if kind != string(inventory.KindFinding) {
+					return errors.New("--sort risk applies to findings: add --kind finding")
+				}
+			default:
+				return fmt.Errorf("--sort %q: use risk (with --kind finding)", sortBy)
+			}
+			if err := page.checkAll(maxInventoryPage); err != nil {
 				return err
+			}
+			req := &inventoryv1.ListInventoryRequest{Kind: kind, Thresholds: thresholds, StaleOnly: th.stale != "",
+				FlaggedOnly: flagged, IncludeClosed: closed, Sort: sortBy, PageSize: int32(page.limit), PageToken: page.token}
+			if page.limit == 0 && kind == string(inventory.KindFinding) {
+				req.PageSize = 1000 // every page, in few calls
+			}
+			var items []*inventoryv1.InventoryItem
+			next := ""
+			err = conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) error {
+				// Without --limit, every page; with it, the one page asked for.
+				for {
+					resp, err := inv.ListInventory(ctx, req)
+					if err != nil {
+						return err
+					}
+					items = append(items, resp.GetItems()...)
+					next = resp.GetNextPageToken()
+					if page.limit > 0 || next == "" {
+						return nil
+					}
+					req.PageToken = next
+				}
 			})
 			if err != nil {
 				return err
@@ -179,26 +213,53 @@ func newInventoryListCmd(conn *adminConn) *cobra.Command {
 			w := cmd.OutOrStdout()
 			switch {
 			case out.json:
-				items := make([]itemJSON, len(resp.GetItems()))
-				for i, it := range resp.GetItems() {
-					items[i] = itemToJSON(it)
+				js := make([]itemJSON, len(items))
+				for i, it := range items {
+					js[i] = itemToJSON(it)
 				}
-				return writeJSON(w, map[string]any{"items": items})
+				res := map[string]any{"items": js}
+				if next != "" {
+					res["next_page_token"] = next
+				}
+				return writeJSON(w, res)
 			case asCSV:
-				return writeItemsCSV(w, resp.GetItems())
+				if err := writeItemsCSV(w, items); err != nil {
+					return err
+				}
+				_ = nextPage(cmd, next)
+				return nil
 			}
-			rows := [][]string{{"ID", "KIND", "NAME", "ENVIRONMENT", "OWNER", "LAST SEEN", "FLAGS"}}
-			for _, it := range resp.GetItems() {
+			header := []string{"ID", "KIND", "NAME", "ENVIRONMENT", "OWNER", "LAST SEEN", "FLAGS"}
+			if kind == string(inventory.KindFinding) {
+				header = []string{"ID", "RISK", "NAME", "ENVIRONMENT", "OWNER", "STATUS", "SUGGESTED REPLACEMENT"}
+			}
+			rows := [][]string{header}
+			for _, it := range items {
+				if f := it.GetFinding(); kind == string(inventory.KindFinding) && f != nil {
+					status := f.GetStatus()
+					if r := f.GetReplacement(); r != nil && status != "replaced" {
+						status = "linked to " + r.GetCredential()
+					}
+					rows = append(rows, []string{it.GetId(), strconv.Itoa(int(f.GetRisk())), it.GetName(), it.GetEnvironment(), it.GetOwner(),
+						status, orDash(f.GetSuggestion().GetText())})
+					continue
+				}
 				rows = append(rows, []string{it.GetId(), it.GetKind(), it.GetName(), it.GetEnvironment(), it.GetOwner(),
 					fmtTime(unixTime(it.GetLastSeenAt())), orDash(strings.Join(flagCodes(it), ","))})
 			}
-			return table(w, rows)
+			if err := table(w, rows); err != nil {
+				return err
+			}
+			_ = nextPage(cmd, next)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&kind, "kind", "", "only this kind: node, workload, credential or finding")
 	th.add(cmd, "only stale identities: workloads not issued an SVID and nodes not seen for this long, e.g. 30d")
 	cmd.Flags().BoolVar(&flagged, "flagged", false, "only identities with a flag")
-	cmd.Flags().BoolVar(&closed, "all", false, "also findings no longer open (gone from a rescan, or resolved) and ended leases")
+	cmd.Flags().BoolVar(&closed, "all", false, "also findings no longer open (gone from a rescan, resolved or replaced) and ended leases")
+	cmd.Flags().StringVar(&sortBy, "sort", "", "risk: findings by risk score, highest first (with --kind finding)")
+	page.addFlagsAll(cmd, "items", maxInventoryPage)
 	out.addFlags(cmd)
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV instead of a table")
 	return cmd
@@ -246,6 +307,39 @@ type findingJSON struct {
 	Resolution  string            `json:"resolution,omitempty"`
 	ClosedAt    string            `json:"closed_at,omitempty"`
 	Locations   []locationJSON    `json:"locations"`
+	Risk        int32             `json:"risk"`
+	RiskFactors []riskFactorJSON  `json:"risk_factors,omitempty"`
+	Suggestion  *suggestionJSON   `json:"suggestion,omitempty"`
+	Replacement *replacementJSON  `json:"replacement,omitempty"`
+}
+
+type riskFactorJSON struct {
+	Name   string `json:"name"`
+	Points int32  `json:"points"`
+	Reason string `json:"reason"`
+}
+
+type suggestionJSON struct {
+	Provider    string   `json:"provider,omitempty"`
+	Credentials []string `json:"credentials,omitempty"`
+	Text        string   `json:"text"`
+}
+
+type replacementJSON struct {
+	Credential string   `json:"credential"`
+	Note       string   `json:"note,omitempty"`
+	LinkedBy   string   `json:"linked_by,omitempty"`
+	LinkedAt   string   `json:"linked_at,omitempty"`
+	State      string   `json:"state"`
+	Missing    []string `json:"missing,omitempty"`
+	ReplacedAt string   `json:"replaced_at,omitempty"`
+}
+
+func suggestionToJSON(s *inventoryv1.Suggestion) *suggestionJSON {
+	if s == nil {
+		return nil
+	}
+	return &suggestionJSON{Provider: s.GetProvider(), Credentials: s.GetCredentials(), Text: s.GetText()}
 }
 
 type itemJSON struct {
@@ -305,7 +399,15 @@ func itemToJSON(it *inventoryv1.InventoryItem) itemJSON {
 	if f := it.GetFinding(); f != nil {
 		fj := &findingJSON{Fingerprint: f.GetFingerprint(), RuleID: f.GetRuleId(), Detector: f.GetDetector(), Kind: f.GetKind(),
 			Severity: f.GetSeverity(), Description: f.GetDescription(), Preview: f.GetPreview(), Details: f.GetDetails(),
-			Status: f.GetStatus(), Resolution: f.GetResolution(), ClosedAt: rfc3339(f.GetClosedAt())}
+			Status: f.GetStatus(), Resolution: f.GetResolution(), ClosedAt: rfc3339(f.GetClosedAt()), Risk: f.GetRisk(),
+			Suggestion: suggestionToJSON(f.GetSuggestion())}
+		for _, rf := range f.GetRiskFactors() {
+			fj.RiskFactors = append(fj.RiskFactors, riskFactorJSON{Name: rf.GetName(), Points: rf.GetPoints(), Reason: rf.GetReason()})
+		}
+		if r := f.GetReplacement(); r != nil {
+			fj.Replacement = &replacementJSON{Credential: r.GetCredential(), Note: r.GetNote(), LinkedBy: r.GetLinkedBy(),
+				LinkedAt: rfc3339(r.GetLinkedAt()), State: r.GetState(), Missing: r.GetMissing(), ReplacedAt: rfc3339(r.GetReplacedAt())}
+		}
 		for _, l := range f.GetLocations() {
 			fj.Locations = append(fj.Locations, locationJSON{Host: l.GetHost(), Path: l.GetPath(), Line: l.GetLine(),
 				Column: l.GetColumn(), Commit: l.GetCommit(), Author: l.GetAuthor(), Email: l.GetEmail(), Date: l.GetDate(),
@@ -403,6 +505,37 @@ func printItem(w io.Writer, it *inventoryv1.InventoryItem) error {
 		for _, l := range f.Locations {
 			rows = append(rows, []string{"Location:", locationText(l)})
 		}
+		rows = append(rows, []string{"Risk:", strconv.Itoa(int(f.Risk)) + " of 100"})
+		for _, rf := range f.RiskFactors {
+			rows = append(rows, []string{"Risk factor:", fmt.Sprintf("%+d %s: %s", rf.Points, rf.Name, rf.Reason)})
+		}
+		if f.Suggestion != nil {
+			rows = append(rows, []string{"Replace with:", f.Suggestion.Text})
+		}
+		if r := f.Replacement; r != nil {
+			note := ""
+			if r.Note != "" {
+				note = " (" + r.Note + ")"
+			}
+			rows = append(rows, []string{"Linked to:", r.Credential + note + " by " + orDash(r.LinkedBy) + " at " + orDash(r.LinkedAt)})
+			switch {
+			case r.State == "replaced":
+				rows = append(rows, []string{"Replacement:", "replaced at " + orDash(r.ReplacedAt)})
+			case len(r.Missing) == 0:
+				rows = append(rows, []string{"Replacement:", "linked, proof complete: replaced at the next look"})
+			default:
+				state := "linked"
+				for _, m := range r.Missing {
+					if strings.HasPrefix(m, "secret still present") {
+						state = "linked, secret still present"
+					}
+				}
+				rows = append(rows, []string{"Replacement:", state})
+				for _, m := range r.Missing {
+					rows = append(rows, []string{"Missing:", m})
+				}
+			}
+		}
 	}
 	for _, f := range j.Flags {
 		rows = append(rows, []string{"Flag:", f.Code + ": " + f.Message})
@@ -455,6 +588,56 @@ func newInventoryResolveCmd(conn *adminConn) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why: rotated, revoked, false-positive, …")
+	return cmd
+}
+
+func newInventoryReplaceCmd(conn *adminConn) *cobra.Command {
+	var (
+		with string
+		note string
+		out  output
+	)
+	cmd := &cobra.Command{
+		Use:   "replace FINDING_ID --with credential NAME",
+		Short: "Link a static-credential finding to the brokered credential that replaces it (audited)",
+		Long: `Links a finding to a credential configured in the broker. The finding becomes
+"replaced" only when both hold: a complete rescan of its locations (scan
+--report over them) no longer sees the secret, and the credential has had a
+lease for a workload in the finding's environment since the link. Until then
+` + "`signet inventory show`" + ` says what is still missing. To close a finding without
+a replacement, use ` + "`signet inventory resolve`" + `.`,
+		Example: `  signet inventory replace finding:3f2a9c01 --with credential orders-db --note CHG-42`,
+		// `--with credential NAME`: the flag takes the word "credential",
+		// NAME is the second argument.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if with != "credential" || len(args) != 2 || args[1] == "" {
+				return errors.New("want `signet inventory replace FINDING_ID --with credential NAME`, NAME a credential of broker.credentials")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var it *inventoryv1.InventoryItem
+			err := conn.callInventory(cmd.Context(), func(ctx context.Context, inv inventoryv1.InventoryClient, _ inventoryv1.AuditClient) (err error) {
+				it, err = inv.ReplaceFinding(ctx, &inventoryv1.ReplaceFindingRequest{Id: args[0], Credential: args[1], Note: note})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if out.json {
+				return writeJSON(cmd.OutOrStdout(), itemToJSON(it))
+			}
+			r := it.GetFinding().GetReplacement()
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "linked %s to credential %s (%s)\n", it.GetId(), r.GetCredential(), r.GetState())
+			for _, m := range r.GetMissing() {
+				fmt.Fprintf(cmd.OutOrStdout(), "  missing: %s\n", m)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&with, "with", "", "what replaces it: credential (followed by the credential's NAME)")
+	cmd.Flags().StringVar(&note, "note", "", "a note for the audit log, e.g. a change ticket (CHG-42)")
+	out.addFlags(cmd)
 	return cmd
 }
 

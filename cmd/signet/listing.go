@@ -63,6 +63,26 @@ func (p *pageFlags) addFlags(cmd *cobra.Command, what string) {
 	cmd.Flags().StringVar(&p.token, "page-token", "", "start at this page: the token the previous page printed")
 }
 
+// maxInventoryPage bounds a page of the inventory service's listings
+// (findings, items, coverage reports), which is smaller than the admin
+// service's.
+const maxInventoryPage = 1000
+
+// addFlagsAll is addFlags for the listings that print every page when
+// --limit is 0 (their default), fetching up to max items a call.
+func (p *pageFlags) addFlagsAll(cmd *cobra.Command, what string, max int) {
+	cmd.Flags().IntVar(&p.limit, "limit", 0, fmt.Sprintf("at most this many %s (one page, 1 to %d; 0: all, page by page)", what, max))
+	cmd.Flags().StringVar(&p.token, "page-token", "", "start at this page: the token the previous page printed")
+}
+
+// checkAll checks --limit of a listing whose flags came from addFlagsAll.
+func (p *pageFlags) checkAll(max int) error {
+	if p.limit < 0 || p.limit > max {
+		return fmt.Errorf("--limit %d: want 1 to %d (0: all, page by page)", p.limit, max)
+	}
+	return nil
+}
+
 // size checks --limit and returns it as a page size.
 func (p *pageFlags) size() (int32, error) {
 	if p.limit < 1 || p.limit > maxListLimit {

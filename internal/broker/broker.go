@@ -177,6 +177,16 @@ func (b *Broker) Close() error {
 // Credentials returns the configured credentials' names, sorted.
 func (b *Broker) Credentials() []string { return slices.Sorted(maps.Keys(b.creds)) }
 
+// CredentialProviders returns the configured credentials, name → provider
+// name (the inventory's suggestions name them).
+func (b *Broker) CredentialProviders() map[string]string {
+	out := make(map[string]string, len(b.creds))
+	for name, c := range b.creds {
+		out[name] = c.ProviderName
+	}
+	return out
+}
+
 // Node is what the broker knows of the caller's node.
 type Node struct {
 	ID                spiffeid.ID

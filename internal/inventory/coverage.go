@@ -101,6 +101,74 @@ type Coverage struct {
 	PathDepth           int             `json:"path_depth,omitempty"`
 	Groups              []CoverageGroup `json:"groups"`
 	Total               CoverageGroup   `json:"total"`
+	// Plan is the migration plan: the top open findings by risk with their
+	// suggested replacements.
+	Plan []PlanItem `json:"plan,omitempty"`
+}
+
+// PlanItem is one step of a migration plan: an open finding and what
+// should replace it. It carries only what `signet scan` prints (the
+// redacted preview, never the secret).
+type PlanItem struct {
+	ID               string     `json:"id"`
+	RuleID           string     `json:"rule_id"`
+	Kind             string     `json:"kind"`
+	Preview          string     `json:"preview,omitempty"`
+	Path             string     `json:"path"`
+	MoreLocations    int        `json:"more_locations,omitempty"`
+	Environment      string     `json:"environment"`
+	Owner            string     `json:"owner"`
+	Risk             int        `json:"risk"`
+	Suggestion       Suggestion `json:"suggestion"`
+	LinkedCredential string     `json:"linked_credential,omitempty"`
+}
+
+// PlanSize is how many findings a migration plan lists.
+const PlanSize = 10
+
+// NewPlanItem describes an open finding as a migration step.
+func NewPlanItem(f *store.Finding, configured map[string]string) PlanItem {
+	it := PlanItem{
+		ID: ItemID(KindFinding, f.Fingerprint), RuleID: f.RuleID, Kind: f.Kind, Preview: f.Preview, Path: PrimaryPath(f),
+		MoreLocations: max(0, len(f.Locations)-1), Environment: NormalizeEnvironment(f.Labels[LabelEnvironment]),
+		Owner: ownerOf(f.Labels), Risk: f.Risk, Suggestion: Suggest(f, configured),
+	}
+	if f.Replacement != nil {
+		it.LinkedCredential = f.Replacement.Credential
+	}
+	return it
+}
+
+// AddFindingCounts adds counts of findings per group and status (from the
+// store's aggregation) to c: open findings to StaticOpen, replaced ones to
+// StaticReplaced; others do not count. It recomputes the percentages and
+// keeps the groups ordered.
+func (c *Coverage) AddFindingCounts(counts []store.FindingCount) {
+	for _, fc := range counts {
+		var open, replaced int64
+		switch fc.Status {
+		case store.FindingOpen:
+			open = fc.Count
+		case store.FindingReplaced:
+			replaced = fc.Count
+		default:
+			continue
+		}
+		i := slices.IndexFunc(c.Groups, func(g CoverageGroup) bool { return g.Key == fc.Key })
+		if i < 0 {
+			c.Groups = append(c.Groups, CoverageGroup{Key: fc.Key})
+			i = len(c.Groups) - 1
+		}
+		for _, g := range []*CoverageGroup{&c.Groups[i], &c.Total} {
+			g.StaticOpen += open
+			g.StaticReplaced += replaced
+		}
+	}
+	for i := range c.Groups {
+		c.Groups[i].finish()
+	}
+	c.Total.finish()
+	slices.SortFunc(c.Groups, func(a, b CoverageGroup) int { return CompareGroupKeys(a.Key, b.Key) })
 }
 
 // CoverageGroup is the coverage of one environment, owner or path.
@@ -114,19 +182,34 @@ type CoverageGroup struct {
 	// place of a static secret.
 	Brokered int64 `json:"brokered"`
 	Nodes    int64 `json:"nodes"` // attested nodes (not part of coverage)
+	// StaticReplaced are the static-credential findings proven replaced by
+	// a brokered credential.
+	StaticReplaced int64 `json:"static_replaced"`
 	// CoveredPercent is the short-lived share, (SPIFFEActive + Brokered) /
 	// (SPIFFEActive + Brokered + StaticOpen), in percent, rounded to 0.1;
 	// nil when all are zero.
 	CoveredPercent *float64 `json:"covered_percent,omitempty"`
+	// SPIFFEPercent is SPIFFEActive / Workloads and ReplacedPercent is
+	// StaticReplaced / (StaticOpen + StaticReplaced), in percent, rounded
+	// to 0.1; nil when the denominator is zero.
+	SPIFFEPercent   *float64 `json:"spiffe_percent,omitempty"`
+	ReplacedPercent *float64 `json:"replaced_percent,omitempty"`
+}
+
+// pct returns n/d in percent rounded to 0.1, nil when d is zero.
+func pct(n, d int64) *float64 {
+	if d <= 0 {
+		return nil
+	}
+	p := math.Round(float64(n)*1000/float64(d)) / 10
+	return &p
 }
 
 func (g *CoverageGroup) finish() {
-	g.CoveredPercent = nil
 	short := g.SPIFFEActive + g.Brokered
-	if d := short + g.StaticOpen; d > 0 {
-		p := math.Round(float64(short)*1000/float64(d)) / 10
-		g.CoveredPercent = &p
-	}
+	g.CoveredPercent = pct(short, short+g.StaticOpen)
+	g.SPIFFEPercent = pct(g.SPIFFEActive, g.Workloads)
+	g.ReplacedPercent = pct(g.StaticReplaced, g.StaticOpen+g.StaticReplaced)
 }
 
 // GroupKey returns the group an item falls in under dimension by (with
@@ -186,7 +269,8 @@ func filePathPrefix(p string, depth int) string {
 
 // ComputeCoverage computes coverage over items as of now. Every workload
 // counts once, as active when its last SVID was issued within the window;
-// every open finding counts once, in the group of its labels (or, by path,
+// every open finding counts once as open and every replaced one as replaced,
+// in the group of its labels (or, by path,
 // of its primary path); every (credential, workload) pair with a pending
 // or active lease counts once as brokered, in its workload's group (by
 // path, of its SPIFFE ID); closed findings, ended leases and node aliases
@@ -216,10 +300,14 @@ func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverag
 				add.SPIFFEActive = 1
 			}
 		case KindFinding:
-			if !it.Finding.Open() {
+			switch it.Finding.Status {
+			case store.FindingOpen:
+				add.StaticOpen = 1
+			case store.FindingReplaced:
+				add.StaticReplaced = 1
+			default:
 				continue
 			}
-			add.StaticOpen = 1
 		case KindCredential:
 			l := it.Lease
 			if l == nil || (l.State != store.LeasePending && l.State != store.LeaseActive) || !l.ExpiresAt.After(now) {
@@ -245,6 +333,7 @@ func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverag
 			t.Workloads += add.Workloads
 			t.SPIFFEActive += add.SPIFFEActive
 			t.StaticOpen += add.StaticOpen
+			t.StaticReplaced += add.StaticReplaced
 			t.Brokered += add.Brokered
 		}
 	}
@@ -260,10 +349,11 @@ func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverag
 
 // CoverageDelta is the change of a group since an earlier report.
 type CoverageDelta struct {
-	Workloads    int64
-	SPIFFEActive int64
-	StaticOpen   int64
-	Brokered     int64
+	Workloads      int64
+	SPIFFEActive   int64
+	StaticOpen     int64
+	StaticReplaced int64
+	Brokered       int64
 	// CoveredPercent is in percentage points; nil when either report has no
 	// percentage for the group.
 	CoveredPercent *float64
@@ -275,6 +365,7 @@ func Delta(prev, cur CoverageGroup) CoverageDelta {
 	d := CoverageDelta{
 		Workloads: cur.Workloads - prev.Workloads, SPIFFEActive: cur.SPIFFEActive - prev.SPIFFEActive,
 		StaticOpen: cur.StaticOpen - prev.StaticOpen, Brokered: cur.Brokered - prev.Brokered,
+		StaticReplaced: cur.StaticReplaced - prev.StaticReplaced,
 	}
 	if cur.CoveredPercent != nil && prev.CoveredPercent != nil {
 		p := math.Round((*cur.CoveredPercent-*prev.CoveredPercent)*10) / 10

@@ -22,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/inventory/risk"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
 )
@@ -61,25 +62,12 @@ const (
 // Environments are the well-known values of the environment label.
 var Environments = []string{"kubernetes", "vm", "bare-metal", "ci", "legacy", "saas"}
 
-// envAliases maps common spellings to the well-known environments.
-var envAliases = map[string]string{
-	"k8s": "kubernetes", "kube": "kubernetes", "baremetal": "bare-metal", "bare_metal": "bare-metal",
-	"metal": "bare-metal", "virtual-machine": "vm", "cicd": "ci", "ci/cd": "ci",
-}
-
 // NormalizeEnvironment returns the canonical form of an environment label
-// value: lower case, common aliases resolved ("k8s" → "kubernetes"), and
-// Unknown for an empty value. Other values pass through in lower case.
-func NormalizeEnvironment(v string) string {
-	v = strings.ToLower(strings.TrimSpace(v))
-	if v == "" {
-		return Unknown
-	}
-	if a, ok := envAliases[v]; ok {
-		return a
-	}
-	return v
-}
+// value: lower case, common aliases resolved ("k8s" → "kubernetes", "prod"
+// → "production"), and Unknown for an empty value. Other values pass
+// through in lower case. See risk.NormalizeEnvironment, which holds the one
+// definition (the store groups findings by it).
+func NormalizeEnvironment(v string) string { return risk.NormalizeEnvironment(v) }
 
 func ownerOf(labels map[string]string) string {
 	if o := strings.TrimSpace(labels[LabelOwner]); o != "" {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -43,7 +44,13 @@ type Config struct {
 	DefaultJWTTTL  time.Duration
 	Now            func() time.Time
 	Log            *slog.Logger
+	// Credentials returns the broker's configured credentials, name →
+	// provider, for suggestions and links; nil (the field, or what it
+	// returns) when the server has no broker.
+	Credentials func() map[string]string
 }
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 
 // Register registers the Inventory and Audit services on g. Both rely on
 // g's interceptor chain for admin authorization.
@@ -117,19 +124,82 @@ func (a *inventoryAPI) ListInventory(ctx context.Context, req *inventoryv1.ListI
 	if err != nil {
 		return nil, err
 	}
-	in, err := inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, kind, req.GetIncludeClosed())
-	if err != nil {
+	switch req.GetSort() {
+	case "":
+	case "risk":
+		if kind != inventory.KindFinding {
+			return nil, errkind.New(errkind.InvalidArgument, "sort risk applies to findings only: add kind finding")
+		}
+	default:
+		return nil, errkind.New(errkind.InvalidArgument, "sort %q is not supported: use risk (findings) or leave it empty", req.GetSort())
+	}
+	if n := req.GetPageSize(); n < 0 || n > store.MaxFindingPage {
+		return nil, errkind.New(errkind.InvalidArgument, "page_size %d: use 1 to %d (0: the default)", n, store.MaxFindingPage)
+	}
+	if err := a.settle(ctx); err != nil {
 		return nil, err
 	}
-	resp := &inventoryv1.ListInventoryResponse{}
-	for _, it := range a.cfg.classifier(th).Items(in) {
+	keep := func(it inventory.Item) bool {
 		switch {
 		case kind != "" && it.Kind != kind:
 		case req.GetStaleOnly() && !it.Flagged(inventory.FlagStale):
 		case req.GetFlaggedOnly() && len(it.Flags) == 0:
 		default:
-			resp.Items = append(resp.Items, itemToProto(it))
+			return true
 		}
+		return false
+	}
+	c := a.cfg.classifier(th)
+	resp := &inventoryv1.ListInventoryResponse{}
+	if kind == inventory.KindFinding {
+		// Findings page in the store, by key, in risk or fingerprint order.
+		p := store.FindingPage{ByRisk: req.GetSort() == "risk", Limit: int(req.GetPageSize()), Token: req.GetPageToken()}
+		if !req.GetIncludeClosed() {
+			p.Status = []store.FindingStatus{store.FindingOpen}
+		}
+		fs, next, err := a.cfg.Store.ListFindingsPage(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range fs {
+			if it := c.Finding(f); keep(it) {
+				pi, err := a.toProto(ctx, it)
+				if err != nil {
+					return nil, err
+				}
+				resp.Items = append(resp.Items, pi)
+			}
+		}
+		resp.NextPageToken = next
+		return resp, nil
+	}
+	in, err := inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, kind, req.GetIncludeClosed())
+	if err != nil {
+		return nil, err
+	}
+	start := 0
+	if req.GetPageToken() != "" {
+		if start, err = parseOffsetToken(req.GetPageToken()); err != nil {
+			return nil, err
+		}
+	}
+	var items []inventory.Item
+	for _, it := range c.Items(in) {
+		if keep(it) {
+			items = append(items, it)
+		}
+	}
+	end := len(items)
+	if n := int(req.GetPageSize()); n > 0 && start+n < end {
+		end = start + n
+		resp.NextPageToken = offsetToken(end)
+	}
+	for _, it := range items[min(start, len(items)):end] {
+		pi, err := a.toProto(ctx, it)
+		if err != nil {
+			return nil, err
+		}
+		resp.Items = append(resp.Items, pi)
 	}
 	return resp, nil
 }
@@ -139,11 +209,14 @@ func (a *inventoryAPI) GetInventoryItem(ctx context.Context, req *inventoryv1.Ge
 	if err != nil {
 		return nil, err
 	}
+	if err := a.settle(ctx); err != nil {
+		return nil, err
+	}
 	it, err := a.lookup(ctx, req.GetId(), a.cfg.classifier(th))
 	if err != nil {
 		return nil, err
 	}
-	return itemToProto(it), nil
+	return a.toProto(ctx, it)
 }
 
 // lookup finds the item an inventory ID names. A bare ID is tried as a
@@ -271,7 +344,7 @@ func (a *inventoryAPI) ResolveFinding(ctx context.Context, req *inventoryv1.Reso
 	if err != nil {
 		return nil, err
 	}
-	return itemToProto(a.cfg.classifier(inventory.Thresholds{}).Finding(f)), nil
+	return a.toProto(ctx, a.cfg.classifier(inventory.Thresholds{}).Finding(f))
 }
 
 func (a *inventoryAPI) SetNodeLabels(ctx context.Context, req *inventoryv1.SetNodeLabelsRequest) (*inventoryv1.InventoryItem, error) {
@@ -310,12 +383,7 @@ func (a *inventoryAPI) CreateCoverageReport(ctx context.Context, req *inventoryv
 	if err != nil {
 		return nil, err
 	}
-	in, err := inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, "", false)
-	if err != nil {
-		return nil, err
-	}
-	c := a.cfg.classifier(inventory.Thresholds{})
-	cov, err := inventory.ComputeCoverage(c.Items(in), c.Now, opts)
+	cov, err := a.computeCoverage(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +391,7 @@ func (a *inventoryAPI) CreateCoverageReport(ctx context.Context, req *inventoryv
 	if err != nil {
 		return nil, fmt.Errorf("encode coverage report: %w", err)
 	}
-	saved, prev, err := a.cfg.Store.SaveCoverageReport(ctx, store.CoverageReport{CreatedAt: c.Now, Dimension: opts.Key(), Report: data})
+	saved, prev, err := a.cfg.Store.SaveCoverageReport(ctx, store.CoverageReport{CreatedAt: a.cfg.Now(), Dimension: opts.Key(), Report: data})
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +404,59 @@ func (a *inventoryAPI) CreateCoverageReport(ctx context.Context, req *inventoryv
 		}
 	}
 	return coverageToProto(saved, cov, prev, prevCov), nil
+}
+
+// computeCoverage computes coverage now. By environment and owner, the
+// store counts findings in SQL and only nodes, workloads and leases are
+// classified here; by path, findings are grouped by their primary path,
+// which needs them all. The migration plan is the top open findings by
+// risk, read as one page.
+func (a *inventoryAPI) computeCoverage(ctx context.Context, opts inventory.CoverageOptions) (inventory.Coverage, error) {
+	if err := a.settle(ctx); err != nil {
+		return inventory.Coverage{}, err
+	}
+	c := a.cfg.classifier(inventory.Thresholds{})
+	var in inventory.Input
+	var err error
+	if opts.By == inventory.ByPath {
+		in, err = inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, "", false)
+		if err == nil {
+			// Replaced findings count as replaced: read them too.
+			var replaced []store.Finding
+			replaced, err = a.cfg.Store.ListFindings(ctx, store.FindingFilter{Status: []store.FindingStatus{store.FindingReplaced}})
+			in.Findings = append(in.Findings, replaced...)
+		}
+	} else {
+		var w, l inventory.Input
+		w, err = inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, inventory.KindWorkload, false)
+		if err == nil {
+			l, err = inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, inventory.KindCredential, false)
+		}
+		in = inventory.Input{ServerID: a.cfg.ServerID, Nodes: w.Nodes, Entries: w.Entries, Leases: l.Leases}
+	}
+	if err != nil {
+		return inventory.Coverage{}, err
+	}
+	cov, err := inventory.ComputeCoverage(c.Items(in), c.Now, opts)
+	if err != nil {
+		return inventory.Coverage{}, err
+	}
+	if opts.By != inventory.ByPath {
+		counts, err := a.cfg.Store.CountFindings(ctx, string(opts.By))
+		if err != nil {
+			return inventory.Coverage{}, err
+		}
+		cov.AddFindingCounts(counts)
+	}
+	top, _, err := a.cfg.Store.ListFindingsPage(ctx, store.FindingPage{Status: []store.FindingStatus{store.FindingOpen}, ByRisk: true, Limit: inventory.PlanSize})
+	if err != nil {
+		return inventory.Coverage{}, err
+	}
+	conf := a.cfg.configured()
+	for i := range top {
+		cov.Plan = append(cov.Plan, inventory.NewPlanItem(&top[i], conf))
+	}
+	return cov, nil
 }
 
 func decodeCoverage(r store.CoverageReport) (*inventory.Coverage, error) {
@@ -354,12 +475,21 @@ func (a *inventoryAPI) ListCoverageReports(ctx context.Context, req *inventoryv1
 	if req.GetLimit() < 0 {
 		return nil, errkind.New(errkind.InvalidArgument, "limit %d is negative", req.GetLimit())
 	}
-	// One more than asked, for the oldest report's delta.
 	limit := int(req.GetLimit())
 	if limit == 0 {
 		limit = 20
 	}
-	reports, err := a.cfg.Store.ListCoverageReports(ctx, opts.Key(), limit+1)
+	var before int64
+	if tok := req.GetPageToken(); tok != "" {
+		n, err := parseOffsetToken(tok)
+		if err != nil || n == 0 {
+			return nil, errkind.New(errkind.InvalidArgument, "page_token %q: not a token of this listing (use the next_page_token the previous page returned)", tok)
+		}
+		before = int64(n)
+	}
+	// One more than the page: the oldest report's delta, and whether there
+	// is a next page.
+	reports, err := a.cfg.Store.ListCoverageReportsBefore(ctx, opts.Key(), before, limit+1)
 	if err != nil {
 		return nil, err
 	}
@@ -377,6 +507,9 @@ func (a *inventoryAPI) ListCoverageReports(ctx context.Context, req *inventoryv1
 			prev, prevCov = reports[i+1], decoded[i+1]
 		}
 		resp.Reports = append(resp.Reports, coverageToProto(reports[i], *decoded[i], prev, prevCov))
+	}
+	if len(reports) > limit {
+		resp.NextPageToken = offsetToken(int(reports[limit-1].ID))
 	}
 	return resp, nil
 }
@@ -498,7 +631,10 @@ func findingToProto(f store.Finding) *inventoryv1.Finding {
 		RuleId: f.RuleID, Detector: f.Detector, Kind: f.Kind, Severity: f.Severity, Description: f.Description,
 		Preview: f.Preview, Fingerprint: f.Fingerprint, Details: f.Details, FirstSeenAt: apiconv.UnixOrZero(f.FirstSeenAt),
 		LastSeenAt: apiconv.UnixOrZero(f.LastSeenAt), Status: string(f.Status), ClosedAt: apiconv.UnixOrZero(f.ClosedAt),
-		Resolution: f.Resolution,
+		Resolution: f.Resolution, Risk: int32(f.Risk),
+	}
+	for _, rf := range f.RiskFactors {
+		p.RiskFactors = append(p.RiskFactors, &inventoryv1.RiskFactor{Name: rf.Name, Points: int32(rf.Points), Reason: rf.Reason})
 	}
 	for _, l := range f.Locations {
 		pl := &inventoryv1.FindingLocation{
@@ -542,13 +678,14 @@ func findingFromProto(i int, p *inventoryv1.Finding) (store.Finding, error) {
 func groupToProto(g inventory.CoverageGroup) *inventoryv1.CoverageGroup {
 	return &inventoryv1.CoverageGroup{
 		Key: g.Key, Workloads: g.Workloads, SpiffeActive: g.SPIFFEActive, StaticOpen: g.StaticOpen, Brokered: g.Brokered, Nodes: g.Nodes,
-		CoveredPercent: g.CoveredPercent,
+		CoveredPercent: g.CoveredPercent, StaticReplaced: g.StaticReplaced, SpiffePercent: g.SPIFFEPercent, ReplacedPercent: g.ReplacedPercent,
 	}
 }
 
 func deltaToProto(d inventory.CoverageDelta) *inventoryv1.CoverageDelta {
 	return &inventoryv1.CoverageDelta{
 		Workloads: d.Workloads, SpiffeActive: d.SPIFFEActive, StaticOpen: d.StaticOpen, Brokered: d.Brokered, CoveredPercent: d.CoveredPercent,
+		StaticReplaced: d.StaticReplaced,
 	}
 }
 
@@ -559,6 +696,13 @@ func coverageToProto(r store.CoverageReport, cov inventory.Coverage, prev store.
 	p := &inventoryv1.CoverageReport{
 		Id: r.ID, CreatedAt: apiconv.UnixOrZero(r.CreatedAt), By: string(cov.By), ActiveWithinSeconds: cov.ActiveWithinSeconds,
 		PathDepth: int32(cov.PathDepth), Total: groupToProto(cov.Total),
+	}
+	for _, pi := range cov.Plan {
+		p.MigrationPlan = append(p.MigrationPlan, &inventoryv1.PlanItem{
+			Id: pi.ID, RuleId: pi.RuleID, Kind: pi.Kind, Preview: pi.Preview, Path: pi.Path, MoreLocations: int32(pi.MoreLocations),
+			Environment: pi.Environment, Owner: pi.Owner, Risk: int32(pi.Risk), Suggestion: suggestionToProto(pi.Suggestion),
+			LinkedCredential: pi.LinkedCredential,
+		})
 	}
 	if prevCov != nil {
 		p.PreviousId, p.PreviousCreatedAt = prev.ID, apiconv.UnixOrZero(prev.CreatedAt)

@@ -23,7 +23,32 @@ const (
 	// positive). It stays resolved when seen again: a revoked secret is
 	// harmless wherever it lingers, git history included.
 	FindingResolved FindingStatus = "resolved"
+	// FindingReplaced: linked to a brokered credential (`signet inventory
+	// replace`), and proven replaced twice: a complete rescan no longer saw
+	// the secret, and the credential has had a lease for a workload in the
+	// finding's environment since the link. Seeing the secret again
+	// reopens it.
+	FindingReplaced FindingStatus = "replaced"
 )
+
+// RiskFactor is one contribution to a finding's risk score (see
+// internal/inventory/risk, which computes them).
+type RiskFactor struct {
+	Name   string `json:"name"`
+	Points int    `json:"points"`
+	Reason string `json:"reason"`
+}
+
+// FindingReplacement links a finding to the brokered credential that
+// replaces it.
+type FindingReplacement struct {
+	Credential string
+	Note       string
+	LinkedBy   string // the audit actor who linked it
+	LinkedAt   time.Time
+	// ReplacedAt is when the replacement was first proven; zero until then.
+	ReplacedAt time.Time
+}
 
 // Finding is a static credential discovered by `signet scan`. Its identity
 // is Fingerprint, a keyed hash of the secret: the same secret found in two
@@ -45,7 +70,17 @@ type Finding struct {
 	Resolution  string
 	FirstSeenAt time.Time
 	LastSeenAt  time.Time
-	ClosedAt    time.Time // when it became gone or resolved; zero while open
+	ClosedAt    time.Time // when it became gone, resolved or replaced; zero while open
+	// Risk and RiskFactors are the risk score and its explanation as of
+	// the last report of the finding (set by the store).
+	Risk        int
+	RiskFactors []RiskFactor
+	// Environment and Owner are the finding's normalized environment and
+	// owner labels, "unknown" when unlabelled (set by the store).
+	Environment, Owner string
+	// Replacement is the credential the finding is linked to; nil when
+	// none.
+	Replacement *FindingReplacement
 }
 
 // Open reports whether the finding is a static credential still out there.

@@ -107,6 +107,9 @@ func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Serv
 	})
 	inv := inventoryapi.Config{Store: s.store, ServerID: s.serverID, DefaultX509TTL: s.cfg.DefaultX509TTL,
 		DefaultJWTTTL: s.cfg.DefaultJWTTTL, Now: s.cfg.Now, Log: s.log.With("component", "inventory api")}
+	if b := s.broker; b != nil {
+		inv.Credentials = b.CredentialProviders
+	}
 
 	agentChain := &edge.Listener{
 		Name: "agent api", Methods: TLSMethods(), Authenticate: s.authenticateTLS,

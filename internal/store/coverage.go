@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/signet-id/signet/internal/errkind"
 )
@@ -64,15 +65,29 @@ func scanCoverage(sc scanner) (CoverageReport, error) {
 // dimensions when empty), newest first. limit <= 0 means 20; it is capped
 // at 1000.
 func (s *Store) ListCoverageReports(ctx context.Context, dimension string, limit int) ([]CoverageReport, error) {
+	return s.ListCoverageReportsBefore(ctx, dimension, 0, limit)
+}
+
+// ListCoverageReportsBefore is ListCoverageReports for the reports older
+// than the one with ID before (0: from the newest): a page of history.
+func (s *Store) ListCoverageReportsBefore(ctx context.Context, dimension string, before int64, limit int) ([]CoverageReport, error) {
 	if limit <= 0 {
 		limit = 20
 	}
 	limit = min(limit, maxCoverageList)
 	q := "SELECT id, created_at, dimension, report FROM coverage_reports"
 	var args []any
+	var where []string
 	if dimension != "" {
-		q += " WHERE dimension = ?"
+		where = append(where, "dimension = ?")
 		args = append(args, dimension)
+	}
+	if before > 0 {
+		where = append(where, "id < ?")
+		args = append(args, before)
+	}
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	args = append(args, limit)
 	rows, err := s.db.QueryContext(ctx, s.d.rebind(q+" ORDER BY id DESC LIMIT ?"), args...)

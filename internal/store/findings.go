@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -287,7 +288,12 @@ func (s *Store) ReportFindings(ctx context.Context, r FindingReport) (ReportResu
 			} else {
 				res.Seen++
 				status, closed := cur.status, cur.closedAt
-				if status == FindingGone {
+				if status == FindingGone || status == FindingReplaced {
+					if status == FindingReplaced {
+						if _, err := t.exec(ctx, "UPDATE finding_replacements SET replaced_at = 0 WHERE fingerprint = ?", fp); err != nil {
+							return fmt.Errorf("reopen replacement: %w", err)
+						}
+					}
 					status, closed = FindingOpen, 0
 					res.Reopened++
 					change = "reopened"
@@ -309,6 +315,9 @@ func (s *Store) ReportFindings(ctx context.Context, r FindingReport) (ReportResu
 			return err
 		}
 		res.Gone = gone
+		if err := t.scoreFindings(ctx, order, byFP, existing, r.Labels); err != nil {
+			return err
+		}
 		detail := map[string]string{
 			"findings": strconv.Itoa(len(order)), "new": strconv.Itoa(res.New), "reopened": strconv.Itoa(res.Reopened),
 			"gone": strconv.Itoa(res.Gone),
@@ -349,17 +358,18 @@ func mergeLabels(base, add map[string]string) map[string]string {
 
 // findingState is the part of a stored finding a report updates against.
 type findingState struct {
-	status   FindingStatus
-	closedAt int64
-	labels   map[string]string
+	status    FindingStatus
+	closedAt  int64
+	firstSeen int64
+	labels    map[string]string
 }
 
 func (t *wtx) findingStates(ctx context.Context, fps []string) (map[string]findingState, error) {
 	out := make(map[string]findingState, len(fps))
-	err := t.queryIn(ctx, "SELECT fingerprint, status, closed_at, labels FROM findings WHERE fingerprint", nil, fps, func(rows *sql.Rows) error {
+	err := t.queryIn(ctx, "SELECT fingerprint, status, closed_at, first_seen_at, labels FROM findings WHERE fingerprint", nil, fps, func(rows *sql.Rows) error {
 		var fp, status, labels string
 		var st findingState
-		if err := rows.Scan(&fp, &status, &st.closedAt, &labels); err != nil {
+		if err := rows.Scan(&fp, &status, &st.closedAt, &st.firstSeen, &labels); err != nil {
 			return err
 		}
 		st.status = FindingStatus(status)
@@ -508,22 +518,34 @@ func (s *Store) ResolveFinding(ctx context.Context, fingerprint, reason string) 
 	return s.GetFinding(ctx, fp)
 }
 
-const findingSelect = "SELECT fingerprint, rule_id, detector, kind, severity, description, preview, details, labels, " +
-	"status, resolution, first_seen_at, last_seen_at, closed_at FROM findings"
+const findingSelect = "SELECT f.fingerprint, f.rule_id, f.detector, f.kind, f.severity, f.description, f.preview, f.details, " +
+	"f.labels, f.status, f.resolution, f.first_seen_at, f.last_seen_at, f.closed_at, f.risk, f.risk_factors, f.environment, f.owner, " +
+	"COALESCE(r.credential, ''), COALESCE(r.note, ''), COALESCE(r.linked_by, ''), COALESCE(r.linked_at, 0), COALESCE(r.replaced_at, 0) " +
+	"FROM findings f LEFT JOIN finding_replacements r ON r.fingerprint = f.fingerprint"
 
 func scanFinding(sc scanner) (Finding, error) {
 	var f Finding
-	var details, labels, status string
+	var details, labels, status, factors string
 	var first, last, closed int64
+	var rp FindingReplacement
+	var linked, replaced int64
 	if err := sc.Scan(&f.Fingerprint, &f.RuleID, &f.Detector, &f.Kind, &f.Severity, &f.Description, &f.Preview,
-		&details, &labels, &status, &f.Resolution, &first, &last, &closed); err != nil {
+		&details, &labels, &status, &f.Resolution, &first, &last, &closed, &f.Risk, &factors, &f.Environment, &f.Owner,
+		&rp.Credential, &rp.Note, &rp.LinkedBy, &linked, &replaced); err != nil {
 		return Finding{}, err
 	}
 	f.Status = FindingStatus(status)
 	f.FirstSeenAt, f.LastSeenAt, f.ClosedAt = timeFromDB(first), timeFromDB(last), timeFromDB(closed)
-	var errs [2]error
+	if rp.Credential != "" {
+		rp.LinkedAt, rp.ReplacedAt = timeFromDB(linked), timeFromDB(replaced)
+		f.Replacement = &rp
+	}
+	var errs [3]error
 	f.Details, errs[0] = labelsFromDB(details)
 	f.Labels, errs[1] = labelsFromDB(labels)
+	if factors != "" && factors != "[]" {
+		errs[2] = json.Unmarshal([]byte(factors), &f.RiskFactors)
+	}
 	if err := errors.Join(errs[:]...); err != nil {
 		return Finding{}, fmt.Errorf("finding %s: %w", f.Fingerprint, err)
 	}
@@ -560,62 +582,77 @@ func (s *Store) ListFindings(ctx context.Context, f FindingFilter) ([]Finding, e
 	var where []string
 	var args []any
 	if len(f.Status) > 0 {
-		where = append(where, "status IN ("+placeholders(len(f.Status))+")")
+		where = append(where, "f.status IN ("+placeholders(len(f.Status))+")")
 		for _, st := range f.Status {
 			args = append(args, string(st))
 		}
 	}
 	if len(f.Fingerprints) > 0 {
-		where = append(where, "fingerprint IN ("+placeholders(len(f.Fingerprints))+")")
+		where = append(where, "f.fingerprint IN ("+placeholders(len(f.Fingerprints))+")")
 		args = append(args, anys(f.Fingerprints)...)
 	}
 	q := findingSelect
-	lq := "SELECT " + strings.Join(locationCols, ", ") + " FROM finding_locations"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
-		lq += " WHERE fingerprint IN (SELECT fingerprint FROM findings WHERE " + strings.Join(where, " AND ") + ")"
 	}
 	var out []Finding
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.d.rebind(q+" ORDER BY fingerprint"), args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		idx := make(map[string]int)
-		for rows.Next() {
-			fd, err := scanFinding(rows)
-			if err != nil {
-				return err
-			}
-			idx[fd.Fingerprint] = len(out)
-			out = append(out, fd)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		lrows, err := tx.QueryContext(ctx, s.d.rebind(lq+" ORDER BY fingerprint, host, path, line, commit_sha"), args...)
-		if err != nil {
-			return err
-		}
-		defer lrows.Close()
-		for lrows.Next() {
-			var fp string
-			var l FindingLocation
-			var committed, first, last, gone int64
-			if err := lrows.Scan(&fp, &l.Host, &l.Path, &l.Line, &l.Commit, &l.Column, &l.EndLine, &l.Author, &l.Email,
-				&committed, &first, &last, &gone); err != nil {
-				return err
-			}
-			l.CommittedAt, l.FirstSeenAt, l.LastSeenAt, l.GoneAt = timeFromDB(committed), timeFromDB(first), timeFromDB(last), timeFromDB(gone)
-			if i, ok := idx[fp]; ok {
-				out[i].Locations = append(out[i].Locations, l)
-			}
-		}
-		return lrows.Err()
+		var err error
+		out, err = s.findingsWithLocations(ctx, tx, q+" ORDER BY f.fingerprint", args, strings.Join(where, " AND "), args)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list findings: %w", err)
 	}
 	return out, nil
+}
+
+// findingsWithLocations runs the finding query q and then reads the
+// locations of the findings selected by the condition where (over findings
+// f; empty: all), attaching them in order of host, path, line and commit.
+func (s *Store) findingsWithLocations(ctx context.Context, tx *sql.Tx, q string, args []any, where string, whereArgs []any) ([]Finding, error) {
+	var out []Finding
+	rows, err := tx.QueryContext(ctx, s.d.rebind(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	idx := make(map[string]int)
+	for rows.Next() {
+		fd, err := scanFinding(rows)
+		if err != nil {
+			return nil, err
+		}
+		idx[fd.Fingerprint] = len(out)
+		out = append(out, fd)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	lq := "SELECT " + strings.Join(locationCols, ", ") + " FROM finding_locations"
+	if where != "" {
+		lq += " WHERE fingerprint IN (SELECT f.fingerprint FROM findings f WHERE " + where + ")"
+	}
+	lrows, err := tx.QueryContext(ctx, s.d.rebind(lq+" ORDER BY fingerprint, host, path, line, commit_sha"), whereArgs...)
+	if err != nil {
+		return nil, err
+	}
+	defer lrows.Close()
+	for lrows.Next() {
+		var fp string
+		var l FindingLocation
+		var committed, first, last, gone int64
+		if err := lrows.Scan(&fp, &l.Host, &l.Path, &l.Line, &l.Commit, &l.Column, &l.EndLine, &l.Author, &l.Email,
+			&committed, &first, &last, &gone); err != nil {
+			return nil, err
+		}
+		l.CommittedAt, l.FirstSeenAt, l.LastSeenAt, l.GoneAt = timeFromDB(committed), timeFromDB(first), timeFromDB(last), timeFromDB(gone)
+		if i, ok := idx[fp]; ok {
+			out[i].Locations = append(out[i].Locations, l)
+		}
+	}
+	return out, lrows.Err()
 }

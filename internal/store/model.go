@@ -21,6 +21,9 @@ type (
 	FindingReport   = model.FindingReport
 	ReportResult    = model.ReportResult
 	CoverageReport  = model.CoverageReport
+	RiskFactor      = model.RiskFactor
+
+	FindingReplacement = model.FindingReplacement
 )
 
 // Finding statuses, as in internal/model.
@@ -28,6 +31,7 @@ const (
 	FindingOpen     = model.FindingOpen
 	FindingGone     = model.FindingGone
 	FindingResolved = model.FindingResolved
+	FindingReplaced = model.FindingReplaced
 )
 
 // Authority kinds and states, as in internal/model.

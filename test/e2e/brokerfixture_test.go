@@ -31,6 +31,9 @@ type brokerSetup struct {
 	// Workloads are the node's entries: SPIFFE ID → a unix selector;
 	// empty means spiffe://example.org/app for this test's uid.
 	Workloads map[string]string
+	// Server are more top-level keys of the server's configuration, one a
+	// line (store: {driver: postgres, dsn: ...}).
+	Server string
 }
 
 // brokerDeployment is a running server (listeners on 127.0.0.1:0) and
@@ -83,13 +86,13 @@ func deployBroker(t *testing.T, s brokerSetup) *brokerDeployment {
 data_dir: %[1]s/server
 bind_address: 127.0.0.1:0
 http_address: 127.0.0.1:0
-log: {level: info}
+log: {level: info}%[4]s
 broker:
   kek_file: %[1]s/broker.kek
   policy_file: %[1]s/policy.yaml%[2]s
   credentials:
 %[3]s
-`, dir, broker, indent(s.Credentials)))
+`, dir, broker, indent(s.Credentials), serverKeys(s.Server)))
 	d.startServer(t)
 	writeFile(t, d.bundle, signet(t, "bundle", "show", "--admin-socket", d.adminSock))
 	nodeID := "spiffe://example.org/node/" + s.Node
@@ -110,6 +113,14 @@ broker:
 		t.Fatal(err)
 	}
 	return d
+}
+
+// serverKeys renders extra top-level configuration keys after a newline.
+func serverKeys(block string) string {
+	if block = strings.TrimSpace(block); block == "" {
+		return ""
+	}
+	return "\n" + block
 }
 
 // startServer (re)starts the server and waits for its health check. Its

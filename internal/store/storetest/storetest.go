@@ -47,6 +47,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Revision", revisionTests},
 		{"Findings", findingTests},
 		{"Coverage", coverageTests},
+		{"Replacements", replacementTests},
 		{"Broker", brokerTests},
 		{"TokenReplay", replayTests},
 		{"SVIDBindings", bindingTests},

@@ -111,8 +111,17 @@ type ListInventoryRequest struct {
 	StaleOnly bool `protobuf:"varint,3,opt,name=stale_only,json=staleOnly,proto3" json:"stale_only,omitempty"`
 	// Only items with any flag.
 	FlaggedOnly bool `protobuf:"varint,4,opt,name=flagged_only,json=flaggedOnly,proto3" json:"flagged_only,omitempty"`
-	// Also findings no longer open (gone from a rescan, or resolved).
+	// Also findings no longer open (gone from a rescan, resolved or
+	// replaced).
 	IncludeClosed bool `protobuf:"varint,5,opt,name=include_closed,json=includeClosed,proto3" json:"include_closed,omitempty"`
+	// "risk" (findings only: highest risk first) or empty (by kind, then
+	// name).
+	Sort string `protobuf:"bytes,6,opt,name=sort,proto3" json:"sort,omitempty"`
+	// At most this many items (0: all for kinds other than finding; 100 for
+	// findings; at most 1000).
+	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page of the same listing.
+	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,9 +191,32 @@ func (x *ListInventoryRequest) GetIncludeClosed() bool {
 	return false
 }
 
+func (x *ListInventoryRequest) GetSort() string {
+	if x != nil {
+		return x.Sort
+	}
+	return ""
+}
+
+func (x *ListInventoryRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListInventoryRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListInventoryResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*InventoryItem       `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*InventoryItem       `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Pass as page_token for the next page; empty after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,6 +258,77 @@ func (x *ListInventoryResponse) GetItems() []*InventoryItem {
 	return nil
 }
 
+func (x *ListInventoryResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ReplaceFindingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "finding:<fingerprint>" or the bare fingerprint.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The broker credential that replaces the secret (broker.credentials).
+	Credential string `protobuf:"bytes,2,opt,name=credential,proto3" json:"credential,omitempty"`
+	// A note, such as a change ticket ("CHG-42"); printable, at most 256
+	// bytes.
+	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceFindingRequest) Reset() {
+	*x = ReplaceFindingRequest{}
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceFindingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceFindingRequest) ProtoMessage() {}
+
+func (x *ReplaceFindingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceFindingRequest.ProtoReflect.Descriptor instead.
+func (*ReplaceFindingRequest) Descriptor() ([]byte, []int) {
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplaceFindingRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReplaceFindingRequest) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *ReplaceFindingRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 type GetInventoryItemRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "node:<spiffe id>", "workload:<entry id>", "finding:<fingerprint>", or
@@ -238,7 +341,7 @@ type GetInventoryItemRequest struct {
 
 func (x *GetInventoryItemRequest) Reset() {
 	*x = GetInventoryItemRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[3]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +353,7 @@ func (x *GetInventoryItemRequest) String() string {
 func (*GetInventoryItemRequest) ProtoMessage() {}
 
 func (x *GetInventoryItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[3]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +366,7 @@ func (x *GetInventoryItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInventoryItemRequest.ProtoReflect.Descriptor instead.
 func (*GetInventoryItemRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{3}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetInventoryItemRequest) GetId() string {
@@ -311,7 +414,7 @@ type InventoryItem struct {
 
 func (x *InventoryItem) Reset() {
 	*x = InventoryItem{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[4]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +426,7 @@ func (x *InventoryItem) String() string {
 func (*InventoryItem) ProtoMessage() {}
 
 func (x *InventoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[4]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +439,7 @@ func (x *InventoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryItem.ProtoReflect.Descriptor instead.
 func (*InventoryItem) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{4}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InventoryItem) GetId() string {
@@ -471,7 +574,7 @@ type Flag struct {
 
 func (x *Flag) Reset() {
 	*x = Flag{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[5]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +586,7 @@ func (x *Flag) String() string {
 func (*Flag) ProtoMessage() {}
 
 func (x *Flag) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[5]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +599,7 @@ func (x *Flag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Flag.ProtoReflect.Descriptor instead.
 func (*Flag) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{5}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Flag) GetCode() string {
@@ -526,7 +629,7 @@ type NodeDetail struct {
 
 func (x *NodeDetail) Reset() {
 	*x = NodeDetail{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[6]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +641,7 @@ func (x *NodeDetail) String() string {
 func (*NodeDetail) ProtoMessage() {}
 
 func (x *NodeDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[6]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +654,7 @@ func (x *NodeDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDetail.ProtoReflect.Descriptor instead.
 func (*NodeDetail) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{6}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeDetail) GetSpiffeId() string {
@@ -609,7 +712,7 @@ type WorkloadDetail struct {
 
 func (x *WorkloadDetail) Reset() {
 	*x = WorkloadDetail{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[7]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +724,7 @@ func (x *WorkloadDetail) String() string {
 func (*WorkloadDetail) ProtoMessage() {}
 
 func (x *WorkloadDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[7]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +737,7 @@ func (x *WorkloadDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadDetail.ProtoReflect.Descriptor instead.
 func (*WorkloadDetail) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{7}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WorkloadDetail) GetEntryId() string {
@@ -735,14 +838,21 @@ type Finding struct {
 	Status   string `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
 	ClosedAt int64  `protobuf:"varint,13,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
 	// server: why an operator resolved it.
-	Resolution    string `protobuf:"bytes,14,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	Resolution string `protobuf:"bytes,14,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// server: the risk score, 0 to 100, and the factors that make it up.
+	Risk        int32         `protobuf:"varint,15,opt,name=risk,proto3" json:"risk,omitempty"`
+	RiskFactors []*RiskFactor `protobuf:"bytes,16,rep,name=risk_factors,json=riskFactors,proto3" json:"risk_factors,omitempty"`
+	// server: what should replace the secret.
+	Suggestion *Suggestion `protobuf:"bytes,17,opt,name=suggestion,proto3" json:"suggestion,omitempty"`
+	// server: the credential linked to replace it, and how far the proof is.
+	Replacement   *Replacement `protobuf:"bytes,18,opt,name=replacement,proto3" json:"replacement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[8]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +864,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[8]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +877,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{8}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Finding) GetRuleId() string {
@@ -868,6 +978,262 @@ func (x *Finding) GetResolution() string {
 	return ""
 }
 
+func (x *Finding) GetRisk() int32 {
+	if x != nil {
+		return x.Risk
+	}
+	return 0
+}
+
+func (x *Finding) GetRiskFactors() []*RiskFactor {
+	if x != nil {
+		return x.RiskFactors
+	}
+	return nil
+}
+
+func (x *Finding) GetSuggestion() *Suggestion {
+	if x != nil {
+		return x.Suggestion
+	}
+	return nil
+}
+
+func (x *Finding) GetReplacement() *Replacement {
+	if x != nil {
+		return x.Replacement
+	}
+	return nil
+}
+
+// RiskFactor is one contribution to a finding's risk score.
+type RiskFactor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "kind", "severity", "environment", "age", "hosts", "places",
+	// "git_history".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Points        int32  `protobuf:"varint,2,opt,name=points,proto3" json:"points,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RiskFactor) Reset() {
+	*x = RiskFactor{}
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RiskFactor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RiskFactor) ProtoMessage() {}
+
+func (x *RiskFactor) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RiskFactor.ProtoReflect.Descriptor instead.
+func (*RiskFactor) Descriptor() ([]byte, []int) {
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RiskFactor) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RiskFactor) GetPoints() int32 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *RiskFactor) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Suggestion is the short-lived replacement for a static secret.
+type Suggestion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The broker provider that fits ("postgres", "aws_sts", "ssh",
+	// "static", …); empty when the replacement is not a brokered credential
+	// (an X.509-SVID through the helper, k8s_psat attestation).
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Configured broker credentials of that provider, best first; empty when
+	// none is configured.
+	Credentials []string `protobuf:"bytes,2,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	// For people: "brokered postgres credential orders-db (provider
+	// postgres)".
+	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Suggestion) Reset() {
+	*x = Suggestion{}
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Suggestion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Suggestion) ProtoMessage() {}
+
+func (x *Suggestion) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Suggestion.ProtoReflect.Descriptor instead.
+func (*Suggestion) Descriptor() ([]byte, []int) {
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Suggestion) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Suggestion) GetCredentials() []string {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+func (x *Suggestion) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// Replacement is the link from a finding to its replacing credential.
+type Replacement struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Credential string                 `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	Note       string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	LinkedBy   string                 `protobuf:"bytes,3,opt,name=linked_by,json=linkedBy,proto3" json:"linked_by,omitempty"`
+	// Unix seconds.
+	LinkedAt int64 `protobuf:"varint,4,opt,name=linked_at,json=linkedAt,proto3" json:"linked_at,omitempty"`
+	// "linked" (proof incomplete) or "replaced".
+	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	// What the proof still lacks, for people: "secret still present: …",
+	// "no lease of orders-db for a workload in production since …".
+	Missing       []string `protobuf:"bytes,6,rep,name=missing,proto3" json:"missing,omitempty"`
+	ReplacedAt    int64    `protobuf:"varint,7,opt,name=replaced_at,json=replacedAt,proto3" json:"replaced_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replacement) Reset() {
+	*x = Replacement{}
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replacement) ProtoMessage() {}
+
+func (x *Replacement) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replacement.ProtoReflect.Descriptor instead.
+func (*Replacement) Descriptor() ([]byte, []int) {
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Replacement) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *Replacement) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *Replacement) GetLinkedBy() string {
+	if x != nil {
+		return x.LinkedBy
+	}
+	return ""
+}
+
+func (x *Replacement) GetLinkedAt() int64 {
+	if x != nil {
+		return x.LinkedAt
+	}
+	return 0
+}
+
+func (x *Replacement) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Replacement) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+func (x *Replacement) GetReplacedAt() int64 {
+	if x != nil {
+		return x.ReplacedAt
+	}
+	return 0
+}
+
 // FindingLocation is one place a secret was seen.
 type FindingLocation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -894,7 +1260,7 @@ type FindingLocation struct {
 
 func (x *FindingLocation) Reset() {
 	*x = FindingLocation{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[9]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1272,7 @@ func (x *FindingLocation) String() string {
 func (*FindingLocation) ProtoMessage() {}
 
 func (x *FindingLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[9]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1285,7 @@ func (x *FindingLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindingLocation.ProtoReflect.Descriptor instead.
 func (*FindingLocation) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{9}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FindingLocation) GetPath() string {
@@ -1025,7 +1391,7 @@ type ReportFindingsRequest struct {
 
 func (x *ReportFindingsRequest) Reset() {
 	*x = ReportFindingsRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1403,7 @@ func (x *ReportFindingsRequest) String() string {
 func (*ReportFindingsRequest) ProtoMessage() {}
 
 func (x *ReportFindingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1416,7 @@ func (x *ReportFindingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportFindingsRequest.ProtoReflect.Descriptor instead.
 func (*ReportFindingsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportFindingsRequest) GetHost() string {
@@ -1097,7 +1463,7 @@ type ReportFindingsResponse struct {
 
 func (x *ReportFindingsResponse) Reset() {
 	*x = ReportFindingsResponse{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1475,7 @@ func (x *ReportFindingsResponse) String() string {
 func (*ReportFindingsResponse) ProtoMessage() {}
 
 func (x *ReportFindingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1488,7 @@ func (x *ReportFindingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportFindingsResponse.ProtoReflect.Descriptor instead.
 func (*ReportFindingsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportFindingsResponse) GetNew() int32 {
@@ -1165,7 +1531,7 @@ type ResolveFindingRequest struct {
 
 func (x *ResolveFindingRequest) Reset() {
 	*x = ResolveFindingRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[12]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1543,7 @@ func (x *ResolveFindingRequest) String() string {
 func (*ResolveFindingRequest) ProtoMessage() {}
 
 func (x *ResolveFindingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[12]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1556,7 @@ func (x *ResolveFindingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveFindingRequest.ProtoReflect.Descriptor instead.
 func (*ResolveFindingRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResolveFindingRequest) GetId() string {
@@ -1220,7 +1586,7 @@ type SetNodeLabelsRequest struct {
 
 func (x *SetNodeLabelsRequest) Reset() {
 	*x = SetNodeLabelsRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[13]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1598,7 @@ func (x *SetNodeLabelsRequest) String() string {
 func (*SetNodeLabelsRequest) ProtoMessage() {}
 
 func (x *SetNodeLabelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[13]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1611,7 @@ func (x *SetNodeLabelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeLabelsRequest.ProtoReflect.Descriptor instead.
 func (*SetNodeLabelsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetNodeLabelsRequest) GetSpiffeId() string {
@@ -1284,7 +1650,7 @@ type CreateCoverageReportRequest struct {
 
 func (x *CreateCoverageReportRequest) Reset() {
 	*x = CreateCoverageReportRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[14]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1662,7 @@ func (x *CreateCoverageReportRequest) String() string {
 func (*CreateCoverageReportRequest) ProtoMessage() {}
 
 func (x *CreateCoverageReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[14]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1675,7 @@ func (x *CreateCoverageReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCoverageReportRequest.ProtoReflect.Descriptor instead.
 func (*CreateCoverageReportRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateCoverageReportRequest) GetBy() string {
@@ -1346,13 +1712,15 @@ type CoverageReport struct {
 	// The previous report of the same grouping; 0 when this is the first.
 	PreviousId        int64 `protobuf:"varint,8,opt,name=previous_id,json=previousId,proto3" json:"previous_id,omitempty"`
 	PreviousCreatedAt int64 `protobuf:"varint,9,opt,name=previous_created_at,json=previousCreatedAt,proto3" json:"previous_created_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The top ten open findings by risk with their suggested replacements.
+	MigrationPlan []*PlanItem `protobuf:"bytes,10,rep,name=migration_plan,json=migrationPlan,proto3" json:"migration_plan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CoverageReport) Reset() {
 	*x = CoverageReport{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[15]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1732,7 @@ func (x *CoverageReport) String() string {
 func (*CoverageReport) ProtoMessage() {}
 
 func (x *CoverageReport) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[15]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1745,7 @@ func (x *CoverageReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoverageReport.ProtoReflect.Descriptor instead.
 func (*CoverageReport) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CoverageReport) GetId() int64 {
@@ -1443,6 +1811,13 @@ func (x *CoverageReport) GetPreviousCreatedAt() int64 {
 	return 0
 }
 
+func (x *CoverageReport) GetMigrationPlan() []*PlanItem {
+	if x != nil {
+		return x.MigrationPlan
+	}
+	return nil
+}
+
 // CoverageGroup is the coverage of one environment, owner or path prefix.
 type CoverageGroup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1465,14 +1840,22 @@ type CoverageGroup struct {
 	Delta *CoverageDelta `protobuf:"bytes,7,opt,name=delta,proto3" json:"delta,omitempty"`
 	// Short-lived credentials from the broker in use: distinct (credential,
 	// workload) pairs with an open lease, each in place of a static secret.
-	Brokered      int64 `protobuf:"varint,8,opt,name=brokered,proto3" json:"brokered,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Brokered int64 `protobuf:"varint,8,opt,name=brokered,proto3" json:"brokered,omitempty"`
+	// Static credentials proven replaced by a brokered one.
+	StaticReplaced int64 `protobuf:"varint,9,opt,name=static_replaced,json=staticReplaced,proto3" json:"static_replaced,omitempty"`
+	// Percentages of the group's workloads on SPIFFE identities
+	// (spiffe_active / workloads), and of its static credentials replaced
+	// (static_replaced / (static_open + static_replaced)); unset when the
+	// denominator is zero.
+	SpiffePercent   *float64 `protobuf:"fixed64,10,opt,name=spiffe_percent,json=spiffePercent,proto3,oneof" json:"spiffe_percent,omitempty"`
+	ReplacedPercent *float64 `protobuf:"fixed64,11,opt,name=replaced_percent,json=replacedPercent,proto3,oneof" json:"replaced_percent,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CoverageGroup) Reset() {
 	*x = CoverageGroup{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[16]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1867,7 @@ func (x *CoverageGroup) String() string {
 func (*CoverageGroup) ProtoMessage() {}
 
 func (x *CoverageGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[16]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1880,7 @@ func (x *CoverageGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoverageGroup.ProtoReflect.Descriptor instead.
 func (*CoverageGroup) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{16}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CoverageGroup) GetKey() string {
@@ -1556,6 +1939,156 @@ func (x *CoverageGroup) GetBrokered() int64 {
 	return 0
 }
 
+func (x *CoverageGroup) GetStaticReplaced() int64 {
+	if x != nil {
+		return x.StaticReplaced
+	}
+	return 0
+}
+
+func (x *CoverageGroup) GetSpiffePercent() float64 {
+	if x != nil && x.SpiffePercent != nil {
+		return *x.SpiffePercent
+	}
+	return 0
+}
+
+func (x *CoverageGroup) GetReplacedPercent() float64 {
+	if x != nil && x.ReplacedPercent != nil {
+		return *x.ReplacedPercent
+	}
+	return 0
+}
+
+// PlanItem is one step of the migration plan: an open finding, by risk.
+type PlanItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "finding:<fingerprint>".
+	Id     string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RuleId string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Kind   string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The redacted preview, as `signet scan` prints it.
+	Preview string `protobuf:"bytes,4,opt,name=preview,proto3" json:"preview,omitempty"`
+	// The primary path and how many more locations there are.
+	Path          string      `protobuf:"bytes,5,opt,name=path,proto3" json:"path,omitempty"`
+	MoreLocations int32       `protobuf:"varint,6,opt,name=more_locations,json=moreLocations,proto3" json:"more_locations,omitempty"`
+	Environment   string      `protobuf:"bytes,7,opt,name=environment,proto3" json:"environment,omitempty"`
+	Owner         string      `protobuf:"bytes,8,opt,name=owner,proto3" json:"owner,omitempty"`
+	Risk          int32       `protobuf:"varint,9,opt,name=risk,proto3" json:"risk,omitempty"`
+	Suggestion    *Suggestion `protobuf:"bytes,10,opt,name=suggestion,proto3" json:"suggestion,omitempty"`
+	// The credential linked to it, when one is (proof incomplete).
+	LinkedCredential string `protobuf:"bytes,11,opt,name=linked_credential,json=linkedCredential,proto3" json:"linked_credential,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PlanItem) Reset() {
+	*x = PlanItem{}
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanItem) ProtoMessage() {}
+
+func (x *PlanItem) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanItem.ProtoReflect.Descriptor instead.
+func (*PlanItem) Descriptor() ([]byte, []int) {
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PlanItem) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PlanItem) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PlanItem) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PlanItem) GetPreview() string {
+	if x != nil {
+		return x.Preview
+	}
+	return ""
+}
+
+func (x *PlanItem) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PlanItem) GetMoreLocations() int32 {
+	if x != nil {
+		return x.MoreLocations
+	}
+	return 0
+}
+
+func (x *PlanItem) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *PlanItem) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *PlanItem) GetRisk() int32 {
+	if x != nil {
+		return x.Risk
+	}
+	return 0
+}
+
+func (x *PlanItem) GetSuggestion() *Suggestion {
+	if x != nil {
+		return x.Suggestion
+	}
+	return nil
+}
+
+func (x *PlanItem) GetLinkedCredential() string {
+	if x != nil {
+		return x.LinkedCredential
+	}
+	return ""
+}
+
 type CoverageDelta struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Workloads    int64                  `protobuf:"varint,1,opt,name=workloads,proto3" json:"workloads,omitempty"`
@@ -1564,13 +2097,14 @@ type CoverageDelta struct {
 	// Percentage points; unset when either side has no percentage.
 	CoveredPercent *float64 `protobuf:"fixed64,4,opt,name=covered_percent,json=coveredPercent,proto3,oneof" json:"covered_percent,omitempty"`
 	Brokered       int64    `protobuf:"varint,5,opt,name=brokered,proto3" json:"brokered,omitempty"`
+	StaticReplaced int64    `protobuf:"varint,6,opt,name=static_replaced,json=staticReplaced,proto3" json:"static_replaced,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CoverageDelta) Reset() {
 	*x = CoverageDelta{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[17]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +2116,7 @@ func (x *CoverageDelta) String() string {
 func (*CoverageDelta) ProtoMessage() {}
 
 func (x *CoverageDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[17]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +2129,7 @@ func (x *CoverageDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoverageDelta.ProtoReflect.Descriptor instead.
 func (*CoverageDelta) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{17}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CoverageDelta) GetWorkloads() int64 {
@@ -1633,6 +2167,13 @@ func (x *CoverageDelta) GetBrokered() int64 {
 	return 0
 }
 
+func (x *CoverageDelta) GetStaticReplaced() int64 {
+	if x != nil {
+		return x.StaticReplaced
+	}
+	return 0
+}
+
 // ListCoverageReportsRequest selects the reports of one view: by,
 // active_within_seconds and path_depth as in CreateCoverageReportRequest.
 type ListCoverageReportsRequest struct {
@@ -1641,14 +2182,16 @@ type ListCoverageReportsRequest struct {
 	ActiveWithinSeconds int64                  `protobuf:"varint,2,opt,name=active_within_seconds,json=activeWithinSeconds,proto3" json:"active_within_seconds,omitempty"`
 	PathDepth           int32                  `protobuf:"varint,3,opt,name=path_depth,json=pathDepth,proto3" json:"path_depth,omitempty"`
 	// At most this many (default 20, at most 1000).
-	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// next_page_token of the previous page.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListCoverageReportsRequest) Reset() {
 	*x = ListCoverageReportsRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[18]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +2203,7 @@ func (x *ListCoverageReportsRequest) String() string {
 func (*ListCoverageReportsRequest) ProtoMessage() {}
 
 func (x *ListCoverageReportsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[18]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +2216,7 @@ func (x *ListCoverageReportsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCoverageReportsRequest.ProtoReflect.Descriptor instead.
 func (*ListCoverageReportsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{18}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListCoverageReportsRequest) GetBy() string {
@@ -1704,16 +2247,25 @@ func (x *ListCoverageReportsRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListCoverageReportsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListCoverageReportsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reports       []*CoverageReport      `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Reports []*CoverageReport      `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	// Pass as page_token for the next (older) page; empty after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListCoverageReportsResponse) Reset() {
 	*x = ListCoverageReportsResponse{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[19]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +2277,7 @@ func (x *ListCoverageReportsResponse) String() string {
 func (*ListCoverageReportsResponse) ProtoMessage() {}
 
 func (x *ListCoverageReportsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[19]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +2290,7 @@ func (x *ListCoverageReportsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCoverageReportsResponse.ProtoReflect.Descriptor instead.
 func (*ListCoverageReportsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{19}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListCoverageReportsResponse) GetReports() []*CoverageReport {
@@ -1746,6 +2298,13 @@ func (x *ListCoverageReportsResponse) GetReports() []*CoverageReport {
 		return x.Reports
 	}
 	return nil
+}
+
+func (x *ListCoverageReportsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ListAuditRequest struct {
@@ -1764,7 +2323,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[20]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +2335,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[20]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +2348,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{20}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -1838,7 +2397,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[21]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2409,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[21]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2422,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{21}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -1896,7 +2455,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[22]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2467,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[22]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2480,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{22}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -1993,7 +2552,7 @@ type VerifyAuditRequest struct {
 
 func (x *VerifyAuditRequest) Reset() {
 	*x = VerifyAuditRequest{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[23]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2564,7 @@ func (x *VerifyAuditRequest) String() string {
 func (*VerifyAuditRequest) ProtoMessage() {}
 
 func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[23]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2577,7 @@ func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{23}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerifyAuditRequest) GetExpectSeq() int64 {
@@ -2053,7 +2612,7 @@ type VerifyAuditResponse struct {
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[24]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2624,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[24]
+	mi := &file_signet_inventory_v1_inventory_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2637,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{24}
+	return file_signet_inventory_v1_inventory_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -2133,7 +2692,7 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\rstale_seconds\x18\x01 \x01(\x03R\fstaleSeconds\x12/\n" +
 	"\x14max_x509_ttl_seconds\x18\x02 \x01(\x03R\x11maxX509TtlSeconds\x12-\n" +
 	"\x13max_jwt_ttl_seconds\x18\x03 \x01(\x03R\x10maxJwtTtlSeconds\x12;\n" +
-	"\x1amax_credential_age_seconds\x18\x04 \x01(\x03R\x17maxCredentialAgeSeconds\"\xd4\x01\n" +
+	"\x1amax_credential_age_seconds\x18\x04 \x01(\x03R\x17maxCredentialAgeSeconds\"\xa4\x02\n" +
 	"\x14ListInventoryRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12?\n" +
 	"\n" +
@@ -2142,9 +2701,20 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
 	"stale_only\x18\x03 \x01(\bR\tstaleOnly\x12!\n" +
 	"\fflagged_only\x18\x04 \x01(\bR\vflaggedOnly\x12%\n" +
-	"\x0einclude_closed\x18\x05 \x01(\bR\rincludeClosed\"Q\n" +
+	"\x0einclude_closed\x18\x05 \x01(\bR\rincludeClosed\x12\x12\n" +
+	"\x04sort\x18\x06 \x01(\tR\x04sort\x12\x1b\n" +
+	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"y\n" +
 	"\x15ListInventoryResponse\x128\n" +
-	"\x05items\x18\x01 \x03(\v2\".signet.inventory.v1.InventoryItemR\x05items\"j\n" +
+	"\x05items\x18\x01 \x03(\v2\".signet.inventory.v1.InventoryItemR\x05items\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n" +
+	"\x15ReplaceFindingRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x02 \x01(\tR\n" +
+	"credential\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\"j\n" +
 	"\x17GetInventoryItemRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12?\n" +
 	"\n" +
@@ -2191,7 +2761,7 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x0elast_issued_at\x18\b \x01(\x03R\flastIssuedAt\x12&\n" +
 	"\x0ffirst_served_at\x18\t \x01(\x03R\rfirstServedAt\x12$\n" +
 	"\x0elast_served_at\x18\n" +
-	" \x01(\x03R\flastServedAt\"\xac\x04\n" +
+	" \x01(\x03R\flastServedAt\"\x89\x06\n" +
 	"\aFinding\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x1a\n" +
 	"\bdetector\x18\x02 \x01(\tR\bdetector\x12\x12\n" +
@@ -2210,10 +2780,37 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\tclosed_at\x18\r \x01(\x03R\bclosedAt\x12\x1e\n" +
 	"\n" +
 	"resolution\x18\x0e \x01(\tR\n" +
-	"resolution\x1a:\n" +
+	"resolution\x12\x12\n" +
+	"\x04risk\x18\x0f \x01(\x05R\x04risk\x12B\n" +
+	"\frisk_factors\x18\x10 \x03(\v2\x1f.signet.inventory.v1.RiskFactorR\vriskFactors\x12?\n" +
+	"\n" +
+	"suggestion\x18\x11 \x01(\v2\x1f.signet.inventory.v1.SuggestionR\n" +
+	"suggestion\x12B\n" +
+	"\vreplacement\x18\x12 \x01(\v2 .signet.inventory.v1.ReplacementR\vreplacement\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\n" +
+	"RiskFactor\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06points\x18\x02 \x01(\x05R\x06points\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"^\n" +
+	"\n" +
+	"Suggestion\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12 \n" +
+	"\vcredentials\x18\x02 \x03(\tR\vcredentials\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\"\xcc\x01\n" +
+	"\vReplacement\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\tR\n" +
+	"credential\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\x12\x1b\n" +
+	"\tlinked_by\x18\x03 \x01(\tR\blinkedBy\x12\x1b\n" +
+	"\tlinked_at\x18\x04 \x01(\x03R\blinkedAt\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x18\n" +
+	"\amissing\x18\x06 \x03(\tR\amissing\x12\x1f\n" +
+	"\vreplaced_at\x18\a \x01(\x03R\n" +
+	"replacedAt\"\xb9\x02\n" +
 	"\x0fFindingLocation\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04line\x18\x02 \x01(\x05R\x04line\x12\x16\n" +
@@ -2256,7 +2853,7 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x02by\x18\x01 \x01(\tR\x02by\x122\n" +
 	"\x15active_within_seconds\x18\x02 \x01(\x03R\x13activeWithinSeconds\x12\x1d\n" +
 	"\n" +
-	"path_depth\x18\x03 \x01(\x05R\tpathDepth\"\xe9\x02\n" +
+	"path_depth\x18\x03 \x01(\x05R\tpathDepth\"\xaf\x03\n" +
 	"\x0eCoverageReport\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1d\n" +
 	"\n" +
@@ -2269,7 +2866,9 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x05total\x18\a \x01(\v2\".signet.inventory.v1.CoverageGroupR\x05total\x12\x1f\n" +
 	"\vprevious_id\x18\b \x01(\x03R\n" +
 	"previousId\x12.\n" +
-	"\x13previous_created_at\x18\t \x01(\x03R\x11previousCreatedAt\"\xb3\x02\n" +
+	"\x13previous_created_at\x18\t \x01(\x03R\x11previousCreatedAt\x12D\n" +
+	"\x0emigration_plan\x18\n" +
+	" \x03(\v2\x1d.signet.inventory.v1.PlanItemR\rmigrationPlan\"\xe0\x03\n" +
 	"\rCoverageGroup\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
 	"\tworkloads\x18\x02 \x01(\x03R\tworkloads\x12#\n" +
@@ -2279,24 +2878,49 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x05nodes\x18\x05 \x01(\x03R\x05nodes\x12,\n" +
 	"\x0fcovered_percent\x18\x06 \x01(\x01H\x00R\x0ecoveredPercent\x88\x01\x01\x128\n" +
 	"\x05delta\x18\a \x01(\v2\".signet.inventory.v1.CoverageDeltaR\x05delta\x12\x1a\n" +
-	"\bbrokered\x18\b \x01(\x03R\bbrokeredB\x12\n" +
-	"\x10_covered_percent\"\xd1\x01\n" +
+	"\bbrokered\x18\b \x01(\x03R\bbrokered\x12'\n" +
+	"\x0fstatic_replaced\x18\t \x01(\x03R\x0estaticReplaced\x12*\n" +
+	"\x0espiffe_percent\x18\n" +
+	" \x01(\x01H\x01R\rspiffePercent\x88\x01\x01\x12.\n" +
+	"\x10replaced_percent\x18\v \x01(\x01H\x02R\x0freplacedPercent\x88\x01\x01B\x12\n" +
+	"\x10_covered_percentB\x11\n" +
+	"\x0f_spiffe_percentB\x13\n" +
+	"\x11_replaced_percent\"\xd6\x02\n" +
+	"\bPlanItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x18\n" +
+	"\apreview\x18\x04 \x01(\tR\apreview\x12\x12\n" +
+	"\x04path\x18\x05 \x01(\tR\x04path\x12%\n" +
+	"\x0emore_locations\x18\x06 \x01(\x05R\rmoreLocations\x12 \n" +
+	"\venvironment\x18\a \x01(\tR\venvironment\x12\x14\n" +
+	"\x05owner\x18\b \x01(\tR\x05owner\x12\x12\n" +
+	"\x04risk\x18\t \x01(\x05R\x04risk\x12?\n" +
+	"\n" +
+	"suggestion\x18\n" +
+	" \x01(\v2\x1f.signet.inventory.v1.SuggestionR\n" +
+	"suggestion\x12+\n" +
+	"\x11linked_credential\x18\v \x01(\tR\x10linkedCredential\"\xfa\x01\n" +
 	"\rCoverageDelta\x12\x1c\n" +
 	"\tworkloads\x18\x01 \x01(\x03R\tworkloads\x12#\n" +
 	"\rspiffe_active\x18\x02 \x01(\x03R\fspiffeActive\x12\x1f\n" +
 	"\vstatic_open\x18\x03 \x01(\x03R\n" +
 	"staticOpen\x12,\n" +
 	"\x0fcovered_percent\x18\x04 \x01(\x01H\x00R\x0ecoveredPercent\x88\x01\x01\x12\x1a\n" +
-	"\bbrokered\x18\x05 \x01(\x03R\bbrokeredB\x12\n" +
-	"\x10_covered_percent\"\x95\x01\n" +
+	"\bbrokered\x18\x05 \x01(\x03R\bbrokered\x12'\n" +
+	"\x0fstatic_replaced\x18\x06 \x01(\x03R\x0estaticReplacedB\x12\n" +
+	"\x10_covered_percent\"\xb4\x01\n" +
 	"\x1aListCoverageReportsRequest\x12\x0e\n" +
 	"\x02by\x18\x01 \x01(\tR\x02by\x122\n" +
 	"\x15active_within_seconds\x18\x02 \x01(\x03R\x13activeWithinSeconds\x12\x1d\n" +
 	"\n" +
 	"path_depth\x18\x03 \x01(\x05R\tpathDepth\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\\\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x84\x01\n" +
 	"\x1bListCoverageReportsResponse\x12=\n" +
-	"\areports\x18\x01 \x03(\v2#.signet.inventory.v1.CoverageReportR\areports\"\xa2\x01\n" +
+	"\areports\x18\x01 \x03(\v2#.signet.inventory.v1.CoverageReportR\areports\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\x01\n" +
 	"\x10ListAuditRequest\x12&\n" +
 	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
@@ -2329,12 +2953,13 @@ const file_signet_inventory_v1_inventory_proto_rawDesc = "" +
 	"\tfirst_bad\x18\x03 \x01(\x03R\bfirstBad\x12\x18\n" +
 	"\aproblem\x18\x04 \x01(\tR\aproblem\x12\x19\n" +
 	"\bhead_seq\x18\x05 \x01(\x03R\aheadSeq\x12\x1b\n" +
-	"\thead_hash\x18\x06 \x01(\fR\bheadHash2\xef\x05\n" +
+	"\thead_hash\x18\x06 \x01(\fR\bheadHash2\xd1\x06\n" +
 	"\tInventory\x12f\n" +
 	"\rListInventory\x12).signet.inventory.v1.ListInventoryRequest\x1a*.signet.inventory.v1.ListInventoryResponse\x12d\n" +
 	"\x10GetInventoryItem\x12,.signet.inventory.v1.GetInventoryItemRequest\x1a\".signet.inventory.v1.InventoryItem\x12i\n" +
 	"\x0eReportFindings\x12*.signet.inventory.v1.ReportFindingsRequest\x1a+.signet.inventory.v1.ReportFindingsResponse\x12`\n" +
-	"\x0eResolveFinding\x12*.signet.inventory.v1.ResolveFindingRequest\x1a\".signet.inventory.v1.InventoryItem\x12^\n" +
+	"\x0eResolveFinding\x12*.signet.inventory.v1.ResolveFindingRequest\x1a\".signet.inventory.v1.InventoryItem\x12`\n" +
+	"\x0eReplaceFinding\x12*.signet.inventory.v1.ReplaceFindingRequest\x1a\".signet.inventory.v1.InventoryItem\x12^\n" +
 	"\rSetNodeLabels\x12).signet.inventory.v1.SetNodeLabelsRequest\x1a\".signet.inventory.v1.InventoryItem\x12m\n" +
 	"\x14CreateCoverageReport\x120.signet.inventory.v1.CreateCoverageReportRequest\x1a#.signet.inventory.v1.CoverageReport\x12x\n" +
 	"\x13ListCoverageReports\x12/.signet.inventory.v1.ListCoverageReportsRequest\x1a0.signet.inventory.v1.ListCoverageReportsResponse2\xc5\x01\n" +
@@ -2354,82 +2979,94 @@ func file_signet_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 	return file_signet_inventory_v1_inventory_proto_rawDescData
 }
 
-var file_signet_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_signet_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_signet_inventory_v1_inventory_proto_goTypes = []any{
 	(*Thresholds)(nil),                  // 0: signet.inventory.v1.Thresholds
 	(*ListInventoryRequest)(nil),        // 1: signet.inventory.v1.ListInventoryRequest
 	(*ListInventoryResponse)(nil),       // 2: signet.inventory.v1.ListInventoryResponse
-	(*GetInventoryItemRequest)(nil),     // 3: signet.inventory.v1.GetInventoryItemRequest
-	(*InventoryItem)(nil),               // 4: signet.inventory.v1.InventoryItem
-	(*Flag)(nil),                        // 5: signet.inventory.v1.Flag
-	(*NodeDetail)(nil),                  // 6: signet.inventory.v1.NodeDetail
-	(*WorkloadDetail)(nil),              // 7: signet.inventory.v1.WorkloadDetail
-	(*Finding)(nil),                     // 8: signet.inventory.v1.Finding
-	(*FindingLocation)(nil),             // 9: signet.inventory.v1.FindingLocation
-	(*ReportFindingsRequest)(nil),       // 10: signet.inventory.v1.ReportFindingsRequest
-	(*ReportFindingsResponse)(nil),      // 11: signet.inventory.v1.ReportFindingsResponse
-	(*ResolveFindingRequest)(nil),       // 12: signet.inventory.v1.ResolveFindingRequest
-	(*SetNodeLabelsRequest)(nil),        // 13: signet.inventory.v1.SetNodeLabelsRequest
-	(*CreateCoverageReportRequest)(nil), // 14: signet.inventory.v1.CreateCoverageReportRequest
-	(*CoverageReport)(nil),              // 15: signet.inventory.v1.CoverageReport
-	(*CoverageGroup)(nil),               // 16: signet.inventory.v1.CoverageGroup
-	(*CoverageDelta)(nil),               // 17: signet.inventory.v1.CoverageDelta
-	(*ListCoverageReportsRequest)(nil),  // 18: signet.inventory.v1.ListCoverageReportsRequest
-	(*ListCoverageReportsResponse)(nil), // 19: signet.inventory.v1.ListCoverageReportsResponse
-	(*ListAuditRequest)(nil),            // 20: signet.inventory.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),           // 21: signet.inventory.v1.ListAuditResponse
-	(*AuditRecord)(nil),                 // 22: signet.inventory.v1.AuditRecord
-	(*VerifyAuditRequest)(nil),          // 23: signet.inventory.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),         // 24: signet.inventory.v1.VerifyAuditResponse
-	nil,                                 // 25: signet.inventory.v1.InventoryItem.LabelsEntry
-	nil,                                 // 26: signet.inventory.v1.Finding.DetailsEntry
-	nil,                                 // 27: signet.inventory.v1.ReportFindingsRequest.LabelsEntry
-	nil,                                 // 28: signet.inventory.v1.SetNodeLabelsRequest.SetEntry
-	nil,                                 // 29: signet.inventory.v1.AuditRecord.DetailEntry
+	(*ReplaceFindingRequest)(nil),       // 3: signet.inventory.v1.ReplaceFindingRequest
+	(*GetInventoryItemRequest)(nil),     // 4: signet.inventory.v1.GetInventoryItemRequest
+	(*InventoryItem)(nil),               // 5: signet.inventory.v1.InventoryItem
+	(*Flag)(nil),                        // 6: signet.inventory.v1.Flag
+	(*NodeDetail)(nil),                  // 7: signet.inventory.v1.NodeDetail
+	(*WorkloadDetail)(nil),              // 8: signet.inventory.v1.WorkloadDetail
+	(*Finding)(nil),                     // 9: signet.inventory.v1.Finding
+	(*RiskFactor)(nil),                  // 10: signet.inventory.v1.RiskFactor
+	(*Suggestion)(nil),                  // 11: signet.inventory.v1.Suggestion
+	(*Replacement)(nil),                 // 12: signet.inventory.v1.Replacement
+	(*FindingLocation)(nil),             // 13: signet.inventory.v1.FindingLocation
+	(*ReportFindingsRequest)(nil),       // 14: signet.inventory.v1.ReportFindingsRequest
+	(*ReportFindingsResponse)(nil),      // 15: signet.inventory.v1.ReportFindingsResponse
+	(*ResolveFindingRequest)(nil),       // 16: signet.inventory.v1.ResolveFindingRequest
+	(*SetNodeLabelsRequest)(nil),        // 17: signet.inventory.v1.SetNodeLabelsRequest
+	(*CreateCoverageReportRequest)(nil), // 18: signet.inventory.v1.CreateCoverageReportRequest
+	(*CoverageReport)(nil),              // 19: signet.inventory.v1.CoverageReport
+	(*CoverageGroup)(nil),               // 20: signet.inventory.v1.CoverageGroup
+	(*PlanItem)(nil),                    // 21: signet.inventory.v1.PlanItem
+	(*CoverageDelta)(nil),               // 22: signet.inventory.v1.CoverageDelta
+	(*ListCoverageReportsRequest)(nil),  // 23: signet.inventory.v1.ListCoverageReportsRequest
+	(*ListCoverageReportsResponse)(nil), // 24: signet.inventory.v1.ListCoverageReportsResponse
+	(*ListAuditRequest)(nil),            // 25: signet.inventory.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),           // 26: signet.inventory.v1.ListAuditResponse
+	(*AuditRecord)(nil),                 // 27: signet.inventory.v1.AuditRecord
+	(*VerifyAuditRequest)(nil),          // 28: signet.inventory.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),         // 29: signet.inventory.v1.VerifyAuditResponse
+	nil,                                 // 30: signet.inventory.v1.InventoryItem.LabelsEntry
+	nil,                                 // 31: signet.inventory.v1.Finding.DetailsEntry
+	nil,                                 // 32: signet.inventory.v1.ReportFindingsRequest.LabelsEntry
+	nil,                                 // 33: signet.inventory.v1.SetNodeLabelsRequest.SetEntry
+	nil,                                 // 34: signet.inventory.v1.AuditRecord.DetailEntry
 }
 var file_signet_inventory_v1_inventory_proto_depIdxs = []int32{
 	0,  // 0: signet.inventory.v1.ListInventoryRequest.thresholds:type_name -> signet.inventory.v1.Thresholds
-	4,  // 1: signet.inventory.v1.ListInventoryResponse.items:type_name -> signet.inventory.v1.InventoryItem
+	5,  // 1: signet.inventory.v1.ListInventoryResponse.items:type_name -> signet.inventory.v1.InventoryItem
 	0,  // 2: signet.inventory.v1.GetInventoryItemRequest.thresholds:type_name -> signet.inventory.v1.Thresholds
-	25, // 3: signet.inventory.v1.InventoryItem.labels:type_name -> signet.inventory.v1.InventoryItem.LabelsEntry
-	5,  // 4: signet.inventory.v1.InventoryItem.flags:type_name -> signet.inventory.v1.Flag
-	6,  // 5: signet.inventory.v1.InventoryItem.node:type_name -> signet.inventory.v1.NodeDetail
-	7,  // 6: signet.inventory.v1.InventoryItem.workload:type_name -> signet.inventory.v1.WorkloadDetail
-	8,  // 7: signet.inventory.v1.InventoryItem.finding:type_name -> signet.inventory.v1.Finding
-	26, // 8: signet.inventory.v1.Finding.details:type_name -> signet.inventory.v1.Finding.DetailsEntry
-	9,  // 9: signet.inventory.v1.Finding.locations:type_name -> signet.inventory.v1.FindingLocation
-	27, // 10: signet.inventory.v1.ReportFindingsRequest.labels:type_name -> signet.inventory.v1.ReportFindingsRequest.LabelsEntry
-	8,  // 11: signet.inventory.v1.ReportFindingsRequest.findings:type_name -> signet.inventory.v1.Finding
-	28, // 12: signet.inventory.v1.SetNodeLabelsRequest.set:type_name -> signet.inventory.v1.SetNodeLabelsRequest.SetEntry
-	16, // 13: signet.inventory.v1.CoverageReport.groups:type_name -> signet.inventory.v1.CoverageGroup
-	16, // 14: signet.inventory.v1.CoverageReport.total:type_name -> signet.inventory.v1.CoverageGroup
-	17, // 15: signet.inventory.v1.CoverageGroup.delta:type_name -> signet.inventory.v1.CoverageDelta
-	15, // 16: signet.inventory.v1.ListCoverageReportsResponse.reports:type_name -> signet.inventory.v1.CoverageReport
-	22, // 17: signet.inventory.v1.ListAuditResponse.records:type_name -> signet.inventory.v1.AuditRecord
-	29, // 18: signet.inventory.v1.AuditRecord.detail:type_name -> signet.inventory.v1.AuditRecord.DetailEntry
-	1,  // 19: signet.inventory.v1.Inventory.ListInventory:input_type -> signet.inventory.v1.ListInventoryRequest
-	3,  // 20: signet.inventory.v1.Inventory.GetInventoryItem:input_type -> signet.inventory.v1.GetInventoryItemRequest
-	10, // 21: signet.inventory.v1.Inventory.ReportFindings:input_type -> signet.inventory.v1.ReportFindingsRequest
-	12, // 22: signet.inventory.v1.Inventory.ResolveFinding:input_type -> signet.inventory.v1.ResolveFindingRequest
-	13, // 23: signet.inventory.v1.Inventory.SetNodeLabels:input_type -> signet.inventory.v1.SetNodeLabelsRequest
-	14, // 24: signet.inventory.v1.Inventory.CreateCoverageReport:input_type -> signet.inventory.v1.CreateCoverageReportRequest
-	18, // 25: signet.inventory.v1.Inventory.ListCoverageReports:input_type -> signet.inventory.v1.ListCoverageReportsRequest
-	20, // 26: signet.inventory.v1.Audit.ListAudit:input_type -> signet.inventory.v1.ListAuditRequest
-	23, // 27: signet.inventory.v1.Audit.VerifyAudit:input_type -> signet.inventory.v1.VerifyAuditRequest
-	2,  // 28: signet.inventory.v1.Inventory.ListInventory:output_type -> signet.inventory.v1.ListInventoryResponse
-	4,  // 29: signet.inventory.v1.Inventory.GetInventoryItem:output_type -> signet.inventory.v1.InventoryItem
-	11, // 30: signet.inventory.v1.Inventory.ReportFindings:output_type -> signet.inventory.v1.ReportFindingsResponse
-	4,  // 31: signet.inventory.v1.Inventory.ResolveFinding:output_type -> signet.inventory.v1.InventoryItem
-	4,  // 32: signet.inventory.v1.Inventory.SetNodeLabels:output_type -> signet.inventory.v1.InventoryItem
-	15, // 33: signet.inventory.v1.Inventory.CreateCoverageReport:output_type -> signet.inventory.v1.CoverageReport
-	19, // 34: signet.inventory.v1.Inventory.ListCoverageReports:output_type -> signet.inventory.v1.ListCoverageReportsResponse
-	21, // 35: signet.inventory.v1.Audit.ListAudit:output_type -> signet.inventory.v1.ListAuditResponse
-	24, // 36: signet.inventory.v1.Audit.VerifyAudit:output_type -> signet.inventory.v1.VerifyAuditResponse
-	28, // [28:37] is the sub-list for method output_type
-	19, // [19:28] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	30, // 3: signet.inventory.v1.InventoryItem.labels:type_name -> signet.inventory.v1.InventoryItem.LabelsEntry
+	6,  // 4: signet.inventory.v1.InventoryItem.flags:type_name -> signet.inventory.v1.Flag
+	7,  // 5: signet.inventory.v1.InventoryItem.node:type_name -> signet.inventory.v1.NodeDetail
+	8,  // 6: signet.inventory.v1.InventoryItem.workload:type_name -> signet.inventory.v1.WorkloadDetail
+	9,  // 7: signet.inventory.v1.InventoryItem.finding:type_name -> signet.inventory.v1.Finding
+	31, // 8: signet.inventory.v1.Finding.details:type_name -> signet.inventory.v1.Finding.DetailsEntry
+	13, // 9: signet.inventory.v1.Finding.locations:type_name -> signet.inventory.v1.FindingLocation
+	10, // 10: signet.inventory.v1.Finding.risk_factors:type_name -> signet.inventory.v1.RiskFactor
+	11, // 11: signet.inventory.v1.Finding.suggestion:type_name -> signet.inventory.v1.Suggestion
+	12, // 12: signet.inventory.v1.Finding.replacement:type_name -> signet.inventory.v1.Replacement
+	32, // 13: signet.inventory.v1.ReportFindingsRequest.labels:type_name -> signet.inventory.v1.ReportFindingsRequest.LabelsEntry
+	9,  // 14: signet.inventory.v1.ReportFindingsRequest.findings:type_name -> signet.inventory.v1.Finding
+	33, // 15: signet.inventory.v1.SetNodeLabelsRequest.set:type_name -> signet.inventory.v1.SetNodeLabelsRequest.SetEntry
+	20, // 16: signet.inventory.v1.CoverageReport.groups:type_name -> signet.inventory.v1.CoverageGroup
+	20, // 17: signet.inventory.v1.CoverageReport.total:type_name -> signet.inventory.v1.CoverageGroup
+	21, // 18: signet.inventory.v1.CoverageReport.migration_plan:type_name -> signet.inventory.v1.PlanItem
+	22, // 19: signet.inventory.v1.CoverageGroup.delta:type_name -> signet.inventory.v1.CoverageDelta
+	11, // 20: signet.inventory.v1.PlanItem.suggestion:type_name -> signet.inventory.v1.Suggestion
+	19, // 21: signet.inventory.v1.ListCoverageReportsResponse.reports:type_name -> signet.inventory.v1.CoverageReport
+	27, // 22: signet.inventory.v1.ListAuditResponse.records:type_name -> signet.inventory.v1.AuditRecord
+	34, // 23: signet.inventory.v1.AuditRecord.detail:type_name -> signet.inventory.v1.AuditRecord.DetailEntry
+	1,  // 24: signet.inventory.v1.Inventory.ListInventory:input_type -> signet.inventory.v1.ListInventoryRequest
+	4,  // 25: signet.inventory.v1.Inventory.GetInventoryItem:input_type -> signet.inventory.v1.GetInventoryItemRequest
+	14, // 26: signet.inventory.v1.Inventory.ReportFindings:input_type -> signet.inventory.v1.ReportFindingsRequest
+	16, // 27: signet.inventory.v1.Inventory.ResolveFinding:input_type -> signet.inventory.v1.ResolveFindingRequest
+	3,  // 28: signet.inventory.v1.Inventory.ReplaceFinding:input_type -> signet.inventory.v1.ReplaceFindingRequest
+	17, // 29: signet.inventory.v1.Inventory.SetNodeLabels:input_type -> signet.inventory.v1.SetNodeLabelsRequest
+	18, // 30: signet.inventory.v1.Inventory.CreateCoverageReport:input_type -> signet.inventory.v1.CreateCoverageReportRequest
+	23, // 31: signet.inventory.v1.Inventory.ListCoverageReports:input_type -> signet.inventory.v1.ListCoverageReportsRequest
+	25, // 32: signet.inventory.v1.Audit.ListAudit:input_type -> signet.inventory.v1.ListAuditRequest
+	28, // 33: signet.inventory.v1.Audit.VerifyAudit:input_type -> signet.inventory.v1.VerifyAuditRequest
+	2,  // 34: signet.inventory.v1.Inventory.ListInventory:output_type -> signet.inventory.v1.ListInventoryResponse
+	5,  // 35: signet.inventory.v1.Inventory.GetInventoryItem:output_type -> signet.inventory.v1.InventoryItem
+	15, // 36: signet.inventory.v1.Inventory.ReportFindings:output_type -> signet.inventory.v1.ReportFindingsResponse
+	5,  // 37: signet.inventory.v1.Inventory.ResolveFinding:output_type -> signet.inventory.v1.InventoryItem
+	5,  // 38: signet.inventory.v1.Inventory.ReplaceFinding:output_type -> signet.inventory.v1.InventoryItem
+	5,  // 39: signet.inventory.v1.Inventory.SetNodeLabels:output_type -> signet.inventory.v1.InventoryItem
+	19, // 40: signet.inventory.v1.Inventory.CreateCoverageReport:output_type -> signet.inventory.v1.CoverageReport
+	24, // 41: signet.inventory.v1.Inventory.ListCoverageReports:output_type -> signet.inventory.v1.ListCoverageReportsResponse
+	26, // 42: signet.inventory.v1.Audit.ListAudit:output_type -> signet.inventory.v1.ListAuditResponse
+	29, // 43: signet.inventory.v1.Audit.VerifyAudit:output_type -> signet.inventory.v1.VerifyAuditResponse
+	34, // [34:44] is the sub-list for method output_type
+	24, // [24:34] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_signet_inventory_v1_inventory_proto_init() }
@@ -2437,20 +3074,20 @@ func file_signet_inventory_v1_inventory_proto_init() {
 	if File_signet_inventory_v1_inventory_proto != nil {
 		return
 	}
-	file_signet_inventory_v1_inventory_proto_msgTypes[4].OneofWrappers = []any{
+	file_signet_inventory_v1_inventory_proto_msgTypes[5].OneofWrappers = []any{
 		(*InventoryItem_Node)(nil),
 		(*InventoryItem_Workload)(nil),
 		(*InventoryItem_Finding)(nil),
 	}
-	file_signet_inventory_v1_inventory_proto_msgTypes[16].OneofWrappers = []any{}
-	file_signet_inventory_v1_inventory_proto_msgTypes[17].OneofWrappers = []any{}
+	file_signet_inventory_v1_inventory_proto_msgTypes[20].OneofWrappers = []any{}
+	file_signet_inventory_v1_inventory_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_inventory_v1_inventory_proto_rawDesc), len(file_signet_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -29,6 +29,7 @@ const (
 	Inventory_GetInventoryItem_FullMethodName     = "/signet.inventory.v1.Inventory/GetInventoryItem"
 	Inventory_ReportFindings_FullMethodName       = "/signet.inventory.v1.Inventory/ReportFindings"
 	Inventory_ResolveFinding_FullMethodName       = "/signet.inventory.v1.Inventory/ResolveFinding"
+	Inventory_ReplaceFinding_FullMethodName       = "/signet.inventory.v1.Inventory/ReplaceFinding"
 	Inventory_SetNodeLabels_FullMethodName        = "/signet.inventory.v1.Inventory/SetNodeLabels"
 	Inventory_CreateCoverageReport_FullMethodName = "/signet.inventory.v1.Inventory/CreateCoverageReport"
 	Inventory_ListCoverageReports_FullMethodName  = "/signet.inventory.v1.Inventory/ListCoverageReports"
@@ -50,6 +51,11 @@ type InventoryClient interface {
 	// ResolveFinding marks a finding resolved by an operator (the secret was
 	// rotated or revoked, or is a false positive).
 	ResolveFinding(ctx context.Context, in *ResolveFindingRequest, opts ...grpc.CallOption) (*InventoryItem, error)
+	// ReplaceFinding links a finding to the brokered credential that
+	// replaces it (audited). The finding becomes "replaced" only once a
+	// complete rescan no longer sees the secret and the credential has had a
+	// lease for a workload in the finding's environment since the link.
+	ReplaceFinding(ctx context.Context, in *ReplaceFindingRequest, opts ...grpc.CallOption) (*InventoryItem, error)
 	// SetNodeLabels sets and removes labels of an attested node.
 	SetNodeLabels(ctx context.Context, in *SetNodeLabelsRequest, opts ...grpc.CallOption) (*InventoryItem, error)
 	// CreateCoverageReport computes coverage now, stores the report and
@@ -109,6 +115,16 @@ func (c *inventoryClient) ResolveFinding(ctx context.Context, in *ResolveFinding
 	return out, nil
 }
 
+func (c *inventoryClient) ReplaceFinding(ctx context.Context, in *ReplaceFindingRequest, opts ...grpc.CallOption) (*InventoryItem, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InventoryItem)
+	err := c.cc.Invoke(ctx, Inventory_ReplaceFinding_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *inventoryClient) SetNodeLabels(ctx context.Context, in *SetNodeLabelsRequest, opts ...grpc.CallOption) (*InventoryItem, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(InventoryItem)
@@ -155,6 +171,11 @@ type InventoryServer interface {
 	// ResolveFinding marks a finding resolved by an operator (the secret was
 	// rotated or revoked, or is a false positive).
 	ResolveFinding(context.Context, *ResolveFindingRequest) (*InventoryItem, error)
+	// ReplaceFinding links a finding to the brokered credential that
+	// replaces it (audited). The finding becomes "replaced" only once a
+	// complete rescan no longer sees the secret and the credential has had a
+	// lease for a workload in the finding's environment since the link.
+	ReplaceFinding(context.Context, *ReplaceFindingRequest) (*InventoryItem, error)
 	// SetNodeLabels sets and removes labels of an attested node.
 	SetNodeLabels(context.Context, *SetNodeLabelsRequest) (*InventoryItem, error)
 	// CreateCoverageReport computes coverage now, stores the report and
@@ -185,6 +206,9 @@ func (UnimplementedInventoryServer) ReportFindings(context.Context, *ReportFindi
 }
 func (UnimplementedInventoryServer) ResolveFinding(context.Context, *ResolveFindingRequest) (*InventoryItem, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveFinding not implemented")
+}
+func (UnimplementedInventoryServer) ReplaceFinding(context.Context, *ReplaceFindingRequest) (*InventoryItem, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplaceFinding not implemented")
 }
 func (UnimplementedInventoryServer) SetNodeLabels(context.Context, *SetNodeLabelsRequest) (*InventoryItem, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetNodeLabels not implemented")
@@ -288,6 +312,24 @@ func _Inventory_ResolveFinding_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Inventory_ReplaceFinding_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplaceFindingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).ReplaceFinding(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_ReplaceFinding_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).ReplaceFinding(ctx, req.(*ReplaceFindingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Inventory_SetNodeLabels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetNodeLabelsRequest)
 	if err := dec(in); err != nil {
@@ -364,6 +406,10 @@ var Inventory_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolveFinding",
 			Handler:    _Inventory_ResolveFinding_Handler,
+		},
+		{
+			MethodName: "ReplaceFinding",
+			Handler:    _Inventory_ReplaceFinding_Handler,
 		},
 		{
 			MethodName: "SetNodeLabels",
