@@ -17,6 +17,7 @@ import (
 	"github.com/signet-id/signet/internal/edge"
 	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/oidcdiscovery"
+	"github.com/signet-id/signet/internal/telemetry"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
@@ -159,7 +160,7 @@ func (s *Server) serveHTTP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := edge.HTTPServer(h, tokenapi.MaxBodySize)
+	srv := edge.HTTPServer(telemetry.HTTPHandler(s.cfg.TracerProvider, "https", h), tokenapi.MaxBodySize)
 	srv.TLSConfig = s.httpTLSConfig()
 	go func() {
 		<-ctx.Done()
