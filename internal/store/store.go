@@ -202,14 +202,27 @@ type wtx struct {
 	// delSel is the prepared selector-index delete; closed with the
 	// transaction.
 	delSel *sql.Stmt
+	// span is the transaction's span, nil when tracing is off: statements
+	// run through exec, query and queryRow are its children even when the
+	// caller's closure passes its own context.
+	span trace.Span
+}
+
+// traced returns ctx carrying the transaction's span, or ctx itself when
+// tracing is off.
+func (t *wtx) traced(ctx context.Context) context.Context {
+	if t.span == nil {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, t.span)
 }
 
 func (t *wtx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.d.rebind(q), args...)
+	return t.tx.ExecContext(t.traced(ctx), t.d.rebind(q), args...)
 }
 
 func (t *wtx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.d.rebind(q), args...)
+	return t.tx.QueryContext(t.traced(ctx), t.d.rebind(q), args...)
 }
 
 // queryIn runs q followed by " IN (…)" over keys in chunks of inListSize
@@ -231,7 +244,7 @@ func (t *wtx) queryIn(ctx context.Context, q string, leading []any, keys []strin
 }
 
 func (t *wtx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.d.rebind(q), args...)
+	return t.tx.QueryRowContext(t.traced(ctx), t.d.rebind(q), args...)
 }
 
 // record queues an audit record stamped with the transaction's actor and time.
@@ -247,7 +260,8 @@ func (t *wtx) record(action, object string, detail map[string]string) {
 func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx) error) (err error) {
 	if s.tracer != nil {
 		var span trace.Span
-		ctx, span = s.tracer.Start(ctx, "store "+op, trace.WithSpanKind(trace.SpanKindInternal))
+		ctx, span = s.tracer.Start(ctx, spanUpdate, trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attrOperation.String(op)))
 		defer func() { endSpan(span, err) }()
 	}
 	release, err := s.acquireWrite(ctx)
@@ -276,7 +290,7 @@ func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx
 			_ = tx.Rollback()
 		}
 	}()
-	t := &wtx{tx: tx, conn: conn, d: s.d, actor: actorFrom(ctx)}
+	t := &wtx{tx: tx, conn: conn, d: s.d, actor: actorFrom(ctx), span: spanOf(ctx, s.tracer != nil)}
 	if bump {
 		err = t.queryRow(ctx, "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value").Scan(&t.rev)
 	} else {

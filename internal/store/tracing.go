@@ -14,6 +14,14 @@ import (
 // tracerName is the instrumentation scope of the store's spans.
 const tracerName = "github.com/signet-id/signet/internal/store"
 
+// The write transaction's span: one name, the operation (with the IDs it
+// names, never secrets: join tokens appear as a hash prefix, broker secrets
+// by name) as an attribute.
+const (
+	spanUpdate    = "store update"
+	attrOperation = attribute.Key("signet.store.operation")
+)
+
 // sqlTracing is the otelsql configuration of a traced database handle: a
 // span per statement, transaction and commit, with the statement text (its
 // '?'/'$n' placeholders, never the bound values); no spans per row or per
@@ -42,4 +50,12 @@ func endSpan(span trace.Span, err error) {
 // belong to.
 func hasParent(ctx context.Context, _ otelsql.Method, _ string, _ []driver.NamedValue) bool {
 	return trace.SpanContextFromContext(ctx).IsValid()
+}
+
+// spanOf returns the span in ctx when traced is set, else nil.
+func spanOf(ctx context.Context, traced bool) trace.Span {
+	if !traced {
+		return nil
+	}
+	return trace.SpanFromContext(ctx)
 }
