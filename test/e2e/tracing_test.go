@@ -280,4 +280,3 @@ func TestTracing(t *testing.T) {
 	}
 	t.Logf("%d spans: %s", len(recv.spans), strings.Join(names, ", "))
 }
-
