@@ -99,8 +99,8 @@ func TestHTTPHandlerSpanName(t *testing.T) {
 		t.Fatalf("spans = %v, want one named by the route pattern", spans)
 	}
 	for _, kv := range spans[0].Attributes {
-		if strings.Contains(kv.Value.Emit(), "token=abc") {
-			t.Errorf("attribute %s = %q carries the query", kv.Key, kv.Value.Emit())
+		if strings.Contains(kv.Value.String(), "token=abc") {
+			t.Errorf("attribute %s = %q carries the query", kv.Key, kv.Value.String())
 		}
 	}
 }
