@@ -145,17 +145,6 @@ func GRPCServerOption(tp trace.TracerProvider) grpc.ServerOption {
 		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagator)))
 }
 
-// GRPCDialOption returns the option that gives every RPC of a client a span
-// and sends its trace context to the server, or an option that does nothing
-// when tp is nil.
-func GRPCDialOption(tp trace.TracerProvider) grpc.DialOption {
-	if tp == nil {
-		return grpc.EmptyDialOption{}
-	}
-	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagator)))
-}
-
 // HTTPHandler wraps h so every request gets a span named after its method
 // and the ServeMux pattern it matched (listener names the listener when no
 // pattern matched), or returns h itself when tp is nil. Spans carry the

@@ -68,9 +68,6 @@ func TestFromEnvOffByDefault(t *testing.T) {
 	if _, ok := telemetry.GRPCServerOption(nil).(grpc.EmptyServerOption); !ok {
 		t.Errorf("GRPCServerOption(nil) = %T, want grpc.EmptyServerOption", telemetry.GRPCServerOption(nil))
 	}
-	if _, ok := telemetry.GRPCDialOption(nil).(grpc.EmptyDialOption); !ok {
-		t.Errorf("GRPCDialOption(nil) = %T, want grpc.EmptyDialOption", telemetry.GRPCDialOption(nil))
-	}
 }
 
 func TestFromEnvBadValues(t *testing.T) {
