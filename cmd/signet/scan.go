@@ -17,6 +17,8 @@ credentials: API tokens and keys (gitleaks' maintained rules), unencrypted
 private keys, kubeconfig tokens and client keys, .pgpass/.netrc/.git-credentials
 passwords, Docker registry auths, AWS/GCP/Azure credential files, literal
 secrets in GitHub Actions and GitLab CI files, and long-lived JWTs.
+Passphrase-protected private keys (OpenSSH, PKCS#8, PEM with Proc-Type:
+4,ENCRYPTED) are reported too, as kind encrypted-private-key with low severity.
 
 Secrets are never printed. Each finding shows a short preview and a
 fingerprint: HMAC-SHA256 of the secret under a key read from
@@ -24,9 +26,10 @@ fingerprint: HMAC-SHA256 of the secret under a key read from
 created on first use at $XDG_CONFIG_HOME/signet/fingerprint.key. The same
 secret has the same fingerprint wherever it is found.
 
-Not reported: encrypted private keys, JWTs issued for 24 hours or less,
-values that reference a secret store (${{ secrets.X }}, $VAR) and well-known
-placeholders (changeme, password, postgres, <token>, xxxx).
+Not reported: public keys and certificates alone, blocks labelled as
+encrypted keys that hold none, JWTs issued for 24 hours or less, values that
+reference a secret store (${{ secrets.X }}, $VAR) and well-known placeholders
+(changeme, password, postgres, <token>, xxxx); docs/scanning.md lists them all.
 
 Items that cannot be scanned are reported on stderr, one line each, and the
 scan goes on: unreadable files and a path that is not a git repository (with
@@ -38,6 +41,12 @@ their name. Every item left out is counted by reason in the summary
 (binary, too-large, unreadable, symlink, visited, excluded, not-regular);
 --verbose lists each one on stderr with its reason, including the paths
 excluded by gitleaks' allowlist (.git, vendored code, lock files).
+
+On a terminal, a table scan shows its progress on stderr: files and bytes
+done, the rate, findings so far, the elapsed time and, once a quick walk
+beside the scan has counted what there is to scan, the time left (a --git
+scan shows no time left: the history's size is not known in advance). There
+is no progress when stderr is not a terminal or with --format json or sarif.
 
 Exit status: 0 when nothing was found, 1 when credentials were found, 2 when
 any item could not be scanned (errors, not skip notices) or the scan could
@@ -91,7 +100,18 @@ func newScanCmd() *cobra.Command {
 			stderr := cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
+			// Notices go above the progress line while there is one.
+			var bar *scanProgress
+			printErr := func(line string) {
+				if bar != nil {
+					bar.println(line)
+					return
+				}
+				fmt.Fprintln(stderr, line)
+			}
+			progress := &scan.Progress{}
 			s, err := scan.New(ctx, scan.Config{
+				Progress:       progress,
 				Fingerprinter:  fp,
 				MaxFileSize:    int64(maxFileSize),
 				Workers:        jobs,
@@ -105,11 +125,11 @@ func newScanCmd() *cobra.Command {
 					if p.Skipped {
 						prefix += "skipped "
 					}
-					fmt.Fprintln(stderr, prefix+p.String())
+					printErr(prefix + p.String())
 				},
 				OnSkip: func(sk scan.Skip) {
 					if verbose {
-						fmt.Fprintln(stderr, "signet scan: skipped "+sk.String())
+						printErr("signet scan: skipped " + sk.String())
 					}
 				},
 			})
@@ -128,7 +148,15 @@ func newScanCmd() *cobra.Command {
 					return &exitError{code: 2, err: err}
 				}
 			}
+			if tty := progressTerminal(stderr, f); tty != nil {
+				bar = startScanProgress(ctx, tty, s, t, progress)
+			}
 			rep, err := s.Scan(ctx, t)
+			if bar != nil {
+				b := bar
+				bar = nil // OnProblem is not called after Scan returns
+				b.finish()
+			}
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}

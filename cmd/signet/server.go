@@ -131,7 +131,7 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 	return server.Config{
 		TrustDomain: td, DataDir: c.DataDir, BindAddress: c.BindAddress, AdminSocket: c.AdminSocket,
 		AdminUIDs: c.AdminUIDs, HealthAddress: c.HealthAddress,
-		HTTPAddress: c.HTTPAddress, HTTPAdvertiseURL: c.HTTPAdvertiseURL, HTTPTLSCertFile: c.HTTPTLS.CertFile, HTTPTLSKeyFile: c.HTTPTLS.KeyFile, JWTIssuer: c.JWTIssuer, StoreDriver: c.Store.Driver, StoreDSN: c.Store.DSN,
+		HTTPAddress: c.HTTPAddress, HTTPAdvertiseURL: c.HTTPAdvertiseURL, HTTPTLSCertFile: c.HTTPTLS.CertFile, HTTPTLSKeyFile: c.HTTPTLS.KeyFile, JWTIssuer: c.JWTIssuer, UIAddress: c.UIAddress, UIMTLS: c.UIMTLS, StoreDriver: c.Store.Driver, StoreDSN: c.Store.DSN,
 		KeyType: c.CA.KeyType, CATTL: time.Duration(c.CA.TTL), JWTKeyTTL: time.Duration(c.CA.JWTKeyTTL),
 		DefaultX509TTL: time.Duration(c.DefaultX509TTL), DefaultJWTTTL: time.Duration(c.DefaultJWTTTL),
 		AgentTTL: time.Duration(c.AgentTTL), JoinTokenTTL: time.Duration(c.JoinTokenTTL),

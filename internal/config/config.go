@@ -86,7 +86,13 @@ type Server struct {
 	HTTPAdvertiseURL string `yaml:"http_advertise_url" flag:"http-advertise-url" usage:"base URL of the HTTPS listener told to agents for brokered credentials, https://HOST:PORT (default https://HTTP_ADDRESS when its host is concrete, not 0.0.0.0 or ::)"`
 	// JWTIssuer is the iss of JWT-SVIDs; the HTTPS listener serves OIDC
 	// discovery for it.
-	JWTIssuer      string   `yaml:"jwt_issuer" flag:"jwt-issuer" usage:"https URL put in JWT-SVIDs as iss; the HTTPS listener serves ISSUER/.well-known/openid-configuration and its JWKS for it (needs --http-address)"`
+	JWTIssuer string `yaml:"jwt_issuer" flag:"jwt-issuer" usage:"https URL put in JWT-SVIDs as iss; the HTTPS listener serves ISSUER/.well-known/openid-configuration and its JWKS for it (needs --http-address)"`
+	// UIAddress serves the read-only web console (internal/console);
+	// empty: no console. Without ui_mtls it must be a loopback address.
+	UIAddress string `yaml:"ui_address" flag:"ui-address" usage:"serve the read-only web console on this address, e.g. 127.0.0.1:8090 (loopback only unless --ui-mtls)"`
+	// UIMTLS serves the console over TLS and admits only clients with an
+	// admin entry's X509-SVID, whatever their address.
+	UIMTLS         bool     `yaml:"ui_mtls" flag:"ui-mtls" usage:"serve the console over TLS and require an admin entry's X509-SVID from every client (needed for a non-loopback --ui-address)"`
 	Store          Store    `yaml:"store"`
 	CA             CA       `yaml:"ca"`
 	DefaultX509TTL Duration `yaml:"default_x509_ttl" flag:"default-x509-ttl" usage:"X509-SVID lifetime for entries that set none"`

@@ -106,3 +106,40 @@ func BenchmarkScanLongLine(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMeasureTree measures scan.Measure, the stat-only walk behind the
+// progress display's totals, on the same generated tree as
+// BenchmarkScanTree (SIGNET_BENCH_TREE_MB, SIGNET_BENCH_TREE_DIR), to set
+// its cost beside the scan's.
+func BenchmarkMeasureTree(b *testing.B) {
+	mb := int64(20)
+	if v := os.Getenv("SIGNET_BENCH_TREE_MB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			b.Fatalf("SIGNET_BENCH_TREE_MB=%q: want a positive number", v)
+		}
+		mb = n
+	}
+	dir := os.Getenv("SIGNET_BENCH_TREE_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	size := treeSize(b, dir)
+	if size == 0 {
+		_, n, err := scantest.WriteTree(dir, mb<<20, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	s := newScanner(b, scan.Config{})
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		total, ok := s.Measure(context.Background(), scan.Targets{Paths: []string{dir}})
+		if !ok || total.Bytes != size {
+			b.Fatalf("Measure = %+v, %t; want %d bytes", total, ok, size)
+		}
+	}
+}

@@ -52,9 +52,14 @@ func (s *Scanner) scanFile(ctx context.Context, p string, c *collector) {
 		default:
 			c.skip(SkipUnreadable, Problem{Path: p, Message: describe(err)})
 		}
+		if skip == nil || skip.reason != SkipTooLarge {
+			c.progress.files.Add(1) // Measure counted it; too-large files it does not
+		}
 		return
 	}
 	defer f.Close()
+	var counted int64 // bytes recorded as done
+	defer func() { c.fileDone(size, counted) }()
 	base := unit{path: p, rulePath: filepath.ToSlash(p), startLine: 1, size: size, file: f}
 	sniff := make([]byte, min(size, binarySniffLen))
 	s.held(len(sniff))
@@ -79,6 +84,8 @@ func (s *Scanner) scanFile(ctx context.Context, p string, c *collector) {
 	}
 	err = s.chunks(buf, n, f, size, func(u unit, fresh int) {
 		c.bytes.Add(int64(fresh))
+		c.progress.bytes.Add(int64(fresh))
+		counted += int64(fresh)
 		u.path, u.rulePath, u.size, u.file = base.path, base.rulePath, base.size, base.file
 		c.add(s.detect(ctx, u))
 	})

@@ -59,6 +59,7 @@ func (s *Scanner) scanHistory(ctx context.Context, dir string, c *collector) {
 		}
 		c.commit(fr.CommitSHA)
 		c.bytes.Add(int64(len(fr.Raw)))
+		c.progress.bytes.Add(int64(len(fr.Raw)))
 		c.add(s.detectChunked(ctx, unit{
 			path:      historyPath(dir, prefix, fr.FilePath),
 			rulePath:  fr.FilePath,

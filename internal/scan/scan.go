@@ -64,6 +64,9 @@ type Config struct {
 	// OnSkip, if set, is called for each item left out of the scan as it
 	// happens, one call at a time (with OnProblem's calls too).
 	OnSkip func(Skip)
+	// Progress, if set, is added to as the scan goes, for a progress
+	// display (see Progress and Measure).
+	Progress *Progress
 }
 
 // Targets says what a scan covers.
@@ -112,7 +115,10 @@ func New(ctx context.Context, cfg Config) (*Scanner, error) {
 // the report; the error is non-nil only if ctx ends the scan early.
 func (s *Scanner) Scan(ctx context.Context, t Targets) (*Report, error) {
 	start := time.Now()
-	c := &collector{onProblem: s.cfg.OnProblem, onSkip: s.cfg.OnSkip, commits: map[string]struct{}{}, skippedBy: map[SkipReason]int64{}}
+	c := newCollector(s.cfg.OnProblem, s.cfg.OnSkip)
+	if s.cfg.Progress != nil {
+		c.progress = s.cfg.Progress
+	}
 	var baseline *Baseline
 	if s.cfg.BaselineFile != "" {
 		b, err := LoadBaseline(s.cfg.BaselineFile)
@@ -120,6 +126,7 @@ func (s *Scanner) Scan(ctx context.Context, t Targets) (*Report, error) {
 			c.problem(Problem{Path: s.cfg.BaselineFile, Message: err.Error()})
 		}
 		baseline = b
+		c.baseline = b
 	}
 	if len(t.Paths) > 0 {
 		s.scanPaths(ctx, t.Paths, c)
@@ -198,6 +205,10 @@ func preferHistory(fs []Finding) []Finding {
 type collector struct {
 	onProblem func(Problem)
 	onSkip    func(Skip)
+	// progress counts the work done; baseline, if set, holds the findings
+	// it does not count.
+	progress *Progress
+	baseline *Baseline
 
 	files, bytes atomic.Int64
 
@@ -208,10 +219,23 @@ type collector struct {
 	skippedBy map[SkipReason]int64
 }
 
+func newCollector(onProblem func(Problem), onSkip func(Skip)) *collector {
+	return &collector{onProblem: onProblem, onSkip: onSkip, progress: &Progress{}, commits: map[string]struct{}{}, skippedBy: map[SkipReason]int64{}}
+}
+
 func (c *collector) add(fs []Finding) {
 	if len(fs) == 0 {
 		return
 	}
+	n := int64(len(fs))
+	if c.baseline != nil {
+		for _, f := range fs {
+			if c.baseline.Contains(f) {
+				n--
+			}
+		}
+	}
+	c.progress.findings.Add(n)
 	c.mu.Lock()
 	c.findings = append(c.findings, fs...)
 	c.mu.Unlock()
@@ -442,11 +466,19 @@ func merge(gl, own []credential.Hit) []credential.Hit {
 
 // scanEnv scans one "NAME=VALUE" environment entry.
 func (s *Scanner) scanEnv(ctx context.Context, kv string, c *collector) {
-	name, _, ok := strings.Cut(kv, "=")
-	if !ok || name == "" || name == FingerprintKeyEnv {
+	if !envScanned(kv) {
 		return
 	}
+	name, _, _ := strings.Cut(kv, "=")
 	c.files.Add(1)
 	c.bytes.Add(int64(len(kv)))
 	c.add(s.detect(ctx, unit{path: "env:" + name, data: []byte(kv), text: kv, env: len(name)}))
+	c.fileDone(int64(len(kv)), 0)
+}
+
+// envScanned reports whether an environment entry is scanned: a
+// "NAME=VALUE" entry other than the fingerprint key's.
+func envScanned(kv string) bool {
+	name, _, ok := strings.Cut(kv, "=")
+	return ok && name != "" && name != FingerprintKeyEnv
 }

@@ -27,7 +27,13 @@ func (s *Scanner) scanPaths(ctx context.Context, paths []string, c *collector) {
 			}
 		}()
 	}
-	w := walker{s: s, c: c, jobs: jobs, seen: map[string]bool{}}
+	send := func(p string) {
+		select {
+		case jobs <- p:
+		case <-ctx.Done():
+		}
+	}
+	w := walker{s: s, c: c, visit: send, seen: map[string]bool{}}
 	for _, p := range paths {
 		if ctx.Err() != nil {
 			break
@@ -40,9 +46,10 @@ func (s *Scanner) scanPaths(ctx context.Context, paths []string, c *collector) {
 
 // walker enumerates the files under the scanned paths.
 type walker struct {
-	s    *Scanner
-	c    *collector
-	jobs chan<- string
+	s *Scanner
+	c *collector
+	// visit is called with each file found, in walk order.
+	visit func(path string)
 	// seen holds the real paths of directories entered when following
 	// symbolic links, to break loops.
 	seen map[string]bool
@@ -64,16 +71,9 @@ func (w *walker) root(ctx context.Context, p string) {
 	case info.IsDir():
 		w.dir(ctx, p)
 	case info.Mode().IsRegular():
-		w.send(ctx, p)
+		w.visit(p)
 	default:
 		w.c.skip(SkipNotRegular, Problem{Path: p, Message: "not a regular file or directory", Skipped: true})
-	}
-}
-
-func (w *walker) send(ctx context.Context, p string) {
-	select {
-	case w.jobs <- p:
-	case <-ctx.Done():
 	}
 }
 
@@ -122,7 +122,7 @@ func (w *walker) dir(ctx context.Context, d string) {
 		case t.IsDir():
 			w.dir(ctx, p)
 		case t.IsRegular():
-			w.send(ctx, p)
+			w.visit(p)
 		default:
 			w.c.skip(SkipNotRegular, Problem{Path: p, Message: "not a regular file, skipped", Skipped: true})
 		}

@@ -70,6 +70,14 @@ type Config struct {
 	// clouds and OIDC libraries trust JWT-SVIDs. It must be an https URL
 	// that reaches the HTTPS listener; requires HTTPAddress.
 	JWTIssuer string
+	// UIAddress serves the read-only web console (internal/console);
+	// empty disables it. Without UIMTLS it must be a loopback address
+	// (127.0.0.0/8, ::1 or localhost) and the console admits only loopback
+	// clients.
+	UIAddress string
+	// UIMTLS serves the console over TLS (the server's SVID) and admits
+	// only clients presenting an admin entry's X509-SVID, from anywhere.
+	UIMTLS bool
 	// TokenVerifiers are further subject verifiers of the token endpoint,
 	// built by the caller (tests, embedders), asked after the configured
 	// ones.
@@ -126,7 +134,7 @@ type Config struct {
 	Registerer prometheus.Registerer // nil: a private registry served on /metrics
 	Now        func() time.Time
 	// TracerProvider, when set, gives every RPC of the agent API and the
-	// admin socket, every HTTP request (token endpoint, OIDC discovery,
+	// admin socket, every HTTP request (token endpoint, OIDC discovery, console,
 	// SSH CA, health and metrics) and every store call a span
 	// (internal/telemetry). Nil: no tracing, and no instrumentation runs.
 	TracerProvider trace.TracerProvider
@@ -214,6 +222,13 @@ func (c Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTPAddress); err != nil {
 			bad("http_address %q is not host:port: %v", c.HTTPAddress, err)
 		}
+	}
+	if c.UIAddress != "" {
+		if err := checkUIAddress(c.UIAddress, c.UIMTLS); err != nil {
+			bad("%v", err)
+		}
+	} else if c.UIMTLS {
+		bad("ui_mtls needs ui_address: it configures the console's listener")
 	}
 	if c.HTTPAdvertiseURL != "" {
 		if err := checkAdvertiseURL(c.HTTPAdvertiseURL); err != nil {
@@ -303,4 +318,22 @@ func advertiseURL(cfg Config, addr net.Addr) string {
 		return ""
 	}
 	return "https://" + net.JoinHostPort(host, port)
+}
+
+// checkUIAddress refuses a console address that is not host:port, and a
+// non-loopback one (an empty host or 0.0.0.0 listens on every interface)
+// unless the console requires admin SVIDs: never anonymous off the host.
+func checkUIAddress(addr string, mtls bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("ui_address %q is not host:port: %v", addr, err)
+	}
+	if mtls || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("ui_address %q is not a loopback address: the console is local-only unless ui_mtls is true "+
+		"(remote clients then need an admin entry's X509-SVID); use 127.0.0.1:PORT, or set ui_mtls", addr)
 }

@@ -90,6 +90,7 @@ type Server struct {
 	adminLn  net.Listener
 	httpLn   net.Listener     // nil when HTTPAddress is empty
 	httpCert *tls.Certificate // http_tls's certificate; nil: the server SVID
+	uiLn     net.Listener     // the console's; nil when UIAddress is empty
 
 	// The token endpoint's seam (see internal/tokenapi): who callers are,
 	// and what each requested_token_type issues.
@@ -153,6 +154,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 		if s.httpLn, err = preflight.Listen("http_address", cfg.HTTPAddress); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.UIAddress != "" {
+		if s.uiLn, err = preflight.Listen("ui_address", cfg.UIAddress); err != nil {
 			return nil, err
 		}
 	}
@@ -330,6 +336,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.httpLn != nil {
 		serve("https", func() error { return s.serveHTTP(ctx) })
 	}
+	if s.uiLn != nil {
+		serve("console", func() error { return s.serveConsole(ctx) })
+	}
 	if s.health != nil {
 		serve("health", func() error { return s.health.Run(ctx) })
 	}
@@ -376,7 +385,7 @@ func stopGRPC(g *grpc.Server) {
 }
 
 func (s *Server) closeAll() {
-	for _, l := range []net.Listener{s.agentLn, s.adminLn, s.httpLn} {
+	for _, l := range []net.Listener{s.agentLn, s.adminLn, s.httpLn, s.uiLn} {
 		if l != nil {
 			_ = l.Close()
 		}

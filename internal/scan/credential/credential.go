@@ -5,6 +5,9 @@
 // and Azure credential files, CI configuration holding literal secrets, and
 // secret-looking environment variables.
 //
+// Passphrase-protected private keys are reported too, as their own kind
+// with low severity (see encrypted.go).
+//
 // Each format is parsed, not pattern-matched: a kubeconfig is decoded as
 // YAML, a JWT's payload as JSON, a key's PEM block with encoding/pem. The
 // parsers take untrusted input and never panic on it.
@@ -12,8 +15,8 @@
 // Detect returns Hits. A Hit locates a secret by its byte span in the scanned
 // content and carries the secret's canonical value as a Secret, a byte slice
 // that refuses to print itself. A Hit with Dismiss set is a verdict that the
-// span is NOT a credential (an encrypted key, a short-lived JWT, a
-// placeholder password); callers use it to veto other detectors' matches on
+// span is NOT a credential (a short-lived JWT, a placeholder password, an
+// AWS key ID whose secret is reported); callers use it to veto other detectors' matches on
 // the same span.
 package credential
 
@@ -33,13 +36,16 @@ type Kind string
 
 // The kinds of credential a Hit can carry.
 const (
-	KindPrivateKey      Kind = "private-key"
-	KindPassword        Kind = "password"
-	KindToken           Kind = "token"
-	KindAPIKey          Kind = "api-key"
-	KindJWT             Kind = "jwt"
-	KindCloudCredential Kind = "cloud-credential"
-	KindGeneric         Kind = "generic-secret"
+	KindPrivateKey Kind = "private-key"
+	// KindEncryptedPrivateKey is a passphrase-protected private key: still
+	// a long-lived credential, whose passphrase lives somewhere.
+	KindEncryptedPrivateKey Kind = "encrypted-private-key"
+	KindPassword            Kind = "password"
+	KindToken               Kind = "token"
+	KindAPIKey              Kind = "api-key"
+	KindJWT                 Kind = "jwt"
+	KindCloudCredential     Kind = "cloud-credential"
+	KindGeneric             Kind = "generic-secret"
 )
 
 // Severity ranks how urgently a credential should be rotated. The zero

@@ -60,7 +60,8 @@ func FuzzDetectPEM(f *testing.F) {
 		for _, b := range []string{"OPENSSH PRIVATE KEY", "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"} {
 			_, _ = credential.ParsePrivateKeyBlock(&pem.Block{Type: b, Bytes: content})
 		}
-		_, _, _ = credential.ParseOpenSSHHeader(content)
+		_, _ = credential.ParseOpenSSHHeader(content)
+		_, _ = credential.ParseEncryptedPKCS8(content)
 	})
 }
 

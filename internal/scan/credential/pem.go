@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -69,10 +68,14 @@ func isSpace(c byte) bool {
 
 // KeyInfo describes a private key found in a PEM block.
 type KeyInfo struct {
-	Type      string // "rsa", "ecdsa", "ed25519" or "" when not parsed
+	Type      string // "rsa", "ecdsa", "ed25519", "dsa", "other" or "" when not known
 	Encrypted bool
 	// Key is the parsed private key; nil when encrypted or not parsable.
 	Key crypto.Signer
+	// For an encrypted key: its container ("openssh", "pkcs8" or "pem"),
+	// cipher and key derivation function, as far as the container names
+	// them in the clear.
+	Format, Cipher, KDF string
 }
 
 // ErrNotPrivateKey is returned by ParsePrivateKeyBlock for PEM blocks that do
@@ -82,13 +85,20 @@ var ErrNotPrivateKey = errors.New("pem block is not a private key")
 // ParsePrivateKeyBlock classifies a PEM block holding a private key: PKCS#1
 // ("RSA PRIVATE KEY"), SEC 1 ("EC PRIVATE KEY"), PKCS#8 ("PRIVATE KEY",
 // "ENCRYPTED PRIVATE KEY") or OpenSSH ("OPENSSH PRIVATE KEY"). Legacy
-// Proc-Type encryption, encrypted PKCS#8 and OpenSSH keys with a cipher
-// other than "none" are reported as Encrypted without an error. It returns
-// ErrNotPrivateKey for other block types and a parse error for unencrypted
-// keys whose body does not decode.
+// Proc-Type encryption (on any "... PRIVATE KEY" block), encrypted PKCS#8
+// and OpenSSH keys with a cipher other than "none" are reported as
+// Encrypted, after their clear parts parse (see LegacyPEMEncryption,
+// ParseEncryptedPKCS8, ParseOpenSSHHeader). It returns ErrNotPrivateKey for
+// other block types and a parse error for keys whose body does not decode;
+// with the error, a block labelled encrypted (by its type, its Proc-Type
+// header or its OpenSSH cipher name) has Encrypted and Format set.
 func ParsePrivateKeyBlock(b *pem.Block) (KeyInfo, error) {
-	if strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED") {
-		return KeyInfo{Encrypted: true}, nil
+	if strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED") && strings.HasSuffix(b.Type, "PRIVATE KEY") {
+		cipher, err := LegacyPEMEncryption(b)
+		if err != nil {
+			return KeyInfo{Encrypted: true, Format: "pem"}, err
+		}
+		return KeyInfo{Encrypted: true, Format: "pem", Cipher: cipher, Type: legacyKeyType(b.Type)}, nil
 	}
 	var (
 		key any
@@ -96,7 +106,15 @@ func ParsePrivateKeyBlock(b *pem.Block) (KeyInfo, error) {
 	)
 	switch b.Type {
 	case "ENCRYPTED PRIVATE KEY":
-		return KeyInfo{Encrypted: true}, nil
+		e, err := ParseEncryptedPKCS8(b.Bytes)
+		if err != nil {
+			return KeyInfo{Encrypted: true, Format: "pkcs8"}, err
+		}
+		info := KeyInfo{Encrypted: true, Format: "pkcs8", Cipher: e.Cipher, KDF: e.KDF}
+		if e.Cipher == "" {
+			info.Cipher = e.Scheme // PBES1 and PKCS#12 schemes name KDF and cipher at once
+		}
+		return info, nil
 	case "RSA PRIVATE KEY":
 		key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
 	case "EC PRIVATE KEY":
@@ -104,18 +122,21 @@ func ParsePrivateKeyBlock(b *pem.Block) (KeyInfo, error) {
 	case "PRIVATE KEY":
 		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
 	case "OPENSSH PRIVATE KEY":
-		cipher, _, herr := ParseOpenSSHHeader(b.Bytes)
+		h, herr := ParseOpenSSHHeader(b.Bytes)
 		if herr != nil {
+			if h.Cipher != "" && h.Encrypted() {
+				return KeyInfo{Encrypted: true, Format: "openssh"}, herr
+			}
 			return KeyInfo{}, herr
 		}
-		if cipher != "none" {
-			return KeyInfo{Encrypted: true}, nil
+		if h.Encrypted() {
+			return KeyInfo{Encrypted: true, Format: "openssh", Cipher: h.Cipher, KDF: h.KDF, Type: sshKeyType(h.KeyType)}, nil
 		}
 		key, err = ssh.ParseRawPrivateKey(pem.EncodeToMemory(b))
 		if err != nil {
 			// The header says unencrypted; the key type may just be one
 			// x/crypto does not parse. It is still a plaintext key.
-			return KeyInfo{}, nil
+			return KeyInfo{Type: sshKeyType(h.KeyType)}, nil
 		}
 	default:
 		return KeyInfo{}, ErrNotPrivateKey
@@ -124,6 +145,19 @@ func ParsePrivateKeyBlock(b *pem.Block) (KeyInfo, error) {
 		return KeyInfo{}, fmt.Errorf("parse %s: %w", strings.ToLower(b.Type), err)
 	}
 	return keyInfo(key), nil
+}
+
+// legacyKeyType names the key type of a traditional OpenSSL PEM block.
+func legacyKeyType(blockType string) string {
+	switch blockType {
+	case "RSA PRIVATE KEY":
+		return "rsa"
+	case "EC PRIVATE KEY":
+		return "ecdsa"
+	case "DSA PRIVATE KEY":
+		return "dsa"
+	}
+	return ""
 }
 
 func keyInfo(key any) KeyInfo {
@@ -153,38 +187,8 @@ func canonicalKey(key crypto.Signer) Secret {
 	return der
 }
 
-// ParseOpenSSHHeader reads the cipher and KDF names from the binary body of
-// an "OPENSSH PRIVATE KEY" PEM block (the openssh-key-v1 format).
-func ParseOpenSSHHeader(data []byte) (cipher, kdf string, err error) {
-	const magic = "openssh-key-v1\x00"
-	if !bytes.HasPrefix(data, []byte(magic)) {
-		return "", "", errors.New("parse openssh key: bad magic")
-	}
-	rest := data[len(magic):]
-	readString := func() (string, error) {
-		if len(rest) < 4 {
-			return "", errors.New("parse openssh key: truncated")
-		}
-		n := binary.BigEndian.Uint32(rest)
-		rest = rest[4:]
-		if uint64(n) > uint64(len(rest)) {
-			return "", errors.New("parse openssh key: truncated")
-		}
-		s := string(rest[:n])
-		rest = rest[n:]
-		return s, nil
-	}
-	if cipher, err = readString(); err != nil {
-		return "", "", err
-	}
-	if kdf, err = readString(); err != nil {
-		return "", "", err
-	}
-	return cipher, kdf, nil
-}
-
-// DetectPEM reports unencrypted private keys in PEM blocks and dismisses
-// encrypted ones. When a certificate for the key sits in the same content,
+// DetectPEM reports the private keys in PEM blocks: unencrypted ones as
+// KindPrivateKey, passphrase-protected ones as KindEncryptedPrivateKey. When a certificate for the key sits in the same content,
 // its validity is recorded, and a validity above MaxCertValidity raises the
 // hit to critical.
 func DetectPEM(content []byte) []Hit {
@@ -200,14 +204,18 @@ func DetectPEM(content []byte) []Hit {
 	var hits []Hit
 	for _, b := range blocks {
 		info, err := ParsePrivateKeyBlock(b.block)
+		if err != nil && info.Encrypted {
+			// Labelled encrypted but malformed: no tool would load it, and
+			// it is no plaintext key either (which generic rules would
+			// call it).
+			hits = append(hits, Hit{Rule: "malformed-encrypted-private-key", Start: b.start, End: b.end, Dismiss: true, Priority: priorityGeneric})
+			continue
+		}
 		if err != nil {
 			continue // not a key, or unparsable: left to generic rules
 		}
 		if info.Encrypted {
-			hits = append(hits, Hit{
-				Rule: "encrypted-private-key", Start: b.start, End: b.end,
-				Dismiss: true, Priority: priorityGeneric,
-			})
+			hits = append(hits, encryptedKeyHit(b, info))
 			continue
 		}
 		h := Hit{
@@ -239,6 +247,35 @@ func DetectPEM(content []byte) []Hit {
 		hits = append(hits, h)
 	}
 	return hits
+}
+
+// encryptedKeyHit reports a passphrase-protected key. Its canonical value is
+// the block's decoded body, so the same encrypted key fingerprints the same
+// whatever its line wrapping or line endings; nothing is decrypted.
+func encryptedKeyHit(b pemBlock, info KeyInfo) Hit {
+	details := map[string]string{"format": info.Format}
+	what := map[string]string{"openssh": "OpenSSH", "pkcs8": "PKCS#8", "pem": "PEM"}[info.Format]
+	if info.Type != "" {
+		details["key_type"] = info.Type
+	}
+	if info.Cipher != "" {
+		details["cipher"] = info.Cipher
+		what += ", " + info.Cipher
+	}
+	if info.KDF != "" {
+		details["kdf"] = info.KDF
+	}
+	return Hit{
+		Rule:        "encrypted-private-key",
+		Description: "Passphrase-protected private key (" + what + ")",
+		Kind:        KindEncryptedPrivateKey,
+		Severity:    SeverityLow,
+		Start:       b.start,
+		End:         b.end,
+		Value:       append(Secret(nil), b.block.Bytes...),
+		Details:     details,
+		Priority:    priorityGeneric,
+	}
 }
 
 // certificateFor returns the first certificate whose public key is key's.

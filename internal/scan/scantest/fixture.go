@@ -1,5 +1,6 @@
 // Package scantest builds test inputs for package scan: a directory tree
 // (and git repository) with fake but well-formed credentials of many kinds
+// (passphrase-protected keys among them, made with openssl for PKCS#8)
 // planted at known places, look-alikes that must not be reported, and large
 // trees of source-like text for benchmarks.
 //
@@ -330,19 +331,25 @@ jobs:
 	b.file("tokens/jwt.txt", jwts, true,
 		[3]string{"jwt-long-lived", "jwt", long}, [3]string{"jwt-long-lived", "jwt", forever})
 
-	// Look-alikes: encrypted keys, a certificate and a public key alone,
-	// documentation examples.
-	encBlock, err := ssh.MarshalPrivateKeyWithPassphrase(k.enc, "enc@example", []byte("correct horse battery staple"))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	encrypted := string(pem.EncodeToMemory(encBlock)) +
-		string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte(b.random(600, alnum))})) +
+	// Passphrase-protected keys, one per container: reported as their own
+	// kind, with low severity.
+	sshEnc := EncryptedOpenSSH(b.t, k.enc, "enc@example", "correct horse battery staple")
+	pkcs8Enc := EncryptedPKCS8(b.t, k.ec, "correct horse battery staple", "-v2", "aes-256-cbc")
+	legacyEnc := EncryptedLegacyPEM(b.t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa), "correct horse battery staple", x509.PEMCipherAES256)
+	encrypted := b.secret(sshEnc + pkcs8Enc + legacyEnc)
+	b.file("keys/encrypted.pem", encrypted, false,
+		[3]string{"encrypted-private-key", "encrypted-private-key", "-----BEGIN OPENSSH"},
+		[3]string{"encrypted-private-key", "encrypted-private-key", "-----BEGIN ENCRYPTED"},
+		[3]string{"encrypted-private-key", "encrypted-private-key", "-----BEGIN RSA"})
+
+	// Look-alikes: blocks labelled encrypted with no key in them, a
+	// certificate and a public key alone, documentation examples.
+	broken := string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte(b.random(600, alnum))})) +
 		string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{
-			"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC," + b.random(32, "0123456789ABCDEF"),
+			"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,",
 		}, Bytes: []byte(b.random(1200, alnum))}))
-	b.secret(encrypted)
-	b.file("keys/encrypted.pem", encrypted, false)
+	b.secret(broken)
+	b.file("keys/broken-encrypted.pem", broken, false)
 	b.file("keys/ca.crt", cert, false)
 	pub, err := ssh.NewPublicKey(k.ed.Public())
 	if err != nil {
