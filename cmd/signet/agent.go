@@ -27,6 +27,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/preflight"
+	"github.com/signet-id/signet/internal/telemetry"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
@@ -98,6 +99,12 @@ func agentRunCmd(f *agentFlags) *cobra.Command {
 				reg = prometheus.NewRegistry()
 				cfg.Registerer = reg
 			}
+			tracing, flush, err := startTracing(cmd.Context(), "signet-agent", log)
+			if err != nil {
+				return err
+			}
+			defer flush()
+			cfg.TracerProvider = tracing.Provider()
 			a, err := agent.New(cfg)
 			if err != nil {
 				return agentConfigErr(err)
@@ -107,7 +114,8 @@ func agentRunCmd(f *agentFlags) *cobra.Command {
 				// Synced says what a degraded agent waits for (its first sync,
 				// or the server to re-establish an expired agent SVID).
 				ready := map[string]healthz.Check{"synced": a.Synced}
-				if health, err = healthz.Listen(c.HealthAddress, healthz.Handler(ready, reg), log); err != nil {
+				if health, err = healthz.Listen(c.HealthAddress,
+					telemetry.HTTPHandler(cfg.TracerProvider, "health", healthz.Handler(ready, reg)), log); err != nil {
 					return fmt.Errorf("%s: %w", f.flags.Name("health-address"), err)
 				}
 				defer health.Close()

@@ -65,6 +65,12 @@ func serverRunCmd(f *serverFlags) *cobra.Command {
 			cfg.Logger = log
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			tracing, flush, err := startTracing(ctx, "signet-server", log)
+			if err != nil {
+				return err
+			}
+			defer flush()
+			cfg.TracerProvider = tracing.Provider()
 			srv, err := server.New(ctx, cfg)
 			if err != nil {
 				return err

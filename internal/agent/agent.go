@@ -280,6 +280,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Metrics:   a.cfg.Registerer,
 		// Envoy SDS and AgentInfo on the same socket, for the same callers.
 		Services: []workload.Service{sds.New(a.cfg.Logger), &infoService{a: a}},
+		// Spans for every call on the socket, when tracing is on.
+		TracerProvider: a.cfg.TracerProvider,
 	})
 	if err != nil {
 		return fmt.Errorf("create workload api server: %w", err)

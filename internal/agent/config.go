@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
@@ -78,6 +79,9 @@ type Config struct {
 	Clock Clock
 	// Registerer registers the agent's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, gives every RPC on the Workload API socket
+	// (Workload API, SDS, AgentInfo, health) a span; nil: no tracing.
+	TracerProvider trace.TracerProvider
 	// Version is the agent's build version, reported to local workloads
 	// by the AgentInfo service.
 	Version string

@@ -22,6 +22,9 @@ func TestNodeSideDependencies(t *testing.T) {
 		"github.com/signet-id/signet/internal/execsup",
 		"github.com/signet-id/signet/internal/helper",
 		"github.com/signet-id/signet/internal/gateway",
+		// Tracing (OTel SDK, exporters, otelgrpc/otelhttp) is linked by the
+		// agent; the store's SQL instrumentation is not.
+		"github.com/signet-id/signet/internal/telemetry",
 	}
 	forbidden := []string{
 		"github.com/signet-id/signet/internal/store",
@@ -32,6 +35,7 @@ func TestNodeSideDependencies(t *testing.T) {
 		"github.com/jackc/pgx/v5",
 		"github.com/pressly/goose/v3",
 		"github.com/zricethezav/gitleaks/v8",
+		"github.com/XSAM/otelsql",
 	}
 	// The gateway's postgres egress speaks the PostgreSQL wire protocol
 	// (pgx's pgproto3 and pgconn, and what they import); pgx's SQL driver,

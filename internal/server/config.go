@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/ci"
@@ -136,6 +137,11 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: a private registry served on /metrics
 	Now        func() time.Time
+	// TracerProvider, when set, gives every RPC of the agent API and the
+	// admin socket, every HTTP request (token endpoint, OIDC discovery, console,
+	// SSH CA, health and metrics) and every store call a span
+	// (internal/telemetry). Nil: no tracing, and no instrumentation runs.
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults.

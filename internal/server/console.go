@@ -10,6 +10,7 @@ import (
 
 	"github.com/signet-id/signet/internal/console"
 	"github.com/signet-id/signet/internal/edge"
+	"github.com/signet-id/signet/internal/telemetry"
 )
 
 // UIAddr is the console listener's address, or nil when it is off.
@@ -47,7 +48,7 @@ func (s *Server) serveConsole(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := edge.HTTPServer(c, consoleMaxBody)
+	srv := edge.HTTPServer(telemetry.HTTPHandler(s.cfg.TracerProvider, "console", c), consoleMaxBody)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -31,6 +31,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/telemetry"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
@@ -116,7 +117,7 @@ func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Serv
 		Limit: edge.NewPeerLimiter(attestPerSecond, attestBurst), Log: s.log, Observe: s.metrics.observe,
 	}
 	agentSrv = grpc.NewServer(append(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.agentTLSConfig()))},
-		edge.Limits{}.ServerOptions()...), agentChain.ServerOptions()...)...)
+		edge.Limits{}.ServerOptions()...), append(agentChain.ServerOptions(), telemetry.GRPCServerOption(s.cfg.TracerProvider))...)...)
 	s.agents.Register(agentSrv)
 	admin.Register(agentSrv)
 	inventoryapi.Register(agentSrv, inv)
@@ -127,7 +128,7 @@ func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Serv
 	}
 	adminSrv = grpc.NewServer(append(append([]grpc.ServerOption{grpc.Creds(workloadattest.NewCredentials())},
 		edge.Limits{MaxRecvMsgSize: adminMessageSize, MaxSendMsgSize: adminMessageSize, MaxConnections: -1,
-			IdleTimeout: time.Hour}.ServerOptions()...), socketChain.ServerOptions()...)...)
+			IdleTimeout: time.Hour}.ServerOptions()...), append(socketChain.ServerOptions(), telemetry.GRPCServerOption(s.cfg.TracerProvider))...)...)
 	admin.Register(adminSrv)
 	inventoryapi.Register(adminSrv, inv)
 	brokerapi.Register(adminSrv, s.broker)

@@ -18,6 +18,7 @@ import (
 	"github.com/signet-id/signet/internal/federation"
 	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/oidcdiscovery"
+	"github.com/signet-id/signet/internal/telemetry"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
@@ -167,7 +168,7 @@ func (s *Server) serveHTTP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := edge.HTTPServer(h, tokenapi.MaxBodySize)
+	srv := edge.HTTPServer(telemetry.HTTPHandler(s.cfg.TracerProvider, "https", h), tokenapi.MaxBodySize)
 	srv.TLSConfig = s.httpTLSConfig()
 	go func() {
 		<-ctx.Done()

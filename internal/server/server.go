@@ -61,6 +61,7 @@ import (
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/preflight"
 	"github.com/signet-id/signet/internal/store"
+	"github.com/signet-id/signet/internal/telemetry"
 	"github.com/signet-id/signet/internal/tokenapi"
 )
 
@@ -177,7 +178,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err := preflight.TCPFree("health_address", cfg.HealthAddress); err != nil {
 			return nil, err
 		}
-		if s.health, err = healthz.Listen(cfg.HealthAddress, healthz.Handler(s.healthChecks(), s.metrics.gatherer), s.log); err != nil {
+		if s.health, err = healthz.Listen(cfg.HealthAddress,
+			telemetry.HTTPHandler(cfg.TracerProvider, "health", healthz.Handler(s.healthChecks(), s.metrics.gatherer)), s.log); err != nil {
 			return nil, err
 		}
 	}
@@ -195,6 +197,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.store, err = store.Open(ctx, store.Config{
 		Driver: cfg.StoreDriver, DSN: cfg.StoreDSN, Logger: cfg.Logger, Now: cfg.Now, NodeAliasParent: s.serverID,
+		TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 
@@ -83,6 +84,10 @@ func (t *wtx) insertRows(ctx context.Context, table string, cols []string, n int
 // inside the transaction.
 func (t *wtx) copyRows(ctx context.Context, table string, cols []string, n int, row func(i int, args []any) []any) error {
 	return t.conn.Raw(func(dc any) error {
+		// A traced handle (otelsql) wraps the driver's connection.
+		if w, ok := dc.(interface{ Raw() driver.Conn }); ok {
+			dc = w.Raw()
+		}
 		c, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("copy into %s: driver connection is %T, not pgx", table, dc)

@@ -12,10 +12,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/XSAM/otelsql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -117,7 +120,7 @@ var sqlitePragmas = []string{
 
 // openSQLite opens the database file at path, creating it (0600) and its
 // directory (0700) when missing.
-func openSQLite(path string, log *slog.Logger) (*sql.DB, error) {
+func openSQLite(path string, log *slog.Logger, tp trace.TracerProvider) (*sql.DB, error) {
 	if path == "" {
 		return nil, errkind.New(errkind.InvalidArgument, "open sqlite store: the DSN (database file path) is empty")
 	}
@@ -152,7 +155,12 @@ func openSQLite(path string, log *slog.Logger) (*sql.DB, error) {
 	if !filepath.IsAbs(path) {
 		u = url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: q.Encode()}
 	}
-	db, err := sql.Open("sqlite", u.String())
+	var db *sql.DB
+	if tp != nil {
+		db, err = otelsql.Open("sqlite", u.String(), sqlTracing(tp, semconv.DBSystemNameSQLite)...)
+	} else {
+		db, err = sql.Open("sqlite", u.String())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store at %s: %w", path, err)
 	}
@@ -163,7 +171,7 @@ func openSQLite(path string, log *slog.Logger) (*sql.DB, error) {
 
 // openPostgres parses dsn and returns a pgx-backed database handle. The
 // connection is made lazily; Open pings it.
-func openPostgres(dsn string) (*sql.DB, error) {
+func openPostgres(dsn string, tp trace.TracerProvider) (*sql.DB, error) {
 	if dsn == "" {
 		return nil, errkind.New(errkind.InvalidArgument,
 			"open postgres store: the DSN is empty: use a connection string such as postgres://signet@localhost:5432/signet")
@@ -173,7 +181,12 @@ func openPostgres(dsn string) (*sql.DB, error) {
 		// pgx redacts the password in its parse errors.
 		return nil, errkind.Wrap(errkind.InvalidArgument, err, "open postgres store: invalid DSN")
 	}
-	db := stdlib.OpenDB(*cfg)
+	var db *sql.DB
+	if tp != nil {
+		db = otelsql.OpenDB(stdlib.GetConnector(*cfg), sqlTracing(tp, semconv.DBSystemNamePostgreSQL)...)
+	} else {
+		db = stdlib.OpenDB(*cfg)
+	}
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(8)
 	return db, nil

@@ -42,10 +42,10 @@ func InspectSchema(ctx context.Context, cfg Config) (SchemaState, error) {
 	switch cfg.Driver {
 	case DriverSQLite:
 		d = sqliteDialect
-		db, err = openSQLite(cfg.DSN, cfg.Logger)
+		db, err = openSQLite(cfg.DSN, cfg.Logger, nil)
 	case DriverPostgres:
 		d = postgresDialect
-		db, err = openPostgres(cfg.DSN)
+		db, err = openPostgres(cfg.DSN, nil)
 	default:
 		return SchemaState{}, errkind.New(errkind.InvalidArgument,
 			"inspect store: unknown driver %q: use %q or %q", cfg.Driver, DriverSQLite, DriverPostgres)

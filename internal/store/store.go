@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/signet-id/signet/internal/errkind"
 )
@@ -59,6 +60,11 @@ type Config struct {
 	// ID). When set, aliases and other entries never share a SPIFFE ID
 	// (identity.go); zero turns that one check off.
 	NodeAliasParent spiffeid.ID
+	// TracerProvider, when set, gives every write transaction a span named
+	// after its operation and every SQL statement a child span (otelsql:
+	// the statement text with its placeholders, never the bound values).
+	// Nil means no tracing and no instrumentation at all.
+	TracerProvider trace.TracerProvider
 }
 
 // Store is Signet's persistent state on one SQL database. It is safe for
@@ -81,6 +87,8 @@ type Store struct {
 	leases   groupCommit[*leaseReq, Lease]
 	// aliasParent is Config.NodeAliasParent as stored, "" when unset.
 	aliasParent string
+	// tracer starts the write transactions' spans; nil when tracing is off.
+	tracer trace.Tracer
 }
 
 // Open connects to the database cfg names, applies pending schema migrations
@@ -102,17 +110,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	switch cfg.Driver {
 	case DriverSQLite:
 		s.d = sqliteDialect
-		s.db, err = openSQLite(cfg.DSN, s.log)
+		s.db, err = openSQLite(cfg.DSN, s.log, cfg.TracerProvider)
 		s.writeSem = make(chan struct{}, 1)
 	case DriverPostgres:
 		s.d = postgresDialect
-		s.db, err = openPostgres(cfg.DSN)
+		s.db, err = openPostgres(cfg.DSN, cfg.TracerProvider)
 	default:
 		return nil, errkind.New(errkind.InvalidArgument,
 			"open store: unknown driver %q: use %q or %q", cfg.Driver, DriverSQLite, DriverPostgres)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	where := fmt.Sprintf("%s store at %s", cfg.Driver, redactDSN(cfg.DSN))
 	if err := s.db.PingContext(ctx); err != nil {
@@ -191,14 +202,27 @@ type wtx struct {
 	// delSel is the prepared selector-index delete; closed with the
 	// transaction.
 	delSel *sql.Stmt
+	// span is the transaction's span, nil when tracing is off: statements
+	// run through exec, query and queryRow are its children even when the
+	// caller's closure passes its own context.
+	span trace.Span
+}
+
+// traced returns ctx carrying the transaction's span, or ctx itself when
+// tracing is off.
+func (t *wtx) traced(ctx context.Context) context.Context {
+	if t.span == nil {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, t.span)
 }
 
 func (t *wtx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.d.rebind(q), args...)
+	return t.tx.ExecContext(t.traced(ctx), t.d.rebind(q), args...)
 }
 
 func (t *wtx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.d.rebind(q), args...)
+	return t.tx.QueryContext(t.traced(ctx), t.d.rebind(q), args...)
 }
 
 // queryIn runs q followed by " IN (…)" over keys in chunks of inListSize
@@ -220,7 +244,7 @@ func (t *wtx) queryIn(ctx context.Context, q string, leading []any, keys []strin
 }
 
 func (t *wtx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.d.rebind(q), args...)
+	return t.tx.QueryRowContext(t.traced(ctx), t.d.rebind(q), args...)
 }
 
 // record queues an audit record stamped with the transaction's actor and time.
@@ -234,6 +258,12 @@ func (t *wtx) record(action, object string, detail map[string]string) {
 // and the audit chain stays linear. The audit records fn queues are chained
 // and written before the commit. Errors without a kind are wrapped with op.
 func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx) error) (err error) {
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, spanUpdate, trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attrOperation.String(op)))
+		defer func() { endSpan(span, err) }()
+	}
 	release, err := s.acquireWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -260,7 +290,7 @@ func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx
 			_ = tx.Rollback()
 		}
 	}()
-	t := &wtx{tx: tx, conn: conn, d: s.d, actor: actorFrom(ctx)}
+	t := &wtx{tx: tx, conn: conn, d: s.d, actor: actorFrom(ctx), span: spanOf(ctx, s.tracer != nil)}
 	if bump {
 		err = t.queryRow(ctx, "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value").Scan(&t.rev)
 	} else {

@@ -52,12 +52,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/model"
+	"github.com/signet-id/signet/internal/telemetry"
 	"github.com/signet-id/signet/internal/workloadattest"
 )
 
@@ -106,6 +108,9 @@ type Config struct {
 	// Services are served on the same socket beside the Workload API
 	// (Envoy SDS, for example).
 	Services []Service
+	// TracerProvider, when set, gives every RPC on the socket (Workload
+	// API, SDS, health) a span (internal/telemetry); nil: no tracing.
+	TracerProvider trace.TracerProvider
 	// ReadyWait bounds how long a call that arrives before the Source can
 	// answer it — before the agent's first sync, or while the caller's
 	// SVIDs are still being signed — waits for it instead of failing at
@@ -126,6 +131,7 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *metrics // nil when disabled
 	services  []Service
+	tracing   trace.TracerProvider // nil when off
 
 	readyWait time.Duration
 
@@ -173,6 +179,7 @@ func New(cfg Config) (*Server, error) {
 		log:       log.With("component", "workload_api"),
 		metrics:   m,
 		services:  append([]Service(nil), cfg.Services...),
+		tracing:   cfg.TracerProvider,
 	}, nil
 }
 
@@ -193,6 +200,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		// Reuse handler goroutines (and their grown stacks); when all are
 		// busy, for example with long-lived streams, gRPC starts new ones.
 		grpc.NumStreamWorkers(streamWorkers),
+		telemetry.GRPCServerOption(s.tracing),
 	)
 	workloadpb.RegisterSpiffeWorkloadAPIServer(gs, &api{s: s, stopping: stopping})
 	for _, svc := range s.services {
