@@ -108,7 +108,7 @@ func TestDockerfile(t *testing.T) {
 	if !strings.HasPrefix(finalEntrypoint, "[") {
 		t.Errorf("ENTRYPOINT %s: want the exec form: the image has no shell", finalEntrypoint)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/signet"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/signet ", "./cmd/signet-agent"} {
 		if !strings.Contains(buildRun, want) {
 			t.Errorf("the go build RUN lacks %s: %s", want, buildRun)
 		}
@@ -243,7 +243,8 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	dir := t.TempDir()
 	var paths []string
 	for name := range units {
-		text := strings.ReplaceAll(readFile(t, filepath.Join("systemd", name)), "/usr/local/bin/signet", "/bin/true")
+		text := readFile(t, filepath.Join("systemd", name))
+		text = strings.ReplaceAll(strings.ReplaceAll(text, "/usr/local/bin/signet-agent", "/bin/true"), "/usr/local/bin/signet", "/bin/true")
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			t.Fatal(err)

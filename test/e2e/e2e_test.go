@@ -72,7 +72,13 @@ func start(t *testing.T, name string, args ...string) *proc { return startTB(t, 
 
 func startTB(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(signetBin, args...), out: &testenv.LogBuffer{}}
+	return startBin(t, signetBin, name, args...)
+}
+
+// startBin starts the executable bin as startTB starts signet.
+func startBin(t testing.TB, bin, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &testenv.LogBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
