@@ -17,7 +17,7 @@ import (
 // called concurrently.
 type startupTimings struct {
 	attest, syncCall, apply, keygen, sign, insert atomic.Int64 // nanoseconds
-	pages, batches                                atomic.Int64
+	batches                                       atomic.Int64 // SignX509SVIDs calls
 }
 
 // since adds the time since start to the counter d.
@@ -35,7 +35,6 @@ func (t *startupTimings) attrs(total time.Duration) []any {
 		slog.Float64("keygen_ms", ms(t.keygen.Load())),
 		slog.Float64("sign_rpc_ms", ms(t.sign.Load())),
 		slog.Float64("cache_insert_ms", ms(t.insert.Load())),
-		slog.Int64("sync_pages", t.pages.Load()),
 		slog.Int64("sign_batches", t.batches.Load()),
 	}
 }

@@ -232,7 +232,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 			}
 			return err
 		})
-		procs = append(procs, agentProc{bin.name + "-agent", agent.cmd.Process.Pid})
+		procs = append(procs, agentProc{map[string]string{"signet": "one-binary-agent", "signet-agent": "slim-agent"}[bin.name], agent.cmd.Process.Pid})
 	}
 	time.Sleep(10 * time.Second)
 	// VmRSS counts the binary's file-backed pages too (shared, reclaimable);
