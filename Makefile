@@ -1,6 +1,8 @@
-# Signet build entry points. `make build` produces ./bin/signet.
+# Signet build entry points. `make build` produces ./bin/signet and
+# ./bin/signet-agent (the slim node binary).
 GO        ?= go
 BIN       ?= bin/signet
+AGENT_BIN ?= bin/signet-agent
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Commit and build date are the commit's, never the clock's, so two builds
 # of one commit are byte-identical (see `make release`).
@@ -17,9 +19,11 @@ STATICCHECK_VERSION ?= v0.8.2
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/signet
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(AGENT_BIN) ./cmd/signet-agent
 
 # Static (CGO_ENABLED=0), path-free (-trimpath) binaries named
-# signet-$(VERSION)-GOOS-GOARCH, stamped with the commit and its commit
+# signet-$(VERSION)-GOOS-GOARCH and signet-agent-$(VERSION)-GOOS-GOARCH
+# (the slim agent: Linux only, where agents run), stamped with the commit and its commit
 # time, and their SHA256SUMS. Reproducible: the same commit gives the same
 # checksums on any machine with the same Go version (.ci/reproducible
 # checks it).
@@ -30,6 +34,10 @@ release:
 	  echo "build $$os/$$arch"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOFLAGS=-buildvcs=false $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
 	    -o $(DIST)/signet-$(VERSION)-$$os-$$arch ./cmd/signet; \
+	  if [ "$$os" = linux ]; then \
+	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOFLAGS=-buildvcs=false $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	      -o $(DIST)/signet-agent-$(VERSION)-$$os-$$arch ./cmd/signet-agent; \
+	  fi; \
 	done
 	cd $(DIST) && sha256sum signet-* > SHA256SUMS && cat SHA256SUMS
 

@@ -108,7 +108,7 @@ func TestDockerfile(t *testing.T) {
 	if !strings.HasPrefix(finalEntrypoint, "[") {
 		t.Errorf("ENTRYPOINT %s: want the exec form: the image has no shell", finalEntrypoint)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/signet"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/signet ", "./cmd/signet-agent"} {
 		if !strings.Contains(buildRun, want) {
 			t.Errorf("the go build RUN lacks %s: %s", want, buildRun)
 		}
@@ -161,10 +161,10 @@ func TestDockerBuild(t *testing.T) {
 	}
 }
 
-// TestStaticBinaryEmptyRoot builds signet as the Dockerfile and make
-// release do and runs `signet version` chrooted into a directory holding
-// nothing but the binary: no libc, no /etc, no /proc. This is what the
-// FROM scratch image relies on.
+// TestStaticBinaryEmptyRoot builds signet and signet-agent as the
+// Dockerfile and make release do and runs each one's `version` chrooted
+// into a directory holding nothing but the binary: no libc, no /etc, no
+// /proc. This is what the FROM scratch image relies on.
 func TestStaticBinaryEmptyRoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
@@ -173,35 +173,39 @@ func TestStaticBinaryEmptyRoot(t *testing.T) {
 	if err != nil {
 		t.Skip("no chroot")
 	}
-	root := t.TempDir()
-	bin := filepath.Join(root, "signet")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=emptyroot", "-o", bin, "../cmd/signet")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	entries, _ := os.ReadDir(root)
-	if len(entries) != 1 {
-		t.Fatalf("the root holds %d entries, want only the binary", len(entries))
-	}
-	var cmd *exec.Cmd
-	if os.Geteuid() == 0 {
-		cmd = exec.Command(chroot, root, "/signet", "version")
-	} else if unshare, err := exec.LookPath("unshare"); err == nil {
-		// An unprivileged user namespace allows chroot without root.
-		cmd = exec.Command(unshare, "--user", "--map-root-user", chroot, root, "/signet", "version")
-	} else {
-		t.Skip("not root and no unshare: cannot chroot")
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "Operation not permitted") {
-			t.Skipf("chroot refused here: %s", lastLine(out))
-		}
-		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
-	}
-	if !strings.HasPrefix(string(out), "signet emptyroot\n") {
-		t.Fatalf("signet version in an empty root = %q", out)
+	for _, name := range []string{"signet", "signet-agent"} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			bin := filepath.Join(root, name)
+			build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=emptyroot", "-o", bin, "../cmd/"+name)
+			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, out)
+			}
+			entries, _ := os.ReadDir(root)
+			if len(entries) != 1 {
+				t.Fatalf("the root holds %d entries, want only the binary", len(entries))
+			}
+			var cmd *exec.Cmd
+			if os.Geteuid() == 0 {
+				cmd = exec.Command(chroot, root, "/"+name, "version")
+			} else if unshare, err := exec.LookPath("unshare"); err == nil {
+				// An unprivileged user namespace allows chroot without root.
+				cmd = exec.Command(unshare, "--user", "--map-root-user", chroot, root, "/"+name, "version")
+			} else {
+				t.Skip("not root and no unshare: cannot chroot")
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				if strings.Contains(string(out), "Operation not permitted") {
+					t.Skipf("chroot refused here: %s", lastLine(out))
+				}
+				t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+			}
+			if !strings.HasPrefix(string(out), name+" emptyroot\n") {
+				t.Fatalf("%s version in an empty root = %q", name, out)
+			}
+		})
 	}
 }
 
@@ -243,7 +247,8 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	dir := t.TempDir()
 	var paths []string
 	for name := range units {
-		text := strings.ReplaceAll(readFile(t, filepath.Join("systemd", name)), "/usr/local/bin/signet", "/bin/true")
+		text := readFile(t, filepath.Join("systemd", name))
+		text = strings.ReplaceAll(strings.ReplaceAll(text, "/usr/local/bin/signet-agent", "/bin/true"), "/usr/local/bin/signet", "/bin/true")
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			t.Fatal(err)

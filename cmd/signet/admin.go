@@ -2,46 +2,36 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/agentcli"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 )
 
 // Defaults shared by the server and the admin commands.
 const (
-	defaultServerDataDir = "/var/lib/signet/server"
-	defaultAgentDataDir  = "/var/lib/signet/agent"
-	defaultAgentSocket   = "/run/signet/agent.sock"
-	adminSocketEnv       = "SIGNET_ADMIN_SOCKET"
+	defaultServerDataDir = agentcli.DefaultServerDataDir
+	defaultAgentDataDir  = agentcli.DefaultAgentDataDir
+	defaultAgentSocket   = agentcli.DefaultAgentSocket
+	adminSocketEnv       = agentcli.AdminSocketEnv
 	maxAdminMessage      = 256 << 20
 	adminCallTimeout     = 60 * time.Second
 )
-
-func defaultAdminSocket() string {
-	if s := os.Getenv(adminSocketEnv); s != "" {
-		return s
-	}
-	return defaultServerDataDir + "/admin.sock"
-}
 
 // adminConn holds the --admin-socket flag of an admin command.
 type adminConn struct{ socket string }
 
 func (a *adminConn) addFlags(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&a.socket, "admin-socket", defaultAdminSocket(),
-		"the server's admin socket (env "+adminSocketEnv+")")
+	agentcli.AddAdminSocketFlag(cmd, &a.socket)
 }
 
 // dial connects to the admin socket (every admin service: Admin, Inventory,
@@ -101,12 +91,7 @@ func rpcErr(err error) error {
 	if errors.As(err, &ee) {
 		return err
 	}
-	k := errkind.FromGRPC(err)
-	msg, _ := errkind.Public(k)
-	if errkind.Of(k) == errkind.Unavailable {
-		return fmt.Errorf("server unavailable: %s", msg)
-	}
-	return errors.New(msg)
+	return agentcli.RPCErr(err)
 }
 
 // output is the output format option of read commands: -o table|json,
@@ -118,43 +103,10 @@ func (o *output) addFlags(cmd *cobra.Command) { o.addFlagsFor(cmd, "JSON") }
 
 // addFlagsFor registers the flags, describing the JSON form as jsonForm.
 func (o *output) addFlagsFor(cmd *cobra.Command, jsonForm string) {
-	usage := "output format: table or json"
-	if jsonForm != "JSON" {
-		usage += " (" + jsonForm + ")"
-	}
-	cmd.Flags().VarP(outputFlag{o}, "output", "o", usage)
-	cmd.Flags().BoolVar(&o.json, "json", false, "print "+jsonForm+" instead of a table (same as -o json)")
+	agentcli.AddOutputFlags(cmd, &o.json, jsonForm)
 }
 
-// outputFlag is the pflag.Value of -o.
-type outputFlag struct{ o *output }
-
-func (f outputFlag) Set(s string) error {
-	switch strings.ToLower(s) {
-	case "table":
-		f.o.json = false
-	case "json":
-		f.o.json = true
-	default:
-		return fmt.Errorf("%q is not an output format: use table or json", s)
-	}
-	return nil
-}
-
-func (f outputFlag) String() string {
-	if f.o != nil && f.o.json {
-		return "json"
-	}
-	return "table"
-}
-
-func (f outputFlag) Type() string { return "format" }
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func writeJSON(w io.Writer, v any) error { return agentcli.WriteJSON(w, v) }
 
 // fmtTime renders a timestamp for tables; zero is "-".
 func fmtTime(t time.Time) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/signet-id/signet/internal/agentcli"
 	"github.com/signet-id/signet/internal/broker/policy"
 	"github.com/signet-id/signet/internal/config"
 )
@@ -55,7 +56,7 @@ func TestRunFlagsMatchConfigKeys(t *testing.T) {
 		fileOnly []string
 	}{
 		{newServerRunCmd(), config.Server{}, []string{"node_attestors", "key_manager", "upstream_authority", "oidc_issuers", "broker.credentials"}},
-		{newAgentRunCmd(), config.Agent{}, []string{"node_attestor", "workload_attestors"}},
+		{agentcli.NewAgentRunCmd(stamp()), config.Agent{}, []string{"node_attestor", "workload_attestors"}},
 	} {
 		keys := map[string]bool{}
 		yamlPaths(reflect.TypeOf(tc.cfg), "", keys)
@@ -133,27 +134,6 @@ node_attestors:
 	}
 }
 
-// TestAgentFlagsOverFile checks the agent's merge the same way.
-func TestAgentFlagsOverFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(path, []byte("server_address: file:8081\nsocket: /file.sock\nsync_interval: 2s\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var f agentFlags
-	cmd := agentRunCmd(&f)
-	if err := cmd.ParseFlags([]string{"--config", path, "--socket", "/flag.sock", "--attest-timeout", "1d"}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.resolve()
-	if err != nil {
-		t.Fatalf("resolve: %v", err)
-	}
-	if c.ServerAddress != "file:8081" || c.Socket != "/flag.sock" || time.Duration(c.SyncInterval) != 2*time.Second ||
-		time.Duration(c.AttestTimeout) != 24*time.Hour || c.DataDir != defaultAgentDataDir {
-		t.Errorf("resolve = %+v", c)
-	}
-}
-
 // TestREADMEConfigExamples: the configuration examples of the README
 // decode strictly, and their plugin sections build.
 func TestREADMEConfigExamples(t *testing.T) {
@@ -183,7 +163,7 @@ func TestREADMEConfigExamples(t *testing.T) {
 				t.Errorf("README agent example: %v", err)
 				continue
 			}
-			if _, err := workloadAttestors(c.WorkloadAttestors, slog.New(slog.DiscardHandler)); err != nil {
+			if _, err := agentcli.WorkloadAttestors(c.WorkloadAttestors, slog.New(slog.DiscardHandler)); err != nil {
 				t.Errorf("README agent example: workload_attestors: %v", err)
 			}
 		default:

@@ -22,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-id/signet/internal/agent"
+	"github.com/signet-id/signet/internal/agentcli"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/nodeattest/awsiid"
@@ -39,18 +40,18 @@ import (
 // defaults).
 func (d *doctor) agent(cmd *cobra.Command, configPath string) *doctorReport {
 	r := &doctorReport{Role: "agent", Config: configPath}
-	f := &agentFlags{configPath: configPath, flags: doctorFlags(agentDefaults())}
-	c, err := f.resolve()
+	f := agentcli.NewAgentSettings(configPath, doctorFlags(agentcli.AgentDefaults()))
+	c, err := f.Resolve()
 	if err == nil {
-		err = f.preflightAddress(c)
+		err = preflightAddress(f.Flags(), c)
 	}
 	if err != nil {
 		r.problem("config", oneLine(err), "edit "+orDefaults(configPath))
 		return r
 	}
-	cfg, err := f.agentConfig(c, slog.New(slog.DiscardHandler))
+	cfg, err := f.AgentConfig(c, slog.New(slog.DiscardHandler))
 	if err == nil {
-		err = agentConfigErr(cfg.Check())
+		err = agentcli.AgentConfigErr(cfg.Check())
 	}
 	configOK := err == nil
 	if err != nil {
@@ -60,12 +61,12 @@ func (d *doctor) agent(cmd *cobra.Command, configPath string) *doctorReport {
 	}
 	td, tdErr := agent.ResolveTrustDomain(cfg)
 	if configOK && tdErr != nil {
-		r.problem("config", agentConfigErr(tdErr).Error(), "set trust_domain or trust_bundle in "+orDefaults(configPath))
+		r.problem("config", agentcli.AgentConfigErr(tdErr).Error(), "set trust_domain or trust_bundle in "+orDefaults(configPath))
 	} else if configOK {
 		r.ok("config", "valid (trust domain %s, server %s)", td, c.ServerAddress)
 	}
 
-	if err := preflight.DataDir(f.flags.Name("data-dir"), c.DataDir); err != nil {
+	if err := preflight.DataDir(f.Flags().Name("data-dir"), c.DataDir); err != nil {
 		r.problemErr("data_dir", err, "")
 	} else if _, err := os.Stat(c.DataDir); err != nil {
 		r.ok("data_dir", "%s does not exist yet: the agent creates it (0700) on its first start", c.DataDir)
@@ -132,9 +133,9 @@ func (d *doctor) workloadAttestors(ctx context.Context, r *doctorReport, c confi
 }
 
 // preflightAddress is the server address part of `agent run`'s preflight.
-func (f *agentFlags) preflightAddress(c config.Agent) error {
+func preflightAddress(flags *config.Flags[config.Agent], c config.Agent) error {
 	if host, port, err := net.SplitHostPort(c.ServerAddress); err != nil || host == "" || port == "" {
-		return fmt.Errorf("%s %q: want host:port, e.g. signet.example.org:8081", f.flags.Name("server-address"), c.ServerAddress)
+		return fmt.Errorf("%s %q: want host:port, e.g. signet.example.org:8081", flags.Name("server-address"), c.ServerAddress)
 	}
 	return nil
 }

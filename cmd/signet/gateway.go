@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/signet-id/signet/internal/agentcli"
 	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/gateway"
@@ -55,7 +56,7 @@ https upstream. See docs/gateway.md.`,
 			if err != nil {
 				return err
 			}
-			addr, err := helperAddr(cfg.AgentSocket)
+			addr, err := agentcli.HelperAddr(cfg.AgentSocket)
 			if err != nil {
 				return err
 			}

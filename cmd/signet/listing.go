@@ -4,45 +4,14 @@ import (
 	"fmt"
 	"io"
 
-	prettytable "github.com/jedib0t/go-pretty/v6/table"
-	"github.com/jedib0t/go-pretty/v6/text"
 	"github.com/spf13/cobra"
+
+	"github.com/signet-id/signet/internal/agentcli"
 )
 
-// tableStyle is every list command's table: a header row, columns two
-// spaces apart, no borders, no trailing blanks, cells as given.
-var tableStyle = func() prettytable.Style {
-	s := prettytable.StyleDefault
-	s.Name = "signet"
-	s.Box.PaddingLeft, s.Box.PaddingRight = "", "  "
-	s.Options = prettytable.Options{}
-	s.Format.Header, s.Format.Row, s.Format.Footer = text.FormatDefault, text.FormatDefault, text.FormatDefault
-	return s
-}()
-
-// table writes rows as aligned columns; the first row is the header.
-func table(w io.Writer, rows [][]string) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	t := prettytable.NewWriter()
-	t.SetStyle(tableStyle)
-	t.SuppressTrailingSpaces()
-	t.AppendHeader(cells(rows[0]))
-	for _, r := range rows[1:] {
-		t.AppendRow(cells(r))
-	}
-	_, err := io.WriteString(w, t.Render()+"\n")
-	return err
-}
-
-func cells(r []string) prettytable.Row {
-	out := make(prettytable.Row, len(r))
-	for i, c := range r {
-		out[i] = c
-	}
-	return out
-}
+// table writes rows as aligned columns; the first row is the header: the
+// one table style of every command of both binaries (agentcli.Table).
+func table(w io.Writer, rows [][]string) error { return agentcli.Table(w, rows) }
 
 // Page sizes of list commands: --limit's default and bound (the servers'
 // bound too).

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/agentcli"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/server"
 )
@@ -65,7 +66,7 @@ func serverRunCmd(f *serverFlags) *cobra.Command {
 			cfg.Logger = log
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			tracing, flush, err := startTracing(ctx, "signet-server", log)
+			tracing, flush, err := agentcli.StartTracing(ctx, "signet-server", log)
 			if err != nil {
 				return err
 			}

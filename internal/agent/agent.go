@@ -109,6 +109,9 @@ type Agent struct {
 	// successful sync ("" when none).
 	brokerURL atomic.Pointer[string]
 
+	started time.Time // when Run began
+	timings startupTimings
+
 	running   atomic.Bool
 	readyOnce sync.Once
 	ready     chan struct{} // closed after the first successful sync
@@ -252,6 +255,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.runErr = err
 		close(a.done)
 	}()
+	a.started = time.Now()
 	dir, err := openDataDir(a.cfg.DataDir)
 	if err != nil {
 		return err
@@ -354,5 +358,6 @@ func (a *Agent) markReady() {
 		a.cache.ready.Store(true)
 		close(a.ready)
 		a.log.Info("agent ready: first sync complete")
+		a.log.Info("initial sync timings", a.timings.attrs(time.Since(a.started))...)
 	})
 }

@@ -45,7 +45,9 @@ func (a *Agent) loadOrAttest(ctx context.Context, dir *dataDir) (*x509svid.SVID,
 	warned := false
 	deadline := a.cfg.Clock.Now().Add(a.cfg.AttestTimeout)
 	for {
+		start := time.Now()
 		svid, bundle, err := a.attest(ctx, a.attestor)
+		since(&a.timings.attest, start)
 		if err == nil {
 			a.log.Info("node attested", logKeyAgentID, svid.ID.String(), "method", a.attestor.Name())
 			if err := dir.saveAgentSVID(svid); err != nil {

@@ -121,17 +121,21 @@ func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 	var resp *agentv1.SyncResponse
 	req := a.cache.syncRequest()
 	req.Served = a.cache.served.take()
+	callStart := time.Now()
 	err := a.client.call(func(api agentv1.AgentClient) (err error) {
 		cctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
 		defer cancel()
 		resp, err = api.Sync(cctx, req)
 		return err
 	})
+	since(&a.timings.syncCall, callStart)
 	if err != nil {
 		a.cache.served.restore(req.Served)
 		return rpcErr("sync", err)
 	}
+	applyStart := time.Now()
 	res, err := a.cache.applySync(resp)
+	since(&a.timings.apply, applyStart)
 	if err != nil {
 		return err
 	}
@@ -208,6 +212,7 @@ func (a *Agent) signBatch(ctx context.Context, jobs []signJob) (int, error) {
 	keys := make([]crypto.Signer, len(jobs))
 	req := &agentv1.SignX509SVIDsRequest{Requests: make([]*agentv1.X509SVIDRequest, len(jobs))}
 	index := make(map[string]int, len(jobs))
+	keygenStart := time.Now()
 	for i, j := range jobs {
 		key, csr, err := newKeyAndCSR()
 		if err != nil {
@@ -217,16 +222,21 @@ func (a *Agent) signBatch(ctx context.Context, jobs []signJob) (int, error) {
 		req.Requests[i] = &agentv1.X509SVIDRequest{EntryId: j.entry.ID, Csr: csr}
 		index[j.entry.ID] = i
 	}
+	since(&a.timings.keygen, keygenStart)
 	var resp *agentv1.SignX509SVIDsResponse
+	signStart := time.Now()
 	err := a.client.call(func(api agentv1.AgentClient) (err error) {
 		cctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
 		defer cancel()
 		resp, err = api.SignX509SVIDs(cctx, req)
 		return err
 	})
+	since(&a.timings.sign, signStart)
+	a.timings.batches.Add(1)
 	if err != nil {
 		return 0, rpcErr("sign x509-svids", err)
 	}
+	defer since(&a.timings.insert, time.Now())
 	now := a.cfg.Clock.Now()
 	answered := make([]bool, len(jobs))
 	stored := 0

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -32,6 +31,7 @@ import (
 	"github.com/signet-id/signet/internal/broker/provider/postgres"
 	sshprovider "github.com/signet-id/signet/internal/broker/provider/ssh"
 	"github.com/signet-id/signet/internal/broker/provider/static"
+	"github.com/signet-id/signet/internal/builtin/agentside"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
 	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
@@ -48,20 +48,16 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/plugin"
 	"github.com/signet-id/signet/internal/workloadattest"
-	"github.com/signet-id/signet/internal/workloadattest/docker"
-	"github.com/signet-id/signet/internal/workloadattest/k8s"
-	"github.com/signet-id/signet/internal/workloadattest/systemd"
-	"github.com/signet-id/signet/internal/workloadattest/unix"
 )
 
 // Configuration keys of the plugin sections.
 const (
-	NodeAttestorsKey     = "node_attestors"     // server: the methods it accepts
-	NodeAttestorKey      = "node_attestor"      // agent: the one method it uses
-	WorkloadAttestorsKey = "workload_attestors" // agent: besides unix, always on
-	KeyManagerKey        = "key_manager"        // server: where CA and JWT keys live (one)
-	UpstreamAuthorityKey = "upstream_authority" // server: who signs the X.509 CA (at most one)
-	CredentialsKey       = "broker.credentials" // server: the broker's credentials, each naming its provider
+	NodeAttestorsKey     = "node_attestors"      // server: the methods it accepts
+	NodeAttestorKey      = agentside.Key         // agent: the one method it uses
+	WorkloadAttestorsKey = agentside.WorkloadKey // agent: besides unix, always on
+	KeyManagerKey        = "key_manager"         // server: where CA and JWT keys live (one)
+	UpstreamAuthorityKey = "upstream_authority"  // server: who signs the X.509 CA (at most one)
+	CredentialsKey       = "broker.credentials"  // server: the broker's credentials, each naming its provider
 )
 
 // DefaultNodeVerifiers are the node attestation methods a server accepts
@@ -112,37 +108,20 @@ func NodeVerifiers() (*plugin.Registry[nodeattest.Verifier, VerifierDeps], error
 }
 
 // AttestorDeps is what agent halves of node attestation may use.
-type AttestorDeps struct {
-	Log *slog.Logger
-}
+type AttestorDeps = agentside.AttestorDeps
 
-// NodeAttestors returns the registry of agent halves of node attestation.
+// NodeAttestors returns the registry of agent halves of node attestation
+// (agentside lists them, so that the slim agent binary links only those).
 func NodeAttestors() (*plugin.Registry[nodeattest.Attestor, AttestorDeps], error) {
-	return plugin.New("node attestor", NodeAttestorKey,
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: jointoken.Name, New: newJoinTokenAttestor},
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: x509pop.Name, New: newX509popAttestor},
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: sshpop.Name, New: newSSHPopAttestor},
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: awsiid.Name, New: newAWSIIDAttestor},
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: gcpiit.Name, New: newGCPIITAttestor},
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: azuremsi.Name, New: newAzureMSIAttestor},
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: tpm.Name, New: newTPMAttestor},
-		plugin.Factory[nodeattest.Attestor, AttestorDeps]{Name: k8spsat.Name, New: newK8sPSATAttestor},
-	)
+	return agentside.NodeAttestors()
 }
 
 // WorkloadDeps is what workload attestors may use.
-type WorkloadDeps struct {
-	Log *slog.Logger
-}
+type WorkloadDeps = agentside.WorkloadDeps
 
 // WorkloadAttestors returns the registry of workload attestors.
 func WorkloadAttestors() (*plugin.Registry[workloadattest.Attestor, WorkloadDeps], error) {
-	return plugin.New("workload attestor", WorkloadAttestorsKey,
-		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: "unix", New: newUnixAttestor},
-		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: k8s.Name, New: newK8sAttestor},
-		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: docker.Name, New: newDockerAttestor},
-		plugin.Factory[workloadattest.Attestor, WorkloadDeps]{Name: systemd.Name, New: newSystemdAttestor},
-	)
+	return agentside.WorkloadAttestors()
 }
 
 func newJoinTokenVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
@@ -169,21 +148,6 @@ func newReauthVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifi
 	})
 }
 
-func newJoinTokenAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg jointoken.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	tok := cfg.Token
-	if cfg.TokenFile != "" {
-		var err error
-		if tok, err = jointoken.ReadTokenFile(cfg.TokenFile); err != nil {
-			return nil, fmt.Errorf("token_file: %w", err)
-		}
-	}
-	return jointoken.New(tok)
-}
-
 func newX509popVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
 	var cfg x509pop.Config
 	if err := decode(&cfg); err != nil {
@@ -194,14 +158,6 @@ func newX509popVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verif
 		return nil, fmt.Errorf("ca_bundle_path: %w", err)
 	}
 	return x509pop.NewVerifier(x509pop.VerifierConfig{TrustDomain: d.TrustDomain, Roots: roots, Now: d.Now})
-}
-
-func newX509popAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg x509pop.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return x509pop.NewAttestor(cfg)
 }
 
 func newSSHPopVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
@@ -216,14 +172,6 @@ func newSSHPopVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifi
 	return sshpop.NewVerifier(sshpop.VerifierConfig{TrustDomain: d.TrustDomain, Authorities: cas, Now: d.Now})
 }
 
-func newSSHPopAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg sshpop.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return sshpop.NewAttestor(cfg)
-}
-
 func newAWSIIDVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
 	var cfg awsiid.Config
 	if err := decode(&cfg); err != nil {
@@ -235,28 +183,12 @@ func newAWSIIDVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifi
 	return awsiid.NewVerifier(d.TrustDomain, cfg, d.Nodes)
 }
 
-func newAWSIIDAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg awsiid.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return awsiid.New(cfg)
-}
-
 func newGCPIITVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
 	var cfg gcpiit.Config
 	if err := decode(&cfg); err != nil {
 		return nil, err
 	}
 	return gcpiit.NewVerifier(d.TrustDomain, cfg, d.Now)
-}
-
-func newGCPIITAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg gcpiit.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return gcpiit.New(cfg)
 }
 
 func newAzureMSIVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
@@ -270,28 +202,12 @@ func newAzureMSIVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Veri
 	return azuremsi.NewVerifier(d.TrustDomain, cfg, d.Nodes, d.Now)
 }
 
-func newAzureMSIAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg azuremsi.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return azuremsi.New(cfg)
-}
-
 func newTPMVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
 	var cfg tpm.Config
 	if err := decode(&cfg); err != nil {
 		return nil, err
 	}
 	return tpm.NewVerifier(cfg, tpm.VerifierDeps{TrustDomain: d.TrustDomain, AllowList: d.TPMAllowList, Now: d.Now})
-}
-
-func newTPMAttestor(d AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg tpm.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return tpm.New(cfg, d.Log)
 }
 
 func newK8sPSATVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
@@ -303,49 +219,6 @@ func newK8sPSATVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verif
 		return nil, fmt.Errorf("k8s_psat needs the node lookup (one agent per node)")
 	}
 	return k8spsat.NewVerifier(cfg, k8spsat.VerifierDeps{TrustDomain: d.TrustDomain, Nodes: d.Nodes, Now: d.Now, Log: d.Log})
-}
-
-func newK8sPSATAttestor(_ AttestorDeps, decode plugin.Decoder) (nodeattest.Attestor, error) {
-	var cfg k8spsat.AgentConfig
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return k8spsat.New(cfg)
-}
-
-func newUnixAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
-	cfg := unix.DefaultConfig()
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	if runtime.GOOS != "linux" {
-		return nil, fmt.Errorf("the unix workload attestor needs Linux (SO_PEERCRED and pidfds), not %s", runtime.GOOS)
-	}
-	return unix.New(cfg, d.Log)
-}
-
-func newK8sAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
-	var cfg k8s.Config
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return k8s.New(cfg, d.Log)
-}
-
-func newDockerAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
-	var cfg docker.Config
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return docker.New(cfg, d.Log)
-}
-
-func newSystemdAttestor(d WorkloadDeps, decode plugin.Decoder) (workloadattest.Attestor, error) {
-	var cfg systemd.Config
-	if err := decode(&cfg); err != nil {
-		return nil, err
-	}
-	return systemd.New(cfg, d.Log)
 }
 
 // KeyManagerDeps is what key managers may use.

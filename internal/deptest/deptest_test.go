@@ -1,7 +1,8 @@
 // Package deptest guards the dependency boundaries the architecture relies
 // on: what runs on every node (the agent, the Workload API, attestation)
 // never links the SQL store, the CA (with its private keys) or the secret
-// scanner's detector set.
+// scanner's detector set; the slim signet-agent binary's whole import graph
+// links none of the server either.
 package deptest
 
 import (
@@ -61,6 +62,73 @@ deps:
 		for _, f := range forbidden {
 			if dep == f || strings.HasPrefix(dep, f+"/") {
 				t.Errorf("node-side packages depend on %s; see `go list -deps` of %v", dep, nodeSide)
+			}
+		}
+	}
+}
+
+// TestSlimAgentBinary guards cmd/signet-agent's whole import graph: none of
+// the server (store, CA, SQL drivers and migrations, scanner and gitleaks,
+// console, the broker and its credential providers, inventory, the admin
+// and agent API servers) and no policy engine (cel-go) or server-side
+// plugin list (internal/builtin; the agent's half is builtin/agentside).
+func TestSlimAgentBinary(t *testing.T) {
+	forbidden := []string{
+		"github.com/signet-id/signet/internal/store",
+		"github.com/signet-id/signet/internal/ca",
+		"github.com/signet-id/signet/internal/server",
+		"github.com/signet-id/signet/internal/scan",
+		"github.com/signet-id/signet/internal/console",
+		"github.com/signet-id/signet/internal/inventory",
+		"github.com/signet-id/signet/internal/inventoryapi",
+		"github.com/signet-id/signet/internal/adminapi",
+		"github.com/signet-id/signet/internal/agentapi",
+		"github.com/signet-id/signet/internal/tokenapi/svidissuer",
+		"github.com/signet-id/signet/internal/broker",
+		"github.com/signet-id/signet/internal/policy",
+		"github.com/signet-id/signet/internal/ci",
+		"github.com/signet-id/signet/internal/devenv",
+		"github.com/signet-id/signet/internal/gateway",
+		"github.com/signet-id/signet/internal/testenv",
+		"modernc.org/sqlite",
+		"github.com/jackc/pgx/v5",
+		"github.com/go-sql-driver/mysql",
+		"github.com/pressly/goose/v3",
+		"github.com/zricethezav/gitleaks/v8",
+		"cel.dev/cel-go",
+		"github.com/google/cel-go",
+	}
+	// The agent's Workload API client of the broker decodes the broker's
+	// wire types; the broker itself (leases, policy, providers) stays out.
+	allowed := []string{"github.com/signet-id/signet/internal/broker/wire"}
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "github.com/signet-id/signet/cmd/signet-agent").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 {
+		t.Fatalf("go list -deps of cmd/signet-agent gave %d packages, want the whole graph", len(deps))
+	}
+	seen := map[string]bool{}
+	for _, dep := range deps {
+		seen[dep] = true
+	}
+	// The guard must look at the graph that matters: the agent is in it.
+	for _, want := range []string{"github.com/signet-id/signet/internal/agent", "github.com/signet-id/signet/internal/workload"} {
+		if !seen[want] {
+			t.Fatalf("cmd/signet-agent does not link %s: is the guard looking at the right binary?", want)
+		}
+	}
+next:
+	for _, dep := range deps {
+		for _, a := range allowed {
+			if dep == a {
+				continue next
+			}
+		}
+		for _, f := range forbidden {
+			if dep == f || strings.HasPrefix(dep, f+"/") {
+				t.Errorf("cmd/signet-agent links %s (see `go list -deps ./cmd/signet-agent`)", dep)
 			}
 		}
 	}

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -50,51 +52,134 @@ func deploy(tb testing.TB) *deployment {
 // the process and the health address.
 func (d *deployment) startAgent(tb testing.TB, name, nodeID string) (*proc, string) {
 	tb.Helper()
+	return d.startAgentBin(tb, oneBinary(), name, nodeID)
+}
+
+// agentBinary is how an agent process is started: signet's `agent run`,
+// or the slim signet-agent's `run`.
+type agentBinary struct {
+	name string   // in metric names: "signet" or "signet-agent"
+	path string   // the executable
+	run  []string // the arguments before the flags
+}
+
+func oneBinary() agentBinary {
+	return agentBinary{name: "signet", path: signetBin, run: []string{"agent", "run"}}
+}
+
+var slimBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// slimAgent builds cmd/signet-agent once, the way signetBin is built.
+func slimAgent(tb testing.TB) agentBinary {
+	tb.Helper()
+	slimBuild.once.Do(func() {
+		slimBuild.path = filepath.Join(filepath.Dir(signetBin), "signet-agent")
+		out, err := exec.Command("go", "build", "-o", slimBuild.path, "../../cmd/signet-agent").CombinedOutput()
+		if err != nil {
+			slimBuild.err = fmt.Errorf("build signet-agent: %v\n%s", err, out)
+		}
+	})
+	if slimBuild.err != nil {
+		tb.Fatal(slimBuild.err)
+	}
+	return agentBinary{name: "signet-agent", path: slimBuild.path, run: []string{"run"}}
+}
+
+// startAgentBin starts an agent with bin, as startAgent does.
+func (d *deployment) startAgentBin(tb testing.TB, bin agentBinary, name, nodeID string) (*proc, string) {
+	tb.Helper()
 	tok, errOut, err := signetRun("token", "create", "--admin-socket", d.adminSock, "--spiffe-id", nodeID)
 	if err != nil {
 		tb.Fatalf("token create: %v %s", err, errOut)
 	}
-	bin := signetBin
-	if b := os.Getenv("SIGNET_BENCH_AGENT_BIN"); b != "" {
-		bin = b // another build of the agent, for before/after comparisons
-	}
-	p := startEnvTB(tb, name, bin, agentEnv, "agent", "run", "--server-address", d.addr, "--trust-bundle", d.bundlePath,
+	args := append(append([]string{}, bin.run...), "--server-address", d.addr, "--trust-bundle", d.bundlePath,
 		"--join-token", strings.TrimSpace(tok), "--socket", filepath.Join(d.dir, name+".sock"),
 		"--data-dir", filepath.Join(d.dir, name), "--health-address", "127.0.0.1:0", "--log-level", "info")
+	path := bin.path
+	if b := os.Getenv("SIGNET_BENCH_AGENT_BIN"); b != "" && bin.name == "signet" {
+		path = b // another build of the one-binary agent, for before/after comparisons
+	}
+	p := startEnvTB(tb, name, path, agentEnv, args...)
 	return p, healthAddr(tb, p)
 }
 
 // BenchmarkAgent10kEntries measures a fresh agent whose node has 10,000
-// entries: time from process start until it holds every X509-SVID, and its
-// peak resident memory. Run with -benchtime 1x.
+// entries, for the one signet binary and the slim signet-agent: time from
+// process start until it holds every X509-SVID, its peak resident memory
+// (VmHWM) and the CPU it used (user+system, from /proc/PID/stat: the
+// machine may be loaded, CPU time is what the agent itself spent), and
+// where the time went, from the agent's log lines of the first sync
+// ("initial sync timings": attestation, sync, key and CSR generation,
+// signing round trips, cache inserts). Run with -benchtime 1x.
 func BenchmarkAgent10kEntries(b *testing.B) {
 	const n = 10000
 	d := deploy(b)
-	var total time.Duration
-	var peak int64
-	for i := 0; i < b.N; i++ {
-		nodeID := fmt.Sprintf("spiffe://example.org/node/big-%d", i)
-		d.createEntries(b, nodeID, n)
-		start := time.Now()
-		p, health := d.startAgent(b, fmt.Sprintf("agent%d", i), nodeID)
-		waitFor(b, 5*time.Minute, func() error {
-			v, err := metric(health, "signet_agent_cached_x509_svids")
-			if err != nil {
-				return err
+	for _, bin := range []agentBinary{slimAgent(b), oneBinary()} {
+		b.Run(bin.name, func(b *testing.B) {
+			var total time.Duration
+			var peak, cpu int64
+			phases := map[string]float64{}
+			for i := 0; i < b.N; i++ {
+				nodeID := fmt.Sprintf("spiffe://example.org/node/big-%s-%d", bin.name, i)
+				d.createEntries(b, nodeID, n)
+				start := time.Now()
+				p, health := d.startAgentBin(b, bin, fmt.Sprintf("agent-%s-%d", bin.name, i), nodeID)
+				waitFor(b, 5*time.Minute, func() error {
+					v, err := metric(health, "signet_agent_cached_x509_svids")
+					if err != nil {
+						return err
+					}
+					if v < n {
+						return fmt.Errorf("%v of %d SVIDs", v, n)
+					}
+					return nil
+				})
+				total += time.Since(start)
+				if hwm := procStatusKB(b, p.cmd.Process.Pid, "VmHWM"); hwm > peak {
+					peak = hwm
+				}
+				cpu += procCPUms(b, p.cmd.Process.Pid)
+				for k, v := range initialSyncTimings(b, p) {
+					phases[k] += v
+				}
+				p.stop()
 			}
-			if v < n {
-				return fmt.Errorf("%v of %d SVIDs", v, n)
+			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-all-svids")
+			b.ReportMetric(float64(cpu)/1000/float64(b.N), "agent-cpu-s")
+			b.ReportMetric(float64(peak)/1024, "peak-rss-MB")
+			for k, v := range phases {
+				b.ReportMetric(v/float64(b.N), k+"-ms")
+			}
+		})
+	}
+}
+
+// initialSyncTimings reads the agent's "initial sync timings" log line:
+// each *_ms field of it.
+func initialSyncTimings(tb testing.TB, p *proc) map[string]float64 {
+	tb.Helper()
+	var out map[string]float64
+	waitFor(tb, 10*time.Second, func() error {
+		for _, line := range strings.Split(p.out.String(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "initial sync timings" {
+				continue
+			}
+			out = map[string]float64{}
+			for k, v := range rec {
+				if f, ok := v.(float64); ok && strings.HasSuffix(k, "_ms") {
+					out[strings.TrimSuffix(k, "_ms")] = f
+				}
 			}
 			return nil
-		})
-		total += time.Since(start)
-		if hwm := procStatusKB(b, p.cmd.Process.Pid, "VmHWM"); hwm > peak {
-			peak = hwm
 		}
-		p.stop()
-	}
-	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-all-svids")
-	b.ReportMetric(float64(peak)/1024, "peak-rss-MB")
+		return fmt.Errorf("no \"initial sync timings\" line in the agent's log")
+	})
+	return out
 }
 
 // createEntries registers n entries under nodeID with one atomic
@@ -118,31 +203,45 @@ func (d *deployment) createEntries(tb testing.TB, nodeID string, n int) {
 	}
 }
 
-// BenchmarkIdleRSS measures the resident memory of an idle server and an
-// idle agent holding one SVID, ten seconds after the agent is ready: all of
-// it (VmRSS) and the private part (RssAnon).
+// BenchmarkIdleRSS measures the resident memory of an idle server and of
+// an idle agent holding one SVID, ten seconds after the agent is ready:
+// all of it (VmRSS) and the private part (RssAnon), for the one signet
+// binary's agent and the slim signet-agent, with each binary's size.
 func BenchmarkIdleRSS(b *testing.B) {
 	d := deploy(b)
-	nodeID := "spiffe://example.org/node/idle"
-	if _, errOut, err := signetRun("entry", "create", "--admin-socket", d.adminSock, "--parent-id", nodeID,
-		"--spiffe-id", "spiffe://example.org/idle", "--selector", "unix:uid:"+strconv.Itoa(os.Getuid())); err != nil {
-		b.Fatalf("entry create: %v %s", err, errOut)
-	}
-	agent, health := d.startAgent(b, "agent", nodeID)
-	waitFor(b, time.Minute, func() error {
-		v, err := metric(health, "signet_agent_cached_x509_svids")
-		if err == nil && v < 1 {
-			err = fmt.Errorf("no SVID yet")
+	slim := slimAgent(b)
+	for _, bin := range []agentBinary{slim, oneBinary()} {
+		fi, err := os.Stat(bin.path)
+		if err != nil {
+			b.Fatal(err)
 		}
-		return err
-	})
+		b.ReportMetric(float64(fi.Size())/(1<<20), bin.name+"-binary-MB")
+	}
+	type agentProc struct {
+		name string
+		pid  int
+	}
+	procs := []agentProc{{"server", d.server.cmd.Process.Pid}}
+	for _, bin := range []agentBinary{slim, oneBinary()} {
+		nodeID := "spiffe://example.org/node/idle-" + bin.name
+		if _, errOut, err := signetRun("entry", "create", "--admin-socket", d.adminSock, "--parent-id", nodeID,
+			"--spiffe-id", "spiffe://example.org/idle-"+bin.name, "--selector", "unix:uid:"+strconv.Itoa(os.Getuid())); err != nil {
+			b.Fatalf("entry create: %v %s", err, errOut)
+		}
+		agent, health := d.startAgentBin(b, bin, "agent-"+bin.name, nodeID)
+		waitFor(b, time.Minute, func() error {
+			v, err := metric(health, "signet_agent_cached_x509_svids")
+			if err == nil && v < 1 {
+				err = fmt.Errorf("no SVID yet")
+			}
+			return err
+		})
+		procs = append(procs, agentProc{map[string]string{"signet": "one-binary-agent", "signet-agent": "slim-agent"}[bin.name], agent.cmd.Process.Pid})
+	}
 	time.Sleep(10 * time.Second)
 	// VmRSS counts the binary's file-backed pages too (shared, reclaimable);
 	// RssAnon is the process's private memory.
-	for _, p := range []struct {
-		name string
-		pid  int
-	}{{"server", d.server.cmd.Process.Pid}, {"agent", agent.cmd.Process.Pid}} {
+	for _, p := range procs {
 		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-MB")
 		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-MB")
 	}
@@ -187,4 +286,27 @@ func procStatusKB(tb testing.TB, pid int, field string) int64 {
 	}
 	tb.Fatalf("%s not in /proc/%d/status", field, pid)
 	return 0
+}
+
+// procCPUms is the user+system CPU time of a process so far, in
+// milliseconds (/proc/PID/stat utime and stime, in clock ticks of 1/100 s
+// on Linux).
+func procCPUms(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces; count from after it.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		tb.Fatalf("/proc/%d/stat: %q", pid, data)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("/proc/%d/stat: %q", pid, data)
+	}
+	return (utime + stime) * 10
 }

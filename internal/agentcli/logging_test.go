@@ -1,4 +1,4 @@
-package main
+package agentcli
 
 import (
 	"io"
@@ -23,7 +23,7 @@ func TestParseLogLevel(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--log-level (log.level)") || !strings.Contains(err.Error(), "debug, info, warn or error") {
 		t.Errorf("parseLogLevel(verbose) = %v, want the flag, key and accepted values", err)
 	}
-	if _, err := newLogger(io.Discard, "info", "xml"); err == nil || !strings.Contains(err.Error(), "--log-format (log.format)") {
-		t.Errorf("newLogger(format xml) = %v", err)
+	if _, err := NewLogger(io.Discard, "info", "xml"); err == nil || !strings.Contains(err.Error(), "--log-format (log.format)") {
+		t.Errorf("NewLogger(format xml) = %v", err)
 	}
 }

@@ -1,7 +1,8 @@
-package main
+package agentcli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,11 +14,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/errkind"
 )
 
-func newHealthcheckCmd() *cobra.Command {
+// NewHealthcheckCmd builds `healthcheck`: the server's admin socket or an
+// agent's Workload API socket, over the gRPC health protocol.
+func NewHealthcheckCmd() *cobra.Command {
 	var (
-		conn    adminConn
+		admin   string
 		agent   string
 		timeout time.Duration
 		quiet   bool
@@ -35,7 +39,7 @@ func newHealthcheckCmd() *cobra.Command {
 				what = "agent"
 				err = checkAgent(ctx, agent)
 			} else {
-				err = checkServer(ctx, &conn)
+				err = checkHealth(ctx, admin, "admin socket", "")
 			}
 			if err != nil {
 				return fmt.Errorf("%s is not healthy: %w", what, err)
@@ -46,17 +50,12 @@ func newHealthcheckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	conn.addFlags(cmd)
+	AddAdminSocketFlag(cmd, &admin)
 	cmd.Flags().StringVar(&agent, "agent-socket", "", "check the agent serving this Workload API socket instead of the server")
 	timeout = 5 * time.Second
 	cmd.Flags().Var(config.DurationFlag(&timeout), "timeout", "how long to wait for an answer")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "print nothing; report through the exit code only")
 	return cmd
-}
-
-// checkServer asks the admin socket's gRPC health service.
-func checkServer(ctx context.Context, conn *adminConn) error {
-	return checkHealth(ctx, conn.socket, "admin socket", "")
 }
 
 // checkAgent asks the Workload API socket's gRPC health service.
@@ -80,10 +79,24 @@ func checkHealth(ctx context.Context, socket, what, notServingHint string) error
 	defer cc.Close()
 	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
-		return rpcErr(err)
+		return RPCErr(err)
 	}
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		return fmt.Errorf("status %s%s", resp.GetStatus(), notServingHint)
 	}
 	return nil
+}
+
+// RPCErr turns a gRPC error into the text a user reads: the error kind's
+// public message, saying when the server was unavailable.
+func RPCErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	k := errkind.FromGRPC(err)
+	msg, _ := errkind.Public(k)
+	if errkind.Of(k) == errkind.Unavailable {
+		return fmt.Errorf("server unavailable: %s", msg)
+	}
+	return errors.New(msg)
 }

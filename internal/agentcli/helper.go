@@ -1,4 +1,4 @@
-package main
+package agentcli
 
 import (
 	"context"
@@ -16,7 +16,8 @@ import (
 	"github.com/signet-id/signet/internal/helper"
 )
 
-func newHelperCmd() *cobra.Command {
+// NewHelperCmd builds `helper` (helper run).
+func NewHelperCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "helper",
 		Short: "Keep SVID and credential files fresh for an application that reads them from disk",
@@ -52,11 +53,11 @@ from its server. See docs/helper.md.`,
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			log, err := NewLogger(cmd.ErrOrStderr(), logLevel, logFormat)
 			if err != nil {
 				return err
 			}
-			addr, err := helperAddr(cfg.AgentSocket)
+			addr, err := HelperAddr(cfg.AgentSocket)
 			if err != nil {
 				return err
 			}
@@ -87,10 +88,10 @@ from its server. See docs/helper.md.`,
 	return cmd
 }
 
-// helperAddr resolves the Workload API address: agent_socket (a path, or
+// HelperAddr resolves the Workload API address: agent_socket (a path, or
 // a unix:// address), else
 // $SPIFFE_ENDPOINT_SOCKET, else the agent's default socket.
-func helperAddr(socket string) (string, error) {
+func HelperAddr(socket string) (string, error) {
 	switch {
 	case strings.HasPrefix(socket, "unix://"):
 		return socket, nil
@@ -103,5 +104,5 @@ func helperAddr(socket string) (string, error) {
 	case os.Getenv(endpointEnv) != "":
 		return os.Getenv(endpointEnv), nil
 	}
-	return "unix://" + defaultAgentSocket, nil
+	return "unix://" + DefaultAgentSocket, nil
 }

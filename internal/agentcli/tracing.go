@@ -1,4 +1,4 @@
-package main
+package agentcli
 
 import (
 	"context"
@@ -8,10 +8,11 @@ import (
 	"github.com/signet-id/signet/internal/telemetry"
 )
 
-// startTracing configures tracing from the OTEL_* environment (off unless it
+// StartTracing configures tracing from the OTEL_* environment (off unless it
 // asks for it) for service, and returns it with the function that flushes
-// and stops it, waiting at most five seconds.
-func startTracing(ctx context.Context, service string, log *slog.Logger) (*telemetry.Tracing, func(), error) {
+// and stops it, waiting at most five seconds. `server run` and `agent run`
+// of both binaries use it.
+func StartTracing(ctx context.Context, service string, log *slog.Logger) (*telemetry.Tracing, func(), error) {
 	t, err := telemetry.FromEnv(ctx, service)
 	if err != nil {
 		return nil, nil, err
