@@ -81,12 +81,6 @@ func startTB(t testing.TB, name string, args ...string) *proc {
 	return startEnvTB(t, name, signetBin, nil, args...)
 }
 
-// startBin starts the executable bin as startTB starts signet.
-func startBin(t testing.TB, bin, name string, args ...string) *proc {
-	t.Helper()
-	return startEnvTB(t, name, bin, nil, args...)
-}
-
 // startEnvTB starts the signet binary bin with env added to this process's
 // environment.
 func startEnvTB(t testing.TB, name, bin string, env []string, args ...string) *proc {
