@@ -73,7 +73,7 @@ func (s *Server) x509SVIDResponse(sels []model.Selector) (*workloadpb.X509SVIDRe
 	if len(svids) == 0 {
 		return nil, s.noIdentity(sels)
 	}
-	bs := newBundleSet(s.src.Bundles())
+	bs := newBundleSet(s.bundlesFor(sels))
 	resp := &workloadpb.X509SVIDResponse{Svids: make([]*workloadpb.X509SVID, 0, len(svids))}
 	hints := make(map[string]bool, len(svids))
 	bundleDER := make(map[spiffeid.TrustDomain][]byte, 1)
@@ -137,7 +137,7 @@ func (s *Server) x509BundlesResponse(sels []model.Selector) (*workloadpb.X509Bun
 	if len(s.src.X509SVIDs(sels)) == 0 {
 		return nil, s.noIdentity(sels)
 	}
-	bs := newBundleSet(s.src.Bundles())
+	bs := newBundleSet(s.bundlesFor(sels))
 	own := bs.own()
 	if own == nil {
 		return nil, errNotReady

@@ -268,7 +268,7 @@ func (h *handler) build(sels []model.Selector, names []string) (secrets []*tlsv3
 	if len(svids) == 0 {
 		return nil, nil, h.h.NoIdentity(sels)
 	}
-	bundles := src.Bundles()
+	bundles := h.h.BundlesFor(sels)
 	if len(bundles) == 0 || bundles[0] == nil {
 		return nil, nil, workload.ErrNotReady
 	}
