@@ -31,7 +31,9 @@ import (
 // switchAttestor gives every caller the selectors last set: each go-spiffe
 // call below opens its own connection, attested afresh, so one test
 // process can play several workloads.
-type switchAttestor struct{ sels atomic.Pointer[[]model.Selector] }
+type switchAttestor struct {
+	sels atomic.Pointer[[]model.Selector]
+}
 
 func (a *switchAttestor) Name() string { return "test" }
 
