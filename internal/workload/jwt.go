@@ -107,8 +107,9 @@ func (s *Server) skipJWTSVID(svid JWTSVID, why string) {
 	s.log.Warn("jwt-svid not served: "+why, slog.Any(logKeySVID, svid))
 }
 
-// FetchJWTBundles streams the JWT bundles (JWKS documents) of every trust
-// domain the agent knows to callers that have an identity.
+// FetchJWTBundles streams the JWT bundles (JWKS documents) of the trust
+// domains the caller may see (see bundlesFor) to callers that have an
+// identity.
 func (a *api) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.ServerStreamingServer[workloadpb.JWTBundlesResponse]) error {
 	ctx := stream.Context()
 	deadline := a.s.readyDeadline()

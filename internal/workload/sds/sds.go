@@ -16,7 +16,8 @@
 //     X.509 authorities as trusted_ca;
 //   - "ALL": a validation_context whose custom validator is Envoy's SPIFFE
 //     validator (envoy.tls.cert_validator.spiffe) with every trust domain
-//     the agent knows (its own and federated ones) and its authorities;
+//     the caller may see (the agent's own and those the caller's entries
+//     federate with: workload.Host.BundlesFor) and its authorities;
 //   - a trust domain's ID ("spiffe://example.org") or name ("example.org"):
 //     a validation_context with that trust domain's authorities.
 //
