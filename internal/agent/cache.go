@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -53,8 +54,10 @@ type cache struct {
 	forceFull bool                           // the next Sync asks for everything
 	digest    []byte                         // entry-set digest; nil when stale
 	bundle    *spiffebundle.Bundle
-	federated []*spiffebundle.Bundle // federated trust domains' bundles, by trust domain
-	nSVIDs    int                    // entries holding an X509-SVID
+	// federated holds the federated trust domains' bundles as the last Sync
+	// sent them; each caller sees only those its entries' FederatesWith name.
+	federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
+	nSVIDs    int // entries holding an X509-SVID
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -99,6 +102,7 @@ var (
 	_ workload.Source         = (*cache)(nil)
 	_ workload.HealthReporter = (*cache)(nil)
 	_ workload.Explainer      = (*cache)(nil)
+	_ workload.CallerBundler  = (*cache)(nil)
 	_ x509bundle.Source       = (*cache)(nil)
 )
 
@@ -145,16 +149,72 @@ func (c *cache) broadcast() {
 	c.changedMu.Unlock()
 }
 
-// Bundles returns the trust domain's bundle first, then the bundles of the
-// federated trust domains the node's entries name (as the last Sync sent
-// them).
+// Bundles returns the trust domain's bundle first, then the bundles of all
+// the federated trust domains the node's entries name (as the last Sync
+// sent them), sorted by trust domain. The Workload API serves each caller
+// only its share (BundlesFor); this full set is for the agent's own views.
 func (c *cache) Bundles() []*spiffebundle.Bundle {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.bundle == nil {
 		return nil
 	}
-	return append([]*spiffebundle.Bundle{c.bundle}, c.federated...)
+	out := make([]*spiffebundle.Bundle, 0, 1+len(c.federated))
+	out = append(out, c.bundle)
+	for _, b := range c.federated {
+		out = append(out, b)
+	}
+	sortFederated(out[1:])
+	return out
+}
+
+// BundlesFor implements workload.CallerBundler: the trust domain's bundle
+// first, then the bundles of the trust domains that the caller's matching
+// entries (valid, unexpired, whose selectors are all among sels) name in
+// FederatesWith, sorted by trust domain. A trust domain no bundle was synced
+// for is left out; a caller without a matching entry gets the own bundle
+// only. What it reads (entries, bundles) changes only with a broadcast, so
+// responses cached under the caller's selectors stay right.
+func (c *cache) BundlesFor(sels []model.Selector) []*spiffebundle.Bundle {
+	sels = canonical(sels)
+	now := c.now()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.bundle == nil {
+		return nil
+	}
+	out := []*spiffebundle.Bundle{c.bundle}
+	if len(c.federated) == 0 {
+		return out
+	}
+	var seen map[spiffeid.TrustDomain]bool
+	for _, s := range sels {
+		for _, r := range c.bySel[s] {
+			if len(r.entry.FederatesWith) == 0 || expired(r.entry, now) || !model.WorkloadMatches(r.entry.Selectors, sels) {
+				continue
+			}
+			for _, td := range r.entry.FederatesWith {
+				b := c.federated[td]
+				if b == nil || seen[td] {
+					continue
+				}
+				if seen == nil {
+					seen = make(map[spiffeid.TrustDomain]bool, len(r.entry.FederatesWith))
+				}
+				seen[td] = true
+				out = append(out, b)
+			}
+		}
+	}
+	sortFederated(out[1:])
+	return out
+}
+
+// sortFederated sorts bundles by trust domain name.
+func sortFederated(bs []*spiffebundle.Bundle) {
+	slices.SortFunc(bs, func(a, b *spiffebundle.Bundle) int {
+		return strings.Compare(a.TrustDomain().Name(), b.TrustDomain().Name())
+	})
 }
 
 // Bundle returns the current trust bundle.
@@ -416,7 +476,7 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 		c.bundle = bundle
 		res.bundle = bundle
 	}
-	if !slices.EqualFunc(federated, c.federated, (*spiffebundle.Bundle).Equal) {
+	if !maps.EqualFunc(federated, c.federated, (*spiffebundle.Bundle).Equal) {
 		c.federated = federated
 		res.federated = true
 	}
@@ -430,8 +490,8 @@ const maxFederatedBundles = 256
 // federatedFrom converts a response's federated bundles (untrusted input):
 // one that fails to convert, is of the agent's own trust domain, repeats a
 // trust domain or has no authorities is skipped and logged.
-func (c *cache) federatedFrom(in []*commonv1.Bundle) []*spiffebundle.Bundle {
-	var out []*spiffebundle.Bundle
+func (c *cache) federatedFrom(in []*commonv1.Bundle) map[spiffeid.TrustDomain]*spiffebundle.Bundle {
+	var out map[spiffeid.TrustDomain]*spiffebundle.Bundle
 	for i, pb := range in {
 		if i >= maxFederatedBundles {
 			c.log.Warn("refusing federated bundles past the limit", "count", len(in)-maxFederatedBundles)
@@ -444,14 +504,17 @@ func (c *cache) federatedFrom(in []*commonv1.Bundle) []*spiffebundle.Bundle {
 			err = errors.New("is of the agent's own trust domain")
 		case len(b.X509Authorities()) == 0 && len(b.JWTAuthorities()) == 0:
 			err = errors.New("has no authorities")
-		case slices.ContainsFunc(out, func(o *spiffebundle.Bundle) bool { return o.TrustDomain() == b.TrustDomain() }):
+		case out[b.TrustDomain()] != nil:
 			err = errors.New("repeats a trust domain")
 		}
 		if err != nil {
 			c.log.Warn("refusing federated bundle from server", "trust_domain", logsafe.Truncate(pb.GetTrustDomain()), logKeyError, err)
 			continue
 		}
-		out = append(out, b)
+		if out == nil {
+			out = make(map[spiffeid.TrustDomain]*spiffebundle.Bundle, min(len(in), maxFederatedBundles))
+		}
+		out[b.TrustDomain()] = b
 	}
 	return out
 }

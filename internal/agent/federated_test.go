@@ -7,8 +7,8 @@ import (
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 )
 
-// TestCacheFederatedBundles: the federated bundles of a Sync are served
-// after the own bundle; bad ones (own trust domain, repeated, without
+// TestCacheFederatedBundles: the federated bundles of a Sync are held
+// after the own bundle, sorted by trust domain; bad ones (own trust domain, repeated, without
 // authorities, malformed) are skipped; a response without them removes
 // them.
 func TestCacheFederatedBundles(t *testing.T) {
@@ -27,10 +27,10 @@ func TestCacheFederatedBundles(t *testing.T) {
 		t.Error("applySync(with federated bundles).federated = false, want true")
 	}
 	got := c.Bundles()
-	if len(got) != 3 || got[0].TrustDomain() != ca.td || got[1].TrustDomain() != partner.td || got[2].TrustDomain() != other.td {
-		t.Fatalf("Bundles() = %v, want example.org, partner.org, other.org", got)
+	if len(got) != 3 || got[0].TrustDomain() != ca.td || got[1].TrustDomain() != other.td || got[2].TrustDomain() != partner.td {
+		t.Fatalf("Bundles() = %v, want example.org, other.org, partner.org", got)
 	}
-	if seq, _ := got[1].SequenceNumber(); seq != 3 {
+	if seq, _ := got[2].SequenceNumber(); seq != 3 {
 		t.Errorf("partner.org bundle sequence = %d, want 3 (the first one sent)", seq)
 	}
 	if !got[0].Equal(ca.bundle(1)) {

@@ -107,8 +107,9 @@ func (s *Server) skipJWTSVID(svid JWTSVID, why string) {
 	s.log.Warn("jwt-svid not served: "+why, slog.Any(logKeySVID, svid))
 }
 
-// FetchJWTBundles streams the JWT bundles (JWKS documents) of every trust
-// domain the agent knows to callers that have an identity.
+// FetchJWTBundles streams the JWT bundles (JWKS documents) of the trust
+// domains the caller may see (see bundlesFor) to callers that have an
+// identity.
 func (a *api) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.ServerStreamingServer[workloadpb.JWTBundlesResponse]) error {
 	ctx := stream.Context()
 	deadline := a.s.readyDeadline()
@@ -136,7 +137,7 @@ func (s *Server) jwtBundlesResponse(sels []model.Selector) (*workloadpb.JWTBundl
 	if len(s.src.X509SVIDs(sels)) == 0 {
 		return nil, s.noIdentity(sels)
 	}
-	bs := newBundleSet(s.src.Bundles())
+	bs := newBundleSet(s.bundlesFor(sels))
 	own := bs.own()
 	if own == nil {
 		return nil, errNotReady
@@ -185,7 +186,10 @@ func (s *Server) marshalJWKS(b *spiffebundle.Bundle) ([]byte, error) {
 }
 
 // ValidateJWTSVID validates a JWT-SVID for the audience against the bundles
-// of every trust domain the agent knows. The caller needs no identity.
+// the caller may see: its own trust domain's and, when the Source scopes
+// bundles by caller, those of the trust domains its entries federate with
+// (else every bundle the Source holds). The caller needs no identity: one
+// without a matching entry validates against the own trust domain only.
 func (a *api) ValidateJWTSVID(ctx context.Context, req *workloadpb.ValidateJWTSVIDRequest) (*workloadpb.ValidateJWTSVIDResponse, error) {
 	switch {
 	case req.GetAudience() == "":
@@ -198,7 +202,11 @@ func (a *api) ValidateJWTSVID(ctx context.Context, req *workloadpb.ValidateJWTSV
 	if err := a.s.awaitReady(ctx, a.s.readyDeadline()); err != nil {
 		return nil, err
 	}
-	bs := newBundleSet(a.s.src.Bundles())
+	bundles, err := a.s.validationBundles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bs := newBundleSet(bundles)
 	set := jwtbundle.NewSet()
 	for _, b := range bs.list {
 		set.Add(b.JWTBundle())
@@ -216,6 +224,21 @@ func (a *api) ValidateJWTSVID(ctx context.Context, req *workloadpb.ValidateJWTSV
 			slog.Time(logKeyExpiresAt, svid.Expiry))
 	}
 	return &workloadpb.ValidateJWTSVIDResponse{SpiffeId: svid.ID.String(), Claims: claims}, nil
+}
+
+// validationBundles returns the bundles ValidateJWTSVID checks a token
+// against. A Source that scopes bundles by caller needs the caller attested
+// (an attestation failure fails the call); for others no attestation is
+// done, as before federation.
+func (s *Server) validationBundles(ctx context.Context) ([]*spiffebundle.Bundle, error) {
+	if _, ok := s.src.(CallerBundler); !ok {
+		return s.src.Bundles(), nil
+	}
+	_, sels, err := s.attest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.bundlesFor(sels), nil
 }
 
 // normalizeClaims converts decoded JSON into the types structpb accepts:

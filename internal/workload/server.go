@@ -32,6 +32,11 @@
 //   - federated_bundles carries every bundle of a trust domain other than
 //     those of the SVIDs served; JWT bundles carry only JWT-SVID keys, each
 //     with its kid and "use": "jwt-svid".
+//   - A caller sees the bundles of its own trust domain and of the trust
+//     domains its matching entries federate with, when the Source scopes
+//     bundles by caller (CallerBundler); otherwise every bundle it holds.
+//     This holds for federated_bundles, FetchX509Bundles, FetchJWTBundles
+//     and the keys ValidateJWTSVID accepts.
 //
 // Responses are built once per caller selector set and reused until the
 // Source reports a change, and a connection's attestation is reused by the
@@ -51,6 +56,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -299,6 +305,26 @@ func (s *Server) attestKeyed(ctx context.Context) (workloadattest.Peer, attested
 // NoSVIDReason returns nil when no entry matches sels.
 type Explainer interface {
 	NoSVIDReason(sels []model.Selector) error
+}
+
+// CallerBundler is an optional capability of a Source: the bundles a
+// caller with selectors sels may see. BundlesFor returns the own trust
+// domain's bundle first, then the bundles of the trust domains that the
+// entries matching sels federate with; with no matching entry, only the own
+// bundle. sels is canonical. Its result may change only together with the
+// Source's Changed channel, as the response caches keyed by selectors rely
+// on.
+type CallerBundler interface {
+	BundlesFor(sels []model.Selector) []*spiffebundle.Bundle
+}
+
+// bundlesFor returns the bundles the caller with selectors sels may see:
+// the Source's BundlesFor when it scopes bundles by caller, else Bundles.
+func (s *Server) bundlesFor(sels []model.Selector) []*spiffebundle.Bundle {
+	if cb, ok := s.src.(CallerBundler); ok {
+		return cb.BundlesFor(sels)
+	}
+	return s.src.Bundles()
 }
 
 // noIdentity is the error for a caller who gets no SVID: the Source's

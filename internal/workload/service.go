@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"google.golang.org/grpc"
 
 	"github.com/signet-id/signet/internal/model"
@@ -48,6 +49,11 @@ func (h Host) Source() Source { return h.s.src }
 // NoIdentity is the error for a caller with selectors sels who gets no SVID
 // (PermissionDenied, or the Source's own explanation).
 func (h Host) NoIdentity(sels []model.Selector) error { return h.s.noIdentity(sels) }
+
+// BundlesFor returns the bundles a caller with selectors sels may see: the
+// own trust domain's first, then those its entries federate with (see
+// CallerBundler).
+func (h Host) BundlesFor(sels []model.Selector) []*spiffebundle.Bundle { return h.s.bundlesFor(sels) }
 
 // Stopping is closed when the server stops; streams then end with
 // ErrStopping so that clients reconnect.

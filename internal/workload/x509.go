@@ -42,8 +42,8 @@ func (a *api) FetchX509SVID(_ *workloadpb.X509SVIDRequest, stream grpc.ServerStr
 		})
 }
 
-// FetchX509Bundles streams the X.509 bundles of every trust domain the agent
-// knows to callers that have an identity.
+// FetchX509Bundles streams the X.509 bundles of the trust domains the
+// caller may see (see bundlesFor) to callers that have an identity.
 func (a *api) FetchX509Bundles(_ *workloadpb.X509BundlesRequest, stream grpc.ServerStreamingServer[workloadpb.X509BundlesResponse]) error {
 	ctx := stream.Context()
 	deadline := a.s.readyDeadline()
@@ -73,7 +73,7 @@ func (s *Server) x509SVIDResponse(sels []model.Selector) (*workloadpb.X509SVIDRe
 	if len(svids) == 0 {
 		return nil, s.noIdentity(sels)
 	}
-	bs := newBundleSet(s.src.Bundles())
+	bs := newBundleSet(s.bundlesFor(sels))
 	resp := &workloadpb.X509SVIDResponse{Svids: make([]*workloadpb.X509SVID, 0, len(svids))}
 	hints := make(map[string]bool, len(svids))
 	bundleDER := make(map[spiffeid.TrustDomain][]byte, 1)
@@ -131,13 +131,13 @@ func (s *Server) skipSVID(svid X509SVID, why string) {
 }
 
 // x509BundlesResponse builds the X509BundlesResponse for a caller with
-// selectors sels: every trust domain's X.509 authorities, the own trust
-// domain always included.
+// selectors sels: the X.509 authorities of every trust domain it may see,
+// the own trust domain always included.
 func (s *Server) x509BundlesResponse(sels []model.Selector) (*workloadpb.X509BundlesResponse, error) {
 	if len(s.src.X509SVIDs(sels)) == 0 {
 		return nil, s.noIdentity(sels)
 	}
-	bs := newBundleSet(s.src.Bundles())
+	bs := newBundleSet(s.bundlesFor(sels))
 	own := bs.own()
 	if own == nil {
 		return nil, errNotReady

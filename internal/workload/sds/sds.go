@@ -16,7 +16,8 @@
 //     X.509 authorities as trusted_ca;
 //   - "ALL": a validation_context whose custom validator is Envoy's SPIFFE
 //     validator (envoy.tls.cert_validator.spiffe) with every trust domain
-//     the agent knows (its own and federated ones) and its authorities;
+//     the caller may see (the agent's own and those the caller's entries
+//     federate with: workload.Host.BundlesFor) and its authorities;
 //   - a trust domain's ID ("spiffe://example.org") or name ("example.org"):
 //     a validation_context with that trust domain's authorities.
 //
@@ -268,7 +269,7 @@ func (h *handler) build(sels []model.Selector, names []string) (secrets []*tlsv3
 	if len(svids) == 0 {
 		return nil, nil, h.h.NoIdentity(sels)
 	}
-	bundles := src.Bundles()
+	bundles := h.h.BundlesFor(sels)
 	if len(bundles) == 0 || bundles[0] == nil {
 		return nil, nil, workload.ErrNotReady
 	}
