@@ -36,6 +36,7 @@ import (
 
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/nodeattest/k8spsat"
+	k8spsatverifier "github.com/signet-id/signet/internal/nodeattest/k8spsat/verifier"
 )
 
 // strict decodes YAML into the registered API types, failing on unknown
@@ -240,7 +241,7 @@ func checkConfigs(t *testing.T, name string, objs []runtime.Object) {
 				continue
 			}
 			n := c.NodeAttestors[k8spsat.Name]
-			var kc k8spsat.Config
+			var kc k8spsatverifier.Config
 			if err := config.DecodeNode("node_attestors.k8s_psat", &n, &kc); err != nil {
 				t.Errorf("%s: ConfigMap %s: %v", name, cm.Name, err)
 			}

@@ -42,6 +42,7 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest/gcpiit"
 	"github.com/signet-id/signet/internal/nodeattest/jointoken"
 	"github.com/signet-id/signet/internal/nodeattest/k8spsat"
+	k8spsatverifier "github.com/signet-id/signet/internal/nodeattest/k8spsat/verifier"
 	"github.com/signet-id/signet/internal/nodeattest/reauth"
 	"github.com/signet-id/signet/internal/nodeattest/sshpop"
 	"github.com/signet-id/signet/internal/nodeattest/tpm"
@@ -211,14 +212,14 @@ func newTPMVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier,
 }
 
 func newK8sPSATVerifier(d VerifierDeps, decode plugin.Decoder) (nodeattest.Verifier, error) {
-	var cfg k8spsat.Config
+	var cfg k8spsatverifier.Config
 	if err := decode(&cfg); err != nil {
 		return nil, err
 	}
 	if d.Nodes == nil {
 		return nil, fmt.Errorf("k8s_psat needs the node lookup (one agent per node)")
 	}
-	return k8spsat.NewVerifier(cfg, k8spsat.VerifierDeps{TrustDomain: d.TrustDomain, Nodes: d.Nodes, Now: d.Now, Log: d.Log})
+	return k8spsatverifier.New(cfg, k8spsatverifier.Deps{TrustDomain: d.TrustDomain, Nodes: d.Nodes, Now: d.Now, Log: d.Log})
 }
 
 // KeyManagerDeps is what key managers may use.

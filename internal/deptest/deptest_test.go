@@ -70,8 +70,9 @@ deps:
 // TestSlimAgentBinary guards cmd/signet-agent's whole import graph: none of
 // the server (store, CA, SQL drivers and migrations, scanner and gitleaks,
 // console, the broker and its credential providers, inventory, the admin
-// and agent API servers) and no policy engine (cel-go) or server-side
-// plugin list (internal/builtin; the agent's half is builtin/agentside).
+// and agent API servers), no policy engine (cel-go), no server-side
+// plugin list (internal/builtin; the agent's half is builtin/agentside)
+// and nothing of Kubernetes' client libraries (k8s.io/*, sigs.k8s.io/*).
 func TestSlimAgentBinary(t *testing.T) {
 	forbidden := []string{
 		"github.com/signet-id/signet/internal/store",
@@ -97,6 +98,18 @@ func TestSlimAgentBinary(t *testing.T) {
 		"github.com/zricethezav/gitleaks/v8",
 		"cel.dev/cel-go",
 		"github.com/google/cel-go",
+		// Kubernetes' client and API machinery: the agent halves of
+		// k8s_psat and the k8s workload attestor read a token file and the
+		// kubelet's JSON with the standard library; the client-go verifier
+		// is k8spsat/verifier, linked by the server only.
+		"k8s.io/client-go",
+		"k8s.io/apimachinery",
+		"k8s.io/api",
+		"k8s.io/klog",
+		"k8s.io/kube-openapi",
+		"k8s.io/utils",
+		"sigs.k8s.io",
+		"github.com/signet-id/signet/internal/nodeattest/k8spsat/verifier",
 	}
 	// The agent's Workload API client of the broker decodes the broker's
 	// wire types; the broker itself (leases, policy, providers) stays out.

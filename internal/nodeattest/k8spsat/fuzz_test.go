@@ -1,14 +1,12 @@
 package k8spsat_test
 
 import (
-	"context"
-	"encoding/json"
+	"strings"
 	"testing"
-	"time"
 
-	"github.com/signet-id/signet/internal/errkind"
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/signet-id/signet/internal/nodeattest/k8spsat"
-	"github.com/signet-id/signet/internal/nodeattest/k8spsat/k8spsattest"
 )
 
 // FuzzParsePayload feeds arbitrary agent payloads to the parser: nothing
@@ -56,25 +54,24 @@ func FuzzParseIdentity(f *testing.F) {
 	})
 }
 
-// FuzzAttest sends arbitrary tokens through a verifier and a fake API
-// server: every failure is a refusal, never a panic or an internal error.
-func FuzzAttest(f *testing.F) {
-	c := k8spsattest.Start(f)
-	c.AddNode("node-a", nil)
-	pod := c.AddPod("signet", "agent-1", "signet-agent", "node-a", nil)
-	f.Add(c.Token(f, pod, "vault", time.Hour))
-	f.Add("eyJhbGciOiJub25lIn0.e30.")
-	v, err := k8spsat.NewVerifier(k8spsat.Config{Clusters: map[string]k8spsat.ClusterConfig{
-		"prod-eu": {ServiceAccountAllowList: []string{"signet:signet-agent"}, KubeconfigPath: c.Kubeconfig(f, f.TempDir())},
-	}}, k8spsat.VerifierDeps{TrustDomain: td, Nodes: &nodes{}})
-	if err != nil {
-		f.Fatal(err)
+// FuzzDNSNames checks the package's own RFC 1123 checks, which keep the
+// agent free of k8s.io/apimachinery, against the API machinery's, which
+// the API server applies to the names it hands out.
+func FuzzDNSNames(f *testing.F) {
+	for _, s := range []string{"prod-eu", "a", "-a", "a-", "Prod", "a.b", "a..b", ".a", "a.", "a_b", "0", "",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a.", 126) + "a", strings.Repeat("a.", 127) + "a",
+		strings.Repeat("b", 64) + ".c", "é", "a\x00"} {
+		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, tok string) {
-		p, _ := json.Marshal(k8spsat.Payload{Cluster: "prod-eu", Token: tok})
-		_, err := v.Attest(context.Background(), p, nil)
-		if k := errkind.Of(err); err == nil || (k != errkind.PermissionDenied && k != errkind.InvalidArgument) {
-			t.Fatalf("Attest(fuzzed token) = %v, want a refusal", err)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := k8spsat.IsDNSLabel(s), len(validation.IsDNS1123Label(s)) == 0; got != want {
+			t.Errorf("IsDNSLabel(%q) = %v, validation.IsDNS1123Label says %v", s, got, want)
+		}
+		if got, want := k8spsat.IsDNSSubdomain(s), len(validation.IsDNS1123Subdomain(s)) == 0; got != want {
+			t.Errorf("IsDNSSubdomain(%q) = %v, validation.IsDNS1123Subdomain says %v", s, got, want)
+		}
+		if got, want := k8spsat.CheckClusterName(s) == nil, len(validation.IsDNS1123Label(s)) == 0; got != want {
+			t.Errorf("CheckClusterName(%q) accepted = %v, want %v", s, got, want)
 		}
 	})
 }

@@ -20,6 +20,12 @@
 // through the store's first-use admission, so two concurrent first
 // attestations of one node cannot both succeed.
 //
+// This package is the agent half (Attestor) and what both halves share; it
+// imports none of Kubernetes' libraries, so that the agent links none of
+// them (internal/deptest checks the slim agent). The server half, which
+// calls the API server with client-go, is package
+// internal/nodeattest/k8spsat/verifier.
+//
 // The node's selectors (type k8s_psat) are cluster, agent_ns, agent_sa,
 // agent_pod_name, agent_pod_uid, agent_node_name, agent_node_uid,
 // agent_node_label:<key>:<value> and agent_pod_label:<key>:<value>.
@@ -34,7 +40,6 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
@@ -105,10 +110,48 @@ func ParsePayload(b []byte) (Payload, error) {
 // letters, digits and '-', starting and ending with a letter or digit (a
 // DNS label, so it is also a valid SPIFFE ID path segment).
 func CheckClusterName(s string) error {
-	if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
-		return fmt.Errorf("%q is not a cluster name: %s", logsafe.Truncate(s), strings.Join(errs, "; "))
+	if !IsDNSLabel(s) {
+		return fmt.Errorf("%q is not a cluster name: want 1 to 63 lower-case letters, digits and '-', "+
+			"starting and ending with a letter or digit (an RFC 1123 label)", logsafe.Truncate(s))
 	}
 	return nil
+}
+
+// IsDNSLabel reports whether s is an RFC 1123 label as Kubernetes checks
+// names (k8s.io/apimachinery's validation.IsDNS1123Label): 1 to 63
+// characters of [a-z0-9-], starting and ending with [a-z0-9].
+func IsDNSLabel(s string) bool {
+	return len(s) <= 63 && isLabelChars(s)
+}
+
+// IsDNSSubdomain reports whether s is an RFC 1123 subdomain as Kubernetes
+// checks object names (validation.IsDNS1123Subdomain): at most 253
+// characters, dot-separated parts of [a-z0-9-] that start and end with
+// [a-z0-9] (a part may be longer than 63 characters, as there).
+func IsDNSSubdomain(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for part := range strings.SplitSeq(s, ".") {
+		if !isLabelChars(part) {
+			return false
+		}
+	}
+	return true
+}
+
+// isLabelChars reports whether s is one or more of [a-z0-9-], starting and
+// ending with [a-z0-9].
+func isLabelChars(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // Identity is what a TokenReview proved about the agent's token.
@@ -135,7 +178,7 @@ func ParseIdentity(username string, extra map[string][]string) (Identity, error)
 		return Identity{}, fmt.Errorf("token user %q is not a service account", logsafe.Truncate(username))
 	}
 	ns, sa, ok := strings.Cut(rest, ":")
-	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(sa)) > 0 {
+	if !ok || !IsDNSLabel(ns) || !IsDNSSubdomain(sa) {
 		return Identity{}, fmt.Errorf("token user %q is not a service account username", logsafe.Truncate(username))
 	}
 	one := func(key string, optional bool) (string, error) {
@@ -160,13 +203,13 @@ func ParseIdentity(username string, extra map[string][]string) (Identity, error)
 	if id.NodeName, err = one(ExtraNodeName, true); err != nil {
 		return Identity{}, err
 	}
-	if errs := validation.IsDNS1123Subdomain(id.PodName); len(errs) > 0 {
+	if !IsDNSSubdomain(id.PodName) {
 		return Identity{}, fmt.Errorf("token pod name %q is not a pod name", logsafe.Truncate(id.PodName))
 	}
 	if !validUID(id.PodUID) {
 		return Identity{}, fmt.Errorf("token pod uid %q is not a UID", logsafe.Truncate(id.PodUID))
 	}
-	if id.NodeName != "" && len(validation.IsDNS1123Subdomain(id.NodeName)) > 0 {
+	if id.NodeName != "" && !IsDNSSubdomain(id.NodeName) {
 		return Identity{}, fmt.Errorf("token node name %q is not a node name", logsafe.Truncate(id.NodeName))
 	}
 	return id, nil

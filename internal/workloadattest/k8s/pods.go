@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/signet-id/signet/internal/model"
 )
 
@@ -28,12 +26,59 @@ type containerInfo struct {
 	selectors []model.Selector
 }
 
+// podList is the part of a core/v1 PodList, as the kubelet's /pods serves
+// it, that the attestor reads: the JSON names of k8s.io/api/core/v1's
+// types, decoded with encoding/json so that the agent links none of the
+// Kubernetes API machinery (internal/deptest keeps k8s.io/* out of the slim
+// agent). Fields not listed here are ignored.
+type podList struct {
+	Kind  string    `json:"kind"`
+	Items []kubePod `json:"items"`
+}
+
+type kubePod struct {
+	Metadata struct {
+		Name            string            `json:"name"`
+		Namespace       string            `json:"namespace"`
+		UID             string            `json:"uid"`
+		Labels          map[string]string `json:"labels"`
+		OwnerReferences []struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"ownerReferences"`
+	} `json:"metadata"`
+	Spec struct {
+		InitContainers      []containerSpec `json:"initContainers"`
+		Containers          []containerSpec `json:"containers"`
+		EphemeralContainers []containerSpec `json:"ephemeralContainers"`
+		ServiceAccountName  string          `json:"serviceAccountName"`
+		NodeName            string          `json:"nodeName"`
+	} `json:"spec"`
+	Status struct {
+		InitContainerStatuses      []containerStatus `json:"initContainerStatuses"`
+		ContainerStatuses          []containerStatus `json:"containerStatuses"`
+		EphemeralContainerStatuses []containerStatus `json:"ephemeralContainerStatuses"`
+	} `json:"status"`
+}
+
+type containerSpec struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+}
+
+type containerStatus struct {
+	Name        string `json:"name"`
+	Image       string `json:"image"`
+	ImageID     string `json:"imageID"`
+	ContainerID string `json:"containerID"`
+}
+
 // parsePods decodes a PodList as the kubelet's /pods serves it (JSON of
-// k8s.io/api/core/v1 types) and indexes its containers. Statuses without a
+// k8s.io/api/core/v1 types, see podList) and indexes its containers. Statuses without a
 // container ID (not started yet) or with one that is not runtime://<64 hex>
 // are skipped; a body that is not a PodList is an error.
 func parsePods(data []byte, fetched time.Time) (*podIndex, error) {
-	var list corev1.PodList
+	var list podList
 	if err := json.Unmarshal(data, &list); err != nil {
 		return nil, fmt.Errorf("decode the kubelet's pod list: %w", err)
 	}
@@ -43,7 +88,7 @@ func parsePods(data []byte, fetched time.Time) (*podIndex, error) {
 	idx := &podIndex{fetched: fetched, containers: make(map[string]containerInfo)}
 	for i := range list.Items {
 		pod := &list.Items[i]
-		if pod.UID == "" {
+		if pod.Metadata.UID == "" {
 			continue
 		}
 		podSels := podSelectors(pod)
@@ -57,7 +102,7 @@ func parsePods(data []byte, fetched time.Time) (*podIndex, error) {
 		for _, c := range pod.Spec.EphemeralContainers {
 			specImages[c.Name] = c.Image
 		}
-		for _, statuses := range [][]corev1.ContainerStatus{
+		for _, statuses := range [][]containerStatus{
 			pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses, pod.Status.EphemeralContainerStatuses,
 		} {
 			for j := range statuses {
@@ -76,7 +121,7 @@ func parsePods(data []byte, fetched time.Time) (*podIndex, error) {
 				if st.ImageID != "" && st.ImageID != st.Image {
 					add("container-image", st.ImageID)
 				}
-				idx.containers[id] = containerInfo{podUID: string(pod.UID), selectors: validSelectors(sels)}
+				idx.containers[id] = containerInfo{podUID: pod.Metadata.UID, selectors: validSelectors(sels)}
 			}
 		}
 	}
@@ -84,17 +129,17 @@ func parsePods(data []byte, fetched time.Time) (*podIndex, error) {
 }
 
 // podSelectors are the selectors every container of pod shares.
-func podSelectors(pod *corev1.Pod) []model.Selector {
-	sels := make([]model.Selector, 0, 6+len(pod.Labels)+len(pod.OwnerReferences))
+func podSelectors(pod *kubePod) []model.Selector {
+	sels := make([]model.Selector, 0, 6+len(pod.Metadata.Labels)+len(pod.Metadata.OwnerReferences))
 	add := func(k, v string) { sels = append(sels, model.Selector{Type: Name, Value: k + ":" + v}) }
-	add("ns", pod.Namespace)
+	add("ns", pod.Metadata.Namespace)
 	add("sa", pod.Spec.ServiceAccountName)
-	add("pod-name", pod.Name)
-	add("pod-uid", string(pod.UID))
-	for k, v := range pod.Labels {
+	add("pod-name", pod.Metadata.Name)
+	add("pod-uid", pod.Metadata.UID)
+	for k, v := range pod.Metadata.Labels {
 		add("pod-label", k+":"+v)
 	}
-	for _, o := range pod.OwnerReferences {
+	for _, o := range pod.Metadata.OwnerReferences {
 		add("pod-owner", o.Kind+":"+o.Name)
 	}
 	add("node-name", pod.Spec.NodeName)

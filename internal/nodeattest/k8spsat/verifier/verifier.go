@@ -1,4 +1,10 @@
-package k8spsat
+// Package verifier is the server half of the k8s_psat node attestation
+// method (package k8spsat describes the method and holds the agent half):
+// it asks each configured cluster's API server, with client-go, to review
+// the agent's projected service account token, and reads the agent's pod
+// and node. It is a package of its own so that the agent, which links
+// k8spsat, links none of client-go and the Kubernetes API machinery.
+package verifier
 
 import (
 	"context"
@@ -17,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -25,6 +30,7 @@ import (
 	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
+	"github.com/signet-id/signet/internal/nodeattest/k8spsat"
 )
 
 // Config is the server half's configuration, the value of
@@ -52,7 +58,7 @@ type ClusterConfig struct {
 	// in-cluster configuration of the server's own pod.
 	KubeconfigPath string `yaml:"kubeconfig_path"`
 	// Audience is the audience the agents' tokens must be issued for
-	// (default DefaultAudience).
+	// (default k8spsat.DefaultAudience).
 	Audience string `yaml:"audience"`
 }
 
@@ -70,7 +76,7 @@ func (c Config) Validate() error {
 	slices.Sort(names)
 	for _, name := range names {
 		cl := c.Clusters[name]
-		if err := CheckClusterName(name); err != nil {
+		if err := k8spsat.CheckClusterName(name); err != nil {
 			errs = append(errs, fmt.Errorf("clusters: %w", err))
 			continue
 		}
@@ -80,7 +86,7 @@ func (c Config) Validate() error {
 		}
 		for i, sa := range cl.ServiceAccountAllowList {
 			ns, n, ok := strings.Cut(sa, ":")
-			if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(n)) > 0 {
+			if !ok || !k8spsat.IsDNSLabel(ns) || !k8spsat.IsDNSSubdomain(n) {
 				errs = append(errs, fmt.Errorf("%sservice_account_allow_list[%d]: %q is not namespace:name of a service account, for example signet:signet-agent",
 					path, i, logsafe.Truncate(sa)))
 			}
@@ -98,8 +104,8 @@ type NodeLookup interface {
 	GetNode(ctx context.Context, id spiffeid.ID) (model.Node, error)
 }
 
-// VerifierDeps is what the verifier needs besides its configuration.
-type VerifierDeps struct {
+// Deps is what the verifier needs besides its configuration.
+type Deps struct {
 	TrustDomain spiffeid.TrustDomain
 	// Nodes is where the verifier looks up whether a node already has a
 	// live agent. Required.
@@ -112,7 +118,7 @@ type VerifierDeps struct {
 	Log *slog.Logger
 }
 
-// Verifier is the server half of k8s_psat. Create it with NewVerifier; it
+// Verifier is the server half of k8s_psat. Create it with New; it
 // is safe for concurrent use.
 type Verifier struct {
 	td       spiffeid.TrustDomain
@@ -150,10 +156,10 @@ func init() {
 	}
 }
 
-// NewVerifier returns the verifier of cfg. It reads every cluster's
+// New returns the verifier of cfg. It reads every cluster's
 // kubeconfig (or the in-cluster configuration) now, so that a bad one fails
 // at start-up; API servers are called only when agents attest.
-func NewVerifier(cfg Config, deps VerifierDeps) (*Verifier, error) {
+func New(cfg Config, deps Deps) (*Verifier, error) {
 	if deps.TrustDomain.IsZero() || deps.Nodes == nil {
 		return nil, errors.New("k8s_psat verifier: a trust domain and a node lookup are required")
 	}
@@ -173,7 +179,7 @@ func NewVerifier(cfg Config, deps VerifierDeps) (*Verifier, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.log = log.With("node_attestor", Name, "cluster", name)
+		c.log = log.With("node_attestor", k8spsat.Name, "cluster", name)
 		v.clusters[name] = c
 	}
 	return v, nil
@@ -212,7 +218,7 @@ func newCluster(name string, cc ClusterConfig) (*cluster, error) {
 	}
 	c := &cluster{name: name, audience: cc.Audience, allowed: slices.Clone(cc.ServiceAccountAllowList)}
 	if c.audience == "" {
-		c.audience = DefaultAudience
+		c.audience = k8spsat.DefaultAudience
 	}
 	if c.auth, err = client(authv1.SchemeGroupVersion, "/apis"); err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
@@ -224,7 +230,7 @@ func newCluster(name string, cc ClusterConfig) (*cluster, error) {
 }
 
 // Name returns "k8s_psat".
-func (v *Verifier) Name() string { return Name }
+func (v *Verifier) Name() string { return k8spsat.Name }
 
 // denied is a refusal of the evidence.
 func denied(format string, args ...any) error {
@@ -244,7 +250,7 @@ func (v *Verifier) Attest(ctx context.Context, payload []byte, _ nodeattest.Chal
 	if err := ctx.Err(); err != nil {
 		return nodeattest.Result{}, err
 	}
-	p, err := ParsePayload(payload)
+	p, err := k8spsat.ParsePayload(payload)
 	if err != nil {
 		return nodeattest.Result{}, errkind.New(errkind.InvalidArgument, "k8s_psat: %v", err)
 	}
@@ -265,11 +271,11 @@ func (v *Verifier) Attest(ctx context.Context, payload []byte, _ nodeattest.Chal
 	if err != nil {
 		return nodeattest.Result{}, err
 	}
-	agentID, err := AgentID(v.td, c.name, n.NodeUID)
+	agentID, err := k8spsat.AgentID(v.td, c.name, n.NodeUID)
 	if err != nil {
 		return nodeattest.Result{}, denied("cluster %s: %v", c.name, err)
 	}
-	res := nodeattest.Result{AgentID: agentID, Selectors: Selectors(n), CanReattest: true}
+	res := nodeattest.Result{AgentID: agentID, Selectors: k8spsat.Selectors(n), CanReattest: true}
 	switch prev, err := v.nodes.GetNode(ctx, agentID); {
 	case errkind.Is(err, errkind.NotFound):
 		// A node seen for the first time: admitted atomically with the
@@ -297,11 +303,11 @@ func (v *Verifier) clusterNames() []string {
 
 // review asks the API server to authenticate tok for the cluster's
 // audience and returns who it is.
-func (c *cluster) review(ctx context.Context, tok string) (Identity, error) {
+func (c *cluster) review(ctx context.Context, tok string) (k8spsat.Identity, error) {
 	in := &authv1.TokenReview{Spec: authv1.TokenReviewSpec{Token: tok, Audiences: []string{c.audience}}}
 	var out authv1.TokenReview
 	if err := c.auth.Post().Resource("tokenreviews").Body(in).Do(ctx).Into(&out); err != nil {
-		return Identity{}, c.apiError("create TokenReview", err)
+		return k8spsat.Identity{}, c.apiError("create TokenReview", err)
 	}
 	st := out.Status
 	if !st.Authenticated {
@@ -309,14 +315,14 @@ func (c *cluster) review(ctx context.Context, tok string) (Identity, error) {
 		if reason == "" {
 			reason = "no reason given"
 		}
-		return Identity{}, denied("cluster %s: the API server did not authenticate the token: %s", c.name, logsafe.Truncate(reason))
+		return k8spsat.Identity{}, denied("cluster %s: the API server did not authenticate the token: %s", c.name, logsafe.Truncate(reason))
 	}
 	if !slices.Contains(st.Audiences, c.audience) {
-		return Identity{}, denied("cluster %s: the API server authenticated the token, but not for audience %q", c.name, c.audience)
+		return k8spsat.Identity{}, denied("cluster %s: the API server authenticated the token, but not for audience %q", c.name, c.audience)
 	}
-	id, err := ParseIdentity(st.User.Username, extraMap(st.User.Extra))
+	id, err := k8spsat.ParseIdentity(st.User.Username, extraMap(st.User.Extra))
 	if err != nil {
-		return Identity{}, denied("cluster %s: %v", c.name, err)
+		return k8spsat.Identity{}, denied("cluster %s: %v", c.name, err)
 	}
 	return id, nil
 }
@@ -331,28 +337,28 @@ func extraMap(e map[string]authv1.ExtraValue) map[string][]string {
 }
 
 // readNode reads the agent's pod and the node it runs on.
-func (c *cluster) readNode(ctx context.Context, id Identity) (Node, error) {
+func (c *cluster) readNode(ctx context.Context, id k8spsat.Identity) (k8spsat.Node, error) {
 	var pod corev1.Pod
 	if err := c.core.Get().Namespace(id.Namespace).Resource("pods").Name(id.PodName).Do(ctx).Into(&pod); err != nil {
-		return Node{}, c.apiError("get pod "+id.Namespace+"/"+id.PodName, err)
+		return k8spsat.Node{}, c.apiError("get pod "+id.Namespace+"/"+id.PodName, err)
 	}
 	if string(pod.UID) != id.PodUID {
-		return Node{}, denied("cluster %s: pod %s/%s has uid %s, but the token is bound to uid %s (the pod was replaced)",
+		return k8spsat.Node{}, denied("cluster %s: pod %s/%s has uid %s, but the token is bound to uid %s (the pod was replaced)",
 			c.name, id.Namespace, id.PodName, logsafe.Truncate(string(pod.UID)), id.PodUID)
 	}
 	nodeName := pod.Spec.NodeName
-	if nodeName == "" || len(validation.IsDNS1123Subdomain(nodeName)) > 0 {
-		return Node{}, denied("cluster %s: pod %s/%s is not scheduled on a node", c.name, id.Namespace, id.PodName)
+	if nodeName == "" || !k8spsat.IsDNSSubdomain(nodeName) {
+		return k8spsat.Node{}, denied("cluster %s: pod %s/%s is not scheduled on a node", c.name, id.Namespace, id.PodName)
 	}
 	if id.NodeName != "" && id.NodeName != nodeName {
-		return Node{}, denied("cluster %s: the token is bound to node %s, but pod %s/%s runs on %s",
+		return k8spsat.Node{}, denied("cluster %s: the token is bound to node %s, but pod %s/%s runs on %s",
 			c.name, id.NodeName, id.Namespace, id.PodName, logsafe.Truncate(nodeName))
 	}
 	var node corev1.Node
 	if err := c.core.Get().Resource("nodes").Name(nodeName).Do(ctx).Into(&node); err != nil {
-		return Node{}, c.apiError("get node "+nodeName, err)
+		return k8spsat.Node{}, c.apiError("get node "+nodeName, err)
 	}
-	return Node{
+	return k8spsat.Node{
 		Cluster: c.name, Identity: id, NodeName: nodeName, NodeUID: string(node.UID),
 		PodLabels: pod.Labels, NodeLabels: node.Labels,
 	}, nil
