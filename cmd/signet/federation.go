@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/signet-id/signet/internal/apiconv"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
+	"github.com/signet-id/signet/internal/keyfile"
 )
 
 // maxTrustBundleFile bounds --trust-bundle (the server takes at most 1 MiB).
@@ -106,7 +106,7 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &adminv1.CreateFederationRequest{TrustDomain: td, BundleEndpointUrl: url, Profile: profile, EndpointSpiffeId: endpointID}
 			if bundleFile != "" {
-				data, err := readLimited(bundleFile, maxTrustBundleFile)
+				data, err := keyfile.ReadLimited(bundleFile, maxTrustBundleFile)
 				if err != nil {
 					return fmt.Errorf("--trust-bundle: %w", err)
 				}
@@ -230,21 +230,4 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 	showBundle.Flags().StringVar(&bundleFormat, "format", "spiffe", "pem or spiffe (SPIFFE bundle JSON)")
 	cmd.AddCommand(create, list, show, refresh, del, showBundle)
 	return cmd
-}
-
-// readLimited reads at most limit bytes of path, refusing a larger file.
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return data, nil
 }

@@ -20,13 +20,18 @@ const MaxSize = 1 << 20
 
 // Read returns the contents of path, at most MaxSize bytes. Errors name the
 // path (the os errors do).
-func Read(path string) ([]byte, error) {
+func Read(path string) ([]byte, error) { return ReadLimited(path, MaxSize) }
+
+// ReadLimited returns the contents of path, refusing a file larger than
+// limit bytes (a token, a trust bundle: whatever has a smaller bound than
+// MaxSize).
+func ReadLimited(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readBounded(f, path)
+	return readBounded(f, path, limit)
 }
 
 // ReadPrivate is Read for a private key: path must be a regular file that
@@ -49,17 +54,17 @@ func ReadPrivate(path string) ([]byte, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("%s is readable by group or others (mode %04o): run chmod 600 %s", path, perm, path)
 	}
-	return readBounded(f, path)
+	return readBounded(f, path, MaxSize)
 }
 
-func readBounded(r io.Reader, path string) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+func readBounded(r io.Reader, path string, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(data) > MaxSize {
+	if int64(len(data)) > limit {
 		clear(data)
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxSize)
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
 	return data, nil
 }

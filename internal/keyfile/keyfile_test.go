@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,4 +67,20 @@ func FuzzCertificatesAndSigner(f *testing.F) {
 		_, _ = keyfile.Certificates("f", data)
 		_, _ = keyfile.Signer("f", data)
 	})
+}
+
+func TestReadLimited(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := keyfile.ReadLimited(path, 10); err != nil || string(got) != "0123456789" {
+		t.Fatalf("ReadLimited at the limit = %q, %v", got, err)
+	}
+	if _, err := keyfile.ReadLimited(path, 9); err == nil || !strings.Contains(err.Error(), "larger than 9 bytes") {
+		t.Fatalf("ReadLimited over the limit: err = %v, want larger than 9 bytes", err)
+	}
+	if _, err := keyfile.ReadLimited(filepath.Join(t.TempDir(), "missing"), 9); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ReadLimited of a missing file: err = %v, want not exist", err)
+	}
 }

@@ -35,7 +35,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +45,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/signet-id/signet/internal/errkind"
+	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workloadattest"
 	"github.com/signet-id/signet/internal/workloadattest/cgroup"
@@ -159,7 +159,7 @@ func (a *Attestor) httpClient() (*http.Client, error) {
 	if a.cfg.SkipKubeletVerification {
 		return a.client, nil
 	}
-	pem, err := readBounded(a.cfg.KubeletCAPath, maxCASize)
+	pem, err := keyfile.ReadLimited(a.cfg.KubeletCAPath, maxCASize)
 	if err != nil {
 		return nil, fmt.Errorf("kubelet_ca_path: %w: the kubelet's certificate is verified against this CA "+
 			"(the default is the service account's ca.crt); name the CA that signs it, or set skip_kubelet_verification: true", err)
@@ -355,7 +355,7 @@ func (a *Attestor) get(ctx context.Context, sent time.Time) (*podIndex, error) {
 // readToken reads the bearer token, afresh on every request: projected
 // tokens are rotated by the kubelet.
 func readToken(path string) (string, error) {
-	data, err := readBounded(path, maxTokenSize)
+	data, err := keyfile.ReadLimited(path, maxTokenSize)
 	if err != nil {
 		return "", fmt.Errorf("token_path: %w", err)
 	}
@@ -365,23 +365,6 @@ func readToken(path string) (string, error) {
 		return "", fmt.Errorf("token_path: %s holds no single token", path)
 	}
 	return tok, nil
-}
-
-// readBounded reads a file of at most limit bytes.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return data, nil
 }
 
 // procError turns a failure to read /proc/<pid>/cgroup into an attestation
