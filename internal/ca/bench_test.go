@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"testing"
 	"time"
+
+	"github.com/signet-id/signet/internal/cputime"
 )
 
 // reportCPU runs loop and reports, besides ns/op, the process CPU time
@@ -13,9 +15,9 @@ import (
 // sustains (ops/s/core), which stay meaningful when the machine is shared.
 func reportCPU(b *testing.B, loop func()) {
 	b.ReportAllocs()
-	start, ok := processCPU()
+	start, ok := cputime.Process()
 	loop()
-	end, _ := processCPU()
+	end, _ := cputime.Process()
 	if ok && b.N > 0 {
 		perOp := float64(end-start) / float64(b.N)
 		b.ReportMetric(perOp, "cpu-ns/op")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/cputime"
 	inventoryv1 "github.com/signet-id/signet/internal/gen/signet/inventory/v1"
 	"github.com/signet-id/signet/internal/inventory"
 	"github.com/signet-id/signet/internal/store"
@@ -69,10 +70,10 @@ func seedBench(b *testing.B, s *store.Store) {
 // CPU time per operation ("cpu-ns/op"): on a loaded machine it says more
 // than the wall time. It leaves out a PostgreSQL server's own CPU.
 func reportCPU(b *testing.B) func() {
-	c0 := cpuTime()
+	c0 := cputime.Now()
 	return func() {
 		if b.N > 0 {
-			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Now()-c0)/float64(b.N), "cpu-ns/op")
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	brokerexchange "github.com/signet-id/signet/internal/broker/exchange"
+	"github.com/signet-id/signet/internal/cputime"
 	"github.com/signet-id/signet/internal/server"
 	"github.com/signet-id/signet/internal/store/storetest"
 	"github.com/signet-id/signet/internal/testenv"
@@ -118,7 +119,7 @@ func concurrentLoad(b *testing.B, workers int, call func(worker, i int) error) (
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := cputime.Now()
 	start := time.Now()
 	for w := range workers {
 		wg.Add(1)
@@ -140,7 +141,7 @@ func concurrentLoad(b *testing.B, workers int, call func(worker, i int) error) (
 	}
 	wg.Wait()
 	elapsed = time.Since(start)
-	cpu = cpuTime(b) - cpu0
+	cpu = cputime.Now() - cpu0
 	b.StopTimer()
 	slices.Sort(lat)
 	return lat, elapsed, cpu

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +31,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/cputime"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop"
 	"github.com/signet-id/signet/internal/nodeattest/x509pop/x509poptest"
@@ -94,11 +94,11 @@ func BenchmarkX509popAttest(b *testing.B) {
 	cmd.Env = append(os.Environ(), benchClientEnv+"="+paramsPath)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	before := cpuTime(b)
+	before := cputime.Now()
 	b.ResetTimer()
 	out, err := cmd.Output()
 	b.StopTimer()
-	serverCPU := cpuTime(b) - before
+	serverCPU := cputime.Now() - before
 	if err != nil {
 		b.Fatalf("client process: %v\n%s\n%s", err, out, stderr.String())
 	}
@@ -249,15 +249,6 @@ var phaseChallenge, phaseResult atomic.Int64
 type nopTB struct{ testing.TB }
 
 func (nopTB) Helper() {}
-
-func cpuTime(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func writeBench(tb testing.TB, path string, data []byte) {
 	tb.Helper()

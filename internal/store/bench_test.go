@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/cputime"
 	"github.com/signet-id/signet/internal/store"
 	"github.com/signet-id/signet/internal/store/storetest"
 )
@@ -46,12 +47,12 @@ func benchCreate(b *testing.B, open func(b *testing.B) *store.Store) {
 		b.StopTimer()
 		s := open(b)
 		b.StartTimer()
-		c0 := cpuTime()
+		c0 := cputime.Now()
 		res, err := s.CreateEntries(b.Context(), entries, true)
 		if err != nil {
 			b.Fatalf("CreateEntries() error = %v", err)
 		}
-		cpu += cpuTime() - c0
+		cpu += cputime.Now() - c0
 		b.StopTimer()
 		if len(res) != n {
 			b.Fatalf("CreateEntries() = %d results, want %d", len(res), n)

@@ -8,10 +8,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/internal/cputime"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
@@ -59,7 +59,7 @@ func benchClients(b *testing.B, call func(context.Context, *workloadapi.Client) 
 			var wg sync.WaitGroup
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime(b)
+			cpu0 := cputime.Now()
 			begin := time.Now()
 			for i, c := range clients {
 				wg.Add(1)
@@ -77,7 +77,7 @@ func benchClients(b *testing.B, call func(context.Context, *workloadapi.Client) 
 			}
 			wg.Wait()
 			elapsed := time.Since(begin)
-			cpu := cpuTime(b) - cpu0
+			cpu := cputime.Now() - cpu0
 			b.StopTimer()
 			all := slices.Concat(durs...)
 			if len(all) == 0 {
@@ -95,13 +95,4 @@ func benchClients(b *testing.B, call func(context.Context, *workloadapi.Client) 
 			b.ReportMetric(float64(cpu.Microseconds())/float64(len(all)), "cpu-µs/op")
 		})
 	}
-}
-
-// cpuTime returns the user and system CPU time this process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

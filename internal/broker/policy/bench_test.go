@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/signet-id/signet/internal/cputime"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -81,9 +82,9 @@ func runDecide(b *testing.B, decide decideFunc, p *Policy, in Input, allow bool)
 // operation (cpu-ns/op), which stays meaningful when the machine is shared.
 func reportCPU(b *testing.B, loop func()) {
 	b.ReportAllocs()
-	start, ok := processCPU()
+	start, ok := cputime.Process()
 	loop()
-	end, _ := processCPU()
+	end, _ := cputime.Process()
 	if ok && b.N > 0 {
 		b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 	}

@@ -3,9 +3,9 @@ package tpm_test
 import (
 	"context"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/signet-id/signet/internal/cputime"
 	"github.com/signet-id/signet/internal/nodeattest/tpm"
 	"github.com/signet-id/signet/internal/nodeattest/tpm/tpmtest"
 )
@@ -97,24 +97,13 @@ func BenchmarkVerifierCPU(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
-			cpu := cpuTime(b)
+			cpu := cputime.Now()
 			for b.Loop() {
 				if _, err := v.Attest(b.Context(), bc.payload, wrongAnswer{}); !refusal(err) || strings.Contains(err.Error(), "does not chain") {
 					b.Fatalf("Attest() error = %v, want a wrong-answer refusal", err)
 				}
 			}
-			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Now()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// cpuTime returns the process's user and system CPU time so far, in
-// nanoseconds: on a loaded machine, a steadier measure of work than the
-// wall clock.
-func cpuTime(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
