@@ -4,21 +4,13 @@ package workload_test
 
 import (
 	"context"
-	"errors"
-	"net"
-	"os"
-	"os/exec"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	sysunix "golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
@@ -80,53 +72,14 @@ func TestReusedAttestationNotServedAfterExit(t *testing.T) {
 	e := start(t)
 	e.src.SetEntries(e.entry(t, webID, "", mine))
 
-	fds, err := sysunix.Socketpair(sysunix.AF_UNIX, sysunix.SOCK_STREAM|sysunix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
-	defer ours.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "SIGNET_SOCKET="+e.path)
-	cmd.ExtraFiles = []*os.File{theirs}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	theirs.Close()
-	defer func() { stdin.Close(); _ = cmd.Wait() }()
-
-	conn := receiveConn(t, int(ours.Fd()))
-	var once sync.Once
-	cc, err := grpc.NewClient("passthrough:///child",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
-			var c net.Conn
-			once.Do(func() { c = conn })
-			if c == nil {
-				return nil, errors.New("the passed connection is gone")
-			}
-			return c, nil
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	client := workloadpb.NewSpiffeWorkloadAPIClient(cc)
+	client, exit := childClient(t, e)
 	ctx := withHeader(testCtx(t))
 	req := &workloadpb.JWTSVIDRequest{Audience: []string{"a"}}
 	if _, err := client.FetchJWTSVID(ctx, req); err != nil {
 		t.Fatalf("FetchJWTSVID while the child runs: %v", err)
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	_, err = client.FetchJWTSVID(ctx, req)
+	exit()
+	_, err := client.FetchJWTSVID(ctx, req)
 	wantCode(t, "FetchJWTSVID after the caller exited", err, codes.PermissionDenied)
 	stream, err := client.FetchX509SVID(ctx, &workloadpb.X509SVIDRequest{})
 	if err == nil {

@@ -51,12 +51,34 @@ func TestStreamEndsWhenCallerExits(t *testing.T) {
 	e := start(t)
 	e.src.SetEntries(e.entry(t, webID, "", mine))
 
+	client, exit := childClient(t, e)
+	stream, err := client.FetchX509SVID(withHeader(testCtx(t)), &workloadpb.X509SVIDRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("first response while the child runs: %v", err)
+	}
+
+	exit()
+	e.src.SetEntries(e.entry(t, webID, "", mine)) // a rotation: a new response is due
+	_, err = stream.Recv()
+	wantCode(t, "stream after its caller exited", err, codes.PermissionDenied)
+}
+
+// childClient starts a child process (this test binary as childEnv) that
+// connects to e's socket and passes its connection to this process, and
+// returns a Workload API client over that connection (so every call is
+// attested as the child) and the function that makes the child exit and
+// waits for it.
+func childClient(t *testing.T, e *env) (workloadpb.SpiffeWorkloadAPIClient, func()) {
+	t.Helper()
 	fds, err := sysunix.Socketpair(sysunix.AF_UNIX, sysunix.SOCK_STREAM|sysunix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
-	defer ours.Close()
+	t.Cleanup(func() { ours.Close() })
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "SIGNET_SOCKET="+e.path)
 	cmd.ExtraFiles = []*os.File{theirs}
@@ -69,7 +91,25 @@ func TestStreamEndsWhenCallerExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	theirs.Close()
-	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	var exited bool
+	exit := func() {
+		t.Helper()
+		if exited {
+			return
+		}
+		exited = true
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if !exited {
+			exited = true
+			stdin.Close()
+			_ = cmd.Wait()
+		}
+	})
 
 	conn := receiveConn(t, int(ours.Fd()))
 	var once sync.Once
@@ -86,22 +126,8 @@ func TestStreamEndsWhenCallerExits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
-	stream, err := workloadpb.NewSpiffeWorkloadAPIClient(cc).FetchX509SVID(withHeader(testCtx(t)), &workloadpb.X509SVIDRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatalf("first response while the child runs: %v", err)
-	}
-
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	e.src.SetEntries(e.entry(t, webID, "", mine)) // a rotation: a new response is due
-	_, err = stream.Recv()
-	wantCode(t, "stream after its caller exited", err, codes.PermissionDenied)
+	t.Cleanup(func() { cc.Close() })
+	return workloadpb.NewSpiffeWorkloadAPIClient(cc), exit
 }
 
 func receiveConn(t *testing.T, fd int) net.Conn {
