@@ -335,6 +335,16 @@ func TestListPaging(t *testing.T) {
 	if got := walkPages(t, c, []string{"agent", "allowed", "--limit", "2"}, "tpm", 2); len(got) != 3 {
 		t.Errorf("agent allowed, paged by 2: %d allowances, want 3", len(got))
 	}
+	for i := range 3 {
+		c.mustRun(t, "federation", "create", "--trust-domain", fmt.Sprintf("f%d.test", i),
+			"--bundle-endpoint-url", "https://127.0.0.1:1/bundle", "--profile", "https_web")
+	}
+	if got := walkPages(t, c, []string{"federation", "list", "--limit", "2"}, "https_web", 2); len(got) != 3 {
+		t.Errorf("federation list, paged by 2: %d relationships, want 3", len(got))
+	}
+	if _, _, err := c.run(t, "federation", "list", "--page-token", "Not A Trust Domain"); err == nil || !strings.Contains(err.Error(), "page_token") {
+		t.Errorf("federation list --page-token junk = %v, want an error naming page_token", err)
+	}
 	// audit list: pages by sequence number; --limit 0 --json streams all.
 	all := c.mustRun(t, "audit", "list", "--limit", "0", "--json")
 	if got := walkPages(t, c, []string{"audit", "list", "--limit", "3", "--json"}, `"seq":`, 3); len(got) != strings.Count(all, "\n") {

@@ -134,13 +134,20 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 	fl.StringVar(&bundleFile, "trust-bundle", "", "file with the remote trust domain's bundle, SPIFFE bundle JSON or PEM (https_spiffe: required)")
 	createOut.addFlags(create)
 
-	var listOut output
+	var (
+		listOut output
+		page    pageFlags
+	)
 	list := &cobra.Command{
-		Use: "list", Short: "List federation relationships", Args: cobra.NoArgs,
+		Use: "list", Short: "List federation relationships, a page at a time", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := page.size()
+			if err != nil {
+				return err
+			}
 			var resp *adminv1.ListFederationsResponse
-			err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListFederations(ctx, &adminv1.ListFederationsRequest{})
+			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+				resp, err = c.ListFederations(ctx, &adminv1.ListFederationsRequest{PageSize: size, PageToken: page.token})
 				return err
 			})
 			if err != nil {
@@ -151,7 +158,7 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 				for i, f := range resp.GetFederations() {
 					out[i] = federationToJSON(f)
 				}
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"federations": out})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"federations": out, "next_page_token": resp.GetNextPageToken()})
 			}
 			now := time.Now()
 			rows := [][]string{{"TRUST DOMAIN", "PROFILE", "BUNDLE ENDPOINT", "STATUS", "SEQUENCE", "LAST REFRESH"}}
@@ -162,11 +169,14 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 			if err := table(cmd.OutOrStdout(), rows); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d relationship(s)\n", len(resp.GetFederations()))
-			return err
+			if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%d relationship(s)\n", len(resp.GetFederations())); err != nil {
+				return err
+			}
+			return nextPage(cmd, resp.GetNextPageToken())
 		},
 	}
 	listOut.addFlags(list)
+	page.addFlags(list, "relationships")
 
 	one := func(use, short string, op func(context.Context, adminv1.AdminClient, *adminv1.FederationRequest) (*adminv1.Federation, error)) *cobra.Command {
 		var out output

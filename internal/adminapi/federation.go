@@ -69,8 +69,19 @@ func (a *Service) CreateFederation(ctx context.Context, req *adminv1.CreateFeder
 	return federationToProto(stored)
 }
 
-func (a *Service) ListFederations(ctx context.Context, _ *adminv1.ListFederationsRequest) (*adminv1.ListFederationsResponse, error) {
-	feds, err := a.cfg.Store.ListFederations(ctx)
+func (a *Service) ListFederations(ctx context.Context, req *adminv1.ListFederationsRequest) (*adminv1.ListFederationsResponse, error) {
+	limit, err := pageLimit(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after := req.GetPageToken() // the last relationship's trust domain
+	if after != "" {
+		if _, err := spiffeid.TrustDomainFromString(after); err != nil {
+			return nil, errkind.New(errkind.InvalidArgument,
+				"page_token %q is not a federation page token: pass next_page_token of the previous page", after)
+		}
+	}
+	feds, err := a.cfg.Store.ListFederationsPage(ctx, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +92,9 @@ func (a *Service) ListFederations(ctx context.Context, _ *adminv1.ListFederation
 			return nil, err
 		}
 		resp.Federations = append(resp.Federations, pf)
+	}
+	if len(feds) == limit {
+		resp.NextPageToken = feds[len(feds)-1].TrustDomain.Name()
 	}
 	return resp, nil
 }

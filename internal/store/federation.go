@@ -149,7 +149,22 @@ func (s *Store) GetFederation(ctx context.Context, td spiffeid.TrustDomain) (Fed
 
 // ListFederations returns every relationship, by trust domain.
 func (s *Store) ListFederations(ctx context.Context) ([]Federation, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+federationColumns+" FROM federations ORDER BY trust_domain")
+	return s.ListFederationsPage(ctx, "", 0)
+}
+
+// ListFederationsPage is ListFederations a page at a time: at most limit
+// relationships (0: all) whose trust domain sorts after after (empty: from
+// the first).
+func (s *Store) ListFederationsPage(ctx context.Context, after string, limit int) ([]Federation, error) {
+	q, args := "SELECT "+federationColumns+" FROM federations", []any(nil)
+	if after != "" {
+		q, args = q+" WHERE trust_domain > ?", append(args, after)
+	}
+	q += " ORDER BY trust_domain"
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list federations: %w", err)
 	}

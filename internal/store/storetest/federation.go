@@ -54,6 +54,17 @@ func testFederationCRUD(t *testing.T, s *store.Store) {
 	if diff := cmp.Diff(a, got, cmpOpts); diff != "" {
 		t.Errorf("GetFederation() (-want +got):\n%s", diff)
 	}
+	page, err := s.ListFederationsPage(t.Context(), "", 1)
+	if err != nil || len(page) != 1 || page[0].TrustDomain.Name() != "cloud.org" {
+		t.Fatalf("ListFederationsPage(first, 1) = %+v, %v; want cloud.org", page, err)
+	}
+	page, err = s.ListFederationsPage(t.Context(), "cloud.org", 1)
+	if err != nil || len(page) != 1 || page[0].TrustDomain.Name() != "partner.org" {
+		t.Fatalf("ListFederationsPage(after cloud.org, 1) = %+v, %v; want partner.org", page, err)
+	}
+	if page, err = s.ListFederationsPage(t.Context(), "partner.org", 1); err != nil || len(page) != 0 {
+		t.Fatalf("ListFederationsPage(after partner.org) = %+v, %v; want none", page, err)
+	}
 	list, err := s.ListFederations(t.Context())
 	must(t, "ListFederations", err)
 	if len(list) != 2 || list[0].TrustDomain.Name() != "cloud.org" || list[1].TrustDomain.Name() != "partner.org" {

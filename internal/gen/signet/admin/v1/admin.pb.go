@@ -1772,7 +1772,12 @@ func (x *CreateFederationRequest) GetTrustBundle() []byte {
 }
 
 type ListFederationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many relationships (default 1000, at most 10000), by trust
+	// domain.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1807,9 +1812,25 @@ func (*ListFederationsRequest) Descriptor() ([]byte, []int) {
 	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
+func (x *ListFederationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFederationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListFederationsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Federations   []*Federation          `protobuf:"bytes,1,rep,name=federations,proto3" json:"federations,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Federations []*Federation          `protobuf:"bytes,1,rep,name=federations,proto3" json:"federations,omitempty"`
+	// Set when there may be more: pass it as page_token for the next page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1849,6 +1870,13 @@ func (x *ListFederationsResponse) GetFederations() []*Federation {
 		return x.Federations
 	}
 	return nil
+}
+
+func (x *ListFederationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type FederationRequest struct {
@@ -2153,10 +2181,14 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x13bundle_endpoint_url\x18\x02 \x01(\tR\x11bundleEndpointUrl\x12\x18\n" +
 	"\aprofile\x18\x03 \x01(\tR\aprofile\x12,\n" +
 	"\x12endpoint_spiffe_id\x18\x04 \x01(\tR\x10endpointSpiffeId\x12!\n" +
-	"\ftrust_bundle\x18\x05 \x01(\fR\vtrustBundle\"\x18\n" +
-	"\x16ListFederationsRequest\"X\n" +
+	"\ftrust_bundle\x18\x05 \x01(\fR\vtrustBundle\"T\n" +
+	"\x16ListFederationsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\x17ListFederationsResponse\x12=\n" +
-	"\vfederations\x18\x01 \x03(\v2\x1b.signet.admin.v1.FederationR\vfederations\"6\n" +
+	"\vfederations\x18\x01 \x03(\v2\x1b.signet.admin.v1.FederationR\vfederations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"6\n" +
 	"\x11FederationRequest\x12!\n" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\"\x9c\x03\n" +
 	"\n" +
