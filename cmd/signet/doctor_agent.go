@@ -46,7 +46,7 @@ func (d *doctor) agent(cmd *cobra.Command, configPath string) *doctorReport {
 		err = preflightAddress(f.Flags(), c)
 	}
 	if err != nil {
-		r.problem("config", oneLine(err), "edit "+orDefaults(configPath))
+		r.problem("config", oneLine(err), configFix(configPath))
 		return r
 	}
 	cfg, err := f.AgentConfig(c, slog.New(slog.DiscardHandler))
@@ -56,7 +56,7 @@ func (d *doctor) agent(cmd *cobra.Command, configPath string) *doctorReport {
 	configOK := err == nil
 	if err != nil {
 		for _, e := range splitJoined(err) {
-			r.problem("config", e, "edit "+orDefaults(configPath))
+			r.problem("config", e, configFix(configPath))
 		}
 	}
 	td, tdErr := agent.ResolveTrustDomain(cfg)

@@ -31,12 +31,12 @@ func (d *doctor) server(cmd *cobra.Command, configPath string) *doctorReport {
 	f := &serverFlags{configPath: configPath, flags: doctorFlags(serverDefaults())}
 	cfg, c, err := f.resolve()
 	if err != nil {
-		r.problem("config", oneLine(err), "edit "+orDefaults(configPath))
+		r.problem("config", oneLine(err), configFix(configPath))
 		return r
 	}
 	if err := cfg.Check(); err != nil {
 		for _, e := range splitJoined(err) {
-			r.problem("config", e, "edit "+orDefaults(configPath))
+			r.problem("config", e, configFix(configPath))
 		}
 	} else {
 		r.ok("config", "valid (trust domain %s)", cfg.TrustDomain)
@@ -287,4 +287,15 @@ func orDefaults(configPath string) string {
 		return "the flags (or give --config FILE)"
 	}
 	return configPath
+}
+
+// configFix is the fix of a configuration problem: edit what holds it, or,
+// when --config names no file, create it or name the right one.
+func configFix(configPath string) string {
+	if configPath != "" {
+		if _, err := os.Stat(configPath); errors.Is(err, fs.ErrNotExist) {
+			return "create " + configPath + " or give --config the file that exists"
+		}
+	}
+	return "edit " + orDefaults(configPath)
 }

@@ -277,6 +277,13 @@ func TestDoctorConfigProblems(t *testing.T) {
 			t.Errorf("doctor --config with %q:\n%s\nwant it to start with %q", file, out, want)
 		}
 	}
+	// A --config that names no file: the fix is to create it, not to edit it.
+	missing := filepath.Join(dir, "missing.yaml")
+	out, err = runDoctor(t, strings.NewReplacer(dir, "$TMP"), "--server", "--config", missing)
+	wantExit(t, err, 1)
+	if want := "fix: create $TMP/missing.yaml or give --config the file that exists"; !strings.Contains(out, want) {
+		t.Errorf("doctor --config missing.yaml lacks %q:\n%s", want, out)
+	}
 	if _, _, err := execCLI(t, "doctor", "--server", "--agent"); err == nil || !strings.Contains(err.Error(), "one role at a time") {
 		t.Errorf("doctor --server --agent = %v", err)
 	}
