@@ -17,26 +17,7 @@ import (
 // the directory is not empty) and kept, so other scanners can be timed on
 // the same files.
 func BenchmarkScanTree(b *testing.B) {
-	mb := int64(20)
-	if v := os.Getenv("SIGNET_BENCH_TREE_MB"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			b.Fatalf("SIGNET_BENCH_TREE_MB=%q: want a positive number", v)
-		}
-		mb = n
-	}
-	dir := os.Getenv("SIGNET_BENCH_TREE_DIR")
-	if dir == "" {
-		dir = b.TempDir()
-	}
-	size := treeSize(b, dir)
-	if size == 0 {
-		_, n, err := scantest.WriteTree(dir, mb<<20, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
+	dir, size := benchTree(b)
 	s := newScanner(b, scan.Config{})
 	b.SetBytes(size)
 	b.ReportAllocs()
@@ -107,11 +88,12 @@ func BenchmarkScanLongLine(b *testing.B) {
 	}
 }
 
-// BenchmarkMeasureTree measures scan.Measure, the stat-only walk behind the
-// progress display's totals, on the same generated tree as
-// BenchmarkScanTree (SIGNET_BENCH_TREE_MB, SIGNET_BENCH_TREE_DIR), to set
-// its cost beside the scan's.
-func BenchmarkMeasureTree(b *testing.B) {
+// benchTree is the generated tree of BenchmarkScanTree and
+// BenchmarkMeasureTree and its size in bytes: SIGNET_BENCH_TREE_MB
+// megabytes (20 by default), written to SIGNET_BENCH_TREE_DIR (reused when
+// it already holds a tree) or a temporary directory.
+func benchTree(b *testing.B) (string, int64) {
+	b.Helper()
 	mb := int64(20)
 	if v := os.Getenv("SIGNET_BENCH_TREE_MB"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -132,6 +114,15 @@ func BenchmarkMeasureTree(b *testing.B) {
 		}
 		size = n
 	}
+	return dir, size
+}
+
+// BenchmarkMeasureTree measures scan.Measure, the stat-only walk behind the
+// progress display's totals, on the same generated tree as
+// BenchmarkScanTree (SIGNET_BENCH_TREE_MB, SIGNET_BENCH_TREE_DIR), to set
+// its cost beside the scan's.
+func BenchmarkMeasureTree(b *testing.B) {
+	dir, size := benchTree(b)
 	s := newScanner(b, scan.Config{})
 	b.SetBytes(size)
 	b.ReportAllocs()
