@@ -12,6 +12,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/inventory"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/store"
@@ -20,7 +21,8 @@ import (
 // Store is the part of the store the console reads. *store.Store
 // implements it; the console never writes.
 type Store interface {
-	inventory.Source
+	inventory.PageSource
+	NodeTotals(ctx context.Context) (total, banned int64, err error)
 	ListAuthorities(ctx context.Context) ([]model.Authority, error)
 	ListCoverageReports(ctx context.Context, dimension string, limit int) ([]model.CoverageReport, error)
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]model.AuditRecord, error)
@@ -275,34 +277,48 @@ func (d *data) overview(ctx context.Context) (Overview, error) {
 	slices.SortStableFunc(o.Authorities, func(a, b Authority) int {
 		return strings.Compare(a.Kind, b.Kind)*2 + a.NotAfter.Compare(b.NotAfter)
 	})
-	nodes, err := d.st.ListNodes(ctx, store.NodeFilter{})
+	total, banned, err := d.st.NodeTotals(ctx)
 	if err != nil {
-		return Overview{}, fmt.Errorf("list agents: %w", err)
+		return Overview{}, fmt.Errorf("count agents: %w", err)
 	}
-	o.Agents = len(nodes)
-	for _, n := range nodes {
-		if n.Banned {
-			o.BannedAgents++
+	o.Agents, o.BannedAgents = int(total), int(banned)
+	if o.OpenFindings, err = d.countFindings(ctx, false); err != nil {
+		return Overview{}, err
+	}
+	return o, nil
+}
+
+// countFindings counts the open findings (all: every finding) in SQL.
+func (d *data) countFindings(ctx context.Context, all bool) (int, error) {
+	counts, err := d.st.CountFindings(ctx, "environment")
+	if err != nil {
+		return 0, fmt.Errorf("count findings: %w", err)
+	}
+	n := 0
+	for _, c := range counts {
+		if all || c.Status == store.FindingOpen {
+			n += int(c.Count)
 		}
 	}
-	findings, err := d.st.ListFindings(ctx, store.FindingFilter{Status: []store.FindingStatus{store.FindingOpen}})
-	if err != nil {
-		return Overview{}, fmt.Errorf("list findings: %w", err)
-	}
-	o.OpenFindings = len(findings)
-	return o, nil
+	return n, nil
 }
 
 func (d *data) agents(ctx context.Context, after string, limit int) (Agents, error) {
 	now := d.now()
-	nodes, err := d.st.ListNodes(ctx, store.NodeFilter{})
+	total, _, err := d.st.NodeTotals(ctx)
+	if err != nil {
+		return Agents{}, fmt.Errorf("count agents: %w", err)
+	}
+	// One page from the store, by SPIFFE ID.
+	nodes, err := d.st.ListNodes(ctx, store.NodeFilter{After: after, Limit: limit + 1})
 	if err != nil {
 		return Agents{}, fmt.Errorf("list agents: %w", err)
 	}
-	out := Agents{Total: len(nodes), After: after}
-	// The store lists nodes whole, ordered by SPIFFE ID; the page is cut
-	// here, so what is rendered stays bounded.
-	nodes, out.Next = pageOf(nodes, after, limit, func(n model.Node) string { return n.SPIFFEID.String() })
+	out := Agents{Total: int(total), After: after}
+	if len(nodes) > limit {
+		nodes = nodes[:limit]
+		out.Next = nodes[limit-1].SPIFFEID.String()
+	}
 	out.Agents = make([]Agent, 0, len(nodes))
 	for _, n := range nodes {
 		a := Agent{
@@ -383,36 +399,18 @@ func (d *data) inventory(ctx context.Context, kind inventory.Kind, by inventory.
 	if err != nil {
 		return Inventory{}, badRequest{fmt.Errorf("by: %v", err)}
 	}
-	if len(after) > model.MaxEntryIDLen {
-		return Inventory{}, badRequest{fmt.Errorf("after: longer than %d bytes", model.MaxEntryIDLen)}
-	}
 	c := &inventory.Classifier{Now: d.now(), DefaultX509TTL: d.x509TTL, DefaultJWTTTL: d.jwtTTL}
 	out := Inventory{Kind: string(kind), Dimension: opts.Key(), Items: []InventoryItem{}, Trend: []TrendPoint{}}
-	in := inventory.Input{ServerID: d.serverID}
-	// Workloads are paged: a page of entries and the nodes they inherit
-	// their environment and owner from. The other kinds are read whole
-	// (nodes, open findings) or bounded (leases).
-	switch kind {
-	case inventory.KindWorkload:
-		if in.Nodes, err = d.st.ListNodes(ctx, store.NodeFilter{}); err != nil {
-			return Inventory{}, fmt.Errorf("load inventory: %w", err)
+	// One page of the kind from the store; after is the page token.
+	items, next, err := c.Page(ctx, d.st, d.serverID, inventory.PageRequest{Kind: kind, Limit: limit, Token: after})
+	if err != nil {
+		if errkind.Is(err, errkind.InvalidArgument) {
+			return Inventory{}, badRequest{fmt.Errorf("after: %v", err)}
 		}
-		if in.Entries, err = d.st.ListEntries(ctx, store.EntryFilter{After: after, Limit: limit + 1}); err != nil {
-			return Inventory{}, fmt.Errorf("load inventory: %w", err)
-		}
-		if len(in.Entries) > limit {
-			in.Entries = in.Entries[:limit]
-			out.Next = in.Entries[len(in.Entries)-1].ID
-		}
-	default:
-		if in, err = inventory.Load(ctx, d.st, d.serverID, kind, false); err != nil {
-			return Inventory{}, err
-		}
+		return Inventory{}, err
 	}
-	for _, it := range c.Items(in) {
-		if it.Kind != kind {
-			continue
-		}
+	out.Next = next
+	for _, it := range items {
 		item := InventoryItem{ID: it.ID, Kind: string(it.Kind), Name: it.Name, Environment: it.Environment, Owner: it.Owner, Flags: []string{}}
 		if it.Finding != nil {
 			// A finding's name may carry its preview: show only what scan prints.
@@ -459,16 +457,26 @@ func safePreview(p string) string {
 }
 
 func (d *data) findings(ctx context.Context, all bool, after string, limit int) (Findings, error) {
-	f := store.FindingFilter{}
-	if !all {
-		f.Status = []store.FindingStatus{store.FindingOpen}
-	}
-	list, err := d.st.ListFindings(ctx, f)
+	total, err := d.countFindings(ctx, all)
 	if err != nil {
+		return Findings{}, err
+	}
+	// One page from the store, by fingerprint.
+	p := store.FindingPage{After: after, Limit: limit}
+	if !all {
+		p.Status = []store.FindingStatus{store.FindingOpen}
+	}
+	list, next, err := d.st.ListFindingsPage(ctx, p)
+	if err != nil {
+		if errkind.Is(err, errkind.InvalidArgument) {
+			return Findings{}, badRequest{err}
+		}
 		return Findings{}, fmt.Errorf("list findings: %w", err)
 	}
-	out := Findings{All: all, Total: len(list), After: after}
-	list, out.Next = pageOf(list, after, limit, func(f store.Finding) string { return f.Fingerprint })
+	out := Findings{All: all, Total: total, After: after}
+	if next != "" && len(list) > 0 {
+		out.Next = list[len(list)-1].Fingerprint
+	}
 	out.Findings = make([]Finding, 0, len(list))
 	for _, f := range list {
 		fd := Finding{
@@ -563,26 +571,6 @@ func (d *data) verification(ctx context.Context) (AuditVerification, error) {
 		Head: fmt.Sprintf("%x", rep.Head), VerifiedAt: now}
 	d.verifiedAt = now
 	return d.verified, nil
-}
-
-// pageOf cuts the page after the cursor from list, in the store's order,
-// and returns it with the next page's cursor ("" on the last).
-func pageOf[T any](list []T, after string, limit int, key func(T) string) ([]T, string) {
-	if after != "" {
-		// The store's order is its collation's: find the cursor itself, and
-		// only when it is gone the first key past it.
-		start := slices.IndexFunc(list, func(v T) bool { return key(v) == after })
-		if start >= 0 {
-			start++
-		} else if start = slices.IndexFunc(list, func(v T) bool { return key(v) > after }); start < 0 {
-			start = len(list)
-		}
-		list = list[start:]
-	}
-	if len(list) > limit {
-		return list[:limit], key(list[limit-1])
-	}
-	return list, ""
 }
 
 // badRequest marks an error in the caller's query (400), not the server.

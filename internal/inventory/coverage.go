@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"path"
@@ -139,38 +140,6 @@ func NewPlanItem(f *store.Finding, configured map[string]string) PlanItem {
 	return it
 }
 
-// AddFindingCounts adds counts of findings per group and status (from the
-// store's aggregation) to c: open findings to StaticOpen, replaced ones to
-// StaticReplaced; others do not count. It recomputes the percentages and
-// keeps the groups ordered.
-func (c *Coverage) AddFindingCounts(counts []store.FindingCount) {
-	for _, fc := range counts {
-		var open, replaced int64
-		switch fc.Status {
-		case store.FindingOpen:
-			open = fc.Count
-		case store.FindingReplaced:
-			replaced = fc.Count
-		default:
-			continue
-		}
-		i := slices.IndexFunc(c.Groups, func(g CoverageGroup) bool { return g.Key == fc.Key })
-		if i < 0 {
-			c.Groups = append(c.Groups, CoverageGroup{Key: fc.Key})
-			i = len(c.Groups) - 1
-		}
-		for _, g := range []*CoverageGroup{&c.Groups[i], &c.Total} {
-			g.StaticOpen += open
-			g.StaticReplaced += replaced
-		}
-	}
-	for i := range c.Groups {
-		c.Groups[i].finish()
-	}
-	c.Total.finish()
-	slices.SortFunc(c.Groups, func(a, b CoverageGroup) int { return CompareGroupKeys(a.Key, b.Key) })
-}
-
 // CoverageGroup is the coverage of one environment, owner or path.
 type CoverageGroup struct {
 	Key          string `json:"key"`
@@ -268,83 +237,122 @@ func filePathPrefix(p string, depth int) string {
 }
 
 // ComputeCoverage computes coverage over items as of now. Every workload
-// counts once, as active when its last SVID was issued within the window;
-// every open finding counts once as open and every replaced one as replaced,
-// in the group of its labels (or, by path,
-// of its primary path); every (credential, workload) pair with a pending
-// or active lease counts once as brokered, in its workload's group (by
+// counts once, as active when its last SVID was served within the window;
+// every open finding counts once as open and every replaced one as
+// replaced, in the group of its labels (or, by path, of its primary path);
+// every (credential, workload) pair with a pending or active lease counts
+// once as brokered, in the group of the workload of its newest lease (by
 // path, of its SPIFFE ID); closed findings, ended leases and node aliases
-// do not count. Groups are ordered by key, with Unknown last.
+// do not count. Groups are ordered by key, with Unknown last. The store's
+// aggregations (Classifier.Coverage) count the same way.
 func ComputeCoverage(items []Item, now time.Time, opts CoverageOptions) (Coverage, error) {
 	opts, err := opts.WithDefaults()
 	if err != nil {
 		return Coverage{}, err
 	}
-	rep := Coverage{By: opts.By, ActiveWithinSeconds: int64(opts.ActiveWithin / time.Second), Total: CoverageGroup{Key: "total"}}
-	if opts.By == ByPath {
-		rep.PathDepth = opts.PathDepth
-	}
-	groups := make(map[string]*CoverageGroup)
-	since := now.Add(-opts.ActiveWithin)
-	type pair struct{ credential, subject string }
-	brokered := map[pair]bool{}
+	acc := newCoverageAcc(opts)
+	var leases []*Item
 	for i := range items {
-		it := &items[i]
-		var add CoverageGroup
-		switch it.Kind {
-		case KindNode:
-			add.Nodes = 1
-		case KindWorkload:
-			add.Workloads = 1
-			if last := it.Entry.LastServedAt; !last.IsZero() && !last.Before(since) {
-				add.SPIFFEActive = 1
-			}
-		case KindFinding:
-			switch it.Finding.Status {
-			case store.FindingOpen:
-				add.StaticOpen = 1
-			case store.FindingReplaced:
-				add.StaticReplaced = 1
-			default:
-				continue
-			}
-		case KindCredential:
-			l := it.Lease
-			if l == nil || (l.State != store.LeasePending && l.State != store.LeaseActive) || !l.ExpiresAt.After(now) {
-				continue
-			}
-			p := pair{l.Credential, l.Subject.String()}
-			if brokered[p] {
-				continue
-			}
-			brokered[p] = true
-			add.Brokered = 1
-		default:
+		if items[i].Kind == KindCredential && items[i].Lease != nil {
+			leases = append(leases, &items[i])
 			continue
 		}
-		key := GroupKey(it, opts.By, opts.PathDepth)
-		g := groups[key]
-		if g == nil {
-			g = &CoverageGroup{Key: key}
-			groups[key] = g
-		}
-		for _, t := range []*CoverageGroup{g, &rep.Total} {
-			t.Nodes += add.Nodes
-			t.Workloads += add.Workloads
-			t.SPIFFEActive += add.SPIFFEActive
-			t.StaticOpen += add.StaticOpen
-			t.StaticReplaced += add.StaticReplaced
-			t.Brokered += add.Brokered
-		}
+		acc.addItem(&items[i], now)
 	}
-	rep.Groups = make([]CoverageGroup, 0, len(groups))
-	for _, g := range groups {
+	// A (credential, workload) pair counts under its newest lease, as the
+	// store's aggregation counts it.
+	slices.SortStableFunc(leases, func(a, b *Item) int {
+		return cmp.Or(b.Lease.IssuedAt.Compare(a.Lease.IssuedAt), strings.Compare(a.Lease.ID, b.Lease.ID))
+	})
+	for _, it := range leases {
+		acc.addItem(it, now)
+	}
+	return acc.result(), nil
+}
+
+// coverageAcc accumulates a coverage report group by group.
+type coverageAcc struct {
+	opts   CoverageOptions
+	groups map[string]*CoverageGroup
+	total  CoverageGroup
+	// brokered holds the (credential, subject) pairs counted, so that each
+	// counts once.
+	brokered map[[2]string]bool
+}
+
+func newCoverageAcc(opts CoverageOptions) *coverageAcc {
+	return &coverageAcc{opts: opts, groups: map[string]*CoverageGroup{}, total: CoverageGroup{Key: "total"}, brokered: map[[2]string]bool{}}
+}
+
+// add adds counts to the group key and to the total.
+func (a *coverageAcc) add(key string, add CoverageGroup) {
+	g := a.groups[key]
+	if g == nil {
+		g = &CoverageGroup{Key: key}
+		a.groups[key] = g
+	}
+	for _, t := range []*CoverageGroup{g, &a.total} {
+		t.Nodes += add.Nodes
+		t.Workloads += add.Workloads
+		t.SPIFFEActive += add.SPIFFEActive
+		t.StaticOpen += add.StaticOpen
+		t.StaticReplaced += add.StaticReplaced
+		t.Brokered += add.Brokered
+	}
+}
+
+// addItem counts one item as ComputeCoverage describes.
+func (a *coverageAcc) addItem(it *Item, now time.Time) {
+	var add CoverageGroup
+	switch it.Kind {
+	case KindNode:
+		add.Nodes = 1
+	case KindWorkload:
+		add.Workloads = 1
+		if last := it.Entry.LastServedAt; !last.IsZero() && !last.Before(now.Add(-a.opts.ActiveWithin)) {
+			add.SPIFFEActive = 1
+		}
+	case KindFinding:
+		switch it.Finding.Status {
+		case store.FindingOpen:
+			add.StaticOpen = 1
+		case store.FindingReplaced:
+			add.StaticReplaced = 1
+		default:
+			return
+		}
+	case KindCredential:
+		l := it.Lease
+		if l == nil || (l.State != store.LeasePending && l.State != store.LeaseActive) || !l.ExpiresAt.After(now) {
+			return
+		}
+		p := [2]string{l.Credential, l.Subject.String()}
+		if a.brokered[p] {
+			return
+		}
+		a.brokered[p] = true
+		add.Brokered = 1
+	default:
+		return
+	}
+	a.add(GroupKey(it, a.opts.By, a.opts.PathDepth), add)
+}
+
+// result is the report: groups ordered by key, with Unknown last, and
+// their percentages.
+func (a *coverageAcc) result() Coverage {
+	rep := Coverage{By: a.opts.By, ActiveWithinSeconds: int64(a.opts.ActiveWithin / time.Second), Total: a.total}
+	if a.opts.By == ByPath {
+		rep.PathDepth = a.opts.PathDepth
+	}
+	rep.Groups = make([]CoverageGroup, 0, len(a.groups))
+	for _, g := range a.groups {
 		g.finish()
 		rep.Groups = append(rep.Groups, *g)
 	}
 	slices.SortFunc(rep.Groups, func(a, b CoverageGroup) int { return CompareGroupKeys(a.Key, b.Key) })
 	rep.Total.finish()
-	return rep, nil
+	return rep
 }
 
 // CoverageDelta is the change of a group since an earlier report.

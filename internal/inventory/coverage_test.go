@@ -186,6 +186,15 @@ func TestCoverageFromSeededStore(t *testing.T) {
 				if diff := cmp.Diff(wantTotal, got.Total, percents); diff != "" {
 					t.Errorf("ComputeCoverage(by %s) total (-want +got):\n%s", tc.name, diff)
 				}
+				// The store's aggregation (and, by path, its pages) gives
+				// the same report.
+				fromStore, err := c.Coverage(t.Context(), s, serverID, tc.opts)
+				if err != nil {
+					t.Fatalf("Coverage(%s): %v", tc.name, err)
+				}
+				if diff := cmp.Diff(got, fromStore); diff != "" {
+					t.Errorf("Coverage(by %s) from the store differs from ComputeCoverage (-items +store):\n%s", tc.name, diff)
+				}
 			}
 			// A wider window counts api (issued 2 days ago) as active.
 			got, err := inventory.ComputeCoverage(items, now, inventory.CoverageOptions{By: inventory.ByEnvironment, ActiveWithin: 7 * inventory.Day})

@@ -12,14 +12,11 @@ package inventory
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/inventory/risk"
@@ -226,9 +223,22 @@ func (c *Classifier) Node(n model.Node) Item {
 
 // AgentlessParentPath prefixes the parent IDs of entries whose SVIDs the
 // token endpoint hands to CI jobs (spiffe://<td>/signet/ci/<issuer>).
-const AgentlessParentPath = "/signet/ci/"
+const AgentlessParentPath = store.AgentlessPath
 
 func agentless(e model.Entry) bool { return strings.HasPrefix(e.ParentID.Path(), AgentlessParentPath) }
+
+// workloadEnvironment is the raw environment label a workload has: its
+// entry's own; else "ci" for an agentless (CI) workload; else its node's.
+// The store's coverage aggregation (store.WorkloadPlace) follows it.
+func workloadEnvironment(entryEnv, nodeEnv string, agentless bool) string {
+	switch {
+	case entryEnv != "":
+		return entryEnv
+	case agentless:
+		return "ci"
+	}
+	return nodeEnv
+}
 
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
@@ -244,27 +254,25 @@ func later(a, b time.Time) time.Time {
 // over-long past MaxX509TTL or MaxJWTTTL.
 func (c *Classifier) Workload(e model.Entry, node *model.Node) Item {
 	labels := e.Labels
-	if agentless(e) {
+	isAgentless := agentless(e)
+	if isAgentless {
 		// A CI job's SVID is handed to it at the token endpoint: issued
 		// is served, and its environment is ci unless labelled otherwise.
 		e.LastServedAt = later(e.LastServedAt, e.LastIssuedAt)
 		if e.FirstServedAt.IsZero() {
 			e.FirstServedAt = e.FirstIssuedAt
 		}
-		if labels[LabelEnvironment] == "" {
-			labels = maps.Clone(labels)
-			if labels == nil {
-				labels = map[string]string{}
-			}
-			labels[LabelEnvironment] = "ci"
-		}
 	}
-	if labels[LabelEnvironment] == "" && node != nil && node.Labels[LabelEnvironment] != "" {
-		labels = make(map[string]string, len(e.Labels)+1)
-		for k, v := range e.Labels {
-			labels[k] = v
+	var nodeEnv string
+	if node != nil {
+		nodeEnv = node.Labels[LabelEnvironment]
+	}
+	if env := workloadEnvironment(labels[LabelEnvironment], nodeEnv, isAgentless); env != labels[LabelEnvironment] {
+		labels = maps.Clone(labels)
+		if labels == nil {
+			labels = map[string]string{}
 		}
-		labels[LabelEnvironment] = node.Labels[LabelEnvironment]
+		labels[LabelEnvironment] = env
 	}
 	it := Item{
 		ID: ItemID(KindWorkload, e.ID), Kind: KindWorkload, Name: e.SPIFFEID.String(),
@@ -338,65 +346,6 @@ func (c *Classifier) Finding(f store.Finding) Item {
 	return it
 }
 
-// Input is what the inventory is computed from.
-type Input struct {
-	// ServerID is the server's SPIFFE ID: entries parented to it are node
-	// aliases, not workloads, and are left out.
-	ServerID spiffeid.ID
-	Nodes    []model.Node
-	Entries  []model.Entry
-	Findings []store.Finding
-	Leases   []store.Lease
-}
-
-// Source is the part of the store the inventory reads.
-type Source interface {
-	ListNodes(ctx context.Context, f store.NodeFilter) ([]model.Node, error)
-	ListEntries(ctx context.Context, f store.EntryFilter) ([]model.Entry, error)
-	ListFindings(ctx context.Context, f store.FindingFilter) ([]store.Finding, error)
-	ListLeases(ctx context.Context, f store.LeaseFilter) ([]store.Lease, error)
-}
-
-// Load reads the records of the given kind (all when zero) from src.
-// Findings that are no longer open are included only with closed set.
-func Load(ctx context.Context, src Source, serverID spiffeid.ID, kind Kind, closed bool) (Input, error) {
-	in := Input{ServerID: serverID}
-	var err error
-	// Workloads need their nodes for environment inheritance.
-	if kind == "" || kind == KindNode || kind == KindWorkload {
-		if in.Nodes, err = src.ListNodes(ctx, store.NodeFilter{}); err != nil {
-			return Input{}, fmt.Errorf("load inventory: %w", err)
-		}
-	}
-	if kind == "" || kind == KindWorkload {
-		if in.Entries, err = src.ListEntries(ctx, store.EntryFilter{}); err != nil {
-			return Input{}, fmt.Errorf("load inventory: %w", err)
-		}
-	}
-	if kind == "" || kind == KindFinding {
-		f := store.FindingFilter{}
-		if !closed {
-			f.Status = []store.FindingStatus{store.FindingOpen}
-		}
-		if in.Findings, err = src.ListFindings(ctx, f); err != nil {
-			return Input{}, fmt.Errorf("load inventory: %w", err)
-		}
-	}
-	if kind == "" || kind == KindCredential {
-		f := store.LeaseFilter{Limit: maxLeases}
-		if !closed {
-			f.States = []store.LeaseState{store.LeasePending, store.LeaseActive}
-		}
-		if in.Leases, err = src.ListLeases(ctx, f); err != nil {
-			return Input{}, fmt.Errorf("load inventory: %w", err)
-		}
-	}
-	return in, nil
-}
-
-// maxLeases bounds the leases one inventory reads.
-const maxLeases = 100000
-
 // Credential classifies a brokered credential's lease: named by its
 // credential and holder, created at issue, short-lived by construction.
 func (c *Classifier) Credential(l store.Lease) Item {
@@ -406,50 +355,4 @@ func (c *Classifier) Credential(l store.Lease) Item {
 		Labels:      map[string]string{"credential": l.Credential, "provider": l.Provider},
 		Environment: Unknown, Owner: Unknown, CreatedAt: l.IssuedAt, Lease: &l,
 	}
-}
-
-// Items classifies everything in in, ordered by kind (as in Kinds) and
-// then name. Node aliases are left out.
-func (c *Classifier) Items(in Input) []Item {
-	nodes := make(map[spiffeid.ID]*model.Node, len(in.Nodes))
-	out := make([]Item, 0, len(in.Nodes)+len(in.Entries)+len(in.Findings))
-	for i := range in.Nodes {
-		nodes[in.Nodes[i].SPIFFEID] = &in.Nodes[i]
-		out = append(out, c.Node(in.Nodes[i]))
-	}
-	// A lease belongs to the workload of its subject on its node (else to
-	// the first workload with its SPIFFE ID): it takes that workload's
-	// environment and owner.
-	type placed struct{ id, parent spiffeid.ID }
-	workloads := map[placed]int{}
-	for _, e := range in.Entries {
-		if !in.ServerID.IsZero() && e.ParentID == in.ServerID {
-			continue
-		}
-		out = append(out, c.Workload(e, nodes[e.ParentID]))
-		for _, k := range []placed{{e.SPIFFEID, e.ParentID}, {id: e.SPIFFEID}} {
-			if _, ok := workloads[k]; !ok {
-				workloads[k] = len(out) - 1
-			}
-		}
-	}
-	for _, f := range in.Findings {
-		out = append(out, c.Finding(f))
-	}
-	for _, l := range in.Leases {
-		it := c.Credential(l)
-		i, ok := workloads[placed{l.Subject, l.Node}]
-		if !ok {
-			i, ok = workloads[placed{id: l.Subject}]
-		}
-		if ok {
-			it.Environment, it.Owner = out[i].Environment, out[i].Owner
-		}
-		out = append(out, it)
-	}
-	order := func(k Kind) int { return slices.Index(Kinds, k) }
-	slices.SortStableFunc(out, func(a, b Item) int {
-		return cmp.Or(cmp.Compare(order(a.Kind), order(b.Kind)), strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
-	})
-	return out
 }

@@ -44,6 +44,21 @@ func seedBench(b *testing.B, s *store.Store) {
 	if _, err := s.CreateEntries(ctx, entries, true); err != nil {
 		b.Fatalf("CreateEntries: %v", err)
 	}
+	for n := range 100 {
+		node := store.Node{SPIFFEID: spiffeid.RequireFromString(fmt.Sprintf("spiffe://example.org/node/n%03d", n)), AttestationType: "join_token",
+			Labels: map[string]string{"environment": benchEnvs[n%len(benchEnvs)]}}
+		if _, err := s.CreateNode(ctx, node); err != nil {
+			b.Fatalf("CreateNode: %v", err)
+		}
+	}
+	// Brokered credentials: a lease for one workload in ten.
+	for i := 0; i < benchWorkloads; i += 10 {
+		l := store.Lease{ID: fmt.Sprintf("lease-%05d", i), Credential: "orders-db", Provider: "postgres", Subject: entries[i].SPIFFEID,
+			Node: entries[i].ParentID, IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+		if _, err := s.CreateLease(ctx, l); err != nil {
+			b.Fatalf("CreateLease: %v", err)
+		}
+	}
 	per := benchFindings / benchHosts
 	kinds := []string{"password", "token", "private-key", "cloud-credential", "api-key"}
 	for h := range benchHosts {
@@ -86,8 +101,9 @@ func benchAPI(s *store.Store) *inventoryAPI {
 
 // BenchmarkInventoryScale measures, at 100,000 findings and 10,000
 // workloads, the first page of `inventory list --kind finding --sort risk`,
-// a page deep into it, and `coverage` by environment and by owner (without
-// storing the report), on SQLite and PostgreSQL.
+// a page deep into it, a page of workloads deep into their listing, and
+// `coverage` by environment, owner and path (without storing the report),
+// on SQLite and PostgreSQL.
 func BenchmarkInventoryScale(b *testing.B) {
 	for _, driver := range []string{store.DriverSQLite, store.DriverPostgres} {
 		b.Run(driver, func(b *testing.B) {
@@ -118,13 +134,12 @@ func BenchmarkInventoryScale(b *testing.B) {
 			})
 			// The token of page 500 (50,000 findings in).
 			token := ""
-			p := store.FindingPage{Status: []store.FindingStatus{store.FindingOpen}, ByRisk: true, Limit: 1000}
 			for range 50 {
-				_, next, err := s.ListFindingsPage(b.Context(), p)
+				resp, err := a.ListInventory(b.Context(), &inventoryv1.ListInventoryRequest{Kind: "finding", Sort: "risk", PageSize: 1000, PageToken: token})
 				if err != nil {
 					b.Fatal(err)
 				}
-				p.Token, token = next, next
+				token = resp.GetNextPageToken()
 			}
 			b.Run("list-by-risk-page-500", func(b *testing.B) {
 				b.ReportAllocs()
@@ -133,14 +148,34 @@ func BenchmarkInventoryScale(b *testing.B) {
 					list(b, token)
 				}
 			})
-			for _, by := range []inventory.Dimension{inventory.ByEnvironment, inventory.ByOwner} {
+			b.Run("list-workloads-page-50", func(b *testing.B) {
+				// The 50th page of 100 workloads: a keyset page and its nodes.
+				tok := ""
+				for range 49 {
+					resp, err := a.ListInventory(b.Context(), &inventoryv1.ListInventoryRequest{Kind: "workload", PageSize: 100, PageToken: tok})
+					if err != nil {
+						b.Fatal(err)
+					}
+					tok = resp.GetNextPageToken()
+				}
+				b.ReportAllocs()
+				defer reportCPU(b)()
+				for b.Loop() {
+					resp, err := a.ListInventory(b.Context(), &inventoryv1.ListInventoryRequest{Kind: "workload", PageSize: 100, PageToken: tok})
+					if err != nil || len(resp.GetItems()) != 100 {
+						b.Fatalf("ListInventory: %d items, %v", len(resp.GetItems()), err)
+					}
+				}
+			})
+			for _, by := range []inventory.Dimension{inventory.ByEnvironment, inventory.ByOwner, inventory.ByPath} {
 				b.Run("coverage-by-"+string(by), func(b *testing.B) {
 					opts, _ := inventory.CoverageOptions{By: by}.WithDefaults()
 					b.ReportAllocs()
 					defer reportCPU(b)()
 					for b.Loop() {
 						cov, err := a.computeCoverage(b.Context(), opts)
-						if err != nil || cov.Total.Workloads != benchWorkloads || cov.Total.StaticOpen != benchFindings || len(cov.Plan) != inventory.PlanSize {
+						if err != nil || cov.Total.Workloads != benchWorkloads || cov.Total.StaticOpen != benchFindings || cov.Total.Brokered != benchWorkloads/10 ||
+							cov.Total.Nodes != 100 || len(cov.Plan) != inventory.PlanSize {
 							b.Fatalf("coverage: %+v, %v", cov.Total, err)
 						}
 					}

@@ -125,76 +125,34 @@ func (a *inventoryAPI) ListInventory(ctx context.Context, req *inventoryv1.ListI
 		return nil, err
 	}
 	switch req.GetSort() {
-	case "":
-	case "risk":
-		if kind != inventory.KindFinding {
-			return nil, errkind.New(errkind.InvalidArgument, "sort risk applies to findings only: add kind finding")
-		}
+	case "", "risk":
 	default:
 		return nil, errkind.New(errkind.InvalidArgument, "sort %q is not supported: use risk (findings) or leave it empty", req.GetSort())
-	}
-	if n := req.GetPageSize(); n < 0 || n > store.MaxFindingPage {
-		return nil, errkind.New(errkind.InvalidArgument, "page_size %d: use 1 to %d (0: the default)", n, store.MaxFindingPage)
 	}
 	if err := a.settle(ctx); err != nil {
 		return nil, err
 	}
-	keep := func(it inventory.Item) bool {
-		switch {
-		case kind != "" && it.Kind != kind:
-		case req.GetStaleOnly() && !it.Flagged(inventory.FlagStale):
-		case req.GetFlaggedOnly() && len(it.Flags) == 0:
-		default:
-			return true
-		}
-		return false
-	}
 	c := a.cfg.classifier(th)
-	resp := &inventoryv1.ListInventoryResponse{}
-	if kind == inventory.KindFinding {
-		// Findings page in the store, by key, in risk or fingerprint order.
-		p := store.FindingPage{ByRisk: req.GetSort() == "risk", Limit: int(req.GetPageSize()), Token: req.GetPageToken()}
-		if !req.GetIncludeClosed() {
-			p.Status = []store.FindingStatus{store.FindingOpen}
-		}
-		fs, next, err := a.cfg.Store.ListFindingsPage(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range fs {
-			if it := c.Finding(f); keep(it) {
-				pi, err := a.toProto(ctx, it)
-				if err != nil {
-					return nil, err
-				}
-				resp.Items = append(resp.Items, pi)
+	// Every kind pages in the store, by key: nothing is read beyond the
+	// page and the nodes and entries its items take their labels from.
+	items, next, err := c.Page(ctx, a.cfg.Store, a.cfg.ServerID, inventory.PageRequest{
+		Kind: kind, IncludeClosed: req.GetIncludeClosed(), ByRisk: req.GetSort() == "risk",
+		Limit: int(req.GetPageSize()), Token: req.GetPageToken(),
+		Keep: func(it *inventory.Item) bool {
+			switch {
+			case req.GetStaleOnly() && !it.Flagged(inventory.FlagStale):
+			case req.GetFlaggedOnly() && len(it.Flags) == 0:
+			default:
+				return true
 			}
-		}
-		resp.NextPageToken = next
-		return resp, nil
-	}
-	in, err := inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, kind, req.GetIncludeClosed())
+			return false
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	start := 0
-	if req.GetPageToken() != "" {
-		if start, err = parseOffsetToken(req.GetPageToken()); err != nil {
-			return nil, err
-		}
-	}
-	var items []inventory.Item
-	for _, it := range c.Items(in) {
-		if keep(it) {
-			items = append(items, it)
-		}
-	}
-	end := len(items)
-	if n := int(req.GetPageSize()); n > 0 && start+n < end {
-		end = start + n
-		resp.NextPageToken = offsetToken(end)
-	}
-	for _, it := range items[min(start, len(items)):end] {
+	resp := &inventoryv1.ListInventoryResponse{NextPageToken: next}
+	for _, it := range items {
 		pi, err := a.toProto(ctx, it)
 		if err != nil {
 			return nil, err
@@ -406,47 +364,17 @@ func (a *inventoryAPI) CreateCoverageReport(ctx context.Context, req *inventoryv
 	return coverageToProto(saved, cov, prev, prevCov), nil
 }
 
-// computeCoverage computes coverage now. By environment and owner, the
-// store counts findings in SQL and only nodes, workloads and leases are
-// classified here; by path, findings are grouped by their primary path,
-// which needs them all. The migration plan is the top open findings by
-// risk, read as one page.
+// computeCoverage computes coverage now: by environment and owner from the
+// store's SQL aggregations, by path page by page (see
+// inventory.Classifier.Coverage). The migration plan is the top open
+// findings by risk, read as one page.
 func (a *inventoryAPI) computeCoverage(ctx context.Context, opts inventory.CoverageOptions) (inventory.Coverage, error) {
 	if err := a.settle(ctx); err != nil {
 		return inventory.Coverage{}, err
 	}
-	c := a.cfg.classifier(inventory.Thresholds{})
-	var in inventory.Input
-	var err error
-	if opts.By == inventory.ByPath {
-		in, err = inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, "", false)
-		if err == nil {
-			// Replaced findings count as replaced: read them too.
-			var replaced []store.Finding
-			replaced, err = a.cfg.Store.ListFindings(ctx, store.FindingFilter{Status: []store.FindingStatus{store.FindingReplaced}})
-			in.Findings = append(in.Findings, replaced...)
-		}
-	} else {
-		var w, l inventory.Input
-		w, err = inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, inventory.KindWorkload, false)
-		if err == nil {
-			l, err = inventory.Load(ctx, a.cfg.Store, a.cfg.ServerID, inventory.KindCredential, false)
-		}
-		in = inventory.Input{ServerID: a.cfg.ServerID, Nodes: w.Nodes, Entries: w.Entries, Leases: l.Leases}
-	}
+	cov, err := a.cfg.classifier(inventory.Thresholds{}).Coverage(ctx, a.cfg.Store, a.cfg.ServerID, opts)
 	if err != nil {
 		return inventory.Coverage{}, err
-	}
-	cov, err := inventory.ComputeCoverage(c.Items(in), c.Now, opts)
-	if err != nil {
-		return inventory.Coverage{}, err
-	}
-	if opts.By != inventory.ByPath {
-		counts, err := a.cfg.Store.CountFindings(ctx, string(opts.By))
-		if err != nil {
-			return inventory.Coverage{}, err
-		}
-		cov.AddFindingCounts(counts)
 	}
 	top, _, err := a.cfg.Store.ListFindingsPage(ctx, store.FindingPage{Status: []store.FindingStatus{store.FindingOpen}, ByRisk: true, Limit: inventory.PlanSize})
 	if err != nil {

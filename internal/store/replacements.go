@@ -107,6 +107,9 @@ type FindingPage struct {
 	// Token continues after the page that returned it; empty: the first
 	// page. A token is valid only for the same order.
 	Token string
+	// After continues after this fingerprint, in fingerprint order (not
+	// with ByRisk or Token): for callers that page by fingerprint.
+	After string
 }
 
 func encodeFindingToken(byRisk bool, f *Finding) string {
@@ -163,6 +166,17 @@ func (s *Store) ListFindingsPage(ctx context.Context, p FindingPage) ([]Finding,
 		for _, st := range p.Status {
 			args = append(args, string(st))
 		}
+	}
+	if p.After != "" {
+		fp, err := NormalizeFingerprint("after", p.After)
+		if err != nil {
+			return nil, "", err
+		}
+		if p.ByRisk || p.Token != "" {
+			return nil, "", errkind.New(errkind.InvalidArgument, "after: pages by fingerprint only, without a risk order or a page token")
+		}
+		where = append(where, "f.fingerprint > ?")
+		args = append(args, fp)
 	}
 	if p.Token != "" {
 		r, fp, err := decodeFindingToken(p.ByRisk, p.Token)
