@@ -194,14 +194,7 @@ func (s *Store) NodeTotals(ctx context.Context) (total, banned int64, err error)
 // NodesByID returns the stored nodes among ids, by SPIFFE ID; an ID with
 // no node is absent from the map.
 func (s *Store) NodesByID(ctx context.Context, ids []spiffeid.ID) (map[spiffeid.ID]Node, error) {
-	keys := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if !id.IsZero() {
-			keys = append(keys, id.String())
-		}
-	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	keys := idKeys(ids)
 	out := make(map[spiffeid.ID]Node, len(keys))
 	for len(keys) > 0 {
 		n := min(len(keys), 500)
@@ -229,14 +222,7 @@ func (s *Store) NodesByID(ctx context.Context, ids []spiffeid.ID) (map[spiffeid.
 // EntriesBySPIFFEID returns the entries whose SPIFFE ID is one of ids,
 // ordered by ID.
 func (s *Store) EntriesBySPIFFEID(ctx context.Context, ids []spiffeid.ID) ([]Entry, error) {
-	keys := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if !id.IsZero() {
-			keys = append(keys, id.String())
-		}
-	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	keys := idKeys(ids)
 	var out []Entry
 	for len(keys) > 0 {
 		n := min(len(keys), 500)
@@ -251,6 +237,18 @@ func (s *Store) EntriesBySPIFFEID(ctx context.Context, ids []spiffeid.ID) ([]Ent
 		slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.ID, b.ID) })
 	}
 	return out, nil
+}
+
+// idKeys returns the distinct non-zero IDs among ids as stored, sorted.
+func idKeys(ids []spiffeid.ID) []string {
+	keys := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !id.IsZero() {
+			keys = append(keys, id.String())
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // queryRows runs a read query and calls scan for each row; what names the
