@@ -36,7 +36,7 @@ func yamlPaths(t reflect.Type, prefix string, out map[string]bool) {
 // flagKey is the config key a run flag stands for: its name with '_' for
 // '-', nested keys written as in the file.
 func flagKey(flag string) string {
-	for _, section := range []string{"store", "ca", "log", "http-tls", "broker"} {
+	for _, section := range []string{"store", "ca", "log", "http-tls", "broker", "ui-tls", "ui-oidc"} {
 		if rest, ok := strings.CutPrefix(flag, section+"-"); ok {
 			return strings.ReplaceAll(section, "-", "_") + "." + strings.ReplaceAll(rest, "-", "_")
 		}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +19,8 @@ import (
 
 	"github.com/signet-id/signet/internal/agentcli"
 	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/console"
+	"github.com/signet-id/signet/internal/keyfile"
 	"github.com/signet-id/signet/internal/server"
 )
 
@@ -129,7 +136,7 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 			return server.Config{}, c, fmt.Errorf("%s: %w", f.flags.Name("store-dsn-file"), err)
 		}
 	}
-	return server.Config{
+	sc := server.Config{
 		TrustDomain: td, DataDir: c.DataDir, BindAddress: c.BindAddress, AdminSocket: c.AdminSocket,
 		AdminUIDs: c.AdminUIDs, HealthAddress: c.HealthAddress,
 		HTTPAddress: c.HTTPAddress, HTTPAdvertiseURL: c.HTTPAdvertiseURL, HTTPTLSCertFile: c.HTTPTLS.CertFile, HTTPTLSKeyFile: c.HTTPTLS.KeyFile, JWTIssuer: c.JWTIssuer, UIAddress: c.UIAddress, UIMTLS: c.UIMTLS, BundleEndpointAddress: c.BundleEndpointAddress, StoreDriver: c.Store.Driver, StoreDSN: c.Store.DSN,
@@ -141,7 +148,60 @@ func (f *serverFlags) resolve() (server.Config, config.Server, error) {
 		NodeAttestors: c.NodeAttestors, OIDCIssuers: c.OIDCIssuers,
 		Broker: server.BrokerConfig{KEKFile: c.Broker.KEKFile, PolicyFile: c.Broker.PolicyFile, Credentials: c.Broker.Credentials,
 			IssueTimeout: time.Duration(c.Broker.IssueTimeout)},
-	}, c, nil
+	}
+	if sc.UIOIDC, err = consoleOIDC(c.UIOIDC); err != nil {
+		return server.Config{}, c, err
+	}
+	sc.UITLSCertFile, sc.UITLSKeyFile = c.UITLS.CertFile, c.UITLS.KeyFile
+	return sc, c, nil
+}
+
+// maxClientSecret bounds ui_oidc.client_secret_file.
+const maxClientSecret = 4 << 10
+
+// consoleOIDC builds the console's OIDC login from the ui_oidc section:
+// nil when issuer is unset (and then nothing else may be). The client
+// secret file must be private (0600); ca_bundle_path replaces the system's
+// roots for the provider.
+func consoleOIDC(u config.UIOIDC) (*console.OIDCConfig, error) {
+	if u.Issuer == "" {
+		if !reflect.ValueOf(u).IsZero() {
+			return nil, errors.New("ui_oidc.issuer is required when ui_oidc is set: the OpenID provider people sign in at")
+		}
+		return nil, nil
+	}
+	o := &console.OIDCConfig{Issuer: u.Issuer, ClientID: u.ClientID, RedirectURL: u.RedirectURL, Scopes: u.Scopes,
+		AllowedSubjects: u.AllowedSubjects, AllowedEmails: u.AllowedEmails, AllowedGroups: u.AllowedGroups,
+		GroupsClaim: u.GroupsClaim, SessionTTL: time.Duration(u.SessionTTL)}
+	if u.ClientSecretFile != "" {
+		b, err := keyfile.ReadPrivate(u.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("ui_oidc.client_secret_file: %w", err)
+		}
+		o.ClientSecret = strings.TrimSpace(string(b))
+		clear(b)
+		if o.ClientSecret == "" || len(o.ClientSecret) > maxClientSecret {
+			return nil, fmt.Errorf("ui_oidc.client_secret_file %s: want the client secret (1 to %d bytes)", u.ClientSecretFile, maxClientSecret)
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if u.CABundlePath != "" {
+		pem, err := keyfile.Read(u.CABundlePath)
+		if err != nil {
+			return nil, fmt.Errorf("ui_oidc.ca_bundle_path: %w", err)
+		}
+		roots, err := keyfile.Certificates(u.CABundlePath, pem)
+		if err != nil {
+			return nil, fmt.Errorf("ui_oidc.ca_bundle_path: %w", err)
+		}
+		pool := x509.NewCertPool()
+		for _, r := range roots {
+			pool.AddCert(r)
+		}
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	o.HTTPClient = &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	return o, nil
 }
 
 // maxDSNFile bounds a store.dsn_file.

@@ -48,6 +48,28 @@ type HTTPTLS struct {
 	KeyFile  string `yaml:"key_file" flag:"http-tls-key-file" usage:"private key of --http-tls-cert-file (0600)"`
 }
 
+// UITLS is the certificate the console presents with ui_oidc.
+type UITLS struct {
+	CertFile string `yaml:"cert_file" flag:"ui-tls-cert-file" usage:"PEM certificate chain the console presents with --ui-oidc-issuer (a certificate browsers trust)"`
+	KeyFile  string `yaml:"key_file" flag:"ui-tls-key-file" usage:"private key of --ui-tls-cert-file (0600)"`
+}
+
+// UIOIDC is the console's OIDC login (the ui_oidc section): on when
+// issuer is set.
+type UIOIDC struct {
+	Issuer           string   `yaml:"issuer" flag:"ui-oidc-issuer" usage:"sign people in to the console at this OpenID provider (https issuer URL); needs --ui-tls-cert-file"`
+	ClientID         string   `yaml:"client_id" flag:"ui-oidc-client-id" usage:"the console's client ID at the provider"`
+	ClientSecretFile string   `yaml:"client_secret_file" flag:"ui-oidc-client-secret-file" usage:"file holding the console's client secret (0600); none for a public client (PKCE only)"`
+	RedirectURL      string   `yaml:"redirect_url" flag:"ui-oidc-redirect-url" usage:"the console's callback as registered at the provider, https://HOST:PORT/auth/callback"`
+	Scopes           []string `yaml:"scopes" flag:"ui-oidc-scopes" usage:"scopes besides openid (default email,profile, plus the groups claim with --ui-oidc-allowed-groups)"`
+	AllowedSubjects  []string `yaml:"allowed_subjects" flag:"ui-oidc-allowed-subjects" usage:"ID token subjects admitted to the console"`
+	AllowedEmails    []string `yaml:"allowed_emails" flag:"ui-oidc-allowed-emails" usage:"verified email addresses admitted to the console (case-insensitive)"`
+	AllowedGroups    []string `yaml:"allowed_groups" flag:"ui-oidc-allowed-groups" usage:"groups (in --ui-oidc-groups-claim) admitted to the console"`
+	GroupsClaim      string   `yaml:"groups_claim" flag:"ui-oidc-groups-claim" usage:"ID token claim holding the groups (default groups)"`
+	SessionTTL       Duration `yaml:"session_ttl" flag:"ui-oidc-session-ttl" usage:"how long a console sign-in lasts (default 8h, at most 24h)"`
+	CABundlePath     string   `yaml:"ca_bundle_path" flag:"ui-oidc-ca-bundle-path" usage:"PEM roots for the provider's TLS certificate (default: the system's)"`
+}
+
 // OIDCIssuer is one external OIDC issuer whose tokens the token endpoint
 // accepts as a CI job's identity (the oidc_issuers section; see
 // internal/ci).
@@ -95,7 +117,14 @@ type Server struct {
 	UIAddress string `yaml:"ui_address" flag:"ui-address" usage:"serve the read-only web console on this address, e.g. 127.0.0.1:8090 (loopback only unless --ui-mtls)"`
 	// UIMTLS serves the console over TLS and admits only clients with an
 	// admin entry's X509-SVID, whatever their address.
-	UIMTLS         bool     `yaml:"ui_mtls" flag:"ui-mtls" usage:"serve the console over TLS and require an admin entry's X509-SVID from every client (needed for a non-loopback --ui-address)"`
+	UIMTLS bool `yaml:"ui_mtls" flag:"ui-mtls" usage:"serve the console over TLS and require an admin entry's X509-SVID from every client (one way to allow a non-loopback --ui-address)"`
+	// UIOIDC signs people in to the console at the operator's OpenID
+	// provider (the other way to allow a non-loopback ui_address); it
+	// needs ui_tls.
+	UIOIDC UIOIDC `yaml:"ui_oidc"`
+	// UITLS is the console's certificate with ui_oidc (browsers must trust
+	// it: a web-PKI or enterprise certificate).
+	UITLS          UITLS    `yaml:"ui_tls"`
 	Store          Store    `yaml:"store"`
 	CA             CA       `yaml:"ca"`
 	DefaultX509TTL Duration `yaml:"default_x509_ttl" flag:"default-x509-ttl" usage:"X509-SVID lifetime for entries that set none"`

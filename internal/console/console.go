@@ -4,10 +4,13 @@
 // ?format=json), and vendored, pinned static assets in an embed.FS.
 //
 // Access is deny by default. Without an admin check (Config.IsAdmin nil)
-// the console answers only clients on a loopback address; with one, every
-// request must come over TLS with a client X509-SVID that chains to the
-// trust bundle and whose SPIFFE ID IsAdmin accepts (an admin entry's
-// SVID). The server binds a non-loopback address only in the second mode.
+// or OIDC login (Config.OIDC nil) the console answers only clients on a
+// loopback address; with an admin check, every request must come over TLS
+// with a client X509-SVID that chains to the trust bundle and whose SPIFFE
+// ID IsAdmin accepts (an admin entry's SVID); with OIDC login, over TLS
+// with a session from a sign-in at the operator's OpenID provider by a
+// person on its allow lists. The server binds a non-loopback address only
+// in the last two modes.
 // Every response carries a Content-Security-Policy without inline script
 // or style; nothing secret (join tokens, lease data, secrets found by scan)
 // is ever read into a page.
@@ -27,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +88,11 @@ type Config struct {
 	IsAdmin func(id spiffeid.ID, now time.Time) bool
 	// Bundle verifies client SVIDs in mTLS mode.
 	Bundle x509bundle.Source
+	// OIDC, when set, switches the console to OIDC login mode (exclusive
+	// with IsAdmin): the console must be served over TLS, and every page
+	// needs a session a sign-in at the operator's OpenID provider opened
+	// (see OIDCConfig); the client's address does not matter.
+	OIDC *OIDCConfig
 	// Limit bounds requests per client address; nil: DefaultRatePerSecond.
 	Limit *edge.PeerLimiter
 	Now   func() time.Time // default time.Now
@@ -93,6 +102,7 @@ type Config struct {
 // Console is the console's http.Handler.
 type Console struct {
 	cfg   Config
+	oidc  *oidcLogin // nil unless Config.OIDC
 	data  *data
 	pages map[string]*template.Template
 	mux   *http.ServeMux
@@ -107,6 +117,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.IsAdmin != nil && cfg.Bundle == nil {
 		return nil, errors.New("console: IsAdmin needs a Bundle to verify client SVIDs")
+	}
+	if cfg.IsAdmin != nil && cfg.OIDC != nil {
+		return nil, errors.New("console: admin SVIDs over mTLS and OIDC login are alternatives: configure one")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -127,6 +140,12 @@ func New(cfg Config) (*Console, error) {
 			return nil, fmt.Errorf("console: parse %s template: %w", p.Name, err)
 		}
 		c.pages[p.Name] = t
+	}
+	if cfg.OIDC != nil {
+		var err error
+		if c.oidc, err = newOIDCLogin(*cfg.OIDC, cfg.Now, cfg.Log.Info); err != nil {
+			return nil, err
+		}
 	}
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
@@ -193,14 +212,50 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many requests", http.StatusTooManyRequests)
 		return
 	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.Set("Allow", "GET, HEAD")
+		http.Error(w, "the console is read-only: only GET", http.StatusMethodNotAllowed)
+		return
+	}
+	if c.oidc != nil {
+		c.serveOIDC(w, r)
+		return
+	}
 	if err := c.authorize(r, host); err != nil {
 		c.cfg.Log.Warn("console request refused", "remote", host, "reason", err.Error())
 		http.Error(w, "forbidden: the console admits only loopback clients, or an admin SVID over mTLS when configured", http.StatusForbidden)
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.Set("Allow", "GET, HEAD")
-		http.Error(w, "the console is read-only: only GET", http.StatusMethodNotAllowed)
+	c.mux.ServeHTTP(w, r)
+}
+
+// serveOIDC serves a request in OIDC login mode: the sign-in paths to
+// anyone, every other one to a signed-in person only. A page without a
+// session redirects to the sign-in; its JSON twin answers 401.
+func (c *Console) serveOIDC(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		http.Error(w, "forbidden: with OIDC login the console is served over HTTPS only", http.StatusForbidden)
+		return
+	}
+	switch r.URL.Path {
+	case pathLogin:
+		c.oidc.login(w, r)
+		return
+	case pathCallback:
+		c.oidc.callback(w, r)
+		return
+	case pathLogout:
+		c.oidc.logout(w, r)
+		return
+	}
+	if _, err := c.oidc.current(r); err != nil {
+		if r.URL.Query().Get("format") == "json" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"sign in at ` + pathLogin + `"}` + "\n"))
+			return
+		}
+		http.Redirect(w, r, pathLogin+"?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
 		return
 	}
 	c.mux.ServeHTTP(w, r)

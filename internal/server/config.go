@@ -17,6 +17,7 @@ import (
 	"github.com/signet-id/signet/internal/brokerclient"
 	"github.com/signet-id/signet/internal/ci"
 	"github.com/signet-id/signet/internal/config"
+	"github.com/signet-id/signet/internal/console"
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/oidcdiscovery"
 	"github.com/signet-id/signet/internal/tokenapi"
@@ -82,6 +83,11 @@ type Config struct {
 	// UIMTLS serves the console over TLS (the server's SVID) and admits
 	// only clients presenting an admin entry's X509-SVID, from anywhere.
 	UIMTLS bool
+	// UIOIDC, when set, signs people in to the console at an OpenID
+	// provider (see console.OIDCConfig) instead: the console is served
+	// over TLS with UITLSCertFile and UITLSKeyFile, from anywhere.
+	UIOIDC                      *console.OIDCConfig
+	UITLSCertFile, UITLSKeyFile string
 	// TokenVerifiers are further subject verifiers of the token endpoint,
 	// built by the caller (tests, embedders), asked after the configured
 	// ones.
@@ -233,11 +239,26 @@ func (c Config) validate() error {
 		}
 	}
 	if c.UIAddress != "" {
-		if err := checkUIAddress(c.UIAddress, c.UIMTLS); err != nil {
+		if err := checkUIAddress(c.UIAddress, c.UIMTLS || c.UIOIDC != nil); err != nil {
 			bad("%v", err)
 		}
 	} else if c.UIMTLS {
 		bad("ui_mtls needs ui_address: it configures the console's listener")
+	} else if c.UIOIDC != nil {
+		bad("ui_oidc needs ui_address: it configures the console's listener")
+	}
+	switch {
+	case c.UIMTLS && c.UIOIDC != nil:
+		bad("ui_mtls and ui_oidc are alternatives (admin SVIDs, or people signed in at the OpenID provider): set one")
+	case c.UIOIDC != nil && (c.UITLSCertFile == "" || c.UITLSKeyFile == ""):
+		bad("ui_oidc needs ui_tls.cert_file and ui_tls.key_file: sign-ins happen over HTTPS with a certificate browsers trust")
+	case c.UIOIDC == nil && (c.UITLSCertFile != "" || c.UITLSKeyFile != ""):
+		bad("ui_tls is the console's certificate with ui_oidc: set ui_oidc.issuer, or leave ui_tls out")
+	}
+	if c.UIOIDC != nil {
+		if err := c.UIOIDC.Check(); err != nil {
+			bad("%v", err)
+		}
 	}
 	if c.HTTPAdvertiseURL != "" {
 		if err := checkAdvertiseURL(c.HTTPAdvertiseURL); err != nil {
@@ -344,5 +365,6 @@ func checkUIAddress(addr string, mtls bool) error {
 		return nil
 	}
 	return fmt.Errorf("ui_address %q is not a loopback address: the console is local-only unless ui_mtls is true "+
-		"(remote clients then need an admin entry's X509-SVID); use 127.0.0.1:PORT, or set ui_mtls", addr)
+		"(remote clients then need an admin entry's X509-SVID) or ui_oidc is set (people sign in at the OpenID provider); "+
+		"use 127.0.0.1:PORT, or set ui_mtls or ui_oidc", addr)
 }

@@ -34,15 +34,26 @@ func (s *Server) consoleTLSConfig() *tls.Config {
 }
 
 // serveConsole serves the web console on ui_address until ctx is done:
-// plain HTTP for loopback clients, or TLS with admin SVIDs (ui_mtls).
+// plain HTTP for loopback clients, TLS with admin SVIDs (ui_mtls), or TLS
+// with its own certificate and OIDC sign-in (ui_oidc).
 func (s *Server) serveConsole(ctx context.Context) error {
 	cfg := console.Config{
 		Store: s.store, TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID,
 		DefaultX509TTL: s.cfg.DefaultX509TTL, DefaultJWTTTL: s.cfg.DefaultJWTTTL,
 		Now: s.cfg.Now, Log: s.log.With("component", "console"),
 	}
-	if s.cfg.UIMTLS {
+	var tlsConf *tls.Config
+	switch {
+	case s.cfg.UIMTLS:
 		cfg.IsAdmin, cfg.Bundle = s.cache.IsAdmin, s
+		tlsConf = s.consoleTLSConfig()
+	case s.cfg.UIOIDC != nil:
+		cfg.OIDC = s.cfg.UIOIDC
+		cert, err := loadTLSCert("ui_tls", s.cfg.UITLSCertFile, s.cfg.UITLSKeyFile)
+		if err != nil {
+			return err
+		}
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*cert}, NextProtos: []string{"h2", "http/1.1"}}
 	}
 	c, err := console.New(cfg)
 	if err != nil {
@@ -56,9 +67,9 @@ func (s *Server) serveConsole(ctx context.Context) error {
 		_ = srv.Shutdown(sctx)
 	}()
 	ln := edge.Limits{MaxConnections: consoleConnections}.Listen(s.uiLn)
-	s.log.Info(console.LogMsgListening, console.LogKeyAddr, s.uiLn.Addr().String(), "mtls", s.cfg.UIMTLS)
-	if s.cfg.UIMTLS {
-		srv.TLSConfig = s.consoleTLSConfig()
+	s.log.Info(console.LogMsgListening, console.LogKeyAddr, s.uiLn.Addr().String(), "mtls", s.cfg.UIMTLS, "oidc", s.cfg.UIOIDC != nil)
+	if tlsConf != nil {
+		srv.TLSConfig = tlsConf
 		err = srv.ServeTLS(ln, "", "")
 	} else {
 		err = srv.Serve(ln)

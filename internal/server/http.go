@@ -35,29 +35,35 @@ func loadHTTPCert(certFile, keyFile string) (*tls.Certificate, error) {
 	if certFile == "" || keyFile == "" {
 		return nil, errors.New("invalid server configuration: http_tls: set both cert_file and key_file, or neither (to present the server's own SVID)")
 	}
+	return loadTLSCert("http_tls", certFile, keyFile)
+}
+
+// loadTLSCert reads a certificate chain and its private key (0600) for a
+// listener, naming section's keys in errors.
+func loadTLSCert(section, certFile, keyFile string) (*tls.Certificate, error) {
 	pemCerts, err := keyfile.Read(certFile)
 	if err != nil {
-		return nil, fmt.Errorf("http_tls.cert_file: %w", err)
+		return nil, fmt.Errorf("%s.cert_file: %w", section, err)
 	}
 	certs, err := keyfile.Certificates(certFile, pemCerts)
 	if err != nil {
-		return nil, fmt.Errorf("http_tls.cert_file: %w", err)
+		return nil, fmt.Errorf("%s.cert_file: %w", section, err)
 	}
 	pemKey, err := keyfile.ReadPrivate(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("http_tls.key_file: %w", err)
+		return nil, fmt.Errorf("%s.key_file: %w", section, err)
 	}
 	key, err := keyfile.Signer(keyFile, pemKey)
 	clear(pemKey)
 	if err != nil {
-		return nil, fmt.Errorf("http_tls.key_file: %w", err)
+		return nil, fmt.Errorf("%s.key_file: %w", section, err)
 	}
 	cert := &tls.Certificate{PrivateKey: key, Leaf: certs[0]}
 	for _, c := range certs {
 		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
 	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(certs[0].PublicKey) {
-		return nil, fmt.Errorf("http_tls: key_file %s is not the key of cert_file %s's first certificate", keyFile, certFile)
+		return nil, fmt.Errorf("%s: key_file %s is not the key of cert_file %s's first certificate", section, keyFile, certFile)
 	}
 	return cert, nil
 }

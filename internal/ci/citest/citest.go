@@ -1,21 +1,27 @@
-// Package citest runs fake CI OIDC issuers for tests: an HTTPS server (on
+// Package citest runs fake OIDC issuers for tests: an HTTPS server (on
 // 127.0.0.1:0, its own test CA) that serves a real discovery document and
 // JWKS, mints tokens with GitHub Actions' or GitLab CI's claim sets signed
-// by keys made at start, and serves GitHub's ID token request endpoint
-// (ACTIONS_ID_TOKEN_REQUEST_URL / ACTIONS_ID_TOKEN_REQUEST_TOKEN).
+// by keys made at start, serves GitHub's ID token request endpoint
+// (ACTIONS_ID_TOKEN_REQUEST_URL / ACTIONS_ID_TOKEN_REQUEST_TOKEN), and,
+// for a person's sign-in, the authorization code flow with PKCE
+// (Issuer.Login).
 package citest
 
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,7 +41,16 @@ type Issuer struct {
 	// Audience the request endpoint mints for when the caller names none.
 	Audience string
 
+	// Login, when set, is the person the authorization endpoint signs in
+	// (it asks nothing): the claims of the ID token the token endpoint
+	// returns (iss, aud, iat, exp and nonce are filled in).
+	Login func() map[string]any
+	// ClientID and ClientSecret are the one client the token endpoint
+	// accepts (Basic or form authentication).
+	ClientID, ClientSecret string
+
 	srv        *httptest.Server
+	codes      map[string]authCode
 	mu         sync.Mutex
 	keys       []*rsa.PrivateKey // keys[len-1] signs
 	kids       []string
@@ -54,7 +69,9 @@ func New(t testing.TB, claims func() map[string]any) *Issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"issuer": is.URL, "jwks_uri": is.URL + "/.well-known/jwks",
-			"subject_types_supported": []string{"public"}, "response_types_supported": []string{"id_token"},
+			"authorization_endpoint": is.URL + "/authorize", "token_endpoint": is.URL + "/token",
+			"code_challenge_methods_supported": []string{"S256"},
+			"subject_types_supported":          []string{"public"}, "response_types_supported": []string{"id_token"},
 			"id_token_signing_alg_values_supported": []string{"RS256"}, "claims_supported": []string{"sub", "aud", "exp", "iat", "iss", "jti", "nbf"}})
 	})
 	mux.HandleFunc("GET /.well-known/jwks", func(w http.ResponseWriter, _ *http.Request) {
@@ -80,6 +97,8 @@ func New(t testing.TB, claims func() map[string]any) *Issuer {
 		}
 		writeJSON(w, map[string]string{"value": is.Mint(t, aud, time.Now(), 10*time.Minute, is.claimsNext(aud))})
 	})
+	mux.HandleFunc("GET /authorize", is.authorize)
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) { is.token(t, w, r) })
 	is.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(is.srv.Close)
 	is.URL = is.srv.URL
@@ -186,6 +205,92 @@ func GitLabClaims(project, ref string) map[string]any {
 		"ref_protected": "true", "environment": "production", "environment_protected": "true", "runner_id": 1, "runner_environment": "gitlab-hosted",
 		"sha": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4",
 	}
+}
+
+// authCode is an authorization code the authorization endpoint handed out.
+type authCode struct {
+	clientID, redirectURI, nonce, challenge string
+	claims                                  map[string]any
+}
+
+// authorize is the authorization endpoint: it checks the request as a
+// provider does (client, redirect URI, response type, openid scope, S256
+// challenge) and redirects back at once with a code for is.Login.
+func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	redirect := q.Get("redirect_uri")
+	switch {
+	case is.Login == nil:
+		http.Error(w, "no sign-in configured", http.StatusNotFound)
+		return
+	case q.Get("client_id") != is.ClientID || is.ClientID == "":
+		http.Error(w, "unknown client_id", http.StatusBadRequest)
+		return
+	case redirect == "" || q.Get("response_type") != "code" || !slices.Contains(strings.Fields(q.Get("scope")), "openid"):
+		http.Error(w, "want response_type code, scope openid and a redirect_uri", http.StatusBadRequest)
+		return
+	case q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "":
+		http.Error(w, "PKCE with S256 is required", http.StatusBadRequest)
+		return
+	}
+	code := "code-" + uuid.NewString()
+	is.mu.Lock()
+	if is.codes == nil {
+		is.codes = map[string]authCode{}
+	}
+	is.codes[code] = authCode{clientID: is.ClientID, redirectURI: redirect, nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), claims: is.Login()}
+	is.mu.Unlock()
+	u, err := url.Parse(redirect)
+	if err != nil {
+		http.Error(w, "bad redirect_uri", http.StatusBadRequest)
+		return
+	}
+	v := u.Query()
+	v.Set("code", code)
+	v.Set("state", q.Get("state"))
+	u.RawQuery = v.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// token is the token endpoint of the authorization code grant: one use per
+// code, the client's secret, the same redirect URI and the PKCE verifier.
+func (is *Issuer) token(t testing.TB, w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	oauthErr := func(code string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+	}
+	if id != is.ClientID || secret != is.ClientSecret {
+		oauthErr("invalid_client")
+		return
+	}
+	is.mu.Lock()
+	c, found := is.codes[r.PostForm.Get("code")]
+	delete(is.codes, r.PostForm.Get("code"))
+	is.mu.Unlock()
+	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+	switch {
+	case r.PostForm.Get("grant_type") != "authorization_code":
+		oauthErr("unsupported_grant_type")
+		return
+	case !found || c.redirectURI != r.PostForm.Get("redirect_uri") || b64(sum[:]) != c.challenge:
+		oauthErr("invalid_grant")
+		return
+	}
+	claims := map[string]any{"nonce": c.nonce, "jti": nil, "nbf": nil}
+	for k, v := range c.claims {
+		claims[k] = v
+	}
+	writeJSON(w, map[string]any{"access_token": "at-" + uuid.NewString(), "token_type": "Bearer", "expires_in": 300,
+		"id_token": is.Mint(t, c.clientID, time.Now(), 5*time.Minute, claims)})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
