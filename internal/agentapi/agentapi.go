@@ -333,12 +333,26 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 		fed = s.cfg.FederatedBundles()
 	}
 	known := req.GetKnownRevision()
-	if known == resp.Revision && known != 0 && len(fed) == 0 {
+	if req.GetPageSize() < 0 {
+		return nil, errkind.New(errkind.InvalidArgument, "page_size: must be 0 (no paging) or 1 to %d, got %d", maxSyncPageSize, req.GetPageSize())
+	}
+	paged := req.GetPageSize() > 0
+	if !paged && req.GetPageToken() != "" {
+		return nil, errkind.New(errkind.InvalidArgument, "page_token: only with page_size set (1 to %d)", maxSyncPageSize)
+	}
+	if known == resp.Revision && known != 0 && len(fed) == 0 && req.GetPageToken() == "" {
 		return resp, nil // nothing changed anywhere
 	}
-	entries := s.cfg.Entries.NodeEntries(node.SPIFFEID, node.Selectors, s.cfg.Now())
+	now := s.cfg.Now()
+	entries := s.cfg.Entries.NodeEntries(node.SPIFFEID, node.Selectors, now)
 	if resp.FederatedBundles, err = federatedFor(entries, fed); err != nil {
 		return nil, err
+	}
+	if paged {
+		if err := s.syncPage(req, resp, entries, resp.Revision, now); err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
 	if known == resp.Revision && known != 0 {
 		return resp, nil
