@@ -107,11 +107,11 @@ func (a *Agent) sleepSweeping(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// syncPageSize is how many entries the agent asks for per Sync page: small
-// enough that signing starts soon after the first page arrives and a page
-// stays a small fraction of the 4 MiB message limit, large enough that a
-// 100,000-entry node takes a hundred round trips, not thousands.
-const syncPageSize = 1000
+// DefaultSyncPageSize is how many entries the agent asks for per Sync page:
+// small enough that signing starts soon after the first page arrives and a
+// page stays a small fraction of the 4 MiB message limit, large enough that
+// a 100,000-entry node takes a hundred round trips, not thousands.
+const DefaultSyncPageSize = 1000
 
 // maxPageRestarts bounds how often one sync starts its pages again when the
 // server refuses to continue them (a stale page token, a replica behind).
@@ -157,7 +157,7 @@ func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline) er
 	)
 	for {
 		req := a.cache.syncRequest()
-		req.PageSize, req.PageToken = syncPageSize, token
+		req.PageSize, req.PageToken = int32(min(a.cfg.SyncPageSize, 1<<20)), token
 		req.Served, served = served, nil
 		var resp *agentv1.SyncResponse
 		callStart := time.Now()
