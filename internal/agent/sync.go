@@ -168,6 +168,7 @@ func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline) er
 			return err
 		})
 		since(&a.timings.syncCall, callStart)
+		a.timings.pages.Add(1)
 		if err != nil {
 			a.cache.served.restore(req.Served)
 			if token != "" && restarts < maxPageRestarts && errkind.Is(errkind.FromGRPC(err), errkind.FailedPrecondition) {
@@ -201,6 +202,7 @@ func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline) er
 		p.add(res.due)
 		token = resp.GetNextPageToken()
 		if token == "" {
+			a.timings.entries.CompareAndSwap(0, int64(time.Since(a.started)))
 			return nil
 		}
 		if resp.GetPageLastId() == "" || len(token) > 4096 {
