@@ -8,8 +8,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/testenv"
@@ -228,5 +230,47 @@ func TestSyncPageTokenErrors(t *testing.T) {
 				t.Errorf("Sync(%s) = %v, want InvalidArgument naming %s", tc.name, err, tc.field)
 			}
 		})
+	}
+}
+
+// TestSyncPagesLargeEntries: a node whose entries outgrow one 4 MiB
+// message is refused an unpaged sync (ResourceExhausted, naming page_size)
+// and gets every entry in pages bounded by bytes, each far below the limit.
+func TestSyncPagesLargeEntries(t *testing.T) {
+	env := testenv.New(t)
+	a := env.Attest(nodeA)
+	const n = 500 // about 9 KB each: 4.5 MB in all
+	var entries []*commonv1.Entry
+	for i := range n {
+		e := &commonv1.Entry{Id: fmt.Sprintf("big%03d", i), SpiffeId: fmt.Sprintf("spiffe://example.org/big/%03d", i), ParentId: nodeA,
+			Hint: strings.Repeat("h", 1000)}
+		for j := range 8 {
+			e.Selectors = append(e.Selectors, &commonv1.Selector{Type: "k8s", Value: fmt.Sprintf("pod-label:l%d:%s", j, strings.Repeat("v", 1000))})
+		}
+		entries = append(entries, e)
+	}
+	for half := range 2 { // one request would pass the test's admin connection's limit
+		resp, err := env.Admin.CreateEntries(env.Ctx(), &adminv1.CreateEntriesRequest{Entries: entries[half*n/2 : (half+1)*n/2], Atomic: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := resp.GetResults()[0].GetStatus(); codes.Code(st.GetCode()) != codes.OK {
+			t.Fatalf("CreateEntries: %s", st.GetMessage())
+		}
+	}
+	_, err := a.Client.Sync(t.Context(), &agentv1.SyncRequest{})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "page_size") {
+		t.Errorf("Sync(no page_size) of 4.5 MB of entries = %v, want ResourceExhausted naming page_size", err)
+	}
+	pages := syncAll(t, a, &agentv1.SyncRequest{}, 5000, nil)
+	got := 0
+	for i, p := range pages {
+		got += len(p.GetEntries())
+		if size := proto.Size(p); size > 1<<20+16<<10 {
+			t.Errorf("page %d is %d bytes, want about 1 MiB at most", i, size)
+		}
+	}
+	if got != n || len(pages) < 5 {
+		t.Errorf("paged sync = %d entries in %d pages, want %d in at least 5 byte-bounded pages", got, len(pages), n)
 	}
 }
