@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -773,7 +775,7 @@ func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainD
 	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
 		return errors.New("x509-svid certifies another key than the one requested")
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyDER, err := encodeKey(key)
 	if err != nil {
 		return fmt.Errorf("encode workload key: %w", err)
 	}
@@ -795,6 +797,15 @@ func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainD
 	job.rec.signFails, job.rec.nextTry = 0, time.Time{}
 	c.met.setCachedSVIDs(c.nSVIDs)
 	return nil
+}
+
+// encodeKey returns key in PKCS#8: by pkcs8For for the P-256 keys the
+// agent makes, by the standard library otherwise.
+func encodeKey(key crypto.Signer) ([]byte, error) {
+	if ec, ok := key.(*ecdsa.PrivateKey); ok && ec.Curve == elliptic.P256() {
+		return pkcs8For(ec)
+	}
+	return x509.MarshalPKCS8PrivateKey(key)
 }
 
 // errStale reports an SVID signed for an entry that changed meanwhile.

@@ -59,3 +59,38 @@ func csrFor(key *ecdsa.PrivateKey) ([]byte, error) {
 	})
 	return out.Bytes()
 }
+
+// pkcs8For returns key as x509.MarshalPKCS8PrivateKey encodes it (the
+// tests compare them byte for byte): a PrivateKeyInfo (RFC 5208) holding the
+// RFC 5915 ECPrivateKey with its public key and without the curve
+// parameters (the algorithm identifier names the curve), built directly
+// with cryptobyte for the same reason as csrFor. The cache holds every
+// workload key in this form, as the Workload API serves it.
+func pkcs8For(key *ecdsa.PrivateKey) ([]byte, error) {
+	point, err := key.PublicKey.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	d, err := key.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, 140))
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1Int64(0)
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oidECPublicKey)
+			b.AddASN1ObjectIdentifier(oidP256)
+		})
+		b.AddASN1(cbasn1.OCTET_STRING, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1Int64(1)
+				b.AddASN1OctetString(d)
+				b.AddASN1(cbasn1.Tag(1).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+					b.AddASN1BitString(point)
+				})
+			})
+		})
+	})
+	return b.Bytes()
+}

@@ -43,3 +43,30 @@ func TestCSRForMatchesStandardLibrary(t *testing.T) {
 		t.Errorf("csrFor() = %v with %T, want %v with the key's public key", got.SignatureAlgorithm, got.PublicKey, want.SignatureAlgorithm)
 	}
 }
+
+// TestPKCS8ForMatchesStandardLibrary: pkcs8For encodes a key exactly as
+// x509.MarshalPKCS8PrivateKey does, and it parses back to the key.
+func TestPKCS8ForMatchesStandardLibrary(t *testing.T) {
+	for range 20 { // scalars with leading zero bytes must keep their length
+		key, _, err := newKeyAndCSR()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ec := key.(*ecdsa.PrivateKey)
+		got, err := pkcs8For(ec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := x509.MarshalPKCS8PrivateKey(ec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("pkcs8For() = %x, want %x", got, want)
+		}
+		back, err := x509.ParsePKCS8PrivateKey(got)
+		if err != nil || !ec.Equal(back) {
+			t.Fatalf("ParsePKCS8PrivateKey(pkcs8For()) = %v, %v; want the key", back, err)
+		}
+	}
+}
