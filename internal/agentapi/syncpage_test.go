@@ -3,9 +3,12 @@ package agentapi
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/model"
 )
 
@@ -67,5 +70,39 @@ func TestLowestAfter(t *testing.T) {
 		if !slices.Equal(ids(got), tc.want) || more != tc.more {
 			t.Errorf("lowestAfter(%s) = %v, %v; want %v, %v", tc.name, ids(got), more, tc.want, tc.more)
 		}
+	}
+}
+
+// TestSyncPageRestarts: a page token of a sync that started too long ago,
+// or sent to a server whose entries are older than the first page's, is
+// refused FailedPrecondition (the agent starts its pages again), naming
+// page_token.
+func TestSyncPageRestarts(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	entries := []*model.Entry{{ID: "a", Revision: 1}, {ID: "b", Revision: 2}}
+	s := &Service{}
+	for _, tc := range []struct {
+		name string
+		tok  pageToken
+		rev  int64
+	}{
+		{"too old", pageToken{mode: modeFull, first: 5, issued: now.Add(-maxPageAge - time.Second).Unix(), after: "a"}, 5},
+		{"from the future", pageToken{mode: modeFull, first: 5, issued: now.Add(maxPageAge + time.Minute).Unix(), after: "a"}, 5},
+		{"replica behind", pageToken{mode: modeFull, first: 9, issued: now.Unix(), after: "a"}, 5},
+	} {
+		req := &agentv1.SyncRequest{PageSize: 1, PageToken: tc.tok.encode()}
+		err := s.syncPage(req, &agentv1.SyncResponse{}, entries, tc.rev, now)
+		if !errkind.Is(err, errkind.FailedPrecondition) || !strings.Contains(err.Error(), "page_token") {
+			t.Errorf("syncPage(%s) = %v, want FailedPrecondition naming page_token", tc.name, err)
+		}
+	}
+	// A current token continues where it left off, at the first page's revision.
+	resp := &agentv1.SyncResponse{}
+	tok := pageToken{mode: modeFull, first: 4, issued: now.Unix(), after: "a"}
+	if err := s.syncPage(&agentv1.SyncRequest{PageSize: 1, PageToken: tok.encode()}, resp, entries, 5, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetEntries()) != 1 || resp.GetEntries()[0].GetId() != "b" || resp.GetRevision() != 4 || resp.GetNextPageToken() != "" {
+		t.Errorf("syncPage(after a) = %v, want entry b alone, revision 4, the last page", resp)
 	}
 }
