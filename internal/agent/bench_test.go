@@ -1,10 +1,16 @@
 package agent
 
 import (
+	"crypto"
 	"crypto/x509"
 	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
@@ -118,4 +124,45 @@ func BenchmarkNewCSR(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCacheBytesPerSVID reports the heap a cached entry with its
+// X509-SVID costs (B/svid): 10,000 entries of a full sync, each holding an
+// SVID inserted as the signing pipeline inserts it (keep), after a GC.
+func BenchmarkCacheBytesPerSVID(b *testing.B) {
+	const n = 10000
+	ca := newTestCA(b, "example.org")
+	clock := newFakeClock()
+	resp := fullSync10k(false)
+	keys := make([]crypto.Signer, n)
+	leaves := make([]*x509.Certificate, n)
+	for i := range n {
+		key, _, err := newKeyAndCSR()
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = key
+		leaves[i] = ca.sign(b, spiffeid.RequireFromString(resp.Entries[i].GetSpiffeId()), key.Public(), clock.Now(), clock.Now().Add(time.Hour))
+	}
+	var perSVID float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := newTestCache(b, ca, clock)
+		if _, err := c.applySync(resp); err != nil {
+			b.Fatal(err)
+		}
+		for _, j := range c.due(clock.Now()) {
+			i, _ := strconv.Atoi(strings.TrimPrefix(j.entry.ID, "e"))
+			if err := c.keep(j, j.entry.SPIFFEID, leaves[i], leaves[i].Raw, keys[i], clock.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perSVID = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(c)
+	}
+	b.ReportMetric(perSVID, "B/svid")
 }

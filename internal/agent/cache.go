@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -51,6 +53,7 @@ type cache struct {
 	entries   map[string]*entryRec
 	bySel     map[model.Selector][]*entryRec // valid entries, each under one selector
 	revision  int64                          // of the last applied SyncResponse
+	syncGen   uint64                         // counts paged syncs (pageState.gen)
 	forceFull bool                           // the next Sync asks for everything
 	digest    []byte                         // entry-set digest; nil when stale
 	bundle    *spiffebundle.Bundle
@@ -85,6 +88,10 @@ type entryRec struct {
 	// next attempt after one.
 	signFails int
 	nextTry   time.Time
+	// signing says a signing pipeline holds a job for the rec (claim), so
+	// no second one is queued; seen marks the recs a paged sync confirmed.
+	signing bool
+	seen    uint64
 }
 
 // svidRec is a workload X509-SVID minted for an entry.
@@ -378,13 +385,39 @@ type applied struct {
 	bundle    *spiffebundle.Bundle // the new bundle; nil when unchanged
 	federated bool                 // the federated bundles changed
 	refused   int                  // entries held as invalid
+	due       []signJob            // entries of the response that need an X509-SVID
 }
 
-// applySync applies a Sync response. The response is untrusted input: the
-// bundle must be a usable bundle of the agent's trust domain (else nothing
-// is applied), and each entry must be a well-formed entry of the trust
-// domain (else it is held as invalid and never served).
+// applySync applies a Sync response that is the whole answer (not one page
+// of several); see applyPage.
 func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
+	return c.applyPage(resp, &pageState{})
+}
+
+// pageState follows one paged sync across its pages. The zero value is the
+// state before the first page.
+type pageState struct {
+	started bool
+	gen     uint64 // marks the entries the sync's pages confirmed
+	sweep   bool   // the pages list the node's complete set (full or entry_ids)
+	missing bool   // the server listed an id the agent does not hold
+	added   bool   // entries were indexed incrementally: rebalance at the end
+}
+
+// applyPage applies one page of a Sync response (or the whole response of
+// a server or a sync that does not page: a single last page). The response
+// is untrusted input: the bundle must be a usable bundle of the agent's
+// trust domain (else nothing is applied), and each entry must be a
+// well-formed entry of the trust domain (else it is held as invalid and
+// never served).
+//
+// Entries are merged as each page arrives, so their SVIDs can be signed
+// while later pages are fetched (applied.due lists those of the page that
+// need one). Deletions wait for the last page: every entry a full sync's
+// pages (or an incremental sync's entry_ids) did not confirm is dropped
+// then, with one pass over what the agent holds. The revision is adopted
+// at the last page only.
+func (c *cache) applyPage(resp *agentv1.SyncResponse, st *pageState) (applied, error) {
 	var res applied
 	if resp == nil {
 		return res, errors.New("apply sync: empty response")
@@ -403,6 +436,7 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 		}
 		bundle = b
 	}
+	last := resp.GetNextPageToken() == ""
 	federated := c.federatedFrom(resp.GetFederatedBundles())
 	incoming := make([]*entryRec, 0, len(resp.GetEntries()))
 	for i, pe := range resp.GetEntries() {
@@ -426,51 +460,78 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 	if res.refused > maxRefusalLogs {
 		c.log.Warn("refused more entries from server", "count", res.refused-maxRefusalLogs)
 	}
-	var keep map[string]struct{}
-	if resp.GetEntryIdsSet() {
-		keep = make(map[string]struct{}, len(resp.GetEntryIds()))
-		for _, id := range resp.GetEntryIds() {
-			keep[id] = struct{}{}
-		}
-	}
+	now := c.now()
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := c.entries
-	if resp.GetFull() {
-		c.entries = make(map[string]*entryRec, len(incoming))
-		c.forceFull = false
-		res.entries = len(old) > 0 || len(incoming) > 0
+	if !st.started {
+		st.started = true
+		c.syncGen++
+		st.gen = c.syncGen
+		st.sweep = resp.GetFull() || resp.GetEntryIdsSet()
 	}
+	structural := false
+	var added []*entryRec
 	for _, r := range incoming {
-		c.entries[r.entry.ID] = c.merge(old[r.entry.ID], r)
+		old := c.entries[r.entry.ID]
+		var oldSels []model.Selector
+		if old != nil {
+			oldSels = old.entry.Selectors
+		}
+		held := c.merge(old, r)
+		switch {
+		case old == nil:
+			added = append(added, held)
+		case held != old || !slices.Equal(oldSels, r.entry.Selectors):
+			structural = true // old leaves the index, or is filed under a selector it lost
+		}
+		c.entries[r.entry.ID] = held
+		held.seen = st.gen
 		res.entries = true
+		if held.dueAt(now) {
+			res.due = append(res.due, signJob{rec: held, entry: held.entry})
+		}
 	}
-	if resp.GetFull() {
-		for id, r := range old {
-			if _, ok := c.entries[id]; !ok {
-				c.setSVID(r, nil) // keeps nSVIDs right for deleted entries
+	if resp.GetEntryIdsSet() {
+		for _, id := range resp.GetEntryIds() {
+			if r := c.entries[id]; r != nil {
+				r.seen = st.gen
+			} else {
+				// The server lists an entry the agent never received: its
+				// incremental view went wrong, so ask for everything.
+				st.missing = true
 			}
 		}
 	}
-	if keep != nil {
+	if last && st.sweep {
 		for id, r := range c.entries {
-			if _, ok := keep[id]; !ok {
+			if r.seen != st.gen {
 				c.setSVID(r, nil)
 				delete(c.entries, id)
-				res.entries = true
+				res.entries, structural = true, true
 			}
 		}
-		if len(keep) > len(c.entries) {
-			// The server lists entries the agent never received: its
-			// incremental view went wrong, so ask for everything.
-			c.forceFull = true
+		if resp.GetFull() {
+			c.forceFull = false
 		}
 	}
-	c.revision = resp.GetRevision()
+	if last {
+		if st.missing {
+			c.forceFull = true
+		}
+		c.revision = resp.GetRevision()
+	}
 	if res.entries {
 		c.digest = nil
-		c.reindex()
+		switch {
+		case structural || (last && st.added) || (last && len(added) > 0):
+			c.reindex()
+		default:
+			for _, r := range added {
+				c.indexAdd(r)
+			}
+			st.added = st.added || len(added) > 0
+		}
 	}
 	if bundle != nil && (c.bundle == nil || !bundle.Equal(c.bundle)) {
 		c.bundle = bundle
@@ -482,6 +543,32 @@ func (c *cache) applySync(resp *agentv1.SyncResponse) (applied, error) {
 	}
 	c.met.setCachedSVIDs(c.nSVIDs)
 	return res, nil
+}
+
+// dueAt reports whether r needs an X509-SVID at now: valid, unexpired, not
+// backing off after a failure, and holding no SVID or one past half its
+// lifetime. It must be called with c.mu held.
+func (r *entryRec) dueAt(now time.Time) bool {
+	if r.invalid != nil || expired(r.entry, now) || now.Before(r.nextTry) {
+		return false
+	}
+	return r.svid == nil || !now.Before(r.svid.renewAt)
+}
+
+// indexAdd files a new rec in the selector index under the one of its
+// selectors whose bucket is smallest now, between full reindexes (the
+// pages of one sync). It must be called with c.mu held.
+func (c *cache) indexAdd(r *entryRec) {
+	if r.invalid != nil || len(r.entry.Selectors) == 0 {
+		return
+	}
+	key := r.entry.Selectors[0]
+	for _, s := range r.entry.Selectors[1:] {
+		if len(c.bySel[s]) < len(c.bySel[key]) {
+			key = s
+		}
+	}
+	c.bySel[key] = append(c.bySel[key], r)
 }
 
 // maxFederatedBundles bounds the federated bundles taken from one response.
@@ -626,46 +713,78 @@ func (c *cache) due(now time.Time) []signJob {
 	defer c.mu.RUnlock()
 	var jobs []signJob
 	for _, r := range c.entries {
-		if r.invalid != nil || expired(r.entry, now) || now.Before(r.nextTry) {
-			continue
-		}
-		if r.svid == nil || !now.Before(r.svid.renewAt) {
+		if r.dueAt(now) && !r.signing {
 			jobs = append(jobs, signJob{rec: r, entry: r.entry})
 		}
 	}
 	return jobs
 }
 
-// storeSVID checks a chain the server signed for job and caches it with
-// key. The chain must verify against the current bundle, carry the entry's
-// SPIFFE ID and certify key. An SVID for an entry that changed identity or
-// went away meanwhile is discarded (errStale).
+// claim marks the recs of jobs as being signed and returns the jobs whose
+// recs were not already (in place: it reuses jobs' array). The pipeline
+// that claimed a job releases it (release) whatever becomes of it.
+func (c *cache) claim(jobs []signJob) []signJob {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := jobs[:0]
+	for _, j := range jobs {
+		if !j.rec.signing {
+			j.rec.signing = true
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// release ends the claim on the recs of jobs.
+func (c *cache) release(jobs []signJob) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, j := range jobs {
+		j.rec.signing = false
+	}
+}
+
+// storeSVID checks a parsed chain the server signed for job in full
+// (x509svid.Verify against the current bundle) and caches it with key; see
+// keep. The signing pipeline verifies whole responses with a chainVerifier
+// instead.
 func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Signer, now time.Time) error {
 	if len(chain) == 0 {
 		return errors.New("empty certificate chain")
 	}
-	leaf := chain[0]
 	id, _, err := x509svid.Verify(chain, c, x509svid.WithTime(now))
 	if err != nil {
 		return fmt.Errorf("verify x509-svid: %w", err)
 	}
+	var chainDER []byte
+	for _, c := range chain {
+		chainDER = append(chainDER, c.Raw...)
+	}
+	return c.keep(job, id, chain[0], chainDER, key, now)
+}
+
+// keep caches a verified X509-SVID (leaf, its SPIFFE ID, the chain's DER)
+// for job with key. The SVID must carry the entry's SPIFFE ID and certify
+// key. An SVID for an entry that changed identity or went away meanwhile is
+// discarded (errStale). The chain and the PKCS#8 key share one allocation.
+func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainDER []byte, key crypto.Signer, now time.Time) error {
 	if id != job.entry.SPIFFEID {
 		return fmt.Errorf("x509-svid is for %s, want %s", id, job.entry.SPIFFEID)
 	}
 	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
 		return errors.New("x509-svid certifies another key than the one requested")
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyDER, err := encodeKey(key)
 	if err != nil {
 		return fmt.Errorf("encode workload key: %w", err)
 	}
-	var chainDER []byte
-	for _, c := range chain {
-		chainDER = append(chainDER, c.Raw...)
-	}
+	buf := make([]byte, len(chainDER)+len(keyDER))
+	n := copy(buf, chainDER)
+	copy(buf[n:], keyDER)
 	s := &svidRec{
-		chainDER: chainDER,
-		keyDER:   keyDER,
+		chainDER: buf[:n:n],
+		keyDER:   buf[n:],
 		renewAt:  renewTime(leaf.NotBefore, leaf.NotAfter, now),
 		notAfter: leaf.NotAfter,
 	}
@@ -678,6 +797,15 @@ func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Sig
 	job.rec.signFails, job.rec.nextTry = 0, time.Time{}
 	c.met.setCachedSVIDs(c.nSVIDs)
 	return nil
+}
+
+// encodeKey returns key in PKCS#8: by pkcs8For for the P-256 keys the
+// agent makes, by the standard library otherwise.
+func encodeKey(key crypto.Signer) ([]byte, error) {
+	if ec, ok := key.(*ecdsa.PrivateKey); ok && ec.Curve == elliptic.P256() {
+		return pkcs8For(ec)
+	}
+	return x509.MarshalPKCS8PrivateKey(key)
 }
 
 // errStale reports an SVID signed for an entry that changed meanwhile.

@@ -65,6 +65,9 @@ type Config struct {
 	MaxBackoff time.Duration
 	// RPCTimeout bounds each call to the server (default DefaultRPCTimeout).
 	RPCTimeout time.Duration
+	// SyncPageSize is how many entries the agent asks for per Sync page
+	// (default DefaultSyncPageSize; the server caps it).
+	SyncPageSize int
 	// AttestTimeout bounds the retries of the first attestation while the
 	// server is unreachable (default DefaultAttestTimeout); then Run fails.
 	AttestTimeout time.Duration
@@ -97,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AttestTimeout == 0 {
 		c.AttestTimeout = DefaultAttestTimeout
+	}
+	if c.SyncPageSize <= 0 {
+		c.SyncPageSize = DefaultSyncPageSize
 	}
 	if c.RPCTimeout == 0 {
 		c.RPCTimeout = DefaultRPCTimeout

@@ -2,10 +2,7 @@ package agent
 
 import (
 	"context"
-	"crypto"
 	"errors"
-	"fmt"
-	"sync"
 	"time"
 
 	"github.com/signet-id/signet/internal/errkind"
@@ -110,173 +107,106 @@ func (a *Agent) sleepSweeping(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// syncOnce runs one sync: fetch changes, apply them, persist a new bundle,
-// and get every entry that needs one a fresh X509-SVID.
+// DefaultSyncPageSize is how many entries the agent asks for per Sync page:
+// small enough that signing starts soon after the first page arrives and a
+// page stays a small fraction of the 4 MiB message limit, large enough that
+// a 100,000-entry node takes a hundred round trips, not thousands.
+const DefaultSyncPageSize = 1000
+
+// maxPageRestarts bounds how often one sync starts its pages again when the
+// server refuses to continue them (a stale page token, a replica behind).
+const maxPageRestarts = 3
+
+// syncOnce runs one sync: fetch the changes page by page, apply each page
+// as it arrives and start signing its entries' X509-SVIDs meanwhile,
+// persist a new bundle, and finally get every other entry that needs one
+// (renewals) a fresh X509-SVID.
 func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 	start := time.Now()
 	defer func() { a.met.syncDuration.Observe(time.Since(start).Seconds()) }()
 	if a.cache.sweep(a.cfg.Clock.Now()) {
 		a.cache.broadcast()
 	}
-	var resp *agentv1.SyncResponse
-	req := a.cache.syncRequest()
-	req.Served = a.cache.served.take()
-	callStart := time.Now()
-	err := a.client.call(func(api agentv1.AgentClient) (err error) {
-		cctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
-		defer cancel()
-		resp, err = api.Sync(cctx, req)
-		return err
-	})
-	since(&a.timings.syncCall, callStart)
-	if err != nil {
-		a.cache.served.restore(req.Served)
-		return rpcErr("sync", err)
+	p := a.newSignPipeline(ctx)
+	err := a.syncPages(ctx, dir, p)
+	if err == nil {
+		p.add(a.cache.due(a.cfg.Clock.Now()))
 	}
-	applyStart := time.Now()
-	res, err := a.cache.applySync(resp)
-	since(&a.timings.apply, applyStart)
-	if err != nil {
-		return err
-	}
-	a.learnBrokerURL(resp.GetBrokerUrl())
-	if res.bundle != nil {
-		seq, _ := res.bundle.SequenceNumber()
-		a.log.Info("trust bundle updated", "sequence", seq, "x509_authorities", len(res.bundle.X509Authorities()))
-		if err := dir.saveBundle(res.bundle); err != nil {
-			a.log.Error("cannot persist trust bundle: a restart will fall back to the previous one", logKeyError, err)
-		}
-	}
-	if res.federated {
-		a.log.Info("federated bundles updated", "trust_domains", len(resp.GetFederatedBundles()))
-	}
-	if res.entries || res.bundle != nil || res.federated {
+	stored, signErr := p.wait()
+	if stored > 0 {
 		a.cache.broadcast()
 	}
-	if err := a.signDue(ctx); err != nil {
+	if err != nil {
 		return err
+	}
+	if signErr != nil {
+		return signErr
 	}
 	a.markReady()
 	return nil
 }
 
-// signDue gets an X509-SVID signed for every entry that needs one, in
-// batches of signBatchSize with signConcurrency calls in flight. Items the
-// server refuses are logged and retried later with backoff; a failed call
-// is returned.
-func (a *Agent) signDue(ctx context.Context) error {
-	jobs := a.cache.due(a.cfg.Clock.Now())
-	if len(jobs) == 0 {
-		return nil
-	}
+// syncPages fetches and applies the pages of one sync, handing the entries
+// of each page that need an X509-SVID to p.
+func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline) error {
 	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		stored   int
-		firstErr error
-		sem      = make(chan struct{}, signConcurrency)
+		st       pageState
+		token    string
+		restarts int
+		served   = a.cache.served.take()
 	)
-	for start := 0; start < len(jobs); start += signBatchSize {
-		batch := jobs[start:min(start+signBatchSize, len(jobs))]
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			n, err := a.signBatch(ctx, batch)
-			mu.Lock()
-			stored += n
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
+	for {
+		req := a.cache.syncRequest()
+		req.PageSize, req.PageToken = int32(min(a.cfg.SyncPageSize, 1<<20)), token
+		req.Served, served = served, nil
+		var resp *agentv1.SyncResponse
+		callStart := time.Now()
+		err := a.client.call(func(api agentv1.AgentClient) (err error) {
+			cctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
+			defer cancel()
+			resp, err = api.Sync(cctx, req)
+			return err
 		})
-	}
-	wg.Wait()
-	if stored > 0 {
-		a.cache.broadcast()
-	}
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	return firstErr
-}
-
-// signBatch generates a key and CSR per job, has the server sign them, and
-// caches each SVID that checks out. It returns how many it cached.
-func (a *Agent) signBatch(ctx context.Context, jobs []signJob) (int, error) {
-	keys := make([]crypto.Signer, len(jobs))
-	req := &agentv1.SignX509SVIDsRequest{Requests: make([]*agentv1.X509SVIDRequest, len(jobs))}
-	index := make(map[string]int, len(jobs))
-	keygenStart := time.Now()
-	for i, j := range jobs {
-		key, csr, err := newKeyAndCSR()
+		since(&a.timings.syncCall, callStart)
+		a.timings.pages.Add(1)
 		if err != nil {
-			return 0, fmt.Errorf("sign x509-svids: %w", err)
+			a.cache.served.restore(req.Served)
+			if token != "" && restarts < maxPageRestarts && errkind.Is(errkind.FromGRPC(err), errkind.FailedPrecondition) {
+				a.log.Info("server asked to start the paged sync again", logKeyError, err)
+				restarts++
+				st, token = pageState{}, ""
+				continue
+			}
+			return rpcErr("sync", err)
 		}
-		keys[i] = key
-		req.Requests[i] = &agentv1.X509SVIDRequest{EntryId: j.entry.ID, Csr: csr}
-		index[j.entry.ID] = i
-	}
-	since(&a.timings.keygen, keygenStart)
-	var resp *agentv1.SignX509SVIDsResponse
-	signStart := time.Now()
-	err := a.client.call(func(api agentv1.AgentClient) (err error) {
-		cctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
-		defer cancel()
-		resp, err = api.SignX509SVIDs(cctx, req)
-		return err
-	})
-	since(&a.timings.sign, signStart)
-	a.timings.batches.Add(1)
-	if err != nil {
-		return 0, rpcErr("sign x509-svids", err)
-	}
-	defer since(&a.timings.insert, time.Now())
-	now := a.cfg.Clock.Now()
-	answered := make([]bool, len(jobs))
-	stored := 0
-	for _, r := range resp.GetResults() {
-		i, ok := index[r.GetEntryId()]
-		if !ok || answered[i] {
-			continue
+		applyStart := time.Now()
+		res, err := a.cache.applyPage(resp, &st)
+		since(&a.timings.apply, applyStart)
+		if err != nil {
+			return err
 		}
-		answered[i] = true
-		job := jobs[i]
-		err := a.storeResult(job, r, keys[i], now)
-		switch {
-		case err == nil:
-			stored++
-		case errors.Is(err, errStale):
-			a.log.Debug("discarding x509-svid of a changed entry", logKeyEntryID, job.entry.ID)
-		default:
-			a.cache.signFailed(job, now, a.cfg.SyncInterval, maxSignRetry)
-			a.log.Warn("cannot get x509-svid for entry", logKeyEntryID, job.entry.ID,
-				"spiffe_id", job.entry.SPIFFEID.String(), logKeyError, err)
+		a.learnBrokerURL(resp.GetBrokerUrl())
+		if res.bundle != nil {
+			seq, _ := res.bundle.SequenceNumber()
+			a.log.Info("trust bundle updated", "sequence", seq, "x509_authorities", len(res.bundle.X509Authorities()))
+			if err := dir.saveBundle(res.bundle); err != nil {
+				a.log.Error("cannot persist trust bundle: a restart will fall back to the previous one", logKeyError, err)
+			}
+		}
+		if res.federated {
+			a.log.Info("federated bundles updated", "trust_domains", len(resp.GetFederatedBundles()))
+		}
+		if res.entries || res.bundle != nil || res.federated {
+			a.cache.broadcast()
+		}
+		p.add(res.due)
+		token = resp.GetNextPageToken()
+		if token == "" {
+			a.timings.entries.CompareAndSwap(0, int64(time.Since(a.started)))
+			return nil
+		}
+		if resp.GetPageLastId() == "" || len(token) > 4096 {
+			return errors.New("sync: the server sent a next_page_token without page_last_id, or an oversized one")
 		}
 	}
-	for i, ok := range answered {
-		if !ok {
-			a.cache.signFailed(jobs[i], now, a.cfg.SyncInterval, maxSignRetry)
-			a.log.Warn("server returned no x509-svid for entry", logKeyEntryID, jobs[i].entry.ID)
-		}
-	}
-	a.met.svidsSigned.WithLabelValues("x509").Add(float64(stored))
-	return stored, nil
-}
-
-// storeResult checks one item of a SignX509SVIDs response and caches it.
-func (a *Agent) storeResult(job signJob, r *agentv1.X509SVIDResult, key crypto.Signer, now time.Time) error {
-	if st := r.GetStatus(); st.GetCode() != 0 {
-		return errkind.FromGRPC(statusError(st.GetCode(), st.GetMessage()))
-	}
-	chain, err := parseChain(r.GetCertChain())
-	if err != nil {
-		return fmt.Errorf("parse x509-svid: %w", err)
-	}
-	return a.cache.storeSVID(job, chain, key, now)
 }

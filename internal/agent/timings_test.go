@@ -37,11 +37,14 @@ func TestAgentLogsInitialSyncTimings(t *testing.T) {
 		t.Errorf("initial sync timings logged %d times, want once", n)
 	}
 	total, _ := rec["total_ms"].(float64)
-	for _, k := range []string{"attest_ms", "sync_call_ms", "keygen_ms", "sign_rpc_ms", "cache_insert_ms"} {
+	for _, k := range []string{"attest_ms", "sync_call_ms", "keygen_ms", "sign_rpc_ms", "cache_insert_ms", "entries_ms"} {
 		v, ok := rec[k].(float64)
 		if !ok || v <= 0 || v > total {
 			t.Errorf("%s = %v, want a time in (0, total_ms=%v]", k, rec[k], total)
 		}
+	}
+	if p, _ := rec["sync_pages"].(float64); p < 1 {
+		t.Errorf("sync_pages = %v, want at least 1", rec["sync_pages"])
 	}
 	if b, _ := rec["sign_batches"].(float64); b < 1 {
 		t.Errorf("sign_batches = %v, want at least 1 (two entries were signed)", rec["sign_batches"])

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/signet-id/signet/internal/apiconv"
 	"github.com/signet-id/signet/internal/ca"
@@ -41,6 +42,10 @@ import (
 	"github.com/signet-id/signet/internal/nodeattest"
 	"github.com/signet-id/signet/internal/store"
 )
+
+// maxUnpagedSyncBytes bounds a Sync response to an agent that does not page:
+// the agent API's 4 MiB message limit, less room for framing.
+const maxUnpagedSyncBytes = 4<<20 - 64<<10
 
 // maxSignBatch bounds SignX509SVIDs requests.
 const maxSignBatch = 1000
@@ -333,12 +338,26 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 		fed = s.cfg.FederatedBundles()
 	}
 	known := req.GetKnownRevision()
-	if known == resp.Revision && known != 0 && len(fed) == 0 {
+	if req.GetPageSize() < 0 {
+		return nil, errkind.New(errkind.InvalidArgument, "page_size: must be 0 (no paging) or 1 to %d, got %d", maxSyncPageSize, req.GetPageSize())
+	}
+	paged := req.GetPageSize() > 0
+	if !paged && req.GetPageToken() != "" {
+		return nil, errkind.New(errkind.InvalidArgument, "page_token: only with page_size set (1 to %d)", maxSyncPageSize)
+	}
+	if known == resp.Revision && known != 0 && len(fed) == 0 && req.GetPageToken() == "" {
 		return resp, nil // nothing changed anywhere
 	}
-	entries := s.cfg.Entries.NodeEntries(node.SPIFFEID, node.Selectors, s.cfg.Now())
+	now := s.cfg.Now()
+	entries := s.cfg.Entries.NodeEntries(node.SPIFFEID, node.Selectors, now)
 	if resp.FederatedBundles, err = federatedFor(entries, fed); err != nil {
 		return nil, err
+	}
+	if paged {
+		if err := s.syncPage(req, resp, entries, resp.Revision, now); err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
 	if known == resp.Revision && known != 0 {
 		return resp, nil
@@ -355,6 +374,11 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 		if digest := apiconv.EntrySetDigest(ids); string(digest) != string(req.GetEntrySetDigest()) {
 			resp.EntryIds, resp.EntryIdsSet = ids, true
 		}
+	}
+	if n := proto.Size(resp); n > maxUnpagedSyncBytes {
+		return nil, errkind.New(errkind.ResourceExhausted,
+			"page_size: the node's %d entries need %d bytes, more than one Sync response may carry (4 MiB): "+
+				"set page_size (an agent of this version pages)", len(entries), n)
 	}
 	return resp, nil
 }

@@ -412,7 +412,18 @@ type SyncRequest struct {
 	KnownBundleSequence uint64 `protobuf:"varint,3,opt,name=known_bundle_sequence,json=knownBundleSequence,proto3" json:"known_bundle_sequence,omitempty"`
 	// Entries whose SVIDs the agent served to workloads since its last
 	// successful sync, at most 1,000.
-	Served        []*ServedEntry `protobuf:"bytes,4,rep,name=served,proto3" json:"served,omitempty"`
+	Served []*ServedEntry `protobuf:"bytes,4,rep,name=served,proto3" json:"served,omitempty"`
+	// Paged sync. 0 (an agent that does not page) gets the whole answer in
+	// one response, which must fit the 4 MiB message limit. Otherwise each
+	// response carries at most page_size entries (the server caps it at
+	// 5,000 and at about 1 MiB of entries a page) and, while more follow, a
+	// next_page_token to send back as page_token with the same
+	// known_revision and entry_set_digest. The pages walk the node's
+	// entries in entry-id order (a keyset cursor); see SyncResponse for
+	// what each page means.
+	PageSize int32 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty: the first page.
+	PageToken     string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +484,20 @@ func (x *SyncRequest) GetServed() []*ServedEntry {
 		return x.Served
 	}
 	return nil
+}
+
+func (x *SyncRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *SyncRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 // ServedEntry says when the agent served an entry's SVIDs.
@@ -558,8 +583,23 @@ type SyncResponse struct {
 	// federates_with (the last good bundle of each relationship held), in
 	// every response; an absent one is not (or no longer) federated.
 	FederatedBundles []*v1.Bundle `protobuf:"bytes,30,rep,name=federated_bundles,json=federatedBundles,proto3" json:"federated_bundles,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Paged sync (the request set page_size): empty on the last page, else
+	// the page_token of the next request. Every page of one sync carries the
+	// revision the first page was read at, which the agent adopts only
+	// after the last page, so whatever changed while it paged arrives in its
+	// next sync. Each page covers a range of entry ids: from after the
+	// previous page's page_last_id (the start, on the first page) up to and
+	// including its own page_last_id (to the end, on the last page). When
+	// full, entries is every entry of the node in that range; otherwise it
+	// holds those of the range changed since known_revision and, when
+	// entry_ids_set, entry_ids lists every entry of the node in the range
+	// (held entries of the range not listed were deleted). Without
+	// entry_ids_set an incremental page deletes nothing.
+	NextPageToken string `protobuf:"bytes,8,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The last entry id the page covers; empty on the last page.
+	PageLastId    string `protobuf:"bytes,9,opt,name=page_last_id,json=pageLastId,proto3" json:"page_last_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -646,6 +686,20 @@ func (x *SyncResponse) GetFederatedBundles() []*v1.Bundle {
 		return x.FederatedBundles
 	}
 	return nil
+}
+
+func (x *SyncResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *SyncResponse) GetPageLastId() string {
+	if x != nil {
+		return x.PageLastId
+	}
+	return ""
 }
 
 type SignX509SVIDsRequest struct {
@@ -1086,16 +1140,19 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\x11RenewAgentRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"D\n" +
 	"\x12RenewAgentResponse\x12.\n" +
-	"\x04svid\x18\x01 \x01(\v2\x1a.signet.agent.v1.AgentSVIDR\x04svid\"\xc8\x01\n" +
+	"\x04svid\x18\x01 \x01(\v2\x1a.signet.agent.v1.AgentSVIDR\x04svid\"\x84\x02\n" +
 	"\vSyncRequest\x12%\n" +
 	"\x0eknown_revision\x18\x01 \x01(\x03R\rknownRevision\x12(\n" +
 	"\x10entry_set_digest\x18\x02 \x01(\fR\x0eentrySetDigest\x122\n" +
 	"\x15known_bundle_sequence\x18\x03 \x01(\x04R\x13knownBundleSequence\x124\n" +
-	"\x06served\x18\x04 \x03(\v2\x1c.signet.agent.v1.ServedEntryR\x06served\"v\n" +
+	"\x06served\x18\x04 \x03(\v2\x1c.signet.agent.v1.ServedEntryR\x06served\x12\x1b\n" +
+	"\tpage_size\x18\b \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\t \x01(\tR\tpageToken\"v\n" +
 	"\vServedEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12&\n" +
 	"\x0ffirst_served_at\x18\x02 \x01(\x03R\rfirstServedAt\x12$\n" +
-	"\x0elast_served_at\x18\x03 \x01(\x03R\flastServedAt\"\xca\x02\n" +
+	"\x0elast_served_at\x18\x03 \x01(\x03R\flastServedAt\"\x94\x03\n" +
 	"\fSyncResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x121\n" +
@@ -1105,7 +1162,10 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\x06bundle\x18\x06 \x01(\v2\x18.signet.common.v1.BundleR\x06bundle\x12\x1d\n" +
 	"\n" +
 	"broker_url\x18\a \x01(\tR\tbrokerUrl\x12E\n" +
-	"\x11federated_bundles\x18\x1e \x03(\v2\x18.signet.common.v1.BundleR\x10federatedBundles\"T\n" +
+	"\x11federated_bundles\x18\x1e \x03(\v2\x18.signet.common.v1.BundleR\x10federatedBundles\x12&\n" +
+	"\x0fnext_page_token\x18\b \x01(\tR\rnextPageToken\x12 \n" +
+	"\fpage_last_id\x18\t \x01(\tR\n" +
+	"pageLastId\"T\n" +
 	"\x14SignX509SVIDsRequest\x12<\n" +
 	"\brequests\x18\x01 \x03(\v2 .signet.agent.v1.X509SVIDRequestR\brequests\">\n" +
 	"\x0fX509SVIDRequest\x12\x19\n" +

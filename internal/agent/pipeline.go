@@ -1,0 +1,346 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-id/signet/internal/errkind"
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+)
+
+// signPipeline gets X509-SVIDs signed for the jobs added to it, in three
+// overlapping stages: key and CSR generation per batch (one goroutine per
+// CPU), the SignX509SVIDs round trips (signConcurrency in flight) and the
+// cache inserts that follow each. Stages are joined by small channels, so
+// at most a few batches of keys and CSRs exist at once, whatever the
+// number of jobs: a 10,000-entry node never holds 10,000 keys, CSRs or
+// responses in memory together. Jobs can be added while earlier batches
+// are being signed (the pages of a sync, as they arrive).
+//
+// Create it with newSignPipeline, add jobs, then call wait once; after the
+// first failed round trip (the server is unreachable or refused the agent)
+// the remaining batches are dropped and wait returns that error.
+type signPipeline struct {
+	a      *Agent
+	ctx    context.Context
+	keygen chan []signJob
+	signQ  chan *preparedBatch
+	kwg    sync.WaitGroup
+	swg    sync.WaitGroup
+
+	mu       sync.Mutex
+	stored   int
+	firstErr error
+	failed   chan struct{} // closed at the first failure
+}
+
+// preparedBatch is a batch with its keys and request built.
+type preparedBatch struct {
+	jobs []signJob
+	keys []crypto.Signer
+	req  *agentv1.SignX509SVIDsRequest
+}
+
+func (a *Agent) newSignPipeline(ctx context.Context) *signPipeline {
+	p := &signPipeline{a: a, ctx: ctx, keygen: make(chan []signJob), signQ: make(chan *preparedBatch, 1), failed: make(chan struct{})}
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		p.kwg.Go(p.keygenWorker)
+	}
+	for range signConcurrency {
+		p.swg.Go(p.signWorker)
+	}
+	return p
+}
+
+// add queues jobs (those not already being signed by another pipeline) in
+// batches of signBatchSize. It blocks while the stages are full, which is
+// what bounds the memory in flight.
+func (p *signPipeline) add(jobs []signJob) {
+	jobs = p.a.cache.claim(jobs)
+	for start := 0; start < len(jobs); start += signBatchSize {
+		batch := jobs[start:min(start+signBatchSize, len(jobs))]
+		select {
+		case p.keygen <- batch:
+		case <-p.failed:
+			p.a.cache.release(jobs[start:])
+			return
+		case <-p.ctx.Done():
+			p.a.cache.release(jobs[start:])
+			return
+		}
+	}
+}
+
+// wait lets the queued batches finish and returns how many SVIDs were
+// cached and the first failed call.
+func (p *signPipeline) wait() (int, error) {
+	close(p.keygen)
+	p.kwg.Wait()
+	close(p.signQ)
+	p.swg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.firstErr == nil && p.ctx.Err() != nil {
+		return p.stored, p.ctx.Err()
+	}
+	return p.stored, p.firstErr
+}
+
+func (p *signPipeline) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.firstErr == nil {
+		p.firstErr = err
+		close(p.failed)
+	}
+}
+
+func (p *signPipeline) isFailed() bool {
+	select {
+	case <-p.failed:
+		return true
+	default:
+		return p.ctx.Err() != nil
+	}
+}
+
+func (p *signPipeline) keygenWorker() {
+	for jobs := range p.keygen {
+		if p.isFailed() {
+			p.a.cache.release(jobs)
+			continue
+		}
+		b, err := p.prepare(jobs)
+		if err != nil {
+			p.a.cache.release(jobs)
+			p.fail(err)
+			continue
+		}
+		p.signQ <- b
+	}
+}
+
+func (p *signPipeline) signWorker() {
+	for b := range p.signQ {
+		if p.isFailed() {
+			p.a.cache.release(b.jobs)
+			continue
+		}
+		n, err := p.a.signBatch(p.ctx, b)
+		p.a.cache.release(b.jobs)
+		p.mu.Lock()
+		p.stored += n
+		p.mu.Unlock()
+		if n > 0 {
+			p.a.cache.broadcast() // callers waiting for these SVIDs get them now
+		}
+		if err != nil {
+			p.fail(err)
+		}
+	}
+}
+
+// prepare generates a key and a CSR per job.
+func (p *signPipeline) prepare(jobs []signJob) (*preparedBatch, error) {
+	defer since(&p.a.timings.keygen, time.Now())
+	b := &preparedBatch{jobs: jobs, keys: make([]crypto.Signer, len(jobs)),
+		req: &agentv1.SignX509SVIDsRequest{Requests: make([]*agentv1.X509SVIDRequest, len(jobs))}}
+	for i, j := range jobs {
+		key, csr, err := newKeyAndCSR()
+		if err != nil {
+			return nil, fmt.Errorf("sign x509-svids: %w", err)
+		}
+		b.keys[i] = key
+		b.req.Requests[i] = &agentv1.X509SVIDRequest{EntryId: j.entry.ID, Csr: csr}
+	}
+	return b, nil
+}
+
+// signBatch has the server sign a prepared batch and caches each SVID that
+// checks out. It returns how many it cached.
+func (a *Agent) signBatch(ctx context.Context, b *preparedBatch) (int, error) {
+	var resp *agentv1.SignX509SVIDsResponse
+	signStart := time.Now()
+	err := a.client.call(func(api agentv1.AgentClient) (err error) {
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
+		defer cancel()
+		resp, err = api.SignX509SVIDs(cctx, b.req)
+		return err
+	})
+	since(&a.timings.sign, signStart)
+	a.timings.batches.Add(1)
+	b.req = nil // the CSRs are done with
+	if err != nil {
+		return 0, rpcErr("sign x509-svids", err)
+	}
+	defer since(&a.timings.insert, time.Now())
+	now := a.cfg.Clock.Now()
+	index := make(map[string]int, len(b.jobs))
+	for i, j := range b.jobs {
+		index[j.entry.ID] = i
+	}
+	answered := make([]bool, len(b.jobs))
+	v := a.cache.newChainVerifier(now)
+	stored := 0
+	for _, r := range resp.GetResults() {
+		i, ok := index[r.GetEntryId()]
+		if !ok || answered[i] {
+			continue
+		}
+		answered[i] = true
+		job := b.jobs[i]
+		err := a.storeResult(v, job, r, b.keys[i], now)
+		b.keys[i] = nil
+		switch {
+		case err == nil:
+			stored++
+		case errors.Is(err, errStale):
+			a.log.Debug("discarding x509-svid of a changed entry", logKeyEntryID, job.entry.ID)
+		default:
+			a.cache.signFailed(job, now, a.cfg.SyncInterval, maxSignRetry)
+			a.log.Warn("cannot get x509-svid for entry", logKeyEntryID, job.entry.ID,
+				"spiffe_id", job.entry.SPIFFEID.String(), logKeyError, err)
+		}
+	}
+	for i, ok := range answered {
+		if !ok {
+			a.cache.signFailed(b.jobs[i], now, a.cfg.SyncInterval, maxSignRetry)
+			a.log.Warn("server returned no x509-svid for entry", logKeyEntryID, b.jobs[i].entry.ID)
+		}
+	}
+	a.met.svidsSigned.WithLabelValues("x509").Add(float64(stored))
+	return stored, nil
+}
+
+// storeResult checks one item of a SignX509SVIDs response and caches it.
+func (a *Agent) storeResult(v *chainVerifier, job signJob, r *agentv1.X509SVIDResult, key crypto.Signer, now time.Time) error {
+	if st := r.GetStatus(); st.GetCode() != 0 {
+		return errkind.FromGRPC(statusError(st.GetCode(), st.GetMessage()))
+	}
+	leaf, id, chainDER, err := v.verify(r.GetCertChain())
+	if err != nil {
+		return err
+	}
+	return a.cache.keep(job, id, leaf, chainDER, key, now)
+}
+
+// chainVerifier verifies the X509-SVID chains of one SignX509SVIDs
+// response against the cache's bundle. The first leaf of each issuer (and
+// set of intermediates) is verified in full (x509svid.Verify); the chain
+// above it is then known good at this time, so later leaves of the same
+// issuer need only their own checks and their issuer's signature: the
+// chain building and pool set-up of a full verification are paid once per
+// authority per batch instead of once per SVID. Issuers whose chains carry
+// name constraints are always verified in full. Intermediates are parsed
+// once per batch.
+type chainVerifier struct {
+	c       *cache
+	now     time.Time
+	issuers map[string]*x509.Certificate // by leaf's issuer name + intermediates' DER
+	parsed  map[string]*x509.Certificate // intermediates by DER
+}
+
+func (c *cache) newChainVerifier(now time.Time) *chainVerifier {
+	return &chainVerifier{c: c, now: now, issuers: map[string]*x509.Certificate{}, parsed: map[string]*x509.Certificate{}}
+}
+
+// verify parses ders (leaf first) and verifies it as an X509-SVID of the
+// cache's trust domain; it returns the leaf, its ID and the chain's DER
+// concatenated.
+func (v *chainVerifier) verify(ders [][]byte) (*x509.Certificate, spiffeid.ID, []byte, error) {
+	if len(ders) == 0 {
+		return nil, spiffeid.ID{}, nil, errors.New("parse x509-svid: empty certificate chain")
+	}
+	leaf, err := x509.ParseCertificate(ders[0])
+	if err != nil {
+		return nil, spiffeid.ID{}, nil, fmt.Errorf("parse x509-svid: certificate 0: %w", err)
+	}
+	n := 0
+	for _, d := range ders {
+		n += len(d)
+	}
+	chainDER := make([]byte, 0, n)
+	for _, d := range ders {
+		chainDER = append(chainDER, d...)
+	}
+	key := string(leaf.RawIssuer) + "\x00" + string(chainDER[len(ders[0]):])
+	if issuer := v.issuers[key]; issuer != nil {
+		id, err := v.checkLeaf(leaf, issuer)
+		if err != nil {
+			return nil, spiffeid.ID{}, nil, fmt.Errorf("verify x509-svid: %w", err)
+		}
+		return leaf, id, chainDER, nil
+	}
+	chain := make([]*x509.Certificate, len(ders))
+	chain[0] = leaf
+	for i, d := range ders[1:] {
+		c := v.parsed[string(d)]
+		if c == nil {
+			if c, err = x509.ParseCertificate(d); err != nil {
+				return nil, spiffeid.ID{}, nil, fmt.Errorf("parse x509-svid: certificate %d: %w", i+1, err)
+			}
+			v.parsed[string(d)] = c
+		}
+		chain[i+1] = c
+	}
+	id, verified, err := x509svid.Verify(chain, v.c, x509svid.WithTime(v.now))
+	if err != nil {
+		return nil, spiffeid.ID{}, nil, fmt.Errorf("verify x509-svid: %w", err)
+	}
+	if len(verified) > 0 && len(verified[0]) > 1 && !constrained(verified[0][1:]) {
+		v.issuers[key] = verified[0][1]
+	}
+	return leaf, id, chainDER, nil
+}
+
+// checkLeaf makes the checks x509svid.Verify makes of a leaf whose issuer
+// (and the chain above it) has already been verified at v.now: a SPIFFE ID
+// of the trust domain, not a CA, no certificate or CRL signing, valid now,
+// no critical extension left unhandled, and signed by issuer.
+func (v *chainVerifier) checkLeaf(leaf, issuer *x509.Certificate) (spiffeid.ID, error) {
+	id, err := x509svid.IDFromCert(leaf)
+	switch {
+	case err != nil:
+		return spiffeid.ID{}, fmt.Errorf("could not get leaf SPIFFE ID: %w", err)
+	case leaf.IsCA:
+		return id, errors.New("leaf certificate with CA flag set to true")
+	case leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0:
+		return id, errors.New("leaf certificate with KeyCertSign or KeyCrlSign key usage")
+	case id.TrustDomain() != v.c.td:
+		return id, fmt.Errorf("no bundle for trust domain %q", id.TrustDomain())
+	case v.now.Before(leaf.NotBefore) || v.now.After(leaf.NotAfter):
+		return id, errors.New("certificate is not valid at this time")
+	case len(leaf.UnhandledCriticalExtensions) > 0:
+		return id, errors.New("unhandled critical extension")
+	case !bytes.Equal(leaf.RawIssuer, issuer.RawSubject):
+		return id, errors.New("issuer name does not match")
+	}
+	if err := leaf.CheckSignatureFrom(issuer); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+// constrained reports whether any of certs carries name constraints,
+// which a leaf must then be checked against by a full verification.
+func constrained(certs []*x509.Certificate) bool {
+	for _, c := range certs {
+		if c.PermittedDNSDomainsCritical || len(c.PermittedDNSDomains) > 0 || len(c.ExcludedDNSDomains) > 0 ||
+			len(c.PermittedIPRanges) > 0 || len(c.ExcludedIPRanges) > 0 ||
+			len(c.PermittedEmailAddresses) > 0 || len(c.ExcludedEmailAddresses) > 0 ||
+			len(c.PermittedURIDomains) > 0 || len(c.ExcludedURIDomains) > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,230 @@
+package agentapi
+
+import (
+	"container/heap"
+	"encoding/base64"
+	"encoding/binary"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/errkind"
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/model"
+)
+
+// Paged sync bounds. A page holds at most maxSyncPageSize entries and
+// stops adding them past maxSyncPageBytes of encoded entries and ids, so
+// it stays far below the agent API's 4 MiB message limit whatever the
+// entries hold (an entry is at most a few tens of KiB).
+const (
+	maxSyncPageSize  = 5000
+	maxSyncPageBytes = 1 << 20
+	// maxPageAge bounds one paged sync: a token older than this is
+	// refused and the agent starts again. Its pages are then too stale to
+	// be worth completing (the agent catches up on everything that changed
+	// since the first page anyway).
+	maxPageAge = 5 * time.Minute
+	// maxPageTokenLen bounds the page_token string before decoding.
+	maxPageTokenLen = 512
+)
+
+// pageMode says what a paged sync's pages carry; it is decided at the
+// first page and travels in the token.
+type pageMode byte
+
+const (
+	// modeFull: every entry of the node, in ranges (a full sync).
+	modeFull pageMode = 'F'
+	// modeIDs: every entry id of the node and the entries changed since
+	// known_revision (an incremental sync whose entry-set digest is stale).
+	modeIDs pageMode = 'I'
+	// modeChanged: only the entries changed since known_revision (the
+	// agent holds the right set of ids).
+	modeChanged pageMode = 'C'
+)
+
+const pageTokenVersion = 1
+
+// pageToken is the state of a paged sync between pages: what the first
+// page decided and the keyset cursor (the last entry id sent).
+type pageToken struct {
+	mode pageMode
+	// known is the request's known_revision, first is the cache revision
+	// the first page was read at (every page reports it as revision).
+	known, first int64
+	issued       int64 // unix seconds
+	after        string
+}
+
+// encode returns the token as sent in next_page_token.
+func (t pageToken) encode() string {
+	b := make([]byte, 0, 2+3*binary.MaxVarintLen64+len(t.after))
+	b = append(b, pageTokenVersion, byte(t.mode))
+	b = binary.AppendVarint(b, t.known)
+	b = binary.AppendVarint(b, t.first)
+	b = binary.AppendVarint(b, t.issued)
+	b = append(b, t.after...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// parsePageToken decodes a page_token (untrusted input). Every error names
+// the field and what would be accepted.
+func parsePageToken(s string) (pageToken, error) {
+	bad := func(why string) (pageToken, error) {
+		return pageToken{}, errkind.New(errkind.InvalidArgument,
+			"page_token: %s; send the next_page_token of the previous Sync response, or none to start", why)
+	}
+	if len(s) > maxPageTokenLen {
+		return bad("longer than any token this server issues")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return bad("not a token this server issued (not base64url)")
+	}
+	if len(b) < 2 || b[0] != pageTokenVersion {
+		return bad("not a token this server issued (unknown version)")
+	}
+	t := pageToken{mode: pageMode(b[1])}
+	switch t.mode {
+	case modeFull, modeIDs, modeChanged:
+	default:
+		return bad("not a token this server issued (unknown mode)")
+	}
+	b = b[2:]
+	for _, v := range []*int64{&t.known, &t.first, &t.issued} {
+		x, n := binary.Varint(b)
+		if n <= 0 || x < 0 {
+			return bad("not a token this server issued (bad number)")
+		}
+		*v, b = x, b[n:]
+	}
+	if len(b) == 0 || len(b) > model.MaxEntryIDLen {
+		return bad("not a token this server issued (bad cursor)")
+	}
+	t.after = string(b)
+	return t, nil
+}
+
+// syncPage answers a paged Sync (page_size set). resp already holds the
+// bundle and broker URL; entries are the node's current entries and rev
+// the cache revision they were read at.
+func (s *Service) syncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse, entries []*model.Entry, rev int64, now time.Time) error {
+	known := req.GetKnownRevision()
+	var tok pageToken
+	if req.GetPageToken() == "" {
+		tok = pageToken{known: known, first: rev, issued: now.Unix()}
+		switch {
+		case known <= 0 || known > rev:
+			tok.mode = modeFull
+		case known == rev:
+			return nil // nothing changed: one empty last page
+		default:
+			ids := make([]string, len(entries))
+			for i, e := range entries {
+				ids[i] = e.ID
+			}
+			tok.mode = modeChanged
+			if digest := apiconv.EntrySetDigest(ids); string(digest) != string(req.GetEntrySetDigest()) {
+				tok.mode = modeIDs
+			}
+		}
+	} else {
+		var err error
+		if tok, err = parsePageToken(req.GetPageToken()); err != nil {
+			return err
+		}
+		if tok.known != known {
+			return errkind.New(errkind.InvalidArgument,
+				"page_token: issued for known_revision %d, the request has %d; send the same known_revision on every page", tok.known, known)
+		}
+		if age := now.Sub(time.Unix(tok.issued, 0)); age > maxPageAge || age < -maxPageAge {
+			return errkind.New(errkind.FailedPrecondition,
+				"page_token: this paged sync started more than %s ago; start again without page_token", maxPageAge)
+		}
+		if rev < tok.first {
+			return errkind.New(errkind.FailedPrecondition,
+				"page_token: this server's entries (revision %d) are older than the first page's (%d); start again without page_token", rev, tok.first)
+		}
+	}
+	resp.Revision = tok.first
+	resp.Full = tok.mode == modeFull
+	resp.EntryIdsSet = tok.mode == modeIDs
+	size := min(int(req.GetPageSize()), maxSyncPageSize)
+	page, more := lowestAfter(entries, tok, size)
+	bytes := 0
+	for i, e := range page {
+		changed := tok.mode != modeIDs || e.Revision > tok.known
+		var pe *commonv1.Entry
+		n := 0
+		if changed {
+			pe = apiconv.EntryToProto(*e)
+			n += proto.Size(pe) + 4
+		}
+		if tok.mode == modeIDs {
+			n += len(e.ID) + 3
+		}
+		if i > 0 && bytes+n > maxSyncPageBytes {
+			page, more = page[:i], true
+			break
+		}
+		bytes += n
+		if changed {
+			resp.Entries = append(resp.Entries, pe)
+		}
+		if tok.mode == modeIDs {
+			resp.EntryIds = append(resp.EntryIds, e.ID)
+		}
+	}
+	if more {
+		tok.after = page[len(page)-1].ID
+		resp.PageLastId = tok.after
+		resp.NextPageToken = tok.encode()
+	}
+	return nil
+}
+
+// lowestAfter returns, in id order, the size entries with the lowest ids
+// after the token's cursor that the token's mode sends (modeChanged: only
+// those changed since its known revision), and whether more follow. It
+// costs one pass over entries and a heap of size entries, so paging a
+// large node is linear per page, never a sort of everything per page.
+func lowestAfter(entries []*model.Entry, tok pageToken, size int) ([]*model.Entry, bool) {
+	h := make(entryHeap, 0, min(size, len(entries)))
+	more := false
+	for _, e := range entries {
+		if (tok.after != "" && e.ID <= tok.after) || (tok.mode == modeChanged && e.Revision <= tok.known) {
+			continue
+		}
+		switch {
+		case len(h) < size:
+			heap.Push(&h, e)
+		case e.ID < h[0].ID:
+			h[0] = e
+			heap.Fix(&h, 0)
+			more = true
+		default:
+			more = true
+		}
+	}
+	slices.SortFunc(h, func(a, b *model.Entry) int { return strings.Compare(a.ID, b.ID) })
+	return h, more
+}
+
+// entryHeap is a max-heap of entries by id.
+type entryHeap []*model.Entry
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].ID > h[j].ID }
+func (h entryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *entryHeap) Push(x any)        { *h = append(*h, x.(*model.Entry)) }
+func (h *entryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
