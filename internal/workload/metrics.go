@@ -2,6 +2,7 @@ package workload
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -12,6 +13,16 @@ import (
 type metrics struct {
 	rpcs    *prometheus.CounterVec
 	streams *prometheus.GaugeVec
+
+	// The children of rpcs and streams by label values, looked up once:
+	// WithLabelValues hashes the label values on every call.
+	rpcsBy    sync.Map // rpcLabels → prometheus.Counter
+	streamsBy sync.Map // method → prometheus.Gauge
+}
+
+type rpcLabels struct {
+	method string
+	code   codes.Code
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,18 +57,31 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 func (m *metrics) rpcDone(method string, code codes.Code) {
 	if m != nil {
-		m.rpcs.WithLabelValues(method, code.String()).Inc()
+		k := rpcLabels{method, code}
+		c, ok := m.rpcsBy.Load(k)
+		if !ok {
+			c, _ = m.rpcsBy.LoadOrStore(k, m.rpcs.WithLabelValues(method, code.String()))
+		}
+		c.(prometheus.Counter).Inc()
 	}
 }
 
 func (m *metrics) streamStarted(method string) {
 	if m != nil {
-		m.streams.WithLabelValues(method).Inc()
+		m.stream(method).Inc()
 	}
 }
 
 func (m *metrics) streamEnded(method string) {
 	if m != nil {
-		m.streams.WithLabelValues(method).Dec()
+		m.stream(method).Dec()
 	}
+}
+
+func (m *metrics) stream(method string) prometheus.Gauge {
+	g, ok := m.streamsBy.Load(method)
+	if !ok {
+		g, _ = m.streamsBy.LoadOrStore(method, m.streams.WithLabelValues(method))
+	}
+	return g.(prometheus.Gauge)
 }

@@ -94,6 +94,11 @@ const shutdownGrace = 2 * time.Second
 // JWT-SVID to validate.
 const maxRecvMsgSize = 1 << 20
 
+// staticWindow is the HTTP/2 flow-control window of every stream and
+// connection: as large as the largest request, so that no request waits
+// for a window update.
+const staticWindow = maxRecvMsgSize
+
 // streamWorkers is the number of pooled goroutines serving RPCs.
 const streamWorkers = 16
 
@@ -137,7 +142,10 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *metrics // nil when disabled
 	services  []Service
-	tracing   trace.TracerProvider // nil when off
+	// exemptPrefixes are "/<service name>/" of every Service, the method
+	// prefixes headerExempt looks for.
+	exemptPrefixes []string
+	tracing        trace.TracerProvider // nil when off
 
 	readyWait time.Duration
 
@@ -178,14 +186,19 @@ func New(cfg Config) (*Server, error) {
 	if wait == 0 {
 		wait = DefaultReadyWait
 	}
+	exempt := make([]string, len(cfg.Services))
+	for i, svc := range cfg.Services {
+		exempt[i] = "/" + svc.ServiceName() + "/"
+	}
 	return &Server{
-		readyWait: max(wait, 0),
-		src:       cfg.Source,
-		attestors: append([]workloadattest.Attestor(nil), cfg.Attestors...),
-		log:       log.With("component", "workload_api"),
-		metrics:   m,
-		services:  append([]Service(nil), cfg.Services...),
-		tracing:   cfg.TracerProvider,
+		exemptPrefixes: exempt,
+		readyWait:      max(wait, 0),
+		src:            cfg.Source,
+		attestors:      append([]workloadattest.Attestor(nil), cfg.Attestors...),
+		log:            log.With("component", "workload_api"),
+		metrics:        m,
+		services:       append([]Service(nil), cfg.Services...),
+		tracing:        cfg.TracerProvider,
 	}, nil
 }
 
@@ -200,6 +213,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Fixed flow-control windows turn off gRPC's bandwidth-delay
+		// estimation, which otherwise answers nearly every request with a
+		// PING (and a window update) that both sides then read and
+		// answer: two system calls a side per call on a local socket whose
+		// requests are a few hundred bytes.
+		grpc.StaticStreamWindowSize(staticWindow),
+		grpc.StaticConnWindowSize(staticWindow),
 		// Serve returns only once every handler has: nothing runs (or
 		// logs) after it.
 		grpc.WaitForHandlers(true),

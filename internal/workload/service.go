@@ -69,8 +69,8 @@ var (
 // headerExempt reports whether fullMethod belongs to one of the extra
 // services, whose callers need not send the security header.
 func (s *Server) headerExempt(fullMethod string) bool {
-	for _, svc := range s.services {
-		if strings.HasPrefix(fullMethod, "/"+svc.ServiceName()+"/") {
+	for _, prefix := range s.exemptPrefixes {
+		if strings.HasPrefix(fullMethod, prefix) {
 			return true
 		}
 	}
