@@ -298,8 +298,15 @@ func (pc *peerConn) exchange(start time.Time) bool {
 		bc.c.Close()
 		var pe *peerReadError
 		if errors.As(err, &pe) {
-			if errors.Is(err, errChunkedTooLarge) {
+			var se chunkSyntaxError
+			var he *headError
+			switch {
+			case errors.Is(err, errChunkedTooLarge):
 				pc.refuse(&headError{413, "request body larger than 1 MiB"})
+			case errors.As(err, &se):
+				pc.refuse(badRequest("chunked body: %s", se))
+			case errors.As(err, &he):
+				pc.refuse(he)
 			}
 			return false
 		}

@@ -490,6 +490,12 @@ type chunkReader struct {
 // errChunkedTooLarge is a chunked body past its bound.
 var errChunkedTooLarge = errors.New("chunked body larger than the bound")
 
+// chunkSyntaxError is a chunked body or trailer section that is not
+// well formed.
+type chunkSyntaxError string
+
+func (e chunkSyntaxError) Error() string { return string(e) }
+
 // next returns the size of the next chunk (0 at the last chunk, after
 // which the trailer section follows).
 func (cr *chunkReader) next() (int64, error) {
@@ -500,7 +506,7 @@ func (cr *chunkReader) next() (int64, error) {
 			return 0, unexpected(err)
 		}
 		if b[0] != '\r' || b[1] != '\n' {
-			return 0, errors.New("chunk data not followed by CRLF")
+			return 0, chunkSyntaxError("chunk data not followed by CRLF")
 		}
 		_, _ = cr.br.Discard(2)
 	}
@@ -508,25 +514,25 @@ func (cr *chunkReader) next() (int64, error) {
 	line, err := cr.br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return 0, errors.New("chunk size line too long")
+			return 0, chunkSyntaxError("chunk size line too long")
 		}
 		return 0, unexpected(err)
 	}
 	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return 0, errors.New("chunk size line: want HEX CRLF")
+		return 0, chunkSyntaxError("chunk size line: want HEX CRLF")
 	}
 	line = line[:len(line)-2]
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		for _, c := range line[i:] {
 			if (c < 0x20 && c != '\t') || c == 0x7f {
-				return 0, errors.New("chunk extension: control character")
+				return 0, chunkSyntaxError("chunk extension: control character")
 			}
 		}
 		line = line[:i]
 	}
 	line = bytes.TrimRight(line, " \t")
 	if len(line) == 0 || len(line) > 15 {
-		return 0, errors.New("chunk size: want 1 to 15 hex digits")
+		return 0, chunkSyntaxError("chunk size: want 1 to 15 hex digits")
 	}
 	var n int64
 	for _, c := range line {
@@ -539,7 +545,7 @@ func (cr *chunkReader) next() (int64, error) {
 		case 'A' <= c && c <= 'F':
 			d = c - 'A' + 10
 		default:
-			return 0, errors.New("chunk size: want hex digits")
+			return 0, chunkSyntaxError("chunk size: want hex digits")
 		}
 		n = n<<4 | int64(d)
 	}
@@ -562,15 +568,15 @@ func readTrailers(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return nil, errors.New("trailer line too long")
+				return nil, chunkSyntaxError("trailer line too long")
 			}
 			return nil, unexpected(err)
 		}
 		if len(buf)+len(line) > max {
-			return nil, errors.New("trailer section too large")
+			return nil, chunkSyntaxError("trailer section too large")
 		}
 		if len(line) < 2 || line[len(line)-2] != '\r' {
-			return nil, errors.New("trailer line ends in a bare LF")
+			return nil, chunkSyntaxError("trailer line ends in a bare LF")
 		}
 		buf = append(buf, line...)
 		if len(line) == 2 {
