@@ -288,7 +288,7 @@ func (pc *peerConn) exchange(start time.Time) bool {
 		if err == nil {
 			bodyRead = true
 		}
-		var nothingRead bool
+		nothingRead := true // also when writing failed: no response byte came
 		if err == nil {
 			nothingRead, err = bc.readResponseHead(resp)
 		}

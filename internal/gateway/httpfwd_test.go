@@ -311,3 +311,55 @@ func TestIngressForwarder(t *testing.T) {
 		}
 	})
 }
+
+// TestIngressForwarderStaleBackendConn: a kept-alive connection that the
+// application closed while it was idle costs the peer nothing, since a
+// request without a body is sent once more on a new connection.
+func TestIngressForwarderStaleBackendConn(t *testing.T) {
+	env := testenv.New(t)
+	const id = "spiffe://example.org/gw"
+	src := agentSource(t, env, id, 0)
+	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	backend := &http.Server{IdleTimeout: 50 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	})}
+	go func() { _ = backend.Serve(bl) }()
+	defer backend.Close()
+	g := runGateway(t, "ingress: [{listen: '127.0.0.1:0', forward: '"+bl.Addr().String()+
+		"', protocol: http, allow: ['subject.id == \""+id+"\"']}]\n", src, gateway.Options{})
+	tcfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(spiffeid.RequireFromString(id)))
+	c, err := tls.Dial("tcp", g.Addr("ingress[0]").String(), tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(200 * time.Millisecond) // past the backend's idle timeout
+		}
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("request %d: %s %q, want 200 ok", i, resp.Status, b)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 3 {
+		t.Errorf("backend saw %d connections, want 3 (each idle one closed by the backend)", len(conns))
+	}
+}
