@@ -235,7 +235,13 @@ func (pc *peerConn) handle() bool {
 			return false
 		}
 	}
-	return pc.exchange(now)
+	keep := pc.exchange(now)
+	// A head buffer grown by one large request is not kept for the
+	// connection's lifetime (up to 64 KiB each, 4,096 connections).
+	if cap(pc.head) > 2*peerReadBuf {
+		pc.head = nil
+	}
+	return keep
 }
 
 // refuse answers a request the forwarder does not accept; the connection
@@ -671,6 +677,9 @@ func (p *backendPool) put(bc *backendConn) {
 	if bc.br.Buffered() != 0 { // bytes past the response: not a connection to reuse
 		bc.c.Close()
 		return
+	}
+	if cap(bc.head) > 2*peerReadBuf {
+		bc.head = nil
 	}
 	bc.idleSince = time.Now()
 	p.mu.Lock()
