@@ -34,8 +34,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"sync"
 	"time"
 
@@ -259,10 +257,10 @@ func (g *Gateway) serverTLS(route string, r *Ingress) *tls.Config {
 
 func (g *Gateway) serveIngress(ctx context.Context, i int, r *Ingress, l net.Listener) error {
 	route := fmt.Sprintf("ingress[%d] (%s)", i, r.Listen)
-	tl := tls.NewListener(l, g.serverTLS(route, r))
 	if r.Protocol == ProtocolHTTP {
-		return g.serveHTTP(ctx, route, r, tl)
+		return g.serveHTTPIngress(ctx, route, r, l)
 	}
+	tl := tls.NewListener(l, g.serverTLS(route, r))
 	return g.serveConns(ctx, route, tl, func(c net.Conn) {
 		tc := c.(*tls.Conn)
 		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
@@ -283,36 +281,6 @@ func (g *Gateway) serveIngress(ctx context.Context, i int, r *Ingress, l net.Lis
 		}
 		pipe(ctx, tc, up)
 	})
-}
-
-func (g *Gateway) serveHTTP(ctx context.Context, route string, r *Ingress, l net.Listener) error {
-	target := &url.URL{Scheme: "http", Host: r.Forward}
-	proxy := &httputil.ReverseProxy{
-		// Keep-alive connections to the application, enough for many
-		// concurrent peers (http.DefaultTransport keeps two).
-		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: dialTimeout}).DialContext,
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-		},
-		BufferPool: copyBuffers,
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host
-			pr.Out.Header.Del(HeaderClientID)
-			if tlsState := pr.In.TLS; tlsState != nil && len(tlsState.PeerCertificates) > 0 {
-				if id, err := x509svid.IDFromCert(tlsState.PeerCertificates[0]); err == nil {
-					pr.Out.Header.Set(HeaderClientID, id.String())
-				}
-			}
-		},
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			g.log.Warn("backend failed", slog.String(logKeyRoute, route), slog.String(logKeyErr, err.Error()))
-			http.Error(w, "bad gateway: the application behind this route is unavailable", http.StatusBadGateway)
-		},
-	}
-	return g.runHTTP(ctx, route, proxy, l)
 }
 
 // runHTTP serves h on l for route until ctx ends, then shuts the server
@@ -434,9 +402,7 @@ func pipe(ctx context.Context, a, b net.Conn) {
 
 func closeWrite(c net.Conn) {
 	switch c := c.(type) {
-	case *tls.Conn:
-		_ = c.CloseWrite()
-	case *net.TCPConn:
+	case interface{ CloseWrite() error }: // *tls.Conn, *net.TCPConn, *bufConn
 		_ = c.CloseWrite()
 	default:
 		_ = c.Close()

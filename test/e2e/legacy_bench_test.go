@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,7 +28,12 @@ import (
 // configured for the same (TLS 1.3, client certificate verified against
 // the trust bundle, keep-alive to the backend), and the backend directly.
 // A client of 16 keep-alive connections sends GETs for 5s per target and
-// reports requests/s and p50/p99 latency. Run with -benchtime 1x.
+// reports requests/s, p50/p99 latency and the proxy's CPU time per
+// request (proxy-cpu-us/req: the gateway process, or nginx's master and
+// workers, from /proc), which the machine's other load does not skew.
+// Each target is also measured on one connection with one request at a
+// time (/1conn), where the latency added by the hop is not hidden in the
+// queueing of the loaded run. Run with -benchtime 1x.
 func BenchmarkIngressVsNginx(b *testing.B) {
 	if os.Getuid() != 0 {
 		b.Skip("needs root to run the gateway under its own group ID")
@@ -124,20 +130,35 @@ http {
   }
 }
 `, ndir, backend, nginxAddr))
-	startNginx(b, nl.(*net.TCPListener), nginx, "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"), "-g", "daemon off;")
+	nginxPID := startNginx(b, nl.(*net.TCPListener), nginx, "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"), "-g", "daemon off;")
 
 	mtls := &tls.Config{Certificates: []tls.Certificate{web}, RootCAs: roots, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13} //nolint:gosec // SVIDs carry no DNS name; this is a load client
 	for _, target := range []struct {
 		name, url string
 		tls       *tls.Config
+		pid       int // the proxy's process, 0 for none
 	}{
-		{"direct", "http://" + backend + "/", nil},
-		{"gateway", "https://" + gwAddr + "/", mtls},
-		{"nginx", "https://" + nginxAddr + "/", mtls},
+		{"direct", "http://" + backend + "/", nil, 0},
+		{"gateway", "https://" + gwAddr + "/", mtls, gw.cmd.Process.Pid},
+		{"nginx", "https://" + nginxAddr + "/", mtls, nginxPID},
 	} {
 		b.Run(target.name, func(b *testing.B) {
 			for range b.N {
+				cpu0 := procTreeCPU(target.pid)
 				rps, p50, p99 := load(b, target.url, target.tls, 16, 5*time.Second)
+				if target.pid != 0 {
+					b.ReportMetric(float64((procTreeCPU(target.pid)-cpu0).Microseconds())/(rps*5), "proxy-cpu-us/req")
+				}
+				b.ReportMetric(rps, "req/s")
+				b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+			}
+		})
+		// One connection, one request at a time: the latency a hop adds,
+		// without the queueing of the loaded run.
+		b.Run(target.name+"/1conn", func(b *testing.B) {
+			for range b.N {
+				rps, p50, p99 := load(b, target.url, target.tls, 1, 3*time.Second)
 				b.ReportMetric(rps, "req/s")
 				b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
@@ -155,7 +176,8 @@ http {
 // still reach nginx over TCP like the gateway, unlike a unix socket. Had
 // nginx ignored the socket, its own bind would fail with EADDRINUSE (the
 // socket is open in nginx) and the benchmark with it. ln is closed here.
-func startNginx(b *testing.B, ln *net.TCPListener, nginx string, args ...string) {
+// It returns the nginx master's process ID.
+func startNginx(b *testing.B, ln *net.TCPListener, nginx string, args ...string) int {
 	f, err := ln.File() // a dup: same open file description
 	ln.Close()
 	if err != nil {
@@ -176,6 +198,40 @@ func startNginx(b *testing.B, ln *net.TCPListener, nginx string, args ...string)
 	if err := syscall.SetNonblock(int(f.Fd()), true); err != nil {
 		b.Fatal(err)
 	}
+	return cmd.Process.Pid
+}
+
+// procTreeCPU returns the user plus system CPU time of process pid and
+// its live children (nginx's workers), from /proc/PID/stat; 0 for pid 0.
+func procTreeCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var ticks int64
+	for _, p := range stats {
+		st, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		end := strings.LastIndexByte(string(st), ')')
+		if end < 0 {
+			continue
+		}
+		f := strings.Fields(string(st[end+2:])) // from field 3 (state)
+		if len(f) < 13 {
+			continue
+		}
+		self, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(p, "/proc/"), "/stat"))
+		ppid, _ := strconv.Atoi(f[1])
+		if self != pid && ppid != pid {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
 // load sends GETs to url over conns keep-alive connections for dur and
