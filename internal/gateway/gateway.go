@@ -252,6 +252,11 @@ func (g *Gateway) authorizer(route string, r *Ingress) tlsconfig.Authorizer {
 func (g *Gateway) serverTLS(route string, r *Ingress) *tls.Config {
 	c := tlsconfig.MTLSServerConfig(g.src, g.src, g.authorizer(route, r))
 	c.MinVersion = tls.VersionTLS13
+	// No session resumption: go-spiffe verifies the peer's SVID and the
+	// allow rule in VerifyPeerCertificate, which a resumed session skips,
+	// so a resumed peer would escape a bundle change or a revocation.
+	// Keep-alive connections amortise the full handshakes.
+	c.SessionTicketsDisabled = true
 	return c
 }
 

@@ -114,4 +114,23 @@ func TestIngressRotationKeepsConnections(t *testing.T) {
 	if got := roundTrip(); got != id {
 		t.Fatalf("after rotation, the old connection's request gave %q", got)
 	}
+
+	// No session resumption: every connection's peer SVID and allow rule
+	// are checked anew (a resumed session would skip both).
+	cache := tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		cfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(spiffeid.RequireFromString(id)))
+		cfg.ClientSessionCache = cache
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := get(c); got != id {
+			t.Fatalf("connection %d: backend saw %q", i, got)
+		}
+		if c.ConnectionState().DidResume {
+			t.Fatalf("connection %d resumed a TLS session: the gateway must verify every peer", i)
+		}
+		c.Close()
+	}
 }
