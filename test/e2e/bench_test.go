@@ -22,12 +22,15 @@ type deployment struct {
 	server                           *proc
 }
 
-func deploy(tb testing.TB) *deployment {
+func deploy(tb testing.TB) *deployment { tb.Helper(); return deployEnv(tb, nil) }
+
+// deployEnv is deploy with env added to the server process's environment.
+func deployEnv(tb testing.TB, env []string) *deployment {
 	tb.Helper()
 	d := &deployment{dir: tb.TempDir()}
 	serverDir := filepath.Join(d.dir, "server")
 	d.adminSock = filepath.Join(serverDir, "admin.sock")
-	d.server = startTB(tb, "server", "server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
+	d.server = startEnvTB(tb, "server", signetBin, env, "server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
 		"--bind-address", "127.0.0.1:0", "--log-level", "info") // info: the "server started" line
 	d.addr, _ = serverAddrs(tb, d.server)
 	waitFor(tb, 30*time.Second, func() error {
