@@ -421,3 +421,49 @@ func (c *Cache) IsAdmin(id spiffeid.ID, now time.Time) bool {
 }
 
 func (e *entry) expired(now int64) bool { return e.expiresAt != 0 && now >= e.expiresAt }
+
+// Loader builds the whole content of a cache off to the side, entry by
+// entry as a full read of the store streams them, so a full reload holds
+// the compact entries only, never every store entry at once, and agent
+// calls keep reading the old content until Replace. The zero Loader is not
+// usable; get one from NewLoader. It is not safe for concurrent use.
+type Loader struct {
+	next    *Cache
+	pending []model.Entry
+}
+
+// loaderBatch is how many entries a Loader compacts at a time.
+const loaderBatch = 1024
+
+// NewLoader returns an empty Loader for a replacement of c's content.
+func (c *Cache) NewLoader() *Loader {
+	return &Loader{next: New(c.serverID)}
+}
+
+// Add takes one entry into the replacement.
+func (l *Loader) Add(e model.Entry) {
+	l.pending = append(l.pending, e)
+	if len(l.pending) == loaderBatch {
+		l.flush()
+	}
+}
+
+func (l *Loader) flush() {
+	l.next.addLocked(l.pending) // l.next is not shared yet: no lock needed
+	clear(l.pending)
+	l.pending = l.pending[:0]
+}
+
+// Replace makes what l loaded the cache's whole content, at revision rev,
+// like Apply of a Full change set. A nil l replaces it with nothing.
+func (c *Cache) Replace(l *Loader, rev int64) {
+	next := New(c.serverID)
+	if l != nil {
+		l.flush()
+		next = l.next
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byID, c.byParent, c.admins, c.types, c.tds = next.byID, next.byParent, next.admins, next.types, next.tds
+	c.revision = rev
+}

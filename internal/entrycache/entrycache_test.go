@@ -281,3 +281,49 @@ func TestGetReturnsCopy(t *testing.T) {
 		t.Errorf("changing a returned entry changed the cache: %+v", again)
 	}
 }
+
+// TestLoaderReplaceMatchesApply: a full reload streamed through a Loader
+// (more entries than one of its batches) leaves the cache as Apply of the
+// same Full set does, and replaces what was there.
+func TestLoaderReplaceMatchesApply(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	serverID := spiffeid.RequireFromPath(td, "/signet/server")
+	var es []model.Entry
+	for i := range 3000 {
+		es = append(es, model.Entry{ID: fmt.Sprintf("e%05d", i), SPIFFEID: spiffeid.RequireFromPath(td, fmt.Sprintf("/w/%d", i)),
+			ParentID:  spiffeid.RequireFromPath(td, fmt.Sprintf("/node/%d", i%7)),
+			Selectors: []model.Selector{{Type: "unix", Value: fmt.Sprintf("uid:%d", i)}}, Admin: i == 5, Revision: 9})
+	}
+	applied, loaded := New(serverID), New(serverID)
+	applied.Apply(store.EntryChangeSet{Revision: 9, Full: true, Changed: es})
+	loaded.Apply(store.EntryChangeSet{Revision: 3, Full: true, Changed: []model.Entry{{ID: "gone", SPIFFEID: es[0].SPIFFEID,
+		ParentID: es[0].ParentID, Selectors: es[0].Selectors}}})
+	l := loaded.NewLoader()
+	for _, e := range es {
+		l.Add(e)
+	}
+	if loaded.Len() != 1 {
+		t.Fatalf("the cache changed before Replace: %d entries", loaded.Len())
+	}
+	loaded.Replace(l, 9)
+	if loaded.Revision() != 9 || loaded.Len() != applied.Len() || loaded.Get("gone") != nil {
+		t.Fatalf("after Replace: revision %d, %d entries (want 9, %d), old entry kept: %v",
+			loaded.Revision(), loaded.Len(), applied.Len(), loaded.Get("gone") != nil)
+	}
+	now := time.Now()
+	for n := range 7 {
+		node := spiffeid.RequireFromPath(td, fmt.Sprintf("/node/%d", n))
+		a, b := applied.NodeEntries(node, nil, now), loaded.NodeEntries(node, nil, now)
+		if diff := cmp.Diff(a, b, cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })); diff != "" {
+			t.Errorf("node %d (-applied +loaded):\n%s", n, diff)
+		}
+	}
+	if !loaded.IsAdmin(es[5].SPIFFEID, now) {
+		t.Error("admin entry not indexed after Replace")
+	}
+	empty := New(serverID)
+	empty.Replace(nil, 4)
+	if empty.Len() != 0 || empty.Revision() != 4 {
+		t.Errorf("Replace(nil): %d entries at %d", empty.Len(), empty.Revision())
+	}
+}
