@@ -5,6 +5,9 @@
 package entrycache
 
 import (
+	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,25 +26,70 @@ import (
 // when its parent is a node alias the node qualifies for: an alias is an
 // entry whose parent is the server's own ID and whose selectors are a subset
 // of the node's.
+//
+// The cache keeps, per entry, only what matching, signing and agent sync
+// read (see entry): no labels, no creation, update, issued or served times.
+// Entries it returns are built from that compact form on each call, so
+// callers own them; those fields are zero in them.
 type Cache struct {
 	serverID spiffeid.ID
 
 	mu       sync.RWMutex
 	revision int64
-	byID     map[string]*model.Entry
-	byParent map[spiffeid.ID]map[string]*model.Entry
-	admins   map[spiffeid.ID]map[string]*model.Entry // admin entries by SPIFFE ID
+	byID     map[string]*entry
+	byParent map[spiffeid.ID]*parentSet
+	admins   map[spiffeid.ID]map[string]*entry             // admin entries by SPIFFE ID
+	types    map[string]string                             // interned selector types
+	tds      map[spiffeid.TrustDomain]spiffeid.TrustDomain // interned federated trust domains
+}
+
+// entry is the compact form of a model.Entry the cache holds: about a third
+// of its size. The parent ID shares its string with its parentSet's key,
+// selector types and federated trust domains are interned, and the rarely set fields
+// live behind one pointer.
+type entry struct {
+	id        string
+	spiffeID  spiffeid.ID
+	parentID  spiffeid.ID
+	selectors []model.Selector
+	x509TTL   time.Duration
+	jwtTTL    time.Duration
+	expiresAt int64 // Unix nanoseconds; 0: never
+	revision  int64
+	admin     bool
+	down      bool
+	extra     *extra // nil when none of its fields is set
+}
+
+// extra holds the entry fields most entries leave empty.
+type extra struct {
+	dnsNames      []string
+	federatesWith []spiffeid.TrustDomain
+	hint          string
+}
+
+// parentSet is the entries under one parent ID, sorted by entry ID, so a
+// node's entries come out in a stable order and can be paged by cursor.
+type parentSet struct {
+	id      spiffeid.ID
+	list    []*entry // sorted by id
+	pending []*entry // added since the last settle, unsorted
 }
 
 // New returns an empty cache for the trust domain whose server has
 // serverID (the parent of node aliases).
 func New(serverID spiffeid.ID) *Cache {
-	return &Cache{
-		serverID: serverID,
-		byID:     make(map[string]*model.Entry),
-		byParent: make(map[spiffeid.ID]map[string]*model.Entry),
-		admins:   make(map[spiffeid.ID]map[string]*model.Entry),
-	}
+	c := &Cache{serverID: serverID}
+	c.reset(0)
+	return c
+}
+
+func (c *Cache) reset(size int) {
+	c.byID = make(map[string]*entry, size)
+	c.byParent = make(map[spiffeid.ID]*parentSet)
+	c.admins = make(map[spiffeid.ID]map[string]*entry)
+	c.types = make(map[string]string)
+	c.tds = make(map[spiffeid.TrustDomain]spiffeid.TrustDomain)
 }
 
 // Revision is the store revision the cache reflects.
@@ -60,22 +108,12 @@ func (c *Cache) Apply(cs store.EntryChangeSet) {
 		return
 	}
 	if cs.Full {
-		c.byID = make(map[string]*model.Entry, len(cs.Changed))
-		c.byParent = make(map[spiffeid.ID]map[string]*model.Entry)
-		c.admins = make(map[spiffeid.ID]map[string]*model.Entry)
+		c.reset(len(cs.Changed))
 	}
 	for _, id := range cs.Deleted {
 		c.removeLocked(id)
 	}
-	for i := range cs.Changed {
-		e := cs.Changed[i]
-		c.removeLocked(e.ID)
-		c.byID[e.ID] = &e
-		addTo(c.byParent, e.ParentID, &e)
-		if e.Admin {
-			addTo(c.admins, e.SPIFFEID, &e)
-		}
-	}
+	c.addLocked(cs.Changed)
 	c.revision = cs.Revision
 }
 
@@ -96,37 +134,144 @@ func (c *Cache) ApplyCreated(rev int64, created []store.Entry) bool {
 			return false
 		}
 	}
-	for i := range created {
-		e := created[i]
-		c.removeLocked(e.ID)
-		c.byID[e.ID] = &e
-		addTo(c.byParent, e.ParentID, &e)
-		if e.Admin {
-			addTo(c.admins, e.SPIFFEID, &e)
-		}
-	}
+	c.addLocked(created)
 	c.revision = rev
 	return true
 }
 
-// addTo files e under key in an index of entry sets.
-func addTo(index map[spiffeid.ID]map[string]*model.Entry, key spiffeid.ID, e *model.Entry) {
-	m := index[key]
-	if m == nil {
-		m = make(map[string]*model.Entry)
-		index[key] = m
-	}
-	m[e.ID] = e
-}
-
-// removeFrom takes the entry with id out of an index of entry sets.
-func removeFrom(index map[spiffeid.ID]map[string]*model.Entry, key spiffeid.ID, id string) {
-	if m := index[key]; m != nil {
-		delete(m, id)
-		if len(m) == 0 {
-			delete(index, key)
+// addLocked replaces or adds entries, then puts every parent set they
+// touched back in order.
+func (c *Cache) addLocked(es []model.Entry) {
+	var touched []*parentSet
+	for i := range es {
+		c.removeLocked(es[i].ID)
+		e := c.compact(&es[i])
+		c.byID[e.id] = e
+		ps := c.byParent[e.parentID]
+		if ps == nil {
+			ps = &parentSet{id: e.parentID}
+			c.byParent[e.parentID] = ps
+		}
+		e.parentID = ps.id // share the key's strings
+		if len(ps.pending) == 0 {
+			touched = append(touched, ps)
+		}
+		ps.pending = append(ps.pending, e)
+		if e.admin {
+			m := c.admins[e.spiffeID]
+			if m == nil {
+				m = make(map[string]*entry)
+				c.admins[e.spiffeID] = m
+			}
+			m[e.id] = e
 		}
 	}
+	for _, ps := range touched {
+		ps.settle()
+	}
+}
+
+// settle merges the pending entries into the sorted list: one by one when
+// they are few, by a sort of the whole list otherwise.
+func (ps *parentSet) settle() {
+	byID := func(a, b *entry) int { return strings.Compare(a.id, b.id) }
+	if len(ps.pending)*16 < len(ps.list) {
+		for _, e := range ps.pending {
+			i, _ := slices.BinarySearchFunc(ps.list, e.id, entryIDCmp)
+			ps.list = slices.Insert(ps.list, i, e)
+		}
+	} else {
+		ps.list = append(ps.list, ps.pending...)
+		slices.SortFunc(ps.list, byID)
+	}
+	clear(ps.pending)
+	ps.pending = ps.pending[:0]
+	if cap(ps.pending) > 64 {
+		ps.pending = nil
+	}
+}
+
+func entryIDCmp(e *entry, id string) int { return strings.Compare(e.id, id) }
+
+// compact returns the cache's form of e, interning what entries share.
+func (c *Cache) compact(e *model.Entry) *entry {
+	out := &entry{
+		id:       strings.Clone(e.ID),
+		spiffeID: e.SPIFFEID, parentID: e.ParentID,
+		x509TTL: e.X509TTL, jwtTTL: e.JWTTTL, revision: e.Revision,
+		admin: e.Admin, down: e.Downstream,
+	}
+	if !e.ExpiresAt.IsZero() {
+		out.expiresAt = math.MaxInt64 // past what UnixNano can hold: never, in practice
+		if e.ExpiresAt.Before(maxExpiry) {
+			out.expiresAt = e.ExpiresAt.UnixNano()
+		}
+	}
+	out.selectors = make([]model.Selector, len(e.Selectors))
+	for i, s := range e.Selectors {
+		out.selectors[i] = model.Selector{Type: c.internType(s.Type), Value: s.Value}
+	}
+	if len(e.DNSNames) > 0 || len(e.FederatesWith) > 0 || e.Hint != "" {
+		x := &extra{dnsNames: slices.Clone(e.DNSNames), hint: e.Hint}
+		for _, td := range e.FederatesWith {
+			x.federatesWith = append(x.federatesWith, c.internTD(td))
+		}
+		out.extra = x
+	}
+	return out
+}
+
+// maxExpiry is the latest expiry the cache keeps exactly (UnixNano's range
+// ends in 2262); later ones are kept as this.
+var maxExpiry = time.Unix(0, math.MaxInt64-1).UTC()
+
+// maxInterned bounds the intern tables, whose strings stay after the
+// entries that used them are gone.
+const maxInterned = 1024
+
+func (c *Cache) internType(t string) string {
+	if s, ok := c.types[t]; ok {
+		return s
+	}
+	if len(c.types) >= maxInterned {
+		return t
+	}
+	c.types[t] = t
+	return t
+}
+
+func (c *Cache) internTD(td spiffeid.TrustDomain) spiffeid.TrustDomain {
+	if s, ok := c.tds[td]; ok {
+		return s
+	}
+	if len(c.tds) >= maxInterned {
+		return td
+	}
+	c.tds[td] = td
+	return td
+}
+
+// model returns e as a model.Entry the caller owns.
+func (e *entry) model() *model.Entry {
+	out := &model.Entry{
+		ID: e.id, SPIFFEID: e.spiffeID, ParentID: e.parentID,
+		Selectors: slices.Clone(e.selectors),
+		X509TTL:   e.x509TTL, JWTTTL: e.jwtTTL, Revision: e.revision,
+		Admin: e.admin, Downstream: e.down,
+	}
+	switch e.expiresAt {
+	case 0:
+	case math.MaxInt64:
+		out.ExpiresAt = maxExpiry
+	default:
+		out.ExpiresAt = time.Unix(0, e.expiresAt).UTC()
+	}
+	if x := e.extra; x != nil {
+		out.DNSNames = slices.Clone(x.dnsNames)
+		out.FederatesWith = slices.Clone(x.federatesWith)
+		out.Hint = x.hint
+	}
+	return out
 }
 
 func (c *Cache) removeLocked(id string) {
@@ -135,15 +280,33 @@ func (c *Cache) removeLocked(id string) {
 		return
 	}
 	delete(c.byID, id)
-	removeFrom(c.byParent, old.ParentID, id)
-	removeFrom(c.admins, old.SPIFFEID, id)
+	if ps := c.byParent[old.parentID]; ps != nil {
+		if i, found := slices.BinarySearchFunc(ps.list, id, entryIDCmp); found && ps.list[i] == old {
+			ps.list = slices.Delete(ps.list, i, i+1)
+		} else if j := slices.Index(ps.pending, old); j >= 0 {
+			ps.pending = slices.Delete(ps.pending, j, j+1)
+		}
+		if len(ps.list) == 0 && len(ps.pending) == 0 {
+			delete(c.byParent, old.parentID)
+		}
+	}
+	if m := c.admins[old.spiffeID]; m != nil {
+		delete(m, id)
+		if len(m) == 0 {
+			delete(c.admins, old.spiffeID)
+		}
+	}
 }
 
-// Get returns the entry with id, or nil.
+// Get returns the entry with id, or nil. The entry is the caller's; it
+// carries the fields the cache keeps (see Cache).
 func (c *Cache) Get(id string) *model.Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.byID[id]
+	if e := c.byID[id]; e != nil {
+		return e.model()
+	}
+	return nil
 }
 
 // Len is the number of cached entries.
@@ -157,30 +320,72 @@ func (c *Cache) Len() int {
 // own ID and every alias the node's selectors qualify it for.
 func (c *Cache) parentsFor(node spiffeid.ID, nodeSels []model.Selector) []spiffeid.ID {
 	parents := []spiffeid.ID{node}
-	for _, alias := range c.byParent[c.serverID] {
-		if model.SubsetOf(alias.Selectors, nodeSels) {
-			parents = append(parents, alias.SPIFFEID)
+	if ps := c.byParent[c.serverID]; ps != nil {
+		for _, alias := range ps.list {
+			if model.SubsetOf(alias.selectors, nodeSels) {
+				parents = append(parents, alias.spiffeID)
+			}
 		}
 	}
 	return parents
 }
 
-// NodeEntries returns the unexpired entries that belong to the node.
+// NodeEntries returns the unexpired entries that belong to the node, sorted
+// by entry ID.
 func (c *Cache) NodeEntries(node spiffeid.ID, nodeSels []model.Selector, now time.Time) []*model.Entry {
+	out, _ := c.NodeEntriesAfter(node, nodeSels, now, "", 0)
+	return out
+}
+
+// NodeEntriesAfter returns, sorted by entry ID, at most limit (0: no limit)
+// of the unexpired entries that belong to the node and whose IDs sort after
+// the cursor after ("" for the first page), and whether more follow. The
+// order is stable, so a caller pages through a node's entries by passing
+// the last ID it got as the next cursor.
+func (c *Cache) NodeEntriesAfter(node spiffeid.ID, nodeSels []model.Selector, now time.Time, after string, limit int) ([]*model.Entry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []*model.Entry
-	seen := make(map[string]bool)
+	var lists [][]*entry
 	for _, p := range c.parentsFor(node, nodeSels) {
-		for id, e := range c.byParent[p] {
-			if seen[id] || expired(e, now) {
-				continue
+		if ps := c.byParent[p]; ps != nil {
+			i := 0
+			if after != "" {
+				i, _ = slices.BinarySearchFunc(ps.list, after, entryIDCmp)
+				if i < len(ps.list) && ps.list[i].id == after {
+					i++
+				}
 			}
-			seen[id] = true
-			out = append(out, e)
+			if i < len(ps.list) {
+				lists = append(lists, ps.list[i:])
+			}
 		}
 	}
-	return out
+	nowNano := now.UnixNano()
+	var out []*model.Entry
+	last := ""
+	// Merge the sorted lists; an entry is under one parent only, so IDs
+	// never repeat across lists.
+	for len(lists) > 0 {
+		k := 0
+		for j := 1; j < len(lists); j++ {
+			if lists[j][0].id < lists[k][0].id {
+				k = j
+			}
+		}
+		e := lists[k][0]
+		if lists[k] = lists[k][1:]; len(lists[k]) == 0 {
+			lists = slices.Delete(lists, k, k+1)
+		}
+		if e.id == last || e.expired(nowNano) {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, true
+		}
+		last = e.id
+		out = append(out, e.model())
+	}
+	return out, false
 }
 
 // BelongsTo returns the entry with id when it is unexpired and belongs to
@@ -189,15 +394,15 @@ func (c *Cache) BelongsTo(id string, node spiffeid.ID, nodeSels []model.Selector
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.byID[id]
-	if e == nil || expired(e, now) {
+	if e == nil || e.expired(now.UnixNano()) {
 		return nil
 	}
-	if e.ParentID == node {
-		return e
+	if e.parentID == node {
+		return e.model()
 	}
 	for _, p := range c.parentsFor(node, nodeSels)[1:] {
-		if e.ParentID == p {
-			return e
+		if e.parentID == p {
+			return e.model()
 		}
 	}
 	return nil
@@ -208,13 +413,57 @@ func (c *Cache) IsAdmin(id spiffeid.ID, now time.Time) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for _, e := range c.admins[id] {
-		if !expired(e, now) {
+		if !e.expired(now.UnixNano()) {
 			return true
 		}
 	}
 	return false
 }
 
-func expired(e *model.Entry, now time.Time) bool {
-	return !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt)
+func (e *entry) expired(now int64) bool { return e.expiresAt != 0 && now >= e.expiresAt }
+
+// Loader builds the whole content of a cache off to the side, entry by
+// entry as a full read of the store streams them, so a full reload holds
+// the compact entries only, never every store entry at once, and agent
+// calls keep reading the old content until Replace. The zero Loader is not
+// usable; get one from NewLoader. It is not safe for concurrent use.
+type Loader struct {
+	next    *Cache
+	pending []model.Entry
+}
+
+// loaderBatch is how many entries a Loader compacts at a time.
+const loaderBatch = 1024
+
+// NewLoader returns an empty Loader for a replacement of c's content.
+func (c *Cache) NewLoader() *Loader {
+	return &Loader{next: New(c.serverID)}
+}
+
+// Add takes one entry into the replacement.
+func (l *Loader) Add(e model.Entry) {
+	l.pending = append(l.pending, e)
+	if len(l.pending) == loaderBatch {
+		l.flush()
+	}
+}
+
+func (l *Loader) flush() {
+	l.next.addLocked(l.pending) // l.next is not shared yet: no lock needed
+	clear(l.pending)
+	l.pending = l.pending[:0]
+}
+
+// Replace makes what l loaded the cache's whole content, at revision rev,
+// like Apply of a Full change set. A nil l replaces it with nothing.
+func (c *Cache) Replace(l *Loader, rev int64) {
+	next := New(c.serverID)
+	if l != nil {
+		l.flush()
+		next = l.next
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byID, c.byParent, c.admins, c.types, c.tds = next.byID, next.byParent, next.admins, next.types, next.tds
+	c.revision = rev
 }

@@ -177,3 +177,153 @@ func testApplyCreated(t *testing.T, driver, dsn string) {
 		t.Error("a refused ApplyCreated changed the cache")
 	}
 }
+
+// TestNodeEntriesPaged pages through a node's entries (direct and through
+// an alias) by cursor: every entry once, in ID order, while entries are
+// added, moved and deleted between calls the way the change feed does.
+func TestNodeEntriesPaged(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	id := func(p string) spiffeid.ID { return spiffeid.RequireFromPath(td, p) }
+	now := time.Unix(1_800_000_000, 0)
+	serverID := id("/signet/server")
+	node := id("/node/a")
+	nodeSels := []model.Selector{{Type: "test", Value: "role:web"}}
+	c := New(serverID)
+	var all []model.Entry
+	all = append(all, model.Entry{ID: "alias", SPIFFEID: id("/alias"), ParentID: serverID, Selectors: nodeSels})
+	for i := range 250 {
+		parent := node
+		if i%3 == 0 {
+			parent = id("/alias")
+		}
+		e := model.Entry{ID: fmt.Sprintf("e%04d", (i*7919)%250), SPIFFEID: id(fmt.Sprintf("/w/%d", i)), ParentID: parent,
+			Selectors: []model.Selector{{Type: "unix", Value: fmt.Sprintf("uid:%d", i)}}}
+		if i == 17 {
+			e.ExpiresAt = now.Add(-time.Second)
+		}
+		all = append(all, e)
+	}
+	// Half in a full load, the rest one by one (the sorted-insert path).
+	c.Apply(store.EntryChangeSet{Revision: 1, Full: true, Changed: all[:126]})
+	for i, e := range all[126:] {
+		c.Apply(store.EntryChangeSet{Revision: int64(2 + i), Changed: []model.Entry{e}})
+	}
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, more := c.NodeEntriesAfter(node, nodeSels, now, after, 40)
+		for _, e := range page {
+			got = append(got, e.ID)
+		}
+		if !more {
+			break
+		}
+		if len(page) != 40 || pages > 10 {
+			t.Fatalf("page %d: %d entries with more to come, want 40", pages, len(page))
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(got) != 249 || !slices.IsSorted(got) || slices.Contains(got, "alias") {
+		t.Fatalf("paged %d entries (sorted: %v), want the 249 unexpired ones in ID order", len(got), slices.IsSorted(got))
+	}
+	whole := c.NodeEntries(node, nodeSels, now)
+	if len(whole) != len(got) || whole[0].ID != got[0] || whole[len(whole)-1].ID != got[len(got)-1] {
+		t.Errorf("NodeEntries differs from the pages: %d entries", len(whole))
+	}
+	// Delete every other entry and move some to another node: the rest
+	// stays in order, none twice.
+	var del []string
+	var moved []model.Entry
+	for i, e := range all[1:] {
+		switch i % 4 {
+		case 0:
+			del = append(del, e.ID)
+		case 1:
+			e.ParentID = id("/node/b")
+			moved = append(moved, e)
+		}
+	}
+	c.Apply(store.EntryChangeSet{Revision: 1000, Changed: moved, Deleted: del})
+	rest := c.NodeEntries(node, nodeSels, now)
+	ids := make([]string, len(rest))
+	for i, e := range rest {
+		ids = append(ids[:i], e.ID)
+		if slices.Contains(del, e.ID) || e.ParentID == id("/node/b") {
+			t.Errorf("entry %s still listed for the node after delete/move", e.ID)
+		}
+	}
+	if !slices.IsSorted(ids) || len(ids) != 124 {
+		t.Errorf("after delete/move: %d entries (sorted %v), want 124 in order", len(ids), slices.IsSorted(ids))
+	}
+	if c.Len() != 251-len(del) {
+		t.Errorf("Len = %d, want %d", c.Len(), 251-len(del))
+	}
+}
+
+// TestGetReturnsCopy: what the cache hands out is the caller's; changing it
+// does not change the cache.
+func TestGetReturnsCopy(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	c := New(spiffeid.RequireFromPath(td, "/signet/server"))
+	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	in := model.Entry{ID: "x", SPIFFEID: spiffeid.RequireFromPath(td, "/w"), ParentID: spiffeid.RequireFromPath(td, "/node/a"),
+		Selectors: []model.Selector{{Type: "unix", Value: "uid:1"}}, DNSNames: []string{"a.example.org"}, Hint: "h",
+		FederatesWith: []spiffeid.TrustDomain{spiffeid.RequireTrustDomainFromString("partner.org")},
+		X509TTL:       time.Hour, JWTTTL: time.Minute, ExpiresAt: exp, Revision: 3, Admin: true}
+	c.Apply(store.EntryChangeSet{Revision: 3, Full: true, Changed: []model.Entry{in}})
+	got := c.Get("x")
+	if diff := cmp.Diff(&in, got, cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b }),
+		cmp.Comparer(func(a, b spiffeid.TrustDomain) bool { return a == b })); diff != "" {
+		t.Fatalf("Get (-in +got):\n%s", diff)
+	}
+	got.Selectors[0].Value, got.DNSNames[0] = "changed", "changed"
+	if again := c.Get("x"); again.Selectors[0].Value != "uid:1" || again.DNSNames[0] != "a.example.org" {
+		t.Errorf("changing a returned entry changed the cache: %+v", again)
+	}
+}
+
+// TestLoaderReplaceMatchesApply: a full reload streamed through a Loader
+// (more entries than one of its batches) leaves the cache as Apply of the
+// same Full set does, and replaces what was there.
+func TestLoaderReplaceMatchesApply(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	serverID := spiffeid.RequireFromPath(td, "/signet/server")
+	var es []model.Entry
+	for i := range 3000 {
+		es = append(es, model.Entry{ID: fmt.Sprintf("e%05d", i), SPIFFEID: spiffeid.RequireFromPath(td, fmt.Sprintf("/w/%d", i)),
+			ParentID:  spiffeid.RequireFromPath(td, fmt.Sprintf("/node/%d", i%7)),
+			Selectors: []model.Selector{{Type: "unix", Value: fmt.Sprintf("uid:%d", i)}}, Admin: i == 5, Revision: 9})
+	}
+	applied, loaded := New(serverID), New(serverID)
+	applied.Apply(store.EntryChangeSet{Revision: 9, Full: true, Changed: es})
+	loaded.Apply(store.EntryChangeSet{Revision: 3, Full: true, Changed: []model.Entry{{ID: "gone", SPIFFEID: es[0].SPIFFEID,
+		ParentID: es[0].ParentID, Selectors: es[0].Selectors}}})
+	l := loaded.NewLoader()
+	for _, e := range es {
+		l.Add(e)
+	}
+	if loaded.Len() != 1 {
+		t.Fatalf("the cache changed before Replace: %d entries", loaded.Len())
+	}
+	loaded.Replace(l, 9)
+	if loaded.Revision() != 9 || loaded.Len() != applied.Len() || loaded.Get("gone") != nil {
+		t.Fatalf("after Replace: revision %d, %d entries (want 9, %d), old entry kept: %v",
+			loaded.Revision(), loaded.Len(), applied.Len(), loaded.Get("gone") != nil)
+	}
+	now := time.Now()
+	for n := range 7 {
+		node := spiffeid.RequireFromPath(td, fmt.Sprintf("/node/%d", n))
+		a, b := applied.NodeEntries(node, nil, now), loaded.NodeEntries(node, nil, now)
+		if diff := cmp.Diff(a, b, cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })); diff != "" {
+			t.Errorf("node %d (-applied +loaded):\n%s", n, diff)
+		}
+	}
+	if !loaded.IsAdmin(es[5].SPIFFEID, now) {
+		t.Error("admin entry not indexed after Replace")
+	}
+	empty := New(serverID)
+	empty.Replace(nil, 4)
+	if empty.Len() != 0 || empty.Revision() != 4 {
+		t.Errorf("Replace(nil): %d entries at %d", empty.Len(), empty.Revision())
+	}
+}

@@ -466,18 +466,40 @@ func (s *Server) maintain(ctx context.Context) {
 	}
 }
 
-// refreshCache folds the store's changes since the cache's revision in.
+// refreshCache folds the store's changes since the cache's revision in. A
+// full read (the first, or after the tombstones the cache needed were
+// pruned) streams into a replacement built off to the side, so it never
+// holds every entry in the store's form.
 func (s *Server) refreshCache(ctx context.Context) error {
 	start := time.Now()
-	cs, err := s.store.EntryChanges(ctx, s.cache.Revision())
+	since := s.cache.Revision()
+	var loader *entrycache.Loader
+	var changed []store.Entry
+	cs, err := s.store.EntryChangesFunc(ctx, since, func(full bool, e store.Entry) error {
+		if !full {
+			changed = append(changed, e)
+			return nil
+		}
+		if loader == nil {
+			loader = s.cache.NewLoader()
+		}
+		loader.Add(e)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("read entry changes: %w", err)
 	}
-	if cs.Full || len(cs.Changed) > 0 || len(cs.Deleted) > 0 || cs.Revision != s.cache.Revision() {
+	switch {
+	case cs.Full:
+		s.cache.Replace(loader, cs.Revision)
+	case len(changed) > 0 || len(cs.Deleted) > 0 || cs.Revision != since:
+		cs.Changed = changed
 		s.cache.Apply(cs)
-		s.metrics.cacheEntries.Set(float64(s.cache.Len()))
-		s.metrics.cacheRefresh.Observe(time.Since(start).Seconds())
+	default:
+		return nil
 	}
+	s.metrics.cacheEntries.Set(float64(s.cache.Len()))
+	s.metrics.cacheRefresh.Observe(time.Since(start).Seconds())
 	return nil
 }
 

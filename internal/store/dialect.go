@@ -114,7 +114,7 @@ var sqlitePragmas = []string{
 	"journal_mode(WAL)",
 	"foreign_keys(ON)",
 	"synchronous(NORMAL)",
-	"cache_size(-32768)", // 32 MiB page cache per connection: big batches touch many index pages
+	"cache_size(-8192)",  // 8 MiB page cache per connection (up to 8 of them): 32 MiB was no faster for 100,000-entry batches
 	"temp_store(MEMORY)", // statement journals of multi-row INSERTs stay off the disk
 }
 

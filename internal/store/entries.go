@@ -132,20 +132,29 @@ type querier interface {
 }
 
 func (s *Store) queryEntries(ctx context.Context, q querier, query string, args ...any) ([]Entry, error) {
+	var out []Entry
+	err := s.eachEntry(ctx, q, func(e Entry) error { out = append(out, e); return nil }, query, args...)
+	return out, err
+}
+
+// eachEntry hands the entries query returns to fn as they are read,
+// without holding them all.
+func (s *Store) eachEntry(ctx context.Context, q querier, fn func(Entry) error, query string, args ...any) error {
 	rows, err := q.QueryContext(ctx, s.d.rebind(query), args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []Entry
 	for rows.Next() {
 		e, err := scanEntry(rows)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, e)
+		if err := fn(e); err != nil {
+			return err
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 func batchRejected(failed, total int) error {

@@ -22,13 +22,18 @@ type deployment struct {
 	server                           *proc
 }
 
-func deploy(tb testing.TB) *deployment {
+func deploy(tb testing.TB) *deployment { tb.Helper(); return deployEnv(tb, nil) }
+
+// deployEnv is deploy with env added to the server process's environment
+// and args to its command line.
+func deployEnv(tb testing.TB, env []string, args ...string) *deployment {
 	tb.Helper()
 	d := &deployment{dir: tb.TempDir()}
 	serverDir := filepath.Join(d.dir, "server")
 	d.adminSock = filepath.Join(serverDir, "admin.sock")
-	d.server = startTB(tb, "server", "server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
-		"--bind-address", "127.0.0.1:0", "--log-level", "info") // info: the "server started" line
+	args = append([]string{"server", "run", "--trust-domain", "example.org", "--data-dir", serverDir,
+		"--bind-address", "127.0.0.1:0", "--log-level", "info"}, args...) // info: the "server started" line
+	d.server = startEnvTB(tb, "server", signetBin, env, args...)
 	d.addr, _ = serverAddrs(tb, d.server)
 	waitFor(tb, 30*time.Second, func() error {
 		_, errOut, err := signetRun("healthcheck", "--admin-socket", d.adminSock)

@@ -40,7 +40,14 @@ func BenchmarkEntryCreate100k(b *testing.B) {
 	for _, mode := range []string{"default", "atomic"} {
 		b.Run(mode, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				d := deploy(b)
+				// SIGNET_BENCH_SERVER_PROFILE=DIR: CPU and heap profiles of
+				// the server (cmd/signet's SIGNET_CPU_PROFILE, SIGNET_HEAP_PROFILE).
+				var env []string
+				if dir := os.Getenv("SIGNET_BENCH_SERVER_PROFILE"); dir != "" {
+					env = []string{"SIGNET_CPU_PROFILE=" + filepath.Join(dir, mode+".cpu"),
+						"SIGNET_HEAP_PROFILE=" + filepath.Join(dir, mode+".heap")}
+				}
+				d := deployEnv(b, env)
 				args := []string{"entry", "create", "--admin-socket", d.adminSock, "--file", file}
 				if mode == "atomic" {
 					args = append(args, "--atomic")
