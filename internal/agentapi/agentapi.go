@@ -436,7 +436,7 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 		res.Status = apiconv.StatusToProto(nil)
 		iss.Issued = append(iss.Issued, entry.ID)
 		iss.Bindings = append(iss.Bindings, store.SVIDBinding{Digest: model.SVIDDigest(svid.Chain[0]), EntryID: entry.ID,
-			NodeID: node.SPIFFEID.String(), ExpiresAt: svid.NotAfter})
+			NodeID: node.SPIFFEID.String(), ExpiresAt: svid.NotAfter, Serial: strings.ToLower(svid.Serial.Text(16)), SPIFFEID: entry.SPIFFEID.String()})
 		s.met.svidsSigned.WithLabelValues("x509", "ok").Inc()
 		iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
 			Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
@@ -510,7 +510,7 @@ func (s *Service) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDReque
 		s.met.svidsSigned.WithLabelValues("jwt", "error").Inc()
 		return nil, err
 	}
-	binding := store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, NodeID: node.SPIFFEID.String(), ExpiresAt: exp}
+	binding := store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, NodeID: node.SPIFFEID.String(), ExpiresAt: exp, SPIFFEID: entry.SPIFFEID.String()}
 	if err := s.record(ctx, store.Issuance{At: now, Issued: []string{entry.ID}, Bindings: []store.SVIDBinding{binding}, Records: []model.AuditRecord{{
 		Action: "svid.jwt.sign", Object: entry.ID,
 		Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
