@@ -82,6 +82,9 @@ type Config struct {
 	AttestTimeout time.Duration
 	// JWTRate bounds JWT-SVID minting (default DefaultJWTRate).
 	JWTRate JWTRate
+	// MaxWatchStreams bounds the Watch streams held at once (default
+	// DefaultMaxWatchStreams).
+	MaxWatchStreams int
 
 	Now        func() time.Time
 	Log        *slog.Logger
@@ -99,6 +102,7 @@ type Service struct {
 	met       *metrics
 	lastSeen  *lastSeen
 	addrs     *nodeAddrs
+	hub       *Hub
 }
 
 var _ agentv1.AgentServer = (*Service)(nil)
@@ -121,6 +125,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.AttestTimeout <= 0 {
 		cfg.AttestTimeout = 30 * time.Second
 	}
+	if cfg.MaxWatchStreams <= 0 {
+		cfg.MaxWatchStreams = DefaultMaxWatchStreams
+	}
 	if cfg.JWTRate == (JWTRate{}) {
 		cfg.JWTRate = DefaultJWTRate
 	}
@@ -141,6 +148,7 @@ func New(cfg Config) (*Service, error) {
 		met:       met,
 		lastSeen:  newLastSeen(cfg.Now),
 		addrs:     newNodeAddrs(cfg.Now),
+		hub:       newHub(cfg.MaxWatchStreams),
 	}
 	for _, v := range cfg.Verifiers {
 		if _, dup := s.verifiers[v.Name()]; dup {
@@ -205,6 +213,10 @@ func (s *Service) AuthenticateAgent(ctx context.Context) (context.Context, error
 		return ctx, err
 	}
 	now := s.cfg.Now()
+	if serial := serialOf(leaf); s.hub.SerialRevoked(serial) {
+		s.log.Warn("agent call denied: the agent svid was revoked", "agent_id", id.String(), "serial", serial)
+		return ctx, errNotAgent
+	}
 	if node, err = s.checkSerial(ctx, node, serialOf(leaf), now); err != nil {
 		return ctx, err
 	}

@@ -116,6 +116,12 @@ type Server struct {
 	// of each federated trust domain as loaded from the store.
 	fed        *federation.Refresher
 	fedBundles atomic.Pointer[map[spiffeid.TrustDomain]*spiffebundle.Bundle]
+
+	// The change-feed follower's state (push.go).
+	feedMu     sync.Mutex
+	feedKick   chan struct{}
+	feedSeq    int64 // audit sequence number read up to
+	feedLoaded bool  // feedSeq and the revocations were loaded
 }
 
 // New validates cfg, checks the data dir and the admin socket path, binds
@@ -226,7 +232,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("initialize ca: %w", err)
 	}
 	s.cache = entrycache.New(s.serverID)
-	if err := s.refreshCache(ctx); err != nil {
+	s.feedKick = make(chan struct{}, 1)
+	if err := s.refreshFeed(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.refreshBundle(ctx); err != nil {
@@ -236,6 +243,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	if s.agents, err = s.newAgentAPI(reg); err != nil {
+		return nil, err
+	}
+	if err := s.loadRevocations(ctx); err != nil {
 		return nil, err
 	}
 
@@ -364,6 +374,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.maintain(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.follow(ctx) }()
 
 	s.ready.Store(true)
 	var https string
@@ -425,11 +437,12 @@ func (s *Server) closeAll() {
 	}
 }
 
-// maintain runs the periodic chores: follow the store's change feed
-// (entries and authorities, possibly written by other replicas), renew the
-// server's own SVID, and prune expired join tokens.
+// maintain runs the periodic chores: follow the authorities (possibly
+// written by other replicas), renew the server's own SVID, and prune
+// expired join tokens, bindings and revocations. The entry cache and the
+// push streams follow the store in follow (push.go).
 func (s *Server) maintain(ctx context.Context) {
-	tick := time.NewTicker(s.cfg.CacheRefresh)
+	tick := time.NewTicker(max(s.cfg.CacheRefresh, time.Second))
 	defer tick.Stop()
 	lastPrune := time.Time{}
 	for {
@@ -437,9 +450,6 @@ func (s *Server) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		}
-		if err := s.refreshCache(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("refresh entry cache", "error", err)
 		}
 		if err := s.refreshBundle(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("refresh trust bundle", "error", err)
@@ -457,6 +467,13 @@ func (s *Server) maintain(ctx context.Context) {
 			if _, err := s.store.PruneSVIDBindings(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune svid bindings", "error", err)
 			}
+			if n, err := s.store.PruneRevocations(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune svid revocations", "error", err)
+			} else if n > 0 {
+				if err := s.loadRevocations(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("reload svid revocations", "error", err)
+				}
+			}
 			if n, err := s.store.PruneJoinTokens(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune join tokens", "error", err)
 			} else if n > 0 {
@@ -466,20 +483,6 @@ func (s *Server) maintain(ctx context.Context) {
 	}
 }
 
-// refreshCache folds the store's changes since the cache's revision in.
-func (s *Server) refreshCache(ctx context.Context) error {
-	start := time.Now()
-	cs, err := s.store.EntryChanges(ctx, s.cache.Revision())
-	if err != nil {
-		return fmt.Errorf("read entry changes: %w", err)
-	}
-	if cs.Full || len(cs.Changed) > 0 || len(cs.Deleted) > 0 || cs.Revision != s.cache.Revision() {
-		s.cache.Apply(cs)
-		s.metrics.cacheEntries.Set(float64(s.cache.Len()))
-		s.metrics.cacheRefresh.Observe(time.Since(start).Seconds())
-	}
-	return nil
-}
 
 // refreshBundle rebuilds the trust bundle when the set of authorities in the
 // store changed. The sequence number grows with every change.
@@ -514,6 +517,9 @@ func (s *Server) refreshBundle(ctx context.Context) error {
 	}
 	s.bundle.Store(b)
 	s.bundleSum = sum
+	if s.agents != nil {
+		s.agents.Hub().NotifySync("bundle", s.cache.Revision(), nil)
+	}
 	s.log.Info("trust bundle updated", "sequence", seq, "x509_authorities", len(b.X509Authorities()), "jwt_authorities", len(b.JWTAuthorities()))
 	return nil
 }

@@ -191,8 +191,23 @@ func (t *wtx) liveSVIDs(ctx context.Context, col, value string, now int64) ([]li
 	return out, nrows.Err()
 }
 
-// writeRevocations inserts revocations and audits each.
+// writeRevocations inserts revocations and audits each. A revoked agent
+// SVID's serial is also taken off its node, so that neither the agent API
+// nor agent_reauth (which admits the key of an expired SVID, after the
+// revocation itself was pruned) ever accepts it again: the node must attest
+// anew.
 func (t *wtx) writeRevocations(ctx context.Context, rs []Revocation) error {
+	for _, r := range rs {
+		if r.Serial == "" {
+			continue
+		}
+		for _, col := range []string{"serial_number", "new_serial_number", "prev_serial_number"} {
+			if _, err := t.exec(ctx, "UPDATE nodes SET "+col+" = '', revision = ? WHERE spiffe_id = ? AND "+col+" = ?",
+				t.rev, r.SPIFFEID, r.Serial); err != nil {
+				return fmt.Errorf("take revoked serial off node: %w", err)
+			}
+		}
+	}
 	err := t.insertRows(ctx, "svid_revocations", []string{"serial", "spiffe_id", "revoked_at", "expires_at", "revision"}, len(rs),
 		func(i int, args []any) []any {
 			r := rs[i]

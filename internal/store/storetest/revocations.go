@@ -64,6 +64,11 @@ func testRevokeAgentSerial(t *testing.T, s *store.Store) {
 	if r.SPIFFEID != n.SPIFFEID.String() {
 		t.Fatalf("RevokeSerial(agent serial) = %+v, want the node's ID", r)
 	}
+	got, err := s.GetNode(ctxFor(t), n.SPIFFEID)
+	must(t, "GetNode", err)
+	if got.SerialNumber != "" {
+		t.Errorf("node serial after revocation = %q, want it cleared (no reauth with a revoked key)", got.SerialNumber)
+	}
 }
 
 func testRevokeSPIFFEID(t *testing.T, s *store.Store) {
