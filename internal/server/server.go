@@ -483,7 +483,6 @@ func (s *Server) maintain(ctx context.Context) {
 	}
 }
 
-
 // refreshBundle rebuilds the trust bundle when the set of authorities in the
 // store changed. The sequence number grows with every change.
 func (s *Server) refreshBundle(ctx context.Context) error {
