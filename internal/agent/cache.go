@@ -69,6 +69,9 @@ type cache struct {
 
 	// served is what the Workload API handed out since the last sync.
 	served served
+
+	// revoked holds the revocations the server pushed (revocations.go).
+	revoked *revocations
 }
 
 // entryRec is one entry the node holds. A rec is replaced (losing its SVID)
@@ -96,6 +99,7 @@ type svidRec struct {
 	keyDER   []byte
 	renewAt  time.Time // half-way through the certificate's lifetime (see renewTime)
 	notAfter time.Time
+	serial   string // the leaf's serial, lowercase hex (revocation)
 }
 
 var (
@@ -117,6 +121,7 @@ func newCache(td spiffeid.TrustDomain, bundle *spiffebundle.Bundle, now func() t
 		bundle:  bundle,
 		changed: make(chan struct{}),
 		jwts:    map[jwtKey]*jwtRec{},
+		revoked: newRevocations(),
 	}
 }
 
@@ -609,6 +614,7 @@ func (c *cache) sweep(now time.Time) bool {
 	c.met.setCachedSVIDs(c.nSVIDs)
 	c.mu.Unlock()
 	c.sweepJWTs(now)
+	c.revoked.sweep(now)
 	return changed
 }
 
@@ -668,6 +674,10 @@ func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Sig
 		keyDER:   keyDER,
 		renewAt:  renewTime(leaf.NotBefore, leaf.NotAfter, now),
 		notAfter: leaf.NotAfter,
+		serial:   strings.ToLower(leaf.SerialNumber.Text(16)),
+	}
+	if c.revoked.serialRevoked(s.serial) {
+		return fmt.Errorf("x509-svid serial %s is revoked", s.serial)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,0 +1,254 @@
+package agent
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
+	"github.com/signet-id/signet/internal/model"
+	"github.com/signet-id/signet/internal/workload"
+)
+
+// maxRevocations bounds the revocations the agent holds; the server's
+// revocations are pruned when the SVIDs they name expire, so a trust domain
+// stays far below it.
+const maxRevocations = 1 << 20
+
+// revocations are the SVID revocations in force, as the server pushed them:
+// X509-SVIDs by serial, JWT-SVIDs by SPIFFE ID and time of revocation. The
+// agent stops serving what they name, and its validators (ValidateJWTSVID,
+// AgentInfo.WatchRevocations for the gateway) refuse it, until the SVIDs
+// expire.
+type revocations struct {
+	mu      sync.RWMutex
+	serials map[string]time.Time // serial → when the SVID expires
+	ids     map[spiffeid.ID]idRevocation
+	changed chan struct{} // closed and replaced at every change
+}
+
+type idRevocation struct {
+	revokedAt time.Time // JWT-SVIDs issued at or before it are refused
+	expiresAt time.Time
+}
+
+func newRevocations() *revocations {
+	return &revocations{serials: map[string]time.Time{}, ids: map[spiffeid.ID]idRevocation{}, changed: make(chan struct{})}
+}
+
+// parsedRevocation is one checked revocation from the server.
+type parsedRevocation struct {
+	serial string
+	id     spiffeid.ID
+	idRevocation
+}
+
+// parseRevocation checks one revocation the server sent (untrusted input).
+func parseRevocation(r *agentv1.SVIDRevocation) (parsedRevocation, error) {
+	var p parsedRevocation
+	id, err := spiffeid.FromString(r.GetSpiffeId())
+	if err != nil {
+		return p, fmt.Errorf("spiffe_id: %w", err)
+	}
+	p.id = id
+	if r.GetSerial() != "" {
+		if p.serial, err = model.ParseSerial(r.GetSerial()); err != nil {
+			return p, err
+		}
+	}
+	if r.GetExpiresAt() <= 0 || r.GetRevokedAt() <= 0 {
+		return p, fmt.Errorf("revoked_at and expires_at are required")
+	}
+	p.revokedAt, p.expiresAt = time.Unix(r.GetRevokedAt(), 0), time.Unix(r.GetExpiresAt(), 0)
+	return p, nil
+}
+
+// apply replaces the set with in (reset) or adds in to it, dropping what
+// expired at now. It returns the serials and IDs newly revoked.
+func (v *revocations) apply(in []parsedRevocation, reset bool, now time.Time) (serials map[string]bool, ids map[spiffeid.ID]time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old := v.serials
+	oldIDs := v.ids
+	if reset {
+		v.serials = make(map[string]time.Time, len(in))
+		v.ids = map[spiffeid.ID]idRevocation{}
+	}
+	serials, ids = map[string]bool{}, map[spiffeid.ID]time.Time{}
+	for _, r := range in {
+		if !now.Before(r.expiresAt) || len(v.serials)+len(v.ids) >= maxRevocations {
+			continue
+		}
+		if r.serial != "" {
+			if _, known := old[r.serial]; !known {
+				serials[r.serial] = true
+			}
+			v.serials[r.serial] = r.expiresAt
+			continue
+		}
+		if prev, known := oldIDs[r.id]; !known || prev.revokedAt.Before(r.revokedAt) {
+			ids[r.id] = r.revokedAt
+		}
+		if cur, ok := v.ids[r.id]; !ok || cur.revokedAt.Before(r.revokedAt) {
+			v.ids[r.id] = r.idRevocation
+		}
+	}
+	close(v.changed)
+	v.changed = make(chan struct{})
+	return serials, ids
+}
+
+// sweep forgets the revocations of SVIDs that expired.
+func (v *revocations) sweep(now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for s, exp := range v.serials {
+		if !now.Before(exp) {
+			delete(v.serials, s)
+		}
+	}
+	for id, r := range v.ids {
+		if !now.Before(r.expiresAt) {
+			delete(v.ids, id)
+		}
+	}
+}
+
+// serialRevoked reports whether the X509-SVID serial (canonical hex) is
+// revoked.
+func (v *revocations) serialRevoked(serial string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	_, ok := v.serials[serial]
+	return ok
+}
+
+// jwtRevoked reports whether a JWT-SVID for id issued at iat (unix
+// seconds; 0 when the token has none) is revoked.
+func (v *revocations) jwtRevoked(id spiffeid.ID, iat int64) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	r, ok := v.ids[id]
+	return ok && (iat == 0 || iat <= r.revokedAt.Unix())
+}
+
+// list returns the revocations in force, sorted, and a channel closed at the
+// next change.
+func (v *revocations) list() ([]*agentv1.SVIDRevocation, <-chan struct{}) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]*agentv1.SVIDRevocation, 0, len(v.serials)+len(v.ids))
+	for s, exp := range v.serials {
+		out = append(out, &agentv1.SVIDRevocation{Serial: s, ExpiresAt: exp.Unix()})
+	}
+	for id, r := range v.ids {
+		out = append(out, &agentv1.SVIDRevocation{SpiffeId: id.String(), RevokedAt: r.revokedAt.Unix(), ExpiresAt: r.expiresAt.Unix()})
+	}
+	slices.SortFunc(out, func(a, b *agentv1.SVIDRevocation) int {
+		if c := strings.Compare(a.Serial, b.Serial); c != 0 {
+			return c
+		}
+		return strings.Compare(a.SpiffeId, b.SpiffeId)
+	})
+	return out, v.changed
+}
+
+// applyRevocations takes revocations pushed by the server into the cache:
+// X509-SVIDs with a revoked serial are dropped at once (their entries are
+// due for a fresh one) and cached JWT-SVIDs of a revoked ID issued before
+// its revocation are forgotten. It reports whether anything served changed.
+func (c *cache) applyRevocations(in []*agentv1.SVIDRevocation, reset bool) bool {
+	parsed := make([]parsedRevocation, 0, len(in))
+	bad := 0
+	for _, r := range in {
+		p, err := parseRevocation(r)
+		if err != nil {
+			if bad++; bad == 1 {
+				c.log.Warn("ignoring a revocation from the server", logKeyError, err)
+			}
+			continue
+		}
+		parsed = append(parsed, p)
+	}
+	now := c.now()
+	serials, ids := c.revoked.apply(parsed, reset, now)
+	changed := false
+	if len(serials) > 0 {
+		c.mu.Lock()
+		for _, r := range c.entries {
+			if r.svid != nil && serials[r.svid.serial] {
+				serial := r.svid.serial
+				c.setSVID(r, nil)
+				r.signFails, r.nextTry = 0, time.Time{}
+				changed = true
+				c.log.Info("dropped a revoked x509-svid", logKeyEntryID, r.entry.ID, "serial", serial, "spiffe_id", r.entry.SPIFFEID.String())
+			}
+		}
+		c.met.setCachedSVIDs(c.nSVIDs)
+		c.mu.Unlock()
+	}
+	if len(ids) > 0 {
+		c.jwtMu.Lock()
+		for k, r := range c.jwts {
+			if at, hit := ids[r.id]; hit && r.iat <= at.Unix() {
+				delete(c.jwts, k)
+			}
+		}
+		c.jwtMu.Unlock()
+	}
+	return changed
+}
+
+// dropAll stops serving every workload SVID at once: the node was evicted
+// or banned, or its agent SVID revoked.
+func (c *cache) dropAll() {
+	c.mu.Lock()
+	for _, r := range c.entries {
+		c.setSVID(r, nil)
+	}
+	c.met.setCachedSVIDs(c.nSVIDs)
+	c.mu.Unlock()
+	c.jwtMu.Lock()
+	clear(c.jwts)
+	c.jwtMu.Unlock()
+}
+
+// JWTRevoked implements workload.Revocations for ValidateJWTSVID.
+var _ workload.Revocations = (*cache)(nil)
+
+// JWTRevoked reports whether a JWT-SVID of id issued at issuedAt is revoked.
+func (c *cache) JWTRevoked(id spiffeid.ID, issuedAt int64) bool {
+	return c.revoked.jwtRevoked(id, issuedAt)
+}
+
+// X509Revoked implements workload.Revocations.
+func (c *cache) X509Revoked(serial string) bool { return c.revoked.serialRevoked(serial) }
+
+// servesSerial reports whether an entry holds an X509-SVID with serial.
+func (c *cache) servesSerial(serial string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, r := range c.entries {
+		if r.svid != nil && r.svid.serial == serial {
+			return true
+		}
+	}
+	return false
+}
+
+// serials returns the serial of every held X509-SVID by entry ID.
+func (c *cache) serials() map[string]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]string, c.nSVIDs)
+	for id, r := range c.entries {
+		if r.svid != nil {
+			out[id] = r.svid.serial
+		}
+	}
+	return out
+}
