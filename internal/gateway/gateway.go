@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,6 +99,10 @@ type Options struct {
 	LearnedBrokerURL func(context.Context) (string, error)
 	// Clock times lease renewal; nil is the real clock.
 	Clock Clock
+	// Revoked, when set, reports whether a peer's X509-SVID serial
+	// (lowercase hex) was revoked: ingress refuses such peers
+	// (AgentRevocations.Revoked).
+	Revoked func(serial string) bool
 }
 
 // x509Source is what the gateway needs of go-spiffe's X509Source.
@@ -234,7 +239,14 @@ func (g *Gateway) listen(route, addr string) (net.Listener, error) {
 // authorizer checks a peer's SPIFFE ID against the route's rules and logs
 // refusals (every decision is explainable from the log).
 func (g *Gateway) authorizer(route string, r *Ingress) tlsconfig.Authorizer {
-	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
+		if g.opts.Revoked != nil && len(chains) > 0 && len(chains[0]) > 0 {
+			if serial := strings.ToLower(chains[0][0].SerialNumber.Text(16)); g.opts.Revoked(serial) {
+				g.log.Warn("peer refused: its x509-svid was revoked", slog.String(logKeyRoute, route),
+					slog.String(logKeySPIFFEID, id.String()), slog.String("serial", serial))
+				return fmt.Errorf("%s: %s: %w", route, id, errRevokedPeer)
+			}
+		}
 		for _, rule := range r.rules {
 			ok, err := rule.Allow(id)
 			if err != nil {
