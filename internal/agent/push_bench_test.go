@@ -101,7 +101,7 @@ func benchPropagation(b *testing.B, env, via *testenv.Env) {
 	n := *fleetSize
 	fleetEntries(b, env, n)
 	start := time.Now()
-	fleet := env.StartFleet(n, 50, func(c *agent.Config) { c.SyncInterval = time.Hour })
+	fleet := env.StartFleet(n, 15, func(c *agent.Config) { c.SyncInterval = time.Hour })
 	b.Logf("%d agents ready in %s", n, time.Since(start).Round(time.Millisecond))
 	revoked := map[string]bool{}
 	var all []time.Duration

@@ -17,7 +17,9 @@ func FleetNodeID(i int) string { return fmt.Sprintf("spiffe://example.org/fleet/
 // agents in this process, nodes FleetNodeID(0..n-1), each with its own
 // data dir, Workload API socket and mTLS connection to the server on
 // loopback, their logs discarded. They attest in waves of at most wave at
-// once (the server bounds concurrent attestations) and StartFleet returns
+// once, at most fleetAttestRate a second (the server bounds concurrent
+// attestations, and attestations per peer address: every simulated agent
+// dials from 127.0.0.1), and StartFleet returns
 // once every one of them is ready. opts adjust each agent's configuration
 // (a long SyncInterval leaves only the push stream, for example).
 func (e *Env) StartFleet(n, wave int, opts ...AgentOption) []*Agent {
@@ -34,6 +36,7 @@ func (e *Env) StartFleet(n, wave int, opts ...AgentOption) []*Agent {
 	fleet := make([]*Agent, n)
 	for start := 0; start < n; start += wave {
 		end := min(start+wave, n)
+		paced := time.Now().Add(time.Duration(end-start) * time.Second / fleetAttestRate)
 		for i := start; i < end; i++ {
 			fleet[i] = e.RunAgent(cfgs[i])
 		}
@@ -50,6 +53,11 @@ func (e *Env) StartFleet(n, wave int, opts ...AgentOption) []*Agent {
 				e.T.Fatalf("fleet agent %d: %v", start+i, err)
 			}
 		}
+		time.Sleep(time.Until(paced))
 	}
 	return fleet
 }
+
+// fleetAttestRate stays under the agent listener's attestations per peer
+// address (20/s, burst 50).
+const fleetAttestRate = 15
