@@ -233,7 +233,10 @@ func (s *Service) Watch(_ *agentv1.WatchRequest, stream agentv1.Agent_WatchServe
 	if err != nil {
 		return err
 	}
-	leaf, _, _ := PeerSVID(ctx)
+	leaf, _, ok := PeerSVID(ctx)
+	if !ok {
+		return errkind.New(errkind.Unauthenticated, "an agent SVID is required (mTLS)")
+	}
 	w, err := s.hub.add(node, serialOf(leaf))
 	if err != nil {
 		return err
