@@ -146,11 +146,16 @@ func benchPropagation(b *testing.B, env, via *testenv.Env) {
 		wg.Wait()
 		cpu += cputime.Now() - cpu0
 		b.StopTimer()
+		var stuck []int
 		for i, d := range lat {
 			if d < 0 {
-				b.Fatalf("agent %d still serves revoked serial %s after 30s", i, serials[i])
+				stuck = append(stuck, i)
 			}
 			revoked[serials[i]] = true
+		}
+		if len(stuck) > 0 {
+			b.Fatalf("%d agents still serve the revoked serial after 30s: %v (watch streams on the server: %d)",
+				len(stuck), stuck[:min(len(stuck), 20)], env.Server.WatchStreams())
 		}
 		all = append(all, lat...)
 		b.StartTimer()

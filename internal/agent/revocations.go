@@ -47,24 +47,45 @@ type parsedRevocation struct {
 	idRevocation
 }
 
-// parseRevocation checks one revocation the server sent (untrusted input).
-func parseRevocation(r *agentv1.SVIDRevocation) (parsedRevocation, error) {
-	var p parsedRevocation
-	id, err := spiffeid.FromString(r.GetSpiffeId())
-	if err != nil {
-		return p, fmt.Errorf("spiffe_id: %w", err)
+// parseRevocation checks one revocation message the server sent
+// (untrusted input) and appends what it revokes to out.
+func parseRevocation(out []parsedRevocation, r *agentv1.SVIDRevocation) ([]parsedRevocation, error) {
+	if r.GetExpiresAt() <= 0 || r.GetRevokedAt() <= 0 {
+		return out, fmt.Errorf("revoked_at and expires_at are required")
 	}
-	p.id = id
-	if r.GetSerial() != "" {
-		if p.serial, err = model.ParseSerial(r.GetSerial()); err != nil {
-			return p, err
+	times := idRevocation{revokedAt: time.Unix(r.GetRevokedAt(), 0), expiresAt: time.Unix(r.GetExpiresAt(), 0)}
+	if r.GetSerial() == "" {
+		id, err := spiffeid.FromString(r.GetSpiffeId())
+		if err != nil {
+			return out, fmt.Errorf("spiffe_id: %w", err)
+		}
+		if len(r.GetSerials()) > 0 {
+			return out, fmt.Errorf("serials without serial")
+		}
+		return append(out, parsedRevocation{id: id, idRevocation: times}), nil
+	}
+	for i, s := range append([]string{r.GetSerial()}, r.GetSerials()...) {
+		if !canonicalSerial(s) {
+			return out, fmt.Errorf("serials[%d]: want lowercase hex without leading zeros, at most %d digits", i, model.MaxSerialHexLen)
+		}
+		out = append(out, parsedRevocation{serial: s, idRevocation: times})
+	}
+	return out, nil
+}
+
+// canonicalSerial reports whether s is a serial as Signet writes it
+// (model.ParseSerial's output), cheaply: a fleet-wide revocation is
+// checked on every agent.
+func canonicalSerial(s string) bool {
+	if s == "" || len(s) > model.MaxSerialHexLen || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
 		}
 	}
-	if r.GetExpiresAt() <= 0 || r.GetRevokedAt() <= 0 {
-		return p, fmt.Errorf("revoked_at and expires_at are required")
-	}
-	p.revokedAt, p.expiresAt = time.Unix(r.GetRevokedAt(), 0), time.Unix(r.GetExpiresAt(), 0)
-	return p, nil
+	return true
 }
 
 // apply replaces the set with in (reset) or adds in to it, dropping what
@@ -165,14 +186,12 @@ func (c *cache) applyRevocations(in []*agentv1.SVIDRevocation, reset bool) bool 
 	parsed := make([]parsedRevocation, 0, len(in))
 	bad := 0
 	for _, r := range in {
-		p, err := parseRevocation(r)
-		if err != nil {
+		var err error
+		if parsed, err = parseRevocation(parsed, r); err != nil {
 			if bad++; bad == 1 {
 				c.log.Warn("ignoring a revocation from the server", logKeyError, err)
 			}
-			continue
 		}
-		parsed = append(parsed, p)
 	}
 	now := c.now()
 	serials, ids := c.revoked.apply(parsed, reset, now)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	mrand "math/rand/v2"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -99,11 +100,22 @@ func (a *Agent) handleEvent(ev *agentv1.WatchEvent) bool {
 	if changed {
 		a.cache.broadcast()
 	}
-	if ev.GetSync() || changed {
+	switch {
+	case ev.GetSync():
 		a.syncSoon()
+	case changed:
+		// Fresh SVIDs for the dropped ones, after a random delay: a
+		// revocation reaches every agent of the ID at once, and the whole
+		// fleet signing at that instant would slow the push to the agents
+		// still waiting for it.
+		time.AfterFunc(time.Duration(mrand.Int64N(int64(remintSpread))), a.syncSoon)
 	}
 	return false
 }
+
+// remintSpread bounds the random delay before an agent replaces SVIDs a
+// revocation dropped.
+const remintSpread = 500 * time.Millisecond
 
 // syncSoon makes the sync loop run its next sync now.
 func (a *Agent) syncSoon() {

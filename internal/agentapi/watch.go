@@ -161,10 +161,8 @@ func (h *Hub) End(node spiffeid.ID, reason string) {
 func (h *Hub) SetRevocations(rs []store.Revocation) {
 	next := &revocationSet{serials: map[string]store.Revocation{}, ids: map[string]store.Revocation{}}
 	prev := h.revoked.Load()
-	var added []*agentv1.SVIDRevocation
+	var added []store.Revocation
 	for _, r := range rs {
-		pb := RevocationToProto(r)
-		next.list = append(next.list, pb)
 		var old store.Revocation
 		var known bool
 		if r.Serial != "" {
@@ -175,26 +173,58 @@ func (h *Hub) SetRevocations(rs []store.Revocation) {
 			old, known = prev.ids[r.SPIFFEID]
 		}
 		if !known || !old.RevokedAt.Equal(r.RevokedAt) {
-			added = append(added, pb)
+			added = append(added, r)
 		}
 	}
+	next.list = groupRevocations(rs)
 	h.revoked.Store(next)
 	if len(added) == 0 {
 		return
 	}
+	pushed := groupRevocations(added)
 	h.each(func(w *watcher) {
 		w.mu.Lock()
 		if _, hit := next.serials[w.serial]; hit && w.end == "" {
 			w.end = EndRevoked
 		}
-		if len(w.revocations)+len(added) > maxPendingRevocations {
+		if len(w.revocations)+len(pushed) > maxPendingRevocations {
 			w.overflow, w.revocations = true, nil
 		} else if !w.overflow {
-			w.revocations = append(w.revocations, added...)
+			w.revocations = append(w.revocations, pushed...)
 		}
 		w.mu.Unlock()
 		w.signal()
 	})
+}
+
+// groupRevocations puts revocations on the wire, the serials revoked
+// together (one SPIFFE ID, one transaction) in one message: a revocation
+// of an ID the whole fleet serves is then one message per agent, not one
+// per agent and serial.
+func groupRevocations(rs []store.Revocation) []*agentv1.SVIDRevocation {
+	type key struct {
+		id  string
+		rev int64
+	}
+	groups := map[key]*agentv1.SVIDRevocation{}
+	var out []*agentv1.SVIDRevocation
+	for _, r := range rs {
+		if r.Serial == "" {
+			out = append(out, RevocationToProto(r))
+			continue
+		}
+		k := key{r.SPIFFEID, r.Revision}
+		g := groups[k]
+		if g == nil {
+			g = RevocationToProto(r)
+			groups[k] = g
+			out = append(out, g)
+			continue
+		}
+		g.Serials = append(g.Serials, r.Serial)
+		g.ExpiresAt = max(g.ExpiresAt, r.ExpiresAt.Unix())
+	}
+	return out
 }
 
 // SerialRevoked reports whether the X509-SVID serial (lowercase hex) is

@@ -19,7 +19,7 @@ func testNode(name string) model.Node {
 func revs(n int, at time.Time) []store.Revocation {
 	out := make([]store.Revocation, n)
 	for i := range out {
-		out[i] = store.Revocation{Serial: fmt.Sprintf("%x", i+1), SPIFFEID: "spiffe://example.org/web", RevokedAt: at, ExpiresAt: at.Add(time.Hour)}
+		out[i] = store.Revocation{Serial: fmt.Sprintf("%x", i+1), SPIFFEID: "spiffe://example.org/web", RevokedAt: at, ExpiresAt: at.Add(time.Hour), Revision: int64(i + 1)}
 	}
 	return out
 }
@@ -91,5 +91,22 @@ func TestHubEndsStreamOfRevokedAgentSVID(t *testing.T) {
 	h.NotifySync("entries", 7, func(node spiffeid.ID, _ []model.Selector) bool { return node == testNode("b").SPIFFEID })
 	if w.sync || !other.sync || other.revision != 7 {
 		t.Fatalf("NotifySync reached a=%v b=%v (rev %d); want only b at 7", w.sync, other.sync, other.revision)
+	}
+}
+
+func TestGroupRevocations(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	rs := []store.Revocation{
+		{Serial: "a1", SPIFFEID: "spiffe://example.org/web", RevokedAt: at, ExpiresAt: at.Add(time.Hour), Revision: 5},
+		{Serial: "a2", SPIFFEID: "spiffe://example.org/web", RevokedAt: at, ExpiresAt: at.Add(2 * time.Hour), Revision: 5},
+		{SPIFFEID: "spiffe://example.org/web", RevokedAt: at, ExpiresAt: at.Add(2 * time.Hour), Revision: 5},
+		{Serial: "b1", SPIFFEID: "spiffe://example.org/db", RevokedAt: at, ExpiresAt: at.Add(time.Hour), Revision: 6},
+	}
+	got := groupRevocations(rs)
+	if len(got) != 3 {
+		t.Fatalf("groupRevocations = %v, want 3 messages (web's serials, web's JWT row, db's serial)", got)
+	}
+	if g := got[0]; g.GetSerial() != "a1" || len(g.GetSerials()) != 1 || g.GetSerials()[0] != "a2" || g.GetExpiresAt() != at.Add(2*time.Hour).Unix() {
+		t.Fatalf("grouped = %v, want a1 with a2, expiring with the later", g)
 	}
 }

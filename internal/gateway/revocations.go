@@ -89,8 +89,10 @@ func (r *AgentRevocations) follow(ctx context.Context) error {
 		}
 		next := make(map[string]bool, len(resp.GetRevocations()))
 		for _, rv := range resp.GetRevocations() {
-			if s, err := model.ParseSerial(rv.GetSerial()); err == nil {
-				next[s] = true
+			for _, raw := range append([]string{rv.GetSerial()}, rv.GetSerials()...) {
+				if s, err := model.ParseSerial(raw); err == nil && raw != "" {
+					next[s] = true
+				}
 			}
 		}
 		r.serials.Store(&next)

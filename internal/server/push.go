@@ -200,3 +200,6 @@ func (s *Server) kickFeed() {
 	default:
 	}
 }
+
+// WatchStreams is the number of agents' Watch streams open on this server.
+func (s *Server) WatchStreams() int { return s.agents.Hub().Streams() }

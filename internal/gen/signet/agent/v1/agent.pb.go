@@ -166,8 +166,13 @@ type SVIDRevocation struct {
 	Serial   string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
 	SpiffeId string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
 	// Unix seconds.
-	RevokedAt     int64 `protobuf:"varint,3,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	ExpiresAt     int64 `protobuf:"varint,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RevokedAt int64 `protobuf:"varint,3,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// When the revoked SVIDs expire (for serials, the latest of theirs).
+	ExpiresAt int64 `protobuf:"varint,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// More X509-SVID serials of spiffe_id revoked at once (revoking a
+	// SPIFFE ID revokes all of them in one transaction): one message for
+	// them all keeps a fleet-wide revocation small on the wire.
+	Serials       []string `protobuf:"bytes,5,rep,name=serials,proto3" json:"serials,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,6 +233,13 @@ func (x *SVIDRevocation) GetExpiresAt() int64 {
 		return x.ExpiresAt
 	}
 	return 0
+}
+
+func (x *SVIDRevocation) GetSerials() []string {
+	if x != nil {
+		return x.Serials
+	}
+	return nil
 }
 
 type AttestAgentRequest struct {
@@ -1359,14 +1371,15 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"node_ended\x18\x04 \x01(\tR\tnodeEnded\x12A\n" +
 	"\vrevocations\x18\x05 \x03(\v2\x1f.signet.agent.v1.SVIDRevocationR\vrevocations\x12+\n" +
-	"\x11revocations_reset\x18\x06 \x01(\bR\x10revocationsReset\"\x83\x01\n" +
+	"\x11revocations_reset\x18\x06 \x01(\bR\x10revocationsReset\"\x9d\x01\n" +
 	"\x0eSVIDRevocation\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1d\n" +
 	"\n" +
 	"revoked_at\x18\x03 \x01(\x03R\trevokedAt\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\x03R\texpiresAt\"\x86\x01\n" +
+	"expires_at\x18\x04 \x01(\x03R\texpiresAt\x12\x18\n" +
+	"\aserials\x18\x05 \x03(\tR\aserials\"\x86\x01\n" +
 	"\x12AttestAgentRequest\x127\n" +
 	"\x06params\x18\x01 \x01(\v2\x1d.signet.agent.v1.AttestParamsH\x00R\x06params\x12/\n" +
 	"\x12challenge_response\x18\x02 \x01(\fH\x00R\x11challengeResponseB\x06\n" +
