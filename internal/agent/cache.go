@@ -95,11 +95,12 @@ type entryRec struct {
 // the Workload API serves it: parsed certificates and live key objects cost
 // several kilobytes each, which matters on a node with 10,000 entries.
 type svidRec struct {
-	chainDER []byte
-	keyDER   []byte
-	renewAt  time.Time // half-way through the certificate's lifetime (see renewTime)
-	notAfter time.Time
-	serial   string // the leaf's serial, lowercase hex (revocation)
+	chainDER  []byte
+	keyDER    []byte
+	renewAt   time.Time // half-way through the certificate's lifetime (see renewTime)
+	notAfter  time.Time
+	serial    string    // the leaf's serial, lowercase hex (revocation)
+	notBefore time.Time // the leaf's (revocation by SPIFFE ID)
 }
 
 var (
@@ -670,13 +671,14 @@ func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Sig
 		chainDER = append(chainDER, c.Raw...)
 	}
 	s := &svidRec{
-		chainDER: chainDER,
-		keyDER:   keyDER,
-		renewAt:  renewTime(leaf.NotBefore, leaf.NotAfter, now),
-		notAfter: leaf.NotAfter,
-		serial:   strings.ToLower(leaf.SerialNumber.Text(16)),
+		chainDER:  chainDER,
+		keyDER:    keyDER,
+		renewAt:   renewTime(leaf.NotBefore, leaf.NotAfter, now),
+		notAfter:  leaf.NotAfter,
+		serial:    strings.ToLower(leaf.SerialNumber.Text(16)),
+		notBefore: leaf.NotBefore,
 	}
-	if c.revoked.serialRevoked(s.serial) {
+	if c.revoked.x509Revoked(job.entry.SPIFFEID, s.serial, leaf.NotBefore) {
 		return fmt.Errorf("x509-svid serial %s is revoked", s.serial)
 	}
 	c.mu.Lock()

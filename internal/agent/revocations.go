@@ -34,6 +34,9 @@ type revocations struct {
 type idRevocation struct {
 	revokedAt time.Time // JWT-SVIDs issued at or before it are refused
 	expiresAt time.Time
+	// x509Until, when set: X509-SVIDs of the ID with NotBefore at or
+	// before it are revoked; remintAfter is when fresh ones are past it.
+	x509Until, remintAfter time.Time
 }
 
 func newRevocations() *revocations {
@@ -55,6 +58,9 @@ func parseRevocation(out []parsedRevocation, r *agentv1.SVIDRevocation) ([]parse
 	}
 	times := idRevocation{revokedAt: time.Unix(r.GetRevokedAt(), 0), expiresAt: time.Unix(r.GetExpiresAt(), 0)}
 	if r.GetSerial() == "" {
+		if u := r.GetX509NotBeforeUntil(); u > 0 {
+			times.x509Until, times.remintAfter = time.Unix(u, 0), time.Unix(max(r.GetRemintAfter(), u), 0)
+		}
 		id, err := spiffeid.FromString(r.GetSpiffeId())
 		if err != nil {
 			return out, fmt.Errorf("spiffe_id: %w", err)
@@ -90,7 +96,7 @@ func canonicalSerial(s string) bool {
 
 // apply replaces the set with in (reset) or adds in to it, dropping what
 // expired at now. It returns the serials and IDs newly revoked.
-func (v *revocations) apply(in []parsedRevocation, reset bool, now time.Time) (serials map[string]bool, ids map[spiffeid.ID]time.Time) {
+func (v *revocations) apply(in []parsedRevocation, reset bool, now time.Time) (serials map[string]bool, ids map[spiffeid.ID]idRevocation) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old := v.serials
@@ -99,7 +105,7 @@ func (v *revocations) apply(in []parsedRevocation, reset bool, now time.Time) (s
 		v.serials = make(map[string]time.Time, len(in))
 		v.ids = map[spiffeid.ID]idRevocation{}
 	}
-	serials, ids = map[string]bool{}, map[spiffeid.ID]time.Time{}
+	serials, ids = map[string]bool{}, map[spiffeid.ID]idRevocation{}
 	for _, r := range in {
 		if !now.Before(r.expiresAt) || len(v.serials)+len(v.ids) >= maxRevocations {
 			continue
@@ -112,7 +118,7 @@ func (v *revocations) apply(in []parsedRevocation, reset bool, now time.Time) (s
 			continue
 		}
 		if prev, known := oldIDs[r.id]; !known || prev.revokedAt.Before(r.revokedAt) {
-			ids[r.id] = r.revokedAt
+			ids[r.id] = r.idRevocation
 		}
 		if cur, ok := v.ids[r.id]; !ok || cur.revokedAt.Before(r.revokedAt) {
 			v.ids[r.id] = r.idRevocation
@@ -139,13 +145,16 @@ func (v *revocations) sweep(now time.Time) {
 	}
 }
 
-// serialRevoked reports whether the X509-SVID serial (canonical hex) is
-// revoked.
-func (v *revocations) serialRevoked(serial string) bool {
+// x509Revoked reports whether an X509-SVID of id with the serial and
+// NotBefore is revoked, by its serial or by its ID's rule.
+func (v *revocations) x509Revoked(id spiffeid.ID, serial string, notBefore time.Time) bool {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	_, ok := v.serials[serial]
-	return ok
+	if _, ok := v.serials[serial]; ok {
+		return true
+	}
+	r, ok := v.ids[id]
+	return ok && !r.x509Until.IsZero() && !notBefore.After(r.x509Until)
 }
 
 // jwtRevoked reports whether a JWT-SVID for id issued at iat (unix
@@ -167,7 +176,11 @@ func (v *revocations) list() ([]*agentv1.SVIDRevocation, <-chan struct{}) {
 		out = append(out, &agentv1.SVIDRevocation{Serial: s, ExpiresAt: exp.Unix()})
 	}
 	for id, r := range v.ids {
-		out = append(out, &agentv1.SVIDRevocation{SpiffeId: id.String(), RevokedAt: r.revokedAt.Unix(), ExpiresAt: r.expiresAt.Unix()})
+		pb := &agentv1.SVIDRevocation{SpiffeId: id.String(), RevokedAt: r.revokedAt.Unix(), ExpiresAt: r.expiresAt.Unix()}
+		if !r.x509Until.IsZero() {
+			pb.X509NotBeforeUntil, pb.RemintAfter = r.x509Until.Unix(), r.remintAfter.Unix()
+		}
+		out = append(out, pb)
 	}
 	slices.SortFunc(out, func(a, b *agentv1.SVIDRevocation) int {
 		if c := strings.Compare(a.Serial, b.Serial); c != 0 {
@@ -179,10 +192,12 @@ func (v *revocations) list() ([]*agentv1.SVIDRevocation, <-chan struct{}) {
 }
 
 // applyRevocations takes revocations pushed by the server into the cache:
-// X509-SVIDs with a revoked serial are dropped at once (their entries are
-// due for a fresh one) and cached JWT-SVIDs of a revoked ID issued before
-// its revocation are forgotten. It reports whether anything served changed.
-func (c *cache) applyRevocations(in []*agentv1.SVIDRevocation, reset bool) bool {
+// X509-SVIDs revoked by serial or by their ID's rule are dropped at once
+// (their entries are due for a fresh one) and cached JWT-SVIDs of a
+// revoked ID issued before its revocation are forgotten. It reports
+// whether anything served changed, and when fresh SVIDs may be signed
+// (zero: at once).
+func (c *cache) applyRevocations(in []*agentv1.SVIDRevocation, reset bool) (changed bool, remintAfter time.Time) {
 	parsed := make([]parsedRevocation, 0, len(in))
 	bad := 0
 	for _, r := range in {
@@ -195,17 +210,30 @@ func (c *cache) applyRevocations(in []*agentv1.SVIDRevocation, reset bool) bool 
 	}
 	now := c.now()
 	serials, ids := c.revoked.apply(parsed, reset, now)
-	changed := false
-	if len(serials) > 0 {
+	rules := false
+	for _, r := range ids {
+		rules = rules || !r.x509Until.IsZero()
+	}
+	if len(serials) > 0 || rules {
 		c.mu.Lock()
 		for _, r := range c.entries {
-			if r.svid != nil && serials[r.svid.serial] {
-				serial := r.svid.serial
-				c.setSVID(r, nil)
-				r.signFails, r.nextTry = 0, time.Time{}
-				changed = true
-				c.log.Info("dropped a revoked x509-svid", logKeyEntryID, r.entry.ID, "serial", serial, "spiffe_id", r.entry.SPIFFEID.String())
+			if r.svid == nil {
+				continue
 			}
+			rule, byID := ids[r.entry.SPIFFEID]
+			byID = byID && !rule.x509Until.IsZero() && !r.svid.notBefore.After(rule.x509Until)
+			if !serials[r.svid.serial] && !byID {
+				continue
+			}
+			serial := r.svid.serial
+			c.setSVID(r, nil)
+			r.signFails, r.nextTry = 0, time.Time{}
+			if byID {
+				r.nextTry = rule.remintAfter
+				remintAfter = maxTime(remintAfter, rule.remintAfter)
+			}
+			changed = true
+			c.log.Info("dropped a revoked x509-svid", logKeyEntryID, r.entry.ID, "serial", serial, "spiffe_id", r.entry.SPIFFEID.String())
 		}
 		c.met.setCachedSVIDs(c.nSVIDs)
 		c.mu.Unlock()
@@ -213,13 +241,20 @@ func (c *cache) applyRevocations(in []*agentv1.SVIDRevocation, reset bool) bool 
 	if len(ids) > 0 {
 		c.jwtMu.Lock()
 		for k, r := range c.jwts {
-			if at, hit := ids[r.id]; hit && r.iat <= at.Unix() {
+			if rev, hit := ids[r.id]; hit && r.iat <= rev.revokedAt.Unix() {
 				delete(c.jwts, k)
 			}
 		}
 		c.jwtMu.Unlock()
 	}
-	return changed
+	return changed, remintAfter
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // dropAll stops serving every workload SVID at once: the node was evicted
@@ -243,9 +278,6 @@ var _ workload.Revocations = (*cache)(nil)
 func (c *cache) JWTRevoked(id spiffeid.ID, issuedAt int64) bool {
 	return c.revoked.jwtRevoked(id, issuedAt)
 }
-
-// X509Revoked implements workload.Revocations.
-func (c *cache) X509Revoked(serial string) bool { return c.revoked.serialRevoked(serial) }
 
 // servesSerial reports whether an entry holds an X509-SVID with serial.
 func (c *cache) servesSerial(serial string) bool {

@@ -87,8 +87,9 @@ func (a *Agent) watchOnce(ctx context.Context) (bool, error) {
 func (a *Agent) handleEvent(ev *agentv1.WatchEvent) bool {
 	a.met.watchEvents.Inc()
 	changed := false
+	var remintAfter time.Time
 	if len(ev.GetRevocations()) > 0 || ev.GetRevocationsReset() {
-		changed = a.cache.applyRevocations(ev.GetRevocations(), ev.GetRevocationsReset())
+		changed, remintAfter = a.cache.applyRevocations(ev.GetRevocations(), ev.GetRevocationsReset())
 	}
 	if end := ev.GetNodeEnded(); end != "" {
 		a.log.Warn("the server ended this node: no longer serving any SVID", "reason", end)
@@ -108,7 +109,10 @@ func (a *Agent) handleEvent(ev *agentv1.WatchEvent) bool {
 		// revocation reaches every agent of the ID at once, and the whole
 		// fleet signing at that instant would slow the push to the agents
 		// still waiting for it.
-		time.AfterFunc(time.Duration(mrand.Int64N(int64(remintSpread))), a.syncSoon)
+		// After a revocation by SPIFFE ID, SVIDs signed before remintAfter
+		// would fall under it too.
+		wait := max(remintAfter.Sub(a.cfg.Clock.Now()), 0)
+		time.AfterFunc(wait+time.Duration(mrand.Int64N(int64(remintSpread))), a.syncSoon)
 	}
 	return false
 }

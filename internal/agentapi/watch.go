@@ -9,6 +9,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/ca"
 	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	"github.com/signet-id/signet/internal/model"
@@ -197,23 +198,37 @@ func (h *Hub) SetRevocations(rs []store.Revocation) {
 	})
 }
 
-// groupRevocations puts revocations on the wire, the serials revoked
-// together (one SPIFFE ID, one transaction) in one message: a revocation
-// of an ID the whole fleet serves is then one message per agent, not one
-// per agent and serial.
+// groupRevocations puts revocations on the wire compactly. The
+// revocation of a SPIFFE ID (its JWT row, and the serials of its X509-SVIDs
+// written in the same transaction) is one message with an X.509 rule
+// (x509_not_before_until), whatever the number of SVIDs; other serials
+// revoked together (one ID, one transaction) share one message.
 func groupRevocations(rs []store.Revocation) []*agentv1.SVIDRevocation {
 	type key struct {
 		id  string
 		rev int64
 	}
+	byID := map[key]bool{}
+	for _, r := range rs {
+		if r.Serial == "" {
+			byID[key{r.SPIFFEID, r.Revision}] = true
+		}
+	}
 	groups := map[key]*agentv1.SVIDRevocation{}
 	var out []*agentv1.SVIDRevocation
 	for _, r := range rs {
+		k := key{r.SPIFFEID, r.Revision}
 		if r.Serial == "" {
-			out = append(out, RevocationToProto(r))
+			pb := RevocationToProto(r)
+			until := r.RevokedAt.Add(-ca.ClockSkew).Unix()
+			pb.X509NotBeforeUntil = until
+			pb.RemintAfter = until + 1 + int64(ca.ClockSkew/time.Second)
+			out = append(out, pb)
 			continue
 		}
-		k := key{r.SPIFFEID, r.Revision}
+		if byID[k] {
+			continue // covered by the ID's X.509 rule
+		}
 		g := groups[k]
 		if g == nil {
 			g = RevocationToProto(r)

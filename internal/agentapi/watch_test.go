@@ -103,10 +103,19 @@ func TestGroupRevocations(t *testing.T) {
 		{Serial: "b1", SPIFFEID: "spiffe://example.org/db", RevokedAt: at, ExpiresAt: at.Add(time.Hour), Revision: 6},
 	}
 	got := groupRevocations(rs)
-	if len(got) != 3 {
-		t.Fatalf("groupRevocations = %v, want 3 messages (web's serials, web's JWT row, db's serial)", got)
+	if len(got) != 2 {
+		t.Fatalf("groupRevocations = %v, want 2 messages (web's ID rule covering its serials, db's serial)", got)
 	}
-	if g := got[0]; g.GetSerial() != "a1" || len(g.GetSerials()) != 1 || g.GetSerials()[0] != "a2" || g.GetExpiresAt() != at.Add(2*time.Hour).Unix() {
-		t.Fatalf("grouped = %v, want a1 with a2, expiring with the later", g)
+	web := got[0]
+	if web.GetSerial() != "" {
+		web = got[1]
+	}
+	if web.GetSerial() != "" || web.GetX509NotBeforeUntil() != at.Add(-10*time.Second).Unix() || web.GetRemintAfter() <= web.GetX509NotBeforeUntil() {
+		t.Fatalf("web's revocation = %v, want one ID rule with NotBefore until revoked_at-10s", web)
+	}
+	rs = append(rs, store.Revocation{Serial: "c1", SPIFFEID: "spiffe://example.org/db", RevokedAt: at, ExpiresAt: at.Add(3 * time.Hour), Revision: 6})
+	got = groupRevocations(rs[3:])
+	if len(got) != 1 || got[0].GetSerial() != "b1" || len(got[0].GetSerials()) != 1 || got[0].GetExpiresAt() != at.Add(3*time.Hour).Unix() {
+		t.Fatalf("groupRevocations(two serials of one transaction) = %v, want one message expiring with the later", got)
 	}
 }

@@ -99,10 +99,10 @@ type Options struct {
 	LearnedBrokerURL func(context.Context) (string, error)
 	// Clock times lease renewal; nil is the real clock.
 	Clock Clock
-	// Revoked, when set, reports whether a peer's X509-SVID serial
-	// (lowercase hex) was revoked: ingress refuses such peers
+	// Revoked, when set, reports whether a peer's X509-SVID (its leaf and
+	// SPIFFE ID) was revoked: ingress refuses such peers
 	// (AgentRevocations.Revoked).
-	Revoked func(serial string) bool
+	Revoked func(leaf *x509.Certificate, id spiffeid.ID) bool
 }
 
 // x509Source is what the gateway needs of go-spiffe's X509Source.
@@ -241,7 +241,8 @@ func (g *Gateway) listen(route, addr string) (net.Listener, error) {
 func (g *Gateway) authorizer(route string, r *Ingress) tlsconfig.Authorizer {
 	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
 		if g.opts.Revoked != nil && len(chains) > 0 && len(chains[0]) > 0 {
-			if serial := strings.ToLower(chains[0][0].SerialNumber.Text(16)); g.opts.Revoked(serial) {
+			if leaf := chains[0][0]; g.opts.Revoked(leaf, id) {
+				serial := strings.ToLower(leaf.SerialNumber.Text(16))
 				g.log.Warn("peer refused: its x509-svid was revoked", slog.String(logKeyRoute, route),
 					slog.String(logKeySPIFFEID, id.String()), slog.String("serial", serial))
 				return fmt.Errorf("%s: %s: %w", route, id, errRevokedPeer)

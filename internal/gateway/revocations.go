@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,9 +28,9 @@ type AgentRevocations struct {
 	addr string
 	log  *slog.Logger
 
-	serials atomic.Pointer[map[string]bool]
-	once    sync.Once
-	ready   chan struct{} // closed at the first list (or when the agent has none to give)
+	set   atomic.Pointer[revokedSet]
+	once  sync.Once
+	ready chan struct{} // closed at the first list (or when the agent has none to give)
 }
 
 // NewAgentRevocations follows the agent at addr (unix:///path).
@@ -36,8 +39,7 @@ func NewAgentRevocations(addr string, log *slog.Logger) *AgentRevocations {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &AgentRevocations{addr: addr, log: log, ready: make(chan struct{})}
-	empty := map[string]bool{}
-	r.serials.Store(&empty)
+	r.set.Store(&revokedSet{})
 	return r
 }
 
@@ -45,8 +47,23 @@ func NewAgentRevocations(addr string, log *slog.Logger) *AgentRevocations {
 // serves none (an agent older than revocation).
 func (r *AgentRevocations) Ready() <-chan struct{} { return r.ready }
 
-// Revoked reports whether an X509-SVID serial (lowercase hex) is revoked.
-func (r *AgentRevocations) Revoked(serial string) bool { return (*r.serials.Load())[serial] }
+// revokedSet is what the agent last sent: serials, and per SPIFFE ID the
+// NotBefore up to which its X509-SVIDs are revoked.
+type revokedSet struct {
+	serials map[string]bool
+	ids     map[spiffeid.ID]time.Time
+}
+
+// Revoked reports whether the X509-SVID with leaf, of id, is revoked: by
+// its serial, or by a revocation of its SPIFFE ID covering its NotBefore.
+func (r *AgentRevocations) Revoked(leaf *x509.Certificate, id spiffeid.ID) bool {
+	set := r.set.Load()
+	if set.serials[strings.ToLower(leaf.SerialNumber.Text(16))] {
+		return true
+	}
+	until, ok := set.ids[id]
+	return ok && !leaf.NotBefore.After(until)
+}
 
 // Run follows the agent until ctx is done, reconnecting with backoff.
 func (r *AgentRevocations) Run(ctx context.Context) {
@@ -87,15 +104,21 @@ func (r *AgentRevocations) follow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		next := make(map[string]bool, len(resp.GetRevocations()))
+		next := &revokedSet{serials: map[string]bool{}, ids: map[spiffeid.ID]time.Time{}}
 		for _, rv := range resp.GetRevocations() {
+			if rv.GetSerial() == "" {
+				if id, err := spiffeid.FromString(rv.GetSpiffeId()); err == nil && rv.GetX509NotBeforeUntil() > 0 {
+					next.ids[id] = time.Unix(rv.GetX509NotBeforeUntil(), 0)
+				}
+				continue
+			}
 			for _, raw := range append([]string{rv.GetSerial()}, rv.GetSerials()...) {
-				if s, err := model.ParseSerial(raw); err == nil && raw != "" {
-					next[s] = true
+				if s, err := model.ParseSerial(raw); err == nil {
+					next.serials[s] = true
 				}
 			}
 		}
-		r.serials.Store(&next)
+		r.set.Store(next)
 		r.once.Do(func() { close(r.ready) })
 	}
 }

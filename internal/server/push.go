@@ -37,7 +37,6 @@ func (s *Server) follow(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case <-s.feedKick:
 		}
 		if err := s.refreshFeed(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("follow the store's change feed", "error", err)
@@ -190,14 +189,6 @@ func (s *Server) nodeIn(parents map[spiffeid.ID]bool) func(spiffeid.ID, []model.
 			}
 		}
 		return false
-	}
-}
-
-// kickFeed asks the follower to read the feed now.
-func (s *Server) kickFeed() {
-	select {
-	case s.feedKick <- struct{}{}:
-	default:
 	}
 }
 

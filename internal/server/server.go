@@ -119,7 +119,6 @@ type Server struct {
 
 	// The change-feed follower's state (push.go).
 	feedMu     sync.Mutex
-	feedKick   chan struct{}
 	feedSeq    int64 // audit sequence number read up to
 	feedLoaded bool  // feedSeq and the revocations were loaded
 }
@@ -232,7 +231,6 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("initialize ca: %w", err)
 	}
 	s.cache = entrycache.New(s.serverID)
-	s.feedKick = make(chan struct{}, 1)
 	if err := s.refreshFeed(ctx); err != nil {
 		return nil, err
 	}

@@ -172,7 +172,16 @@ type SVIDRevocation struct {
 	// More X509-SVID serials of spiffe_id revoked at once (revoking a
 	// SPIFFE ID revokes all of them in one transaction): one message for
 	// them all keeps a fleet-wide revocation small on the wire.
-	Serials       []string `protobuf:"bytes,5,rep,name=serials,proto3" json:"serials,omitempty"`
+	Serials []string `protobuf:"bytes,5,rep,name=serials,proto3" json:"serials,omitempty"`
+	// On the revocation of a SPIFFE ID (serial empty): X509-SVIDs of
+	// spiffe_id whose NotBefore (unix seconds) is at or before this are
+	// revoked too (every one issued until revoked_at, however many: the
+	// message stays one line for a fleet). 0: JWT-SVIDs only.
+	X509NotBeforeUntil int64 `protobuf:"varint,6,opt,name=x509_not_before_until,json=x509NotBeforeUntil,proto3" json:"x509_not_before_until,omitempty"`
+	// When x509_not_before_until is set: SVIDs for spiffe_id signed from
+	// this time (unix seconds, the server's clock) on are past the rule, so
+	// agents get their fresh ones after it.
+	RemintAfter   int64 `protobuf:"varint,7,opt,name=remint_after,json=remintAfter,proto3" json:"remint_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -240,6 +249,20 @@ func (x *SVIDRevocation) GetSerials() []string {
 		return x.Serials
 	}
 	return nil
+}
+
+func (x *SVIDRevocation) GetX509NotBeforeUntil() int64 {
+	if x != nil {
+		return x.X509NotBeforeUntil
+	}
+	return 0
+}
+
+func (x *SVIDRevocation) GetRemintAfter() int64 {
+	if x != nil {
+		return x.RemintAfter
+	}
+	return 0
 }
 
 type AttestAgentRequest struct {
@@ -1371,7 +1394,7 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"node_ended\x18\x04 \x01(\tR\tnodeEnded\x12A\n" +
 	"\vrevocations\x18\x05 \x03(\v2\x1f.signet.agent.v1.SVIDRevocationR\vrevocations\x12+\n" +
-	"\x11revocations_reset\x18\x06 \x01(\bR\x10revocationsReset\"\x9d\x01\n" +
+	"\x11revocations_reset\x18\x06 \x01(\bR\x10revocationsReset\"\xf3\x01\n" +
 	"\x0eSVIDRevocation\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1d\n" +
@@ -1379,7 +1402,9 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"revoked_at\x18\x03 \x01(\x03R\trevokedAt\x12\x1d\n" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\x03R\texpiresAt\x12\x18\n" +
-	"\aserials\x18\x05 \x03(\tR\aserials\"\x86\x01\n" +
+	"\aserials\x18\x05 \x03(\tR\aserials\x121\n" +
+	"\x15x509_not_before_until\x18\x06 \x01(\x03R\x12x509NotBeforeUntil\x12!\n" +
+	"\fremint_after\x18\a \x01(\x03R\vremintAfter\"\x86\x01\n" +
 	"\x12AttestAgentRequest\x127\n" +
 	"\x06params\x18\x01 \x01(\v2\x1d.signet.agent.v1.AttestParamsH\x00R\x06params\x12/\n" +
 	"\x12challenge_response\x18\x02 \x01(\fH\x00R\x11challengeResponseB\x06\n" +
