@@ -38,6 +38,7 @@ const ActionSVIDRevoke = "svid.revoke"
 type liveSVID struct {
 	serial, spiffeID string
 	expiresAt        int64
+	node             bool // an agent SVID (from the nodes table)
 }
 
 // RevokeSerial revokes the X509-SVID with serial (lowercase hex, without
@@ -68,7 +69,7 @@ func (s *Store) RevokeSerial(ctx context.Context, serial string) (Revocation, er
 		}
 		out = Revocation{Serial: serial, SPIFFEID: live[0].spiffeID, RevokedAt: timeFromDB(now),
 			ExpiresAt: timeFromDB(live[0].expiresAt), Revision: t.rev}
-		return t.writeRevocations(ctx, []Revocation{out})
+		return t.writeRevocations(ctx, []Revocation{out}, nodeSerials(live))
 	})
 	return out, err
 }
@@ -96,16 +97,28 @@ func (s *Store) RevokeSPIFFEID(ctx context.Context, id spiffeid.ID) ([]Revocatio
 				id, len(live), MaxRevokeSerials)
 		}
 		var latest int64
+		var serials []string
+		for _, l := range live {
+			if l.serial != "" {
+				serials = append(serials, l.serial)
+			}
+		}
+		known := map[string]bool{}
+		err = t.queryIn(ctx, "SELECT serial FROM svid_revocations WHERE serial", nil, serials, func(rows *sql.Rows) error {
+			var s string
+			err := rows.Scan(&s)
+			known[s] = true
+			return err
+		})
+		if err != nil {
+			return err
+		}
 		for _, l := range live {
 			latest = max(latest, l.expiresAt)
-			if l.serial == "" {
+			if l.serial == "" || known[l.serial] {
 				continue
 			}
-			if _, ok, err := t.revocation(ctx, l.serial, ""); err != nil {
-				return err
-			} else if ok {
-				continue
-			}
+			known[l.serial] = true
 			out = append(out, Revocation{Serial: l.serial, SPIFFEID: l.spiffeID, RevokedAt: timeFromDB(now),
 				ExpiresAt: timeFromDB(l.expiresAt), Revision: t.rev})
 		}
@@ -115,7 +128,7 @@ func (s *Store) RevokeSPIFFEID(ctx context.Context, id spiffeid.ID) ([]Revocatio
 			return err
 		}
 		out = append(out, Revocation{SPIFFEID: id.String(), RevokedAt: timeFromDB(now), ExpiresAt: timeFromDB(latest), Revision: t.rev})
-		return t.writeRevocations(ctx, out)
+		return t.writeRevocations(ctx, out, nodeSerials(live))
 	})
 	if err != nil {
 		return nil, err
@@ -184,11 +197,22 @@ func (t *wtx) liveSVIDs(ctx context.Context, col, value string, now int64) ([]li
 		}
 		for _, sn := range []string{cur, pending, prev} {
 			if sn != "" && (col != "serial" || sn == value) {
-				out = append(out, liveSVID{serial: sn, spiffeID: id, expiresAt: notAfter})
+				out = append(out, liveSVID{serial: sn, spiffeID: id, expiresAt: notAfter, node: true})
 			}
 		}
 	}
 	return out, nrows.Err()
+}
+
+// nodeSerials returns the serials of agent SVIDs among live.
+func nodeSerials(live []liveSVID) map[string]bool {
+	m := map[string]bool{}
+	for _, l := range live {
+		if l.node {
+			m[l.serial] = true
+		}
+	}
+	return m
 }
 
 // writeRevocations inserts revocations and audits each. A revoked agent
@@ -196,9 +220,9 @@ func (t *wtx) liveSVIDs(ctx context.Context, col, value string, now int64) ([]li
 // nor agent_reauth (which admits the key of an expired SVID, after the
 // revocation itself was pruned) ever accepts it again: the node must attest
 // anew.
-func (t *wtx) writeRevocations(ctx context.Context, rs []Revocation) error {
+func (t *wtx) writeRevocations(ctx context.Context, rs []Revocation, agentSerials map[string]bool) error {
 	for _, r := range rs {
-		if r.Serial == "" {
+		if r.Serial == "" || !agentSerials[r.Serial] {
 			continue
 		}
 		for _, col := range []string{"serial_number", "new_serial_number", "prev_serial_number"} {
