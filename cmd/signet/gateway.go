@@ -69,7 +69,17 @@ https upstream. See docs/gateway.md.`,
 				return fmt.Errorf("no X.509-SVID from the agent at %s within --timeout %s: %w (is the agent running, and is there an entry for this process?)", addr, timeout, err)
 			}
 			defer src.Close()
-			g, err := gateway.New(cfg, src, gateway.Options{Logger: log, LearnedBrokerURL: brokerclient.FromAgent(addr)})
+			// Ingress refuses revoked peers: the agent pushes its revocations.
+			revs := gateway.NewAgentRevocations(addr, log)
+			go revs.Run(ctx)
+			select {
+			case <-revs.Ready():
+			case <-time.After(timeout):
+				log.Warn("no SVID revocations from the agent yet: refusing revoked peers once they arrive")
+			case <-ctx.Done():
+				return nil
+			}
+			g, err := gateway.New(cfg, src, gateway.Options{Logger: log, LearnedBrokerURL: brokerclient.FromAgent(addr), Revoked: revs.Revoked})
 			if err != nil {
 				return err
 			}

@@ -27,6 +27,13 @@ func (w *workloadConn) client(cmd *cobra.Command) (context.Context, *workloadapi
 
 func workloadErr(err error) error { return agentcli.WorkloadErr(err) }
 
-func newSVIDCmd() *cobra.Command { return agentcli.NewSVIDCmd() }
+// newSVIDCmd is the node-side `svid` command (fetch) plus the admin
+// commands revoke and revocations, which the slim agent binary leaves out.
+func newSVIDCmd() *cobra.Command {
+	cmd := agentcli.NewSVIDCmd()
+	cmd.Short = "Fetch this process's X509-SVIDs from the Workload API; revoke SVIDs (admin)"
+	cmd.AddCommand(newSVIDRevokeCmds()...)
+	return cmd
+}
 
 func newJWTCmd() *cobra.Command { return agentcli.NewJWTCmd() }

@@ -456,6 +456,7 @@ func (a *Service) EvictNode(ctx context.Context, req *adminv1.NodeRequest) (*adm
 		return nil, err
 	}
 	a.cfg.Log.Info("node evicted", "agent_id", n.SPIFFEID.String())
+	a.cfg.Changed(ctx) // pushed to the node's agent at once
 	return &adminv1.EvictNodeResponse{}, nil
 }
 
@@ -468,6 +469,7 @@ func (a *Service) setBanned(ctx context.Context, id string, banned bool) (*admin
 	if err != nil {
 		return nil, err
 	}
+	a.cfg.Changed(ctx) // pushed to the node's agent at once
 	a.cfg.Log.Info("node ban changed", "agent_id", n.SPIFFEID.String(), "banned", banned)
 	return nodeToProto(n), nil
 }

@@ -95,6 +95,7 @@ type Agent struct {
 	client   *serverClient
 
 	renewNow    chan struct{} // asks the renewal loop to renew at once
+	syncNow     chan struct{} // asks the sync loop to sync at once (watch.go)
 	renewAt     atomic.Int64  // unix nanos when the agent SVID is due for renewal
 	lastRenewal atomic.Int64  // unix nanos when the last renewal attempt started
 
@@ -160,6 +161,7 @@ func New(cfg Config) (*Agent, error) {
 		attestor:    attestor,
 		cache:       newCache(td, bootstrap, cfg.Clock.Now, log.With("subcomponent", "cache"), met),
 		renewNow:    make(chan struct{}, 1),
+		syncNow:     make(chan struct{}, 1),
 		svidChanged: make(chan struct{}),
 		ready:       make(chan struct{}),
 		done:        make(chan struct{}),
@@ -298,6 +300,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.syncLoop(gctx, dir) })
 	g.Go(func() error { return a.renewLoop(gctx, dir) })
+	g.Go(func() error { return a.watchLoop(gctx) })
 	g.Go(func() error {
 		if err := ws.Serve(gctx, l); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("serve workload api: %w", err)
@@ -351,6 +354,18 @@ func (a *Agent) svidExpired() (bool, <-chan struct{}) {
 	s := a.svid.p.Load()
 	return s == nil || !a.cfg.Clock.Now().Before(s.Certificates[0].NotAfter), ch
 }
+
+// Changed returns a channel closed at the next change of what the agent
+// serves to workloads (entries, SVIDs, bundles).
+func (a *Agent) Changed() <-chan struct{} { return a.cache.Changed() }
+
+// ServesSerial reports whether the agent holds, and so serves, a workload
+// X509-SVID with the serial (lowercase hex, as in the audit log).
+func (a *Agent) ServesSerial(serial string) bool { return a.cache.servesSerial(serial) }
+
+// SVIDSerials returns the serials of the workload X509-SVIDs the agent
+// holds, by entry ID.
+func (a *Agent) SVIDSerials() map[string]string { return a.cache.serials() }
 
 // markReady records the first successful sync.
 func (a *Agent) markReady() {

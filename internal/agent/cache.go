@@ -72,6 +72,9 @@ type cache struct {
 
 	// served is what the Workload API handed out since the last sync.
 	served served
+
+	// revoked holds the revocations the server pushed (revocations.go).
+	revoked *revocations
 }
 
 // entryRec is one entry the node holds. A rec is replaced (losing its SVID)
@@ -99,10 +102,12 @@ type entryRec struct {
 // the Workload API serves it: parsed certificates and live key objects cost
 // several kilobytes each, which matters on a node with 10,000 entries.
 type svidRec struct {
-	chainDER []byte
-	keyDER   []byte
-	renewAt  time.Time // half-way through the certificate's lifetime (see renewTime)
-	notAfter time.Time
+	chainDER  []byte
+	keyDER    []byte
+	renewAt   time.Time // half-way through the certificate's lifetime (see renewTime)
+	notAfter  time.Time
+	serial    string    // the leaf's serial, lowercase hex (revocation)
+	notBefore time.Time // the leaf's (revocation by SPIFFE ID)
 }
 
 var (
@@ -124,6 +129,7 @@ func newCache(td spiffeid.TrustDomain, bundle *spiffebundle.Bundle, now func() t
 		bundle:  bundle,
 		changed: make(chan struct{}),
 		jwts:    map[jwtKey]*jwtRec{},
+		revoked: newRevocations(),
 	}
 }
 
@@ -696,6 +702,7 @@ func (c *cache) sweep(now time.Time) bool {
 	c.met.setCachedSVIDs(c.nSVIDs)
 	c.mu.Unlock()
 	c.sweepJWTs(now)
+	c.revoked.sweep(now)
 	return changed
 }
 
@@ -783,10 +790,15 @@ func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainD
 	n := copy(buf, chainDER)
 	copy(buf[n:], keyDER)
 	s := &svidRec{
-		chainDER: buf[:n:n],
-		keyDER:   buf[n:],
-		renewAt:  renewTime(leaf.NotBefore, leaf.NotAfter, now),
-		notAfter: leaf.NotAfter,
+		chainDER:  buf[:n:n],
+		keyDER:    buf[n:],
+		renewAt:   renewTime(leaf.NotBefore, leaf.NotAfter, now),
+		notAfter:  leaf.NotAfter,
+		serial:    strings.ToLower(leaf.SerialNumber.Text(16)),
+		notBefore: leaf.NotBefore,
+	}
+	if c.revoked.x509Revoked(job.entry.SPIFFEID, s.serial, leaf.NotBefore) {
+		return fmt.Errorf("x509-svid serial %s is revoked", s.serial)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

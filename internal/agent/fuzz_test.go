@@ -137,3 +137,28 @@ func checkCacheInvariants(t *testing.T, c *cache) {
 		t.Fatalf("index holds %d entries, want %d", total, indexed)
 	}
 }
+
+// FuzzParseRevocation feeds arbitrary revocation messages (untrusted
+// input from the server) to parseRevocation: it must never panic, and what
+// it accepts must be canonical serials or a valid SPIFFE ID.
+func FuzzParseRevocation(f *testing.F) {
+	f.Add("3fa2", "spiffe://example.org/web", int64(1700000000), int64(1700003600), "a1", int64(0))
+	f.Add("", "spiffe://example.org/web", int64(1700000000), int64(1700003600), "", int64(1699999990))
+	f.Add("0A", "web", int64(0), int64(-1), "zz", int64(-5))
+	f.Fuzz(func(t *testing.T, serial, id string, revokedAt, expiresAt int64, more string, until int64) {
+		in := &agentv1.SVIDRevocation{Serial: serial, SpiffeId: id, RevokedAt: revokedAt, ExpiresAt: expiresAt,
+			Serials: []string{more}, X509NotBeforeUntil: until}
+		out, err := parseRevocation(nil, in)
+		if err != nil {
+			return
+		}
+		for _, p := range out {
+			if p.serial != "" && !canonicalSerial(p.serial) {
+				t.Fatalf("accepted serial %q", p.serial)
+			}
+			if p.serial == "" && p.id.IsZero() {
+				t.Fatalf("accepted an ID revocation without an ID: %+v", in)
+			}
+		}
+	})
+}

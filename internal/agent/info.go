@@ -72,3 +72,19 @@ func (s *infoService) GetInfo(context.Context, *agentv1.GetInfoRequest) (*agentv
 	}
 	return resp, nil
 }
+
+// WatchRevocations sends the SVID revocations the agent holds now and at
+// every change, each message the complete set, until the caller goes away.
+func (s *infoService) WatchRevocations(_ *agentv1.WatchRevocationsRequest, stream agentv1.AgentInfo_WatchRevocationsServer) error {
+	for {
+		list, changed := s.a.cache.revoked.list()
+		if err := stream.Send(&agentv1.WatchRevocationsResponse{Revocations: list}); err != nil {
+			return err
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-changed:
+		}
+	}
+}

@@ -33,6 +33,7 @@ type jwtKey struct {
 // jwtRec is a cached JWT-SVID.
 type jwtRec struct {
 	id        spiffeid.ID // the entry's SPIFFE ID when minted
+	iat       int64       // the token's iat claim (unix seconds; 0 if none)
 	token     string
 	issuedAt  time.Time // as seen by the agent
 	expiresAt time.Time
@@ -105,7 +106,7 @@ func (c *cache) jwtFor(ctx context.Context, e model.Entry, audience []string, no
 	if cached != nil && cached.fresh(now) {
 		return cached.token, cached.expiresAt, nil
 	}
-	tok, exp, err := c.mintJWT(ctx, e, audience, now)
+	tok, exp, iat, err := c.mintJWT(ctx, e, audience, now)
 	if err != nil {
 		if cached != nil && now.Before(cached.expiresAt) && errkind.Of(err) != errkind.PermissionDenied {
 			c.log.Debug("serving cached jwt-svid: server unavailable", "entry_id", e.ID, "error", err)
@@ -115,37 +116,37 @@ func (c *cache) jwtFor(ctx context.Context, e model.Entry, audience []string, no
 	}
 	c.jwtMu.Lock()
 	if len(c.jwts) < maxCachedJWTs || c.jwts[key] != nil {
-		c.jwts[key] = &jwtRec{id: e.SPIFFEID, token: tok, issuedAt: now, expiresAt: exp}
+		c.jwts[key] = &jwtRec{id: e.SPIFFEID, iat: iat, token: tok, issuedAt: now, expiresAt: exp}
 	}
 	c.jwtMu.Unlock()
 	return tok, exp, nil
 }
 
 // mintJWT asks the server for a token and checks it names the entry's
-// SPIFFE ID and the audience.
-func (c *cache) mintJWT(ctx context.Context, e model.Entry, audience []string, now time.Time) (string, time.Time, error) {
+// SPIFFE ID and the audience. It returns the token, its expiry and its iat.
+func (c *cache) mintJWT(ctx context.Context, e model.Entry, audience []string, now time.Time) (string, time.Time, int64, error) {
 	if c.signJWT == nil {
-		return "", time.Time{}, errkind.New(errkind.Unavailable, "not connected to the server")
+		return "", time.Time{}, 0, errkind.New(errkind.Unavailable, "not connected to the server")
 	}
 	tok, exp, err := c.signJWT(ctx, e.ID, audience)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sign jwt-svid for entry %s: %w", e.ID, err)
+		return "", time.Time{}, 0, fmt.Errorf("sign jwt-svid for entry %s: %w", e.ID, err)
 	}
 	svid, err := jwtsvid.ParseInsecure(tok, audience)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sign jwt-svid for entry %s: server returned an unusable token: %w", e.ID, err)
+		return "", time.Time{}, 0, fmt.Errorf("sign jwt-svid for entry %s: server returned an unusable token: %w", e.ID, err)
 	}
 	if svid.ID != e.SPIFFEID {
-		return "", time.Time{}, fmt.Errorf("sign jwt-svid for entry %s: token is for %s, want %s", e.ID, svid.ID, e.SPIFFEID)
+		return "", time.Time{}, 0, fmt.Errorf("sign jwt-svid for entry %s: token is for %s, want %s", e.ID, svid.ID, e.SPIFFEID)
 	}
 	if exp.IsZero() || svid.Expiry.Before(exp) {
 		exp = svid.Expiry
 	}
 	if !now.Before(exp) {
-		return "", time.Time{}, fmt.Errorf("sign jwt-svid for entry %s: token already expired", e.ID)
+		return "", time.Time{}, 0, fmt.Errorf("sign jwt-svid for entry %s: token already expired", e.ID)
 	}
 	c.met.svidsSigned.WithLabelValues("jwt").Inc()
-	return tok, exp, nil
+	return tok, exp, workload.IssuedAt(svid.Claims), nil
 }
 
 // sweepJWTs drops expired tokens and tokens of entries no longer held.

@@ -15,6 +15,7 @@ type metrics struct {
 	cachedSVIDs     prometheus.Gauge
 	svidsSigned     *prometheus.CounterVec
 	agentSVIDExpiry prometheus.Gauge
+	watchEvents     prometheus.Counter
 }
 
 // newMetrics creates the collectors and registers them with reg, unless reg
@@ -42,12 +43,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "signet", Subsystem: "agent", Name: "agent_svid_expiry_timestamp_seconds",
 			Help: "When the agent's own SVID expires, in Unix seconds.",
 		}),
+		watchEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "signet", Subsystem: "agent", Name: "watch_events_total",
+			Help: "Events the server pushed over the agent's Watch stream.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.syncDuration, m.syncErrors, m.cachedSVIDs, m.svidsSigned, m.agentSVIDExpiry} {
+	for _, c := range []prometheus.Collector{m.syncDuration, m.syncErrors, m.cachedSVIDs, m.svidsSigned, m.agentSVIDExpiry, m.watchEvents} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -99,6 +99,8 @@ func (a *Agent) sleepSweeping(ctx context.Context, d time.Duration) bool {
 		select {
 		case <-ctx.Done():
 			return false
+		case <-a.syncNow:
+			return true // the server pushed a change
 		case <-a.cfg.Clock.After(min(left, a.cfg.SyncInterval)):
 		}
 		if a.cache.sweep(a.cfg.Clock.Now()) {

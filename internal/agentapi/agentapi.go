@@ -87,6 +87,9 @@ type Config struct {
 	AttestTimeout time.Duration
 	// JWTRate bounds JWT-SVID minting (default DefaultJWTRate).
 	JWTRate JWTRate
+	// MaxWatchStreams bounds the Watch streams held at once (default
+	// DefaultMaxWatchStreams).
+	MaxWatchStreams int
 
 	Now        func() time.Time
 	Log        *slog.Logger
@@ -104,6 +107,7 @@ type Service struct {
 	met       *metrics
 	lastSeen  *lastSeen
 	addrs     *nodeAddrs
+	hub       *Hub
 }
 
 var _ agentv1.AgentServer = (*Service)(nil)
@@ -126,6 +130,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.AttestTimeout <= 0 {
 		cfg.AttestTimeout = 30 * time.Second
 	}
+	if cfg.MaxWatchStreams <= 0 {
+		cfg.MaxWatchStreams = DefaultMaxWatchStreams
+	}
 	if cfg.JWTRate == (JWTRate{}) {
 		cfg.JWTRate = DefaultJWTRate
 	}
@@ -146,6 +153,7 @@ func New(cfg Config) (*Service, error) {
 		met:       met,
 		lastSeen:  newLastSeen(cfg.Now),
 		addrs:     newNodeAddrs(cfg.Now),
+		hub:       newHub(cfg.MaxWatchStreams),
 	}
 	for _, v := range cfg.Verifiers {
 		if _, dup := s.verifiers[v.Name()]; dup {
@@ -210,6 +218,10 @@ func (s *Service) AuthenticateAgent(ctx context.Context) (context.Context, error
 		return ctx, err
 	}
 	now := s.cfg.Now()
+	if serial := serialOf(leaf); s.hub.SerialRevoked(serial) {
+		s.log.Warn("agent call denied: the agent svid was revoked", "agent_id", id.String(), "serial", serial)
+		return ctx, errNotAgent
+	}
 	if node, err = s.checkSerial(ctx, node, serialOf(leaf), now); err != nil {
 		return ctx, err
 	}
@@ -460,7 +472,7 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 		res.Status = apiconv.StatusToProto(nil)
 		iss.Issued = append(iss.Issued, entry.ID)
 		iss.Bindings = append(iss.Bindings, store.SVIDBinding{Digest: model.SVIDDigest(svid.Chain[0]), EntryID: entry.ID,
-			NodeID: node.SPIFFEID.String(), ExpiresAt: svid.NotAfter})
+			NodeID: node.SPIFFEID.String(), ExpiresAt: svid.NotAfter, Serial: strings.ToLower(svid.Serial.Text(16)), SPIFFEID: entry.SPIFFEID.String()})
 		s.met.svidsSigned.WithLabelValues("x509", "ok").Inc()
 		iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
 			Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
@@ -534,7 +546,7 @@ func (s *Service) SignJWTSVID(ctx context.Context, req *agentv1.SignJWTSVIDReque
 		s.met.svidsSigned.WithLabelValues("jwt", "error").Inc()
 		return nil, err
 	}
-	binding := store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, NodeID: node.SPIFFEID.String(), ExpiresAt: exp}
+	binding := store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, NodeID: node.SPIFFEID.String(), ExpiresAt: exp, SPIFFEID: entry.SPIFFEID.String()}
 	if err := s.record(ctx, store.Issuance{At: now, Issued: []string{entry.ID}, Bindings: []store.SVIDBinding{binding}, Records: []model.AuditRecord{{
 		Action: "svid.jwt.sign", Object: entry.ID,
 		Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),

@@ -121,6 +121,8 @@ type metrics struct {
 	attestations  *prometheus.CounterVec
 	svidsSigned   *prometheus.CounterVec
 	auditFailures prometheus.Counter
+	watchStreams  prometheus.Gauge
+	watchResyncs  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -134,8 +136,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signet_server_audit_failures_total", Help: "Issuance decisions whose audit records could not be written (the call was refused).",
 		}),
+		watchStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "signet_server_watch_streams", Help: "Agents' Watch (push) streams open on this server.",
+		}),
+		watchResyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signet_server_watch_resyncs_total", Help: "Watch streams sent a resync event because they read too slowly for their bounded queue.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.attestations, m.svidsSigned, m.auditFailures} {
+	for _, c := range []prometheus.Collector{m.attestations, m.svidsSigned, m.auditFailures, m.watchStreams, m.watchResyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register agent api metrics: %w", err)
 		}

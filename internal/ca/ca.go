@@ -58,6 +58,10 @@ const (
 // peers whose clocks run slightly behind accept it at once.
 const clockSkew = 10 * time.Second
 
+// ClockSkew is how far NotBefore is backdated on every certificate: an
+// X509-SVID signed at T has NotBefore T-ClockSkew (to the second).
+const ClockSkew = clockSkew
+
 // Log keys.
 const (
 	logKind     = "kind"

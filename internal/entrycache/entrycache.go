@@ -330,6 +330,14 @@ func (c *Cache) parentsFor(node spiffeid.ID, nodeSels []model.Selector) []spiffe
 	return parents
 }
 
+// NodeParents returns the IDs a node's entries may hang under: the node's
+// own ID and every node alias its selectors qualify it for.
+func (c *Cache) NodeParents(node spiffeid.ID, nodeSels []model.Selector) []spiffeid.ID {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.parentsFor(node, nodeSels)
+}
+
 // NodeEntries returns the unexpired entries that belong to the node, sorted
 // by entry ID.
 func (c *Cache) NodeEntries(node spiffeid.ID, nodeSels []model.Selector, now time.Time) []*model.Entry {

@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,6 +97,10 @@ type Options struct {
 	LearnedBrokerURL func(context.Context) (string, error)
 	// Clock times lease renewal; nil is the real clock.
 	Clock Clock
+	// Revoked, when set, reports whether a peer's X509-SVID (its leaf and
+	// SPIFFE ID) was revoked: ingress refuses such peers
+	// (AgentRevocations.Revoked).
+	Revoked func(leaf *x509.Certificate, id spiffeid.ID) bool
 }
 
 // x509Source is what the gateway needs of go-spiffe's X509Source.
@@ -232,7 +237,15 @@ func (g *Gateway) listen(route, addr string) (net.Listener, error) {
 // authorizer checks a peer's SPIFFE ID against the route's rules and logs
 // refusals (every decision is explainable from the log).
 func (g *Gateway) authorizer(route string, r *Ingress) tlsconfig.Authorizer {
-	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
+		if g.opts.Revoked != nil && len(chains) > 0 && len(chains[0]) > 0 {
+			if leaf := chains[0][0]; g.opts.Revoked(leaf, id) {
+				serial := strings.ToLower(leaf.SerialNumber.Text(16))
+				g.log.Warn("peer refused: its x509-svid was revoked", slog.String(logKeyRoute, route),
+					slog.String(logKeySPIFFEID, id.String()), slog.String("serial", serial))
+				return fmt.Errorf("%s: %s: %w", route, id, errRevokedPeer)
+			}
+		}
 		for _, rule := range r.rules {
 			ok, err := rule.Allow(id)
 			if err != nil {

@@ -136,8 +136,10 @@ type Config struct {
 	// runs none.
 	Broker BrokerConfig
 
-	// CacheRefresh is how often the entry cache polls the store for changes
-	// made by other replicas. Default 1s.
+	// CacheRefresh is how often the entry cache and the agents' push
+	// streams poll the store for changes made by other replicas (an idle
+	// poll reads one row). Default 250ms, so a change committed through
+	// another replica reaches this one's agents within the second.
 	CacheRefresh time.Duration
 
 	Logger     *slog.Logger
@@ -199,7 +201,7 @@ func (c Config) withDefaults() Config {
 		c.AgentReauthWindow = DefaultAgentReauthWindow
 	}
 	if c.CacheRefresh == 0 {
-		c.CacheRefresh = time.Second
+		c.CacheRefresh = DefaultCacheRefresh
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

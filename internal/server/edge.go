@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -188,6 +190,10 @@ func (s *Server) authenticateTLS(ctx context.Context, method string, access edge
 		if !ok {
 			return ctx, errkind.New(errkind.Unauthenticated, "an X509-SVID is required (mTLS)")
 		}
+		if leaf, _, _ := agentapi.PeerSVID(ctx); s.agents.Hub().SerialRevoked(strings.ToLower(leaf.SerialNumber.Text(16))) {
+			s.log.Warn("admin call denied: the caller's svid was revoked", "spiffe_id", id.String(), "method", method)
+			return ctx, errkind.New(errkind.PermissionDenied, "caller is not an admin")
+		}
 		if !s.cache.IsAdmin(id, s.cfg.Now()) {
 			s.log.Warn("admin call denied: caller's SVID is not of an admin entry", "spiffe_id", id.String(), "method", method)
 			return ctx, errkind.New(errkind.PermissionDenied, "caller is not an admin")
@@ -222,11 +228,12 @@ func (s *Server) authenticateSocket(ctx context.Context, method string, access e
 	return store.WithActor(ctx, fmt.Sprintf("admin:uid:%d", cred.UID)), nil
 }
 
-// afterWrite refreshes the cache at once so agents syncing right after an
-// admin change see it.
+// afterWrite reads the change feed at once, so agents syncing right after
+// an admin change see it and the push streams carry it before the admin
+// call returns.
 func (s *Server) afterWrite(ctx context.Context) {
-	if err := s.refreshCache(ctx); err != nil {
-		s.log.Warn("refresh entry cache", "error", err)
+	if err := s.refreshFeed(ctx); err != nil {
+		s.log.Warn("follow the store's change feed", "error", err)
 	}
 }
 
@@ -234,8 +241,22 @@ func (s *Server) afterWrite(ctx context.Context) {
 // entry cache as they are, when nothing else was written since the cache's
 // revision; otherwise it reads the changes back like afterWrite.
 func (s *Server) afterCreate(ctx context.Context, created []store.Entry) {
-	if len(created) > 0 && s.cache.ApplyCreated(created[0].Revision, created) {
+	s.feedMu.Lock()
+	applied := len(created) > 0 && s.cache.ApplyCreated(created[0].Revision, created)
+	s.feedMu.Unlock()
+	if applied {
 		s.metrics.cacheEntries.Set(float64(s.cache.Len()))
+		parents := map[spiffeid.ID]bool{}
+		all := false
+		for _, e := range created {
+			parents[e.ParentID] = true
+			all = all || e.ParentID == s.serverID
+		}
+		affects := s.nodeIn(parents)
+		if all {
+			affects = nil
+		}
+		s.agents.Hub().NotifySync("entries", created[0].Revision, affects)
 		return
 	}
 	s.afterWrite(ctx)

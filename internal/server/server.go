@@ -116,6 +116,11 @@ type Server struct {
 	// of each federated trust domain as loaded from the store.
 	fed        *federation.Refresher
 	fedBundles atomic.Pointer[map[spiffeid.TrustDomain]*spiffebundle.Bundle]
+
+	// The change-feed follower's state (push.go).
+	feedMu     sync.Mutex
+	feedSeq    int64 // audit sequence number read up to
+	feedLoaded bool  // feedSeq and the revocations were loaded
 }
 
 // New validates cfg, checks the data dir and the admin socket path, binds
@@ -226,7 +231,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("initialize ca: %w", err)
 	}
 	s.cache = entrycache.New(s.serverID)
-	if err := s.refreshCache(ctx); err != nil {
+	if err := s.refreshFeed(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.refreshBundle(ctx); err != nil {
@@ -236,6 +241,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	if s.agents, err = s.newAgentAPI(reg); err != nil {
+		return nil, err
+	}
+	if err := s.loadRevocations(ctx); err != nil {
 		return nil, err
 	}
 
@@ -364,6 +372,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.maintain(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.follow(ctx) }()
 
 	s.ready.Store(true)
 	var https string
@@ -425,11 +435,12 @@ func (s *Server) closeAll() {
 	}
 }
 
-// maintain runs the periodic chores: follow the store's change feed
-// (entries and authorities, possibly written by other replicas), renew the
-// server's own SVID, and prune expired join tokens.
+// maintain runs the periodic chores: follow the authorities (possibly
+// written by other replicas), renew the server's own SVID, and prune
+// expired join tokens, bindings and revocations. The entry cache and the
+// push streams follow the store in follow (push.go).
 func (s *Server) maintain(ctx context.Context) {
-	tick := time.NewTicker(s.cfg.CacheRefresh)
+	tick := time.NewTicker(max(s.cfg.CacheRefresh, time.Second))
 	defer tick.Stop()
 	lastPrune := time.Time{}
 	for {
@@ -437,9 +448,6 @@ func (s *Server) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		}
-		if err := s.refreshCache(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("refresh entry cache", "error", err)
 		}
 		if err := s.refreshBundle(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("refresh trust bundle", "error", err)
@@ -457,6 +465,13 @@ func (s *Server) maintain(ctx context.Context) {
 			if _, err := s.store.PruneSVIDBindings(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune svid bindings", "error", err)
 			}
+			if n, err := s.store.PruneRevocations(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune svid revocations", "error", err)
+			} else if n > 0 {
+				if err := s.loadRevocations(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("reload svid revocations", "error", err)
+				}
+			}
 			if n, err := s.store.PruneJoinTokens(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune join tokens", "error", err)
 			} else if n > 0 {
@@ -464,43 +479,6 @@ func (s *Server) maintain(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// refreshCache folds the store's changes since the cache's revision in. A
-// full read (the first, or after the tombstones the cache needed were
-// pruned) streams into a replacement built off to the side, so it never
-// holds every entry in the store's form.
-func (s *Server) refreshCache(ctx context.Context) error {
-	start := time.Now()
-	since := s.cache.Revision()
-	var loader *entrycache.Loader
-	var changed []store.Entry
-	cs, err := s.store.EntryChangesFunc(ctx, since, func(full bool, e store.Entry) error {
-		if !full {
-			changed = append(changed, e)
-			return nil
-		}
-		if loader == nil {
-			loader = s.cache.NewLoader()
-		}
-		loader.Add(e)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read entry changes: %w", err)
-	}
-	switch {
-	case cs.Full:
-		s.cache.Replace(loader, cs.Revision)
-	case len(changed) > 0 || len(cs.Deleted) > 0 || cs.Revision != since:
-		cs.Changed = changed
-		s.cache.Apply(cs)
-	default:
-		return nil
-	}
-	s.metrics.cacheEntries.Set(float64(s.cache.Len()))
-	s.metrics.cacheRefresh.Observe(time.Since(start).Seconds())
-	return nil
 }
 
 // refreshBundle rebuilds the trust bundle when the set of authorities in the
@@ -536,6 +514,9 @@ func (s *Server) refreshBundle(ctx context.Context) error {
 	}
 	s.bundle.Store(b)
 	s.bundleSum = sum
+	if s.agents != nil {
+		s.agents.Hub().NotifySync("bundle", s.cache.Revision(), nil)
+	}
 	s.log.Info("trust bundle updated", "sequence", seq, "x509_authorities", len(b.X509Authorities()), "jwt_authorities", len(b.JWTAuthorities()))
 	return nil
 }

@@ -24,6 +24,11 @@ type SVIDBinding struct {
 	// empty for SVIDs issued without a node (CI jobs).
 	NodeID    string
 	ExpiresAt time.Time
+	// Serial is an X509-SVID's serial number in lowercase hex (empty for
+	// JWT-SVIDs); SPIFFEID the SVID's ID. Revocation (revocations.go) looks
+	// SVIDs up by them.
+	Serial   string
+	SPIFFEID string
 }
 
 // checkBindings refuses bindings that could not be looked up again.
@@ -45,10 +50,10 @@ func (s *Store) writeBindings(ctx context.Context, t *wtx, batch []Issuance) err
 	if len(all) == 0 {
 		return nil
 	}
-	err := t.insertRows(ctx, "svid_bindings", []string{"digest", "entry_id", "node_id", "expires_at"}, len(all),
+	err := t.insertRows(ctx, "svid_bindings", []string{"digest", "entry_id", "node_id", "expires_at", "serial", "spiffe_id"}, len(all),
 		func(i int, args []any) []any {
 			b := all[i]
-			return append(args, b.Digest, b.EntryID, b.NodeID, timeToDB(b.ExpiresAt))
+			return append(args, b.Digest, b.EntryID, b.NodeID, timeToDB(b.ExpiresAt), b.Serial, b.SPIFFEID)
 		})
 	if err != nil {
 		return fmt.Errorf("record svid bindings: %w", err)

@@ -215,6 +215,10 @@ func (a *api) ValidateJWTSVID(ctx context.Context, req *workloadpb.ValidateJWTSV
 	if err != nil {
 		return nil, errkind.New(errkind.InvalidArgument, "invalid jwt-svid: %v", err)
 	}
+	if rv, ok := a.s.src.(Revocations); ok && rv.JWTRevoked(svid.ID, IssuedAt(svid.Claims)) {
+		a.s.log.Info("refused a revoked jwt-svid", slog.String(logKeySPIFFEID, svid.ID.String()))
+		return nil, errkind.New(errkind.InvalidArgument, "invalid jwt-svid: the jwt-svids of %s issued until its revocation are revoked", svid.ID)
+	}
 	claims, err := structpb.NewStruct(normalizeClaims(svid.Claims))
 	if err != nil {
 		return nil, fmt.Errorf("encode claims of jwt-svid for %s: %w", svid.ID, err)
@@ -277,4 +281,19 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// IssuedAt returns a JWT's iat claim in unix seconds, 0 when it has none
+// (or not a number).
+func IssuedAt(claims map[string]any) int64 {
+	switch v := claims["iat"].(type) {
+	case float64:
+		return int64(v)
+	case int64:
+		return v
+	case json.Number:
+		n, _ := v.Int64()
+		return n
+	}
+	return 0
 }

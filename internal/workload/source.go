@@ -62,6 +62,14 @@ func (s JWTSVID) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
+// Revocations is the optional capability of a Source that knows of SVID
+// revocations: ValidateJWTSVID refuses the JWT-SVIDs it reports revoked.
+type Revocations interface {
+	// JWTRevoked reports whether a JWT-SVID for id issued at issuedAt
+	// (unix seconds; 0 when it has no iat) is revoked.
+	JWTRevoked(id spiffeid.ID, issuedAt int64) bool
+}
+
 // Source is what the Workload API serves: the node's identities and bundles.
 type Source interface {
 	// Ready reports whether the source has synced at least once (before that, calls get Unavailable).

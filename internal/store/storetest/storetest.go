@@ -52,6 +52,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"TokenReplay", replayTests},
 		{"SVIDBindings", bindingTests},
 		{"Federation", federationTests},
+		{"SVIDRevocations", revocationTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -126,7 +126,7 @@ func (i *Issuers) IssueJWT(ctx context.Context, req *tokenapi.Request, sub *toke
 	detail["audience"] = logsafe.Truncate(strings.Join(req.Audience, " "))
 	detail["expires_at"] = exp.UTC().Format(time.RFC3339)
 	if err := i.record(ctx, now, model.AuditRecord{Action: "token.exchange.jwt", Object: entry.ID, Detail: detail},
-		store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, ExpiresAt: exp}); err != nil {
+		store.SVIDBinding{Digest: model.SVIDDigest([]byte(token)), EntryID: entry.ID, ExpiresAt: exp, SPIFFEID: entry.SPIFFEID.String()}); err != nil {
 		return nil, err
 	}
 	return &tokenapi.Response{AccessToken: token, IssuedTokenType: tokenapi.TokenTypeJWT, ExpiresAt: exp,
@@ -164,7 +164,8 @@ func (i *Issuers) IssueX509(ctx context.Context, req *tokenapi.Request, sub *tok
 	detail["serial"] = chain[0].SerialNumber.Text(16)
 	detail["not_after"] = chain[0].NotAfter.UTC().Format(time.RFC3339)
 	if err := i.record(ctx, now, model.AuditRecord{Action: "token.exchange.x509", Object: entry.ID, Detail: detail},
-		store.SVIDBinding{Digest: model.SVIDDigest(chain[0].Raw), EntryID: entry.ID, ExpiresAt: chain[0].NotAfter}); err != nil {
+		store.SVIDBinding{Digest: model.SVIDDigest(chain[0].Raw), EntryID: entry.ID, ExpiresAt: chain[0].NotAfter,
+			Serial: strings.ToLower(chain[0].SerialNumber.Text(16)), SPIFFEID: entry.SPIFFEID.String()}); err != nil {
 		return nil, err
 	}
 	var pemChain bytes.Buffer

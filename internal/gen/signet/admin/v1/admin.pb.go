@@ -25,6 +25,291 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RevokeSVIDsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Target:
+	//
+	//	*RevokeSVIDsRequest_Serial
+	//	*RevokeSVIDsRequest_SpiffeId
+	Target        isRevokeSVIDsRequest_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeSVIDsRequest) Reset() {
+	*x = RevokeSVIDsRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeSVIDsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeSVIDsRequest) ProtoMessage() {}
+
+func (x *RevokeSVIDsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeSVIDsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeSVIDsRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RevokeSVIDsRequest) GetTarget() isRevokeSVIDsRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *RevokeSVIDsRequest) GetSerial() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeSVIDsRequest_Serial); ok {
+			return x.Serial
+		}
+	}
+	return ""
+}
+
+func (x *RevokeSVIDsRequest) GetSpiffeId() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeSVIDsRequest_SpiffeId); ok {
+			return x.SpiffeId
+		}
+	}
+	return ""
+}
+
+type isRevokeSVIDsRequest_Target interface {
+	isRevokeSVIDsRequest_Target()
+}
+
+type RevokeSVIDsRequest_Serial struct {
+	// The X509-SVID's serial number in hex (colons and a 0x prefix are
+	// ignored; case does not matter).
+	Serial string `protobuf:"bytes,1,opt,name=serial,proto3,oneof"`
+}
+
+type RevokeSVIDsRequest_SpiffeId struct {
+	// Every X509-SVID issued for this SPIFFE ID so far, and every
+	// JWT-SVID issued for it at or before now.
+	SpiffeId string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3,oneof"`
+}
+
+func (*RevokeSVIDsRequest_Serial) isRevokeSVIDsRequest_Target() {}
+
+func (*RevokeSVIDsRequest_SpiffeId) isRevokeSVIDsRequest_Target() {}
+
+type RevokeSVIDsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revocations recorded (one per X509-SVID serial, plus one for the
+	// SPIFFE ID's JWT-SVIDs when revoking by SPIFFE ID).
+	Revocations   []*SVIDRevocation `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeSVIDsResponse) Reset() {
+	*x = RevokeSVIDsResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeSVIDsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeSVIDsResponse) ProtoMessage() {}
+
+func (x *RevokeSVIDsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeSVIDsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeSVIDsResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RevokeSVIDsResponse) GetRevocations() []*SVIDRevocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+// SVIDRevocation is one revocation in force.
+type SVIDRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lowercase hex serial of a revoked X509-SVID; empty for the revocation
+	// of a SPIFFE ID's JWT-SVIDs.
+	Serial   string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	SpiffeId string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	// Unix seconds.
+	RevokedAt int64 `protobuf:"varint,3,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// When the revoked SVIDs expire; the revocation is forgotten after.
+	ExpiresAt     int64 `protobuf:"varint,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SVIDRevocation) Reset() {
+	*x = SVIDRevocation{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SVIDRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SVIDRevocation) ProtoMessage() {}
+
+func (x *SVIDRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SVIDRevocation.ProtoReflect.Descriptor instead.
+func (*SVIDRevocation) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SVIDRevocation) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *SVIDRevocation) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *SVIDRevocation) GetRevokedAt() int64 {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return 0
+}
+
+func (x *SVIDRevocation) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+type ListSVIDRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSVIDRevocationsRequest) Reset() {
+	*x = ListSVIDRevocationsRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSVIDRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSVIDRevocationsRequest) ProtoMessage() {}
+
+func (x *ListSVIDRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSVIDRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListSVIDRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+type ListSVIDRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*SVIDRevocation      `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSVIDRevocationsResponse) Reset() {
+	*x = ListSVIDRevocationsResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSVIDRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSVIDRevocationsResponse) ProtoMessage() {}
+
+func (x *ListSVIDRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSVIDRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListSVIDRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListSVIDRevocationsResponse) GetRevocations() []*SVIDRevocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
 type CreateEntriesRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Entries []*v1.Entry            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
@@ -36,7 +321,7 @@ type CreateEntriesRequest struct {
 
 func (x *CreateEntriesRequest) Reset() {
 	*x = CreateEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +333,7 @@ func (x *CreateEntriesRequest) String() string {
 func (*CreateEntriesRequest) ProtoMessage() {}
 
 func (x *CreateEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +346,7 @@ func (x *CreateEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntriesRequest.ProtoReflect.Descriptor instead.
 func (*CreateEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateEntriesRequest) GetEntries() []*v1.Entry {
@@ -87,7 +372,7 @@ type CreateEntriesResponse struct {
 
 func (x *CreateEntriesResponse) Reset() {
 	*x = CreateEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -99,7 +384,7 @@ func (x *CreateEntriesResponse) String() string {
 func (*CreateEntriesResponse) ProtoMessage() {}
 
 func (x *CreateEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -112,7 +397,7 @@ func (x *CreateEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntriesResponse.ProtoReflect.Descriptor instead.
 func (*CreateEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateEntriesResponse) GetResults() []*EntryResult {
@@ -132,7 +417,7 @@ type EntryResult struct {
 
 func (x *EntryResult) Reset() {
 	*x = EntryResult{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +429,7 @@ func (x *EntryResult) String() string {
 func (*EntryResult) ProtoMessage() {}
 
 func (x *EntryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +442,7 @@ func (x *EntryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryResult.ProtoReflect.Descriptor instead.
 func (*EntryResult) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EntryResult) GetEntry() *v1.Entry {
@@ -183,7 +468,7 @@ type GetEntryRequest struct {
 
 func (x *GetEntryRequest) Reset() {
 	*x = GetEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +480,7 @@ func (x *GetEntryRequest) String() string {
 func (*GetEntryRequest) ProtoMessage() {}
 
 func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +493,7 @@ func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetEntryRequest) GetId() string {
@@ -231,7 +516,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -243,7 +528,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -256,7 +541,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListEntriesRequest) GetParentId() string {
@@ -304,7 +589,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +601,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +614,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*v1.Entry {
@@ -358,7 +643,7 @@ type UpdateEntryRequest struct {
 
 func (x *UpdateEntryRequest) Reset() {
 	*x = UpdateEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +655,7 @@ func (x *UpdateEntryRequest) String() string {
 func (*UpdateEntryRequest) ProtoMessage() {}
 
 func (x *UpdateEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +668,7 @@ func (x *UpdateEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEntryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateEntryRequest) GetEntry() *v1.Entry {
@@ -409,7 +694,7 @@ type DeleteEntriesRequest struct {
 
 func (x *DeleteEntriesRequest) Reset() {
 	*x = DeleteEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +706,7 @@ func (x *DeleteEntriesRequest) String() string {
 func (*DeleteEntriesRequest) ProtoMessage() {}
 
 func (x *DeleteEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +719,7 @@ func (x *DeleteEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntriesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteEntriesRequest) GetIds() []string {
@@ -453,7 +738,7 @@ type DeleteEntriesResponse struct {
 
 func (x *DeleteEntriesResponse) Reset() {
 	*x = DeleteEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +750,7 @@ func (x *DeleteEntriesResponse) String() string {
 func (*DeleteEntriesResponse) ProtoMessage() {}
 
 func (x *DeleteEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +763,7 @@ func (x *DeleteEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntriesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteEntriesResponse) GetResults() []*DeleteResult {
@@ -498,7 +783,7 @@ type DeleteResult struct {
 
 func (x *DeleteResult) Reset() {
 	*x = DeleteResult{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +795,7 @@ func (x *DeleteResult) String() string {
 func (*DeleteResult) ProtoMessage() {}
 
 func (x *DeleteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +808,7 @@ func (x *DeleteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResult.ProtoReflect.Descriptor instead.
 func (*DeleteResult) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteResult) GetId() string {
@@ -557,7 +842,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +854,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +867,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Node) GetSpiffeId() string {
@@ -662,7 +947,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +959,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +972,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListNodesRequest) GetFilter() string {
@@ -722,7 +1007,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +1019,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +1032,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -773,7 +1058,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +1070,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +1083,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetNodeRequest) GetSpiffeId() string {
@@ -817,7 +1102,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1114,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1127,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeRequest) GetSpiffeId() string {
@@ -860,7 +1145,7 @@ type EvictNodeResponse struct {
 
 func (x *EvictNodeResponse) Reset() {
 	*x = EvictNodeResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1157,7 @@ func (x *EvictNodeResponse) String() string {
 func (*EvictNodeResponse) ProtoMessage() {}
 
 func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1170,7 @@ func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictNodeResponse.ProtoReflect.Descriptor instead.
 func (*EvictNodeResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type CreateJoinTokenRequest struct {
@@ -899,7 +1184,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1196,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1209,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateJoinTokenRequest) GetSpiffeId() string {
@@ -952,7 +1237,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1249,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1262,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -1017,7 +1302,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1314,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1327,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JoinToken) GetRef() string {
@@ -1085,7 +1370,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1382,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1395,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListJoinTokensRequest) GetPageSize() int32 {
@@ -1138,7 +1423,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1435,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1448,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
@@ -1191,7 +1476,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1488,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1501,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevokeJoinTokenRequest) GetRefPrefix() string {
@@ -1234,7 +1519,7 @@ type GetBundleRequest struct {
 
 func (x *GetBundleRequest) Reset() {
 	*x = GetBundleRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1531,7 @@ func (x *GetBundleRequest) String() string {
 func (*GetBundleRequest) ProtoMessage() {}
 
 func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1544,7 @@ func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 type Authority struct {
@@ -1278,7 +1563,7 @@ type Authority struct {
 
 func (x *Authority) Reset() {
 	*x = Authority{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1575,7 @@ func (x *Authority) String() string {
 func (*Authority) ProtoMessage() {}
 
 func (x *Authority) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1588,7 @@ func (x *Authority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authority.ProtoReflect.Descriptor instead.
 func (*Authority) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Authority) GetId() string {
@@ -1361,7 +1646,7 @@ type ListAuthoritiesRequest struct {
 
 func (x *ListAuthoritiesRequest) Reset() {
 	*x = ListAuthoritiesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1658,7 @@ func (x *ListAuthoritiesRequest) String() string {
 func (*ListAuthoritiesRequest) ProtoMessage() {}
 
 func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1671,7 @@ func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListAuthoritiesRequest) GetPageSize() int32 {
@@ -1414,7 +1699,7 @@ type ListAuthoritiesResponse struct {
 
 func (x *ListAuthoritiesResponse) Reset() {
 	*x = ListAuthoritiesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1711,7 @@ func (x *ListAuthoritiesResponse) String() string {
 func (*ListAuthoritiesResponse) ProtoMessage() {}
 
 func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1724,7 @@ func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
@@ -1467,7 +1752,7 @@ type AuthorityRequest struct {
 
 func (x *AuthorityRequest) Reset() {
 	*x = AuthorityRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1764,7 @@ func (x *AuthorityRequest) String() string {
 func (*AuthorityRequest) ProtoMessage() {}
 
 func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1777,7 @@ func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorityRequest.ProtoReflect.Descriptor instead.
 func (*AuthorityRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuthorityRequest) GetKind() string {
@@ -1524,7 +1809,7 @@ type NodeAllowance struct {
 
 func (x *NodeAllowance) Reset() {
 	*x = NodeAllowance{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1821,7 @@ func (x *NodeAllowance) String() string {
 func (*NodeAllowance) ProtoMessage() {}
 
 func (x *NodeAllowance) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1834,7 @@ func (x *NodeAllowance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAllowance.ProtoReflect.Descriptor instead.
 func (*NodeAllowance) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NodeAllowance) GetAttestationType() string {
@@ -1588,7 +1873,7 @@ type ListNodeAllowancesRequest struct {
 
 func (x *ListNodeAllowancesRequest) Reset() {
 	*x = ListNodeAllowancesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1885,7 @@ func (x *ListNodeAllowancesRequest) String() string {
 func (*ListNodeAllowancesRequest) ProtoMessage() {}
 
 func (x *ListNodeAllowancesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1898,7 @@ func (x *ListNodeAllowancesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeAllowancesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeAllowancesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListNodeAllowancesRequest) GetAttestationType() string {
@@ -1648,7 +1933,7 @@ type ListNodeAllowancesResponse struct {
 
 func (x *ListNodeAllowancesResponse) Reset() {
 	*x = ListNodeAllowancesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1945,7 @@ func (x *ListNodeAllowancesResponse) String() string {
 func (*ListNodeAllowancesResponse) ProtoMessage() {}
 
 func (x *ListNodeAllowancesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1958,7 @@ func (x *ListNodeAllowancesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeAllowancesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeAllowancesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListNodeAllowancesResponse) GetAllowances() []*NodeAllowance {
@@ -1708,7 +1993,7 @@ type CreateFederationRequest struct {
 
 func (x *CreateFederationRequest) Reset() {
 	*x = CreateFederationRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +2005,7 @@ func (x *CreateFederationRequest) String() string {
 func (*CreateFederationRequest) ProtoMessage() {}
 
 func (x *CreateFederationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +2018,7 @@ func (x *CreateFederationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFederationRequest.ProtoReflect.Descriptor instead.
 func (*CreateFederationRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateFederationRequest) GetTrustDomain() string {
@@ -1784,7 +2069,7 @@ type ListFederationsRequest struct {
 
 func (x *ListFederationsRequest) Reset() {
 	*x = ListFederationsRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +2081,7 @@ func (x *ListFederationsRequest) String() string {
 func (*ListFederationsRequest) ProtoMessage() {}
 
 func (x *ListFederationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +2094,7 @@ func (x *ListFederationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFederationsRequest.ProtoReflect.Descriptor instead.
 func (*ListFederationsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListFederationsRequest) GetPageSize() int32 {
@@ -1837,7 +2122,7 @@ type ListFederationsResponse struct {
 
 func (x *ListFederationsResponse) Reset() {
 	*x = ListFederationsResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2134,7 @@ func (x *ListFederationsResponse) String() string {
 func (*ListFederationsResponse) ProtoMessage() {}
 
 func (x *ListFederationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2147,7 @@ func (x *ListFederationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFederationsResponse.ProtoReflect.Descriptor instead.
 func (*ListFederationsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListFederationsResponse) GetFederations() []*Federation {
@@ -1888,7 +2173,7 @@ type FederationRequest struct {
 
 func (x *FederationRequest) Reset() {
 	*x = FederationRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2185,7 @@ func (x *FederationRequest) String() string {
 func (*FederationRequest) ProtoMessage() {}
 
 func (x *FederationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2198,7 @@ func (x *FederationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FederationRequest.ProtoReflect.Descriptor instead.
 func (*FederationRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FederationRequest) GetTrustDomain() string {
@@ -1947,7 +2232,7 @@ type Federation struct {
 
 func (x *Federation) Reset() {
 	*x = Federation{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2244,7 @@ func (x *Federation) String() string {
 func (*Federation) ProtoMessage() {}
 
 func (x *Federation) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2257,7 @@ func (x *Federation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Federation.ProtoReflect.Descriptor instead.
 func (*Federation) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Federation) GetTrustDomain() string {
@@ -2056,7 +2341,23 @@ var File_signet_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsignet/admin/v1/admin.proto\x12\x0fsignet.admin.v1\x1a\x1dsignet/common/v1/common.proto\"a\n" +
+	"\x1bsignet/admin/v1/admin.proto\x12\x0fsignet.admin.v1\x1a\x1dsignet/common/v1/common.proto\"W\n" +
+	"\x12RevokeSVIDsRequest\x12\x18\n" +
+	"\x06serial\x18\x01 \x01(\tH\x00R\x06serial\x12\x1d\n" +
+	"\tspiffe_id\x18\x02 \x01(\tH\x00R\bspiffeIdB\b\n" +
+	"\x06target\"X\n" +
+	"\x13RevokeSVIDsResponse\x12A\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x1f.signet.admin.v1.SVIDRevocationR\vrevocations\"\x83\x01\n" +
+	"\x0eSVIDRevocation\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1b\n" +
+	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1d\n" +
+	"\n" +
+	"revoked_at\x18\x03 \x01(\x03R\trevokedAt\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\x03R\texpiresAt\"\x1c\n" +
+	"\x1aListSVIDRevocationsRequest\"`\n" +
+	"\x1bListSVIDRevocationsResponse\x12A\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x1f.signet.admin.v1.SVIDRevocationR\vrevocations\"a\n" +
 	"\x14CreateEntriesRequest\x121\n" +
 	"\aentries\x18\x01 \x03(\v2\x17.signet.common.v1.EntryR\aentries\x12\x16\n" +
 	"\x06atomic\x18\x02 \x01(\bR\x06atomic\"O\n" +
@@ -2206,7 +2507,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\fnext_refresh\x18\n" +
 	" \x01(\x03R\vnextRefresh\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\v \x01(\x03R\tcreatedAt2\x82\x12\n" +
+	"created_at\x18\v \x01(\x03R\tcreatedAt2\xce\x13\n" +
 	"\x05Admin\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12E\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a\x17.signet.common.v1.Entry\x12X\n" +
@@ -2234,7 +2535,9 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fListFederations\x12'.signet.admin.v1.ListFederationsRequest\x1a(.signet.admin.v1.ListFederationsResponse\x12P\n" +
 	"\rGetFederation\x12\".signet.admin.v1.FederationRequest\x1a\x1b.signet.admin.v1.Federation\x12T\n" +
 	"\x11RefreshFederation\x12\".signet.admin.v1.FederationRequest\x1a\x1b.signet.admin.v1.Federation\x12S\n" +
-	"\x10DeleteFederation\x12\".signet.admin.v1.FederationRequest\x1a\x1b.signet.admin.v1.FederationBBZ@github.com/signet-id/signet/internal/gen/signet/admin/v1;adminv1b\x06proto3"
+	"\x10DeleteFederation\x12\".signet.admin.v1.FederationRequest\x1a\x1b.signet.admin.v1.Federation\x12X\n" +
+	"\vRevokeSVIDs\x12#.signet.admin.v1.RevokeSVIDsRequest\x1a$.signet.admin.v1.RevokeSVIDsResponse\x12p\n" +
+	"\x13ListSVIDRevocations\x12+.signet.admin.v1.ListSVIDRevocationsRequest\x1a,.signet.admin.v1.ListSVIDRevocationsResponseBBZ@github.com/signet-id/signet/internal/gen/signet/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_signet_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2248,126 +2551,137 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_signet_admin_v1_admin_proto_rawDescData
 }
 
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
-	(*CreateEntriesRequest)(nil),       // 0: signet.admin.v1.CreateEntriesRequest
-	(*CreateEntriesResponse)(nil),      // 1: signet.admin.v1.CreateEntriesResponse
-	(*EntryResult)(nil),                // 2: signet.admin.v1.EntryResult
-	(*GetEntryRequest)(nil),            // 3: signet.admin.v1.GetEntryRequest
-	(*ListEntriesRequest)(nil),         // 4: signet.admin.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),        // 5: signet.admin.v1.ListEntriesResponse
-	(*UpdateEntryRequest)(nil),         // 6: signet.admin.v1.UpdateEntryRequest
-	(*DeleteEntriesRequest)(nil),       // 7: signet.admin.v1.DeleteEntriesRequest
-	(*DeleteEntriesResponse)(nil),      // 8: signet.admin.v1.DeleteEntriesResponse
-	(*DeleteResult)(nil),               // 9: signet.admin.v1.DeleteResult
-	(*Node)(nil),                       // 10: signet.admin.v1.Node
-	(*ListNodesRequest)(nil),           // 11: signet.admin.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),          // 12: signet.admin.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),             // 13: signet.admin.v1.GetNodeRequest
-	(*NodeRequest)(nil),                // 14: signet.admin.v1.NodeRequest
-	(*EvictNodeResponse)(nil),          // 15: signet.admin.v1.EvictNodeResponse
-	(*CreateJoinTokenRequest)(nil),     // 16: signet.admin.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),    // 17: signet.admin.v1.CreateJoinTokenResponse
-	(*JoinToken)(nil),                  // 18: signet.admin.v1.JoinToken
-	(*ListJoinTokensRequest)(nil),      // 19: signet.admin.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),     // 20: signet.admin.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),     // 21: signet.admin.v1.RevokeJoinTokenRequest
-	(*GetBundleRequest)(nil),           // 22: signet.admin.v1.GetBundleRequest
-	(*Authority)(nil),                  // 23: signet.admin.v1.Authority
-	(*ListAuthoritiesRequest)(nil),     // 24: signet.admin.v1.ListAuthoritiesRequest
-	(*ListAuthoritiesResponse)(nil),    // 25: signet.admin.v1.ListAuthoritiesResponse
-	(*AuthorityRequest)(nil),           // 26: signet.admin.v1.AuthorityRequest
-	(*NodeAllowance)(nil),              // 27: signet.admin.v1.NodeAllowance
-	(*ListNodeAllowancesRequest)(nil),  // 28: signet.admin.v1.ListNodeAllowancesRequest
-	(*ListNodeAllowancesResponse)(nil), // 29: signet.admin.v1.ListNodeAllowancesResponse
-	(*CreateFederationRequest)(nil),    // 30: signet.admin.v1.CreateFederationRequest
-	(*ListFederationsRequest)(nil),     // 31: signet.admin.v1.ListFederationsRequest
-	(*ListFederationsResponse)(nil),    // 32: signet.admin.v1.ListFederationsResponse
-	(*FederationRequest)(nil),          // 33: signet.admin.v1.FederationRequest
-	(*Federation)(nil),                 // 34: signet.admin.v1.Federation
-	nil,                                // 35: signet.admin.v1.Node.LabelsEntry
-	(*v1.Entry)(nil),                   // 36: signet.common.v1.Entry
-	(*v1.Status)(nil),                  // 37: signet.common.v1.Status
-	(*v1.Selector)(nil),                // 38: signet.common.v1.Selector
-	(*v1.Bundle)(nil),                  // 39: signet.common.v1.Bundle
+	(*RevokeSVIDsRequest)(nil),          // 0: signet.admin.v1.RevokeSVIDsRequest
+	(*RevokeSVIDsResponse)(nil),         // 1: signet.admin.v1.RevokeSVIDsResponse
+	(*SVIDRevocation)(nil),              // 2: signet.admin.v1.SVIDRevocation
+	(*ListSVIDRevocationsRequest)(nil),  // 3: signet.admin.v1.ListSVIDRevocationsRequest
+	(*ListSVIDRevocationsResponse)(nil), // 4: signet.admin.v1.ListSVIDRevocationsResponse
+	(*CreateEntriesRequest)(nil),        // 5: signet.admin.v1.CreateEntriesRequest
+	(*CreateEntriesResponse)(nil),       // 6: signet.admin.v1.CreateEntriesResponse
+	(*EntryResult)(nil),                 // 7: signet.admin.v1.EntryResult
+	(*GetEntryRequest)(nil),             // 8: signet.admin.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),          // 9: signet.admin.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),         // 10: signet.admin.v1.ListEntriesResponse
+	(*UpdateEntryRequest)(nil),          // 11: signet.admin.v1.UpdateEntryRequest
+	(*DeleteEntriesRequest)(nil),        // 12: signet.admin.v1.DeleteEntriesRequest
+	(*DeleteEntriesResponse)(nil),       // 13: signet.admin.v1.DeleteEntriesResponse
+	(*DeleteResult)(nil),                // 14: signet.admin.v1.DeleteResult
+	(*Node)(nil),                        // 15: signet.admin.v1.Node
+	(*ListNodesRequest)(nil),            // 16: signet.admin.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),           // 17: signet.admin.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),              // 18: signet.admin.v1.GetNodeRequest
+	(*NodeRequest)(nil),                 // 19: signet.admin.v1.NodeRequest
+	(*EvictNodeResponse)(nil),           // 20: signet.admin.v1.EvictNodeResponse
+	(*CreateJoinTokenRequest)(nil),      // 21: signet.admin.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),     // 22: signet.admin.v1.CreateJoinTokenResponse
+	(*JoinToken)(nil),                   // 23: signet.admin.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),       // 24: signet.admin.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),      // 25: signet.admin.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),      // 26: signet.admin.v1.RevokeJoinTokenRequest
+	(*GetBundleRequest)(nil),            // 27: signet.admin.v1.GetBundleRequest
+	(*Authority)(nil),                   // 28: signet.admin.v1.Authority
+	(*ListAuthoritiesRequest)(nil),      // 29: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil),     // 30: signet.admin.v1.ListAuthoritiesResponse
+	(*AuthorityRequest)(nil),            // 31: signet.admin.v1.AuthorityRequest
+	(*NodeAllowance)(nil),               // 32: signet.admin.v1.NodeAllowance
+	(*ListNodeAllowancesRequest)(nil),   // 33: signet.admin.v1.ListNodeAllowancesRequest
+	(*ListNodeAllowancesResponse)(nil),  // 34: signet.admin.v1.ListNodeAllowancesResponse
+	(*CreateFederationRequest)(nil),     // 35: signet.admin.v1.CreateFederationRequest
+	(*ListFederationsRequest)(nil),      // 36: signet.admin.v1.ListFederationsRequest
+	(*ListFederationsResponse)(nil),     // 37: signet.admin.v1.ListFederationsResponse
+	(*FederationRequest)(nil),           // 38: signet.admin.v1.FederationRequest
+	(*Federation)(nil),                  // 39: signet.admin.v1.Federation
+	nil,                                 // 40: signet.admin.v1.Node.LabelsEntry
+	(*v1.Entry)(nil),                    // 41: signet.common.v1.Entry
+	(*v1.Status)(nil),                   // 42: signet.common.v1.Status
+	(*v1.Selector)(nil),                 // 43: signet.common.v1.Selector
+	(*v1.Bundle)(nil),                   // 44: signet.common.v1.Bundle
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
-	36, // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
-	2,  // 1: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
-	36, // 2: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
-	37, // 3: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
-	38, // 4: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
-	36, // 5: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
-	36, // 6: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
-	9,  // 7: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
-	37, // 8: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
-	38, // 9: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
-	35, // 10: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
-	10, // 11: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
-	18, // 12: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
-	23, // 13: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	27, // 14: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
-	34, // 15: signet.admin.v1.ListFederationsResponse.federations:type_name -> signet.admin.v1.Federation
-	39, // 16: signet.admin.v1.Federation.bundle:type_name -> signet.common.v1.Bundle
-	0,  // 17: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	3,  // 18: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	4,  // 19: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	6,  // 20: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
-	7,  // 21: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
-	11, // 22: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	13, // 23: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
-	14, // 24: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 25: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
-	14, // 26: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
-	27, // 27: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
-	27, // 28: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
-	28, // 29: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
-	16, // 30: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	19, // 31: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
-	21, // 32: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
-	22, // 33: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	24, // 34: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	26, // 35: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 36: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 37: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	26, // 38: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	30, // 39: signet.admin.v1.Admin.CreateFederation:input_type -> signet.admin.v1.CreateFederationRequest
-	31, // 40: signet.admin.v1.Admin.ListFederations:input_type -> signet.admin.v1.ListFederationsRequest
-	33, // 41: signet.admin.v1.Admin.GetFederation:input_type -> signet.admin.v1.FederationRequest
-	33, // 42: signet.admin.v1.Admin.RefreshFederation:input_type -> signet.admin.v1.FederationRequest
-	33, // 43: signet.admin.v1.Admin.DeleteFederation:input_type -> signet.admin.v1.FederationRequest
-	1,  // 44: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	36, // 45: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
-	5,  // 46: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	36, // 47: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
-	8,  // 48: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
-	12, // 49: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	10, // 50: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
-	15, // 51: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	10, // 52: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
-	10, // 53: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
-	27, // 54: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
-	27, // 55: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
-	29, // 56: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
-	17, // 57: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	20, // 58: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
-	18, // 59: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
-	39, // 60: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
-	25, // 61: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	23, // 62: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
-	23, // 63: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
-	23, // 64: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
-	23, // 65: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
-	34, // 66: signet.admin.v1.Admin.CreateFederation:output_type -> signet.admin.v1.Federation
-	32, // 67: signet.admin.v1.Admin.ListFederations:output_type -> signet.admin.v1.ListFederationsResponse
-	34, // 68: signet.admin.v1.Admin.GetFederation:output_type -> signet.admin.v1.Federation
-	34, // 69: signet.admin.v1.Admin.RefreshFederation:output_type -> signet.admin.v1.Federation
-	34, // 70: signet.admin.v1.Admin.DeleteFederation:output_type -> signet.admin.v1.Federation
-	44, // [44:71] is the sub-list for method output_type
-	17, // [17:44] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	2,  // 0: signet.admin.v1.RevokeSVIDsResponse.revocations:type_name -> signet.admin.v1.SVIDRevocation
+	2,  // 1: signet.admin.v1.ListSVIDRevocationsResponse.revocations:type_name -> signet.admin.v1.SVIDRevocation
+	41, // 2: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
+	7,  // 3: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
+	41, // 4: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
+	42, // 5: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
+	43, // 6: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
+	41, // 7: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
+	41, // 8: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
+	14, // 9: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
+	42, // 10: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
+	43, // 11: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
+	40, // 12: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
+	15, // 13: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
+	23, // 14: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
+	28, // 15: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
+	32, // 16: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
+	39, // 17: signet.admin.v1.ListFederationsResponse.federations:type_name -> signet.admin.v1.Federation
+	44, // 18: signet.admin.v1.Federation.bundle:type_name -> signet.common.v1.Bundle
+	5,  // 19: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	8,  // 20: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	9,  // 21: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	11, // 22: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	12, // 23: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
+	16, // 24: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	18, // 25: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
+	19, // 26: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
+	19, // 27: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
+	19, // 28: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
+	32, // 29: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
+	32, // 30: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
+	33, // 31: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
+	21, // 32: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	24, // 33: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	26, // 34: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	27, // 35: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	29, // 36: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	31, // 37: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	31, // 38: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	31, // 39: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	31, // 40: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	35, // 41: signet.admin.v1.Admin.CreateFederation:input_type -> signet.admin.v1.CreateFederationRequest
+	36, // 42: signet.admin.v1.Admin.ListFederations:input_type -> signet.admin.v1.ListFederationsRequest
+	38, // 43: signet.admin.v1.Admin.GetFederation:input_type -> signet.admin.v1.FederationRequest
+	38, // 44: signet.admin.v1.Admin.RefreshFederation:input_type -> signet.admin.v1.FederationRequest
+	38, // 45: signet.admin.v1.Admin.DeleteFederation:input_type -> signet.admin.v1.FederationRequest
+	0,  // 46: signet.admin.v1.Admin.RevokeSVIDs:input_type -> signet.admin.v1.RevokeSVIDsRequest
+	3,  // 47: signet.admin.v1.Admin.ListSVIDRevocations:input_type -> signet.admin.v1.ListSVIDRevocationsRequest
+	6,  // 48: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	41, // 49: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
+	10, // 50: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	41, // 51: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
+	13, // 52: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
+	17, // 53: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	15, // 54: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
+	20, // 55: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	15, // 56: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
+	15, // 57: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
+	32, // 58: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
+	32, // 59: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
+	34, // 60: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
+	22, // 61: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	25, // 62: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	23, // 63: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
+	44, // 64: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
+	30, // 65: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	28, // 66: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
+	28, // 67: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
+	28, // 68: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
+	28, // 69: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
+	39, // 70: signet.admin.v1.Admin.CreateFederation:output_type -> signet.admin.v1.Federation
+	37, // 71: signet.admin.v1.Admin.ListFederations:output_type -> signet.admin.v1.ListFederationsResponse
+	39, // 72: signet.admin.v1.Admin.GetFederation:output_type -> signet.admin.v1.Federation
+	39, // 73: signet.admin.v1.Admin.RefreshFederation:output_type -> signet.admin.v1.Federation
+	39, // 74: signet.admin.v1.Admin.DeleteFederation:output_type -> signet.admin.v1.Federation
+	1,  // 75: signet.admin.v1.Admin.RevokeSVIDs:output_type -> signet.admin.v1.RevokeSVIDsResponse
+	4,  // 76: signet.admin.v1.Admin.ListSVIDRevocations:output_type -> signet.admin.v1.ListSVIDRevocationsResponse
+	48, // [48:77] is the sub-list for method output_type
+	19, // [19:48] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -2375,13 +2689,17 @@ func file_signet_admin_v1_admin_proto_init() {
 	if File_signet_admin_v1_admin_proto != nil {
 		return
 	}
+	file_signet_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{
+		(*RevokeSVIDsRequest_Serial)(nil),
+		(*RevokeSVIDsRequest_SpiffeId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,33 +23,35 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_CreateEntries_FullMethodName      = "/signet.admin.v1.Admin/CreateEntries"
-	Admin_GetEntry_FullMethodName           = "/signet.admin.v1.Admin/GetEntry"
-	Admin_ListEntries_FullMethodName        = "/signet.admin.v1.Admin/ListEntries"
-	Admin_UpdateEntry_FullMethodName        = "/signet.admin.v1.Admin/UpdateEntry"
-	Admin_DeleteEntries_FullMethodName      = "/signet.admin.v1.Admin/DeleteEntries"
-	Admin_ListNodes_FullMethodName          = "/signet.admin.v1.Admin/ListNodes"
-	Admin_GetNode_FullMethodName            = "/signet.admin.v1.Admin/GetNode"
-	Admin_EvictNode_FullMethodName          = "/signet.admin.v1.Admin/EvictNode"
-	Admin_BanNode_FullMethodName            = "/signet.admin.v1.Admin/BanNode"
-	Admin_UnbanNode_FullMethodName          = "/signet.admin.v1.Admin/UnbanNode"
-	Admin_AllowNode_FullMethodName          = "/signet.admin.v1.Admin/AllowNode"
-	Admin_DisallowNode_FullMethodName       = "/signet.admin.v1.Admin/DisallowNode"
-	Admin_ListNodeAllowances_FullMethodName = "/signet.admin.v1.Admin/ListNodeAllowances"
-	Admin_CreateJoinToken_FullMethodName    = "/signet.admin.v1.Admin/CreateJoinToken"
-	Admin_ListJoinTokens_FullMethodName     = "/signet.admin.v1.Admin/ListJoinTokens"
-	Admin_RevokeJoinToken_FullMethodName    = "/signet.admin.v1.Admin/RevokeJoinToken"
-	Admin_GetBundle_FullMethodName          = "/signet.admin.v1.Admin/GetBundle"
-	Admin_ListAuthorities_FullMethodName    = "/signet.admin.v1.Admin/ListAuthorities"
-	Admin_PrepareAuthority_FullMethodName   = "/signet.admin.v1.Admin/PrepareAuthority"
-	Admin_ActivateAuthority_FullMethodName  = "/signet.admin.v1.Admin/ActivateAuthority"
-	Admin_TaintAuthority_FullMethodName     = "/signet.admin.v1.Admin/TaintAuthority"
-	Admin_RevokeAuthority_FullMethodName    = "/signet.admin.v1.Admin/RevokeAuthority"
-	Admin_CreateFederation_FullMethodName   = "/signet.admin.v1.Admin/CreateFederation"
-	Admin_ListFederations_FullMethodName    = "/signet.admin.v1.Admin/ListFederations"
-	Admin_GetFederation_FullMethodName      = "/signet.admin.v1.Admin/GetFederation"
-	Admin_RefreshFederation_FullMethodName  = "/signet.admin.v1.Admin/RefreshFederation"
-	Admin_DeleteFederation_FullMethodName   = "/signet.admin.v1.Admin/DeleteFederation"
+	Admin_CreateEntries_FullMethodName       = "/signet.admin.v1.Admin/CreateEntries"
+	Admin_GetEntry_FullMethodName            = "/signet.admin.v1.Admin/GetEntry"
+	Admin_ListEntries_FullMethodName         = "/signet.admin.v1.Admin/ListEntries"
+	Admin_UpdateEntry_FullMethodName         = "/signet.admin.v1.Admin/UpdateEntry"
+	Admin_DeleteEntries_FullMethodName       = "/signet.admin.v1.Admin/DeleteEntries"
+	Admin_ListNodes_FullMethodName           = "/signet.admin.v1.Admin/ListNodes"
+	Admin_GetNode_FullMethodName             = "/signet.admin.v1.Admin/GetNode"
+	Admin_EvictNode_FullMethodName           = "/signet.admin.v1.Admin/EvictNode"
+	Admin_BanNode_FullMethodName             = "/signet.admin.v1.Admin/BanNode"
+	Admin_UnbanNode_FullMethodName           = "/signet.admin.v1.Admin/UnbanNode"
+	Admin_AllowNode_FullMethodName           = "/signet.admin.v1.Admin/AllowNode"
+	Admin_DisallowNode_FullMethodName        = "/signet.admin.v1.Admin/DisallowNode"
+	Admin_ListNodeAllowances_FullMethodName  = "/signet.admin.v1.Admin/ListNodeAllowances"
+	Admin_CreateJoinToken_FullMethodName     = "/signet.admin.v1.Admin/CreateJoinToken"
+	Admin_ListJoinTokens_FullMethodName      = "/signet.admin.v1.Admin/ListJoinTokens"
+	Admin_RevokeJoinToken_FullMethodName     = "/signet.admin.v1.Admin/RevokeJoinToken"
+	Admin_GetBundle_FullMethodName           = "/signet.admin.v1.Admin/GetBundle"
+	Admin_ListAuthorities_FullMethodName     = "/signet.admin.v1.Admin/ListAuthorities"
+	Admin_PrepareAuthority_FullMethodName    = "/signet.admin.v1.Admin/PrepareAuthority"
+	Admin_ActivateAuthority_FullMethodName   = "/signet.admin.v1.Admin/ActivateAuthority"
+	Admin_TaintAuthority_FullMethodName      = "/signet.admin.v1.Admin/TaintAuthority"
+	Admin_RevokeAuthority_FullMethodName     = "/signet.admin.v1.Admin/RevokeAuthority"
+	Admin_CreateFederation_FullMethodName    = "/signet.admin.v1.Admin/CreateFederation"
+	Admin_ListFederations_FullMethodName     = "/signet.admin.v1.Admin/ListFederations"
+	Admin_GetFederation_FullMethodName       = "/signet.admin.v1.Admin/GetFederation"
+	Admin_RefreshFederation_FullMethodName   = "/signet.admin.v1.Admin/RefreshFederation"
+	Admin_DeleteFederation_FullMethodName    = "/signet.admin.v1.Admin/DeleteFederation"
+	Admin_RevokeSVIDs_FullMethodName         = "/signet.admin.v1.Admin/RevokeSVIDs"
+	Admin_ListSVIDRevocations_FullMethodName = "/signet.admin.v1.Admin/ListSVIDRevocations"
 )
 
 // AdminClient is the client API for Admin service.
@@ -93,6 +95,14 @@ type AdminClient interface {
 	// RefreshFederation fetches the remote bundle now and returns the outcome.
 	RefreshFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error)
 	DeleteFederation(ctx context.Context, in *FederationRequest, opts ...grpc.CallOption) (*Federation, error)
+	// RevokeSVIDs revokes SVIDs now (audited, svid.revoke): one X509-SVID by
+	// serial, or every SVID issued for a SPIFFE ID so far. Agents stop
+	// serving them within a second and get fresh ones; the server refuses
+	// revoked agent and admin SVIDs; Signet's validators refuse them until
+	// they expire.
+	RevokeSVIDs(ctx context.Context, in *RevokeSVIDsRequest, opts ...grpc.CallOption) (*RevokeSVIDsResponse, error)
+	// ListSVIDRevocations lists the revocations in force (unexpired).
+	ListSVIDRevocations(ctx context.Context, in *ListSVIDRevocationsRequest, opts ...grpc.CallOption) (*ListSVIDRevocationsResponse, error)
 }
 
 type adminClient struct {
@@ -373,6 +383,26 @@ func (c *adminClient) DeleteFederation(ctx context.Context, in *FederationReques
 	return out, nil
 }
 
+func (c *adminClient) RevokeSVIDs(ctx context.Context, in *RevokeSVIDsRequest, opts ...grpc.CallOption) (*RevokeSVIDsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeSVIDsResponse)
+	err := c.cc.Invoke(ctx, Admin_RevokeSVIDs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListSVIDRevocations(ctx context.Context, in *ListSVIDRevocationsRequest, opts ...grpc.CallOption) (*ListSVIDRevocationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSVIDRevocationsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListSVIDRevocations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -414,6 +444,14 @@ type AdminServer interface {
 	// RefreshFederation fetches the remote bundle now and returns the outcome.
 	RefreshFederation(context.Context, *FederationRequest) (*Federation, error)
 	DeleteFederation(context.Context, *FederationRequest) (*Federation, error)
+	// RevokeSVIDs revokes SVIDs now (audited, svid.revoke): one X509-SVID by
+	// serial, or every SVID issued for a SPIFFE ID so far. Agents stop
+	// serving them within a second and get fresh ones; the server refuses
+	// revoked agent and admin SVIDs; Signet's validators refuse them until
+	// they expire.
+	RevokeSVIDs(context.Context, *RevokeSVIDsRequest) (*RevokeSVIDsResponse, error)
+	// ListSVIDRevocations lists the revocations in force (unexpired).
+	ListSVIDRevocations(context.Context, *ListSVIDRevocationsRequest) (*ListSVIDRevocationsResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -504,6 +542,12 @@ func (UnimplementedAdminServer) RefreshFederation(context.Context, *FederationRe
 }
 func (UnimplementedAdminServer) DeleteFederation(context.Context, *FederationRequest) (*Federation, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteFederation not implemented")
+}
+func (UnimplementedAdminServer) RevokeSVIDs(context.Context, *RevokeSVIDsRequest) (*RevokeSVIDsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeSVIDs not implemented")
+}
+func (UnimplementedAdminServer) ListSVIDRevocations(context.Context, *ListSVIDRevocationsRequest) (*ListSVIDRevocationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSVIDRevocations not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1012,6 +1056,42 @@ func _Admin_DeleteFederation_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RevokeSVIDs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeSVIDsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RevokeSVIDs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RevokeSVIDs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RevokeSVIDs(ctx, req.(*RevokeSVIDsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListSVIDRevocations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSVIDRevocationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListSVIDRevocations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListSVIDRevocations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListSVIDRevocations(ctx, req.(*ListSVIDRevocationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1126,6 +1206,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteFederation",
 			Handler:    _Admin_DeleteFederation_Handler,
+		},
+		{
+			MethodName: "RevokeSVIDs",
+			Handler:    _Admin_RevokeSVIDs_Handler,
+		},
+		{
+			MethodName: "ListSVIDRevocations",
+			Handler:    _Admin_ListSVIDRevocations_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

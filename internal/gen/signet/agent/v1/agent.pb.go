@@ -26,6 +26,245 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type WatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+// WatchEvent is one push from the server. Every field may be set at once.
+type WatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sync asks the agent to run its incremental Sync now: the node's
+	// entries or the trust bundle changed, or events were dropped because the
+	// agent read too slowly (reason "resync").
+	Sync bool `protobuf:"varint,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	// Why: "entries", "bundle", "resync" or "hello".
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The store revision the event was raised at.
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Set on the last event of a stream whose node was evicted
+	// ("evicted"), banned ("banned") or whose agent SVID was revoked
+	// ("revoked"): the agent must stop serving at once.
+	NodeEnded string `protobuf:"bytes,4,opt,name=node_ended,json=nodeEnded,proto3" json:"node_ended,omitempty"`
+	// Revocations: when revocations_reset, the complete set in force (it may
+	// continue in the following events, which then have it unset);
+	// otherwise additions.
+	Revocations      []*SVIDRevocation `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	RevocationsReset bool              `protobuf:"varint,6,opt,name=revocations_reset,json=revocationsReset,proto3" json:"revocations_reset,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchEvent) GetSync() bool {
+	if x != nil {
+		return x.Sync
+	}
+	return false
+}
+
+func (x *WatchEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchEvent) GetNodeEnded() string {
+	if x != nil {
+		return x.NodeEnded
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetRevocations() []*SVIDRevocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetRevocationsReset() bool {
+	if x != nil {
+		return x.RevocationsReset
+	}
+	return false
+}
+
+// SVIDRevocation is one revocation in force.
+type SVIDRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lowercase hex serial of a revoked X509-SVID; empty for the revocation
+	// of a SPIFFE ID's JWT-SVIDs issued at or before revoked_at.
+	Serial   string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	SpiffeId string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	// Unix seconds.
+	RevokedAt int64 `protobuf:"varint,3,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// When the revoked SVIDs expire (for serials, the latest of theirs).
+	ExpiresAt int64 `protobuf:"varint,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// More X509-SVID serials of spiffe_id revoked at once (revoking a
+	// SPIFFE ID revokes all of them in one transaction): one message for
+	// them all keeps a fleet-wide revocation small on the wire.
+	Serials []string `protobuf:"bytes,5,rep,name=serials,proto3" json:"serials,omitempty"`
+	// On the revocation of a SPIFFE ID (serial empty): X509-SVIDs of
+	// spiffe_id whose NotBefore (unix seconds) is at or before this are
+	// revoked too (every one issued until revoked_at, however many: the
+	// message stays one line for a fleet). 0: JWT-SVIDs only.
+	X509NotBeforeUntil int64 `protobuf:"varint,6,opt,name=x509_not_before_until,json=x509NotBeforeUntil,proto3" json:"x509_not_before_until,omitempty"`
+	// When x509_not_before_until is set: SVIDs for spiffe_id signed from
+	// this time (unix seconds, the server's clock) on are past the rule, so
+	// agents get their fresh ones after it.
+	RemintAfter   int64 `protobuf:"varint,7,opt,name=remint_after,json=remintAfter,proto3" json:"remint_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SVIDRevocation) Reset() {
+	*x = SVIDRevocation{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SVIDRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SVIDRevocation) ProtoMessage() {}
+
+func (x *SVIDRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SVIDRevocation.ProtoReflect.Descriptor instead.
+func (*SVIDRevocation) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SVIDRevocation) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *SVIDRevocation) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *SVIDRevocation) GetRevokedAt() int64 {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return 0
+}
+
+func (x *SVIDRevocation) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+func (x *SVIDRevocation) GetSerials() []string {
+	if x != nil {
+		return x.Serials
+	}
+	return nil
+}
+
+func (x *SVIDRevocation) GetX509NotBeforeUntil() int64 {
+	if x != nil {
+		return x.X509NotBeforeUntil
+	}
+	return 0
+}
+
+func (x *SVIDRevocation) GetRemintAfter() int64 {
+	if x != nil {
+		return x.RemintAfter
+	}
+	return 0
+}
+
 type AttestAgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Step:
@@ -39,7 +278,7 @@ type AttestAgentRequest struct {
 
 func (x *AttestAgentRequest) Reset() {
 	*x = AttestAgentRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +290,7 @@ func (x *AttestAgentRequest) String() string {
 func (*AttestAgentRequest) ProtoMessage() {}
 
 func (x *AttestAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +303,7 @@ func (x *AttestAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestAgentRequest.ProtoReflect.Descriptor instead.
 func (*AttestAgentRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AttestAgentRequest) GetStep() isAttestAgentRequest_Step {
@@ -122,7 +361,7 @@ type AttestParams struct {
 
 func (x *AttestParams) Reset() {
 	*x = AttestParams{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -134,7 +373,7 @@ func (x *AttestParams) String() string {
 func (*AttestParams) ProtoMessage() {}
 
 func (x *AttestParams) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -147,7 +386,7 @@ func (x *AttestParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestParams.ProtoReflect.Descriptor instead.
 func (*AttestParams) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AttestParams) GetAttestationType() string {
@@ -184,7 +423,7 @@ type AttestAgentResponse struct {
 
 func (x *AttestAgentResponse) Reset() {
 	*x = AttestAgentResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +435,7 @@ func (x *AttestAgentResponse) String() string {
 func (*AttestAgentResponse) ProtoMessage() {}
 
 func (x *AttestAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +448,7 @@ func (x *AttestAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestAgentResponse.ProtoReflect.Descriptor instead.
 func (*AttestAgentResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AttestAgentResponse) GetStep() isAttestAgentResponse_Step {
@@ -265,7 +504,7 @@ type AgentSVID struct {
 
 func (x *AgentSVID) Reset() {
 	*x = AgentSVID{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +516,7 @@ func (x *AgentSVID) String() string {
 func (*AgentSVID) ProtoMessage() {}
 
 func (x *AgentSVID) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +529,7 @@ func (x *AgentSVID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSVID.ProtoReflect.Descriptor instead.
 func (*AgentSVID) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgentSVID) GetSpiffeId() string {
@@ -323,7 +562,7 @@ type RenewAgentRequest struct {
 
 func (x *RenewAgentRequest) Reset() {
 	*x = RenewAgentRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +574,7 @@ func (x *RenewAgentRequest) String() string {
 func (*RenewAgentRequest) ProtoMessage() {}
 
 func (x *RenewAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +587,7 @@ func (x *RenewAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAgentRequest.ProtoReflect.Descriptor instead.
 func (*RenewAgentRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenewAgentRequest) GetCsr() []byte {
@@ -367,7 +606,7 @@ type RenewAgentResponse struct {
 
 func (x *RenewAgentResponse) Reset() {
 	*x = RenewAgentResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +618,7 @@ func (x *RenewAgentResponse) String() string {
 func (*RenewAgentResponse) ProtoMessage() {}
 
 func (x *RenewAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +631,7 @@ func (x *RenewAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAgentResponse.ProtoReflect.Descriptor instead.
 func (*RenewAgentResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewAgentResponse) GetSvid() *AgentSVID {
@@ -430,7 +669,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +681,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +694,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SyncRequest) GetKnownRevision() int64 {
@@ -513,7 +752,7 @@ type ServedEntry struct {
 
 func (x *ServedEntry) Reset() {
 	*x = ServedEntry{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +764,7 @@ func (x *ServedEntry) String() string {
 func (*ServedEntry) ProtoMessage() {}
 
 func (x *ServedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +777,7 @@ func (x *ServedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServedEntry.ProtoReflect.Descriptor instead.
 func (*ServedEntry) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServedEntry) GetEntryId() string {
@@ -604,7 +843,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +855,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +868,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SyncResponse) GetRevision() int64 {
@@ -711,7 +950,7 @@ type SignX509SVIDsRequest struct {
 
 func (x *SignX509SVIDsRequest) Reset() {
 	*x = SignX509SVIDsRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +962,7 @@ func (x *SignX509SVIDsRequest) String() string {
 func (*SignX509SVIDsRequest) ProtoMessage() {}
 
 func (x *SignX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +975,7 @@ func (x *SignX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*SignX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignX509SVIDsRequest) GetRequests() []*X509SVIDRequest {
@@ -756,7 +995,7 @@ type X509SVIDRequest struct {
 
 func (x *X509SVIDRequest) Reset() {
 	*x = X509SVIDRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +1007,7 @@ func (x *X509SVIDRequest) String() string {
 func (*X509SVIDRequest) ProtoMessage() {}
 
 func (x *X509SVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +1020,7 @@ func (x *X509SVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use X509SVIDRequest.ProtoReflect.Descriptor instead.
 func (*X509SVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *X509SVIDRequest) GetEntryId() string {
@@ -807,7 +1046,7 @@ type SignX509SVIDsResponse struct {
 
 func (x *SignX509SVIDsResponse) Reset() {
 	*x = SignX509SVIDsResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1058,7 @@ func (x *SignX509SVIDsResponse) String() string {
 func (*SignX509SVIDsResponse) ProtoMessage() {}
 
 func (x *SignX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1071,7 @@ func (x *SignX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*SignX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SignX509SVIDsResponse) GetResults() []*X509SVIDResult {
@@ -854,7 +1093,7 @@ type X509SVIDResult struct {
 
 func (x *X509SVIDResult) Reset() {
 	*x = X509SVIDResult{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1105,7 @@ func (x *X509SVIDResult) String() string {
 func (*X509SVIDResult) ProtoMessage() {}
 
 func (x *X509SVIDResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1118,7 @@ func (x *X509SVIDResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use X509SVIDResult.ProtoReflect.Descriptor instead.
 func (*X509SVIDResult) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *X509SVIDResult) GetEntryId() string {
@@ -913,7 +1152,7 @@ type SignJWTSVIDRequest struct {
 
 func (x *SignJWTSVIDRequest) Reset() {
 	*x = SignJWTSVIDRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1164,7 @@ func (x *SignJWTSVIDRequest) String() string {
 func (*SignJWTSVIDRequest) ProtoMessage() {}
 
 func (x *SignJWTSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1177,7 @@ func (x *SignJWTSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignJWTSVIDRequest.ProtoReflect.Descriptor instead.
 func (*SignJWTSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SignJWTSVIDRequest) GetEntryId() string {
@@ -965,7 +1204,7 @@ type SignJWTSVIDResponse struct {
 
 func (x *SignJWTSVIDResponse) Reset() {
 	*x = SignJWTSVIDResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1216,7 @@ func (x *SignJWTSVIDResponse) String() string {
 func (*SignJWTSVIDResponse) ProtoMessage() {}
 
 func (x *SignJWTSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1229,7 @@ func (x *SignJWTSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignJWTSVIDResponse.ProtoReflect.Descriptor instead.
 func (*SignJWTSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SignJWTSVIDResponse) GetToken() string {
@@ -1007,6 +1246,86 @@ func (x *SignJWTSVIDResponse) GetExpiresAt() int64 {
 	return 0
 }
 
+type WatchRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsRequest) Reset() {
+	*x = WatchRevocationsRequest{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsRequest) ProtoMessage() {}
+
+func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+}
+
+type WatchRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*SVIDRevocation      `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsResponse) Reset() {
+	*x = WatchRevocationsResponse{}
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsResponse) ProtoMessage() {}
+
+func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchRevocationsResponse) GetRevocations() []*SVIDRevocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
 type GetInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1015,7 +1334,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1346,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1359,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 type GetInfoResponse struct {
@@ -1059,7 +1378,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1390,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_signet_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1403,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_signet_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetInfoResponse) GetBrokerUrl() string {
@@ -1119,7 +1438,27 @@ var File_signet_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsignet/agent/v1/agent.proto\x12\x0fsignet.agent.v1\x1a\x1dsignet/common/v1/common.proto\"\x86\x01\n" +
+	"\x1bsignet/agent/v1/agent.proto\x12\x0fsignet.agent.v1\x1a\x1dsignet/common/v1/common.proto\"\x0e\n" +
+	"\fWatchRequest\"\xe3\x01\n" +
+	"\n" +
+	"WatchEvent\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\bR\x04sync\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1d\n" +
+	"\n" +
+	"node_ended\x18\x04 \x01(\tR\tnodeEnded\x12A\n" +
+	"\vrevocations\x18\x05 \x03(\v2\x1f.signet.agent.v1.SVIDRevocationR\vrevocations\x12+\n" +
+	"\x11revocations_reset\x18\x06 \x01(\bR\x10revocationsReset\"\xf3\x01\n" +
+	"\x0eSVIDRevocation\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1b\n" +
+	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1d\n" +
+	"\n" +
+	"revoked_at\x18\x03 \x01(\x03R\trevokedAt\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\x03R\texpiresAt\x12\x18\n" +
+	"\aserials\x18\x05 \x03(\tR\aserials\x121\n" +
+	"\x15x509_not_before_until\x18\x06 \x01(\x03R\x12x509NotBeforeUntil\x12!\n" +
+	"\fremint_after\x18\a \x01(\x03R\vremintAfter\"\x86\x01\n" +
 	"\x12AttestAgentRequest\x127\n" +
 	"\x06params\x18\x01 \x01(\v2\x1d.signet.agent.v1.AttestParamsH\x00R\x06params\x12/\n" +
 	"\x12challenge_response\x18\x02 \x01(\fH\x00R\x11challengeResponseB\x06\n" +
@@ -1184,23 +1523,28 @@ const file_signet_agent_v1_agent_proto_rawDesc = "" +
 	"\x13SignJWTSVIDResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\x10\n" +
+	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\x19\n" +
+	"\x17WatchRevocationsRequest\"]\n" +
+	"\x18WatchRevocationsResponse\x12A\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x1f.signet.agent.v1.SVIDRevocationR\vrevocations\"\x10\n" +
 	"\x0eGetInfoRequest\"\x88\x01\n" +
 	"\x0fGetInfoResponse\x12\x1d\n" +
 	"\n" +
 	"broker_url\x18\x01 \x01(\tR\tbrokerUrl\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\tR\aversion2\xbb\x03\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion2\x82\x04\n" +
 	"\x05Agent\x12\\\n" +
 	"\vAttestAgent\x12#.signet.agent.v1.AttestAgentRequest\x1a$.signet.agent.v1.AttestAgentResponse(\x010\x01\x12U\n" +
 	"\n" +
 	"RenewAgent\x12\".signet.agent.v1.RenewAgentRequest\x1a#.signet.agent.v1.RenewAgentResponse\x12C\n" +
 	"\x04Sync\x12\x1c.signet.agent.v1.SyncRequest\x1a\x1d.signet.agent.v1.SyncResponse\x12^\n" +
 	"\rSignX509SVIDs\x12%.signet.agent.v1.SignX509SVIDsRequest\x1a&.signet.agent.v1.SignX509SVIDsResponse\x12X\n" +
-	"\vSignJWTSVID\x12#.signet.agent.v1.SignJWTSVIDRequest\x1a$.signet.agent.v1.SignJWTSVIDResponse2Y\n" +
+	"\vSignJWTSVID\x12#.signet.agent.v1.SignJWTSVIDRequest\x1a$.signet.agent.v1.SignJWTSVIDResponse\x12E\n" +
+	"\x05Watch\x12\x1d.signet.agent.v1.WatchRequest\x1a\x1b.signet.agent.v1.WatchEvent0\x012\xc4\x01\n" +
 	"\tAgentInfo\x12L\n" +
-	"\aGetInfo\x12\x1f.signet.agent.v1.GetInfoRequest\x1a .signet.agent.v1.GetInfoResponseBBZ@github.com/signet-id/signet/internal/gen/signet/agent/v1;agentv1b\x06proto3"
+	"\aGetInfo\x12\x1f.signet.agent.v1.GetInfoRequest\x1a .signet.agent.v1.GetInfoResponse\x12i\n" +
+	"\x10WatchRevocations\x12(.signet.agent.v1.WatchRevocationsRequest\x1a).signet.agent.v1.WatchRevocationsResponse0\x01BBZ@github.com/signet-id/signet/internal/gen/signet/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_signet_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1214,58 +1558,69 @@ func file_signet_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_signet_agent_v1_agent_proto_rawDescData
 }
 
-var file_signet_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_signet_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_signet_agent_v1_agent_proto_goTypes = []any{
-	(*AttestAgentRequest)(nil),    // 0: signet.agent.v1.AttestAgentRequest
-	(*AttestParams)(nil),          // 1: signet.agent.v1.AttestParams
-	(*AttestAgentResponse)(nil),   // 2: signet.agent.v1.AttestAgentResponse
-	(*AgentSVID)(nil),             // 3: signet.agent.v1.AgentSVID
-	(*RenewAgentRequest)(nil),     // 4: signet.agent.v1.RenewAgentRequest
-	(*RenewAgentResponse)(nil),    // 5: signet.agent.v1.RenewAgentResponse
-	(*SyncRequest)(nil),           // 6: signet.agent.v1.SyncRequest
-	(*ServedEntry)(nil),           // 7: signet.agent.v1.ServedEntry
-	(*SyncResponse)(nil),          // 8: signet.agent.v1.SyncResponse
-	(*SignX509SVIDsRequest)(nil),  // 9: signet.agent.v1.SignX509SVIDsRequest
-	(*X509SVIDRequest)(nil),       // 10: signet.agent.v1.X509SVIDRequest
-	(*SignX509SVIDsResponse)(nil), // 11: signet.agent.v1.SignX509SVIDsResponse
-	(*X509SVIDResult)(nil),        // 12: signet.agent.v1.X509SVIDResult
-	(*SignJWTSVIDRequest)(nil),    // 13: signet.agent.v1.SignJWTSVIDRequest
-	(*SignJWTSVIDResponse)(nil),   // 14: signet.agent.v1.SignJWTSVIDResponse
-	(*GetInfoRequest)(nil),        // 15: signet.agent.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),       // 16: signet.agent.v1.GetInfoResponse
-	(*v1.Bundle)(nil),             // 17: signet.common.v1.Bundle
-	(*v1.Entry)(nil),              // 18: signet.common.v1.Entry
-	(*v1.Status)(nil),             // 19: signet.common.v1.Status
+	(*WatchRequest)(nil),             // 0: signet.agent.v1.WatchRequest
+	(*WatchEvent)(nil),               // 1: signet.agent.v1.WatchEvent
+	(*SVIDRevocation)(nil),           // 2: signet.agent.v1.SVIDRevocation
+	(*AttestAgentRequest)(nil),       // 3: signet.agent.v1.AttestAgentRequest
+	(*AttestParams)(nil),             // 4: signet.agent.v1.AttestParams
+	(*AttestAgentResponse)(nil),      // 5: signet.agent.v1.AttestAgentResponse
+	(*AgentSVID)(nil),                // 6: signet.agent.v1.AgentSVID
+	(*RenewAgentRequest)(nil),        // 7: signet.agent.v1.RenewAgentRequest
+	(*RenewAgentResponse)(nil),       // 8: signet.agent.v1.RenewAgentResponse
+	(*SyncRequest)(nil),              // 9: signet.agent.v1.SyncRequest
+	(*ServedEntry)(nil),              // 10: signet.agent.v1.ServedEntry
+	(*SyncResponse)(nil),             // 11: signet.agent.v1.SyncResponse
+	(*SignX509SVIDsRequest)(nil),     // 12: signet.agent.v1.SignX509SVIDsRequest
+	(*X509SVIDRequest)(nil),          // 13: signet.agent.v1.X509SVIDRequest
+	(*SignX509SVIDsResponse)(nil),    // 14: signet.agent.v1.SignX509SVIDsResponse
+	(*X509SVIDResult)(nil),           // 15: signet.agent.v1.X509SVIDResult
+	(*SignJWTSVIDRequest)(nil),       // 16: signet.agent.v1.SignJWTSVIDRequest
+	(*SignJWTSVIDResponse)(nil),      // 17: signet.agent.v1.SignJWTSVIDResponse
+	(*WatchRevocationsRequest)(nil),  // 18: signet.agent.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil), // 19: signet.agent.v1.WatchRevocationsResponse
+	(*GetInfoRequest)(nil),           // 20: signet.agent.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),          // 21: signet.agent.v1.GetInfoResponse
+	(*v1.Bundle)(nil),                // 22: signet.common.v1.Bundle
+	(*v1.Entry)(nil),                 // 23: signet.common.v1.Entry
+	(*v1.Status)(nil),                // 24: signet.common.v1.Status
 }
 var file_signet_agent_v1_agent_proto_depIdxs = []int32{
-	1,  // 0: signet.agent.v1.AttestAgentRequest.params:type_name -> signet.agent.v1.AttestParams
-	3,  // 1: signet.agent.v1.AttestAgentResponse.result:type_name -> signet.agent.v1.AgentSVID
-	17, // 2: signet.agent.v1.AgentSVID.bundle:type_name -> signet.common.v1.Bundle
-	3,  // 3: signet.agent.v1.RenewAgentResponse.svid:type_name -> signet.agent.v1.AgentSVID
-	7,  // 4: signet.agent.v1.SyncRequest.served:type_name -> signet.agent.v1.ServedEntry
-	18, // 5: signet.agent.v1.SyncResponse.entries:type_name -> signet.common.v1.Entry
-	17, // 6: signet.agent.v1.SyncResponse.bundle:type_name -> signet.common.v1.Bundle
-	17, // 7: signet.agent.v1.SyncResponse.federated_bundles:type_name -> signet.common.v1.Bundle
-	10, // 8: signet.agent.v1.SignX509SVIDsRequest.requests:type_name -> signet.agent.v1.X509SVIDRequest
-	12, // 9: signet.agent.v1.SignX509SVIDsResponse.results:type_name -> signet.agent.v1.X509SVIDResult
-	19, // 10: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
-	0,  // 11: signet.agent.v1.Agent.AttestAgent:input_type -> signet.agent.v1.AttestAgentRequest
-	4,  // 12: signet.agent.v1.Agent.RenewAgent:input_type -> signet.agent.v1.RenewAgentRequest
-	6,  // 13: signet.agent.v1.Agent.Sync:input_type -> signet.agent.v1.SyncRequest
-	9,  // 14: signet.agent.v1.Agent.SignX509SVIDs:input_type -> signet.agent.v1.SignX509SVIDsRequest
-	13, // 15: signet.agent.v1.Agent.SignJWTSVID:input_type -> signet.agent.v1.SignJWTSVIDRequest
-	15, // 16: signet.agent.v1.AgentInfo.GetInfo:input_type -> signet.agent.v1.GetInfoRequest
-	2,  // 17: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
-	5,  // 18: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
-	8,  // 19: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
-	11, // 20: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
-	14, // 21: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
-	16, // 22: signet.agent.v1.AgentInfo.GetInfo:output_type -> signet.agent.v1.GetInfoResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	2,  // 0: signet.agent.v1.WatchEvent.revocations:type_name -> signet.agent.v1.SVIDRevocation
+	4,  // 1: signet.agent.v1.AttestAgentRequest.params:type_name -> signet.agent.v1.AttestParams
+	6,  // 2: signet.agent.v1.AttestAgentResponse.result:type_name -> signet.agent.v1.AgentSVID
+	22, // 3: signet.agent.v1.AgentSVID.bundle:type_name -> signet.common.v1.Bundle
+	6,  // 4: signet.agent.v1.RenewAgentResponse.svid:type_name -> signet.agent.v1.AgentSVID
+	10, // 5: signet.agent.v1.SyncRequest.served:type_name -> signet.agent.v1.ServedEntry
+	23, // 6: signet.agent.v1.SyncResponse.entries:type_name -> signet.common.v1.Entry
+	22, // 7: signet.agent.v1.SyncResponse.bundle:type_name -> signet.common.v1.Bundle
+	22, // 8: signet.agent.v1.SyncResponse.federated_bundles:type_name -> signet.common.v1.Bundle
+	13, // 9: signet.agent.v1.SignX509SVIDsRequest.requests:type_name -> signet.agent.v1.X509SVIDRequest
+	15, // 10: signet.agent.v1.SignX509SVIDsResponse.results:type_name -> signet.agent.v1.X509SVIDResult
+	24, // 11: signet.agent.v1.X509SVIDResult.status:type_name -> signet.common.v1.Status
+	2,  // 12: signet.agent.v1.WatchRevocationsResponse.revocations:type_name -> signet.agent.v1.SVIDRevocation
+	3,  // 13: signet.agent.v1.Agent.AttestAgent:input_type -> signet.agent.v1.AttestAgentRequest
+	7,  // 14: signet.agent.v1.Agent.RenewAgent:input_type -> signet.agent.v1.RenewAgentRequest
+	9,  // 15: signet.agent.v1.Agent.Sync:input_type -> signet.agent.v1.SyncRequest
+	12, // 16: signet.agent.v1.Agent.SignX509SVIDs:input_type -> signet.agent.v1.SignX509SVIDsRequest
+	16, // 17: signet.agent.v1.Agent.SignJWTSVID:input_type -> signet.agent.v1.SignJWTSVIDRequest
+	0,  // 18: signet.agent.v1.Agent.Watch:input_type -> signet.agent.v1.WatchRequest
+	20, // 19: signet.agent.v1.AgentInfo.GetInfo:input_type -> signet.agent.v1.GetInfoRequest
+	18, // 20: signet.agent.v1.AgentInfo.WatchRevocations:input_type -> signet.agent.v1.WatchRevocationsRequest
+	5,  // 21: signet.agent.v1.Agent.AttestAgent:output_type -> signet.agent.v1.AttestAgentResponse
+	8,  // 22: signet.agent.v1.Agent.RenewAgent:output_type -> signet.agent.v1.RenewAgentResponse
+	11, // 23: signet.agent.v1.Agent.Sync:output_type -> signet.agent.v1.SyncResponse
+	14, // 24: signet.agent.v1.Agent.SignX509SVIDs:output_type -> signet.agent.v1.SignX509SVIDsResponse
+	17, // 25: signet.agent.v1.Agent.SignJWTSVID:output_type -> signet.agent.v1.SignJWTSVIDResponse
+	1,  // 26: signet.agent.v1.Agent.Watch:output_type -> signet.agent.v1.WatchEvent
+	21, // 27: signet.agent.v1.AgentInfo.GetInfo:output_type -> signet.agent.v1.GetInfoResponse
+	19, // 28: signet.agent.v1.AgentInfo.WatchRevocations:output_type -> signet.agent.v1.WatchRevocationsResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_signet_agent_v1_agent_proto_init() }
@@ -1273,11 +1628,11 @@ func file_signet_agent_v1_agent_proto_init() {
 	if File_signet_agent_v1_agent_proto != nil {
 		return
 	}
-	file_signet_agent_v1_agent_proto_msgTypes[0].OneofWrappers = []any{
+	file_signet_agent_v1_agent_proto_msgTypes[3].OneofWrappers = []any{
 		(*AttestAgentRequest_Params)(nil),
 		(*AttestAgentRequest_ChallengeResponse)(nil),
 	}
-	file_signet_agent_v1_agent_proto_msgTypes[2].OneofWrappers = []any{
+	file_signet_agent_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
 		(*AttestAgentResponse_Challenge)(nil),
 		(*AttestAgentResponse_Result)(nil),
 	}
@@ -1287,7 +1642,7 @@ func file_signet_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_agent_v1_agent_proto_rawDesc), len(file_signet_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -28,6 +28,7 @@ const (
 	Agent_Sync_FullMethodName          = "/signet.agent.v1.Agent/Sync"
 	Agent_SignX509SVIDs_FullMethodName = "/signet.agent.v1.Agent/SignX509SVIDs"
 	Agent_SignJWTSVID_FullMethodName   = "/signet.agent.v1.Agent/SignJWTSVID"
+	Agent_Watch_FullMethodName         = "/signet.agent.v1.Agent/Watch"
 )
 
 // AgentClient is the client API for Agent service.
@@ -46,6 +47,11 @@ type AgentClient interface {
 	SignX509SVIDs(ctx context.Context, in *SignX509SVIDsRequest, opts ...grpc.CallOption) (*SignX509SVIDsResponse, error)
 	// SignJWTSVID mints a JWT-SVID for an entry of the calling node.
 	SignJWTSVID(ctx context.Context, in *SignJWTSVIDRequest, opts ...grpc.CallOption) (*SignJWTSVIDResponse, error)
+	// Watch pushes what changes for the calling node as it commits. One
+	// stream per node: a second one replaces the first. The first events
+	// carry the revocations in force (revocations_reset); the Sync poll stays
+	// the fallback and the way changes are fetched.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
 }
 
 type agentClient struct {
@@ -109,6 +115,25 @@ func (c *agentClient) SignJWTSVID(ctx context.Context, in *SignJWTSVIDRequest, o
 	return out, nil
 }
 
+func (c *agentClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[1], Agent_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_WatchClient = grpc.ServerStreamingClient[WatchEvent]
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -125,6 +150,11 @@ type AgentServer interface {
 	SignX509SVIDs(context.Context, *SignX509SVIDsRequest) (*SignX509SVIDsResponse, error)
 	// SignJWTSVID mints a JWT-SVID for an entry of the calling node.
 	SignJWTSVID(context.Context, *SignJWTSVIDRequest) (*SignJWTSVIDResponse, error)
+	// Watch pushes what changes for the calling node as it commits. One
+	// stream per node: a second one replaces the first. The first events
+	// carry the revocations in force (revocations_reset); the Sync poll stays
+	// the fallback and the way changes are fetched.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -149,6 +179,9 @@ func (UnimplementedAgentServer) SignX509SVIDs(context.Context, *SignX509SVIDsReq
 }
 func (UnimplementedAgentServer) SignJWTSVID(context.Context, *SignJWTSVIDRequest) (*SignJWTSVIDResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SignJWTSVID not implemented")
+}
+func (UnimplementedAgentServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -250,6 +283,17 @@ func _Agent_SignJWTSVID_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_WatchServer = grpc.ServerStreamingServer[WatchEvent]
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -281,12 +325,18 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 			ClientStreams: true,
 		},
+		{
+			StreamName:    "Watch",
+			Handler:       _Agent_Watch_Handler,
+			ServerStreams: true,
+		},
 	},
 	Metadata: "signet/agent/v1/agent.proto",
 }
 
 const (
-	AgentInfo_GetInfo_FullMethodName = "/signet.agent.v1.AgentInfo/GetInfo"
+	AgentInfo_GetInfo_FullMethodName          = "/signet.agent.v1.AgentInfo/GetInfo"
+	AgentInfo_WatchRevocations_FullMethodName = "/signet.agent.v1.AgentInfo/WatchRevocations"
 )
 
 // AgentInfoClient is the client API for AgentInfo service.
@@ -299,6 +349,10 @@ const (
 type AgentInfoClient interface {
 	// GetInfo returns what the agent learned from its server.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
+	// WatchRevocations sends the SVID revocations in force now and again at
+	// every change, each message the complete set: for local validators
+	// (signet gateway) that must refuse revoked peers.
+	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
 }
 
 type agentInfoClient struct {
@@ -319,6 +373,25 @@ func (c *agentInfoClient) GetInfo(ctx context.Context, in *GetInfoRequest, opts 
 	return out, nil
 }
 
+func (c *agentInfoClient) WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentInfo_ServiceDesc.Streams[0], AgentInfo_WatchRevocations_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRevocationsRequest, WatchRevocationsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentInfo_WatchRevocationsClient = grpc.ServerStreamingClient[WatchRevocationsResponse]
+
 // AgentInfoServer is the server API for AgentInfo service.
 // All implementations must embed UnimplementedAgentInfoServer
 // for forward compatibility.
@@ -329,6 +402,10 @@ func (c *agentInfoClient) GetInfo(ctx context.Context, in *GetInfoRequest, opts 
 type AgentInfoServer interface {
 	// GetInfo returns what the agent learned from its server.
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
+	// WatchRevocations sends the SVID revocations in force now and again at
+	// every change, each message the complete set: for local validators
+	// (signet gateway) that must refuse revoked peers.
+	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
 	mustEmbedUnimplementedAgentInfoServer()
 }
 
@@ -341,6 +418,9 @@ type UnimplementedAgentInfoServer struct{}
 
 func (UnimplementedAgentInfoServer) GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetInfo not implemented")
+}
+func (UnimplementedAgentInfoServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
 }
 func (UnimplementedAgentInfoServer) mustEmbedUnimplementedAgentInfoServer() {}
 func (UnimplementedAgentInfoServer) testEmbeddedByValue()                   {}
@@ -381,6 +461,17 @@ func _AgentInfo_GetInfo_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentInfo_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRevocationsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentInfoServer).WatchRevocations(m, &grpc.GenericServerStream[WatchRevocationsRequest, WatchRevocationsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentInfo_WatchRevocationsServer = grpc.ServerStreamingServer[WatchRevocationsResponse]
+
 // AgentInfo_ServiceDesc is the grpc.ServiceDesc for AgentInfo service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -393,6 +484,12 @@ var AgentInfo_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AgentInfo_GetInfo_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRevocations",
+			Handler:       _AgentInfo_WatchRevocations_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "signet/agent/v1/agent.proto",
 }
