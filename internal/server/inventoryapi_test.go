@@ -89,8 +89,10 @@ func TestInventoryAPI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ListInventory: %v", err)
 	}
-	want := []string{"node:" + nodeA, "workload:" + api.GetId(), "workload:" + web.GetId(),
-		"finding:aaaa0000bbbb1111", "finding:cccc2222dddd3333"}
+	// Kinds in order; within a kind the store's order (workloads by entry ID).
+	workloads := []string{"workload:" + api.GetId(), "workload:" + web.GetId()}
+	slices.Sort(workloads)
+	want := append(append([]string{"node:" + nodeA}, workloads...), "finding:aaaa0000bbbb1111", "finding:cccc2222dddd3333")
 	if got := itemIDs(all.GetItems()); !slices.Equal(got, want) {
 		t.Errorf("ListInventory() = %v, want %v", got, want)
 	}
