@@ -52,6 +52,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"TokenReplay", replayTests},
 		{"SVIDBindings", bindingTests},
 		{"Federation", federationTests},
+		{"CAKeys", caKeyTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
