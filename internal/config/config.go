@@ -138,7 +138,7 @@ type Broker struct {
 // Agent is the agent's configuration file. Every field but the plugin
 // sections is also a flag of "signet agent run".
 type Agent struct {
-	ServerAddress string `yaml:"server_address" flag:"server-address" usage:"the server's agent API, host:port"`
+	ServerAddress string `yaml:"server_address" flag:"server-address" usage:"the server's agent API, host:port, or a comma-separated list of server replicas tried in order (a.internal:8081,b.internal:8081)"`
 	TrustBundle   string `yaml:"trust_bundle" flag:"trust-bundle" usage:"PEM trust bundle to bootstrap trust in the server (from: signet bundle show)"`
 	TrustDomain   string `yaml:"trust_domain" flag:"trust-domain" usage:"trust domain (default: read from the trust bundle)"`
 	// JoinToken and JoinTokenFile are shorthands for the join_token node
