@@ -143,6 +143,7 @@ func (m *Manager) rotateKind(ctx context.Context, kind model.AuthorityKind, auth
 			return err
 		}
 		publish()
+		m.logSigning(active)
 	}
 
 	lead := m.ttl(kind) / 3

@@ -146,7 +146,7 @@ func (m *Manager) followLocked(ctx context.Context) error {
 			continue
 		}
 		publish()
-		m.log.Info("signing with the trust domain's active authority", logKind, kind, logID, a.ID)
+		m.logSigning(a)
 	}
 	for ref := range m.loaded {
 		current := slices.ContainsFunc(auths, func(a model.Authority) bool {
@@ -158,4 +158,10 @@ func (m *Manager) followLocked(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// logSigning logs that minting switched to authority a, which another
+// replica (or an earlier run) activated.
+func (m *Manager) logSigning(a model.Authority) {
+	m.log.Info("signing with the active authority", logKind, a.Kind, logID, a.ID, logServerID, a.ServerID)
 }

@@ -109,7 +109,8 @@ type Server struct {
 	// settings (join_token is on unless set to {enabled: false}).
 	NodeAttestors Plugins `yaml:"node_attestors"`
 	// KeyManager names where CA and JWT keys live: {disk: {dir: …}}
-	// (default disk in DATA_DIR/keys).
+	// (default disk in DATA_DIR/keys: one CA per replica), or {sealed:
+	// {kek_file: …}} (sealed in the store: one CA for every replica).
 	KeyManager Plugins `yaml:"key_manager"`
 	// UpstreamAuthority, when it names a kind, makes the CA an intermediate
 	// under an existing CA: {disk: {cert_file, key_file, bundle_file}}.
