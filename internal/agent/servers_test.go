@@ -148,3 +148,34 @@ func TestServerListFailover(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// FuzzParseServerAddresses: any server_address value either parses into
+// elements that each pass the single-address check and that rejoin to the
+// input (spaces aside), or is refused with an error, never a panic.
+func FuzzParseServerAddresses(f *testing.F) {
+	for _, s := range []string{"a.internal:8081,b.internal:8081", "[::1]:1", "a:1,,b:2", ":1", "a:0", "x", ",", " a:1 , b:2 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseServerAddresses(s)
+		if err != nil {
+			return
+		}
+		if len(got) == 0 || len(got) > MaxServerAddresses {
+			t.Fatalf("ParseServerAddresses(%q) = %d elements", s, len(got))
+		}
+		for _, a := range got {
+			if err := checkServerAddress(a); err != nil {
+				t.Fatalf("ParseServerAddresses(%q) returned %q, which fails its own check: %v", s, a, err)
+			}
+		}
+		if strings.ReplaceAll(strings.Join(got, ","), " ", "") != strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f' {
+				return -1
+			}
+			return r
+		}, s) && !strings.ContainsFunc(s, func(r rune) bool { return r > 127 }) {
+			t.Fatalf("ParseServerAddresses(%q) = %q: elements do not rejoin to the input", s, got)
+		}
+	})
+}
