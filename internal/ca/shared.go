@@ -115,13 +115,19 @@ func (m *Manager) initShared(ctx context.Context) error {
 
 // Follow loads the trust domain's active authorities from the store and
 // signs with them from now on, when another replica changed them. It does
-// nothing with a per-replica key manager. The server calls it whenever the
+// nothing with a per-replica key manager, nor while this Manager is busy
+// rotating (it never blocks on that). The server calls it whenever the
 // set of authorities in the store changes.
 func (m *Manager) Follow(ctx context.Context) error {
 	if m.claimer == nil {
 		return nil
 	}
-	m.mu.Lock()
+	// Never wait behind a rotation step or an operator's transition (which
+	// may wait for another replica's claim): whoever holds mu publishes
+	// what it changes, and the next tick follows the rest.
+	if !m.mu.TryLock() {
+		return nil
+	}
 	defer m.mu.Unlock()
 	return m.followLocked(ctx)
 }

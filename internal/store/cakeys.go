@@ -98,33 +98,41 @@ func (s *Store) DeleteCAKey(ctx context.Context, id string) error {
 // trust domain's authorities until until, provided no other holder's claim
 // is still running at now (one conditional update: of several replicas
 // claiming at once, exactly one wins). A holder renews its own claim by
-// claiming again. It reports whether holder holds the claim.
+// claiming again. It reports whether holder holds the claim. The claim is
+// a single-row update outside the revision lock, so it never waits behind
+// a long write such as a bulk entry import.
 func (s *Store) ClaimCARotation(ctx context.Context, holder string, now, until time.Time) (bool, error) {
 	if holder == "" {
 		return false, errkind.New(errkind.InvalidArgument, "claim ca rotation: holder is required")
 	}
-	won := false
-	err := s.update(ctx, "claim ca rotation", false, func(t *wtx) error {
-		res, err := t.exec(ctx, "UPDATE ca_rotation_lease SET holder = ?, expires_at = ? WHERE id = 1 AND (holder = ? OR expires_at <= ?)",
-			holder, timeToDB(until), holder, timeToDB(now))
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		won = n == 1
-		return nil
-	})
-	return won && err == nil, err
+	res, err := s.execWrite(ctx, "UPDATE ca_rotation_lease SET holder = ?, expires_at = ? WHERE id = 1 AND (holder = ? OR expires_at <= ?)",
+		holder, timeToDB(until), holder, timeToDB(now))
+	if err != nil {
+		return false, fmt.Errorf("claim ca rotation: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("claim ca rotation: %w", err)
+	}
+	return n == 1, nil
 }
 
 // ReleaseCARotation ends holder's claim, if it still holds it, so another
 // replica may claim at once.
 func (s *Store) ReleaseCARotation(ctx context.Context, holder string) error {
-	return s.update(ctx, "release ca rotation", false, func(t *wtx) error {
-		_, err := t.exec(ctx, "UPDATE ca_rotation_lease SET holder = '', expires_at = 0 WHERE id = 1 AND holder = ?", holder)
-		return err
-	})
+	if _, err := s.execWrite(ctx, "UPDATE ca_rotation_lease SET holder = '', expires_at = 0 WHERE id = 1 AND holder = ?", holder); err != nil {
+		return fmt.Errorf("release ca rotation: %w", err)
+	}
+	return nil
+}
+
+// execWrite runs one self-contained write statement outside the revision
+// lock, in this process's turn to write (SQLite).
+func (s *Store) execWrite(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	release, err := s.acquireWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.db.ExecContext(ctx, s.d.rebind(q), args...)
 }
