@@ -60,7 +60,9 @@ func TestAgentStartupRefusalsCreateNothing(t *testing.T) {
 			}
 		}, nil, "is owned by uid 12345"},
 		{"server address not host:port", nil, []string{"--server-address", "signet.example.org"},
-			`--server-address "signet.example.org": want host:port`},
+			`--server-address: "signet.example.org" is not host:port`},
+		{"server list with a bad element", nil, []string{"--server-address", "a.internal:8081,b.internal"},
+			`--server-address: element 2 of 2: "b.internal" is not host:port`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

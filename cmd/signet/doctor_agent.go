@@ -134,8 +134,8 @@ func (d *doctor) workloadAttestors(ctx context.Context, r *doctorReport, c confi
 
 // preflightAddress is the server address part of `agent run`'s preflight.
 func preflightAddress(flags *config.Flags[config.Agent], c config.Agent) error {
-	if host, port, err := net.SplitHostPort(c.ServerAddress); err != nil || host == "" || port == "" {
-		return fmt.Errorf("%s %q: want host:port, e.g. signet.example.org:8081", flags.Name("server-address"), c.ServerAddress)
+	if _, err := agent.ParseServerAddresses(c.ServerAddress); err != nil {
+		return fmt.Errorf("%s: %w", flags.Name("server-address"), err)
 	}
 	return nil
 }
@@ -187,6 +187,19 @@ func (d *doctor) agentServer(ctx context.Context, r *doctorReport, c config.Agen
 	}
 	bundle := x509bundle.FromX509Authorities(td, roots)
 	want := agent.ServerID(td)
+	servers, err := agent.ParseServerAddresses(c.ServerAddress)
+	if err != nil {
+		r.problem("server", oneLine(err), "fix server_address: host:port, or a comma-separated list of them")
+		return
+	}
+	// Each listed replica must answer: the agent fails over to any of them.
+	for _, addr := range servers {
+		d.agentServerAt(ctx, r, addr, bundle, want, source)
+	}
+}
+
+// agentServerAt checks one server of the list.
+func (d *doctor) agentServerAt(ctx context.Context, r *doctorReport, addr string, bundle *x509bundle.Bundle, want spiffeid.ID, source string) {
 	var verr error
 	tcfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -203,23 +216,23 @@ func (d *doctor) agentServer(ctx context.Context, r *doctorReport, c config.Agen
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	conn, err := (&tls.Dialer{Config: tcfg}).DialContext(ctx, "tcp", c.ServerAddress)
+	conn, err := (&tls.Dialer{Config: tcfg}).DialContext(ctx, "tcp", addr)
 	if err == nil {
 		conn.Close()
-		r.ok("server", "%s is reachable and presents %s, trusted by %s", c.ServerAddress, want, source)
+		r.ok("server", "%s is reachable and presents %s, trusted by %s", addr, want, source)
 		return
 	}
 	if verr == nil {
 		var ne net.Error
-		detail := fmt.Sprintf("cannot reach the server at %s: %v", c.ServerAddress, err)
+		detail := fmt.Sprintf("cannot reach the server at %s: %v", addr, err)
 		if errors.As(err, &ne) && ne.Timeout() {
-			detail = fmt.Sprintf("cannot reach the server at %s: no answer in %s", c.ServerAddress, d.timeout)
+			detail = fmt.Sprintf("cannot reach the server at %s: no answer in %s", addr, d.timeout)
 		}
 		r.problem("server", detail, "check that the server runs and that server_address and the firewall let this node reach it")
 		return
 	}
 	detail, fix := tlsProblem(verr, want, source)
-	r.problem("server", fmt.Sprintf("%s: %s", c.ServerAddress, detail), fix)
+	r.problem("server", fmt.Sprintf("%s: %s", addr, detail), fix)
 }
 
 // tlsProblem names a failed verification of the server's certificate and

@@ -166,7 +166,8 @@ func New(cfg Config) (*Agent, error) {
 		ready:       make(chan struct{}),
 		done:        make(chan struct{}),
 	}
-	a.client = newServerClient(cfg.ServerAddress, td, a.cache, &a.svid, cfg.MaxBackoff, cfg.Clock.Now)
+	servers, _ := ParseServerAddresses(cfg.ServerAddress) // validated above
+	a.client = newServerClient(servers, td, a.cache, &a.svid, cfg.MaxBackoff, cfg.Clock.Now, log.With("subcomponent", "server-client"))
 	a.cache.signJWT = a.signJWT
 	a.cache.health = a.Synced
 	return a, nil

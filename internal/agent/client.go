@@ -10,8 +10,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,10 +40,16 @@ const maxRecvMessage = 128 << 20
 // serverClient holds the agent's connection to the server's agent API.
 // Every connection authenticates the server as exactly
 // spiffe://<td>/signet/server against the cache's current bundle, at the
-// agent clock's time.
+// agent clock's time. With several servers (replicas) listed, a connection
+// goes to the first that answers, in list order, each DNS name expanded to
+// all of its addresses; when it breaks, the next call connects to the next
+// one that answers (serversBuilder), with the same agent SVID.
 type serverClient struct {
-	addr     string
-	maxDelay time.Duration // cap of gRPC's reconnection backoff
+	addrs    []string // host:port of each listed server
+	lookup   lookupFunc
+	log      *slog.Logger
+	current  atomic.Pointer[string] // address of the last connection made
+	maxDelay time.Duration          // cap of gRPC's reconnection backoff
 	serverID spiffeid.ID
 	bundles  x509bundle.Source
 	svid     *svidHolder
@@ -52,9 +60,11 @@ type serverClient struct {
 	gen  uint64           // incremented by reconnect
 }
 
-func newServerClient(addr string, td spiffeid.TrustDomain, bundles x509bundle.Source, svid *svidHolder, maxDelay time.Duration, now func() time.Time) *serverClient {
+func newServerClient(addrs []string, td spiffeid.TrustDomain, bundles x509bundle.Source, svid *svidHolder, maxDelay time.Duration, now func() time.Time, log *slog.Logger) *serverClient {
 	return &serverClient{
-		addr:     addr,
+		addrs:    addrs,
+		lookup:   net.DefaultResolver.LookupHost,
+		log:      log,
 		maxDelay: min(maxDelay, 30*time.Second),
 		serverID: serverID(td),
 		bundles:  bundles,
@@ -109,7 +119,11 @@ func (c *serverClient) tlsConfig(mtls bool) *tls.Config {
 // dial creates a lazily connecting client with the given TLS config;
 // handshake failures are kept in rec.
 func (c *serverClient) dial(cfg *tls.Config, rec *handshakeRecorder) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(c.addr,
+	conn, err := grpc.NewClient(serversScheme+":///servers",
+		grpc.WithResolvers(&serversBuilder{addrs: c.addrs, lookup: c.lookup, log: c.log}),
+		// SNI and :authority name the first listed server, as with one.
+		grpc.WithAuthority(c.addrs[0]),
+		grpc.WithContextDialer(c.dialServer),
 		grpc.WithTransportCredentials(&recordingCreds{TransportCredentials: credentials.NewTLS(cfg), rec: rec}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMessage)),
@@ -119,7 +133,24 @@ func (c *serverClient) dial(cfg *tls.Config, rec *handshakeRecorder) (*grpc.Clie
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("dial server %s: %w", c.addr, err)
+		return nil, fmt.Errorf("dial server %s: %w", strings.Join(c.addrs, ","), err)
+	}
+	return conn, nil
+}
+
+// dialServer opens the TCP connection to one resolved server address and
+// logs when the agent's connections move to another server.
+func (c *serverClient) dialServer(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if prev := c.current.Swap(&addr); prev == nil || *prev != addr {
+		if prev != nil {
+			c.log.Info("connected to another server", "server", addr, "previous", *prev)
+		} else if len(c.addrs) > 1 {
+			c.log.Info("connected to server", "server", addr)
+		}
 	}
 	return conn, nil
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +33,9 @@ const maxSocketPath = 107
 // Config configures an Agent. Fields marked required have no default; New
 // reports every problem at once, each prefixed with the field's name.
 type Config struct {
-	// ServerAddress is the server's agent API, host:port (required).
+	// ServerAddress is the server's agent API, host:port, or a
+	// comma-separated list of the agent APIs of server replicas, tried in
+	// order (a DNS name stands for each of its addresses). Required.
 	ServerAddress string
 	// TrustBundle holds the bootstrap CA certificates the server's TLS
 	// certificate is checked against until the first synced bundle replaces
@@ -123,12 +123,8 @@ func (c Config) validate() error {
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.ServerAddress == "" {
-		add("ServerAddress", "required: the server's agent API as host:port")
-	} else if host, port, err := net.SplitHostPort(c.ServerAddress); err != nil {
-		add("ServerAddress", "%q is not host:port: %v", c.ServerAddress, err)
-	} else if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
-		add("ServerAddress", "%q: want a host and a port from 1 to 65535", c.ServerAddress)
+	if _, err := ParseServerAddresses(c.ServerAddress); err != nil {
+		add("ServerAddress", "%v", err)
 	}
 	for i, cert := range c.TrustBundle {
 		if cert == nil {

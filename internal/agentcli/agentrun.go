@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -165,8 +164,8 @@ func (f *agentFlags) resolve() (config.Agent, error) {
 // someone else may write, a socket path that is too long or served by
 // another agent, a health address in use, a malformed server address.
 func (f *agentFlags) preflight(c config.Agent) error {
-	if host, port, err := net.SplitHostPort(c.ServerAddress); err != nil || host == "" || port == "" {
-		return fmt.Errorf("%s %q: want host:port, e.g. signet.example.org:8081", f.flags.Name("server-address"), c.ServerAddress)
+	if _, err := agent.ParseServerAddresses(c.ServerAddress); err != nil {
+		return fmt.Errorf("%s: %w", f.flags.Name("server-address"), err)
 	}
 	if err := preflight.DataDir(f.flags.Name("data-dir"), c.DataDir); err != nil {
 		return err

@@ -34,6 +34,7 @@ import (
 	"github.com/signet-id/signet/internal/builtin/agentside"
 	"github.com/signet-id/signet/internal/ca"
 	diskkeys "github.com/signet-id/signet/internal/ca/keymanager/disk"
+	sealedkeys "github.com/signet-id/signet/internal/ca/keymanager/sealed"
 	upstreamdisk "github.com/signet-id/signet/internal/ca/upstream/disk"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/nodeattest"
@@ -227,13 +228,30 @@ type KeyManagerDeps struct {
 	// DataDir is the server's data directory; disk keeps keys in
 	// DataDir/keys unless configured otherwise.
 	DataDir string
+	// Store is the server's store; sealed keeps the sealed keys in it.
+	Store sealedkeys.Store
 }
 
 // KeyManagers returns the registry of CA key managers.
 func KeyManagers() (*plugin.Registry[ca.KeyManager, KeyManagerDeps], error) {
 	return plugin.New("key manager", KeyManagerKey,
 		plugin.Factory[ca.KeyManager, KeyManagerDeps]{Name: diskkeys.Name, New: newDiskKeyManager},
+		plugin.Factory[ca.KeyManager, KeyManagerDeps]{Name: sealedkeys.Name, New: newSealedKeyManager},
 	)
+}
+
+func newSealedKeyManager(d KeyManagerDeps, decode plugin.Decoder) (ca.KeyManager, error) {
+	var cfg sealedkeys.Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	if d.Store == nil {
+		return nil, fmt.Errorf("sealed needs the server's store")
+	}
+	// Opening checks the KEK against the store: one short write at most.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return sealedkeys.New(ctx, cfg, d.Store)
 }
 
 // UpstreamDeps is what upstream authorities may use.

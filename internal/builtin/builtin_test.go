@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -439,7 +440,11 @@ func TestEveryKeyManagerPassesConformance(t *testing.T) {
 	for _, name := range reg.Names() {
 		t.Run(name, func(t *testing.T) {
 			keymanagertest.Run(t, keymanagertest.Harness{Open: func(t *testing.T, storage string) ca.KeyManager {
-				km, err := reg.Build(builtin.KeyManagerDeps{DataDir: storage}, name, nil)
+				deps, cfg := builtin.KeyManagerDeps{DataDir: storage}, (*yaml.Node)(nil)
+				if name == "sealed" {
+					deps.Store, cfg = sealedStore(t, storage)
+				}
+				km, err := reg.Build(deps, name, cfg)
 				if err != nil {
 					t.Fatalf("build key manager %s: %v", name, err)
 				}
@@ -458,6 +463,37 @@ func TestEveryKeyManagerPassesConformance(t *testing.T) {
 		}
 	}
 }
+
+// sealedStore opens (once per storage) the SQLite store and writes the
+// KEK file the sealed key manager is configured with.
+func sealedStore(t *testing.T, storage string) (*store.Store, *yaml.Node) {
+	t.Helper()
+	kek := filepath.Join(storage, "ca.kek")
+	if _, err := os.Stat(kek); err != nil {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		if err := os.WriteFile(kek, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, _ := sealedStores.Load(storage)
+	s, _ := v.(*store.Store)
+	if s == nil {
+		var err error
+		if s, err = store.Open(t.Context(), store.Config{DSN: filepath.Join(storage, "signet.db")}); err != nil {
+			t.Fatal(err)
+		}
+		if prev, loaded := sealedStores.LoadOrStore(storage, s); loaded {
+			s.Close()
+			s = prev.(*store.Store)
+		} else {
+			t.Cleanup(func() { sealedStores.Delete(storage); s.Close() })
+		}
+	}
+	return s, node(t, "{kek_file: "+kek+"}")
+}
+
+var sealedStores sync.Map // storage dir → *store.Store
 
 func TestProofOfPossessionConfigs(t *testing.T) {
 	vreg, err := builtin.NodeVerifiers()

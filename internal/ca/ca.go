@@ -2,7 +2,11 @@
 // trust domain's signing keys, rotates them, and mints X509-SVIDs and
 // JWT-SVIDs.
 //
-// Every server replica owns its own X.509 CA and JWT signing key. Each goes
+// With a per-replica key manager (disk), every server replica owns its own
+// X.509 CA and JWT signing key; with a shared one (SharedKeyManager: sealed
+// keys in the store) the trust domain has one set, owned by SharedServerID,
+// which every replica signs with and exactly one replica at a time rotates,
+// under the store's rotation claim (RotationClaimer). Each authority goes
 // prepared → active → old: a prepared authority is published in the trust
 // bundle (through the shared store) long before it starts signing, so every
 // relying party already trusts it when the first SVID it signed arrives; an
@@ -83,13 +87,27 @@ type AuthorityStore interface {
 	DeleteAuthority(ctx context.Context, kind model.AuthorityKind, id string) error
 }
 
+// RotationClaimer is the optional capability of an AuthorityStore shared by
+// several replicas: a claim (a conditional update in the store) that lets
+// exactly one replica change the trust domain's authorities at a time. The
+// Manager requires it with a SharedKeyManager.
+type RotationClaimer interface {
+	// ClaimCARotation makes holder the claimant until until, unless another
+	// holder's claim runs at now; it reports whether holder holds it.
+	ClaimCARotation(ctx context.Context, holder string, now, until time.Time) (bool, error)
+	// ReleaseCARotation ends holder's claim, if it holds it.
+	ReleaseCARotation(ctx context.Context, holder string) error
+}
+
 // Config configures a Manager. Zero values of the optional fields select
 // the documented defaults.
 type Config struct {
 	// TrustDomain is the trust domain every SVID is minted in. Required.
 	TrustDomain spiffeid.TrustDomain
-	// ServerID names this server replica; it owns the authorities that carry
-	// it. Required.
+	// ServerID names this server replica. With a per-replica key manager it
+	// owns the authorities that carry it; with a SharedKeyManager the
+	// authorities carry SharedServerID and ServerID names the replica in the
+	// rotation claim. Required.
 	ServerID string
 	// KeyType of new authority keys: "ec-p256" (default), "ec-p384",
 	// "rsa-2048" or "rsa-4096". Existing keys keep their type.
@@ -106,7 +124,8 @@ type Config struct {
 	MaxSVIDTTL time.Duration
 	// Store holds the authorities. Required.
 	Store AuthorityStore
-	// KeyManager holds this server's private keys. Required.
+	// KeyManager holds this server's private keys (a SharedKeyManager: the
+	// trust domain's, and Store must be a RotationClaimer). Required.
 	KeyManager KeyManager
 	// UpstreamAuthority, when set, signs every new X.509 CA certificate:
 	// Signet becomes an intermediate, and the bundle holds the upstream
@@ -129,7 +148,9 @@ type Config struct {
 // then run Run in the background. All methods are safe for concurrent use.
 type Manager struct {
 	td         spiffeid.TrustDomain
-	serverID   string
+	serverID   string          // owner of this Manager's authorities: the replica, or SharedServerID
+	replica    string          // this replica's id (Config.ServerID)
+	claimer    RotationClaimer // non-nil with a SharedKeyManager
 	keyType    string
 	caTTL      time.Duration
 	jwtTTL     time.Duration
@@ -220,12 +241,23 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.KeyManager == nil {
 		bad("key_manager is required")
 	}
+	owner := cfg.ServerID
+	var claimer RotationClaimer
+	if _, shared := cfg.KeyManager.(SharedKeyManager); shared {
+		owner = SharedServerID
+		var ok bool
+		if claimer, ok = cfg.Store.(RotationClaimer); !ok && cfg.Store != nil {
+			bad("key_manager: a key manager shared by replicas needs a store with the rotation claim")
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errkind.Wrap(errkind.InvalidArgument, errors.Join(errs...), "invalid ca config")
 	}
 	return &Manager{
 		td:         cfg.TrustDomain,
-		serverID:   cfg.ServerID,
+		serverID:   owner,
+		replica:    cfg.ServerID,
+		claimer:    claimer,
 		keyType:    cfg.KeyType,
 		caTTL:      cfg.CATTL,
 		jwtTTL:     cfg.JWTKeyTTL,
@@ -249,6 +281,15 @@ func New(cfg Config) (*Manager, error) {
 func (m *Manager) Init(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.claimer != nil {
+		return m.initShared(ctx)
+	}
+	return m.initLocked(ctx)
+}
+
+// initLocked loads the keys of own current authorities and rotates.
+// Callers hold mu (and, when shared, the rotation claim).
+func (m *Manager) initLocked(ctx context.Context) error {
 	auths, err := m.store.ListAuthorities(ctx)
 	if err != nil {
 		return fmt.Errorf("init ca: list authorities: %w", err)

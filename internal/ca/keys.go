@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
@@ -38,6 +41,22 @@ type KeyManager interface {
 	DeleteKey(ctx context.Context, id string) error
 }
 
+// SharedKeyManager is the optional capability of a KeyManager whose keys
+// every server replica of the trust domain reads and writes (the sealed key
+// manager keeps them in the shared store). With one, the Manager keeps one
+// set of authorities for the whole trust domain, owned by SharedServerID
+// instead of by a replica, and changes them only under the store's
+// rotation claim (RotationClaimer), so each rotation step happens once.
+type SharedKeyManager interface {
+	KeyManager
+	// SharedByReplicas marks the capability; it does nothing.
+	SharedByReplicas()
+}
+
+// SharedServerID is the owner (model.Authority.ServerID) of the trust
+// domain's authorities when the key manager is shared by every replica.
+const SharedServerID = "trust-domain"
+
 // Key types accepted in Config.KeyType and by KeyManager.GenerateKey.
 const (
 	KeyTypeECP256  = "ec-p256" // the default
@@ -53,6 +72,24 @@ func validKeyType(t string) bool {
 		return true
 	}
 	return false
+}
+
+// NewPrivateKey generates a private key of keyType in process, for key
+// managers that hold key material themselves (disk, sealed). An unknown
+// type is InvalidArgument.
+func NewPrivateKey(keyType string) (crypto.Signer, error) {
+	switch keyType {
+	case KeyTypeECP256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case KeyTypeECP384:
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case KeyTypeRSA2048:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case KeyTypeRSA4096:
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, errkind.New(errkind.InvalidArgument,
+		"unknown key type %q: use ec-p256, ec-p384, rsa-2048 or rsa-4096", keyType)
 }
 
 // ValidKeyID reports whether id is a key id the Manager may use: 1 to 128

@@ -34,10 +34,26 @@ var kinds = [...]model.AuthorityKind{model.AuthorityX509, model.AuthorityJWT}
 //     unused prepared ones, are deleted once past their NotAfter; another
 //     server's active or prepared ones an hour later (that server is gone).
 //
+// With a SharedKeyManager the authorities are the trust domain's and only
+// the replica that wins the store's rotation claim takes these steps; the
+// others switch to the active authorities the store holds.
+//
 // Rotate is idempotent; Run calls it on a ticker.
 func (m *Manager) Rotate(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.claimer != nil {
+		// Shared authorities: the replica that wins the claim takes the
+		// step; the others follow what the store holds.
+		won, err := m.claim(ctx)
+		if err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		if !won {
+			return m.followLocked(ctx)
+		}
+		defer m.release(ctx)
+	}
 	auths, err := m.store.ListAuthorities(ctx)
 	if err != nil {
 		return fmt.Errorf("rotate: list authorities: %w", err)
@@ -127,6 +143,7 @@ func (m *Manager) rotateKind(ctx context.Context, kind model.AuthorityKind, auth
 			return err
 		}
 		publish()
+		m.logSigning(active)
 	}
 
 	lead := m.ttl(kind) / 3
@@ -163,15 +180,20 @@ func (m *Manager) Prepare(ctx context.Context, kind model.AuthorityKind) (model.
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	auths, err := m.store.ListAuthorities(ctx)
-	if err != nil {
-		return model.Authority{}, fmt.Errorf("prepare %s authority: %w", kind, err)
-	}
-	if p, ok := m.find(auths, kind, model.StatePrepared); ok {
-		return model.Authority{}, errkind.New(errkind.FailedPrecondition,
-			"prepare %s authority: %s is already prepared: activate it first", kind, p.ID)
-	}
-	return m.create(ctx, kind, model.StatePrepared, m.now())
+	var out model.Authority
+	err := m.withClaim(ctx, fmt.Sprintf("prepare %s authority", kind), func() error {
+		auths, err := m.store.ListAuthorities(ctx)
+		if err != nil {
+			return fmt.Errorf("prepare %s authority: %w", kind, err)
+		}
+		if p, ok := m.find(auths, kind, model.StatePrepared); ok {
+			return errkind.New(errkind.FailedPrecondition,
+				"prepare %s authority: %s is already prepared: activate it first", kind, p.ID)
+		}
+		out, err = m.create(ctx, kind, model.StatePrepared, m.now())
+		return err
+	})
+	return out, err
 }
 
 // Activate makes this server's prepared authority of kind the active one
@@ -183,24 +205,29 @@ func (m *Manager) Activate(ctx context.Context, kind model.AuthorityKind) (model
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	auths, err := m.store.ListAuthorities(ctx)
-	if err != nil {
-		return model.Authority{}, fmt.Errorf("activate %s authority: %w", kind, err)
-	}
-	p, ok := m.find(auths, kind, model.StatePrepared)
-	if !ok {
-		return model.Authority{}, errkind.New(errkind.FailedPrecondition,
-			"activate %s authority: none is prepared: prepare one first", kind)
-	}
-	var prev *model.Authority
-	if a, ok := m.find(auths, kind, model.StateActive); ok {
-		prev = &a
-	}
-	if err := m.activate(ctx, p, prev, m.now()); err != nil {
-		return model.Authority{}, err
-	}
-	p.State = model.StateActive
-	return p, nil
+	var out model.Authority
+	err := m.withClaim(ctx, fmt.Sprintf("activate %s authority", kind), func() error {
+		auths, err := m.store.ListAuthorities(ctx)
+		if err != nil {
+			return fmt.Errorf("activate %s authority: %w", kind, err)
+		}
+		p, ok := m.find(auths, kind, model.StatePrepared)
+		if !ok {
+			return errkind.New(errkind.FailedPrecondition,
+				"activate %s authority: none is prepared: prepare one first", kind)
+		}
+		var prev *model.Authority
+		if a, ok := m.find(auths, kind, model.StateActive); ok {
+			prev = &a
+		}
+		if err := m.activate(ctx, p, prev, m.now()); err != nil {
+			return err
+		}
+		p.State = model.StateActive
+		out = p
+		return nil
+	})
+	return out, err
 }
 
 // Taint flags an old authority (of any server) as suspected compromised:
@@ -228,6 +255,13 @@ func (m *Manager) transition(ctx context.Context, kind model.AuthorityKind, id s
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.withClaim(ctx, fmt.Sprintf("set %s authority %s %s", kind, id, to), func() error {
+		return m.transitionLocked(ctx, kind, id, to, from...)
+	})
+}
+
+// transitionLocked is transition under mu (and the claim, when shared).
+func (m *Manager) transitionLocked(ctx context.Context, kind model.AuthorityKind, id string, to model.AuthorityState, from ...model.AuthorityState) error {
 	auths, err := m.store.ListAuthorities(ctx)
 	if err != nil {
 		return fmt.Errorf("set %s authority %s %s: %w", kind, id, to, err)

@@ -138,7 +138,8 @@ type Server struct {
 	// settings (join_token is on unless set to {enabled: false}).
 	NodeAttestors Plugins `yaml:"node_attestors"`
 	// KeyManager names where CA and JWT keys live: {disk: {dir: …}}
-	// (default disk in DATA_DIR/keys).
+	// (default disk in DATA_DIR/keys: one CA per replica), or {sealed:
+	// {kek_file: …}} (sealed in the store: one CA for every replica).
 	KeyManager Plugins `yaml:"key_manager"`
 	// UpstreamAuthority, when it names a kind, makes the CA an intermediate
 	// under an existing CA: {disk: {cert_file, key_file, bundle_file}}.
@@ -167,7 +168,7 @@ type Broker struct {
 // Agent is the agent's configuration file. Every field but the plugin
 // sections is also a flag of "signet agent run".
 type Agent struct {
-	ServerAddress string `yaml:"server_address" flag:"server-address" usage:"the server's agent API, host:port"`
+	ServerAddress string `yaml:"server_address" flag:"server-address" usage:"the server's agent API, host:port, or a comma-separated list of server replicas tried in order (a.internal:8081,b.internal:8081)"`
 	TrustBundle   string `yaml:"trust_bundle" flag:"trust-bundle" usage:"PEM trust bundle to bootstrap trust in the server (from: signet bundle show)"`
 	TrustDomain   string `yaml:"trust_domain" flag:"trust-domain" usage:"trust domain (default: read from the trust bundle)"`
 	// JoinToken and JoinTokenFile are shorthands for the join_token node

@@ -14,8 +14,12 @@
 //     endpoint (internal/tokenapi), with optional mTLS by X509-SVID.
 //   - health and metrics (plain HTTP on HealthAddress, optional).
 //
-// Several replicas may share one PostgreSQL store; each keeps its own CA
-// keys, and the trust bundle published to agents carries every replica's.
+// Several replicas may share one PostgreSQL store. With the disk key
+// manager each keeps its own CA keys, and the trust bundle published to
+// agents carries every replica's; with the sealed key manager (keys sealed
+// in the store under a KEK file every replica is given) the trust domain has
+// one set of authorities, rotated once under the store's rotation claim,
+// and every replica signs with it.
 package server
 
 import (
@@ -207,7 +211,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	keys, upstream, err := caPlugins(cfg)
+	keys, upstream, err := caPlugins(cfg, s.store)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +266,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 // caPlugins builds the key manager and the upstream authority (nil unless
 // configured) through their registries.
-func caPlugins(cfg Config) (ca.KeyManager, ca.UpstreamAuthority, error) {
+func caPlugins(cfg Config, st *store.Store) (ca.KeyManager, ca.UpstreamAuthority, error) {
 	kreg, err := builtin.KeyManagers()
 	if err != nil {
 		return nil, nil, err
@@ -283,7 +287,7 @@ func caPlugins(cfg Config) (ca.KeyManager, ca.UpstreamAuthority, error) {
 	}
 	one(builtin.KeyManagerKey, kinds)
 	one(builtin.UpstreamAuthorityKey, cfg.UpstreamAuthority)
-	keys, err := kreg.BuildAll(builtin.KeyManagerDeps{DataDir: cfg.DataDir}, kinds)
+	keys, err := kreg.BuildAll(builtin.KeyManagerDeps{DataDir: cfg.DataDir, Store: st}, kinds)
 	errs = append(errs, err)
 	ups, err := ureg.BuildAll(builtin.UpstreamDeps{Now: cfg.Now}, cfg.UpstreamAuthority)
 	errs = append(errs, err)
@@ -514,6 +518,11 @@ func (s *Server) refreshBundle(ctx context.Context) error {
 	}
 	s.bundle.Store(b)
 	s.bundleSum = sum
+	// Another replica may have rotated the shared authorities: sign with
+	// the active ones from now on (a no-op with per-replica keys).
+	if err := s.ca.Follow(ctx); err != nil {
+		s.log.Warn("follow the trust domain's authorities", "error", err)
+	}
 	if s.agents != nil {
 		s.agents.Hub().NotifySync("bundle", s.cache.Revision(), nil)
 	}

@@ -60,36 +60,41 @@ type Sealer struct {
 	rand io.Reader
 }
 
-// Load reads the KEK from path. The file must hold exactly KeySize bytes
+// Load reads the broker's KEK from path (the broker.kek_file setting): see
+// LoadFile.
+func Load(path string) (*Sealer, error) { return LoadFile("broker.kek_file", path) }
+
+// LoadFile reads a KEK from path; field names the setting in errors (such
+// as key_manager.sealed.kek_file). The file must hold exactly KeySize bytes
 // and must not be readable or writable by group or others (0600 or
 // stricter); anything else is refused with a message saying how to fix it.
-func Load(path string) (*Sealer, error) {
+func LoadFile(field, path string) (*Sealer, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("broker.kek_file: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("broker.kek_file: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("broker.kek_file: %s is not a regular file", path)
+		return nil, fmt.Errorf("%s: %s is not a regular file", field, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("broker.kek_file: %s has mode %04o: a key-encryption key must be readable by its owner only (chmod 600 %s)", path, perm, path)
+		return nil, fmt.Errorf("%s: %s has mode %04o: a key-encryption key must be readable by its owner only (chmod 600 %s)", field, path, perm, path)
 	}
 	key := make([]byte, KeySize+1)
 	n, err := io.ReadFull(f, key)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("broker.kek_file: read %s: %w", path, err)
+		return nil, fmt.Errorf("%s: read %s: %w", field, path, err)
 	}
 	if n != KeySize {
 		what := fmt.Sprintf("%d bytes", n)
 		if n > KeySize {
 			what = "more than 32 bytes"
 		}
-		return nil, fmt.Errorf("broker.kek_file: %s holds %s: want exactly %d random bytes (make one with: head -c 32 /dev/urandom > %s && chmod 600 %s)",
+		return nil, fmt.Errorf("%s: %s holds %s: want exactly %d random bytes (make one with: head -c 32 /dev/urandom > %s && chmod 600 %s)", field,
 			path, what, KeySize, path, path)
 	}
 	return New(key[:KeySize])

@@ -53,6 +53,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"SVIDBindings", bindingTests},
 		{"Federation", federationTests},
 		{"SVIDRevocations", revocationTests},
+		{"CAKeys", caKeyTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

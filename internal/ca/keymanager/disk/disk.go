@@ -10,10 +10,6 @@ package disk
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -95,7 +91,7 @@ func (k *KeyManager) GenerateKey(_ context.Context, id, keyType string) (crypto.
 	if err := checkID("generate key", id); err != nil {
 		return nil, err
 	}
-	key, err := generate(keyType)
+	key, err := ca.NewPrivateKey(keyType)
 	if err != nil {
 		return nil, fmt.Errorf("generate key %s: %w", id, err)
 	}
@@ -110,22 +106,6 @@ func (k *KeyManager) GenerateKey(_ context.Context, id, keyType string) (crypto.
 		return nil, fmt.Errorf("generate key %s: %w", id, err)
 	}
 	return key, nil
-}
-
-// generate creates a private key of type t.
-func generate(t string) (crypto.Signer, error) {
-	switch t {
-	case ca.KeyTypeECP256:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case ca.KeyTypeECP384:
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case ca.KeyTypeRSA2048:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case ca.KeyTypeRSA4096:
-		return rsa.GenerateKey(rand.Reader, 4096)
-	}
-	return nil, errkind.New(errkind.InvalidArgument,
-		"unknown key type %q: use ec-p256, ec-p384, rsa-2048 or rsa-4096", t)
 }
 
 // GetKey reads key id from its file. A missing file is NotFound; a file
