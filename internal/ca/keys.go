@@ -92,6 +92,33 @@ func NewPrivateKey(keyType string) (crypto.Signer, error) {
 		"unknown key type %q: use ec-p256, ec-p384, rsa-2048 or rsa-4096", keyType)
 }
 
+// NewPKCS8Key generates a key of keyType as NewPrivateKey does and returns
+// it with its PKCS #8 DER, which the caller clears when done; errors name
+// the key id.
+func NewPKCS8Key(id, keyType string) (crypto.Signer, []byte, error) {
+	if err := CheckKeyID("generate key", id); err != nil {
+		return nil, nil, err
+	}
+	key, err := NewPrivateKey(keyType)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key %s: %w", id, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key %s: marshal pkcs8: %w", id, err)
+	}
+	return key, der, nil
+}
+
+// CheckKeyID refuses, as InvalidArgument naming op, a key id ValidKeyID
+// does not accept.
+func CheckKeyID(op, id string) error {
+	if !ValidKeyID(id) {
+		return errkind.New(errkind.InvalidArgument, "%s: invalid key id %q: use letters, digits, '-' and '_'", op, id)
+	}
+	return nil
+}
+
 // ValidKeyID reports whether id is a key id the Manager may use: 1 to 128
 // ASCII letters, digits, '-' and '_'. Key ids reach file systems and
 // external key stores, so key managers refuse others.

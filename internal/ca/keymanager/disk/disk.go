@@ -77,27 +77,12 @@ func (k *KeyManager) Path(id string) string {
 	return filepath.Join(k.dir, id+".pem")
 }
 
-// checkID refuses ids that are unsafe in a file name.
-func checkID(op, id string) error {
-	if !ca.ValidKeyID(id) {
-		return errkind.New(errkind.InvalidArgument, "%s: invalid key id %q: use letters, digits, '-' and '_'", op, id)
-	}
-	return nil
-}
-
 // GenerateKey creates a key of keyType in process and writes it to
 // Path(id) atomically, mode 0600, replacing any previous key file.
 func (k *KeyManager) GenerateKey(_ context.Context, id, keyType string) (crypto.Signer, error) {
-	if err := checkID("generate key", id); err != nil {
+	key, der, err := ca.NewPKCS8Key(id, keyType)
+	if err != nil {
 		return nil, err
-	}
-	key, err := ca.NewPrivateKey(keyType)
-	if err != nil {
-		return nil, fmt.Errorf("generate key %s: %w", id, err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("generate key %s: marshal pkcs8: %w", id, err)
 	}
 	defer clear(der)
 	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
@@ -112,7 +97,7 @@ func (k *KeyManager) GenerateKey(_ context.Context, id, keyType string) (crypto.
 // that group or others can read is FailedPrecondition, since the key may
 // have leaked. Every error names the file.
 func (k *KeyManager) GetKey(_ context.Context, id string) (crypto.Signer, error) {
-	if err := checkID("get key", id); err != nil {
+	if err := ca.CheckKeyID("get key", id); err != nil {
 		return nil, err
 	}
 	p := k.Path(id)
@@ -162,7 +147,7 @@ func (k *KeyManager) GetKey(_ context.Context, id string) (crypto.Signer, error)
 // DeleteKey removes key id's file and syncs the directory; a missing file
 // is not an error.
 func (k *KeyManager) DeleteKey(_ context.Context, id string) error {
-	if err := checkID("delete key", id); err != nil {
+	if err := ca.CheckKeyID("delete key", id); err != nil {
 		return err
 	}
 	err := os.Remove(k.Path(id))

@@ -119,27 +119,12 @@ func open(ctx context.Context, s *seal.Sealer, st Store) (*KeyManager, error) {
 // ca.SharedKeyManager capability).
 func (k *KeyManager) SharedByReplicas() {}
 
-// checkID refuses ids the Manager never uses.
-func checkID(op, id string) error {
-	if !ca.ValidKeyID(id) {
-		return errkind.New(errkind.InvalidArgument, "%s: invalid key id %q: use letters, digits, '-' and '_'", op, id)
-	}
-	return nil
-}
-
 // GenerateKey creates a key of keyType in process, seals its PKCS #8 form
 // under the KEK, bound to id, and stores it, replacing any key under id.
 func (k *KeyManager) GenerateKey(ctx context.Context, id, keyType string) (crypto.Signer, error) {
-	if err := checkID("generate key", id); err != nil {
+	key, der, err := ca.NewPKCS8Key(id, keyType)
+	if err != nil {
 		return nil, err
-	}
-	key, err := ca.NewPrivateKey(keyType)
-	if err != nil {
-		return nil, fmt.Errorf("generate key %s: %w", id, err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("generate key %s: marshal pkcs8: %w", id, err)
 	}
 	defer clear(der)
 	sealed, err := k.sealer.Seal(purposeKey, id, der)
@@ -155,7 +140,7 @@ func (k *KeyManager) GenerateKey(ctx context.Context, id, keyType string) (crypt
 // GetKey opens the sealed key id. A missing key is NotFound; a key sealed
 // under another KEK is FailedPrecondition, naming the setting.
 func (k *KeyManager) GetKey(ctx context.Context, id string) (crypto.Signer, error) {
-	if err := checkID("get key", id); err != nil {
+	if err := ca.CheckKeyID("get key", id); err != nil {
 		return nil, err
 	}
 	sealed, err := k.store.CAKey(ctx, id)
@@ -184,7 +169,7 @@ func (k *KeyManager) GetKey(ctx context.Context, id string) (crypto.Signer, erro
 
 // DeleteKey removes the sealed key id; a missing key is not an error.
 func (k *KeyManager) DeleteKey(ctx context.Context, id string) error {
-	if err := checkID("delete key", id); err != nil {
+	if err := ca.CheckKeyID("delete key", id); err != nil {
 		return err
 	}
 	if err := k.store.DeleteCAKey(ctx, id); err != nil {
