@@ -18,9 +18,11 @@ import (
 	"strconv"
 	"strings"
 
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -40,6 +42,8 @@ const (
 	EnvTracesExporter      = "OTEL_TRACES_EXPORTER"
 	EnvOTLPEndpoint        = "OTEL_EXPORTER_OTLP_ENDPOINT"
 	EnvOTLPTracesEndpoint  = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	EnvOTLPProtocol        = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	EnvOTLPTracesProtocol  = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 	tracesExporterNone     = "none"
 	tracesExporterAccepted = "otlp, console or none"
 )
@@ -87,9 +91,9 @@ func FromEnv(ctx context.Context, service string) (*Tracing, error) {
 	if err != nil || !on {
 		return &Tracing{}, err
 	}
-	exp, err := autoexport.NewSpanExporter(ctx)
+	exp, err := spanExporter(ctx, os.Getenv)
 	if err != nil {
-		return nil, fmt.Errorf("tracing: %s: %w", EnvTracesExporter, err)
+		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	// Later options win: the environment overrides the default name.
 	res, err := resource.New(ctx,
@@ -104,6 +108,30 @@ func FromEnv(ctx context.Context, service string) (*Tracing, error) {
 	// The SDK reads OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_* and the span
 	// limits itself.
 	return &Tracing{sdk: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))}, nil
+}
+
+// spanExporter builds the exporter OTEL_TRACES_EXPORTER names (otlp when
+// unset), over the protocol OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
+// OTEL_EXPORTER_OTLP_PROTOCOL names (http/protobuf when unset, as
+// OpenTelemetry documents). Only the trace exporters are linked: choosing
+// them here rather than through the contrib autoexport package keeps its
+// metric and log exporters and Prometheus bridge out of every binary.
+func spanExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	if strings.TrimSpace(getenv(EnvTracesExporter)) == "console" {
+		return stdouttrace.New()
+	}
+	name, proto := EnvOTLPTracesProtocol, strings.TrimSpace(getenv(EnvOTLPTracesProtocol))
+	if proto == "" {
+		name, proto = EnvOTLPProtocol, strings.TrimSpace(getenv(EnvOTLPProtocol))
+	}
+	switch proto {
+	case "", "http/protobuf":
+		return otlptracehttp.New(ctx)
+	case "grpc":
+		return otlptracegrpc.New(ctx)
+	default:
+		return nil, fmt.Errorf("%s=%q: unknown protocol: use grpc or http/protobuf", name, proto)
+	}
 }
 
 // NewForTest returns tracing that hands every span to exp synchronously (for

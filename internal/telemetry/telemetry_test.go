@@ -74,8 +74,8 @@ func TestFromEnvBadValues(t *testing.T) {
 	t.Setenv("OTEL_SDK_DISABLED", "")
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
-	if _, err := telemetry.FromEnv(context.Background(), "signet-test"); err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_EXPORTER") {
-		t.Fatalf("FromEnv() with OTEL_EXPORTER_OTLP_PROTOCOL=carrier-pigeon: error = %v, want one naming the exporter setting", err)
+	if _, err := telemetry.FromEnv(context.Background(), "signet-test"); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_PROTOCOL") {
+		t.Fatalf("FromEnv() with OTEL_EXPORTER_OTLP_PROTOCOL=carrier-pigeon: error = %v, want one naming OTEL_EXPORTER_OTLP_PROTOCOL", err)
 	}
 }
 
