@@ -377,7 +377,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.maintain(ctx) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); s.follow(ctx) }()
+	go func() { defer wg.Done(); s.followAuthorities(ctx) }()
 
 	s.ready.Store(true)
 	var https string
@@ -501,6 +501,10 @@ func (s *Server) refreshBundle(ctx context.Context) error {
 	slices.Sort(keys)
 	sum := strings.Join(keys, ",")
 	if cur := s.bundle.Load(); cur != nil && sum == s.bundleSum {
+		// Follow on every refresh, not only when the set changed: it
+		// skips while this replica is busy rotating, and a later refresh
+		// must still catch up.
+		s.followAuthorities(ctx)
 		return nil
 	}
 	var seq uint64 = 1
@@ -518,16 +522,20 @@ func (s *Server) refreshBundle(ctx context.Context) error {
 	}
 	s.bundle.Store(b)
 	s.bundleSum = sum
-	// Another replica may have rotated the shared authorities: sign with
-	// the active ones from now on (a no-op with per-replica keys).
-	if err := s.ca.Follow(ctx); err != nil {
-		s.log.Warn("follow the trust domain's authorities", "error", err)
-	}
+	s.followAuthorities(ctx)
 	if s.agents != nil {
 		s.agents.Hub().NotifySync("bundle", s.cache.Revision(), nil)
 	}
 	s.log.Info("trust bundle updated", "sequence", seq, "x509_authorities", len(b.X509Authorities()), "jwt_authorities", len(b.JWTAuthorities()))
 	return nil
+}
+
+// followAuthorities signs with the trust domain's active authorities from
+// now on when another replica rotated them (a no-op with per-replica keys).
+func (s *Server) followAuthorities(ctx context.Context) {
+	if err := s.ca.Follow(ctx); err != nil {
+		s.log.Warn("follow the trust domain's authorities", "error", err)
+	}
 }
 
 // GetX509BundleForTrustDomain implements x509bundle.Source over the current

@@ -265,6 +265,18 @@ func TestReplicasShareOneCA(t *testing.T) {
 		t.Fatalf("after one rotation by two replicas: %v, want %v (one authority per step): %+v", got, want, as)
 	}
 	second := idOf(as, "x509", "active")
+	// The replica that did not take the step follows within a refresh (1 s):
+	// each logs that it activated the authority or signs with it.
+	for _, r := range []*replica{a, b} {
+		eventually(t, 10*time.Second, r.name+" signing with "+second, func() error {
+			for _, line := range strings.Split(r.p.out.String(), "\n") {
+				if strings.Contains(line, second) && (strings.Contains(line, "authority activ") || strings.Contains(line, "signing with the active authority")) {
+					return nil
+				}
+			}
+			return fmt.Errorf("no line of %s activating or signing with %s yet", r.name, second)
+		})
+	}
 	agentA.register(t, a, "spiffe://example.org/replicas/a2")
 	agentB.register(t, b, "spiffe://example.org/replicas/b2")
 	for _, c := range []struct {
