@@ -377,7 +377,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.maintain(ctx) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); s.followAuthorities(ctx) }()
+	go func() { defer wg.Done(); s.follow(ctx) }()
 
 	s.ready.Store(true)
 	var https string
