@@ -83,15 +83,10 @@ func newAgentAllowCmds(conn *adminConn) []*cobra.Command {
 		Short: "List the nodes allowed by hand (signet agent allow), a page at a time",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			size, err := page.size()
+			resp, err := adminPage(cmd, conn, &page, func(ctx context.Context, c adminv1.AdminClient, size int32, token string) (*adminv1.ListNodeAllowancesResponse, error) {
+				return c.ListNodeAllowances(ctx, &adminv1.ListNodeAllowancesRequest{PageSize: size, PageToken: token})
+			})
 			if err != nil {
-				return err
-			}
-			var resp *adminv1.ListNodeAllowancesResponse
-			if err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListNodeAllowances(ctx, &adminv1.ListNodeAllowancesRequest{PageSize: size, PageToken: page.token})
-				return err
-			}); err != nil {
 				return err
 			}
 			type allowanceJSON struct {

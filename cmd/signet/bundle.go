@@ -82,14 +82,8 @@ These commands force the steps.`,
 	list := &cobra.Command{
 		Use: "list", Short: "List authorities and their states, a page at a time", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			size, err := page.size()
-			if err != nil {
-				return err
-			}
-			var resp *adminv1.ListAuthoritiesResponse
-			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListAuthorities(ctx, &adminv1.ListAuthoritiesRequest{PageSize: size, PageToken: page.token})
-				return err
+			resp, err := adminPage(cmd, &conn, &page, func(ctx context.Context, c adminv1.AdminClient, size int32, token string) (*adminv1.ListAuthoritiesResponse, error) {
+				return c.ListAuthorities(ctx, &adminv1.ListAuthoritiesRequest{PageSize: size, PageToken: token})
 			})
 			if err != nil {
 				return err

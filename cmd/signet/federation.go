@@ -141,14 +141,8 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 	list := &cobra.Command{
 		Use: "list", Short: "List federation relationships, a page at a time", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			size, err := page.size()
-			if err != nil {
-				return err
-			}
-			var resp *adminv1.ListFederationsResponse
-			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListFederations(ctx, &adminv1.ListFederationsRequest{PageSize: size, PageToken: page.token})
-				return err
+			resp, err := adminPage(cmd, &conn, &page, func(ctx context.Context, c adminv1.AdminClient, size int32, token string) (*adminv1.ListFederationsResponse, error) {
+				return c.ListFederations(ctx, &adminv1.ListFederationsRequest{PageSize: size, PageToken: token})
 			})
 			if err != nil {
 				return err

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/signet-id/signet/internal/agentcli"
+	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 )
 
 // table writes rows as aligned columns; the first row is the header: the
@@ -58,6 +60,22 @@ func (p *pageFlags) size() (int32, error) {
 		return 0, fmt.Errorf("--limit %d: want 1 to %d (page on with --page-token)", p.limit, maxListLimit)
 	}
 	return int32(p.limit), nil
+}
+
+// adminPage reads one page of an admin listing: it checks --limit, then
+// calls list on the admin API with the page size and --page-token.
+func adminPage[R any](cmd *cobra.Command, conn *adminConn, page *pageFlags,
+	list func(ctx context.Context, c adminv1.AdminClient, size int32, token string) (R, error)) (R, error) {
+	var resp R
+	size, err := page.size()
+	if err != nil {
+		return resp, err
+	}
+	err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+		resp, err = list(ctx, c, size, page.token)
+		return err
+	})
+	return resp, err
 }
 
 // nextPage tells a table's reader, on stderr so that stdout stays the

@@ -93,14 +93,8 @@ func newAgentAdminCmds(conn *adminConn) []*cobra.Command {
 		Short: "List attested agents (nodes) by SPIFFE ID, a page at a time",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			size, err := page.size()
-			if err != nil {
-				return err
-			}
-			var resp *adminv1.ListNodesResponse
-			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListNodes(ctx, &adminv1.ListNodesRequest{Filter: filter, PageSize: size, PageToken: page.token})
-				return err
+			resp, err := adminPage(cmd, conn, &page, func(ctx context.Context, c adminv1.AdminClient, size int32, token string) (*adminv1.ListNodesResponse, error) {
+				return c.ListNodes(ctx, &adminv1.ListNodesRequest{Filter: filter, PageSize: size, PageToken: token})
 			})
 			if err != nil {
 				return err
@@ -284,14 +278,8 @@ func newTokenListCmd(conn *adminConn) *cobra.Command {
 		Short: "List unused join tokens by ref (the first 8 hex digits of their hash), oldest first, a page at a time; the tokens themselves are not stored",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			size, err := page.size()
-			if err != nil {
-				return err
-			}
-			var resp *adminv1.ListJoinTokensResponse
-			err = conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
-				resp, err = c.ListJoinTokens(ctx, &adminv1.ListJoinTokensRequest{PageSize: size, PageToken: page.token})
-				return err
+			resp, err := adminPage(cmd, conn, &page, func(ctx context.Context, c adminv1.AdminClient, size int32, token string) (*adminv1.ListJoinTokensResponse, error) {
+				return c.ListJoinTokens(ctx, &adminv1.ListJoinTokensRequest{PageSize: size, PageToken: token})
 			})
 			if err != nil {
 				return err
