@@ -34,6 +34,13 @@
 // (Unimplemented): Envoy uses StreamSecrets unless told otherwise.
 //
 // Private keys are sent only to the caller they belong to and never logged.
+//
+// The messages are internal/gen/signet/envoysds/v1's: Envoy's field numbers
+// and wire encoding, without linking go-control-plane's Go types of Envoy's
+// whole API (they register hundreds of descriptors at start-up, which the
+// slim agent would pay for in memory on every node). The gRPC service is
+// described by hand under Envoy's name (see desc.go); wire_test.go checks
+// the encoding byte for byte against go-control-plane's.
 package sds
 
 import (
@@ -47,10 +54,6 @@ import (
 	"slices"
 	"strconv"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -58,6 +61,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/signet-id/signet/internal/errkind"
+	sdsv1 "github.com/signet-id/signet/internal/gen/signet/envoysds/v1"
 	"github.com/signet-id/signet/internal/logsafe"
 	"github.com/signet-id/signet/internal/model"
 	"github.com/signet-id/signet/internal/workload"
@@ -70,6 +74,7 @@ const (
 	RootCAName        = "ROOTCA"
 	AllBundlesName    = "ALL"
 	SecretTypeURL     = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+	spiffeConfigURL   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig"
 	spiffeValidator   = "envoy.tls.cert_validator.spiffe"
 	maxResourceNames  = 256
 	maxResourceLength = 2048
@@ -100,22 +105,21 @@ func New(log *slog.Logger) *Service {
 }
 
 // ServiceName implements workload.Service.
-func (*Service) ServiceName() string { return secretv3.SecretDiscoveryService_ServiceDesc.ServiceName }
+func (*Service) ServiceName() string { return serviceDesc.ServiceName }
 
 // Register implements workload.Service.
 func (s *Service) Register(r grpc.ServiceRegistrar, h workload.Host) {
-	secretv3.RegisterSecretDiscoveryServiceServer(r, &handler{log: s.log, h: h})
+	r.RegisterService(&serviceDesc, &handler{log: s.log, h: h})
 }
 
 type handler struct {
-	secretv3.UnimplementedSecretDiscoveryServiceServer
 	log *slog.Logger
 	h   workload.Host
 }
 
 // FetchSecrets answers one request with every secret it names; a name the
 // caller cannot have fails the call with NotFound.
-func (h *handler) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
+func (h *handler) FetchSecrets(ctx context.Context, req *sdsv1.DiscoveryRequest) (*sdsv1.DiscoveryResponse, error) {
 	if err := checkRequest(req); err != nil {
 		return nil, err
 	}
@@ -138,7 +142,7 @@ func (h *handler) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRe
 }
 
 // StreamSecrets runs an SDS stream for the caller (see the package doc).
-func (h *handler) StreamSecrets(stream grpc.BidiStreamingServer[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]) error {
+func (h *handler) StreamSecrets(stream grpc.BidiStreamingServer[sdsv1.DiscoveryRequest, sdsv1.DiscoveryResponse]) error {
 	ctx := stream.Context()
 	src := h.h.Source()
 	if err := h.h.AwaitReady(ctx); err != nil {
@@ -149,7 +153,7 @@ func (h *handler) StreamSecrets(stream grpc.BidiStreamingServer[discoveryv3.Disc
 		return err
 	}
 
-	reqs := make(chan *discoveryv3.DiscoveryRequest)
+	reqs := make(chan *sdsv1.DiscoveryRequest)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -171,7 +175,7 @@ func (h *handler) StreamSecrets(stream grpc.BidiStreamingServer[discoveryv3.Disc
 		subscribed bool
 		version    int
 		nonce      string
-		last       []*tlsv3.Secret
+		last       []*sdsv1.Secret
 		changed    = src.Changed()
 	)
 	send := func(force bool) error {
@@ -245,7 +249,7 @@ func (h *handler) StreamSecrets(stream grpc.BidiStreamingServer[discoveryv3.Disc
 
 // checkRequest refuses requests for other resource types and oversized
 // name lists.
-func checkRequest(req *discoveryv3.DiscoveryRequest) error {
+func checkRequest(req *sdsv1.DiscoveryRequest) error {
 	if req.TypeUrl != "" && req.TypeUrl != SecretTypeURL {
 		return errkind.New(errkind.InvalidArgument, "type_url %q: this service serves only %s", logsafe.Truncate(req.TypeUrl), SecretTypeURL)
 	}
@@ -263,7 +267,7 @@ func checkRequest(req *discoveryv3.DiscoveryRequest) error {
 // build returns the secrets names ask for (every one the caller may have
 // when names is empty), in the order asked, and the names it has nothing
 // for.
-func (h *handler) build(sels []model.Selector, names []string) (secrets []*tlsv3.Secret, missing []string, err error) {
+func (h *handler) build(sels []model.Selector, names []string) (secrets []*sdsv1.Secret, missing []string, err error) {
 	src := h.h.Source()
 	svids := src.X509SVIDs(sels)
 	if len(svids) == 0 {
@@ -310,7 +314,7 @@ func (h *handler) build(sels []model.Selector, names []string) (secrets []*tlsv3
 }
 
 // secretFor builds the secret called name, nil when there is none.
-func secretFor(name string, svids []workload.X509SVID, tds []*spiffebundle.Bundle, byTD map[spiffeid.TrustDomain]*spiffebundle.Bundle) (*tlsv3.Secret, error) {
+func secretFor(name string, svids []workload.X509SVID, tds []*spiffebundle.Bundle, byTD map[spiffeid.TrustDomain]*spiffebundle.Bundle) (*sdsv1.Secret, error) {
 	switch name {
 	case DefaultSVIDName:
 		return tlsSecret(name, svids[0])
@@ -334,51 +338,51 @@ func secretFor(name string, svids []workload.X509SVID, tds []*spiffebundle.Bundl
 	return nil, nil
 }
 
-func tlsSecret(name string, s workload.X509SVID) (*tlsv3.Secret, error) {
+func tlsSecret(name string, s workload.X509SVID) (*sdsv1.Secret, error) {
 	certs, err := x509.ParseCertificates(s.ChainDER)
 	if err != nil {
 		return nil, fmt.Errorf("sds: parse chain of %s: %w", s.ID, err)
 	}
-	return &tlsv3.Secret{
+	return &sdsv1.Secret{
 		Name: name,
-		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		Type: &sdsv1.Secret_TlsCertificate{TlsCertificate: &sdsv1.TlsCertificate{
 			CertificateChain: inline(certsPEM(certs)),
 			PrivateKey:       inline(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: s.KeyDER})),
 		}},
 	}, nil
 }
 
-func validationSecret(name string, b *spiffebundle.Bundle) *tlsv3.Secret {
-	return &tlsv3.Secret{
+func validationSecret(name string, b *spiffebundle.Bundle) *sdsv1.Secret {
+	return &sdsv1.Secret{
 		Name: name,
-		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		Type: &sdsv1.Secret_ValidationContext{ValidationContext: &sdsv1.CertificateValidationContext{
 			TrustedCa: inline(certsPEM(b.X509Authorities())),
 		}},
 	}
 }
 
-func allSecret(tds []*spiffebundle.Bundle) (*tlsv3.Secret, error) {
-	cfg := &tlsv3.SPIFFECertValidatorConfig{}
+func allSecret(tds []*spiffebundle.Bundle) (*sdsv1.Secret, error) {
+	cfg := &sdsv1.SPIFFECertValidatorConfig{}
 	for _, b := range tds {
-		cfg.TrustDomains = append(cfg.TrustDomains, &tlsv3.SPIFFECertValidatorConfig_TrustDomain{
+		cfg.TrustDomains = append(cfg.TrustDomains, &sdsv1.SPIFFECertValidatorConfig_TrustDomain{
 			Name:        b.TrustDomain().Name(),
 			TrustBundle: inline(certsPEM(b.X509Authorities())),
 		})
 	}
-	typed, err := anypb.New(cfg)
+	typed, err := anyOf(spiffeConfigURL, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sds: encode spiffe validator config: %w", err)
 	}
-	return &tlsv3.Secret{
+	return &sdsv1.Secret{
 		Name: AllBundlesName,
-		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			CustomValidatorConfig: &corev3.TypedExtensionConfig{Name: spiffeValidator, TypedConfig: typed},
+		Type: &sdsv1.Secret_ValidationContext{ValidationContext: &sdsv1.CertificateValidationContext{
+			CustomValidatorConfig: &sdsv1.TypedExtensionConfig{Name: spiffeValidator, TypedConfig: typed},
 		}},
 	}, nil
 }
 
-func inline(b []byte) *corev3.DataSource {
-	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
+func inline(b []byte) *sdsv1.DataSource {
+	return &sdsv1.DataSource{Specifier: &sdsv1.DataSource_InlineBytes{InlineBytes: b}}
 }
 
 func certsPEM(certs []*x509.Certificate) []byte {
@@ -389,18 +393,29 @@ func certsPEM(certs []*x509.Certificate) []byte {
 	return out
 }
 
-func equalSecrets(a, b []*tlsv3.Secret) bool {
-	return slices.EqualFunc(a, b, func(x, y *tlsv3.Secret) bool { return proto.Equal(x, y) })
+func equalSecrets(a, b []*sdsv1.Secret) bool {
+	return slices.EqualFunc(a, b, func(x, y *sdsv1.Secret) bool { return proto.Equal(x, y) })
 }
 
-func response(secrets []*tlsv3.Secret, version, nonce string) (*discoveryv3.DiscoveryResponse, error) {
-	resp := &discoveryv3.DiscoveryResponse{VersionInfo: version, TypeUrl: SecretTypeURL, Nonce: nonce}
+func response(secrets []*sdsv1.Secret, version, nonce string) (*sdsv1.DiscoveryResponse, error) {
+	resp := &sdsv1.DiscoveryResponse{VersionInfo: version, TypeUrl: SecretTypeURL, Nonce: nonce}
 	for _, s := range secrets {
-		a, err := anypb.New(s)
+		a, err := anyOf(SecretTypeURL, s)
 		if err != nil {
 			return nil, fmt.Errorf("sds: encode secret: %w", err)
 		}
 		resp.Resources = append(resp.Resources, a)
 	}
 	return resp, nil
+}
+
+// anyOf packs m as an Any of Envoy's type url: m's own full name is
+// Signet's (signet.envoysds.v1), its encoding Envoy's.
+func anyOf(url string, m proto.Message) (*anypb.Any, error) {
+	b, err := proto.Marshal(m) // as anypb.New
+
+	if err != nil {
+		return nil, err
+	}
+	return &anypb.Any{TypeUrl: url, Value: b}, nil
 }
