@@ -39,7 +39,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/signet-id/signet/internal/errkind"
@@ -257,10 +256,30 @@ func (a *Attestor) get(id string) ([]model.Selector, error) {
 	return parseInspect(body, id, a.cfg.Env)
 }
 
+// inspectResponse is the part of the engine's container-inspect answer
+// (GET /containers/{id}/json) the selectors come from: the fields, JSON
+// names and types of moby's api/types/container.InspectResponse and
+// Config, which are not linked because their packages (moby's API types,
+// OCI image-spec, go-digest) would cost every agent's memory at start-up
+// for the four fields read here. Fields not declared are skipped;
+// TestInspectMatchesMoby checks the result against moby's types.
+type inspectResponse struct {
+	ID     string `json:"Id"`
+	Image  string
+	Config *inspectConfig
+}
+
+// inspectConfig is moby's container.Config, the part read.
+type inspectConfig struct {
+	Image  string
+	Labels map[string]string
+	Env    []string
+}
+
 // parseInspect turns the engine's container-inspect JSON into selectors.
 // The answer must be about container id.
 func parseInspect(body []byte, id string, env []string) ([]model.Selector, error) {
-	var c container.InspectResponse
+	var c inspectResponse
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, fmt.Errorf("docker engine: decode inspect answer: %w", err)
 	}
