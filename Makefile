@@ -8,6 +8,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # of one commit are byte-identical (see `make release`).
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD_DATE ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+# The slim agent's build tags: grpcnotrace leaves out grpc's
+# golang.org/x/net/trace (and html/template with it), a debug page the
+# agent never serves, which every agent would otherwise initialise.
+AGENT_TAGS ?= grpcnotrace
 LDFLAGS   := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # make release: static binaries per platform into $(DIST), with SHA256SUMS.
 DIST      ?= dist
@@ -19,7 +23,7 @@ STATICCHECK_VERSION ?= v0.8.2
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/signet
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(AGENT_BIN) ./cmd/signet-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(LDFLAGS)' -o $(AGENT_BIN) ./cmd/signet-agent
 
 # Static (CGO_ENABLED=0), path-free (-trimpath) binaries named
 # signet-$(VERSION)-GOOS-GOARCH and signet-agent-$(VERSION)-GOOS-GOARCH
@@ -35,7 +39,7 @@ release:
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOFLAGS=-buildvcs=false $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
 	    -o $(DIST)/signet-$(VERSION)-$$os-$$arch ./cmd/signet; \
 	  if [ "$$os" = linux ]; then \
-	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOFLAGS=-buildvcs=false $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOFLAGS=-buildvcs=false $(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(LDFLAGS)' \
 	      -o $(DIST)/signet-agent-$(VERSION)-$$os-$$arch ./cmd/signet-agent; \
 	  fi; \
 	done

@@ -6,7 +6,9 @@
 package deptest
 
 import (
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -110,6 +112,16 @@ func TestSlimAgentBinary(t *testing.T) {
 		"k8s.io/utils",
 		"sigs.k8s.io",
 		"github.com/signet-id/signet/internal/nodeattest/k8spsat/verifier",
+		// Libraries whose package init every idle agent would pay for, for
+		// a few types: Envoy's Go API (SDS has its own wire-equal subset of
+		// its messages, internal/gen/signet/envoysds) and moby's API types
+		// with OCI image-spec and go-digest (the docker attestor decodes
+		// the four fields it reads).
+		"github.com/envoyproxy/go-control-plane",
+		"github.com/cncf/xds",
+		"github.com/envoyproxy/protoc-gen-validate",
+		"github.com/moby/moby",
+		"github.com/opencontainers",
 	}
 	// The agent's Workload API client of the broker decodes the broker's
 	// wire types; the broker itself (leases, policy, providers) stays out.
@@ -143,6 +155,43 @@ next:
 			if dep == f || strings.HasPrefix(dep, f+"/") {
 				t.Errorf("cmd/signet-agent links %s (see `go list -deps ./cmd/signet-agent`)", dep)
 			}
+		}
+	}
+}
+
+// TestSlimAgentBuildTags: the slim agent's build tags (the Makefile's
+// AGENT_TAGS) are the ones the Dockerfile and the e2e benchmark build it
+// with, and with them it links neither grpc's golang.org/x/net/trace nor
+// html/template.
+func TestSlimAgentBuildTags(t *testing.T) {
+	makefile, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^AGENT_TAGS\s*\?=\s*(\S+)\s*$`).FindSubmatch(makefile)
+	if m == nil {
+		t.Fatal("Makefile: no `AGENT_TAGS ?= …` line")
+	}
+	tags := string(m[1])
+	for file, want := range map[string]string{
+		"../../Dockerfile":             "go build -trimpath -tags " + tags + " ",
+		"../../test/e2e/bench_test.go": `"build", "-tags", "` + tags + `"`,
+	} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), want) {
+			t.Errorf("%s does not build signet-agent with the Makefile's AGENT_TAGS (%s): no %q", file, tags, want)
+		}
+	}
+	out, err := exec.Command("go", "list", "-deps", "-tags", tags, "github.com/signet-id/signet/cmd/signet-agent").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "golang.org/x/net/trace" || dep == "html/template" {
+			t.Errorf("cmd/signet-agent built with -tags %s links %s", tags, dep)
 		}
 	}
 }

@@ -78,12 +78,13 @@ var slimBuild struct {
 	err  error
 }
 
-// slimAgent builds cmd/signet-agent once, the way signetBin is built.
+// slimAgent builds cmd/signet-agent once, the way signetBin is built, with
+// the Makefile's AGENT_TAGS.
 func slimAgent(tb testing.TB) agentBinary {
 	tb.Helper()
 	slimBuild.once.Do(func() {
 		slimBuild.path = filepath.Join(filepath.Dir(signetBin), "signet-agent")
-		out, err := exec.Command("go", "build", "-o", slimBuild.path, "../../cmd/signet-agent").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", slimBuild.path, "../../cmd/signet-agent").CombinedOutput()
 		if err != nil {
 			slimBuild.err = fmt.Errorf("build signet-agent: %v\n%s", err, out)
 		}
