@@ -5,6 +5,10 @@
 // console or policy engine (internal/deptest checks it), so that every
 // node pays only for the agent. Its commands are the same constructors as
 // signet's: `signet-agent run` is `signet agent run`.
+//
+// Release builds (make build, make release, the Dockerfile) use the
+// Makefile's AGENT_TAGS (grpcnotrace: no golang.org/x/net/trace, no
+// html/template); a plain `go build` works too and links a little more.
 package main
 
 import (
