@@ -77,4 +77,3 @@ func BenchmarkRecordIssuance500(b *testing.B) {
 		benchRecordIssuance(b, openPostgres(b, storetest.PostgresDSN(b)))
 	})
 }
-
