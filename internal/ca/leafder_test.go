@@ -9,6 +9,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/signet-id/signet/internal/model"
 )
@@ -365,5 +368,79 @@ func TestNewLeafSigningRefuses(t *testing.T) {
 	}
 	if _, err := newLeafSigning(struct{}{}, nil); err == nil || !strings.Contains(err.Error(), "struct {}") {
 		t.Errorf("newLeafSigning(struct{}) = %v, want an error naming the type", err)
+	}
+}
+
+// rsaCSRWithTrailingBytes is a PKCS #10 request for key whose
+// SubjectPublicKeyInfo carries two bytes after the RSA key's SEQUENCE,
+// which x509.ParseCertificateRequest tolerates (it reads the SEQUENCE and
+// ignores the rest), correctly self-signed.
+func rsaCSRWithTrailingBytes(t *testing.T, key *rsa.PrivateKey) []byte {
+	t.Helper()
+	oidRSA := asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
+	pkcs1 := der(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1BigInt(key.N)
+			b.AddASN1Int64(int64(key.E))
+		})
+	})
+	info := der(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1Int64(0)
+			b.AddBytes([]byte{0x30, 0}) // empty subject
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddASN1ObjectIdentifier(oidRSA)
+					b.AddASN1NULL()
+				})
+				b.AddASN1BitString(append(pkcs1, 0, 0))
+			})
+			b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(*cryptobyte.Builder) {})
+		})
+	})
+	h := sha256.Sum256(info)
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddBytes(info)
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1ObjectIdentifier(oidSHA256WithRSA)
+				b.AddASN1NULL()
+			})
+			b.AddASN1BitString(sig)
+		})
+	})
+}
+
+// TestMintCanonicalSPKI: a CSR whose public key is not canonically
+// encoded (but parses, and proves possession) gets the canonical
+// SubjectPublicKeyInfo in its leaf, as x509.CreateCertificate writes it,
+// not the CSR's bytes.
+func TestMintCanonicalSPKI(t *testing.T) {
+	e := newEnv(t, nil)
+	key := leafKeys()["rsa2048"].(*rsa.PrivateKey)
+	csr := rsaCSRWithTrailingBytes(t, key)
+	parsed, err := ParseCSR(csr)
+	if err != nil {
+		t.Fatalf("ParseCSR(trailing bytes) = %v; the test needs a request the parser accepts", err)
+	}
+	canonical, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(parsed.RawSubjectPublicKeyInfo, canonical) {
+		t.Fatal("the request's public key is canonical; the test needs one that is not")
+	}
+	p := X509Params{ID: workload, TTL: time.Hour, DNSNames: []string{"web"}}
+	m, err := e.m.MintX509SVID(context.Background(), csr, p)
+	if err != nil {
+		t.Fatalf("MintX509SVID() = %v", err)
+	}
+	leaf := checkMinted(t, e.m, e.m.x509.Load(), m.Chain, csr, p, e.bundle(t))
+	if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, canonical) {
+		t.Errorf("leaf SubjectPublicKeyInfo = %x, want the canonical %x", leaf.RawSubjectPublicKeyInfo, canonical)
 	}
 }
