@@ -3,11 +3,14 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,17 +38,47 @@ const auditPage = 1000
 // Action, Object, Detail sorted by key and PrevHash. Every field is preceded
 // by its length (or, for Detail, its number of pairs), so distinct records
 // never encode alike.
+//
+// The encoding is built in one buffer and hashed at once: the same bytes
+// as the fieldWriter encoding entries use, at a fraction of the calls and
+// allocations (every record of a signing batch is hashed on the write
+// path, and again by VerifyAudit).
 func AuditHash(r *AuditRecord) []byte {
-	w := newFieldWriter()
-	w.string(auditHashVersion)
-	w.uint(uint64(r.Seq))
-	w.uint(uint64(r.Time.UnixNano()))
-	w.string(r.Actor)
-	w.string(r.Action)
-	w.string(r.Object)
-	w.stringMap(r.Detail)
-	w.bytes(r.PrevHash)
-	return w.sum()
+	n := len(auditHashVersion) + len(r.Actor) + len(r.Action) + len(r.Object) + len(r.PrevHash) + 8*8
+	for k, v := range r.Detail {
+		n += len(k) + len(v) + 16
+	}
+	var stack [768]byte
+	b := stack[:0]
+	if n > len(stack) {
+		b = make([]byte, 0, n)
+	}
+	b = appendField(b, auditHashVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
+	b = appendField(b, r.Actor)
+	b = appendField(b, r.Action)
+	b = appendField(b, r.Object)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(r.Detail)))
+	var keyStack [8]string
+	keys := keyStack[:0]
+	for k := range r.Detail {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendField(b, k)
+		b = appendField(b, r.Detail[k])
+	}
+	b = appendField(b, r.PrevHash)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// appendField appends v preceded by its length, as fieldWriter writes it.
+func appendField[T string | []byte](b []byte, v T) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 // AppendAudit appends recs to the audit log in one transaction, in order.
