@@ -137,12 +137,59 @@ func (s *Store) appendAuditTx(ctx context.Context, t *wtx) error {
 	}
 	err = t.insertRows(ctx, "audit_log", auditCols, len(t.audit), func(i int, args []any) []any {
 		r := &t.audit[i]
-		return append(args, r.Seq, timeToDB(r.Time), r.Actor, r.Action, r.Object, labelsToDB(r.Detail), r.PrevHash, r.Hash)
+		return append(args, r.Seq, timeToDB(r.Time), r.Actor, r.Action, r.Object, auditDetailToDB(r.Detail), r.PrevHash, r.Hash)
 	})
 	if err != nil {
 		return fmt.Errorf("write audit records: %w", err)
 	}
 	return nil
+}
+
+// auditDetailToDB is labelsToDB (encoding/json's encoding of the map) for
+// a record's detail, without reflection when no key or value needs
+// escaping, which is every record the signing path writes: the same
+// bytes, keys in byte order.
+func auditDetailToDB(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	var keyStack [8]string
+	keys := keyStack[:0]
+	n := 1
+	for k, v := range m {
+		if !plainJSON(k) || !plainJSON(v) {
+			return labelsToDB(m)
+		}
+		keys = append(keys, k)
+		n += len(k) + len(v) + 6
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(k)
+		b.WriteString(`":"`)
+		b.WriteString(m[k])
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// plainJSON reports whether encoding/json writes s between quotes as it
+// is: printable ASCII without '"', '\\' and the HTML-escaped '<', '>', '&'.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // AuditFilter selects audit records. Zero fields do not filter.
