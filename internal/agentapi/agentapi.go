@@ -434,22 +434,25 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 	if err != nil {
 		return nil, err
 	}
-	if n := len(req.GetRequests()); n == 0 || n > maxSignBatch {
+	n := len(req.GetRequests())
+	if n == 0 || n > maxSignBatch {
 		return nil, errkind.New(errkind.InvalidArgument, "requests: send 1 to %d CSRs per call, got %d", maxSignBatch, n)
 	}
 	now := s.cfg.Now()
-	resp := &agentv1.SignX509SVIDsResponse{Results: make([]*agentv1.X509SVIDResult, 0, len(req.GetRequests()))}
-	iss := store.Issuance{At: now}
+	resp := &agentv1.SignX509SVIDsResponse{Results: make([]*agentv1.X509SVIDResult, 0, n)}
+	iss := store.Issuance{At: now, Records: make([]model.AuditRecord, 0, n), Issued: make([]string, 0, n), Bindings: make([]store.SVIDBinding, 0, n)}
+	nodeID := node.SPIFFEID.String()
+	var ok, denied, failed int // counted once per call: the metric's lookup is not free
 	for _, r := range req.GetRequests() {
 		res := &agentv1.X509SVIDResult{EntryId: r.GetEntryId()}
 		resp.Results = append(resp.Results, res)
 		entry := s.cfg.Entries.BelongsTo(r.GetEntryId(), node.SPIFFEID, node.Selectors, now)
 		if entry == nil {
 			s.log.Warn("x509-svid denied: entry does not belong to the caller's node",
-				"agent_id", node.SPIFFEID.String(), "entry_id", logsafe.Truncate(r.GetEntryId()))
-			s.met.svidsSigned.WithLabelValues("x509", "denied").Inc()
+				"agent_id", nodeID, "entry_id", logsafe.Truncate(r.GetEntryId()))
+			denied++
 			iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.deny", Object: logsafe.Truncate(r.GetEntryId()),
-				Detail: map[string]string{"reason": "entry does not belong to node", "node": node.SPIFFEID.String()}})
+				Detail: map[string]string{"reason": "entry does not belong to node", "node": nodeID}})
 			res.Status = apiconv.StatusToProto(errkind.New(errkind.PermissionDenied, "entry %q does not exist or does not belong to this node", logsafe.Truncate(r.GetEntryId())))
 			continue
 		}
@@ -464,24 +467,35 @@ func (s *Service) SignX509SVIDs(ctx context.Context, req *agentv1.SignX509SVIDsR
 				s.log.ErrorContext(ctx, "internal error", "error_id", id, "error", err)
 				err = errkind.New(errkind.Unavailable, "%s", msg)
 			}
-			s.met.svidsSigned.WithLabelValues("x509", "error").Inc()
+			failed++
 			res.Status = apiconv.StatusToProto(err)
 			continue
 		}
 		res.CertChain = svid.Chain
 		res.Status = apiconv.StatusToProto(nil)
+		// big.Int.Text writes lower-case hex, as bindings keep serials.
+		serial, id := svid.Serial.Text(16), entry.SPIFFEID.String()
 		iss.Issued = append(iss.Issued, entry.ID)
 		iss.Bindings = append(iss.Bindings, store.SVIDBinding{Digest: model.SVIDDigest(svid.Chain[0]), EntryID: entry.ID,
-			NodeID: node.SPIFFEID.String(), ExpiresAt: svid.NotAfter, Serial: strings.ToLower(svid.Serial.Text(16)), SPIFFEID: entry.SPIFFEID.String()})
-		s.met.svidsSigned.WithLabelValues("x509", "ok").Inc()
+			NodeID: nodeID, ExpiresAt: svid.NotAfter, Serial: serial, SPIFFEID: id})
+		ok++
 		iss.Records = append(iss.Records, model.AuditRecord{Action: "svid.x509.sign", Object: entry.ID,
-			Detail: map[string]string{"spiffe_id": entry.SPIFFEID.String(), "node": node.SPIFFEID.String(),
-				"serial": svid.Serial.Text(16), "not_after": svid.NotAfter.Format(time.RFC3339)}})
+			Detail: map[string]string{"spiffe_id": id, "node": nodeID, "serial": serial, "not_after": svid.NotAfter.Format(time.RFC3339)}})
 	}
+	s.countSigned("ok", ok)
+	s.countSigned("denied", denied)
+	s.countSigned("error", failed)
 	if err := s.record(ctx, iss); err != nil {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// countSigned adds k X509-SVID signing outcomes to the metric.
+func (s *Service) countSigned(outcome string, k int) {
+	if k > 0 {
+		s.met.svidsSigned.WithLabelValues("x509", outcome).Add(float64(k))
+	}
 }
 
 // record makes a decision's audit records durable. The one rule for audit

@@ -156,12 +156,14 @@ type Manager struct {
 	jwtTTL     time.Duration
 	maxSVIDTTL time.Duration
 	subject    pkix.Name
-	store      AuthorityStore
-	now        func() time.Time
-	log        *slog.Logger
-	keys       KeyManager
-	upstream   UpstreamAuthority // nil: self-signed CAs
-	jwtIssuer  string            // iss of JWT-SVIDs; empty: none
+	// leafSubject is subject as X509-SVIDs carry it, pre-encoded.
+	leafSubject leafSubject
+	store       AuthorityStore
+	now         func() time.Time
+	log         *slog.Logger
+	keys        KeyManager
+	upstream    UpstreamAuthority // nil: self-signed CAs
+	jwtIssuer   string            // iss of JWT-SVIDs; empty: none
 
 	// x509 and jwt are the active signers: read lock-free by minting,
 	// replaced by rotation under mu.
@@ -180,6 +182,7 @@ type x509Signer struct {
 	upstream       []*x509.Certificate
 	signedUpstream bool // cert is signed by an upstream authority, not by itself
 	key            privateKey
+	leaf           leafSigning // the signature algorithm and AKI of its leaves
 }
 
 // jwtSigner is an active JWT key with a ready go-jose signer.
@@ -250,26 +253,31 @@ func New(cfg Config) (*Manager, error) {
 			bad("key_manager: a key manager shared by replicas needs a store with the rotation claim")
 		}
 	}
+	leafSubj, err := newLeafSubject(cfg.Subject)
+	if err != nil {
+		bad("%v", err)
+	}
 	if len(errs) > 0 {
 		return nil, errkind.Wrap(errkind.InvalidArgument, errors.Join(errs...), "invalid ca config")
 	}
 	return &Manager{
-		td:         cfg.TrustDomain,
-		serverID:   owner,
-		replica:    cfg.ServerID,
-		claimer:    claimer,
-		keyType:    cfg.KeyType,
-		caTTL:      cfg.CATTL,
-		jwtTTL:     cfg.JWTKeyTTL,
-		maxSVIDTTL: cfg.MaxSVIDTTL,
-		subject:    cfg.Subject,
-		store:      cfg.Store,
-		now:        cfg.Now,
-		log:        cfg.Logger.With("component", "ca"),
-		keys:       cfg.KeyManager,
-		upstream:   cfg.UpstreamAuthority,
-		jwtIssuer:  cfg.JWTIssuer,
-		loaded:     make(map[string]privateKey),
+		leafSubject: leafSubj,
+		td:          cfg.TrustDomain,
+		serverID:    owner,
+		replica:     cfg.ServerID,
+		claimer:     claimer,
+		keyType:     cfg.KeyType,
+		caTTL:       cfg.CATTL,
+		jwtTTL:      cfg.JWTKeyTTL,
+		maxSVIDTTL:  cfg.MaxSVIDTTL,
+		subject:     cfg.Subject,
+		store:       cfg.Store,
+		now:         cfg.Now,
+		log:         cfg.Logger.With("component", "ca"),
+		keys:        cfg.KeyManager,
+		upstream:    cfg.UpstreamAuthority,
+		jwtIssuer:   cfg.JWTIssuer,
+		loaded:      make(map[string]privateKey),
 	}, nil
 }
 

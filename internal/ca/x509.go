@@ -163,7 +163,7 @@ type MintedX509SVID struct {
 // (the agent API): the same checks, the same certificate, one
 // x509.ParseCertificate less per signing.
 func (m *Manager) MintX509SVID(ctx context.Context, csrDER []byte, p X509Params) (MintedX509SVID, error) {
-	der, tmpl, s, err := m.mint(csrDER, p)
+	der, f, s, err := m.mint(csrDER, p)
 	if err != nil {
 		return MintedX509SVID{}, err
 	}
@@ -176,12 +176,18 @@ func (m *Manager) MintX509SVID(ctx context.Context, csrDER []byte, p X509Params)
 		}
 	}
 	// The certificate holds NotAfter to the second, in UTC.
-	return MintedX509SVID{Chain: chain, Serial: tmpl.SerialNumber, NotAfter: tmpl.NotAfter.UTC().Truncate(time.Second)}, nil
+	return MintedX509SVID{Chain: chain, Serial: f.serial, NotAfter: f.notAfter.UTC().Truncate(time.Second)}, nil
 }
 
-// mint checks the request and signs the leaf: its DER, the template it was
-// made from, and the signer (the authority) that signed it.
-func (m *Manager) mint(csrDER []byte, p X509Params) ([]byte, *x509.Certificate, *x509Signer, error) {
+// mint checks the request and signs the leaf: its DER, its variable
+// fields, and the signer (the authority) that signed it.
+//
+// The leaf is encoded by leafTBS, which gives the DER x509.CreateCertificate
+// gives for leafTemplate, and signed once: unlike x509.CreateCertificate,
+// mint does not verify the signature it just made. One verification per
+// leaf is enough, and the agent makes it: it verifies every leaf against
+// the bundle before serving it (and every relying party does again).
+func (m *Manager) mint(csrDER []byte, p X509Params) ([]byte, *leafFields, *x509Signer, error) {
 	if err := m.checkSVIDParams(p.ID, p.TTL); err != nil {
 		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
 	}
@@ -209,39 +215,26 @@ func (m *Manager) mint(csrDER []byte, p X509Params) ([]byte, *x509.Certificate, 
 	if err != nil {
 		return nil, nil, nil, errkind.Wrap(errkind.InvalidArgument, err, "sign x509-svid: malformed public key")
 	}
-	tmpl := m.leafTemplate(p, csr.PublicKey, ski, now, notAfter)
-	tmpl.AuthorityKeyId = s.cert.SubjectKeyId
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.cert, csr.PublicKey, s.key.signer)
+	// The SubjectPublicKeyInfo as x509.CreateCertificate writes it: from the
+	// parsed key, so a CSR whose encoding of the key is not canonical (the
+	// parser tolerates a few such, e.g. trailing bytes after an RSA key)
+	// still gets the canonical one.
+	spki, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
+	if err != nil {
+		return nil, nil, nil, errkind.Wrap(errkind.InvalidArgument, err, "sign x509-svid: unsupported public key")
+	}
+	_, isRSA := csr.PublicKey.(*rsa.PublicKey)
+	f := &leafFields{serial: randomSerial(), notBefore: now.Add(-clockSkew), notAfter: notAfter,
+		id: p.ID, dnsNames: p.DNSNames, spki: spki, ski: ski, rsa: isRSA}
+	tbs, err := m.leafTBS(s, f)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: encode certificate: %w", p.ID, err)
+	}
+	der, err := signLeaf(s, tbs)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
 	}
-	return der, tmpl, s, nil
-}
-
-// leafTemplate builds the X509-SVID template for a subject public key.
-func (m *Manager) leafTemplate(p X509Params, pub crypto.PublicKey, ski []byte, now, notAfter time.Time) *x509.Certificate {
-	ku := x509.KeyUsageDigitalSignature
-	if _, ok := pub.(*rsa.PublicKey); ok {
-		ku |= x509.KeyUsageKeyEncipherment
-	}
-	subject := m.subject
-	subject.CommonName = ""
-	if len(p.DNSNames) > 0 {
-		subject.CommonName = p.DNSNames[0]
-	}
-	return &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               subject,
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              notAfter,
-		KeyUsage:              ku,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		URIs:                  []*url.URL{p.ID.URL()},
-		DNSNames:              p.DNSNames,
-		SubjectKeyId:          ski,
-	}
+	return der, f, s, nil
 }
 
 // caCertificate self-signs the CA certificate of X.509 authority a: CA=true,
@@ -278,7 +271,11 @@ func newX509Signer(a model.Authority, key privateKey) (*x509Signer, error) {
 	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("x509 authority %s: key does not match certificate", a.ID)
 	}
-	s := &x509Signer{id: a.ID, cert: cert, key: key, signedUpstream: len(a.UpstreamRoots) > 0}
+	leaf, err := newLeafSigning(key.signer.Public(), cert.SubjectKeyId)
+	if err != nil {
+		return nil, fmt.Errorf("x509 authority %s: %w", a.ID, err)
+	}
+	s := &x509Signer{id: a.ID, cert: cert, key: key, signedUpstream: len(a.UpstreamRoots) > 0, leaf: leaf}
 	if len(a.UpstreamChain) > 0 {
 		if s.upstream, err = x509.ParseCertificates(a.UpstreamChain); err != nil {
 			return nil, fmt.Errorf("parse upstream chain of x509 authority %s: %w", a.ID, err)

@@ -3,11 +3,14 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,17 +38,47 @@ const auditPage = 1000
 // Action, Object, Detail sorted by key and PrevHash. Every field is preceded
 // by its length (or, for Detail, its number of pairs), so distinct records
 // never encode alike.
+//
+// The encoding is built in one buffer and hashed at once: the same bytes
+// as the fieldWriter encoding entries use, at a fraction of the calls and
+// allocations (every record of a signing batch is hashed on the write
+// path, and again by VerifyAudit).
 func AuditHash(r *AuditRecord) []byte {
-	w := newFieldWriter()
-	w.string(auditHashVersion)
-	w.uint(uint64(r.Seq))
-	w.uint(uint64(r.Time.UnixNano()))
-	w.string(r.Actor)
-	w.string(r.Action)
-	w.string(r.Object)
-	w.stringMap(r.Detail)
-	w.bytes(r.PrevHash)
-	return w.sum()
+	n := len(auditHashVersion) + len(r.Actor) + len(r.Action) + len(r.Object) + len(r.PrevHash) + 8*8
+	for k, v := range r.Detail {
+		n += len(k) + len(v) + 16
+	}
+	var stack [768]byte
+	b := stack[:0]
+	if n > len(stack) {
+		b = make([]byte, 0, n)
+	}
+	b = appendField(b, auditHashVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
+	b = appendField(b, r.Actor)
+	b = appendField(b, r.Action)
+	b = appendField(b, r.Object)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(r.Detail)))
+	var keyStack [8]string
+	keys := keyStack[:0]
+	for k := range r.Detail {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendField(b, k)
+		b = appendField(b, r.Detail[k])
+	}
+	b = appendField(b, r.PrevHash)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// appendField appends v preceded by its length, as fieldWriter writes it.
+func appendField[T string | []byte](b []byte, v T) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 // AppendAudit appends recs to the audit log in one transaction, in order.
@@ -104,12 +137,59 @@ func (s *Store) appendAuditTx(ctx context.Context, t *wtx) error {
 	}
 	err = t.insertRows(ctx, "audit_log", auditCols, len(t.audit), func(i int, args []any) []any {
 		r := &t.audit[i]
-		return append(args, r.Seq, timeToDB(r.Time), r.Actor, r.Action, r.Object, labelsToDB(r.Detail), r.PrevHash, r.Hash)
+		return append(args, r.Seq, timeToDB(r.Time), r.Actor, r.Action, r.Object, auditDetailToDB(r.Detail), r.PrevHash, r.Hash)
 	})
 	if err != nil {
 		return fmt.Errorf("write audit records: %w", err)
 	}
 	return nil
+}
+
+// auditDetailToDB is labelsToDB (encoding/json's encoding of the map) for
+// a record's detail, without reflection when no key or value needs
+// escaping, which is every record the signing path writes: the same
+// bytes, keys in byte order.
+func auditDetailToDB(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	var keyStack [8]string
+	keys := keyStack[:0]
+	n := 1
+	for k, v := range m {
+		if !plainJSON(k) || !plainJSON(v) {
+			return labelsToDB(m)
+		}
+		keys = append(keys, k)
+		n += len(k) + len(v) + 6
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(k)
+		b.WriteString(`":"`)
+		b.WriteString(m[k])
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// plainJSON reports whether encoding/json writes s between quotes as it
+// is: printable ASCII without '"', '\\' and the HTML-escaped '<', '>', '&'.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // AuditFilter selects audit records. Zero fields do not filter.
