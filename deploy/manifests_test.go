@@ -334,6 +334,77 @@ func checkDeployment(t *testing.T, name string, objs []runtime.Object) {
 	}
 }
 
+// checkKeyManager checks the server's key manager: with sealed, the
+// config names the KEK file in an in-memory emptyDir that an init
+// container fills from the Secret (`signet server kek install`), and the
+// server container never mounts the Secret itself (a Secret volume is
+// group-readable under an fsGroup, which the server refuses for a KEK).
+func checkKeyManager(t *testing.T, name string, objs []runtime.Object, sealed bool) {
+	t.Helper()
+	var kekFile string
+	for _, cm := range byKind[*corev1.ConfigMap](objs) {
+		if s, ok := cm.Data["server.yaml"]; ok {
+			var c config.Server
+			if err := config.Decode([]byte(s), &c); err != nil {
+				t.Fatalf("%s: server.yaml: %v", name, err)
+			}
+			if n, ok := c.KeyManager["sealed"]; ok {
+				var kc struct {
+					KEKFile string `yaml:"kek_file"`
+				}
+				if err := config.DecodeNode("key_manager.sealed", &n, &kc); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				kekFile = kc.KEKFile
+			}
+		}
+	}
+	spec := byKind[*appsv1.StatefulSet](objs)[0].Spec.Template.Spec
+	if !sealed {
+		if kekFile != "" || len(spec.InitContainers) != 0 {
+			t.Errorf("%s: key_manager sealed (kek_file %q) or init containers %d without server.keyManager.type=sealed", name, kekFile, len(spec.InitContainers))
+		}
+		return
+	}
+	if kekFile != "/run/signet/kek/kek" {
+		t.Fatalf("%s: key_manager.sealed.kek_file = %q, want /run/signet/kek/kek", name, kekFile)
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v
+	}
+	if v := vols["kek"]; v.EmptyDir == nil || v.EmptyDir.Medium != corev1.StorageMediumMemory {
+		t.Errorf("%s: volume kek = %+v, want an emptyDir in memory", name, v.VolumeSource)
+	}
+	if v := vols["kek-secret"]; v.Secret == nil || v.Secret.SecretName != "ca-kek" || len(v.Secret.Items) != 1 || v.Secret.Items[0].Path != "kek" {
+		t.Errorf("%s: volume kek-secret = %+v, want the Secret ca-kek's one key as file kek", name, v.VolumeSource)
+	}
+	if len(spec.InitContainers) != 1 {
+		t.Fatalf("%s: %d init containers, want the kek installer", name, len(spec.InitContainers))
+	}
+	ic := spec.InitContainers[0]
+	if want := []string{"server", "kek", "install", "/etc/signet/kek-secret/kek", "/run/signet/kek/kek"}; !slices.Equal(ic.Args, want) {
+		t.Errorf("%s: init container args %q, want %q", name, ic.Args, want)
+	}
+	mounts := func(c corev1.Container) map[string]corev1.VolumeMount {
+		m := map[string]corev1.VolumeMount{}
+		for _, vm := range c.VolumeMounts {
+			m[vm.Name] = vm
+		}
+		return m
+	}
+	im, sm := mounts(ic), mounts(spec.Containers[0])
+	if im["kek-secret"].MountPath != "/etc/signet/kek-secret" || im["kek"].MountPath != "/run/signet/kek" || im["kek"].ReadOnly {
+		t.Errorf("%s: init container mounts %+v", name, ic.VolumeMounts)
+	}
+	if _, ok := sm["kek-secret"]; ok {
+		t.Errorf("%s: the server container mounts the KEK Secret itself", name)
+	}
+	if k := sm["kek"]; k.MountPath != "/run/signet/kek" || !k.ReadOnly {
+		t.Errorf("%s: server mounts kek as %+v, want read-only at /run/signet/kek", name, k)
+	}
+}
+
 // helm returns the command that runs helm: $HELM (a binary or a command
 // line), else helm v3.22.0 run from the module proxy.
 func helm(t *testing.T) []string {
@@ -378,7 +449,9 @@ func TestChart(t *testing.T) {
 		t.Errorf("kubernetes/signet.yaml is not what the chart renders: run make manifests and commit the result")
 	}
 	for name, sets := range map[string][]string{
-		"postgres, two replicas":   {"server.store.driver=postgres", "server.replicas=2"},
+		"postgres, two replicas": {"server.store.driver=postgres", "server.replicas=2"},
+		"postgres, sealed CA keys": {"server.store.driver=postgres", "server.replicas=3", "server.keyManager.type=sealed",
+			"server.keyManager.sealed.secretName=ca-kek"},
 		"kubelet through proxy":    {"agent.workloadAttestors.k8s.kubeletAuthz=proxy"},
 		"no k8s workload attestor": {"agent.workloadAttestors.k8s.enabled=false"},
 		"other cluster and namespace": {"clusterName=prod-eu", "server.extraServiceAccountAllowList={ops:signet-agent}",
@@ -400,6 +473,7 @@ func TestChart(t *testing.T) {
 			if slices.Contains(sets, "server.store.driver=postgres") && !bytes.Contains(out, []byte("dsn_file: /etc/signet/store/dsn")) {
 				t.Errorf("postgres rendering does not read the DSN from the mounted Secret")
 			}
+			checkKeyManager(t, name, objs, slices.Contains(sets, "server.keyManager.type=sealed"))
 		})
 	}
 	for name, tc := range map[string]struct {
@@ -410,6 +484,9 @@ func TestChart(t *testing.T) {
 		"sqlite with replicas": {[]string{"trustDomain=example.org", "server.replicas=2"}, "needs server.store.driver=postgres"},
 		"unknown store":        {[]string{"trustDomain=example.org", "server.store.driver=mysql"}, `server.store.driver "mysql"`},
 		"short token lifetime": {[]string{"trustDomain=example.org", "agent.tokenExpirationSeconds=60"}, "agent.tokenExpirationSeconds: at least 600"},
+		"unknown key manager":  {[]string{"trustDomain=example.org", "server.keyManager.type=vault"}, `server.keyManager.type "vault"`},
+		"sealed without Secret": {[]string{"trustDomain=example.org", "server.keyManager.type=sealed", "server.keyManager.sealed.secretName="},
+			"needs server.keyManager.sealed.secretName"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := []string{"template", "signet", "helm/signet"}

@@ -26,7 +26,7 @@ import (
 
 func newServerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "server", Short: "Run the Signet server (the trust domain's CA)"}
-	cmd.AddCommand(newServerRunCmd())
+	cmd.AddCommand(newServerRunCmd(), newServerKEKCmd())
 	return cmd
 }
 

@@ -11,7 +11,8 @@ out=deploy/kubernetes/signet.yaml
 
 "${helm[@]}" lint --strict "$chart" --set trustDomain=example.org
 "${helm[@]}" lint --strict "$chart" --set trustDomain=example.org \
-  --set server.store.driver=postgres --set server.replicas=2 --set agent.workloadAttestors.k8s.kubeletAuthz=proxy
+  --set server.store.driver=postgres --set server.replicas=2 --set agent.workloadAttestors.k8s.kubeletAuthz=proxy \
+  --set server.keyManager.type=sealed
 
 rendered=$(mktemp)
 trap 'rm -f "$rendered"' EXIT

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 )
 
@@ -69,6 +70,35 @@ func Load(path string) (*Sealer, error) { return LoadFile("broker.kek_file", pat
 // and must not be readable or writable by group or others (0600 or
 // stricter); anything else is refused with a message saying how to fix it.
 func LoadFile(field, path string) (*Sealer, error) {
+	key, err := ReadKeyFile(field, path, OwnerOnly)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	return New(key)
+}
+
+// A KeyFileMode says which permission bits a KEK file may not have.
+type KeyFileMode struct {
+	forbidden fs.FileMode
+	rule      string // what the bits mean, for the error
+}
+
+var (
+	// OwnerOnly is the rule for a KEK Signet uses: 0600 or stricter.
+	OwnerOnly = KeyFileMode{0o077, "readable by its owner only"}
+	// NotOthers is the rule for a KEK's source that Signet copies into an
+	// owner-only file (signet server kek install): a Kubernetes Secret
+	// mounted in a pod with an fsGroup is group-readable (0440) whatever
+	// its defaultMode, so only group write and any access by others are
+	// refused.
+	NotOthers = KeyFileMode{0o027, "neither writable by its group nor open to others"}
+)
+
+// ReadKeyFile returns the KeySize bytes of the KEK file at path, which must
+// be a regular file whose mode follows the rule; field names the setting or
+// argument in errors. Callers clear the returned key when done with it.
+func ReadKeyFile(field, path string, rule KeyFileMode) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
@@ -81,23 +111,25 @@ func LoadFile(field, path string) (*Sealer, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %s is not a regular file", field, path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s: %s has mode %04o: a key-encryption key must be readable by its owner only (chmod 600 %s)", field, path, perm, path)
+	if perm := fi.Mode().Perm(); perm&rule.forbidden != 0 {
+		return nil, fmt.Errorf("%s: %s has mode %04o: a key-encryption key must be %s (chmod 600 %s)", field, path, perm, rule.rule, path)
 	}
 	key := make([]byte, KeySize+1)
 	n, err := io.ReadFull(f, key)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		clear(key)
 		return nil, fmt.Errorf("%s: read %s: %w", field, path, err)
 	}
 	if n != KeySize {
+		clear(key)
 		what := fmt.Sprintf("%d bytes", n)
 		if n > KeySize {
 			what = "more than 32 bytes"
 		}
-		return nil, fmt.Errorf("%s: %s holds %s: want exactly %d random bytes (make one with: head -c 32 /dev/urandom > %s && chmod 600 %s)", field,
-			path, what, KeySize, path, path)
+		return nil, fmt.Errorf("%s: %s holds %s: want exactly %d random bytes (make one with: signet server kek generate %s)", field,
+			path, what, KeySize, path)
 	}
-	return New(key[:KeySize])
+	return key[:KeySize], nil
 }
 
 // New returns a Sealer for key, which must be KeySize bytes. The key is

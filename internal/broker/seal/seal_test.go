@@ -60,6 +60,36 @@ func TestLoadRefuses(t *testing.T) {
 	}
 }
 
+// TestReadKeyFileRules: OwnerOnly is 0600 or stricter; NotOthers, for the
+// source of signet server kek install, also takes a group-readable file
+// (a Kubernetes Secret in a pod with an fsGroup is 0440) and nothing more.
+func TestReadKeyFileRules(t *testing.T) {
+	key := randKey(t)
+	for _, c := range []struct {
+		mode      os.FileMode
+		rule      seal.KeyFileMode
+		ruleName  string
+		wantError bool
+	}{
+		{0o600, seal.OwnerOnly, "OwnerOnly", false},
+		{0o400, seal.OwnerOnly, "OwnerOnly", false},
+		{0o440, seal.OwnerOnly, "OwnerOnly", true},
+		{0o440, seal.NotOthers, "NotOthers", false},
+		{0o640, seal.NotOthers, "NotOthers", false},
+		{0o460, seal.NotOthers, "NotOthers", true},
+		{0o444, seal.NotOthers, "NotOthers", true},
+		{0o602, seal.NotOthers, "NotOthers", true},
+	} {
+		got, err := seal.ReadKeyFile("--from", writeKEK(t, key, c.mode), c.rule)
+		switch {
+		case c.wantError && (err == nil || !strings.HasPrefix(err.Error(), "--from: ") || !strings.Contains(err.Error(), "has mode")):
+			t.Errorf("%s, mode %04o: ReadKeyFile = %v, want an error naming --from and the mode", c.ruleName, c.mode, err)
+		case !c.wantError && (err != nil || !bytes.Equal(got, key)):
+			t.Errorf("%s, mode %04o: ReadKeyFile = %x, %v, want the key", c.ruleName, c.mode, got, err)
+		}
+	}
+}
+
 func TestSealOpen(t *testing.T) {
 	key := randKey(t)
 	s, err := seal.Load(writeKEK(t, key, 0o600))

@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg Config, st Store) (*KeyManager, error) {
 	if cfg.KEKFile == "" {
 		return nil, errkind.New(errkind.InvalidArgument,
 			"%s is required: a file of 32 random bytes, mode 0600, the same on every replica "+
-				"(head -c 32 /dev/urandom > /etc/signet/ca.kek && chmod 600 /etc/signet/ca.kek)", kekField)
+				"(signet server kek generate /etc/signet/ca.kek)", kekField)
 	}
 	if st == nil {
 		return nil, errkind.New(errkind.FailedPrecondition, "key manager sealed needs the server's store")
