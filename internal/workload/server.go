@@ -150,9 +150,10 @@ type Server struct {
 	readyWait time.Duration
 
 	// Responses by caller selector set, valid until the source changes.
-	x509SVIDs   respCache[*workloadpb.X509SVIDResponse]
-	x509Bundles respCache[*workloadpb.X509BundlesResponse]
-	jwtBundles  respCache[*workloadpb.JWTBundlesResponse]
+	// Each is kept encoded (prepared): see encoded.
+	x509SVIDs   respCache[prepared[*workloadpb.X509SVIDResponse]]
+	x509Bundles respCache[prepared[*workloadpb.X509BundlesResponse]]
+	jwtBundles  respCache[prepared[*workloadpb.JWTBundlesResponse]]
 }
 
 // New returns a Server. It fails when Source or Attestors are missing or the
@@ -213,6 +214,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Cached stream responses are sent in the wire form they were
+		// encoded to when built; everything else as protobuf, as before.
+		grpc.ForceServerCodecV2(newCodec()),
 		// Fixed flow-control windows turn off gRPC's bandwidth-delay
 		// estimation, which otherwise answers nearly every request with a
 		// PING (and a window update) that both sides then read and
