@@ -38,11 +38,12 @@
 //     This holds for federated_bundles, FetchX509Bundles, FetchJWTBundles
 //     and the keys ValidateJWTSVID accepts.
 //
-// Responses are built once per caller selector set and reused until the
-// Source reports a change, and a connection's attestation is reused by the
-// calls on it for a second (see attestReuse; the caller's pidfd is checked
-// on every call), so that a burst of calls costs a liveness check and the
-// gRPC exchange and little else.
+// Stream responses are built and encoded once per caller selector set and
+// sent in that encoding until the Source reports a change (see encoded),
+// and a connection's attestation is reused by the calls on it for a second
+// (see attestReuse; the caller's pidfd is checked on every call), so that a
+// burst of calls costs a liveness check and the gRPC exchange and little
+// else.
 //
 // Key material and tokens are never logged.
 package workload
