@@ -369,6 +369,12 @@ func (s *Server) noIdentity(sels []model.Selector) error {
 // server's ReadyWait (from the call's start) for it; errNotReady after
 // that, the context's error if the caller goes away first.
 func (s *Server) awaitReady(ctx context.Context, deadline time.Time) error {
+	if s.src.Ready() {
+		// The common case, every call once the agent has synced: no
+		// Changed channel (a lock in the agent's cache) is needed when
+		// there is nothing to wait for.
+		return nil
+	}
 	for {
 		changed := s.src.Changed() // before checking: no change is missed
 		if s.src.Ready() {
