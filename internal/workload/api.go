@@ -29,8 +29,8 @@ type api struct {
 var _ workloadpb.SpiffeWorkloadAPIServer = (*api)(nil)
 
 // watch runs a response stream: it sends build's response at once, then
-// waits for the source to change and sends the rebuilt response if it
-// differs from the last one sent. build gets the Changed channel obtained
+// waits for the source to change and sends the rebuilt response if its
+// encoding differs from the last one sent. build gets the Changed channel obtained
 // before it runs, for caching. Before each rebuild it checks that the
 // process that opened the connection still runs. It returns when build or
 // send fails, the caller goes away or the server stops.
@@ -38,8 +38,8 @@ var _ workloadpb.SpiffeWorkloadAPIServer = (*api)(nil)
 // Until the first response, a build that fails with Unavailable (the
 // caller's SVIDs are not signed yet) waits for the next change, up to
 // deadline, instead of failing the stream.
-func watch[M proto.Message](ctx context.Context, a *api, p workloadattest.Peer, deadline time.Time, build func(changed <-chan struct{}) (M, error), send func(M) error) error {
-	var last M
+func watch[M proto.Message](ctx context.Context, a *api, p workloadattest.Peer, deadline time.Time, build func(changed <-chan struct{}) (prepared[M], error), send func(prepared[M]) error) error {
+	var last prepared[M]
 	sent := false
 	for checked := false; ; checked = true {
 		changed := a.s.src.Changed() // before building: no change is missed
@@ -64,7 +64,7 @@ func watch[M proto.Message](ctx context.Context, a *api, p workloadattest.Peer, 
 		if err != nil {
 			return err
 		}
-		if !sent || !proto.Equal(resp, last) {
+		if !sent || !resp.same(last) {
 			if err := send(resp); err != nil {
 				return err
 			}

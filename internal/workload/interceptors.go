@@ -36,12 +36,12 @@ func checkHeader(ctx context.Context) error {
 }
 
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	method := shortMethod(info.FullMethod)
+	mm := s.metrics.forMethod(shortMethod(info.FullMethod))
 	defer func() {
 		if r := recover(); r != nil {
 			resp, err = nil, panicError(r)
 		}
-		err = s.finish(ctx, method, err)
+		err = s.finish(ctx, info.FullMethod, mm, err)
 	}()
 	if strings.HasPrefix(info.FullMethod, healthPrefix) || s.headerExempt(info.FullMethod) {
 		return handler(ctx, req)
@@ -53,15 +53,15 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 }
 
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-	method := shortMethod(info.FullMethod)
+	mm := s.metrics.forMethod(shortMethod(info.FullMethod))
 	ctx := ss.Context()
-	s.metrics.streamStarted(method)
+	mm.streamStarted()
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError(r)
 		}
-		s.metrics.streamEnded(method)
-		err = s.finish(ctx, method, err)
+		mm.streamEnded()
+		err = s.finish(ctx, info.FullMethod, mm, err)
 	}()
 	if s.headerExempt(info.FullMethod) {
 		return handler(srv, ss)
@@ -81,13 +81,20 @@ func panicError(r any) error {
 // finish maps err to the gRPC status the caller sees, counts the RPC and logs
 // failures: internal errors with a correlation id the caller also gets, the
 // others at a level that matches how interesting they are to an operator.
-func (s *Server) finish(ctx context.Context, method string, err error) error {
+// fullMethod is the RPC's full method name and mm its metrics (nil when
+// metrics are off).
+func (s *Server) finish(ctx context.Context, fullMethod string, mm *methodMetrics, err error) error {
 	code, out := codes.OK, error(nil)
 	level := slog.LevelDebug
 	var errID string
 	var kerr *errkind.Error
 	switch {
 	case err == nil:
+	// A stream the client ended (every FetchX509SVID of go-spiffe's
+	// client): the sentinel itself, tested before errors.As, which
+	// reflects on its target.
+	case err == context.Canceled:
+		code, out = codes.Canceled, errCanceled
 	case errors.As(err, &kerr):
 		var msg string
 		msg, errID = errkind.Public(err)
@@ -100,7 +107,7 @@ func (s *Server) finish(ctx context.Context, method string, err error) error {
 			level = slog.LevelInfo
 		}
 	case errors.Is(err, context.Canceled):
-		code, out = codes.Canceled, status.Error(codes.Canceled, "request canceled")
+		code, out = codes.Canceled, errCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code, out = codes.DeadlineExceeded, status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	default:
@@ -113,10 +120,10 @@ func (s *Server) finish(ctx context.Context, method string, err error) error {
 		msg, errID = errkind.Public(err)
 		code, out, level = codes.Internal, status.Error(codes.Internal, msg), slog.LevelError
 	}
-	s.metrics.rpcDone(method, code)
+	mm.rpcDone(code)
 	if err != nil && s.log.Enabled(ctx, level) {
 		attrs := []slog.Attr{
-			slog.String(logKeyMethod, method),
+			slog.String(logKeyMethod, shortMethod(fullMethod)),
 			slog.String(logKeyCode, code.String()),
 			slog.String(logKeyErr, err.Error()),
 		}
@@ -130,6 +137,9 @@ func (s *Server) finish(ctx context.Context, method string, err error) error {
 	}
 	return out
 }
+
+// errCanceled is the status of an RPC its caller canceled.
+var errCanceled = status.Error(codes.Canceled, "request canceled")
 
 // shortMethod returns the method name of a full gRPC method
 // ("/SpiffeWorkloadAPI/FetchX509SVID" → "FetchX509SVID").

@@ -122,12 +122,12 @@ func (a *api) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.Serve
 	}
 	sels, key := at.sels, at.key
 	return watch(ctx, a, p, deadline,
-		func(changed <-chan struct{}) (*workloadpb.JWTBundlesResponse, error) {
-			return cached(&a.s.jwtBundles, key, changed, func() (*workloadpb.JWTBundlesResponse, error) {
-				return a.s.jwtBundlesResponse(sels)
+		func(changed <-chan struct{}) (prepared[*workloadpb.JWTBundlesResponse], error) {
+			return cached(&a.s.jwtBundles, key, changed, func() (prepared[*workloadpb.JWTBundlesResponse], error) {
+				return prepareBuilt(a.s.jwtBundlesResponse(sels))
 			})
 		},
-		stream.Send)
+		func(resp prepared[*workloadpb.JWTBundlesResponse]) error { return stream.SendMsg(resp.enc) })
 }
 
 // jwtBundlesResponse builds the JWTBundlesResponse for a caller with

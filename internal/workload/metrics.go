@@ -3,6 +3,7 @@ package workload
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -14,16 +15,26 @@ type metrics struct {
 	rpcs    *prometheus.CounterVec
 	streams *prometheus.GaugeVec
 
-	// The children of rpcs and streams by label values, looked up once:
-	// WithLabelValues hashes the label values on every call.
-	rpcsBy    sync.Map // rpcLabels → prometheus.Counter
-	streamsBy sync.Map // method → prometheus.Gauge
+	// byMethod holds each method's children of rpcs and streams, looked up
+	// once per RPC (method) instead of hashing label values on every
+	// update as WithLabelValues does.
+	byMethod sync.Map // method → *methodMetrics
 }
 
-type rpcLabels struct {
+// methodMetrics are one method's metric children. A nil *methodMetrics
+// records nothing.
+type methodMetrics struct {
+	m      *metrics
 	method string
-	code   codes.Code
+	stream prometheus.Gauge
+	// byCode holds the rpcs counter of each status code seen so far:
+	// children are created on first use, so that /metrics shows only the
+	// codes that occurred, as WithLabelValues did.
+	byCode [maxCode + 1]atomic.Pointer[prometheus.Counter]
 }
+
+// maxCode is the largest gRPC status code (Unauthenticated).
+const maxCode = codes.Unauthenticated
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
@@ -55,33 +66,44 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) rpcDone(method string, code codes.Code) {
-	if m != nil {
-		k := rpcLabels{method, code}
-		c, ok := m.rpcsBy.Load(k)
-		if !ok {
-			c, _ = m.rpcsBy.LoadOrStore(k, m.rpcs.WithLabelValues(method, code.String()))
-		}
-		c.(prometheus.Counter).Inc()
+// forMethod returns method's metric children; nil when m is nil.
+func (m *metrics) forMethod(method string) *methodMetrics {
+	if m == nil {
+		return nil
+	}
+	if mm, ok := m.byMethod.Load(method); ok {
+		return mm.(*methodMetrics)
+	}
+	mm, _ := m.byMethod.LoadOrStore(method, &methodMetrics{m: m, method: method, stream: m.streams.WithLabelValues(method)})
+	return mm.(*methodMetrics)
+}
+
+// rpcDone counts a finished RPC with its status code.
+func (mm *methodMetrics) rpcDone(code codes.Code) {
+	if mm == nil {
+		return
+	}
+	if code > maxCode { // not a code gRPC defines: not kept per code
+		mm.m.rpcs.WithLabelValues(mm.method, code.String()).Inc()
+		return
+	}
+	c := mm.byCode[code].Load()
+	if c == nil {
+		child := mm.m.rpcs.WithLabelValues(mm.method, code.String())
+		mm.byCode[code].CompareAndSwap(nil, &child)
+		c = mm.byCode[code].Load()
+	}
+	(*c).Inc()
+}
+
+func (mm *methodMetrics) streamStarted() {
+	if mm != nil {
+		mm.stream.Inc()
 	}
 }
 
-func (m *metrics) streamStarted(method string) {
-	if m != nil {
-		m.stream(method).Inc()
+func (mm *methodMetrics) streamEnded() {
+	if mm != nil {
+		mm.stream.Dec()
 	}
-}
-
-func (m *metrics) streamEnded(method string) {
-	if m != nil {
-		m.stream(method).Dec()
-	}
-}
-
-func (m *metrics) stream(method string) prometheus.Gauge {
-	g, ok := m.streamsBy.Load(method)
-	if !ok {
-		g, _ = m.streamsBy.LoadOrStore(method, m.streams.WithLabelValues(method))
-	}
-	return g.(prometheus.Gauge)
 }

@@ -7,7 +7,10 @@ import (
 	"testing"
 
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/signet-id/signet/internal/workload/workloadtest"
 )
@@ -100,4 +103,60 @@ func TestCachedResponsesFollowChanges(t *testing.T) {
 	wantCode(t, "FetchX509SVID after the entry was removed", err, codes.PermissionDenied)
 	_, err = fetchBundles()
 	wantCode(t, "FetchX509Bundles after the entry was removed", err, codes.PermissionDenied)
+}
+
+// TestEncodedResponsesOnTheWire checks that what a client receives from the
+// pre-encoded stream responses is exactly the response the Workload API
+// defines for the Source's data, with and without compression (gRPC
+// compresses the encoded bytes like any message).
+func TestEncodedResponsesOnTheWire(t *testing.T) {
+	e := start(t)
+	web, db := e.entry(t, webID, "internal", mine), e.entry(t, dbID, "", mine)
+	e.src.SetEntries(web, db)
+	want := &workloadpb.X509SVIDResponse{
+		Svids: []*workloadpb.X509SVID{
+			{SpiffeId: webID.String(), X509Svid: web.SVID.ChainDER, X509SvidKey: web.SVID.KeyDER, Bundle: e.ca.Cert.Raw, Hint: "internal"},
+			{SpiffeId: dbID.String(), X509Svid: db.SVID.ChainDER, X509SvidKey: db.SVID.KeyDER, Bundle: e.ca.Cert.Raw},
+		},
+		FederatedBundles: map[string][]byte{fedTD.IDString(): e.fedCA.Cert.Raw},
+	}
+	wantBundles := &workloadpb.X509BundlesResponse{Bundles: map[string][]byte{
+		td.IDString(): e.ca.Cert.Raw, fedTD.IDString(): e.fedCA.Cert.Raw,
+	}}
+	ctx := withHeader(testCtx(t))
+	for _, tc := range []struct {
+		name string
+		opts []grpc.CallOption
+	}{
+		{"plain", nil},
+		{"gzip", []grpc.CallOption{grpc.UseCompressor(gzip.Name)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := e.raw(t)
+			for i := range 2 { // the second answer comes from the cache
+				stream, err := raw.FetchX509SVID(ctx, &workloadpb.X509SVIDRequest{}, tc.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := stream.Recv()
+				if err != nil {
+					t.Fatalf("FetchX509SVID %d: %v", i, err)
+				}
+				if !proto.Equal(got, want) {
+					t.Errorf("FetchX509SVID %d = %v, want %v", i, got, want)
+				}
+				bs, err := raw.FetchX509Bundles(ctx, &workloadpb.X509BundlesRequest{}, tc.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gotBundles, err := bs.Recv()
+				if err != nil {
+					t.Fatalf("FetchX509Bundles %d: %v", i, err)
+				}
+				if !proto.Equal(gotBundles, wantBundles) {
+					t.Errorf("FetchX509Bundles %d = %v, want %v", i, gotBundles, wantBundles)
+				}
+			}
+		})
+	}
 }

@@ -38,11 +38,12 @@
 //     This holds for federated_bundles, FetchX509Bundles, FetchJWTBundles
 //     and the keys ValidateJWTSVID accepts.
 //
-// Responses are built once per caller selector set and reused until the
-// Source reports a change, and a connection's attestation is reused by the
-// calls on it for a second (see attestReuse; the caller's pidfd is checked
-// on every call), so that a burst of calls costs a liveness check and the
-// gRPC exchange and little else.
+// Stream responses are built and encoded once per caller selector set and
+// sent in that encoding until the Source reports a change (see encoded),
+// and a connection's attestation is reused by the calls on it for a second
+// (see attestReuse; the caller's pidfd is checked on every call), so that a
+// burst of calls costs a liveness check and the gRPC exchange and little
+// else.
 //
 // Key material and tokens are never logged.
 package workload
@@ -150,9 +151,10 @@ type Server struct {
 	readyWait time.Duration
 
 	// Responses by caller selector set, valid until the source changes.
-	x509SVIDs   respCache[*workloadpb.X509SVIDResponse]
-	x509Bundles respCache[*workloadpb.X509BundlesResponse]
-	jwtBundles  respCache[*workloadpb.JWTBundlesResponse]
+	// Each is kept encoded (prepared): see encoded.
+	x509SVIDs   respCache[prepared[*workloadpb.X509SVIDResponse]]
+	x509Bundles respCache[prepared[*workloadpb.X509BundlesResponse]]
+	jwtBundles  respCache[prepared[*workloadpb.JWTBundlesResponse]]
 }
 
 // New returns a Server. It fails when Source or Attestors are missing or the
@@ -213,6 +215,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Cached stream responses are sent in the wire form they were
+		// encoded to when built; everything else as protobuf, as before.
+		grpc.ForceServerCodecV2(newCodec()),
 		// Fixed flow-control windows turn off gRPC's bandwidth-delay
 		// estimation, which otherwise answers nearly every request with a
 		// PING (and a window update) that both sides then read and
@@ -364,6 +369,12 @@ func (s *Server) noIdentity(sels []model.Selector) error {
 // server's ReadyWait (from the call's start) for it; errNotReady after
 // that, the context's error if the caller goes away first.
 func (s *Server) awaitReady(ctx context.Context, deadline time.Time) error {
+	if s.src.Ready() {
+		// The common case, every call once the agent has synced: no
+		// Changed channel (a lock in the agent's cache) is needed when
+		// there is nothing to wait for.
+		return nil
+	}
 	for {
 		changed := s.src.Changed() // before checking: no change is missed
 		if s.src.Ready() {

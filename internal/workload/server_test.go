@@ -760,6 +760,57 @@ func TestMetrics(t *testing.T) {
 	if got := metricValue(t, e.reg, "signet_workload_api_active_streams", map[string]string{"method": "FetchX509SVID"}); got != 1 {
 		t.Errorf("active_streams{FetchX509SVID} = %v, want 1", got)
 	}
+
+	// A stream the client cancels, as go-spiffe's FetchX509SVID does after
+	// the first response, counts as Canceled and leaves the gauge.
+	if _, err := e.client.FetchX509SVID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool {
+		return metricValue(t, e.reg, "signet_workload_api_rpcs_total", map[string]string{"method": "FetchX509SVID", "code": "Canceled"}) == 1
+	})
+	if got := metricValue(t, e.reg, "signet_workload_api_active_streams", map[string]string{"method": "FetchX509SVID"}); got != 1 {
+		t.Errorf("active_streams{FetchX509SVID} after a canceled stream = %v, want 1 (the raw stream)", got)
+	}
+	// Only the codes that occurred have a series.
+	var series []string
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "signet_workload_api_rpcs_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var method, code string
+			for _, lp := range m.GetLabel() {
+				switch lp.GetName() {
+				case "method":
+					method = lp.GetValue()
+				case "code":
+					code = lp.GetValue()
+				}
+			}
+			series = append(series, method+"/"+code)
+		}
+	}
+	slices.Sort(series)
+	want := []string{"FetchJWTSVID/OK", "FetchJWTSVID/PermissionDenied", "FetchX509SVID/Canceled"}
+	if !slices.Equal(series, want) {
+		t.Errorf("rpcs_total series = %v, want %v", series, want)
+	}
+}
+
+// waitUntil polls cond for up to 10 s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {

@@ -25,20 +25,20 @@ func (a *api) FetchX509SVID(_ *workloadpb.X509SVIDRequest, stream grpc.ServerStr
 	}
 	sels, key := at.sels, at.key
 	return watch(ctx, a, p, deadline,
-		func(changed <-chan struct{}) (*workloadpb.X509SVIDResponse, error) {
-			return cached(&a.s.x509SVIDs, key, changed, func() (*workloadpb.X509SVIDResponse, error) {
-				return a.s.x509SVIDResponse(sels)
+		func(changed <-chan struct{}) (prepared[*workloadpb.X509SVIDResponse], error) {
+			return cached(&a.s.x509SVIDs, key, changed, func() (prepared[*workloadpb.X509SVIDResponse], error) {
+				return prepareBuilt(a.s.x509SVIDResponse(sels))
 			})
 		},
-		func(resp *workloadpb.X509SVIDResponse) error {
+		func(resp prepared[*workloadpb.X509SVIDResponse]) error {
 			if a.s.log.Enabled(ctx, slog.LevelDebug) {
-				ids := make([]string, len(resp.Svids))
-				for i, svid := range resp.Svids {
+				ids := make([]string, len(resp.msg.Svids))
+				for i, svid := range resp.msg.Svids {
 					ids[i] = svid.SpiffeId
 				}
 				a.s.log.Debug("x509-svids sent", slog.Any(logKeySVIDs, ids), slog.String(logKeyPeer, p.String()))
 			}
-			return stream.Send(resp)
+			return stream.SendMsg(resp.enc)
 		})
 }
 
@@ -56,12 +56,12 @@ func (a *api) FetchX509Bundles(_ *workloadpb.X509BundlesRequest, stream grpc.Ser
 	}
 	sels, key := at.sels, at.key
 	return watch(ctx, a, p, deadline,
-		func(changed <-chan struct{}) (*workloadpb.X509BundlesResponse, error) {
-			return cached(&a.s.x509Bundles, key, changed, func() (*workloadpb.X509BundlesResponse, error) {
-				return a.s.x509BundlesResponse(sels)
+		func(changed <-chan struct{}) (prepared[*workloadpb.X509BundlesResponse], error) {
+			return cached(&a.s.x509Bundles, key, changed, func() (prepared[*workloadpb.X509BundlesResponse], error) {
+				return prepareBuilt(a.s.x509BundlesResponse(sels))
 			})
 		},
-		stream.Send)
+		func(resp prepared[*workloadpb.X509BundlesResponse]) error { return stream.SendMsg(resp.enc) })
 }
 
 // x509SVIDResponse builds the complete X509SVIDResponse for sels. SVIDs that

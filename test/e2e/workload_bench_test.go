@@ -144,12 +144,47 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	return time.Duration(ut+st) * tick
 }
 
+// procSwitches is the number of context switches (voluntary and not) of
+// the threads process pid has now, from /proc/<pid>/task/*/status: each
+// time one of them slept or was preempted. Threads that exited are not
+// counted; the agent's threads live as long as it does.
+func procSwitches(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var n int64
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited since ReadDir
+		}
+		for line := range strings.Lines(string(data)) {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+				continue
+			}
+			c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				tb.Fatalf("parse /proc/%d/task/%s/status %s: %q", pid, t.Name(), k, v)
+			}
+			n += c
+		}
+	}
+	return n
+}
+
 // BenchmarkWorkloadAPIProcesses drives the agent process's Workload API
 // from an external go-spiffe client process (1 and 16 clients, each with its
 // own connection; FetchX509SVID and FetchJWTSVID with a cached token) and
-// reports calls/s, p50/p99, and the CPU per call of the agent and of the
-// client, each from its own process accounting over the measured run. Run
-// with -benchtime 1x; SIGNET_BENCH_SECONDS sets the run length (default 5).
+// reports calls/s, p50/p99, the CPU per call of the agent and of the
+// client, each from its own process accounting over the measured run, and
+// the agent's context switches per call (its threads going to sleep and
+// being woken: what a call costs beyond its own work when the agent is
+// otherwise idle). Run with -benchtime 1x; SIGNET_BENCH_SECONDS sets the
+// run length (default 5). SIGNET_BENCH_AGENT_GOMAXPROCS sets the agent's
+// GOMAXPROCS (default: the Go runtime's, the number of CPUs).
 func BenchmarkWorkloadAPIProcesses(b *testing.B) {
 	secs := 5
 	if v, err := strconv.Atoi(os.Getenv("SIGNET_BENCH_SECONDS")); err == nil && v > 0 {
@@ -164,9 +199,15 @@ func BenchmarkWorkloadAPIProcesses(b *testing.B) {
 	// SIGNET_BENCH_AGENT_CPU_PROFILE=<file>: the agent writes a CPU profile
 	// of the whole run there (cmd/signet's SIGNET_CPU_PROFILE).
 	if prof := os.Getenv("SIGNET_BENCH_AGENT_CPU_PROFILE"); prof != "" {
-		agentEnv = []string{"SIGNET_CPU_PROFILE=" + prof}
-		b.Cleanup(func() { agentEnv = nil })
+		agentEnv = append(agentEnv, "SIGNET_CPU_PROFILE="+prof)
 	}
+	if procs := os.Getenv("SIGNET_BENCH_AGENT_GOMAXPROCS"); procs != "" {
+		if v, err := strconv.Atoi(procs); err != nil || v < 1 {
+			b.Fatalf("SIGNET_BENCH_AGENT_GOMAXPROCS=%q: want a positive number of Ps", procs)
+		}
+		agentEnv = append(agentEnv, "GOMAXPROCS="+procs)
+	}
+	b.Cleanup(func() { agentEnv = nil })
 	agent, health := d.startAgent(b, "agent", nodeID)
 	waitFor(b, time.Minute, func() error {
 		v, err := metric(health, "signet_agent_cached_x509_svids")
@@ -180,7 +221,7 @@ func BenchmarkWorkloadAPIProcesses(b *testing.B) {
 		for _, n := range []int{1, 16} {
 			b.Run(fmt.Sprintf("%s/clients=%d", method, n), func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
-					res, agentCPU := runLoadClient(b, socket, agent.cmd.Process.Pid, method, n, time.Duration(secs)*time.Second)
+					res, agentCPU, agentSw := runLoadClient(b, socket, agent.cmd.Process.Pid, method, n, time.Duration(secs)*time.Second)
 					if res.Errors > 0 || res.Calls == 0 {
 						b.Fatalf("%d calls, %d errors", res.Calls, res.Errors)
 					}
@@ -190,6 +231,7 @@ func BenchmarkWorkloadAPIProcesses(b *testing.B) {
 					b.ReportMetric(float64(res.P99.Microseconds()), "p99-µs")
 					b.ReportMetric(float64(agentCPU.Nanoseconds())/1e3/calls, "agent-cpu-µs/call")
 					b.ReportMetric(float64(res.CPU.Nanoseconds())/1e3/calls, "client-cpu-µs/call")
+					b.ReportMetric(float64(agentSw)/calls, "agent-ctxsw/call")
 				}
 			})
 		}
@@ -200,8 +242,9 @@ func BenchmarkWorkloadAPIProcesses(b *testing.B) {
 var agentEnv []string
 
 // runLoadClient runs one load client process against socket and returns its
-// result with the agent's CPU time over the client's measured run.
-func runLoadClient(tb testing.TB, socket string, agentPID int, method string, n int, dur time.Duration) (loadResult, time.Duration) {
+// result with the agent's CPU time and context switches over the client's
+// measured run.
+func runLoadClient(tb testing.TB, socket string, agentPID int, method string, n int, dur time.Duration) (loadResult, time.Duration, int64) {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), loadClientEnv+"="+fmt.Sprintf("%s %d %s", method, n, dur),
@@ -218,19 +261,20 @@ func runLoadClient(tb testing.TB, socket string, agentPID int, method string, n 
 	sc := bufio.NewScanner(stdout)
 	var res loadResult
 	var cpu0, cpu1 time.Duration
+	var sw0, sw1 int64
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
 		case line == "ready":
-			cpu0 = procCPU(tb, agentPID)
+			cpu0, sw0 = procCPU(tb, agentPID), procSwitches(tb, agentPID)
 		case strings.HasPrefix(line, "{"):
-			cpu1 = procCPU(tb, agentPID)
+			cpu1, sw1 = procCPU(tb, agentPID), procSwitches(tb, agentPID)
 			if err := json.Unmarshal([]byte(line), &res); err != nil {
 				tb.Fatalf("load client output %q: %v", line, err)
 			}
-			return res, cpu1 - cpu0
+			return res, cpu1 - cpu0, sw1 - sw0
 		}
 	}
 	tb.Fatalf("load client ended without a result: %v", cmd.Wait())
-	return res, 0
+	return res, 0, 0
 }
