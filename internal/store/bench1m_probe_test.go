@@ -51,7 +51,8 @@ func (fileIOProbe) read(context.Context) (map[string]float64, error) {
 }
 
 // pgProbe reads, for the store's own schema, PostgreSQL's buffer reads
-// (blocks not found in shared_buffers) and hits, the WAL the server wrote,
+// (blocks not found in shared_buffers) and hits and the rows sequential
+// scans read, the WAL the server wrote,
 // and the CPU time of the server processes: the backends whose
 // application_name is app (the benchmark's pool) and, as a second figure,
 // every process of the server (the postmaster, its live children and the
@@ -75,6 +76,15 @@ func (p *pgProbe) read(ctx context.Context) (map[string]float64, error) {
 		return nil, fmt.Errorf("read pg_statio_user_tables: %w", err)
 	}
 	out["pg-blks-read"], out["pg-blks-hit"] = blksRead, blksHit
+	// Rows read by sequential scans: a plan that scans a table per batch
+	// shows here, one that uses an index does not.
+	var seqRows float64
+	err = p.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(seq_tup_read), 0)
+		FROM pg_stat_user_tables WHERE schemaname = current_schema()`).Scan(&seqRows)
+	if err != nil {
+		return nil, fmt.Errorf("read pg_stat_user_tables: %w", err)
+	}
+	out["pg-seq-rows-read"] = seqRows
 	var walBytes float64
 	if err := p.db.QueryRowContext(ctx, "SELECT wal_bytes FROM pg_stat_wal").Scan(&walBytes); err != nil {
 		return nil, fmt.Errorf("read pg_stat_wal: %w", err)
