@@ -51,6 +51,9 @@ type dialect struct {
 	insert string
 	// copy is set when large batches go through the COPY protocol.
 	copy bool
+	// analyze is set when the store keeps the planner statistics of the
+	// tables bulk writes grow (analyze.go).
+	analyze bool
 }
 
 var sqliteDialect = &dialect{
@@ -71,6 +74,7 @@ var postgresDialect = &dialect{
 	dollar:    true,
 	insert:    "INSERT INTO ",
 	copy:      true,
+	analyze:   true,
 }
 
 // rebind rewrites '?' placeholders into the dialect's form. Queries never

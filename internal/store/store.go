@@ -92,6 +92,9 @@ type Store struct {
 	aliasParent string
 	// tracer starts the write transactions' spans; nil when tracing is off.
 	tracer trace.Tracer
+	// stats keeps the planner statistics of tables bulk writes grow
+	// (analyze.go); nil on SQLite.
+	stats *tableStats
 }
 
 // Open connects to the database cfg names, applies pending schema migrations
@@ -124,6 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.d = postgresDialect
 		s.db, err = openPostgres(cfg.DSN, cfg.TracerProvider)
 		s.w = s.db
+		s.stats = newTableStats()
 	default:
 		return nil, errkind.New(errkind.InvalidArgument,
 			"open store: unknown driver %q: use %q or %q", cfg.Driver, DriverSQLite, DriverPostgres)
@@ -217,6 +221,8 @@ type wtx struct {
 	// delSel is the prepared selector-index delete; closed with the
 	// transaction.
 	delSel *sql.Stmt
+	// inserted counts the rows insertRows wrote, per table.
+	inserted map[string]int
 	// span is the transaction's span, nil when tracing is off: statements
 	// run through exec, query and queryRow are its children even when the
 	// caller's closure passes its own context.
@@ -326,7 +332,11 @@ func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx
 	if err := s.appendAuditTx(ctx, t); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.grown(ctx, t.inserted)
+	return nil
 }
 
 // acquireWrite waits for this process's turn to write (SQLite only) and
