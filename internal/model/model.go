@@ -109,7 +109,8 @@ func SubsetOf(sub, set []Selector) bool {
 // Entry is a registration entry: the SPIFFE ID that workloads matching
 // Selectors, running under ParentID, receive.
 type Entry struct {
-	// ID is assigned by the store on creation (a random UUID) unless set.
+	// ID is assigned by the store on creation (a UUIDv7, increasing in
+	// creation order) unless set.
 	ID       string
 	SPIFFEID spiffeid.ID
 	// ParentID is the node (agent) ID, or a node alias, the entry belongs to.

@@ -87,7 +87,7 @@ func (s *Store) PruneSVIDBindings(ctx context.Context, now time.Time) (int64, er
 		return 0, err
 	}
 	defer release()
-	res, err := s.db.ExecContext(ctx, s.d.rebind("DELETE FROM svid_bindings WHERE expires_at < ?"), timeToDB(now))
+	res, err := s.w.ExecContext(ctx, s.d.rebind("DELETE FROM svid_bindings WHERE expires_at < ?"), timeToDB(now))
 	if err != nil {
 		return 0, fmt.Errorf("prune svid bindings: %w", err)
 	}

@@ -134,5 +134,5 @@ func (s *Store) execWrite(ctx context.Context, q string, args ...any) (sql.Resul
 		return nil, err
 	}
 	defer release()
-	return s.db.ExecContext(ctx, s.d.rebind(q), args...)
+	return s.w.ExecContext(ctx, s.d.rebind(q), args...)
 }

@@ -178,7 +178,7 @@ func (s *Store) plainWrite(ctx context.Context, fn func(tx *sql.Tx) error) error
 		return err
 	}
 	defer release()
-	tx, err := s.db.BeginTx(ctx, s.d.write)
+	tx, err := s.w.BeginTx(ctx, s.d.write)
 	if err != nil {
 		return err
 	}

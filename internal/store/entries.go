@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/internal/errkind"
@@ -162,8 +161,8 @@ func batchRejected(failed, total int) error {
 }
 
 // CreateEntries creates entries in one transaction and reports the outcome
-// of each in the matching EntryResult. The store assigns IDs (a random UUID)
-// where empty, the creation times and the new revision, and puts selectors
+// of each in the matching EntryResult. The store assigns IDs where empty
+// (UUIDv7s, increasing in creation order: newEntryID), the creation times and the new revision, and puts selectors
 // in canonical form.
 //
 // With atomic set, one bad entry rejects the batch: nothing is written, the
@@ -194,7 +193,7 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 			continue
 		}
 		if e.ID == "" {
-			e.ID = uuid.NewString()
+			e.ID = newEntryID()
 		}
 		hashes[i] = selectorsHash(e.Selectors)
 		key := entryKey(e.SPIFFEID.String(), e.ParentID.String(), hashes[i])

@@ -1,6 +1,9 @@
 package store_test
 
 import (
+	"database/sql"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -75,5 +78,54 @@ func TestPostgresOpenErrors(t *testing.T) {
 		if msg := err.Error(); !strings.Contains(msg, "postgres") || strings.Contains(msg, secret) {
 			t.Errorf("%s: Open() error = %q, want it to name postgres and not reveal the password", name, msg)
 		}
+	}
+}
+
+// TestPostgresAnalyzesGrownTables: once bulk creates have added
+// minAnalyzeRows rows to a never-analyzed table, the store analyzes it, so
+// the planner knows SPIFFE IDs are distinct (n_distinct -1) instead of
+// planning CreateEntries' IN-list checks as scans of the whole table.
+func TestPostgresAnalyzesGrownTables(t *testing.T) {
+	s := openPostgres(t, storetest.PostgresDSN(t))
+	ctx := store.WithActor(t.Context(), "test")
+	nDistinct := func() (float64, bool) {
+		t.Helper()
+		var nd float64
+		err := s.DB().QueryRowContext(ctx, `SELECT n_distinct FROM pg_stats
+			WHERE schemaname = current_schema() AND tablename = 'entries' AND attname = 'spiffe_id'`).Scan(&nd)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, false
+		}
+		if err != nil {
+			t.Fatalf("read pg_stats: %v", err)
+		}
+		return nd, true
+	}
+	create := func(from, n int) {
+		t.Helper()
+		es := make([]store.Entry, n)
+		for i := range es {
+			es[i] = store.Entry{
+				SPIFFEID:  spiffeID(t, fmt.Sprintf("spiffe://example.org/analyze/%d", from+i)),
+				ParentID:  spiffeID(t, "spiffe://example.org/node/n1"),
+				Selectors: []store.Selector{{Type: "unix", Value: "uid:1000"}},
+			}
+		}
+		res, err := s.CreateEntries(ctx, es, true)
+		if err != nil {
+			t.Fatalf("CreateEntries() error = %v", err)
+		}
+		if len(res) != n {
+			t.Fatalf("CreateEntries() = %d results, want %d", len(res), n)
+		}
+	}
+	create(0, 600)
+	if nd, ok := nDistinct(); ok {
+		t.Fatalf("after 600 entries: entries.spiffe_id n_distinct = %v, want no statistics yet (threshold 1000)", nd)
+	}
+	create(600, 600)
+	nd, ok := nDistinct()
+	if !ok || nd != -1 {
+		t.Fatalf("after 1,200 entries: entries.spiffe_id n_distinct = %v (statistics: %v), want -1 (all distinct)", nd, ok)
 	}
 }

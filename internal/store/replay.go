@@ -72,7 +72,7 @@ func (s *Store) writeReplay(batch []replayReq) ([]error, error) {
 		return nil, fmt.Errorf("mark token used: %w", err)
 	}
 	defer release()
-	tx, err := s.db.BeginTx(ctx, s.d.write)
+	tx, err := s.w.BeginTx(ctx, s.d.write)
 	if err != nil {
 		return nil, fmt.Errorf("mark token used: %w", err)
 	}
@@ -111,7 +111,7 @@ func (s *Store) PruneTokenReplay(ctx context.Context, now time.Time) (int64, err
 		return 0, err
 	}
 	defer release()
-	res, err := s.db.ExecContext(ctx, s.d.rebind("DELETE FROM token_replay WHERE expires_at < ?"), timeToDB(now))
+	res, err := s.w.ExecContext(ctx, s.d.rebind("DELETE FROM token_replay WHERE expires_at < ?"), timeToDB(now))
 	if err != nil {
 		return 0, fmt.Errorf("prune token replay: %w", err)
 	}

@@ -71,7 +71,10 @@ type Config struct {
 // concurrent use, also by several processes (server replicas) sharing one
 // PostgreSQL database. Create it with Open and release it with Close.
 type Store struct {
-	db  *sql.DB
+	db *sql.DB
+	// w is the handle every write goes through: on SQLite a second handle
+	// of one connection (openSQLiteWriter), on PostgreSQL db itself.
+	w   *sql.DB
 	d   *dialect
 	log *slog.Logger
 	now func() time.Time
@@ -89,6 +92,9 @@ type Store struct {
 	aliasParent string
 	// tracer starts the write transactions' spans; nil when tracing is off.
 	tracer trace.Tracer
+	// stats keeps the planner statistics of tables bulk writes grow
+	// (analyze.go); nil on SQLite.
+	stats *tableStats
 }
 
 // Open connects to the database cfg names, applies pending schema migrations
@@ -111,10 +117,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	case DriverSQLite:
 		s.d = sqliteDialect
 		s.db, err = openSQLite(cfg.DSN, s.log, cfg.TracerProvider)
+		if err == nil {
+			if s.w, err = openSQLiteWriter(cfg.DSN, cfg.TracerProvider); err != nil {
+				s.db.Close()
+			}
+		}
 		s.writeSem = make(chan struct{}, 1)
 	case DriverPostgres:
 		s.d = postgresDialect
 		s.db, err = openPostgres(cfg.DSN, cfg.TracerProvider)
+		s.w = s.db
+		s.stats = newTableStats()
 	default:
 		return nil, errkind.New(errkind.InvalidArgument,
 			"open store: unknown driver %q: use %q or %q", cfg.Driver, DriverSQLite, DriverPostgres)
@@ -127,18 +140,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	where := fmt.Sprintf("%s store at %s", cfg.Driver, redactDSN(cfg.DSN))
 	if err := s.db.PingContext(ctx); err != nil {
-		s.db.Close()
+		s.Close()
 		return nil, errkind.Wrap(errkind.Unavailable, err, "open "+where+": cannot reach the database")
 	}
 	if err := s.migrate(ctx); err != nil {
-		s.db.Close()
+		s.Close()
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
 	return s, nil
 }
 
 // Close closes the database connections. Calls in flight may fail.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.w != s.db {
+		err = errors.Join(err, s.w.Close())
+	}
+	return err
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -202,6 +221,8 @@ type wtx struct {
 	// delSel is the prepared selector-index delete; closed with the
 	// transaction.
 	delSel *sql.Stmt
+	// inserted counts the rows insertRows wrote, per table.
+	inserted map[string]int
 	// span is the transaction's span, nil when tracing is off: statements
 	// run through exec, query and queryRow are its children even when the
 	// caller's closure passes its own context.
@@ -276,7 +297,7 @@ func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx
 	}()
 	// A dedicated connection lets bulk writes reach the driver (COPY on
 	// PostgreSQL) inside the transaction.
-	conn, err := s.db.Conn(ctx)
+	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -311,7 +332,11 @@ func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx
 	if err := s.appendAuditTx(ctx, t); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.grown(ctx, t.inserted)
+	return nil
 }
 
 // acquireWrite waits for this process's turn to write (SQLite only) and

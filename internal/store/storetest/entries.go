@@ -38,6 +38,7 @@ var entryTests = map[string]func(t *testing.T, s *store.Store){
 	"Touch":                        testTouch,
 	"ConcurrentCreates":            testConcurrentCreates,
 	"CreateLargeBatch":             testCreateLargeBatch,
+	"CreateIDsIncrease":            testCreateIDsIncrease,
 	"CreateDatabaseErrorRollsBack": testCreateDatabaseError,
 }
 
@@ -548,6 +549,41 @@ func testConcurrentCreates(t *testing.T, s *store.Store) {
 		t.Errorf("%d entries with %d distinct revisions, store at %d; want %d of each", len(all), len(revs), revision(t, s), workers*each)
 	}
 	verifyOK(t, s)
+}
+
+// testCreateIDsIncrease: the IDs the store assigns are UUIDv7s that
+// increase in byte order in creation order, within a batch and across
+// batches, so that bulk creates append to the ID-keyed indexes; an entry
+// created with an ID of its own (a random UUID from before) keeps it.
+func testCreateIDsIncrease(t *testing.T, s *store.Store) {
+	var ids []string
+	for b := range 3 {
+		in := make([]store.Entry, 100)
+		for i := range in {
+			in[i] = entry(fmt.Sprintf("ordered/%d/%d", b, i), "n1")
+		}
+		for _, e := range create(t, s, in...) {
+			ids = append(ids, e.ID)
+		}
+	}
+	for i, id := range ids {
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 7 {
+			t.Fatalf("created ID %d = %q (version %d, %v), want a UUIDv7", i, id, u.Version(), err)
+		}
+		if i > 0 && id <= ids[i-1] {
+			t.Fatalf("created ID %d = %q, not after ID %d = %q: want IDs increasing in creation order", i, id, i-1, ids[i-1])
+		}
+	}
+	old := entry("ordered/v4", "n1")
+	old.ID = uuid.NewString()
+	if got := create(t, s, old)[0]; got.ID != old.ID {
+		t.Errorf("created with ID %q, stored as %q", old.ID, got.ID)
+	}
+	got, err := s.ListEntries(ctxFor(t), store.EntryFilter{ParentID: id("spiffe://example.org/node/n1")})
+	if err != nil || len(got) != len(ids)+1 {
+		t.Fatalf("ListEntries = %d entries, %v; want %d", len(got), err, len(ids)+1)
+	}
 }
 
 func testCreateLargeBatch(t *testing.T, s *store.Store) {
