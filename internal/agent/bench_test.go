@@ -54,7 +54,7 @@ func cache10k(b *testing.B, shared bool) *cache {
 	}
 	c.mu.Lock()
 	for _, r := range c.entries {
-		c.setSVID(r, &svidRec{chainDER: leaf.Raw, keyDER: keyDER, renewAt: leaf.NotAfter, notAfter: leaf.NotAfter})
+		c.setSVID(r, newSVIDRec(leaf.Raw, keyDER, leaf.SerialNumber, leaf.NotAfter, leaf.NotBefore, leaf.NotAfter))
 	}
 	c.mu.Unlock()
 	return c
