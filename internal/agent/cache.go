@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -871,6 +870,14 @@ func (c *cache) release(jobs []signJob) {
 // keep. The signing pipeline verifies whole responses with a chainVerifier
 // instead.
 func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Signer, now time.Time) error {
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		return errNotP256
+	}
+	k, err := holdKey(ec)
+	if err != nil {
+		return err
+	}
 	if len(chain) == 0 {
 		return errors.New("empty certificate chain")
 	}
@@ -882,7 +889,7 @@ func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Sig
 	for _, c := range chain {
 		chainDER = append(chainDER, c.Raw...)
 	}
-	return c.keep(job, id, chain[0], chainDER, key, now)
+	return c.keep(job, id, chain[0], chainDER, k, now)
 }
 
 // keep caches a verified X509-SVID (leaf, its SPIFFE ID, the chain's DER)
@@ -890,18 +897,14 @@ func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Sig
 // key. An SVID for an entry that changed identity or went away meanwhile is
 // discarded (errStale). The chain, the PKCS#8 key and the serial share one
 // allocation (newSVIDRec).
-func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainDER []byte, key crypto.Signer, now time.Time) error {
+func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainDER []byte, key heldKey, now time.Time) error {
 	if id != job.entry.SPIFFEID {
 		return fmt.Errorf("x509-svid is for %s, want %s", id, job.entry.SPIFFEID)
 	}
-	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
+	if !key.certifies(leaf) {
 		return errors.New("x509-svid certifies another key than the one requested")
 	}
-	keyDER, err := encodeKey(key)
-	if err != nil {
-		return fmt.Errorf("encode workload key: %w", err)
-	}
-	s := newSVIDRec(chainDER, keyDER, leaf.SerialNumber, renewTime(leaf.NotBefore, leaf.NotAfter, now), leaf.NotBefore, leaf.NotAfter)
+	s := newSVIDRec(chainDER, key.der, leaf.SerialNumber, renewTime(leaf.NotBefore, leaf.NotAfter, now), leaf.NotBefore, leaf.NotAfter)
 	if serial := s.serial(); c.revoked.x509Revoked(job.entry.SPIFFEID, serial, leaf.NotBefore) {
 		return fmt.Errorf("x509-svid serial %s is revoked", serial)
 	}
@@ -914,15 +917,6 @@ func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainD
 	job.rec.signFails, job.rec.nextTry = 0, 0
 	c.met.setCachedSVIDs(c.nSVIDs)
 	return nil
-}
-
-// encodeKey returns key in PKCS#8: by pkcs8For for the P-256 keys the
-// agent makes, by the standard library otherwise.
-func encodeKey(key crypto.Signer) ([]byte, error) {
-	if ec, ok := key.(*ecdsa.PrivateKey); ok && ec.Curve == elliptic.P256() {
-		return pkcs8For(ec)
-	}
-	return x509.MarshalPKCS8PrivateKey(key)
 }
 
 // errStale reports an SVID signed for an entry that changed meanwhile.

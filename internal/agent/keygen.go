@@ -1,10 +1,15 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/asn1"
+	"errors"
+	"fmt"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -67,6 +72,9 @@ func csrFor(key *ecdsa.PrivateKey) ([]byte, error) {
 // with cryptobyte for the same reason as csrFor. The cache holds every
 // workload key in this form, as the Workload API serves it.
 func pkcs8For(key *ecdsa.PrivateKey) ([]byte, error) {
+	if key.Curve != elliptic.P256() {
+		return nil, errNotP256
+	}
 	point, err := key.PublicKey.Bytes()
 	if err != nil {
 		return nil, err
@@ -93,4 +101,60 @@ func pkcs8For(key *ecdsa.PrivateKey) ([]byte, error) {
 		})
 	})
 	return b.Bytes()
+}
+
+// errNotP256 is the refusal of a key that is not a P-256 key.
+var errNotP256 = errors.New("not an ECDSA P-256 key")
+
+// heldKey is a workload key as the agent holds it from its CSR until its
+// SVID arrives, and then in the cache: the PKCS#8 encoding the Workload API
+// serves (pkcs8For), and the public point, the last 65 bytes of it, to
+// check the SVID against. The live key object (big integers, the crypto
+// library's own cached form) is dropped as soon as the CSR is signed.
+type heldKey struct {
+	der   []byte
+	point []byte // aliases the end of der
+}
+
+// holdKey encodes key for the cache.
+func holdKey(key *ecdsa.PrivateKey) (heldKey, error) {
+	der, err := pkcs8For(key)
+	if err != nil {
+		return heldKey{}, err
+	}
+	// pkcs8For ends with the ECPrivateKey's publicKey BIT STRING, whose
+	// contents end with the 65-byte point.
+	return heldKey{der: der, point: der[len(der)-65:]}, nil
+}
+
+// p256SPKIPrefix is the DER SubjectPublicKeyInfo of a P-256 key up to its
+// point: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING
+// (no unused bits) }, as x509.MarshalPKIXPublicKey writes it.
+var p256SPKIPrefix = []byte{0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+	0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00}
+
+// certifies reports whether cert certifies k: its SubjectPublicKeyInfo is
+// k's public key, byte for byte (the CA writes the canonical encoding).
+func (k heldKey) certifies(cert *x509.Certificate) bool {
+	spki := cert.RawSubjectPublicKeyInfo
+	return len(spki) == len(p256SPKIPrefix)+len(k.point) && len(k.point) == 65 &&
+		bytes.Equal(spki[:len(p256SPKIPrefix)], p256SPKIPrefix) && bytes.Equal(spki[len(p256SPKIPrefix):], k.point)
+}
+
+// newHeldKeyAndCSR is newKeyAndCSR for workload keys: the key comes back
+// as the cache holds it.
+func newHeldKeyAndCSR() (heldKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return heldKey{}, nil, fmt.Errorf("generate key: %w", err)
+	}
+	csr, err := csrFor(key)
+	if err != nil {
+		return heldKey{}, nil, fmt.Errorf("create csr: %w", err)
+	}
+	k, err := holdKey(key)
+	if err != nil {
+		return heldKey{}, nil, fmt.Errorf("encode key: %w", err)
+	}
+	return k, csr, nil
 }
