@@ -763,16 +763,34 @@ func sameIdentity(a, b heldEntry) bool {
 // selectors would do, since a caller matching the entry has them all; the
 // rarest keeps buckets small when many entries share a common selector
 // (a namespace, a cluster). It must be called with c.mu held.
+//
+// Only the selectors of entries with a choice to make (two selectors or
+// more) are counted: on a node whose entries have one selector each, the
+// rebuild holds no count table beside the index.
 func (c *cache) reindex() {
-	counts := make(map[model.Selector]int, len(c.bySel))
+	var counts map[model.Selector]int
 	for _, r := range c.entries {
-		if r.invalid == nil {
+		if r.invalid == nil && len(r.entry.Selectors) > 1 {
+			if counts == nil {
+				counts = make(map[model.Selector]int)
+			}
 			for _, s := range r.entry.Selectors {
-				counts[s]++
+				counts[s] = 0
 			}
 		}
 	}
-	idx := make(map[model.Selector][]*entryRec, len(counts))
+	if counts != nil {
+		for _, r := range c.entries {
+			if r.invalid == nil {
+				for _, s := range r.entry.Selectors {
+					if n, ok := counts[s]; ok {
+						counts[s] = n + 1
+					}
+				}
+			}
+		}
+	}
+	idx := make(map[model.Selector][]*entryRec, len(c.bySel))
 	for _, r := range c.entries {
 		if r.invalid != nil || len(r.entry.Selectors) == 0 {
 			continue
