@@ -398,7 +398,7 @@ func (c *cache) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 				ID:        r.entry.SPIFFEID,
 				ChainDER:  r.svid.chainDER(),
 				KeyDER:    r.svid.keyDER(),
-				ExpiresAt: time.Unix(0, r.svid.notAfter),
+				ExpiresAt: time.Unix(0, r.svid.notAfter).UTC(),
 				Hint:      r.entry.Hint(),
 			})
 		}
