@@ -1,7 +1,7 @@
 package agent
 
 import (
-	"crypto"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"fmt"
 	"runtime"
@@ -54,7 +54,7 @@ func cache10k(b *testing.B, shared bool) *cache {
 	}
 	c.mu.Lock()
 	for _, r := range c.entries {
-		c.setSVID(r, &svidRec{chainDER: leaf.Raw, keyDER: keyDER, renewAt: leaf.NotAfter, notAfter: leaf.NotAfter})
+		c.setSVID(r, newSVIDRec(leaf.Raw, keyDER, leaf.SerialNumber, leaf.NotAfter, leaf.NotBefore, leaf.NotAfter))
 	}
 	c.mu.Unlock()
 	return c
@@ -134,14 +134,16 @@ func BenchmarkCacheBytesPerSVID(b *testing.B) {
 	ca := newTestCA(b, "example.org")
 	clock := newFakeClock()
 	resp := fullSync10k(false)
-	keys := make([]crypto.Signer, n)
+	keys := make([]heldKey, n)
 	leaves := make([]*x509.Certificate, n)
 	for i := range n {
 		key, _, err := newKeyAndCSR()
 		if err != nil {
 			b.Fatal(err)
 		}
-		keys[i] = key
+		if keys[i], err = holdKey(key.(*ecdsa.PrivateKey)); err != nil {
+			b.Fatal(err)
+		}
 		leaves[i] = ca.sign(b, spiffeid.RequireFromString(resp.Entries[i].GetSpiffeId()), key.Public(), clock.Now(), clock.Now().Add(time.Hour))
 	}
 	var perSVID float64
@@ -165,4 +167,16 @@ func BenchmarkCacheBytesPerSVID(b *testing.B) {
 		runtime.KeepAlive(c)
 	}
 	b.ReportMetric(perSVID, "B/svid")
+}
+
+// BenchmarkWorkloadKey is the signing pipeline's work per SVID before the
+// round trip: a P-256 key, its CSR and the PKCS#8 encoding the cache
+// holds (newHeldKeyAndCSR).
+func BenchmarkWorkloadKey(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := newHeldKeyAndCSR(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

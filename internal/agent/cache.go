@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -81,34 +82,138 @@ type cache struct {
 // when the entry's identity changes, and updated in place otherwise, so a
 // pointer to it identifies "this entry as it was when signing started".
 type entryRec struct {
-	entry model.Entry
+	entry heldEntry
 	// invalid says why the entry, as the server sent it, is refused. An
 	// invalid entry is held only so that the entry-set digest matches the
 	// server's; it is never matched or signed.
 	invalid error
 	svid    *svidRec
-	// signFails counts consecutive failures to sign; nextTry delays the
-	// next attempt after one.
+	// signFails counts consecutive failures to sign; nextTry (Unix
+	// nanoseconds, 0: none) delays the next attempt after one.
 	signFails int
-	nextTry   time.Time
+	nextTry   int64
 	// signing says a signing pipeline holds a job for the rec (claim), so
 	// no second one is queued; seen marks the recs a paged sync confirmed.
 	signing bool
 	seen    uint64
 }
 
-// svidRec is a workload X509-SVID minted for an entry.
-// svidRec is a cached X509-SVID, kept encoded (chain DER, PKCS#8 key) as
-// the Workload API serves it: parsed certificates and live key objects cost
-// several kilobytes each, which matters on a node with 10,000 entries.
-type svidRec struct {
-	chainDER  []byte
-	keyDER    []byte
-	renewAt   time.Time // half-way through the certificate's lifetime (see renewTime)
-	notAfter  time.Time
-	serial    string    // the leaf's serial, lowercase hex (revocation)
-	notBefore time.Time // the leaf's (revocation by SPIFFE ID)
+// heldEntry is what the agent keeps of an entry the server sent: the
+// fields matching, serving, signing and renewal read, about a quarter of a
+// model.Entry (no labels, TTLs or timestamps; the rarely set fields behind
+// one pointer). The agent holds one per entry of its node.
+type heldEntry struct {
+	ID        string
+	SPIFFEID  spiffeid.ID
+	Selectors []model.Selector
+	expiresAt int64      // Unix seconds (as on the wire); 0: never
+	x         *heldExtra // nil when none of its fields is set
 }
+
+// heldExtra holds the entry fields most entries leave unset.
+type heldExtra struct {
+	dnsNames      []string
+	federatesWith []spiffeid.TrustDomain
+	hint          string
+	downstream    bool
+}
+
+// hold returns the part of e the agent keeps.
+func hold(e model.Entry) heldEntry {
+	h := heldEntry{ID: e.ID, SPIFFEID: e.SPIFFEID, Selectors: e.Selectors}
+	if !e.ExpiresAt.IsZero() {
+		h.expiresAt = e.ExpiresAt.Unix()
+	}
+	if len(e.DNSNames) > 0 || len(e.FederatesWith) > 0 || e.Hint != "" || e.Downstream {
+		h.x = &heldExtra{dnsNames: e.DNSNames, federatesWith: e.FederatesWith, hint: e.Hint, downstream: e.Downstream}
+	}
+	return h
+}
+
+// FederatesWith is the entry's federates_with.
+func (e *heldEntry) FederatesWith() []spiffeid.TrustDomain {
+	if e.x == nil {
+		return nil
+	}
+	return e.x.federatesWith
+}
+
+// Hint is the entry's hint.
+func (e *heldEntry) Hint() string {
+	if e.x == nil {
+		return ""
+	}
+	return e.x.hint
+}
+
+// svidRec is a cached X509-SVID, kept encoded as the Workload API serves it
+// (chain DER, PKCS#8 key) in one allocation with the leaf's serial: parsed
+// certificates and live key objects cost several kilobytes each, which
+// matters on a node with 10,000 entries. Times are Unix nanoseconds
+// (nanos).
+type svidRec struct {
+	buf       []byte // chain DER, PKCS#8 key, the serial's big-endian bytes
+	chainLen  uint32
+	keyLen    uint32
+	renewAt   int64 // half-way through the certificate's lifetime (see renewTime)
+	notAfter  int64
+	notBefore int64 // the leaf's (revocation by SPIFFE ID)
+}
+
+// newSVIDRec packs an SVID's encoded chain, key and serial into one record.
+func newSVIDRec(chainDER, keyDER []byte, serial *big.Int, renewAt, notBefore, notAfter time.Time) *svidRec {
+	sn := serial.Bytes()
+	buf := make([]byte, 0, len(chainDER)+len(keyDER)+len(sn))
+	buf = append(append(append(buf, chainDER...), keyDER...), sn...)
+	return &svidRec{buf: buf, chainLen: uint32(len(chainDER)), keyLen: uint32(len(keyDER)),
+		renewAt: nanos(renewAt), notAfter: nanos(notAfter), notBefore: nanos(notBefore)}
+}
+
+func (s *svidRec) chainDER() []byte { return s.buf[:s.chainLen:s.chainLen] }
+
+func (s *svidRec) keyDER() []byte {
+	end := s.chainLen + s.keyLen
+	return s.buf[s.chainLen:end:end]
+}
+
+// appendSerial appends the leaf's serial as lowercase hex without leading
+// zeros, as big.Int's Text(16) and the audit log write it.
+func (s *svidRec) appendSerial(dst []byte) []byte {
+	sn := s.buf[s.chainLen+s.keyLen:]
+	if len(sn) == 0 {
+		return append(dst, '0')
+	}
+	const digits = "0123456789abcdef"
+	if sn[0] < 0x10 {
+		dst = append(dst, digits[sn[0]])
+		sn = sn[1:]
+	}
+	for _, b := range sn {
+		dst = append(dst, digits[b>>4], digits[b&0xf])
+	}
+	return dst
+}
+
+// serial is the leaf's serial, as appendSerial writes it.
+func (s *svidRec) serial() string { return string(s.appendSerial(make([]byte, 0, 40))) }
+
+// nanos is t in Unix nanoseconds, saturated at the ends of int64's range
+// (the years 1678 and 2262): a certificate valid until 9999 is, to the
+// agent, valid for ever.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanos):
+		return math.MinInt64
+	case t.After(maxNanos):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minNanos = time.Unix(0, math.MinInt64)
+	maxNanos = time.Unix(0, math.MaxInt64)
+)
 
 var (
 	_ workload.Source         = (*cache)(nil)
@@ -203,16 +308,16 @@ func (c *cache) BundlesFor(sels []model.Selector) []*spiffebundle.Bundle {
 	var seen map[spiffeid.TrustDomain]bool
 	for _, s := range sels {
 		for _, r := range c.bySel[s] {
-			if len(r.entry.FederatesWith) == 0 || expired(r.entry, now) || !model.WorkloadMatches(r.entry.Selectors, sels) {
+			if len(r.entry.FederatesWith()) == 0 || expired(r.entry, now) || !model.WorkloadMatches(r.entry.Selectors, sels) {
 				continue
 			}
-			for _, td := range r.entry.FederatesWith {
+			for _, td := range r.entry.FederatesWith() {
 				b := c.federated[td]
 				if b == nil || seen[td] {
 					continue
 				}
 				if seen == nil {
-					seen = make(map[spiffeid.TrustDomain]bool, len(r.entry.FederatesWith))
+					seen = make(map[spiffeid.TrustDomain]bool, len(r.entry.FederatesWith()))
 				}
 				seen[td] = true
 				out = append(out, b)
@@ -291,10 +396,10 @@ func (c *cache) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 			out = append(out, workload.X509SVID{
 				EntryID:   r.entry.ID,
 				ID:        r.entry.SPIFFEID,
-				ChainDER:  r.svid.chainDER,
-				KeyDER:    r.svid.keyDER,
-				ExpiresAt: r.svid.notAfter,
-				Hint:      r.entry.Hint,
+				ChainDER:  r.svid.chainDER(),
+				KeyDER:    r.svid.keyDER(),
+				ExpiresAt: time.Unix(0, r.svid.notAfter).UTC(),
+				Hint:      r.entry.Hint(),
 			})
 		}
 	}
@@ -317,10 +422,10 @@ func (c *cache) X509SVIDs(sels []model.Selector) []workload.X509SVID {
 // matching returns copies of the valid, unexpired entries whose selectors
 // are among sels (which must be canonical), whether or not they hold an
 // X509-SVID.
-func (c *cache) matching(sels []model.Selector, now time.Time) []model.Entry {
+func (c *cache) matching(sels []model.Selector, now time.Time) []heldEntry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []model.Entry
+	var out []heldEntry
 	for _, s := range sels {
 		for _, r := range c.bySel[s] {
 			if !expired(r.entry, now) && model.WorkloadMatches(r.entry.Selectors, sels) {
@@ -328,18 +433,18 @@ func (c *cache) matching(sels []model.Selector, now time.Time) []model.Entry {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b model.Entry) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b heldEntry) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
 // servable reports whether r's SVID may be handed out at now.
 func (r *entryRec) servable(now time.Time) bool {
-	return r.invalid == nil && r.svid != nil && now.Before(r.svid.notAfter) && !expired(r.entry, now)
+	return r.invalid == nil && r.svid != nil && nanos(now) < r.svid.notAfter && !expired(r.entry, now)
 }
 
-// expired reports whether the entry has passed its ExpiresAt.
-func expired(e model.Entry, now time.Time) bool {
-	return !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt)
+// expired reports whether the entry has passed its expires_at.
+func expired(e heldEntry, now time.Time) bool {
+	return e.expiresAt != 0 && now.Unix() >= e.expiresAt
 }
 
 // canonical returns sels sorted and deduplicated, copying only when sels is
@@ -450,12 +555,13 @@ func (c *cache) applyPage(resp *agentv1.SyncResponse, st *pageState) (applied, e
 			return res, fmt.Errorf("apply sync: entries[%d] has no id", i)
 		}
 		r := &entryRec{}
-		r.entry, r.invalid = apiconv.EntryFromProto(pe)
-		if r.invalid == nil {
-			r.invalid = c.checkEntry(r.entry)
+		e, err := apiconv.EntryFromProto(pe)
+		if err == nil {
+			err = c.checkEntry(e)
 		}
+		r.entry, r.invalid = hold(e), err
 		if r.invalid != nil {
-			r.entry = model.Entry{ID: pe.GetId()}
+			r.entry = heldEntry{ID: pe.GetId()}
 			res.refused++
 			if res.refused <= maxRefusalLogs {
 				c.log.Warn("refusing entry from server", logKeyEntryID, pe.GetId(), logKeyError, r.invalid)
@@ -555,10 +661,10 @@ func (c *cache) applyPage(resp *agentv1.SyncResponse, st *pageState) (applied, e
 // backing off after a failure, and holding no SVID or one past half its
 // lifetime. It must be called with c.mu held.
 func (r *entryRec) dueAt(now time.Time) bool {
-	if r.invalid != nil || expired(r.entry, now) || now.Before(r.nextTry) {
+	if r.invalid != nil || expired(r.entry, now) || nanos(now) < r.nextTry {
 		return false
 	}
-	return r.svid == nil || !now.Before(r.svid.renewAt)
+	return r.svid == nil || nanos(now) >= r.svid.renewAt
 }
 
 // indexAdd files a new rec in the selector index under the one of its
@@ -641,8 +747,15 @@ func (c *cache) merge(old, next *entryRec) *entryRec {
 // sameIdentity reports whether an SVID minted for a is also right for b:
 // same SPIFFE ID, DNS names and CA flag. Other fields (selectors, hint,
 // TTLs, expiry) are read from the entry at serving or renewal time.
-func sameIdentity(a, b model.Entry) bool {
-	return a.SPIFFEID == b.SPIFFEID && slices.Equal(a.DNSNames, b.DNSNames) && a.Downstream == b.Downstream
+func sameIdentity(a, b heldEntry) bool {
+	var ax, bx heldExtra
+	if a.x != nil {
+		ax = *a.x
+	}
+	if b.x != nil {
+		bx = *b.x
+	}
+	return a.SPIFFEID == b.SPIFFEID && slices.Equal(ax.dnsNames, bx.dnsNames) && ax.downstream == bx.downstream
 }
 
 // reindex rebuilds the selector index: each valid entry is filed under the
@@ -650,16 +763,34 @@ func sameIdentity(a, b model.Entry) bool {
 // selectors would do, since a caller matching the entry has them all; the
 // rarest keeps buckets small when many entries share a common selector
 // (a namespace, a cluster). It must be called with c.mu held.
+//
+// Only the selectors of entries with a choice to make (two selectors or
+// more) are counted: on a node whose entries have one selector each, the
+// rebuild holds no count table beside the index.
 func (c *cache) reindex() {
-	counts := make(map[model.Selector]int, len(c.bySel))
+	var counts map[model.Selector]int
 	for _, r := range c.entries {
-		if r.invalid == nil {
+		if r.invalid == nil && len(r.entry.Selectors) > 1 {
+			if counts == nil {
+				counts = make(map[model.Selector]int)
+			}
 			for _, s := range r.entry.Selectors {
-				counts[s]++
+				counts[s] = 0
 			}
 		}
 	}
-	idx := make(map[model.Selector][]*entryRec, len(counts))
+	if counts != nil {
+		for _, r := range c.entries {
+			if r.invalid == nil {
+				for _, s := range r.entry.Selectors {
+					if n, ok := counts[s]; ok {
+						counts[s] = n + 1
+					}
+				}
+			}
+		}
+	}
+	idx := make(map[model.Selector][]*entryRec, len(c.bySel))
 	for _, r := range c.entries {
 		if r.invalid != nil || len(r.entry.Selectors) == 0 {
 			continue
@@ -694,7 +825,7 @@ func (c *cache) sweep(now time.Time) bool {
 	changed := false
 	c.mu.Lock()
 	for _, r := range c.entries {
-		if r.svid != nil && (!now.Before(r.svid.notAfter) || expired(r.entry, now)) {
+		if r.svid != nil && (nanos(now) >= r.svid.notAfter || expired(r.entry, now)) {
 			c.setSVID(r, nil)
 			changed = true
 		}
@@ -709,7 +840,7 @@ func (c *cache) sweep(now time.Time) bool {
 // signJob is an entry due for an X509-SVID.
 type signJob struct {
 	rec   *entryRec
-	entry model.Entry
+	entry heldEntry
 }
 
 // due returns the entries that need an X509-SVID at now: valid, unexpired,
@@ -757,6 +888,14 @@ func (c *cache) release(jobs []signJob) {
 // keep. The signing pipeline verifies whole responses with a chainVerifier
 // instead.
 func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Signer, now time.Time) error {
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		return errNotP256
+	}
+	k, err := holdKey(ec)
+	if err != nil {
+		return err
+	}
 	if len(chain) == 0 {
 		return errors.New("empty certificate chain")
 	}
@@ -768,37 +907,24 @@ func (c *cache) storeSVID(job signJob, chain []*x509.Certificate, key crypto.Sig
 	for _, c := range chain {
 		chainDER = append(chainDER, c.Raw...)
 	}
-	return c.keep(job, id, chain[0], chainDER, key, now)
+	return c.keep(job, id, chain[0], chainDER, k, now)
 }
 
 // keep caches a verified X509-SVID (leaf, its SPIFFE ID, the chain's DER)
 // for job with key. The SVID must carry the entry's SPIFFE ID and certify
 // key. An SVID for an entry that changed identity or went away meanwhile is
-// discarded (errStale). The chain and the PKCS#8 key share one allocation.
-func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainDER []byte, key crypto.Signer, now time.Time) error {
+// discarded (errStale). The chain, the PKCS#8 key and the serial share one
+// allocation (newSVIDRec).
+func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainDER []byte, key heldKey, now time.Time) error {
 	if id != job.entry.SPIFFEID {
 		return fmt.Errorf("x509-svid is for %s, want %s", id, job.entry.SPIFFEID)
 	}
-	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
+	if !key.certifies(leaf) {
 		return errors.New("x509-svid certifies another key than the one requested")
 	}
-	keyDER, err := encodeKey(key)
-	if err != nil {
-		return fmt.Errorf("encode workload key: %w", err)
-	}
-	buf := make([]byte, len(chainDER)+len(keyDER))
-	n := copy(buf, chainDER)
-	copy(buf[n:], keyDER)
-	s := &svidRec{
-		chainDER:  buf[:n:n],
-		keyDER:    buf[n:],
-		renewAt:   renewTime(leaf.NotBefore, leaf.NotAfter, now),
-		notAfter:  leaf.NotAfter,
-		serial:    strings.ToLower(leaf.SerialNumber.Text(16)),
-		notBefore: leaf.NotBefore,
-	}
-	if c.revoked.x509Revoked(job.entry.SPIFFEID, s.serial, leaf.NotBefore) {
-		return fmt.Errorf("x509-svid serial %s is revoked", s.serial)
+	s := newSVIDRec(chainDER, key.der, leaf.SerialNumber, renewTime(leaf.NotBefore, leaf.NotAfter, now), leaf.NotBefore, leaf.NotAfter)
+	if serial := s.serial(); c.revoked.x509Revoked(job.entry.SPIFFEID, serial, leaf.NotBefore) {
+		return fmt.Errorf("x509-svid serial %s is revoked", serial)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -806,18 +932,9 @@ func (c *cache) keep(job signJob, id spiffeid.ID, leaf *x509.Certificate, chainD
 		return errStale
 	}
 	c.setSVID(job.rec, s)
-	job.rec.signFails, job.rec.nextTry = 0, time.Time{}
+	job.rec.signFails, job.rec.nextTry = 0, 0
 	c.met.setCachedSVIDs(c.nSVIDs)
 	return nil
-}
-
-// encodeKey returns key in PKCS#8: by pkcs8For for the P-256 keys the
-// agent makes, by the standard library otherwise.
-func encodeKey(key crypto.Signer) ([]byte, error) {
-	if ec, ok := key.(*ecdsa.PrivateKey); ok && ec.Curve == elliptic.P256() {
-		return pkcs8For(ec)
-	}
-	return x509.MarshalPKCS8PrivateKey(key)
 }
 
 // errStale reports an SVID signed for an entry that changed meanwhile.
@@ -834,7 +951,7 @@ func (c *cache) signFailed(job signJob, now time.Time, base, max time.Duration) 
 	for i := 1; i < r.signFails && d < max; i++ {
 		d *= 2
 	}
-	r.nextTry = now.Add(min(d, max))
+	r.nextTry = nanos(now.Add(min(d, max)))
 }
 
 // publicKeyEqual compares two public keys of the standard library's types.
@@ -859,7 +976,7 @@ func (c *cache) NoSVIDReason(sels []model.Selector) error {
 				continue
 			}
 			matched = true
-			if r.svid == nil || !now.Before(r.svid.notAfter) {
+			if r.svid == nil || nanos(now) >= r.svid.notAfter {
 				expiredSVID = true
 			}
 		}

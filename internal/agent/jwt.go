@@ -81,7 +81,7 @@ func (c *cache) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spi
 			}
 			continue
 		}
-		out = append(out, workload.JWTSVID{ID: e.SPIFFEID, Token: tok, ExpiresAt: exp, Hint: e.Hint})
+		out = append(out, workload.JWTSVID{ID: e.SPIFFEID, Token: tok, ExpiresAt: exp, Hint: e.Hint()})
 		c.served.mark(now, e.ID)
 	}
 	if len(out) == 0 && firstErr != nil {
@@ -95,7 +95,7 @@ func (c *cache) FetchJWTSVIDs(ctx context.Context, sels []model.Selector, id spi
 
 // jwtFor returns a token for entry e and audience, from the cache or the
 // server.
-func (c *cache) jwtFor(ctx context.Context, e model.Entry, audience []string, now time.Time) (string, time.Time, error) {
+func (c *cache) jwtFor(ctx context.Context, e heldEntry, audience []string, now time.Time) (string, time.Time, error) {
 	key := jwtKey{entryID: e.ID, audience: audienceKey(audience)}
 	c.jwtMu.Lock()
 	cached := c.jwts[key]
@@ -124,7 +124,7 @@ func (c *cache) jwtFor(ctx context.Context, e model.Entry, audience []string, no
 
 // mintJWT asks the server for a token and checks it names the entry's
 // SPIFFE ID and the audience. It returns the token, its expiry and its iat.
-func (c *cache) mintJWT(ctx context.Context, e model.Entry, audience []string, now time.Time) (string, time.Time, int64, error) {
+func (c *cache) mintJWT(ctx context.Context, e heldEntry, audience []string, now time.Time) (string, time.Time, int64, error) {
 	if c.signJWT == nil {
 		return "", time.Time{}, 0, errkind.New(errkind.Unavailable, "not connected to the server")
 	}

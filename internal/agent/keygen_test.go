@@ -68,5 +68,22 @@ func TestPKCS8ForMatchesStandardLibrary(t *testing.T) {
 		if err != nil || !ec.Equal(back) {
 			t.Fatalf("ParsePKCS8PrivateKey(pkcs8For()) = %v, %v; want the key", back, err)
 		}
+		held, err := holdKey(ec)
+		point, _ := ec.PublicKey.Bytes()
+		if err != nil || !bytes.Equal(held.der, want) || !bytes.Equal(held.point, point) {
+			t.Fatalf("holdKey() = %x, point %x, %v; want %x, point %x", held.der, held.point, err, want, point)
+		}
+		spki, err := x509.MarshalPKIXPublicKey(ec.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !held.certifies(&x509.Certificate{RawSubjectPublicKeyInfo: spki}) {
+			t.Fatalf("heldKey.certifies(a certificate of its key, SPKI %x) = false", spki)
+		}
+		other, _, _ := newKeyAndCSR()
+		otherSPKI, _ := x509.MarshalPKIXPublicKey(other.Public())
+		if held.certifies(&x509.Certificate{RawSubjectPublicKeyInfo: otherSPKI}) {
+			t.Fatal("heldKey.certifies(a certificate of another key) = true")
+		}
 	}
 }

@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -47,7 +46,7 @@ type signPipeline struct {
 // preparedBatch is a batch with its keys and request built.
 type preparedBatch struct {
 	jobs []signJob
-	keys []crypto.Signer
+	keys []heldKey
 	req  *agentv1.SignX509SVIDsRequest
 }
 
@@ -153,10 +152,10 @@ func (p *signPipeline) signWorker() {
 // prepare generates a key and a CSR per job.
 func (p *signPipeline) prepare(jobs []signJob) (*preparedBatch, error) {
 	defer since(&p.a.timings.keygen, time.Now())
-	b := &preparedBatch{jobs: jobs, keys: make([]crypto.Signer, len(jobs)),
+	b := &preparedBatch{jobs: jobs, keys: make([]heldKey, len(jobs)),
 		req: &agentv1.SignX509SVIDsRequest{Requests: make([]*agentv1.X509SVIDRequest, len(jobs))}}
 	for i, j := range jobs {
-		key, csr, err := newKeyAndCSR()
+		key, csr, err := newHeldKeyAndCSR()
 		if err != nil {
 			return nil, fmt.Errorf("sign x509-svids: %w", err)
 		}
@@ -200,7 +199,7 @@ func (a *Agent) signBatch(ctx context.Context, b *preparedBatch) (int, error) {
 		answered[i] = true
 		job := b.jobs[i]
 		err := a.storeResult(v, job, r, b.keys[i], now)
-		b.keys[i] = nil
+		b.keys[i] = heldKey{}
 		switch {
 		case err == nil:
 			stored++
@@ -223,7 +222,7 @@ func (a *Agent) signBatch(ctx context.Context, b *preparedBatch) (int, error) {
 }
 
 // storeResult checks one item of a SignX509SVIDs response and caches it.
-func (a *Agent) storeResult(v *chainVerifier, job signJob, r *agentv1.X509SVIDResult, key crypto.Signer, now time.Time) error {
+func (a *Agent) storeResult(v *chainVerifier, job signJob, r *agentv1.X509SVIDResult, key heldKey, now time.Time) error {
 	if st := r.GetStatus(); st.GetCode() != 0 {
 		return errkind.FromGRPC(statusError(st.GetCode(), st.GetMessage()))
 	}

@@ -221,15 +221,16 @@ func (c *cache) applyRevocations(in []*agentv1.SVIDRevocation, reset bool) (chan
 				continue
 			}
 			rule, byID := ids[r.entry.SPIFFEID]
-			byID = byID && !rule.x509Until.IsZero() && !r.svid.notBefore.After(rule.x509Until)
-			if !serials[r.svid.serial] && !byID {
+			byID = byID && !rule.x509Until.IsZero() && r.svid.notBefore <= nanos(rule.x509Until)
+			var buf [48]byte
+			if sn := r.svid.appendSerial(buf[:0]); !serials[string(sn)] && !byID {
 				continue
 			}
-			serial := r.svid.serial
+			serial := r.svid.serial()
 			c.setSVID(r, nil)
-			r.signFails, r.nextTry = 0, time.Time{}
+			r.signFails, r.nextTry = 0, 0
 			if byID {
-				r.nextTry = rule.remintAfter
+				r.nextTry = nanos(rule.remintAfter)
 				remintAfter = maxTime(remintAfter, rule.remintAfter)
 			}
 			changed = true
@@ -283,8 +284,9 @@ func (c *cache) JWTRevoked(id spiffeid.ID, issuedAt int64) bool {
 func (c *cache) servesSerial(serial string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	var buf [48]byte
 	for _, r := range c.entries {
-		if r.svid != nil && r.svid.serial == serial {
+		if r.svid != nil && string(r.svid.appendSerial(buf[:0])) == serial {
 			return true
 		}
 	}
@@ -298,7 +300,7 @@ func (c *cache) serials() map[string]string {
 	out := make(map[string]string, c.nSVIDs)
 	for id, r := range c.entries {
 		if r.svid != nil {
-			out[id] = r.svid.serial
+			out[id] = r.svid.serial()
 		}
 	}
 	return out

@@ -201,13 +201,17 @@ func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline) er
 		if res.entries || res.bundle != nil || res.federated {
 			a.cache.broadcast()
 		}
-		p.add(res.due)
 		token = resp.GetNextPageToken()
+		lastID := resp.GetPageLastId()
+		// The page is applied: its messages are not held while add waits
+		// for the pipeline to take the page's jobs.
+		req, resp = nil, nil
+		p.add(res.due)
 		if token == "" {
 			a.timings.entries.CompareAndSwap(0, int64(time.Since(a.started)))
 			return nil
 		}
-		if resp.GetPageLastId() == "" || len(token) > 4096 {
+		if lastID == "" || len(token) > 4096 {
 			return errors.New("sync: the server sent a next_page_token without page_last_id, or an oversized one")
 		}
 	}

@@ -360,13 +360,14 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 	if known == resp.Revision && known != 0 && len(fed) == 0 && req.GetPageToken() == "" {
 		return resp, nil // nothing changed anywhere
 	}
-	now := s.cfg.Now()
-	entries := s.cfg.Entries.NodeEntries(node.SPIFFEID, node.Selectors, now)
-	if resp.FederatedBundles, err = federatedFor(entries, fed); err != nil {
-		return nil, err
+	v := s.viewOf(node, s.cfg.Now())
+	if len(fed) > 0 {
+		if resp.FederatedBundles, err = federatedFor(v.federatesWith(), fed); err != nil {
+			return nil, err
+		}
 	}
 	if paged {
-		if err := s.syncPage(req, resp, entries, resp.Revision, now); err != nil {
+		if err := s.syncPage(req, resp, v, resp.Revision); err != nil {
 			return nil, err
 		}
 		return resp, nil
@@ -374,6 +375,7 @@ func (s *Service) Sync(ctx context.Context, req *agentv1.SyncRequest) (*agentv1.
 	if known == resp.Revision && known != 0 {
 		return resp, nil
 	}
+	entries := v.all()
 	resp.Full = known <= 0 || known > resp.Revision
 	ids := make([]string, 0, len(entries))
 	for _, e := range entries {
@@ -577,24 +579,20 @@ const (
 	maxAudienceLen = 1024
 )
 
-// federatedFor returns the bundles of fed that entries name in
-// federates_with, by trust domain.
-func federatedFor(entries []*model.Entry, fed map[spiffeid.TrustDomain]*spiffebundle.Bundle) ([]*commonv1.Bundle, error) {
+// federatedFor returns the bundles of fed for the trust domains tds (the
+// node's entries' federates_with, sorted by name, once each), in that
+// order; a trust domain without a bundle in fed is left out.
+func federatedFor(tds []spiffeid.TrustDomain, fed map[spiffeid.TrustDomain]*spiffebundle.Bundle) ([]*commonv1.Bundle, error) {
 	if len(fed) == 0 {
 		return nil, nil
 	}
-	var tds []spiffeid.TrustDomain
-	for _, e := range entries {
-		for _, td := range e.FederatesWith {
-			if _, ok := fed[td]; ok && !slices.Contains(tds, td) {
-				tds = append(tds, td)
-			}
-		}
-	}
-	slices.SortFunc(tds, func(a, b spiffeid.TrustDomain) int { return strings.Compare(a.Name(), b.Name()) })
 	out := make([]*commonv1.Bundle, 0, len(tds))
 	for _, td := range tds {
-		pb, err := apiconv.BundleToProto(fed[td])
+		b, ok := fed[td]
+		if !ok {
+			continue
+		}
+		pb, err := apiconv.BundleToProto(b)
 		if err != nil {
 			return nil, err
 		}

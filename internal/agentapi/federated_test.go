@@ -12,7 +12,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/model"
+	"github.com/signet-id/signet/internal/store"
 )
 
 func testBundle(t *testing.T, td string) *spiffebundle.Bundle {
@@ -35,12 +37,17 @@ func TestFederatedFor(t *testing.T) {
 	fed := map[spiffeid.TrustDomain]*spiffebundle.Bundle{
 		td("partner.org"): testBundle(t, "partner.org"), td("cloud.org"): testBundle(t, "cloud.org"), td("unused.org"): testBundle(t, "unused.org"),
 	}
-	entries := []*model.Entry{
-		{ID: "1", FederatesWith: []spiffeid.TrustDomain{td("partner.org"), td("unknown.org")}},
-		{ID: "2"},
-		{ID: "3", FederatesWith: []spiffeid.TrustDomain{td("cloud.org"), td("partner.org")}},
+	node := spiffeid.RequireFromString("spiffe://example.org/node/a")
+	c := entrycache.New(spiffeid.RequireFromString("spiffe://example.org/signet/server"))
+	entry := func(id string, fw ...spiffeid.TrustDomain) model.Entry {
+		return model.Entry{ID: id, SPIFFEID: spiffeid.RequireFromString("spiffe://example.org/w/" + id), ParentID: node,
+			Selectors: []model.Selector{{Type: "unix", Value: "uid:" + id}}, FederatesWith: fw, Revision: 1}
 	}
-	got, err := federatedFor(entries, fed)
+	c.Apply(store.EntryChangeSet{Revision: 1, Full: true, Changed: []model.Entry{
+		entry("1", td("partner.org"), td("unknown.org")), entry("2"), entry("3", td("cloud.org"), td("partner.org")),
+	}})
+	tds := c.NodeFederatesWith(node, nil, time.Now())
+	got, err := federatedFor(tds, fed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,12 +56,12 @@ func TestFederatedFor(t *testing.T) {
 		names = append(names, b.GetTrustDomain())
 	}
 	if len(names) != 2 || names[0] != "cloud.org" || names[1] != "partner.org" {
-		t.Errorf("federatedFor() trust domains = %v, want [cloud.org partner.org]", names)
+		t.Errorf("federatedFor(%v) trust domains = %v, want [cloud.org partner.org]", tds, names)
 	}
-	if got, _ := federatedFor(entries[1:2], fed); len(got) != 0 {
+	if got, _ := federatedFor(nil, fed); len(got) != 0 {
 		t.Errorf("federatedFor(no federates_with) = %d bundles, want none", len(got))
 	}
-	if got, _ := federatedFor(entries, nil); len(got) != 0 {
+	if got, _ := federatedFor(tds, nil); len(got) != 0 {
 		t.Errorf("federatedFor(no relationships) = %d bundles, want none", len(got))
 	}
 }

@@ -1,16 +1,15 @@
 package agentapi
 
 import (
-	"container/heap"
 	"encoding/base64"
 	"encoding/binary"
-	"slices"
-	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
@@ -110,10 +109,37 @@ func parsePageToken(s string) (pageToken, error) {
 	return t, nil
 }
 
+// nodeView is what a sync reads of the calling node's entries: the
+// entry cache, asked for one page at a time, so a page costs its own
+// entries whatever the node's size.
+type nodeView struct {
+	entries *entrycache.Cache
+	id      spiffeid.ID
+	sels    []model.Selector
+	now     time.Time
+}
+
+func (s *Service) viewOf(node model.Node, now time.Time) nodeView {
+	return nodeView{entries: s.cfg.Entries, id: node.SPIFFEID, sels: node.Selectors, now: now}
+}
+
+func (v nodeView) page(q entrycache.Query) ([]entrycache.Item, bool) {
+	return v.entries.NodePage(v.id, v.sels, v.now, q)
+}
+
+func (v nodeView) ids() []string { return v.entries.NodeEntryIDs(v.id, v.sels, v.now) }
+
+func (v nodeView) all() []*model.Entry { return v.entries.NodeEntries(v.id, v.sels, v.now) }
+
+func (v nodeView) federatesWith() []spiffeid.TrustDomain {
+	return v.entries.NodeFederatesWith(v.id, v.sels, v.now)
+}
+
 // syncPage answers a paged Sync (page_size set). resp already holds the
-// bundle and broker URL; entries are the node's current entries and rev
-// the cache revision they were read at.
-func (s *Service) syncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse, entries []*model.Entry, rev int64, now time.Time) error {
+// bundle and broker URL; v reads the node's current entries and rev is the
+// cache revision read before them.
+func (s *Service) syncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse, v nodeView, rev int64) error {
+	now := v.now
 	known := req.GetKnownRevision()
 	var tok pageToken
 	if req.GetPageToken() == "" {
@@ -124,12 +150,8 @@ func (s *Service) syncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse,
 		case known == rev:
 			return nil // nothing changed: one empty last page
 		default:
-			ids := make([]string, len(entries))
-			for i, e := range entries {
-				ids[i] = e.ID
-			}
 			tok.mode = modeChanged
-			if digest := apiconv.EntrySetDigest(ids); string(digest) != string(req.GetEntrySetDigest()) {
+			if digest := apiconv.EntrySetDigest(v.ids()); string(digest) != string(req.GetEntrySetDigest()) {
 				tok.mode = modeIDs
 			}
 		}
@@ -155,29 +177,34 @@ func (s *Service) syncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse,
 	resp.Full = tok.mode == modeFull
 	resp.EntryIdsSet = tok.mode == modeIDs
 	size := min(int(req.GetPageSize()), maxSyncPageSize)
-	page, more := lowestAfter(entries, tok, size)
+	q := entrycache.Query{After: tok.after, Limit: size}
+	if tok.mode != modeFull {
+		// modeChanged sends only the entries changed since known;
+		// modeIDs every id, and the entries of those changed.
+		q.Since, q.AllIDs = tok.known, tok.mode == modeIDs
+	}
+	page, more := v.page(q)
 	bytes := 0
-	for i, e := range page {
-		changed := tok.mode != modeIDs || e.Revision > tok.known
+	for i, it := range page {
 		var pe *commonv1.Entry
 		n := 0
-		if changed {
-			pe = apiconv.EntryToProto(*e)
+		if it.Entry != nil {
+			pe = apiconv.EntryToProto(*it.Entry)
 			n += proto.Size(pe) + 4
 		}
 		if tok.mode == modeIDs {
-			n += len(e.ID) + 3
+			n += len(it.ID) + 3
 		}
 		if i > 0 && bytes+n > maxSyncPageBytes {
 			page, more = page[:i], true
 			break
 		}
 		bytes += n
-		if changed {
+		if pe != nil {
 			resp.Entries = append(resp.Entries, pe)
 		}
 		if tok.mode == modeIDs {
-			resp.EntryIds = append(resp.EntryIds, e.ID)
+			resp.EntryIds = append(resp.EntryIds, it.ID)
 		}
 	}
 	if more {
@@ -186,45 +213,4 @@ func (s *Service) syncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse,
 		resp.NextPageToken = tok.encode()
 	}
 	return nil
-}
-
-// lowestAfter returns, in id order, the size entries with the lowest ids
-// after the token's cursor that the token's mode sends (modeChanged: only
-// those changed since its known revision), and whether more follow. It
-// costs one pass over entries and a heap of size entries, so paging a
-// large node is linear per page, never a sort of everything per page.
-func lowestAfter(entries []*model.Entry, tok pageToken, size int) ([]*model.Entry, bool) {
-	h := make(entryHeap, 0, min(size, len(entries)))
-	more := false
-	for _, e := range entries {
-		if (tok.after != "" && e.ID <= tok.after) || (tok.mode == modeChanged && e.Revision <= tok.known) {
-			continue
-		}
-		switch {
-		case len(h) < size:
-			heap.Push(&h, e)
-		case e.ID < h[0].ID:
-			h[0] = e
-			heap.Fix(&h, 0)
-			more = true
-		default:
-			more = true
-		}
-	}
-	slices.SortFunc(h, func(a, b *model.Entry) int { return strings.Compare(a.ID, b.ID) })
-	return h, more
-}
-
-// entryHeap is a max-heap of entries by id.
-type entryHeap []*model.Entry
-
-func (h entryHeap) Len() int           { return len(h) }
-func (h entryHeap) Less(i, j int) bool { return h[i].ID > h[j].ID }
-func (h entryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *entryHeap) Push(x any)        { *h = append(*h, x.(*model.Entry)) }
-func (h *entryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
 }

@@ -351,8 +351,107 @@ func (c *Cache) NodeEntries(node spiffeid.ID, nodeSels []model.Selector, now tim
 // order is stable, so a caller pages through a node's entries by passing
 // the last ID it got as the next cursor.
 func (c *Cache) NodeEntriesAfter(node spiffeid.ID, nodeSels []model.Selector, now time.Time, after string, limit int) ([]*model.Entry, bool) {
+	items, more := c.NodePage(node, nodeSels, now, Query{After: after, Limit: limit})
+	out := make([]*model.Entry, len(items))
+	for i, it := range items {
+		out[i] = it.Entry
+	}
+	return out, more
+}
+
+// Query selects one page of a node's entries (NodePage).
+type Query struct {
+	// After is the cursor: only entries whose IDs sort after it ("" from
+	// the first).
+	After string
+	// Limit bounds the items of the page (0: no limit).
+	Limit int
+	// Since, when positive, selects the entries whose revision is above
+	// it (changed since): the others are left out, or with AllIDs listed
+	// by ID alone.
+	Since int64
+	// AllIDs keeps the entries Since leaves out as items with an ID and no
+	// Entry; they count towards Limit.
+	AllIDs bool
+}
+
+// Item is one entry of a page: its ID, and the entry itself (the caller's)
+// unless the query's AllIDs left it out as unchanged.
+type Item struct {
+	ID    string
+	Entry *model.Entry
+}
+
+// NodePage returns, sorted by entry ID, the page of the node's unexpired
+// entries that q selects, and whether more follow. Only the entries on the
+// page are built, so paging through a node of any size costs each call its
+// page, plus a step over the entries that Since leaves out.
+func (c *Cache) NodePage(node spiffeid.ID, nodeSels []model.Selector, now time.Time, q Query) ([]Item, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	var out []Item
+	if q.Limit > 0 {
+		out = make([]Item, 0, min(q.Limit, 1024))
+	}
+	more := false
+	c.walkLocked(node, nodeSels, now, q.After, func(e *entry) bool {
+		changed := q.Since <= 0 || e.revision > q.Since
+		if !changed && !q.AllIDs {
+			return true
+		}
+		if q.Limit > 0 && len(out) == q.Limit {
+			more = true
+			return false
+		}
+		it := Item{ID: e.id}
+		if changed {
+			it.Entry = e.model()
+		}
+		out = append(out, it)
+		return true
+	})
+	return out, more
+}
+
+// NodeEntryIDs returns the IDs of the node's unexpired entries, sorted,
+// without building the entries. The strings are shared with the cache and
+// never change.
+func (c *Cache) NodeEntryIDs(node spiffeid.ID, nodeSels []model.Selector, now time.Time) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []string
+	c.walkLocked(node, nodeSels, now, "", func(e *entry) bool {
+		out = append(out, e.id)
+		return true
+	})
+	return out
+}
+
+// NodeFederatesWith returns the trust domains the node's unexpired entries
+// name in federates_with, once each, sorted by name, without building the
+// entries.
+func (c *Cache) NodeFederatesWith(node spiffeid.ID, nodeSels []model.Selector, now time.Time) []spiffeid.TrustDomain {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []spiffeid.TrustDomain
+	c.walkLocked(node, nodeSels, now, "", func(e *entry) bool {
+		if e.extra != nil {
+			for _, td := range e.extra.federatesWith {
+				if !slices.Contains(out, td) {
+					out = append(out, td)
+				}
+			}
+		}
+		return true
+	})
+	slices.SortFunc(out, func(a, b spiffeid.TrustDomain) int { return strings.Compare(a.Name(), b.Name()) })
+	return out
+}
+
+// walkLocked calls fn, in entry ID order, for each unexpired entry of the
+// node whose ID sorts after the cursor after, until fn returns false. It
+// must be called with c.mu held.
+func (c *Cache) walkLocked(node spiffeid.ID, nodeSels []model.Selector, now time.Time, after string, fn func(*entry) bool) {
 	var lists [][]*entry
 	for _, p := range c.parentsFor(node, nodeSels) {
 		if ps := c.byParent[p]; ps != nil {
@@ -369,7 +468,6 @@ func (c *Cache) NodeEntriesAfter(node spiffeid.ID, nodeSels []model.Selector, no
 		}
 	}
 	nowNano := now.UnixNano()
-	var out []*model.Entry
 	last := ""
 	// Merge the sorted lists; an entry is under one parent only, so IDs
 	// never repeat across lists.
@@ -387,13 +485,11 @@ func (c *Cache) NodeEntriesAfter(node spiffeid.ID, nodeSels []model.Selector, no
 		if e.id == last || e.expired(nowNano) {
 			continue
 		}
-		if limit > 0 && len(out) == limit {
-			return out, true
-		}
 		last = e.id
-		out = append(out, e.model())
+		if !fn(e) {
+			return
+		}
 	}
-	return out, false
 }
 
 // BelongsTo returns the entry with id when it is unexpired and belongs to

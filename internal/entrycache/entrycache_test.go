@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -325,5 +326,90 @@ func TestLoaderReplaceMatchesApply(t *testing.T) {
 	empty.Replace(nil, 4)
 	if empty.Len() != 0 || empty.Revision() != 4 {
 		t.Errorf("Replace(nil): %d entries at %d", empty.Len(), empty.Revision())
+	}
+}
+
+// TestNodePageQueries: NodePage's Since and AllIDs select what filtering
+// NodeEntries would, page by page, and NodeEntryIDs and NodeFederatesWith
+// agree with NodeEntries.
+func TestNodePageQueries(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	id := func(p string) spiffeid.ID { return spiffeid.RequireFromPath(td, p) }
+	now := time.Unix(1_800_000_000, 0)
+	serverID, node := id("/signet/server"), id("/node/a")
+	nodeSels := []model.Selector{{Type: "test", Value: "role:web"}}
+	fed := []spiffeid.TrustDomain{spiffeid.RequireTrustDomainFromString("b.org"), spiffeid.RequireTrustDomainFromString("a.org")}
+	all := []model.Entry{{ID: "alias", SPIFFEID: id("/alias"), ParentID: serverID, Selectors: nodeSels, Revision: 1}}
+	for i := range 120 {
+		parent := node
+		switch i % 5 {
+		case 0:
+			parent = id("/alias")
+		case 1:
+			parent = id("/node/b")
+		}
+		e := model.Entry{ID: fmt.Sprintf("e%03d", (i*37)%120), SPIFFEID: id(fmt.Sprintf("/w/%d", i)), ParentID: parent,
+			Selectors: []model.Selector{{Type: "unix", Value: fmt.Sprintf("uid:%d", i)}}, Revision: int64(1 + i%9)}
+		if i%11 == 0 {
+			e.ExpiresAt = now
+		}
+		if i%13 == 0 {
+			e.FederatesWith = fed[i%2:]
+		}
+		all = append(all, e)
+	}
+	c := New(serverID)
+	c.Apply(store.EntryChangeSet{Revision: 9, Full: true, Changed: all})
+	whole := c.NodeEntries(node, nodeSels, now)
+	var wantIDs []string
+	var wantTDs []spiffeid.TrustDomain
+	for _, e := range whole {
+		wantIDs = append(wantIDs, e.ID)
+		for _, td := range e.FederatesWith {
+			if !slices.Contains(wantTDs, td) {
+				wantTDs = append(wantTDs, td)
+			}
+		}
+	}
+	slices.SortFunc(wantTDs, func(a, b spiffeid.TrustDomain) int { return strings.Compare(a.Name(), b.Name()) })
+	if got := c.NodeEntryIDs(node, nodeSels, now); !slices.Equal(got, wantIDs) {
+		t.Errorf("NodeEntryIDs() = %v, want %v", got, wantIDs)
+	}
+	if got := c.NodeFederatesWith(node, nodeSels, now); !slices.Equal(got, wantTDs) || len(wantTDs) != 2 {
+		t.Errorf("NodeFederatesWith() = %v, want %v (both trust domains)", got, wantTDs)
+	}
+	for _, q := range []Query{{Limit: 7}, {Limit: 5, Since: 4}, {Limit: 6, Since: 4, AllIDs: true}, {Since: 8, AllIDs: true}, {Since: 9}} {
+		var want []Item
+		for _, e := range whole {
+			switch {
+			case q.Since <= 0 || e.Revision > q.Since:
+				want = append(want, Item{ID: e.ID, Entry: e})
+			case q.AllIDs:
+				want = append(want, Item{ID: e.ID})
+			}
+		}
+		var got []Item
+		for pages := 0; ; pages++ {
+			page, more := c.NodePage(node, nodeSels, now, q)
+			if q.Limit > 0 && len(page) > q.Limit {
+				t.Fatalf("NodePage(%+v) = %d items, more than the limit", q, len(page))
+			}
+			got = append(got, page...)
+			if !more {
+				break
+			}
+			if len(page) == 0 || pages > 200 {
+				t.Fatalf("NodePage(%+v): more without progress", q)
+			}
+			q.After = page[len(page)-1].ID
+		}
+		same := len(got) == len(want)
+		for i := 0; same && i < len(got); i++ {
+			same = got[i].ID == want[i].ID && (got[i].Entry == nil) == (want[i].Entry == nil) &&
+				(got[i].Entry == nil || got[i].Entry.Revision == want[i].Entry.Revision && got[i].Entry.SPIFFEID == want[i].Entry.SPIFFEID)
+		}
+		if !same {
+			t.Errorf("NodePage(%+v) paged through %d items, want %d: %v", q, len(got), len(want), got)
+		}
 	}
 }

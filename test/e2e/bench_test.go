@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,13 @@ func slimAgent(tb testing.TB) agentBinary {
 // startAgentBin starts an agent with bin, as startAgent does.
 func (d *deployment) startAgentBin(tb testing.TB, bin agentBinary, name, nodeID string) (*proc, string) {
 	tb.Helper()
+	return d.startAgentBinEnv(tb, bin, name, nodeID, agentEnv)
+}
+
+// startAgentBinEnv is startAgentBin with env added to the agent's
+// environment.
+func (d *deployment) startAgentBinEnv(tb testing.TB, bin agentBinary, name, nodeID string, env []string) (*proc, string) {
+	tb.Helper()
 	tok, errOut, err := signetRun("token", "create", "--admin-socket", d.adminSock, "--spiffe-id", nodeID)
 	if err != nil {
 		tb.Fatalf("token create: %v %s", err, errOut)
@@ -109,7 +117,7 @@ func (d *deployment) startAgentBin(tb testing.TB, bin agentBinary, name, nodeID 
 	if b := os.Getenv("SIGNET_BENCH_AGENT_BIN"); b != "" && bin.name == "signet" {
 		path = b // another build of the one-binary agent, for before/after comparisons
 	}
-	p := startEnvTB(tb, name, path, agentEnv, args...)
+	p := startEnvTB(tb, name, path, env, args...)
 	return p, healthAddr(tb, p)
 }
 
@@ -121,6 +129,12 @@ func (d *deployment) startAgentBin(tb testing.TB, bin agentBinary, name, nodeID 
 // where the time went, from the agent's log lines of the first sync
 // ("initial sync timings": attestation, the sync pages, key and CSR
 // generation, signing round trips, cache inserts). Run with -benchtime 1x.
+//
+// With SIGNET_BENCH_GCTRACE=1 the agent runs with GODEBUG=gctrace=1 and the
+// benchmark also reports, from its GC trace, the largest live heap a GC
+// marked (gc-live-max-MB), the largest heap a GC started at
+// (gc-heap-max-MB) and the number of GCs until the agent was ready (gcs):
+// what the peak RSS is made of, beside the binary's own pages.
 func BenchmarkAgent10kEntries(b *testing.B) {
 	d := deploy(b)
 	benchFreshAgent(b, d, 10000, slimAgent(b), oneBinary())
@@ -149,7 +163,11 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 				d.createEntries(b, nodeID, n)
 				serverStart := procCPUms(b, d.server.cmd.Process.Pid)
 				start := time.Now()
-				p, health := d.startAgentBin(b, bin, fmt.Sprintf("agent-%s-%d-%d", bin.name, n, i), nodeID)
+				env := agentEnv
+				if os.Getenv("SIGNET_BENCH_GCTRACE") == "1" {
+					env = append(slices.Clip(agentEnv), "GODEBUG=gctrace=1")
+				}
+				p, health := d.startAgentBinEnv(b, bin, fmt.Sprintf("agent-%s-%d-%d", bin.name, n, i), nodeID, env)
 				waitFor(b, 10*time.Minute, func() error {
 					v, err := metric(health, "signet_agent_cached_x509_svids")
 					if err != nil {
@@ -168,6 +186,11 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 				cpu += procCPUms(b, p.cmd.Process.Pid)
 				for k, v := range initialSyncTimings(b, p) {
 					phases[k] += v
+				}
+				if os.Getenv("SIGNET_BENCH_GCTRACE") == "1" {
+					for k, v := range gcTrace(b, p.out.String()) {
+						phases[k] += v
+					}
 				}
 				p.stop()
 			}
@@ -209,6 +232,38 @@ func initialSyncTimings(tb testing.TB, p *proc) map[string]float64 {
 		return fmt.Errorf("no \"initial sync timings\" line in the agent's log")
 	})
 	return out
+}
+
+// gcTrace reads the lines GODEBUG=gctrace=1 writes ("gc 7 @0.512s 3%: …,
+// 12->13->6 MB, 14 MB goal, …"): the largest heap at a GC's start and
+// live heap it marked, in MB (as the runtime rounds them), and how many
+// GCs there were.
+func gcTrace(tb testing.TB, out string) map[string]float64 {
+	tb.Helper()
+	var gcs, heapMax, liveMax float64
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "gc ") {
+			continue
+		}
+		for _, f := range strings.Split(line, ", ") {
+			heaps, ok := strings.CutSuffix(f, " MB")
+			parts := strings.Split(heaps, "->")
+			if !ok || len(parts) != 3 {
+				continue
+			}
+			start, err1 := strconv.ParseFloat(parts[0], 64)
+			live, err2 := strconv.ParseFloat(parts[2], 64)
+			if err1 != nil || err2 != nil {
+				tb.Fatalf("gctrace line %q: heap sizes %q", line, f)
+			}
+			gcs++
+			heapMax, liveMax = max(heapMax, start), max(liveMax, live)
+		}
+	}
+	if gcs == 0 {
+		tb.Fatal("SIGNET_BENCH_GCTRACE=1 but no gctrace line in the agent's output")
+	}
+	return map[string]float64{"gcs": gcs, "gc-heap-max-MB": heapMax, "gc-live-max-MB": liveMax}
 }
 
 // createEntries registers n entries under nodeID with one atomic
