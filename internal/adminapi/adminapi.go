@@ -60,6 +60,13 @@ type Config struct {
 	// transaction, so all carry the same Revision), so that the caches can
 	// take them as they are instead of reading them back.
 	Created func(ctx context.Context, created []model.Entry)
+	// CommitCreated, when set, ends a CreateEntriesStream that is to be
+	// committed: it must call commit once, which commits the stream's store
+	// transaction and returns its revision, and, when that succeeds, fold
+	// the created entries (their IDs, all at that revision) into the
+	// caches without holding them all at once. It returns the revision.
+	// Unset, the service commits and calls Changed.
+	CommitCreated func(ctx context.Context, ids []string, commit func(context.Context) (int64, error)) (int64, error)
 	// RefreshBundle rebuilds the trust bundle after an authority change.
 	RefreshBundle func(ctx context.Context) error
 	Now           func() time.Time
@@ -164,14 +171,7 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	pos := make([]int, 0, len(in))
 	failed := 0
 	for i, pe := range in {
-		err := a.checkSupported(pe.GetFederatesWith(), pe.GetDownstream())
-		var e model.Entry
-		if err == nil {
-			e, err = apiconv.EntryFromProto(pe)
-		}
-		if err == nil {
-			err = a.checkEntry(e)
-		}
+		e, err := a.checkProtoEntry(pe)
 		if err != nil {
 			failed++
 			resp.Results[i] = &adminv1.EntryResult{Entry: pe, Status: apiconv.StatusToProto(err)}

@@ -139,6 +139,41 @@ func (c *Cache) ApplyCreated(rev int64, created []store.Entry) bool {
 	return true
 }
 
+// AddCreated folds in part of the entries one store transaction created
+// at revision rev, and reports true, when the cache holds exactly the
+// revision before it; otherwise it changes nothing and reports false. The
+// cache keeps reporting the revision before rev, so no reader takes the
+// part for the whole, until FinishCreated. A batch too large to hold whole
+// is folded in this way, page by page; the caller keeps every other change
+// to the cache out until FinishCreated (the server's feed lock).
+func (c *Cache) AddCreated(rev int64, part []store.Entry) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revision != rev-1 {
+		return false
+	}
+	for i := range part {
+		if part[i].Revision != rev {
+			return false
+		}
+	}
+	c.addLocked(part)
+	return true
+}
+
+// FinishCreated moves the cache to revision rev once every part of its
+// entries is in (AddCreated), and reports true, when the cache holds
+// exactly the revision before it.
+func (c *Cache) FinishCreated(rev int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revision != rev-1 {
+		return false
+	}
+	c.revision = rev
+	return true
+}
+
 // addLocked replaces or adds entries, then puts every parent set they
 // touched back in order.
 func (c *Cache) addLocked(es []model.Entry) {

@@ -105,7 +105,7 @@ func (l tpmAllowList) EKAllowed(ctx context.Context, ekHash string) (bool, error
 func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Server, err error) {
 	admin := adminapi.New(adminapi.Config{
 		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, JoinTokenTTL: s.cfg.JoinTokenTTL, MaxSVIDTTL: MaxSVIDTTL,
-		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, RefreshBundle: s.refreshBundle,
+		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, CommitCreated: s.commitCreated, RefreshBundle: s.refreshBundle,
 		Now: s.cfg.Now, Log: s.log.With("component", "admin api"), Federation: s.federationRefresher(),
 	})
 	inv := inventoryapi.Config{Store: s.store, ServerID: s.serverID, DefaultX509TTL: s.cfg.DefaultX509TTL,
@@ -260,6 +260,58 @@ func (s *Server) afterCreate(ctx context.Context, created []store.Entry) {
 		return
 	}
 	s.afterWrite(ctx)
+}
+
+// createdPage is how many entries of a committed CreateEntriesStream are
+// read back and folded into the entry cache at a time.
+const createdPage = 1000
+
+// commitCreated commits a CreateEntriesStream's transaction and folds its
+// entries into the entry cache page by page, read back by ID, so neither
+// the stream nor the cache refresh ever holds the whole batch in the
+// store's form. The feed lock is held from before the commit: the cache is
+// first brought up to the revision before the batch's, so the follower
+// cannot read the batch back whole as a change set in between. When the
+// cache cannot take the pages (it moved), the change feed is read instead.
+func (s *Server) commitCreated(ctx context.Context, ids []string, commit func(context.Context) (int64, error)) (int64, error) {
+	s.feedMu.Lock()
+	if err := s.refreshCacheLocked(ctx); err != nil {
+		s.log.Warn("follow the store's change feed", "error", err)
+	}
+	rev, err := commit(ctx)
+	if err != nil {
+		s.feedMu.Unlock()
+		return 0, err
+	}
+	parents := map[spiffeid.ID]bool{}
+	all := false
+	applied := true
+	for start := 0; start < len(ids) && applied; start += createdPage {
+		page, err := s.store.GetEntries(ctx, ids[start:min(start+createdPage, len(ids))])
+		if err != nil {
+			s.log.Warn("read created entries back", "error", err)
+			applied = false
+			break
+		}
+		for i := range page {
+			parents[page[i].ParentID] = true
+			all = all || page[i].ParentID == s.serverID
+		}
+		applied = s.cache.AddCreated(rev, page)
+	}
+	applied = applied && s.cache.FinishCreated(rev)
+	s.feedMu.Unlock()
+	if !applied {
+		s.afterWrite(ctx)
+		return rev, nil
+	}
+	s.metrics.cacheEntries.Set(float64(s.cache.Len()))
+	affects := s.nodeIn(parents)
+	if all {
+		affects = nil
+	}
+	s.agents.Hub().NotifySync("entries", rev, affects)
+	return rev, nil
 }
 
 // listenAdmin creates the admin socket, owner-only (0600) inside a 0700
