@@ -167,10 +167,12 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 // entryBatchSize is how many entries of a --file one CreateEntries call
 // carries when each entry stands on its own (no --atomic), and one message
 // of an atomic CreateEntriesStream: the file is sent batch by batch, so
-// neither the server nor a message holds it whole. Against 2,000, 5,000
-// per call cut the server's CPU for 100,000 entries by about a quarter
+// neither the server nor a message holds it whole. The server collects a
+// batch's garbage after it (adminapi's collectAfter); 5,000 per call took
+// the same server CPU for 100,000 entries but let each call's garbage
+// (about 12 KB per entry) push the server's peak RSS past 150 MB
 // (BENCHMARKS.md, issue 16).
-const entryBatchSize = 5000
+const entryBatchSize = 2000
 
 // entryStreamTimeout bounds an atomic CreateEntriesStream: the server's
 // own bound (adminapi.StreamDeadline).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -35,6 +36,24 @@ var (
 	maxStreamEntries = MaxStreamEntries
 	streamIdle       = StreamIdle
 )
+
+// collectAfter is the batch size from which the service collects the
+// garbage a create leaves behind (several KB per entry: requests, results,
+// statement arguments) before the next one: the heap then stays near its
+// live size (the entry cache, mostly) instead of growing to twice it,
+// which is GOGC's headroom, as long as one batch allocates less than that
+// headroom (the CLI sends 2,000 entries a call or message). For 100,000
+// entries it cut the server's peak RSS by about 20 MB for about 0.3 s of
+// CPU (BENCHMARKS.md, issue 16).
+const collectAfter = 1000
+
+// collect runs a garbage collection after a create of n entries, when n is
+// at least collectAfter.
+func collect(n int) {
+	if n >= collectAfter {
+		runtime.GC()
+	}
+}
 
 // received is one Recv of a stream.
 type received struct {
@@ -75,6 +94,10 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 	}()
 
 	var batch *store.EntryBatch
+	var sink CreatedSink
+	if a.cfg.StreamCreated != nil {
+		sink = a.cfg.StreamCreated()
+	}
 	defer func() {
 		if batch != nil {
 			batch.Rollback(context.WithoutCancel(ctx))
@@ -174,14 +197,20 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 			}
 		}
 		if len(failures) == 0 {
+			written := make([]model.Entry, len(results))
 			for j := range results {
 				ids = append(ids, results[j].Entry.ID)
+				written[j] = results[j].Entry
 			}
 			createdAt = apiconv.UnixOrZero(results[0].Entry.CreatedAt)
+			if sink != nil {
+				sink.Add(written)
+			}
 		} else {
 			ids = nil // nothing will be created: the IDs are not needed
 		}
 		n += len(in)
+		collect(len(in))
 	}
 	if n == 0 {
 		return errkind.New(errkind.InvalidArgument, "entries: at least one entry is required")
@@ -198,8 +227,8 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 	commit := func(ctx context.Context) (int64, error) { return b.Commit(ctx) }
 	var rev int64
 	var err error
-	if a.cfg.CommitCreated != nil {
-		rev, err = a.cfg.CommitCreated(ctx, ids, commit)
+	if sink != nil {
+		rev, err = sink.Commit(ctx, commit)
 	} else if rev, err = commit(ctx); err == nil {
 		a.cfg.Changed(ctx)
 	}

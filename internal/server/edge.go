@@ -27,6 +27,7 @@ import (
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/edge"
+	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/inventoryapi"
@@ -105,7 +106,7 @@ func (l tpmAllowList) EKAllowed(ctx context.Context, ekHash string) (bool, error
 func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Server, err error) {
 	admin := adminapi.New(adminapi.Config{
 		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, JoinTokenTTL: s.cfg.JoinTokenTTL, MaxSVIDTTL: MaxSVIDTTL,
-		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, CommitCreated: s.commitCreated, RefreshBundle: s.refreshBundle,
+		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, StreamCreated: s.streamCreated, RefreshBundle: s.refreshBundle,
 		Now: s.cfg.Now, Log: s.log.With("component", "admin api"), Federation: s.federationRefresher(),
 	})
 	inv := inventoryapi.Config{Store: s.store, ServerID: s.serverID, DefaultX509TTL: s.cfg.DefaultX509TTL,
@@ -262,18 +263,36 @@ func (s *Server) afterCreate(ctx context.Context, created []store.Entry) {
 	s.afterWrite(ctx)
 }
 
-// createdPage is how many entries of a committed CreateEntriesStream are
-// read back and folded into the entry cache at a time.
-const createdPage = 1000
+// createdSink folds the entries of one CreateEntriesStream into the entry
+// cache: staged in the cache's compact form as the stream writes them
+// (entrycache.Staged), applied after the commit, so the batch is never
+// read back.
+type createdSink struct {
+	s       *Server
+	staged  *entrycache.Staged
+	parents map[spiffeid.ID]bool
+	all     bool // a node alias is among them: every node is concerned
+}
 
-// commitCreated commits a CreateEntriesStream's transaction and folds its
-// entries into the entry cache page by page, read back by ID, so neither
-// the stream nor the cache refresh ever holds the whole batch in the
-// store's form. The feed lock is held from before the commit: the cache is
-// first brought up to the revision before the batch's, so the follower
-// cannot read the batch back whole as a change set in between. When the
-// cache cannot take the pages (it moved), the change feed is read instead.
-func (s *Server) commitCreated(ctx context.Context, ids []string, commit func(context.Context) (int64, error)) (int64, error) {
+func (s *Server) streamCreated() adminapi.CreatedSink {
+	return &createdSink{s: s, staged: s.cache.Stage(), parents: map[spiffeid.ID]bool{}}
+}
+
+func (k *createdSink) Add(written []store.Entry) {
+	k.staged.Add(written)
+	for i := range written {
+		k.parents[written[i].ParentID] = true
+		k.all = k.all || written[i].ParentID == k.s.serverID
+	}
+}
+
+// Commit commits with the feed lock held from before the commit: the cache
+// is first brought up to the revision before the batch's, so the
+// follower cannot read the batch back whole as a change set in between.
+// When the cache cannot take the staged entries (it moved), the change
+// feed is read instead.
+func (k *createdSink) Commit(ctx context.Context, commit func(context.Context) (int64, error)) (int64, error) {
+	s := k.s
 	s.feedMu.Lock()
 	if err := s.refreshCacheLocked(ctx); err != nil {
 		s.log.Warn("follow the store's change feed", "error", err)
@@ -283,31 +302,15 @@ func (s *Server) commitCreated(ctx context.Context, ids []string, commit func(co
 		s.feedMu.Unlock()
 		return 0, err
 	}
-	parents := map[spiffeid.ID]bool{}
-	all := false
-	applied := true
-	for start := 0; start < len(ids) && applied; start += createdPage {
-		page, err := s.store.GetEntries(ctx, ids[start:min(start+createdPage, len(ids))])
-		if err != nil {
-			s.log.Warn("read created entries back", "error", err)
-			applied = false
-			break
-		}
-		for i := range page {
-			parents[page[i].ParentID] = true
-			all = all || page[i].ParentID == s.serverID
-		}
-		applied = s.cache.AddCreated(rev, page)
-	}
-	applied = applied && s.cache.FinishCreated(rev)
+	applied := s.cache.ApplyStaged(rev, k.staged)
 	s.feedMu.Unlock()
 	if !applied {
 		s.afterWrite(ctx)
 		return rev, nil
 	}
 	s.metrics.cacheEntries.Set(float64(s.cache.Len()))
-	affects := s.nodeIn(parents)
-	if all {
+	affects := s.nodeIn(k.parents)
+	if k.all {
 		affects = nil
 	}
 	s.agents.Hub().NotifySync("entries", rev, affects)

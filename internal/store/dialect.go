@@ -114,7 +114,7 @@ var sqlitePragmas = []string{
 	"journal_mode(WAL)",
 	"foreign_keys(ON)",
 	"synchronous(NORMAL)",
-	"cache_size(-8192)",  // 8 MiB page cache per connection (up to 8 of them): 32 MiB was no faster for 100,000-entry batches
+	"cache_size(-2048)",  // 2 MiB page cache per connection (up to 8 of them): 8 MiB and 32 MiB were no faster for 100,000-entry batches, and 8 MiB cost ~45 MB of peak RSS
 	"temp_store(MEMORY)", // statement journals of multi-row INSERTs stay off the disk
 }
 

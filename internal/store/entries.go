@@ -512,23 +512,6 @@ func (b *EntryBatch) Rollback(ctx context.Context) {
 	}
 }
 
-// GetEntries returns the entries with the given IDs that exist, in no
-// particular order, from one snapshot: a caller folding a large batch in
-// reads it back a page of IDs at a time.
-func (s *Store) GetEntries(ctx context.Context, ids []string) ([]Entry, error) {
-	out := make([]Entry, 0, len(ids))
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		return chunks(ids, inListSize, func(part []string) error {
-			return s.eachEntry(ctx, tx, func(e Entry) error { out = append(out, e); return nil },
-				entrySelect+" WHERE id IN ("+placeholders(len(part))+")", anys(part)...)
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get entries: %w", err)
-	}
-	return out, nil
-}
-
 // GetEntry returns the entry with the given ID, or an error kinded NotFound.
 func (s *Store) GetEntry(ctx context.Context, id string) (Entry, error) {
 	es, err := s.queryEntries(ctx, s.db, entrySelect+" WHERE id = ?", id)
