@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/signet-id/signet/internal/apiconv"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/model"
@@ -153,22 +157,36 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 	f.add(cmd)
 	f.addNode(cmd)
 	cmd.Flags().StringVar(&file, "file", "", "JSON file of entries (\"-\" for stdin), in the format entry list --json prints")
-	cmd.Flags().BoolVar(&atomic, "atomic", false, "create all entries or none, in one transaction the server holds whole "+
-		"(default: each entry succeeds or fails on its own, sent in batches of "+strconv.Itoa(entryBatchSize)+
-		" with progress on a terminal)")
+	cmd.Flags().BoolVar(&atomic, "atomic", false, "create all entries or none, in one transaction, streamed to the server "+
+		strconv.Itoa(entryBatchSize)+" at a time (default: each entry succeeds or fails on its own, sent in batches of "+
+		strconv.Itoa(entryBatchSize)+" with progress on a terminal)")
 	out.addFlags(cmd)
 	return cmd
 }
 
 // entryBatchSize is how many entries of a --file one CreateEntries call
-// carries when each entry stands on its own (no --atomic): the file is sent
-// batch by batch, so neither the server nor the message holds it whole.
+// carries when each entry stands on its own (no --atomic), and one message
+// of an atomic CreateEntriesStream: the file is sent batch by batch, so
+// neither the server nor a message holds it whole. The server collects a
+// batch's garbage after it (adminapi's collectAfter); 5,000 per call took
+// the same server CPU for 100,000 entries but let each call's garbage
+// (about 12 KB per entry) push the server's peak RSS past 150 MB
+// (BENCHMARKS.md, issue 16).
 const entryBatchSize = 2000
+
+// entryStreamTimeout bounds an atomic CreateEntriesStream: the server's
+// own bound (adminapi.StreamDeadline).
+const entryStreamTimeout = 30 * time.Minute
+
+// errAtomicRejected is what an atomic batch reports for its valid entries
+// when another entry is invalid, as the server's CreateEntries does.
+const errAtomicRejected = "not created: another entry of the atomic batch is invalid"
 
 // createEntries creates entries and returns one result per entry, in
 // order. Entries whose invalid error is set are not sent: they fail with
 // that error, and in an atomic batch nothing is sent at all. An atomic
-// batch is one call (one store transaction: all or none); otherwise the
+// batch is one CreateEntriesStream (one store transaction: all or none),
+// or one CreateEntries call on a server without the stream; otherwise the
 // entries go in calls of entryBatchSize, and progress, when set, learns
 // how many entries were sent after each call. A call that fails ends the
 // command with an error that counts what the batches before it created.
@@ -187,22 +205,32 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 	if atomic && len(send) < len(entries) {
 		for _, i := range pos {
 			results[i] = &adminv1.EntryResult{Entry: entries[i], Status: &commonv1.Status{
-				Code: int32(codes.FailedPrecondition), Message: "not created: another entry of the atomic batch is invalid"}}
+				Code: int32(codes.FailedPrecondition), Message: errAtomicRejected}}
 		}
 		return results, nil
 	}
 	if len(send) == 0 {
 		return results, nil
 	}
-	size := entryBatchSize
-	if atomic {
-		size = len(send)
-	}
 	c, closeConn, err := conn.client()
 	if err != nil {
 		return nil, err
 	}
 	defer closeConn()
+	size := entryBatchSize
+	if atomic {
+		got, err := createEntriesStream(cmd.Context(), c, send)
+		if status.Code(err) != codes.Unimplemented {
+			if err != nil {
+				return nil, rpcErr(err)
+			}
+			for j, r := range got {
+				results[pos[j]] = r
+			}
+			return results, nil
+		}
+		size = len(send) // a server without the stream: one call
+	}
 	created := 0
 	for start := 0; start < len(send); start += size {
 		batch := send[start:min(start+size, len(send))]
@@ -232,6 +260,74 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 		}
 	}
 	return results, nil
+}
+
+// createEntriesStream creates entries, all or none, with one
+// CreateEntriesStream of entryBatchSize entries per message, and returns
+// the results CreateEntries would have: each entry as stored, or, when
+// any failed, each failure and errAtomicRejected for the others.
+func createEntriesStream(ctx context.Context, c adminv1.AdminClient, entries []*commonv1.Entry) ([]*adminv1.EntryResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, entryStreamTimeout)
+	defer cancel()
+	stream, err := c.CreateEntriesStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for start := 0; start < len(entries); start += entryBatchSize {
+		msg := &adminv1.CreateEntriesStreamRequest{Entries: entries[start:min(start+entryBatchSize, len(entries))]}
+		if err := stream.Send(msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				break // the server ended the stream: CloseAndRecv has its status
+			}
+			return nil, err
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, err
+	}
+	results := make([]*adminv1.EntryResult, len(entries))
+	if fs := resp.GetFailures(); len(fs) > 0 {
+		for _, f := range fs {
+			i := f.GetIndex()
+			if i < 0 || i >= int64(len(entries)) || results[i] != nil {
+				return nil, fmt.Errorf("server answered a failure for entry %d of %d", i, len(entries))
+			}
+			results[i] = &adminv1.EntryResult{Entry: entries[i], Status: f.GetStatus()}
+		}
+		for i := range results {
+			if results[i] == nil {
+				results[i] = &adminv1.EntryResult{Entry: entries[i], Status: &commonv1.Status{
+					Code: int32(codes.FailedPrecondition), Message: errAtomicRejected}}
+			}
+		}
+		return results, nil
+	}
+	ids := resp.GetIds()
+	if len(ids) != len(entries) {
+		return nil, fmt.Errorf("server answered %d ids for %d entries", len(ids), len(entries))
+	}
+	for i, e := range entries {
+		results[i] = &adminv1.EntryResult{Entry: storedEntry(e, ids[i], resp.GetRevision(), resp.GetCreatedAt()),
+			Status: &commonv1.Status{}}
+	}
+	return results, nil
+}
+
+// storedEntry is e as the server stores and CreateEntries returns it once
+// created with id at revision rev and time at (Unix seconds): converted
+// as the server converts it (selectors in canonical order, trust domains
+// as IDs) with the server-set fields filled in.
+func storedEntry(e *commonv1.Entry, id string, rev, at int64) *commonv1.Entry {
+	var out *commonv1.Entry
+	if m, err := apiconv.EntryFromProto(e); err == nil {
+		m.Selectors = model.SortSelectors(slices.Clone(m.Selectors))
+		out = apiconv.EntryToProto(m)
+	} else { // the server took it: cannot happen, but show it as sent
+		out = proto.Clone(e).(*commonv1.Entry)
+	}
+	out.Id, out.Revision, out.CreatedAt, out.UpdatedAt = id, rev, at, at
+	return out
 }
 
 // printEntryResults reports a batch: every entry's outcome, then a count.

@@ -60,12 +60,28 @@ type Config struct {
 	// transaction, so all carry the same Revision), so that the caches can
 	// take them as they are instead of reading them back.
 	Created func(ctx context.Context, created []model.Entry)
+	// StreamCreated, when set, is called at the start of each
+	// CreateEntriesStream for where to put the entries it writes, so that
+	// the caches can take them without reading them back. Unset, the
+	// service commits and calls Changed.
+	StreamCreated func() CreatedSink
 	// RefreshBundle rebuilds the trust bundle after an authority change.
 	RefreshBundle func(ctx context.Context) error
 	Now           func() time.Time
 	Log           *slog.Logger
 	// Federation fetches remote bundles for RefreshFederation.
 	Federation *federation.Refresher
+}
+
+// CreatedSink takes the entries one CreateEntriesStream writes, message
+// by message, and folds them into the caches once they are committed.
+type CreatedSink interface {
+	// Add takes entries as the store wrote them (uncommitted).
+	Add(written []model.Entry)
+	// Commit calls commit once, which commits the stream's store
+	// transaction and returns its revision, and when that succeeds folds
+	// the added entries in. It returns the revision.
+	Commit(ctx context.Context, commit func(context.Context) (int64, error)) (int64, error)
 }
 
 // Service implements the admin service. Create it with New.
@@ -164,14 +180,7 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	pos := make([]int, 0, len(in))
 	failed := 0
 	for i, pe := range in {
-		err := a.checkSupported(pe.GetFederatesWith(), pe.GetDownstream())
-		var e model.Entry
-		if err == nil {
-			e, err = apiconv.EntryFromProto(pe)
-		}
-		if err == nil {
-			err = a.checkEntry(e)
-		}
+		e, err := a.checkProtoEntry(pe)
 		if err != nil {
 			failed++
 			resp.Results[i] = &adminv1.EntryResult{Entry: pe, Status: apiconv.StatusToProto(err)}
@@ -213,6 +222,8 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	} else {
 		a.cfg.Changed(ctx)
 	}
+	created, valid = nil, nil
+	collect(len(in))
 	return resp, nil
 }
 

@@ -139,13 +139,76 @@ func (c *Cache) ApplyCreated(rev int64, created []store.Entry) bool {
 	return true
 }
 
+// Staged holds entries a store transaction is writing, in the cache's
+// compact form, built off to the side while the transaction runs, so that
+// a batch too large to hold whole in the store's form is never read back:
+// ApplyStaged folds them in once the transaction has committed. Get one
+// from Stage. It is not safe for concurrent use.
+type Staged struct {
+	scratch *Cache // interns for the staged entries; never shared
+	es      []*entry
+}
+
+// Stage returns an empty Staged for c.
+func (c *Cache) Stage() *Staged { return &Staged{scratch: New(c.serverID)} }
+
+// Add stages entries as the store wrote them.
+func (s *Staged) Add(es []model.Entry) {
+	for i := range es {
+		s.es = append(s.es, s.scratch.compact(&es[i]))
+	}
+}
+
+// Len is the number of entries staged.
+func (s *Staged) Len() int { return len(s.es) }
+
+// ApplyStaged folds in the staged entries, which one store transaction
+// created at revision rev, and reports true, when the cache holds exactly
+// the revision before it; otherwise (something else was written in
+// between, or the cache has moved past rev) it changes nothing and reports
+// false, and the caller reads the changes from the store.
+func (c *Cache) ApplyStaged(rev int64, s *Staged) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revision != rev-1 {
+		return false
+	}
+	for _, e := range s.es {
+		if e.revision != rev {
+			return false
+		}
+	}
+	for _, e := range s.es {
+		for i := range e.selectors {
+			e.selectors[i].Type = c.internType(e.selectors[i].Type)
+		}
+		if e.extra != nil {
+			for i, td := range e.extra.federatesWith {
+				e.extra.federatesWith[i] = c.internTD(td)
+			}
+		}
+	}
+	c.addCompactLocked(s.es)
+	s.es = nil
+	c.revision = rev
+	return true
+}
+
 // addLocked replaces or adds entries, then puts every parent set they
 // touched back in order.
 func (c *Cache) addLocked(es []model.Entry) {
-	var touched []*parentSet
+	compact := make([]*entry, len(es))
 	for i := range es {
-		c.removeLocked(es[i].ID)
-		e := c.compact(&es[i])
+		compact[i] = c.compact(&es[i])
+	}
+	c.addCompactLocked(compact)
+}
+
+// addCompactLocked is addLocked for entries in the cache's form.
+func (c *Cache) addCompactLocked(es []*entry) {
+	var touched []*parentSet
+	for _, e := range es {
+		c.removeLocked(e.id)
 		c.byID[e.id] = e
 		ps := c.byParent[e.parentID]
 		if ps == nil {

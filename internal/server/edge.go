@@ -27,6 +27,7 @@ import (
 	"github.com/signet-id/signet/internal/builtin"
 	"github.com/signet-id/signet/internal/config"
 	"github.com/signet-id/signet/internal/edge"
+	"github.com/signet-id/signet/internal/entrycache"
 	"github.com/signet-id/signet/internal/errkind"
 	"github.com/signet-id/signet/internal/healthz"
 	"github.com/signet-id/signet/internal/inventoryapi"
@@ -105,7 +106,7 @@ func (l tpmAllowList) EKAllowed(ctx context.Context, ekHash string) (bool, error
 func (s *Server) grpcServers() (agentSrv, adminSrv *grpc.Server, hs *health.Server, err error) {
 	admin := adminapi.New(adminapi.Config{
 		TrustDomain: s.cfg.TrustDomain, ServerID: s.serverID, JoinTokenTTL: s.cfg.JoinTokenTTL, MaxSVIDTTL: MaxSVIDTTL,
-		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, RefreshBundle: s.refreshBundle,
+		Store: s.store, CA: s.ca, Bundle: s.Bundle, Changed: s.afterWrite, Created: s.afterCreate, StreamCreated: s.streamCreated, RefreshBundle: s.refreshBundle,
 		Now: s.cfg.Now, Log: s.log.With("component", "admin api"), Federation: s.federationRefresher(),
 	})
 	inv := inventoryapi.Config{Store: s.store, ServerID: s.serverID, DefaultX509TTL: s.cfg.DefaultX509TTL,
@@ -260,6 +261,60 @@ func (s *Server) afterCreate(ctx context.Context, created []store.Entry) {
 		return
 	}
 	s.afterWrite(ctx)
+}
+
+// createdSink folds the entries of one CreateEntriesStream into the entry
+// cache: staged in the cache's compact form as the stream writes them
+// (entrycache.Staged), applied after the commit, so the batch is never
+// read back.
+type createdSink struct {
+	s       *Server
+	staged  *entrycache.Staged
+	parents map[spiffeid.ID]bool
+	all     bool // a node alias is among them: every node is concerned
+}
+
+func (s *Server) streamCreated() adminapi.CreatedSink {
+	return &createdSink{s: s, staged: s.cache.Stage(), parents: map[spiffeid.ID]bool{}}
+}
+
+func (k *createdSink) Add(written []store.Entry) {
+	k.staged.Add(written)
+	for i := range written {
+		k.parents[written[i].ParentID] = true
+		k.all = k.all || written[i].ParentID == k.s.serverID
+	}
+}
+
+// Commit commits with the feed lock held from before the commit: the cache
+// is first brought up to the revision before the batch's, so the
+// follower cannot read the batch back whole as a change set in between.
+// When the cache cannot take the staged entries (it moved), the change
+// feed is read instead.
+func (k *createdSink) Commit(ctx context.Context, commit func(context.Context) (int64, error)) (int64, error) {
+	s := k.s
+	s.feedMu.Lock()
+	if err := s.refreshCacheLocked(ctx); err != nil {
+		s.log.Warn("follow the store's change feed", "error", err)
+	}
+	rev, err := commit(ctx)
+	if err != nil {
+		s.feedMu.Unlock()
+		return 0, err
+	}
+	applied := s.cache.ApplyStaged(rev, k.staged)
+	s.feedMu.Unlock()
+	if !applied {
+		s.afterWrite(ctx)
+		return rev, nil
+	}
+	s.metrics.cacheEntries.Set(float64(s.cache.Len()))
+	affects := s.nodeIn(k.parents)
+	if k.all {
+		affects = nil
+	}
+	s.agents.Hub().NotifySync("entries", rev, affects)
+	return rev, nil
 }
 
 // listenAdmin creates the admin socket, owner-only (0600) inside a 0700

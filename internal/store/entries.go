@@ -170,166 +170,26 @@ func batchRejected(failed, total int) error {
 // FailedPrecondition. Otherwise the valid entries are written, the others
 // carry their own errors and the returned error is nil. Any other error
 // (the database failing) means nothing was written.
+//
+// A batch too large to hold whole is written with BeginEntryBatch instead.
 func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool) ([]EntryResult, error) {
-	results := make([]EntryResult, len(entries))
-	todo := make([]Entry, len(entries))
-	hashes := make([][]byte, len(entries))
-	ok := make([]bool, len(entries))
-	failed := 0
-	fail := func(i int, err error) {
-		if ok[i] {
-			ok[i], results[i].Err = false, err
-			failed++
-		}
+	b := s.checkEntries(entries, 0)
+	if atomic && b.failed > 0 {
+		return b.results, batchRejected(b.failed, len(entries))
 	}
-	byID := make(map[string]int, len(entries))
-	byKey := make(map[string]int, len(entries))
-	bySPIFFE := make(map[string]int, len(entries)) // first item with each SPIFFE ID
-	for i := range entries {
-		e := prepareEntry(entries[i])
-		results[i].Entry, ok[i] = e, true
-		if err := validateEntry(&e); err != nil {
-			fail(i, err)
-			continue
-		}
-		if e.ID == "" {
-			e.ID = newEntryID()
-		}
-		hashes[i] = selectorsHash(e.Selectors)
-		key := entryKey(e.SPIFFEID.String(), e.ParentID.String(), hashes[i])
-		if j, dup := byID[e.ID]; dup {
-			fail(i, errkind.New(errkind.AlreadyExists, "entry id %q is used twice in the batch (items %d and %d)", e.ID, j, i))
-			continue
-		}
-		if j, dup := byKey[key]; dup {
-			fail(i, errkind.New(errkind.AlreadyExists,
-				"entry for %s under %s with these selectors is in the batch twice (items %d and %d)", e.SPIFFEID, e.ParentID, j, i))
-			continue
-		}
-		sid := e.SPIFFEID.String()
-		if j, seen := bySPIFFE[sid]; seen && s.isAlias(todo[j].ParentID.String()) != s.isAlias(e.ParentID.String()) {
-			fail(i, errkind.New(errkind.AlreadyExists,
-				"spiffe_id %s is used by a node alias and by another entry in the batch (items %d and %d): an entry may not carry a node's identity", sid, j, i))
-			continue
-		} else if !seen {
-			bySPIFFE[sid] = i
-		}
-		byID[e.ID], byKey[key] = i, i
-		todo[i] = e
+	if b.failed == len(entries) {
+		return b.results, nil
 	}
-	if atomic && failed > 0 {
-		return results, batchRejected(failed, len(entries))
-	}
-	if failed == len(entries) {
-		return results, nil
-	}
-
 	err := s.update(ctx, "create entries", true, func(t *wtx) error {
-		var ids, spiffeIDs []string
-		seenSPIFFE := make(map[string]bool)
-		for i := range todo {
-			if !ok[i] {
-				continue
-			}
-			ids = append(ids, todo[i].ID)
-			if sid := todo[i].SPIFFEID.String(); !seenSPIFFE[sid] {
-				seenSPIFFE[sid] = true
-				spiffeIDs = append(spiffeIDs, sid)
-			}
-		}
-		err := t.queryIn(ctx, "SELECT id FROM entries WHERE id", nil, ids, func(rows *sql.Rows) error {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			fail(byID[id], errkind.New(errkind.AlreadyExists, "entry %q already exists", id))
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("check entry ids: %w", err)
-		}
-		alias := make(map[string]bool, len(spiffeIDs)) // per SPIFFE ID: written as node aliases?
-		for i := range todo {
-			if ok[i] {
-				alias[todo[i].SPIFFEID.String()] = s.isAlias(todo[i].ParentID.String())
-			}
-		}
-		clashes, err := t.entryIdentityClashes(ctx, s, alias, "", false)
+		n, err := b.write(ctx, t, atomic, nil)
 		if err != nil {
 			return err
 		}
-		err = t.queryIn(ctx, "SELECT id, spiffe_id, parent_id, selectors_hash FROM entries WHERE spiffe_id", nil, spiffeIDs, func(rows *sql.Rows) error {
-			var id, spiffeID, parentID string
-			var hash []byte
-			if err := rows.Scan(&id, &spiffeID, &parentID, &hash); err != nil {
-				return err
-			}
-			if i, clash := byKey[entryKey(spiffeID, parentID, hash)]; clash {
-				fail(i, errkind.New(errkind.AlreadyExists,
-					"an entry for %s under %s with these selectors already exists (id %s)", spiffeID, parentID, id))
-			}
-			if clashes[spiffeID] == nil {
-				clashes[spiffeID] = s.aliasClash(alias[spiffeID], id, spiffeID, parentID)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("check entry uniqueness: %w", err)
+		if atomic && b.failed > 0 {
+			return batchRejected(b.failed, len(entries))
 		}
-		for i := range todo {
-			if ok[i] {
-				if err := clashes[todo[i].SPIFFEID.String()]; err != nil {
-					fail(i, err)
-				}
-			}
-		}
-		if atomic && failed > 0 {
-			return batchRejected(failed, len(entries))
-		}
-		var idx []int
-		var sels [][2]int // (entry index, selector index)
-		for i := range todo {
-			if !ok[i] {
-				continue
-			}
-			e := &todo[i]
-			e.Revision, e.CreatedAt, e.UpdatedAt = t.rev, t.now, t.now
-			idx = append(idx, i)
-			for j := range e.Selectors {
-				sels = append(sels, [2]int{i, j})
-			}
-			t.record("entry.create", e.ID, map[string]string{"spiffe_id": e.SPIFFEID.String(), "parent_id": e.ParentID.String()})
-		}
-		if len(idx) == 0 {
+		if n == 0 {
 			return errRollback
-		}
-		// Rows inserted in index order fill B-tree pages one after another
-		// instead of splitting pages all over: bulk creates run much faster.
-		slices.SortFunc(idx, func(a, b int) int { return strings.Compare(todo[a].ID, todo[b].ID) })
-		slices.SortFunc(sels, func(a, b [2]int) int {
-			sa, sb := todo[a[0]].Selectors[a[1]], todo[b[0]].Selectors[b[1]]
-			if c := strings.Compare(sa.Type, sb.Type); c != 0 {
-				return c
-			}
-			if c := strings.Compare(sa.Value, sb.Value); c != 0 {
-				return c
-			}
-			return strings.Compare(todo[a[0]].ID, todo[b[0]].ID)
-		})
-		err = t.insertRows(ctx, "entries", entryCols, len(idx), func(n int, args []any) []any {
-			i := idx[n]
-			return appendEntryArgs(args, &todo[i], hashes[i])
-		})
-		if err != nil {
-			return fmt.Errorf("insert entries: %w", err)
-		}
-		err = t.insertRows(ctx, "entry_selectors", entrySelectorCols, len(sels), func(n int, args []any) []any {
-			e := &todo[sels[n][0]]
-			sel := e.Selectors[sels[n][1]]
-			return append(args, sel.Type, sel.Value, e.ID)
-		})
-		if err != nil {
-			return fmt.Errorf("insert entry selectors: %w", err)
 		}
 		return nil
 	})
@@ -337,14 +197,318 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 		return nil, err
 	}
 	if err != nil {
-		return results, err
+		return b.results, err
+	}
+	b.finish()
+	return b.results, nil
+}
+
+// entryChunk is one batch of entries being created, or one chunk of an
+// EntryBatch: the outcome of each, and the entries to write.
+type entryChunk struct {
+	s       *Store
+	base    int // index of the chunk's first entry in its whole batch
+	results []EntryResult
+	todo    []Entry
+	hashes  [][]byte
+	ok      []bool
+	failed  int
+	byID    map[string]int // chunk indexes
+	byKey   map[string]int
+}
+
+func (c *entryChunk) fail(i int, err error) {
+	if c.ok[i] {
+		c.ok[i], c.results[i].Err = false, err
+		c.failed++
+	}
+}
+
+// checkEntries prepares and checks entries without the database: each
+// entry on its own, then against the others of the chunk. base is the
+// index of entries[0] in its whole batch, for the messages.
+func (s *Store) checkEntries(entries []Entry, base int) *entryChunk {
+	c := &entryChunk{
+		s: s, base: base,
+		results: make([]EntryResult, len(entries)),
+		todo:    make([]Entry, len(entries)),
+		hashes:  make([][]byte, len(entries)),
+		ok:      make([]bool, len(entries)),
+		byID:    make(map[string]int, len(entries)),
+		byKey:   make(map[string]int, len(entries)),
+	}
+	bySPIFFE := make(map[string]int, len(entries)) // first item with each SPIFFE ID
+	for i := range entries {
+		e := prepareEntry(entries[i])
+		c.results[i].Entry, c.ok[i] = e, true
+		if err := validateEntry(&e); err != nil {
+			c.fail(i, err)
+			continue
+		}
+		if e.ID == "" {
+			e.ID = newEntryID()
+		}
+		c.hashes[i] = selectorsHash(e.Selectors)
+		key := entryKey(e.SPIFFEID.String(), e.ParentID.String(), c.hashes[i])
+		if j, dup := c.byID[e.ID]; dup {
+			c.fail(i, errkind.New(errkind.AlreadyExists, "entry id %q is used twice in the batch (items %d and %d)", e.ID, base+j, base+i))
+			continue
+		}
+		if j, dup := c.byKey[key]; dup {
+			c.fail(i, errkind.New(errkind.AlreadyExists,
+				"entry for %s under %s with these selectors is in the batch twice (items %d and %d)", e.SPIFFEID, e.ParentID, base+j, base+i))
+			continue
+		}
+		sid := e.SPIFFEID.String()
+		if j, seen := bySPIFFE[sid]; seen && s.isAlias(c.todo[j].ParentID.String()) != s.isAlias(e.ParentID.String()) {
+			c.fail(i, errkind.New(errkind.AlreadyExists,
+				"spiffe_id %s is used by a node alias and by another entry in the batch (items %d and %d): an entry may not carry a node's identity", sid, base+j, base+i))
+			continue
+		} else if !seen {
+			bySPIFFE[sid] = i
+		}
+		c.byID[e.ID], c.byKey[key] = i, i
+		c.todo[i] = e
+	}
+	return c
+}
+
+// write checks the chunk's valid entries against the database in t and
+// inserts those that pass, with their selectors and audit records, and
+// reports how many it inserted. With stop set it inserts nothing once any
+// entry of the chunk failed. earlier, when set, maps the IDs the batch's
+// earlier chunks wrote in t to their indexes: a clash with one of them is
+// reported as a duplicate within the batch, as within one chunk.
+func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[string]int) (int, error) {
+	s, todo, ok := c.s, c.todo, c.ok
+	var ids, spiffeIDs []string
+	seenSPIFFE := make(map[string]bool)
+	for i := range todo {
+		if !ok[i] {
+			continue
+		}
+		ids = append(ids, todo[i].ID)
+		if sid := todo[i].SPIFFEID.String(); !seenSPIFFE[sid] {
+			seenSPIFFE[sid] = true
+			spiffeIDs = append(spiffeIDs, sid)
+		}
+	}
+	err := t.queryIn(ctx, "SELECT id FROM entries WHERE id", nil, ids, func(rows *sql.Rows) error {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		i := c.byID[id]
+		if j, dup := earlier[id]; dup {
+			c.fail(i, errkind.New(errkind.AlreadyExists, "entry id %q is used twice in the batch (items %d and %d)", id, j, c.base+i))
+			return nil
+		}
+		c.fail(i, errkind.New(errkind.AlreadyExists, "entry %q already exists", id))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("check entry ids: %w", err)
+	}
+	alias := make(map[string]bool, len(spiffeIDs)) // per SPIFFE ID: written as node aliases?
+	for i := range todo {
+		if ok[i] {
+			alias[todo[i].SPIFFEID.String()] = s.isAlias(todo[i].ParentID.String())
+		}
+	}
+	clashes, err := t.entryIdentityClashes(ctx, s, alias, "", false)
+	if err != nil {
+		return 0, err
+	}
+	err = t.queryIn(ctx, "SELECT id, spiffe_id, parent_id, selectors_hash FROM entries WHERE spiffe_id", nil, spiffeIDs, func(rows *sql.Rows) error {
+		var id, spiffeID, parentID string
+		var hash []byte
+		if err := rows.Scan(&id, &spiffeID, &parentID, &hash); err != nil {
+			return err
+		}
+		if i, clash := c.byKey[entryKey(spiffeID, parentID, hash)]; clash {
+			if j, dup := earlier[id]; dup {
+				c.fail(i, errkind.New(errkind.AlreadyExists,
+					"entry for %s under %s with these selectors is in the batch twice (items %d and %d)", spiffeID, parentID, j, c.base+i))
+			} else {
+				c.fail(i, errkind.New(errkind.AlreadyExists,
+					"an entry for %s under %s with these selectors already exists (id %s)", spiffeID, parentID, id))
+			}
+		}
+		if clashes[spiffeID] == nil {
+			clashes[spiffeID] = s.aliasClash(alias[spiffeID], id, spiffeID, parentID)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("check entry uniqueness: %w", err)
 	}
 	for i := range todo {
 		if ok[i] {
-			results[i].Entry = todo[i]
+			if err := clashes[todo[i].SPIFFEID.String()]; err != nil {
+				c.fail(i, err)
+			}
 		}
 	}
-	return results, nil
+	if stop && c.failed > 0 {
+		return 0, nil
+	}
+	var idx []int
+	var sels [][2]int // (entry index, selector index)
+	for i := range todo {
+		if !ok[i] {
+			continue
+		}
+		e := &todo[i]
+		e.Revision, e.CreatedAt, e.UpdatedAt = t.rev, t.now, t.now
+		idx = append(idx, i)
+		for j := range e.Selectors {
+			sels = append(sels, [2]int{i, j})
+		}
+		t.record("entry.create", e.ID, map[string]string{"spiffe_id": e.SPIFFEID.String(), "parent_id": e.ParentID.String()})
+	}
+	if len(idx) == 0 {
+		return 0, nil
+	}
+	// Rows inserted in index order fill B-tree pages one after another
+	// instead of splitting pages all over: bulk creates run much faster.
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(todo[a].ID, todo[b].ID) })
+	slices.SortFunc(sels, func(a, b [2]int) int {
+		sa, sb := todo[a[0]].Selectors[a[1]], todo[b[0]].Selectors[b[1]]
+		if c := strings.Compare(sa.Type, sb.Type); c != 0 {
+			return c
+		}
+		if c := strings.Compare(sa.Value, sb.Value); c != 0 {
+			return c
+		}
+		return strings.Compare(todo[a[0]].ID, todo[b[0]].ID)
+	})
+	err = t.insertRows(ctx, "entries", entryCols, len(idx), func(n int, args []any) []any {
+		i := idx[n]
+		return appendEntryArgs(args, &todo[i], c.hashes[i])
+	})
+	if err != nil {
+		return 0, fmt.Errorf("insert entries: %w", err)
+	}
+	err = t.insertRows(ctx, "entry_selectors", entrySelectorCols, len(sels), func(n int, args []any) []any {
+		e := &todo[sels[n][0]]
+		sel := e.Selectors[sels[n][1]]
+		return append(args, sel.Type, sel.Value, e.ID)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("insert entry selectors: %w", err)
+	}
+	return len(idx), nil
+}
+
+// finish puts the written entries, as stored, in the results.
+func (c *entryChunk) finish() {
+	for i := range c.todo {
+		if c.ok[i] {
+			c.results[i].Entry = c.todo[i]
+		}
+	}
+}
+
+// EntryBatch creates a batch of entries too large to hold whole, chunk by
+// chunk inside one write transaction: all of them or none. Start one with
+// BeginEntryBatch, call Add for each chunk, then Commit (or Rollback). The
+// batch holds the store's write turn and its revision row from
+// BeginEntryBatch until Commit or Rollback: every other write waits, so
+// callers bound its life. An EntryBatch is not safe for concurrent use.
+type EntryBatch struct {
+	s      *Store
+	t      *wtx
+	end    func(ctx context.Context, commit bool) error // nil once finished
+	n      int                                          // entries added
+	failed int
+	ids    map[string]int // ID of every entry written → its index
+}
+
+// BeginEntryBatch opens the transaction of an EntryBatch; the caller must
+// Commit or Rollback it.
+func (s *Store) BeginEntryBatch(ctx context.Context) (*EntryBatch, error) {
+	t, end, err := s.beginWrite(ctx, "create entries", true)
+	if err != nil {
+		return nil, err
+	}
+	return &EntryBatch{s: s, t: t, end: end, ids: make(map[string]int)}, nil
+}
+
+// Revision is the revision the batch's entries get when it commits.
+func (b *EntryBatch) Revision() int64 { return b.t.rev }
+
+// Len is the number of entries added so far.
+func (b *EntryBatch) Len() int { return b.n }
+
+// Failed is the number of entries added so far that cannot be created.
+func (b *EntryBatch) Failed() int { return b.failed }
+
+// Add checks a chunk of entries, as CreateEntries does, against the
+// database and against every entry added before it, writes the valid
+// ones, and reports the outcome of each in the matching EntryResult (item
+// numbers in messages count from the start of the batch). Valid entries
+// are written even after another one failed, so that every failure of the
+// batch is found; Commit then writes nothing. An error (the database
+// failing, ctx ending) rolls the batch back: it is finished.
+func (b *EntryBatch) Add(ctx context.Context, entries []Entry) ([]EntryResult, error) {
+	if b.end == nil {
+		return nil, errkind.New(errkind.FailedPrecondition, "entry batch is already finished")
+	}
+	c := b.s.checkEntries(entries, b.n)
+	if _, err := c.write(ctx, b.t, false, b.ids); err != nil {
+		b.Rollback(ctx)
+		return nil, err
+	}
+	// The audit records go with each chunk, not held to the end.
+	if b.failed+c.failed == 0 {
+		if err := b.s.appendAuditTx(ctx, b.t); err != nil {
+			b.Rollback(ctx)
+			return nil, err
+		}
+	}
+	b.t.audit = b.t.audit[:0]
+	for i := range c.todo {
+		if c.ok[i] {
+			b.ids[c.todo[i].ID] = b.n + i
+		}
+	}
+	b.n += len(entries)
+	b.failed += c.failed
+	c.finish()
+	return c.results, nil
+}
+
+// Commit ends the batch. When every entry added was valid it commits them
+// all and returns their revision. Otherwise it rolls back, nothing is
+// written, and the error is kinded FailedPrecondition; any other error
+// also means nothing was written.
+func (b *EntryBatch) Commit(ctx context.Context) (int64, error) {
+	if b.end == nil {
+		return 0, errkind.New(errkind.FailedPrecondition, "entry batch is already finished")
+	}
+	if b.failed > 0 || b.n == 0 {
+		b.Rollback(ctx)
+		if b.n == 0 {
+			return 0, errkind.New(errkind.InvalidArgument, "entries: at least one entry is required")
+		}
+		return 0, batchRejected(b.failed, b.n)
+	}
+	end := b.end
+	b.end = nil
+	if err := end(ctx, true); err != nil {
+		return 0, fmt.Errorf("create entries: %w", err)
+	}
+	return b.t.rev, nil
+}
+
+// Rollback ends the batch without writing anything. It does nothing when
+// the batch is already finished.
+func (b *EntryBatch) Rollback(ctx context.Context) {
+	if b.end != nil {
+		end := b.end
+		b.end = nil
+		_ = end(ctx, false)
+	}
 }
 
 // GetEntry returns the entry with the given ID, or an error kinded NotFound.

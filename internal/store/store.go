@@ -285,33 +285,67 @@ func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx
 			trace.WithAttributes(attrOperation.String(op)))
 		defer func() { endSpan(span, err) }()
 	}
-	release, err := s.acquireWrite(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	defer release()
 	defer func() {
 		if err != nil && errkind.Of(err) == errkind.Internal {
 			err = fmt.Errorf("%s: %w", op, err)
 		}
 	}()
+	t, end, err := s.beginWrite(ctx, op, bump)
+	if err != nil {
+		return err
+	}
+	if err := fn(t); err != nil {
+		_ = end(ctx, false)
+		if errors.Is(err, errRollback) {
+			return nil
+		}
+		return err
+	}
+	return end(ctx, true)
+}
+
+// beginWrite takes this process's write turn, opens a write transaction on
+// a dedicated connection and locks the revision row (bumping it when bump is
+// set), as update does for its fn. end finishes the transaction, exactly
+// once: with commit set it chains and writes the queued audit records and
+// commits, otherwise (or when that fails) it rolls back; either way it
+// releases the connection and the write turn.
+func (s *Store) beginWrite(ctx context.Context, op string, bump bool) (t *wtx, end func(ctx context.Context, commit bool) error, err error) {
+	release, err := s.acquireWrite(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", op, err)
+	}
 	// A dedicated connection lets bulk writes reach the driver (COPY on
 	// PostgreSQL) inside the transaction.
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
-		return err
+		release()
+		return nil, nil, err
 	}
-	defer conn.Close()
 	tx, err := conn.BeginTx(ctx, s.d.write)
 	if err != nil {
-		return err
+		conn.Close()
+		release()
+		return nil, nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+	end = func(ctx context.Context, commit bool) (err error) {
+		defer release()
+		defer conn.Close()
+		if !commit {
+			return tx.Rollback()
 		}
-	}()
-	t := &wtx{tx: tx, conn: conn, d: s.d, actor: actorFrom(ctx), span: spanOf(ctx, s.tracer != nil)}
+		if err := s.appendAuditTx(ctx, t); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		s.grown(ctx, t.inserted)
+		return nil
+	}
+	t = &wtx{tx: tx, conn: conn, d: s.d, actor: actorFrom(ctx), span: spanOf(ctx, s.tracer != nil)}
 	if bump {
 		err = t.queryRow(ctx, "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value").Scan(&t.rev)
 	} else {
@@ -319,24 +353,11 @@ func (s *Store) update(ctx context.Context, op string, bump bool, fn func(t *wtx
 		err = t.queryRow(ctx, "SELECT value FROM revision WHERE id = 1"+s.d.forUpdate).Scan(&cur)
 	}
 	if err != nil {
-		return fmt.Errorf("lock revision: %w", err)
+		_ = end(ctx, false)
+		return nil, nil, fmt.Errorf("lock revision: %w", err)
 	}
 	t.now = normTime(s.now())
-	if err := fn(t); err != nil {
-		if errors.Is(err, errRollback) {
-			_ = tx.Rollback()
-			return nil
-		}
-		return err
-	}
-	if err := s.appendAuditTx(ctx, t); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	s.grown(ctx, t.inserted)
-	return nil
+	return t, end, nil
 }
 
 // acquireWrite waits for this process's turn to write (SQLite only) and

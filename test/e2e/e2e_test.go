@@ -361,6 +361,22 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("agent keeps serving while the server is stopped", func(t *testing.T) {
+		// The workload SVIDs live 6 s: stop the server just after a
+		// rotation, so the one the agent holds is still valid when it is
+		// fetched below, however slow the machine (stopping at the end of
+		// its life left nothing valid to serve, and no server to renew it).
+		eventually(t, 30*time.Second, "a freshly rotated SVID before stopping the server", func() error {
+			fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)
+			defer fcancel()
+			svid, err := client.FetchX509SVID(fctx)
+			if err != nil {
+				return err
+			}
+			if left := time.Until(svid.Certificates[0].NotAfter); left < 5*time.Second {
+				return fmt.Errorf("the SVID has %s left", left)
+			}
+			return nil
+		})
 		server.stop()
 		time.Sleep(1 * time.Second) // several failed syncs
 		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)

@@ -36,6 +36,7 @@ func Run(t *testing.T, open OpenFunc) {
 	}{
 		{"Entries", entryTests},
 		{"EntryChanges", changeTests},
+		{"EntryBatch", entryBatchTests},
 		{"Nodes", nodeTests},
 		{"NodeAddresses", nodeAddressTests},
 		{"JoinTokens", tokenTests},

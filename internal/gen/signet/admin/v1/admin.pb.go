@@ -407,6 +407,180 @@ func (x *CreateEntriesResponse) GetResults() []*EntryResult {
 	return nil
 }
 
+type CreateEntriesStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next entries of the batch (1 to 10,000).
+	Entries       []*v1.Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEntriesStreamRequest) Reset() {
+	*x = CreateEntriesStreamRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEntriesStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEntriesStreamRequest) ProtoMessage() {}
+
+func (x *CreateEntriesStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEntriesStreamRequest.ProtoReflect.Descriptor instead.
+func (*CreateEntriesStreamRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateEntriesStreamRequest) GetEntries() []*v1.Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// CreateEntriesStreamResponse is compact: the entries were created as sent,
+// with their selectors in canonical order, the ids, and one revision and
+// creation time for all.
+type CreateEntriesStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When failures is empty: the ID of every entry of the stream, in the
+	// order sent (the server assigns those left empty).
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// The revision of every created entry.
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Creation (and update) time of every created entry, Unix seconds.
+	CreatedAt int64 `protobuf:"varint,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When not empty, nothing was created: the invalid entries, by index in
+	// the stream (from 0), in index order.
+	Failures      []*EntryFailure `protobuf:"bytes,4,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEntriesStreamResponse) Reset() {
+	*x = CreateEntriesStreamResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEntriesStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEntriesStreamResponse) ProtoMessage() {}
+
+func (x *CreateEntriesStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEntriesStreamResponse.ProtoReflect.Descriptor instead.
+func (*CreateEntriesStreamResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateEntriesStreamResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *CreateEntriesStreamResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *CreateEntriesStreamResponse) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *CreateEntriesStreamResponse) GetFailures() []*EntryFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+type EntryFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Status        *v1.Status             `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntryFailure) Reset() {
+	*x = EntryFailure{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntryFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntryFailure) ProtoMessage() {}
+
+func (x *EntryFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntryFailure.ProtoReflect.Descriptor instead.
+func (*EntryFailure) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EntryFailure) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *EntryFailure) GetStatus() *v1.Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type EntryResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entry         *v1.Entry              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
@@ -417,7 +591,7 @@ type EntryResult struct {
 
 func (x *EntryResult) Reset() {
 	*x = EntryResult{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +603,7 @@ func (x *EntryResult) String() string {
 func (*EntryResult) ProtoMessage() {}
 
 func (x *EntryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +616,7 @@ func (x *EntryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryResult.ProtoReflect.Descriptor instead.
 func (*EntryResult) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EntryResult) GetEntry() *v1.Entry {
@@ -468,7 +642,7 @@ type GetEntryRequest struct {
 
 func (x *GetEntryRequest) Reset() {
 	*x = GetEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +654,7 @@ func (x *GetEntryRequest) String() string {
 func (*GetEntryRequest) ProtoMessage() {}
 
 func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +667,7 @@ func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetEntryRequest) GetId() string {
@@ -516,7 +690,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +702,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +715,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListEntriesRequest) GetParentId() string {
@@ -589,7 +763,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +775,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +788,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*v1.Entry {
@@ -643,7 +817,7 @@ type UpdateEntryRequest struct {
 
 func (x *UpdateEntryRequest) Reset() {
 	*x = UpdateEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +829,7 @@ func (x *UpdateEntryRequest) String() string {
 func (*UpdateEntryRequest) ProtoMessage() {}
 
 func (x *UpdateEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +842,7 @@ func (x *UpdateEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEntryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateEntryRequest) GetEntry() *v1.Entry {
@@ -694,7 +868,7 @@ type DeleteEntriesRequest struct {
 
 func (x *DeleteEntriesRequest) Reset() {
 	*x = DeleteEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +880,7 @@ func (x *DeleteEntriesRequest) String() string {
 func (*DeleteEntriesRequest) ProtoMessage() {}
 
 func (x *DeleteEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +893,7 @@ func (x *DeleteEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntriesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteEntriesRequest) GetIds() []string {
@@ -738,7 +912,7 @@ type DeleteEntriesResponse struct {
 
 func (x *DeleteEntriesResponse) Reset() {
 	*x = DeleteEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +924,7 @@ func (x *DeleteEntriesResponse) String() string {
 func (*DeleteEntriesResponse) ProtoMessage() {}
 
 func (x *DeleteEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +937,7 @@ func (x *DeleteEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntriesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteEntriesResponse) GetResults() []*DeleteResult {
@@ -783,7 +957,7 @@ type DeleteResult struct {
 
 func (x *DeleteResult) Reset() {
 	*x = DeleteResult{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +969,7 @@ func (x *DeleteResult) String() string {
 func (*DeleteResult) ProtoMessage() {}
 
 func (x *DeleteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +982,7 @@ func (x *DeleteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResult.ProtoReflect.Descriptor instead.
 func (*DeleteResult) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteResult) GetId() string {
@@ -842,7 +1016,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1028,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1041,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Node) GetSpiffeId() string {
@@ -947,7 +1121,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1133,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1146,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListNodesRequest) GetFilter() string {
@@ -1007,7 +1181,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1193,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1206,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1058,7 +1232,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1244,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1257,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetNodeRequest) GetSpiffeId() string {
@@ -1102,7 +1276,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1288,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1301,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeRequest) GetSpiffeId() string {
@@ -1145,7 +1319,7 @@ type EvictNodeResponse struct {
 
 func (x *EvictNodeResponse) Reset() {
 	*x = EvictNodeResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1331,7 @@ func (x *EvictNodeResponse) String() string {
 func (*EvictNodeResponse) ProtoMessage() {}
 
 func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1344,7 @@ func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictNodeResponse.ProtoReflect.Descriptor instead.
 func (*EvictNodeResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type CreateJoinTokenRequest struct {
@@ -1184,7 +1358,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1370,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1383,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateJoinTokenRequest) GetSpiffeId() string {
@@ -1237,7 +1411,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1423,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1436,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -1302,7 +1476,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1488,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1501,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JoinToken) GetRef() string {
@@ -1370,7 +1544,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1556,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1569,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListJoinTokensRequest) GetPageSize() int32 {
@@ -1423,7 +1597,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1609,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1622,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
@@ -1476,7 +1650,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1662,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1675,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeJoinTokenRequest) GetRefPrefix() string {
@@ -1519,7 +1693,7 @@ type GetBundleRequest struct {
 
 func (x *GetBundleRequest) Reset() {
 	*x = GetBundleRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1705,7 @@ func (x *GetBundleRequest) String() string {
 func (*GetBundleRequest) ProtoMessage() {}
 
 func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1718,7 @@ func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 type Authority struct {
@@ -1563,7 +1737,7 @@ type Authority struct {
 
 func (x *Authority) Reset() {
 	*x = Authority{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1749,7 @@ func (x *Authority) String() string {
 func (*Authority) ProtoMessage() {}
 
 func (x *Authority) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1762,7 @@ func (x *Authority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authority.ProtoReflect.Descriptor instead.
 func (*Authority) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Authority) GetId() string {
@@ -1646,7 +1820,7 @@ type ListAuthoritiesRequest struct {
 
 func (x *ListAuthoritiesRequest) Reset() {
 	*x = ListAuthoritiesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1832,7 @@ func (x *ListAuthoritiesRequest) String() string {
 func (*ListAuthoritiesRequest) ProtoMessage() {}
 
 func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1845,7 @@ func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAuthoritiesRequest) GetPageSize() int32 {
@@ -1699,7 +1873,7 @@ type ListAuthoritiesResponse struct {
 
 func (x *ListAuthoritiesResponse) Reset() {
 	*x = ListAuthoritiesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1885,7 @@ func (x *ListAuthoritiesResponse) String() string {
 func (*ListAuthoritiesResponse) ProtoMessage() {}
 
 func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1898,7 @@ func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
@@ -1752,7 +1926,7 @@ type AuthorityRequest struct {
 
 func (x *AuthorityRequest) Reset() {
 	*x = AuthorityRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1938,7 @@ func (x *AuthorityRequest) String() string {
 func (*AuthorityRequest) ProtoMessage() {}
 
 func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1951,7 @@ func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorityRequest.ProtoReflect.Descriptor instead.
 func (*AuthorityRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuthorityRequest) GetKind() string {
@@ -1809,7 +1983,7 @@ type NodeAllowance struct {
 
 func (x *NodeAllowance) Reset() {
 	*x = NodeAllowance{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1995,7 @@ func (x *NodeAllowance) String() string {
 func (*NodeAllowance) ProtoMessage() {}
 
 func (x *NodeAllowance) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +2008,7 @@ func (x *NodeAllowance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAllowance.ProtoReflect.Descriptor instead.
 func (*NodeAllowance) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeAllowance) GetAttestationType() string {
@@ -1873,7 +2047,7 @@ type ListNodeAllowancesRequest struct {
 
 func (x *ListNodeAllowancesRequest) Reset() {
 	*x = ListNodeAllowancesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2059,7 @@ func (x *ListNodeAllowancesRequest) String() string {
 func (*ListNodeAllowancesRequest) ProtoMessage() {}
 
 func (x *ListNodeAllowancesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2072,7 @@ func (x *ListNodeAllowancesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeAllowancesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeAllowancesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListNodeAllowancesRequest) GetAttestationType() string {
@@ -1933,7 +2107,7 @@ type ListNodeAllowancesResponse struct {
 
 func (x *ListNodeAllowancesResponse) Reset() {
 	*x = ListNodeAllowancesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2119,7 @@ func (x *ListNodeAllowancesResponse) String() string {
 func (*ListNodeAllowancesResponse) ProtoMessage() {}
 
 func (x *ListNodeAllowancesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2132,7 @@ func (x *ListNodeAllowancesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeAllowancesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeAllowancesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListNodeAllowancesResponse) GetAllowances() []*NodeAllowance {
@@ -1993,7 +2167,7 @@ type CreateFederationRequest struct {
 
 func (x *CreateFederationRequest) Reset() {
 	*x = CreateFederationRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2179,7 @@ func (x *CreateFederationRequest) String() string {
 func (*CreateFederationRequest) ProtoMessage() {}
 
 func (x *CreateFederationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2192,7 @@ func (x *CreateFederationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFederationRequest.ProtoReflect.Descriptor instead.
 func (*CreateFederationRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateFederationRequest) GetTrustDomain() string {
@@ -2069,7 +2243,7 @@ type ListFederationsRequest struct {
 
 func (x *ListFederationsRequest) Reset() {
 	*x = ListFederationsRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2255,7 @@ func (x *ListFederationsRequest) String() string {
 func (*ListFederationsRequest) ProtoMessage() {}
 
 func (x *ListFederationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2268,7 @@ func (x *ListFederationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFederationsRequest.ProtoReflect.Descriptor instead.
 func (*ListFederationsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListFederationsRequest) GetPageSize() int32 {
@@ -2122,7 +2296,7 @@ type ListFederationsResponse struct {
 
 func (x *ListFederationsResponse) Reset() {
 	*x = ListFederationsResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2308,7 @@ func (x *ListFederationsResponse) String() string {
 func (*ListFederationsResponse) ProtoMessage() {}
 
 func (x *ListFederationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2321,7 @@ func (x *ListFederationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFederationsResponse.ProtoReflect.Descriptor instead.
 func (*ListFederationsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListFederationsResponse) GetFederations() []*Federation {
@@ -2173,7 +2347,7 @@ type FederationRequest struct {
 
 func (x *FederationRequest) Reset() {
 	*x = FederationRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2359,7 @@ func (x *FederationRequest) String() string {
 func (*FederationRequest) ProtoMessage() {}
 
 func (x *FederationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2372,7 @@ func (x *FederationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FederationRequest.ProtoReflect.Descriptor instead.
 func (*FederationRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *FederationRequest) GetTrustDomain() string {
@@ -2232,7 +2406,7 @@ type Federation struct {
 
 func (x *Federation) Reset() {
 	*x = Federation{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2418,7 @@ func (x *Federation) String() string {
 func (*Federation) ProtoMessage() {}
 
 func (x *Federation) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2431,7 @@ func (x *Federation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Federation.ProtoReflect.Descriptor instead.
 func (*Federation) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Federation) GetTrustDomain() string {
@@ -2362,7 +2536,18 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\aentries\x18\x01 \x03(\v2\x17.signet.common.v1.EntryR\aentries\x12\x16\n" +
 	"\x06atomic\x18\x02 \x01(\bR\x06atomic\"O\n" +
 	"\x15CreateEntriesResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.signet.admin.v1.EntryResultR\aresults\"n\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.signet.admin.v1.EntryResultR\aresults\"O\n" +
+	"\x1aCreateEntriesStreamRequest\x121\n" +
+	"\aentries\x18\x01 \x03(\v2\x17.signet.common.v1.EntryR\aentries\"\xa5\x01\n" +
+	"\x1bCreateEntriesStreamResponse\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\x03R\tcreatedAt\x129\n" +
+	"\bfailures\x18\x04 \x03(\v2\x1d.signet.admin.v1.EntryFailureR\bfailures\"V\n" +
+	"\fEntryFailure\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x120\n" +
+	"\x06status\x18\x02 \x01(\v2\x18.signet.common.v1.StatusR\x06status\"n\n" +
 	"\vEntryResult\x12-\n" +
 	"\x05entry\x18\x01 \x01(\v2\x17.signet.common.v1.EntryR\x05entry\x120\n" +
 	"\x06status\x18\x02 \x01(\v2\x18.signet.common.v1.StatusR\x06status\"!\n" +
@@ -2507,9 +2692,10 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\fnext_refresh\x18\n" +
 	" \x01(\x03R\vnextRefresh\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\v \x01(\x03R\tcreatedAt2\xce\x13\n" +
+	"created_at\x18\v \x01(\x03R\tcreatedAt2\xc2\x14\n" +
 	"\x05Admin\x12^\n" +
-	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12E\n" +
+	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12r\n" +
+	"\x13CreateEntriesStream\x12+.signet.admin.v1.CreateEntriesStreamRequest\x1a,.signet.admin.v1.CreateEntriesStreamResponse(\x01\x12E\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a\x17.signet.common.v1.Entry\x12X\n" +
 	"\vListEntries\x12#.signet.admin.v1.ListEntriesRequest\x1a$.signet.admin.v1.ListEntriesResponse\x12K\n" +
 	"\vUpdateEntry\x12#.signet.admin.v1.UpdateEntryRequest\x1a\x17.signet.common.v1.Entry\x12^\n" +
@@ -2551,7 +2737,7 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_signet_admin_v1_admin_proto_rawDescData
 }
 
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*RevokeSVIDsRequest)(nil),          // 0: signet.admin.v1.RevokeSVIDsRequest
 	(*RevokeSVIDsResponse)(nil),         // 1: signet.admin.v1.RevokeSVIDsResponse
@@ -2560,128 +2746,136 @@ var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*ListSVIDRevocationsResponse)(nil), // 4: signet.admin.v1.ListSVIDRevocationsResponse
 	(*CreateEntriesRequest)(nil),        // 5: signet.admin.v1.CreateEntriesRequest
 	(*CreateEntriesResponse)(nil),       // 6: signet.admin.v1.CreateEntriesResponse
-	(*EntryResult)(nil),                 // 7: signet.admin.v1.EntryResult
-	(*GetEntryRequest)(nil),             // 8: signet.admin.v1.GetEntryRequest
-	(*ListEntriesRequest)(nil),          // 9: signet.admin.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),         // 10: signet.admin.v1.ListEntriesResponse
-	(*UpdateEntryRequest)(nil),          // 11: signet.admin.v1.UpdateEntryRequest
-	(*DeleteEntriesRequest)(nil),        // 12: signet.admin.v1.DeleteEntriesRequest
-	(*DeleteEntriesResponse)(nil),       // 13: signet.admin.v1.DeleteEntriesResponse
-	(*DeleteResult)(nil),                // 14: signet.admin.v1.DeleteResult
-	(*Node)(nil),                        // 15: signet.admin.v1.Node
-	(*ListNodesRequest)(nil),            // 16: signet.admin.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),           // 17: signet.admin.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),              // 18: signet.admin.v1.GetNodeRequest
-	(*NodeRequest)(nil),                 // 19: signet.admin.v1.NodeRequest
-	(*EvictNodeResponse)(nil),           // 20: signet.admin.v1.EvictNodeResponse
-	(*CreateJoinTokenRequest)(nil),      // 21: signet.admin.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),     // 22: signet.admin.v1.CreateJoinTokenResponse
-	(*JoinToken)(nil),                   // 23: signet.admin.v1.JoinToken
-	(*ListJoinTokensRequest)(nil),       // 24: signet.admin.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),      // 25: signet.admin.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),      // 26: signet.admin.v1.RevokeJoinTokenRequest
-	(*GetBundleRequest)(nil),            // 27: signet.admin.v1.GetBundleRequest
-	(*Authority)(nil),                   // 28: signet.admin.v1.Authority
-	(*ListAuthoritiesRequest)(nil),      // 29: signet.admin.v1.ListAuthoritiesRequest
-	(*ListAuthoritiesResponse)(nil),     // 30: signet.admin.v1.ListAuthoritiesResponse
-	(*AuthorityRequest)(nil),            // 31: signet.admin.v1.AuthorityRequest
-	(*NodeAllowance)(nil),               // 32: signet.admin.v1.NodeAllowance
-	(*ListNodeAllowancesRequest)(nil),   // 33: signet.admin.v1.ListNodeAllowancesRequest
-	(*ListNodeAllowancesResponse)(nil),  // 34: signet.admin.v1.ListNodeAllowancesResponse
-	(*CreateFederationRequest)(nil),     // 35: signet.admin.v1.CreateFederationRequest
-	(*ListFederationsRequest)(nil),      // 36: signet.admin.v1.ListFederationsRequest
-	(*ListFederationsResponse)(nil),     // 37: signet.admin.v1.ListFederationsResponse
-	(*FederationRequest)(nil),           // 38: signet.admin.v1.FederationRequest
-	(*Federation)(nil),                  // 39: signet.admin.v1.Federation
-	nil,                                 // 40: signet.admin.v1.Node.LabelsEntry
-	(*v1.Entry)(nil),                    // 41: signet.common.v1.Entry
-	(*v1.Status)(nil),                   // 42: signet.common.v1.Status
-	(*v1.Selector)(nil),                 // 43: signet.common.v1.Selector
-	(*v1.Bundle)(nil),                   // 44: signet.common.v1.Bundle
+	(*CreateEntriesStreamRequest)(nil),  // 7: signet.admin.v1.CreateEntriesStreamRequest
+	(*CreateEntriesStreamResponse)(nil), // 8: signet.admin.v1.CreateEntriesStreamResponse
+	(*EntryFailure)(nil),                // 9: signet.admin.v1.EntryFailure
+	(*EntryResult)(nil),                 // 10: signet.admin.v1.EntryResult
+	(*GetEntryRequest)(nil),             // 11: signet.admin.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),          // 12: signet.admin.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),         // 13: signet.admin.v1.ListEntriesResponse
+	(*UpdateEntryRequest)(nil),          // 14: signet.admin.v1.UpdateEntryRequest
+	(*DeleteEntriesRequest)(nil),        // 15: signet.admin.v1.DeleteEntriesRequest
+	(*DeleteEntriesResponse)(nil),       // 16: signet.admin.v1.DeleteEntriesResponse
+	(*DeleteResult)(nil),                // 17: signet.admin.v1.DeleteResult
+	(*Node)(nil),                        // 18: signet.admin.v1.Node
+	(*ListNodesRequest)(nil),            // 19: signet.admin.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),           // 20: signet.admin.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),              // 21: signet.admin.v1.GetNodeRequest
+	(*NodeRequest)(nil),                 // 22: signet.admin.v1.NodeRequest
+	(*EvictNodeResponse)(nil),           // 23: signet.admin.v1.EvictNodeResponse
+	(*CreateJoinTokenRequest)(nil),      // 24: signet.admin.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),     // 25: signet.admin.v1.CreateJoinTokenResponse
+	(*JoinToken)(nil),                   // 26: signet.admin.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),       // 27: signet.admin.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),      // 28: signet.admin.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),      // 29: signet.admin.v1.RevokeJoinTokenRequest
+	(*GetBundleRequest)(nil),            // 30: signet.admin.v1.GetBundleRequest
+	(*Authority)(nil),                   // 31: signet.admin.v1.Authority
+	(*ListAuthoritiesRequest)(nil),      // 32: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil),     // 33: signet.admin.v1.ListAuthoritiesResponse
+	(*AuthorityRequest)(nil),            // 34: signet.admin.v1.AuthorityRequest
+	(*NodeAllowance)(nil),               // 35: signet.admin.v1.NodeAllowance
+	(*ListNodeAllowancesRequest)(nil),   // 36: signet.admin.v1.ListNodeAllowancesRequest
+	(*ListNodeAllowancesResponse)(nil),  // 37: signet.admin.v1.ListNodeAllowancesResponse
+	(*CreateFederationRequest)(nil),     // 38: signet.admin.v1.CreateFederationRequest
+	(*ListFederationsRequest)(nil),      // 39: signet.admin.v1.ListFederationsRequest
+	(*ListFederationsResponse)(nil),     // 40: signet.admin.v1.ListFederationsResponse
+	(*FederationRequest)(nil),           // 41: signet.admin.v1.FederationRequest
+	(*Federation)(nil),                  // 42: signet.admin.v1.Federation
+	nil,                                 // 43: signet.admin.v1.Node.LabelsEntry
+	(*v1.Entry)(nil),                    // 44: signet.common.v1.Entry
+	(*v1.Status)(nil),                   // 45: signet.common.v1.Status
+	(*v1.Selector)(nil),                 // 46: signet.common.v1.Selector
+	(*v1.Bundle)(nil),                   // 47: signet.common.v1.Bundle
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: signet.admin.v1.RevokeSVIDsResponse.revocations:type_name -> signet.admin.v1.SVIDRevocation
 	2,  // 1: signet.admin.v1.ListSVIDRevocationsResponse.revocations:type_name -> signet.admin.v1.SVIDRevocation
-	41, // 2: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
-	7,  // 3: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
-	41, // 4: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
-	42, // 5: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
-	43, // 6: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
-	41, // 7: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
-	41, // 8: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
-	14, // 9: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
-	42, // 10: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
-	43, // 11: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
-	40, // 12: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
-	15, // 13: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
-	23, // 14: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
-	28, // 15: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	32, // 16: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
-	39, // 17: signet.admin.v1.ListFederationsResponse.federations:type_name -> signet.admin.v1.Federation
-	44, // 18: signet.admin.v1.Federation.bundle:type_name -> signet.common.v1.Bundle
-	5,  // 19: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	8,  // 20: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	9,  // 21: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	11, // 22: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
-	12, // 23: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
-	16, // 24: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	18, // 25: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
-	19, // 26: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
-	19, // 27: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
-	19, // 28: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
-	32, // 29: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
-	32, // 30: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
-	33, // 31: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
-	21, // 32: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	24, // 33: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
-	26, // 34: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
-	27, // 35: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	29, // 36: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	31, // 37: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	31, // 38: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	31, // 39: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	31, // 40: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	35, // 41: signet.admin.v1.Admin.CreateFederation:input_type -> signet.admin.v1.CreateFederationRequest
-	36, // 42: signet.admin.v1.Admin.ListFederations:input_type -> signet.admin.v1.ListFederationsRequest
-	38, // 43: signet.admin.v1.Admin.GetFederation:input_type -> signet.admin.v1.FederationRequest
-	38, // 44: signet.admin.v1.Admin.RefreshFederation:input_type -> signet.admin.v1.FederationRequest
-	38, // 45: signet.admin.v1.Admin.DeleteFederation:input_type -> signet.admin.v1.FederationRequest
-	0,  // 46: signet.admin.v1.Admin.RevokeSVIDs:input_type -> signet.admin.v1.RevokeSVIDsRequest
-	3,  // 47: signet.admin.v1.Admin.ListSVIDRevocations:input_type -> signet.admin.v1.ListSVIDRevocationsRequest
-	6,  // 48: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	41, // 49: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
-	10, // 50: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	41, // 51: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
-	13, // 52: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
-	17, // 53: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	15, // 54: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
-	20, // 55: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	15, // 56: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
-	15, // 57: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
-	32, // 58: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
-	32, // 59: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
-	34, // 60: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
-	22, // 61: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	25, // 62: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
-	23, // 63: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
-	44, // 64: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
-	30, // 65: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	28, // 66: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
-	28, // 67: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
-	28, // 68: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
-	28, // 69: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
-	39, // 70: signet.admin.v1.Admin.CreateFederation:output_type -> signet.admin.v1.Federation
-	37, // 71: signet.admin.v1.Admin.ListFederations:output_type -> signet.admin.v1.ListFederationsResponse
-	39, // 72: signet.admin.v1.Admin.GetFederation:output_type -> signet.admin.v1.Federation
-	39, // 73: signet.admin.v1.Admin.RefreshFederation:output_type -> signet.admin.v1.Federation
-	39, // 74: signet.admin.v1.Admin.DeleteFederation:output_type -> signet.admin.v1.Federation
-	1,  // 75: signet.admin.v1.Admin.RevokeSVIDs:output_type -> signet.admin.v1.RevokeSVIDsResponse
-	4,  // 76: signet.admin.v1.Admin.ListSVIDRevocations:output_type -> signet.admin.v1.ListSVIDRevocationsResponse
-	48, // [48:77] is the sub-list for method output_type
-	19, // [19:48] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	44, // 2: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
+	10, // 3: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
+	44, // 4: signet.admin.v1.CreateEntriesStreamRequest.entries:type_name -> signet.common.v1.Entry
+	9,  // 5: signet.admin.v1.CreateEntriesStreamResponse.failures:type_name -> signet.admin.v1.EntryFailure
+	45, // 6: signet.admin.v1.EntryFailure.status:type_name -> signet.common.v1.Status
+	44, // 7: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
+	45, // 8: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
+	46, // 9: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
+	44, // 10: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
+	44, // 11: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
+	17, // 12: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
+	45, // 13: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
+	46, // 14: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
+	43, // 15: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
+	18, // 16: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
+	26, // 17: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
+	31, // 18: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
+	35, // 19: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
+	42, // 20: signet.admin.v1.ListFederationsResponse.federations:type_name -> signet.admin.v1.Federation
+	47, // 21: signet.admin.v1.Federation.bundle:type_name -> signet.common.v1.Bundle
+	5,  // 22: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	7,  // 23: signet.admin.v1.Admin.CreateEntriesStream:input_type -> signet.admin.v1.CreateEntriesStreamRequest
+	11, // 24: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	12, // 25: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	14, // 26: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	15, // 27: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
+	19, // 28: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	21, // 29: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
+	22, // 30: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
+	22, // 31: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
+	22, // 32: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
+	35, // 33: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
+	35, // 34: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
+	36, // 35: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
+	24, // 36: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	27, // 37: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	29, // 38: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	30, // 39: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	32, // 40: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	34, // 41: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	34, // 42: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	34, // 43: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	34, // 44: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	38, // 45: signet.admin.v1.Admin.CreateFederation:input_type -> signet.admin.v1.CreateFederationRequest
+	39, // 46: signet.admin.v1.Admin.ListFederations:input_type -> signet.admin.v1.ListFederationsRequest
+	41, // 47: signet.admin.v1.Admin.GetFederation:input_type -> signet.admin.v1.FederationRequest
+	41, // 48: signet.admin.v1.Admin.RefreshFederation:input_type -> signet.admin.v1.FederationRequest
+	41, // 49: signet.admin.v1.Admin.DeleteFederation:input_type -> signet.admin.v1.FederationRequest
+	0,  // 50: signet.admin.v1.Admin.RevokeSVIDs:input_type -> signet.admin.v1.RevokeSVIDsRequest
+	3,  // 51: signet.admin.v1.Admin.ListSVIDRevocations:input_type -> signet.admin.v1.ListSVIDRevocationsRequest
+	6,  // 52: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	8,  // 53: signet.admin.v1.Admin.CreateEntriesStream:output_type -> signet.admin.v1.CreateEntriesStreamResponse
+	44, // 54: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
+	13, // 55: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	44, // 56: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
+	16, // 57: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
+	20, // 58: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	18, // 59: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
+	23, // 60: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	18, // 61: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
+	18, // 62: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
+	35, // 63: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
+	35, // 64: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
+	37, // 65: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
+	25, // 66: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	28, // 67: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	26, // 68: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
+	47, // 69: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
+	33, // 70: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	31, // 71: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
+	31, // 72: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
+	31, // 73: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
+	31, // 74: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
+	42, // 75: signet.admin.v1.Admin.CreateFederation:output_type -> signet.admin.v1.Federation
+	40, // 76: signet.admin.v1.Admin.ListFederations:output_type -> signet.admin.v1.ListFederationsResponse
+	42, // 77: signet.admin.v1.Admin.GetFederation:output_type -> signet.admin.v1.Federation
+	42, // 78: signet.admin.v1.Admin.RefreshFederation:output_type -> signet.admin.v1.Federation
+	42, // 79: signet.admin.v1.Admin.DeleteFederation:output_type -> signet.admin.v1.Federation
+	1,  // 80: signet.admin.v1.Admin.RevokeSVIDs:output_type -> signet.admin.v1.RevokeSVIDsResponse
+	4,  // 81: signet.admin.v1.Admin.ListSVIDRevocations:output_type -> signet.admin.v1.ListSVIDRevocationsResponse
+	52, // [52:82] is the sub-list for method output_type
+	22, // [22:52] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -2699,7 +2893,7 @@ func file_signet_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

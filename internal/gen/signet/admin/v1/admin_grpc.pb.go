@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Admin_CreateEntries_FullMethodName       = "/signet.admin.v1.Admin/CreateEntries"
+	Admin_CreateEntriesStream_FullMethodName = "/signet.admin.v1.Admin/CreateEntriesStream"
 	Admin_GetEntry_FullMethodName            = "/signet.admin.v1.Admin/GetEntry"
 	Admin_ListEntries_FullMethodName         = "/signet.admin.v1.Admin/ListEntries"
 	Admin_UpdateEntry_FullMethodName         = "/signet.admin.v1.Admin/UpdateEntry"
@@ -59,6 +60,14 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AdminClient interface {
 	CreateEntries(ctx context.Context, in *CreateEntriesRequest, opts ...grpc.CallOption) (*CreateEntriesResponse, error)
+	// CreateEntriesStream creates every entry the stream carries, or none: a
+	// batch too large for one CreateEntries call (signet entry create --file
+	// --atomic). The server checks and writes each message's entries into one
+	// store transaction as they arrive and commits when the client closes its
+	// side. At most 10,000 entries per message and 1,000,000 per stream; the
+	// stream must finish within 30 minutes and send a message at least every
+	// 60 seconds, since the transaction holds up other writes.
+	CreateEntriesStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[CreateEntriesStreamRequest, CreateEntriesStreamResponse], error)
 	GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*v1.Entry, error)
 	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 	UpdateEntry(ctx context.Context, in *UpdateEntryRequest, opts ...grpc.CallOption) (*v1.Entry, error)
@@ -122,6 +131,19 @@ func (c *adminClient) CreateEntries(ctx context.Context, in *CreateEntriesReques
 	}
 	return out, nil
 }
+
+func (c *adminClient) CreateEntriesStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[CreateEntriesStreamRequest, CreateEntriesStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_CreateEntriesStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CreateEntriesStreamRequest, CreateEntriesStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_CreateEntriesStreamClient = grpc.ClientStreamingClient[CreateEntriesStreamRequest, CreateEntriesStreamResponse]
 
 func (c *adminClient) GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*v1.Entry, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -408,6 +430,14 @@ func (c *adminClient) ListSVIDRevocations(ctx context.Context, in *ListSVIDRevoc
 // for forward compatibility.
 type AdminServer interface {
 	CreateEntries(context.Context, *CreateEntriesRequest) (*CreateEntriesResponse, error)
+	// CreateEntriesStream creates every entry the stream carries, or none: a
+	// batch too large for one CreateEntries call (signet entry create --file
+	// --atomic). The server checks and writes each message's entries into one
+	// store transaction as they arrive and commits when the client closes its
+	// side. At most 10,000 entries per message and 1,000,000 per stream; the
+	// stream must finish within 30 minutes and send a message at least every
+	// 60 seconds, since the transaction holds up other writes.
+	CreateEntriesStream(grpc.ClientStreamingServer[CreateEntriesStreamRequest, CreateEntriesStreamResponse]) error
 	GetEntry(context.Context, *GetEntryRequest) (*v1.Entry, error)
 	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	UpdateEntry(context.Context, *UpdateEntryRequest) (*v1.Entry, error)
@@ -464,6 +494,9 @@ type UnimplementedAdminServer struct{}
 
 func (UnimplementedAdminServer) CreateEntries(context.Context, *CreateEntriesRequest) (*CreateEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateEntries not implemented")
+}
+func (UnimplementedAdminServer) CreateEntriesStream(grpc.ClientStreamingServer[CreateEntriesStreamRequest, CreateEntriesStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method CreateEntriesStream not implemented")
 }
 func (UnimplementedAdminServer) GetEntry(context.Context, *GetEntryRequest) (*v1.Entry, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEntry not implemented")
@@ -587,6 +620,13 @@ func _Admin_CreateEntries_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Admin_CreateEntriesStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServer).CreateEntriesStream(&grpc.GenericServerStream[CreateEntriesStreamRequest, CreateEntriesStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_CreateEntriesStreamServer = grpc.ClientStreamingServer[CreateEntriesStreamRequest, CreateEntriesStreamResponse]
 
 func _Admin_GetEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetEntryRequest)
@@ -1216,6 +1256,12 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_ListSVIDRevocations_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "CreateEntriesStream",
+			Handler:       _Admin_CreateEntriesStream_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "signet/admin/v1/admin.proto",
 }

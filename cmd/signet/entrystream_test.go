@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
+	"github.com/signet-id/signet/internal/store"
+)
+
+// unaryOnlyAdmin is an admin server from before CreateEntriesStream: it
+// answers CreateEntries by passing it to a real server, and nothing else.
+type unaryOnlyAdmin struct {
+	adminv1.UnimplementedAdminServer
+	real adminv1.AdminClient
+}
+
+func (u unaryOnlyAdmin) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesRequest) (*adminv1.CreateEntriesResponse, error) {
+	return u.real.CreateEntries(ctx, req)
+}
+
+// unaryOnlySocket serves unaryOnlyAdmin in front of c's server and returns
+// its socket.
+func unaryOnlySocket(t *testing.T, c *cliEnv) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "signet-old-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "admin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(grpc.MaxRecvMsgSize(maxAdminMessage))
+	adminv1.RegisterAdminServer(g, unaryOnlyAdmin{real: c.env.Admin})
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	return sock
+}
+
+// volatile matches what differs between two servers creating the same
+// entries: IDs and times.
+var volatile = regexp.MustCompile(`"(id|created_at|updated_at)": "[^"]*"|created [0-9a-f-]{36}`)
+
+// TestEntryCreateAtomicStream: --atomic goes through CreateEntriesStream
+// and prints exactly what the one CreateEntries call printed, on success
+// and on failure, in text and JSON; against a server without the stream
+// it falls back to that call.
+func TestEntryCreateAtomicStream(t *testing.T) {
+	good := []any{
+		map[string]any{"spiffe_id": "spiffe://example.org/a", "parent_id": cliNode,
+			"selectors": []string{"unix:uid:9", "unix:gid:2", "k8s:ns:x"}, "x509_ttl": "2h", "jwt_ttl": "5m",
+			"dns_names": []string{"a.example.org"}, "hint": "web", "labels": map[string]string{"team": "t1"},
+			"expires_at": "2099-01-02T03:04:05Z"},
+		map[string]any{"spiffe_id": "spiffe://example.org/b", "parent_id": cliNode, "selectors": []string{"unix:uid:1"}},
+	}
+	bad := append([]any{}, good...)
+	bad = append(bad,
+		map[string]any{"spiffe_id": "spiffe://other.org/x", "parent_id": cliNode, "selectors": []string{"unix:uid:3"}},
+		good[1]) // a duplicate
+	write := func(name string, doc any) string {
+		data, _ := json.Marshal(doc)
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	goodFile, badFile := write("good.json", good), write("bad.json", bad)
+
+	streamed := newCLIEnv(t, store.DriverSQLite)
+	unary := newCLIEnv(t, store.DriverSQLite)
+	oldSock := unaryOnlySocket(t, unary)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"failing text", []string{"--file", badFile, "--atomic"}},
+		{"failing json", []string{"--file", badFile, "--atomic", "--json"}},
+		{"text", []string{"--file", goodFile, "--atomic"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"entry", "create"}, tc.args...)
+			got, _, gotErr := streamed.run(t, args...)
+			want, _, wantErr := execCLI(t, append(args, "--admin-socket", oldSock)...)
+			if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+				t.Errorf("error = %v, want %v (the fallback's)", gotErr, wantErr)
+			}
+			if g, w := volatile.ReplaceAllString(got, "…"), volatile.ReplaceAllString(want, "…"); g != w {
+				t.Errorf("output differs from CreateEntries':\n%s\nwant:\n%s", got, want)
+			}
+			if want == "" {
+				t.Fatal("the fallback printed nothing")
+			}
+		})
+	}
+	// The created entries as stored, by both paths, in SPIFFE ID order
+	// (entry list orders by the random IDs).
+	list := func(sock string) []string {
+		out, _, err := execCLI(t, "entry", "list", "--json", "--admin-socket", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Entries []entryJSON }
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Entries) != 2 {
+			t.Fatalf("entry list --json = %v\n%s", err, out)
+		}
+		var got []string
+		for _, e := range doc.Entries {
+			e.ID, e.CreatedAt, e.UpdatedAt = "", "", ""
+			b, _ := json.Marshal(e)
+			got = append(got, string(b))
+		}
+		slices.Sort(got)
+		return got
+	}
+	if g, w := list(streamed.socket), list(unary.socket); !slices.Equal(g, w) {
+		t.Errorf("entries created by the stream differ from CreateEntries':\n%s\nwant:\n%s", g, w)
+	}
+	// And the JSON the create printed equals what the store holds.
+	third := newCLIEnv(t, store.DriverSQLite)
+	out := third.mustRun(t, "entry", "create", "--file", goodFile, "--atomic", "--json")
+	var printed struct {
+		Results []struct {
+			Entry entryJSON `json:"entry"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &printed); err != nil || len(printed.Results) != 2 {
+		t.Fatalf("create --json = %v\n%s", err, out)
+	}
+	for _, r := range printed.Results {
+		shown := third.mustRun(t, "entry", "show", r.Entry.ID, "--json")
+		var stored entryJSON
+		if err := json.Unmarshal([]byte(shown), &stored); err != nil {
+			t.Fatalf("entry show --json: %v\n%s", err, shown)
+		}
+		a, _ := json.Marshal(r.Entry)
+		b, _ := json.Marshal(stored)
+		if string(a) != string(b) {
+			t.Errorf("create --atomic --json printed\n%s\nthe store holds\n%s", a, b)
+		}
+	}
+	var ee *exitError
+	if _, _, err := third.run(t, "entry", "create", "--file", goodFile, "--atomic"); !errors.As(err, &ee) || ee.code != 1 {
+		t.Errorf("the same file again = %v, want exit 1 (already exists)", err)
+	}
+}

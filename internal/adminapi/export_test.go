@@ -1,0 +1,13 @@
+package adminapi
+
+import (
+	"testing"
+	"time"
+)
+
+// SetStreamBounds lowers CreateEntriesStream's bounds for the test.
+func SetStreamBounds(t testing.TB, maxEntries int, idle time.Duration) {
+	oldMax, oldIdle := maxStreamEntries, streamIdle
+	maxStreamEntries, streamIdle = maxEntries, idle
+	t.Cleanup(func() { maxStreamEntries, streamIdle = oldMax, oldIdle })
+}
