@@ -121,19 +121,19 @@ var sqlitePragmas = []string{
 	"temp_store(MEMORY)", // statement journals of multi-row INSERTs stay off the disk
 }
 
-// SQLite page cache per connection, in KiB. The readers' is small: up to
-// eight of them, a write by another connection empties a connection's
-// cache anyway, and 8 MiB each cost ~45 MB of the server's peak RSS during
-// a 100,000-entry batch without making it faster (BenchmarkEntryCreate100k). The one write connection keeps its cache from one write to
-// the next (no one else writes), so it holds the pages every insert
-// touches: the right edges of the ID-keyed indexes and, with entries spread
-// over many parents and SPIFFE ID prefixes, one leaf per parent and prefix
-// of the parent, SPIFFE ID and selector indexes. Those stop fitting in
-// 8 MiB at a few hundred parents or prefixes, and every insert then reads
-// and writes pages it had just evicted (BenchmarkCreateEntries1M).
+// SQLite page cache per connection, in KiB: 2 MiB on each of up to eight
+// readers and on the one write connection. A write by another connection
+// empties a reader's cache anyway. The writer keeps its cache from one
+// write to the next (no one else writes), and a larger one would hold more
+// of the leaves bulk inserts touch (one per parent and SPIFFE ID prefix of
+// the parent, SPIFFE ID and selector indexes: 64 MiB made 100,000-entry
+// slices 37 % cheaper in BenchmarkCreateEntries1M), but it is resident
+// memory: 64 MiB took the server's peak RSS in BenchmarkEntryCreate100k
+// from 127–132 MB to 259–263 MB and 16 MiB to 163–167 MB, past the
+// 150 MB the server is held to for a 100,000-entry batch.
 const (
 	sqliteReadCacheKiB  = 2 << 10
-	sqliteWriteCacheKiB = 64 << 10
+	sqliteWriteCacheKiB = 2 << 10
 )
 
 // openSQLite opens the database file at path, creating it (0600) and its
