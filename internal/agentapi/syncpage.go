@@ -135,6 +135,29 @@ func (v nodeView) federatesWith() []spiffeid.TrustDomain {
 	return v.entries.NodeFederatesWith(v.id, v.sels, v.now)
 }
 
+// resumePageToken decodes the page_token of a later page and checks it
+// still applies: issued for the request's known_revision, not too old, and
+// not ahead of this server's entries (revision rev).
+func resumePageToken(req *agentv1.SyncRequest, rev int64, now time.Time) (pageToken, error) {
+	tok, err := parsePageToken(req.GetPageToken())
+	if err != nil {
+		return tok, err
+	}
+	if known := req.GetKnownRevision(); tok.known != known {
+		return tok, errkind.New(errkind.InvalidArgument,
+			"page_token: issued for known_revision %d, the request has %d; send the same known_revision on every page", tok.known, known)
+	}
+	if age := now.Sub(time.Unix(tok.issued, 0)); age > maxPageAge || age < -maxPageAge {
+		return tok, errkind.New(errkind.FailedPrecondition,
+			"page_token: this paged sync started more than %s ago; start again without page_token", maxPageAge)
+	}
+	if rev < tok.first {
+		return tok, errkind.New(errkind.FailedPrecondition,
+			"page_token: this server's entries (revision %d) are older than the first page's (%d); start again without page_token", rev, tok.first)
+	}
+	return tok, nil
+}
+
 // syncPage answers a paged Sync (page_size set). resp already holds the
 // bundle and broker URL; v reads the node's current entries and rev is the
 // cache revision read before them.
@@ -157,20 +180,8 @@ func (s *Service) syncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse,
 		}
 	} else {
 		var err error
-		if tok, err = parsePageToken(req.GetPageToken()); err != nil {
+		if tok, err = resumePageToken(req, rev, now); err != nil {
 			return err
-		}
-		if tok.known != known {
-			return errkind.New(errkind.InvalidArgument,
-				"page_token: issued for known_revision %d, the request has %d; send the same known_revision on every page", tok.known, known)
-		}
-		if age := now.Sub(time.Unix(tok.issued, 0)); age > maxPageAge || age < -maxPageAge {
-			return errkind.New(errkind.FailedPrecondition,
-				"page_token: this paged sync started more than %s ago; start again without page_token", maxPageAge)
-		}
-		if rev < tok.first {
-			return errkind.New(errkind.FailedPrecondition,
-				"page_token: this server's entries (revision %d) are older than the first page's (%d); start again without page_token", rev, tok.first)
 		}
 	}
 	resp.Revision = tok.first

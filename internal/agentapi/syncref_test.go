@@ -14,7 +14,6 @@ import (
 
 	"github.com/signet-id/signet/internal/apiconv"
 	"github.com/signet-id/signet/internal/entrycache"
-	"github.com/signet-id/signet/internal/errkind"
 	agentv1 "github.com/signet-id/signet/internal/gen/signet/agent/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 	"github.com/signet-id/signet/internal/model"
@@ -47,20 +46,8 @@ func referenceSyncPage(req *agentv1.SyncRequest, resp *agentv1.SyncResponse, ent
 		}
 	} else {
 		var err error
-		if tok, err = parsePageToken(req.GetPageToken()); err != nil {
+		if tok, err = resumePageToken(req, rev, now); err != nil {
 			return err
-		}
-		if tok.known != known {
-			return errkind.New(errkind.InvalidArgument,
-				"page_token: issued for known_revision %d, the request has %d; send the same known_revision on every page", tok.known, known)
-		}
-		if age := now.Sub(time.Unix(tok.issued, 0)); age > maxPageAge || age < -maxPageAge {
-			return errkind.New(errkind.FailedPrecondition,
-				"page_token: this paged sync started more than %s ago; start again without page_token", maxPageAge)
-		}
-		if rev < tok.first {
-			return errkind.New(errkind.FailedPrecondition,
-				"page_token: this server's entries (revision %d) are older than the first page's (%d); start again without page_token", rev, tok.first)
 		}
 	}
 	resp.Revision = tok.first
