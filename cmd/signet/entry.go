@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/signet-id/signet/internal/adminapi"
 	"github.com/signet-id/signet/internal/apiconv"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
@@ -175,12 +176,15 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 const entryBatchSize = 2000
 
 // entryStreamTimeout bounds an atomic CreateEntriesStream: the server's
-// own bound (adminapi.StreamDeadline).
-const entryStreamTimeout = 30 * time.Minute
+// own bound.
+const entryStreamTimeout = adminapi.StreamDeadline
 
-// errAtomicRejected is what an atomic batch reports for its valid entries
+// atomicRejected is the result an atomic batch reports for a valid entry
 // when another entry is invalid, as the server's CreateEntries does.
-const errAtomicRejected = "not created: another entry of the atomic batch is invalid"
+func atomicRejected(e *commonv1.Entry) *adminv1.EntryResult {
+	return &adminv1.EntryResult{Entry: e, Status: &commonv1.Status{
+		Code: int32(codes.FailedPrecondition), Message: "not created: another entry of the atomic batch is invalid"}}
+}
 
 // createEntries creates entries and returns one result per entry, in
 // order. Entries whose invalid error is set are not sent: they fail with
@@ -204,8 +208,7 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 	}
 	if atomic && len(send) < len(entries) {
 		for _, i := range pos {
-			results[i] = &adminv1.EntryResult{Entry: entries[i], Status: &commonv1.Status{
-				Code: int32(codes.FailedPrecondition), Message: errAtomicRejected}}
+			results[i] = atomicRejected(entries[i])
 		}
 		return results, nil
 	}
@@ -265,7 +268,7 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 // createEntriesStream creates entries, all or none, with one
 // CreateEntriesStream of entryBatchSize entries per message, and returns
 // the results CreateEntries would have: each entry as stored, or, when
-// any failed, each failure and errAtomicRejected for the others.
+// any failed, each failure and atomicRejected for the others.
 func createEntriesStream(ctx context.Context, c adminv1.AdminClient, entries []*commonv1.Entry) ([]*adminv1.EntryResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, entryStreamTimeout)
 	defer cancel()
@@ -297,8 +300,7 @@ func createEntriesStream(ctx context.Context, c adminv1.AdminClient, entries []*
 		}
 		for i := range results {
 			if results[i] == nil {
-				results[i] = &adminv1.EntryResult{Entry: entries[i], Status: &commonv1.Status{
-					Code: int32(codes.FailedPrecondition), Message: errAtomicRejected}}
+				results[i] = atomicRejected(entries[i])
 			}
 		}
 		return results, nil
