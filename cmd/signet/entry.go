@@ -159,16 +159,17 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 	f.addNode(cmd)
 	cmd.Flags().StringVar(&file, "file", "", "JSON file of entries (\"-\" for stdin), in the format entry list --json prints")
 	cmd.Flags().BoolVar(&atomic, "atomic", false, "create all entries or none, in one transaction, streamed to the server "+
-		strconv.Itoa(entryBatchSize)+" at a time (default: each entry succeeds or fails on its own, sent in batches of "+
-		strconv.Itoa(entryBatchSize)+" with progress on a terminal)")
+		strconv.Itoa(entryBatchSize)+" at a time (default: each entry succeeds or fails on its own, streamed "+
+		strconv.Itoa(entryBatchSize)+" at a time and committed in batches, with progress on a terminal)")
 	out.addFlags(cmd)
 	return cmd
 }
 
-// entryBatchSize is how many entries of a --file one CreateEntries call
-// carries when each entry stands on its own (no --atomic), and one message
-// of an atomic CreateEntriesStream: the file is sent batch by batch, so
-// neither the server nor a message holds it whole. The server collects a
+// entryBatchSize is how many entries of a --file one message of a
+// CreateEntryBatches stream (each entry on its own) or of an atomic
+// CreateEntriesStream carries, and one CreateEntries call to a server
+// without those streams: the file is sent batch by batch, so neither the
+// server nor a message holds it whole. The server collects a
 // batch's garbage after it (adminapi's collectAfter); 5,000 per call took
 // the same server CPU for 100,000 entries but let each call's garbage
 // (about 12 KB per entry) push the server's peak RSS past 150 MB
@@ -190,10 +191,12 @@ func atomicRejected(e *commonv1.Entry) *adminv1.EntryResult {
 // order. Entries whose invalid error is set are not sent: they fail with
 // that error, and in an atomic batch nothing is sent at all. An atomic
 // batch is one CreateEntriesStream (one store transaction: all or none),
-// or one CreateEntries call on a server without the stream; otherwise the
-// entries go in calls of entryBatchSize, and progress, when set, learns
-// how many entries were sent after each call. A call that fails ends the
-// command with an error that counts what the batches before it created.
+// or one CreateEntries call on a server without the stream; otherwise
+// several entries go in one CreateEntryBatches stream, or in calls of
+// entryBatchSize to a server without it, and progress, when set, learns
+// how many entries were answered after each batch. A stream or call that
+// fails ends the command with an error that counts what the batches before
+// it created.
 func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entry, invalid []error, atomic bool, progress func(sent int)) ([]*adminv1.EntryResult, error) {
 	results := make([]*adminv1.EntryResult, len(entries))
 	var send []*commonv1.Entry
@@ -233,6 +236,18 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 			return results, nil
 		}
 		size = len(send) // a server without the stream: one call
+	} else if len(send) > 1 {
+		got, err := createEntryBatches(cmd.Context(), c, send, progress)
+		if status.Code(err) != codes.Unimplemented {
+			if err != nil {
+				return nil, rpcErr(err)
+			}
+			for j, r := range got {
+				results[pos[j]] = r
+			}
+			return results, nil
+		}
+		// A server without the stream: calls of entryBatchSize.
 	}
 	created := 0
 	for start := 0; start < len(send); start += size {
@@ -263,6 +278,101 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 		}
 	}
 	return results, nil
+}
+
+// createEntryBatches creates entries each on its own with one
+// CreateEntryBatches stream of entryBatchSize entries per message, sent
+// while the server's answers are read, and returns one result per entry
+// as CreateEntries would: each entry as stored, or its failure. progress,
+// when set, learns how many entries each answer covers (the server answers
+// once per transaction committed). A server without the stream fails with
+// codes.Unimplemented before any entry is created. When the stream fails
+// mid-way, the error counts what was answered before.
+func createEntryBatches(ctx context.Context, c adminv1.AdminClient, entries []*commonv1.Entry, progress func(int)) ([]*adminv1.EntryResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, entryStreamTimeout)
+	defer cancel()
+	stream, err := c.CreateEntryBatches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for start := 0; start < len(entries); start += entryBatchSize {
+			msg := &adminv1.CreateEntriesStreamRequest{Entries: entries[start:min(start+entryBatchSize, len(entries))]}
+			if err := stream.Send(msg); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil // the server ended the stream: Recv has its status
+				}
+				sent <- err
+				return
+			}
+		}
+		sent <- stream.CloseSend()
+	}()
+	results := make([]*adminv1.EntryResult, len(entries))
+	answered, created := 0, 0
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			err = takeBatchAnswer(resp, entries, results, answered)
+		}
+		if err != nil {
+			cancel()
+			<-sent
+			if answered == 0 {
+				return nil, err // the caller falls back on Unimplemented
+			}
+			rest := "were not created"
+			if c := status.Code(err); c == codes.Unavailable || c == codes.Canceled || c == codes.Unknown {
+				rest = "were not answered: list entries to see which of them were created"
+			}
+			return nil, fmt.Errorf("%d of %d entries created in the batches answered before this error; the remaining %d %s: %w",
+				created, len(entries), len(entries)-answered, rest, rpcErr(err))
+		}
+		n := len(resp.GetIds())
+		created += n - len(resp.GetFailures())
+		answered += n
+		if progress != nil {
+			progress(n)
+		}
+	}
+	if err := <-sent; err != nil {
+		return nil, rpcErr(err)
+	}
+	if answered != len(entries) {
+		return nil, fmt.Errorf("server answered %d of %d entries", answered, len(entries))
+	}
+	return results, nil
+}
+
+// takeBatchAnswer fills results with one CreateEntryBatchesResponse, which
+// must answer the entries from index answered on, each once: an ID for an
+// entry created, a failure for the others.
+func takeBatchAnswer(resp *adminv1.CreateEntryBatchesResponse, entries []*commonv1.Entry, results []*adminv1.EntryResult, answered int) error {
+	ids := resp.GetIds()
+	if resp.GetFirst() != int64(answered) || len(ids) == 0 || len(ids) > len(entries)-answered {
+		return fmt.Errorf("server answered %d entries from entry %d, expected some from entry %d of %d", len(ids), resp.GetFirst(), answered, len(entries))
+	}
+	for _, f := range resp.GetFailures() {
+		i := f.GetIndex()
+		if i < int64(answered) || i >= int64(answered+len(ids)) || results[i] != nil || ids[i-int64(answered)] != "" {
+			return fmt.Errorf("server answered a failure for entry %d outside its answer or with an ID", i)
+		}
+		results[i] = &adminv1.EntryResult{Entry: entries[i], Status: f.GetStatus()}
+	}
+	for j, id := range ids {
+		i := answered + j
+		switch {
+		case id != "":
+			results[i] = &adminv1.EntryResult{Entry: storedEntry(entries[i], id, resp.GetRevision(), resp.GetCreatedAt()), Status: &commonv1.Status{}}
+		case results[i] == nil:
+			return fmt.Errorf("server answered neither an ID nor a failure for entry %d", i)
+		}
+	}
+	return nil
 }
 
 // createEntriesStream creates entries, all or none, with one

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -172,48 +173,123 @@ func parseEntriesJSON(data []byte) ([]*commonv1.Entry, error) {
 
 // parseEntryItems parses an entries document and validates each entry on
 // its own (see readEntriesFile). invalid is nil when every entry is valid.
+// The document is a JSON array of entries or an object {"entries": [...]};
+// it is read entry by entry, each converted as it is read, and must be
+// well-formed as a whole before any entry is returned.
 func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, err error) {
 	data = bytes.TrimSpace(data)
-	var list []entryJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
 	if len(data) > 0 && data[0] == '{' {
-		var wrapped struct {
-			Entries []entryJSON `json:"entries"`
-		}
-		if err := strictJSON(data, &wrapped); err != nil {
-			return nil, nil, err
-		}
-		list = wrapped.Entries
-	} else if err := strictJSON(data, &list); err != nil {
-		return nil, nil, fmt.Errorf("%w (want a JSON array of entries or {\"entries\": [...]})", err)
-	}
-	if len(list) == 0 {
-		return nil, nil, fmt.Errorf("no entries in the document")
-	}
-	entries = make([]*commonv1.Entry, len(list))
-	for i, j := range list {
-		e, err := j.toProto()
+		entries, invalid, err = decodeEntriesObject(dec)
+	} else {
+		entries, invalid, err = decodeEntryArray(dec, false)
 		if err != nil {
-			if invalid == nil {
-				invalid = make([]error, len(list))
-			}
-			invalid[i] = err
-			e = &commonv1.Entry{Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID}
+			err = fmt.Errorf("%w (want a JSON array of entries or {\"entries\": [...]})", err)
 		}
-		entries[i] = e
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, nil, fmt.Errorf("unexpected data after the JSON value")
+	}
+	if len(entries) == 0 {
+		return nil, nil, fmt.Errorf("no entries in the document")
 	}
 	return entries, invalid, nil
 }
 
-func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
+// decodeEntriesObject reads {"entries": [...]}, the object entry list
+// --json prints; "entries" is its only key.
+func decodeEntriesObject(dec *json.Decoder) (entries []*commonv1.Entry, invalid []error, err error) {
+	if _, err := dec.Token(); err != nil { // the '{' parseEntryItems saw
+		return nil, nil, truncated(err)
 	}
-	if dec.More() {
-		return fmt.Errorf("unexpected data after the JSON value")
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, truncated(err)
+		}
+		if key, _ := tok.(string); key != "entries" {
+			return nil, nil, fmt.Errorf("json: unknown field %q (the document's only key is \"entries\")", key)
+		}
+		if seen {
+			return nil, nil, fmt.Errorf(`json: "entries" given twice`)
+		}
+		seen = true
+		if entries, invalid, err = decodeEntryArray(dec, true); err != nil {
+			return nil, nil, err
+		}
 	}
-	return nil
+	if _, err := dec.Token(); err != nil { // '}'
+		return nil, nil, truncated(err)
+	}
+	return entries, invalid, nil
+}
+
+// decodeEntryArray reads a JSON array of entries (or null, when
+// nullable), converting each entry as it is read.
+func decodeEntryArray(dec *json.Decoder, nullable bool) (entries []*commonv1.Entry, invalid []error, err error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, truncated(err)
+	}
+	if tok == nil && nullable {
+		return nil, nil, nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return nil, nil, fmt.Errorf("entries: want a JSON array of entries, not %s", jsonKind(tok))
+	}
+	for i := 0; dec.More(); i++ {
+		var j entryJSON
+		if err := dec.Decode(&j); err != nil {
+			return nil, nil, fmt.Errorf("entry %d: %w", i, truncated(err))
+		}
+		e, err := j.toProto()
+		if err != nil {
+			invalid = append(invalid, make([]error, i+1-len(invalid))...)
+			invalid[i] = err
+			e = &commonv1.Entry{Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID}
+		}
+		entries = append(entries, e)
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return nil, nil, truncated(err)
+	}
+	if invalid != nil {
+		invalid = append(invalid, make([]error, len(entries)-len(invalid))...)
+	}
+	return entries, invalid, nil
+}
+
+// truncated names the end of the document where a value was due.
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("the document ends too early: %w", io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// jsonKind names the kind of JSON value a token starts, for messages.
+func jsonKind(tok json.Token) string {
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '{' {
+			return "an object"
+		}
+		return "a " + string(t)
+	case string:
+		return "a string"
+	case float64, json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return "a value"
 }
 
 func selectorsText(e *commonv1.Entry) string {

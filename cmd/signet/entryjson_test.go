@@ -24,7 +24,12 @@ func TestParseEntriesJSON(t *testing.T) {
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["x"]}]`, "entry 0 (spiffe://example.org/a): selectors[0]"},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"ttl":"1h"}]`, `unknown field "ttl"`},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509_ttl":"1.5s"}]`, "whole seconds"},
-		{`{"entries": 5}`, "cannot unmarshal"},
+		{`{"entries": 5}`, "entries: want a JSON array of entries, not a number"},
+		{`{"entries": [], "x": 1}`, `unknown field "x"`},
+		{`{"entries": [], "entries": []}`, "given twice"},
+		{`{"entries": null}`, "no entries"},
+		{`[{"spiffe_id": 5}]`, "entry 0: json: cannot unmarshal number"},
+		{`[{"spiffe_id":"spiffe://example.org/a"}`, "unexpected EOF"},
 		{`[] []`, "unexpected data"},
 	} {
 		if _, err := parseEntriesJSON([]byte(tt.in)); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -17,8 +17,9 @@ import (
 	"github.com/signet-id/signet/internal/store"
 )
 
-// unaryOnlyAdmin is an admin server from before CreateEntriesStream: it
-// answers CreateEntries by passing it to a real server, and nothing else.
+// unaryOnlyAdmin is an admin server from before CreateEntriesStream and
+// CreateEntryBatches: it answers CreateEntries by passing it to a real
+// server, and nothing else.
 type unaryOnlyAdmin struct {
 	adminv1.UnimplementedAdminServer
 	real adminv1.AdminClient
@@ -51,13 +52,23 @@ func unaryOnlySocket(t *testing.T, c *cliEnv) string {
 
 // volatile matches what differs between two servers creating the same
 // entries: IDs and times.
-var volatile = regexp.MustCompile(`"(id|created_at|updated_at)": "[^"]*"|created [0-9a-f-]{36}`)
+var volatile = regexp.MustCompile(`"(id|created_at|updated_at)": "[^"]*"|(created |\(id )[0-9a-f-]{36}`)
 
-// TestEntryCreateAtomicStream: --atomic goes through CreateEntriesStream
-// and prints exactly what the one CreateEntries call printed, on success
-// and on failure, in text and JSON; against a server without the stream
-// it falls back to that call.
-func TestEntryCreateAtomicStream(t *testing.T) {
+// TestEntryCreateStreams: --atomic goes through CreateEntriesStream, and
+// a file of entries each on its own through CreateEntryBatches; both print
+// exactly what CreateEntries calls printed, on success and on failure, in
+// text and JSON, and against a server without the streams they fall back
+// to those calls.
+func TestEntryCreateStreams(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{{"atomic", []string{"--atomic"}}, {"each", nil}} {
+		t.Run(mode.name, func(t *testing.T) { testEntryCreateStream(t, mode.args) })
+	}
+}
+
+func testEntryCreateStream(t *testing.T, modeArgs []string) {
 	good := []any{
 		map[string]any{"spiffe_id": "spiffe://example.org/a", "parent_id": cliNode,
 			"selectors": []string{"unix:uid:9", "unix:gid:2", "k8s:ns:x"}, "x509_ttl": "2h", "jwt_ttl": "5m",
@@ -86,12 +97,12 @@ func TestEntryCreateAtomicStream(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"failing text", []string{"--file", badFile, "--atomic"}},
-		{"failing json", []string{"--file", badFile, "--atomic", "--json"}},
-		{"text", []string{"--file", goodFile, "--atomic"}},
+		{"failing text", []string{"--file", badFile}},
+		{"failing json", []string{"--file", badFile, "--json"}},
+		{"text", []string{"--file", goodFile}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"entry", "create"}, tc.args...)
+			args := append(append([]string{"entry", "create"}, tc.args...), modeArgs...)
 			got, _, gotErr := streamed.run(t, args...)
 			want, _, wantErr := execCLI(t, append(args, "--admin-socket", oldSock)...)
 			if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
@@ -130,7 +141,7 @@ func TestEntryCreateAtomicStream(t *testing.T) {
 	}
 	// And the JSON the create printed equals what the store holds.
 	third := newCLIEnv(t, store.DriverSQLite)
-	out := third.mustRun(t, "entry", "create", "--file", goodFile, "--atomic", "--json")
+	out := third.mustRun(t, append([]string{"entry", "create", "--file", goodFile, "--json"}, modeArgs...)...)
 	var printed struct {
 		Results []struct {
 			Entry entryJSON `json:"entry"`
@@ -148,11 +159,11 @@ func TestEntryCreateAtomicStream(t *testing.T) {
 		a, _ := json.Marshal(r.Entry)
 		b, _ := json.Marshal(stored)
 		if string(a) != string(b) {
-			t.Errorf("create --atomic --json printed\n%s\nthe store holds\n%s", a, b)
+			t.Errorf("create %v --json printed\n%s\nthe store holds\n%s", modeArgs, a, b)
 		}
 	}
 	var ee *exitError
-	if _, _, err := third.run(t, "entry", "create", "--file", goodFile, "--atomic"); !errors.As(err, &ee) || ee.code != 1 {
+	if _, _, err := third.run(t, append([]string{"entry", "create", "--file", goodFile}, modeArgs...)...); !errors.As(err, &ee) || ee.code != 1 {
 		t.Errorf("the same file again = %v, want exit 1 (already exists)", err)
 	}
 }

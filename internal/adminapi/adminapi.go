@@ -198,7 +198,7 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	}
 	var created []model.Entry
 	if len(valid) > 0 {
-		results, err := a.cfg.Store.CreateEntries(ctx, valid, req.GetAtomic())
+		results, err := a.cfg.Store.CreateEntriesAt(ctx, valid, pos, req.GetAtomic())
 		rejected := req.GetAtomic() && errkind.Is(err, errkind.FailedPrecondition)
 		if err != nil && !rejected {
 			return nil, err

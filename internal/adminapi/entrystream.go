@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -37,6 +39,7 @@ const (
 var (
 	maxStreamEntries = MaxStreamEntries
 	streamIdle       = StreamIdle
+	maxGroupEntries  = MaxGroupEntries
 )
 
 // collectAfter is the batch size from which the service collects the
@@ -49,18 +52,142 @@ var (
 // CPU (BENCHMARKS.md, issue 16).
 const collectAfter = 1000
 
-// collect runs a garbage collection after a create of n entries, when n is
-// at least collectAfter.
+// collect starts a garbage collection after a create of n entries, when
+// n is at least collectAfter and none is running: on its own goroutine,
+// since runtime.GC returns only once the collection is done (25 ms with
+// 100,000 entries cached), and a stream's writer has the next message
+// waiting.
 func collect(n int) {
-	if n >= collectAfter {
-		runtime.GC()
+	if n >= collectAfter && collecting.CompareAndSwap(false, true) {
+		go func() {
+			defer collecting.Store(false)
+			runtime.GC()
+		}()
 	}
 }
 
-// received is one Recv of a stream.
-type received struct {
-	msg *adminv1.CreateEntriesStreamRequest
-	err error
+var collecting atomic.Bool
+
+// checked is one message of an entry stream as the receiving goroutine
+// hands it over: converted and checked by the server's own rules
+// (checkProtoEntry), so that the next message is decoded and checked while
+// the store writes this one. err is io.EOF when the client closed its
+// side, or why the stream must end.
+type checked struct {
+	first    int                    // stream index of the message's first entry
+	n        int                    // entries in the message
+	valid    *store.PreparedEntries // the entries that passed, prepared for the store; nil for none
+	pos      []int                  // stream index of each valid entry, in order
+	failures []*adminv1.EntryFailure
+	err      error
+}
+
+// entryStream is what both entry streams receive.
+type entryStream interface {
+	Context() context.Context
+	Recv() (*adminv1.CreateEntriesStreamRequest, error)
+}
+
+// MaxQueuedEntries bounds the entries of one stream received and checked
+// but not yet written: while the store writes one message, the next ones
+// are decoded and checked, up to this many entries (or one message, when a
+// message is larger). Each queued entry costs about 1.5 KB; 10,000 put the
+// server's peak past 150 MB for a 100,000-entry batch.
+const MaxQueuedEntries = 4000
+
+// queueCost is what a message of n entries takes of a queue's budget.
+func queueCost(n int) int64 { return int64(min(n, MaxQueuedEntries)) }
+
+// maxQueuedMessages bounds the messages queued, whatever their size: the
+// CLI's messages of 2,000 entries fill the entry budget first.
+const maxQueuedMessages = 16
+
+// receive runs until the stream or ctx ends, or a limit is broken: it
+// receives each message, checks its size and entries, waits until it fits
+// in the queue's budget of MaxQueuedEntries entries (the writer releases
+// each message's entries once written), and sends it to out. The last
+// value sent has err set, unless ctx ended first. Recv blocks without a
+// context, so it runs here rather than in the handler: ending the handler
+// ends the stream, which ends a pending Recv.
+func (a *Service) receive(ctx context.Context, stream entryStream, budget *semaphore.Weighted, out chan<- checked) {
+	send := func(c checked) bool {
+		select {
+		case out <- c:
+			return c.err == nil
+		case <-ctx.Done():
+			return false
+		}
+	}
+	n, messages := 0, 0
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			send(checked{err: err})
+			return
+		}
+		messages++
+		in := m.GetEntries()
+		switch {
+		case len(in) == 0:
+			err = errkind.New(errkind.InvalidArgument, "entries: message %d carries no entry: send 1 to %d per message", messages, MaxStreamMessageEntries)
+		case len(in) > MaxStreamMessageEntries:
+			err = errkind.New(errkind.InvalidArgument, "entries: message %d carries %d entries: at most %d per message",
+				messages, len(in), MaxStreamMessageEntries)
+		case n+len(in) > maxStreamEntries:
+			err = errkind.New(errkind.InvalidArgument, "entries: the stream carries more than %d entries: at most %d per stream; split the batch",
+				maxStreamEntries, maxStreamEntries)
+		}
+		if err != nil {
+			send(checked{err: err})
+			return
+		}
+		c := checked{first: n, n: len(in), pos: make([]int, 0, len(in))}
+		valid := make([]model.Entry, 0, len(in))
+		for i, pe := range in {
+			e, err := a.checkProtoEntry(pe)
+			if err != nil {
+				c.failures = append(c.failures, &adminv1.EntryFailure{Index: int64(n + i), Status: apiconv.StatusToProto(err)})
+				continue
+			}
+			valid, c.pos = append(valid, e), append(c.pos, n+i)
+		}
+		if len(valid) > 0 {
+			// The store's own checks that need no database, done here too.
+			c.valid = a.cfg.Store.PrepareEntries(valid, c.pos)
+		}
+		n += len(in)
+		if budget.Acquire(ctx, queueCost(c.n)) != nil || !send(c) {
+			return
+		}
+	}
+}
+
+// streamWait waits for the next checked message of a stream, within the
+// idle bound and ctx (the stream's deadline). after is the number of
+// entries received so far and outcome what becomes of them when the
+// stream ends here, for the messages.
+func streamWait(ctx, streamCtx context.Context, msgs <-chan checked, idle *time.Timer, after int, outcome string) (checked, error) {
+	select {
+	case c := <-msgs:
+		return c, nil
+	case <-idle.C:
+		return checked{}, status.Errorf(codes.DeadlineExceeded,
+			"create entries stream: no message for %s (after %d entries): %s; send messages without pauses", streamIdle, after, outcome)
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && streamCtx.Err() == nil {
+			return checked{}, status.Errorf(codes.DeadlineExceeded,
+				"create entries stream: not finished within %s (after %d entries): %s; send smaller batches", StreamDeadline, after, outcome)
+		}
+		return checked{}, ctx.Err()
+	}
+}
+
+// startReceiving starts the receiving goroutine of a stream.
+func (a *Service) startReceiving(ctx context.Context, stream entryStream) (<-chan checked, *semaphore.Weighted) {
+	msgs := make(chan checked, maxQueuedMessages)
+	budget := semaphore.NewWeighted(MaxQueuedEntries)
+	go a.receive(ctx, stream, budget, msgs)
+	return msgs, budget
 }
 
 // CreateEntriesStream creates every entry of the stream or none. Each
@@ -72,28 +199,13 @@ type received struct {
 // failures as CreateEntries reports them: when any entry fails the
 // server's own checks (trust domain, reserved IDs, lifetimes, limits),
 // those alone, since the store is then not asked (the transaction is
-// rolled back at once); otherwise every entry the store refused. Limits broken (message or stream size, deadline, idle time) end
-// the stream with an error and write nothing.
+// rolled back at once); otherwise every entry the store refused. Limits
+// broken (message or stream size, deadline, idle time) end the stream with
+// an error and write nothing.
 func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamServer) error {
 	ctx, cancel := context.WithTimeout(stream.Context(), StreamDeadline)
 	defer cancel()
-	// Recv blocks without a context: it runs on its own goroutine so that
-	// the deadline and the idle bound can end the call. Ending the handler
-	// ends the stream, which ends a pending Recv.
-	msgs := make(chan received)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			select {
-			case msgs <- received{m, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	msgs, budget := a.startReceiving(ctx, stream)
 
 	var batch *store.EntryBatch
 	var sink CreatedSink
@@ -109,110 +221,44 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 		ids       []string // of the entries written, while none failed
 		failures  []*adminv1.EntryFailure
 		createdAt int64
-		n         int // entries received
-		messages  int
+		n         int  // entries received
 		rejected  bool // an entry failed the server's own checks
 	)
 	idle := time.NewTimer(streamIdle)
 	defer idle.Stop()
 	for {
-		var r received
-		select {
-		case r = <-msgs:
-		case <-idle.C:
-			return status.Errorf(codes.DeadlineExceeded,
-				"create entries stream: no message for %s (after %d entries): nothing was created; send messages without pauses", streamIdle, n)
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) && stream.Context().Err() == nil {
-				return status.Errorf(codes.DeadlineExceeded,
-					"create entries stream: not finished within %s (after %d entries): nothing was created; send smaller batches", StreamDeadline, n)
-			}
-			return ctx.Err()
+		c, err := streamWait(ctx, stream.Context(), msgs, idle, n, "nothing was created")
+		if err != nil {
+			return err
 		}
-		if errors.Is(r.err, io.EOF) {
+		if errors.Is(c.err, io.EOF) {
 			break
 		}
-		if r.err != nil {
-			return r.err
+		if c.err != nil {
+			return c.err
 		}
 		idle.Reset(streamIdle)
-		messages++
-		in := r.msg.GetEntries()
+		n += c.n
 		switch {
-		case len(in) == 0:
-			return errkind.New(errkind.InvalidArgument, "entries: message %d carries no entry: send 1 to %d per message", messages, MaxStreamMessageEntries)
-		case len(in) > MaxStreamMessageEntries:
-			return errkind.New(errkind.InvalidArgument, "entries: message %d carries %d entries: at most %d per message",
-				messages, len(in), MaxStreamMessageEntries)
-		case n+len(in) > maxStreamEntries:
-			return errkind.New(errkind.InvalidArgument, "entries: the stream carries more than %d entries: at most %d per stream; split the batch",
-				maxStreamEntries, maxStreamEntries)
-		}
-		if rejected {
+		case rejected:
 			// An entry failed the server's checks: as CreateEntries does,
 			// the batch goes no further than those checks.
-			for i, pe := range in {
-				if _, err := a.checkProtoEntry(pe); err != nil {
-					failures = append(failures, &adminv1.EntryFailure{Index: int64(n + i), Status: apiconv.StatusToProto(err)})
-				}
-			}
-			n += len(in)
-			continue
-		}
-		valid := make([]model.Entry, 0, len(in))
-		var failed []*adminv1.EntryFailure
-		for i, pe := range in {
-			e, err := a.checkProtoEntry(pe)
-			if err != nil {
-				failed = append(failed, &adminv1.EntryFailure{Index: int64(n + i), Status: apiconv.StatusToProto(err)})
-				continue
-			}
-			valid = append(valid, e)
-		}
-		if len(failed) > 0 {
+			failures = append(failures, c.failures...)
+		case len(c.failures) > 0:
 			// Only these failures are reported, not the store's; nothing
 			// more is written.
-			rejected, failures, ids = true, failed, nil
+			rejected, failures, ids = true, c.failures, nil
 			if batch != nil {
 				batch.Rollback(ctx)
 				batch = nil
 			}
-			n += len(in)
-			continue
-		}
-		if batch == nil {
-			var err error
-			if batch, err = a.cfg.Store.BeginEntryBatch(ctx); err != nil {
+		default:
+			if err := a.addToBatch(ctx, &batch, c, sink, &ids, &failures, &createdAt); err != nil {
 				return err
 			}
 		}
-		// Every entry so far is in the batch: the store's item numbers are
-		// the stream's indexes.
-		results, err := batch.Add(ctx, valid)
-		if err != nil {
-			batch = nil // Add rolled it back
-			return err
-		}
-		for j, res := range results {
-			if res.Err != nil {
-				failures = append(failures, &adminv1.EntryFailure{Index: int64(n + j), Status: apiconv.StatusToProto(res.Err)})
-			}
-		}
-		if len(failures) == 0 {
-			written := make([]model.Entry, len(results))
-			for j := range results {
-				ids = append(ids, results[j].Entry.ID)
-				written[j] = results[j].Entry
-			}
-			createdAt = apiconv.UnixOrZero(results[0].Entry.CreatedAt)
-			if sink != nil {
-				sink.Add(written)
-			}
-		} else {
-			ids = nil // nothing will be created: the IDs are not needed
-		}
-		n += len(in)
-		collect(len(in))
+		budget.Release(queueCost(c.n))
+		collect(c.n)
 	}
 	if n == 0 {
 		return errkind.New(errkind.InvalidArgument, "entries: at least one entry is required")
@@ -238,6 +284,45 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 		return err
 	}
 	return stream.SendAndClose(&adminv1.CreateEntriesStreamResponse{Ids: ids, Revision: rev, CreatedAt: createdAt})
+}
+
+// addToBatch writes the valid entries of c (a message without failures)
+// into the stream's store transaction, opened on the first message, and
+// records their IDs, or once any failed in the store, the failures.
+func (a *Service) addToBatch(ctx context.Context, batch **store.EntryBatch, c checked, sink CreatedSink, ids *[]string, failures *[]*adminv1.EntryFailure, createdAt *int64) error {
+	if *batch == nil {
+		b, err := a.cfg.Store.BeginEntryBatch(ctx)
+		if err != nil {
+			return err
+		}
+		*batch = b
+	}
+	// Every entry so far is in the batch: the store's item numbers are the
+	// stream's indexes.
+	results, err := (*batch).AddPrepared(ctx, c.valid)
+	if err != nil {
+		*batch = nil // Add rolled it back
+		return err
+	}
+	for j, res := range results {
+		if res.Err != nil {
+			*failures = append(*failures, &adminv1.EntryFailure{Index: int64(c.first + j), Status: apiconv.StatusToProto(res.Err)})
+		}
+	}
+	if len(*failures) > 0 {
+		*ids = nil // nothing will be created: the IDs are not needed
+		return nil
+	}
+	written := make([]model.Entry, len(results))
+	for j := range results {
+		*ids = append(*ids, results[j].Entry.ID)
+		written[j] = results[j].Entry
+	}
+	*createdAt = apiconv.UnixOrZero(results[0].Entry.CreatedAt)
+	if sink != nil {
+		sink.Add(written)
+	}
+	return nil
 }
 
 // checkProtoEntry converts a wire entry of a create call and applies the

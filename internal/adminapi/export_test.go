@@ -11,3 +11,11 @@ func SetStreamBounds(t testing.TB, maxEntries int, idle time.Duration) {
 	maxStreamEntries, streamIdle = maxEntries, idle
 	t.Cleanup(func() { maxStreamEntries, streamIdle = oldMax, oldIdle })
 }
+
+// SetGroupBound lowers the entries one CreateEntryBatches transaction
+// writes for the test.
+func SetGroupBound(t testing.TB, n int) {
+	old := maxGroupEntries
+	maxGroupEntries = n
+	t.Cleanup(func() { maxGroupEntries = old })
+}

@@ -16,6 +16,8 @@ var entryBatchTests = map[string]func(t *testing.T, s *store.Store){
 	"InvalidInLastChunkLeavesNothing": testBatchInvalidLastChunk,
 	"DuplicateAcrossChunks":           testBatchDuplicateAcrossChunks,
 	"RollbackLeavesNothing":           testBatchRollback,
+	"EachCommitsTheValid":             testBatchEachCommitsValid,
+	"EachAllFailedWritesNothing":      testBatchEachAllFailed,
 }
 
 // batchChunk returns n valid entries named <prefix>-<i>.
@@ -153,6 +155,69 @@ func testBatchRollback(t *testing.T, s *store.Store) {
 	b.Rollback(ctxFor(t)) // a second call does nothing
 	if _, err := b.Commit(ctxFor(t)); err == nil {
 		t.Error("Commit() after Rollback = nil error, want one")
+	}
+	wantNothingWritten(t, s, rev)
+	create(t, s, entry("after", "n1"))
+}
+
+// testBatchEachCommitsValid: a batch begun with BeginEntryBatchEach commits
+// every valid entry of every chunk in one revision, with its audit
+// records, whatever failed beside it (within a chunk or against an earlier
+// chunk).
+func testBatchEachCommitsValid(t *testing.T, s *store.Store) {
+	rev := revision(t, s)
+	b, err := s.BeginEntryBatchEach(ctxFor(t))
+	must(t, "BeginEntryBatchEach", err)
+	first := batchChunk("a", 3)
+	first[1].Selectors = nil // invalid
+	addChunk(t, b, first)
+	second := batchChunk("b", 3)
+	second[0] = first[2] // a duplicate of an entry of the first chunk
+	res := addChunk(t, b, second)
+	if err := res[0].Err; errkind.Of(err) != errkind.AlreadyExists || !strings.Contains(err.Error(), "items 2 and 3") {
+		t.Errorf("second chunk item 0 error = %v, want AlreadyExists naming items 2 and 3", err)
+	}
+	if b.Len() != 6 || b.Failed() != 2 {
+		t.Fatalf("Len, Failed = %d, %d, want 6, 2", b.Len(), b.Failed())
+	}
+	got, err := b.Commit(ctxFor(t))
+	must(t, "Commit", err)
+	if got != rev+1 || revision(t, s) != rev+1 {
+		t.Errorf("Commit() = revision %d, store at %d, want both %d", got, revision(t, s), rev+1)
+	}
+	list, err := s.ListEntries(ctxFor(t), store.EntryFilter{})
+	must(t, "ListEntries", err)
+	names := map[string]bool{}
+	for _, e := range list {
+		names[e.SPIFFEID.Path()] = true
+	}
+	for _, want := range []string{"/a-0", "/a-2", "/b-1", "/b-2"} {
+		if !names[want] {
+			t.Errorf("entry %s missing after Commit; have %v", want, names)
+		}
+	}
+	if len(list) != 4 {
+		t.Errorf("ListEntries() = %d entries, want the 4 valid ones", len(list))
+	}
+	if recs := auditLog(t, s); len(recs) != 4 {
+		t.Errorf("audit log has %d records, want one entry.create per created entry (4)", len(recs))
+	}
+	verifyOK(t, s)
+	create(t, s, entry("after", "n1"))
+}
+
+// testBatchEachAllFailed: when no entry of the batch is valid, Commit
+// writes nothing and reports revision 0 without an error.
+func testBatchEachAllFailed(t *testing.T, s *store.Store) {
+	rev := revision(t, s)
+	b, err := s.BeginEntryBatchEach(ctxFor(t))
+	must(t, "BeginEntryBatchEach", err)
+	bad := batchChunk("a", 2)
+	bad[0].Selectors, bad[1].Selectors = nil, nil
+	addChunk(t, b, bad)
+	got, err := b.Commit(ctxFor(t))
+	if err != nil || got != 0 {
+		t.Errorf("Commit() = %d, %v; want 0, nil", got, err)
 	}
 	wantNothingWritten(t, s, rev)
 	create(t, s, entry("after", "n1"))

@@ -529,6 +529,92 @@ func (x *CreateEntriesStreamResponse) GetFailures() []*EntryFailure {
 	return nil
 }
 
+// CreateEntryBatchesResponse answers for the entries of one transaction of
+// a CreateEntryBatches stream: count entries from index first (in the
+// stream, from 0), the next ones after those of the previous response.
+type CreateEntryBatchesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index in the stream of the first entry answered.
+	First int64 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	// One per entry answered, in order: the ID of the entry created (the
+	// server assigns those left empty), or empty when it failed.
+	Ids []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	// The revision of the entries created.
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Creation (and update) time of the entries created, Unix seconds.
+	CreatedAt int64 `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The entries answered that were not created, by index in the stream,
+	// in index order.
+	Failures      []*EntryFailure `protobuf:"bytes,5,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEntryBatchesResponse) Reset() {
+	*x = CreateEntryBatchesResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEntryBatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEntryBatchesResponse) ProtoMessage() {}
+
+func (x *CreateEntryBatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEntryBatchesResponse.ProtoReflect.Descriptor instead.
+func (*CreateEntryBatchesResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CreateEntryBatchesResponse) GetFirst() int64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *CreateEntryBatchesResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *CreateEntryBatchesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *CreateEntryBatchesResponse) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *CreateEntryBatchesResponse) GetFailures() []*EntryFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
 type EntryFailure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -539,7 +625,7 @@ type EntryFailure struct {
 
 func (x *EntryFailure) Reset() {
 	*x = EntryFailure{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +637,7 @@ func (x *EntryFailure) String() string {
 func (*EntryFailure) ProtoMessage() {}
 
 func (x *EntryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +650,7 @@ func (x *EntryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryFailure.ProtoReflect.Descriptor instead.
 func (*EntryFailure) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EntryFailure) GetIndex() int64 {
@@ -591,7 +677,7 @@ type EntryResult struct {
 
 func (x *EntryResult) Reset() {
 	*x = EntryResult{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +689,7 @@ func (x *EntryResult) String() string {
 func (*EntryResult) ProtoMessage() {}
 
 func (x *EntryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +702,7 @@ func (x *EntryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryResult.ProtoReflect.Descriptor instead.
 func (*EntryResult) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EntryResult) GetEntry() *v1.Entry {
@@ -642,7 +728,7 @@ type GetEntryRequest struct {
 
 func (x *GetEntryRequest) Reset() {
 	*x = GetEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +740,7 @@ func (x *GetEntryRequest) String() string {
 func (*GetEntryRequest) ProtoMessage() {}
 
 func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +753,7 @@ func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetEntryRequest) GetId() string {
@@ -690,7 +776,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +788,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +801,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListEntriesRequest) GetParentId() string {
@@ -763,7 +849,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +861,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +874,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*v1.Entry {
@@ -817,7 +903,7 @@ type UpdateEntryRequest struct {
 
 func (x *UpdateEntryRequest) Reset() {
 	*x = UpdateEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +915,7 @@ func (x *UpdateEntryRequest) String() string {
 func (*UpdateEntryRequest) ProtoMessage() {}
 
 func (x *UpdateEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +928,7 @@ func (x *UpdateEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEntryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateEntryRequest) GetEntry() *v1.Entry {
@@ -868,7 +954,7 @@ type DeleteEntriesRequest struct {
 
 func (x *DeleteEntriesRequest) Reset() {
 	*x = DeleteEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +966,7 @@ func (x *DeleteEntriesRequest) String() string {
 func (*DeleteEntriesRequest) ProtoMessage() {}
 
 func (x *DeleteEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +979,7 @@ func (x *DeleteEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntriesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteEntriesRequest) GetIds() []string {
@@ -912,7 +998,7 @@ type DeleteEntriesResponse struct {
 
 func (x *DeleteEntriesResponse) Reset() {
 	*x = DeleteEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1010,7 @@ func (x *DeleteEntriesResponse) String() string {
 func (*DeleteEntriesResponse) ProtoMessage() {}
 
 func (x *DeleteEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1023,7 @@ func (x *DeleteEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntriesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteEntriesResponse) GetResults() []*DeleteResult {
@@ -957,7 +1043,7 @@ type DeleteResult struct {
 
 func (x *DeleteResult) Reset() {
 	*x = DeleteResult{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1055,7 @@ func (x *DeleteResult) String() string {
 func (*DeleteResult) ProtoMessage() {}
 
 func (x *DeleteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1068,7 @@ func (x *DeleteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResult.ProtoReflect.Descriptor instead.
 func (*DeleteResult) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteResult) GetId() string {
@@ -1016,7 +1102,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1114,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1127,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Node) GetSpiffeId() string {
@@ -1121,7 +1207,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1219,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1232,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListNodesRequest) GetFilter() string {
@@ -1181,7 +1267,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1279,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1292,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1232,7 +1318,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1330,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1343,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetNodeRequest) GetSpiffeId() string {
@@ -1276,7 +1362,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1374,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1387,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeRequest) GetSpiffeId() string {
@@ -1319,7 +1405,7 @@ type EvictNodeResponse struct {
 
 func (x *EvictNodeResponse) Reset() {
 	*x = EvictNodeResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1417,7 @@ func (x *EvictNodeResponse) String() string {
 func (*EvictNodeResponse) ProtoMessage() {}
 
 func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1430,7 @@ func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictNodeResponse.ProtoReflect.Descriptor instead.
 func (*EvictNodeResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type CreateJoinTokenRequest struct {
@@ -1358,7 +1444,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1456,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1469,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateJoinTokenRequest) GetSpiffeId() string {
@@ -1411,7 +1497,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1509,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1522,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -1476,7 +1562,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1574,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1587,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JoinToken) GetRef() string {
@@ -1544,7 +1630,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1642,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1655,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListJoinTokensRequest) GetPageSize() int32 {
@@ -1597,7 +1683,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1695,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1708,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
@@ -1650,7 +1736,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1748,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1761,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeJoinTokenRequest) GetRefPrefix() string {
@@ -1693,7 +1779,7 @@ type GetBundleRequest struct {
 
 func (x *GetBundleRequest) Reset() {
 	*x = GetBundleRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1791,7 @@ func (x *GetBundleRequest) String() string {
 func (*GetBundleRequest) ProtoMessage() {}
 
 func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1804,7 @@ func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 type Authority struct {
@@ -1737,7 +1823,7 @@ type Authority struct {
 
 func (x *Authority) Reset() {
 	*x = Authority{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1835,7 @@ func (x *Authority) String() string {
 func (*Authority) ProtoMessage() {}
 
 func (x *Authority) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1848,7 @@ func (x *Authority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authority.ProtoReflect.Descriptor instead.
 func (*Authority) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Authority) GetId() string {
@@ -1820,7 +1906,7 @@ type ListAuthoritiesRequest struct {
 
 func (x *ListAuthoritiesRequest) Reset() {
 	*x = ListAuthoritiesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1918,7 @@ func (x *ListAuthoritiesRequest) String() string {
 func (*ListAuthoritiesRequest) ProtoMessage() {}
 
 func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1931,7 @@ func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAuthoritiesRequest) GetPageSize() int32 {
@@ -1873,7 +1959,7 @@ type ListAuthoritiesResponse struct {
 
 func (x *ListAuthoritiesResponse) Reset() {
 	*x = ListAuthoritiesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1971,7 @@ func (x *ListAuthoritiesResponse) String() string {
 func (*ListAuthoritiesResponse) ProtoMessage() {}
 
 func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1984,7 @@ func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
@@ -1926,7 +2012,7 @@ type AuthorityRequest struct {
 
 func (x *AuthorityRequest) Reset() {
 	*x = AuthorityRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2024,7 @@ func (x *AuthorityRequest) String() string {
 func (*AuthorityRequest) ProtoMessage() {}
 
 func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2037,7 @@ func (x *AuthorityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorityRequest.ProtoReflect.Descriptor instead.
 func (*AuthorityRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuthorityRequest) GetKind() string {
@@ -1983,7 +2069,7 @@ type NodeAllowance struct {
 
 func (x *NodeAllowance) Reset() {
 	*x = NodeAllowance{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2081,7 @@ func (x *NodeAllowance) String() string {
 func (*NodeAllowance) ProtoMessage() {}
 
 func (x *NodeAllowance) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2094,7 @@ func (x *NodeAllowance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAllowance.ProtoReflect.Descriptor instead.
 func (*NodeAllowance) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeAllowance) GetAttestationType() string {
@@ -2047,7 +2133,7 @@ type ListNodeAllowancesRequest struct {
 
 func (x *ListNodeAllowancesRequest) Reset() {
 	*x = ListNodeAllowancesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2145,7 @@ func (x *ListNodeAllowancesRequest) String() string {
 func (*ListNodeAllowancesRequest) ProtoMessage() {}
 
 func (x *ListNodeAllowancesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2158,7 @@ func (x *ListNodeAllowancesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeAllowancesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeAllowancesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListNodeAllowancesRequest) GetAttestationType() string {
@@ -2107,7 +2193,7 @@ type ListNodeAllowancesResponse struct {
 
 func (x *ListNodeAllowancesResponse) Reset() {
 	*x = ListNodeAllowancesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2205,7 @@ func (x *ListNodeAllowancesResponse) String() string {
 func (*ListNodeAllowancesResponse) ProtoMessage() {}
 
 func (x *ListNodeAllowancesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2218,7 @@ func (x *ListNodeAllowancesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeAllowancesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeAllowancesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListNodeAllowancesResponse) GetAllowances() []*NodeAllowance {
@@ -2167,7 +2253,7 @@ type CreateFederationRequest struct {
 
 func (x *CreateFederationRequest) Reset() {
 	*x = CreateFederationRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2179,7 +2265,7 @@ func (x *CreateFederationRequest) String() string {
 func (*CreateFederationRequest) ProtoMessage() {}
 
 func (x *CreateFederationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2192,7 +2278,7 @@ func (x *CreateFederationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFederationRequest.ProtoReflect.Descriptor instead.
 func (*CreateFederationRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateFederationRequest) GetTrustDomain() string {
@@ -2243,7 +2329,7 @@ type ListFederationsRequest struct {
 
 func (x *ListFederationsRequest) Reset() {
 	*x = ListFederationsRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2341,7 @@ func (x *ListFederationsRequest) String() string {
 func (*ListFederationsRequest) ProtoMessage() {}
 
 func (x *ListFederationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2354,7 @@ func (x *ListFederationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFederationsRequest.ProtoReflect.Descriptor instead.
 func (*ListFederationsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListFederationsRequest) GetPageSize() int32 {
@@ -2296,7 +2382,7 @@ type ListFederationsResponse struct {
 
 func (x *ListFederationsResponse) Reset() {
 	*x = ListFederationsResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2394,7 @@ func (x *ListFederationsResponse) String() string {
 func (*ListFederationsResponse) ProtoMessage() {}
 
 func (x *ListFederationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2407,7 @@ func (x *ListFederationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFederationsResponse.ProtoReflect.Descriptor instead.
 func (*ListFederationsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListFederationsResponse) GetFederations() []*Federation {
@@ -2347,7 +2433,7 @@ type FederationRequest struct {
 
 func (x *FederationRequest) Reset() {
 	*x = FederationRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2445,7 @@ func (x *FederationRequest) String() string {
 func (*FederationRequest) ProtoMessage() {}
 
 func (x *FederationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2458,7 @@ func (x *FederationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FederationRequest.ProtoReflect.Descriptor instead.
 func (*FederationRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *FederationRequest) GetTrustDomain() string {
@@ -2406,7 +2492,7 @@ type Federation struct {
 
 func (x *Federation) Reset() {
 	*x = Federation{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2504,7 @@ func (x *Federation) String() string {
 func (*Federation) ProtoMessage() {}
 
 func (x *Federation) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2517,7 @@ func (x *Federation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Federation.ProtoReflect.Descriptor instead.
 func (*Federation) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Federation) GetTrustDomain() string {
@@ -2544,7 +2630,14 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\x03R\tcreatedAt\x129\n" +
-	"\bfailures\x18\x04 \x03(\v2\x1d.signet.admin.v1.EntryFailureR\bfailures\"V\n" +
+	"\bfailures\x18\x04 \x03(\v2\x1d.signet.admin.v1.EntryFailureR\bfailures\"\xba\x01\n" +
+	"\x1aCreateEntryBatchesResponse\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\x03R\x05first\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\x129\n" +
+	"\bfailures\x18\x05 \x03(\v2\x1d.signet.admin.v1.EntryFailureR\bfailures\"V\n" +
 	"\fEntryFailure\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\x120\n" +
 	"\x06status\x18\x02 \x01(\v2\x18.signet.common.v1.StatusR\x06status\"n\n" +
@@ -2692,10 +2785,11 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\fnext_refresh\x18\n" +
 	" \x01(\x03R\vnextRefresh\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\v \x01(\x03R\tcreatedAt2\xc2\x14\n" +
+	"created_at\x18\v \x01(\x03R\tcreatedAt2\xb6\x15\n" +
 	"\x05Admin\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12r\n" +
-	"\x13CreateEntriesStream\x12+.signet.admin.v1.CreateEntriesStreamRequest\x1a,.signet.admin.v1.CreateEntriesStreamResponse(\x01\x12E\n" +
+	"\x13CreateEntriesStream\x12+.signet.admin.v1.CreateEntriesStreamRequest\x1a,.signet.admin.v1.CreateEntriesStreamResponse(\x01\x12r\n" +
+	"\x12CreateEntryBatches\x12+.signet.admin.v1.CreateEntriesStreamRequest\x1a+.signet.admin.v1.CreateEntryBatchesResponse(\x010\x01\x12E\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a\x17.signet.common.v1.Entry\x12X\n" +
 	"\vListEntries\x12#.signet.admin.v1.ListEntriesRequest\x1a$.signet.admin.v1.ListEntriesResponse\x12K\n" +
 	"\vUpdateEntry\x12#.signet.admin.v1.UpdateEntryRequest\x1a\x17.signet.common.v1.Entry\x12^\n" +
@@ -2737,7 +2831,7 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_signet_admin_v1_admin_proto_rawDescData
 }
 
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*RevokeSVIDsRequest)(nil),          // 0: signet.admin.v1.RevokeSVIDsRequest
 	(*RevokeSVIDsResponse)(nil),         // 1: signet.admin.v1.RevokeSVIDsResponse
@@ -2748,134 +2842,138 @@ var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*CreateEntriesResponse)(nil),       // 6: signet.admin.v1.CreateEntriesResponse
 	(*CreateEntriesStreamRequest)(nil),  // 7: signet.admin.v1.CreateEntriesStreamRequest
 	(*CreateEntriesStreamResponse)(nil), // 8: signet.admin.v1.CreateEntriesStreamResponse
-	(*EntryFailure)(nil),                // 9: signet.admin.v1.EntryFailure
-	(*EntryResult)(nil),                 // 10: signet.admin.v1.EntryResult
-	(*GetEntryRequest)(nil),             // 11: signet.admin.v1.GetEntryRequest
-	(*ListEntriesRequest)(nil),          // 12: signet.admin.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),         // 13: signet.admin.v1.ListEntriesResponse
-	(*UpdateEntryRequest)(nil),          // 14: signet.admin.v1.UpdateEntryRequest
-	(*DeleteEntriesRequest)(nil),        // 15: signet.admin.v1.DeleteEntriesRequest
-	(*DeleteEntriesResponse)(nil),       // 16: signet.admin.v1.DeleteEntriesResponse
-	(*DeleteResult)(nil),                // 17: signet.admin.v1.DeleteResult
-	(*Node)(nil),                        // 18: signet.admin.v1.Node
-	(*ListNodesRequest)(nil),            // 19: signet.admin.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),           // 20: signet.admin.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),              // 21: signet.admin.v1.GetNodeRequest
-	(*NodeRequest)(nil),                 // 22: signet.admin.v1.NodeRequest
-	(*EvictNodeResponse)(nil),           // 23: signet.admin.v1.EvictNodeResponse
-	(*CreateJoinTokenRequest)(nil),      // 24: signet.admin.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),     // 25: signet.admin.v1.CreateJoinTokenResponse
-	(*JoinToken)(nil),                   // 26: signet.admin.v1.JoinToken
-	(*ListJoinTokensRequest)(nil),       // 27: signet.admin.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),      // 28: signet.admin.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),      // 29: signet.admin.v1.RevokeJoinTokenRequest
-	(*GetBundleRequest)(nil),            // 30: signet.admin.v1.GetBundleRequest
-	(*Authority)(nil),                   // 31: signet.admin.v1.Authority
-	(*ListAuthoritiesRequest)(nil),      // 32: signet.admin.v1.ListAuthoritiesRequest
-	(*ListAuthoritiesResponse)(nil),     // 33: signet.admin.v1.ListAuthoritiesResponse
-	(*AuthorityRequest)(nil),            // 34: signet.admin.v1.AuthorityRequest
-	(*NodeAllowance)(nil),               // 35: signet.admin.v1.NodeAllowance
-	(*ListNodeAllowancesRequest)(nil),   // 36: signet.admin.v1.ListNodeAllowancesRequest
-	(*ListNodeAllowancesResponse)(nil),  // 37: signet.admin.v1.ListNodeAllowancesResponse
-	(*CreateFederationRequest)(nil),     // 38: signet.admin.v1.CreateFederationRequest
-	(*ListFederationsRequest)(nil),      // 39: signet.admin.v1.ListFederationsRequest
-	(*ListFederationsResponse)(nil),     // 40: signet.admin.v1.ListFederationsResponse
-	(*FederationRequest)(nil),           // 41: signet.admin.v1.FederationRequest
-	(*Federation)(nil),                  // 42: signet.admin.v1.Federation
-	nil,                                 // 43: signet.admin.v1.Node.LabelsEntry
-	(*v1.Entry)(nil),                    // 44: signet.common.v1.Entry
-	(*v1.Status)(nil),                   // 45: signet.common.v1.Status
-	(*v1.Selector)(nil),                 // 46: signet.common.v1.Selector
-	(*v1.Bundle)(nil),                   // 47: signet.common.v1.Bundle
+	(*CreateEntryBatchesResponse)(nil),  // 9: signet.admin.v1.CreateEntryBatchesResponse
+	(*EntryFailure)(nil),                // 10: signet.admin.v1.EntryFailure
+	(*EntryResult)(nil),                 // 11: signet.admin.v1.EntryResult
+	(*GetEntryRequest)(nil),             // 12: signet.admin.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),          // 13: signet.admin.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),         // 14: signet.admin.v1.ListEntriesResponse
+	(*UpdateEntryRequest)(nil),          // 15: signet.admin.v1.UpdateEntryRequest
+	(*DeleteEntriesRequest)(nil),        // 16: signet.admin.v1.DeleteEntriesRequest
+	(*DeleteEntriesResponse)(nil),       // 17: signet.admin.v1.DeleteEntriesResponse
+	(*DeleteResult)(nil),                // 18: signet.admin.v1.DeleteResult
+	(*Node)(nil),                        // 19: signet.admin.v1.Node
+	(*ListNodesRequest)(nil),            // 20: signet.admin.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),           // 21: signet.admin.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),              // 22: signet.admin.v1.GetNodeRequest
+	(*NodeRequest)(nil),                 // 23: signet.admin.v1.NodeRequest
+	(*EvictNodeResponse)(nil),           // 24: signet.admin.v1.EvictNodeResponse
+	(*CreateJoinTokenRequest)(nil),      // 25: signet.admin.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),     // 26: signet.admin.v1.CreateJoinTokenResponse
+	(*JoinToken)(nil),                   // 27: signet.admin.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),       // 28: signet.admin.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),      // 29: signet.admin.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),      // 30: signet.admin.v1.RevokeJoinTokenRequest
+	(*GetBundleRequest)(nil),            // 31: signet.admin.v1.GetBundleRequest
+	(*Authority)(nil),                   // 32: signet.admin.v1.Authority
+	(*ListAuthoritiesRequest)(nil),      // 33: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil),     // 34: signet.admin.v1.ListAuthoritiesResponse
+	(*AuthorityRequest)(nil),            // 35: signet.admin.v1.AuthorityRequest
+	(*NodeAllowance)(nil),               // 36: signet.admin.v1.NodeAllowance
+	(*ListNodeAllowancesRequest)(nil),   // 37: signet.admin.v1.ListNodeAllowancesRequest
+	(*ListNodeAllowancesResponse)(nil),  // 38: signet.admin.v1.ListNodeAllowancesResponse
+	(*CreateFederationRequest)(nil),     // 39: signet.admin.v1.CreateFederationRequest
+	(*ListFederationsRequest)(nil),      // 40: signet.admin.v1.ListFederationsRequest
+	(*ListFederationsResponse)(nil),     // 41: signet.admin.v1.ListFederationsResponse
+	(*FederationRequest)(nil),           // 42: signet.admin.v1.FederationRequest
+	(*Federation)(nil),                  // 43: signet.admin.v1.Federation
+	nil,                                 // 44: signet.admin.v1.Node.LabelsEntry
+	(*v1.Entry)(nil),                    // 45: signet.common.v1.Entry
+	(*v1.Status)(nil),                   // 46: signet.common.v1.Status
+	(*v1.Selector)(nil),                 // 47: signet.common.v1.Selector
+	(*v1.Bundle)(nil),                   // 48: signet.common.v1.Bundle
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: signet.admin.v1.RevokeSVIDsResponse.revocations:type_name -> signet.admin.v1.SVIDRevocation
 	2,  // 1: signet.admin.v1.ListSVIDRevocationsResponse.revocations:type_name -> signet.admin.v1.SVIDRevocation
-	44, // 2: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
-	10, // 3: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
-	44, // 4: signet.admin.v1.CreateEntriesStreamRequest.entries:type_name -> signet.common.v1.Entry
-	9,  // 5: signet.admin.v1.CreateEntriesStreamResponse.failures:type_name -> signet.admin.v1.EntryFailure
-	45, // 6: signet.admin.v1.EntryFailure.status:type_name -> signet.common.v1.Status
-	44, // 7: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
-	45, // 8: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
-	46, // 9: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
-	44, // 10: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
-	44, // 11: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
-	17, // 12: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
-	45, // 13: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
-	46, // 14: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
-	43, // 15: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
-	18, // 16: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
-	26, // 17: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
-	31, // 18: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	35, // 19: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
-	42, // 20: signet.admin.v1.ListFederationsResponse.federations:type_name -> signet.admin.v1.Federation
-	47, // 21: signet.admin.v1.Federation.bundle:type_name -> signet.common.v1.Bundle
-	5,  // 22: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	7,  // 23: signet.admin.v1.Admin.CreateEntriesStream:input_type -> signet.admin.v1.CreateEntriesStreamRequest
-	11, // 24: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	12, // 25: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	14, // 26: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
-	15, // 27: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
-	19, // 28: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	21, // 29: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
-	22, // 30: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
-	22, // 31: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
-	22, // 32: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
-	35, // 33: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
-	35, // 34: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
-	36, // 35: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
-	24, // 36: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	27, // 37: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
-	29, // 38: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
-	30, // 39: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	32, // 40: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	34, // 41: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	34, // 42: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	34, // 43: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	34, // 44: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
-	38, // 45: signet.admin.v1.Admin.CreateFederation:input_type -> signet.admin.v1.CreateFederationRequest
-	39, // 46: signet.admin.v1.Admin.ListFederations:input_type -> signet.admin.v1.ListFederationsRequest
-	41, // 47: signet.admin.v1.Admin.GetFederation:input_type -> signet.admin.v1.FederationRequest
-	41, // 48: signet.admin.v1.Admin.RefreshFederation:input_type -> signet.admin.v1.FederationRequest
-	41, // 49: signet.admin.v1.Admin.DeleteFederation:input_type -> signet.admin.v1.FederationRequest
-	0,  // 50: signet.admin.v1.Admin.RevokeSVIDs:input_type -> signet.admin.v1.RevokeSVIDsRequest
-	3,  // 51: signet.admin.v1.Admin.ListSVIDRevocations:input_type -> signet.admin.v1.ListSVIDRevocationsRequest
-	6,  // 52: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	8,  // 53: signet.admin.v1.Admin.CreateEntriesStream:output_type -> signet.admin.v1.CreateEntriesStreamResponse
-	44, // 54: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
-	13, // 55: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	44, // 56: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
-	16, // 57: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
-	20, // 58: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	18, // 59: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
-	23, // 60: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	18, // 61: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
-	18, // 62: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
-	35, // 63: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
-	35, // 64: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
-	37, // 65: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
-	25, // 66: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	28, // 67: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
-	26, // 68: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
-	47, // 69: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
-	33, // 70: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	31, // 71: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
-	31, // 72: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
-	31, // 73: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
-	31, // 74: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
-	42, // 75: signet.admin.v1.Admin.CreateFederation:output_type -> signet.admin.v1.Federation
-	40, // 76: signet.admin.v1.Admin.ListFederations:output_type -> signet.admin.v1.ListFederationsResponse
-	42, // 77: signet.admin.v1.Admin.GetFederation:output_type -> signet.admin.v1.Federation
-	42, // 78: signet.admin.v1.Admin.RefreshFederation:output_type -> signet.admin.v1.Federation
-	42, // 79: signet.admin.v1.Admin.DeleteFederation:output_type -> signet.admin.v1.Federation
-	1,  // 80: signet.admin.v1.Admin.RevokeSVIDs:output_type -> signet.admin.v1.RevokeSVIDsResponse
-	4,  // 81: signet.admin.v1.Admin.ListSVIDRevocations:output_type -> signet.admin.v1.ListSVIDRevocationsResponse
-	52, // [52:82] is the sub-list for method output_type
-	22, // [22:52] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	45, // 2: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.common.v1.Entry
+	11, // 3: signet.admin.v1.CreateEntriesResponse.results:type_name -> signet.admin.v1.EntryResult
+	45, // 4: signet.admin.v1.CreateEntriesStreamRequest.entries:type_name -> signet.common.v1.Entry
+	10, // 5: signet.admin.v1.CreateEntriesStreamResponse.failures:type_name -> signet.admin.v1.EntryFailure
+	10, // 6: signet.admin.v1.CreateEntryBatchesResponse.failures:type_name -> signet.admin.v1.EntryFailure
+	46, // 7: signet.admin.v1.EntryFailure.status:type_name -> signet.common.v1.Status
+	45, // 8: signet.admin.v1.EntryResult.entry:type_name -> signet.common.v1.Entry
+	46, // 9: signet.admin.v1.EntryResult.status:type_name -> signet.common.v1.Status
+	47, // 10: signet.admin.v1.ListEntriesRequest.selectors:type_name -> signet.common.v1.Selector
+	45, // 11: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.common.v1.Entry
+	45, // 12: signet.admin.v1.UpdateEntryRequest.entry:type_name -> signet.common.v1.Entry
+	18, // 13: signet.admin.v1.DeleteEntriesResponse.results:type_name -> signet.admin.v1.DeleteResult
+	46, // 14: signet.admin.v1.DeleteResult.status:type_name -> signet.common.v1.Status
+	47, // 15: signet.admin.v1.Node.selectors:type_name -> signet.common.v1.Selector
+	44, // 16: signet.admin.v1.Node.labels:type_name -> signet.admin.v1.Node.LabelsEntry
+	19, // 17: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
+	27, // 18: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
+	32, // 19: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
+	36, // 20: signet.admin.v1.ListNodeAllowancesResponse.allowances:type_name -> signet.admin.v1.NodeAllowance
+	43, // 21: signet.admin.v1.ListFederationsResponse.federations:type_name -> signet.admin.v1.Federation
+	48, // 22: signet.admin.v1.Federation.bundle:type_name -> signet.common.v1.Bundle
+	5,  // 23: signet.admin.v1.Admin.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	7,  // 24: signet.admin.v1.Admin.CreateEntriesStream:input_type -> signet.admin.v1.CreateEntriesStreamRequest
+	7,  // 25: signet.admin.v1.Admin.CreateEntryBatches:input_type -> signet.admin.v1.CreateEntriesStreamRequest
+	12, // 26: signet.admin.v1.Admin.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	13, // 27: signet.admin.v1.Admin.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	15, // 28: signet.admin.v1.Admin.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	16, // 29: signet.admin.v1.Admin.DeleteEntries:input_type -> signet.admin.v1.DeleteEntriesRequest
+	20, // 30: signet.admin.v1.Admin.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	22, // 31: signet.admin.v1.Admin.GetNode:input_type -> signet.admin.v1.GetNodeRequest
+	23, // 32: signet.admin.v1.Admin.EvictNode:input_type -> signet.admin.v1.NodeRequest
+	23, // 33: signet.admin.v1.Admin.BanNode:input_type -> signet.admin.v1.NodeRequest
+	23, // 34: signet.admin.v1.Admin.UnbanNode:input_type -> signet.admin.v1.NodeRequest
+	36, // 35: signet.admin.v1.Admin.AllowNode:input_type -> signet.admin.v1.NodeAllowance
+	36, // 36: signet.admin.v1.Admin.DisallowNode:input_type -> signet.admin.v1.NodeAllowance
+	37, // 37: signet.admin.v1.Admin.ListNodeAllowances:input_type -> signet.admin.v1.ListNodeAllowancesRequest
+	25, // 38: signet.admin.v1.Admin.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	28, // 39: signet.admin.v1.Admin.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	30, // 40: signet.admin.v1.Admin.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	31, // 41: signet.admin.v1.Admin.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	33, // 42: signet.admin.v1.Admin.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	35, // 43: signet.admin.v1.Admin.PrepareAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	35, // 44: signet.admin.v1.Admin.ActivateAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	35, // 45: signet.admin.v1.Admin.TaintAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	35, // 46: signet.admin.v1.Admin.RevokeAuthority:input_type -> signet.admin.v1.AuthorityRequest
+	39, // 47: signet.admin.v1.Admin.CreateFederation:input_type -> signet.admin.v1.CreateFederationRequest
+	40, // 48: signet.admin.v1.Admin.ListFederations:input_type -> signet.admin.v1.ListFederationsRequest
+	42, // 49: signet.admin.v1.Admin.GetFederation:input_type -> signet.admin.v1.FederationRequest
+	42, // 50: signet.admin.v1.Admin.RefreshFederation:input_type -> signet.admin.v1.FederationRequest
+	42, // 51: signet.admin.v1.Admin.DeleteFederation:input_type -> signet.admin.v1.FederationRequest
+	0,  // 52: signet.admin.v1.Admin.RevokeSVIDs:input_type -> signet.admin.v1.RevokeSVIDsRequest
+	3,  // 53: signet.admin.v1.Admin.ListSVIDRevocations:input_type -> signet.admin.v1.ListSVIDRevocationsRequest
+	6,  // 54: signet.admin.v1.Admin.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	8,  // 55: signet.admin.v1.Admin.CreateEntriesStream:output_type -> signet.admin.v1.CreateEntriesStreamResponse
+	9,  // 56: signet.admin.v1.Admin.CreateEntryBatches:output_type -> signet.admin.v1.CreateEntryBatchesResponse
+	45, // 57: signet.admin.v1.Admin.GetEntry:output_type -> signet.common.v1.Entry
+	14, // 58: signet.admin.v1.Admin.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	45, // 59: signet.admin.v1.Admin.UpdateEntry:output_type -> signet.common.v1.Entry
+	17, // 60: signet.admin.v1.Admin.DeleteEntries:output_type -> signet.admin.v1.DeleteEntriesResponse
+	21, // 61: signet.admin.v1.Admin.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	19, // 62: signet.admin.v1.Admin.GetNode:output_type -> signet.admin.v1.Node
+	24, // 63: signet.admin.v1.Admin.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	19, // 64: signet.admin.v1.Admin.BanNode:output_type -> signet.admin.v1.Node
+	19, // 65: signet.admin.v1.Admin.UnbanNode:output_type -> signet.admin.v1.Node
+	36, // 66: signet.admin.v1.Admin.AllowNode:output_type -> signet.admin.v1.NodeAllowance
+	36, // 67: signet.admin.v1.Admin.DisallowNode:output_type -> signet.admin.v1.NodeAllowance
+	38, // 68: signet.admin.v1.Admin.ListNodeAllowances:output_type -> signet.admin.v1.ListNodeAllowancesResponse
+	26, // 69: signet.admin.v1.Admin.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	29, // 70: signet.admin.v1.Admin.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	27, // 71: signet.admin.v1.Admin.RevokeJoinToken:output_type -> signet.admin.v1.JoinToken
+	48, // 72: signet.admin.v1.Admin.GetBundle:output_type -> signet.common.v1.Bundle
+	34, // 73: signet.admin.v1.Admin.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	32, // 74: signet.admin.v1.Admin.PrepareAuthority:output_type -> signet.admin.v1.Authority
+	32, // 75: signet.admin.v1.Admin.ActivateAuthority:output_type -> signet.admin.v1.Authority
+	32, // 76: signet.admin.v1.Admin.TaintAuthority:output_type -> signet.admin.v1.Authority
+	32, // 77: signet.admin.v1.Admin.RevokeAuthority:output_type -> signet.admin.v1.Authority
+	43, // 78: signet.admin.v1.Admin.CreateFederation:output_type -> signet.admin.v1.Federation
+	41, // 79: signet.admin.v1.Admin.ListFederations:output_type -> signet.admin.v1.ListFederationsResponse
+	43, // 80: signet.admin.v1.Admin.GetFederation:output_type -> signet.admin.v1.Federation
+	43, // 81: signet.admin.v1.Admin.RefreshFederation:output_type -> signet.admin.v1.Federation
+	43, // 82: signet.admin.v1.Admin.DeleteFederation:output_type -> signet.admin.v1.Federation
+	1,  // 83: signet.admin.v1.Admin.RevokeSVIDs:output_type -> signet.admin.v1.RevokeSVIDsResponse
+	4,  // 84: signet.admin.v1.Admin.ListSVIDRevocations:output_type -> signet.admin.v1.ListSVIDRevocationsResponse
+	54, // [54:85] is the sub-list for method output_type
+	23, // [23:54] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -2893,7 +2991,7 @@ func file_signet_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Admin_CreateEntries_FullMethodName       = "/signet.admin.v1.Admin/CreateEntries"
 	Admin_CreateEntriesStream_FullMethodName = "/signet.admin.v1.Admin/CreateEntriesStream"
+	Admin_CreateEntryBatches_FullMethodName  = "/signet.admin.v1.Admin/CreateEntryBatches"
 	Admin_GetEntry_FullMethodName            = "/signet.admin.v1.Admin/GetEntry"
 	Admin_ListEntries_FullMethodName         = "/signet.admin.v1.Admin/ListEntries"
 	Admin_UpdateEntry_FullMethodName         = "/signet.admin.v1.Admin/UpdateEntry"
@@ -68,6 +69,17 @@ type AdminClient interface {
 	// stream must finish within 30 minutes and send a message at least every
 	// 60 seconds, since the transaction holds up other writes.
 	CreateEntriesStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[CreateEntriesStreamRequest, CreateEntriesStreamResponse], error)
+	// CreateEntryBatches creates a batch too large for one CreateEntries call
+	// with each entry succeeding or failing on its own (signet entry create
+	// --file): the client sends messages of 1 to 10,000 entries; the server
+	// checks each message as it arrives and writes the messages that have
+	// arrived, whole and in order, in one store transaction of at most
+	// 20,000 entries (group commit), then answers for them with one
+	// CreateEntryBatchesResponse. Every entry is answered once, in the order
+	// sent; an entry answered as created is committed. At most 1,000,000
+	// entries per stream; the stream must finish within 30 minutes and send
+	// a message at least every 10 seconds until the client closes its side.
+	CreateEntryBatches(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CreateEntriesStreamRequest, CreateEntryBatchesResponse], error)
 	GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*v1.Entry, error)
 	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 	UpdateEntry(ctx context.Context, in *UpdateEntryRequest, opts ...grpc.CallOption) (*v1.Entry, error)
@@ -144,6 +156,19 @@ func (c *adminClient) CreateEntriesStream(ctx context.Context, opts ...grpc.Call
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_CreateEntriesStreamClient = grpc.ClientStreamingClient[CreateEntriesStreamRequest, CreateEntriesStreamResponse]
+
+func (c *adminClient) CreateEntryBatches(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CreateEntriesStreamRequest, CreateEntryBatchesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[1], Admin_CreateEntryBatches_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CreateEntriesStreamRequest, CreateEntryBatchesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_CreateEntryBatchesClient = grpc.BidiStreamingClient[CreateEntriesStreamRequest, CreateEntryBatchesResponse]
 
 func (c *adminClient) GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*v1.Entry, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -438,6 +463,17 @@ type AdminServer interface {
 	// stream must finish within 30 minutes and send a message at least every
 	// 60 seconds, since the transaction holds up other writes.
 	CreateEntriesStream(grpc.ClientStreamingServer[CreateEntriesStreamRequest, CreateEntriesStreamResponse]) error
+	// CreateEntryBatches creates a batch too large for one CreateEntries call
+	// with each entry succeeding or failing on its own (signet entry create
+	// --file): the client sends messages of 1 to 10,000 entries; the server
+	// checks each message as it arrives and writes the messages that have
+	// arrived, whole and in order, in one store transaction of at most
+	// 20,000 entries (group commit), then answers for them with one
+	// CreateEntryBatchesResponse. Every entry is answered once, in the order
+	// sent; an entry answered as created is committed. At most 1,000,000
+	// entries per stream; the stream must finish within 30 minutes and send
+	// a message at least every 10 seconds until the client closes its side.
+	CreateEntryBatches(grpc.BidiStreamingServer[CreateEntriesStreamRequest, CreateEntryBatchesResponse]) error
 	GetEntry(context.Context, *GetEntryRequest) (*v1.Entry, error)
 	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	UpdateEntry(context.Context, *UpdateEntryRequest) (*v1.Entry, error)
@@ -497,6 +533,9 @@ func (UnimplementedAdminServer) CreateEntries(context.Context, *CreateEntriesReq
 }
 func (UnimplementedAdminServer) CreateEntriesStream(grpc.ClientStreamingServer[CreateEntriesStreamRequest, CreateEntriesStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method CreateEntriesStream not implemented")
+}
+func (UnimplementedAdminServer) CreateEntryBatches(grpc.BidiStreamingServer[CreateEntriesStreamRequest, CreateEntryBatchesResponse]) error {
+	return status.Error(codes.Unimplemented, "method CreateEntryBatches not implemented")
 }
 func (UnimplementedAdminServer) GetEntry(context.Context, *GetEntryRequest) (*v1.Entry, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEntry not implemented")
@@ -627,6 +666,13 @@ func _Admin_CreateEntriesStream_Handler(srv interface{}, stream grpc.ServerStrea
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_CreateEntriesStreamServer = grpc.ClientStreamingServer[CreateEntriesStreamRequest, CreateEntriesStreamResponse]
+
+func _Admin_CreateEntryBatches_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServer).CreateEntryBatches(&grpc.GenericServerStream[CreateEntriesStreamRequest, CreateEntryBatchesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_CreateEntryBatchesServer = grpc.BidiStreamingServer[CreateEntriesStreamRequest, CreateEntryBatchesResponse]
 
 func _Admin_GetEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetEntryRequest)
@@ -1260,6 +1306,12 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "CreateEntriesStream",
 			Handler:       _Admin_CreateEntriesStream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "CreateEntryBatches",
+			Handler:       _Admin_CreateEntryBatches_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},
