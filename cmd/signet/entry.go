@@ -223,31 +223,29 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 		return nil, err
 	}
 	defer closeConn()
+	// The streams first; a server without them gets CreateEntries calls.
+	var streamed func() ([]*adminv1.EntryResult, error)
+	switch {
+	case atomic:
+		streamed = func() ([]*adminv1.EntryResult, error) { return createEntriesStream(cmd.Context(), c, send) }
+	case len(send) > 1:
+		streamed = func() ([]*adminv1.EntryResult, error) { return createEntryBatches(cmd.Context(), c, send, progress) }
+	}
+	if streamed != nil {
+		got, err := streamed()
+		if status.Code(err) != codes.Unimplemented {
+			if err != nil {
+				return nil, rpcErr(err)
+			}
+			for j, r := range got {
+				results[pos[j]] = r
+			}
+			return results, nil
+		}
+	}
 	size := entryBatchSize
 	if atomic {
-		got, err := createEntriesStream(cmd.Context(), c, send)
-		if status.Code(err) != codes.Unimplemented {
-			if err != nil {
-				return nil, rpcErr(err)
-			}
-			for j, r := range got {
-				results[pos[j]] = r
-			}
-			return results, nil
-		}
-		size = len(send) // a server without the stream: one call
-	} else if len(send) > 1 {
-		got, err := createEntryBatches(cmd.Context(), c, send, progress)
-		if status.Code(err) != codes.Unimplemented {
-			if err != nil {
-				return nil, rpcErr(err)
-			}
-			for j, r := range got {
-				results[pos[j]] = r
-			}
-			return results, nil
-		}
-		// A server without the stream: calls of entryBatchSize.
+		size = len(send) // all or none: one call
 	}
 	created := 0
 	for start := 0; start < len(send); start += size {
