@@ -184,9 +184,14 @@ func (m *Manager) MintX509SVID(ctx context.Context, csrDER []byte, p X509Params)
 //
 // The leaf is encoded by leafTBS, which gives the DER x509.CreateCertificate
 // gives for leafTemplate, and signed once: unlike x509.CreateCertificate,
-// mint does not verify the signature it just made. One verification per
-// leaf is enough, and the agent makes it: it verifies every leaf against
-// the bundle before serving it (and every relying party does again).
+// mint does not verify the signature it just made. The agent verifies the
+// first leaf of each issuer in every SignX509SVIDs response in full
+// against the bundle, which catches a signer that signs with the wrong key
+// or not at all; later leaves of that response are checked for being what
+// the agent asked for, but not for their signature (internal/agent's
+// chainVerifier argues why). A leaf with a bad signature among them is
+// refused by every relying party at its handshake, as any certificate that
+// does not verify.
 func (m *Manager) mint(csrDER []byte, p X509Params) ([]byte, *leafFields, *x509Signer, error) {
 	if err := m.checkSVIDParams(p.ID, p.TTL); err != nil {
 		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)

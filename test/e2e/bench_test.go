@@ -135,8 +135,16 @@ func (d *deployment) startAgentBinEnv(tb testing.TB, bin agentBinary, name, node
 // marked (gc-live-max-MB), the largest heap a GC started at
 // (gc-heap-max-MB) and the number of GCs until the agent was ready (gcs):
 // what the peak RSS is made of, beside the binary's own pages.
+//
+// It also reports cpu-utilisation, (agent-cpu-s + server-cpu-s) / (2 ×
+// s-to-all-svids): how much of the machine's two cores the pair kept busy.
+// SIGNET_BENCH_SERVER_CPU_PROFILE=FILE has the server write a CPU profile
+// of its whole run to FILE (at its exit, when the benchmark ends), and
+// SIGNET_BENCH_AGENT_CPU_PROFILE=FILE each one-binary agent one of its run
+// to FILE.signet.<run> (cmd/signet's SIGNET_CPU_PROFILE; the slim agent
+// has no such hook).
 func BenchmarkAgent10kEntries(b *testing.B) {
-	d := deploy(b)
+	d := deployFresh(b)
 	benchFreshAgent(b, d, 10000, slimAgent(b), oneBinary())
 }
 
@@ -146,8 +154,18 @@ func BenchmarkAgent10kEntries(b *testing.B) {
 // sync from scratch, and the server's own CPU is reported beside the
 // agent's (server-cpu-s: it signs the 100,000 SVIDs).
 func BenchmarkAgent100kEntries(b *testing.B) {
-	d := deploy(b)
+	d := deployFresh(b)
 	benchFreshAgent(b, d, 100000, slimAgent(b))
+}
+
+// deployFresh is deploy for benchFreshAgent, with the server's CPU
+// profile when SIGNET_BENCH_SERVER_CPU_PROFILE asks for one.
+func deployFresh(b *testing.B) *deployment {
+	b.Helper()
+	if prof := os.Getenv("SIGNET_BENCH_SERVER_CPU_PROFILE"); prof != "" {
+		return deployEnv(b, []string{"SIGNET_CPU_PROFILE=" + prof})
+	}
+	return deploy(b)
 }
 
 // benchFreshAgent runs BenchmarkAgent10kEntries's measurement with n
@@ -165,7 +183,10 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 				start := time.Now()
 				env := agentEnv
 				if os.Getenv("SIGNET_BENCH_GCTRACE") == "1" {
-					env = append(slices.Clip(agentEnv), "GODEBUG=gctrace=1")
+					env = append(slices.Clip(env), "GODEBUG=gctrace=1")
+				}
+				if prof := os.Getenv("SIGNET_BENCH_AGENT_CPU_PROFILE"); prof != "" {
+					env = append(slices.Clip(env), fmt.Sprintf("SIGNET_CPU_PROFILE=%s.%s.%d", prof, bin.name, i))
 				}
 				p, health := d.startAgentBinEnv(b, bin, fmt.Sprintf("agent-%s-%d-%d", bin.name, n, i), nodeID, env)
 				waitFor(b, 10*time.Minute, func() error {
@@ -198,6 +219,7 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 			b.ReportMetric(float64(cpu)/1000/float64(b.N), "agent-cpu-s")
 			b.ReportMetric(float64(serverCPU)/1000/float64(b.N), "server-cpu-s")
 			b.ReportMetric(float64(peak)/1024, "peak-rss-MB")
+			b.ReportMetric(float64(cpu+serverCPU)/1000/(2*total.Seconds()), "cpu-utilisation")
 			for k, v := range phases {
 				b.ReportMetric(v/float64(b.N), k)
 			}
