@@ -151,6 +151,7 @@ func TestChainVerifierSkipsOnlyTheSignature(t *testing.T) {
 	}
 
 	v := c.newChainVerifier(now)
+	v.spotCheck = func() bool { return false } // the random spot checks are tested below
 	if _, _, _, err := v.verify(leaf(twin, nil), want); err == nil {
 		t.Fatal("verify(forged first leaf) = nil, want an error")
 	}
@@ -201,5 +202,21 @@ func TestChainVerifierSkipsOnlyTheSignature(t *testing.T) {
 	}
 	if _, _, _, err := c.newChainVerifier(now).verify(leaf(twin, nil), want); err == nil {
 		t.Error("verify(the same leaf first in a new response) = nil, want an error")
+	}
+	// A spot check makes such a leaf get its signature checked after all.
+	v.spotCheck = func() bool { return true }
+	if _, _, _, err := v.verify(leaf(twin, nil), want); err == nil {
+		t.Error("verify(later leaf as asked, bad signature, spot-checked) = nil, want an error")
+	}
+	// And the default spot check picks about one in spotCheckOneIn.
+	picked := 0
+	spot := c.newChainVerifier(now).spotCheck
+	for range 64 * spotCheckOneIn {
+		if spot() {
+			picked++
+		}
+	}
+	if picked < 32 || picked > 96 {
+		t.Errorf("default spot check picked %d of %d, want about %d", picked, 64*spotCheckOneIn, 64)
 	}
 }
