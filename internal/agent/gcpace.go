@@ -17,12 +17,12 @@ import (
 // messages), some 170 MB for 10,000 SVIDs, against a live heap that ends
 // at about 15 MB (the cache). With GOGC=100 the heap grows to twice the
 // live heap before each collection, so a 10,000-entry agent peaked at
-// 54-61 MB RSS of which only ~19 MB are the binary's pages; at 50 the heap
-// may exceed the live heap by half of it, and the peak was 46-47 MB
-// (BENCHMARKS.md, "A fresh agent with 10,000 entries under 50 MB").
-// The cost is about twice as many collections while the wave lasts, each
-// a few ms of CPU (marking is proportional to the live heap): +0.1 CPU-s,
-// about +7 %, of a 10,000-entry initial sync. Steady state (syncs with
+// 52-54 MB RSS (with clientCodec) of which ~19 MB are the binary's pages;
+// at 50 the heap may exceed the live heap by half of it, and the peak was
+// 46.5-48 MB (BENCHMARKS.md, "A fresh 10,000-entry slim agent under 50 MB
+// peak RSS"). The cost is about twice as many collections while the wave
+// lasts, each a few ms of CPU (marking is proportional to the live heap):
+// +0.1-0.15 CPU-s, 7-11 %, of a 10,000-entry initial sync. Steady state (syncs with
 // few changes, a renewal now and then) is never affected, and the
 // setting is restored as soon as the wave's SVIDs are stored.
 //
