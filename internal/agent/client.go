@@ -126,7 +126,7 @@ func (c *serverClient) dial(cfg *tls.Config, rec *handshakeRecorder) (*grpc.Clie
 		grpc.WithContextDialer(c.dialServer),
 		grpc.WithTransportCredentials(&recordingCreds{TransportCredentials: credentials.NewTLS(cfg), rec: rec}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMessage)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMessage), grpc.ForceCodecV2(newClientCodec())),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: min(time.Second, c.maxDelay), Multiplier: 1.6, Jitter: 0.2, MaxDelay: c.maxDelay},
 			MinConnectTimeout: 10 * time.Second,

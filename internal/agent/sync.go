@@ -130,11 +130,14 @@ func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 		a.cache.broadcast()
 	}
 	p := a.newSignPipeline(ctx)
-	err := a.syncPages(ctx, dir, p)
+	wave := &bulkWave{pacer: bulkGC}
+	defer wave.end()
+	err := a.syncPages(ctx, dir, p, wave)
 	if err == nil {
-		p.add(a.cache.due(a.cfg.Clock.Now()))
+		wave.add(p, a.cache.due(a.cfg.Clock.Now()))
 	}
 	stored, signErr := p.wait()
+	wave.end()
 	if stored > 0 {
 		a.cache.broadcast()
 	}
@@ -149,8 +152,9 @@ func (a *Agent) syncOnce(ctx context.Context, dir *dataDir) error {
 }
 
 // syncPages fetches and applies the pages of one sync, handing the entries
-// of each page that need an X509-SVID to p.
-func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline) error {
+// of each page that need an X509-SVID to p (through wave, which counts
+// them).
+func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline, wave *bulkWave) error {
 	var (
 		st       pageState
 		token    string
@@ -206,7 +210,7 @@ func (a *Agent) syncPages(ctx context.Context, dir *dataDir, p *signPipeline) er
 		// The page is applied: its messages are not held while add waits
 		// for the pipeline to take the page's jobs.
 		req, resp = nil, nil
-		p.add(res.due)
+		wave.add(p, res.due)
 		if token == "" {
 			a.timings.entries.CompareAndSwap(0, int64(time.Since(a.started)))
 			return nil

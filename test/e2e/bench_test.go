@@ -83,6 +83,10 @@ var slimBuild struct {
 // the Makefile's AGENT_TAGS.
 func slimAgent(tb testing.TB) agentBinary {
 	tb.Helper()
+	if b := os.Getenv("SIGNET_BENCH_SLIM_AGENT_BIN"); b != "" {
+		// another build of the slim agent, for before/after comparisons
+		return agentBinary{name: "signet-agent", path: b, run: []string{"run"}}
+	}
 	slimBuild.once.Do(func() {
 		slimBuild.path = filepath.Join(filepath.Dir(signetBin), "signet-agent")
 		out, err := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", slimBuild.path, "../../cmd/signet-agent").CombinedOutput()
@@ -134,7 +138,12 @@ func (d *deployment) startAgentBinEnv(tb testing.TB, bin agentBinary, name, node
 // benchmark also reports, from its GC trace, the largest live heap a GC
 // marked (gc-live-max-MB), the largest heap a GC started at
 // (gc-heap-max-MB) and the number of GCs until the agent was ready (gcs):
-// what the peak RSS is made of, beside the binary's own pages.
+// what the peak RSS is made of, beside the binary's own pages. It also
+// samples the agent's /proc/PID/status every 5 ms and reports the split of
+// the largest VmRSS it saw into anonymous and file-backed pages
+// (sampled-peak-anon-MB, sampled-peak-file-MB: the binary's own pages).
+// SIGNET_BENCH_AGENT_LOG=DIR keeps each agent's output (its log and GC
+// trace) in DIR.
 //
 // It also reports cpu-utilisation, (agent-cpu-s + server-cpu-s) / (2 ×
 // s-to-all-svids): how much of the machine's two cores the pair kept busy.
@@ -188,7 +197,9 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 				if prof := os.Getenv("SIGNET_BENCH_AGENT_CPU_PROFILE"); prof != "" {
 					env = append(slices.Clip(env), fmt.Sprintf("SIGNET_CPU_PROFILE=%s.%s.%d", prof, bin.name, i))
 				}
-				p, health := d.startAgentBinEnv(b, bin, fmt.Sprintf("agent-%s-%d-%d", bin.name, n, i), nodeID, env)
+				name := fmt.Sprintf("agent-%s-%d-%d", bin.name, n, i)
+				p, health := d.startAgentBinEnv(b, bin, name, nodeID, env)
+				sampler := sampleRSS(p.cmd.Process.Pid, 5*time.Millisecond)
 				waitFor(b, 10*time.Minute, func() error {
 					v, err := metric(health, "signet_agent_cached_x509_svids")
 					if err != nil {
@@ -200,6 +211,9 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 					return nil
 				})
 				total += time.Since(start)
+				sampled := sampler()
+				phases["sampled-peak-anon-MB"] += float64(sampled.anon) / 1024
+				phases["sampled-peak-file-MB"] += float64(sampled.file) / 1024
 				serverCPU += procCPUms(b, d.server.cmd.Process.Pid) - serverStart
 				if hwm := procStatusKB(b, p.cmd.Process.Pid, "VmHWM"); hwm > peak {
 					peak = hwm
@@ -211,6 +225,11 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 				if os.Getenv("SIGNET_BENCH_GCTRACE") == "1" {
 					for k, v := range gcTrace(b, p.out.String()) {
 						phases[k] += v
+					}
+				}
+				if dir := os.Getenv("SIGNET_BENCH_AGENT_LOG"); dir != "" {
+					if err := os.WriteFile(filepath.Join(dir, name+".log"), []byte(p.out.String()), 0o644); err != nil {
+						b.Fatal(err)
 					}
 				}
 				p.stop()
@@ -353,9 +372,17 @@ func BenchmarkIdleRSS(b *testing.B) {
 	}
 }
 
+// metricsClient scrapes without asking for gzip: the benchmarks poll an
+// agent's /metrics every 10 ms, and a gzip scrape costs the agent a fresh
+// compressor (about 1 MB) whenever the GC has emptied promhttp's pool, so
+// scraping with gzip at that rate would add its own garbage to the agent's
+// heap and peak RSS being measured. Prometheus, scraping every 15 s or
+// more, costs nothing comparable.
+var metricsClient = &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
 // metric reads one unlabelled sample from a Prometheus endpoint.
 func metric(addr, name string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := metricsClient.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -370,6 +397,61 @@ func metric(addr, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// rssSample is one reading of /proc/PID/status, in kB.
+type rssSample struct{ rss, anon, file int64 }
+
+// sampleRSS reads pid's VmRSS, RssAnon and RssFile every interval until
+// the returned function is called, which returns the sample with the
+// largest VmRSS. The peak itself (VmHWM) may fall between two samples.
+func sampleRSS(pid int, interval time.Duration) func() rssSample {
+	stop := make(chan struct{})
+	done := make(chan rssSample)
+	go func() {
+		var best rssSample
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if s, ok := readRSS(pid); ok && s.rss > best.rss {
+				best = s
+			}
+			select {
+			case <-stop:
+				done <- best
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() rssSample { close(stop); return <-done }
+}
+
+// readRSS reads one rssSample; ok is false when the process is gone.
+func readRSS(pid int) (s rssSample, ok bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, found := strings.Cut(line, ":")
+		if !found {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "VmRSS":
+			s.rss = kb
+		case "RssAnon":
+			s.anon = kb
+		case "RssFile":
+			s.file = kb
+		}
+	}
+	return s, s.rss > 0
 }
 
 // procStatusKB reads a kB field of /proc/<pid>/status.
