@@ -295,17 +295,11 @@ func createEntryBatches(ctx context.Context, c adminv1.AdminClient, entries []*c
 	}
 	sent := make(chan error, 1)
 	go func() {
-		for start := 0; start < len(entries); start += entryBatchSize {
-			msg := &adminv1.CreateEntriesStreamRequest{Entries: entries[start:min(start+entryBatchSize, len(entries))]}
-			if err := stream.Send(msg); err != nil {
-				if errors.Is(err, io.EOF) {
-					err = nil // the server ended the stream: Recv has its status
-				}
-				sent <- err
-				return
-			}
+		err := sendEntries(stream.Send, entries)
+		if err == nil {
+			err = stream.CloseSend()
 		}
-		sent <- stream.CloseSend()
+		sent <- err
 	}()
 	results := make([]*adminv1.EntryResult, len(entries))
 	answered, created := 0, 0
@@ -324,7 +318,7 @@ func createEntryBatches(ctx context.Context, c adminv1.AdminClient, entries []*c
 				return nil, err // the caller falls back on Unimplemented
 			}
 			rest := "were not created"
-			if c := status.Code(err); c == codes.Unavailable || c == codes.Canceled || c == codes.Unknown {
+			if code := status.Code(err); code == codes.Unavailable || code == codes.Canceled || code == codes.Unknown {
 				rest = "were not answered: list entries to see which of them were created"
 			}
 			return nil, fmt.Errorf("%d of %d entries created in the batches answered before this error; the remaining %d %s: %w",
@@ -373,6 +367,21 @@ func takeBatchAnswer(resp *adminv1.CreateEntryBatchesResponse, entries []*common
 	return nil
 }
 
+// sendEntries sends entries on a stream in messages of entryBatchSize. A
+// server that ends the stream early (io.EOF) is no error here: the
+// stream's receiving side has its status.
+func sendEntries(send func(*adminv1.CreateEntriesStreamRequest) error, entries []*commonv1.Entry) error {
+	for start := 0; start < len(entries); start += entryBatchSize {
+		if err := send(&adminv1.CreateEntriesStreamRequest{Entries: entries[start:min(start+entryBatchSize, len(entries))]}); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
 // createEntriesStream creates entries, all or none, with one
 // CreateEntriesStream of entryBatchSize entries per message, and returns
 // the results CreateEntries would have: each entry as stored, or, when
@@ -384,14 +393,8 @@ func createEntriesStream(ctx context.Context, c adminv1.AdminClient, entries []*
 	if err != nil {
 		return nil, err
 	}
-	for start := 0; start < len(entries); start += entryBatchSize {
-		msg := &adminv1.CreateEntriesStreamRequest{Entries: entries[start:min(start+entryBatchSize, len(entries))]}
-		if err := stream.Send(msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				break // the server ended the stream: CloseAndRecv has its status
-			}
-			return nil, err
-		}
+	if err := sendEntries(stream.Send, entries); err != nil {
+		return nil, err
 	}
 	resp, err := stream.CloseAndRecv()
 	if err != nil {

@@ -183,10 +183,7 @@ func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, e
 	if len(data) > 0 && data[0] == '{' {
 		entries, invalid, err = decodeEntriesObject(dec)
 	} else {
-		entries, invalid, err = decodeEntryArray(dec, false)
-		if err != nil {
-			err = fmt.Errorf("%w (want a JSON array of entries or {\"entries\": [...]})", err)
-		}
+		entries, invalid, err = decodeEntryArray(dec, "")
 	}
 	if err != nil {
 		return nil, nil, err
@@ -219,7 +216,7 @@ func decodeEntriesObject(dec *json.Decoder) (entries []*commonv1.Entry, invalid 
 			return nil, nil, fmt.Errorf(`json: "entries" given twice`)
 		}
 		seen = true
-		if entries, invalid, err = decodeEntryArray(dec, true); err != nil {
+		if entries, invalid, err = decodeEntryArray(dec, "entries"); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -229,19 +226,24 @@ func decodeEntriesObject(dec *json.Decoder) (entries []*commonv1.Entry, invalid 
 	return entries, invalid, nil
 }
 
-// decodeEntryArray reads a JSON array of entries (or null, when
-// nullable), converting each entry as it is read.
-func decodeEntryArray(dec *json.Decoder, nullable bool) (entries []*commonv1.Entry, invalid []error, err error) {
+// decodeEntryArray reads a JSON array of entries, converting each entry
+// as it is read: the whole document (field "") or the value of its
+// "entries" key, which may also be null.
+func decodeEntryArray(dec *json.Decoder, field string) (entries []*commonv1.Entry, invalid []error, err error) {
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, nil, truncated(err)
 	}
-	if tok == nil && nullable {
+	if tok == nil && field != "" {
 		return nil, nil, nil
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, nil, fmt.Errorf("entries: want a JSON array of entries, not %s", jsonKind(tok))
+		if field == "" {
+			return nil, nil, fmt.Errorf(`want a JSON array of entries or {"entries": [...]}, not %s`, jsonKind(tok))
+		}
+		return nil, nil, fmt.Errorf("%s: want a JSON array of entries, not %s", field, jsonKind(tok))
 	}
+	anyInvalid := false
 	for i := 0; dec.More(); i++ {
 		var j entryJSON
 		if err := dec.Decode(&j); err != nil {
@@ -249,17 +251,16 @@ func decodeEntryArray(dec *json.Decoder, nullable bool) (entries []*commonv1.Ent
 		}
 		e, err := j.toProto()
 		if err != nil {
-			invalid = append(invalid, make([]error, i+1-len(invalid))...)
-			invalid[i] = err
+			anyInvalid = true
 			e = &commonv1.Entry{Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID}
 		}
-		entries = append(entries, e)
+		entries, invalid = append(entries, e), append(invalid, err)
 	}
 	if _, err := dec.Token(); err != nil { // ']'
 		return nil, nil, truncated(err)
 	}
-	if invalid != nil {
-		invalid = append(invalid, make([]error, len(entries)-len(invalid))...)
+	if !anyInvalid {
+		invalid = nil
 	}
 	return entries, invalid, nil
 }
@@ -274,12 +275,9 @@ func truncated(err error) error {
 
 // jsonKind names the kind of JSON value a token starts, for messages.
 func jsonKind(tok json.Token) string {
-	switch t := tok.(type) {
-	case json.Delim:
-		if t == '{' {
-			return "an object"
-		}
-		return "a " + string(t)
+	switch tok.(type) {
+	case json.Delim: // where a value starts, only '{' ('[' is an array)
+		return "an object"
 	case string:
 		return "a string"
 	case float64, json.Number:

@@ -6,8 +6,6 @@ import (
 	"io"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/signet-id/signet/internal/apiconv"
 	"github.com/signet-id/signet/internal/errkind"
 	adminv1 "github.com/signet-id/signet/internal/gen/signet/admin/v1"
@@ -32,7 +30,7 @@ const MaxGroupEntries = 2 * MaxStreamMessageEntries
 func (a *Service) CreateEntryBatches(stream adminv1.Admin_CreateEntryBatchesServer) error {
 	ctx, cancel := context.WithTimeout(stream.Context(), StreamDeadline)
 	defer cancel()
-	msgs, budget := a.startReceiving(ctx, stream)
+	q := a.startReceiving(ctx, stream)
 	idle := time.NewTimer(streamIdle)
 	defer idle.Stop()
 	n := 0               // entries received and answered
@@ -43,7 +41,7 @@ func (a *Service) CreateEntryBatches(stream adminv1.Admin_CreateEntryBatchesServ
 			c, pending = *pending, nil
 		} else {
 			var err error
-			if c, err = streamWait(ctx, stream.Context(), msgs, idle, n, "the entries not yet answered were not created"); err != nil {
+			if c, err = q.wait(ctx, stream.Context(), idle, n, "the entries not yet answered were not created"); err != nil {
 				return err
 			}
 		}
@@ -57,7 +55,7 @@ func (a *Service) CreateEntryBatches(stream adminv1.Admin_CreateEntryBatchesServ
 			return c.err
 		}
 		idle.Reset(streamIdle)
-		resp, err := a.writeGroup(ctx, c, msgs, budget, &pending)
+		resp, err := a.writeGroup(ctx, c, q, &pending)
 		if err != nil {
 			return err
 		}
@@ -68,19 +66,18 @@ func (a *Service) CreateEntryBatches(stream adminv1.Admin_CreateEntryBatchesServ
 	}
 }
 
-// writeGroup writes c and the messages waiting behind it, up to
+// writeGroup writes c and the messages waiting behind it in q, up to
 // maxGroupEntries, in one transaction, each entry on its own, folds the
 // entries created into the caches as CreateEntriesStream does (staged
 // message by message, applied at the commit) and returns the answer for
-// the group. A
-// message taken that does not belong to the group (an error, or too many
-// entries) is left in pending.
-func (a *Service) writeGroup(ctx context.Context, c checked, msgs <-chan checked, budget *semaphore.Weighted, pending **checked) (*adminv1.CreateEntryBatchesResponse, error) {
+// the group. A message taken that does not belong to the group (an error,
+// or too many entries) is left in pending.
+func (a *Service) writeGroup(ctx context.Context, c checked, q *entryQueue, pending **checked) (*adminv1.CreateEntryBatchesResponse, error) {
 	batch, err := a.cfg.Store.BeginEntryBatchEach(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer batch.Rollback(context.WithoutCancel(ctx)) // once committed, does nothing
+	defer batch.Rollback(context.WithoutCancel(ctx)) // nothing created, or an error; once committed, does nothing
 	var sink CreatedSink
 	if a.cfg.StreamCreated != nil {
 		sink = a.cfg.StreamCreated()
@@ -122,15 +119,14 @@ func (a *Service) writeGroup(ctx context.Context, c checked, msgs <-chan checked
 				sink.Add(written)
 			}
 		}
-		budget.Release(queueCost(c.n))
-		c, results, written = checked{}, nil, nil
-		collect(len(ids))
+		q.done(c)
+		collect(c.n)
 		if len(resp.Ids) >= maxGroupEntries {
 			break
 		}
 		var more bool
 		select {
-		case m := <-msgs:
+		case m := <-q.msgs:
 			if m.err == nil && len(resp.Ids)+m.n <= maxGroupEntries {
 				c, more = m, true
 			} else {
@@ -143,8 +139,6 @@ func (a *Service) writeGroup(ctx context.Context, c checked, msgs <-chan checked
 		}
 	}
 	if created == 0 {
-		batch.Rollback(ctx)
-		resp.CreatedAt = 0
 		return resp, nil
 	}
 	commit := func(ctx context.Context) (int64, error) { return batch.Commit(ctx) }

@@ -44,7 +44,7 @@ var (
 
 // collectAfter is the batch size from which the service collects the
 // garbage a create leaves behind (several KB per entry: requests, results,
-// statement arguments) before the next one: the heap then stays near its
+// statement arguments) as soon as it is done: the heap then stays near its
 // live size (the entry cache, mostly) instead of growing to twice it,
 // which is GOGC's headroom, as long as one batch allocates less than that
 // headroom (the CLI sends 2,000 entries a call or message). For 100,000
@@ -95,8 +95,20 @@ type entryStream interface {
 // server's peak past 150 MB for a 100,000-entry batch.
 const MaxQueuedEntries = 4000
 
-// queueCost is what a message of n entries takes of a queue's budget.
-func queueCost(n int) int64 { return int64(min(n, MaxQueuedEntries)) }
+// entryQueue hands the messages of one stream, received and checked by
+// its receiving goroutine (receive), to the stream's writer, holding at
+// most MaxQueuedEntries entries (or one larger message): the writer calls
+// done for each message once written.
+type entryQueue struct {
+	msgs   chan checked
+	budget *semaphore.Weighted
+}
+
+// cost is what a message of n entries takes of the queue's budget.
+func cost(n int) int64 { return int64(min(n, MaxQueuedEntries)) }
+
+// done gives c's place in the queue back.
+func (q *entryQueue) done(c checked) { q.budget.Release(cost(c.n)) }
 
 // maxQueuedMessages bounds the messages queued, whatever their size: the
 // CLI's messages of 2,000 entries fill the entry budget first.
@@ -104,15 +116,13 @@ const maxQueuedMessages = 16
 
 // receive runs until the stream or ctx ends, or a limit is broken: it
 // receives each message, checks its size and entries, waits until it fits
-// in the queue's budget of MaxQueuedEntries entries (the writer releases
-// each message's entries once written), and sends it to out. The last
-// value sent has err set, unless ctx ended first. Recv blocks without a
-// context, so it runs here rather than in the handler: ending the handler
-// ends the stream, which ends a pending Recv.
-func (a *Service) receive(ctx context.Context, stream entryStream, budget *semaphore.Weighted, out chan<- checked) {
+// in q, and queues it. The last value queued has err set, unless ctx ended
+// first. Recv blocks without a context, so it runs here rather than in the
+// handler: ending the handler ends the stream, which ends a pending Recv.
+func (a *Service) receive(ctx context.Context, stream entryStream, q *entryQueue) {
 	send := func(c checked) bool {
 		select {
-		case out <- c:
+		case q.msgs <- c:
 			return c.err == nil
 		case <-ctx.Done():
 			return false
@@ -156,19 +166,19 @@ func (a *Service) receive(ctx context.Context, stream entryStream, budget *semap
 			c.valid = a.cfg.Store.PrepareEntries(valid, c.pos)
 		}
 		n += len(in)
-		if budget.Acquire(ctx, queueCost(c.n)) != nil || !send(c) {
+		if q.budget.Acquire(ctx, cost(c.n)) != nil || !send(c) {
 			return
 		}
 	}
 }
 
-// streamWait waits for the next checked message of a stream, within the
+// wait waits for the next checked message of a stream, within the
 // idle bound and ctx (the stream's deadline). after is the number of
 // entries received so far and outcome what becomes of them when the
 // stream ends here, for the messages.
-func streamWait(ctx, streamCtx context.Context, msgs <-chan checked, idle *time.Timer, after int, outcome string) (checked, error) {
+func (q *entryQueue) wait(ctx, streamCtx context.Context, idle *time.Timer, after int, outcome string) (checked, error) {
 	select {
-	case c := <-msgs:
+	case c := <-q.msgs:
 		return c, nil
 	case <-idle.C:
 		return checked{}, status.Errorf(codes.DeadlineExceeded,
@@ -182,12 +192,12 @@ func streamWait(ctx, streamCtx context.Context, msgs <-chan checked, idle *time.
 	}
 }
 
-// startReceiving starts the receiving goroutine of a stream.
-func (a *Service) startReceiving(ctx context.Context, stream entryStream) (<-chan checked, *semaphore.Weighted) {
-	msgs := make(chan checked, maxQueuedMessages)
-	budget := semaphore.NewWeighted(MaxQueuedEntries)
-	go a.receive(ctx, stream, budget, msgs)
-	return msgs, budget
+// startReceiving starts the receiving goroutine of a stream and returns
+// its queue.
+func (a *Service) startReceiving(ctx context.Context, stream entryStream) *entryQueue {
+	q := &entryQueue{msgs: make(chan checked, maxQueuedMessages), budget: semaphore.NewWeighted(MaxQueuedEntries)}
+	go a.receive(ctx, stream, q)
+	return q
 }
 
 // CreateEntriesStream creates every entry of the stream or none. Each
@@ -205,7 +215,7 @@ func (a *Service) startReceiving(ctx context.Context, stream entryStream) (<-cha
 func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamServer) error {
 	ctx, cancel := context.WithTimeout(stream.Context(), StreamDeadline)
 	defer cancel()
-	msgs, budget := a.startReceiving(ctx, stream)
+	q := a.startReceiving(ctx, stream)
 
 	var batch *store.EntryBatch
 	var sink CreatedSink
@@ -227,7 +237,7 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 	idle := time.NewTimer(streamIdle)
 	defer idle.Stop()
 	for {
-		c, err := streamWait(ctx, stream.Context(), msgs, idle, n, "nothing was created")
+		c, err := q.wait(ctx, stream.Context(), idle, n, "nothing was created")
 		if err != nil {
 			return err
 		}
@@ -257,7 +267,7 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 				return err
 			}
 		}
-		budget.Release(queueCost(c.n))
+		q.done(c)
 		collect(c.n)
 	}
 	if n == 0 {

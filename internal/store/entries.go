@@ -180,7 +180,7 @@ func (s *Store) CreateEntries(ctx context.Context, entries []Entry, atomic bool)
 // pos is the index of each entry in it, which messages name (nil numbers
 // them from 0).
 func (s *Store) CreateEntriesAt(ctx context.Context, entries []Entry, pos []int, atomic bool) ([]EntryResult, error) {
-	b := s.checkChunk(entries, 0, pos)
+	b := s.checkEntries(entries, 0, pos)
 	if atomic && b.failed > 0 {
 		return b.results, batchRejected(b.failed, len(entries))
 	}
@@ -241,15 +241,10 @@ func (c *entryChunk) fail(i int, err error) {
 }
 
 // checkEntries prepares and checks entries without the database: each
-// entry on its own, then against the others of the chunk. base is the
-// index of entries[0] in its whole batch, for the messages.
-func (s *Store) checkEntries(entries []Entry, base int) *entryChunk {
-	return s.checkChunk(entries, base, nil)
-}
-
-// checkChunk is checkEntries with, when pos is set, the index of each
-// entry in its whole batch instead of base.
-func (s *Store) checkChunk(entries []Entry, base int, pos []int) *entryChunk {
+// entry on its own, then against the others of the chunk. The messages
+// name entry i by its index in the whole batch: pos[i] when pos is set,
+// otherwise base+i.
+func (s *Store) checkEntries(entries []Entry, base int, pos []int) *entryChunk {
 	c := &entryChunk{
 		s: s, base: base, pos: pos,
 		results: make([]EntryResult, len(entries)),
@@ -488,7 +483,7 @@ func (b *EntryBatch) Failed() int { return b.failed }
 // batch is found; Commit then writes nothing. An error (the database
 // failing, ctx ending) rolls the batch back: it is finished.
 func (b *EntryBatch) Add(ctx context.Context, entries []Entry) ([]EntryResult, error) {
-	return b.AddPrepared(ctx, &PreparedEntries{c: b.s.checkEntries(entries, b.n)})
+	return b.AddPrepared(ctx, &PreparedEntries{c: b.s.checkEntries(entries, b.n, nil)})
 }
 
 // PreparedEntries is a chunk of entries checked on their own and against
@@ -502,7 +497,7 @@ type PreparedEntries struct{ c *entryChunk }
 // each entry in its whole batch, which messages name (nil numbers them from
 // 0).
 func (s *Store) PrepareEntries(entries []Entry, pos []int) *PreparedEntries {
-	return &PreparedEntries{c: s.checkChunk(entries, 0, pos)}
+	return &PreparedEntries{c: s.checkEntries(entries, 0, pos)}
 }
 
 // AddPrepared is Add for a chunk prepared by PrepareEntries; a chunk is
