@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -473,18 +474,22 @@ func printEntryResults(cmd *cobra.Command, results []*adminv1.EntryResult, asJSO
 		}
 		return printEntry(w, results[0].GetEntry())
 	default:
+		bw := bufio.NewWriter(w) // one line per entry: not one write each
 		for i, r := range results {
 			name := r.GetEntry().GetSpiffeId()
 			if name == "" {
 				name = "no spiffe_id"
 			}
 			if codes.Code(r.GetStatus().GetCode()) != codes.OK {
-				fmt.Fprintf(w, "entry %d (%s): failed: %s\n", i, name, r.GetStatus().GetMessage())
+				fmt.Fprintf(bw, "entry %d (%s): failed: %s\n", i, name, r.GetStatus().GetMessage())
 				continue
 			}
-			fmt.Fprintf(w, "entry %d (%s): created %s\n", i, name, r.GetEntry().GetId())
+			fmt.Fprintf(bw, "entry %d (%s): created %s\n", i, name, r.GetEntry().GetId())
 		}
-		fmt.Fprintf(w, "created %d of %d entries\n", len(results)-failed, len(results))
+		fmt.Fprintf(bw, "created %d of %d entries\n", len(results)-failed, len(results))
+		if err := bw.Flush(); err != nil {
+			return err
+		}
 	}
 	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d entries failed", failed, len(results))}

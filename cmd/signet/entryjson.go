@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/signet-id/signet/internal/apiconv"
@@ -145,15 +147,39 @@ func readEntriesFile(path string) (entries []*commonv1.Entry, invalid []error, e
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, 1<<30))
-	if err != nil {
-		return nil, nil, fmt.Errorf("read entries from %s: %w", path, err)
-	}
-	entries, invalid, err = parseEntryItems(data)
+	entries, invalid, err = parseEntryStream(&limitedReader{r: r, left: maxEntriesFile})
 	if err != nil {
 		return nil, nil, fmt.Errorf("entries file %s: %w", path, err)
 	}
 	return entries, invalid, nil
+}
+
+// maxEntriesFile bounds what readEntriesFile reads.
+const maxEntriesFile = 1 << 30
+
+// limitedReader is io.LimitReader that fails past its limit instead of
+// ending early, so a document too large is not reported as truncated.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One byte past the limit tells a larger input from one that
+		// ends exactly at it.
+		var b [1]byte
+		if n, _ := l.r.Read(b[:]); n > 0 {
+			return 0, fmt.Errorf("the document is larger than %d MiB: split it", maxEntriesFile>>20)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // parseEntriesJSON parses and validates an entries document; the first
@@ -177,10 +203,20 @@ func parseEntriesJSON(data []byte) ([]*commonv1.Entry, error) {
 // it is read entry by entry, each converted as it is read, and must be
 // well-formed as a whole before any entry is returned.
 func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, err error) {
-	data = bytes.TrimSpace(data)
-	dec := json.NewDecoder(bytes.NewReader(data))
+	return parseEntryStream(bytes.NewReader(data))
+}
+
+// parseEntryStream is parseEntryItems reading the document from r, which
+// it does not hold whole.
+func parseEntryStream(r io.Reader) (entries []*commonv1.Entry, invalid []error, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	first, err := firstNonSpace(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
-	if len(data) > 0 && data[0] == '{' {
+	if first == '{' {
 		entries, invalid, err = decodeEntriesObject(dec)
 	} else {
 		entries, invalid, err = decodeEntryArray(dec, "")
@@ -189,12 +225,40 @@ func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, e
 		return nil, nil, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil && !isSyntaxError(err) {
+			return nil, nil, err // reading failed (or the document is too large)
+		}
 		return nil, nil, fmt.Errorf("unexpected data after the JSON value")
 	}
 	if len(entries) == 0 {
 		return nil, nil, fmt.Errorf("no entries in the document")
 	}
 	return entries, invalid, nil
+}
+
+// firstNonSpace returns the first byte of br that is not JSON white
+// space, without consuming it; 0 for a document of only white space.
+func firstNonSpace(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.Peek(1)
+		if errors.Is(err, io.EOF) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		switch b[0] {
+		case ' ', '\t', '\n', '\r':
+			br.Discard(1)
+			continue
+		}
+		return b[0], nil
+	}
+}
+
+func isSyntaxError(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
 }
 
 // decodeEntriesObject reads {"entries": [...]}, the object entry list
@@ -226,9 +290,9 @@ func decodeEntriesObject(dec *json.Decoder) (entries []*commonv1.Entry, invalid 
 	return entries, invalid, nil
 }
 
-// decodeEntryArray reads a JSON array of entries, converting each entry
-// as it is read: the whole document (field "") or the value of its
-// "entries" key, which may also be null.
+// decodeEntryArray reads a JSON array of entries, each converted while
+// the next ones are read: the whole document (field "") or the value of
+// its "entries" key, which may also be null.
 func decodeEntryArray(dec *json.Decoder, field string) (entries []*commonv1.Entry, invalid []error, err error) {
 	tok, err := dec.Token()
 	if err != nil {
@@ -243,26 +307,90 @@ func decodeEntryArray(dec *json.Decoder, field string) (entries []*commonv1.Entr
 		}
 		return nil, nil, fmt.Errorf("%s: want a JSON array of entries, not %s", field, jsonKind(tok))
 	}
-	anyInvalid := false
+	conv := startConverting()
 	for i := 0; dec.More(); i++ {
 		var j entryJSON
 		if err := dec.Decode(&j); err != nil {
+			conv.stop()
 			return nil, nil, fmt.Errorf("entry %d: %w", i, truncated(err))
 		}
-		e, err := j.toProto()
-		if err != nil {
-			anyInvalid = true
-			e = &commonv1.Entry{Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID}
-		}
-		entries, invalid = append(entries, e), append(invalid, err)
+		conv.add(j)
 	}
 	if _, err := dec.Token(); err != nil { // ']'
+		conv.stop()
 		return nil, nil, truncated(err)
 	}
-	if !anyInvalid {
-		invalid = nil
-	}
+	entries, invalid = conv.wait()
 	return entries, invalid, nil
+}
+
+// converter converts and checks entries (toProto) on a goroutine of its
+// own while the document is still being decoded, in chunks of
+// convertChunk: decoding and checking take about as long as each other,
+// and the file's entries are sent only once the whole document parsed, so
+// the two overlap on a second CPU.
+type converter struct {
+	chunk   []entryJSON
+	chunks  chan []entryJSON
+	done    chan struct{}
+	stopped atomic.Bool
+
+	// Written by the goroutine, read after done is closed.
+	entries    []*commonv1.Entry
+	invalid    []error
+	anyInvalid bool
+}
+
+const convertChunk = 256
+
+func startConverting() *converter {
+	c := &converter{chunks: make(chan []entryJSON, 8), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for chunk := range c.chunks {
+			if c.stopped.Load() {
+				continue // the document failed: drain without work
+			}
+			for _, j := range chunk {
+				e, err := j.toProto()
+				if err != nil {
+					c.anyInvalid = true
+					e = &commonv1.Entry{Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID}
+				}
+				c.entries, c.invalid = append(c.entries, e), append(c.invalid, err)
+			}
+		}
+	}()
+	return c
+}
+
+// add queues one decoded entry.
+func (c *converter) add(j entryJSON) {
+	if c.chunk = append(c.chunk, j); len(c.chunk) == convertChunk {
+		c.chunks <- c.chunk
+		c.chunk = make([]entryJSON, 0, convertChunk)
+	}
+}
+
+// wait returns every entry added, converted, in order, and invalid as
+// readEntriesFile describes it (nil when every entry is valid).
+func (c *converter) wait() ([]*commonv1.Entry, []error) {
+	if len(c.chunk) > 0 {
+		c.chunks <- c.chunk
+	}
+	close(c.chunks)
+	<-c.done
+	if !c.anyInvalid {
+		return c.entries, nil
+	}
+	return c.entries, c.invalid
+}
+
+// stop ends the conversion of a document that failed.
+func (c *converter) stop() {
+	c.stopped.Store(true)
+	close(c.chunks)
+	<-c.done
 }
 
 // truncated names the end of the document where a value was due.

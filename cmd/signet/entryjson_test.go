@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -59,4 +60,64 @@ func FuzzParseEntriesJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseEntryItemsAcrossChunks: entries are converted on a second
+// goroutine in chunks; the results keep the document's order, each
+// invalid entry is reported at its own index across chunk boundaries,
+// and a document that fails after several chunks fails as a whole.
+func TestParseEntryItemsAcrossChunks(t *testing.T) {
+	const n = 3*convertChunk + 7
+	bad := map[int]bool{0: true, convertChunk - 1: true, convertChunk: true, n - 1: true}
+	items := make([]string, n)
+	for i := range items {
+		sel := "unix:uid:1000"
+		if bad[i] {
+			sel = "no-colon"
+		}
+		items[i] = fmt.Sprintf(`{"spiffe_id":"spiffe://example.org/w/%d","parent_id":"spiffe://example.org/node","selectors":[%q]}`, i, sel)
+	}
+	doc := "[" + strings.Join(items, ",") + "]"
+	entries, invalid, err := parseEntryItems([]byte(doc))
+	if err != nil || len(entries) != n || len(invalid) != n {
+		t.Fatalf("parseEntryItems = %d entries, %d invalid, %v", len(entries), len(invalid), err)
+	}
+	for i, e := range entries {
+		if want := fmt.Sprintf("spiffe://example.org/w/%d", i); e.GetSpiffeId() != want {
+			t.Fatalf("entry %d is %s, want %s", i, e.GetSpiffeId(), want)
+		}
+		if (invalid[i] != nil) != bad[i] {
+			t.Errorf("entry %d: invalid = %v, want invalid %v", i, invalid[i], bad[i])
+		}
+	}
+	// Valid throughout: invalid is nil.
+	good := strings.ReplaceAll(doc, `"no-colon"`, `"unix:uid:1"`)
+	if entries, invalid, err := parseEntryItems([]byte(good)); err != nil || len(entries) != n || invalid != nil {
+		t.Fatalf("parseEntryItems(good) = %d entries, invalid %v, %v", len(entries), invalid, err)
+	}
+	// A shape error in the last chunk fails the document.
+	broken := strings.Replace(good, fmt.Sprintf(`"spiffe://example.org/w/%d"`, n-2), "5", 1)
+	if _, _, err := parseEntryItems([]byte(broken)); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("entry %d: json: cannot unmarshal number", n-2)) {
+		t.Fatalf("parseEntryItems(broken) = %v, want entry %d's error", err, n-2)
+	}
+	if _, _, err := parseEntryItems([]byte(good[:len(good)-1])); err == nil || !strings.Contains(err.Error(), "ends too early") {
+		t.Fatalf("parseEntryItems(truncated) = %v", err)
+	}
+}
+
+// TestEntriesFileLimit: the reader of an entries file fails past its
+// limit with a message that says so, not as a truncated document.
+func TestEntriesFileLimit(t *testing.T) {
+	doc := `[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"]}]`
+	if _, _, err := parseEntryStream(&limitedReader{r: strings.NewReader(doc), left: int64(len(doc))}); err != nil {
+		t.Fatalf("a document of exactly the limit: %v", err)
+	}
+	_, _, err := parseEntryStream(&limitedReader{r: strings.NewReader(doc + "\n"), left: int64(len(doc))})
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a document past the limit: %v, want a too-large error", err)
+	}
+	_, _, err = parseEntryStream(&limitedReader{r: strings.NewReader(doc), left: 10})
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a document cut by the limit: %v, want a too-large error", err)
+	}
 }

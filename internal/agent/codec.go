@@ -41,16 +41,27 @@ func newClientCodec() clientCodec {
 	return clientCodec{proto: encoding.GetCodecV2(protoenc.Name)}
 }
 
-// Marshal encodes v, a protobuf message.
+// Marshal encodes v, a protobuf message, sizing it once: as gRPC's codec
+// does, the size computed first is the one the encoding reuses
+// (UseCachedSize), so the message must not change meanwhile, which no
+// caller does.
 func (c clientCodec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("agent codec: cannot encode %T, want a protobuf message", v)
 	}
-	if proto.Size(m) <= maxPooledMessage {
-		return c.proto.Marshal(v)
+	size := proto.Size(m)
+	opts := proto.MarshalOptions{UseCachedSize: true}
+	if size <= maxPooledMessage && !mem.IsBelowBufferPoolingThreshold(size) {
+		pool := mem.DefaultBufferPool()
+		buf := pool.Get(size)
+		if _, err := opts.MarshalAppend((*buf)[:0], m); err != nil {
+			pool.Put(buf)
+			return nil, err
+		}
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 	}
-	buf, err := proto.Marshal(m)
+	buf, err := opts.MarshalAppend(make([]byte, 0, size), m)
 	if err != nil {
 		return nil, err
 	}

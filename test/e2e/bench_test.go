@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -177,6 +178,9 @@ func deployFresh(b *testing.B) *deployment {
 	return deploy(b)
 }
 
+// freshRuns numbers benchFreshAgent's runs in this process.
+var freshRuns atomic.Int64
+
 // benchFreshAgent runs BenchmarkAgent10kEntries's measurement with n
 // entries for each of bins.
 func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
@@ -186,7 +190,10 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 			var peak, cpu, serverCPU int64
 			phases := map[string]float64{}
 			for i := 0; i < b.N; i++ {
-				nodeID := fmt.Sprintf("spiffe://example.org/node/big-%s-%d-%d", bin.name, n, i)
+				// -count runs this function again against the same server:
+				// every run gets a node and entries of its own.
+				run := freshRuns.Add(1)
+				nodeID := fmt.Sprintf("spiffe://example.org/node/big-%s-%d-%d", bin.name, n, run)
 				d.createEntries(b, nodeID, n)
 				serverStart := procCPUms(b, d.server.cmd.Process.Pid)
 				start := time.Now()
@@ -195,9 +202,9 @@ func benchFreshAgent(b *testing.B, d *deployment, n int, bins ...agentBinary) {
 					env = append(slices.Clip(env), "GODEBUG=gctrace=1")
 				}
 				if prof := os.Getenv("SIGNET_BENCH_AGENT_CPU_PROFILE"); prof != "" {
-					env = append(slices.Clip(env), fmt.Sprintf("SIGNET_CPU_PROFILE=%s.%s.%d", prof, bin.name, i))
+					env = append(slices.Clip(env), fmt.Sprintf("SIGNET_CPU_PROFILE=%s.%s.%d", prof, bin.name, run))
 				}
-				name := fmt.Sprintf("agent-%s-%d-%d", bin.name, n, i)
+				name := fmt.Sprintf("agent-%s-%d-%d", bin.name, n, run)
 				p, health := d.startAgentBinEnv(b, bin, name, nodeID, env)
 				sampler := sampleRSS(p.cmd.Process.Pid, 5*time.Millisecond)
 				waitFor(b, 10*time.Minute, func() error {
