@@ -52,7 +52,7 @@ func unaryOnlySocket(t *testing.T, c *cliEnv) string {
 
 // volatile matches what differs between two servers creating the same
 // entries: IDs and times.
-var volatile = regexp.MustCompile(`"(id|created_at|updated_at)": "[^"]*"|(created |\(id )[0-9a-f-]{36}`)
+var volatile = regexp.MustCompile(`"(id|created_at|updated_at)": "[^"]*"|(created |\(id |Entry ID: +)[0-9a-f-]{36}`)
 
 // TestEntryCreateStreams: --atomic goes through CreateEntriesStream, and
 // a file of entries each on its own through CreateEntryBatches; both print
@@ -89,6 +89,9 @@ func testEntryCreateStream(t *testing.T, modeArgs []string) {
 		return path
 	}
 	goodFile, badFile := write("good.json", good), write("bad.json", bad)
+	// One entry alone is reported in full (as entry show prints it).
+	oneFile := write("one.json", []any{map[string]any{"spiffe_id": "spiffe://example.org/one", "parent_id": cliNode,
+		"selectors": []string{"unix:uid:7", "k8s:ns:y"}, "labels": map[string]string{"team": "t2"}}})
 
 	streamed := newCLIEnv(t, store.DriverSQLite)
 	unary := newCLIEnv(t, store.DriverSQLite)
@@ -100,6 +103,7 @@ func testEntryCreateStream(t *testing.T, modeArgs []string) {
 		{"failing text", []string{"--file", badFile}},
 		{"failing json", []string{"--file", badFile, "--json"}},
 		{"text", []string{"--file", goodFile}},
+		{"one entry", []string{"--file", oneFile}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{"entry", "create"}, tc.args...), modeArgs...)
@@ -124,7 +128,7 @@ func testEntryCreateStream(t *testing.T, modeArgs []string) {
 			t.Fatal(err)
 		}
 		var doc struct{ Entries []entryJSON }
-		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Entries) != 2 {
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Entries) != 3 {
 			t.Fatalf("entry list --json = %v\n%s", err, out)
 		}
 		var got []string
