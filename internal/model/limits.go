@@ -144,32 +144,48 @@ func ValidateLabels(field string, labels map[string]string) error {
 	if len(labels) > MaxLabels {
 		return errkind.New(errkind.InvalidArgument, "%s: %d labels, at most %d", field, len(labels), MaxLabels)
 	}
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		if err := ValidateLabelKey(field, k); err != nil {
-			return err
+	for k, v := range labels {
+		if labelKeyOK(k) && labelValueOK(v) {
+			continue
 		}
-		if v := labels[k]; len(v) > MaxLabelValueLen || !Printable(v) {
-			return errkind.New(errkind.InvalidArgument, "%s[%q]: value must be at most %d printable characters", field, k, MaxLabelValueLen)
+		// Name the first bad label in key order, whatever order the map
+		// gave: sorted only on this path, since every entry of a batch
+		// passes here.
+		for _, k := range slices.Sorted(maps.Keys(labels)) {
+			if err := ValidateLabelKey(field, k); err != nil {
+				return err
+			}
+			if !labelValueOK(labels[k]) {
+				return errkind.New(errkind.InvalidArgument, "%s[%q]: value must be at most %d printable characters", field, k, MaxLabelValueLen)
+			}
 		}
 	}
 	return nil
 }
 
+func labelValueOK(v string) bool { return len(v) <= MaxLabelValueLen && Printable(v) }
+
 // ValidateLabelKey checks one label key: 1 to MaxLabelKeyLen lower-case
 // letters, digits, '.', '_', '-' or '/'.
 func ValidateLabelKey(field, k string) error {
-	ok := k != "" && len(k) <= MaxLabelKeyLen
-	for _, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' || r == '/') {
-			ok = false
-		}
-	}
-	if !ok {
+	if !labelKeyOK(k) {
 		return errkind.New(errkind.InvalidArgument,
 			"%s: label key %q: use 1-%d lower-case letters, digits, '.', '_', '-' or '/', for example environment",
 			field, logsafe.Truncate(k), MaxLabelKeyLen)
 	}
 	return nil
+}
+
+func labelKeyOK(k string) bool {
+	if k == "" || len(k) > MaxLabelKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 // Printable reports whether s is valid UTF-8 without control characters.

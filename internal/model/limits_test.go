@@ -73,3 +73,25 @@ func TestEntryValidateLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateLabelsNamesTheFirstInKeyOrder: with several bad labels the
+// error names the first by key, whatever order the map iterates in.
+func TestValidateLabelsNamesTheFirstInKeyOrder(t *testing.T) {
+	labels := map[string]string{"team": "ok", "zone": "bad\x01value", "Env": "prod", "app": strings.Repeat("v", MaxLabelValueLen+1)}
+	for range 20 {
+		err := ValidateLabels("labels", labels)
+		if err == nil || !strings.Contains(err.Error(), `"Env"`) {
+			t.Fatalf("ValidateLabels = %v, want the error about \"Env\" (first by key)", err)
+		}
+	}
+	delete(labels, "Env")
+	if err := ValidateLabels("labels", labels); err == nil || !strings.Contains(err.Error(), `labels["app"]: value`) {
+		t.Fatalf("ValidateLabels = %v, want the error about app's value", err)
+	}
+	if err := ValidateLabels("labels", map[string]string{"team": "ok", "a.b/c_d-1": ""}); err != nil {
+		t.Fatalf("ValidateLabels(valid) = %v", err)
+	}
+	if err := ValidateLabels("labels", map[string]string{"té": "x"}); err == nil {
+		t.Fatal("ValidateLabels accepted a non-ASCII key")
+	}
+}
