@@ -75,7 +75,7 @@ func entryToJSON(e *commonv1.Entry) entryJSON {
 }
 
 // toProto validates the JSON entry; errors name the field.
-func (j entryJSON) toProto() (*commonv1.Entry, error) {
+func (j *entryJSON) toProto() (*commonv1.Entry, error) {
 	e := &commonv1.Entry{
 		Id: j.ID, SpiffeId: j.SPIFFEID, ParentId: j.ParentID, DnsNames: j.DNSNames, Admin: j.Admin,
 		Downstream: j.Downstream, FederatesWith: j.FederatesWith, Hint: j.Hint, Labels: j.Labels,
@@ -309,8 +309,8 @@ func decodeEntryArray(dec *json.Decoder, field string) (entries []*commonv1.Entr
 	}
 	conv := startConverting()
 	for i := 0; dec.More(); i++ {
-		var j entryJSON
-		if err := dec.Decode(&j); err != nil {
+		j := new(entryJSON)
+		if err := dec.Decode(j); err != nil {
 			conv.stop()
 			return nil, nil, fmt.Errorf("entry %d: %w", i, truncated(err))
 		}
@@ -330,8 +330,8 @@ func decodeEntryArray(dec *json.Decoder, field string) (entries []*commonv1.Entr
 // and the file's entries are sent only once the whole document parsed, so
 // the two overlap on a second CPU.
 type converter struct {
-	chunk   []entryJSON
-	chunks  chan []entryJSON
+	chunk   []*entryJSON
+	chunks  chan []*entryJSON
 	done    chan struct{}
 	stopped atomic.Bool
 
@@ -344,7 +344,7 @@ type converter struct {
 const convertChunk = 256
 
 func startConverting() *converter {
-	c := &converter{chunks: make(chan []entryJSON, 8), done: make(chan struct{})}
+	c := &converter{chunks: make(chan []*entryJSON, 8), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		for chunk := range c.chunks {
@@ -364,11 +364,11 @@ func startConverting() *converter {
 	return c
 }
 
-// add queues one decoded entry.
-func (c *converter) add(j entryJSON) {
+// add queues one decoded entry, which the caller no longer touches.
+func (c *converter) add(j *entryJSON) {
 	if c.chunk = append(c.chunk, j); len(c.chunk) == convertChunk {
 		c.chunks <- c.chunk
-		c.chunk = make([]entryJSON, 0, convertChunk)
+		c.chunk = make([]*entryJSON, 0, convertChunk)
 	}
 }
 
