@@ -236,7 +236,9 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 	case atomic:
 		streamed = func() ([]*adminv1.EntryResult, error) { return createEntriesStream(cmd.Context(), c, send, as) }
 	case len(send) > 1:
-		streamed = func() ([]*adminv1.EntryResult, error) { return createEntryBatches(cmd.Context(), c, send, as, progress) }
+		streamed = func() ([]*adminv1.EntryResult, error) {
+			return createEntryBatches(cmd.Context(), c, send, as, progress)
+		}
 	}
 	if streamed != nil {
 		got, err := streamed()
