@@ -144,13 +144,7 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 			}
 			warnUnknownSelectorTypes(cmd.ErrOrStderr(), entries)
 			progress, done := entryProgress(cmd, len(entries), file != "" && !atomic && !out.json)
-			// The report shows a created entry in full only as JSON or
-			// when it is the only one; otherwise its SPIFFE ID and ID.
-			as := reportedEntry
-			if out.json || len(entries) == 1 {
-				as = storedEntry
-			}
-			results, err := createEntries(cmd, conn, entries, invalid, atomic, as, progress)
+			results, err := createEntries(cmd, conn, entries, invalid, atomic, reportAs(out.json, len(entries)), progress)
 			done()
 			if err != nil {
 				return err
@@ -463,6 +457,16 @@ func storedEntry(e *commonv1.Entry, id string, rev, at int64) *commonv1.Entry {
 	}
 	out.Id, out.Revision, out.CreatedAt, out.UpdatedAt = id, rev, at, at
 	return out
+}
+
+// reportAs is how the results of n entries carry each created entry for
+// printEntryResults: as stored when it prints entries in full (as JSON, or
+// one entry alone), otherwise only what its line shows.
+func reportAs(asJSON bool, n int) createdAs {
+	if asJSON || n == 1 {
+		return storedEntry
+	}
+	return reportedEntry
 }
 
 // printEntryResults reports a batch: every entry's outcome, then a count.

@@ -41,27 +41,20 @@ func newClientCodec() clientCodec {
 	return clientCodec{proto: encoding.GetCodecV2(protoenc.Name)}
 }
 
-// Marshal encodes v, a protobuf message, sizing it once: as gRPC's codec
-// does, the size computed first is the one the encoding reuses
-// (UseCachedSize), so the message must not change meanwhile, which no
-// caller does.
+// Marshal encodes v, a protobuf message: up to maxPooledMessage with
+// gRPC's codec (which sizes a small message once more), above it into a
+// buffer of the size just computed, which the encoding reuses
+// (UseCachedSize: no caller changes a message while it is sent).
 func (c clientCodec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("agent codec: cannot encode %T, want a protobuf message", v)
 	}
 	size := proto.Size(m)
-	opts := proto.MarshalOptions{UseCachedSize: true}
-	if size <= maxPooledMessage && !mem.IsBelowBufferPoolingThreshold(size) {
-		pool := mem.DefaultBufferPool()
-		buf := pool.Get(size)
-		if _, err := opts.MarshalAppend((*buf)[:0], m); err != nil {
-			pool.Put(buf)
-			return nil, err
-		}
-		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+	if size <= maxPooledMessage {
+		return c.proto.Marshal(v)
 	}
-	buf, err := opts.MarshalAppend(make([]byte, 0, size), m)
+	buf, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, 0, size), m)
 	if err != nil {
 		return nil, err
 	}

@@ -189,9 +189,9 @@ func (m *Manager) MintX509SVID(ctx context.Context, csrDER []byte, p X509Params)
 // against the bundle, which catches a signer that signs with the wrong key
 // or not at all; later leaves of that response are checked for being what
 // the agent asked for, and one in 64 of them at random for its signature
-// too (internal/agent's chainVerifier argues why). A leaf with a bad signature among them is
-// refused by every relying party at its handshake, as any certificate that
-// does not verify.
+// too (internal/agent's chainVerifier argues why). A leaf with a bad
+// signature among them is refused by every relying party at its
+// handshake, as any certificate that does not verify.
 func (m *Manager) mint(csrDER []byte, p X509Params) ([]byte, *leafFields, *x509Signer, error) {
 	if err := m.checkSVIDParams(p.ID, p.TTL); err != nil {
 		return nil, nil, nil, fmt.Errorf("sign x509-svid for %s: %w", p.ID, err)
