@@ -76,8 +76,9 @@ type Config struct {
 // CreatedSink takes the entries one CreateEntriesStream writes, message
 // by message, and folds them into the caches once they are committed.
 type CreatedSink interface {
-	// Add takes entries as the store wrote them (uncommitted).
-	Add(written []model.Entry)
+	// Add takes entries as the store wrote them (uncommitted), during the
+	// call only.
+	Add(written []*model.Entry)
 	// Commit calls commit once, which commits the stream's store
 	// transaction and returns its revision, and when that succeeds folds
 	// the added entries in. It returns the revision.

@@ -92,12 +92,12 @@ func (a *Service) writeGroup(ctx context.Context, c checked, q *entryQueue, pend
 			}
 		}
 		ids := make([]string, c.n)
-		written := make([]model.Entry, 0, len(results))
+		written := make([]*model.Entry, 0, len(results))
 		// Merge the server's failures and the store's, each in order, into
 		// index order.
 		checks := c.failures
-		for j, r := range results {
-			i := c.pos[j]
+		for j := range results {
+			r, i := &results[j], c.pos[j]
 			for len(checks) > 0 && checks[0].GetIndex() < int64(i) {
 				resp.Failures, checks = append(resp.Failures, checks[0]), checks[1:]
 			}
@@ -106,7 +106,7 @@ func (a *Service) writeGroup(ctx context.Context, c checked, q *entryQueue, pend
 				continue
 			}
 			ids[i-c.first] = r.Entry.ID
-			written = append(written, r.Entry)
+			written = append(written, &r.Entry)
 		}
 		resp.Failures = append(resp.Failures, checks...)
 		resp.Ids = append(resp.Ids, ids...)

@@ -323,10 +323,10 @@ func (a *Service) addToBatch(ctx context.Context, batch **store.EntryBatch, c ch
 		*ids = nil // nothing will be created: the IDs are not needed
 		return nil
 	}
-	written := make([]model.Entry, len(results))
+	written := make([]*model.Entry, len(results))
 	for j := range results {
 		*ids = append(*ids, results[j].Entry.ID)
-		written[j] = results[j].Entry
+		written[j] = &results[j].Entry
 	}
 	*createdAt = apiconv.UnixOrZero(results[0].Entry.CreatedAt)
 	if sink != nil {

@@ -34,31 +34,57 @@ func benchEntries(n int) []model.Entry {
 }
 
 func liveHeap() uint64 {
+	bytes, _ := liveHeapObjects()
+	return bytes
+}
+
+// liveHeapObjects collects twice and returns the live heap's bytes and
+// objects.
+func liveHeapObjects() (bytes, objects uint64) {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
+	return m.HeapAlloc, m.HeapObjects
+}
+
+// gcTime is the mean wall time of a full collection of what is live now.
+func gcTime() time.Duration {
+	const n = 5
+	start := time.Now()
+	for range n {
+		runtime.GC()
+	}
+	return time.Since(start) / n
 }
 
 // BenchmarkCacheMemoryPerEntry reports the live heap the cache holds per
 // entry (heap after the load, minus before, with the input gone), for 100k
-// and 1M entries. Run with -benchtime 1x.
+// and 1M entries, and what a collection pays for it: the heap objects per
+// entry (each one the collector marks; exact for a given build) and the
+// wall time of a full collection with only the cache live (gc-ms; noisy,
+// it follows the machine). Run with -benchtime 1x.
 func BenchmarkCacheMemoryPerEntry(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			for range b.N {
 				es := benchEntries(n)
 				base := liveHeap() // the input only
+				_, objBase := liveHeapObjects()
+				gcBase := gcTime()
 				c := New(spiffeid.RequireFromString("spiffe://example.org/signet/server"))
 				// In batches of 2,000, as the admin API applies them.
 				for i := 0; i < n; i += 2000 {
 					c.ApplyCreated(int64(i/2000+1), setRev(es[i:min(i+2000, n)], int64(i/2000+1)))
 				}
 				es = nil
-				after := liveHeap()
+				after, objAfter := liveHeapObjects()
+				gcCache := gcTime()
 				runtime.KeepAlive(c)
-				b.ReportMetric(float64(int64(after)-int64(base)+int64(inputSize(n)))/float64(n), "B/entry")
+				in, inObjects := inputSize(n)
+				b.ReportMetric(float64(int64(after)-int64(base)+int64(in))/float64(n), "B/entry")
+				b.ReportMetric(float64(int64(objAfter)-int64(objBase)+int64(inObjects))/float64(n), "objects/entry")
+				b.ReportMetric(float64(gcCache-gcBase)/1e6, "gc-ms")
 				if c.Len() != n {
 					b.Fatalf("Len = %d", c.Len())
 				}
@@ -69,12 +95,12 @@ func BenchmarkCacheMemoryPerEntry(b *testing.B) {
 
 // inputSize measures what n benchEntries take on the heap, so the cache's
 // own share can be separated from the input it was built from.
-func inputSize(n int) uint64 {
-	before := liveHeap()
+func inputSize(n int) (bytes, objects uint64) {
+	before, beforeObjects := liveHeapObjects()
 	es := benchEntries(n)
-	after := liveHeap()
+	after, afterObjects := liveHeapObjects()
 	runtime.KeepAlive(es)
-	return after - before
+	return after - before, afterObjects - beforeObjects
 }
 
 func setRev(es []model.Entry, rev int64) []model.Entry {

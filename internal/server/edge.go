@@ -278,11 +278,11 @@ func (s *Server) streamCreated() adminapi.CreatedSink {
 	return &createdSink{s: s, staged: s.cache.Stage(), parents: map[spiffeid.ID]bool{}}
 }
 
-func (k *createdSink) Add(written []store.Entry) {
-	k.staged.Add(written)
-	for i := range written {
-		k.parents[written[i].ParentID] = true
-		k.all = k.all || written[i].ParentID == k.s.serverID
+func (k *createdSink) Add(written []*store.Entry) {
+	k.staged.Add(written...)
+	for _, e := range written {
+		k.parents[e.ParentID] = true
+		k.all = k.all || e.ParentID == k.s.serverID
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -55,6 +56,9 @@ func (t *wtx) insertRows(ctx context.Context, table string, cols []string, n int
 		return t.copyRows(ctx, table, cols, n, row)
 	}
 	per := min(insertBatchRows, t.d.maxParams/len(cols))
+	if t.d.driverInserts && t.span == nil {
+		return t.insertRowsDriver(ctx, table, cols, n, per, row)
+	}
 	var stmt *sql.Stmt
 	stmtRows := 0
 	defer func() {
@@ -84,6 +88,79 @@ func (t *wtx) insertRows(ctx context.Context, table string, cols []string, n int
 		}
 	}
 	return nil
+}
+
+// insertRowsDriver is insertRows's multi-row INSERTs run on the driver's
+// own connection, with the statement arguments converted into one buffer
+// the transaction reuses: database/sql would allocate a []driver.NamedValue
+// of every argument per statement, 15 % of all a 100,000-entry batch
+// allocated. Used on SQLite when tracing is off (a traced statement goes
+// through database/sql to get its span).
+func (t *wtx) insertRowsDriver(ctx context.Context, table string, cols []string, n, per int, row func(i int, args []any) []any) error {
+	return t.conn.Raw(func(dc any) error {
+		pc, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return fmt.Errorf("insert into %s: driver connection %T cannot prepare statements", table, dc)
+		}
+		var stmt driver.StmtExecContext
+		stmtRows := 0
+		closeStmt := func() {
+			if stmt != nil {
+				stmt.(driver.Stmt).Close()
+				stmt = nil
+			}
+		}
+		defer closeStmt()
+		args := make([]any, 0, min(per, n)*len(cols))
+		for start := 0; start < n; start += per {
+			k := min(per, n-start)
+			if k != stmtRows {
+				closeStmt()
+				ds, err := pc.PrepareContext(ctx, t.d.rebind(t.d.insertSQL(table, cols, k)))
+				if err != nil {
+					return err
+				}
+				if stmt, ok = ds.(driver.StmtExecContext); !ok {
+					ds.Close()
+					return fmt.Errorf("insert into %s: driver statement %T cannot execute with a context", table, ds)
+				}
+				stmtRows = k
+			}
+			args = args[:0]
+			for i := start; i < start+k; i++ {
+				args = row(i, args)
+			}
+			nv, err := t.namedValues(args)
+			if err != nil {
+				return fmt.Errorf("insert into %s: %w", table, err)
+			}
+			if _, err := stmt.ExecContext(ctx, nv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// namedValues converts args as database/sql converts a statement's
+// arguments for a driver without its own checker, into the transaction's
+// reused buffer, valid until the next call.
+func (t *wtx) namedValues(args []any) ([]driver.NamedValue, error) {
+	nv := t.nv[:0]
+	for i, a := range args {
+		switch a.(type) {
+		case nil, int64, float64, bool, []byte, string, time.Time:
+		default:
+			v, err := driver.DefaultParameterConverter.ConvertValue(a)
+			if err != nil {
+				return nil, fmt.Errorf("argument %d: %w", i+1, err)
+			}
+			a = v
+		}
+		nv = append(nv, driver.NamedValue{Ordinal: i + 1, Value: a})
+	}
+	t.nv = nv
+	return nv, nil
 }
 
 // copyRows streams n rows into table with PostgreSQL's COPY protocol,

@@ -51,17 +51,21 @@ type dialect struct {
 	insert string
 	// copy is set when large batches go through the COPY protocol.
 	copy bool
+	// driverInserts is set when the multi-row INSERTs of bulk writes run on
+	// the driver's connection (insertRowsDriver).
+	driverInserts bool
 	// analyze is set when the store keeps the planner statistics of the
 	// tables bulk writes grow (analyze.go).
 	analyze bool
 }
 
 var sqliteDialect = &dialect{
-	name:      DriverSQLite,
-	goose:     goose.DialectSQLite3,
-	snapshot:  sql.TxOptions{ReadOnly: true}, // WAL read transactions are snapshots
-	maxParams: 32766,
-	insert:    "INSERT OR ROLLBACK INTO ",
+	name:          DriverSQLite,
+	goose:         goose.DialectSQLite3,
+	snapshot:      sql.TxOptions{ReadOnly: true}, // WAL read transactions are snapshots
+	maxParams:     32766,
+	insert:        "INSERT OR ROLLBACK INTO ",
+	driverInserts: true,
 }
 
 var postgresDialect = &dialect{

@@ -204,25 +204,48 @@ func (s *Store) CreateEntriesAt(ctx context.Context, entries []Entry, pos []int,
 		return nil, err
 	}
 	if err != nil {
+		b.unwritten()
 		return b.results, err
 	}
-	b.finish()
 	return b.results, nil
 }
 
 // entryChunk is one batch of entries being created, or one chunk of an
-// EntryBatch: the outcome of each, and the entries to write.
+// EntryBatch: the outcome of each, and in it the entry to write, prepared
+// and checked, while ok (one copy of each entry, not one for the outcome
+// and one for the write).
 type entryChunk struct {
 	s       *Store
 	base    int   // index of the chunk's first entry in its whole batch
 	pos     []int // when set, the index of each entry in its whole batch
 	results []EntryResult
-	todo    []Entry
 	hashes  [][]byte
 	ok      []bool
-	failed  int
-	byID    map[string]int // chunk indexes
-	byKey   map[string]int
+	// generated marks the entries whose ID the chunk assigned: a failed
+	// one is reported with the ID it came with (none).
+	generated []bool
+	failed    int
+	byID      map[string]int // chunk indexes
+	byKey     map[string]int
+}
+
+// entry is the chunk's entry i as it will be written.
+func (c *entryChunk) entry(i int) *Entry { return &c.results[i].Entry }
+
+// unwritten reports the chunk's valid entries as prepared, not as written,
+// when its transaction did not commit: without the ID the chunk assigned
+// or the revision and times of the write.
+func (c *entryChunk) unwritten() {
+	for i := range c.results {
+		if !c.ok[i] {
+			continue
+		}
+		e := c.entry(i)
+		if c.generated[i] {
+			e.ID = ""
+		}
+		e.Revision, e.CreatedAt, e.UpdatedAt = 0, time.Time{}, time.Time{}
+	}
 }
 
 // index is the index of the chunk's entry i in its whole batch.
@@ -236,6 +259,9 @@ func (c *entryChunk) index(i int) int {
 func (c *entryChunk) fail(i int, err error) {
 	if c.ok[i] {
 		c.ok[i], c.results[i].Err = false, err
+		if c.generated[i] {
+			c.results[i].Entry.ID = ""
+		}
 		c.failed++
 	}
 }
@@ -247,23 +273,23 @@ func (c *entryChunk) fail(i int, err error) {
 func (s *Store) checkEntries(entries []Entry, base int, pos []int) *entryChunk {
 	c := &entryChunk{
 		s: s, base: base, pos: pos,
-		results: make([]EntryResult, len(entries)),
-		todo:    make([]Entry, len(entries)),
-		hashes:  make([][]byte, len(entries)),
-		ok:      make([]bool, len(entries)),
-		byID:    make(map[string]int, len(entries)),
-		byKey:   make(map[string]int, len(entries)),
+		results:   make([]EntryResult, len(entries)),
+		hashes:    make([][]byte, len(entries)),
+		ok:        make([]bool, len(entries)),
+		generated: make([]bool, len(entries)),
+		byID:      make(map[string]int, len(entries)),
+		byKey:     make(map[string]int, len(entries)),
 	}
 	bySPIFFE := make(map[string]int, len(entries)) // first item with each SPIFFE ID
 	for i := range entries {
-		e := prepareEntry(entries[i])
-		c.results[i].Entry, c.ok[i] = e, true
-		if err := validateEntry(&e); err != nil {
+		c.results[i].Entry, c.ok[i] = prepareEntry(entries[i]), true
+		e := c.entry(i)
+		if err := validateEntry(e); err != nil {
 			c.fail(i, err)
 			continue
 		}
 		if e.ID == "" {
-			e.ID = newEntryID()
+			e.ID, c.generated[i] = newEntryID(), true
 		}
 		c.hashes[i] = selectorsHash(e.Selectors)
 		key := entryKey(e.SPIFFEID.String(), e.ParentID.String(), c.hashes[i])
@@ -277,7 +303,7 @@ func (s *Store) checkEntries(entries []Entry, base int, pos []int) *entryChunk {
 			continue
 		}
 		sid := e.SPIFFEID.String()
-		if j, seen := bySPIFFE[sid]; seen && s.isAlias(c.todo[j].ParentID.String()) != s.isAlias(e.ParentID.String()) {
+		if j, seen := bySPIFFE[sid]; seen && s.isAlias(c.entry(j).ParentID.String()) != s.isAlias(e.ParentID.String()) {
 			c.fail(i, errkind.New(errkind.AlreadyExists,
 				"spiffe_id %s is used by a node alias and by another entry in the batch (items %d and %d): an entry may not carry a node's identity", sid, c.index(j), c.index(i)))
 			continue
@@ -285,7 +311,6 @@ func (s *Store) checkEntries(entries []Entry, base int, pos []int) *entryChunk {
 			bySPIFFE[sid] = i
 		}
 		c.byID[e.ID], c.byKey[key] = i, i
-		c.todo[i] = e
 	}
 	return c
 }
@@ -297,15 +322,15 @@ func (s *Store) checkEntries(entries []Entry, base int, pos []int) *entryChunk {
 // earlier chunks wrote in t to their indexes: a clash with one of them is
 // reported as a duplicate within the batch, as within one chunk.
 func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[string]int) (int, error) {
-	s, todo, ok := c.s, c.todo, c.ok
+	s, ok, res := c.s, c.ok, c.results
 	var ids, spiffeIDs []string
 	seenSPIFFE := make(map[string]bool)
-	for i := range todo {
+	for i := range res {
 		if !ok[i] {
 			continue
 		}
-		ids = append(ids, todo[i].ID)
-		if sid := todo[i].SPIFFEID.String(); !seenSPIFFE[sid] {
+		ids = append(ids, res[i].Entry.ID)
+		if sid := res[i].Entry.SPIFFEID.String(); !seenSPIFFE[sid] {
 			seenSPIFFE[sid] = true
 			spiffeIDs = append(spiffeIDs, sid)
 		}
@@ -327,9 +352,9 @@ func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[s
 		return 0, fmt.Errorf("check entry ids: %w", err)
 	}
 	alias := make(map[string]bool, len(spiffeIDs)) // per SPIFFE ID: written as node aliases?
-	for i := range todo {
+	for i := range res {
 		if ok[i] {
-			alias[todo[i].SPIFFEID.String()] = s.isAlias(todo[i].ParentID.String())
+			alias[res[i].Entry.SPIFFEID.String()] = s.isAlias(res[i].Entry.ParentID.String())
 		}
 	}
 	clashes, err := t.entryIdentityClashes(ctx, s, alias, "", false)
@@ -359,9 +384,9 @@ func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[s
 	if err != nil {
 		return 0, fmt.Errorf("check entry uniqueness: %w", err)
 	}
-	for i := range todo {
+	for i := range res {
 		if ok[i] {
-			if err := clashes[todo[i].SPIFFEID.String()]; err != nil {
+			if err := clashes[res[i].Entry.SPIFFEID.String()]; err != nil {
 				c.fail(i, err)
 			}
 		}
@@ -371,11 +396,11 @@ func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[s
 	}
 	var idx []int
 	var sels [][2]int // (entry index, selector index)
-	for i := range todo {
+	for i := range res {
 		if !ok[i] {
 			continue
 		}
-		e := &todo[i]
+		e := &res[i].Entry
 		e.Revision, e.CreatedAt, e.UpdatedAt = t.rev, t.now, t.now
 		idx = append(idx, i)
 		for j := range e.Selectors {
@@ -388,26 +413,26 @@ func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[s
 	}
 	// Rows inserted in index order fill B-tree pages one after another
 	// instead of splitting pages all over: bulk creates run much faster.
-	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(todo[a].ID, todo[b].ID) })
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(res[a].Entry.ID, res[b].Entry.ID) })
 	slices.SortFunc(sels, func(a, b [2]int) int {
-		sa, sb := todo[a[0]].Selectors[a[1]], todo[b[0]].Selectors[b[1]]
+		sa, sb := res[a[0]].Entry.Selectors[a[1]], res[b[0]].Entry.Selectors[b[1]]
 		if c := strings.Compare(sa.Type, sb.Type); c != 0 {
 			return c
 		}
 		if c := strings.Compare(sa.Value, sb.Value); c != 0 {
 			return c
 		}
-		return strings.Compare(todo[a[0]].ID, todo[b[0]].ID)
+		return strings.Compare(res[a[0]].Entry.ID, res[b[0]].Entry.ID)
 	})
 	err = t.insertRows(ctx, "entries", entryCols, len(idx), func(n int, args []any) []any {
 		i := idx[n]
-		return appendEntryArgs(args, &todo[i], c.hashes[i])
+		return appendEntryArgs(args, &res[i].Entry, c.hashes[i])
 	})
 	if err != nil {
 		return 0, fmt.Errorf("insert entries: %w", err)
 	}
 	err = t.insertRows(ctx, "entry_selectors", entrySelectorCols, len(sels), func(n int, args []any) []any {
-		e := &todo[sels[n][0]]
+		e := &res[sels[n][0]].Entry
 		sel := e.Selectors[sels[n][1]]
 		return append(args, sel.Type, sel.Value, e.ID)
 	})
@@ -415,15 +440,6 @@ func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[s
 		return 0, fmt.Errorf("insert entry selectors: %w", err)
 	}
 	return len(idx), nil
-}
-
-// finish puts the written entries, as stored, in the results.
-func (c *entryChunk) finish() {
-	for i := range c.todo {
-		if c.ok[i] {
-			c.results[i].Entry = c.todo[i]
-		}
-	}
 }
 
 // EntryBatch creates a batch of entries too large to hold whole, chunk by
@@ -524,14 +540,13 @@ func (b *EntryBatch) AddPrepared(ctx context.Context, p *PreparedEntries) ([]Ent
 		}
 	}
 	b.t.audit = b.t.audit[:0]
-	for i := range c.todo {
+	for i := range c.results {
 		if c.ok[i] {
-			b.ids[c.todo[i].ID] = c.index(i)
+			b.ids[c.results[i].Entry.ID] = c.index(i)
 		}
 	}
-	b.n += len(c.todo)
+	b.n += len(c.results)
 	b.failed += c.failed
-	c.finish()
 	return c.results, nil
 }
 

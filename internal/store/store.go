@@ -16,6 +16,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -223,6 +224,8 @@ type wtx struct {
 	delSel *sql.Stmt
 	// inserted counts the rows insertRows wrote, per table.
 	inserted map[string]int
+	// nv is insertRowsDriver's argument buffer, reused by each statement.
+	nv []driver.NamedValue
 	// span is the transaction's span, nil when tracing is off: statements
 	// run through exec, query and queryRow are its children even when the
 	// caller's closure passes its own context.
