@@ -394,8 +394,17 @@ func (c *entryChunk) write(ctx context.Context, t *wtx, stop bool, earlier map[s
 	if stop && c.failed > 0 {
 		return 0, nil
 	}
-	var idx []int
-	var sels [][2]int // (entry index, selector index)
+	// Sized up front: a chunk can be a whole 100,000-entry batch, whose
+	// slices would otherwise be copied at every doubling.
+	nOK, nSels := 0, 0
+	for i := range res {
+		if ok[i] {
+			nOK, nSels = nOK+1, nSels+len(res[i].Entry.Selectors)
+		}
+	}
+	idx := make([]int, 0, nOK)
+	sels := make([][2]int, 0, nSels) // (entry index, selector index)
+	t.audit = slices.Grow(t.audit, nOK)
 	for i := range res {
 		if !ok[i] {
 			continue
