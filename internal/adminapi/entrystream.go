@@ -42,23 +42,26 @@ var (
 	maxGroupEntries  = MaxGroupEntries
 )
 
-// collectAfter is the batch size from which the service collects the
-// garbage a create leaves behind (several KB per entry: requests, results,
-// statement arguments) as soon as it is done: the heap then stays near its
-// live size (the entry cache, mostly) instead of growing to twice it,
-// which is GOGC's headroom, as long as one batch allocates less than that
-// headroom (the CLI sends 2,000 entries a call or message). For 100,000
-// entries it cut the server's peak RSS by about 20 MB for about 0.3 s of
-// CPU (BENCHMARKS.md, issue 16).
-const collectAfter = 1000
+// collectAfter is how many created entries' garbage the service lets
+// accumulate before it collects it (several KB per entry: requests,
+// results, statement arguments), as soon as a create is done: the heap then
+// stays near its live size (the entry cache, mostly) instead of growing to
+// twice it, which is GOGC's headroom. For 100,000 entries it cut the
+// server's peak RSS by about 20 MB; every collection marks the whole live
+// heap, so the bound sets what that costs: 4,000 (every other message of
+// the CLI's 2,000) saved 0.5–0.8 of 6–7 server CPU-s and cost 13–15 MB of
+// peak, too close to the 150 MB the server is held to (BENCHMARKS.md,
+// issue 16). Counted across creates, small ones add up too.
+const collectAfter = 2000
 
-// collect starts a garbage collection after a create of n entries, when
-// n is at least collectAfter and none is running: on its own goroutine,
-// since runtime.GC returns only once the collection is done (25 ms with
-// 100,000 entries cached), and a stream's writer has the next message
-// waiting.
+// collect counts n created entries and, once collectAfter have
+// accumulated and no collection is running, starts one: on its own
+// goroutine, since runtime.GC returns only once the collection is done
+// (25 ms with 100,000 entries cached), and a stream's writer has the next
+// message waiting.
 func collect(n int) {
-	if n >= collectAfter && collecting.CompareAndSwap(false, true) {
+	if uncollected.Add(int64(n)) >= collectAfter && collecting.CompareAndSwap(false, true) {
+		uncollected.Store(0)
 		go func() {
 			defer collecting.Store(false)
 			runtime.GC()
@@ -66,7 +69,10 @@ func collect(n int) {
 	}
 }
 
-var collecting atomic.Bool
+var (
+	collecting  atomic.Bool
+	uncollected atomic.Int64 // entries created since the last collection started
+)
 
 // checked is one message of an entry stream as the receiving goroutine
 // hands it over: converted and checked by the server's own rules
