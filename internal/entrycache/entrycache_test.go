@@ -413,3 +413,46 @@ func TestNodePageQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestEntryCacheKeepsItsOwnCopies: whatever the number of selectors (held
+// in the entry or beside it), an entry comes back as it went in, built
+// from the cache's own copy: changing the input afterwards, or the entry
+// returned, changes nothing cached.
+func TestEntryCacheKeepsItsOwnCopies(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	node := spiffeid.RequireFromPath(td, "/node/a")
+	c := New(spiffeid.RequireFromPath(td, "/signet/server"))
+	var in []model.Entry
+	for n := 1; n <= 4; n++ {
+		e := model.Entry{ID: fmt.Sprintf("e%d", n), SPIFFEID: spiffeid.RequireFromPath(td, fmt.Sprintf("/w/%d", n)), ParentID: node, Revision: 1}
+		for i := range n {
+			e.Selectors = append(e.Selectors, model.Selector{Type: "unix", Value: fmt.Sprintf("uid:%d", i)})
+		}
+		in = append(in, e)
+	}
+	want := make([]model.Entry, len(in))
+	for i, e := range in {
+		want[i] = e
+		want[i].Selectors = slices.Clone(e.Selectors)
+	}
+	if !c.ApplyCreated(1, in) {
+		t.Fatal("ApplyCreated refused the first revision")
+	}
+	for i := range in { // the caller reuses its memory
+		in[i].Selectors[0].Value = "changed"
+		in[i].ID = "changed"
+	}
+	for _, w := range want {
+		got := c.Get(w.ID)
+		if got == nil {
+			t.Fatalf("Get(%q) = nil", w.ID)
+		}
+		if got.ID != w.ID || got.SPIFFEID != w.SPIFFEID || got.ParentID != w.ParentID || got.Revision != w.Revision || !slices.Equal(got.Selectors, w.Selectors) {
+			t.Errorf("Get(%q) = %+v, want %+v", w.ID, *got, w)
+		}
+		got.Selectors[0].Value = "mutated"
+		if again := c.Get(w.ID); again.Selectors[0].Value != w.Selectors[0].Value {
+			t.Errorf("Get(%q) after changing a returned entry: selector %q, want %q", w.ID, again.Selectors[0].Value, w.Selectors[0].Value)
+		}
+	}
+}
