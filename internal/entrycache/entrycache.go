@@ -59,6 +59,10 @@ type entry struct {
 	admin     bool
 	down      bool
 	extra     *extra // nil when none of its fields is set
+	// inline holds the selectors of an entry with at most two (most
+	// entries), which selectors then slices: no allocation of their own.
+	// An entry is only ever used by pointer, never copied.
+	inline [2]model.Selector
 }
 
 // extra holds the entry fields most entries leave empty.
@@ -260,8 +264,8 @@ func entryIDCmp(e *entry, id string) int { return strings.Compare(e.id, id) }
 //
 // The entry's own strings (its ID, SPIFFE ID and selector values) are
 // copied into one allocation and the entry's fields slice it: the
-// collector then marks three objects per entry (the entry, that string and
-// its selector slice) instead of one per string, which is what a full
+// collector then marks two objects per entry (the entry, holding up to two
+// selectors itself, and that string) instead of one per string, which is what a full
 // collection with a million entries cached costs (BenchmarkCacheMemoryPerEntry),
 // and the cache keeps nothing of the buffers e's strings came from.
 func (c *Cache) compact(e *model.Entry) *entry {
@@ -296,7 +300,11 @@ func (c *Cache) compact(e *model.Entry) *entry {
 			out.expiresAt = e.ExpiresAt.UnixNano()
 		}
 	}
-	out.selectors = make([]model.Selector, len(e.Selectors))
+	if len(e.Selectors) <= len(out.inline) {
+		out.selectors = out.inline[:len(e.Selectors):len(e.Selectors)]
+	} else {
+		out.selectors = make([]model.Selector, len(e.Selectors))
+	}
 	for i, s := range e.Selectors {
 		out.selectors[i] = model.Selector{Type: c.internType(s.Type), Value: rest[:len(s.Value)]}
 		rest = rest[len(s.Value):]
