@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -90,7 +89,7 @@ func slimAgent(tb testing.TB) agentBinary {
 	}
 	slimBuild.once.Do(func() {
 		slimBuild.path = filepath.Join(filepath.Dir(signetBin), "signet-agent")
-		out, err := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", slimBuild.path, "../../cmd/signet-agent").CombinedOutput()
+		out, err := goBuild(slimBuild.path, "-tags", "grpcnotrace", "../../cmd/signet-agent")
 		if err != nil {
 			slimBuild.err = fmt.Errorf("build signet-agent: %v\n%s", err, out)
 		}
