@@ -175,7 +175,7 @@ func TestSlimAgentBuildTags(t *testing.T) {
 	tags := string(m[1])
 	for file, want := range map[string]string{
 		"../../Dockerfile":             "go build -trimpath -tags " + tags + " ",
-		"../../test/e2e/bench_test.go": `"build", "-tags", "` + tags + `"`,
+		"../../test/e2e/bench_test.go": `goBuild(slimBuild.path, "-tags", "` + tags + `"`,
 	} {
 		data, err := os.ReadFile(file)
 		if err != nil {
