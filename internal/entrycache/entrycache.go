@@ -264,10 +264,11 @@ func entryIDCmp(e *entry, id string) int { return strings.Compare(e.id, id) }
 //
 // The entry's own strings (its ID, SPIFFE ID and selector values) are
 // copied into one allocation and the entry's fields slice it: the
-// collector then marks two objects per entry (the entry, holding up to two
-// selectors itself, and that string) instead of one per string, which is what a full
-// collection with a million entries cached costs (BenchmarkCacheMemoryPerEntry),
-// and the cache keeps nothing of the buffers e's strings came from.
+// collector then marks two objects per entry (the entry, holding up to
+// two selectors itself, and that string) instead of one per string, which
+// is what a full collection with a million entries cached costs
+// (BenchmarkCacheMemoryPerEntry), and the cache keeps nothing of the
+// buffers e's strings came from.
 func (c *Cache) compact(e *model.Entry) *entry {
 	sid := e.SPIFFEID.String()
 	size := len(e.ID) + len(sid)
