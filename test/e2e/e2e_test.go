@@ -176,6 +176,17 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 	}
 }
 
+// logs reports whether the process's output holds s, waiting up to
+// timeout for it.
+func (p *proc) logs(s string, timeout time.Duration) bool {
+	return testenv.Poll(timeout, func() error {
+		if !strings.Contains(p.out.String(), s) {
+			return fmt.Errorf("no %q in the output", s)
+		}
+		return nil
+	}) == nil
+}
+
 func waitFor(tb testing.TB, timeout time.Duration, f func() error) {
 	tb.Helper()
 	if err := testenv.Poll(timeout, f); err != nil {

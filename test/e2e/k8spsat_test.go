@@ -68,7 +68,8 @@ func TestK8sPSAT(t *testing.T) {
 		if err == nil || !strings.Contains(errOut, "node attestation failed") {
 			t.Errorf("second agent: %v, stderr %q; want it to exit saying node attestation failed", err, errOut)
 		}
-		if !strings.Contains(d.server.out.String(), "already has a live agent") {
+		// The server logs the refusal as its answer leaves: wait for it.
+		if !d.server.logs("already has a live agent", 5*time.Second) {
 			t.Errorf("server log does not say why the second agent was refused")
 		}
 	})
@@ -82,7 +83,8 @@ func TestK8sPSAT(t *testing.T) {
 		if err == nil || !strings.Contains(errOut, "node attestation failed") {
 			t.Errorf("agent of shop:checkout: %v, stderr %q; want it to exit saying node attestation failed", err, errOut)
 		}
-		if !strings.Contains(d.server.out.String(), "service account shop:checkout is not on the service_account_allow_list") {
+		// The server logs the refusal as its answer leaves: wait for it.
+		if !d.server.logs("service account shop:checkout is not on the service_account_allow_list", 5*time.Second) {
 			t.Errorf("server log does not say why shop:checkout was refused")
 		}
 	})
