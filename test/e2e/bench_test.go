@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
 // deployment is a server process plus what an agent needs to join it.
@@ -337,7 +340,10 @@ func (d *deployment) createEntries(tb testing.TB, nodeID string, n int) {
 // BenchmarkIdleRSS measures the resident memory of an idle server and of
 // an idle agent holding one SVID, ten seconds after the agent is ready:
 // all of it (VmRSS) and the private part (RssAnon), for the one signet
-// binary's agent and the slim signet-agent, with each binary's size.
+// binary's agent and the slim signet-agent, with each binary's size; then
+// each agent's VmRSS again right after one FetchX509SVID
+// (-rss-after-fetch-MB): what serving a call reads back in of the code
+// the agent paged out once ready (internal/memtrim).
 func BenchmarkIdleRSS(b *testing.B) {
 	d := deploy(b)
 	slim := slimAgent(b)
@@ -349,10 +355,11 @@ func BenchmarkIdleRSS(b *testing.B) {
 		b.ReportMetric(float64(fi.Size())/(1<<20), bin.name+"-binary-MB")
 	}
 	type agentProc struct {
-		name string
-		pid  int
+		name   string
+		pid    int
+		socket string // agents only
 	}
-	procs := []agentProc{{"server", d.server.cmd.Process.Pid}}
+	procs := []agentProc{{name: "server", pid: d.server.cmd.Process.Pid}}
 	for _, bin := range []agentBinary{slim, oneBinary()} {
 		nodeID := "spiffe://example.org/node/idle-" + bin.name
 		if _, errOut, err := signetRun("entry", "create", "--admin-socket", d.adminSock, "--parent-id", nodeID,
@@ -367,7 +374,8 @@ func BenchmarkIdleRSS(b *testing.B) {
 			}
 			return err
 		})
-		procs = append(procs, agentProc{map[string]string{"signet": "one-binary-agent", "signet-agent": "slim-agent"}[bin.name], agent.cmd.Process.Pid})
+		procs = append(procs, agentProc{map[string]string{"signet": "one-binary-agent", "signet-agent": "slim-agent"}[bin.name],
+			agent.cmd.Process.Pid, filepath.Join(d.dir, "agent-"+bin.name+".sock")})
 	}
 	time.Sleep(10 * time.Second)
 	// VmRSS counts the binary's file-backed pages too (shared, reclaimable);
@@ -375,6 +383,20 @@ func BenchmarkIdleRSS(b *testing.B) {
 	for _, p := range procs {
 		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-MB")
 		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-MB")
+	}
+	// Then what a Workload API call brings back in: an agent that paged
+	// out start-up's code reads the serving path's pages in again.
+	for _, p := range procs {
+		if p.socket == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+p.socket))
+		cancel()
+		if err != nil {
+			b.Fatalf("%s: fetch: %v", p.name, err)
+		}
+		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-after-fetch-MB")
 	}
 }
 
