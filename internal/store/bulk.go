@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"strings"
@@ -59,22 +58,49 @@ func (t *wtx) insertRows(ctx context.Context, table string, cols []string, n int
 	if t.d.driverInserts && t.span == nil {
 		return t.insertRowsDriver(ctx, table, cols, n, per, row)
 	}
-	var stmt *sql.Stmt
-	stmtRows := 0
-	defer func() {
-		if stmt != nil {
-			stmt.Close()
+	return t.insertChunks(table, cols, n, per, row, func(query string) (rowStmt, error) {
+		stmt, err := t.tx.PrepareContext(ctx, query)
+		if err != nil {
+			return rowStmt{}, err
 		}
-	}()
+		return rowStmt{
+			exec: func(args []any) error {
+				_, err := stmt.ExecContext(ctx, args...)
+				return err
+			},
+			close: stmt.Close,
+		}, nil
+	})
+}
+
+// rowStmt is one prepared multi-row INSERT: exec runs it with a chunk's
+// arguments.
+type rowStmt struct {
+	exec  func(args []any) error
+	close func() error
+}
+
+// insertChunks inserts n rows into table in multi-row INSERTs of per rows
+// (the last one shorter), preparing each statement shape once with
+// prepare: every chunk but the last reuses one statement.
+func (t *wtx) insertChunks(table string, cols []string, n, per int, row func(i int, args []any) []any,
+	prepare func(query string) (rowStmt, error)) error {
+	var stmt rowStmt
+	stmtRows := 0
+	closeStmt := func() {
+		if stmt.close != nil {
+			stmt.close()
+			stmt = rowStmt{}
+		}
+	}
+	defer closeStmt()
 	args := make([]any, 0, min(per, n)*len(cols))
 	for start := 0; start < n; start += per {
 		k := min(per, n-start)
 		if k != stmtRows {
-			if stmt != nil {
-				stmt.Close()
-			}
+			closeStmt()
 			var err error
-			if stmt, err = t.tx.PrepareContext(ctx, t.d.rebind(t.d.insertSQL(table, cols, k))); err != nil {
+			if stmt, err = prepare(t.d.rebind(t.d.insertSQL(table, cols, k))); err != nil {
 				return err
 			}
 			stmtRows = k
@@ -83,7 +109,7 @@ func (t *wtx) insertRows(ctx context.Context, table string, cols []string, n int
 		for i := start; i < start+k; i++ {
 			args = row(i, args)
 		}
-		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+		if err := stmt.exec(args); err != nil {
 			return err
 		}
 	}
@@ -102,43 +128,28 @@ func (t *wtx) insertRowsDriver(ctx context.Context, table string, cols []string,
 		if !ok {
 			return fmt.Errorf("insert into %s: driver connection %T cannot prepare statements", table, dc)
 		}
-		var stmt driver.StmtExecContext
-		stmtRows := 0
-		closeStmt := func() {
-			if stmt != nil {
-				stmt.(driver.Stmt).Close()
-				stmt = nil
-			}
-		}
-		defer closeStmt()
-		args := make([]any, 0, min(per, n)*len(cols))
-		for start := 0; start < n; start += per {
-			k := min(per, n-start)
-			if k != stmtRows {
-				closeStmt()
-				ds, err := pc.PrepareContext(ctx, t.d.rebind(t.d.insertSQL(table, cols, k)))
-				if err != nil {
-					return err
-				}
-				if stmt, ok = ds.(driver.StmtExecContext); !ok {
-					ds.Close()
-					return fmt.Errorf("insert into %s: driver statement %T cannot execute with a context", table, ds)
-				}
-				stmtRows = k
-			}
-			args = args[:0]
-			for i := start; i < start+k; i++ {
-				args = row(i, args)
-			}
-			nv, err := t.namedValues(args)
+		return t.insertChunks(table, cols, n, per, row, func(query string) (rowStmt, error) {
+			ds, err := pc.PrepareContext(ctx, query)
 			if err != nil {
-				return fmt.Errorf("insert into %s: %w", table, err)
+				return rowStmt{}, err
 			}
-			if _, err := stmt.ExecContext(ctx, nv); err != nil {
-				return err
+			stmt, ok := ds.(driver.StmtExecContext)
+			if !ok {
+				ds.Close()
+				return rowStmt{}, fmt.Errorf("insert into %s: driver statement %T cannot execute with a context", table, ds)
 			}
-		}
-		return nil
+			return rowStmt{
+				exec: func(args []any) error {
+					nv, err := t.namedValues(args)
+					if err != nil {
+						return fmt.Errorf("insert into %s: %w", table, err)
+					}
+					_, err = stmt.ExecContext(ctx, nv)
+					return err
+				},
+				close: ds.Close,
+			}, nil
+		})
 	})
 }
 
