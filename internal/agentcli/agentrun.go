@@ -337,16 +337,14 @@ func releaseStartupMemory(ctx context.Context, a *agent.Agent, log *slog.Logger)
 		return
 	}
 	r, err := memtrim.Release()
-	attrs := []any{
-		slog.Int64("rss_kb_before", r.Before.RSS), slog.Int64("rss_kb_after", r.After.RSS),
-		slog.Int64("file_kb_before", r.Before.File), slog.Int64("file_kb_after", r.After.File),
-		slog.Float64("took_ms", float64(r.Took.Microseconds())/1000),
-	}
 	if err != nil {
 		log.Info("kept start-up memory: the binary cannot be paged out here", slog.Any("error", err))
 		return
 	}
-	log.Info("released start-up memory", attrs...)
+	log.Info("released start-up memory",
+		slog.Int64("rss_kb_before", r.Before.RSS), slog.Int64("rss_kb_after", r.After.RSS),
+		slog.Int64("file_kb_before", r.Before.File), slog.Int64("file_kb_after", r.After.File),
+		slog.Float64("took_ms", float64(r.Took.Microseconds())/1000))
 }
 
 // ReadPEMCerts reads every CERTIFICATE block of a PEM file.
