@@ -42,10 +42,11 @@ func (s *source) Fetch(context.Context) (*Grant, error) {
 }
 
 // childScript records, one line each in $LOG, its start (pid and
-// $SECRET) and every trapped signal; traps are extra shell lines.
+// $SECRET) and every trapped signal; traps are extra shell lines, set
+// before the start record so a test that saw it can signal the child.
 func childScript(traps string) string {
-	return `echo "start $$ $SECRET" >> "$LOG"
-` + traps + `
+	return traps + `
+echo "start $$ $SECRET" >> "$LOG"
 while :; do sleep 0.05; done
 `
 }
