@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,35 +22,18 @@ func serverAddrs(tb testing.TB, p *proc) (agentAPI, https string) {
 	return agentAPI, https
 }
 
-var textStarted = regexp.MustCompile(`msg="server started" .*\bagent_api=(\S+) https=(\S*)`)
-
-// startedLine finds the JSON "server started" record in a server's log.
+// startedLine finds the "server started" record in a server's log.
 func startedLine(log string) (agentAPI, https string, err error) {
-	sc := bufio.NewScanner(strings.NewReader(log))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var rec struct {
-			Msg      string `json:"msg"`
-			AgentAPI string `json:"agent_api"`
-			HTTPS    string `json:"https"`
-		}
-		if json.Unmarshal(sc.Bytes(), &rec) != nil {
-			// log.format text: msg="server started" agent_api=HOST:PORT https=HOST:PORT
-			m := textStarted.FindStringSubmatch(sc.Text())
-			if m == nil {
-				continue
-			}
-			rec.Msg, rec.AgentAPI, rec.HTTPS = "server started", m[1], strings.Trim(m[2], `"`)
-		}
-		if rec.Msg != "server started" {
-			continue
-		}
-		if rec.AgentAPI == "" {
-			return "", "", fmt.Errorf("server started without an agent_api address: %s", sc.Text())
-		}
-		return rec.AgentAPI, rec.HTTPS, nil
+	rec, ok := findRecord(log, "server started")
+	if !ok {
+		return "", "", fmt.Errorf("no \"server started\" line in the server's log yet")
 	}
-	return "", "", fmt.Errorf("no \"server started\" line in the server's log yet")
+	agentAPI, _ = rec["agent_api"].(string)
+	https, _ = rec["https"].(string)
+	if agentAPI == "" {
+		return "", "", fmt.Errorf("server started without an agent_api address: %v", rec)
+	}
+	return agentAPI, https, nil
 }
 
 // healthAddr waits for a process started with a health address on port
@@ -71,26 +50,9 @@ func healthAddr(tb testing.TB, p *proc) string {
 	return addr
 }
 
-var textListening = regexp.MustCompile(`msg="` + regexp.QuoteMeta(healthz.LogMsgListening) + `" (?:.* )?` + healthz.LogKeyAddr + `=(\S+)`)
-
-// listeningLine finds the health listener's record (JSON or text) in a
-// process's log.
+// listeningLine finds the health listener's address in a process's log.
 func listeningLine(log string) (string, error) {
-	sc := bufio.NewScanner(strings.NewReader(log))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil {
-			if addr, ok := rec[healthz.LogKeyAddr].(string); ok && rec["msg"] == healthz.LogMsgListening && addr != "" {
-				return addr, nil
-			}
-			continue
-		}
-		if m := textListening.FindStringSubmatch(sc.Text()); m != nil {
-			return m[1], nil
-		}
-	}
-	return "", fmt.Errorf("no %q line in the log yet", healthz.LogMsgListening)
+	return listenAddr(log, healthz.LogMsgListening, healthz.LogKeyAddr)
 }
 
 func TestListeningLine(t *testing.T) {

@@ -261,25 +261,22 @@ func initialSyncTimings(tb testing.TB, p *proc) map[string]float64 {
 	tb.Helper()
 	var out map[string]float64
 	waitFor(tb, 10*time.Second, func() error {
-		for _, line := range strings.Split(p.out.String(), "\n") {
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "initial sync timings" {
-				continue
-			}
-			out = map[string]float64{}
-			for k, v := range rec {
-				f, ok := v.(float64)
-				switch {
-				case !ok:
-				case strings.HasSuffix(k, "_ms"):
-					out[strings.TrimSuffix(k, "_ms")+"-ms"] = f
-				case k == "sign_batches" || k == "sync_pages":
-					out[k] = f
-				}
-			}
-			return nil
+		rec, ok := findRecord(p.out.String(), "initial sync timings")
+		if !ok {
+			return fmt.Errorf("no \"initial sync timings\" line in the agent's log")
 		}
-		return fmt.Errorf("no \"initial sync timings\" line in the agent's log")
+		out = map[string]float64{}
+		for k, v := range rec {
+			f, ok := v.(float64)
+			switch {
+			case !ok:
+			case strings.HasSuffix(k, "_ms"):
+				out[strings.TrimSuffix(k, "_ms")+"-ms"] = f
+			case k == "sign_batches" || k == "sync_pages":
+				out[k] = f
+			}
+		}
+		return nil
 	})
 	return out
 }
@@ -397,6 +394,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 			b.Fatalf("%s: fetch: %v", p.name, err)
 		}
 		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-after-fetch-MB")
+		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-after-fetch-MB")
 	}
 }
 

@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,28 +11,14 @@ import (
 	"github.com/signet-id/signet/internal/console"
 )
 
-var textConsole = regexp.MustCompile(`msg="` + regexp.QuoteMeta(console.LogMsgListening) + `" (?:.* )?` + console.LogKeyAddr + `=(\S+)`)
-
 // consoleAddr reads the console's bound address from a server's log.
 func consoleAddr(tb testing.TB, p *proc) string {
 	tb.Helper()
 	var addr string
 	waitFor(tb, 30*time.Second, func() error {
-		sc := bufio.NewScanner(strings.NewReader(p.out.String()))
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				if a, ok := rec[console.LogKeyAddr].(string); ok && rec["msg"] == console.LogMsgListening {
-					addr = a
-					return nil
-				}
-			} else if m := textConsole.FindStringSubmatch(sc.Text()); m != nil {
-				addr = m[1]
-				return nil
-			}
-		}
-		return fmt.Errorf("no %q line in the log yet", console.LogMsgListening)
+		var err error
+		addr, err = listenAddr(p.out.String(), console.LogMsgListening, console.LogKeyAddr)
+		return err
 	})
 	return addr
 }

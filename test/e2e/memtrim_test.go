@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -79,19 +77,4 @@ func TestAgentReleasesStartupMemory(t *testing.T) {
 			}
 		})
 	}
-}
-
-// logRecord returns the first JSON log record in out whose msg is msg.
-func logRecord(t *testing.T, out, msg string) map[string]any {
-	t.Helper()
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
-			return rec
-		}
-	}
-	t.Fatalf("no %q record in:\n%s", msg, out)
-	return nil
 }
