@@ -110,6 +110,9 @@ type Agent struct {
 	// successful sync ("" when none).
 	brokerURL atomic.Pointer[string]
 
+	// workload is the Workload API server, once Run has created it.
+	workload atomic.Pointer[workload.Server]
+
 	started time.Time // when Run began
 	timings startupTimings
 
@@ -293,6 +296,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("create workload api server: %w", err)
 	}
+	a.workload.Store(ws)
 	l, err := workload.Listen(a.cfg.SocketPath)
 	if err != nil {
 		return fmt.Errorf("listen for the workload api: %w", err)

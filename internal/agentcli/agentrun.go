@@ -327,11 +327,20 @@ func runAgent(parent context.Context, a *agent.Agent, health *healthz.Server) er
 	return err
 }
 
+// releaseQuiet is how long the Workload API stays quiet before the agent
+// pages out again the code that serving it read back in.
+const releaseQuiet = 30 * time.Second
+
 // releaseStartupMemory waits until a is ready (its first sync complete,
 // every SVID it made due held) and then pages out the binary's code and
 // data that only start-up touched (package memtrim): package
 // initialisation and the first sync. The code the agent goes on to run is
-// read back at its first use. An agent that stops first releases nothing.
+// read back at its first use. Once the Workload API has been quiet for
+// releaseQuiet it pages out again what ran once after that (the first
+// sync's tail, listeners starting), and then each time the API has
+// served calls and been quiet for as long, what serving read back in: a
+// page the agent still uses costs a fault to read back, one it does not
+// stays out. An agent that stops first releases nothing.
 func releaseStartupMemory(ctx context.Context, a *agent.Agent, log *slog.Logger) {
 	if a.WaitReady(ctx) != nil {
 		return
@@ -345,6 +354,16 @@ func releaseStartupMemory(ctx context.Context, a *agent.Agent, log *slog.Logger)
 		slog.Int64("rss_kb_before", r.Before.RSS), slog.Int64("rss_kb_after", r.After.RSS),
 		slog.Int64("file_kb_before", r.Before.File), slog.Int64("file_kb_after", r.After.File),
 		slog.Float64("took_ms", float64(r.Took.Microseconds())/1000))
+	a.WhenWorkloadQuiet(ctx, releaseQuiet, func() {
+		r, err := memtrim.Release()
+		if err != nil {
+			log.Warn("could not page out the code serving read back in", slog.Any("error", err))
+			return
+		}
+		log.Debug("released memory again: the workload api was quiet",
+			slog.Int64("rss_kb_before", r.Before.RSS), slog.Int64("rss_kb_after", r.After.RSS),
+			slog.Int64("file_kb_before", r.Before.File), slog.Int64("file_kb_after", r.After.File))
+	})
 }
 
 // ReadPEMCerts reads every CERTIFICATE block of a PEM file.

@@ -186,9 +186,10 @@ type Agent struct {
 	SyncInterval      Duration `yaml:"sync_interval" flag:"sync-interval" usage:"how often to sync with the server"`
 	AttestTimeout     Duration `yaml:"attest_timeout" flag:"attest-timeout" usage:"how long to keep trying an unreachable server before the first attestation fails"`
 	HealthAddress     string   `yaml:"health_address" flag:"health-address" usage:"serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8083"`
-	// KeepStartupMemory turns off the one-time page-out, after the first
-	// sync, of the binary's pages only start-up used (package memtrim).
-	KeepStartupMemory bool `yaml:"keep_startup_memory" flag:"keep-startup-memory" usage:"keep resident the pages of the binary that only start-up used, instead of paging them out once the first sync is complete"`
+	// KeepStartupMemory turns off the page-out, after the first sync, of
+	// the binary's pages only start-up used, and the page-out again after
+	// each quiet spell of the Workload API (package memtrim).
+	KeepStartupMemory bool `yaml:"keep_startup_memory" flag:"keep-startup-memory" usage:"keep resident the pages of the binary that start-up or serving used, instead of paging them out once the first sync is complete and again whenever the Workload API has been quiet for 30s"`
 	Log               Log  `yaml:"log"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -43,7 +44,11 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		}
 		err = s.finish(ctx, info.FullMethod, mm, err)
 	}()
-	if strings.HasPrefix(info.FullMethod, healthPrefix) || s.headerExempt(info.FullMethod) {
+	if strings.HasPrefix(info.FullMethod, healthPrefix) {
+		return handler(ctx, req)
+	}
+	s.activity.Add(1)
+	if s.headerExempt(info.FullMethod) {
 		return handler(ctx, req)
 	}
 	if err := checkHeader(ctx); err != nil {
@@ -63,6 +68,10 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		mm.streamEnded()
 		err = s.finish(ctx, info.FullMethod, mm, err)
 	}()
+	if !strings.HasPrefix(info.FullMethod, healthPrefix) {
+		s.activity.Add(1)
+		ss = countingStream{ss, &s.activity}
+	}
 	if s.headerExempt(info.FullMethod) {
 		return handler(srv, ss)
 	}
@@ -70,6 +79,23 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		return err
 	}
 	return handler(srv, ss)
+}
+
+// Activity counts what the server has served: calls, streams opened and
+// messages sent on streams, health checks aside. A reading that has not
+// moved between two looks means the API was quiet in between.
+func (s *Server) Activity() uint64 { return s.activity.Load() }
+
+// countingStream counts each message sent on a stream (an SVID rotated,
+// a bundle changed) as activity.
+type countingStream struct {
+	grpc.ServerStream
+	n *atomic.Uint64
+}
+
+func (c countingStream) SendMsg(m any) error {
+	c.n.Add(1)
+	return c.ServerStream.SendMsg(m)
 }
 
 // panicError turns a recovered panic into an internal error carrying the

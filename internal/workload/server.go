@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -149,6 +150,8 @@ type Server struct {
 	tracing        trace.TracerProvider // nil when off
 
 	readyWait time.Duration
+
+	activity atomic.Uint64 // see Activity
 
 	// Responses by caller selector set, valid until the source changes.
 	// Each is kept encoded (prepared): see encoded.

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -70,6 +71,7 @@ type env struct {
 	fedCA  *workloadtest.CA
 	path   string
 	client *workloadapi.Client
+	srv    *workload.Server
 	reg    *prometheus.Registry
 	logs   *syncBuffer  // everything the server logged, at debug level
 	stop   func() error // stops the server, returns Serve's error
@@ -133,6 +135,7 @@ func start(tb testing.TB, opts ...func(*workload.Config)) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	e.srv = srv
 	e.path = filepath.Join(tb.TempDir(), "agent", "public", "api.sock")
 	l, err := workload.Listen(e.path)
 	if err != nil {
@@ -362,6 +365,50 @@ func TestStreamSendsOnlyChanges(t *testing.T) {
 	if len(resp.Svids) != 2 {
 		t.Errorf("next response has %d SVIDs, want 2 (the unrelated change must not be sent)", len(resp.Svids))
 	}
+}
+
+func TestActivity(t *testing.T) {
+	e := start(t)
+	web := e.entry(t, webID, "", mine)
+	e.src.SetEntries(web)
+	want := e.srv.Activity()
+	check := func(what string, more uint64) {
+		t.Helper()
+		want += more
+		if got := e.srv.Activity(); got != want {
+			t.Errorf("after %s: Activity() = %d, want %d", what, got, want)
+		}
+	}
+	cc, err := grpc.NewClient("unix://"+e.path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := healthpb.NewHealthClient(cc).Check(testCtx(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	check("a health check", 0)
+	stream, err := e.raw(t).FetchX509SVID(withHeader(testCtx(t)), &workloadpb.X509SVIDRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	check("a stream and its first response", 2)
+	e.src.SetEntries(web, e.entry(t, dbID, "", mine))
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	check("a rotation sent on the stream", 1)
+	if _, err := e.raw(t).FetchJWTSVID(withHeader(testCtx(t)), &workloadpb.JWTSVIDRequest{Audience: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	check("a unary call", 1)
+	if _, err := e.raw(t).FetchJWTSVID(testCtx(t), &workloadpb.JWTSVIDRequest{Audience: []string{"a"}}); err == nil {
+		t.Fatal("a call without the security header succeeded")
+	}
+	check("a refused call", 1)
 }
 
 func TestStreamEndsWhenIdentityRemoved(t *testing.T) {

@@ -335,12 +335,15 @@ func (d *deployment) createEntries(tb testing.TB, nodeID string, n int) {
 }
 
 // BenchmarkIdleRSS measures the resident memory of an idle server and of
-// an idle agent holding one SVID, ten seconds after the agent is ready:
+// an idle agent holding one SVID, 50 seconds after the agent is ready
+// (by then it has paged out what ran once after start-up: 30 s quiet):
 // all of it (VmRSS) and the private part (RssAnon), for the one signet
 // binary's agent and the slim signet-agent, with each binary's size; then
 // each agent's VmRSS again right after one FetchX509SVID
 // (-rss-after-fetch-MB): what serving a call reads back in of the code
-// the agent paged out once ready (internal/memtrim).
+// the agent paged out once ready (internal/memtrim); then once the agent
+// has paged it out again after 30 s without calls (-rss-quiet-MB), with
+// what the next call takes (-fetch-after-quiet-ms) beside a warm one.
 func BenchmarkIdleRSS(b *testing.B) {
 	d := deploy(b)
 	slim := slimAgent(b)
@@ -374,7 +377,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 		procs = append(procs, agentProc{map[string]string{"signet": "one-binary-agent", "signet-agent": "slim-agent"}[bin.name],
 			agent.cmd.Process.Pid, filepath.Join(d.dir, "agent-"+bin.name+".sock")})
 	}
-	time.Sleep(10 * time.Second)
+	time.Sleep(50 * time.Second)
 	// VmRSS counts the binary's file-backed pages too (shared, reclaimable);
 	// RssAnon is the process's private memory.
 	for _, p := range procs {
@@ -395,6 +398,28 @@ func BenchmarkIdleRSS(b *testing.B) {
 		}
 		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-after-fetch-MB")
 		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-after-fetch-MB")
+	}
+	// Once the Workload API has been quiet for 30 s, the agent pages out
+	// again what serving read back in; then what the next call costs for
+	// reading it back, and what a call costs once it is resident.
+	time.Sleep(50 * time.Second)
+	for _, p := range procs {
+		if p.socket == "" {
+			continue
+		}
+		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-quiet-MB")
+		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-quiet-MB")
+		for _, metric := range []string{"-fetch-after-quiet-ms", "-fetch-warm-ms"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			start := time.Now()
+			_, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+p.socket))
+			took := time.Since(start)
+			cancel()
+			if err != nil {
+				b.Fatalf("%s: fetch: %v", p.name, err)
+			}
+			b.ReportMetric(float64(took.Microseconds())/1000, p.name+metric)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,8 +15,9 @@ import (
 
 // TestAgentReleasesStartupMemory: once its first sync is complete, an
 // agent pages out what start-up alone touched of its binary (logged as
-// "released start-up memory") and goes on serving; --keep-startup-memory
-// turns that off. The agent runs from a copy of signet of its own: the
+// "released start-up memory") and goes on serving; what a call read back
+// in goes out again once the Workload API has been quiet for 30 s;
+// --keep-startup-memory turns both off. The agent runs from a copy of signet of its own: the
 // kernel pages out only pages no other process maps, and the server maps
 // signetBin.
 func TestAgentReleasesStartupMemory(t *testing.T) {
@@ -45,7 +47,7 @@ func TestAgentReleasesStartupMemory(t *testing.T) {
 			}
 			agent, _ := d.startAgentBin(t, b, "agent-"+name, nodeID)
 			socket := filepath.Join(d.dir, "agent-"+name+".sock")
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			waitFor(t, time.Minute, func() error { // the socket exists once the agent holds its SVID
 				fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -71,9 +73,20 @@ func TestAgentReleasesStartupMemory(t *testing.T) {
 				t.Errorf("file-backed memory %v kB before, %v kB after: want less after", before, after)
 			}
 			t.Logf("file-backed %v → %v kB, resident %v → %v kB", before, after, rec["rss_kb_before"], rec["rss_kb_after"])
-			// The code paths a call needs come back in from the file.
+			// The code paths a call needs come back in from the file, and
+			// go out again once the Workload API has been quiet for 30 s.
 			if _, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+socket)); err != nil {
 				t.Fatalf("fetch after: %v", err)
+			}
+			served := procStatusKB(t, agent.cmd.Process.Pid, "RssFile")
+			waitFor(t, 90*time.Second, func() error {
+				if now := procStatusKB(t, agent.cmd.Process.Pid, "RssFile"); now > served-512 {
+					return fmt.Errorf("file-backed memory %d kB right after a call, %d kB now: want 512 kB less once quiet", served, now)
+				}
+				return nil
+			})
+			if _, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+socket)); err != nil {
+				t.Fatalf("fetch once quiet: %v", err)
 			}
 		})
 	}
