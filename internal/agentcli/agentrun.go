@@ -350,20 +350,25 @@ func releaseStartupMemory(ctx context.Context, a *agent.Agent, log *slog.Logger)
 		log.Info("kept start-up memory: the binary cannot be paged out here", slog.Any("error", err))
 		return
 	}
-	log.Info("released start-up memory",
-		slog.Int64("rss_kb_before", r.Before.RSS), slog.Int64("rss_kb_after", r.After.RSS),
-		slog.Int64("file_kb_before", r.Before.File), slog.Int64("file_kb_after", r.After.File),
-		slog.Float64("took_ms", float64(r.Took.Microseconds())/1000))
+	log.Info("released start-up memory", releaseAttrs(r)...)
 	a.WhenWorkloadQuiet(ctx, releaseQuiet, func() {
 		r, err := memtrim.Release()
 		if err != nil {
-			log.Warn("could not page out the code serving read back in", slog.Any("error", err))
+			log.Warn("could not page out the binary again", slog.Any("error", err))
 			return
 		}
-		log.Debug("released memory again: the workload api was quiet",
-			slog.Int64("rss_kb_before", r.Before.RSS), slog.Int64("rss_kb_after", r.After.RSS),
-			slog.Int64("file_kb_before", r.Before.File), slog.Int64("file_kb_after", r.After.File))
+		log.Debug("released memory again: the workload api was quiet", releaseAttrs(r)...)
 	})
+}
+
+// releaseAttrs are a memtrim.Release's log fields: resident and
+// file-backed memory before and after (kB), and how long it took.
+func releaseAttrs(r memtrim.Result) []any {
+	return []any{
+		slog.Int64("rss_kb_before", r.Before.RSS), slog.Int64("rss_kb_after", r.After.RSS),
+		slog.Int64("file_kb_before", r.Before.File), slog.Int64("file_kb_after", r.After.File),
+		slog.Float64("took_ms", float64(r.Took.Microseconds())/1000),
+	}
 }
 
 // ReadPEMCerts reads every CERTIFICATE block of a PEM file.
