@@ -344,15 +344,50 @@ func (d *deployment) createEntries(tb testing.TB, nodeID string, n int) {
 // the agent paged out once ready (internal/memtrim); then once the agent
 // has paged it out again after 30 s without calls (-rss-quiet-MB), with
 // what the next call takes (-fetch-after-quiet-ms) beside a warm one.
-func BenchmarkIdleRSS(b *testing.B) {
-	d := deploy(b)
-	slim := slimAgent(b)
+func BenchmarkIdleRSS(b *testing.B) { idleRSS(b, 50*time.Second, b.ReportMetric) }
+
+// TestIdleRSSReported runs BenchmarkIdleRSS's measurement without its
+// waits and checks that it reports each figure (binary sizes, idle,
+// after-fetch and quiet RSS, fetch times); their values depend on the
+// machine and are not asserted.
+func TestIdleRSSReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs processes")
+	}
+	t.Parallel()
+	got := map[string]float64{}
+	idleRSS(t, 0, func(v float64, name string) { got[name] = v })
+	for _, agent := range []string{"slim-agent", "one-binary-agent"} {
+		for _, m := range []string{"-rss-MB", "-anon-MB", "-rss-after-fetch-MB", "-anon-after-fetch-MB", "-rss-quiet-MB", "-anon-quiet-MB", "-fetch-after-quiet-ms", "-fetch-warm-ms"} {
+			if got[agent+m] <= 0 {
+				t.Errorf("%s%s not reported (or not positive): %v", agent, m, got)
+			}
+		}
+	}
+	for _, m := range []string{"signet-agent-binary-MB", "signet-binary-MB", "server-rss-MB", "server-anon-MB"} {
+		if got[m] <= 0 {
+			t.Errorf("%s not reported (or not positive): %v", m, got)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("reported: %v", got)
+}
+
+// idleRSS is BenchmarkIdleRSS's measurement, waiting settle after the
+// agents are ready and again after the fetch, reporting each figure as
+// report(value, name) does b.ReportMetric.
+func idleRSS(tb testing.TB, settle time.Duration, report func(float64, string)) {
+	tb.Helper()
+	d := deploy(tb)
+	slim := slimAgent(tb)
 	for _, bin := range []agentBinary{slim, oneBinary()} {
 		fi, err := os.Stat(bin.path)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		b.ReportMetric(float64(fi.Size())/(1<<20), bin.name+"-binary-MB")
+		report(float64(fi.Size())/(1<<20), bin.name+"-binary-MB")
 	}
 	type agentProc struct {
 		name   string
@@ -364,10 +399,10 @@ func BenchmarkIdleRSS(b *testing.B) {
 		nodeID := "spiffe://example.org/node/idle-" + bin.name
 		if _, errOut, err := signetRun("entry", "create", "--admin-socket", d.adminSock, "--parent-id", nodeID,
 			"--spiffe-id", "spiffe://example.org/idle-"+bin.name, "--selector", "unix:uid:"+strconv.Itoa(os.Getuid())); err != nil {
-			b.Fatalf("entry create: %v %s", err, errOut)
+			tb.Fatalf("entry create: %v %s", err, errOut)
 		}
-		agent, health := d.startAgentBin(b, bin, "agent-"+bin.name, nodeID)
-		waitFor(b, time.Minute, func() error {
+		agent, health := d.startAgentBin(tb, bin, "agent-"+bin.name, nodeID)
+		waitFor(tb, time.Minute, func() error {
 			v, err := metric(health, "signet_agent_cached_x509_svids")
 			if err == nil && v < 1 {
 				err = fmt.Errorf("no SVID yet")
@@ -377,12 +412,12 @@ func BenchmarkIdleRSS(b *testing.B) {
 		procs = append(procs, agentProc{map[string]string{"signet": "one-binary-agent", "signet-agent": "slim-agent"}[bin.name],
 			agent.cmd.Process.Pid, filepath.Join(d.dir, "agent-"+bin.name+".sock")})
 	}
-	time.Sleep(50 * time.Second)
+	time.Sleep(settle)
 	// VmRSS counts the binary's file-backed pages too (shared, reclaimable);
 	// RssAnon is the process's private memory.
 	for _, p := range procs {
-		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-MB")
-		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-MB")
+		report(float64(procStatusKB(tb, p.pid, "VmRSS"))/1024, p.name+"-rss-MB")
+		report(float64(procStatusKB(tb, p.pid, "RssAnon"))/1024, p.name+"-anon-MB")
 	}
 	// Then what a Workload API call brings back in: an agent that paged
 	// out start-up's code reads the serving path's pages in again.
@@ -394,21 +429,21 @@ func BenchmarkIdleRSS(b *testing.B) {
 		_, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+p.socket))
 		cancel()
 		if err != nil {
-			b.Fatalf("%s: fetch: %v", p.name, err)
+			tb.Fatalf("%s: fetch: %v", p.name, err)
 		}
-		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-after-fetch-MB")
-		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-after-fetch-MB")
+		report(float64(procStatusKB(tb, p.pid, "VmRSS"))/1024, p.name+"-rss-after-fetch-MB")
+		report(float64(procStatusKB(tb, p.pid, "RssAnon"))/1024, p.name+"-anon-after-fetch-MB")
 	}
 	// Once the Workload API has been quiet for 30 s, the agent pages out
 	// again what serving read back in; then what the next call costs for
 	// reading it back, and what a call costs once it is resident.
-	time.Sleep(50 * time.Second)
+	time.Sleep(settle)
 	for _, p := range procs {
 		if p.socket == "" {
 			continue
 		}
-		b.ReportMetric(float64(procStatusKB(b, p.pid, "VmRSS"))/1024, p.name+"-rss-quiet-MB")
-		b.ReportMetric(float64(procStatusKB(b, p.pid, "RssAnon"))/1024, p.name+"-anon-quiet-MB")
+		report(float64(procStatusKB(tb, p.pid, "VmRSS"))/1024, p.name+"-rss-quiet-MB")
+		report(float64(procStatusKB(tb, p.pid, "RssAnon"))/1024, p.name+"-anon-quiet-MB")
 		for _, metric := range []string{"-fetch-after-quiet-ms", "-fetch-warm-ms"} {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			start := time.Now()
@@ -416,9 +451,9 @@ func BenchmarkIdleRSS(b *testing.B) {
 			took := time.Since(start)
 			cancel()
 			if err != nil {
-				b.Fatalf("%s: fetch: %v", p.name, err)
+				tb.Fatalf("%s: fetch: %v", p.name, err)
 			}
-			b.ReportMetric(float64(took.Microseconds())/1000, p.name+metric)
+			report(float64(took.Microseconds())/1000, p.name+metric)
 		}
 	}
 }
