@@ -110,7 +110,7 @@ func agentRunCmd(f *agentFlags) *cobra.Command {
 				defer health.Close()
 			}
 			if !c.KeepStartupMemory {
-				go releaseStartupMemory(cmd.Context(), a, log)
+				go releaseMemory(cmd.Context(), a, log)
 			}
 			return AgentConfigErr(runAgent(cmd.Context(), a, health))
 		},
@@ -328,10 +328,11 @@ func runAgent(parent context.Context, a *agent.Agent, health *healthz.Server) er
 }
 
 // releaseQuiet is how long the Workload API stays quiet before the agent
-// pages out again the code that serving it read back in.
+// pages out again the code that serving it read back in. The usage text
+// of keep_startup_memory (internal/config) names it.
 const releaseQuiet = 30 * time.Second
 
-// releaseStartupMemory waits until a is ready (its first sync complete,
+// releaseMemory waits until a is ready (its first sync complete,
 // every SVID it made due held) and then pages out the binary's code and
 // data that only start-up touched (package memtrim): package
 // initialisation and the first sync. The code the agent goes on to run is
@@ -341,7 +342,7 @@ const releaseQuiet = 30 * time.Second
 // served calls and been quiet for as long, what serving read back in: a
 // page the agent still uses costs a fault to read back, one it does not
 // stays out. An agent that stops first releases nothing.
-func releaseStartupMemory(ctx context.Context, a *agent.Agent, log *slog.Logger) {
+func releaseMemory(ctx context.Context, a *agent.Agent, log *slog.Logger) {
 	if a.WaitReady(ctx) != nil {
 		return
 	}

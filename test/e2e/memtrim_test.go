@@ -17,9 +17,9 @@ import (
 // agent pages out what start-up alone touched of its binary (logged as
 // "released start-up memory") and goes on serving; what a call read back
 // in goes out again once the Workload API has been quiet for 30 s;
-// --keep-startup-memory turns both off. The agent runs from a copy of signet of its own: the
-// kernel pages out only pages no other process maps, and the server maps
-// signetBin.
+// --keep-startup-memory turns both off. The agent runs from a copy of
+// signet of its own: the kernel pages out only pages no other process
+// maps, and the server maps signetBin.
 func TestAgentReleasesStartupMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs processes")
