@@ -116,6 +116,8 @@ type Agent struct {
 	started time.Time // when Run began
 	timings startupTimings
 
+	procs *procs // GOMAXPROCS while signing and while not
+
 	running   atomic.Bool
 	readyOnce sync.Once
 	ready     chan struct{} // closed after the first successful sync
@@ -173,6 +175,7 @@ func New(cfg Config) (*Agent, error) {
 	a.client = newServerClient(servers, td, a.cache, &a.svid, cfg.MaxBackoff, cfg.Clock.Now, log.With("subcomponent", "server-client"))
 	a.cache.signJWT = a.signJWT
 	a.cache.health = a.Synced
+	a.procs = newProcs(cfg.IdleProcs, DefaultIdleProcsGrace, cfg.Clock, met.setGOMAXPROCS)
 	return a, nil
 }
 
@@ -306,6 +309,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	g.Go(func() error { return a.syncLoop(gctx, dir) })
 	g.Go(func() error { return a.renewLoop(gctx, dir) })
 	g.Go(func() error { return a.watchLoop(gctx) })
+	g.Go(func() error { a.procs.run(gctx, nil); return nil })
 	g.Go(func() error {
 		if err := ws.Serve(gctx, l); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("serve workload api: %w", err)

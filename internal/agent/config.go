@@ -88,6 +88,12 @@ type Config struct {
 	// Version is the agent's build version, reported to local workloads
 	// by the AgentInfo service.
 	Version string
+	// IdleProcs, when positive, is the GOMAXPROCS the agent runs with
+	// once it has signed no SVID for DefaultIdleProcsGrace; signing brings
+	// back the Go runtime's default first (see procs). GOMAXPROCS is
+	// process-wide: set it only in a process that is the agent. Zero
+	// leaves GOMAXPROCS alone.
+	IdleProcs int
 }
 
 // withDefaults returns c with zero fields defaulted.
@@ -122,6 +128,9 @@ func (c Config) validate() error {
 	var errs []error
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.IdleProcs < 0 {
+		add("IdleProcs", "%d: want a number of Ps, or 0 to leave GOMAXPROCS alone", c.IdleProcs)
 	}
 	if _, err := ParseServerAddresses(c.ServerAddress); err != nil {
 		add("ServerAddress", "%v", err)

@@ -16,6 +16,7 @@ type metrics struct {
 	svidsSigned     *prometheus.CounterVec
 	agentSVIDExpiry prometheus.Gauge
 	watchEvents     prometheus.Counter
+	gomaxprocs      prometheus.Gauge
 }
 
 // newMetrics creates the collectors and registers them with reg, unless reg
@@ -47,12 +48,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "signet", Subsystem: "agent", Name: "watch_events_total",
 			Help: "Events the server pushed over the agent's Watch stream.",
 		}),
+		gomaxprocs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "signet", Subsystem: "agent", Name: "gomaxprocs",
+			Help: "The GOMAXPROCS the agent runs with now: the Go runtime's default while it signs SVIDs, idle_procs once it has not for a while (0: the agent does not change it).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.syncDuration, m.syncErrors, m.cachedSVIDs, m.svidsSigned, m.agentSVIDExpiry, m.watchEvents} {
+	for _, c := range []prometheus.Collector{m.syncDuration, m.syncErrors, m.cachedSVIDs, m.svidsSigned, m.agentSVIDExpiry, m.watchEvents, m.gomaxprocs} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -64,6 +69,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) setCachedSVIDs(n int) { m.cachedSVIDs.Set(float64(n)) }
+
+func (m *metrics) setGOMAXPROCS(n int) { m.gomaxprocs.Set(float64(n)) }
 
 func (m *metrics) setAgentSVIDExpiry(t time.Time) {
 	m.agentSVIDExpiry.Set(float64(t.Unix()))

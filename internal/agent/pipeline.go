@@ -39,6 +39,10 @@ type signPipeline struct {
 	signQ  chan *preparedBatch
 	kwg    sync.WaitGroup
 	swg    sync.WaitGroup
+	// started: the key generators run, after the first add with jobs
+	// (a sync with nothing to sign starts none and leaves GOMAXPROCS
+	// alone, see procs).
+	started bool
 
 	mu       sync.Mutex
 	stored   int
@@ -55,9 +59,6 @@ type preparedBatch struct {
 
 func (a *Agent) newSignPipeline(ctx context.Context) *signPipeline {
 	p := &signPipeline{a: a, ctx: ctx, keygen: make(chan []signJob), signQ: make(chan *preparedBatch, 1), failed: make(chan struct{})}
-	for range max(1, runtime.GOMAXPROCS(0)) {
-		p.kwg.Go(p.keygenWorker)
-	}
 	for range signConcurrency {
 		p.swg.Go(p.signWorker)
 	}
@@ -66,9 +67,16 @@ func (a *Agent) newSignPipeline(ctx context.Context) *signPipeline {
 
 // add queues jobs (those not already being signed by another pipeline) in
 // batches of signBatchSize. It blocks while the stages are full, which is
-// what bounds the memory in flight.
+// what bounds the memory in flight. One goroutine adds.
 func (p *signPipeline) add(jobs []signJob) {
 	jobs = p.a.cache.claim(jobs)
+	if len(jobs) > 0 && !p.started {
+		p.started = true
+		p.a.procs.acquire() // every CPU for the generators, before counting them
+		for range max(1, runtime.GOMAXPROCS(0)) {
+			p.kwg.Go(p.keygenWorker)
+		}
+	}
 	for start := 0; start < len(jobs); start += signBatchSize {
 		batch := jobs[start:min(start+signBatchSize, len(jobs))]
 		select {
@@ -90,6 +98,9 @@ func (p *signPipeline) wait() (int, error) {
 	p.kwg.Wait()
 	close(p.signQ)
 	p.swg.Wait()
+	if p.started {
+		p.a.procs.release()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.firstErr == nil && p.ctx.Err() != nil {

@@ -192,6 +192,7 @@ func (f *agentFlags) agentConfig(c config.Agent, log *slog.Logger) (agent.Config
 		ServerAddress: c.ServerAddress, TrustDomain: c.TrustDomain,
 		DataDir: c.DataDir, SocketPath: c.Socket, SyncInterval: time.Duration(c.SyncInterval), Logger: log,
 		AttestTimeout: time.Duration(c.AttestTimeout), Version: ReadBuildInfo(f.build).Version,
+		IdleProcs: idleProcs(c.KeepGOMAXPROCS, os.Getenv("GOMAXPROCS")),
 	}
 	var err error
 	if c.TrustBundle != "" {
@@ -206,6 +207,17 @@ func (f *agentFlags) agentConfig(c config.Agent, log *slog.Logger) (agent.Config
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// idleProcs is the agent's IdleProcs: one P while it only serves (a
+// Workload API call then wakes fewer threads: BENCHMARKS.md, "Workload API
+// on one P"), unless keep_gomaxprocs is set or the GOMAXPROCS environment
+// variable is, whose value the operator chose for the whole process.
+func idleProcs(keep bool, env string) int {
+	if keep || env != "" {
+		return 0
+	}
+	return 1
 }
 
 // nodeAttestor builds the one node attestor the agent uses: the

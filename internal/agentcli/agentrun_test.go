@@ -160,3 +160,20 @@ func TestAgentFlagsOverFile(t *testing.T) {
 		t.Errorf("resolve = %+v", c)
 	}
 }
+
+func TestIdleProcs(t *testing.T) {
+	for _, c := range []struct {
+		keep bool
+		env  string
+		want int
+	}{
+		{false, "", 1},
+		{true, "", 0},
+		{false, "4", 0}, // the operator's GOMAXPROCS stays
+		{true, "4", 0},
+	} {
+		if got := idleProcs(c.keep, c.env); got != c.want {
+			t.Errorf("idleProcs(keep %v, GOMAXPROCS %q) = %d, want %d", c.keep, c.env, got, c.want)
+		}
+	}
+}

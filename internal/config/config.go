@@ -190,7 +190,10 @@ type Agent struct {
 	// the binary's pages only start-up used, and the page-out again after
 	// each quiet spell of the Workload API (package memtrim).
 	KeepStartupMemory bool `yaml:"keep_startup_memory" flag:"keep-startup-memory" usage:"keep resident the pages of the binary that start-up or serving used, instead of paging them out once the first sync is complete and again whenever the Workload API has been quiet for 30s"`
-	Log               Log  `yaml:"log"`
+	// KeepGOMAXPROCS keeps the Go runtime's GOMAXPROCS throughout, instead
+	// of one P while no SVID is being signed (agent.Config.IdleProcs).
+	KeepGOMAXPROCS bool `yaml:"keep_gomaxprocs" flag:"keep-gomaxprocs" usage:"keep the Go runtime's GOMAXPROCS (one P per CPU) while the agent only serves, instead of running on one P once it has signed no SVID for 5s and on every CPU again to sign (a GOMAXPROCS environment variable also keeps its value)"`
+	Log            Log  `yaml:"log"`
 }
 
 // LoadServer reads a server configuration file.

@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(loadClientEnv) != "" {
 		os.Exit(loadClientMain())
 	}
+	if os.Getenv(floorServerEnv) != "" {
+		os.Exit(floorServerMain())
+	}
 	dir, err := os.MkdirTemp("", "signet-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

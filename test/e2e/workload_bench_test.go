@@ -184,12 +184,11 @@ func procSwitches(tb testing.TB, pid int) int64 {
 // being woken: what a call costs beyond its own work when the agent is
 // otherwise idle). Run with -benchtime 1x; SIGNET_BENCH_SECONDS sets the
 // run length (default 5). SIGNET_BENCH_AGENT_GOMAXPROCS sets the agent's
-// GOMAXPROCS (default: the Go runtime's, the number of CPUs).
+// GOMAXPROCS (default: the agent's own, one P once it has signed nothing for
+// 5 s, which the benchmark waits for; set it to the number of CPUs to
+// measure the agent on every CPU).
 func BenchmarkWorkloadAPIProcesses(b *testing.B) {
-	secs := 5
-	if v, err := strconv.Atoi(os.Getenv("SIGNET_BENCH_SECONDS")); err == nil && v > 0 {
-		secs = v
-	}
+	secs := benchSeconds()
 	d := deploy(b)
 	nodeID := "spiffe://example.org/node/bench"
 	if _, errOut, err := signetRun("entry", "create", "--admin-socket", d.adminSock, "--parent-id", nodeID,
@@ -216,26 +215,60 @@ func BenchmarkWorkloadAPIProcesses(b *testing.B) {
 		}
 		return err
 	})
+	// The agent drops to one P once it has signed nothing for 5 s
+	// (agent.DefaultIdleProcsGrace): measure it serving as it then does.
+	// A build without the gauge, or a GOMAXPROCS set above, is measured
+	// as it is.
+	procs := 0.0
+	waitFor(b, time.Minute, func() error {
+		v, err := metric(health, "signet_agent_gomaxprocs")
+		switch {
+		case err != nil && strings.Contains(err.Error(), "not found"):
+			return nil
+		case err == nil && v != 1 && os.Getenv("SIGNET_BENCH_AGENT_GOMAXPROCS") == "":
+			return fmt.Errorf("agent GOMAXPROCS still %v", v)
+		}
+		procs = v
+		return err
+	})
 	socket := filepath.Join(d.dir, "agent.sock")
 	for _, method := range []string{"x509", "jwt"} {
 		for _, n := range []int{1, 16} {
 			b.Run(fmt.Sprintf("%s/clients=%d", method, n), func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
-					res, agentCPU, agentSw := runLoadClient(b, socket, agent.cmd.Process.Pid, method, n, time.Duration(secs)*time.Second)
-					if res.Errors > 0 || res.Calls == 0 {
-						b.Fatalf("%d calls, %d errors", res.Calls, res.Errors)
-					}
-					calls := float64(res.Calls)
-					b.ReportMetric(calls/res.Wall.Seconds(), "calls/s")
-					b.ReportMetric(float64(res.P50.Microseconds()), "p50-µs")
-					b.ReportMetric(float64(res.P99.Microseconds()), "p99-µs")
-					b.ReportMetric(float64(agentCPU.Nanoseconds())/1e3/calls, "agent-cpu-µs/call")
-					b.ReportMetric(float64(res.CPU.Nanoseconds())/1e3/calls, "client-cpu-µs/call")
-					b.ReportMetric(float64(agentSw)/calls, "agent-ctxsw/call")
+					res, agentCPU, agentSw := runLoadClient(b, socket, agent.cmd.Process.Pid, method, n, secs)
+					reportLoad(b, res, agentCPU, agentSw)
+					b.ReportMetric(procs, "agent-gomaxprocs") // 0: the agent did not report or change it
 				}
 			})
 		}
 	}
+}
+
+// benchSeconds is the length of one measured load run:
+// SIGNET_BENCH_SECONDS, default 5 s.
+func benchSeconds() time.Duration {
+	if v, err := strconv.Atoi(os.Getenv("SIGNET_BENCH_SECONDS")); err == nil && v > 0 {
+		return time.Duration(v) * time.Second
+	}
+	return 5 * time.Second
+}
+
+// reportLoad reports one load run: calls/s, p50/p99, the server's CPU and
+// context switches per call (agent-…, whichever process served) and the
+// client's CPU per call. A run with errors or no calls fails.
+func reportLoad(b *testing.B, res loadResult, serverCPU time.Duration, serverSw int64) {
+	b.Helper()
+	if res.Errors > 0 || res.Calls == 0 {
+		b.Fatalf("%d calls, %d errors", res.Calls, res.Errors)
+	}
+	calls := float64(res.Calls)
+	b.ReportMetric(calls/res.Wall.Seconds(), "calls/s")
+	b.ReportMetric(float64(res.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(res.P99.Microseconds()), "p99-µs")
+	b.ReportMetric(float64(serverCPU.Nanoseconds())/1e3/calls, "agent-cpu-µs/call")
+	b.ReportMetric(float64(res.CPU.Nanoseconds())/1e3/calls, "client-cpu-µs/call")
+	b.ReportMetric(float64(serverSw)/calls, "agent-ctxsw/call")
 }
 
 // agentEnv is added to the environment of agents that startAgent starts.
