@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		gomaxprocs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "signet", Subsystem: "agent", Name: "gomaxprocs",
-			Help: "The GOMAXPROCS the agent runs with now: the Go runtime's default while it signs SVIDs, idle_procs once it has not for a while (0: the agent does not change it).",
+			Help: "The GOMAXPROCS the agent runs with now: the Go runtime's default while it signs SVIDs, 1 once it has not signed for a while; 0 while keep_gomaxprocs or a GOMAXPROCS environment variable keeps the runtime's setting.",
 		}),
 	}
 	if reg == nil {
