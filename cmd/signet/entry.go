@@ -115,16 +115,17 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
   signet entry create --file 100k.json    # progress as batches commit`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var entries []*commonv1.Entry
-			var invalid []error // per entry of --file: a local validation error, or nil
+			var feed *entryFeed
+			warn := newSelectorWarner(cmd.ErrOrStderr())
 			if file != "" {
 				if cmd.Flags().Changed("spiffe-id") || cmd.Flags().Changed("parent-id") || cmd.Flags().Changed("selector") {
 					return fmt.Errorf("--file and entry flags (--spiffe-id, --parent-id, --selector …) are mutually exclusive")
 				}
-				var err error
-				if entries, invalid, err = readEntriesFile(file); err != nil {
+				doc, err := readEntriesDoc(file)
+				if err != nil {
 					return err
 				}
+				feed = doc.feed(cmd.Context())
 			} else {
 				if err := f.resolveNode(); err != nil {
 					return err
@@ -140,11 +141,10 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 				if err != nil {
 					return flagNamed(err)
 				}
-				entries = []*commonv1.Entry{e}
+				feed = sliceFeed([]*commonv1.Entry{e})
 			}
-			warnUnknownSelectorTypes(cmd.ErrOrStderr(), entries)
-			progress, done := entryProgress(cmd, len(entries), file != "" && !atomic && !out.json)
-			results, err := createEntries(cmd, conn, entries, invalid, atomic, reportAs(out.json, len(entries)), progress)
+			progress, done := entryProgress(cmd, feed.n, file != "" && !atomic && !out.json)
+			results, err := createEntries(cmd, conn, feed, atomic, reportAs(out.json, feed.n), progress, warn)
 			done()
 			if err != nil {
 				return err
@@ -188,36 +188,37 @@ func atomicRejected(e *commonv1.Entry) *adminv1.EntryResult {
 		Code: int32(codes.FailedPrecondition), Message: "not created: another entry of the atomic batch is invalid"}}
 }
 
-// createEntries creates entries and returns one result per entry, in
-// order. Entries whose invalid error is set are not sent: they fail with
-// that error, and in an atomic batch nothing is sent at all. An atomic
-// batch is one CreateEntriesStream (one store transaction: all or none),
-// or one CreateEntries call on a server without the stream; otherwise
-// several entries go in one CreateEntryBatches stream, or in calls of
-// entryBatchSize to a server without it, and progress, when set, learns
-// how many entries were answered after each batch. A stream or call that
-// fails ends the command with an error that counts what the batches before
-// it created.
-func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entry, invalid []error, atomic bool, as createdAs, progress func(sent int)) ([]*adminv1.EntryResult, error) {
-	results := make([]*adminv1.EntryResult, len(entries))
-	var send []*commonv1.Entry
-	var pos []int
-	for i, e := range entries {
-		if i < len(invalid) && invalid[i] != nil {
-			results[i] = &adminv1.EntryResult{Entry: e, Status: &commonv1.Status{
-				Code: int32(codes.InvalidArgument), Message: invalid[i].Error()}}
-			continue
-		}
-		send, pos = append(send, e), append(pos, i)
+// createEntries creates the entries of feed and returns one result per
+// entry, in the document's order. An entry that failed its local checks is
+// not sent: it fails with that error, and in an atomic batch nothing is
+// created then. An atomic batch is one CreateEntriesStream (one store
+// transaction: all or none), or one CreateEntries call on a server without
+// the stream; otherwise several entries go in one CreateEntryBatches
+// stream, or in calls of entryBatchSize to a server without it, and
+// progress, when set, learns how many entries were answered after each
+// batch. The streams send each batch as soon as the feed has decoded it.
+// A stream or call that fails ends the command with an error that counts
+// what the batches before it created.
+func createEntries(cmd *cobra.Command, conn *adminConn, feed *entryFeed, atomic bool, as createdAs, progress func(sent int), warn *selectorWarner) ([]*adminv1.EntryResult, error) {
+	r := &feedReader{feed: feed, results: make([]*adminv1.EntryResult, feed.n), warn: warn}
+	// The first batch is read before anything is sent: a document of one
+	// batch is sent whole (one entry in one CreateEntries call), and an
+	// atomic batch with an invalid entry in it is not sent at all.
+	for r.log.len() < entryBatchSize && !(atomic && r.invalid > 0) && r.next() {
 	}
-	if atomic && len(send) < len(entries) {
-		for _, i := range pos {
-			results[i] = atomicRejected(entries[i])
+	if atomic && r.invalid > 0 {
+		r.drain()
+		if err := r.err(); err != nil {
+			return nil, err
 		}
-		return results, nil
+		r.rejectValid()
+		return r.results, nil
 	}
-	if len(send) == 0 {
-		return results, nil
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	if r.log.len() == 0 {
+		return r.results, nil // every entry failed its local checks
 	}
 	c, closeConn, err := conn.client()
 	if err != nil {
@@ -225,27 +226,27 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 	}
 	defer closeConn()
 	// The streams first; a server without them gets CreateEntries calls.
-	var streamed func() ([]*adminv1.EntryResult, error)
+	var streamed func() error
 	switch {
 	case atomic:
-		streamed = func() ([]*adminv1.EntryResult, error) { return createEntriesStream(cmd.Context(), c, send, as) }
-	case len(send) > 1:
-		streamed = func() ([]*adminv1.EntryResult, error) {
-			return createEntryBatches(cmd.Context(), c, send, as, progress)
-		}
+		streamed = func() error { return createEntriesStream(cmd.Context(), c, r, as) }
+	case !r.closed || r.log.len() > 1:
+		streamed = func() error { return createEntryBatches(cmd.Context(), c, r, as, progress) }
 	}
 	if streamed != nil {
-		got, err := streamed()
+		err := streamed()
 		if status.Code(err) != codes.Unimplemented {
 			if err != nil {
 				return nil, rpcErr(err)
 			}
-			for j, r := range got {
-				results[pos[j]] = r
-			}
-			return results, nil
+			return r.results, nil
 		}
 	}
+	// The streams read the feed to its end before they return.
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	send, pos := r.log.entries, r.log.index
 	size := entryBatchSize
 	if atomic {
 		size = len(send) // all or none: one call
@@ -260,7 +261,7 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 			err = rpcErr(err)
 			if start > 0 {
 				err = fmt.Errorf("%d of %d entries created in the batches before this one; the remaining %d were not created: %w",
-					created, len(entries), len(send)-start, err)
+					created, feed.n, len(send)-start, err)
 			}
 			return nil, err
 		}
@@ -268,9 +269,9 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 		if len(got) != len(batch) {
 			return nil, fmt.Errorf("server answered %d results for %d entries", len(got), len(batch))
 		}
-		for j, r := range got {
-			results[pos[start+j]] = r
-			if codes.Code(r.GetStatus().GetCode()) == codes.OK {
+		for j, res := range got {
+			r.results[pos[start+j]] = res
+			if codes.Code(res.GetStatus().GetCode()) == codes.OK {
 				created++
 			}
 		}
@@ -278,33 +279,138 @@ func createEntries(cmd *cobra.Command, conn *adminConn, entries []*commonv1.Entr
 			progress(len(batch))
 		}
 	}
-	return results, nil
+	return r.results, nil
 }
 
-// createEntryBatches creates entries each on its own with one
+// feedReader takes the entries of a feed for createEntries: the failure
+// of each invalid entry goes to results at once, the valid entries to log
+// and pending, and from pending in batches to the server. Its methods are
+// called from one goroutine at a time; log is also read by the goroutine
+// that reads the server's answers.
+type feedReader struct {
+	feed    *entryFeed
+	results []*adminv1.EntryResult // one per entry of the document
+	warn    *selectorWarner
+	log     feedLog
+	pending []*commonv1.Entry // valid entries taken but not yet sent
+	read    int               // entries taken from the feed
+	invalid int
+	closed  bool // the feed has no more chunks
+}
+
+// next takes the feed's next chunk; false once the feed is closed.
+func (r *feedReader) next() bool {
+	c, ok := <-r.feed.chunks
+	if !ok {
+		r.closed = true
+		return false
+	}
+	valid := c.entries
+	var index []int
+	if c.invalid != nil {
+		valid, index = nil, make([]int, 0, len(c.entries))
+	}
+	for k, e := range c.entries {
+		i := c.first + k
+		if c.invalid != nil {
+			if err := c.invalid[k]; err != nil {
+				r.results[i] = &adminv1.EntryResult{Entry: e, Status: &commonv1.Status{
+					Code: int32(codes.InvalidArgument), Message: err.Error()}}
+				r.invalid++
+				continue
+			}
+			valid, index = append(valid, e), append(index, i)
+		}
+		r.warn.check(e)
+	}
+	r.log.add(valid, index, c.first)
+	r.pending = append(r.pending, valid...)
+	r.read += len(c.entries)
+	return true
+}
+
+// drain takes what is left of the feed, sending nothing.
+func (r *feedReader) drain() {
+	for r.next() {
+	}
+	r.pending = nil
+}
+
+// err is why the feed ended before its last entry (the command was
+// interrupted), or nil.
+func (r *feedReader) err() error {
+	if !r.closed || r.read == r.feed.n {
+		return nil
+	}
+	return fmt.Errorf("entries file: stopped after %d of %d entries: %w", r.read, r.feed.n, context.Cause(r.feed.ctx))
+}
+
+// rejectValid reports every valid entry of an atomic batch that was not
+// created because another entry is invalid.
+func (r *feedReader) rejectValid() {
+	for k, i := range r.log.index {
+		r.results[i] = atomicRejected(r.log.entries[k])
+	}
+}
+
+// sendAll sends the pending entries and the rest of the feed, as the feed
+// hands them on, with send in messages of entryBatchSize, and reads the
+// feed to its end. It stops sending when send fails, returning that error
+// (a server that ends the stream early, io.EOF, is no error here: the
+// stream's receiving side has its status), and, with stopOnInvalid, at
+// the first invalid entry.
+func (r *feedReader) sendAll(send func(*adminv1.CreateEntriesStreamRequest) error, stopOnInvalid bool) error {
+	for {
+		if stopOnInvalid && r.invalid > 0 {
+			break
+		}
+		for len(r.pending) >= entryBatchSize || (r.closed && len(r.pending) > 0) {
+			n := min(entryBatchSize, len(r.pending))
+			if err := send(&adminv1.CreateEntriesStreamRequest{Entries: r.pending[:n]}); err != nil {
+				r.drain()
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+			r.pending = r.pending[n:]
+		}
+		if r.closed || !r.next() {
+			if len(r.pending) == 0 {
+				return nil
+			}
+		}
+	}
+	r.drain()
+	return nil
+}
+
+// createEntryBatches creates the entries of r each on its own with one
 // CreateEntryBatches stream of entryBatchSize entries per message, sent
-// while the server's answers are read, and returns one result per entry
-// as CreateEntries would: each entry as stored, or its failure. progress,
+// while the server's answers are read, and fills r.results as
+// CreateEntries would: each entry as stored, or its failure. progress,
 // when set, learns how many entries each answer covers (the server answers
 // once per transaction committed). A server without the stream fails with
-// codes.Unimplemented before any entry is created. When the stream fails
-// mid-way, the error counts what was answered before.
-func createEntryBatches(ctx context.Context, c adminv1.AdminClient, entries []*commonv1.Entry, as createdAs, progress func(int)) ([]*adminv1.EntryResult, error) {
+// codes.Unimplemented before any entry is created, once r has read the
+// feed to its end. When the stream fails mid-way, the error counts what
+// was answered before.
+func createEntryBatches(ctx context.Context, c adminv1.AdminClient, r *feedReader, as createdAs, progress func(int)) error {
 	ctx, cancel := context.WithTimeout(ctx, entryStreamTimeout)
 	defer cancel()
 	stream, err := c.CreateEntryBatches(ctx)
 	if err != nil {
-		return nil, err
+		r.drain()
+		return err
 	}
 	sent := make(chan error, 1)
 	go func() {
-		err := sendEntries(stream.Send, entries)
+		err := r.sendAll(stream.Send, false)
 		if err == nil {
 			err = stream.CloseSend()
 		}
 		sent <- err
 	}()
-	results := make([]*adminv1.EntryResult, len(entries))
+	results := make([]*adminv1.EntryResult, r.feed.n) // by the entries' order in the stream
 	answered, created := 0, 0
 	for {
 		resp, err := stream.Recv()
@@ -312,20 +418,20 @@ func createEntryBatches(ctx context.Context, c adminv1.AdminClient, entries []*c
 			break
 		}
 		if err == nil {
-			err = takeBatchAnswer(resp, entries, results, answered, as)
+			err = takeBatchAnswer(resp, r.log.sent(), results, answered, as)
 		}
 		if err != nil {
 			cancel()
 			<-sent
 			if answered == 0 {
-				return nil, err // the caller falls back on Unimplemented
+				return err // the caller falls back on Unimplemented
 			}
 			rest := "were not created"
 			if code := status.Code(err); code == codes.Unavailable || code == codes.Canceled || code == codes.Unknown {
 				rest = "were not answered: list entries to see which of them were created"
 			}
-			return nil, fmt.Errorf("%d of %d entries created in the batches answered before this error; the remaining %d %s: %w",
-				created, len(entries), len(entries)-answered, rest, rpcErr(err))
+			return fmt.Errorf("%d of %d entries created in the batches answered before this error; the remaining %d %s: %w",
+				created, r.feed.n, r.feed.n-r.invalid-answered, rest, rpcErr(err))
 		}
 		n := len(resp.GetIds())
 		created += n - len(resp.GetFailures())
@@ -335,34 +441,41 @@ func createEntryBatches(ctx context.Context, c adminv1.AdminClient, entries []*c
 		}
 	}
 	if err := <-sent; err != nil {
-		return nil, rpcErr(err)
+		return err
 	}
-	if answered != len(entries) {
-		return nil, fmt.Errorf("server answered %d of %d entries", answered, len(entries))
+	if err := r.err(); err != nil {
+		return err
 	}
-	return results, nil
+	if answered != r.log.len() {
+		return fmt.Errorf("server answered %d of %d entries", answered, r.log.len())
+	}
+	for k, res := range results[:answered] {
+		r.results[r.log.index[k]] = res
+	}
+	return nil
 }
 
-// takeBatchAnswer fills results with one CreateEntryBatchesResponse, which
-// must answer the entries from index answered on, each once: an ID for an
-// entry created, a failure for the others.
-func takeBatchAnswer(resp *adminv1.CreateEntryBatchesResponse, entries []*commonv1.Entry, results []*adminv1.EntryResult, answered int, as createdAs) error {
+// takeBatchAnswer fills results (by the entries' order in the stream) with
+// one CreateEntryBatchesResponse, which must answer entries sent, from
+// index answered on, each once: an ID for an entry created, a failure for
+// the others.
+func takeBatchAnswer(resp *adminv1.CreateEntryBatchesResponse, sent []*commonv1.Entry, results []*adminv1.EntryResult, answered int, as createdAs) error {
 	ids := resp.GetIds()
-	if resp.GetFirst() != int64(answered) || len(ids) == 0 || len(ids) > len(entries)-answered {
-		return fmt.Errorf("server answered %d entries from entry %d, expected some from entry %d of %d", len(ids), resp.GetFirst(), answered, len(entries))
+	if resp.GetFirst() != int64(answered) || len(ids) == 0 || len(ids) > len(sent)-answered {
+		return fmt.Errorf("server answered %d entries from entry %d, expected some from entry %d of %d sent", len(ids), resp.GetFirst(), answered, len(sent))
 	}
 	for _, f := range resp.GetFailures() {
 		i := f.GetIndex()
 		if i < int64(answered) || i >= int64(answered+len(ids)) || results[i] != nil || ids[i-int64(answered)] != "" {
 			return fmt.Errorf("server answered a failure for entry %d outside its answer or with an ID", i)
 		}
-		results[i] = &adminv1.EntryResult{Entry: entries[i], Status: f.GetStatus()}
+		results[i] = &adminv1.EntryResult{Entry: sent[i], Status: f.GetStatus()}
 	}
 	for j, id := range ids {
 		i := answered + j
 		switch {
 		case id != "":
-			results[i] = &adminv1.EntryResult{Entry: as(entries[i], id, resp.GetRevision(), resp.GetCreatedAt()), Status: &commonv1.Status{}}
+			results[i] = &adminv1.EntryResult{Entry: as(sent[i], id, resp.GetRevision(), resp.GetCreatedAt()), Status: &commonv1.Status{}}
 		case results[i] == nil:
 			return fmt.Errorf("server answered neither an ID nor a failure for entry %d", i)
 		}
@@ -370,64 +483,63 @@ func takeBatchAnswer(resp *adminv1.CreateEntryBatchesResponse, entries []*common
 	return nil
 }
 
-// sendEntries sends entries on a stream in messages of entryBatchSize. A
-// server that ends the stream early (io.EOF) is no error here: the
-// stream's receiving side has its status.
-func sendEntries(send func(*adminv1.CreateEntriesStreamRequest) error, entries []*commonv1.Entry) error {
-	for start := 0; start < len(entries); start += entryBatchSize {
-		if err := send(&adminv1.CreateEntriesStreamRequest{Entries: entries[start:min(start+entryBatchSize, len(entries))]}); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// createEntriesStream creates entries, all or none, with one
-// CreateEntriesStream of entryBatchSize entries per message, and returns
-// the results CreateEntries would have: each entry as stored, or, when
-// any failed, each failure and atomicRejected for the others.
-func createEntriesStream(ctx context.Context, c adminv1.AdminClient, entries []*commonv1.Entry, as createdAs) ([]*adminv1.EntryResult, error) {
+// createEntriesStream creates the entries of r, all or none, with one
+// CreateEntriesStream of entryBatchSize entries per message, and fills
+// r.results as CreateEntries would: each entry as stored, or, when any
+// failed, each failure and atomicRejected for the others. An entry that
+// fails its local checks after others were sent ends the stream without
+// closing it, and the server rolls back what it received.
+func createEntriesStream(ctx context.Context, c adminv1.AdminClient, r *feedReader, as createdAs) error {
 	ctx, cancel := context.WithTimeout(ctx, entryStreamTimeout)
 	defer cancel()
 	stream, err := c.CreateEntriesStream(ctx)
 	if err != nil {
-		return nil, err
+		r.drain()
+		return err
 	}
-	if err := sendEntries(stream.Send, entries); err != nil {
-		return nil, err
+	err = r.sendAll(stream.Send, true)
+	if err == nil {
+		err = r.err()
+	}
+	if r.invalid > 0 {
+		cancel()
+		r.rejectValid()
+		return err
+	}
+	if err != nil {
+		return err
 	}
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	results := make([]*adminv1.EntryResult, len(entries))
+	entries, index := r.log.entries, r.log.index
 	if fs := resp.GetFailures(); len(fs) > 0 {
+		failed := make([]bool, len(entries))
 		for _, f := range fs {
-			i := f.GetIndex()
-			if i < 0 || i >= int64(len(entries)) || results[i] != nil {
-				return nil, fmt.Errorf("server answered a failure for entry %d of %d", i, len(entries))
+			k := f.GetIndex()
+			if k < 0 || k >= int64(len(entries)) || failed[k] {
+				return fmt.Errorf("server answered a failure for entry %d of %d", k, len(entries))
 			}
-			results[i] = &adminv1.EntryResult{Entry: entries[i], Status: f.GetStatus()}
+			failed[k] = true
+			r.results[index[k]] = &adminv1.EntryResult{Entry: entries[k], Status: f.GetStatus()}
 		}
-		for i := range results {
-			if results[i] == nil {
-				results[i] = atomicRejected(entries[i])
+		for k, e := range entries {
+			if !failed[k] {
+				r.results[index[k]] = atomicRejected(e)
 			}
 		}
-		return results, nil
+		return nil
 	}
 	ids := resp.GetIds()
 	if len(ids) != len(entries) {
-		return nil, fmt.Errorf("server answered %d ids for %d entries", len(ids), len(entries))
+		return fmt.Errorf("server answered %d ids for %d entries", len(ids), len(entries))
 	}
-	for i, e := range entries {
-		results[i] = &adminv1.EntryResult{Entry: as(e, ids[i], resp.GetRevision(), resp.GetCreatedAt()),
+	for k, e := range entries {
+		r.results[index[k]] = &adminv1.EntryResult{Entry: as(e, ids[k], resp.GetRevision(), resp.GetCreatedAt()),
 			Status: &commonv1.Status{}}
 	}
-	return results, nil
+	return nil
 }
 
 // createdAs is how a stream's results show an entry e the server created

@@ -15,6 +15,10 @@ func TestParseEntriesJSON(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].GetX509TtlSeconds() != 3600 || got[0].GetLabels()["owner"] != "web" {
 		t.Fatalf("parseEntriesJSON(good) = %v, %v", got, err)
 	}
+	// Field names match whatever their case, as encoding/json matched them.
+	if got, err := parseEntriesJSON([]byte(strings.ReplaceAll(good, `"spiffe_id"`, `"SPIFFE_ID"`))); err != nil || got[0].GetSpiffeId() != "spiffe://example.org/web" {
+		t.Fatalf("parseEntriesJSON(SPIFFE_ID) = %v, %v", got, err)
+	}
 	// What `entry list --json` prints reads back.
 	out, _ := json.Marshal(map[string]any{"entries": []entryJSON{entryToJSON(got[0])}})
 	if _, err := parseEntriesJSON(out); err != nil {
@@ -27,9 +31,22 @@ func TestParseEntriesJSON(t *testing.T) {
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509_ttl":"1.5s"}]`, "whole seconds"},
 		{`{"entries": 5}`, "entries: want a JSON array of entries, not a number"},
 		{`{"entries": [], "x": 1}`, `unknown field "x"`},
-		{`{"entries": [], "entries": []}`, "given twice"},
+		{`{"entries": [], "entries": []}`, `duplicate object member name "entries"`},
 		{`{"entries": null}`, "no entries"},
-		{`[{"spiffe_id": 5}]`, "entry 0: json: cannot unmarshal number"},
+		{`[{"spiffe_id": 5}]`, "entry 0 (): spiffe_id: want a string, not a number"},
+		{`[{"spiffe_id":"spiffe://example.org/a","selectors":"a:b"}]`, "entry 0 (spiffe://example.org/a): selectors: want an array of strings, not a string"},
+		{`[5]`, "entry 0 (): want an object, not a number"},
+		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":[5]}]`,
+			"entry 0 (spiffe://example.org/a): selectors[0]: want a string, not a number"},
+		{`[{"spiffe_id":"spiffe://example.org/a","selectors":["a:b"],"labels":{"team":5}}]`, `labels["team"]: want a string, not a number`},
+		{`[{"spiffe_id":"spiffe://example.org/a","admin":"yes"}]`, "admin: want true or false, not a string"},
+		{`[{"spiffe_id":"spiffe://example.org/a","revision":1.5}]`, "revision: want a whole number, not 1.5"},
+		{``, "no entries"},
+		{`"x"`, `want a JSON array of entries or {"entries": [...]}, not a string`},
+		{`[] x`, "unexpected data"},
+		{"[]\n", "no entries"},
+		{" \n\t", "it is empty"},
+		{`{"entries": [{"spiffe_id": "a", "spiffe_id": "b"}]}`, "duplicate"},
 		{`[{"spiffe_id":"spiffe://example.org/a"}`, "unexpected EOF"},
 		{`[] []`, "unexpected data"},
 	} {
@@ -64,8 +81,9 @@ func FuzzParseEntriesJSON(f *testing.F) {
 
 // TestParseEntryItemsAcrossChunks: entries are converted on a second
 // goroutine in chunks; the results keep the document's order, each
-// invalid entry is reported at its own index across chunk boundaries,
-// and a document that fails after several chunks fails as a whole.
+// invalid entry is reported at its own index across chunk boundaries
+// (a value of the wrong type too), and a document that is not well-formed
+// after several chunks fails as a whole.
 func TestParseEntryItemsAcrossChunks(t *testing.T) {
 	const n = 3*convertChunk + 7
 	bad := map[int]bool{0: true, convertChunk - 1: true, convertChunk: true, n - 1: true}
@@ -95,10 +113,19 @@ func TestParseEntryItemsAcrossChunks(t *testing.T) {
 	if entries, invalid, err := parseEntryItems([]byte(good)); err != nil || len(entries) != n || invalid != nil {
 		t.Fatalf("parseEntryItems(good) = %d entries, invalid %v, %v", len(entries), invalid, err)
 	}
-	// A shape error in the last chunk fails the document.
-	broken := strings.Replace(good, fmt.Sprintf(`"spiffe://example.org/w/%d"`, n-2), "5", 1)
-	if _, _, err := parseEntryItems([]byte(broken)); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("entry %d: json: cannot unmarshal number", n-2)) {
-		t.Fatalf("parseEntryItems(broken) = %v, want entry %d's error", err, n-2)
+	// A value of the wrong type in the last chunk fails that entry.
+	wrong := strings.Replace(good, fmt.Sprintf(`"spiffe://example.org/w/%d"`, n-2), "5", 1)
+	entries, invalid, err = parseEntryItems([]byte(wrong))
+	if err != nil || len(invalid) != n || invalid[n-2] == nil || !strings.Contains(invalid[n-2].Error(), "spiffe_id: want a string, not a number") {
+		t.Fatalf("parseEntryItems(wrong type) = %v, want entry %d's own error", err, n-2)
+	}
+	if entries[n-2].GetParentId() != "spiffe://example.org/node" || invalid[n-1] != nil {
+		t.Fatalf("entry %d's stand-in = %v, want its parent ID; entry %d invalid = %v", n-2, entries[n-2], n-1, invalid[n-1])
+	}
+	// A syntax error in the last chunk fails the document.
+	broken := strings.Replace(good, fmt.Sprintf(`"spiffe://example.org/w/%d"`, n-2), "x", 1)
+	if _, _, err := parseEntryItems([]byte(broken)); err == nil || !strings.Contains(err.Error(), "invalid character") {
+		t.Fatalf("parseEntryItems(broken) = %v, want a syntax error", err)
 	}
 	if _, _, err := parseEntryItems([]byte(good[:len(good)-1])); err == nil || !strings.Contains(err.Error(), "ends too early") {
 		t.Fatalf("parseEntryItems(truncated) = %v", err)
@@ -109,14 +136,14 @@ func TestParseEntryItemsAcrossChunks(t *testing.T) {
 // limit with a message that says so, not as a truncated document.
 func TestEntriesFileLimit(t *testing.T) {
 	doc := `[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"]}]`
-	if _, _, err := parseEntryStream(&limitedReader{r: strings.NewReader(doc), left: int64(len(doc))}); err != nil {
+	if _, err := readEntryDoc(&limitedReader{r: strings.NewReader(doc), left: int64(len(doc))}, 0); err != nil {
 		t.Fatalf("a document of exactly the limit: %v", err)
 	}
-	_, _, err := parseEntryStream(&limitedReader{r: strings.NewReader(doc + "\n"), left: int64(len(doc))})
+	_, err := readEntryDoc(&limitedReader{r: strings.NewReader(doc + "\n"), left: int64(len(doc))}, 0)
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("a document past the limit: %v, want a too-large error", err)
 	}
-	_, _, err = parseEntryStream(&limitedReader{r: strings.NewReader(doc), left: 10})
+	_, err = readEntryDoc(&limitedReader{r: strings.NewReader(doc), left: 10}, 0)
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("a document cut by the limit: %v, want a too-large error", err)
 	}

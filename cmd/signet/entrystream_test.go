@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -169,5 +171,84 @@ func testEntryCreateStream(t *testing.T, modeArgs []string) {
 	var ee *exitError
 	if _, _, err := third.run(t, append([]string{"entry", "create", "--file", goodFile}, modeArgs...)...); !errors.As(err, &ee) || ee.code != 1 {
 		t.Errorf("the same file again = %v, want exit 1 (already exists)", err)
+	}
+}
+
+// TestEntryCreateFileSentWhileDecoding: a file of several batches is sent
+// batch by batch while its later entries are still being decoded. An
+// entry that fails on its own in the last batch (a value of the wrong
+// type, an unknown field) fails alone, or, with --atomic, after earlier
+// batches were sent, makes the server roll back every entry; the output
+// is what the CreateEntries fallback prints, which decodes the whole file
+// first. A document that is not well-formed at its very end creates
+// nothing.
+func TestEntryCreateFileSentWhileDecoding(t *testing.T) {
+	n := 4*entryBatchSize + 11
+	wrongType, unknown := n-3, n-1 // in the last batch
+	items := make([]string, n)
+	for i := range items {
+		switch i {
+		case wrongType:
+			items[i] = fmt.Sprintf(`{"spiffe_id":"spiffe://example.org/s/%05d","parent_id":%q,"selectors":"unix:uid:1"}`, i, cliNode)
+		case unknown:
+			items[i] = fmt.Sprintf(`{"spiffe_id":"spiffe://example.org/s/%05d","parent_id":%q,"selectors":["unix:uid:1"],"ttl":"1h"}`, i, cliNode)
+		default:
+			items[i] = fmt.Sprintf(`{"spiffe_id":"spiffe://example.org/s/%05d","parent_id":%q,"selectors":["unix:uid:%d"]}`, i, cliNode, i)
+		}
+	}
+	doc := `{"entries":[` + strings.Join(items, ",") + `]}`
+	dir := t.TempDir()
+	path, cut := filepath.Join(dir, "entries.json"), filepath.Join(dir, "cut.json")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cut, []byte(doc[:len(doc)-2]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	count := func(c *cliEnv) int {
+		got, err := c.st.ListEntries(t.Context(), store.EntryFilter{Limit: 10 * n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	unary := newCLIEnv(t, store.DriverSQLite)
+	oldSock := unaryOnlySocket(t, unary)
+	for _, mode := range []struct {
+		name    string
+		args    []string
+		created int
+	}{{"atomic", []string{"--atomic"}, 0}, {"each", nil, n - 2}} {
+		t.Run(mode.name, func(t *testing.T) {
+			c := newCLIEnv(t, store.DriverSQLite)
+			if _, _, err := c.run(t, append([]string{"entry", "create", "--file", cut}, mode.args...)...); err == nil ||
+				!strings.Contains(err.Error(), "ends too early") || count(c) != 0 {
+				t.Fatalf("a file cut short = %v with %d entries created, want an error and none", err, count(c))
+			}
+			args := append([]string{"entry", "create", "--file", path}, mode.args...)
+			got, _, err := c.run(t, args...)
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), "entries failed") {
+				t.Fatalf("create = %v, want exit 1 and a count", err)
+			}
+			for _, want := range []string{
+				fmt.Sprintf("entry %d (spiffe://example.org/s/%05d): failed: selectors: want an array of strings, not a string", wrongType, wrongType),
+				fmt.Sprintf(`entry %d (spiffe://example.org/s/%05d): failed: unknown field "ttl"`, unknown, unknown),
+			} {
+				if !strings.Contains(got, want) {
+					t.Errorf("output lacks %q", want)
+				}
+			}
+			if k := count(c); k != mode.created {
+				t.Errorf("store holds %d entries, want %d", k, mode.created)
+			}
+			want, _, wantErr := execCLI(t, append(args, "--admin-socket", oldSock)...)
+			if wantErr == nil || err.Error() != wantErr.Error() {
+				t.Errorf("error = %v, want %v (the fallback's)", err, wantErr)
+			}
+			if g, w := volatile.ReplaceAllString(got, "…"), volatile.ReplaceAllString(want, "…"); g != w {
+				t.Errorf("output differs from the CreateEntries fallback's")
+			}
+		})
 	}
 }
