@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -146,5 +147,30 @@ func TestEntriesFileLimit(t *testing.T) {
 	_, err = readEntryDoc(&limitedReader{r: strings.NewReader(doc), left: 10}, 0)
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("a document cut by the limit: %v, want a too-large error", err)
+	}
+}
+
+// TestEntriesFromStdin: "-" reads the document from standard input, which
+// has no size to read it by (a pipe).
+func TestEntriesFromStdin(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdin
+	os.Stdin = r
+	t.Cleanup(func() { os.Stdin = old; r.Close() })
+	doc := `[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"]},` +
+		`{"spiffe_id":"spiffe://example.org/b","parent_id":"spiffe://example.org/n","selectors":["a:c"]}]`
+	go func() {
+		// Written in pieces, as a producer on a pipe would.
+		for i := 0; i < len(doc); i += 7 {
+			w.WriteString(doc[i:min(i+7, len(doc))])
+		}
+		w.Close()
+	}()
+	d, err := readEntriesDoc("-")
+	if err != nil || d.len() != 2 || string(d.raw(1)) != doc[strings.Index(doc, `},{`)+2:len(doc)-1] {
+		t.Fatalf("readEntriesDoc(-) = %v, %v", d, err)
 	}
 }
