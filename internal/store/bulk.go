@@ -45,6 +45,7 @@ const copyMinRows = 64
 // args. On SQLite it uses multi-row INSERTs, preparing each statement shape
 // once; on PostgreSQL, COPY for large batches.
 func (t *wtx) insertRows(ctx context.Context, table string, cols []string, n int, row func(i int, args []any) []any) error {
+	t.rows += n
 	if t.d.analyze {
 		if t.inserted == nil {
 			t.inserted = make(map[string]int)

@@ -126,15 +126,17 @@ var sqlitePragmas = []string{
 }
 
 // SQLite page cache per connection, in KiB: 2 MiB on each of up to eight
-// readers and on the one write connection. A write by another connection
-// empties a reader's cache anyway. The writer keeps its cache from one
-// write to the next (no one else writes), and a larger one would hold more
-// of the leaves bulk inserts touch (one per parent and SPIFFE ID prefix of
-// the parent, SPIFFE ID and selector indexes: 64 MiB made 100,000-entry
-// slices 37 % cheaper in BenchmarkCreateEntries1M), but it is resident
-// memory: 64 MiB took the server's peak RSS in BenchmarkEntryCreate100k
-// from 127–132 MB to 259–263 MB and 16 MiB to 163–167 MB, past the
-// 150 MB the server is held to for a 100,000-entry batch.
+// readers and, to begin with, on the one write connection. A write by
+// another connection empties a reader's cache anyway. The writer keeps its
+// cache from one write to the next (no one else writes), and a larger one
+// holds more of the leaves bulk inserts touch (one per parent and SPIFFE
+// ID prefix of the parent, SPIFFE ID and selector indexes: 64 MiB made
+// 100,000-entry slices 37 % cheaper in BenchmarkCreateEntries1M), but it
+// is resident memory: 64 MiB took the server's peak RSS in
+// BenchmarkEntryCreate100k from 127–132 MB to 259–263 MB and 16 MiB to
+// 163–167 MB, past the 150 MB the server is held to for a 100,000-entry
+// batch. So the writer's cache grows only with a large database
+// (writecache.go).
 const (
 	sqliteReadCacheKiB  = 2 << 10
 	sqliteWriteCacheKiB = 2 << 10

@@ -96,6 +96,10 @@ type Store struct {
 	// stats keeps the planner statistics of tables bulk writes grow
 	// (analyze.go); nil on SQLite.
 	stats *tableStats
+	// cacheRows counts the rows inserted since the SQLite write
+	// connection's page cache was last sized (writecache.go); written with
+	// the write turn held.
+	cacheRows int
 }
 
 // Open connects to the database cfg names, applies pending schema migrations
@@ -147,6 +151,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open %s: %w", where, err)
+	}
+	if s.writeSem != nil {
+		// A store opened large gets its writer's cache at once.
+		s.countInserted(ctx, nil, writeCacheEvery)
 	}
 	return s, nil
 }
@@ -222,8 +230,10 @@ type wtx struct {
 	// delSel is the prepared selector-index delete; closed with the
 	// transaction.
 	delSel *sql.Stmt
-	// inserted counts the rows insertRows wrote, per table.
+	// inserted counts the rows insertRows wrote, per table, where the
+	// store keeps planner statistics; rows counts them all.
 	inserted map[string]int
+	rows     int
 	// nv is insertRowsDriver's argument buffer, reused by each statement.
 	nv []driver.NamedValue
 	// span is the transaction's span, nil when tracing is off: statements
@@ -346,6 +356,9 @@ func (s *Store) beginWrite(ctx context.Context, op string, bump bool) (t *wtx, e
 			return err
 		}
 		s.grown(ctx, t.inserted)
+		if s.writeSem != nil && t.rows > 0 {
+			s.countInserted(ctx, conn, t.rows)
+		}
 		return nil
 	}
 	t = &wtx{tx: tx, conn: conn, d: s.d, actor: actorFrom(ctx), span: spanOf(ctx, s.tracer != nil)}

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"database/sql"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // TestSQLiteWriterConnection: on SQLite every write goes through one
@@ -87,5 +90,78 @@ func TestNamedValuesConvertsAsDatabaseSQL(t *testing.T) {
 	}
 	if _, err := w.namedValues([]any{"ok", struct{}{}}); err == nil || !strings.Contains(err.Error(), "argument 2") {
 		t.Errorf("namedValues(struct{}) error = %v, want one naming argument 2", err)
+	}
+}
+
+// TestWriteCacheKiB: the writer's cache is the small default until the
+// database passes writeCacheFrom, then an eighth of it, up to the cap.
+func TestWriteCacheKiB(t *testing.T) {
+	for _, c := range []struct{ db, want int64 }{
+		{0, sqliteWriteCacheKiB},
+		{115 << 10, sqliteWriteCacheKiB}, // about 100,000 entries
+		{writeCacheFrom - 1, sqliteWriteCacheKiB},
+		{writeCacheFrom, writeCacheFrom / writeCacheShare},
+		{300 << 10, (300 << 10) / writeCacheShare},
+		{1150 << 10, writeCacheMaxKiB}, // about 1,000,000 entries
+		{1 << 40, writeCacheMaxKiB},
+	} {
+		if got := writeCacheKiB(c.db); got != c.want {
+			t.Errorf("writeCacheKiB(%d KiB) = %d KiB, want %d", c.db, got, c.want)
+		}
+	}
+}
+
+// TestWriteCacheSized: at Open and after writes that inserted enough rows,
+// the write connection's cache is set to what writeCacheFor says for the
+// database's size; it is left alone when within a quarter of that, and set
+// again on a connection that lost it; the readers keep theirs.
+func TestWriteCacheSized(t *testing.T) {
+	want := int64(3000)
+	var sawDB int64
+	oldEvery, oldFor := writeCacheEvery, writeCacheFor
+	writeCacheEvery = 1
+	writeCacheFor = func(db int64) int64 { sawDB = db; return want }
+	t.Cleanup(func() { writeCacheEvery, writeCacheFor = oldEvery, oldFor })
+
+	s, err := Open(t.Context(), Config{DSN: filepath.Join(t.TempDir(), "signet.db")})
+	if err != nil {
+		t.Fatalf("Open() error = %v", err)
+	}
+	defer s.Close()
+	cacheSize := func(db *sql.DB) int64 {
+		t.Helper()
+		var v int64
+		if err := db.QueryRowContext(t.Context(), "PRAGMA cache_size").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if got := cacheSize(s.w); got != -3000 || sawDB <= 0 {
+		t.Fatalf("writer cache_size after Open = %d (database %d KiB), want -3000", got, sawDB)
+	}
+	// Within a quarter: left as it is.
+	want = 3500
+	if err := s.sizeWriteCache(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheSize(s.w); got != -3000 {
+		t.Errorf("writer cache_size = %d, want -3000 kept (3500 is within a quarter)", got)
+	}
+	// A write that inserts rows sizes it after its commit, also on a
+	// connection that lost the setting (as one the pool replaced would).
+	if _, err := s.w.ExecContext(t.Context(), "PRAGMA cache_size = -2048"); err != nil {
+		t.Fatal(err)
+	}
+	want = 8000
+	entry := Entry{SPIFFEID: spiffeid.RequireFromString("spiffe://example.org/w"),
+		ParentID: spiffeid.RequireFromString("spiffe://example.org/n"), Selectors: []Selector{{Type: "unix", Value: "uid:1"}}}
+	if _, err := s.CreateEntries(WithActor(t.Context(), "test"), []Entry{entry}, true); err != nil {
+		t.Fatalf("CreateEntries() error = %v", err)
+	}
+	if got := cacheSize(s.w); got != -8000 {
+		t.Errorf("writer cache_size after a write = %d, want -8000", got)
+	}
+	if got := cacheSize(s.db); got != -sqliteReadCacheKiB {
+		t.Errorf("reader cache_size = %d, want %d", got, -sqliteReadCacheKiB)
 	}
 }
