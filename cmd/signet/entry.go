@@ -200,6 +200,7 @@ func atomicRejected(e *commonv1.Entry) *adminv1.EntryResult {
 // A stream or call that fails ends the command with an error that counts
 // what the batches before it created.
 func createEntries(cmd *cobra.Command, conn *adminConn, feed *entryFeed, atomic bool, as createdAs, progress func(sent int), warn *selectorWarner) ([]*adminv1.EntryResult, error) {
+	defer feed.stop() // a command that fails early leaves no goroutine decoding
 	r := &feedReader{feed: feed, results: make([]*adminv1.EntryResult, feed.n), warn: warn}
 	// The first batch is read before anything is sent: a document of one
 	// batch is sent whole (one entry in one CreateEntries call), and an

@@ -351,6 +351,7 @@ type entryFeed struct {
 	n      int // entries in the document
 	chunks <-chan feedChunk
 	ctx    context.Context
+	stop   context.CancelFunc // ends the feed's goroutine early
 }
 
 // feedChunk is the entries from index first on: entries[k] is converted,
@@ -365,6 +366,7 @@ type feedChunk struct {
 // feed decodes and checks the document's entries on a goroutine of its
 // own, a few chunks ahead of the reader, until ctx is done.
 func (d *entryDoc) feed(ctx context.Context) *entryFeed {
+	ctx, stop := context.WithCancel(ctx)
 	ch := make(chan feedChunk, 4)
 	go func() {
 		defer close(ch)
@@ -387,7 +389,7 @@ func (d *entryDoc) feed(ctx context.Context) *entryFeed {
 			}
 		}
 	}()
-	return &entryFeed{n: d.len(), chunks: ch, ctx: ctx}
+	return &entryFeed{n: d.len(), chunks: ch, ctx: ctx, stop: stop}
 }
 
 // sliceFeed is a feed of entries already checked.
@@ -395,7 +397,7 @@ func sliceFeed(entries []*commonv1.Entry) *entryFeed {
 	ch := make(chan feedChunk, 1)
 	ch <- feedChunk{entries: entries}
 	close(ch)
-	return &entryFeed{n: len(entries), chunks: ch, ctx: context.Background()}
+	return &entryFeed{n: len(entries), chunks: ch, ctx: context.Background(), stop: func() {}}
 }
 
 // parseEntryItems scans and decodes a whole entries document: entries[i]
@@ -408,7 +410,9 @@ func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, e
 	}
 	entries, invalid = make([]*commonv1.Entry, doc.len()), make([]error, doc.len())
 	anyInvalid := false
-	for c := range doc.feed(context.Background()).chunks {
+	feed := doc.feed(context.Background())
+	defer feed.stop()
+	for c := range feed.chunks {
 		copy(entries[c.first:], c.entries)
 		if c.invalid != nil {
 			copy(invalid[c.first:], c.invalid)
