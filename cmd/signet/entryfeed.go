@@ -221,9 +221,11 @@ func kindName(k jsontext.Kind) string {
 	return "a value"
 }
 
-// entryJSONOptions decode an entry: an unknown field is an error, and
-// field names match whatever their case, as encoding/json matches them.
-var entryJSONOptions = json.JoinOptions(json.RejectUnknownMembers(true), json.MatchCaseInsensitiveNames(true))
+// entryJSONOptions decode an entry: a field is named exactly as `entry
+// list --json` prints it, and any other name is an error. (json's
+// case-insensitive matching would also ignore underscores, taking a
+// misspelt "x509ttl" for x509_ttl.)
+var entryJSONOptions = json.JoinOptions(json.RejectUnknownMembers(true), json.MatchCaseInsensitiveNames(false))
 
 // decodeEntry decodes and checks one entry of a scanned document. When
 // it fails, the entry returned is a stand-in carrying what could be read
@@ -256,7 +258,7 @@ func standIn(raw []byte) *commonv1.Entry {
 		if err != nil {
 			return e
 		}
-		name := strings.ToLower(tok.String()) // a token lasts until the next read
+		name := tok.String() // a token lasts until the next read
 		v, err := dec.ReadValue()
 		if err != nil {
 			return e

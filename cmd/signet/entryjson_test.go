@@ -16,9 +16,13 @@ func TestParseEntriesJSON(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].GetX509TtlSeconds() != 3600 || got[0].GetLabels()["owner"] != "web" {
 		t.Fatalf("parseEntriesJSON(good) = %v, %v", got, err)
 	}
-	// Field names match whatever their case, as encoding/json matched them.
-	if got, err := parseEntriesJSON([]byte(strings.ReplaceAll(good, `"spiffe_id"`, `"SPIFFE_ID"`))); err != nil || got[0].GetSpiffeId() != "spiffe://example.org/web" {
-		t.Fatalf("parseEntriesJSON(SPIFFE_ID) = %v, %v", got, err)
+	// Field names are exact: another case or a missing underscore is an
+	// unknown field, not a near match.
+	for _, name := range []string{`"SPIFFE_ID"`, `"spiffeid"`, `"spiffe-id"`} {
+		_, err := parseEntriesJSON([]byte(strings.ReplaceAll(good, `"spiffe_id"`, name)))
+		if err == nil || !strings.Contains(err.Error(), "unknown field "+name) {
+			t.Errorf("parseEntriesJSON(%s) = %v, want unknown field %s", name, err, name)
+		}
 	}
 	// What `entry list --json` prints reads back.
 	out, _ := json.Marshal(map[string]any{"entries": []entryJSON{entryToJSON(got[0])}})
@@ -29,6 +33,7 @@ func TestParseEntriesJSON(t *testing.T) {
 		{`[]`, "no entries"},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["x"]}]`, "entry 0 (spiffe://example.org/a): selectors[0]"},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"ttl":"1h"}]`, `unknown field "ttl"`},
+		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509ttl":"1h"}]`, `unknown field "x509ttl"`},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509_ttl":"1.5s"}]`, "whole seconds"},
 		{`{"entries": 5}`, "entries: want a JSON array of entries, not a number"},
 		{`{"entries": [], "x": 1}`, `unknown field "x"`},
