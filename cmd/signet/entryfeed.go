@@ -402,46 +402,6 @@ func sliceFeed(entries []*commonv1.Entry) *entryFeed {
 	return &entryFeed{n: len(entries), chunks: ch, ctx: context.Background(), stop: func() {}}
 }
 
-// parseEntryItems scans and decodes a whole entries document: entries[i]
-// is the converted entry, or, when invalid[i] is set, the stand-in of an
-// entry that failed on its own. invalid is nil when every entry is valid.
-func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, err error) {
-	doc, err := scanEntryDoc(data)
-	if err != nil {
-		return nil, nil, err
-	}
-	entries, invalid = make([]*commonv1.Entry, doc.len()), make([]error, doc.len())
-	anyInvalid := false
-	feed := doc.feed(context.Background())
-	defer feed.stop()
-	for c := range feed.chunks {
-		copy(entries[c.first:], c.entries)
-		if c.invalid != nil {
-			copy(invalid[c.first:], c.invalid)
-			anyInvalid = true
-		}
-	}
-	if !anyInvalid {
-		invalid = nil
-	}
-	return entries, invalid, nil
-}
-
-// parseEntriesJSON parses and validates an entries document; the first
-// invalid entry fails it.
-func parseEntriesJSON(data []byte) ([]*commonv1.Entry, error) {
-	entries, invalid, err := parseEntryItems(data)
-	if err != nil {
-		return nil, err
-	}
-	for i, err := range invalid {
-		if err != nil {
-			return nil, fmt.Errorf("entry %d (%s): %w", i, entries[i].GetSpiffeId(), err)
-		}
-	}
-	return entries, nil
-}
-
 // feedLog is what createEntries has taken from a feed so far: the valid
 // entries in document order, each with its index in the document. The
 // goroutine that sends entries adds them before it sends them; the one

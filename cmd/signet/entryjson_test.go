@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/signet-id/signet/internal/apiconv"
+	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
 )
 
 func TestParseEntriesJSON(t *testing.T) {
@@ -178,4 +180,45 @@ func TestEntriesFromStdin(t *testing.T) {
 	if err != nil || d.len() != 2 || string(d.raw(1)) != doc[strings.Index(doc, `},{`)+2:len(doc)-1] {
 		t.Fatalf("readEntriesDoc(-) = %v, %v", d, err)
 	}
+}
+
+// parseEntryItems scans and decodes a whole entries document, as the
+// command does while it sends (tests read the result at once): entries[i]
+// is the converted entry, or, when invalid[i] is set, the stand-in of an
+// entry that failed on its own. invalid is nil when every entry is valid.
+func parseEntryItems(data []byte) (entries []*commonv1.Entry, invalid []error, err error) {
+	doc, err := scanEntryDoc(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	entries, invalid = make([]*commonv1.Entry, doc.len()), make([]error, doc.len())
+	anyInvalid := false
+	feed := doc.feed(context.Background())
+	defer feed.stop()
+	for c := range feed.chunks {
+		copy(entries[c.first:], c.entries)
+		if c.invalid != nil {
+			copy(invalid[c.first:], c.invalid)
+			anyInvalid = true
+		}
+	}
+	if !anyInvalid {
+		invalid = nil
+	}
+	return entries, invalid, nil
+}
+
+// parseEntriesJSON parses and validates an entries document; the first
+// invalid entry fails it.
+func parseEntriesJSON(data []byte) ([]*commonv1.Entry, error) {
+	entries, invalid, err := parseEntryItems(data)
+	if err != nil {
+		return nil, err
+	}
+	for i, err := range invalid {
+		if err != nil {
+			return nil, fmt.Errorf("entry %d (%s): %w", i, entries[i].GetSpiffeId(), err)
+		}
+	}
+	return entries, nil
 }
