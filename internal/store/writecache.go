@@ -11,16 +11,25 @@ import (
 // namespace's and SPIFFE ID prefix's run in the entry indexes (BENCHMARKS.md,
 // "1,000,000 entries at a flat rate"): a working set that grows with the
 // store, which sqliteWriteCacheKiB holds only while the store is small.
-// Once the database file passes writeCacheFrom, the writer's cache is an
-// eighth of it, up to writeCacheMaxKiB: a store of 100,000 entries (about
-// 115 MB) keeps the small cache, so a 100,000-entry batch stays within the
-// server's memory bound (issue 16); one of 1,000,000 (about 1.15 GB, with
-// ~385 MB of entry cache in the server) gets 64 MiB.
+// Past writeCacheFrom of database file, the writer's cache grows by a
+// quarter of the excess, up to writeCacheMaxKiB: a store of 100,000
+// entries (about 115 MB) keeps the small cache, so a 100,000-entry batch
+// stays within the server's memory bound (issue 16); the cap is reached at
+// about 376 MB (some 330,000 entries; 1,000,000 are about 1.15 GB, with
+// ~385 MB of entry cache in the server).
 const (
-	writeCacheFrom   = 256 << 10 // KiB of database
-	writeCacheShare  = 8
+	writeCacheFrom   = 128 << 10 // KiB of database
+	writeCacheShare  = 4
 	writeCacheMaxKiB = 64 << 10
 )
+
+// writeCacheKiB is the writer's cache for a database of dbKiB.
+func writeCacheKiB(dbKiB int64) int64 {
+	if dbKiB <= writeCacheFrom {
+		return sqliteWriteCacheKiB
+	}
+	return min(sqliteWriteCacheKiB+(dbKiB-writeCacheFrom)/writeCacheShare, writeCacheMaxKiB)
+}
 
 // The sizing in force; tests replace it.
 var (
@@ -29,14 +38,6 @@ var (
 	writeCacheEvery = 20_000
 	writeCacheFor   = writeCacheKiB
 )
-
-// writeCacheKiB is the writer's cache for a database of dbKiB.
-func writeCacheKiB(dbKiB int64) int64 {
-	if dbKiB < writeCacheFrom {
-		return sqliteWriteCacheKiB
-	}
-	return min(max(dbKiB/writeCacheShare, sqliteWriteCacheKiB), writeCacheMaxKiB)
-}
 
 // countInserted counts rows a committed write transaction inserted and,
 // once writeCacheEvery have passed since the last sizing, sizes the write

@@ -94,14 +94,16 @@ func TestNamedValuesConvertsAsDatabaseSQL(t *testing.T) {
 }
 
 // TestWriteCacheKiB: the writer's cache is the small default until the
-// database passes writeCacheFrom, then an eighth of it, up to the cap.
+// database passes writeCacheFrom, then grows by a quarter of the excess, up
+// to the cap.
 func TestWriteCacheKiB(t *testing.T) {
 	for _, c := range []struct{ db, want int64 }{
 		{0, sqliteWriteCacheKiB},
 		{115 << 10, sqliteWriteCacheKiB}, // about 100,000 entries
-		{writeCacheFrom - 1, sqliteWriteCacheKiB},
-		{writeCacheFrom, writeCacheFrom / writeCacheShare},
-		{300 << 10, (300 << 10) / writeCacheShare},
+		{writeCacheFrom, sqliteWriteCacheKiB},
+		{writeCacheFrom + 4<<10, sqliteWriteCacheKiB + 1<<10},
+		{256 << 10, sqliteWriteCacheKiB + 32<<10},
+		{376 << 10, writeCacheMaxKiB},
 		{1150 << 10, writeCacheMaxKiB}, // about 1,000,000 entries
 		{1 << 40, writeCacheMaxKiB},
 	} {
