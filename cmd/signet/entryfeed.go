@@ -289,7 +289,7 @@ func fieldErr(err error) error {
 	field := fieldName(se.JSONPointer)
 	switch {
 	case errors.Is(se.Err, json.ErrUnknownName):
-		return fmt.Errorf("unknown field %q", field)
+		return unknownField(field)
 	case se.GoType != nil && se.JSONKind != 0:
 		got := kindName(se.JSONKind)
 		if se.JSONKind == '0' && len(se.JSONValue) > 0 && len(se.JSONValue) <= 32 {
@@ -301,6 +301,30 @@ func fieldErr(err error) error {
 	}
 	return err
 }
+
+// unknownField is the error for a field an entry does not have: with the
+// field meant when the name differs from one only in case, underscores or
+// dashes, else with the fields there are.
+func unknownField(name string) error {
+	fold := func(s string) string { return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s)) }
+	for _, f := range entryFields {
+		if fold(f) == fold(name) {
+			return fmt.Errorf("unknown field %q: did you mean %q?", name, f)
+		}
+	}
+	return fmt.Errorf("unknown field %q: an entry's fields are %s", name, strings.Join(entryFields, ", "))
+}
+
+// entryFields are the JSON names of entryJSON's fields, in order.
+var entryFields = func() []string {
+	t := reflect.TypeFor[entryJSON]()
+	names := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
+}()
 
 // fieldName writes a JSON pointer within an entry as the CLI names
 // fields: selectors[2], labels["team"].

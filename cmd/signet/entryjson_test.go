@@ -22,9 +22,14 @@ func TestParseEntriesJSON(t *testing.T) {
 	// unknown field, not a near match.
 	for _, name := range []string{`"SPIFFE_ID"`, `"spiffeid"`, `"spiffe-id"`} {
 		_, err := parseEntriesJSON([]byte(strings.ReplaceAll(good, `"spiffe_id"`, name)))
-		if err == nil || !strings.Contains(err.Error(), "unknown field "+name) {
-			t.Errorf("parseEntriesJSON(%s) = %v, want unknown field %s", name, err, name)
+		if err == nil || !strings.Contains(err.Error(), "unknown field "+name+`: did you mean "spiffe_id"?`) {
+			t.Errorf("parseEntriesJSON(%s) = %v, want unknown field %s and the field meant", name, err, name)
 		}
+	}
+	// A name like no field's lists the fields there are.
+	if _, err := parseEntriesJSON([]byte(strings.ReplaceAll(good, `"x509_ttl"`, `"ttl"`))); err == nil ||
+		!strings.Contains(err.Error(), `unknown field "ttl": an entry's fields are id, spiffe_id, parent_id, selectors, x509_ttl, jwt_ttl`) {
+		t.Errorf("parseEntriesJSON(ttl) = %v, want the fields listed", err)
 	}
 	// What `entry list --json` prints reads back.
 	out, _ := json.Marshal(map[string]any{"entries": []entryJSON{entryToJSON(got[0])}})
@@ -35,7 +40,7 @@ func TestParseEntriesJSON(t *testing.T) {
 		{`[]`, "no entries"},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["x"]}]`, "entry 0 (spiffe://example.org/a): selectors[0]"},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"ttl":"1h"}]`, `unknown field "ttl"`},
-		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509ttl":"1h"}]`, `unknown field "x509ttl"`},
+		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509ttl":"1h"}]`, `unknown field "x509ttl": did you mean "x509_ttl"?`},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509_ttl":"1.5s"}]`, "whole seconds"},
 		{`{"entries": 5}`, "entries: want a JSON array of entries, not a number"},
 		{`{"entries": [], "x": 1}`, `unknown field "x"`},
