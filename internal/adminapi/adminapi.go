@@ -174,6 +174,11 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	if len(in) == 0 {
 		return nil, errkind.New(errkind.InvalidArgument, "entries: at least one entry is required")
 	}
+	// Most of the call's garbage is already made (the request) or to come
+	// (the writes): paced from the start.
+	paced := bulkGC.call()
+	defer paced.end()
+	paced.wrote(len(in))
 	// Convert and check everything first; items that fail here are
 	// reported without reaching the store.
 	resp := &adminv1.CreateEntriesResponse{Results: make([]*adminv1.EntryResult, len(in))}
@@ -223,8 +228,6 @@ func (a *Service) CreateEntries(ctx context.Context, req *adminv1.CreateEntriesR
 	} else {
 		a.cfg.Changed(ctx)
 	}
-	created, valid = nil, nil
-	collect(len(in))
 	return resp, nil
 }
 

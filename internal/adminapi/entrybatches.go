@@ -30,6 +30,8 @@ const MaxGroupEntries = 2 * MaxStreamMessageEntries
 func (a *Service) CreateEntryBatches(stream adminv1.Admin_CreateEntryBatchesServer) error {
 	ctx, cancel := context.WithTimeout(stream.Context(), StreamDeadline)
 	defer cancel()
+	paced := bulkGC.call()
+	defer paced.end()
 	q := a.startReceiving(ctx, stream)
 	idle := time.NewTimer(streamIdle)
 	defer idle.Stop()
@@ -55,7 +57,7 @@ func (a *Service) CreateEntryBatches(stream adminv1.Admin_CreateEntryBatchesServ
 			return c.err
 		}
 		idle.Reset(streamIdle)
-		resp, err := a.writeGroup(ctx, c, q, &pending)
+		resp, err := a.writeGroup(ctx, c, q, &pending, paced)
 		if err != nil {
 			return err
 		}
@@ -71,8 +73,8 @@ func (a *Service) CreateEntryBatches(stream adminv1.Admin_CreateEntryBatchesServ
 // entries created into the caches as CreateEntriesStream does (staged
 // message by message, applied at the commit) and returns the answer for
 // the group. A message taken that does not belong to the group (an error,
-// or too many entries) is left in pending.
-func (a *Service) writeGroup(ctx context.Context, c checked, q *entryQueue, pending **checked) (*adminv1.CreateEntryBatchesResponse, error) {
+// or too many entries) is left in pending. paced counts what it wrote.
+func (a *Service) writeGroup(ctx context.Context, c checked, q *entryQueue, pending **checked, paced *createCall) (*adminv1.CreateEntryBatchesResponse, error) {
 	batch, err := a.cfg.Store.BeginEntryBatchEach(ctx)
 	if err != nil {
 		return nil, err
@@ -120,7 +122,7 @@ func (a *Service) writeGroup(ctx context.Context, c checked, q *entryQueue, pend
 			}
 		}
 		q.done(c)
-		collect(c.n)
+		paced.wrote(c.n)
 		if len(resp.Ids) >= maxGroupEntries {
 			break
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"runtime"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -40,38 +38,6 @@ var (
 	maxStreamEntries = MaxStreamEntries
 	streamIdle       = StreamIdle
 	maxGroupEntries  = MaxGroupEntries
-)
-
-// collectAfter is how many created entries' garbage the service lets
-// accumulate before it collects it (several KB per entry: requests,
-// results, statement arguments), as soon as a create is done: the heap then
-// stays near its live size (the entry cache, mostly) instead of growing to
-// twice it, which is GOGC's headroom. For 100,000 entries it cut the
-// server's peak RSS by about 20 MB; every collection marks the whole live
-// heap, so the bound sets what that costs: 4,000 (every other message of
-// the CLI's 2,000) saved 0.5–0.8 of 6–7 server CPU-s and cost 13–15 MB of
-// peak, too close to the 150 MB the server is held to (BENCHMARKS.md,
-// issue 16). Counted across creates, small ones add up too.
-const collectAfter = 2000
-
-// collect counts n created entries and, once collectAfter have
-// accumulated and no collection is running, starts one: on its own
-// goroutine, since runtime.GC returns only once the collection is done
-// (25 ms with 100,000 entries cached), and a stream's writer has the next
-// message waiting.
-func collect(n int) {
-	if uncollected.Add(int64(n)) >= collectAfter && collecting.CompareAndSwap(false, true) {
-		uncollected.Store(0)
-		go func() {
-			defer collecting.Store(false)
-			runtime.GC()
-		}()
-	}
-}
-
-var (
-	collecting  atomic.Bool
-	uncollected atomic.Int64 // entries created since the last collection started
 )
 
 // checked is one message of an entry stream as the receiving goroutine
@@ -221,6 +187,8 @@ func (a *Service) startReceiving(ctx context.Context, stream entryStream) *entry
 func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamServer) error {
 	ctx, cancel := context.WithTimeout(stream.Context(), StreamDeadline)
 	defer cancel()
+	paced := bulkGC.call()
+	defer paced.end()
 	q := a.startReceiving(ctx, stream)
 
 	var batch *store.EntryBatch
@@ -274,7 +242,7 @@ func (a *Service) CreateEntriesStream(stream adminv1.Admin_CreateEntriesStreamSe
 			}
 		}
 		q.done(c)
-		collect(c.n)
+		paced.wrote(c.n)
 	}
 	if n == 0 {
 		return errkind.New(errkind.InvalidArgument, "entries: at least one entry is required")

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"os"
@@ -44,21 +45,28 @@ func BenchmarkCreateEntries1M(b *testing.B) {
 		}
 		nSlices = n
 	}
-	b.Run("sqlite", func(b *testing.B) {
-		bench1M(b, nSlices, func(b *testing.B) (*store.Store, benchProbe) {
-			return openSQLite(b, filepath.Join(b.TempDir(), "signet.db")), fileIOProbe{}
-		})
-	})
-	b.Run("postgres", func(b *testing.B) {
-		bench1M(b, nSlices, func(b *testing.B) (*store.Store, benchProbe) {
-			const app = "signet-bench1m"
-			s := openPostgres(b, withAppName(storetest.PostgresDSN(b), app))
-			return s, &pgProbe{db: s.DB(), app: app, seen: make(map[int]float64)}
-		})
-	})
+	openSQLiteProbed := func(b *testing.B) (*store.Store, benchProbe) {
+		return openSQLite(b, filepath.Join(b.TempDir(), "signet.db")), fileIOProbe{}
+	}
+	openPostgresProbed := func(b *testing.B) (*store.Store, benchProbe) {
+		const app = "signet-bench1m"
+		s := openPostgres(b, withAppName(storetest.PostgresDSN(b), app))
+		return s, &pgProbe{db: s.DB(), app: app, seen: make(map[int]float64)}
+	}
+	b.Run("sqlite", func(b *testing.B) { bench1M(b, nSlices, false, openSQLiteProbed) })
+	b.Run("postgres", func(b *testing.B) { bench1M(b, nSlices, false, openPostgresProbed) })
+	// stream-*: the same entries as the server's writer creates them from
+	// `signet entry create --file` (adminapi.CreateEntryBatches): chunks of
+	// 2,000 prepared off the transaction (PrepareEntries) and added to one
+	// store.EntryBatch, committed every 20,000 (adminapi.MaxGroupEntries).
+	b.Run("stream-sqlite", func(b *testing.B) { bench1M(b, nSlices, true, openSQLiteProbed) })
+	b.Run("stream-postgres", func(b *testing.B) { bench1M(b, nSlices, true, openPostgresProbed) })
 }
 
-func bench1M(b *testing.B, nSlices int, open func(b *testing.B) (*store.Store, benchProbe)) {
+// streamGroup is adminapi.MaxGroupEntries, which this package cannot import.
+const streamGroup = 20_000
+
+func bench1M(b *testing.B, nSlices int, stream bool, open func(b *testing.B) (*store.Store, benchProbe)) {
 	const (
 		slice = 100_000
 		batch = 2_000
@@ -82,6 +90,7 @@ func bench1M(b *testing.B, nSlices int, open func(b *testing.B) (*store.Store, b
 		s, probe := open(b)
 		ctx := store.WithActor(b.Context(), "bench")
 		var first, last float64
+		var group *store.EntryBatch // stream: the open transaction
 		for sl := 0; sl < total/slice; sl++ {
 			var wall time.Duration
 			var cpu time.Duration
@@ -95,7 +104,12 @@ func bench1M(b *testing.B, nSlices int, open func(b *testing.B) (*store.Store, b
 					es[j] = make1(sl*slice + off + j)
 				}
 				t0, c0 := time.Now(), cputime.Now()
-				res, err := s.CreateEntries(ctx, es, false)
+				var res []store.EntryResult
+				if stream {
+					res, err = streamAdd(ctx, s, &group, es, off+batch == slice || (off+batch)%streamGroup == 0)
+				} else {
+					res, err = s.CreateEntries(ctx, es, false)
+				}
 				wall, cpu = wall+time.Since(t0), cpu+cputime.Now()-c0
 				if err != nil {
 					b.Fatal(err)
@@ -164,4 +178,29 @@ func bench1M(b *testing.B, nSlices int, open func(b *testing.B) (*store.Store, b
 		b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "feed-read-2000-ms")
 		s.Close()
 	}
+}
+
+// streamAdd adds es to the open group transaction, beginning one when none
+// is open, and commits it when commit is set.
+func streamAdd(ctx context.Context, s *store.Store, group **store.EntryBatch, es []store.Entry, commit bool) ([]store.EntryResult, error) {
+	if *group == nil {
+		g, err := s.BeginEntryBatchEach(ctx)
+		if err != nil {
+			return nil, err
+		}
+		*group = g
+	}
+	res, err := (*group).AddPrepared(ctx, s.PrepareEntries(es, nil))
+	if err != nil {
+		*group = nil // rolled back
+		return nil, err
+	}
+	if commit {
+		g := *group
+		*group = nil
+		if _, err := g.Commit(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
