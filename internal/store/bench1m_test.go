@@ -20,8 +20,10 @@ import (
 )
 
 // BenchmarkCreateEntries1M fills a fresh store with 1,000,000 entries
-// (shaped as benchEntries') in calls of 2,000, the batches of `signet entry
-// create --file`, and reports entries/s and CPU per 100,000-entry slice
+// (shaped as benchEntries') in calls of 2,000, each its own transaction (the
+// batches of CreateEntries; stream-sqlite and stream-postgres: as the
+// server writes `signet entry create --file`, committed every 20,000), and
+// reports entries/s and CPU per 100,000-entry slice
 // (slice-01 … slice-10), so a store that slows as it grows shows. Then, at
 // 1M, what an agent's sync costs the store: one node's 2,000 entries read
 // by parent (ListEntries, in pages of 1,000) and the change feed's
