@@ -83,7 +83,7 @@ var bulkGC = &heapPacer{
 // p set is ready; end must be called when the call ends.
 type createCall struct {
 	p       *heapPacer
-	n       int  // entries received so far
+	n       int  // entries counted so far (wrote)
 	entered bool // the call is bulk: it counts in p.active
 }
 
