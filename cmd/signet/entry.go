@@ -149,6 +149,7 @@ func newEntryCreateCmd(conn *adminConn) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			warnUnfederated(cmd, conn, createdEntries(results))
 			err = printEntryResults(cmd, results, out.json)
 			if file == "" {
 				err = flagNamed(err)
@@ -890,6 +891,9 @@ func newEntryUpdateCmd(conn *adminConn) *cobra.Command {
 			})
 			if err != nil {
 				return flagNamed(err)
+			}
+			if cmd.Flags().Changed("federates-with") {
+				warnUnfederated(cmd, conn, []*commonv1.Entry{updated})
 			}
 			if out.json {
 				return writeJSON(cmd.OutOrStdout(), entryToJSON(updated))

@@ -61,6 +61,20 @@ func federationToJSON(f *adminv1.Federation) federationJSON {
 	}
 }
 
+// refreshFailed is the error of a refresh whose fetch failed, or nil: the
+// server answers a refresh with the relationship's state, whose last error
+// it clears when a fetch succeeds.
+func refreshFailed(f *adminv1.Federation) error {
+	if f.GetLastError() == "" {
+		return nil
+	}
+	kept := "no bundle of " + f.GetTrustDomain() + " is held yet"
+	if f.GetBundle() != nil {
+		kept = fmt.Sprintf("the last good bundle (sequence %d) stays in use", f.GetBundle().GetSequence())
+	}
+	return fmt.Errorf("refresh of %s failed: %s; %s", f.GetTrustDomain(), f.GetLastError(), kept)
+}
+
 func printFederation(w io.Writer, f *adminv1.Federation) error {
 	j := federationToJSON(f)
 	now := time.Now()
@@ -172,7 +186,10 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 	listOut.addFlags(list)
 	page.addFlags(list, "relationships")
 
-	one := func(use, short string, op func(context.Context, adminv1.AdminClient, *adminv1.FederationRequest) (*adminv1.Federation, error)) *cobra.Command {
+	// one is a command on one relationship; with failed set, a
+	// relationship whose last fetch failed also ends it in an error, after
+	// its state is printed.
+	one := func(use, short string, failed bool, op func(context.Context, adminv1.AdminClient, *adminv1.FederationRequest) (*adminv1.Federation, error)) *cobra.Command {
 		var out output
 		c := &cobra.Command{
 			Use: use + " TRUST_DOMAIN", Short: short, Args: cobra.ExactArgs(1),
@@ -186,23 +203,28 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 					return err
 				}
 				if out.json {
-					return writeJSON(cmd.OutOrStdout(), federationToJSON(f))
+					err = writeJSON(cmd.OutOrStdout(), federationToJSON(f))
+				} else {
+					err = printFederation(cmd.OutOrStdout(), f)
 				}
-				return printFederation(cmd.OutOrStdout(), f)
+				if err != nil || !failed {
+					return err
+				}
+				return refreshFailed(f)
 			},
 		}
 		out.addFlags(c)
 		return c
 	}
-	show := one("show", "Show a relationship and the state of its bundle refresh",
+	show := one("show", "Show a relationship and the state of its bundle refresh", false,
 		func(ctx context.Context, c adminv1.AdminClient, r *adminv1.FederationRequest) (*adminv1.Federation, error) {
 			return c.GetFederation(ctx, r)
 		})
-	refresh := one("refresh", "Fetch the remote bundle now (a failure shows in Last error; the last good bundle is kept)",
+	refresh := one("refresh", "Fetch the remote bundle now (on failure: the state, then exit status 1; the last good bundle is kept)", true,
 		func(ctx context.Context, c adminv1.AdminClient, r *adminv1.FederationRequest) (*adminv1.Federation, error) {
 			return c.RefreshFederation(ctx, r)
 		})
-	del := one("delete", "Delete a relationship: its bundle stops being served to workloads",
+	del := one("delete", "Delete a relationship: its bundle stops being served to workloads", false,
 		func(ctx context.Context, c adminv1.AdminClient, r *adminv1.FederationRequest) (*adminv1.Federation, error) {
 			return c.DeleteFederation(ctx, r)
 		})

@@ -78,6 +78,9 @@ func TestEntryCreateThroughServer(t *testing.T) {
 			"example.org: is this server's own trust domain", ""},
 		{"bare trust domain", []string{"--spiffe-id", "spiffe://example.org", "--selector", "unix:uid:1"},
 			"spiffe://example.org is the trust domain's own ID", ""},
+		{"federates with a trust domain without a relationship", []string{"--spiffe-id", "spiffe://example.org/fed2", "--selector", "unix:uid:1",
+			"--federates-with", "nothere.org", "--federates-with", "spiffe://nothere.org"}, "",
+			"warning: this server has no federation relationship with nothere.org: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -56,6 +56,10 @@ func checkServerAddress(p string) error {
 	if p == "" {
 		return fmt.Errorf("empty: remove the extra comma, e.g. a.internal:8081,b.internal:8081")
 	}
+	if scheme, rest, ok := strings.Cut(p, "://"); ok {
+		rest, _, _ = strings.Cut(rest, "/")
+		return fmt.Errorf("%q: give host:port without the %s:// (the agent always speaks TLS to the server), e.g. %s", p, scheme, rest)
+	}
 	host, port, err := net.SplitHostPort(p)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port (%v), e.g. signet.example.org:8081", p, err)

@@ -28,6 +28,7 @@ func TestParseServerAddresses(t *testing.T) {
 		{"ipv6", "[::1]:8081,127.0.0.1:8081", []string{"[::1]:8081", "127.0.0.1:8081"}, ""},
 		{"empty", "", nil, "required"},
 		{"no port", "signet.example.org", nil, `"signet.example.org" is not host:port`},
+		{"a URL", "https://signet.example.org:8081", nil, `"https://signet.example.org:8081": give host:port without the https:// (the agent always speaks TLS to the server), e.g. signet.example.org:8081`},
 		{"second has no port", "a.internal:8081,b.internal", nil, `element 2 of 2: "b.internal" is not host:port`},
 		{"trailing comma", "a.internal:8081,", nil, "element 2 of 2: empty"},
 		{"double comma", "a:1,,b:2", nil, "element 2 of 3: empty"},

@@ -129,6 +129,22 @@ func (d *fedDomain) federation(t *testing.T, verb, td string) federationView {
 	return v
 }
 
+// refreshFailing runs `federation refresh td --json` on d, which must
+// exit non-zero, print the relationship's state on stdout and name the
+// failure on stderr.
+func (d *fedDomain) refreshFailing(t *testing.T, td string) federationView {
+	t.Helper()
+	out, errOut, err := signetRun("federation", "refresh", td, "--json", "--admin-socket", d.adminSock)
+	if err == nil || !strings.Contains(errOut, "refresh of "+td+" failed: ") {
+		t.Fatalf("federation refresh %s: %v, stderr %q; want exit status 1 naming the failure", td, err, errOut)
+	}
+	var v federationView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("federation refresh %s --json: %v (stdout %q)", td, err, out)
+	}
+	return v
+}
+
 // waitFederated waits until d holds a fetched bundle of td.
 func (d *fedDomain) waitFederated(t *testing.T, td string) {
 	t.Helper()
@@ -213,6 +229,10 @@ func TestFederation(t *testing.T) {
 	b.waitFederated(t, "c.test")
 	if av, bv := a.federation(t, "show", "c.test"), b.federation(t, "show", "c.test"); av.BundleSequence != bv.BundleSequence {
 		t.Errorf("c.test's bundle over https_web (sequence %d) and over https_spiffe (sequence %d) differ", av.BundleSequence, bv.BundleSequence)
+	}
+	// A refresh that fetches the bundle exits 0 with the state.
+	if v := a.federation(t, "refresh", "b.test"); v.Status != "ok" || v.LastError != "" {
+		t.Errorf("federation refresh b.test = %+v, want ok", v)
 	}
 	if list := a.cli(t, "federation", "list"); !strings.Contains(list, "b.test") || !strings.Contains(list, "c.test") || !strings.Contains(list, "2 relationship(s)") {
 		t.Errorf("federation list on a.test:\n%s\nwant b.test and c.test", list)
@@ -309,7 +329,7 @@ func TestFederation(t *testing.T) {
 	t.Run("a lying endpoint's bundle is refused", func(t *testing.T) {
 		// c.test's endpoint, claimed to be e.test's: its CA names c.test.
 		a.cli(t, "federation", "create", "--trust-domain", "e.test", "--bundle-endpoint-url", "https://"+c.http+"/bundle", "--profile", "https_web")
-		v := a.federation(t, "refresh", "e.test")
+		v := a.refreshFailing(t, "e.test")
 		if v.Status != "failing (no bundle)" || !strings.Contains(v.LastError, "wrong trust domain") {
 			t.Errorf("federation refresh e.test = %+v, want the bundle refused for the wrong trust domain", v)
 		}
@@ -322,7 +342,7 @@ func TestFederation(t *testing.T) {
 	t.Run("an unreachable endpoint keeps the last good bundle", func(t *testing.T) {
 		before := a.federation(t, "show", "c.test")
 		c.server.stop()
-		v := a.federation(t, "refresh", "c.test")
+		v := a.refreshFailing(t, "c.test")
 		if v.LastError == "" || v.Failures == 0 || v.BundleSequence != before.BundleSequence || !strings.HasPrefix(v.Status, "failing (keeping") {
 			t.Errorf("federation refresh of a stopped endpoint = %+v, want an error and the last good bundle kept", v)
 		}
