@@ -335,7 +335,7 @@ func TestRegistries(t *testing.T) {
 			"workload_attestors.dockr: unknown workload attestor: use one of docker, k8s, systemd, unix",
 			"workload_attestors.k8s.kubelet_url: \"http://127.0.0.1:10255\": the kubelet is asked over https only",
 			"workload_attestors.k8s.kubelet_ca_path: set either kubelet_ca_path or skip_kubelet_verification, not both",
-			"workload_attestors.docker.envs is not a known key: use one of env, socket",
+			"workload_attestors.docker.envs is not a known key: did you mean workload_attestors.docker.env?",
 			"workload_attestors.unix.hash_all is not a known key: use one of discover_workload_path, workload_size_limit",
 		} {
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -507,7 +507,7 @@ func TestProofOfPossessionConfigs(t *testing.T) {
 	deps := builtin.VerifierDeps{TrustDomain: td, Now: time.Now}
 	for _, tc := range []struct{ name, src, want string }{
 		{x509pop.Name, "{}", "node_attestors.x509pop.ca_bundle_path: required"},
-		{x509pop.Name, "{ca_bundle: /x}", "node_attestors.x509pop.ca_bundle is not a known key: use one of ca_bundle_path"},
+		{x509pop.Name, "{ca_bundle: /x}", "node_attestors.x509pop.ca_bundle is not a known key: did you mean node_attestors.x509pop.ca_bundle_path?"},
 		{x509pop.Name, "{ca_bundle_path: /does/not/exist.pem}", "node_attestors.x509pop: ca_bundle_path: read x509pop ca bundle: open /does/not/exist.pem"},
 		{sshpop.Name, "{}", "node_attestors.sshpop.cert_authorities_path: required"},
 		{sshpop.Name, "{cert_authorities_path: /does/not/exist.pub}", "node_attestors.sshpop: cert_authorities_path: read ssh host ca keys: open /does/not/exist.pub"},

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -229,6 +230,20 @@ func load(path string, v any) error {
 // type mismatches are errors that name the line and field. An empty document
 // leaves v unchanged.
 func Decode(data []byte, v any) error {
+	// Unknown keys first, all of them, each with what to write instead;
+	// the decoder's own check below stays as the backstop.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return cleanYAMLError(err)
+	}
+	if doc.Kind != 0 {
+		var errs []error
+		t := reflect.TypeOf(v)
+		checkKeys("", &doc, t, flagKeysOf(t), &errs)
+		if len(errs) > 0 {
+			return topLevel(errors.Join(errs...))
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {

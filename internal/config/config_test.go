@@ -73,8 +73,14 @@ func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
-		{"unknown key", "trust_domian: x\n", `field trust_domian not found`},
-		{"nested unknown key", "store:\n  drivr: sqlite\n", `field drivr not found`},
+		{"unknown key", "trust_domian: x\n", `line 1: trust_domian is not a known key: did you mean trust_domain?`},
+		{"nested unknown key", "store:\n  drivr: sqlite\n", `line 2: store.drivr is not a known key: did you mean store.driver?`},
+		{"a flag's spelling", "bind-address: 127.0.0.1:1\n", `line 1: bind-address is not a known key: did you mean bind_address?`},
+		{"a nested flag's name", "trust_domain: x\nca_ttl: 1h\n", `line 2: ca_ttl is not a known key: did you mean ca.ttl (the key of --ca-ttl)?`},
+		{"every unknown key at once", "bind_adress: x\nstore:\n  dsnfile: y\n",
+			"line 1: bind_adress is not a known key: did you mean bind_address?\nline 3: store.dsnfile is not a known key: did you mean store.dsn_file?"},
+		{"nothing close, few keys", "store:\n  password: x\n", `line 2: store.password is not a known key: use one of driver, dsn, dsn_file`},
+		{"nothing close, many keys", "colour: blue\n", `line 1: colour is not a known key: this section has `},
 		{"bad duration", "default_x509_ttl: soon\n", `"soon" is not a duration`},
 		{"negative duration", "agent_ttl: -1h\n", `is not a duration`},
 		{"wrong type", "admin_uids: root\n", `line 1`},
@@ -213,5 +219,23 @@ func TestDecodeNodeTextValues(t *testing.T) {
 	}
 	if c.ID.String() != "spiffe://example.org/web" || c.Prefix.String() != "10.0.0.0/8" {
 		t.Errorf("decoded %v %v", c.ID, c.Prefix)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "abc", 3}, {"driver", "driver", 0},
+		{"drivr", "driver", 1}, {"trust_domian", "trust_domain", 1}, {"bind_adress", "bind_address", 1},
+		{"ttls", "ttl", 1}, {"key_file", "cert_file", 3},
+	} {
+		if got := editDistance(tt.a, tt.b); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+		if got := editDistance(tt.b, tt.a); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.b, tt.a, got, tt.want)
+		}
 	}
 }

@@ -41,7 +41,7 @@ type Validator interface {
 func DecodeNode(path string, n *yaml.Node, v any) error {
 	if n != nil && n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
 		var errs []error
-		checkKeys(path, n, reflect.TypeOf(v), &errs)
+		checkKeys(path, n, reflect.TypeOf(v), nil, &errs)
 		if len(errs) > 0 {
 			return errors.Join(errs...)
 		}
@@ -72,7 +72,9 @@ func prefixErrors(path string, err error) error {
 
 // checkKeys reports the mapping keys of n that the struct type t (or the
 // struct a pointer, slice or map element of t is) has no field for.
-func checkKeys(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
+// flagKeys maps the flags of the whole configuration, spelt as keys
+// ("ca_ttl" for --ca-ttl), to their key paths ("ca.ttl"), for hints.
+func checkKeys(path string, n *yaml.Node, t reflect.Type, flagKeys map[string]string, errs *[]error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -111,22 +113,22 @@ func checkKeys(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 			k, val := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
-				*errs = append(*errs, fmt.Errorf("line %d: %s.%s is not a known key: use one of %s",
-					k.Line, path, k.Value, strings.Join(slices.Sorted(maps.Keys(fields)), ", ")))
+				*errs = append(*errs, fmt.Errorf("line %d: %s.%s is not a known key: %s",
+					k.Line, path, k.Value, keyHint(path, k.Value, fields, flagKeys)))
 				continue
 			}
-			checkKeys(path+"."+k.Value, val, ft, errs)
+			checkKeys(path+"."+k.Value, val, ft, flagKeys, errs)
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind == yaml.SequenceNode {
 			for i, c := range n.Content {
-				checkKeys(fmt.Sprintf("%s[%d]", path, i), c, t.Elem(), errs)
+				checkKeys(fmt.Sprintf("%s[%d]", path, i), c, t.Elem(), flagKeys, errs)
 			}
 		}
 	case reflect.Map:
 		if n.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				checkKeys(path+"."+n.Content[i].Value, n.Content[i+1], t.Elem(), errs)
+				checkKeys(path+"."+n.Content[i].Value, n.Content[i+1], t.Elem(), flagKeys, errs)
 			}
 		}
 	}

@@ -183,7 +183,7 @@ func TestJoinTokenCanBeDisabled(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.NodeAttestors = map[string]yaml.Node{"join_token": *typo.Content[0], "tmp": {}}
 	_, err = server.New(t.Context(), cfg)
-	for _, want := range []string{"node_attestors.join_token.enabeld is not a known key: use one of enabled", "node_attestors.tmp: unknown node attestor: use one of agent_reauth, aws_iid, azure_msi, gcp_iit, join_token, k8s_psat, sshpop, tpm, x509pop"} {
+	for _, want := range []string{"node_attestors.join_token.enabeld is not a known key: did you mean node_attestors.join_token.enabled?", "node_attestors.tmp: unknown node attestor: use one of agent_reauth, aws_iid, azure_msi, gcp_iit, join_token, k8s_psat, sshpop, tpm, x509pop"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("server.New with bad node_attestors = %v, want %q (every problem at once)", err, want)
 		}

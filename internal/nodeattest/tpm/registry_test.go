@@ -34,7 +34,7 @@ func TestRegistryConfig(t *testing.T) {
 			`node_attestors.tpm.allowed_ek_hashes[2]: "y" is not a SHA-256`,
 		},
 		"{ek_ca_path: /nonexistent/roots}": {"node_attestors.tpm: ek_ca_path: /nonexistent/roots: no such file or directory"},
-		"{ek_ca: /etc}":                    {"node_attestors.tpm.ek_ca is not a known key: use one of allowed_ek_hashes, ek_ca_path"},
+		"{ek_ca: /etc}":                    {"node_attestors.tpm.ek_ca is not a known key: did you mean node_attestors.tpm.ek_ca_path?"},
 	} {
 		_, err := vreg.Build(builtin.VerifierDeps{TrustDomain: td}, tpm.Name, yamlNode(t, src))
 		for _, w := range want {
