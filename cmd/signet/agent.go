@@ -10,6 +10,9 @@ func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent, or manage attested agents on the server",
+		// The attested agents are the nodes: `signet node list` means
+		// `signet agent list`.
+		SuggestFor: []string{"node", "nodes"},
 	}
 	run := agentcli.NewAgentRunCmd(stamp())
 	admin := newAgentAdminCmds(&conn)

@@ -28,7 +28,12 @@ func TestUnknownCommandsAndFlagsFail(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate" for "signet"`},
 		{[]string{"agent", "frobnicate"}, `unknown command "frobnicate" for "signet agent"`},
 		{[]string{"token", "list", "--frob"}, "unknown flag: --frob (see: signet token list --help)"},
-		{[]string{"server", "run", "--trust-domian", "x"}, "unknown flag: --trust-domian"},
+		{[]string{"server", "run", "--trust-domian", "x"}, "unknown flag: --trust-domian: did you mean --trust-domain? (see: signet server run --help)"},
+		{[]string{"entry", "create", "--spiffeid", "x"}, "unknown flag: --spiffeid: did you mean --spiffe-id?"},
+		{[]string{"entry", "list", "--admin-sock", "x"}, "unknown flag: --admin-sock: did you mean --admin-socket?"}, // inherited
+		{[]string{"node", "list"}, `unknown command "node" for "signet": use one of `},
+		{[]string{"node", "list"}, "(did you mean agent?)"},
+		{[]string{"entries", "list"}, "(did you mean entry?)"},
 	} {
 		_, _, err := execCLI(t, tt.args...)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

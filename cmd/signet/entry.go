@@ -27,8 +27,9 @@ import (
 func newEntryCmd() *cobra.Command {
 	var conn adminConn
 	cmd := &cobra.Command{
-		Use:   "entry",
-		Short: "Manage registration entries: which SPIFFE ID a workload with given selectors receives",
+		Use:        "entry",
+		Short:      "Manage registration entries: which SPIFFE ID a workload with given selectors receives",
+		SuggestFor: []string{"entries"},
 	}
 	conn.addFlags(cmd)
 	cmd.AddCommand(newEntryCreateCmd(&conn), newEntryListCmd(&conn), newEntryShowCmd(&conn),

@@ -16,6 +16,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	commonv1 "github.com/signet-id/signet/internal/gen/signet/common/v1"
+	"github.com/signet-id/signet/internal/suggest"
 )
 
 // An entries document (`entry create --file`) is either an array of
@@ -304,13 +305,16 @@ func fieldErr(err error) error {
 
 // unknownField is the error for a field an entry does not have: with the
 // field meant when the name differs from one only in case, underscores or
-// dashes, else with the fields there are.
+// dashes or is a near miss of one, else with the fields there are.
 func unknownField(name string) error {
 	fold := func(s string) string { return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s)) }
 	for _, f := range entryFields {
 		if fold(f) == fold(name) {
 			return fmt.Errorf("unknown field %q: did you mean %q?", name, f)
 		}
+	}
+	if f := suggest.Closest(name, entryFields); f != "" {
+		return fmt.Errorf("unknown field %q: did you mean %q?", name, f)
 	}
 	return fmt.Errorf("unknown field %q: an entry's fields are %s", name, strings.Join(entryFields, ", "))
 }

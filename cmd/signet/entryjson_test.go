@@ -41,6 +41,8 @@ func TestParseEntriesJSON(t *testing.T) {
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["x"]}]`, "entry 0 (spiffe://example.org/a): selectors[0]"},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"ttl":"1h"}]`, `unknown field "ttl"`},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509ttl":"1h"}]`, `unknown field "x509ttl": did you mean "x509_ttl"?`},
+		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selector":["a:b"]}]`, `unknown field "selector": did you mean "selectors"?`},
+		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"federate_with":["x.org"]}]`, `unknown field "federate_with": did you mean "federates_with"?`},
 		{`[{"spiffe_id":"spiffe://example.org/a","parent_id":"spiffe://example.org/n","selectors":["a:b"],"x509_ttl":"1.5s"}]`, "whole seconds"},
 		{`{"entries": 5}`, "entries: want a JSON array of entries, not a number"},
 		{`{"entries": [], "x": 1}`, `unknown field "x"`},

@@ -5,6 +5,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/signet-id/signet/internal/suggest"
 )
 
 // Strict makes every command of the tree refuse what it does not know: a
@@ -12,6 +15,11 @@ import (
 // and exit 0), and a flag error names the command's help.
 func Strict(root *cobra.Command) {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+			if s := closestFlag(cmd, name); s != "" {
+				return fmt.Errorf("%w: did you mean --%s? (see: %s --help)", err, s, cmd.CommandPath())
+			}
+		}
 		return fmt.Errorf("%w (see: %s --help)", err, cmd.CommandPath())
 	})
 	var walk func(c *cobra.Command)
@@ -26,6 +34,20 @@ func Strict(root *cobra.Command) {
 		}
 	}
 	walk(root)
+}
+
+// closestFlag returns the name of the flag of cmd (its own or inherited)
+// that name probably misspells, or "".
+func closestFlag(cmd *cobra.Command, name string) string {
+	var names []string
+	add := func(f *pflag.Flag) {
+		if !f.Hidden {
+			names = append(names, f.Name)
+		}
+	}
+	cmd.LocalFlags().VisitAll(add)
+	cmd.InheritedFlags().VisitAll(add)
+	return suggest.Closest(name, names)
 }
 
 // groupRunE runs a command group: without arguments it shows the group's

@@ -221,21 +221,3 @@ func TestDecodeNodeTextValues(t *testing.T) {
 		t.Errorf("decoded %v %v", c.ID, c.Prefix)
 	}
 }
-
-func TestEditDistance(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0}, {"abc", "", 3}, {"", "abc", 3}, {"driver", "driver", 0},
-		{"drivr", "driver", 1}, {"trust_domian", "trust_domain", 1}, {"bind_adress", "bind_address", 1},
-		{"ttls", "ttl", 1}, {"key_file", "cert_file", 3},
-	} {
-		if got := editDistance(tt.a, tt.b); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-		if got := editDistance(tt.b, tt.a); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.b, tt.a, got, tt.want)
-		}
-	}
-}
