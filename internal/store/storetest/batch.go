@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,6 +89,16 @@ func testBatchChunksCommit(t *testing.T, s *store.Store) {
 		if e.Revision != got {
 			t.Errorf("entry %s revision = %d, want %d", e.ID, e.Revision, got)
 		}
+	}
+	// The selector index has every chunk's rows.
+	byGID, err := s.ListEntries(ctxFor(t), store.EntryFilter{Selectors: sels("unix:gid:2")})
+	must(t, "ListEntries(unix:gid:2)", err)
+	var names []string
+	for _, e := range byGID {
+		names = append(names, e.SPIFFEID.Path())
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"/c0-2", "/c1-2", "/c2-2"}) {
+		t.Errorf("ListEntries(unix:gid:2) = %v, want the third entry of each chunk", names)
 	}
 	recs := auditLog(t, s)
 	if len(recs) != 12 {
