@@ -701,15 +701,16 @@ func orDefault(s string) string {
 
 func newEntryListCmd(conn *adminConn) *cobra.Command {
 	var (
-		parentID, spiffeID string
-		selectors          []string
-		page               pageFlags
-		out                output
+		parentID, spiffeID, federatesWith string
+		selectors                         []string
+		page                              pageFlags
+		out                               output
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List entries, optionally filtered, a page at a time; the table ends with the count",
 		Example: `  signet entry list --parent-id spiffe://example.org/node/a
+  signet entry list --federates-with partner.org       # whose workloads get partner.org's bundle
   signet entry list --limit 500 --page-token TOKEN   # the next page, as the previous one said`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -717,7 +718,7 @@ func newEntryListCmd(conn *adminConn) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := &adminv1.ListEntriesRequest{ParentId: parentID, SpiffeId: spiffeID, PageSize: size, PageToken: page.token}
+			req := &adminv1.ListEntriesRequest{ParentId: parentID, SpiffeId: spiffeID, FederatesWith: federatesWith, PageSize: size, PageToken: page.token}
 			for _, s := range selectors {
 				sel, err := model.ParseSelector(s)
 				if err != nil {
@@ -759,6 +760,7 @@ func newEntryListCmd(conn *adminConn) *cobra.Command {
 	cmd.Flags().StringVar(&parentID, "parent-id", "", "only entries with this parent ID")
 	cmd.Flags().StringVar(&spiffeID, "spiffe-id", "", "only entries with this SPIFFE ID")
 	cmd.Flags().StringArrayVar(&selectors, "selector", nil, "only entries having this selector (repeatable)")
+	cmd.Flags().StringVar(&federatesWith, "federates-with", "", "only entries that federate with this trust domain, e.g. partner.org")
 	page.addFlags(cmd, "entries")
 	out.addFlags(cmd)
 	return cmd

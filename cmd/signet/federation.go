@@ -186,10 +186,10 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 	listOut.addFlags(list)
 	page.addFlags(list, "relationships")
 
-	// one is a command on one relationship; with failed set, a
-	// relationship whose last fetch failed also ends it in an error, after
-	// its state is printed.
-	one := func(use, short string, failed bool, op func(context.Context, adminv1.AdminClient, *adminv1.FederationRequest) (*adminv1.Federation, error)) *cobra.Command {
+	// one is a command on one relationship; after, when set, runs once
+	// the relationship is printed, and its error ends the command.
+	one := func(use, short string, after func(*cobra.Command, *adminv1.Federation) error,
+		op func(context.Context, adminv1.AdminClient, *adminv1.FederationRequest) (*adminv1.Federation, error)) *cobra.Command {
 		var out output
 		c := &cobra.Command{
 			Use: use + " TRUST_DOMAIN", Short: short, Args: cobra.ExactArgs(1),
@@ -207,24 +207,29 @@ with --trust-bundle, the remote bundle obtained out of band); https_web with a w
 				} else {
 					err = printFederation(cmd.OutOrStdout(), f)
 				}
-				if err != nil || !failed {
+				if err != nil || after == nil {
 					return err
 				}
-				return refreshFailed(f)
+				return after(cmd, f)
 			},
 		}
 		out.addFlags(c)
 		return c
 	}
-	show := one("show", "Show a relationship and the state of its bundle refresh", false,
+	show := one("show", "Show a relationship and the state of its bundle refresh", nil,
 		func(ctx context.Context, c adminv1.AdminClient, r *adminv1.FederationRequest) (*adminv1.Federation, error) {
 			return c.GetFederation(ctx, r)
 		})
-	refresh := one("refresh", "Fetch the remote bundle now (on failure: the state, then exit status 1; the last good bundle is kept)", true,
+	refresh := one("refresh", "Fetch the remote bundle now (on failure: the state, then exit status 1; the last good bundle is kept)",
+		func(_ *cobra.Command, f *adminv1.Federation) error { return refreshFailed(f) },
 		func(ctx context.Context, c adminv1.AdminClient, r *adminv1.FederationRequest) (*adminv1.Federation, error) {
 			return c.RefreshFederation(ctx, r)
 		})
-	del := one("delete", "Delete a relationship: its bundle stops being served to workloads", false,
+	del := one("delete", "Delete a relationship: its bundle stops being served to workloads (entries that name it are warned about)",
+		func(cmd *cobra.Command, f *adminv1.Federation) error {
+			warnStillFederating(cmd, &conn, f.GetTrustDomain())
+			return nil
+		},
 		func(ctx context.Context, c adminv1.AdminClient, r *adminv1.FederationRequest) (*adminv1.Federation, error) {
 			return c.DeleteFederation(ctx, r)
 		})

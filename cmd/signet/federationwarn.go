@@ -67,6 +67,35 @@ func warnUnfederated(cmd *cobra.Command, conn *adminConn, entries []*commonv1.En
 	}
 }
 
+// stillFederatingPage is how many of the entries that federate with a
+// deleted relationship's trust domain warnStillFederating counts.
+const stillFederatingPage = 1000
+
+// warnStillFederating writes to stderr how many entries still federate
+// with td, whose relationship was just deleted: their workloads no longer
+// receive its bundle, until the relationship is created again or the
+// entries are changed. Nothing when there are none or they cannot be
+// listed.
+func warnStillFederating(cmd *cobra.Command, conn *adminConn, td string) {
+	var resp *adminv1.ListEntriesResponse
+	err := conn.call(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
+		resp, err = c.ListEntries(ctx, &adminv1.ListEntriesRequest{FederatesWith: td, PageSize: stillFederatingPage})
+		return err
+	})
+	if err != nil || len(resp.GetEntries()) == 0 {
+		return
+	}
+	what := fmt.Sprintf("%d entries still federate", len(resp.GetEntries()))
+	switch {
+	case resp.GetNextPageToken() != "":
+		what = fmt.Sprintf("%d or more entries still federate", stillFederatingPage)
+	case len(resp.GetEntries()) == 1:
+		what = "1 entry still federates"
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s with %s: their workloads no longer receive its bundle "+
+		"(signet entry list --federates-with %s)\n", what, td, td)
+}
+
 // createdEntries returns the entries of the results that succeeded.
 func createdEntries(results []*adminv1.EntryResult) []*commonv1.Entry {
 	var out []*commonv1.Entry

@@ -284,6 +284,11 @@ func (a *Service) ListEntries(ctx context.Context, req *adminv1.ListEntriesReque
 	if f.Selectors, err = apiconv.SelectorsFromProto(req.GetSelectors()); err != nil {
 		return nil, err
 	}
+	if v := req.GetFederatesWith(); v != "" {
+		if f.FederatesWith, err = spiffeid.TrustDomainFromString(v); err != nil {
+			return nil, errkind.New(errkind.InvalidArgument, "federates_with %q: %v (want a trust domain, such as partner.org)", logsafe.Truncate(v), err)
+		}
+	}
 	entries, err := a.cfg.Store.ListEntries(ctx, f)
 	if err != nil {
 		return nil, err

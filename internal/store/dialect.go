@@ -57,6 +57,9 @@ type dialect struct {
 	// analyze is set when the store keeps the planner statistics of the
 	// tables bulk writes grow (analyze.go).
 	analyze bool
+	// jsonListHas is a condition with one placeholder: the JSON text array
+	// column %s holds that string.
+	jsonListHas string
 }
 
 var sqliteDialect = &dialect{
@@ -66,6 +69,7 @@ var sqliteDialect = &dialect{
 	maxParams:     32766,
 	insert:        "INSERT OR ROLLBACK INTO ",
 	driverInserts: true,
+	jsonListHas:   "? IN (SELECT value FROM json_each(%s))",
 }
 
 var postgresDialect = &dialect{
@@ -79,6 +83,9 @@ var postgresDialect = &dialect{
 	insert:    "INSERT INTO ",
 	copy:      true,
 	analyze:   true,
+	// jsonb_array_elements_text rather than jsonb's ? operator, which
+	// rebind would take for a placeholder.
+	jsonListHas: "? IN (SELECT jsonb_array_elements_text(%s::jsonb))",
 }
 
 // rebind rewrites '?' placeholders into the dialect's form. Queries never

@@ -617,6 +617,9 @@ type EntryFilter struct {
 	// Selectors selects the entries that have all of these selectors (and
 	// possibly more).
 	Selectors []Selector
+	// FederatesWith selects the entries that federate with this trust
+	// domain (and possibly others).
+	FederatesWith spiffeid.TrustDomain
 	// After is a cursor: only entries whose ID sorts after it.
 	After string
 	// Limit caps the number of entries returned; 0 means all.
@@ -636,6 +639,9 @@ func (s *Store) ListEntries(ctx context.Context, f EntryFilter) ([]Entry, error)
 	for _, sel := range SortSelectors(slices.Clone(f.Selectors)) {
 		where = append(where, "id IN (SELECT entry_id FROM entry_selectors WHERE type = ? AND value = ?)")
 		args = append(args, sel.Type, sel.Value)
+	}
+	if !f.FederatesWith.IsZero() {
+		where, args = append(where, fmt.Sprintf(s.d.jsonListHas, "federates_with")), append(args, f.FederatesWith.Name())
 	}
 	if f.After != "" {
 		where, args = append(where, "id > ?"), append(args, f.After)

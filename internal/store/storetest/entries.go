@@ -311,10 +311,16 @@ func testGetNotFound(t *testing.T, s *store.Store) {
 }
 
 func testListFilters(t *testing.T, s *store.Store) {
+	federating := func(e store.Entry, tds ...string) store.Entry {
+		for _, td := range tds {
+			e.FederatesWith = append(e.FederatesWith, spiffeid.RequireTrustDomainFromString(td))
+		}
+		return e
+	}
 	es := create(t, s,
-		entry("web", "n1", "unix:uid:1", "unix:gid:1"),
-		entry("web", "n2", "unix:uid:1"),
-		entry("db", "n1", "unix:uid:2", "unix:gid:1"),
+		federating(entry("web", "n1", "unix:uid:1", "unix:gid:1"), "partner.org"),
+		federating(entry("web", "n2", "unix:uid:1"), "cloud.org", "partner.org"),
+		federating(entry("db", "n1", "unix:uid:2", "unix:gid:1"), "cloud.org"),
 		entry("db", "n2", "unix:uid:2", "unix:gid:1", "k8s:ns:prod"),
 	)
 	ids := func(idx ...int) []string {
@@ -340,6 +346,10 @@ func testListFilters(t *testing.T, s *store.Store) {
 		{"selectors and parent", store.EntryFilter{Selectors: sels("unix:uid:2"), ParentID: id("spiffe://example.org/node/n2")}, ids(3)},
 		{"unknown parent", store.EntryFilter{ParentID: id("spiffe://example.org/node/zz")}, ids()},
 		{"limit", store.EntryFilter{Limit: 2}, ids(0, 1, 2, 3)[:2]},
+		{"federates with", store.EntryFilter{FederatesWith: spiffeid.RequireTrustDomainFromString("partner.org")}, ids(0, 1)},
+		{"federates with and parent", store.EntryFilter{FederatesWith: spiffeid.RequireTrustDomainFromString("cloud.org"),
+			ParentID: id("spiffe://example.org/node/n1")}, ids(2)},
+		{"federates with no entry's", store.EntryFilter{FederatesWith: spiffeid.RequireTrustDomainFromString("part.org")}, ids()},
 	}
 	for _, c := range cases {
 		got, err := s.ListEntries(t.Context(), c.f)

@@ -764,12 +764,15 @@ func (x *GetEntryRequest) GetId() string {
 }
 
 type ListEntriesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ParentId      string                 `protobuf:"bytes,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	SpiffeId      string                 `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
-	Selectors     []*v1.Selector         `protobuf:"bytes,3,rep,name=selectors,proto3" json:"selectors,omitempty"`
-	PageSize      int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ParentId  string                 `protobuf:"bytes,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	SpiffeId  string                 `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Selectors []*v1.Selector         `protobuf:"bytes,3,rep,name=selectors,proto3" json:"selectors,omitempty"`
+	PageSize  int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the entries that federate with this trust domain ("partner.org"
+	// or "spiffe://partner.org").
+	FederatesWith string `protobuf:"bytes,6,opt,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +838,13 @@ func (x *ListEntriesRequest) GetPageSize() int32 {
 func (x *ListEntriesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListEntriesRequest) GetFederatesWith() string {
+	if x != nil {
+		return x.FederatesWith
 	}
 	return ""
 }
@@ -2645,14 +2655,15 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x05entry\x18\x01 \x01(\v2\x17.signet.common.v1.EntryR\x05entry\x120\n" +
 	"\x06status\x18\x02 \x01(\v2\x18.signet.common.v1.StatusR\x06status\"!\n" +
 	"\x0fGetEntryRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xc4\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xeb\x01\n" +
 	"\x12ListEntriesRequest\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\tR\bparentId\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x128\n" +
 	"\tselectors\x18\x03 \x03(\v2\x1a.signet.common.v1.SelectorR\tselectors\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"p\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12%\n" +
+	"\x0efederates_with\x18\x06 \x01(\tR\rfederatesWith\"p\n" +
 	"\x13ListEntriesResponse\x121\n" +
 	"\aentries\x18\x01 \x03(\v2\x17.signet.common.v1.EntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"d\n" +
