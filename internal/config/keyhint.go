@@ -11,7 +11,8 @@ import (
 )
 
 // maxListedKeys is how many accepted keys an unknown key's error lists
-// when it has no close match; a larger section points at the flags.
+// when it has no close match; a larger section of a configuration with
+// flags points at the flags instead.
 const maxListedKeys = 16
 
 // keyHint says what to write instead of the unknown key of the section at
@@ -25,14 +26,14 @@ func keyHint(path, key string, fields map[string]reflect.Type, flagKeys map[stri
 	if _, ok := fields[norm]; ok {
 		return fmt.Sprintf("did you mean %s?", in(norm))
 	}
-	if path, ok := flagKeys[norm]; ok {
-		return fmt.Sprintf("did you mean %s (the key of --%s)?", path, strings.ReplaceAll(norm, "_", "-"))
+	if keyPath, ok := flagKeys[norm]; ok {
+		return fmt.Sprintf("did you mean %s (the key of --%s)?", keyPath, strings.ReplaceAll(norm, "_", "-"))
 	}
 	known := slices.Sorted(maps.Keys(fields))
 	if best := suggest.Closest(norm, known); best != "" {
 		return fmt.Sprintf("did you mean %s?", in(best))
 	}
-	if len(known) > maxListedKeys {
+	if len(known) > maxListedKeys && len(flagKeys) > 0 {
 		return fmt.Sprintf("this section has %d keys (%s, …); every flag has one: --store-driver is store.driver",
 			len(known), strings.Join(known[:maxListedKeys/2], ", "))
 	}
