@@ -81,6 +81,8 @@ func TestDecodeErrors(t *testing.T) {
 			"line 1: bind_adress is not a known key: did you mean bind_address?\nline 3: store.dsnfile is not a known key: did you mean store.dsn_file?"},
 		{"nothing close, few keys", "store:\n  password: x\n", `line 2: store.password is not a known key: use one of driver, dsn, dsn_file`},
 		{"nothing close, many keys", "colour: blue\n", `line 1: colour is not a known key: this section has `},
+		{"not a mapping", "- a\n", `line 1: the configuration: want a mapping of keys`},
+		{"a section not a mapping", "store: [1]\n", `line 1: store: want a mapping of keys`},
 		{"bad duration", "default_x509_ttl: soon\n", `"soon" is not a duration`},
 		{"negative duration", "agent_ttl: -1h\n", `is not a duration`},
 		{"wrong type", "admin_uids: root\n", `line 1`},

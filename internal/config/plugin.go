@@ -103,7 +103,11 @@ func checkKeys(path string, n *yaml.Node, t reflect.Type, flagKeys map[string]st
 		return // a scalar decoded by UnmarshalText (spiffeid.ID, netip.Prefix): Decode reports its errors
 	}
 	if want, kind := nodeKind(t); want != "" && n.Kind != kind {
-		*errs = append(*errs, fmt.Errorf("line %d: %s: want %s", n.Line, path, want))
+		name := path
+		if name == "" {
+			name = "the configuration" // a whole file that is not a mapping
+		}
+		*errs = append(*errs, fmt.Errorf("line %d: %s: want %s", n.Line, name, want))
 		return
 	}
 	switch t.Kind() {
